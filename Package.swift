@@ -1,0 +1,45 @@
+// swift-tools-version:6.0
+// Mamba-2 for Swift: the SSD layer, the Mamba-2 language model, and the `mamba2` command.
+import PackageDescription
+
+let package = Package(
+    name: "Mamba2",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "Mamba2", targets: ["Mamba2"]),
+        .executable(name: "mamba2", targets: ["mamba2"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // Small C kernels (vectorized loops the SSD and the model run per element) and the door to the BLAS.
+        // On Linux OpenBLAS is linked statically, so the release binary starts on machines without any
+        // BLAS shared library (the GPU machines have none). On macOS the BLAS is Accelerate.
+        .target(
+            name: "CMamba2Kernels",
+            cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast", "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"])],
+            linkerSettings: [
+                .unsafeFlags(["-Xlinker", "-l:libopenblas.a", "-Xlinker", "-lpthread"], .when(platforms: [.linux])),
+                .linkedFramework("Accelerate", .when(platforms: [.macOS])),
+            ]
+        ),
+        // The library: math, SSD layer, model, checkpoints. No terminal I/O.
+        .target(
+            name: "Mamba2",
+            dependencies: ["CMamba2Kernels"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+        ),
+        // The command line: parses arguments and calls the library.
+        .executableTarget(
+            name: "mamba2",
+            dependencies: ["Mamba2", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(
+            name: "Mamba2Tests",
+            dependencies: ["Mamba2"],
+            exclude: ["Fixtures"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,60 @@
+// C kernels for Mamba-2: the BLAS door and the small vectorized loops that run per element.
+//
+// Each kernel is a plain loop over contiguous float32 memory, written so that the compiler vectorizes it;
+// hot ones are compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time (target_clones).
+// Glossary (as in the paper): L sequence length, H heads, P head dim, N state size, G groups, Q chunk.
+#ifndef CMAMBA2_KERNELS_H
+#define CMAMBA2_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- BLAS -------------------------------------------------------------------------------------------
+// Row-major single-precision GEMM: C = alpha * op(A) * op(B) + beta * C.
+// transA/transB: 0 = as stored, 1 = transposed. Calls the linked BLAS (OpenBLAS or Accelerate).
+void mk_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc);
+// Reference GEMM with the same contract: the plain triple loop that tests compare the BLAS against,
+// and the fallback when no BLAS is wanted (MAMBA2_BLAS=builtin).
+void mk_sgemm_builtin(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc);
+// Threads the BLAS itself may use for one call. We run the BLAS single-threaded and split work across
+// cores ourselves, so that concurrent small GEMMs (one per head) do not oversubscribe the cores.
+void mk_blas_set_threads(int n);
+// 1 when the BLAS calls go to the built-in loop instead of OpenBLAS/Accelerate.
+void mk_blas_use_builtin(int on);
+int mk_blas_is_builtin(void);
+// A short name of the linked BLAS, for reports ("OpenBLAS 0.3.21 ...", "Accelerate").
+const char *mk_blas_name(void);
+
+// ---- elementwise ------------------------------------------------------------------------------------
+// out[i] = exp(in[i]) for in[i] <= 0 range-reduced polynomial, ~1 ulp, vectorizable; in may equal out.
+void mk_vexp(size_t n, const float *in, float *out);
+// x[i] = x[i] * sigmoid(x[i])
+void mk_silu_inplace(size_t n, float *x);
+// y[i] = y[i] * silu(z[i])
+void mk_mul_silu(size_t n, float *y, const float *z);
+// softplus with the reference threshold: x <= 20 ? log1p(exp(x)) : x
+float mk_softplus(float x);
+
+// ---- SSD --------------------------------------------------------------------------------------------
+// One recurrent step of one head: state (P, N) <- decay * state + (dt * x) ⊗ B;  y[p] = state[p, :] · C.
+void mk_ssd_step(int P, int N, float *state, float decay, float dt, const float *x, const float *B,
+                 const float *C, float *y);
+// Intra-chunk decay matrix of one head, lower triangle: M[t, s] = CB[t, s] * exp(min(cum[t] - cum[s], 0)) * dt[s]
+// with cum the inclusive cumulative sum of dt·A over the chunk (double, so long spans keep precision)
+// for s <= t, 0 above the diagonal. CB (Q, Q) row stride ldcb, M (Q, Q) row stride ldm.
+void mk_ssd_decay_mask(int Q, const float *CB, int ldcb, const double *cum, const float *dt, float *M, int ldm);
+
+// ---- norms ------------------------------------------------------------------------------------------
+// out = x / sqrt(mean(x^2) + eps) * w over n elements; out may equal x.
+void mk_rmsnorm(size_t n, const float *x, const float *w, float eps, float *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

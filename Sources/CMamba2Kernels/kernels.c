@@ -1,0 +1,167 @@
+// Vectorized per-element kernels and the BLAS door. See CMamba2Kernels.h for the contracts.
+#include "CMamba2Kernels.h"
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__linux__)
+#define MK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define MK_CLONES
+#endif
+
+// ---- BLAS -------------------------------------------------------------------------------------------
+#if defined(__APPLE__)
+#include <Accelerate/Accelerate.h>
+#define MK_HAVE_OPENBLAS 0
+#else
+// Declared here rather than through cblas.h, whose install path differs between distributions.
+enum { MkRowMajor = 101, MkNoTrans = 111, MkTrans = 112 };
+void cblas_sgemm(int order, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc);
+void openblas_set_num_threads(int n);
+char *openblas_get_config(void);
+#define MK_HAVE_OPENBLAS 1
+#endif
+
+static int mk_builtin = 0;
+void mk_blas_use_builtin(int on) { mk_builtin = on; }
+int mk_blas_is_builtin(void) { return mk_builtin; }
+
+void mk_blas_set_threads(int n) {
+#if MK_HAVE_OPENBLAS
+    openblas_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+
+const char *mk_blas_name(void) {
+    if (mk_builtin) return "built-in";
+#if MK_HAVE_OPENBLAS
+    return openblas_get_config();
+#else
+    return "Accelerate";
+#endif
+}
+
+MK_CLONES
+void mk_sgemm_builtin(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc) {
+    float brow[4096];
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        if (beta == 0.0f) memset(c, 0, sizeof(float) * (size_t)N);
+        else if (beta != 1.0f) for (int j = 0; j < N; j++) c[j] *= beta;
+    }
+    // i-k-j order: the innermost loop runs along a row of B and C, contiguous when B is not transposed.
+    for (int j0 = 0; j0 < N; j0 += 4096) {
+        int nb = N - j0 < 4096 ? N - j0 : 4096;
+        for (int k = 0; k < K; k++) {
+            const float *b;
+            if (!transB) b = B + (size_t)k * ldb + j0;
+            else { for (int j = 0; j < nb; j++) brow[j] = B[(size_t)(j0 + j) * ldb + k]; b = brow; }
+            for (int i = 0; i < M; i++) {
+                float a = alpha * (transA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
+                float *c = C + (size_t)i * ldc + j0;
+                for (int j = 0; j < nb; j++) c[j] += a * b[j];
+            }
+        }
+    }
+}
+
+void mk_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (mk_builtin) {
+        mk_sgemm_builtin(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#if defined(__APPLE__)
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+    cblas_sgemm(MkRowMajor, transA ? MkTrans : MkNoTrans, transB ? MkTrans : MkNoTrans,
+                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+}
+
+// ---- elementwise ------------------------------------------------------------------------------------
+// exp by range reduction x = n·ln2 + r, |r| <= ln2/2, and a degree-6 polynomial for exp(r) (Cephes
+// coefficients); about 1 ulp. Inlined into loops so that they vectorize, which libm's expf does not.
+static inline float mk_expf(float x) {
+    float xc = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
+    float fx = floorf(xc * 1.44269504088896341f + 0.5f);
+    float r = xc - fx * 0.693359375f;
+    r = r - fx * -2.12194440e-4f;
+    float y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * (r * r) + r + 1.0f;
+    union { int32_t i; float f; } s;
+    s.i = ((int32_t)fx + 127) << 23;
+    float out = y * s.f;
+    return x < -87.3f ? 0.0f : out;
+}
+
+MK_CLONES
+void mk_vexp(size_t n, const float *in, float *out) {
+    for (size_t i = 0; i < n; i++) out[i] = mk_expf(in[i]);
+}
+
+MK_CLONES
+void mk_silu_inplace(size_t n, float *x) {
+    for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + mk_expf(-x[i]));
+}
+
+MK_CLONES
+void mk_mul_silu(size_t n, float *y, const float *z) {
+    for (size_t i = 0; i < n; i++) y[i] = y[i] * (z[i] / (1.0f + mk_expf(-z[i])));
+}
+
+float mk_softplus(float x) { return x <= 20.0f ? log1pf(expf(x)) : x; }
+
+// ---- SSD --------------------------------------------------------------------------------------------
+MK_CLONES
+void mk_ssd_step(int P, int N, float *state, float decay, float dt, const float *x, const float *B,
+                 const float *C, float *y) {
+    for (int p = 0; p < P; p++) {
+        float *s = state + (size_t)p * N;
+        const float xp = dt * x[p];
+        float acc = 0.0f;
+        for (int n = 0; n < N; n++) {
+            float v = decay * s[n] + xp * B[n];
+            s[n] = v;
+            acc += v * C[n];
+        }
+        y[p] = acc;
+    }
+}
+
+MK_CLONES
+void mk_ssd_decay_mask(int Q, const float *CB, int ldcb, const double *cum, const float *dt, float *M, int ldm) {
+    for (int t = 0; t < Q; t++) {
+        const double ct = cum[t];
+        const float *cb = CB + (size_t)t * ldcb;
+        float *m = M + (size_t)t * ldm;
+        for (int s = 0; s <= t; s++) {
+            // The difference is taken in double: over a long span the cumulative sums grow large and a
+            // float difference of two large sums would lose the small exponent that matters.
+            float d = (float)(ct - cum[s]);
+            d = d < 0.0f ? d : 0.0f;   // a segment sum of dt·A ≤ 0; clamp rounding noise, never exp(+big)
+            m[s] = cb[s] * mk_expf(d) * dt[s];
+        }
+        for (int s = t + 1; s < Q; s++) m[s] = 0.0f;
+    }
+}
+
+// ---- norms ------------------------------------------------------------------------------------------
+MK_CLONES
+void mk_rmsnorm(size_t n, const float *x, const float *w, float eps, float *out) {
+    float ss = 0.0f;
+    for (size_t i = 0; i < n; i++) ss += x[i] * x[i];
+    const float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    for (size_t i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}

@@ -1,0 +1,68 @@
+import CMamba2Kernels
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The door to the matrix-multiply library (OpenBLAS on Linux, linked statically; Accelerate on macOS).
+///
+/// The BLAS runs single-threaded: the library splits work across cores itself (`Parallel`), so that many
+/// small per-head GEMMs run side by side instead of each spinning up the BLAS's own threads.
+public enum BLAS {
+    /// Called once before first use (idempotent).
+    static let configured: Bool = {
+        mk_blas_set_threads(1)
+        if let v = getenv("MAMBA2_BLAS"), String(cString: v) == "builtin" { mk_blas_use_builtin(1) }
+        return true
+    }()
+
+    /// Row-major C = alpha·op(A)·op(B) + beta·C, with A (M×K) or its transpose, B (K×N) or its transpose.
+    @inline(__always)
+    public static func sgemm(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        _ = configured
+        mk_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda),
+                 b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// A GEMM large enough to share: splits the N columns of C into one block per core. Same contract.
+    public static func sgemmParallel(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        let threads = Parallel.threadCount
+        // Below ~1M multiply-adds the split costs more than it saves.
+        if threads == 1 || m * n * k < 1 << 20 || n < 64 {
+            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                  b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            return
+        }
+        // Blocks are multiples of 16 columns so each stays vector-aligned within a row.
+        let block = ((n + threads - 1) / threads + 15) / 16 * 16
+        let blocks = (n + block - 1) / block
+        let aBits = UInt(bitPattern: a), bBits = UInt(bitPattern: b), cBits = UInt(bitPattern: c)
+        Parallel.forEach(blocks) { i in
+            let j0 = i * block
+            let nb = min(block, n - j0)
+            let bp = UnsafePointer<Float>(bitPattern: bBits)! + (transB ? j0 * ldb : j0)
+            sgemm(transA: transA, transB: transB, m: m, n: nb, k: k, alpha: alpha,
+                  a: UnsafePointer<Float>(bitPattern: aBits)!, lda: lda, b: bp, ldb: ldb, beta: beta,
+                  c: UnsafeMutablePointer<Float>(bitPattern: cBits)! + j0, ldc: ldc)
+        }
+    }
+
+    /// Route every GEMM through the plain built-in loop (true) or the linked BLAS (false).
+    /// Also settable at start-up with the environment variable MAMBA2_BLAS=builtin.
+    public static var useBuiltin: Bool {
+        get { _ = configured; return mk_blas_is_builtin() != 0 }
+        set { _ = configured; mk_blas_use_builtin(newValue ? 1 : 0) }
+    }
+
+    /// The BLAS in use, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64".
+    public static var name: String { _ = configured; return String(cString: mk_blas_name()) }
+}

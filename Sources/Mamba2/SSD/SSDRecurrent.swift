@@ -1,0 +1,55 @@
+import CMamba2Kernels
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The recurrent form: one token at a time, h_t = exp(dt_t·A)·h_{t−1} + dt_t·x_t⊗B_t, y_t = h_t·C_t.
+/// Linear in L, memory of one (P, N) state per head. The plain reference every other form is tested
+/// against, and (one token long) the decode step. Threaded over (row, head), vectorized over N.
+enum SSDRecurrent {
+    /// Writes the SSM output (before D and the gate) to y (b, L, H, P) and the states.
+    static func run(_ pr: SSDProblem, y: UnsafeMutablePointer<Float>, finalStates: UnsafeMutablePointer<Float>,
+                    sequenceStates: UnsafeMutablePointer<Float>) {
+        let (L, H, P, G, N) = (pr.L, pr.H, pr.P, pr.G, pr.N)
+        let stateSize = P * N
+        let yS = SharedPointer(y), finS = SharedPointer(finalStates), seqS = SharedPointer(sequenceStates)
+        pr.input.x.data.withUnsafeBufferPointer { xBuf in
+        pr.input.B.data.withUnsafeBufferPointer { bBuf in
+        pr.input.C.data.withUnsafeBufferPointer { cBuf in
+        pr.dt.withUnsafeBufferPointer { dtBuf in
+            let x = SharedPointer(xBuf.baseAddress!), B = SharedPointer(bBuf.baseAddress!)
+            let C = SharedPointer(cBuf.baseAddress!), dt = SharedPointer(dtBuf.baseAddress!)
+            Parallel.forEach(pr.b * H) { job in
+                let (r, h) = (job / H, job % H)
+                let g = h / pr.headsPerGroup
+                let a = pr.A[h]
+                let state = UnsafeMutablePointer<Float>.allocate(capacity: stateSize)
+                defer { state.deallocate() }
+                for seg in pr.segments[r] {
+                    loadInitialState(pr, row: r, head: h, first: seg.first, into: state)
+                    for t in seg.start..<seg.end {
+                        let rt = r * L + t
+                        let d = dt.p[rt * H + h]
+                        mk_ssd_step(Int32(P), Int32(N), state, expf(d * a), d, x.p + (rt * H + h) * P,
+                                    B.p + (rt * G + g) * N, C.p + (rt * G + g) * N, yS.p + (rt * H + h) * P)
+                    }
+                    (seqS.p + (seg.ordinal * H + h) * stateSize).update(from: state, count: stateSize)
+                }
+                (finS.p + (r * H + h) * stateSize).update(from: state, count: stateSize)
+            }
+        }}}}
+    }
+
+    /// state ← the row's initial state for its first sequence, zeros for every later one.
+    static func loadInitialState(_ pr: SSDProblem, row r: Int, head h: Int, first: Bool,
+                                 into state: UnsafeMutablePointer<Float>) {
+        let size = pr.P * pr.N
+        if first, let h0 = pr.input.initialStates {
+            h0.data.withUnsafeBufferPointer { state.update(from: $0.baseAddress! + (r * pr.H + h) * size, count: size) }
+        } else {
+            state.initialize(repeating: 0, count: size)
+        }
+    }
+}
