@@ -4,7 +4,7 @@ import PackageDescription
 
 let package = Package(
     name: "Mamba2",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "Mamba2", targets: ["Mamba2"]),
         .executable(name: "mamba2", targets: ["mamba2"]),

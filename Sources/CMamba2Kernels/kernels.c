@@ -125,18 +125,26 @@ float mk_softplus(float x) { return x <= 20.0f ? log1pf(expf(x)) : x; }
 
 // ---- SSD --------------------------------------------------------------------------------------------
 MK_CLONES
-void mk_ssd_step(int P, int N, float *state, float decay, float dt, const float *x, const float *B,
-                 const float *C, float *y) {
-    for (int p = 0; p < P; p++) {
-        float *s = state + (size_t)p * N;
-        const float xp = dt * x[p];
-        float acc = 0.0f;
-        for (int n = 0; n < N; n++) {
-            float v = decay * s[n] + xp * B[n];
-            s[n] = v;
-            acc += v * C[n];
+void mk_ssd_scan(int L, int P, int N, float *state, const float *decay, const float *dt,
+                 const float *x, long xs, const float *B, long bs, const float *C, long cs, float *y, long ys) {
+    enum { TB = 32 };  // tokens per block: B and C of a block (2·TB·N floats) stay in L1/L2
+    for (int t0 = 0; t0 < L; t0 += TB) {
+        const int t1 = L < t0 + TB ? L : t0 + TB;
+        for (int p = 0; p < P; p++) {
+            float *s = state + (size_t)p * N;
+            for (int t = t0; t < t1; t++) {
+                const float a = decay[t];
+                const float xp = dt[t] * x[(size_t)t * xs + p];
+                const float *b = B + (size_t)t * bs, *c = C + (size_t)t * cs;
+                float acc = 0.0f;
+                for (int n = 0; n < N; n++) {
+                    float v = a * s[n] + xp * b[n];
+                    s[n] = v;
+                    acc += v * c[n];
+                }
+                y[(size_t)t * ys + p] = acc;
+            }
         }
-        y[p] = acc;
     }
 }
 

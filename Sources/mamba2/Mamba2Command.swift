@@ -3,6 +3,22 @@ import Mamba2
 
 @main
 struct Mamba2Command: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "mamba2", abstract: "Mamba-2 in Swift")
-    func run() throws { print(BLAS.name) }
+    static let configuration = CommandConfiguration(
+        commandName: "mamba2",
+        abstract: "Mamba-2 state space models in Swift: the SSD layer, checkpoints, inference.",
+        subcommands: [DemoCommand.self, BenchCommand.self]
+    )
+}
+
+/// Options every compute command shares.
+struct ComputeOptions: ParsableArguments {
+    @Option(name: .long, help: "Threads to use (default: all cores).")
+    var threads: Int?
+
+    func apply() throws {
+        if let threads {
+            guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+            Parallel.threadCount = threads
+        }
+    }
 }

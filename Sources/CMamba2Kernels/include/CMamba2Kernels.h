@@ -42,9 +42,12 @@ void mk_mul_silu(size_t n, float *y, const float *z);
 float mk_softplus(float x);
 
 // ---- SSD --------------------------------------------------------------------------------------------
-// One recurrent step of one head: state (P, N) <- decay * state + (dt * x) ⊗ B;  y[p] = state[p, :] · C.
-void mk_ssd_step(int P, int N, float *state, float decay, float dt, const float *x, const float *B,
-                 const float *C, float *y);
+// The recurrence of one head over L tokens: for each t,
+//   state (P, N) <- decay[t] * state + (dt[t] * x_t) ⊗ B_t;   y_t[p] = state[p, :] · C_t.
+// x_t = x + t*xs (P floats), B_t = B + t*bs, C_t = C + t*cs (N floats), y_t = y + t*ys (P floats).
+// Loops run over time inside each state row, so a row stays in L1 while a block of tokens streams by.
+void mk_ssd_scan(int L, int P, int N, float *state, const float *decay, const float *dt,
+                 const float *x, long xs, const float *B, long bs, const float *C, long cs, float *y, long ys);
 // Intra-chunk decay matrix of one head, lower triangle: M[t, s] = CB[t, s] * exp(min(cum[t] - cum[s], 0)) * dt[s]
 // with cum the inclusive cumulative sum of dt·A over the chunk (double, so long spans keep precision)
 // for s <= t, 0 above the diagonal. CB (Q, Q) row stride ldcb, M (Q, Q) row stride ldm.

@@ -25,8 +25,11 @@ public enum BLAS {
         beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         _ = configured
+        let profile = GEMMProfile.enabled
+        let t0 = profile ? monotonicSeconds() : 0
         mk_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda),
                  b, Int32(ldb), beta, c, Int32(ldc))
+        if profile { GEMMProfile.add(monotonicSeconds() - t0) }
     }
 
     /// A GEMM large enough to share: splits the N columns of C into one block per core. Same contract.

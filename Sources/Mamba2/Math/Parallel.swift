@@ -35,6 +35,16 @@ public enum Parallel {
     }
 }
 
+extension Parallel {
+    /// Splits 0..<count into at most `threadCount` contiguous stripes and runs body(stripe, range) for
+    /// each on its own thread. Lets a caller give each thread its own scratch memory (index by stripe).
+    public static func forEachStripe(_ count: Int, _ body: (Int, Range<Int>) -> Void) {
+        if count <= 0 { return }
+        let stripes = min(count, threadCount)
+        forEach(stripes) { s in body(s, (s * count / stripes)..<((s + 1) * count / stripes)) }
+    }
+}
+
 /// Hands a value to worker threads. Sound only where the workers touch disjoint data, which is how every
 /// caller of `Parallel.forEach` uses it.
 struct UncheckedSendable<T>: @unchecked Sendable {

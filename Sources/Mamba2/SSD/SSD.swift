@@ -28,14 +28,16 @@ public enum SSD {
         return SSDOutput(y: y, finalStates: fin, sequenceStates: seq, form: form)
     }
 
-    /// The automatic choice. The recurrence wins while a sequence is too short to fill a chunk's GEMMs;
-    /// beyond that the chunked form's matrix products win. Thresholds measured by `mamba2 bench ssd`.
+    /// The automatic choice. Measured with `mamba2 bench ssd` on the mamba2-130m layer (2 cores, AVX-512):
+    /// the chunked form is ahead from 2 tokens on (its GEMMs beat the recurrence's streaming of the
+    /// state through cache), so the recurrence runs only single tokens, the decode step. The quadratic
+    /// form is never chosen: its L×L matrix costs O(L²) memory and time.
     public static func chooseForm(length L: Int, chunkSize: Int) -> SSDForm {
         L < recurrentBelow ? .recurrent : .chunked
     }
 
     /// Sequences shorter than this run as a recurrence under `auto`.
-    nonisolated(unsafe) public static var recurrentBelow = 64
+    nonisolated(unsafe) public static var recurrentBelow = 2
 
     /// y ← (y + D·x) · silu(z), per token, in parallel over rows of tokens.
     static func applySkipAndGate(_ pr: SSDProblem, y: UnsafeMutablePointer<Float>) {

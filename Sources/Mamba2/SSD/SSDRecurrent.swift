@@ -26,15 +26,21 @@ enum SSDRecurrent {
                 let g = h / pr.headsPerGroup
                 let a = pr.A[h]
                 let state = UnsafeMutablePointer<Float>.allocate(capacity: stateSize)
-                defer { state.deallocate() }
+                let dth = UnsafeMutablePointer<Float>.allocate(capacity: L)
+                let decay = UnsafeMutablePointer<Float>.allocate(capacity: L)
+                defer { state.deallocate(); dth.deallocate(); decay.deallocate() }
                 for seg in pr.segments[r] {
                     loadInitialState(pr, row: r, head: h, first: seg.first, into: state)
-                    for t in seg.start..<seg.end {
-                        let rt = r * L + t
-                        let d = dt.p[rt * H + h]
-                        mk_ssd_step(Int32(P), Int32(N), state, expf(d * a), d, x.p + (rt * H + h) * P,
-                                    B.p + (rt * G + g) * N, C.p + (rt * G + g) * N, yS.p + (rt * H + h) * P)
+                    let n = seg.end - seg.start
+                    let rt0 = r * L + seg.start
+                    for t in 0..<n {
+                        let d = dt.p[(rt0 + t) * H + h]
+                        dth[t] = d
+                        decay[t] = expf(d * a)
                     }
+                    mk_ssd_scan(Int32(n), Int32(P), Int32(N), state, decay, dth,
+                                x.p + (rt0 * H + h) * P, H * P, B.p + (rt0 * G + g) * N, G * N,
+                                C.p + (rt0 * G + g) * N, G * N, yS.p + (rt0 * H + h) * P, H * P)
                     (seqS.p + (seg.ordinal * H + h) * stateSize).update(from: state, count: stateSize)
                 }
                 (finS.p + (r * H + h) * stateSize).update(from: state, count: stateSize)
