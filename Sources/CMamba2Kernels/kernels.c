@@ -165,6 +165,47 @@ void mk_ssd_decay_mask(int Q, const float *CB, int ldcb, const double *cum, cons
     }
 }
 
+// ---- model ------------------------------------------------------------------------------------------
+MK_CLONES
+void mk_causal_conv_silu(int T, int C, int K, const float *in, long ldin, const float *hist, const float *wT,
+                         const float *bias, float *out, long ldout) {
+    for (int t = 0; t < T; t++) {
+        float *o = out + (size_t)t * ldout;
+        if (bias) memcpy(o, bias, sizeof(float) * (size_t)C); else memset(o, 0, sizeof(float) * (size_t)C);
+        for (int k = 0; k < K; k++) {
+            const int src = t - (K - 1) + k;
+            const float *row;
+            if (src >= 0) row = in + (size_t)src * ldin;
+            else if (hist) row = hist + (size_t)(K - 1 + src) * C;
+            else continue;
+            const float *w = wT + (size_t)k * C;
+            for (int c = 0; c < C; c++) o[c] += w[c] * row[c];
+        }
+        for (int c = 0; c < C; c++) o[c] = o[c] / (1.0f + mk_expf(-o[c]));
+    }
+}
+
+MK_CLONES
+void mk_gated_rmsnorm(int n, int gs, const float *y, const float *z, const float *w, float eps, int normBeforeGate,
+                      float *out) {
+    for (int g0 = 0; g0 < n; g0 += gs) {
+        float ss = 0.0f;
+        if (normBeforeGate) {
+            for (int i = g0; i < g0 + gs; i++) ss += y[i] * y[i];
+            const float scale = 1.0f / sqrtf(ss / (float)gs + eps);
+            for (int i = g0; i < g0 + gs; i++) out[i] = y[i] * scale * w[i] * (z[i] / (1.0f + mk_expf(-z[i])));
+        } else {
+            for (int i = g0; i < g0 + gs; i++) {
+                const float v = y[i] * (z[i] / (1.0f + mk_expf(-z[i])));
+                out[i] = v;
+                ss += v * v;
+            }
+            const float scale = 1.0f / sqrtf(ss / (float)gs + eps);
+            for (int i = g0; i < g0 + gs; i++) out[i] = out[i] * scale * w[i];
+        }
+    }
+}
+
 // ---- norms ------------------------------------------------------------------------------------------
 MK_CLONES
 void mk_rmsnorm(size_t n, const float *x, const float *w, float eps, float *out) {

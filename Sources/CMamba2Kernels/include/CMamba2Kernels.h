@@ -53,6 +53,18 @@ void mk_ssd_scan(int L, int P, int N, float *state, const float *decay, const fl
 // for s <= t, 0 above the diagonal. CB (Q, Q) row stride ldcb, M (Q, Q) row stride ldm.
 void mk_ssd_decay_mask(int Q, const float *CB, int ldcb, const double *cum, const float *dt, float *M, int ldm);
 
+// ---- model ------------------------------------------------------------------------------------------
+// Causal depthwise convolution + SiLU over one sequence of T tokens and C channels, width K:
+//   out[t, c] = silu(bias[c] + Σ_k wT[k, c] · in[t − (K−1) + k, c])
+// where inputs before t = 0 come from hist ((K−1) rows, oldest first; NULL means zeros).
+// in rows have stride ldin; out is (T, C) with stride ldout; wT is the filter transposed to (K, C).
+void mk_causal_conv_silu(int T, int C, int K, const float *in, long ldin, const float *hist, const float *wT,
+                         const float *bias, float *out, long ldout);
+// Gated RMSNorm of mamba_ssm (norm_before_gate = false), over n channels in groups of gs:
+//   v = y · silu(z);  out = v / sqrt(mean_group(v²) + eps) · w.   (norm_before_gate = true: norm y, then gate)
+void mk_gated_rmsnorm(int n, int gs, const float *y, const float *z, const float *w, float eps, int normBeforeGate,
+                      float *out);
+
 // ---- norms ------------------------------------------------------------------------------------------
 // out = x / sqrt(mean(x^2) + eps) * w over n elements; out may equal x.
 void mk_rmsnorm(size_t n, const float *x, const float *w, float eps, float *out);

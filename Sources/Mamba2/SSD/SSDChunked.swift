@@ -45,10 +45,9 @@ enum SSDChunked {
             let C = SharedPointer(cBuf.baseAddress!), dt = SharedPointer(dtBuf.baseAddress!)
             for r in 0..<pr.b {
                 for seg in pr.segments[r] {
-                    // A new sequence: the row's initial state for its first sequence, zeros after.
-                    let hasInitial = seg.first && pr.input.initialStates != nil
-                    for h in 0..<H { SSDRecurrent.loadInitialState(pr, row: r, head: h, first: seg.first, into: states + h * stateSize) }
-                    var stateIsZero = !hasInitial
+                    // A new sequence: its given state (see SSDInput), else zeros.
+                    for h in 0..<H { pr.loadInitialState(row: r, head: h, segment: seg, into: states + h * stateSize) }
+                    var stateIsZero = !pr.hasInitialState(seg)
                     var c0 = seg.start
                     while c0 < seg.end {
                         let q = min(chunkSize, seg.end - c0)

@@ -39,15 +39,20 @@ public struct SSDInput: Sendable {
     public var dtBias: Tensor?
     /// (b, H, P, N): state before the first token of each row. Absent: zeros.
     public var initialStates: Tensor?
+    /// (S, H, P, N): a state for every sequence of a packed input (S sequences over all rows, in order),
+    /// for continuing several prompts at once. Takes the place of `initialStates`. Absent: zeros.
+    public var sequenceInitialStates: Tensor?
     /// (b, L): sequence index per token for packed variable-length rows; the state resets wherever the
     /// index changes. Indices must not decrease along a row. The initial state (if any) belongs to the
     /// first sequence of its row. Absent: each row is one sequence.
     public var seqIdx: [Int32]?
 
     public init(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor? = nil, z: Tensor? = nil,
-                dtBias: Tensor? = nil, initialStates: Tensor? = nil, seqIdx: [Int32]? = nil) {
+                dtBias: Tensor? = nil, initialStates: Tensor? = nil, sequenceInitialStates: Tensor? = nil,
+                seqIdx: [Int32]? = nil) {
         self.x = x; self.dt = dt; self.A = A; self.B = B; self.C = C; self.D = D; self.z = z
-        self.dtBias = dtBias; self.initialStates = initialStates; self.seqIdx = seqIdx
+        self.dtBias = dtBias; self.initialStates = initialStates
+        self.sequenceInitialStates = sequenceInitialStates; self.seqIdx = seqIdx
     }
 }
 

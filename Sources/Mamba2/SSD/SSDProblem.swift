@@ -101,6 +101,14 @@ struct SSDProblem {
             throw Mamba2Error.invalidArgument("dt", reason: "after bias, softplus and clamp, dt must be finite and ≥ 0 (enable softplus or a dt_limit)")
         }
 
+        if let s0 = input.sequenceInitialStates {
+            guard s0.shape == [ordinal, H, P, N] else {
+                throw Mamba2Error.shape(argument: "sequence_initial_states", expected: "(S, H, P, N) = \([ordinal, H, P, N]) for \(ordinal) sequences", got: s0.shape)
+            }
+            guard input.initialStates == nil else {
+                throw Mamba2Error.invalidArgument("sequence_initial_states", reason: "give either initial_states or sequence_initial_states, not both")
+            }
+        }
         self.b = b; self.L = L; self.H = H; self.P = P; self.G = G; self.N = N
         self.headsPerGroup = H / G
         self.input = input
@@ -108,6 +116,23 @@ struct SSDProblem {
         self.A = input.A.data
         self.segments = segments
         self.sequenceCount = ordinal
+    }
+
+    /// True when the sequence starts from a given (non-zero) state.
+    func hasInitialState(_ seg: Segment) -> Bool {
+        input.sequenceInitialStates != nil || (seg.first && input.initialStates != nil)
+    }
+
+    /// state (P, N) ← the given state of this sequence and head, or zeros.
+    func loadInitialState(row r: Int, head h: Int, segment seg: Segment, into state: UnsafeMutablePointer<Float>) {
+        let size = P * N
+        if let s0 = input.sequenceInitialStates {
+            s0.data.withUnsafeBufferPointer { state.update(from: $0.baseAddress! + (seg.ordinal * H + h) * size, count: size) }
+        } else if seg.first, let h0 = input.initialStates {
+            h0.data.withUnsafeBufferPointer { state.update(from: $0.baseAddress! + (r * H + h) * size, count: size) }
+        } else {
+            state.initialize(repeating: 0, count: size)
+        }
     }
 
     /// 5·H·P·N flops per token: what every form is credited with in benchmarks (the recurrence's work).

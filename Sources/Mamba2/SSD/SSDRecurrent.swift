@@ -30,7 +30,7 @@ enum SSDRecurrent {
                 let decay = UnsafeMutablePointer<Float>.allocate(capacity: L)
                 defer { state.deallocate(); dth.deallocate(); decay.deallocate() }
                 for seg in pr.segments[r] {
-                    loadInitialState(pr, row: r, head: h, first: seg.first, into: state)
+                    pr.loadInitialState(row: r, head: h, segment: seg, into: state)
                     let n = seg.end - seg.start
                     let rt0 = r * L + seg.start
                     for t in 0..<n {
@@ -46,16 +46,5 @@ enum SSDRecurrent {
                 (finS.p + (r * H + h) * stateSize).update(from: state, count: stateSize)
             }
         }}}}
-    }
-
-    /// state ← the row's initial state for its first sequence, zeros for every later one.
-    static func loadInitialState(_ pr: SSDProblem, row r: Int, head h: Int, first: Bool,
-                                 into state: UnsafeMutablePointer<Float>) {
-        let size = pr.P * pr.N
-        if first, let h0 = pr.input.initialStates {
-            h0.data.withUnsafeBufferPointer { state.update(from: $0.baseAddress! + (r * pr.H + h) * size, count: size) }
-        } else {
-            state.initialize(repeating: 0, count: size)
-        }
     }
 }

@@ -1,0 +1,93 @@
+/// Finds and reads the weights of a model directory in any layout users bring:
+///   - `model.safetensors` (Hugging Face; F32, F16 or BF16),
+///   - `model.safetensors.index.json` with shards,
+///   - `pytorch_model.bin` (state-spaces; a torch.save archive).
+/// Names are mapped to the state-spaces naming; every expected tensor is checked for presence and shape
+/// before anything is converted, and errors name the file and the tensor.
+public enum CheckpointLoader {
+    /// A stored tensor and the file it came from.
+    public typealias Located = (tensor: StoredTensor, file: String)
+
+    /// All tensors of the directory's checkpoint, by their names as stored.
+    public static func readTensors(directory: String) throws -> [String: Located] {
+        let st = directory + "/model.safetensors"
+        let index = directory + "/model.safetensors.index.json"
+        let bin = directory + "/pytorch_model.bin"
+        var out: [String: Located] = [:]
+        if MappedFile.exists(st) {
+            let f = try SafeTensorsFile(path: st)
+            for (k, t) in f.tensors { out[k] = (t, st) }
+        } else if MappedFile.exists(index) {
+            let json = try JSON.parse(try MappedFile.readAll(index), source: index)
+            guard let map = json["weight_map"]?.objectValue else {
+                throw Mamba2Error.checkpoint(file: index, tensor: nil, reason: "no 'weight_map' object")
+            }
+            var shards: [String: SafeTensorsFile] = [:]
+            for (name, fileJ) in map {
+                guard let file = fileJ.stringValue, !file.contains("/") || !file.hasPrefix("/"), !file.contains("..") else {
+                    throw Mamba2Error.checkpoint(file: index, tensor: name, reason: "shard name \(fileJ.serialized) is not a file in the directory")
+                }
+                let path = directory + "/" + file
+                if shards[file] == nil { shards[file] = try SafeTensorsFile(path: path) }
+                guard let t = shards[file]![name] else {
+                    throw Mamba2Error.checkpoint(file: path, tensor: name, reason: "listed in the index but not in the shard")
+                }
+                out[name] = (t, path)
+            }
+        } else if MappedFile.exists(bin) {
+            for (k, t) in try TorchCheckpoint.load(path: bin) { out[k] = (t, bin) }
+        } else {
+            throw Mamba2Error.io(path: directory, reason: "no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
+        }
+        return out
+    }
+
+    /// The state-spaces name of a stored name (Hugging Face writes `backbone.embeddings`).
+    static func canonicalName(_ name: String) -> String {
+        name.hasPrefix("backbone.embeddings.") ? "backbone.embedding." + name.dropFirst("backbone.embeddings.".count) : name
+    }
+
+    /// Checks and converts the tensors into float32 weights for `config`.
+    public static func weights(_ config: Mamba2Config, tensors stored: [String: Located]) throws -> Mamba2Weights {
+        var byName: [String: Located] = [:]
+        for (k, v) in stored {
+            let c = canonicalName(k)
+            if byName[c] != nil {
+                throw Mamba2Error.checkpoint(file: v.file, tensor: k, reason: "appears twice (as backbone.embedding and backbone.embeddings)")
+            }
+            byName[c] = v
+        }
+        let expected = Mamba2Weights.expectedShapes(config)
+        let expectedNames = Set(expected.map(\.0))
+        var values: [String: [Float]] = [:]
+        var dtypeCounts: [String: Int] = [:]
+        for (name, shape) in expected {
+            guard let (t, file) = byName[name] else {
+                let anyFile = stored.values.first?.file ?? "checkpoint"
+                throw Mamba2Error.checkpoint(file: anyFile, tensor: name, reason: "missing (expected shape \(shape))")
+            }
+            guard t.dtype.isFloat else {
+                throw Mamba2Error.checkpoint(file: file, tensor: name, reason: "dtype \(t.dtype.rawValue) is not a float type (F32, F16, BF16)")
+            }
+            // PyTorch stores the conv filter as (conv_dim, 1, d_conv); accept (conv_dim, d_conv) too.
+            let okShape = t.shape == shape || (name.hasSuffix("conv1d.weight") && t.shape == [shape[0], shape[2]])
+            guard okShape else {
+                throw Mamba2Error.checkpoint(file: file, tensor: name, reason: "shape \(t.shape) does not match the config's \(shape)")
+            }
+            values[name] = t.floats()
+            dtypeCounts[t.dtype.rawValue, default: 0] += t.count
+        }
+        for (name, (t, file)) in byName where !expectedNames.contains(name) {
+            if name == "lm_head.weight" && config.tieEmbeddings {
+                // A tied head stored as a copy or as the same storage: it must match the embedding's shape.
+                guard t.shape == [config.paddedVocabSize, config.dModel] else {
+                    throw Mamba2Error.checkpoint(file: file, tensor: name, reason: "tied head of shape \(t.shape), expected \([config.paddedVocabSize, config.dModel])")
+                }
+                continue
+            }
+            throw Mamba2Error.checkpoint(file: file, tensor: name, reason: "unexpected tensor: not part of a Mamba-2 model with this config")
+        }
+        let dominant = dtypeCounts.max { $0.value < $1.value }?.key ?? "F32"
+        return Mamba2Weights(config, values: values, storedDType: dominant)
+    }
+}

@@ -1,0 +1,284 @@
+import CMamba2Kernels
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A Mamba-2 language model, as `MambaLMHeadModel` of `mamba_ssm`:
+///   embedding → per layer [residual add (float32) → RMSNorm → Mamba-2 mixer] → residual add → RMSNorm → tied head.
+/// Prompts run through the chunked SSD (`prefill`), generation one token at a time through the
+/// recurrence (`step`); both carry a fixed-size `Mamba2State` per sequence.
+public final class Mamba2Model: Sendable {
+    public let config: Mamba2Config
+    public let weights: Mamba2Weights
+    /// Per layer: the conv filter transposed to (d_conv, conv_dim), so the kernel runs along channels.
+    let convT: [[Float]]
+    /// Per layer: A = −exp(A_log), (H).
+    let A: [[Float]]
+
+    public init(config: Mamba2Config, weights: Mamba2Weights) throws {
+        try config.validate()
+        let c = config
+        guard weights.layers.count == c.nLayer, weights.embedding.count == c.paddedVocabSize * c.dModel else {
+            throw Mamba2Error.invalidArgument("weights", reason: "do not match the config's sizes")
+        }
+        self.config = config
+        self.weights = weights
+        convT = weights.layers.map { l in
+            var t = [Float](repeating: 0, count: c.dConv * c.convDim)
+            for ch in 0..<c.convDim { for k in 0..<c.dConv { t[k * c.convDim + ch] = l.convWeight[ch * c.dConv + k] } }
+            return t
+        }
+        A = weights.layers.map { $0.aLog.map { -exp($0) } }
+    }
+
+    /// Loads `config.json` and the weights of a model directory (any layout `CheckpointLoader` reads).
+    public static func load(directory: String) throws -> Mamba2Model {
+        let configPath = directory + "/config.json"
+        guard MappedFile.exists(configPath) else { throw Mamba2Error.io(path: configPath, reason: "missing: a model directory needs config.json") }
+        let config = try Mamba2Config.load(path: configPath)
+        let weights = try CheckpointLoader.weights(config, tensors: try CheckpointLoader.readTensors(directory: directory))
+        return try Mamba2Model(config: config, weights: weights)
+    }
+
+    public func newState() -> Mamba2State { Mamba2State(config: config) }
+
+    /// Which logits `prefill` returns.
+    public enum LogitsMode: Sendable { case all, last, none }
+
+    func checkTokens(_ ids: [Int], argument: String) throws {
+        if let bad = ids.first(where: { $0 < 0 || $0 >= config.paddedVocabSize }) {
+            throw Mamba2Error.invalidArgument(argument, reason: "token id \(bad) is outside the vocabulary 0..<\(config.paddedVocabSize)")
+        }
+    }
+
+    /// Runs prompts through the model in one packed pass (state and convolution reset between them),
+    /// continuing each from its state and leaving the state after its last token. Returns, per
+    /// sequence, logits (length, padded vocab) for `.all`, (1, padded vocab) for `.last`, none for `.none`.
+    public func prefill(_ sequences: [[Int]], states: inout [Mamba2State], logits mode: LogitsMode = .all,
+                        form: SSDForm = .auto) throws -> [Tensor] {
+        let c = config
+        guard !sequences.isEmpty else { throw Mamba2Error.invalidArgument("sequences", reason: "no sequences given") }
+        guard states.count == sequences.count else {
+            throw Mamba2Error.invalidArgument("states", reason: "\(states.count) states for \(sequences.count) sequences")
+        }
+        for (i, s) in sequences.enumerated() {
+            guard !s.isEmpty else { throw Mamba2Error.invalidArgument("sequences[\(i)]", reason: "empty sequence") }
+            try checkTokens(s, argument: "sequences[\(i)]")
+        }
+        let (D, E, T) = (c.dModel, c.inProjSize, sequences.reduce(0) { $0 + $1.count })
+        let starts = sequences.reduce(into: [0]) { $0.append($0.last! + $1.count) }
+        let tokens = sequences.flatMap { $0 }
+        var hidden = embed(tokens)
+        var residual = [Float](repeating: 0, count: T * D)
+        var normed = [Float](repeating: 0, count: T * D)
+        var zx = [Float](repeating: 0, count: T * E)
+        var xbc = [Float](repeating: 0, count: T * c.convDim)
+        var gated = [Float](repeating: 0, count: T * c.dInner)
+        var seqIdx: [Int32] = []
+        for (i, s) in sequences.enumerated() { seqIdx += [Int32](repeating: Int32(i), count: s.count) }
+
+        for l in 0..<c.nLayer {
+            let w = weights.layers[l]
+            addAndNorm(&residual, hidden, weight: w.norm, rows: T, into: &normed)
+            project(normed, rows: T, inFeatures: D, weight: w.inProj, bias: w.inProjBias, outFeatures: E, into: &zx)
+            // Causal conv + SiLU over x, B, C, per sequence from its conv history; then the new history.
+            for s in 0..<sequences.count {
+                let (t0, n) = (starts[s], sequences[s].count)
+                zx.withUnsafeBufferPointer { zp in xbc.withUnsafeMutableBufferPointer { xp in
+                    states[s].conv[l].withUnsafeBufferPointer { hp in convT[l].withUnsafeBufferPointer { wp in
+                        mk_causal_conv_silu(Int32(n), Int32(c.convDim), Int32(c.dConv), zp.baseAddress! + t0 * E + c.xbcOffset, E,
+                                            hp.baseAddress, wp.baseAddress!, w.convBias, xp.baseAddress! + t0 * c.convDim, c.convDim)
+                    }}
+                }}
+                states[s].conv[l] = convHistory(old: states[s].conv[l], zx: zx, rows: t0..<(t0 + n))
+            }
+            // SSD over all sequences at once, each from its own state.
+            let out = try SSD.run(ssdInput(layer: l, rows: T, zx: zx, xbc: xbc, seqIdx: sequences.count > 1 ? seqIdx : nil,
+                                           states: states.map { $0.ssm[l] }),
+                                  options: ssdOptions(form: form))
+            let stateSize = c.nHeads * c.headDim * c.dState
+            for s in 0..<sequences.count { states[s].ssm[l] = Array(out.sequenceStates.data[(s * stateSize)..<((s + 1) * stateSize)]) }
+            gate(y: out.y.data, zx: zx, rows: T, layer: l, into: &gated)
+            project(gated, rows: T, inFeatures: c.dInner, weight: w.outProj, bias: w.outProjBias, outFeatures: D, into: &hidden)
+        }
+        for s in 0..<sequences.count { states[s].tokens += sequences[s].count }
+        if mode == .none { return [] }
+        addAndNorm(&residual, hidden, weight: weights.normF, rows: T, into: &normed)
+        var result: [Tensor] = []
+        for s in 0..<sequences.count {
+            let (t0, n) = mode == .all ? (starts[s], sequences[s].count) : (starts[s + 1] - 1, 1)
+            result.append(head(Array(normed[(t0 * D)..<((t0 + n) * D)]), rows: n))
+        }
+        return result
+    }
+
+    /// One token for each sequence, continuing its state. Returns logits (sequences, padded vocab).
+    public func step(_ tokens: [Int], states: inout [Mamba2State]) throws -> Tensor {
+        let c = config
+        guard states.count == tokens.count, !tokens.isEmpty else {
+            throw Mamba2Error.invalidArgument("states", reason: "\(states.count) states for \(tokens.count) tokens")
+        }
+        try checkTokens(tokens, argument: "tokens")
+        let (D, E, B) = (c.dModel, c.inProjSize, tokens.count)
+        var hidden = embed(tokens)
+        var residual = [Float](repeating: 0, count: B * D)
+        var normed = [Float](repeating: 0, count: B * D)
+        var zx = [Float](repeating: 0, count: B * E)
+        var xbc = [Float](repeating: 0, count: B * c.convDim)
+        var y = [Float](repeating: 0, count: B * c.dSSM)
+        var gated = [Float](repeating: 0, count: B * c.dInner)
+        let (H, P, N, G) = (c.nHeads, c.headDim, c.dState, c.nGroups)
+        for l in 0..<c.nLayer {
+            let w = weights.layers[l]
+            addAndNorm(&residual, hidden, weight: w.norm, rows: B, into: &normed)
+            project(normed, rows: B, inFeatures: D, weight: w.inProj, bias: w.inProjBias, outFeatures: E, into: &zx)
+            for s in 0..<B {
+                zx.withUnsafeBufferPointer { zp in xbc.withUnsafeMutableBufferPointer { xp in
+                    states[s].conv[l].withUnsafeBufferPointer { hp in convT[l].withUnsafeBufferPointer { wp in
+                        mk_causal_conv_silu(1, Int32(c.convDim), Int32(c.dConv), zp.baseAddress! + s * E + c.xbcOffset, E,
+                                            hp.baseAddress, wp.baseAddress!, w.convBias, xp.baseAddress! + s * c.convDim, c.convDim)
+                    }}
+                }}
+                states[s].conv[l] = convHistory(old: states[s].conv[l], zx: zx, rows: s..<(s + 1))
+                // The SSD decode step, per head: h ← exp(dt·A)·h + dt·x⊗B; y = h·C + D·x.
+                let a = A[l]
+                let dtOff = c.dtOffset, xbcRow = s * c.convDim
+                xbc.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
+                    states[s].ssm[l].withUnsafeMutableBufferPointer { sp in
+                        let xS = SharedPointer(xp.baseAddress!), yS = SharedPointer(yp.baseAddress!), sS = SharedPointer(sp.baseAddress!)
+                        let zrow = zx[(s * E + dtOff)..<(s * E + dtOff + H)].map { $0 }
+                        Parallel.forEach(H) { h in
+                            var dt = zrow[h] + w.dtBias[h]
+                            dt = mk_softplus(dt)
+                            dt = min(max(dt, c.dtLimit.lo), c.dtLimit.hi)
+                            var decay = expf(dt * a[h])
+                            let g = h / (H / G)
+                            let xh = xS.p + xbcRow + h * P
+                            let yh = yS.p + s * c.dSSM + h * P
+                            mk_ssd_scan(1, Int32(P), Int32(N), sS.p + h * P * N, &decay, &dt, xh, 0,
+                                        xS.p + xbcRow + c.dSSM + g * N, 0, xS.p + xbcRow + c.dSSM + G * N + g * N, 0, yh, 0)
+                            for p in 0..<P { yh[p] += (c.dHasHeadDim ? w.D[h * P + p] : w.D[h]) * xh[p] }
+                        }
+                    }
+                }}
+            }
+            gate(y: y, zx: zx, rows: B, layer: l, into: &gated)
+            project(gated, rows: B, inFeatures: c.dInner, weight: w.outProj, bias: w.outProjBias, outFeatures: D, into: &hidden)
+        }
+        for s in 0..<B { states[s].tokens += 1 }
+        addAndNorm(&residual, hidden, weight: weights.normF, rows: B, into: &normed)
+        return head(normed, rows: B)
+    }
+
+    // MARK: pieces
+
+    /// Rows of the embedding for the ids.
+    func embed(_ ids: [Int]) -> [Float] {
+        let D = config.dModel
+        var out = [Float](repeating: 0, count: ids.count * D)
+        for (t, id) in ids.enumerated() { out.replaceSubrange((t * D)..<((t + 1) * D), with: weights.embedding[(id * D)..<((id + 1) * D)]) }
+        return out
+    }
+
+    /// residual += hidden; normed = rmsnorm(residual) · weight, per row.
+    func addAndNorm(_ residual: inout [Float], _ hidden: [Float], weight: [Float], rows: Int, into normed: inout [Float]) {
+        let D = config.dModel, eps = config.rmsNormEps
+        residual.withUnsafeMutableBufferPointer { rp in hidden.withUnsafeBufferPointer { hp in normed.withUnsafeMutableBufferPointer { np in
+            let r = SharedPointer(rp.baseAddress!), h = SharedPointer(hp.baseAddress!), n = SharedPointer(np.baseAddress!)
+            weight.withUnsafeBufferPointer { wp in
+                let w = SharedPointer(wp.baseAddress!)
+                Parallel.forEach(rows) { t in
+                    let rr = r.p + t * D, hh = h.p + t * D
+                    for i in 0..<D { rr[i] += hh[i] }
+                    mk_rmsnorm(D, rr, w.p, eps, n.p + t * D)
+                }
+            }
+        }}}
+    }
+
+    /// out (rows, outFeatures) = input (rows, inFeatures) · weightᵀ + bias.
+    func project(_ input: [Float], rows: Int, inFeatures: Int, weight: [Float], bias: [Float]?, outFeatures: Int,
+                 into out: inout [Float]) {
+        input.withUnsafeBufferPointer { ip in weight.withUnsafeBufferPointer { wp in out.withUnsafeMutableBufferPointer { op in
+            BLAS.sgemmParallel(transB: true, m: rows, n: outFeatures, k: inFeatures, a: ip.baseAddress!, lda: inFeatures,
+                               b: wp.baseAddress!, ldb: inFeatures, c: op.baseAddress!, ldc: outFeatures)
+            if let bias {
+                for t in 0..<rows { for j in 0..<outFeatures { op[t * outFeatures + j] += bias[j] } }
+            }
+        }}}
+    }
+
+    /// Logits (rows, padded vocab) of normed hidden rows, through the (tied) head.
+    func head(_ normed: [Float], rows: Int) -> Tensor {
+        let V = config.paddedVocabSize
+        var logits = [Float](repeating: 0, count: rows * V)
+        project(normed, rows: rows, inFeatures: config.dModel, weight: weights.lmHead ?? weights.embedding, bias: nil,
+                outFeatures: V, into: &logits)
+        return Tensor(shape: [rows, V], data: logits)
+    }
+
+    /// The conv history after `rows` of zx: the last d_conv − 1 xBC inputs, reaching into the old
+    /// history when the sequence was shorter than that.
+    func convHistory(old: [Float], zx: [Float], rows: Range<Int>) -> [Float] {
+        let c = config, K1 = c.dConv - 1, C = c.convDim, E = c.inProjSize
+        if K1 == 0 { return old }
+        var combined = old  // (K1, C), oldest first, then the new rows
+        for t in rows { combined += zx[(t * E + c.xbcOffset)..<(t * E + c.xbcOffset + C)] }
+        return Array(combined.suffix(K1 * C))
+    }
+
+    /// SSD inputs of one layer from the projections and the conv output.
+    func ssdInput(layer l: Int, rows T: Int, zx: [Float], xbc: [Float], seqIdx: [Int32]?, states: [[Float]]) -> SSDInput {
+        let c = config
+        let (H, P, G, N, E) = (c.nHeads, c.headDim, c.nGroups, c.dState, c.inProjSize)
+        var x = [Float](repeating: 0, count: T * c.dSSM)
+        var B = [Float](repeating: 0, count: T * G * N), C = B
+        var dt = [Float](repeating: 0, count: T * H)
+        for t in 0..<T {
+            let row = t * c.convDim
+            x.replaceSubrange((t * c.dSSM)..<((t + 1) * c.dSSM), with: xbc[row..<(row + c.dSSM)])
+            B.replaceSubrange((t * G * N)..<((t + 1) * G * N), with: xbc[(row + c.dSSM)..<(row + c.dSSM + G * N)])
+            C.replaceSubrange((t * G * N)..<((t + 1) * G * N), with: xbc[(row + c.dSSM + G * N)..<(row + c.dSSM + 2 * G * N)])
+            dt.replaceSubrange((t * H)..<((t + 1) * H), with: zx[(t * E + c.dtOffset)..<(t * E + c.dtOffset + H)])
+        }
+        let w = weights.layers[l]
+        return SSDInput(x: Tensor(shape: [1, T, H, P], data: x), dt: Tensor(shape: [1, T, H], data: dt),
+                        A: Tensor(shape: [H], data: A[l]), B: Tensor(shape: [1, T, G, N], data: B),
+                        C: Tensor(shape: [1, T, G, N], data: C),
+                        D: c.dHasHeadDim ? Tensor(shape: [H, P], data: w.D) : Tensor(shape: [H], data: w.D),
+                        dtBias: Tensor(shape: [H], data: w.dtBias),
+                        sequenceInitialStates: Tensor(shape: [states.count, H, P, N], data: states.flatMap { $0 }),
+                        seqIdx: seqIdx)
+    }
+
+    func ssdOptions(form: SSDForm) -> SSDOptions {
+        SSDOptions(form: form, chunkSize: config.chunkSize, dtSoftplus: true, dtLimit: (config.dtLimit.lo, config.dtLimit.hi))
+    }
+
+    /// gated (rows, d_inner) = [silu(z0)·x0 | gatedRMSNorm(y, z)].
+    func gate(y: [Float], zx: [Float], rows: Int, layer l: Int, into gated: inout [Float]) {
+        let c = config, E = c.inProjSize, M = c.dMLP
+        let w = weights.layers[l].gateNorm
+        y.withUnsafeBufferPointer { yp in zx.withUnsafeBufferPointer { zp in gated.withUnsafeMutableBufferPointer { gp in
+            w.withUnsafeBufferPointer { wp in
+                let yS = SharedPointer(yp.baseAddress!), zS = SharedPointer(zp.baseAddress!), gS = SharedPointer(gp.baseAddress!)
+                let wS = SharedPointer(wp.baseAddress!)
+                Parallel.forEach(rows) { t in
+                    let g = gS.p + t * c.dInner, z = zS.p + t * E
+                    for i in 0..<M { g[i] = z[M + i] * (z[i] / (1 + expf(-z[i]))) }
+                    mk_gated_rmsnorm(Int32(c.dSSM), Int32(c.dSSM / c.nGroups), yS.p + t * c.dSSM, z + 2 * M, wS.p, c.rmsNormEps,
+                                     c.normBeforeGate ? 1 : 0, g + M)
+                }
+            }
+        }}}
+    }
+}
+
+extension Mamba2Config {
+    /// Offset of xBC within an in_proj output row: after [z0 | x0 | z].
+    var xbcOffset: Int { 2 * dMLP + dSSM }
+    /// Offset of dt within an in_proj output row: the last H entries.
+    var dtOffset: Int { 2 * dMLP + dSSM + convDim }
+}

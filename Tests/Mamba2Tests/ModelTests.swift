@@ -1,0 +1,136 @@
+import Mamba2
+import Testing
+
+/// The golden data of the tiny model (see Fixtures/README.md).
+struct TinyGolden {
+    let ids: [[Int]]
+    let logits: Tensor          // (2, 37, 112)
+    let logitsBF16: Tensor      // (2, 37, 112)
+    let file: SafeTensorsFile
+
+    init() throws {
+        file = try SafeTensorsFile(path: fixture("tiny-golden.safetensors"))
+        let flat = file["input_ids"]!.ints()
+        ids = [Array(flat[0..<37]), Array(flat[37..<74])]
+        logits = try file.tensor("logits")
+        logitsBF16 = try file.tensor("logits_bf16_weights")
+    }
+
+    /// Logits of sequence s, (37, 112).
+    func logits(_ s: Int, bf16: Bool = false) -> Tensor {
+        let t = bf16 ? logitsBF16 : logits
+        return Tensor(shape: [37, 112], data: Array(t.data[(s * 37 * 112)..<((s + 1) * 37 * 112)]))
+    }
+}
+
+func concatRows(_ ts: [Tensor]) -> Tensor {
+    Tensor(shape: [ts.reduce(0) { $0 + $1.shape[0] }, ts[0].shape[1]], data: ts.flatMap(\.data))
+}
+
+@Suite("Mamba-2 model")
+struct ModelTests {
+    static let dirs: [(String, Bool)] = [("tiny-ssm", false), ("tiny-hf", false), ("tiny-hf-bf16", true), ("tiny-ssm-bf16-tied", true)]
+
+    // Full-sequence logits of both sequences, packed into one pass, match the reference. Tolerance 1e-5
+    // relative (the bound; the golden logits come from a float64 recurrence).
+    @Test("logits match the reference", arguments: dirs)
+    func logits(dir: String, bf16: Bool) throws {
+        let g = try TinyGolden()
+        let model = try Mamba2Model.load(directory: fixture(dir))
+        var states = [model.newState(), model.newState()]
+        let out = try model.prefill(g.ids, states: &states)
+        for s in 0..<2 {
+            let err = out[s].relativeError(to: g.logits(s, bf16: bf16))
+            #expect(err < 1e-5, "\(dir) sequence \(s): \(err)")
+        }
+        // Final SSM state of each layer after sequence 0 (golden from the float32 weights).
+        if !bf16 {
+            for l in 0..<2 {
+                let ref = try g.file.tensor("final_ssm_state.layer\(l).seq0")
+                let err = Tensor(shape: ref.shape, data: states[0].ssm[l]).relativeError(to: ref)
+                #expect(err < 1e-5, "\(dir) layer \(l) state: \(err)")
+            }
+        }
+    }
+
+    // Greedy decoding from the 25-token prompt reproduces the reference's 12 tokens (the smallest
+    // top-1/top-2 margin on the way is 7e-4, far above our error).
+    @Test("greedy tokens match the reference", arguments: ["tiny-ssm", "tiny-hf"])
+    func greedy(dir: String) throws {
+        let g = try TinyGolden()
+        let model = try Mamba2Model.load(directory: fixture(dir))
+        let promptLen = g.file["greedy_prompt_len"]!.ints()[0]
+        let expected = g.file["greedy_tokens"]!.ints()
+        var states = [model.newState()]
+        var logits = try model.prefill([Array(expected[0..<promptLen])], states: &states, logits: .last)[0].data
+        var generated: [Int] = []
+        for _ in 0..<(expected.count - promptLen) {
+            let next = logits.indices.max { logits[$0] < logits[$1] }!
+            generated.append(next)
+            logits = try model.step([next], states: &states).data
+        }
+        #expect(generated == Array(expected[promptLen...]))
+    }
+
+    // Prefill of the first k tokens then one token at a time reproduces the full-sequence logits for
+    // every k (1e-5 relative: chunked vs recurrent SSD differ only by float32 rounding).
+    @Test("prefill then decode equals one pass")
+    func prefillThenDecode() throws {
+        let g = try TinyGolden()
+        let model = try Mamba2Model.load(directory: fixture("tiny-ssm"))
+        var fullStates = [model.newState()]
+        let full = try model.prefill([g.ids[0]], states: &fullStates)[0]
+        for k in 1...37 {
+            var states = [model.newState()]
+            var rows = [try model.prefill([Array(g.ids[0][0..<k])], states: &states)[0]]
+            for t in k..<37 { rows.append(try model.step([g.ids[0][t]], states: &states)) }
+            let err = concatRows(rows).relativeError(to: full)
+            #expect(err < 1e-5, "k=\(k): \(err)")
+            #expect(states[0].tokens == 37)
+        }
+    }
+
+    // A state saved to disk and restored continues exactly as the original.
+    @Test("saved state continues identically")
+    func saveRestore() throws {
+        let g = try TinyGolden()
+        let model = try Mamba2Model.load(directory: fixture("tiny-hf"))
+        var states = [model.newState()]
+        _ = try model.prefill([Array(g.ids[0][0..<20])], states: &states, logits: .none)
+        let path = "/tmp/mamba2-state-test-\(UInt32.random(in: 0...UInt32.max)).safetensors"
+        try states[0].save(to: path, config: model.config)
+        var restored = [try Mamba2State.load(path: path, config: model.config)]
+        #expect(restored == states)
+        let a = try model.prefill([Array(g.ids[0][20...])], states: &states)[0]
+        let b = try model.prefill([Array(g.ids[0][20...])], states: &restored)[0]
+        #expect(a == b)
+        #expect(a.relativeError(to: Tensor(shape: [17, 112], data: Array(g.logits(0).data[(20 * 112)...]))) < 1e-5)
+    }
+
+    // Packed prompts of different lengths (with different starting states) equal running them one by one.
+    @Test("packed prompts equal separate ones")
+    func packed() throws {
+        let g = try TinyGolden()
+        let model = try Mamba2Model.load(directory: fixture("tiny-ssm"))
+        let prompts = [Array(g.ids[0][0..<5]), Array(g.ids[1][0..<30]), Array(g.ids[0][10..<11]), Array(g.ids[1][3..<20])]
+        // Give two of them a prior context.
+        var start = prompts.map { _ in model.newState() }
+        var ctx = [start[1], start[3]]
+        _ = try model.prefill([Array(g.ids[0][20..<26]), Array(g.ids[1][30..<37])], states: &ctx, logits: .none)
+        start[1] = ctx[0]; start[3] = ctx[1]
+        var packedStates = start
+        let packed = try model.prefill(prompts, states: &packedStates)
+        for i in prompts.indices {
+            var one = [start[i]]
+            let alone = try model.prefill([prompts[i]], states: &one)[0]
+            #expect(packed[i].relativeError(to: alone) < 1e-5, "prompt \(i)")
+            for l in 0..<2 {
+                #expect(Tensor(shape: [one[0].ssm[l].count], data: packedStates[i].ssm[l])
+                    .relativeError(to: Tensor(shape: [one[0].ssm[l].count], data: one[0].ssm[l])) < 1e-5)
+                // Not bit-equal: the projections run as GEMMs of different heights, which round differently.
+                #expect(Tensor(shape: [one[0].conv[l].count], data: packedStates[i].conv[l])
+                    .relativeError(to: Tensor(shape: [one[0].conv[l].count], data: one[0].conv[l])) < 1e-6)
+            }
+        }
+    }
+}
