@@ -214,3 +214,22 @@ void mk_rmsnorm(size_t n, const float *x, const float *w, float eps, float *out)
     const float scale = 1.0f / sqrtf(ss / (float)n + eps);
     for (size_t i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
 }
+
+// ---- Unicode ----------------------------------------------------------------------------------------
+extern const int mk_nfkc_count;
+extern const uint32_t mk_nfkc_keys[];
+extern const uint32_t mk_nfkc_offsets[];
+extern const uint32_t mk_nfkc_data[];
+
+int mk_nfkc_decompose(uint32_t cp, const uint32_t **out) {
+    int lo = 0, hi = mk_nfkc_count;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (mk_nfkc_keys[mid] < cp) lo = mid + 1; else hi = mid;
+    }
+    if (lo < mk_nfkc_count && mk_nfkc_keys[lo] == cp) {
+        *out = mk_nfkc_data + mk_nfkc_offsets[lo];
+        return (int)(mk_nfkc_offsets[lo + 1] - mk_nfkc_offsets[lo]);
+    }
+    return 0;
+}

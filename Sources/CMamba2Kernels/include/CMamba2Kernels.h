@@ -69,6 +69,11 @@ void mk_gated_rmsnorm(int n, int gs, const float *y, const float *z, const float
 // out = x / sqrt(mean(x^2) + eps) * w over n elements; out may equal x.
 void mk_rmsnorm(size_t n, const float *x, const float *w, float eps, float *out);
 
+// ---- Unicode ----------------------------------------------------------------------------------------
+// Compatibility decomposition of a code point for NFKC (table in nfkc_table.c): returns how many code
+// points it decomposes to and points *out at them; 0 when it has none (keep the code point).
+int mk_nfkc_decompose(uint32_t cp, const uint32_t **out);
+
 #ifdef __cplusplus
 }
 #endif

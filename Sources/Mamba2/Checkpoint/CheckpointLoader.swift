@@ -47,8 +47,9 @@ public enum CheckpointLoader {
         name.hasPrefix("backbone.embeddings.") ? "backbone.embedding." + name.dropFirst("backbone.embeddings.".count) : name
     }
 
-    /// Checks and converts the tensors into float32 weights for `config`.
-    public static func weights(_ config: Mamba2Config, tensors stored: [String: Located]) throws -> Mamba2Weights {
+    /// Checks that every expected tensor is present with its shape and a float dtype, and nothing else
+    /// is; reads only headers. Returns the tensors by state-spaces name (a tied head left out).
+    public static func check(_ config: Mamba2Config, tensors stored: [String: Located]) throws -> [String: Located] {
         var byName: [String: Located] = [:]
         for (k, v) in stored {
             let c = canonicalName(k)
@@ -59,8 +60,7 @@ public enum CheckpointLoader {
         }
         let expected = Mamba2Weights.expectedShapes(config)
         let expectedNames = Set(expected.map(\.0))
-        var values: [String: [Float]] = [:]
-        var dtypeCounts: [String: Int] = [:]
+        var out: [String: Located] = [:]
         for (name, shape) in expected {
             guard let (t, file) = byName[name] else {
                 let anyFile = stored.values.first?.file ?? "checkpoint"
@@ -74,8 +74,7 @@ public enum CheckpointLoader {
             guard okShape else {
                 throw Mamba2Error.checkpoint(file: file, tensor: name, reason: "shape \(t.shape) does not match the config's \(shape)")
             }
-            values[name] = t.floats()
-            dtypeCounts[t.dtype.rawValue, default: 0] += t.count
+            out[name] = (t, file)
         }
         for (name, (t, file)) in byName where !expectedNames.contains(name) {
             if name == "lm_head.weight" && config.tieEmbeddings {
@@ -87,7 +86,54 @@ public enum CheckpointLoader {
             }
             throw Mamba2Error.checkpoint(file: file, tensor: name, reason: "unexpected tensor: not part of a Mamba-2 model with this config")
         }
-        let dominant = dtypeCounts.max { $0.value < $1.value }?.key ?? "F32"
-        return Mamba2Weights(config, values: values, storedDType: dominant)
+        return out
+    }
+
+    /// Checks (as `check`) and converts the tensors into float32 weights for `config`.
+    public static func weights(_ config: Mamba2Config, tensors stored: [String: Located]) throws -> Mamba2Weights {
+        let checked = try check(config, tensors: stored)
+        var values: [String: [Float]] = [:]
+        for (name, (t, _)) in checked { values[name] = t.floats() }
+        return Mamba2Weights(config, values: values, storedDType: dominantDType(checked))
+    }
+
+    /// The dtype holding most elements ("F32", "BF16", ...).
+    static func dominantDType(_ tensors: [String: Located]) -> String {
+        var counts: [String: Int] = [:]
+        for (_, (t, _)) in tensors { counts[t.dtype.rawValue, default: 0] += t.count }
+        return counts.max { $0.value < $1.value }?.key ?? "F32"
+    }
+}
+
+/// What `mamba2 info` reports: read from the config and the checkpoint's headers, no weights converted.
+public struct ModelInfo: Sendable {
+    public let config: Mamba2Config
+    public let parameterCount: Int
+    /// Elements per stored dtype.
+    public let dtypeCounts: [String: Int]
+    /// Bytes of the weights as stored.
+    public let storedBytes: Int
+    /// Bytes of the weights once loaded (float32).
+    public let loadedBytes: Int
+    /// Bytes of one sequence's recurrent state (conv + SSM, float32).
+    public let stateBytesPerSequence: Int
+    /// The weight files.
+    public let files: [String]
+
+    public init(directory: String) throws {
+        config = try Mamba2Config.load(path: directory + "/config.json")
+        let checked = try CheckpointLoader.check(config, tensors: try CheckpointLoader.readTensors(directory: directory))
+        parameterCount = Mamba2Weights.parameterCount(config)
+        var counts: [String: Int] = [:]
+        var bytes = 0
+        for (_, (t, _)) in checked {
+            counts[t.dtype.rawValue, default: 0] += t.count
+            bytes += t.count * t.dtype.byteSize
+        }
+        dtypeCounts = counts
+        storedBytes = bytes
+        loadedBytes = parameterCount * 4
+        stateBytesPerSequence = config.stateFloatsPerSequence * 4
+        files = Array(Set(checked.values.map(\.file))).sorted()
     }
 }

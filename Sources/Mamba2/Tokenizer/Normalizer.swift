@@ -1,0 +1,125 @@
+import CMamba2Kernels
+
+/// A `tokenizer.json` normalizer: text → text before splitting. Implemented: NFC, NFKC, Lowercase,
+/// Replace, Prepend, Strip, Sequence. Others are refused by name when the file is loaded.
+indirect enum Normalizer: Sendable {
+    case nfc, nfkc, lowercase
+    case replace(Pattern, String)
+    case prepend(String)
+    case strip(left: Bool, right: Bool)
+    case sequence([Normalizer])
+
+    init(_ json: JSON, source: String) throws {
+        guard let type = json["type"]?.stringValue else { throw TokenizerFormat.error(source, "normalizer without a type") }
+        switch type {
+        case "NFC": self = .nfc
+        case "NFKC": self = .nfkc
+        case "Lowercase": self = .lowercase
+        case "Prepend": self = .prepend(json["prepend"]?.stringValue ?? "")
+        case "Strip": self = .strip(left: json["strip_left"]?.boolValue ?? true, right: json["strip_right"]?.boolValue ?? true)
+        case "Replace":
+            self = .replace(try Pattern(json["pattern"], source: source, component: "normalizer Replace"), json["content"]?.stringValue ?? "")
+        case "Sequence":
+            self = .sequence(try (json["normalizers"]?.arrayValue ?? []).map { try Normalizer($0, source: source) })
+        default:
+            throw TokenizerFormat.unsupported(source, "normalizer", type)
+        }
+    }
+
+    func apply(_ s: String) -> String {
+        switch self {
+        case .nfc: return nfcNormalize(s)
+        case .nfkc: return nfkcNormalize(s)
+        case .lowercase: return s.lowercased()
+        case let .replace(p, content): return p.replaceAll(in: s, with: content)
+        case let .prepend(p): return s.isEmpty ? s : p + s
+        case let .strip(left, right):
+            var scalars = Array(s.unicodeScalars)
+            if right { while let l = scalars.last, l.properties.isWhitespace { scalars.removeLast() } }
+            if left { let k = scalars.prefix { $0.properties.isWhitespace }.count; scalars.removeFirst(k) }
+            return String(String.UnicodeScalarView(scalars))
+        case let .sequence(list): return list.reduce(s) { $1.apply($0) }
+        }
+    }
+}
+
+/// Canonical composition through the standard library's NFC (ASCII passes untouched).
+func nfcNormalize(_ s: String) -> String {
+    if s.utf8.allSatisfy({ $0 < 0x80 }) { return s }
+    return String(decoding: s._nfcCodeUnits, as: UTF8.self)
+}
+
+/// NFKC: compatibility decompositions from the generated table, then NFC.
+func nfkcNormalize(_ s: String) -> String {
+    if s.utf8.allSatisfy({ $0 < 0x80 }) { return s }
+    var out = String.UnicodeScalarView()
+    for u in s.unicodeScalars {
+        var p: UnsafePointer<UInt32>? = nil
+        let n = Int(mk_nfkc_decompose(u.value, &p))
+        if n == 0 { out.append(u); continue }
+        for k in 0..<n { out.append(Unicode.Scalar(p![k])!) }
+    }
+    return nfcNormalize(String(out))
+}
+
+/// A pattern of `tokenizer.json`: `{"String": "..."}` (literal) or `{"Regex": "..."}`.
+struct Pattern: @unchecked Sendable {
+    let literal: String?
+    let regex: Regex<AnyRegexOutput>?
+
+    init(_ json: JSON?, source: String, component: String) throws {
+        if let s = json?["String"]?.stringValue {
+            literal = s; regex = nil
+        } else if let r = json?["Regex"]?.stringValue {
+            do { regex = try Regex(r).matchingSemantics(.unicodeScalar) } catch {
+                throw TokenizerFormat.error(source, "\(component): regex '\(r)' is not supported: \(error)")
+            }
+            literal = nil
+        } else {
+            throw TokenizerFormat.error(source, "\(component): pattern must be {\"String\": ...} or {\"Regex\": ...}")
+        }
+    }
+
+    /// Non-overlapping matches, as ranges of unicode-scalar offsets.
+    func matches(in s: String) -> [Range<String.Index>] {
+        if let literal {
+            guard !literal.isEmpty else { return [] }
+            return s.ranges(ofLiteral: literal)
+        }
+        return s.matches(of: regex!).map(\.range).filter { !$0.isEmpty }
+    }
+
+    func replaceAll(in s: String, with content: String) -> String {
+        var out = ""
+        var last = s.startIndex
+        for r in matches(in: s) {
+            out += s[last..<r.lowerBound]
+            out += content
+            last = r.upperBound
+        }
+        out += s[last...]
+        return out
+    }
+}
+
+extension String {
+    /// Ranges of non-overlapping occurrences of a literal, compared by unicode scalars (as Rust compares bytes).
+    func ranges(ofLiteral needle: String) -> [Range<String.Index>] {
+        let hay = unicodeScalars, pat = Array(needle.unicodeScalars)
+        var out: [Range<String.Index>] = []
+        var i = hay.startIndex
+        while i < hay.endIndex {
+            var j = i, k = 0
+            while k < pat.count, j < hay.endIndex, hay[j] == pat[k] { j = hay.index(after: j); k += 1 }
+            if k == pat.count { out.append(i..<j); i = j } else { i = hay.index(after: i) }
+        }
+        return out
+    }
+}
+
+enum TokenizerFormat {
+    static func error(_ source: String, _ reason: String) -> Mamba2Error { .json(source: source, reason: reason) }
+    static func unsupported(_ source: String, _ component: String, _ type: String) -> Mamba2Error {
+        .json(source: source, reason: "unsupported \(component) '\(type)'")
+    }
+}
