@@ -28,7 +28,7 @@ let package = Package(
         .target(
             name: "Mamba2",
             dependencies: ["CMamba2Kernels"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+            swiftSettings: []
         ),
         // The command line: parses arguments and calls the library.
         .executableTarget(

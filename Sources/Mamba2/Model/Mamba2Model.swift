@@ -116,60 +116,75 @@ public final class Mamba2Model: Sendable {
 
     /// One token for each sequence, continuing its state. Returns logits (sequences, padded vocab).
     public func step(_ tokens: [Int], states: inout [Mamba2State]) throws -> Tensor {
+        let ws = DecodeWorkspace(config: config, batch: tokens.count)
+        try step(tokens, states: &states, workspace: ws)
+        return Tensor(shape: [tokens.count, config.paddedVocabSize], data: Array(ws.logits[0..<(tokens.count * config.paddedVocabSize)]))
+    }
+
+    /// The decode step into a reusable workspace (logits land in `workspace.logits`). Allocates nothing
+    /// once the states are uniquely held: every buffer lives in the workspace, the conv history shifts
+    /// in place, and the SSM state is updated in place.
+    public func step(_ tokens: [Int], states: inout [Mamba2State], workspace ws: DecodeWorkspace) throws {
         let c = config
-        guard states.count == tokens.count, !tokens.isEmpty else {
-            throw Mamba2Error.invalidArgument("states", reason: "\(states.count) states for \(tokens.count) tokens")
+        let B = tokens.count
+        guard states.count == B, B >= 1, B <= ws.batch else {
+            throw Mamba2Error.invalidArgument("states", reason: "\(states.count) states for \(B) tokens (workspace for \(ws.batch))")
         }
         try checkTokens(tokens, argument: "tokens")
-        let (D, E, B) = (c.dModel, c.inProjSize, tokens.count)
-        var hidden = embed(tokens)
-        var residual = [Float](repeating: 0, count: B * D)
-        var normed = [Float](repeating: 0, count: B * D)
-        var zx = [Float](repeating: 0, count: B * E)
-        var xbc = [Float](repeating: 0, count: B * c.convDim)
-        var y = [Float](repeating: 0, count: B * c.dSSM)
-        var gated = [Float](repeating: 0, count: B * c.dInner)
+        let (D, E) = (c.dModel, c.inProjSize)
         let (H, P, N, G) = (c.nHeads, c.headDim, c.dState, c.nGroups)
+        let K1 = c.dConv - 1, CD = c.convDim
+        for (s, id) in tokens.enumerated() {
+            ws.hidden.withUnsafeMutableBufferPointer { h in
+                weights.embedding.withUnsafeBufferPointer { e in (h.baseAddress! + s * D).update(from: e.baseAddress! + id * D, count: D) }
+            }
+        }
+        ws.residual.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
         for l in 0..<c.nLayer {
             let w = weights.layers[l]
-            addAndNorm(&residual, hidden, weight: w.norm, rows: B, into: &normed)
-            project(normed, rows: B, inFeatures: D, weight: w.inProj, bias: w.inProjBias, outFeatures: E, into: &zx)
+            addAndNorm(&ws.residual, ws.hidden, weight: w.norm, rows: B, into: &ws.normed)
+            project(ws.normed, rows: B, inFeatures: D, weight: w.inProj, bias: w.inProjBias, outFeatures: E, into: &ws.zx)
+            let a = A[l]
             for s in 0..<B {
-                zx.withUnsafeBufferPointer { zp in xbc.withUnsafeMutableBufferPointer { xp in
-                    states[s].conv[l].withUnsafeBufferPointer { hp in convT[l].withUnsafeBufferPointer { wp in
-                        mk_causal_conv_silu(1, Int32(c.convDim), Int32(c.dConv), zp.baseAddress! + s * E + c.xbcOffset, E,
-                                            hp.baseAddress, wp.baseAddress!, w.convBias, xp.baseAddress! + s * c.convDim, c.convDim)
-                    }}
-                }}
-                states[s].conv[l] = convHistory(old: states[s].conv[l], zx: zx, rows: s..<(s + 1))
-                // The SSD decode step, per head: h ← exp(dt·A)·h + dt·x⊗B; y = h·C + D·x.
-                let a = A[l]
-                let dtOff = c.dtOffset, xbcRow = s * c.convDim
-                xbc.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
+                ws.zx.withUnsafeBufferPointer { zp in ws.xbc.withUnsafeMutableBufferPointer { xp in ws.y.withUnsafeMutableBufferPointer { yp in
+                    convT[l].withUnsafeBufferPointer { wp in
+                        states[s].conv[l].withUnsafeMutableBufferPointer { hp in
+                            let row = zp.baseAddress! + s * E + c.xbcOffset
+                            mk_causal_conv_silu(1, Int32(CD), Int32(c.dConv), row, E, hp.baseAddress, wp.baseAddress!, w.convBias,
+                                                xp.baseAddress! + s * CD, CD)
+                            // History: drop the oldest row, append this token's input.
+                            if K1 > 0 {
+                                let hb = hp.baseAddress!
+                                if K1 > 1 { hb.update(from: hb + CD, count: (K1 - 1) * CD) }
+                                (hb + (K1 - 1) * CD).update(from: row, count: CD)
+                            }
+                        }
+                    }
+                    // The SSD decode step, per head: h ← exp(dt·A)·h + dt·x⊗B; y = h·C + D·x.
                     states[s].ssm[l].withUnsafeMutableBufferPointer { sp in
-                        let xS = SharedPointer(xp.baseAddress!), yS = SharedPointer(yp.baseAddress!), sS = SharedPointer(sp.baseAddress!)
-                        let zrow = zx[(s * E + dtOff)..<(s * E + dtOff + H)].map { $0 }
+                        let xS = SharedPointer(xp.baseAddress! + s * CD), yS = SharedPointer(yp.baseAddress! + s * c.dSSM)
+                        let sS = SharedPointer(sp.baseAddress!), dtS = SharedPointer(zp.baseAddress! + s * E + c.dtOffset)
                         Parallel.forEach(H) { h in
-                            var dt = zrow[h] + w.dtBias[h]
-                            dt = mk_softplus(dt)
+                            var dt = mk_softplus(dtS.p[h] + w.dtBias[h])
                             dt = min(max(dt, c.dtLimit.lo), c.dtLimit.hi)
                             var decay = expf(dt * a[h])
                             let g = h / (H / G)
-                            let xh = xS.p + xbcRow + h * P
-                            let yh = yS.p + s * c.dSSM + h * P
+                            let xh = xS.p + h * P, yh = yS.p + h * P
                             mk_ssd_scan(1, Int32(P), Int32(N), sS.p + h * P * N, &decay, &dt, xh, 0,
-                                        xS.p + xbcRow + c.dSSM + g * N, 0, xS.p + xbcRow + c.dSSM + G * N + g * N, 0, yh, 0)
-                            for p in 0..<P { yh[p] += (c.dHasHeadDim ? w.D[h * P + p] : w.D[h]) * xh[p] }
+                                        xS.p + c.dSSM + g * N, 0, xS.p + c.dSSM + G * N + g * N, 0, yh, 0)
+                            if c.dHasHeadDim { for p in 0..<P { yh[p] += w.D[h * P + p] * xh[p] } }
+                            else { let d = w.D[h]; for p in 0..<P { yh[p] += d * xh[p] } }
                         }
                     }
-                }}
+                }}}
             }
-            gate(y: y, zx: zx, rows: B, layer: l, into: &gated)
-            project(gated, rows: B, inFeatures: c.dInner, weight: w.outProj, bias: w.outProjBias, outFeatures: D, into: &hidden)
+            gate(y: ws.y, zx: ws.zx, rows: B, layer: l, into: &ws.gated)
+            project(ws.gated, rows: B, inFeatures: c.dInner, weight: w.outProj, bias: w.outProjBias, outFeatures: D, into: &ws.hidden)
         }
         for s in 0..<B { states[s].tokens += 1 }
-        addAndNorm(&residual, hidden, weight: weights.normF, rows: B, into: &normed)
-        return head(normed, rows: B)
+        addAndNorm(&ws.residual, ws.hidden, weight: weights.normF, rows: B, into: &ws.normed)
+        project(ws.normed, rows: B, inFeatures: D, weight: weights.lmHead ?? weights.embedding, bias: nil,
+                outFeatures: c.paddedVocabSize, into: &ws.logits)
     }
 
     // MARK: pieces
@@ -273,6 +288,32 @@ public final class Mamba2Model: Sendable {
                 }
             }
         }}}
+    }
+}
+
+/// Buffers of the decode step for up to `batch` sequences, reused token after token.
+public final class DecodeWorkspace: @unchecked Sendable {
+    public let batch: Int
+    var hidden: [Float]      // (batch, d_model)
+    var residual: [Float]    // (batch, d_model)
+    var normed: [Float]      // (batch, d_model)
+    var zx: [Float]          // (batch, in_proj_size)
+    var xbc: [Float]         // (batch, conv_dim)
+    var y: [Float]           // (batch, d_ssm)
+    var gated: [Float]       // (batch, d_inner)
+    /// (batch, padded vocab): the logits of the last step.
+    public internal(set) var logits: [Float]
+
+    public init(config c: Mamba2Config, batch: Int) {
+        self.batch = batch
+        hidden = [Float](repeating: 0, count: batch * c.dModel)
+        residual = hidden
+        normed = hidden
+        zx = [Float](repeating: 0, count: batch * c.inProjSize)
+        xbc = [Float](repeating: 0, count: batch * c.convDim)
+        y = [Float](repeating: 0, count: batch * c.dSSM)
+        gated = [Float](repeating: 0, count: batch * c.dInner)
+        logits = [Float](repeating: 0, count: batch * c.paddedVocabSize)
     }
 }
 
