@@ -35,9 +35,11 @@ let package = Package(
             name: "mamba2",
             dependencies: ["Mamba2", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // Test-only: counts heap allocations (decode must allocate nothing per token).
+        .target(name: "CAllocCounter", path: "Tests/CAllocCounter"),
         .testTarget(
             name: "Mamba2Tests",
-            dependencies: ["Mamba2"],
+            dependencies: ["Mamba2", "CAllocCounter"],
             exclude: ["Fixtures"]
         ),
     ],

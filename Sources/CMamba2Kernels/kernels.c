@@ -85,6 +85,35 @@ void mk_sgemm(int transA, int transB, int M, int N, int K, float alpha, const fl
 #endif
 }
 
+typedef struct {
+    int transA, transB, M, N, K, lda, ldb, ldc, block;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+} mk_gemm_job;
+
+static void mk_gemm_task(void *ctx, int i) {
+    const mk_gemm_job *j = (const mk_gemm_job *)ctx;
+    int j0 = i * j->block;
+    int nb = j->N - j0 < j->block ? j->N - j0 : j->block;
+    if (nb <= 0) return;
+    const float *b = j->B + (j->transB ? (size_t)j0 * j->ldb : (size_t)j0);
+    mk_sgemm(j->transA, j->transB, j->M, nb, j->K, j->alpha, j->A, j->lda, b, j->ldb, j->beta, j->C + j0, j->ldc);
+}
+
+void mk_sgemm_parallel(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                       const float *B, int ldb, float beta, float *C, int ldc, int threads) {
+    // Below ~1M multiply-adds the split costs more than it saves.
+    if (threads <= 1 || (long)M * N * K < (1L << 20) || N < 64) {
+        mk_sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int block = ((N + threads - 1) / threads + 15) / 16 * 16;
+    int blocks = (N + block - 1) / block;
+    mk_gemm_job job = { transA, transB, M, N, K, lda, ldb, ldc, block, alpha, beta, A, B, C };
+    mk_pool_run(blocks, threads, mk_gemm_task, &job);
+}
+
 // ---- elementwise ------------------------------------------------------------------------------------
 // exp by range reduction x = n·ln2 + r, |r| <= ln2/2, and a degree-6 polynomial for exp(r) (Cephes
 // coefficients); about 1 ulp. Inlined into loops so that they vectorize, which libm's expf does not.
@@ -163,6 +192,34 @@ void mk_ssd_decay_mask(int Q, const float *CB, int ldcb, const double *cum, cons
         }
         for (int s = t + 1; s < Q; s++) m[s] = 0.0f;
     }
+}
+
+typedef struct {
+    int H, P, N, G, dPerChannel;
+    const float *dtRaw, *dtBias, *A, *x, *B, *C, *D;
+    float lo, hi;
+    float *state, *y;
+} mk_decode_job;
+
+static void mk_decode_task(void *ctx, int h) {
+    const mk_decode_job *j = (const mk_decode_job *)ctx;
+    const int P = j->P, N = j->N, g = h / (j->H / j->G);
+    float dt = mk_softplus(j->dtRaw[h] + j->dtBias[h]);
+    dt = dt < j->lo ? j->lo : (dt > j->hi ? j->hi : dt);
+    float decay = expf(dt * j->A[h]);
+    const float *x = j->x + (size_t)h * P;
+    float *y = j->y + (size_t)h * P;
+    mk_ssd_scan(1, P, N, j->state + (size_t)h * P * N, &decay, &dt, x, 0, j->B + (size_t)g * N, 0,
+                j->C + (size_t)g * N, 0, y, 0);
+    if (j->dPerChannel) { for (int p = 0; p < P; p++) y[p] += j->D[(size_t)h * P + p] * x[p]; }
+    else { const float d = j->D[h]; for (int p = 0; p < P; p++) y[p] += d * x[p]; }
+}
+
+void mk_ssd_decode_step(int H, int P, int N, int G, const float *dtRaw, const float *dtBias, const float *A,
+                        float dtLo, float dtHi, const float *x, const float *B, const float *C, const float *D,
+                        int dPerChannel, float *state, float *y, int threads) {
+    mk_decode_job job = { H, P, N, G, dPerChannel, dtRaw, dtBias, A, x, B, C, D, dtLo, dtHi, state, y };
+    mk_pool_run(H, threads, mk_decode_task, &job);
 }
 
 // ---- model ------------------------------------------------------------------------------------------

@@ -22,6 +22,10 @@ void mk_sgemm(int transA, int transB, int M, int N, int K, float alpha, const fl
 // and the fallback when no BLAS is wanted (MAMBA2_BLAS=builtin).
 void mk_sgemm_builtin(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc);
+// The same GEMM split across `threads` participants of the persistent pool by blocks of C's columns
+// (multiples of 16). Small products run on the calling thread. Allocates nothing.
+void mk_sgemm_parallel(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                       const float *B, int ldb, float beta, float *C, int ldc, int threads);
 // Threads the BLAS itself may use for one call. We run the BLAS single-threaded and split work across
 // cores ourselves, so that concurrent small GEMMs (one per head) do not oversubscribe the cores.
 void mk_blas_set_threads(int n);
@@ -30,6 +34,12 @@ void mk_blas_use_builtin(int on);
 int mk_blas_is_builtin(void);
 // A short name of the linked BLAS, for reports ("OpenBLAS 0.3.21 ...", "Accelerate").
 const char *mk_blas_name(void);
+
+// ---- threads ----------------------------------------------------------------------------------------
+typedef void (*mk_task_fn)(void *ctx, int index);
+// Runs fn(ctx, i) for i in [0, count) on a persistent pool of `threads` participants (the caller is
+// one); returns when all are done. Allocates nothing per call.
+void mk_pool_run(int count, int threads, mk_task_fn fn, void *ctx);
 
 // ---- elementwise ------------------------------------------------------------------------------------
 // out[i] = exp(in[i]) for in[i] <= 0 range-reduced polynomial, ~1 ulp, vectorizable; in may equal out.
@@ -52,6 +62,14 @@ void mk_ssd_scan(int L, int P, int N, float *state, const float *decay, const fl
 // with cum the inclusive cumulative sum of dt·A over the chunk (double, so long spans keep precision)
 // for s <= t, 0 above the diagonal. CB (Q, Q) row stride ldcb, M (Q, Q) row stride ldm.
 void mk_ssd_decay_mask(int Q, const float *CB, int ldcb, const double *cum, const float *dt, float *M, int ldm);
+
+// One decode step of the SSD for one sequence and one layer, all heads (in parallel on the pool):
+//   dt_h = clamp(softplus(dtRaw_h + dtBias_h), lo, hi);  state_h ← exp(dt_h·A_h)·state_h + dt_h·x_h ⊗ B_g;
+//   y_h = state_h · C_g + D·x_h          (g = h / (H/G); D per head, or per channel when dPerChannel)
+// x (H·P), B and C (G·N), state (H, P, N), y (H·P).
+void mk_ssd_decode_step(int H, int P, int N, int G, const float *dtRaw, const float *dtBias, const float *A,
+                        float dtLo, float dtHi, const float *x, const float *B, const float *C, const float *D,
+                        int dPerChannel, float *state, float *y, int threads);
 
 // ---- model ------------------------------------------------------------------------------------------
 // Causal depthwise convolution + SiLU over one sequence of T tokens and C channels, width K:

@@ -38,25 +38,12 @@ public enum BLAS {
         a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
         beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
-        let threads = Parallel.threadCount
-        // Below ~1M multiply-adds the split costs more than it saves.
-        if threads == 1 || m * n * k < 1 << 20 || n < 64 {
-            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                  b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
-            return
-        }
-        // Blocks are multiples of 16 columns so each stays vector-aligned within a row.
-        let block = ((n + threads - 1) / threads + 15) / 16 * 16
-        let blocks = (n + block - 1) / block
-        let aBits = UInt(bitPattern: a), bBits = UInt(bitPattern: b), cBits = UInt(bitPattern: c)
-        Parallel.forEach(blocks) { i in
-            let j0 = i * block
-            let nb = min(block, n - j0)
-            let bp = UnsafePointer<Float>(bitPattern: bBits)! + (transB ? j0 * ldb : j0)
-            sgemm(transA: transA, transB: transB, m: m, n: nb, k: k, alpha: alpha,
-                  a: UnsafePointer<Float>(bitPattern: aBits)!, lda: lda, b: bp, ldb: ldb, beta: beta,
-                  c: UnsafeMutablePointer<Float>(bitPattern: cBits)! + j0, ldc: ldc)
-        }
+        _ = configured
+        let profile = GEMMProfile.enabled
+        let t0 = profile ? monotonicSeconds() : 0
+        mk_sgemm_parallel(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda),
+                          b, Int32(ldb), beta, c, Int32(ldc), Int32(Parallel.threadCount))
+        if profile { GEMMProfile.add((monotonicSeconds() - t0) * Double(Parallel.threadCount)) }
     }
 
     /// Route every GEMM through the plain built-in loop (true) or the linked BLAS (false).

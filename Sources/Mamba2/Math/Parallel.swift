@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Dispatch
+import CMamba2Kernels
 
 /// Work split across the machine's cores. One place decides how many threads the library uses.
 public enum Parallel {
@@ -14,26 +14,41 @@ public enum Parallel {
     }()
 
     /// Runs body(i) for i in 0..<count, spread over `threadCount` threads; returns when all are done.
+    /// Work goes to a persistent pool of threads (CMamba2Kernels' mk_pool_run) in contiguous stripes,
+    /// one per thread; nothing is allocated per call, so the decode step can use it per token.
     @inline(__always)
     public static func forEach(_ count: Int, _ body: (Int) -> Void) {
         if count <= 0 { return }
-        if count == 1 || threadCount == 1 {
+        let threads = threadCount
+        if count == 1 || threads == 1 {
             for i in 0..<count { body(i) }
             return
         }
-        // concurrentPerform runs iterations on Dispatch's shared pool of one thread per core.
-        // With more iterations than threads we hand each thread a contiguous stripe, which keeps the
-        // per-iteration overhead off small bodies.
-        let stripes = min(count, threadCount)
-        withoutActuallyEscaping(body) { body in
-            let shared = UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: stripes) { s in
-                let lo = s * count / stripes, hi = (s + 1) * count / stripes
-                for i in lo..<hi { shared.value(i) }
+        let stripes = min(count, threads)
+        // The closure is handed to the pool by address: never stored, never escaping, no allocation.
+        withoutActuallyEscaping(body) { body in withUnsafePointer(to: body) { bodyPointer in
+            var job = StripedJob(count: count, stripes: stripes, body: UnsafeRawPointer(bodyPointer))
+            withUnsafeMutablePointer(to: &job) { ptr in
+                mk_pool_run(Int32(stripes), Int32(threads), { ctx, s in
+                    let job = ctx!.assumingMemoryBound(to: StripedJob.self).pointee
+                    let body = job.body.assumingMemoryBound(to: ((Int) -> Void).self).pointee
+                    let lo = Int(s) * job.count / job.stripes
+                    let hi = (Int(s) + 1) * job.count / job.stripes
+                    for i in lo..<hi { body(i) }
+                }, ptr)
             }
-        }
+        }}
     }
 }
+
+/// One parallel section: `count` iterations in `stripes` contiguous stripes; body points at the
+/// caller's `(Int) -> Void` closure, alive for the whole section.
+struct StripedJob {
+    let count: Int
+    let stripes: Int
+    let body: UnsafeRawPointer
+}
+
 
 extension Parallel {
     /// Splits 0..<count into at most `threadCount` contiguous stripes and runs body(stripe, range) for

@@ -48,8 +48,10 @@ public final class Mamba2Model: Sendable {
     public enum LogitsMode: Sendable { case all, last, none }
 
     func checkTokens(_ ids: [Int], argument: String) throws {
-        if let bad = ids.first(where: { $0 < 0 || $0 >= config.paddedVocabSize }) {
-            throw Mamba2Error.invalidArgument(argument, reason: "token id \(bad) is outside the vocabulary 0..<\(config.paddedVocabSize)")
+        // A plain loop: the decode step calls this per token and must not allocate, even unoptimized.
+        let V = config.paddedVocabSize
+        for i in 0..<ids.count where ids[i] < 0 || ids[i] >= V {
+            throw Mamba2Error.invalidArgument(argument, reason: "token id \(ids[i]) is outside the vocabulary 0..<\(V)")
         }
     }
 
@@ -134,7 +136,8 @@ public final class Mamba2Model: Sendable {
         let (D, E) = (c.dModel, c.inProjSize)
         let (H, P, N, G) = (c.nHeads, c.headDim, c.dState, c.nGroups)
         let K1 = c.dConv - 1, CD = c.convDim
-        for (s, id) in tokens.enumerated() {
+        for s in 0..<B {
+            let id = tokens[s]
             ws.hidden.withUnsafeMutableBufferPointer { h in
                 weights.embedding.withUnsafeBufferPointer { e in (h.baseAddress! + s * D).update(from: e.baseAddress! + id * D, count: D) }
             }
@@ -160,21 +163,15 @@ public final class Mamba2Model: Sendable {
                             }
                         }
                     }
-                    // The SSD decode step, per head: h ← exp(dt·A)·h + dt·x⊗B; y = h·C + D·x.
+                    // The SSD decode step, all heads: h ← exp(dt·A)·h + dt·x⊗B; y = h·C + D·x.
                     states[s].ssm[l].withUnsafeMutableBufferPointer { sp in
-                        let xS = SharedPointer(xp.baseAddress! + s * CD), yS = SharedPointer(yp.baseAddress! + s * c.dSSM)
-                        let sS = SharedPointer(sp.baseAddress!), dtS = SharedPointer(zp.baseAddress! + s * E + c.dtOffset)
-                        Parallel.forEach(H) { h in
-                            var dt = mk_softplus(dtS.p[h] + w.dtBias[h])
-                            dt = min(max(dt, c.dtLimit.lo), c.dtLimit.hi)
-                            var decay = expf(dt * a[h])
-                            let g = h / (H / G)
-                            let xh = xS.p + h * P, yh = yS.p + h * P
-                            mk_ssd_scan(1, Int32(P), Int32(N), sS.p + h * P * N, &decay, &dt, xh, 0,
-                                        xS.p + c.dSSM + g * N, 0, xS.p + c.dSSM + G * N + g * N, 0, yh, 0)
-                            if c.dHasHeadDim { for p in 0..<P { yh[p] += w.D[h * P + p] * xh[p] } }
-                            else { let d = w.D[h]; for p in 0..<P { yh[p] += d * xh[p] } }
-                        }
+                        a.withUnsafeBufferPointer { ap in w.dtBias.withUnsafeBufferPointer { bp in w.D.withUnsafeBufferPointer { dp in
+                            let x = xp.baseAddress! + s * CD
+                            mk_ssd_decode_step(Int32(H), Int32(P), Int32(N), Int32(G), zp.baseAddress! + s * E + c.dtOffset,
+                                               bp.baseAddress!, ap.baseAddress!, c.dtLimit.lo, c.dtLimit.hi, x, x + c.dSSM,
+                                               x + c.dSSM + G * N, dp.baseAddress!, c.dHasHeadDim ? 1 : 0, sp.baseAddress!,
+                                               yp.baseAddress! + s * c.dSSM, Int32(Parallel.threadCount))
+                        }}}
                     }
                 }}}
             }
