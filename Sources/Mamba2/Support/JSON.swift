@@ -124,7 +124,8 @@ struct JSONParser {
             if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(o) }
             while true {
                 skipSpace()
-                guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw error("expected a string key") }
+                guard i < bytes.count else { throw error("unexpected end of input") }
+                guard bytes[i] == UInt8(ascii: "\"") else { throw error("expected a string key") }
                 let k = try string()
                 skipSpace()
                 guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw error("expected ':'") }
@@ -132,7 +133,7 @@ struct JSONParser {
                 skipSpace()
                 o[k] = try value(depth: depth + 1)
                 skipSpace()
-                guard i < bytes.count else { throw error("unterminated object") }
+                guard i < bytes.count else { throw error("unexpected end of input (unterminated object)") }
                 if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
                 if bytes[i] == UInt8(ascii: "}") { i += 1; return .object(o) }
                 throw error("expected ',' or '}'")
@@ -146,7 +147,7 @@ struct JSONParser {
                 skipSpace()
                 a.append(try value(depth: depth + 1))
                 skipSpace()
-                guard i < bytes.count else { throw error("unterminated array") }
+                guard i < bytes.count else { throw error("unexpected end of input (unterminated array)") }
                 if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
                 if bytes[i] == UInt8(ascii: "]") { i += 1; return .array(a) }
                 throw error("expected ',' or ']'")

@@ -1,0 +1,117 @@
+import Foundation
+import Mamba2
+import Testing
+
+/// Runs the `mamba2` command built beside the tests (scripts/test builds it first).
+func runCLI(_ args: [String], stdin: String? = nil) throws -> (status: Int32, out: String, err: String) {
+    let binary = repoRoot + "/.build/debug/mamba2"
+    guard FileManager.default.isExecutableFile(atPath: binary) else {
+        throw Mamba2Error.io(path: binary, reason: "not built: run `swift build` (scripts/test does) before the CLI tests")
+    }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: binary)
+    p.arguments = args
+    let out = Pipe(), err = Pipe(), inp = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = inp
+    try p.run()
+    if let stdin { inp.fileHandleForWriting.write(stdin.data(using: .utf8)!) }
+    try inp.fileHandleForWriting.close()
+    let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
+
+@Suite("Command line")
+struct CLITests {
+    @Test("generate --prompt-ids --print-ids reproduces the reference's greedy tokens")
+    func generateGreedy() throws {
+        let (prompt, expected) = try GenerationTests.greedyFixture()
+        for dir in ["tiny-ssm", "tiny-hf"] {
+            let r = try runCLI(["generate", "--model", fixture(dir), "--prompt-ids", prompt.map(String.init).joined(separator: ","),
+                                "--temperature", "0", "--max-tokens", "12", "--print-ids"])
+            #expect(r.status == 0, "\(r.err)")
+            #expect(r.out.trimmingCharacters(in: .whitespacesAndNewlines) == expected.map(String.init).joined(separator: ","))
+            #expect(r.err.contains("decode") && r.err.contains("tokens/s") && r.err.contains("peak memory"))
+        }
+    }
+
+    @Test("generate with the same seed prints the same text")
+    func generateSeed() throws {
+        let args = ["generate", "--model", fixture("tiny-hf"), "--tokenizer", repoRoot + "/Tokenizers/gpt-neox-20b/tokenizer.json",
+                    "--prompt", "#$%", "--max-tokens", "20", "--temperature", "1", "--seed", "5"]
+        let a = try runCLI(args), b = try runCLI(args)
+        #expect(a.status == 0, "\(a.err)")
+        #expect(a.out == b.out && !a.out.isEmpty)
+    }
+
+    // logits written by the command equal the reference (1e-5 relative, as the library test).
+    @Test("logits writes the reference logits")
+    func logits() throws {
+        let g = try TinyGolden()
+        let out = makeTempDir() + "/logits.safetensors"
+        let r = try runCLI(["logits", "--model", fixture("tiny-ssm"), "--tokens", g.ids[0].map(String.init).joined(separator: ","),
+                            "--tokens", g.ids[1].map(String.init).joined(separator: ","), "--output", out])
+        #expect(r.status == 0, "\(r.err)")
+        let t = try SafeTensorsFile(path: out).tensor("logits")
+        #expect(t.shape == [2, 37, 112])
+        #expect(t.relativeError(to: g.logits) < 1e-5)
+    }
+
+    // perplexity equals the mean NLL computed here from the reference logits (windows of 7 tokens
+    // stream through the state; 1e-4 relative covers float32 log-sum-exp over 112 logits).
+    @Test("perplexity streams in windows and matches the reference logits")
+    func perplexity() throws {
+        let g = try TinyGolden()
+        let r = try runCLI(["perplexity", "--model", fixture("tiny-hf"), "--tokens", g.ids[0].map(String.init).joined(separator: ","), "--window", "7"])
+        #expect(r.status == 0, "\(r.err)")
+        var nll = 0.0
+        let logits = g.logits(0)
+        for t in 0..<36 {
+            let row = logits.data[(t * 112)..<((t + 1) * 112)].map(Double.init)
+            let m = row.max()!
+            nll += log(row.map { exp($0 - m) }.reduce(0, +)) + m - row[g.ids[0][t + 1]]
+        }
+        let line = r.out.split(separator: "\n").first { $0.hasPrefix("mean NLL") }!
+        let value = Double(line.split(separator: " ").first { Double($0) != nil }!)!
+        #expect(abs(value - nll / 36) <= 1e-4 * nll / 36)
+    }
+
+    @Test("info reports the shape, parameters and state size")
+    func info() throws {
+        let r = try runCLI(["info", "--model", fixture("tiny-ssm-bf16-tied")])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("63.54K") && r.out.contains("BF16") && r.out.contains("state-spaces"))
+    }
+
+    @Test("tokenize and detokenize, one string and JSON lines")
+    func tokenize() throws {
+        let tok = repoRoot + "/Tokenizers/gpt-neox-20b/tokenizer.json"
+        let r = try runCLI(["tokenize", "--tokenizer", tok, "--text", "Hello world"])
+        #expect(r.out == "12092,1533\n")
+        let jsonl = makeTempDir() + "/in.jsonl"
+        try writeBytes(Array("\"Hello world\"\n\"The quick brown fox\"\n".utf8), jsonl)
+        let j = try runCLI(["tokenize", "--tokenizer", tok, "--jsonl", jsonl])
+        #expect(j.out == "[12092,1533]\n[510,3158,8516,30013]\n")
+        let d = try runCLI(["detokenize", "--tokenizer", tok, "--ids", "12092,1533"])
+        #expect(d.out == "Hello world\n")
+    }
+
+    @Test("bad input exits non-zero with a message naming the culprit", arguments: [
+        (["generate", "--model", "/nonexistent", "--prompt-ids", "1"], "config.json"),
+        (["generate", "--model", "TINY", "--prompt-ids", "1,x"], "--prompt-ids"),
+        (["generate", "--model", "TINY", "--prompt-ids", "500"], "outside the vocabulary"),
+        (["generate", "--model", "TINY", "--prompt", "hi"], "tokenizer"),
+        (["generate", "--model", "TINY", "--prompt-ids", "1", "--top-p", "0"], "top_p"),
+        (["logits", "--model", "TINY", "--tokens", "1,2", "--tokens", "1", "--output", "/tmp/x.safetensors"], "same length"),
+        (["tokenize", "--tokenizer", "/nonexistent.json", "--text", "a"], "/nonexistent.json"),
+        (["bench", "ssd", "--lengths", "0"], "--lengths"),
+    ])
+    func badInput(args: [String], mentions: String) throws {
+        let r = try runCLI(args.map { $0 == "TINY" ? fixture("tiny-hf") : $0 })
+        #expect(r.status != 0)
+        #expect(r.err.contains(mentions), "\(r.err)")
+        #expect(!r.err.contains("Fatal error") && !r.err.contains("crashed"))
+    }
+}
