@@ -4,8 +4,71 @@ import Mamba2
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks that print tables (and JSON).",
-        subcommands: [BenchSSDCommand.self]
+        subcommands: [BenchModelCommand.self, BenchSSDCommand.self], defaultSubcommand: BenchModelCommand.self
     )
+}
+
+struct BenchModelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model",
+        abstract: "Prompt processing (ppN) and generation (tgN) speed of a model, as llama-bench prints it."
+    )
+    @OptionGroup var compute: ComputeOptions
+    @Option(help: "Model directory.") var model: String?
+    @Option(help: "Or a released shape with random weights: 130m, 370m, 780m, 1.3b, 2.7b.") var shape: String?
+    @Option(help: "Prompt tokens of the pp test.") var prompt: Int = 512
+    @Option(help: "Generated tokens of the tg test.") var generate: Int = 128
+    @Option(help: "Decode batch sizes, comma-separated (aggregate tokens/s).") var batch: String = "1"
+    @Option(help: "Repetitions (mean ± sd).") var repetitions: Int = 3
+    @Option(help: "Element type of the weight matrices the decode step reads: f32, bf16, f16 (arithmetic stays f32).") var weightsDtype: String = "f32"
+    @Flag(help: "Print JSON instead of a table.") var json = false
+
+    func run() throws {
+        try compute.apply()
+        guard let dw = Mamba2Model.DecodeWeights(rawValue: weightsDtype) else { throw ValidationError("--weights-dtype must be f32, bf16 or f16") }
+        let m: Mamba2Model
+        var name: String
+        let t0 = monotonicSeconds()
+        switch (model, shape) {
+        case let (dir?, nil):
+            m = try Mamba2Model.load(directory: dir, decodeWeights: dw); name = dir
+        case let (nil, s?):
+            guard let sh = ModelShape(rawValue: s) else { throw ValidationError("--shape must be one of " + ModelShape.allCases.map(\.rawValue).joined(separator: ", ")) }
+            m = try Mamba2Model(config: sh.config, weights: .random(sh.config, seed: 1), decodeWeights: dw); name = "mamba2-\(s) (random weights)"
+        default:
+            throw ValidationError("give exactly one of --model DIR or --shape NAME")
+        }
+        let loadSeconds = monotonicSeconds() - t0
+        guard prompt >= 1, generate >= 1, repetitions >= 1 else { throw ValidationError("--prompt, --generate and --repetitions must be at least 1") }
+        var bench = ModelBenchmark(model: m)
+        bench.promptTokens = prompt; bench.generateTokens = generate; bench.repetitions = repetitions
+        bench.batches = try parseInts(batch, option: "--batch")
+        let bandwidth = ModelBenchmark.measureReadBandwidth()
+        let results = try bench.run()
+        let perToken = Double(bench.bytesPerDecodedToken)
+        let floor = bandwidth / perToken
+        let params = Mamba2Weights.parameterCount(m.config)
+        let dtype = dw == .f32 ? m.weights.storedDType : "\(m.weights.storedDType)→\(dw.rawValue.uppercased())"
+        if json {
+            let rows = results.map { r in
+                "{\"test\":\"\(r.test)\",\"batch\":\(r.batch),\"tokens_per_s\":\(r.mean),\"sd\":\(r.sd),\"runs\":[\(r.tokensPerSecond.map { "\($0)" }.joined(separator: ","))]}"
+            }
+            print("{\"model\":\"\(name)\",\"parameters\":\(params),\"weights_dtype\":\"\(dtype)\",\"compute_dtype\":\"F32\",\"threads\":\(Parallel.threadCount),"
+                  + "\"read_bandwidth_bytes_per_s\":\(bandwidth),\"bytes_per_decoded_token\":\(Int(perToken)),\"decode_floor_tokens_per_s\":\(floor),"
+                  + "\"peak_rss_bytes\":\(peakResidentBytes()),\"load_seconds\":\(loadSeconds),\"results\":[\(rows.joined(separator: ","))]}")
+            return
+        }
+        print("model: \(name), \(countString(params)) parameters, weights \(dtype) (computed in F32), threads \(Parallel.threadCount)")
+        print("machine read bandwidth \(fixed(bandwidth / 1e9, 1)) GB/s; a decoded token reads \(bytesString(Int(perToken))) (weights + state) → floor \(fixed(floor, 1)) tokens/s")
+        var cells: [[String]] = []
+        for r in results {
+            let share = r.test.hasPrefix("tg") && r.batch == 1 ? fixed(r.mean / floor * 100, 0) + "%" : "-"
+            cells.append([name.count > 28 ? String(name.prefix(28)) : name, dtype, String(Parallel.threadCount), r.test,
+                          fixed(r.mean, 2) + " ± " + fixed(r.sd, 2), share])
+        }
+        print(table(["model", "weights", "threads", "test", "tokens/s", "of floor"], cells), terminator: "")
+        print("peak memory \(bytesString(peakResidentBytes()))")
+    }
 }
 
 struct BenchSSDCommand: ParsableCommand {

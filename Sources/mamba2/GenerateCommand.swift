@@ -30,12 +30,14 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Stop after this token id (repeatable; default: the tokenizer's end-of-text).") var stopId: [Int] = []
     @Flag(help: "Print the generated token ids (one line, comma-separated) instead of text.") var printIds = false
     @Option(help: "Print the log-probabilities of the N most likely tokens at each step (to stderr).") var logprobs: Int = 0
+    @Option(help: "Element type of the weight matrices the decode step reads: f32, bf16, f16 (arithmetic stays f32).") var weightsDtype: String = "f32"
     @Flag(help: "Show load time and which SSD form ran.") var verbose = false
 
     func run() throws {
         try compute.apply()
         let t0 = monotonicSeconds()
-        let lm = try LanguageModel.load(directory: model, tokenizerPath: tokenizer)
+        guard let dw = Mamba2Model.DecodeWeights(rawValue: weightsDtype) else { throw ValidationError("--weights-dtype must be f32, bf16 or f16") }
+        let lm = try LanguageModel.load(directory: model, tokenizerPath: tokenizer, decodeWeights: dw)
         let loadSeconds = monotonicSeconds() - t0
         var params = GenerateParameters(maxTokens: maxTokens, temperature: temperature, topK: topK, topP: topP, minP: minP,
                                         repetitionPenalty: repetitionPenalty, seed: seed, stopStrings: stop,

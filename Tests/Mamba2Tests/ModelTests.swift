@@ -134,3 +134,37 @@ struct ModelTests {
         }
     }
 }
+
+@Suite("Decode weights in 16 bits")
+struct DecodeWeightTests {
+    /// Logits of 20 decode steps after a 5-token prompt.
+    static func decodeLogits(_ model: Mamba2Model, _ ids: [Int]) throws -> Tensor {
+        var states = [model.newState()]
+        _ = try model.prefill([Array(ids[0..<5])], states: &states, logits: .none)
+        var rows: [Tensor] = []
+        for t in 5..<25 { rows.append(try model.step([ids[t]], states: &states)) }
+        return concatRows(rows)
+    }
+
+    // Weights already representable in bfloat16 (tiny-hf-bf16): the bf16 decode path reads the same
+    // numbers, so it must equal the float32 path up to summation order (1e-6 relative).
+    @Test("bf16 decode of bf16 weights equals float32 decode")
+    func bf16Exact() throws {
+        let g = try TinyGolden()
+        let f32 = try Self.decodeLogits(try Mamba2Model.load(directory: fixture("tiny-hf-bf16")), g.ids[0])
+        let bf16 = try Self.decodeLogits(try Mamba2Model.load(directory: fixture("tiny-hf-bf16"), decodeWeights: .bf16), g.ids[0])
+        #expect(bf16.relativeError(to: f32) < 1e-6)
+        #expect(f32.relativeError(to: Tensor(shape: [20, 112], data: Array(g.logits(0, bf16: true).data[(5 * 112)..<(25 * 112)]))) < 1e-5)
+    }
+
+    // float16 rounds each weight by at most 2^-11 relative; over two layers the logits move by about
+    // that much (bound 5e-3 relative: 10× the per-weight rounding).
+    @Test("f16 decode stays within float16 rounding of float32 decode")
+    func f16Close() throws {
+        let g = try TinyGolden()
+        let f32 = try Self.decodeLogits(try Mamba2Model.load(directory: fixture("tiny-hf")), g.ids[0])
+        let f16 = try Self.decodeLogits(try Mamba2Model.load(directory: fixture("tiny-hf"), decodeWeights: .f16), g.ids[0])
+        let err = f16.relativeError(to: f32)
+        #expect(err < 5e-3 && err > 0, "\(err)")
+    }
+}

@@ -26,6 +26,15 @@ void mk_sgemm_builtin(int transA, int transB, int M, int N, int K, float alpha, 
 // (multiples of 16). Small products run on the calling thread. Allocates nothing.
 void mk_sgemm_parallel(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                        const float *B, int ldb, float beta, float *C, int ldc, int threads);
+// Y (B, N) = X (B, K) · Wᵀ (+ bias) for a few rows B (the decode step's projections): each weight row is
+// streamed from memory once and dotted with all B rows of X, the rows of W split across `threads`
+// participants of the pool. W is (N, K) row-major in float32 (wtype 0), bfloat16 (1) or float16 (2);
+// arithmetic is float32. This is the memory-bound path: the bytes of W are the cost.
+void mk_gemv_rows(int B, int N, int K, const float *X, int ldx, const void *W, int wtype, const float *bias,
+                  float *Y, int ldy, int threads);
+// float32 → bfloat16 and → float16, rounding to nearest even, n values.
+void mk_f32_to_bf16(size_t n, const float *in, uint16_t *out);
+void mk_f32_to_f16(size_t n, const float *in, uint16_t *out);
 // Threads the BLAS itself may use for one call. We run the BLAS single-threaded and split work across
 // cores ourselves, so that concurrent small GEMMs (one per head) do not oversubscribe the cores.
 void mk_blas_set_threads(int n);
@@ -40,6 +49,9 @@ typedef void (*mk_task_fn)(void *ctx, int index);
 // Runs fn(ctx, i) for i in [0, count) on a persistent pool of `threads` participants (the caller is
 // one); returns when all are done. Allocates nothing per call.
 void mk_pool_run(int count, int threads, mk_task_fn fn, void *ctx);
+
+// Sum of n floats read by `threads` pool participants (a memory read-bandwidth probe).
+float mk_read_bandwidth_sum(const float *x, size_t n, int threads);
 
 // ---- elementwise ------------------------------------------------------------------------------------
 // out[i] = exp(in[i]) for in[i] <= 0 range-reduced polynomial, ~1 ulp, vectorizable; in may equal out.

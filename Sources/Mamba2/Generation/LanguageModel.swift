@@ -23,8 +23,9 @@ public final class LanguageModel: Sendable {
     /// Loads config, weights and tokenizer from a directory. The tokenizer is `tokenizerPath` if given,
     /// else the directory's tokenizer.json, else (for a state-spaces layout, which ships none) the bundled
     /// GPT-NeoX-20B one, else none.
-    public static func load(directory: String, tokenizerPath: String? = nil) throws -> LanguageModel {
-        let model = try Mamba2Model.load(directory: directory)
+    public static func load(directory: String, tokenizerPath: String? = nil,
+                            decodeWeights: Mamba2Model.DecodeWeights = .f32) throws -> LanguageModel {
+        let model = try Mamba2Model.load(directory: directory, decodeWeights: decodeWeights)
         var path = tokenizerPath
         if path == nil, MappedFile.exists(directory + "/tokenizer.json") { path = directory + "/tokenizer.json" }
         if path == nil, model.config.layout == .stateSpaces, model.config.vocabSize >= 50277 { path = bundledTokenizerPath }

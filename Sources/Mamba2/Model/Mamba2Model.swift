@@ -16,8 +16,18 @@ public final class Mamba2Model: Sendable {
     let convT: [[Float]]
     /// Per layer: A = −exp(A_log), (H).
     let A: [[Float]]
+    /// How the decode step holds the projections and the head (float32 always stays for prefill).
+    public let decodeWeights: DecodeWeights
+    /// 16-bit copies for decode when `decodeWeights` is not .f32: per layer in_proj and out_proj, and the head.
+    let halfInProj: [[UInt16]], halfOutProj: [[UInt16]], halfHead: [UInt16]
 
-    public init(config: Mamba2Config, weights: Mamba2Weights) throws {
+    /// The element type the decode step reads its weight matrices in (arithmetic is float32).
+    public enum DecodeWeights: String, Sendable, CaseIterable {
+        case f32, bf16, f16
+        var code: Int32 { switch self { case .f32: 0; case .bf16: 1; case .f16: 2 } }
+    }
+
+    public init(config: Mamba2Config, weights: Mamba2Weights, decodeWeights: DecodeWeights = .f32) throws {
         try config.validate()
         let c = config
         guard weights.layers.count == c.nLayer, weights.embedding.count == c.paddedVocabSize * c.dModel else {
@@ -31,18 +41,39 @@ public final class Mamba2Model: Sendable {
             return t
         }
         A = weights.layers.map { $0.aLog.map { -exp($0) } }
+        self.decodeWeights = decodeWeights
+        func half(_ w: [Float]) -> [UInt16] {
+            var out = [UInt16](repeating: 0, count: w.count)
+            if decodeWeights == .bf16 { mk_f32_to_bf16(w.count, w, &out) } else { mk_f32_to_f16(w.count, w, &out) }
+            return out
+        }
+        if decodeWeights == .f32 {
+            halfInProj = []; halfOutProj = []; halfHead = []
+        } else {
+            halfInProj = weights.layers.map { half($0.inProj) }
+            halfOutProj = weights.layers.map { half($0.outProj) }
+            halfHead = half(weights.lmHead ?? weights.embedding)
+        }
     }
 
     /// Loads `config.json` and the weights of a model directory (any layout `CheckpointLoader` reads).
-    public static func load(directory: String) throws -> Mamba2Model {
+    public static func load(directory: String, decodeWeights: DecodeWeights = .f32) throws -> Mamba2Model {
         let configPath = directory + "/config.json"
         guard MappedFile.exists(configPath) else { throw Mamba2Error.io(path: configPath, reason: "missing: a model directory needs config.json") }
         let config = try Mamba2Config.load(path: configPath)
         let weights = try CheckpointLoader.weights(config, tensors: try CheckpointLoader.readTensors(directory: directory))
-        return try Mamba2Model(config: config, weights: weights)
+        return try Mamba2Model(config: config, weights: weights, decodeWeights: decodeWeights)
     }
 
     public func newState() -> Mamba2State { Mamba2State(config: config) }
+
+    /// Bytes of weights one decode step reads (projections and head in the decode dtype, the rest float32).
+    public var decodeWeightBytes: Int {
+        let c = config
+        let matrices = c.nLayer * (c.inProjSize * c.dModel + c.dModel * c.dInner) + c.paddedVocabSize * c.dModel
+        let rest = Mamba2Weights.parameterCount(c) - matrices + (c.tieEmbeddings ? 0 : 0)
+        return matrices * (decodeWeights == .f32 ? 4 : 2) + rest * 4
+    }
 
     /// Which logits `prefill` returns.
     public enum LogitsMode: Sendable { case all, last, none }
@@ -146,7 +177,8 @@ public final class Mamba2Model: Sendable {
         for l in 0..<c.nLayer {
             let w = weights.layers[l]
             addAndNorm(&ws.residual, ws.hidden, weight: w.norm, rows: B, into: &ws.normed)
-            project(ws.normed, rows: B, inFeatures: D, weight: w.inProj, bias: w.inProjBias, outFeatures: E, into: &ws.zx)
+            decodeProject(ws.normed, rows: B, inFeatures: D, weight: w.inProj, half: decodeWeights == .f32 ? nil : halfInProj[l],
+                          bias: w.inProjBias, outFeatures: E, into: &ws.zx)
             let a = A[l]
             for s in 0..<B {
                 ws.zx.withUnsafeBufferPointer { zp in ws.xbc.withUnsafeMutableBufferPointer { xp in ws.y.withUnsafeMutableBufferPointer { yp in
@@ -176,12 +208,33 @@ public final class Mamba2Model: Sendable {
                 }}}
             }
             gate(y: ws.y, zx: ws.zx, rows: B, layer: l, into: &ws.gated)
-            project(ws.gated, rows: B, inFeatures: c.dInner, weight: w.outProj, bias: w.outProjBias, outFeatures: D, into: &ws.hidden)
+            decodeProject(ws.gated, rows: B, inFeatures: c.dInner, weight: w.outProj, half: decodeWeights == .f32 ? nil : halfOutProj[l],
+                          bias: w.outProjBias, outFeatures: D, into: &ws.hidden)
         }
         for s in 0..<B { states[s].tokens += 1 }
         addAndNorm(&ws.residual, ws.hidden, weight: weights.normF, rows: B, into: &ws.normed)
-        project(ws.normed, rows: B, inFeatures: D, weight: weights.lmHead ?? weights.embedding, bias: nil,
-                outFeatures: c.paddedVocabSize, into: &ws.logits)
+        decodeProject(ws.normed, rows: B, inFeatures: D, weight: weights.lmHead ?? weights.embedding,
+                      half: decodeWeights == .f32 ? nil : halfHead, bias: nil, outFeatures: c.paddedVocabSize, into: &ws.logits)
+    }
+
+    /// out (rows, outFeatures) = input · weightᵀ + bias for the few rows of a decode step: the weight
+    /// streamed once (in 16 bits when `half` is given), rows split across the pool.
+    func decodeProject(_ input: [Float], rows: Int, inFeatures: Int, weight: [Float], half: [UInt16]?, bias: [Float]?,
+                       outFeatures: Int, into out: inout [Float]) {
+        input.withUnsafeBufferPointer { ip in out.withUnsafeMutableBufferPointer { op in
+            let threads = Int32(Parallel.threadCount)
+            if let half {
+                half.withUnsafeBufferPointer { hp in
+                    mk_gemv_rows(Int32(rows), Int32(outFeatures), Int32(inFeatures), ip.baseAddress!, Int32(inFeatures),
+                                 hp.baseAddress!, decodeWeights.code, bias, op.baseAddress!, Int32(outFeatures), threads)
+                }
+            } else {
+                weight.withUnsafeBufferPointer { wp in
+                    mk_gemv_rows(Int32(rows), Int32(outFeatures), Int32(inFeatures), ip.baseAddress!, Int32(inFeatures),
+                                 wp.baseAddress!, 0, bias, op.baseAddress!, Int32(outFeatures), threads)
+                }
+            }
+        }}
     }
 
     // MARK: pieces

@@ -44,7 +44,8 @@ public func currentResidentBytes() -> Int {
 private func fscanfTwo(_ f: UnsafeMutablePointer<FILE>, _ a: UnsafeMutablePointer<Int>, _ b: UnsafeMutablePointer<Int>) -> Bool {
     var buf = [CChar](repeating: 0, count: 256)
     guard fgets(&buf, 256, f) != nil else { return false }
-    let parts = String(cString: buf).split(separator: " ")
+    let len = buf.firstIndex(of: 0) ?? buf.count
+    let parts = String(decoding: buf[0..<len].map { UInt8(bitPattern: $0) }, as: UTF8.self).split(separator: " ")
     guard parts.count >= 2, let x = Int(parts[0]), let y = Int(parts[1]) else { return false }
     a.pointee = x; b.pointee = y
     return true

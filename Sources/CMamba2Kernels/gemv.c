@@ -1,0 +1,105 @@
+// Decode projections: Y (B, N) = X (B, K) · Wᵀ (+ bias) for a few rows B, weights in float32, bfloat16
+// or float16, arithmetic in float32. Memory-bound: each weight row is streamed once and dotted with all
+// B rows of X (kept in cache); rows of W are split across the pool's threads.
+#include "CMamba2Kernels.h"
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__linux__)
+#define MK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define MK_CLONES
+#endif
+
+static inline float bf16_to_f32(uint16_t h) {
+    union { uint32_t u; float f; } c;
+    c.u = (uint32_t)h << 16;
+    return c.f;
+}
+
+// One kernel per weight type (LOAD reads element k of weight row `wr`), so each inner loop is a plain
+// vectorizable dot product. Rows of X are taken 4 at a time.
+#define MK_GEMV_KERNEL(NAME, WT, LOAD)                                                                 \
+    MK_CLONES static void NAME(int B, int n0, int n1, int K, const float *X, int ldx, const WT *W,     \
+                               const float *bias, float *Y, int ldy) {                                 \
+        for (int b0 = 0; b0 < B; b0 += 4) {                                                            \
+            const int nb = B - b0 < 4 ? B - b0 : 4;                                                    \
+            const float *x0 = X + (size_t)b0 * ldx;                                                    \
+            const float *x1 = nb > 1 ? x0 + ldx : x0;                                                  \
+            const float *x2 = nb > 2 ? x0 + 2 * (size_t)ldx : x0;                                      \
+            const float *x3 = nb > 3 ? x0 + 3 * (size_t)ldx : x0;                                      \
+            for (int n = n0; n < n1; n++) {                                                            \
+                const WT *wr = W + (size_t)n * K;                                                      \
+                float a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                                  \
+                for (int k = 0; k < K; k++) {                                                          \
+                    const float w = LOAD;                                                              \
+                    a0 += w * x0[k]; a1 += w * x1[k]; a2 += w * x2[k]; a3 += w * x3[k];                \
+                }                                                                                      \
+                const float bb = bias ? bias[n] : 0.0f;                                                \
+                float *y = Y + (size_t)b0 * ldy + n;                                                   \
+                y[0] = a0 + bb;                                                                        \
+                if (nb > 1) y[ldy] = a1 + bb;                                                          \
+                if (nb > 2) y[2 * (size_t)ldy] = a2 + bb;                                              \
+                if (nb > 3) y[3 * (size_t)ldy] = a3 + bb;                                              \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
+MK_GEMV_KERNEL(mk_gemv_f32, float, wr[k])
+MK_GEMV_KERNEL(mk_gemv_bf16, uint16_t, bf16_to_f32(wr[k]))
+#if defined(__x86_64__) || defined(__aarch64__)
+MK_GEMV_KERNEL(mk_gemv_f16, _Float16, (float)wr[k])
+#endif
+
+typedef struct {
+    int B, N, K, ldx, ldy, wtype, parts;
+    const float *X, *bias;
+    const void *W;
+    float *Y;
+} mk_gemv_job;
+
+static void mk_gemv_task(void *ctx, int i) {
+    const mk_gemv_job *j = (const mk_gemv_job *)ctx;
+    // Row blocks of 16, so that each thread's output stays vector-aligned.
+    const int rows16 = (j->N + 15) / 16;
+    const int n0 = (int)((long)rows16 * i / j->parts) * 16;
+    int n1 = (int)((long)rows16 * (i + 1) / j->parts) * 16;
+    if (n1 > j->N) n1 = j->N;
+    if (n0 >= n1) return;
+    switch (j->wtype) {
+    case 0: mk_gemv_f32(j->B, n0, n1, j->K, j->X, j->ldx, (const float *)j->W, j->bias, j->Y, j->ldy); break;
+    case 1: mk_gemv_bf16(j->B, n0, n1, j->K, j->X, j->ldx, (const uint16_t *)j->W, j->bias, j->Y, j->ldy); break;
+#if defined(__x86_64__) || defined(__aarch64__)
+    default: mk_gemv_f16(j->B, n0, n1, j->K, j->X, j->ldx, (const _Float16 *)j->W, j->bias, j->Y, j->ldy); break;
+#else
+    default: break;
+#endif
+    }
+}
+
+void mk_gemv_rows(int B, int N, int K, const float *X, int ldx, const void *W, int wtype, const float *bias,
+                  float *Y, int ldy, int threads) {
+    mk_gemv_job job = { B, N, K, ldx, ldy, wtype, 1, X, bias, W, Y };
+    // Small matrices stay on the calling thread.
+    job.parts = ((long)N * K < (1L << 16) || threads < 1) ? 1 : threads;
+    mk_pool_run(job.parts, threads, mk_gemv_task, &job);
+}
+
+void mk_f32_to_bf16(size_t n, const float *in, uint16_t *out) {
+    for (size_t i = 0; i < n; i++) {
+        union { float f; uint32_t u; } c;
+        c.f = in[i];
+        if ((c.u & 0x7F800000u) == 0x7F800000u && (c.u & 0x7FFFFFu)) { out[i] = 0x7FC0; continue; }  // NaN
+        out[i] = (uint16_t)((c.u + 0x7FFFu + ((c.u >> 16) & 1u)) >> 16);
+    }
+}
+
+void mk_f32_to_f16(size_t n, const float *in, uint16_t *out) {
+#if defined(__x86_64__) || defined(__aarch64__)
+    for (size_t i = 0; i < n; i++) {
+        _Float16 h = (_Float16)in[i];
+        memcpy(&out[i], &h, 2);
+    }
+#else
+    for (size_t i = 0; i < n; i++) out[i] = 0;
+#endif
+}

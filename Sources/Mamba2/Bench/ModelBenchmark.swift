@@ -1,0 +1,117 @@
+import CMamba2Kernels
+
+/// The released checkpoints' shapes, for benchmarks with random weights (`--shape`).
+public enum ModelShape: String, CaseIterable, Sendable {
+    case m130 = "130m", m370 = "370m", m780 = "780m", b13 = "1.3b", b27 = "2.7b"
+
+    public var config: Mamba2Config {
+        let (d, n): (Int, Int) = switch self {
+        case .m130: (768, 24)
+        case .m370: (1024, 48)
+        case .m780: (1536, 48)
+        case .b13: (2048, 48)
+        case .b27: (2560, 64)
+        }
+        return Mamba2Config(dModel: d, nLayer: n, vocabSize: 50277, padVocabSizeMultiple: 16, layout: .stateSpaces)
+    }
+}
+
+/// `mamba2 bench`, in the style of llama-bench: prompt processing (ppN: N prompt tokens in one prefill,
+/// tokens/s) and text generation (tgN: N tokens one at a time after a short prompt, tokens/s), with
+/// repetitions (mean ± sd), batched decode, the machine's read bandwidth and the share of the decode
+/// floor (bytes each token must read / bandwidth) reached.
+public struct ModelBenchmark {
+    public struct Result: Sendable {
+        public var test: String          // "pp512", "tg128", "tg128 b4"
+        public var batch: Int
+        public var tokensPerSecond: [Double]
+        public var mean: Double { tokensPerSecond.reduce(0, +) / Double(max(tokensPerSecond.count, 1)) }
+        public var sd: Double {
+            let m = mean
+            let n = Double(tokensPerSecond.count)
+            return n < 2 ? 0 : (tokensPerSecond.reduce(0) { $0 + ($1 - m) * ($1 - m) } / (n - 1)).squareRoot()
+        }
+    }
+
+    public let model: Mamba2Model
+    public var promptTokens = 512
+    public var generateTokens = 128
+    public var repetitions = 3
+    public var batches = [1]
+
+    public init(model: Mamba2Model) { self.model = model }
+
+    /// Bytes one decode step must read: every weight once (the tied head reads the embedding) plus the
+    /// state read and written.
+    public var bytesPerDecodedToken: Int {
+        let c = model.config
+        return model.decodeWeightBytes + 2 * c.stateFloatsPerSequence * 4
+    }
+
+    public func run(progress: (Result) -> Void = { _ in }) throws -> [Result] {
+        let V = model.config.vocabSize
+        var rng = SplitMix64(seed: 1234)
+        func randomTokens(_ n: Int) -> [Int] { (0..<n).map { _ in Int(rng.next() % UInt64(V)) } }
+        var results: [Result] = []
+        // Warm-up: first touches of weights and buffers, pool start.
+        var warm = [model.newState()]
+        _ = try model.prefill([randomTokens(16)], states: &warm, logits: .last)
+
+        var pp = Result(test: "pp\(promptTokens)", batch: 1, tokensPerSecond: [])
+        var tgs = batches.map { Result(test: $0 == 1 ? "tg\(generateTokens)" : "tg\(generateTokens) b\($0)", batch: $0, tokensPerSecond: []) }
+        // Repetitions interleave the tests, so that a slow phase of a shared machine hits all of them.
+        for _ in 0..<repetitions {
+            var states = [model.newState()]
+            let prompt = randomTokens(promptTokens)
+            let t0 = monotonicSeconds()
+            _ = try model.prefill([prompt], states: &states, logits: .last)
+            pp.tokensPerSecond.append(Double(promptTokens) / (monotonicSeconds() - t0))
+            for (k, b) in batches.enumerated() {
+                var st = (0..<b).map { _ in model.newState() }
+                _ = try model.prefill((0..<b).map { _ in randomTokens(4) }, states: &st, logits: .last)
+                let ws = DecodeWorkspace(config: model.config, batch: b)
+                var tokens = randomTokens(b)
+                let t1 = monotonicSeconds()
+                for _ in 0..<generateTokens {
+                    try model.step(tokens, states: &st, workspace: ws)
+                    tokens = ws.argmaxRows(b)
+                }
+                tgs[k].tokensPerSecond.append(Double(generateTokens * b) / (monotonicSeconds() - t1))
+            }
+        }
+        results.append(pp)
+        progress(pp)
+        for t in tgs { results.append(t); progress(t) }
+        return results
+    }
+
+    /// Read bandwidth of this machine in bytes/s: all threads summing a 512 MiB array, best of 3.
+    public static func measureReadBandwidth() -> Double {
+        let n = 128 << 20
+        let buf = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { buf.deallocate() }
+        buf.initialize(repeating: 1, count: n)
+        var best = 0.0
+        for _ in 0..<3 {
+            let t0 = monotonicSeconds()
+            let s = mk_read_bandwidth_sum(buf, n, Int32(Parallel.threadCount))
+            let dt = monotonicSeconds() - t0
+            if s != Float(n) && s.isNaN { return 0 }  // keeps the sum alive
+            best = max(best, Double(n * 4) / dt)
+        }
+        return best
+    }
+}
+
+extension DecodeWorkspace {
+    /// Argmax of each of the first `rows` logit rows (greedy continuation for benchmarks).
+    func argmaxRows(_ rows: Int) -> [Int] {
+        let V = logits.count / batch
+        return (0..<rows).map { r in
+            var best = 0
+            var bv = -Float.infinity
+            for i in 0..<V where logits[r * V + i] > bv { bv = logits[r * V + i]; best = i }
+            return best
+        }
+    }
+}
