@@ -7,10 +7,12 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Mamba2", targets: ["Mamba2"]),
+        .library(name: "Mamba2Hub", targets: ["Mamba2Hub"]),
         .executable(name: "mamba2", targets: ["mamba2"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // Small C kernels (vectorized loops the SSD and the model run per element) and the door to the BLAS.
@@ -30,16 +32,22 @@ let package = Package(
             dependencies: ["CMamba2Kernels"],
             swiftSettings: []
         ),
+        // Models from the Hugging Face Hub, cached as huggingface_hub lays them out. Kept apart so the
+        // core library needs no networking.
+        .target(
+            name: "Mamba2Hub",
+            dependencies: ["Mamba2", .product(name: "AsyncHTTPClient", package: "async-http-client")]
+        ),
         // The command line: parses arguments and calls the library.
         .executableTarget(
             name: "mamba2",
-            dependencies: ["Mamba2", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Mamba2", "Mamba2Hub", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Test-only: counts heap allocations (decode must allocate nothing per token).
         .target(name: "CAllocCounter", path: "Tests/CAllocCounter"),
         .testTarget(
             name: "Mamba2Tests",
-            dependencies: ["Mamba2", "CAllocCounter"],
+            dependencies: ["Mamba2", "Mamba2Hub", "CAllocCounter"],
             exclude: ["Fixtures"]
         ),
     ],

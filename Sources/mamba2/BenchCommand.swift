@@ -4,7 +4,7 @@ import Mamba2
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks that print tables (and JSON).",
-        subcommands: [BenchModelCommand.self, BenchSSDCommand.self], defaultSubcommand: BenchModelCommand.self
+        subcommands: [BenchModelCommand.self, BenchSSDCommand.self, BenchTokenizerCommand.self], defaultSubcommand: BenchModelCommand.self
     )
 }
 
@@ -137,5 +137,34 @@ func parseInts(_ s: String, option: String) throws -> [Int] {
 extension Substring {
     func trimmingCharacters() -> String {
         String(self.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
+    }
+}
+
+struct BenchTokenizerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokenizer", abstract: "Encoding throughput of a tokenizer on a text file (one thread).")
+    @Option(help: "tokenizer.json") var tokenizer: String
+    @Option(help: "Text file to encode.") var textFile: String
+    @Option(help: "Repetitions (the best is reported).") var repetitions: Int = 3
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let tok = try Tokenizer(path: tokenizer)
+        let bytes = try MappedFile.readAll(textFile)
+        let text = String(decoding: bytes, as: UTF8.self)
+        var best = Double.infinity
+        var count = 0
+        for _ in 0..<max(1, repetitions) {
+            tok.clearCache()
+            let t0 = monotonicSeconds()
+            count = tok.encode(text).count
+            best = min(best, monotonicSeconds() - t0)
+        }
+        let mbps = Double(bytes.count) / best / 1e6
+        if json {
+            print("{\"bytes\":\(bytes.count),\"tokens\":\(count),\"seconds\":\(best),\"mb_per_s\":\(mbps)}")
+        } else {
+            print("\(bytes.count) bytes → \(count) tokens in \(fixed(best, 3)) s: \(fixed(mbps, 2)) MB/s, \(fixed(Double(count) / best / 1e6, 2)) M tokens/s (one thread, cold word cache)")
+        }
     }
 }

@@ -1,18 +1,20 @@
 import ArgumentParser
 import Mamba2
+import Mamba2Hub
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
 
-struct GenerateCommand: ParsableCommand {
+struct GenerateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
         abstract: "Generates text (or ids) from a prompt, streaming to stdout; a summary goes to stderr.")
 
     @OptionGroup var compute: ComputeOptions
-    @Option(help: "Model directory (config.json + weights [+ tokenizer.json]).") var model: String
+    @Option(help: "Model directory (config.json + weights [+ tokenizer.json]) or a Hugging Face repo id such as state-spaces/mamba2-130m.") var model: String
+    @Option(help: "Revision (branch, tag or commit) of a Hub repo.") var revision: String = "main"
     @Option(help: "tokenizer.json (default: the model's, or the bundled GPT-NeoX-20B one for state-spaces models).") var tokenizer: String?
     @Argument(help: "The prompt (or use --prompt, --prompt-file, --prompt-ids, or stdin).") var positionalPrompt: String?
     @Option(help: "The prompt text.") var prompt: String?
@@ -33,11 +35,12 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Element type of the weight matrices the decode step reads: f32, bf16, f16 (arithmetic stays f32).") var weightsDtype: String = "f32"
     @Flag(help: "Show load time and which SSD form ran.") var verbose = false
 
-    func run() throws {
+    func run() async throws {
         try compute.apply()
+        let modelDir = try await resolveModel(model, revision: revision)
         let t0 = monotonicSeconds()
         guard let dw = Mamba2Model.DecodeWeights(rawValue: weightsDtype) else { throw ValidationError("--weights-dtype must be f32, bf16 or f16") }
-        let lm = try LanguageModel.load(directory: model, tokenizerPath: tokenizer, decodeWeights: dw)
+        let lm = try LanguageModel.load(directory: modelDir, tokenizerPath: tokenizer, decodeWeights: dw)
         let loadSeconds = monotonicSeconds() - t0
         var params = GenerateParameters(maxTokens: maxTokens, temperature: temperature, topK: topK, topP: topP, minP: minP,
                                         repetitionPenalty: repetitionPenalty, seed: seed, stopStrings: stop,
@@ -107,6 +110,24 @@ struct GenerateCommand: ParsableCommand {
         let total = outs.reduce(0) { $0 + $1.count }
         printErr("\(prompts.count) prompts, \(total) tokens generated in \(fixed(seconds, 2)) s (\(fixed(Double(total) / seconds, 1)) tokens/s aggregate); peak memory \(bytesString(peakResidentBytes()))")
     }
+}
+
+/// A local directory as it is; a Hub repo id downloaded (or found) in the Hugging Face cache, with a
+/// progress bar on stderr.
+func resolveModel(_ model: String, revision: String) async throws -> String {
+    guard HubClient.isRepoID(model) else { return model }
+    let client = HubClient()
+    let dir = try await client.snapshot(repo: model, revision: revision) { p in
+        let width = 30
+        if let total = p.total, total > 0 {
+            let done = min(width, p.bytes * width / total)
+            writeAll(2, "\r\(p.file) [" + String(repeating: "#", count: done) + String(repeating: ".", count: width - done)
+                + "] \(bytesString(p.bytes)) / \(bytesString(total))   " + (p.bytes >= total ? "\n" : ""))
+        } else {
+            writeAll(2, "\r\(p.file) \(bytesString(p.bytes))   ")
+        }
+    }
+    return dir
 }
 
 /// Writes to stdout unbuffered, so text appears as it is generated.

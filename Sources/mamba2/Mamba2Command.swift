@@ -2,7 +2,7 @@ import ArgumentParser
 import Mamba2
 
 @main
-struct Mamba2Command: ParsableCommand {
+struct Mamba2Command: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mamba2",
         abstract: "Mamba-2 state space models in Swift: the SSD layer, checkpoints, inference.",

@@ -3,7 +3,7 @@ import Mamba2
 import Testing
 
 /// Runs the `mamba2` command built beside the tests (scripts/test builds it first).
-func runCLI(_ args: [String], stdin: String? = nil) throws -> (status: Int32, out: String, err: String) {
+func runCLI(_ args: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> (status: Int32, out: String, err: String) {
     let binary = repoRoot + "/.build/debug/mamba2"
     guard FileManager.default.isExecutableFile(atPath: binary) else {
         throw Mamba2Error.io(path: binary, reason: "not built: run `swift build` (scripts/test does) before the CLI tests")
@@ -11,6 +11,7 @@ func runCLI(_ args: [String], stdin: String? = nil) throws -> (status: Int32, ou
     let p = Process()
     p.executableURL = URL(fileURLWithPath: binary)
     p.arguments = args
+    if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
     let out = Pipe(), err = Pipe(), inp = Pipe()
     p.standardOutput = out
     p.standardError = err

@@ -1,3 +1,4 @@
+import CMamba2Kernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -68,11 +69,11 @@ public struct SafeTensorsFile: Sendable {
         return t.tensor()
     }
 
-    /// Writes tensors as a safetensors file (float32, or bfloat16 when `dtype` is .bf16), names sorted.
+    /// Writes tensors as a safetensors file (float32, bfloat16 or float16 as `dtype` says), names sorted.
     /// Written to a temporary file first and renamed, so an interrupted write never leaves a half file.
     public static func write(_ tensors: [(String, Tensor)], to path: String, dtype: DType = .f32,
                              metadata: [String: String] = [:]) throws {
-        guard dtype == .f32 || dtype == .bf16 else { throw Mamba2Error.invalidArgument("dtype", reason: "writing supports F32 and BF16") }
+        guard dtype.isFloat else { throw Mamba2Error.invalidArgument("dtype", reason: "writing supports F32, BF16 and F16") }
         var header: [String: JSON] = [:]
         if !metadata.isEmpty { header["__metadata__"] = .object(metadata.mapValues { .string($0) }) }
         var offset = 0
@@ -90,10 +91,13 @@ public struct SafeTensorsFile: Sendable {
         withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { out.append(contentsOf: $0) }
         out.append(contentsOf: headerBytes)
         for (_, t) in sorted {
-            if dtype == .f32 {
-                t.data.withUnsafeBytes { out.append(contentsOf: $0) }
-            } else {
-                for v in t.data { withUnsafeBytes(of: floatToBF16(v).littleEndian) { out.append(contentsOf: $0) } }
+            switch dtype {
+            case .f32: t.data.withUnsafeBytes { out.append(contentsOf: $0) }
+            case .bf16: for v in t.data { withUnsafeBytes(of: floatToBF16(v).littleEndian) { out.append(contentsOf: $0) } }
+            default:
+                var half = [UInt16](repeating: 0, count: t.count)
+                mk_f32_to_f16(t.count, t.data, &half)
+                half.withUnsafeBytes { out.append(contentsOf: $0) }
             }
         }
         try writeFileAtomically(out, to: path)

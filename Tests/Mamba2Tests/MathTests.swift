@@ -1,0 +1,77 @@
+@testable import Mamba2
+import CMamba2Kernels
+import Testing
+
+@Suite("Math backend")
+struct MathTests {
+    // The built-in GEMM (the fallback when OpenBLAS is not wanted) equals OpenBLAS on random products,
+    // every transpose combination (1e-5 relative: float32 sums in different orders).
+    @Test("built-in GEMM equals OpenBLAS", arguments: [(false, false), (true, false), (false, true), (true, true)])
+    func builtinGEMM(transA: Bool, transB: Bool) {
+        var rng = SeededRNG()
+        let (m, n, k) = (37, 70, 53)
+        let a = rng.normal([m * k]).data, b = rng.normal([k * n]).data
+        let c0 = rng.normal([m * n]).data
+        func run(_ builtin: Bool) -> Tensor {
+            BLAS.useBuiltin = builtin
+            defer { BLAS.useBuiltin = false }
+            var c = c0
+            a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.7, a: ap.baseAddress!, lda: transA ? m : k,
+                           b: bp.baseAddress!, ldb: transB ? k : n, beta: 0.3, c: cp.baseAddress!, ldc: n)
+            }}}
+            return Tensor(shape: [m, n], data: c)
+        }
+        let reference = run(false), builtin = run(true)
+        #expect(builtin.relativeError(to: reference) < 1e-5, "seed \(rng.seed)")
+    }
+
+    // The whole chunked SSD through the built-in GEMM reproduces the fixture as OpenBLAS does.
+    @Test("SSD on the built-in GEMM reproduces the fixture")
+    func builtinSSD() throws {
+        let f = try SafeTensorsFile(path: fixture("ssd-small.safetensors"))
+        let input = SSDInput(x: try f.tensor("x"), dt: try f.tensor("dt"), A: try f.tensor("A"), B: try f.tensor("B"),
+                             C: try f.tensor("C"), D: try f.tensor("D"), z: try f.tensor("z"),
+                             dtBias: try f.tensor("dt_bias"), initialStates: try f.tensor("initial_states"))
+        BLAS.useBuiltin = true
+        defer { BLAS.useBuiltin = false }
+        let out = try SSD.run(input, options: SSDOptions(form: .chunked, chunkSize: 32, dtSoftplus: true))
+        #expect(out.y.relativeError(to: try f.tensor("y")) < 2e-5)
+    }
+
+    // The parallel GEMM split and the decode GEMV equal a single-threaded GEMM.
+    @Test("parallel GEMM and decode GEMV equal the plain GEMM")
+    func parallelGEMM() {
+        var rng = SeededRNG()
+        let (m, n, k) = (3, 1000, 700)
+        let a = rng.normal([m * k]).data, w = rng.normal([n * k]).data
+        var plain = [Float](repeating: 0, count: m * n), par = plain, gemv = plain
+        a.withUnsafeBufferPointer { ap in w.withUnsafeBufferPointer { wp in
+            plain.withUnsafeMutableBufferPointer { cp in
+                BLAS.sgemm(transB: true, m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: wp.baseAddress!, ldb: k, c: cp.baseAddress!, ldc: n)
+            }
+            par.withUnsafeMutableBufferPointer { cp in
+                BLAS.sgemmParallel(transB: true, m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: wp.baseAddress!, ldb: k, c: cp.baseAddress!, ldc: n)
+            }
+            gemv.withUnsafeMutableBufferPointer { cp in
+                mk_gemv_rows(Int32(m), Int32(n), Int32(k), ap.baseAddress!, Int32(k), wp.baseAddress!, 0, nil, cp.baseAddress!, Int32(n), 2)
+            }
+        }}
+        let p = Tensor(shape: [m, n], data: plain)
+        #expect(Tensor(shape: [m, n], data: par).relativeError(to: p) < 1e-6)
+        #expect(Tensor(shape: [m, n], data: gemv).relativeError(to: p) < 1e-5)
+    }
+
+    // Parallel.forEach runs every index exactly once, for counts below, at and above the thread count.
+    @Test("thread pool runs every index once")
+    func pool() {
+        for count in [1, 2, 3, 17, 1000] {
+            let hits = UnsafeMutablePointer<Int>.allocate(capacity: count)
+            hits.initialize(repeating: 0, count: count)
+            let h = SharedPointer(hits)
+            Parallel.forEach(count) { h.p[$0] += 1 }
+            #expect((0..<count).allSatisfy { hits[$0] == 1 })
+            hits.deallocate()
+        }
+    }
+}

@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Side-by-side CPU benchmark of this project against llama.cpp and transformers, same machine, same
+thread count, same random weights of a released Mamba-2 shape.
+
+  benchmarks/setup_peers.sh                       # once: the peers' virtual environment
+  /opt/peers/bin/python benchmarks/peer_compare.py --shape 130m --threads 2 --reps 3
+
+Steps: (1) write a random mamba2-SHAPE checkpoint in the Hugging Face layout (float32 safetensors,
+initialized as mamba_ssm does); (2) convert it to GGUF f32, f16 and bf16 with the converter that ships inside
+the llama-cpp-python source package (fetched from PyPI with pip); (3) per repetition, interleaved:
+`mamba2 bench` (f32 and bf16 decode weights), llama.cpp f32, f16 and bf16 through llama-cpp-python, and
+transformers' Mamba2ForCausalLM on PyTorch CPU; (4) print one table of pp512 / tg128 tokens/s with
+ratios to llama.cpp, and write it as JSON.
+"""
+import argparse, glob, json, math, os, shutil, statistics, subprocess, sys, tarfile, tempfile, time
+
+# PyTorch's OpenMP threads spin after each parallel region unless told otherwise; spinning threads of
+# an idle peer would slow the others in this interleaved run.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
+
+SHAPES = {"130m": (768, 24), "370m": (1024, 48), "780m": (1536, 48), "1.3b": (2048, 48), "2.7b": (2560, 64)}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write_checkpoint(shape, out):
+    """A random mamba2 checkpoint in the transformers layout (float32)."""
+    from safetensors.numpy import save_file
+    d, n = SHAPES[shape]
+    V, N, P, G, K = 50288, 128, 64, 1, 4
+    din = 2 * d
+    H = din // P
+    E = 2 * din + 2 * G * N + H
+    cd = din + 2 * G * N
+    rng = np.random.default_rng(1)
+    t = {"backbone.embeddings.weight": (rng.standard_normal((V, d)) * 0.02).astype(np.float32),
+         "backbone.norm_f.weight": np.ones(d, np.float32)}
+    for i in range(n):
+        p = f"backbone.layers.{i}."
+        dt = np.exp(rng.uniform(math.log(1e-3), math.log(0.1), H))
+        t[p + "norm.weight"] = np.ones(d, np.float32)
+        t[p + "mixer.in_proj.weight"] = (rng.standard_normal((E, d)) * 0.02).astype(np.float32)
+        t[p + "mixer.conv1d.weight"] = rng.uniform(-0.5, 0.5, (cd, 1, K)).astype(np.float32)
+        t[p + "mixer.conv1d.bias"] = np.zeros(cd, np.float32)
+        t[p + "mixer.dt_bias"] = (dt + np.log(-np.expm1(-dt))).astype(np.float32)
+        t[p + "mixer.A_log"] = np.log(rng.uniform(1, 16, H)).astype(np.float32)
+        t[p + "mixer.D"] = np.ones(H, np.float32)
+        t[p + "mixer.norm.weight"] = np.ones(din, np.float32)
+        t[p + "mixer.out_proj.weight"] = (rng.standard_normal((d, din)) * 0.02).astype(np.float32)
+    os.makedirs(out, exist_ok=True)
+    save_file(t, os.path.join(out, "model.safetensors"))
+    cfg = {"architectures": ["Mamba2ForCausalLM"], "model_type": "mamba2", "hidden_size": d, "num_hidden_layers": n,
+           "vocab_size": V, "state_size": N, "conv_kernel": K, "expand": 2, "head_dim": P, "num_heads": H, "n_groups": G,
+           "chunk_size": 256, "use_bias": False, "use_conv_bias": True, "layer_norm_epsilon": 1e-5, "residual_in_fp32": True,
+           "tie_word_embeddings": True, "norm_before_gate": False, "rms_norm": True, "time_step_limit": [0.0, float("inf")],
+           "bos_token_id": 0, "eos_token_id": 0, "pad_token_id": 0, "torch_dtype": "float32"}
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    shutil.copy(os.path.join(ROOT, "Tokenizers/gpt-neox-20b/tokenizer.json"), out)
+
+
+def converter(workdir):
+    """The GGUF converter shipped in the llama-cpp-python sdist (same version as the installed peer)."""
+    dest = os.path.join(workdir, "llama-src")
+    if not os.path.exists(dest):
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                        "llama-cpp-python==0.3.36", "-d", workdir], check=True)
+        sdist = glob.glob(os.path.join(workdir, "llama_cpp_python-*.tar.gz"))[0]
+        with tarfile.open(sdist) as tar:
+            members = [m for m in tar.getmembers() if "/vendor/llama.cpp/" in m.name and
+                       any(k in m.name for k in ("convert_hf_to_gguf.py", "/conversion/", "/gguf-py/", "/models/ggml-vocab"))]
+            tar.extractall(dest, members=members)
+    return glob.glob(os.path.join(dest, "*", "vendor", "llama.cpp", "convert_hf_to_gguf.py"))[0]
+
+
+def convert(ckpt, outtype, workdir):
+    out = os.path.join(workdir, f"model-{outtype}.gguf")
+    if not os.path.exists(out):
+        subprocess.run([sys.executable, converter(workdir), ckpt, "--outtype", outtype, "--outfile", out], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return out
+
+
+def bench_ours(binary, ckpt, threads, dtype):
+    r = subprocess.run([binary, "bench", "--model", ckpt, "--threads", str(threads), "--repetitions", "1",
+                        "--weights-dtype", dtype, "--json"], check=True, capture_output=True, text=True)
+    j = json.loads(r.stdout)
+    res = {x["test"]: x["tokens_per_s"] for x in j["results"]}
+    return res["pp512"], res["tg128"], j["peak_rss_bytes"]
+
+
+def bench_llama(gguf_path, threads, rng):
+    from llama_cpp import Llama
+    llm = Llama(model_path=gguf_path, n_ctx=1024, n_batch=512, n_ubatch=512, n_threads=threads, n_threads_batch=threads,
+                verbose=False)
+    V = 50277
+    prompt = [int(x) for x in rng.integers(0, V, 512)]
+    llm.reset()
+    t0 = time.perf_counter()
+    llm.eval(prompt)
+    pp = 512 / (time.perf_counter() - t0)
+    llm.reset()
+    llm.eval([int(x) for x in rng.integers(0, V, 4)])
+    tok = int(rng.integers(0, V))
+    t0 = time.perf_counter()
+    for _ in range(128):
+        llm.eval([tok])
+        tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    tg = 128 / (time.perf_counter() - t0)
+    del llm
+    return pp, tg
+
+
+def bench_torch(model, threads, rng):
+    import torch
+    torch.set_num_threads(threads)
+    V = 50277
+    with torch.no_grad():
+        ids = torch.from_numpy(rng.integers(0, V, (1, 512)))
+        t0 = time.perf_counter()
+        model(ids)
+        pp = 512 / (time.perf_counter() - t0)
+        ids = torch.from_numpy(rng.integers(0, V, (1, 4)))
+        out = model(ids, use_cache=True)
+        cache = out.cache_params
+        tok = out.logits[:, -1:].argmax(-1)
+        t0 = time.perf_counter()
+        for i in range(128):
+            out = model(tok, cache_params=cache, use_cache=True, cache_position=torch.tensor([4 + i]))
+            cache = out.cache_params
+            tok = out.logits[:, -1:].argmax(-1)
+        tg = 128 / (time.perf_counter() - t0)
+    return pp, tg
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shape", default="130m", choices=SHAPES)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--binary", default=os.path.join(ROOT, ".build/release/mamba2"))
+    ap.add_argument("--workdir", default="/tmp/mamba2-peers")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--json", default=None, help="write the results here as JSON")
+    a = ap.parse_args()
+    work = os.path.join(a.workdir, a.shape)
+    ckpt = os.path.join(work, "hf")
+    if not os.path.exists(os.path.join(ckpt, "model.safetensors")):
+        write_checkpoint(a.shape, ckpt)
+    ggufs = {t: convert(ckpt, t, work) for t in ("f32", "f16", "bf16")}
+    torch_model = None
+    if not a.no_torch:
+        import torch
+        from transformers import Mamba2ForCausalLM
+        torch_model = Mamba2ForCausalLM.from_pretrained(ckpt, torch_dtype=torch.float32).eval()
+    rng = np.random.default_rng(7)
+    rows = {k: {"pp": [], "tg": []} for k in ["mamba2-swift f32", "mamba2-swift bf16", "llama.cpp f32", "llama.cpp f16", "llama.cpp bf16", "transformers f32"]}
+    rss = {}
+    for rep in range(a.reps):  # interleaved: each repetition runs every peer once
+        for dt in ("f32", "bf16"):
+            pp, tg, peak = bench_ours(a.binary, ckpt, a.threads, dt)
+            rows[f"mamba2-swift {dt}"]["pp"].append(pp); rows[f"mamba2-swift {dt}"]["tg"].append(tg)
+            rss[f"mamba2-swift {dt}"] = peak
+        for t, path in ggufs.items():
+            pp, tg = bench_llama(path, a.threads, rng)
+            rows[f"llama.cpp {t}"]["pp"].append(pp); rows[f"llama.cpp {t}"]["tg"].append(tg)
+        if torch_model is not None:
+            pp, tg = bench_torch(torch_model, a.threads, rng)
+            rows["transformers f32"]["pp"].append(pp); rows["transformers f32"]["tg"].append(tg)
+        print(f"repetition {rep + 1}/{a.reps} done", file=sys.stderr)
+    base_pp = statistics.mean(rows["llama.cpp f32"]["pp"])
+    # The 16-bit baseline is llama.cpp's best 16-bit figure (f16 or bf16).
+    base_tg = {"f32": statistics.mean(rows["llama.cpp f32"]["tg"]),
+               "16": max(statistics.mean(rows["llama.cpp f16"]["tg"]), statistics.mean(rows["llama.cpp bf16"]["tg"]))}
+    print(f"mamba2-{a.shape} shape, random weights, {a.threads} threads, {a.reps} interleaved repetitions (mean ± sd)")
+    print(f"{'system':<20} {'pp512 tok/s':>16} {'vs llama f32':>13} {'tg128 tok/s':>16} {'vs llama f32':>13} {'vs llama 16-bit':>16}")
+    out = {"shape": a.shape, "threads": a.threads, "reps": a.reps, "rows": {}}
+    for name, r in rows.items():
+        if not r["pp"]:
+            continue
+        mp, mt = statistics.mean(r["pp"]), statistics.mean(r["tg"])
+        sp = statistics.stdev(r["pp"]) if len(r["pp"]) > 1 else 0
+        st = statistics.stdev(r["tg"]) if len(r["tg"]) > 1 else 0
+        print(f"{name:<20} {mp:>9.1f} ± {sp:<5.1f} {mp / base_pp:>12.2f}× {mt:>9.1f} ± {st:<5.1f} {mt / base_tg['f32']:>12.2f}× {mt / base_tg['16']:>15.2f}×")
+        out["rows"][name] = {"pp512": r["pp"], "tg128": r["tg"]}
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+main()
