@@ -114,35 +114,6 @@ void mk_sgemm_parallel(int transA, int transB, int M, int N, int K, float alpha,
     mk_pool_run(blocks, threads, mk_gemm_task, &job);
 }
 
-typedef struct { const float *x; size_t n; int parts; float sums[256]; } mk_bw_job;
-
-MK_CLONES
-static float mk_sum(const float *x, size_t n) {
-    // 64 independent accumulators: enough parallel adds that the loads, not the adds, set the pace.
-    float acc[64] = {0};
-    size_t i = 0;
-    for (; i + 64 <= n; i += 64) for (int k = 0; k < 64; k++) acc[k] += x[i + k];
-    float s = 0;
-    for (int k = 0; k < 64; k++) s += acc[k];
-    for (; i < n; i++) s += x[i];
-    return s;
-}
-
-static void mk_bw_task(void *ctx, int i) {
-    mk_bw_job *j = (mk_bw_job *)ctx;
-    size_t lo = j->n * (size_t)i / (size_t)j->parts, hi = j->n * (size_t)(i + 1) / (size_t)j->parts;
-    j->sums[i] = mk_sum(j->x + lo, hi - lo);
-}
-
-float mk_read_bandwidth_sum(const float *x, size_t n, int threads) {
-    mk_bw_job job;
-    job.x = x; job.n = n; job.parts = threads < 1 ? 1 : (threads > 256 ? 256 : threads);
-    mk_pool_run(job.parts, threads, mk_bw_task, &job);
-    float s = 0;
-    for (int i = 0; i < job.parts; i++) s += job.sums[i];
-    return s;
-}
-
 // ---- elementwise ------------------------------------------------------------------------------------
 // exp by range reduction x = n·ln2 + r, |r| <= ln2/2, and a degree-6 polynomial for exp(r) (Cephes
 // coefficients); about 1 ulp. Inlined into loops so that they vectorize, which libm's expf does not.

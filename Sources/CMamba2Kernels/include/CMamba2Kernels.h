@@ -50,9 +50,6 @@ typedef void (*mk_task_fn)(void *ctx, int index);
 // one); returns when all are done. Allocates nothing per call.
 void mk_pool_run(int count, int threads, mk_task_fn fn, void *ctx);
 
-// Sum of n floats read by `threads` pool participants (a memory read-bandwidth probe).
-float mk_read_bandwidth_sum(const float *x, size_t n, int threads);
-
 // ---- elementwise ------------------------------------------------------------------------------------
 // out[i] = exp(in[i]) for in[i] <= 0 range-reduced polynomial, ~1 ulp, vectorizable; in may equal out.
 void mk_vexp(size_t n, const float *in, float *out);
