@@ -260,3 +260,39 @@ func recurrenceFloat64(_ i: SSDInput, softplus: Bool) -> (y: Tensor, state: Tens
     }
     return (Tensor(shape: [b, L, H, P], data: y), Tensor(shape: [b, H, P, N], data: finals))
 }
+
+@Suite("SSD backward")
+struct SSDBackwardTests {
+    // The reference backward reproduces the fixture's gradients of
+    // sum(y·grad_y) + sum(final_states·grad_final_states) for every input. Tolerance 1e-5 relative: the
+    // golden gradients come from float64, ours accumulate in float64 over float32 inputs.
+    @Test("reference backward reproduces ssd-small gradients")
+    func fixtureGradients() throws {
+        let f = try SafeTensorsFile(path: fixture("ssd-small.safetensors"))
+        let gf = try SafeTensorsFile(path: fixture("ssd-small-grads.safetensors"))
+        let input = SSDInput(x: try f.tensor("x"), dt: try f.tensor("dt"), A: try f.tensor("A"), B: try f.tensor("B"),
+                             C: try f.tensor("C"), D: try f.tensor("D"), z: try f.tensor("z"),
+                             dtBias: try f.tensor("dt_bias"), initialStates: try f.tensor("initial_states"))
+        let g = try SSD.backwardReference(input, options: SSDOptions(dtSoftplus: true), gradY: try gf.tensor("grad_y"),
+                                          gradFinalStates: try gf.tensor("grad_final_states"))
+        let pairs: [(String, Tensor?)] = [("x", g.x), ("dt", g.dt), ("dt_bias", g.dtBias), ("A", g.A), ("B", g.B), ("C", g.C),
+                                          ("D", g.D), ("z", g.z), ("initial_states", g.initialStates)]
+        for (name, mine) in pairs {
+            let ref = try gf.tensor("grad." + name)
+            let err = mine!.relativeError(to: ref)
+            #expect(err < 1e-5, "grad.\(name): \(err)")
+        }
+    }
+}
+
+@Suite("SSD form choice")
+struct SSDFormChoiceTests {
+    // auto measures once per shape and then sticks to its choice; a single token is always the recurrence.
+    @Test("auto's choice is measured once and remembered")
+    func remembered() {
+        #expect(SSD.chooseForm(length: 1, chunkSize: 64, heads: 4, headDim: 8, stateSize: 16, groups: 1) == .recurrent)
+        let first = SSD.chooseForm(length: 300, chunkSize: 64, heads: 4, headDim: 8, stateSize: 16, groups: 1)
+        #expect(first == .chunked || first == .recurrent)
+        for _ in 0..<3 { #expect(SSD.chooseForm(length: 300, chunkSize: 64, heads: 4, headDim: 8, stateSize: 16, groups: 1) == first) }
+    }
+}

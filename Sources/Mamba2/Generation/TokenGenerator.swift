@@ -34,7 +34,9 @@ public struct TokenGenerator {
         self.states = states
         tokens = prompt
         info = GenerationInfo(promptTokens: prompt.count, generatedTokens: 0, prefillSeconds: prefill, decodeSeconds: 0,
-                              stopReason: .maxTokens, form: form == .auto ? SSD.chooseForm(length: prompt.count, chunkSize: model.config.chunkSize) : form)
+                              stopReason: .maxTokens, form: form == .auto ? SSD.chooseForm(length: prompt.count, chunkSize: model.config.chunkSize,
+                                                                     heads: model.config.nHeads, headDim: model.config.headDim,
+                                                                     stateSize: model.config.dState, groups: model.config.nGroups) : form)
         workspace.logits.withUnsafeMutableBufferPointer { w in logits.data.withUnsafeBufferPointer { w.baseAddress!.update(from: $0.baseAddress!, count: $0.count) } }
     }
 

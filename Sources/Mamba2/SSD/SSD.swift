@@ -1,4 +1,5 @@
 import CMamba2Kernels
+import Synchronization
 
 /// The SSD layer: one selective state space model with a scalar decay per head, in three forms that give
 /// the same numbers. Entry point `SSD.run`.
@@ -6,7 +7,9 @@ public enum SSD {
     /// Computes the layer. Throws `Mamba2Error` naming the argument when shapes or values are wrong.
     public static func run(_ input: SSDInput, options: SSDOptions = SSDOptions()) throws -> SSDOutput {
         let pr = try SSDProblem(input, options: options)
-        let form = options.form == .auto ? chooseForm(length: pr.L, chunkSize: options.chunkSize) : options.form
+        let form = options.form == .auto
+            ? chooseForm(length: pr.L, chunkSize: options.chunkSize, heads: pr.H, headDim: pr.P, stateSize: pr.N, groups: pr.G)
+            : options.form
         var y = Tensor(zeros: [pr.b, pr.L, pr.H, pr.P])
         var fin = Tensor(zeros: [pr.b, pr.H, pr.P, pr.N])
         var seq = Tensor(zeros: [pr.sequenceCount, pr.H, pr.P, pr.N])
@@ -28,16 +31,38 @@ public enum SSD {
         return SSDOutput(y: y, finalStates: fin, sequenceStates: seq, form: form)
     }
 
-    /// The automatic choice. Measured with `mamba2 bench ssd` on the mamba2-130m layer (2 cores, AVX-512):
-    /// the chunked form is ahead from 2 tokens on (its GEMMs beat the recurrence's streaming of the
-    /// state through cache), so the recurrence runs only single tokens, the decode step. The quadratic
-    /// form is never chosen: its L×L matrix costs O(L²) memory and time.
-    public static func chooseForm(length L: Int, chunkSize: Int) -> SSDForm {
-        L < recurrentBelow ? .recurrent : .chunked
+    /// The automatic choice. A single token runs as a recurrence (the decode step). Longer inputs run in
+    /// whichever of the recurrent and chunked forms is faster on this machine for this layer shape: the
+    /// first call for a shape times both once on a probe of min(L, 512) tokens and remembers the winner.
+    /// (On the 2-core development machine the chunked form wins from 2 tokens on; on a 16-core host whose
+    /// OpenBLAS fell back to generic kernels the recurrence, threaded over heads, won at every length.)
+    /// The quadratic form is never chosen: its L×L matrix costs O(L²) memory and time.
+    public static func chooseForm(length L: Int, chunkSize: Int, heads H: Int = 24, headDim P: Int = 64,
+                                  stateSize N: Int = 128, groups G: Int = 1) -> SSDForm {
+        if L < recurrentBelow { return .recurrent }
+        let probe = min(L, 512)
+        let key = FormKey(H: H, P: P, N: N, G: G, Q: chunkSize, probe: probe, threads: Parallel.threadCount)
+        if let known = formChoices.withLock({ $0[key] }) { return known }
+        let input = SSDBenchmark.makeInput(L: probe, H: H, P: P, G: G, N: N)
+        func time(_ form: SSDForm) -> Double {
+            var best = Double.infinity
+            for _ in 0..<2 {
+                let t0 = monotonicSeconds()
+                _ = try? SSD.run(input, options: SSDOptions(form: form, chunkSize: chunkSize, dtSoftplus: true))
+                best = min(best, monotonicSeconds() - t0)
+            }
+            return best
+        }
+        let choice: SSDForm = time(.chunked) <= time(.recurrent) ? .chunked : .recurrent
+        formChoices.withLock { $0[key] = choice }
+        return choice
     }
 
-    /// Sequences shorter than this run as a recurrence under `auto`.
+    /// Sequences shorter than this run as a recurrence under `auto` without measuring.
     nonisolated(unsafe) public static var recurrentBelow = 2
+
+    struct FormKey: Hashable { let H, P, N, G, Q, probe, threads: Int }
+    static let formChoices = Mutex<[FormKey: SSDForm]>([:])
 
     /// y ← (y + D·x) · silu(z), per token, in parallel over rows of tokens.
     static func applySkipAndGate(_ pr: SSDProblem, y: UnsafeMutablePointer<Float>) {
