@@ -212,3 +212,26 @@ struct CheckpointLayoutTests {
         #expect(err < 5e-3 && err > 0, "\(err)")
     }
 }
+
+@Suite("Training gradients")
+struct TrainingGradientTests {
+    // The reference loss and every parameter's gradient reproduce tiny-grads.safetensors (float64 golden
+    // values). Tolerance 1e-4 relative: the forward's SSD runs in float32, the rest in float64.
+    @Test("reference gradients reproduce the fixture")
+    func referenceGradients() throws {
+        let g = try TinyGolden()
+        let model = try Mamba2Model.load(directory: fixture("tiny-ssm"))
+        let (loss, grads) = try ReferenceGradients.compute(model: model, sequences: g.ids)
+        let gf = try SafeTensorsFile(path: fixture("tiny-grads.safetensors"))
+        let refLoss = Double(try gf.tensor("loss").data[0])
+        #expect(abs(loss - refLoss) <= 1e-5 * refLoss, "loss \(loss) vs \(refLoss)")
+        var worst = (0.0, "")
+        for (name, mine) in grads {
+            let ref = try gf.tensor("grad." + name)
+            let err = mine.relativeError(to: ref.reshaped(mine.shape))
+            #expect(err < 1e-4, "grad.\(name): \(err)")
+            if err > worst.0 { worst = (err, name) }
+        }
+        print("reference gradients: \(grads.count) tensors, worst relative error \(worst.0) (\(worst.1)); loss \(loss) vs \(refLoss)")
+    }
+}
