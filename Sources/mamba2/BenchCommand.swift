@@ -20,12 +20,12 @@ struct BenchModelCommand: ParsableCommand {
     @Option(help: "Generated tokens of the tg test.") var generate: Int = 128
     @Option(help: "Decode batch sizes, comma-separated (aggregate tokens/s).") var batch: String = "1"
     @Option(help: "Repetitions (mean ± sd).") var repetitions: Int = 3
-    @Option(help: "Element type of the weight matrices the decode step reads: f32, bf16, f16 (arithmetic stays f32).") var weightsDtype: String = "f32"
+    @OptionGroup var decodeWeights: DecodeWeightOptions
     @Flag(help: "Print JSON instead of a table.") var json = false
 
     func run() throws {
         try compute.apply()
-        guard let dw = Mamba2Model.DecodeWeights(rawValue: weightsDtype) else { throw ValidationError("--weights-dtype must be f32, bf16 or f16") }
+        let dw = try decodeWeights.parsed()
         let m: Mamba2Model
         var name: String
         let t0 = monotonicSeconds()

@@ -32,14 +32,14 @@ struct GenerateCommand: AsyncParsableCommand {
     @Option(help: "Stop after this token id (repeatable; default: the tokenizer's end-of-text).") var stopId: [Int] = []
     @Flag(help: "Print the generated token ids (one line, comma-separated) instead of text.") var printIds = false
     @Option(help: "Print the log-probabilities of the N most likely tokens at each step (to stderr).") var logprobs: Int = 0
-    @Option(help: "Element type of the weight matrices the decode step reads: f32, bf16, f16 (arithmetic stays f32).") var weightsDtype: String = "f32"
+    @OptionGroup var decodeWeights: DecodeWeightOptions
     @Flag(help: "Show load time and which SSD form ran.") var verbose = false
 
     func run() async throws {
         try compute.apply()
         let modelDir = try await resolveModel(model, revision: revision)
         let t0 = monotonicSeconds()
-        guard let dw = Mamba2Model.DecodeWeights(rawValue: weightsDtype) else { throw ValidationError("--weights-dtype must be f32, bf16 or f16") }
+        let dw = try decodeWeights.parsed()
         let lm = try LanguageModel.load(directory: modelDir, tokenizerPath: tokenizer, decodeWeights: dw)
         let loadSeconds = monotonicSeconds() - t0
         var params = GenerateParameters(maxTokens: maxTokens, temperature: temperature, topK: topK, topP: topP, minP: minP,

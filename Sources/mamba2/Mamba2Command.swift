@@ -22,3 +22,14 @@ struct ComputeOptions: ParsableArguments {
         }
     }
 }
+
+/// The element type the decode step reads its weight matrices in.
+struct DecodeWeightOptions: ParsableArguments {
+    @Option(help: "Element type of the weight matrices the decode step reads: f32, bf16, f16 (arithmetic stays f32).")
+    var weightsDtype: String = "f32"
+
+    func parsed() throws -> Mamba2Model.DecodeWeights {
+        guard let dw = Mamba2Model.DecodeWeights(rawValue: weightsDtype) else { throw ValidationError("--weights-dtype must be f32, bf16 or f16") }
+        return dw
+    }
+}

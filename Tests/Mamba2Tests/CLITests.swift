@@ -116,3 +116,23 @@ struct CLITests {
         #expect(!r.err.contains("Fatal error") && !r.err.contains("crashed"))
     }
 }
+
+@Suite("Linking")
+struct LinkingTests {
+    // OpenBLAS is linked statically, so the command starts where no BLAS shared library is installed
+    // (the GPU machines). The dynamic dependencies must name no BLAS.
+    @Test("the command needs no BLAS shared library")
+    func noSharedBLAS() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/ldd")
+        p.arguments = [repoRoot + "/.build/debug/mamba2"]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        #expect(text.contains("libc.so"))
+        #expect(!text.lowercased().contains("blas") && !text.contains("lapack"), "\(text)")
+    }
+}

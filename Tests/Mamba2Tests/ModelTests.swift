@@ -216,7 +216,7 @@ struct CheckpointLayoutTests {
 @Suite("Training gradients")
 struct TrainingGradientTests {
     // The reference loss and every parameter's gradient reproduce tiny-grads.safetensors (float64 golden
-    // values). Tolerance 1e-4 relative: the forward's SSD runs in float32, the rest in float64.
+    // values). Tolerance 1e-5 relative: the forward's SSD runs in float32 (seen: 1.6e-7), the rest in float64.
     @Test("reference gradients reproduce the fixture")
     func referenceGradients() throws {
         let g = try TinyGolden()
@@ -229,7 +229,7 @@ struct TrainingGradientTests {
         for (name, mine) in grads {
             let ref = try gf.tensor("grad." + name)
             let err = mine.relativeError(to: ref.reshaped(mine.shape))
-            #expect(err < 1e-4, "grad.\(name): \(err)")
+            #expect(err < 1e-5, "grad.\(name): \(err)")
             if err > worst.0 { worst = (err, name) }
         }
         print("reference gradients: \(grads.count) tensors, worst relative error \(worst.0) (\(worst.1)); loss \(loss) vs \(refLoss)")

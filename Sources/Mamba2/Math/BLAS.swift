@@ -24,12 +24,10 @@ public enum BLAS {
         a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
         beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
-        _ = configured
-        let profile = GEMMProfile.enabled
-        let t0 = profile ? monotonicSeconds() : 0
-        mk_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda),
-                 b, Int32(ldb), beta, c, Int32(ldc))
-        if profile { GEMMProfile.add(monotonicSeconds() - t0) }
+        profiled(threads: 1) {
+            mk_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda),
+                     b, Int32(ldb), beta, c, Int32(ldc))
+        }
     }
 
     /// A GEMM large enough to share: splits the N columns of C into one block per core. Same contract.
@@ -38,12 +36,20 @@ public enum BLAS {
         a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
         beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
+        profiled(threads: Parallel.threadCount) {
+            mk_sgemm_parallel(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda),
+                              b, Int32(ldb), beta, c, Int32(ldc), Int32(Parallel.threadCount))
+        }
+    }
+
+    /// Runs a GEMM; while benchmarks profile, adds its thread time (wall time × threads it used).
+    @inline(__always)
+    static func profiled(threads: Int, _ gemm: () -> Void) {
         _ = configured
-        let profile = GEMMProfile.enabled
-        let t0 = profile ? monotonicSeconds() : 0
-        mk_sgemm_parallel(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda),
-                          b, Int32(ldb), beta, c, Int32(ldc), Int32(Parallel.threadCount))
-        if profile { GEMMProfile.add((monotonicSeconds() - t0) * Double(Parallel.threadCount)) }
+        guard GEMMProfile.enabled else { gemm(); return }
+        let t0 = monotonicSeconds()
+        gemm()
+        GEMMProfile.add((monotonicSeconds() - t0) * Double(threads))
     }
 
     /// Route every GEMM through the plain built-in loop (true) or the linked BLAS (false).

@@ -37,12 +37,8 @@ enum SSDChunked {
         let cbS = SharedPointer(cb), stS = SharedPointer(states), scS = SharedPointer(scratch), cuS = SharedPointer(cums)
         let yS = SharedPointer(y)
 
-        pr.input.x.data.withUnsafeBufferPointer { xBuf in
-        pr.input.B.data.withUnsafeBufferPointer { bBuf in
-        pr.input.C.data.withUnsafeBufferPointer { cBuf in
-        pr.dt.withUnsafeBufferPointer { dtBuf in
-            let x = SharedPointer(xBuf.baseAddress!), B = SharedPointer(bBuf.baseAddress!)
-            let C = SharedPointer(cBuf.baseAddress!), dt = SharedPointer(dtBuf.baseAddress!)
+        pr.withInputPointers { ptrs in
+            let (x, B, C, dt) = (ptrs.x, ptrs.B, ptrs.C, ptrs.dt)
             for r in 0..<pr.b {
                 for seg in pr.segments[r] {
                     // A new sequence: its given state (see SSDInput), else zeros.
@@ -117,6 +113,6 @@ enum SSDChunked {
                 }
                 (finalStates + r * H * stateSize).update(from: states, count: H * stateSize)
             }
-        }}}}
+        }
     }
 }

@@ -139,6 +139,24 @@ struct SSDProblem {
     var flopsPerToken: Double { 5.0 * Double(H * P * N) }
 }
 
+/// The SSD's inputs as raw pointers for the forms' worker threads (read only).
+struct SSDPointers {
+    let x: SharedPointer<Float>, B: SharedPointer<Float>, C: SharedPointer<Float>, dt: SharedPointer<Float>
+}
+
+extension SSDProblem {
+    /// Runs body with pointers to x, B, C and the transformed dt, valid for the call.
+    func withInputPointers<R>(_ body: (SSDPointers) -> R) -> R {
+        input.x.data.withUnsafeBufferPointer { xb in
+        input.B.data.withUnsafeBufferPointer { bb in
+        input.C.data.withUnsafeBufferPointer { cb in
+        dt.withUnsafeBufferPointer { db in
+            body(SSDPointers(x: SharedPointer(xb.baseAddress!), B: SharedPointer(bb.baseAddress!),
+                             C: SharedPointer(cb.baseAddress!), dt: SharedPointer(db.baseAddress!)))
+        }}}}
+    }
+}
+
 /// A raw pointer that may cross into the worker threads of `Parallel.forEach`. Each worker writes a
 /// disjoint part (its own head, or its own rows), which is what makes sharing it sound.
 struct SharedPointer<T>: @unchecked Sendable {

@@ -15,12 +15,8 @@ enum SSDRecurrent {
         let (L, H, P, G, N) = (pr.L, pr.H, pr.P, pr.G, pr.N)
         let stateSize = P * N
         let yS = SharedPointer(y), finS = SharedPointer(finalStates), seqS = SharedPointer(sequenceStates)
-        pr.input.x.data.withUnsafeBufferPointer { xBuf in
-        pr.input.B.data.withUnsafeBufferPointer { bBuf in
-        pr.input.C.data.withUnsafeBufferPointer { cBuf in
-        pr.dt.withUnsafeBufferPointer { dtBuf in
-            let x = SharedPointer(xBuf.baseAddress!), B = SharedPointer(bBuf.baseAddress!)
-            let C = SharedPointer(cBuf.baseAddress!), dt = SharedPointer(dtBuf.baseAddress!)
+        pr.withInputPointers { ptrs in
+            let (x, B, C, dt) = (ptrs.x, ptrs.B, ptrs.C, ptrs.dt)
             Parallel.forEach(pr.b * H) { job in
                 let (r, h) = (job / H, job % H)
                 let g = h / pr.headsPerGroup
@@ -45,6 +41,6 @@ enum SSDRecurrent {
                 }
                 (finS.p + (r * H + h) * stateSize).update(from: state, count: stateSize)
             }
-        }}}}
+        }
     }
 }
