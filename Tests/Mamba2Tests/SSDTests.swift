@@ -41,8 +41,10 @@ struct SSDTests {
                             C: try f.tensor("C"), D: try f.tensor("D"), z: try f.tensor("z"),
                             dtBias: try f.tensor("dt_bias"), initialStates: try f.tensor("initial_states"))
         let out = try SSD.run(full, options: options)
-        #expect(out.y.relativeError(to: try f.tensor("y")) < 2e-5)
-        #expect(out.finalStates.relativeError(to: try f.tensor("final_states")) < 2e-5)
+        let (ey, es) = (out.y.relativeError(to: try f.tensor("y")), out.finalStates.relativeError(to: try f.tensor("final_states")))
+        print("ssd-small \(form.rawValue) Q=\(chunk): y rel. error \(ey), final states \(es)")
+        #expect(ey < 2e-5)
+        #expect(es < 2e-5)
 
         var plain = full
         plain.D = nil; plain.z = nil; plain.initialStates = nil
