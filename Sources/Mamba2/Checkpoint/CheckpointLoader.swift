@@ -94,7 +94,7 @@ public enum CheckpointLoader {
         let checked = try check(config, tensors: stored)
         var values: [String: [Float]] = [:]
         for (name, (t, _)) in checked { values[name] = t.floats() }
-        return Mamba2Weights(config, values: values, storedDType: dominantDType(checked))
+        return try Mamba2Weights(config, values: values, storedDType: dominantDType(checked))
     }
 
     /// The dtype holding most elements ("F32", "BF16", ...).

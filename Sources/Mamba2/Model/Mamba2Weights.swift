@@ -70,8 +70,14 @@ public struct Mamba2Weights: Sendable {
         return Mamba2Weights.expectedShapes(c).map { name, shape in (name, Tensor(shape: shape, data: values[name]!)) }
     }
 
-    /// Builds from named float arrays (state-spaces names, shapes already checked).
-    init(_ c: Mamba2Config, values v: [String: [Float]], storedDType: String) {
+    /// Builds from named float arrays (state-spaces names; every expected name present with its size).
+    public init(_ c: Mamba2Config, values v: [String: [Float]], storedDType: String) throws {
+        for (name, shape) in Mamba2Weights.expectedShapes(c) {
+            guard let a = v[name] else { throw Mamba2Error.invalidArgument(name, reason: "missing from the weights") }
+            guard a.count == shape.reduce(1, *) else {
+                throw Mamba2Error.invalidArgument(name, reason: "\(a.count) values, expected \(shape.reduce(1, *)) for shape \(shape)")
+            }
+        }
         embedding = v["backbone.embedding.weight"]!
         normF = v["backbone.norm_f.weight"]!
         lmHead = c.tieEmbeddings ? nil : v["lm_head.weight"]!
@@ -113,7 +119,8 @@ public struct Mamba2Weights: Sendable {
                 v[name] = (0..<n).map { _ in 0.02 * rng.normal() }
             }
         }
-        return Mamba2Weights(c, values: v, storedDType: "F32")
+        // The values were made from expectedShapes just above, so they always fit.
+        return try! Mamba2Weights(c, values: v, storedDType: "F32")
     }
 }
 
