@@ -26,10 +26,12 @@ let package = Package(
                 .linkedFramework("Accelerate", .when(platforms: [.macOS])),
             ]
         ),
+        // The door to NVIDIA GPUs: the driver API and NVRTC, loaded at run time with dlopen (no CUDA build).
+        .target(name: "CMamba2CUDA", cSettings: [.unsafeFlags(["-O2"])]),
         // The library: math, SSD layer, model, checkpoints. No terminal I/O.
         .target(
             name: "Mamba2",
-            dependencies: ["CMamba2Kernels"],
+            dependencies: ["CMamba2Kernels", "CMamba2CUDA"],
             swiftSettings: []
         ),
         // Models from the Hugging Face Hub, cached as huggingface_hub lays them out. Kept apart so the

@@ -108,6 +108,7 @@ struct CLITests {
         (["logits", "--model", "TINY", "--tokens", "1,2", "--tokens", "1", "--output", "/tmp/x.safetensors"], "same length"),
         (["tokenize", "--tokenizer", "/nonexistent.json", "--text", "a"], "/nonexistent.json"),
         (["bench", "ssd", "--lengths", "0"], "--lengths"),
+        (["selftest", "--device", "cuda"], "libcuda.so.1"),
     ])
     func badInput(args: [String], mentions: String) throws {
         let r = try runCLI(args.map { $0 == "TINY" ? fixture("tiny-hf") : $0 })

@@ -1,0 +1,36 @@
+// The door to NVIDIA GPUs without a CUDA build: the driver API (libcuda.so.1) and NVRTC (libnvrtc) are
+// loaded at run time with dlopen, and only the few functions we use are declared here. On a machine
+// without them every call reports a clear error; nothing else in the package depends on CUDA.
+#ifndef CMAMBA2_CUDA_H
+#define CMAMBA2_CUDA_H
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Loads the driver and NVRTC, initializes the driver, and makes a context on device 0.
+// Returns 0, or non-zero with a message in err.
+int mkc_open(char *err, int errlen);
+// Name, memory and compute capability of the device in use.
+int mkc_device_info(char *name, int namelen, size_t *totalMemory, int *major, int *minor);
+// Compiles CUDA C++ source with NVRTC for the given architecture ("sm_90") and loads it as a module.
+// The compiler log goes to log on failure.
+int mkc_compile(const char *source, const char *name, const char *arch, void **module, char *log, int loglen);
+int mkc_function(void *module, const char *name, void **function);
+int mkc_alloc(size_t bytes, uint64_t *devicePointer);
+int mkc_free(uint64_t devicePointer);
+int mkc_copy_to_device(uint64_t devicePointer, const void *host, size_t bytes);
+int mkc_copy_to_host(void *host, uint64_t devicePointer, size_t bytes);
+// Launches function with a grid and block shape, dynamic shared memory, and kernel parameters.
+int mkc_launch(void *function, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+               unsigned sharedBytes, void **params);
+int mkc_synchronize(void);
+// The driver's description of an error code returned by the calls above.
+const char *mkc_error_string(int code);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,116 @@
+import CMamba2CUDA
+
+/// An NVIDIA GPU reached through the driver API and NVRTC loaded at run time (no CUDA build). Asking
+/// for it where there is no GPU or driver throws an error that says what is missing.
+public final class CUDADevice: @unchecked Sendable {
+    public let name: String
+    public let totalMemory: Int
+    public let computeCapability: (major: Int, minor: Int)
+    /// "sm_90" for an H100/H200: kernels are compiled for the device's own architecture.
+    public var architecture: String { "sm_\(computeCapability.major)\(computeCapability.minor)" }
+
+    public init() throws {
+        var err = [CChar](repeating: 0, count: 512)
+        if mkc_open(&err, Int32(err.count)) != 0 { throw Mamba2Error.invalidArgument("device", reason: cString(err)) }
+        var n = [CChar](repeating: 0, count: 256)
+        var mem = 0, major: Int32 = 0, minor: Int32 = 0
+        let r = mkc_device_info(&n, Int32(n.count), &mem, &major, &minor)
+        guard r == 0 else { throw CUDADevice.error(r, "reading the device's properties") }
+        name = cString(n)
+        totalMemory = mem
+        computeCapability = (Int(major), Int(minor))
+    }
+
+    static func error(_ code: Int32, _ doing: String) -> Mamba2Error {
+        .invalidArgument("device", reason: "CUDA error \(code) \(doing): \(String(cString: mkc_error_string(code)))")
+    }
+
+    /// Compiles CUDA C++ with NVRTC for this device and returns the named kernels.
+    public func compile(_ source: String, name: String, kernels: [String]) throws -> [String: CUDAKernel] {
+        var module: UnsafeMutableRawPointer?
+        var log = [CChar](repeating: 0, count: 16384)
+        let r = mkc_compile(source, name, architecture, &module, &log, Int32(log.count))
+        guard r == 0, let module else { throw Mamba2Error.invalidArgument("kernel \(name)", reason: "compilation failed: \(cString(log))") }
+        var out: [String: CUDAKernel] = [:]
+        for k in kernels {
+            var f: UnsafeMutableRawPointer?
+            let e = mkc_function(module, k, &f)
+            guard e == 0, let f else { throw CUDADevice.error(e, "finding kernel \(k)") }
+            out[k] = CUDAKernel(function: f)
+        }
+        return out
+    }
+}
+
+/// A compiled kernel.
+public struct CUDAKernel: @unchecked Sendable {
+    let function: UnsafeMutableRawPointer
+
+    /// Launches with the given grid and block and the kernel's parameters in order.
+    public func launch(grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
+                       arguments: KernelArguments) throws {
+        var args: [UnsafeMutableRawPointer?] = arguments.storage
+        let r = args.withUnsafeMutableBufferPointer { a in
+            mkc_launch(function, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block.0), UInt32(block.1),
+                       UInt32(block.2), UInt32(sharedBytes), a.baseAddress)
+        }
+        guard r == 0 else { throw CUDADevice.error(r, "launching a kernel") }
+    }
+}
+
+/// Kernel parameters: each value copied into its own small allocation, as cuLaunchKernel takes them.
+public final class KernelArguments {
+    var storage: [UnsafeMutableRawPointer] = []
+    /// Buffers passed as arguments stay allocated as long as the arguments do.
+    var retained: [CUDABuffer] = []
+    public init() {}
+    public func add<T>(_ value: T) {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<T>.size, alignment: MemoryLayout<T>.alignment)
+        p.storeBytes(of: value, as: T.self)
+        storage.append(p)
+    }
+    public func add(_ buffer: CUDABuffer) { retained.append(buffer); add(buffer.pointer) }
+    deinit { for p in storage { p.deallocate() } }
+}
+
+/// Device memory holding float32 values.
+public final class CUDABuffer: @unchecked Sendable {
+    public private(set) var pointer: UInt64 = 0
+    public let count: Int
+
+    public init(count: Int) throws {
+        self.count = count
+        let r = mkc_alloc(max(count, 1) * 4, &pointer)
+        guard r == 0 else { throw CUDADevice.error(r, "allocating \(count * 4) bytes") }
+    }
+
+    public convenience init(_ values: [Float]) throws {
+        try self.init(count: values.count)
+        try upload(values)
+    }
+
+    deinit { if pointer != 0 { _ = mkc_free(pointer) } }
+
+    public func upload(_ values: [Float]) throws {
+        precondition(values.count == count)
+        let r = values.withUnsafeBytes { mkc_copy_to_device(pointer, $0.baseAddress, $0.count) }
+        guard r == 0 else { throw CUDADevice.error(r, "copying to the device") }
+    }
+
+    public func download() throws -> [Float] {
+        var out = [Float](repeating: 0, count: count)
+        let r = out.withUnsafeMutableBytes { mkc_copy_to_host($0.baseAddress, pointer, $0.count) }
+        guard r == 0 else { throw CUDADevice.error(r, "copying from the device") }
+        return out
+    }
+}
+
+func cString(_ chars: [CChar]) -> String {
+    let bytes = chars.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+public func cudaSynchronize() throws {
+    let r = mkc_synchronize()
+    guard r == 0 else { throw CUDADevice.error(r, "waiting for the device") }
+}

@@ -1,0 +1,24 @@
+import ArgumentParser
+import Mamba2
+
+struct SelfTestCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "selftest", abstract: "GPU-versus-CPU checks inside the release binary (fresh random inputs).")
+    @Option(help: "Device to check: cuda.") var device: String = "cuda"
+    @Option(help: "Seed of the random inputs (default: fresh).") var seed: UInt64?
+
+    func run() throws {
+        guard device == "cuda" else { throw ValidationError("--device must be cuda (the CPU is checked by scripts/test)") }
+        let gpu = try CUDADevice()
+        print("device: \(gpu.name), \(bytesString(gpu.totalMemory)), compute capability \(gpu.computeCapability.major).\(gpu.computeCapability.minor), kernels built for \(gpu.architecture)")
+        let s = seed ?? UInt64.random(in: 0...UInt64.max)
+        print("seed: \(s)")
+        let checks = try CUDASelfTest.run(device: gpu, seed: s)
+        for c in checks {
+            print("\(c.passed ? "PASS" : "FAIL")  \(c.name): rel. error \(sci(c.relativeError)) (tolerance \(sci(c.tolerance)))\(c.allWritten ? "" : ", some outputs never written")")
+        }
+        let failed = checks.filter { !$0.passed }.count
+        print("\(checks.count - failed) passed, \(failed) failed")
+        if failed > 0 { throw ExitCode.failure }
+    }
+}
