@@ -23,6 +23,11 @@ static struct {
     pthread_mutex_t run_mu;       // one section at a time (callers from several threads take turns)
 } P = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .run_mu = PTHREAD_MUTEX_INITIALIZER };
 
+// Set on pool workers, and on a caller while it takes part in a section: a parallel section started
+// from inside another (a task that itself calls Parallel.forEach) runs serially on its thread instead of
+// waiting for a pool that is busy with its parent.
+static _Thread_local int in_section = 0;
+
 static inline void cpu_relax(void) {
 #if defined(__x86_64__)
     __builtin_ia32_pause();
@@ -42,6 +47,7 @@ extern void mk_pool_worker_started(void) __attribute__((weak));
 
 static void *worker(void *arg) {
     if (mk_pool_worker_started) mk_pool_worker_started();
+    in_section = 1;
     // The generation current when the worker was created: it joins the first section bumped after it,
     // even when it starts running only after that bump.
     uint64_t seen = (uint64_t)(uintptr_t)arg;
@@ -76,7 +82,7 @@ static void ensure_workers(int n) {
 
 void mk_pool_run(int count, int threads, mk_task_fn fn, void *ctx) {
     if (count <= 0) return;
-    if (threads <= 1 || count == 1) {
+    if (threads <= 1 || count == 1 || in_section) {
         for (int i = 0; i < count; i++) fn(ctx, i);
         return;
     }
@@ -89,7 +95,9 @@ void mk_pool_run(int count, int threads, mk_task_fn fn, void *ctx) {
     atomic_fetch_add_explicit(&P.generation, 1, memory_order_release);
     pthread_cond_broadcast(&P.cv);
     pthread_mutex_unlock(&P.mu);
+    in_section = 1;
     drain();
+    in_section = 0;
     while (atomic_load_explicit(&P.busy, memory_order_acquire) > 0) cpu_relax();
     pthread_mutex_unlock(&P.run_mu);
 }

@@ -62,6 +62,21 @@ struct MathTests {
         #expect(Tensor(shape: [m, n], data: gemv).relativeError(to: p) < 1e-5)
     }
 
+    // A parallel section started inside another runs (serially) instead of deadlocking on the busy pool;
+    // sections from several threads at once take turns.
+    @Test("nested and concurrent parallel sections complete", .timeLimit(.minutes(1)))
+    func nested() async {
+        let total = UnsafeMutablePointer<Int>.allocate(capacity: 64)
+        total.initialize(repeating: 0, count: 64)
+        let t = SharedPointer(total)
+        Parallel.forEach(8) { i in Parallel.forEach(8) { j in t.p[i * 8 + j] += 1 } }
+        #expect((0..<64).allSatisfy { total[$0] == 1 })
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<4 { group.addTask { Parallel.forEach(100) { _ in } } }
+        }
+        total.deallocate()
+    }
+
     // Parallel.forEach runs every index exactly once, for counts below, at and above the thread count.
     @Test("thread pool runs every index once")
     func pool() {
