@@ -6,6 +6,7 @@ struct SelfTestCommand: ParsableCommand {
         commandName: "selftest", abstract: "GPU-versus-CPU checks inside the release binary (fresh random inputs).")
     @Option(help: "Device to check: cuda.") var device: String = "cuda"
     @Option(help: "Seed of the random inputs (default: fresh).") var seed: UInt64?
+    @Flag(help: "Also time the GPU chunked SSD on the mamba2-130m layer shape.") var timing = false
 
     func run() throws {
         guard device == "cuda" else { throw ValidationError("--device must be cuda (the CPU is checked by scripts/test)") }
@@ -19,6 +20,15 @@ struct SelfTestCommand: ParsableCommand {
         }
         let failed = checks.filter { !$0.passed }.count
         print("\(checks.count - failed) passed, \(failed) failed")
+        if timing {
+            print("\nchunked SSD, mamba2-130m layer (H=24 P=64 N=128 G=1 b=1 Q=256), float32, kernels only, best of 5; CPU auto once, \(Parallel.threadCount) threads")
+            var rows: [[String]] = []
+            for r in try CUDASelfTest.timeSSD(device: gpu, lengths: [2048, 8192, 32768]) {
+                rows.append([String(r.L), fixed(r.gpuSeconds * 1000, 3), fixed(Double(r.L) / r.gpuSeconds / 1e6, 2),
+                             fixed(r.cpuSeconds * 1000, 1), fixed(r.cpuSeconds / r.gpuSeconds, 1) + "×"])
+            }
+            print(table(["L", "GPU ms", "GPU Mtok/s", "CPU ms", "GPU vs CPU"], rows), terminator: "")
+        }
         if failed > 0 { throw ExitCode.failure }
     }
 }

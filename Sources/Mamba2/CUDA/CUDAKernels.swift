@@ -29,3 +29,112 @@ enum CUDAKernelSource {
     }
     """#
 }
+
+extension CUDAKernelSource {
+    /// The chunked SSD forward in three kernels (float32; a first, plain version: no tensor cores, no
+    /// fusion yet). Layouts as the CPU's: x, z (b, L, H, P); dt (b, L, H) raw; B, C (b, L, G, N).
+    ///   1. ssd_chunk_state: per (chunk, head, row) the dt transform, the cumulative decay, and the chunk's
+    ///      own end state S_c = Σ_s exp(cum_last − cum_s)·dt_s·x_s⊗B_s.
+    ///   2. ssd_state_passing: per (head, row) the recurrence over chunks, h_c = exp(cum_last,c)·h_{c−1} + S_c,
+    ///      keeping each chunk's incoming state and the final state.
+    ///   3. ssd_chunk_scan: per (32-token tile, chunk, head, row) the intra-chunk masked product, the incoming
+    ///      state's contribution, D and the gate.
+    static let ssdChunked = #"""
+    #define TILE 32
+    __device__ inline float softplus_(float u) { return u <= 20.f ? log1pf(expf(u)) : u; }
+
+    extern "C" __global__ void ssd_chunk_state(int L, int H, int P, int G, int N, int Q, const float* x, const float* dtRaw,
+                                               const float* dtBias, const float* A, int softplus, float lo, float hi,
+                                               const float* B, float* dtOut, float* cumOut, float* chunkStates, float* chunkDecay) {
+        const int c = blockIdx.x, h = blockIdx.y, r = blockIdx.z;
+        const int nchunks = gridDim.x;
+        const int t0 = c * Q, q = min(Q, L - t0);
+        const int g = h / (H / G);
+        extern __shared__ float sh[];
+        float* w = sh;  // Q weights exp(cum_last − cum_s)·dt_s
+        if (threadIdx.x == 0) {
+            float acc = 0.f;
+            for (int t = 0; t < q; t++) {
+                float d = dtRaw[((size_t)r * L + t0 + t) * H + h] + (dtBias ? dtBias[h] : 0.f);
+                if (softplus) d = softplus_(d);
+                if (!(lo == 0.f && isinf(hi))) d = fminf(fmaxf(d, lo), hi);
+                acc += d * A[h];
+                dtOut[((size_t)r * H + h) * L + t0 + t] = d;
+                cumOut[((size_t)r * H + h) * L + t0 + t] = acc;
+                w[t] = d;
+            }
+            for (int t = 0; t < q; t++) {
+                float cs = cumOut[((size_t)r * H + h) * L + t0 + t];
+                w[t] *= expf(fminf(acc - cs, 0.f));
+            }
+            chunkDecay[((size_t)r * H + h) * nchunks + c] = expf(fminf(acc, 0.f));
+        }
+        __syncthreads();
+        float* S = chunkStates + (((size_t)r * H + h) * nchunks + c) * P * N;
+        for (int e = threadIdx.x; e < P * N; e += blockDim.x) {
+            const int p = e / N, n = e % N;
+            float acc = 0.f;
+            for (int s = 0; s < q; s++)
+                acc += w[s] * x[(((size_t)r * L + t0 + s) * H + h) * P + p] * B[(((size_t)r * L + t0 + s) * G + g) * N + n];
+            S[e] = acc;
+        }
+    }
+
+    extern "C" __global__ void ssd_state_passing(int H, int P, int N, int nchunks, const float* chunkStates, const float* chunkDecay,
+                                                 const float* initial, float* statesIn, float* finalStates) {
+        const int h = blockIdx.x, r = blockIdx.y;
+        for (int e = threadIdx.x; e < P * N; e += blockDim.x) {
+            float prev = initial ? initial[((size_t)r * H + h) * P * N + e] : 0.f;
+            for (int c = 0; c < nchunks; c++) {
+                const size_t k = (((size_t)r * H + h) * nchunks + c) * P * N + e;
+                statesIn[k] = prev;
+                prev = chunkDecay[((size_t)r * H + h) * nchunks + c] * prev + chunkStates[k];
+            }
+            finalStates[((size_t)r * H + h) * P * N + e] = prev;
+        }
+    }
+
+    extern "C" __global__ void ssd_chunk_scan(int L, int H, int P, int G, int N, int Q, const float* x, const float* z,
+                                              const float* B, const float* C, const float* D, int dPerChannel,
+                                              const float* dtOut, const float* cumOut, const float* statesIn, float* y) {
+        const int tiles = (Q + TILE - 1) / TILE;
+        const int c = blockIdx.x / tiles, tile = blockIdx.x % tiles, h = blockIdx.y, r = blockIdx.z;
+        const int nchunks = (L + Q - 1) / Q;
+        const int t0 = c * Q, q = min(Q, L - t0);
+        const int ta = tile * TILE;
+        if (ta >= q) return;
+        const int tb = min(ta + TILE, q);
+        const int g = h / (H / G);
+        extern __shared__ float M[];  // (TILE, Q): CB·exp(cum_t − cum_s)·dt_s, masked s ≤ t
+        const float* cum = cumOut + ((size_t)r * H + h) * L + t0;
+        const float* dt = dtOut + ((size_t)r * H + h) * L + t0;
+        for (int e = threadIdx.x; e < (tb - ta) * q; e += blockDim.x) {
+            const int t = ta + e / q, s = e % q;
+            float v = 0.f;
+            if (s <= t) {
+                const float* ct = C + (((size_t)r * L + t0 + t) * G + g) * N;
+                const float* bs = B + (((size_t)r * L + t0 + s) * G + g) * N;
+                float dot = 0.f;
+                for (int n = 0; n < N; n++) dot += ct[n] * bs[n];
+                v = dot * expf(fminf(cum[t] - cum[s], 0.f)) * dt[s];
+            }
+            M[(t - ta) * Q + s] = v;
+        }
+        __syncthreads();
+        const float* hin = statesIn + (((size_t)r * H + h) * nchunks + c) * P * N;
+        for (int e = threadIdx.x; e < (tb - ta) * P; e += blockDim.x) {
+            const int t = ta + e / P, p = e % P;
+            float acc = 0.f;
+            for (int s = 0; s <= t; s++) acc += M[(t - ta) * Q + s] * x[(((size_t)r * L + t0 + s) * H + h) * P + p];
+            const float* ct = C + (((size_t)r * L + t0 + t) * G + g) * N;
+            float off = 0.f;
+            for (int n = 0; n < N; n++) off += ct[n] * hin[p * N + n];
+            acc += expf(fminf(cum[t], 0.f)) * off;
+            const size_t i = (((size_t)r * L + t0 + t) * H + h) * P + p;
+            if (D) acc += (dPerChannel ? D[h * P + p] : D[h]) * x[i];
+            if (z) { const float zv = z[i]; acc *= zv / (1.f + expf(-zv)); }
+            y[i] = acc;
+        }
+    }
+    """#
+}

@@ -46,6 +46,53 @@ public enum CUDASelfTest {
                                 relativeError: Tensor(shape: [s.count], data: s).relativeError(to: Tensor(shape: [s.count], data: stateCPU)),
                                 tolerance: 1e-5, allWritten: !s.contains { $0.isNaN }))
         }
+        // The chunked SSD forward against the CPU's, with every option, on fresh inputs; y poisoned first.
+        let ssd = try CUDASSD(device: device)
+        for (b, L, H, P, G, N, Q) in [(2, 300, 6, 5, 3, 7, 64), (1, 2048, 24, 64, 1, 128, 256)] {
+            func normal(_ shape: [Int]) -> Tensor { Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in rng.normal() }) }
+            var input = SSDInput(x: normal([b, L, H, P]), dt: normal([b, L, H]),
+                                 A: Tensor(shape: [H], data: (0..<H).map { _ in -1 - 15 * rng.uniform() }),
+                                 B: normal([b, L, G, N]), C: normal([b, L, G, N]), D: normal([H, P]), z: normal([b, L, H, P]),
+                                 dtBias: Tensor(shape: [H], data: (0..<H).map { _ in -4 + rng.uniform() }),
+                                 initialStates: normal([b, H, P, N]))
+            if L == 2048 { input.D = normal([H]); input.z = nil }
+            let options = SSDOptions(form: .chunked, chunkSize: Q, dtSoftplus: true, dtLimit: L == 300 ? (0.001, 0.1) : (0, .infinity))
+            let cpu = try SSD.run(input, options: options)
+            let prepared = try ssd.prepare(input, options: options)
+            try prepared.y.upload([Float](repeating: .nan, count: prepared.y.count))
+            try ssd.launch(prepared)
+            try cudaSynchronize()
+            let y = try prepared.y.download(), s = try prepared.finalStates.download()
+            let label = "chunked SSD b=\(b) L=\(L) H=\(H) P=\(P) G=\(G) N=\(N) Q=\(Q)"
+            checks.append(Check(name: label + " y", relativeError: Tensor(shape: cpu.y.shape, data: y).relativeError(to: cpu.y),
+                                tolerance: 1e-5, allWritten: !y.contains { $0.isNaN }))
+            checks.append(Check(name: label + " final states",
+                                relativeError: Tensor(shape: cpu.finalStates.shape, data: s).relativeError(to: cpu.finalStates),
+                                tolerance: 1e-5, allWritten: !s.contains { $0.isNaN }))
+        }
         return checks
+    }
+
+    /// Times the GPU chunked SSD on the mamba2-130m layer shape (H=24, P=64, N=128, G=1, b=1, Q=256), kernels
+    /// only (inputs already on the device), best of 5, beside the CPU's auto form once.
+    public static func timeSSD(device: CUDADevice, lengths: [Int]) throws -> [(L: Int, gpuSeconds: Double, cpuSeconds: Double)] {
+        let ssd = try CUDASSD(device: device)
+        var out: [(Int, Double, Double)] = []
+        for L in lengths {
+            let input = SSDBenchmark.makeInput(L: L, H: 24, P: 64, G: 1, N: 128)
+            let options = SSDOptions(form: .chunked, chunkSize: 256, dtSoftplus: true)
+            let p = try ssd.prepare(input, options: options)
+            try ssd.launch(p); try cudaSynchronize()
+            var best = Double.infinity
+            for _ in 0..<5 {
+                let t0 = monotonicSeconds()
+                try ssd.launch(p); try cudaSynchronize()
+                best = min(best, monotonicSeconds() - t0)
+            }
+            let t0 = monotonicSeconds()
+            _ = try SSD.run(input, options: SSDOptions(form: .auto, chunkSize: 256, dtSoftplus: true))
+            out.append((L, best, monotonicSeconds() - t0))
+        }
+        return out
     }
 }

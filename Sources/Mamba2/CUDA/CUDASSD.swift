@@ -1,0 +1,72 @@
+/// The SSD layer on the GPU: the chunked forward of `CUDAKernelSource.ssdChunked`, same inputs and outputs
+/// as `SSD.run` (rows of one sequence each; packed rows are not on the GPU yet).
+public final class CUDASSD: @unchecked Sendable {
+    let device: CUDADevice
+    let kernels: [String: CUDAKernel]
+
+    public init(device: CUDADevice) throws {
+        self.device = device
+        kernels = try device.compile(CUDAKernelSource.ssdChunked, name: "ssd_chunked.cu",
+                                     kernels: ["ssd_chunk_state", "ssd_state_passing", "ssd_chunk_scan"])
+    }
+
+    /// Inputs uploaded once, for timing the kernels alone.
+    public struct Prepared {
+        let b, L, H, P, G, N, Q, nchunks: Int
+        let x, dt, A, B, C, y, dtOut, cumOut, chunkStates, chunkDecay, statesIn, finalStates: CUDABuffer
+        let dtBias, D, z, initial: CUDABuffer?
+        let dPerChannel, softplus: Bool
+        let lo, hi: Float
+    }
+
+    public func prepare(_ input: SSDInput, options: SSDOptions) throws -> Prepared {
+        _ = try SSDProblem(input, options: options)  // the CPU's shape checks
+        guard input.seqIdx == nil, input.sequenceInitialStates == nil else {
+            throw Mamba2Error.invalidArgument("seq_idx", reason: "packed rows are not supported on the GPU yet")
+        }
+        let (b, L, H, P) = (input.x.shape[0], input.x.shape[1], input.x.shape[2], input.x.shape[3])
+        let (G, N) = (input.B.shape[2], input.B.shape[3])
+        let Q = min(options.chunkSize, 256)
+        let nchunks = (L + Q - 1) / Q
+        return Prepared(
+            b: b, L: L, H: H, P: P, G: G, N: N, Q: Q, nchunks: nchunks,
+            x: try CUDABuffer(input.x.data), dt: try CUDABuffer(input.dt.data), A: try CUDABuffer(input.A.data),
+            B: try CUDABuffer(input.B.data), C: try CUDABuffer(input.C.data), y: try CUDABuffer(count: b * L * H * P),
+            dtOut: try CUDABuffer(count: b * H * L), cumOut: try CUDABuffer(count: b * H * L),
+            chunkStates: try CUDABuffer(count: b * H * nchunks * P * N), chunkDecay: try CUDABuffer(count: b * H * nchunks),
+            statesIn: try CUDABuffer(count: b * H * nchunks * P * N), finalStates: try CUDABuffer(count: b * H * P * N),
+            dtBias: try input.dtBias.map { try CUDABuffer($0.data) }, D: try input.D.map { try CUDABuffer($0.data) },
+            z: try input.z.map { try CUDABuffer($0.data) }, initial: try input.initialStates.map { try CUDABuffer($0.data) },
+            dPerChannel: input.D?.shape.count == 2, softplus: options.dtSoftplus, lo: options.dtLimit.lo, hi: options.dtLimit.hi)
+    }
+
+    /// Launches the three kernels (asynchronously; call cudaSynchronize to wait).
+    public func launch(_ p: Prepared) throws {
+        let a1 = KernelArguments()
+        for v in [p.L, p.H, p.P, p.G, p.N, p.Q] { a1.add(Int32(v)) }
+        a1.add(p.x); a1.add(p.dt); a1.add(p.dtBias?.pointer ?? 0); a1.add(p.A); a1.add(Int32(p.softplus ? 1 : 0))
+        a1.add(p.lo); a1.add(p.hi); a1.add(p.B); a1.add(p.dtOut); a1.add(p.cumOut); a1.add(p.chunkStates); a1.add(p.chunkDecay)
+        try kernels["ssd_chunk_state"]!.launch(grid: (p.nchunks, p.H, p.b), block: (256, 1, 1), sharedBytes: p.Q * 4, arguments: a1)
+
+        let a2 = KernelArguments()
+        for v in [p.H, p.P, p.N, p.nchunks] { a2.add(Int32(v)) }
+        a2.add(p.chunkStates); a2.add(p.chunkDecay); a2.add(p.initial?.pointer ?? 0); a2.add(p.statesIn); a2.add(p.finalStates)
+        try kernels["ssd_state_passing"]!.launch(grid: (p.H, p.b, 1), block: (256, 1, 1), arguments: a2)
+
+        let a3 = KernelArguments()
+        for v in [p.L, p.H, p.P, p.G, p.N, p.Q] { a3.add(Int32(v)) }
+        a3.add(p.x); a3.add(p.z?.pointer ?? 0); a3.add(p.B); a3.add(p.C); a3.add(p.D?.pointer ?? 0); a3.add(Int32(p.dPerChannel ? 1 : 0))
+        a3.add(p.dtOut); a3.add(p.cumOut); a3.add(p.statesIn); a3.add(p.y)
+        let tiles = (p.Q + 31) / 32
+        try kernels["ssd_chunk_scan"]!.launch(grid: (p.nchunks * tiles, p.H, p.b), block: (256, 1, 1), sharedBytes: 32 * p.Q * 4, arguments: a3)
+    }
+
+    /// Runs the layer and returns y and the final states.
+    public func run(_ input: SSDInput, options: SSDOptions) throws -> (y: Tensor, finalStates: Tensor) {
+        let p = try prepare(input, options: options)
+        try launch(p)
+        try cudaSynchronize()
+        return (Tensor(shape: [p.b, p.L, p.H, p.P], data: try p.y.download()),
+                Tensor(shape: [p.b, p.H, p.P, p.N], data: try p.finalStates.download()))
+    }
+}
