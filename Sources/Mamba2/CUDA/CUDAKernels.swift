@@ -37,10 +37,11 @@ extension CUDAKernelSource {
     ///      own end state S_c = Σ_s exp(cum_last − cum_s)·dt_s·x_s⊗B_s.
     ///   2. ssd_state_passing: per (head, row) the recurrence over chunks, h_c = exp(cum_last,c)·h_{c−1} + S_c,
     ///      keeping each chunk's incoming state and the final state.
-    ///   3. ssd_chunk_scan: per (32-token tile, chunk, head, row) the intra-chunk masked product, the incoming
+    ///   3. ssd_bmm: per (chunk, group, row) CB = C_c·B_cᵀ, once for all heads of the group.
+    ///   4. ssd_chunk_scan: per (16-token tile, chunk, head, row) the intra-chunk masked product, the incoming
     ///      state's contribution, D and the gate.
     static let ssdChunked = #"""
-    #define TILE 32
+    #define TILE 16
     __device__ inline float softplus_(float u) { return u <= 20.f ? log1pf(expf(u)) : u; }
 
     extern "C" __global__ void ssd_chunk_state(int L, int H, int P, int G, int N, int Q, const float* x, const float* dtRaw,
@@ -94,8 +95,24 @@ extension CUDAKernelSource {
         }
     }
 
+    extern "C" __global__ void ssd_bmm(int L, int G, int N, int Q, const float* B, const float* C, float* CB) {
+        const int c = blockIdx.x, g = blockIdx.y, r = blockIdx.z;
+        const int nchunks = gridDim.x;
+        const int t0 = c * Q, q = min(Q, L - t0);
+        float* out = CB + (((size_t)r * G + g) * nchunks + c) * Q * Q;
+        for (int e = threadIdx.x; e < q * q; e += blockDim.x) {
+            const int t = e / q, s = e % q;
+            if (s > t) { out[t * Q + s] = 0.f; continue; }
+            const float* ct = C + (((size_t)r * L + t0 + t) * G + g) * N;
+            const float* bs = B + (((size_t)r * L + t0 + s) * G + g) * N;
+            float dot = 0.f;
+            for (int n = 0; n < N; n++) dot += ct[n] * bs[n];
+            out[t * Q + s] = dot;
+        }
+    }
+
     extern "C" __global__ void ssd_chunk_scan(int L, int H, int P, int G, int N, int Q, const float* x, const float* z,
-                                              const float* B, const float* C, const float* D, int dPerChannel,
+                                              const float* CB, const float* C, const float* D, int dPerChannel,
                                               const float* dtOut, const float* cumOut, const float* statesIn, float* y) {
         const int tiles = (Q + TILE - 1) / TILE;
         const int c = blockIdx.x / tiles, tile = blockIdx.x % tiles, h = blockIdx.y, r = blockIdx.z;
@@ -105,30 +122,27 @@ extension CUDAKernelSource {
         if (ta >= q) return;
         const int tb = min(ta + TILE, q);
         const int g = h / (H / G);
-        extern __shared__ float M[];  // (TILE, Q): CB·exp(cum_t − cum_s)·dt_s, masked s ≤ t
+        extern __shared__ float M[];  // (TILE, Q): CB·exp(cum_t − cum_s)·dt_s, masked s ≤ t; then (N, P): h_inᵀ
+        float* HT = M + TILE * Q;
         const float* cum = cumOut + ((size_t)r * H + h) * L + t0;
         const float* dt = dtOut + ((size_t)r * H + h) * L + t0;
+        const float* cb = CB + (((size_t)r * G + g) * nchunks + c) * Q * Q;
         for (int e = threadIdx.x; e < (tb - ta) * q; e += blockDim.x) {
             const int t = ta + e / q, s = e % q;
-            float v = 0.f;
-            if (s <= t) {
-                const float* ct = C + (((size_t)r * L + t0 + t) * G + g) * N;
-                const float* bs = B + (((size_t)r * L + t0 + s) * G + g) * N;
-                float dot = 0.f;
-                for (int n = 0; n < N; n++) dot += ct[n] * bs[n];
-                v = dot * expf(fminf(cum[t] - cum[s], 0.f)) * dt[s];
-            }
-            M[(t - ta) * Q + s] = v;
+            M[(t - ta) * Q + s] = s <= t ? cb[t * Q + s] * expf(fminf(cum[t] - cum[s], 0.f)) * dt[s] : 0.f;
         }
-        __syncthreads();
+        // The chunk's incoming state, transposed into shared memory so that threads of consecutive p read
+        // consecutive words.
         const float* hin = statesIn + (((size_t)r * H + h) * nchunks + c) * P * N;
+        for (int e = threadIdx.x; e < P * N; e += blockDim.x) HT[(e % N) * P + e / N] = hin[e];
+        __syncthreads();
         for (int e = threadIdx.x; e < (tb - ta) * P; e += blockDim.x) {
             const int t = ta + e / P, p = e % P;
             float acc = 0.f;
             for (int s = 0; s <= t; s++) acc += M[(t - ta) * Q + s] * x[(((size_t)r * L + t0 + s) * H + h) * P + p];
             const float* ct = C + (((size_t)r * L + t0 + t) * G + g) * N;
             float off = 0.f;
-            for (int n = 0; n < N; n++) off += ct[n] * hin[p * N + n];
+            for (int n = 0; n < N; n++) off += ct[n] * HT[n * P + p];
             acc += expf(fminf(cum[t], 0.f)) * off;
             const size_t i = (((size_t)r * L + t0 + t) * H + h) * P + p;
             if (D) acc += (dPerChannel ? D[h * P + p] : D[h]) * x[i];

@@ -7,13 +7,13 @@ public final class CUDASSD: @unchecked Sendable {
     public init(device: CUDADevice) throws {
         self.device = device
         kernels = try device.compile(CUDAKernelSource.ssdChunked, name: "ssd_chunked.cu",
-                                     kernels: ["ssd_chunk_state", "ssd_state_passing", "ssd_chunk_scan"])
+                                     kernels: ["ssd_chunk_state", "ssd_state_passing", "ssd_bmm", "ssd_chunk_scan"])
     }
 
     /// Inputs uploaded once, for timing the kernels alone.
     public struct Prepared {
         let b, L, H, P, G, N, Q, nchunks: Int
-        let x, dt, A, B, C, y, dtOut, cumOut, chunkStates, chunkDecay, statesIn, finalStates: CUDABuffer
+        let x, dt, A, B, C, y, dtOut, cumOut, chunkStates, chunkDecay, statesIn, finalStates, CB: CUDABuffer
         let dtBias, D, z, initial: CUDABuffer?
         let dPerChannel, softplus: Bool
         let lo, hi: Float
@@ -35,6 +35,7 @@ public final class CUDASSD: @unchecked Sendable {
             dtOut: try CUDABuffer(count: b * H * L), cumOut: try CUDABuffer(count: b * H * L),
             chunkStates: try CUDABuffer(count: b * H * nchunks * P * N), chunkDecay: try CUDABuffer(count: b * H * nchunks),
             statesIn: try CUDABuffer(count: b * H * nchunks * P * N), finalStates: try CUDABuffer(count: b * H * P * N),
+            CB: try CUDABuffer(count: b * G * nchunks * Q * Q),
             dtBias: try input.dtBias.map { try CUDABuffer($0.data) }, D: try input.D.map { try CUDABuffer($0.data) },
             z: try input.z.map { try CUDABuffer($0.data) }, initial: try input.initialStates.map { try CUDABuffer($0.data) },
             dPerChannel: input.D?.shape.count == 2, softplus: options.dtSoftplus, lo: options.dtLimit.lo, hi: options.dtLimit.hi)
@@ -53,12 +54,23 @@ public final class CUDASSD: @unchecked Sendable {
         a2.add(p.chunkStates); a2.add(p.chunkDecay); a2.add(p.initial?.pointer ?? 0); a2.add(p.statesIn); a2.add(p.finalStates)
         try kernels["ssd_state_passing"]!.launch(grid: (p.H, p.b, 1), block: (256, 1, 1), arguments: a2)
 
+        let ab = KernelArguments()
+        for v in [p.L, p.G, p.N, p.Q] { ab.add(Int32(v)) }
+        ab.add(p.B); ab.add(p.C); ab.add(p.CB)
+        try kernels["ssd_bmm"]!.launch(grid: (p.nchunks, p.G, p.b), block: (256, 1, 1), arguments: ab)
+
         let a3 = KernelArguments()
         for v in [p.L, p.H, p.P, p.G, p.N, p.Q] { a3.add(Int32(v)) }
-        a3.add(p.x); a3.add(p.z?.pointer ?? 0); a3.add(p.B); a3.add(p.C); a3.add(p.D?.pointer ?? 0); a3.add(Int32(p.dPerChannel ? 1 : 0))
+        a3.add(p.x); a3.add(p.z?.pointer ?? 0); a3.add(p.CB); a3.add(p.C); a3.add(p.D?.pointer ?? 0); a3.add(Int32(p.dPerChannel ? 1 : 0))
         a3.add(p.dtOut); a3.add(p.cumOut); a3.add(p.statesIn); a3.add(p.y)
-        let tiles = (p.Q + 31) / 32
-        try kernels["ssd_chunk_scan"]!.launch(grid: (p.nchunks * tiles, p.H, p.b), block: (256, 1, 1), sharedBytes: 32 * p.Q * 4, arguments: a3)
+        // Shared memory: the (16, Q) mask tile and the (N, P) incoming state; larger layers than fit
+        // (P·N over 8192 floats) are refused until the kernel tiles over N.
+        let tiles = (p.Q + 15) / 16
+        let shared = (16 * p.Q + p.P * p.N) * 4
+        guard shared <= 48 * 1024 else {
+            throw Mamba2Error.invalidArgument("state", reason: "P·N = \(p.P * p.N) is too large for the GPU chunk-scan kernel's shared memory yet")
+        }
+        try kernels["ssd_chunk_scan"]!.launch(grid: (p.nchunks * tiles, p.H, p.b), block: (256, 1, 1), sharedBytes: shared, arguments: a3)
     }
 
     /// Runs the layer and returns y and the final states.
