@@ -280,3 +280,35 @@ struct OptimizerTests {
         #expect(loss < first * 0.9, "loss \(first) → \(loss)")
     }
 }
+
+@Suite("Model options without a reference fixture")
+struct ModelOptionTests {
+    // The gated-MLP branch (d_ssm < expand·d_model), D per channel, 2 groups, biases and norm_before_gate
+    // have no reference fixture; prefill (chunked SSD) and token-by-token decode (recurrent step, separate
+    // code) must at least agree on them (1e-5 relative), and packed prompts equal separate ones.
+    @Test("prefill and decode agree with every option on", arguments: [false, true])
+    func options(normBeforeGate: Bool) throws {
+        let c = Mamba2Config(dModel: 48, nLayer: 2, vocabSize: 50, padVocabSizeMultiple: 8, dState: 8, dConv: 4, expand: 2,
+                             headDim: 8, nGroups: 2, chunkSize: 8, dSSM: 64, dHasHeadDim: true, dtLimit: .init(0.001, 0.2),
+                             projBias: true, convBias: true, tieEmbeddings: false, normBeforeGate: normBeforeGate)
+        var weights = Mamba2Weights.random(c, seed: UInt64.random(in: 0...UInt64.max))
+        var rng = SeededRNG()
+        for l in 0..<c.nLayer {  // make D, norms and biases non-trivial
+            weights.layers[l].D = weights.layers[l].D.map { $0 + rng.normal() * 0.5 }
+            weights.layers[l].gateNorm = weights.layers[l].gateNorm.map { $0 + rng.normal() * 0.2 }
+            weights.layers[l].inProjBias = weights.layers[l].inProjBias!.map { _ in rng.normal() * 0.1 }
+        }
+        let model = try Mamba2Model(config: c, weights: weights)
+        #expect(c.dMLP == 32)
+        let ids = (0..<30).map { _ in Int(rng.next() % 50) }
+        var s1 = [model.newState()]
+        let full = try model.prefill([ids], states: &s1)[0]
+        var s2 = [model.newState()]
+        var rows = [try model.prefill([Array(ids[0..<11])], states: &s2)[0]]
+        for t in 11..<30 { rows.append(try model.step([ids[t]], states: &s2)) }
+        #expect(concatRows(rows).relativeError(to: full) < 1e-5, "seed \(rng.seed)")
+        var s3 = [model.newState(), model.newState()]
+        let packed = try model.prefill([Array(ids[0..<13]), ids], states: &s3)
+        #expect(packed[1].relativeError(to: full) < 1e-5)
+    }
+}
