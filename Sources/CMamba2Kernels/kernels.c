@@ -136,16 +136,6 @@ static inline float mk_expf(float x) {
 }
 
 MK_CLONES
-void mk_vexp(size_t n, const float *in, float *out) {
-    for (size_t i = 0; i < n; i++) out[i] = mk_expf(in[i]);
-}
-
-MK_CLONES
-void mk_silu_inplace(size_t n, float *x) {
-    for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + mk_expf(-x[i]));
-}
-
-MK_CLONES
 void mk_mul_silu(size_t n, float *y, const float *z) {
     for (size_t i = 0; i < n; i++) y[i] = y[i] * (z[i] / (1.0f + mk_expf(-z[i])));
 }

@@ -61,7 +61,7 @@ public final class HubClient: Sendable {
     public func snapshot(repo: String, revision: String = "main",
                          progress: @escaping @Sendable (Progress) -> Void = { _ in }) async throws -> String {
         guard HubClient.isRepoID(repo) else { throw HubError.badRepoID(repo) }
-        let repoDir = cacheDirectory + "/models--" + repo.replacingOccurrences(of: "/", with: "--")
+        let repoDir = cacheDirectory + "/models--" + repo.split(separator: "/").joined(separator: "--")
         if offline { return try cachedSnapshot(repo: repo, repoDir: repoDir, revision: revision) }
 
         let http = HTTPClient(eventLoopGroupProvider: .singleton,
@@ -146,7 +146,8 @@ public final class HubClient: Sendable {
         guard var etag = head.headers.first(name: "x-linked-etag") ?? head.headers.first(name: "etag") else {
             throw HubError.protocolError(url, "no ETag header: cannot name the blob")
         }
-        etag = etag.replacingOccurrences(of: "W/", with: "").replacingOccurrences(of: "\"", with: "")
+        if etag.hasPrefix("W/") { etag.removeFirst(2) }
+        etag.removeAll { $0 == "\"" }
         guard !etag.isEmpty, !etag.contains("/"), !etag.contains("..") else { throw HubError.protocolError(url, "unusable ETag '\(etag)'") }
         let total = (head.headers.first(name: "x-linked-size") ?? head.headers.first(name: "content-length")).flatMap { Int($0) }
         let downloadURL = head.headers.first(name: "location").map { $0.hasPrefix("/") ? origin(of: url) + $0 : $0 } ?? url
@@ -300,11 +301,5 @@ func makeDirectories(_ path: String) throws {
 }
 
 extension String {
-    func replacingOccurrences(of a: String, with b: String) -> String {
-        var out = ""
-        var rest = self[...]
-        while let r = rest.firstRange(of: a) { out += rest[..<r.lowerBound]; out += b; rest = rest[r.upperBound...] }
-        return out + rest
-    }
     var trimmedWhitespace: String { String(drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed()) }
 }

@@ -51,10 +51,6 @@ typedef void (*mk_task_fn)(void *ctx, int index);
 void mk_pool_run(int count, int threads, mk_task_fn fn, void *ctx);
 
 // ---- elementwise ------------------------------------------------------------------------------------
-// out[i] = exp(in[i]) for in[i] <= 0 range-reduced polynomial, ~1 ulp, vectorizable; in may equal out.
-void mk_vexp(size_t n, const float *in, float *out);
-// x[i] = x[i] * sigmoid(x[i])
-void mk_silu_inplace(size_t n, float *x);
 // y[i] = y[i] * silu(z[i])
 void mk_mul_silu(size_t n, float *y, const float *z);
 // softplus with the reference threshold: x <= 20 ? log1p(exp(x)) : x

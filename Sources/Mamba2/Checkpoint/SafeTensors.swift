@@ -93,10 +93,9 @@ public struct SafeTensorsFile: Sendable {
         for (_, t) in sorted {
             switch dtype {
             case .f32: t.data.withUnsafeBytes { out.append(contentsOf: $0) }
-            case .bf16: for v in t.data { withUnsafeBytes(of: floatToBF16(v).littleEndian) { out.append(contentsOf: $0) } }
             default:
                 var half = [UInt16](repeating: 0, count: t.count)
-                mk_f32_to_f16(t.count, t.data, &half)
+                if dtype == .bf16 { mk_f32_to_bf16(t.count, t.data, &half) } else { mk_f32_to_f16(t.count, t.data, &half) }
                 half.withUnsafeBytes { out.append(contentsOf: $0) }
             }
         }

@@ -108,12 +108,3 @@ public func halfToFloat(_ h: UInt16) -> Float {
     if exp == 31 { return Float(bitPattern: sign | 0x7F80_0000 | (man << 13)) }
     return Float(bitPattern: sign | UInt32(exp - 15 + 127) << 23 | (man << 13))
 }
-
-/// float → bfloat16 bits, rounding to nearest even (as torch does).
-@inline(__always)
-public func floatToBF16(_ f: Float) -> UInt16 {
-    let b = f.bitPattern
-    if f.isNaN { return 0x7FC0 }
-    let rounded = b &+ 0x7FFF &+ ((b >> 16) & 1)
-    return UInt16(rounded >> 16)
-}

@@ -59,10 +59,3 @@ extension Parallel {
         forEach(stripes) { s in body(s, (s * count / stripes)..<((s + 1) * count / stripes)) }
     }
 }
-
-/// Hands a value to worker threads. Sound only where the workers touch disjoint data, which is how every
-/// caller of `Parallel.forEach` uses it.
-struct UncheckedSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}

@@ -42,14 +42,6 @@ public struct Tensor: Sendable, Equatable {
         return den == 0 ? num.squareRoot() : (num / den).squareRoot()
     }
 
-    /// Largest absolute element difference.
-    public func maxAbsDifference(to other: Tensor) -> Float {
-        precondition(count == other.count)
-        var m: Float = 0
-        for i in 0..<count { m = max(m, abs(data[i] - other.data[i])) }
-        return m
-    }
-
     /// True when any element is NaN or infinite.
     public var hasNonFinite: Bool { data.contains { !$0.isFinite } }
 }

@@ -19,6 +19,7 @@ public enum ReferenceGradients {
         }
         let w = model.weights
         let (D, E, V, K, CD) = (c.dModel, c.inProjSize, c.paddedVocabSize, c.dConv, c.convDim)
+        let zOff = 2 * c.dMLP  // z within an in_proj row: after [z0 | x0] (empty here)
         let (H, P, N, G) = (c.nHeads, c.headDim, c.dState, c.nGroups)
         let eps = Double(c.rmsNormEps)
         let count = Double(sequences.reduce(0) { $0 + $1.count - 1 })
@@ -74,7 +75,7 @@ public enum ReferenceGradients {
                         var ss = 0.0
                         var v = [Double](repeating: 0, count: gs)
                         for i in 0..<gs {
-                            let zv = zx[t * E + c.dSSM * 0 + i + g0 + 2 * c.dMLP], yv = y[t * c.dSSM + g0 + i]
+                            let zv = zx[t * E + zOff + g0 + i], yv = y[t * c.dSSM + g0 + i]
                             v[i] = yv * zv / (1 + exp(-zv))
                             ss += v[i] * v[i]
                         }
@@ -121,7 +122,7 @@ public enum ReferenceGradients {
                     for g0 in stride(from: 0, to: c.dSSM, by: gs) {
                         var v = [Double](repeating: 0, count: gs), ss = 0.0
                         for i in 0..<gs {
-                            let zv = a.zx[t * E + g0 + i], yv = a.y[t * c.dSSM + g0 + i]
+                            let zv = a.zx[t * E + zOff + g0 + i], yv = a.y[t * c.dSSM + g0 + i]
                             v[i] = yv * zv / (1 + exp(-zv)); ss += v[i] * v[i]
                         }
                         let rs = 1 / (ss / Double(gs) + eps).squareRoot()
@@ -134,7 +135,7 @@ public enum ReferenceGradients {
                         for i in 0..<gs {
                             let u = dGated[t * c.dSSM + g0 + i] * Double(lw.gateNorm[g0 + i])
                             let dv = rs * u - v[i] * rs * rs * rs * dot / Double(gs)
-                            let zv = a.zx[t * E + g0 + i], yv = a.y[t * c.dSSM + g0 + i]
+                            let zv = a.zx[t * E + zOff + g0 + i], yv = a.y[t * c.dSSM + g0 + i]
                             let sig = 1 / (1 + exp(-zv))
                             dy[t * c.dSSM + g0 + i] = dv * zv * sig
                             dzGate[t * c.dSSM + g0 + i] = dv * yv * sig * (1 + zv * (1 - sig))
@@ -166,7 +167,7 @@ public enum ReferenceGradients {
                             dzx[src] += dPre * Double(lw.convWeight[ch * K + k])
                         }
                     }
-                    for i in 0..<c.dSSM { dzx[t * E + 2 * c.dMLP + i] = dzGate[t * c.dSSM + i] }
+                    for i in 0..<c.dSSM { dzx[t * E + zOff + i] = dzGate[t * c.dSSM + i] }
                     for h in 0..<H { dzx[t * E + c.dtOffset + h] = Double(sg.dt.data[t * H + h]) }
                 }
                 acc(p + "mixer.conv1d.weight", dConvW)
