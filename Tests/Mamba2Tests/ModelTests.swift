@@ -312,3 +312,22 @@ struct ModelOptionTests {
         #expect(packed[1].relativeError(to: full) < 1e-5)
     }
 }
+
+@Suite("Decode byte count")
+struct DecodeBytesTests {
+    // The bench's floor divides bandwidth by these bytes; counted here by hand (a small shape, so that
+    // random weights are quick to make).
+    @Test("bytes a decode step reads, tied and untied, f32 and bf16")
+    func bytes() throws {
+        var c = Mamba2Config(dModel: 64, nLayer: 3, vocabSize: 500, dState: 16, headDim: 16)
+        let (D, V, L) = (c.dModel, c.paddedVocabSize, c.nLayer)
+        let matrices = L * (c.inProjSize * D + D * c.dInner) + V * D
+        let small = L * (D + (c.convDim * c.dConv + c.convDim) + 3 * c.nHeads + c.dSSM) + D
+        let tied = try Mamba2Model(config: c, weights: .random(c, seed: 1))
+        #expect(tied.decodeWeightBytes == 4 * (matrices + small))
+        #expect(try Mamba2Model(config: c, weights: .random(c, seed: 1), decodeWeights: .bf16).decodeWeightBytes == 2 * matrices + 4 * small)
+        c.tieEmbeddings = false
+        let untied = try Mamba2Model(config: c, weights: .random(c, seed: 1))
+        #expect(untied.decodeWeightBytes == 4 * (matrices + small + D))  // the head in full, one embedding row
+    }
+}

@@ -67,11 +67,14 @@ public final class Mamba2Model: Sendable {
 
     public func newState() -> Mamba2State { Mamba2State(config: config) }
 
-    /// Bytes of weights one decode step reads (projections and head in the decode dtype, the rest float32).
+    /// Bytes of weights one decode step reads: the projections and the head in the decode dtype, the
+    /// small per-layer vectors in float32, and of an untied embedding only the token's row.
     public var decodeWeightBytes: Int {
         let c = config
-        let matrices = c.nLayer * (c.inProjSize * c.dModel + c.dModel * c.dInner) + c.paddedVocabSize * c.dModel
-        let rest = Mamba2Weights.parameterCount(c) - matrices + (c.tieEmbeddings ? 0 : 0)
+        let embedding = c.paddedVocabSize * c.dModel
+        let matrices = c.nLayer * (c.inProjSize * c.dModel + c.dModel * c.dInner) + embedding  // + the head
+        let untiedEmbedding = c.tieEmbeddings ? 0 : embedding - c.dModel  // all but one row stays unread
+        let rest = Mamba2Weights.parameterCount(c) - matrices - untiedEmbedding
         return matrices * (decodeWeights == .f32 ? 4 : 2) + rest * 4
     }
 

@@ -37,8 +37,8 @@ public enum SSD {
     /// (On the 2-core development machine the chunked form wins from 2 tokens on; on a 16-core host whose
     /// OpenBLAS fell back to generic kernels the recurrence, threaded over heads, won at every length.)
     /// The quadratic form is never chosen: its L×L matrix costs O(L²) memory and time.
-    public static func chooseForm(length L: Int, chunkSize: Int, heads H: Int = 24, headDim P: Int = 64,
-                                  stateSize N: Int = 128, groups G: Int = 1) -> SSDForm {
+    public static func chooseForm(length L: Int, chunkSize: Int, heads H: Int, headDim P: Int,
+                                  stateSize N: Int, groups G: Int) -> SSDForm {
         if L < recurrentBelow { return .recurrent }
         let probe = min(L, 512)
         let key = FormKey(H: H, P: P, N: N, G: G, Q: chunkSize, probe: probe, threads: Parallel.threadCount)
