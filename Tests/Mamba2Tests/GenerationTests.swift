@@ -97,6 +97,13 @@ struct GenerationTests {
         }
         let n = try await task.value
         #expect(n == 5)
+        // The work itself stops: once the stream is dropped, decoding ends (after whatever the producer had
+        // run ahead into the stream's buffer). Uncancelled, the tiny model decodes thousands of tokens in
+        // these 300 ms, so a count that still moves means the work went on.
+        try await Task.sleep(for: .milliseconds(200))
+        let after = lm.model.decodedTokens
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(lm.model.decodedTokens == after, "decoding went on after cancellation")
     }
 
     // After warm-up the decode step allocates nothing per token: counted by interposing malloc.

@@ -1,4 +1,5 @@
 import CMamba2Kernels
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -18,6 +19,9 @@ public final class Mamba2Model: Sendable {
     let A: [[Float]]
     /// How the decode step holds the projections and the head (float32 always stays for prefill).
     public let decodeWeights: DecodeWeights
+    /// Decode steps this model has run (one per token per sequence), for monitoring.
+    public var decodedTokens: Int { decodedCounter.load(ordering: .relaxed) }
+    let decodedCounter = Atomic<Int>(0)
     /// 16-bit copies for decode when `decodeWeights` is not .f32: per layer in_proj and out_proj, and the head.
     let halfInProj: [[UInt16]], halfOutProj: [[UInt16]], halfHead: [UInt16]
 
@@ -215,6 +219,7 @@ public final class Mamba2Model: Sendable {
                           bias: w.outProjBias, outFeatures: D, into: &ws.hidden)
         }
         for s in 0..<B { states[s].tokens += 1 }
+        decodedCounter.add(B, ordering: .relaxed)
         addAndNorm(&ws.residual, ws.hidden, weight: weights.normF, rows: B, into: &ws.normed)
         decodeProject(ws.normed, rows: B, inFeatures: D, weight: weights.lmHead ?? weights.embedding,
                       half: decodeWeights == .f32 ? nil : halfHead, bias: nil, outFeatures: c.paddedVocabSize, into: &ws.logits)
