@@ -292,14 +292,6 @@ func fileSize(_ path: String) -> Int? {
     return stat(path, &st) == 0 ? Int(st.st_size) : nil
 }
 
-func makeDirectories(_ path: String) throws {
-    var current = path.hasPrefix("/") ? "" : "."
-    for part in path.split(separator: "/") {
-        current += "/" + part
-        if mkdir(current, 0o755) != 0 && errno != EEXIST { throw HubError.io(current, String(cString: strerror(errno))) }
-    }
-}
-
 extension String {
     var trimmedWhitespace: String { String(drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed()) }
 }

@@ -42,3 +42,14 @@ public final class MappedFile: @unchecked Sendable {
 
     public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 }
+
+/// mkdir -p: creates the directory and its missing parents.
+public func makeDirectories(_ path: String) throws {
+    var current = path.hasPrefix("/") ? "" : "."
+    for part in path.split(separator: "/") {
+        current += "/" + part
+        if mkdir(current, 0o755) != 0 && errno != EEXIST {
+            throw Mamba2Error.io(path: current, reason: "cannot create directory: " + String(cString: strerror(errno)))
+        }
+    }
+}

@@ -29,6 +29,22 @@ public struct AdamW: Sendable {
 
     public init(options: Options = Options()) { self.options = options }
 
+    /// Restores a saved optimizer: its step count and its moments ("m.NAME", "v.NAME" as `stateTensors`).
+    public init(options: Options, step: Int, state: [String: [Float]]) {
+        self.options = options
+        self.step = step
+        for (key, value) in state {
+            if key.hasPrefix("m.") { m[String(key.dropFirst(2))] = value }
+            if key.hasPrefix("v.") { v[String(key.dropFirst(2))] = value }
+        }
+    }
+
+    /// The moments by parameter, for saving ("m.NAME" and "v.NAME").
+    public var stateTensors: [(String, Tensor)] {
+        m.map { ("m." + $0.key, Tensor(shape: [$0.value.count], data: $0.value)) }
+            + v.map { ("v." + $0.key, Tensor(shape: [$0.value.count], data: $0.value)) }
+    }
+
     /// No weight decay for the SSM's own parameters, norms and biases (as mamba_ssm's optimizer groups).
     public static func decays(_ name: String) -> Bool {
         !(name.hasSuffix("A_log") || name.hasSuffix(".D") || name.hasSuffix("dt_bias") || name.hasSuffix("bias")
