@@ -135,3 +135,60 @@ struct TrainingLoopTests {
         #expect(resumed.parameters == whole.parameters)
     }
 }
+
+@Suite("Reference gradients by finite differences")
+struct FiniteDifferenceTests {
+    // Central differences in float64 on the plain reference, at random coordinates of every parameter
+    // tensor of a fresh random model with biases, an untied head, D per channel and 2 groups, agree with
+    // the reference's analytic gradients within 1e-6 relative. The five-point stencil
+    // (−L(θ+2h) + 8L(θ+h) − 8L(θ−h) + L(θ−2h)) / 12h with h = 1e-3·max(1, |θ|) has truncation error
+    // O(h⁴) ≈ 1e-12 and rounding error ≈ 1e-16·L/h ≈ 1e-12; so coordinates whose gradient is below 1e-5
+    // are skipped (there 1e-12 is no longer 1e-6 relative); 3 per tensor are checked.
+    @Test("analytic gradients equal central differences")
+    func centralDifferences() throws {
+        let c = Mamba2Config(dModel: 16, nLayer: 2, vocabSize: 20, padVocabSizeMultiple: 4, dState: 4, dConv: 3, expand: 2,
+                             headDim: 8, nGroups: 2, chunkSize: 4, dHasHeadDim: true, projBias: true, convBias: true,
+                             tieEmbeddings: false)
+        var rng = SeededRNG()
+        var params = Dictionary(uniqueKeysWithValues: Mamba2Weights.random(c, seed: rng.next()).namedTensors(c).map {
+            ($0.0, $0.1.data.map(Double.init))
+        })
+        // Non-trivial values everywhere (the random init sets biases to 0 and norms to 1).
+        for (name, v) in params where name.hasSuffix("bias") && !name.hasSuffix("dt_bias") || name.contains("norm") || name.hasSuffix(".D") {
+            params[name] = v.map { $0 + Double(rng.normal()) * 0.3 }
+        }
+        // Steps dt around 0.5–2 instead of the init's 0.001–0.1, so dt_bias and A_log gradients are not tiny.
+        // and decay rates |A| in 0.1–1 instead of 1–16, so the state carries over several tokens.
+        for (name, v) in params where name.hasSuffix("dt_bias") { params[name] = v.map { _ in Double(rng.uniform(-1, 2)) } }
+        for (name, v) in params where name.hasSuffix("A_log") { params[name] = v.map { _ in log(Double(rng.uniform(0.1, 1))) } }
+        // Matrices 10× the init's std 0.02: at 0.02 the block norms see rows of norm ~0.1, whose high
+        // derivatives (~1/0.1⁵) would make the stencil's truncation error, not the gradient, the issue.
+        for (name, v) in params where name.hasSuffix("proj.weight") || name.hasSuffix("embedding.weight") || name == "lm_head.weight" {
+            params[name] = v.map { $0 * 10 }
+        }
+        let seqs = [(0..<9).map { _ in Int(rng.next() % 20) }, (0..<6).map { _ in Int(rng.next() % 20) }]
+        let (_, grads) = try ReferenceGradients.compute(config: c, parameters: params, sequences: seqs)
+        var worst = 0.0, checked = 0
+        for (name, shape) in Mamba2Weights.expectedShapes(c) {
+            let n = shape.reduce(1, *)
+            var done = 0
+            for i in (0..<n).shuffled(using: &rng).prefix(40) where done < 3 {
+                let analytic = grads[name]![i]
+                if abs(analytic) < 1e-5 { continue }
+                let h = 1e-3 * max(1, abs(params[name]![i]))
+                func loss(_ k: Double) throws -> Double {
+                    var p = params
+                    p[name]![i] += k * h
+                    return try ReferenceGradients.compute(config: c, parameters: p, sequences: seqs).loss
+                }
+                let fd = (-(try loss(2)) + 8 * (try loss(1)) - 8 * (try loss(-1)) + (try loss(-2))) / (12 * h)
+                let rel = abs(fd - analytic) / abs(analytic)
+                worst = max(worst, rel)
+                #expect(rel < 1e-6, "seed \(rng.seed) \(name)[\(i)]: analytic \(analytic), finite difference \(fd), relative \(rel)")
+                done += 1; checked += 1
+            }
+            #expect(done == 3, "\(name): fewer than 3 coordinates with a gradient above 1e-5")
+        }
+        print("finite differences: \(checked) coordinates, worst relative error \(worst)")
+    }
+}
