@@ -109,6 +109,31 @@ struct TrainingLoopTests {
         #expect(trainer.validationLoss.last!.loss < 0.1)
     }
 
+    // Batches of different steps are independent draws: no window repeats across 50 steps of 8 rows
+    // (an earlier generator handed step s + 1 the windows of step s shifted by one row, so the model saw
+    // each window 8 times in a row and its training loss fell far below its validation loss).
+    @Test("batches of consecutive steps share no windows")
+    func batchesIndependent() throws {
+        var rng = SeededRNG()
+        // Random letters: a 16-token window identifies its position.
+        let text = String((0..<80_000).map { _ in Character(UnicodeScalar(UInt8(97 + rng.next() % 26))) })
+        let dir = makeTempDir()
+        try writeBytes(Array((text + "\n<|endoftext|>\nsecond document").utf8), dir + "/random.txt")
+        let data = try TextDataset(files: [dir + "/random.txt"], encoding: .bytes)
+        var seen: [[Int]: Int] = [:]
+        let seed = rng.next()
+        for step in 1...50 {
+            let b = try data.batch(step: step, rows: 8, length: 16, seed: seed)
+            for r in 0..<8 { seen[Array(b.tokens[(r * 16)..<(r * 16 + 16)]), default: 0] += 1 }
+        }
+        // 400 draws from ~80,000 positions: about one coincidence expected by chance (birthday bound
+        // 400²/2/80,000 = 1); shifted copies between steps would give 350.
+        let repeats = seen.values.reduce(0) { $0 + $1 - 1 }
+        #expect(repeats <= 8, "seed \(seed): \(repeats) repeated windows")
+        let again = try data.batch(step: 7, rows: 8, length: 16, seed: seed)
+        #expect(again.tokens == (try data.batch(step: 7, rows: 8, length: 16, seed: seed)).tokens, "a step's batch is a function of (seed, step)")
+    }
+
     // A run stopped at step 3 and resumed from its checkpoint equals an uninterrupted run step for step:
     // same losses, same final weights, bit for bit (float32 checkpoint, batches drawn from (seed, step)).
     @Test("a resumed run matches an uninterrupted one")

@@ -76,7 +76,10 @@ public struct TextDataset: Sendable {
         guard train.count > length else {
             throw Mamba2Error.invalidArgument("length", reason: "\(length) tokens per row, but the training text has only \(train.count) tokens")
         }
-        var rng = SplitMix64(seed: seed &+ UInt64(step) &* 0x9E37_79B9_7F4A_7C15)
+        // A generator per step from a hash of (seed, step): SplitMix64 seeded with seed + step·γ would hand
+        // step s + 1 the windows of step s shifted by one row (its stream is the same sequence, one later).
+        var hash = SplitMix64(seed: seed ^ (UInt64(step) &* 0xD1B5_4A32_D192_ED03))
+        var rng = SplitMix64(seed: hash.next())
         var tokens: [Int] = [], docs: [Int32] = []
         for _ in 0..<rows {
             let start = Int(rng.next() % UInt64(train.count - length + 1))
