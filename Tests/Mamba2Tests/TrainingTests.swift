@@ -217,3 +217,25 @@ struct FiniteDifferenceTests {
         print("finite differences: \(checked) coordinates, worst relative error \(worst)")
     }
 }
+
+@Suite("Checkpoints of mamba2 train in transformers")
+struct TransformersInteropTests {
+    // Fixtures/trained-tiny was written by `mamba2 train --preset tiny --bytes` (Hugging Face layout);
+    // scripts/hf_interop loaded it into transformers' Mamba2ForCausalLM (torch path, float32) and saved
+    // its logits on two rows of 70 byte ids. Ours agree within 1e-5 relative: both float32, different
+    // summation orders.
+    @Test("transformers reads our checkpoint and computes our logits")
+    func logitsMatch() throws {
+        let f = try SafeTensorsFile(path: Mamba2Tests.fixture("trained-tiny-hf-logits.safetensors"))
+        let ids = f["input_ids"]!.ints()
+        let ref = try f.tensor("logits")  // (2, 70, 264)
+        let model = try Mamba2Model.load(directory: Mamba2Tests.fixture("trained-tiny"))
+        #expect(model.config.layout == .huggingFace)
+        let rows = [Array(ids[0..<70]), Array(ids[70..<140])]
+        var states = rows.map { _ in model.newState() }
+        let mine = try model.prefill(rows, states: &states)
+        let err = concatRows(mine).relativeError(to: ref.reshaped([140, 264]))
+        print("transformers Mamba2ForCausalLM vs ours on a mamba2-train checkpoint: relative error \(err)")
+        #expect(err < 1e-5)
+    }
+}

@@ -224,19 +224,23 @@ public struct Mamba2Config: Sendable, Equatable {
             normBeforeGate: try bool(o, "norm_before_gate", default: false), layout: .huggingFace)
     }
 
-    /// The Hugging Face spelling, as `mamba2 train` writes next to `model.safetensors`.
-    public var huggingFaceJSON: JSON {
-        var o: [String: JSON] = [
+    /// The Hugging Face spelling, as `mamba2 train` writes next to `model.safetensors` (the text of
+    /// config.json). time_step_limit is written as floats ([0.0, Infinity]): transformers 5 refuses
+    /// integers there, and a plain JSON number 0 would read back as one.
+    public var huggingFaceConfigText: String {
+        func decimal(_ x: Float) -> String { x.isInfinite ? (x > 0 ? "Infinity" : "-Infinity") : "\(Double("\(x)") ?? Double(x))" }
+        let o: [String: JSON] = [
             "model_type": .string("mamba2"), "architectures": .array([.string("Mamba2ForCausalLM")]),
             "hidden_size": .number(Double(dModel)), "num_hidden_layers": .number(Double(nLayer)),
             "vocab_size": .number(Double(paddedVocabSize)), "state_size": .number(Double(dState)),
             "conv_kernel": .number(Double(dConv)), "expand": .number(Double(expand)), "head_dim": .number(Double(headDim)),
             "num_heads": .number(Double(nHeads)), "n_groups": .number(Double(nGroups)), "chunk_size": .number(Double(chunkSize)),
-            "use_bias": .bool(projBias), "use_conv_bias": .bool(convBias), "layer_norm_epsilon": .number(Double(rmsNormEps)),
+            "use_bias": .bool(projBias), "use_conv_bias": .bool(convBias),
+            "layer_norm_epsilon": .number(Double("\(rmsNormEps)") ?? Double(rmsNormEps)),  // 1e-05, not 9.99999974e-06
             "residual_in_fp32": .bool(residualInFP32), "tie_word_embeddings": .bool(tieEmbeddings),
             "norm_before_gate": .bool(normBeforeGate), "rms_norm": .bool(true),
         ]
-        o["time_step_limit"] = .array([.number(Double(dtLimit.lo)), .number(Double(dtLimit.hi))])
-        return .object(o)
+        let text = JSON.object(o).serialized
+        return String(text.dropLast()) + ",\"time_step_limit\":[\(decimal(dtLimit.lo)),\(decimal(dtLimit.hi))]}"
     }
 }

@@ -228,7 +228,7 @@ public final class Trainer {
             (name == "backbone.embedding.weight" ? "backbone.embeddings.weight" : name, t)
         }
         try SafeTensorsFile.write(tensors, to: dir + "/model.safetensors", dtype: dtype, metadata: ["format": "pt"])
-        try writeFileAtomically(Array(config.huggingFaceJSON.serialized.utf8), to: dir + "/config.json")
+        try writeFileAtomically(Array(config.huggingFaceConfigText.utf8), to: dir + "/config.json")
         if let tokenizerJSON { try writeFileAtomically(Array(tokenizerJSON.utf8), to: dir + "/tokenizer.json") }
     }
 }
