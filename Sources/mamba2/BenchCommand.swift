@@ -4,7 +4,7 @@ import Mamba2
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks that print tables (and JSON).",
-        subcommands: [BenchModelCommand.self, BenchSSDCommand.self, BenchTokenizerCommand.self], defaultSubcommand: BenchModelCommand.self
+        subcommands: [BenchModelCommand.self, BenchSSDCommand.self, BenchTokenizerCommand.self, BenchTrainCommand.self], defaultSubcommand: BenchModelCommand.self
     )
 }
 
@@ -165,6 +165,58 @@ struct BenchTokenizerCommand: ParsableCommand {
             print("{\"bytes\":\(bytes.count),\"tokens\":\(count),\"seconds\":\(best),\"mb_per_s\":\(mbps)}")
         } else {
             print("\(bytes.count) bytes → \(count) tokens in \(fixed(best, 3)) s: \(fixed(mbps, 2)) MB/s, \(fixed(Double(count) / best / 1e6, 2)) M tokens/s (one thread, cold word cache)")
+        }
+    }
+}
+
+struct BenchTrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Training speed and memory: forward + backward + AdamW steps on random tokens, tokens/s and peak memory.")
+    @OptionGroup var compute: ComputeOptions
+    @Option(help: "Model shape: tiny, small, 130m, 370m, … (random weights).") var preset: String = "small"
+    @Option(help: "Vocabulary (257: bytes, as the shipped model; 50277: GPT-NeoX).") var vocab: Int = 257
+    @Option(help: "Rows per batch.") var batch: Int = 8
+    @Option(help: "Tokens per row.") var length: Int = 512
+    @Option(help: "Timed steps (after one warm-up step).") var steps: Int = 5
+    @Option(help: "Also write the result as JSON to this file.") var json: String?
+
+    func run() throws {
+        try compute.apply()
+        let c = try Mamba2Config.preset(preset, vocabSize: vocab)
+        var params = Dictionary(uniqueKeysWithValues: Mamba2Weights.random(c, seed: 1).namedTensors(c).map { ($0.0, $0.1.data) })
+        var opt = AdamW()
+        var rng = SplitMix64(seed: 2)
+        let tokens = (0..<(batch * length)).map { _ in Int(rng.next() % UInt64(c.vocabSize)) }
+        let docs = (0..<(batch * length)).map { Int32($0 / length) }
+        let b = try TrainingBatch(rows: batch, length: length, tokens: tokens, documents: docs)
+        var gradSeconds: [Double] = [], optSeconds: [Double] = []
+        for i in 0...steps {
+            let t0 = monotonicSeconds()
+            let model = try Mamba2Model(config: c, weights: try Mamba2Weights(c, values: params, storedDType: "F32"))
+            let r = try ModelGradients.compute(model: model, batch: b)
+            let t1 = monotonicSeconds()
+            opt.update(&params, gradients: Dictionary(uniqueKeysWithValues: r.gradients.namedTensors(c).map { ($0.0, $0.1.data) }))
+            let t2 = monotonicSeconds()
+            if i > 0 { gradSeconds.append(t1 - t0); optSeconds.append(t2 - t1) }
+        }
+        let n = Mamba2Weights.parameterCount(c)
+        let tok = Double(batch * length)
+        let step = zip(gradSeconds, optSeconds).map { $0 + $1 }
+        let mean = step.reduce(0, +) / Double(step.count)
+        let sd = (step.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(step.count - 1, 1))).squareRoot()
+        let flops = 6 * Double(n) * tok  // the usual 6·parameters·tokens (projections dominate; SSD not counted)
+        print(table(["preset", "params", "batch×length", "tok/s", "step s (±sd)", "fwd+bwd s", "AdamW s", "GFLOP/s (6·N·T)", "peak memory"],
+                    [[preset, countString(n), "\(batch)×\(length)", fixed(tok / mean, 0), fixed(mean, 3) + " ± " + fixed(sd, 3),
+                      fixed(gradSeconds.reduce(0, +) / Double(steps), 3), fixed(optSeconds.reduce(0, +) / Double(steps), 3),
+                      fixed(flops / mean / 1e9, 1), bytesString(peakResidentBytes())]]))
+        print("threads \(Parallel.threadCount); BLAS \(BLAS.name)")
+        if let json {
+            let o: JSON = .object(["preset": .string(preset), "parameters": .number(Double(n)), "batch": .number(Double(batch)),
+                                   "length": .number(Double(length)), "tokens_per_second": .number(tok / mean),
+                                   "step_seconds": .array(step.map { .number($0) }), "peak_resident_bytes": .number(Double(peakResidentBytes())),
+                                   "threads": .number(Double(Parallel.threadCount))])
+            try writeFileAtomically(Array(o.serialized.utf8), to: json)
         }
     }
 }

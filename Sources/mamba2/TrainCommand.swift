@@ -91,7 +91,7 @@ struct TrainCommand: ParsableCommand {
                 cfg = m.config; weights = m.weights
             } else {
                 var c: Mamba2Config
-                if let config { c = try Mamba2Config.load(path: config) } else { c = try presetConfig(preset!, vocab: vocab) }
+                if let config { c = try Mamba2Config.load(path: config) } else { c = try Mamba2Config.preset(preset!, vocabSize: vocab) }
                 if config != nil && c.vocabSize < vocab {
                     throw ValidationError("the config's vocab_size \(c.vocabSize) is smaller than the tokenizer's \(vocab)")
                 }
@@ -153,24 +153,6 @@ struct TrainCommand: ParsableCommand {
         }
         if let path = tokenizer ?? modelTokenizer { return .tokenizer(try Tokenizer(path: path)) }
         throw ValidationError("say how to turn text into ids: --tokenizer FILE or --bytes")
-    }
-
-    /// Named shapes: tiny and small for training on a CPU, the released sizes by name.
-    func presetConfig(_ name: String, vocab: Int) throws -> Mamba2Config {
-        let pad = vocab <= 512 ? 8 : 16
-        switch name {
-        case "tiny":
-            return Mamba2Config(dModel: 64, nLayer: 2, vocabSize: vocab, padVocabSizeMultiple: pad, dState: 16, headDim: 16, chunkSize: 64)
-        case "small":
-            return Mamba2Config(dModel: 256, nLayer: 4, vocabSize: vocab, padVocabSizeMultiple: pad, dState: 64, headDim: 32, chunkSize: 64)
-        default:
-            guard let shape = ModelShape(rawValue: name) else {
-                throw ValidationError("unknown preset '\(name)': use tiny, small, " + ModelShape.allCases.map(\.rawValue).joined(separator: ", "))
-            }
-            var c = shape.config
-            c.vocabSize = vocab; c.padVocabSizeMultiple = pad
-            return c
-        }
     }
 }
 
