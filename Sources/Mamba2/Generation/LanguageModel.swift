@@ -13,11 +13,24 @@ public final class LanguageModel: Sendable {
     /// which ship none). Found beside the sources, or through MAMBA2_TOKENIZER.
     public static var bundledTokenizerPath: String? {
         if let env = environment("MAMBA2_TOKENIZER") { return env }
-        var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count > 4 else { return nil }
-        parts.removeLast(4)  // Sources/Mamba2/Generation/LanguageModel.swift
-        let path = parts.joined(separator: "/") + "/Tokenizers/gpt-neox-20b/tokenizer.json"
+        let path = repositoryRoot + "/Tokenizers/gpt-neox-20b/tokenizer.json"
         return MappedFile.exists(path) ? path : nil
+    }
+
+    /// The directory of the small English model that ships in this repository (Models/kjv-bytes,
+    /// trained by `mamba2 train`), used when no model is named; MAMBA2_MODEL overrides it. nil when
+    /// neither exists (e.g. a binary copied away from its checkout).
+    public static var bundledModelPath: String? {
+        if let env = environment("MAMBA2_MODEL") { return env }
+        let path = repositoryRoot + "/Models/kjv-bytes"
+        return MappedFile.exists(path + "/config.json") ? path : nil
+    }
+
+    /// The checkout this library was built from (its sources' location at build time).
+    static var repositoryRoot: String {
+        var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(4)  // Sources/Mamba2/Generation/LanguageModel.swift
+        return parts.joined(separator: "/")
     }
 
     /// Loads config, weights and tokenizer from a directory. The tokenizer is `tokenizerPath` if given,
