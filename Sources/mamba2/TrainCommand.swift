@@ -64,6 +64,9 @@ struct TrainCommand: ParsableCommand {
             guard preset == nil, config == nil, initFrom == nil else {
                 throw ValidationError("--resume takes the model from --out; drop --preset, --config and --init-from")
             }
+            guard MappedFile.exists(out + "/trainer_state.json") else {
+                throw Mamba2Error.io(path: out + "/trainer_state.json", reason: "missing: --resume needs a checkpoint directory written by mamba2 train")
+            }
             let tokPath = out + "/tokenizer.json"
             let encoding = try self.encoding(modelTokenizer: MappedFile.exists(tokPath) ? tokPath : nil)
             let dataset = try TextDataset(files: data, encoding: encoding)

@@ -239,3 +239,66 @@ struct TransformersInteropTests {
         #expect(err < 1e-5)
     }
 }
+
+@Suite("mamba2 train")
+struct TrainCommandTests {
+    static func corpus() throws -> String {
+        let dir = makeTempDir()
+        let text = (0..<30).map { i in "Chapter \(i)\n\nAnd the light was good, and the evening and the morning were day \(i).\n" }
+            .joined(separator: "<|endoftext|>\n")
+        try writeBytes(Array(text.utf8), dir + "/corpus.txt")
+        return dir + "/corpus.txt"
+    }
+
+    // From a preset on bytes: the checkpoint directory holds a loadable Hugging Face model, the
+    // optimizer, the state with one loss per step and an SVG curve; --resume continues to more steps;
+    // --export writes a bf16 model that generate reads with its byte tokenizer.
+    @Test("train, resume, export, generate")
+    func endToEnd() throws {
+        let data = try Self.corpus()
+        let out = makeTempDir() + "/run", export = makeTempDir() + "/model"
+        let r = try runCLI(["train", data, "--bytes", "--preset", "tiny", "--out", out, "--steps", "4", "--batch", "2",
+                            "--length", "32", "--warmup", "1", "--eval-every", "2", "--eval-batches", "1", "--save-every", "2",
+                            "--threads", "1", "--plain"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.err.contains("step 4/4") && r.err.contains("tok/s") && r.err.contains("lr ") && r.err.contains("ETA") && r.err.contains("val "))
+        for f in ["config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json", "loss.svg", "tokenizer.json"] {
+            #expect(MappedFile.exists(out + "/" + f), "\(f)")
+        }
+        let svg = String(decoding: try MappedFile.readAll(out + "/loss.svg"), as: UTF8.self)
+        #expect(svg.hasPrefix("<svg") && svg.contains("<path") && svg.hasSuffix("</svg>\n"))
+        let state = try JSON.parse(try MappedFile.readAll(out + "/trainer_state.json"), source: "state")
+        #expect(state["train_loss"]?.arrayValue?.count == 4 && state["validation_loss"]?.arrayValue?.count == 2)
+        #expect(try Mamba2Model.load(directory: out).config.layout == .huggingFace)
+
+        let r2 = try runCLI(["train", data, "--out", out, "--resume", "--steps", "6", "--threads", "1", "--plain",
+                             "--export", export])
+        #expect(r2.status == 0, "\(r2.err)")
+        #expect(r2.err.contains("resumed") && r2.err.contains("step 6/6"))
+        let resumed = try JSON.parse(try MappedFile.readAll(out + "/trainer_state.json"), source: "state")
+        #expect(resumed["train_loss"]?.arrayValue?.count == 6)
+        #expect(try Mamba2Model.load(directory: export).weights.storedDType == "BF16")
+        let g = try runCLI(["generate", "--model", export, "--prompt", "And the", "--max-tokens", "8", "--seed", "1"])
+        #expect(g.status == 0, "\(g.err)")
+    }
+
+    // --init-from fine-tunes a checkpoint of either layout; a vocabulary the text does not fit is
+    // refused by name, and so are a missing file and a malformed config.
+    @Test("init-from and bad input")
+    func initFromAndErrors() throws {
+        let data = try Self.corpus()
+        let ok = try runCLI(["train", data, "--init-from", fixture("trained-tiny"), "--out", makeTempDir() + "/ft",
+                             "--steps", "2", "--batch", "1", "--length", "32", "--warmup", "1", "--eval-batches", "1", "--threads", "1", "--plain"])
+        #expect(ok.status == 0, "\(ok.err)")
+        let small = try runCLI(["train", data, "--bytes", "--init-from", fixture("tiny-ssm"), "--out", makeTempDir() + "/x", "--steps", "1"])
+        #expect(small.status != 0 && small.err.contains("does not fit the model's vocabulary of 100"), "\(small.err)")
+        let missing = try runCLI(["train", "/nonexistent/text.txt", "--bytes", "--preset", "tiny", "--out", makeTempDir() + "/y"])
+        #expect(missing.status != 0 && missing.err.contains("/nonexistent/text.txt"), "\(missing.err)")
+        let cfg = makeTempDir() + "/config.json"
+        try writeBytes(Array(#"{"model_type": "mamba2", "hidden_size": "wide"}"#.utf8), cfg)
+        let bad = try runCLI(["train", data, "--bytes", "--config", cfg, "--out", makeTempDir() + "/z"])
+        #expect(bad.status != 0 && bad.err.contains("hidden_size"), "\(bad.err)")
+        let noResume = try runCLI(["train", data, "--out", makeTempDir() + "/none", "--resume"])
+        #expect(noResume.status != 0 && noResume.err.contains("trainer_state.json"), "\(noResume.err)")
+    }
+}
