@@ -84,11 +84,15 @@ struct BenchSSDCommand: ParsableCommand {
     @Option(help: "State size N.") var stateSize: Int = 128
     @Option(help: "Groups G.") var groups: Int = 1
     @Option(help: "Chunk size Q of the chunked form.") var chunkSize: Int = 256
-    @Option(help: "Repetitions per cell (the best is reported).") var repetitions: Int = 3
+    @Option(help: "Repetitions per cell (the best is reported; on the GPU the median).") var repetitions: Int = 3
     @Flag(help: "Print JSON instead of a table.") var json = false
+    @Option(help: "cpu, or cuda: time the GPU's chunked kernels (float32, inputs on the device).") var device: String = "cpu"
+    @Option(help: "With --device cuda: batch × length held at this many tokens (b = tokens / L); default b = 1.") var tokens: Int?
 
     func run() throws {
         try compute.apply()
+        if device == "cuda" { return try runCUDA() }
+        guard device == "cpu" else { throw ValidationError("--device must be cpu or cuda") }
         var bench = SSDBenchmark()
         bench.lengths = try parseInts(lengths, option: "--lengths")
         bench.heads = heads; bench.headDim = headDim; bench.stateSize = stateSize; bench.groups = groups
@@ -122,6 +126,45 @@ struct BenchSSDCommand: ParsableCommand {
             let best = atL.filter { $0.form != "auto" }.min { $0.seconds < $1.seconds }!
             print("L=\(L): auto is \(fixed(auto.seconds / best.seconds, 2))× the best form (\(best.form))")
         }
+    }
+}
+
+extension BenchSSDCommand {
+    /// The GPU's chunked SSD forward, kernels only, median of `repetitions` timed launches (each ended by a
+    /// device synchronize, so a launch's host overhead is included), with D, dt_bias + softplus and the
+    /// final states, as the reference's mamba_chunk_scan_combined is timed by benchmarks/gpu_ssd_compare.py.
+    func runCUDA() throws {
+        let dev = try CUDADevice()
+        let ssd = try CUDASSD(device: dev)
+        var rows: [String] = []
+        var cells: [[String]] = []
+        for L in try parseInts(lengths, option: "--lengths") {
+            let b = max(1, (tokens ?? L) / L)
+            var input = SSDBenchmark.makeInput(L: L, H: heads, P: headDim, G: groups, N: stateSize)
+            if b > 1 {
+                func rep(_ t: Tensor) -> Tensor { Tensor(shape: [b] + t.shape.dropFirst(), data: Array([[Float]](repeating: t.data, count: b).joined())) }
+                input.x = rep(input.x); input.dt = rep(input.dt); input.B = rep(input.B); input.C = rep(input.C)
+            }
+            let p = try ssd.prepare(input, options: SSDOptions(form: .chunked, chunkSize: chunkSize, dtSoftplus: true))
+            for _ in 0..<3 { try ssd.launch(p) }
+            try cudaSynchronize()
+            var times: [Double] = []
+            for _ in 0..<max(repetitions, 1) {
+                let t0 = monotonicSeconds()
+                try ssd.launch(p); try cudaSynchronize()
+                times.append(monotonicSeconds() - t0)
+            }
+            times.sort()
+            let median = times[times.count / 2]
+            rows.append("{\"L\":\(L),\"b\":\(b),\"ms\":\(median * 1000),\"min_ms\":\(times[0] * 1000),\"runs\":\(times.count)}")
+            cells.append([String(L), String(b), fixed(median * 1000, 3), fixed(times[0] * 1000, 3), fixed(Double(b * L) / median / 1e6, 2)])
+        }
+        if json {
+            print("{\"device\":\"\(dev.name)\",\"dtype\":\"float32\",\"H\":\(heads),\"P\":\(headDim),\"N\":\(stateSize),\"G\":\(groups),\"Q\":\(chunkSize),\"rows\":[\(rows.joined(separator: ","))]}")
+            return
+        }
+        print("GPU chunked SSD on \(dev.name): H=\(heads) P=\(headDim) N=\(stateSize) G=\(groups) Q=\(chunkSize), float32, median of \(repetitions)")
+        print(table(["L", "b", "median ms", "min ms", "Mtok/s"], cells), terminator: "")
     }
 }
 
