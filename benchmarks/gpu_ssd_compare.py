@@ -84,6 +84,7 @@ def main():
     ap.add_argument("--states", default="64,128")
     ap.add_argument("--tokens", type=int, default=65536)
     ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--ours-dtype", default="bf16", help="f32 (our plain kernels), bf16 or f16 (tensor cores)")
     ap.add_argument("--json", required=True)
     ap.add_argument("--markdown", required=True)
     a = ap.parse_args()
@@ -110,7 +111,7 @@ def main():
         ours = json.loads(subprocess.run(
             [a.ours, "bench", "ssd", "--device", "cuda", "--lengths", a.lengths, "--tokens", str(a.tokens), "--heads", str(H),
              "--head-dim", str(P), "--state-size", str(N), "--groups", str(G), "--chunk-size", str(Q),
-             "--repetitions", str(a.runs), "--json"], check=True, capture_output=True, text=True).stdout)
+             "--repetitions", str(a.runs), "--dtype", a.ours_dtype, "--json"], check=True, capture_output=True, text=True).stdout)
         ours_ms = {r["L"]: r["ms"] for r in ours["rows"]}
         for L in lengths:
             b = a.tokens // L

@@ -34,6 +34,7 @@ static struct {
     CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void *,
                                void **, void **);
     CUresult (*cuCtxSynchronize)(void);
+    CUresult (*cuFuncSetAttribute)(CUfunction, int, int);
     CUresult (*cuGetErrorString)(CUresult, const char **);
     nvrtcResult (*nvrtcCreateProgram)(nvrtcProgram *, const char *, const char *, int, const char *const *, const char *const *);
     nvrtcResult (*nvrtcCompileProgram)(nvrtcProgram, int, const char *const *);
@@ -71,7 +72,7 @@ int mkc_open(char *err, int errlen) {
     SYM(cu, cuModuleLoadData, "cuModuleLoadData"); SYM(cu, cuModuleGetFunction, "cuModuleGetFunction");
     SYM(cu, cuMemAlloc, "cuMemAlloc_v2"); SYM(cu, cuMemFree, "cuMemFree_v2"); SYM(cu, cuMemcpyHtoD, "cuMemcpyHtoD_v2");
     SYM(cu, cuMemcpyDtoH, "cuMemcpyDtoH_v2"); SYM(cu, cuLaunchKernel, "cuLaunchKernel");
-    SYM(cu, cuCtxSynchronize, "cuCtxSynchronize"); SYM(cu, cuGetErrorString, "cuGetErrorString");
+    SYM(cu, cuCtxSynchronize, "cuCtxSynchronize"); SYM(cu, cuFuncSetAttribute, "cuFuncSetAttribute"); SYM(cu, cuGetErrorString, "cuGetErrorString");
     SYM(rtc, nvrtcCreateProgram, "nvrtcCreateProgram"); SYM(rtc, nvrtcCompileProgram, "nvrtcCompileProgram");
     SYM(rtc, nvrtcGetProgramLogSize, "nvrtcGetProgramLogSize"); SYM(rtc, nvrtcGetProgramLog, "nvrtcGetProgramLog");
     SYM(rtc, nvrtcGetCUBINSize, "nvrtcGetCUBINSize"); SYM(rtc, nvrtcGetCUBIN, "nvrtcGetCUBIN");
@@ -140,3 +141,6 @@ int mkc_launch(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, uns
     return C.cuLaunchKernel(fn, gx, gy, gz, bx, by, bz, shared, NULL, params, NULL);
 }
 int mkc_synchronize(void) { return C.cuCtxSynchronize(); }
+int mkc_set_max_shared(void *fn, int bytes) {
+    return C.cuFuncSetAttribute((CUfunction)fn, 8, bytes);  // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+}

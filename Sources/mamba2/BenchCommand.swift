@@ -88,6 +88,8 @@ struct BenchSSDCommand: ParsableCommand {
     @Flag(help: "Print JSON instead of a table.") var json = false
     @Option(help: "cpu, or cuda: time the GPU's chunked kernels (float32, inputs on the device).") var device: String = "cpu"
     @Option(help: "With --device cuda: batch × length held at this many tokens (b = tokens / L); default b = 1.") var tokens: Int?
+    @Option(help: "With --device cuda: f32 (the plain kernels), bf16 or f16 (the tensor-core kernels).") var dtype: String = "f32"
+    @Flag(help: "With --device cuda and a 16-bit dtype: also time each of the three kernels alone.") var breakdown = false
 
     func run() throws {
         try compute.apply()
@@ -135,7 +137,14 @@ extension BenchSSDCommand {
     /// final states, as the reference's mamba_chunk_scan_combined is timed by benchmarks/gpu_ssd_compare.py.
     func runCUDA() throws {
         let dev = try CUDADevice()
-        let ssd = try CUDASSD(device: dev)
+        let plain = dtype == "f32" ? try CUDASSD(device: dev) : nil
+        let tc: CUDATensorCoreSSD?
+        switch dtype {
+        case "f32": tc = nil
+        case "bf16": tc = try CUDATensorCoreSSD(device: dev, elementType: .bf16, stateSize: stateSize)
+        case "f16": tc = try CUDATensorCoreSSD(device: dev, elementType: .f16, stateSize: stateSize)
+        default: throw ValidationError("--dtype must be f32, bf16 or f16")
+        }
         var rows: [String] = []
         var cells: [[String]] = []
         for L in try parseInts(lengths, option: "--lengths") {
@@ -145,26 +154,43 @@ extension BenchSSDCommand {
                 func rep(_ t: Tensor) -> Tensor { Tensor(shape: [b] + t.shape.dropFirst(), data: Array([[Float]](repeating: t.data, count: b).joined())) }
                 input.x = rep(input.x); input.dt = rep(input.dt); input.B = rep(input.B); input.C = rep(input.C)
             }
-            let p = try ssd.prepare(input, options: SSDOptions(form: .chunked, chunkSize: chunkSize, dtSoftplus: true))
-            for _ in 0..<3 { try ssd.launch(p) }
+            let o = SSDOptions(form: .chunked, chunkSize: chunkSize, dtSoftplus: true)
+            let launch: () throws -> Void
+            var parts = ""
+            if let tc {
+                let p = try tc.prepare(input, options: o)
+                launch = { try tc.launch(p) }
+                if breakdown {
+                    try tc.launch(p); try cudaSynchronize()
+                    for (k, name) in ["state", "passing", "scan"].enumerated() {
+                        var ts: [Double] = []
+                        for _ in 0..<20 { let t0 = monotonicSeconds(); try tc.launch(p, only: k); try cudaSynchronize(); ts.append(monotonicSeconds() - t0) }
+                        parts += " \(name) \(fixed(ts.sorted()[10] * 1000, 3))"
+                    }
+                }
+            } else {
+                let p = try plain!.prepare(input, options: o)
+                launch = { try plain!.launch(p) }
+            }
+            for _ in 0..<3 { try launch() }
             try cudaSynchronize()
             var times: [Double] = []
             for _ in 0..<max(repetitions, 1) {
                 let t0 = monotonicSeconds()
-                try ssd.launch(p); try cudaSynchronize()
+                try launch(); try cudaSynchronize()
                 times.append(monotonicSeconds() - t0)
             }
             times.sort()
             let median = times[times.count / 2]
             rows.append("{\"L\":\(L),\"b\":\(b),\"ms\":\(median * 1000),\"min_ms\":\(times[0] * 1000),\"runs\":\(times.count)}")
-            cells.append([String(L), String(b), fixed(median * 1000, 3), fixed(times[0] * 1000, 3), fixed(Double(b * L) / median / 1e6, 2)])
+            cells.append([String(L), String(b), fixed(median * 1000, 3), fixed(times[0] * 1000, 3), fixed(Double(b * L) / median / 1e6, 2)] + (breakdown ? [parts] : []))
         }
         if json {
-            print("{\"device\":\"\(dev.name)\",\"dtype\":\"float32\",\"H\":\(heads),\"P\":\(headDim),\"N\":\(stateSize),\"G\":\(groups),\"Q\":\(chunkSize),\"rows\":[\(rows.joined(separator: ","))]}")
+            print("{\"device\":\"\(dev.name)\",\"dtype\":\"\(dtype)\",\"H\":\(heads),\"P\":\(headDim),\"N\":\(stateSize),\"G\":\(groups),\"Q\":\(chunkSize),\"rows\":[\(rows.joined(separator: ","))]}")
             return
         }
-        print("GPU chunked SSD on \(dev.name): H=\(heads) P=\(headDim) N=\(stateSize) G=\(groups) Q=\(chunkSize), float32, median of \(repetitions)")
-        print(table(["L", "b", "median ms", "min ms", "Mtok/s"], cells), terminator: "")
+        print("GPU chunked SSD on \(dev.name): H=\(heads) P=\(headDim) N=\(stateSize) G=\(groups) Q=\(chunkSize), \(dtype), median of \(repetitions)")
+        print(table(["L", "b", "median ms", "min ms", "Mtok/s"] + (breakdown ? ["ms per kernel"] : []), cells), terminator: "")
     }
 }
 

@@ -27,6 +27,8 @@ int mkc_copy_to_host(void *host, uint64_t devicePointer, size_t bytes);
 int mkc_launch(void *function, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                unsigned sharedBytes, void **params);
 int mkc_synchronize(void);
+// Lets a kernel use more than 48 KiB of dynamic shared memory (up to the device's opt-in limit).
+int mkc_set_max_shared(void *function, int bytes);
 // The driver's description of an error code returned by the calls above.
 const char *mkc_error_string(int code);
 

@@ -56,6 +56,12 @@ public struct CUDAKernel: @unchecked Sendable {
         }
         guard r == 0 else { throw CUDADevice.error(r, "launching a kernel") }
     }
+
+    /// Allows `bytes` of dynamic shared memory (over the default 48 KiB).
+    public func allowSharedMemory(_ bytes: Int) throws {
+        let r = mkc_set_max_shared(function, Int32(bytes))
+        guard r == 0 else { throw CUDADevice.error(r, "allowing \(bytes) bytes of shared memory") }
+    }
 }
 
 /// Kernel parameters: each value copied into its own small allocation, as cuLaunchKernel takes them.
@@ -73,7 +79,7 @@ public final class KernelArguments {
     deinit { for p in storage { p.deallocate() } }
 }
 
-/// Device memory holding float32 values.
+/// Device memory holding float32 values (`count` of them), or 16-bit values (`halves`).
 public final class CUDABuffer: @unchecked Sendable {
     public private(set) var pointer: UInt64 = 0
     public let count: Int
@@ -82,6 +88,30 @@ public final class CUDABuffer: @unchecked Sendable {
         self.count = count
         let r = mkc_alloc(max(count, 1) * 4, &pointer)
         guard r == 0 else { throw CUDADevice.error(r, "allocating \(count * 4) bytes") }
+    }
+
+    /// 16-bit values (bf16 or fp16 bit patterns); `count` is then the number of float32 slots the
+    /// allocation spans (halves rounded up to pairs).
+    public convenience init(halves: [UInt16]) throws {
+        try self.init(count: (halves.count + 1) / 2)
+        let r = halves.withUnsafeBytes { mkc_copy_to_device(pointer, $0.baseAddress, $0.count) }
+        guard r == 0 else { throw CUDADevice.error(r, "copying to the device") }
+    }
+
+    /// Overwrites the first values.count 16-bit values.
+    public func uploadHalves(_ values: [UInt16]) throws {
+        precondition(values.count <= count * 2)
+        let r = values.withUnsafeBytes { mkc_copy_to_device(pointer, $0.baseAddress, $0.count) }
+        guard r == 0 else { throw CUDADevice.error(r, "copying to the device") }
+    }
+
+    /// The first n 16-bit values.
+    public func downloadHalves(_ n: Int) throws -> [UInt16] {
+        precondition(n <= count * 2)
+        var out = [UInt16](repeating: 0, count: n)
+        let r = out.withUnsafeMutableBytes { mkc_copy_to_host($0.baseAddress, pointer, $0.count) }
+        guard r == 0 else { throw CUDADevice.error(r, "copying from the device") }
+        return out
     }
 
     public convenience init(_ values: [Float]) throws {

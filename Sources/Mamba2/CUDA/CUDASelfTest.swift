@@ -70,6 +70,50 @@ public enum CUDASelfTest {
                                 relativeError: Tensor(shape: cpu.finalStates.shape, data: s).relativeError(to: cpu.finalStates),
                                 tolerance: 1e-5, allWritten: !s.contains { $0.isNaN }))
         }
+        checks += try tensorCoreChecks(device: device, rng: &rng)
+        return checks
+    }
+
+    /// The tensor-core SSD (16-bit inputs) against the CPU run on the same 16-bit-rounded inputs, for both
+    /// element types, N = 64 and 128, with every option (groups, D per channel, gate, initial states,
+    /// dt clamp) and lengths that are not a multiple of the 128-token chunk. y is poisoned (NaN) first.
+    /// Tolerance: the rounding of the kernel's 16-bit operands and output, 2^-8 (bf16) or 2^-11 (fp16)
+    /// relative per element, a few of them compounded: 1e-2 (bf16), 2e-3 (fp16) on y; the final states
+    /// (float32 output, 16-bit operands) the same.
+    static func tensorCoreChecks(device: CUDADevice, rng: inout SplitMix64) throws -> [Check] {
+        var checks: [Check] = []
+        for type in [CUDATensorCoreSSD.ElementType.bf16, .f16] {
+            for N in [64, 128] {
+                let tc = try CUDATensorCoreSSD(device: device, elementType: type, stateSize: N)
+                for (b, L, H, G, options) in [(2, 300, 4, 2, true), (1, 2048, 24, 1, false)] {
+                    func normal(_ shape: [Int]) -> Tensor { Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in rng.normal() }) }
+                    func rounded(_ t: Tensor) -> Tensor { Tensor(shape: t.shape, data: tc.floats(tc.halves(t.data))) }
+                    let P = 64
+                    var input = SSDInput(x: rounded(normal([b, L, H, P])), dt: normal([b, L, H]),
+                                         A: Tensor(shape: [H], data: (0..<H).map { _ in -1 - 15 * rng.uniform() }),
+                                         B: rounded(normal([b, L, G, N])), C: rounded(normal([b, L, G, N])), D: normal([H]),
+                                         dtBias: Tensor(shape: [H], data: (0..<H).map { _ in -4 + rng.uniform() }))
+                    if options {
+                        input.D = normal([H, P]); input.z = rounded(normal([b, L, H, P])); input.initialStates = normal([b, H, P, N])
+                    }
+                    let opts = SSDOptions(form: .chunked, chunkSize: 256, dtSoftplus: true, dtLimit: options ? (0.001, 0.1) : (0, .infinity))
+                    let cpu = try SSD.run(input, options: opts)
+                    let p = try tc.prepare(input, options: opts)
+                    let nan: UInt16 = type == .bf16 ? 0x7FC0 : 0x7E00
+                    try p.y.uploadHalves([UInt16](repeating: nan, count: b * L * H * P))
+                    try tc.launch(p)
+                    try cudaSynchronize()
+                    let y = tc.floats(try p.y.downloadHalves(b * L * H * P)), s = try p.finalStates.download()
+                    let tol = type == .bf16 ? 1e-2 : 2e-3
+                    let label = "tensor-core SSD \(type.rawValue) b=\(b) L=\(L) H=\(H) P=\(P) G=\(G) N=\(N)\(options ? " D per channel, z, h0, dt clamp" : "")"
+                    checks.append(Check(name: label + " y", relativeError: Tensor(shape: cpu.y.shape, data: y).relativeError(to: cpu.y),
+                                        tolerance: tol, allWritten: !y.contains { $0.isNaN }))
+                    checks.append(Check(name: label + " final states",
+                                        relativeError: Tensor(shape: cpu.finalStates.shape, data: s).relativeError(to: cpu.finalStates),
+                                        tolerance: tol, allWritten: !s.contains { $0.isNaN }))
+                }
+            }
+        }
         return checks
     }
 

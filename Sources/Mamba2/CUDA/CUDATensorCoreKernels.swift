@@ -1,0 +1,341 @@
+extension CUDAKernelSource {
+    /// The chunked SSD forward on tensor cores, for 16-bit inputs (bf16 or fp16; fp32 accumulation).
+    ///
+    /// Compiled per element type and state size with these macros prepended: ELEM_F16 (0: bf16, 1: fp16),
+    /// NS (N, a multiple of 32), PH (P = 64), QC (the chunk, 128). Layouts as the CPU's: x, z, y
+    /// (b, L, H, P) 16-bit; dt (b, L, H) float32 raw; B, C (b, L, G, N) 16-bit; A, D, dt_bias float32.
+    /// Products are `mma.sync.m16n8k16` (inputs 16-bit, accumulators float32), operands staged in shared
+    /// memory. One block handles one chunk of one group for `hb` of its heads, so B, C and C·Bᵀ are loaded
+    /// and computed once for those heads:
+    ///   1. ssd_tc_state (chunk, row, group): per head the dt transform and the cumulative decay (a
+    ///      block scan), written for step 3, and the chunk's own end state S_c = (w∘X)ᵀ·B (P×N, float32),
+    ///      w_s = exp(cum_last − cum_s)·dt_s.
+    ///   2. ssd_tc_passing (P·N/256, head, row): h ← exp(cum_last)·h + S_c over the chunks in float32,
+    ///      writing the state entering each chunk in the 16-bit type (step 3 multiplies it in that type)
+    ///      and the final state in float32.
+    ///   3. ssd_tc_scan (chunk, row, group): CB = C·Bᵀ once, then per head
+    ///      Y = (CB ∘ exp(cum_t − cum_s) ∘ dt_s, s ≤ t)·X + (e^{cum}∘C)·h_inᵀ + D·x, gated by silu(z);
+    ///      the left operands (the decayed CB, the scaled C) are made in registers, fragment by fragment.
+    /// Blocks of steps 1 and 3 take `hb` heads of a group each (grid z = groups × heads per group / hb),
+    /// so that long single sequences still fill the GPU.
+    static let ssdTensorCore = #"""
+    typedef unsigned short u16;
+    typedef unsigned int u32;
+    #define PAD 8
+    #define LDN (NS + PAD)
+    #define LDP (PH + PAD)
+
+    __device__ __forceinline__ float to_f(u16 v) {
+    #if ELEM_F16
+        float f; asm("{.reg .b16 h; mov.b16 h, %1; cvt.f32.f16 %0, h;}" : "=f"(f) : "h"(v)); return f;
+    #else
+        return __uint_as_float(((u32)v) << 16);
+    #endif
+    }
+    __device__ __forceinline__ u16 from_f(float f) {
+        u16 v;
+    #if ELEM_F16
+        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(v) : "f"(f));
+    #else
+        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(v) : "f"(f));
+    #endif
+        return v;
+    }
+    __device__ __forceinline__ void mma16816(float* d, const u32* a, const u32* b) {
+    #if ELEM_F16
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    #else
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    #endif
+    }
+    // A fragment (16×16) at (row0, col0) of a row-major [rows][ld] array: rows are M, columns K.
+    __device__ __forceinline__ void loadA(u32* a, const u16* base, int ld, int row0, int col0, int lane) {
+        const u16* p = base + (row0 + (lane >> 2)) * ld + col0 + (lane & 3) * 2;
+        a[0] = *(const u32*)p;
+        a[1] = *(const u32*)(p + 8 * ld);
+        a[2] = *(const u32*)(p + 8);
+        a[3] = *(const u32*)(p + 8 * ld + 8);
+    }
+    // B fragment (16×8, K×N) at (k0, n0) of an [n][ld] array: each N column's K values contiguous.
+    __device__ __forceinline__ void loadB(u32* b, const u16* base, int ld, int k0, int n0, int lane) {
+        const u16* p = base + (n0 + (lane >> 2)) * ld + k0 + (lane & 3) * 2;
+        b[0] = *(const u32*)p;
+        b[1] = *(const u32*)(p + 8);
+    }
+
+    __device__ __forceinline__ unsigned smem_addr(const void* p) {
+        unsigned a;
+        asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+        return a;
+    }
+    // Four 8×8 16-bit matrices, transposed: lane i gives the address of row (i % 8) of matrix i / 8.
+    __device__ __forceinline__ void ldsm4t(u32* r, const u16* rowAddress) {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+            : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(rowAddress)));
+    }
+    // B fragments of two adjacent n-tiles (K×16 at (k0, n0)) from a row-major [k][ld] array.
+    __device__ __forceinline__ void loadB2T(u32* b, const u16* base, int ld, int k0, int n0, int lane) {
+        const int m = lane >> 3, i = lane & 7;
+        ldsm4t(b, base + (k0 + i + (m & 1) * 8) * ld + n0 + (m >> 1) * 8);
+    }
+    // The A fragment of Sᵀ (16×16 at (m0, k0) of Sᵀ) from S stored row-major [k][ld].
+    __device__ __forceinline__ void loadAT(u32* a, const u16* base, int ld, int m0, int k0, int lane) {
+        const int m = lane >> 3, i = lane & 7;
+        ldsm4t(a, base + (k0 + i + (m >> 1) * 8) * ld + m0 + (m & 1) * 8);
+    }
+    // 8 16-bit values (16 bytes) scaled by f.
+    __device__ __forceinline__ uint4 scale8(uint4 v, float f) {
+        u32 w[4] = {v.x, v.y, v.z, v.w};
+        for (int i = 0; i < 4; i++) {
+            const float lo = to_f((u16)(w[i] & 0xffff)) * f, hi = to_f((u16)(w[i] >> 16)) * f;
+            w[i] = (u32)from_f(lo) | ((u32)from_f(hi) << 16);
+        }
+        return make_uint4(w[0], w[1], w[2], w[3]);
+    }
+
+    extern "C" __global__ void __launch_bounds__(256) ssd_tc_state(
+            int L, int H, int G, int nchunks, int hb, const u16* __restrict__ x, const float* __restrict__ dtRaw,
+            const float* __restrict__ dtBias, const float* __restrict__ A, int softplus, float lo, float hi,
+            const u16* __restrict__ B, float* __restrict__ dtOut, float* __restrict__ cumOut, float* __restrict__ states,
+            float* __restrict__ chunkDecay) {
+        const int hpg = H / G, nhb = hpg / hb;
+        const int c = blockIdx.x, r = blockIdx.y, g = blockIdx.z / nhb, h0 = g * hpg + (blockIdx.z % nhb) * hb;
+        const int t0 = c * QC, q = min(QC, L - t0);
+        const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+        const bool clamp = !(lo == 0.f && isinf(hi));
+        extern __shared__ __align__(16) unsigned char smem[];
+        u16* Bs = (u16*)smem;             // [QC][LDN]: B of the chunk
+        u16* Xw = Bs + QC * LDN;          // [QC][LDP]: w∘X of the head
+        float* w = (float*)(Xw + QC * LDP);
+        float* wsum = w + QC;
+        for (int e = tid; e < QC * NS / 8; e += 256) {
+            const int t = e / (NS / 8), n8 = (e % (NS / 8)) * 8;
+            uint4 v = make_uint4(0, 0, 0, 0);
+            if (t < q) v = *(const uint4*)(B + (((size_t)r * L + t0 + t) * G + g) * NS + n8);
+            *(uint4*)(Bs + t * LDN + n8) = v;
+        }
+        constexpr int XR = QC * PH / 8 / 256;  // the next head's X, fetched while this head computes
+        uint4 xr[XR];
+        auto fetch = [&](int h) {
+            for (int k = 0; k < XR; k++) {
+                const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
+                xr[k] = t < q ? *(const uint4*)(x + (((size_t)r * L + t0 + t) * H + h) * PH + p8) : make_uint4(0, 0, 0, 0);
+            }
+        };
+        fetch(h0);
+        for (int h = h0; h < h0 + hb; h++) {
+            float d = 0.f;
+            if (tid < q) {
+                d = dtRaw[((size_t)r * L + t0 + tid) * H + h] + (dtBias ? dtBias[h] : 0.f);
+                if (softplus) d = d <= 20.f ? log1pf(expf(d)) : d;
+                if (clamp) d = fminf(fmaxf(d, lo), hi);
+            }
+            float v = d * A[h];
+            for (int o = 1; o < 32; o <<= 1) { const float u = __shfl_up_sync(0xffffffffu, v, o); if (lane >= o) v += u; }
+            __syncthreads();
+            if (lane == 31 && warp < QC / 32) wsum[warp] = v;
+            __syncthreads();
+            float off = 0.f, total = 0.f;
+            for (int i = 0; i < QC / 32; i++) { if (i < warp) off += wsum[i]; total += wsum[i]; }
+            const float cum = v + off;
+            if (tid < q) {
+                dtOut[((size_t)r * H + h) * L + t0 + tid] = d;
+                cumOut[((size_t)r * H + h) * L + t0 + tid] = cum;
+                w[tid] = expf(fminf(total - cum, 0.f)) * d;
+            } else if (tid < QC) {
+                w[tid] = 0.f;
+            }
+            if (tid == 0) chunkDecay[((size_t)r * H + h) * nchunks + c] = expf(fminf(total, 0.f));
+            __syncthreads();
+            for (int k = 0; k < XR; k++) {
+                const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
+                *(uint4*)(Xw + t * LDP + p8) = scale8(xr[k], w[t]);
+            }
+            if (h + 1 < h0 + hb) fetch(h + 1);
+            __syncthreads();
+            // S (PH×NS) = (w∘X)ᵀ (PH×QC) · B (QC×NS): warp → m-tile (warp % 4), half of the n-tiles (warp / 4).
+            constexpr int NT = NS / 16;
+            const int m0 = (warp & 3) * 16, nbase = (warp >> 2) * NT;
+            float acc[NT][4];
+            for (int j = 0; j < NT; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+            for (int k0 = 0; k0 < QC; k0 += 16) {
+                u32 af[4];
+                loadAT(af, Xw, LDP, m0, k0, lane);
+                for (int j = 0; j < NT; j += 2) {
+                    u32 bf[4];
+                    loadB2T(bf, Bs, LDN, k0, (nbase + j) * 8, lane);
+                    mma16816(acc[j], af, bf);
+                    mma16816(acc[j + 1], af, bf + 2);
+                }
+            }
+            float* S = states + (((size_t)r * H + h) * nchunks + c) * PH * NS;
+            const int p = m0 + (lane >> 2);
+            for (int j = 0; j < NT; j++) {
+                const int n = (nbase + j) * 8 + (lane & 3) * 2;
+                *(float2*)(S + p * NS + n) = make_float2(acc[j][0], acc[j][1]);
+                *(float2*)(S + (p + 8) * NS + n) = make_float2(acc[j][2], acc[j][3]);
+            }
+            __syncthreads();
+        }
+    }
+
+    extern "C" __global__ void __launch_bounds__(256) ssd_tc_passing(
+            int H, int nchunks, const float* __restrict__ states, const float* __restrict__ chunkDecay,
+            const float* __restrict__ initial, float* __restrict__ finalStates, u16* __restrict__ statesIn) {
+        const int e = blockIdx.x * 256 + threadIdx.x, h = blockIdx.y, r = blockIdx.z;
+        const size_t base = ((size_t)r * H + h) * nchunks;
+        float prev = initial ? initial[((size_t)r * H + h) * PH * NS + e] : 0.f;
+        int c = 0;
+        for (; c + 16 <= nchunks; c += 16) {  // loads first: they do not depend on the running state
+            float s[16], a[16];
+            for (int i = 0; i < 16; i++) { s[i] = states[(base + c + i) * PH * NS + e]; a[i] = chunkDecay[base + c + i]; }
+            for (int i = 0; i < 16; i++) { statesIn[(base + c + i) * PH * NS + e] = from_f(prev); prev = a[i] * prev + s[i]; }
+        }
+        for (; c < nchunks; c++) {
+            const float s = states[(base + c) * PH * NS + e];
+            statesIn[(base + c) * PH * NS + e] = from_f(prev);
+            prev = chunkDecay[base + c] * prev + s;
+        }
+        finalStates[((size_t)r * H + h) * PH * NS + e] = prev;
+    }
+
+    __device__ __forceinline__ u32 pack2(float a, float b) { return (u32)from_f(a) | ((u32)from_f(b) << 16); }
+
+    extern "C" __global__ void __launch_bounds__(256) ssd_tc_scan(
+            int L, int H, int G, int nchunks, int hb, const u16* __restrict__ x, const u16* __restrict__ z,
+            const u16* __restrict__ B, const u16* __restrict__ C, const float* __restrict__ D, int dPerChannel,
+            const float* __restrict__ dtOut, const float* __restrict__ cumOut, const u16* __restrict__ statesIn,
+            u16* __restrict__ y) {
+        const int hpg = H / G, nhb = hpg / hb;
+        const int c = blockIdx.x, r = blockIdx.y, g = blockIdx.z / nhb, h0 = g * hpg + (blockIdx.z % nhb) * hb;
+        const int t0 = c * QC, q = min(QC, L - t0);
+        const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+        extern __shared__ __align__(16) unsigned char smem[];
+        float* CBf = (float*)smem;                 // [QC][QC + 4]: C·Bᵀ, float32
+        u16* Cs = (u16*)(CBf + QC * (QC + 4));     // [QC][LDN]
+        u16* Bs = Cs + QC * LDN;                   // [QC][LDN]: B, until C·Bᵀ is made; then the same room holds
+        u16* Xs = Bs;                              //   [QC][LDP]: X of the head
+        u16* Hs = Xs + QC * LDP;                   //   [PH][LDN]: its incoming state
+        float* cumS = (float*)(Bs + (QC * LDN > QC * LDP + PH * LDN ? QC * LDN : QC * LDP + PH * LDN));
+        float* dtS = cumS + QC;
+        for (int e = tid; e < QC * NS; e += 256) {
+            const int t = e / NS, n = e % NS;
+            const size_t i = (((size_t)r * L + t0 + t) * G + g) * NS + n;
+            Cs[t * LDN + n] = t < q ? C[i] : (u16)0;
+            Bs[t * LDN + n] = t < q ? B[i] : (u16)0;
+        }
+        // The next head's X, incoming state, cum and dt are fetched into registers while this head computes.
+        constexpr int XR = QC * PH / 8 / 256, HR = PH * NS / 8 / 256;
+        uint4 xr[XR];
+        uint4 hr[HR];
+        float cr = 0.f, dr = 0.f;
+        auto fetch = [&](int h) {
+            for (int k = 0; k < XR; k++) {
+                const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
+                xr[k] = t < q ? *(const uint4*)(x + (((size_t)r * L + t0 + t) * H + h) * PH + p8) : make_uint4(0, 0, 0, 0);
+            }
+            const u16* hin = statesIn + (((size_t)r * H + h) * nchunks + c) * PH * NS;
+            for (int k = 0; k < HR; k++) hr[k] = *(const uint4*)(hin + (tid + k * 256) * 8);
+            if (tid < QC) {
+                const size_t i = ((size_t)r * H + h) * L + t0 + tid;
+                cr = tid < q ? cumOut[i] : 0.f;
+                dr = tid < q ? dtOut[i] : 0.f;
+            }
+        };
+        fetch(h0);
+        __syncthreads();
+        // CB (QC×QC) = C·Bᵀ: warp → 16 rows; tiles above the diagonal are never read.
+        const int m0 = warp * 16;
+        for (int nt = 0; nt * 8 < m0 + 16; nt++) {
+            float acc[4] = {0.f, 0.f, 0.f, 0.f};
+            for (int k0 = 0; k0 < NS; k0 += 16) {
+                u32 af[4], bf[2];
+                loadA(af, Cs, LDN, m0, k0, lane);
+                loadB(bf, Bs, LDN, k0, nt * 8, lane);
+                mma16816(acc, af, bf);
+            }
+            const int t = m0 + (lane >> 2), s = nt * 8 + (lane & 3) * 2;
+            CBf[t * (QC + 4) + s] = acc[0]; CBf[t * (QC + 4) + s + 1] = acc[1];
+            CBf[(t + 8) * (QC + 4) + s] = acc[2]; CBf[(t + 8) * (QC + 4) + s + 1] = acc[3];
+        }
+        for (int h = h0; h < h0 + hb; h++) {
+            __syncthreads();  // C·Bᵀ is complete / the previous head is done with Xs, Hs, cumS
+            for (int k = 0; k < XR; k++) {
+                const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
+                *(uint4*)(Xs + t * LDP + p8) = xr[k];
+            }
+            for (int k = 0; k < HR; k++) {
+                const int e8 = (tid + k * 256) * 8, p = e8 / NS, n = e8 % NS;
+                *(uint4*)(Hs + p * LDN + n) = hr[k];
+            }
+            if (tid < QC) { cumS[tid] = cr; dtS[tid] = dr; }
+            if (h + 1 < h0 + hb) fetch(h + 1);
+            __syncthreads();
+            // Two work units per warp, balanced: rows of m-tile `warp` for the first half of the columns
+            // and rows of m-tile 7 − warp for the second (the intra-chunk work of an m-tile grows with it).
+            for (int u = 0; u < 2; u++) {
+                const int um0 = (u == 0 ? warp : QC / 16 - 1 - warp) * 16, ur = um0 + (lane >> 2), n0 = u * (PH / 2);
+                const float ct0 = cumS[ur], ct1 = cumS[ur + 8];
+                float acc[PH / 16][4];
+                for (int j = 0; j < PH / 16; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+                // intra-chunk: the A fragment of M = CB ∘ exp(cum_t − cum_s) ∘ dt_s (s ≤ t) made in registers
+                for (int k0 = 0; k0 <= um0; k0 += 16) {
+                    const int s0 = k0 + (lane & 3) * 2;
+                    float m[8];
+                    for (int i = 0; i < 8; i++) {
+                        const int t = ur + ((i >> 1) & 1) * 8, s = s0 + (i & 1) + (i >> 2) * 8;
+                        const float ct = (i >> 1) & 1 ? ct1 : ct0;
+                        m[i] = s <= t ? CBf[t * (QC + 4) + s] * __expf(fminf(ct - cumS[s], 0.f)) * dtS[s] : 0.f;
+                    }
+                    u32 af[4] = {pack2(m[0], m[1]), pack2(m[2], m[3]), pack2(m[4], m[5]), pack2(m[6], m[7])};
+                    for (int j = 0; j < PH / 16; j += 2) {
+                        u32 bf[4];
+                        loadB2T(bf, Xs, LDP, k0, n0 + j * 8, lane);
+                        mma16816(acc[j], af, bf);
+                        mma16816(acc[j + 1], af, bf + 2);
+                    }
+                }
+                // the incoming state: A fragment of e^{cum_t}·C_t in registers, B from Hs
+                const float e0 = expf(fminf(ct0, 0.f)), e1 = expf(fminf(ct1, 0.f));
+                for (int k0 = 0; k0 < NS; k0 += 16) {
+                    const u16* c0 = Cs + ur * LDN + k0 + (lane & 3) * 2;
+                    const u16* c1 = c0 + 8 * LDN;
+                    u32 af[4] = {pack2(to_f(c0[0]) * e0, to_f(c0[1]) * e0), pack2(to_f(c1[0]) * e1, to_f(c1[1]) * e1),
+                                 pack2(to_f(c0[8]) * e0, to_f(c0[9]) * e0), pack2(to_f(c1[8]) * e1, to_f(c1[9]) * e1)};
+                    for (int j = 0; j < PH / 16; j++) { u32 bf[2]; loadB(bf, Hs, LDN, k0, n0 + j * 8, lane); mma16816(acc[j], af, bf); }
+                }
+                for (int half = 0; half < 2; half++) {
+                    const int t = ur + half * 8;
+                    if (t >= q) continue;
+                    for (int j = 0; j < PH / 16; j++) {
+                        const int p = n0 + j * 8 + (lane & 3) * 2;
+                        const size_t i = (((size_t)r * L + t0 + t) * H + h) * PH + p;
+                        float y0 = acc[j][half * 2], y1 = acc[j][half * 2 + 1];
+                        if (D) {
+                            y0 += (dPerChannel ? D[h * PH + p] : D[h]) * to_f(Xs[t * LDP + p]);
+                            y1 += (dPerChannel ? D[h * PH + p + 1] : D[h]) * to_f(Xs[t * LDP + p + 1]);
+                        }
+                        if (z) {
+                            const float z0 = to_f(z[i]), z1 = to_f(z[i + 1]);
+                            y0 *= z0 / (1.f + expf(-z0));
+                            y1 *= z1 / (1.f + expf(-z1));
+                        }
+                        *(u32*)(y + i) = pack2(y0, y1);
+                    }
+                }
+            }
+        }
+    }
+    """#
+
+    /// Dynamic shared memory of ssd_tc_state and ssd_tc_scan for a state size (bytes).
+    static func tensorCoreShared(stateSize N: Int) -> (state: Int, scan: Int) {
+        let (Q, P, pad) = (128, 64, 8)
+        let ldp = P + pad, ldn = N + pad
+        let state = (Q * ldn + Q * ldp) * 2 + (Q + 32) * 4
+        let scan = Q * (Q + 4) * 4 + (Q * ldn + max(Q * ldn, Q * ldp + P * ldn)) * 2 + 2 * Q * 4
+        return (state, scan)
+    }
+}

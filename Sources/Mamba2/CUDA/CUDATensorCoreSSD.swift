@@ -1,0 +1,120 @@
+import CMamba2Kernels
+
+/// The SSD layer on the GPU's tensor cores for 16-bit inputs (`CUDAKernelSource.ssdTensorCore`): the
+/// fast path beside the plain float32 `CUDASSD`, which stays as its reference. Inputs x, B, C (and z)
+/// are rounded to bf16 or fp16 on upload, dt, A, D and dt_bias stay float32; accumulation is float32.
+/// Head dimension 64 and state sizes 32, 64, 96 or 128 (the released Mamba-2 models use 128); chunks of
+/// 128 tokens whatever the options' chunk size (the result does not depend on it).
+/// Rows of one sequence each (packed rows are not on the GPU yet).
+public final class CUDATensorCoreSSD: @unchecked Sendable {
+    public enum ElementType: String, Sendable { case bf16, f16 }
+    public let elementType: ElementType
+    public let stateSize: Int
+    let kernels: [String: CUDAKernel]
+    let shared: (state: Int, scan: Int)
+    static let chunk = 128, headDim = 64
+
+    public init(device: CUDADevice, elementType: ElementType, stateSize N: Int) throws {
+        guard N % 32 == 0, N >= 32, N <= 128 else {
+            throw Mamba2Error.invalidArgument("state size", reason: "the tensor-core SSD takes N = 32, 64, 96 or 128, got \(N)")
+        }
+        self.elementType = elementType
+        stateSize = N
+        let defines = "#define ELEM_F16 \(elementType == .f16 ? 1 : 0)\n#define NS \(N)\n#define PH 64\n#define QC 128\n"
+        kernels = try device.compile(defines + CUDAKernelSource.ssdTensorCore, name: "ssd_tc_\(elementType.rawValue)_\(N).cu",
+                                     kernels: ["ssd_tc_state", "ssd_tc_passing", "ssd_tc_scan"])
+        shared = CUDAKernelSource.tensorCoreShared(stateSize: N)
+        try kernels["ssd_tc_state"]!.allowSharedMemory(shared.state)
+        try kernels["ssd_tc_scan"]!.allowSharedMemory(shared.scan)
+    }
+
+    /// Float32 values as 16-bit patterns of this element type.
+    public func halves(_ v: [Float]) -> [UInt16] {
+        var out = [UInt16](repeating: 0, count: v.count)
+        if elementType == .bf16 { mk_f32_to_bf16(v.count, v, &out) } else { mk_f32_to_f16(v.count, v, &out) }
+        return out
+    }
+
+    /// 16-bit patterns of this element type as float32.
+    public func floats(_ h: [UInt16]) -> [Float] {
+        elementType == .bf16 ? h.map { Float(bitPattern: UInt32($0) << 16) } : h.map { Float(Float16(bitPattern: $0)) }
+    }
+
+    /// Inputs uploaded once, for timing the kernels alone.
+    public struct Prepared {
+        let b, L, H, G, nchunks: Int
+        /// Heads per block of the state and scan kernels.
+        let hb: Int
+        let x, dt, A, B, C, y, dtOut, cumOut, states, statesIn, chunkDecay, finalStates: CUDABuffer
+        let dtBias, D, z, initial: CUDABuffer?
+        let dPerChannel, softplus: Bool
+        let lo, hi: Float
+    }
+
+    public func prepare(_ input: SSDInput, options: SSDOptions) throws -> Prepared {
+        let pr = try SSDProblem(input, options: options)  // the CPU's shape checks
+        guard input.seqIdx == nil, input.sequenceInitialStates == nil else {
+            throw Mamba2Error.invalidArgument("seq_idx", reason: "packed rows are not supported on the GPU yet")
+        }
+        guard pr.P == Self.headDim else {
+            throw Mamba2Error.invalidArgument("x", reason: "the tensor-core SSD takes head dimension 64, got \(pr.P)")
+        }
+        guard pr.N == stateSize else {
+            throw Mamba2Error.invalidArgument("B", reason: "state size \(pr.N), but these kernels were compiled for \(stateSize)")
+        }
+        let nchunks = (pr.L + Self.chunk - 1) / Self.chunk
+        let (b, L, H, P, G, N) = (pr.b, pr.L, pr.H, pr.P, pr.G, pr.N)
+        // Heads per block: enough blocks to fill the GPU (several per SM), C·Bᵀ shared by as many heads as that allows.
+        let hpg = H / G
+        var hb = hpg
+        while hb > 1 && hb % 2 == 0 && nchunks * b * G * (hpg / hb) < 2048 { hb /= 2 }
+        return Prepared(
+            b: b, L: L, H: H, G: G, nchunks: nchunks, hb: hb,
+            x: try CUDABuffer(halves: halves(input.x.data)), dt: try CUDABuffer(input.dt.data), A: try CUDABuffer(input.A.data),
+            B: try CUDABuffer(halves: halves(input.B.data)), C: try CUDABuffer(halves: halves(input.C.data)),
+            y: try CUDABuffer(count: (b * L * H * P + 1) / 2), dtOut: try CUDABuffer(count: b * H * L),
+            cumOut: try CUDABuffer(count: b * H * L), states: try CUDABuffer(count: b * H * nchunks * P * N),
+            statesIn: try CUDABuffer(count: (b * H * nchunks * P * N + 1) / 2),
+            chunkDecay: try CUDABuffer(count: b * H * nchunks), finalStates: try CUDABuffer(count: b * H * P * N),
+            dtBias: try input.dtBias.map { try CUDABuffer($0.data) }, D: try input.D.map { try CUDABuffer($0.data) },
+            z: try input.z.map { try CUDABuffer(halves: halves($0.data)) }, initial: try input.initialStates.map { try CUDABuffer($0.data) },
+            dPerChannel: input.D?.shape.count == 2, softplus: options.dtSoftplus, lo: options.dtLimit.lo, hi: options.dtLimit.hi)
+    }
+
+    /// Launches the three kernels (asynchronously; cudaSynchronize waits); `only` launches one of them
+    /// (0, 1, 2: state, passing, scan), for timing each.
+    public func launch(_ p: Prepared, only: Int? = nil) throws {
+        let N = stateSize
+        let a1 = KernelArguments()
+        for v in [p.L, p.H, p.G, p.nchunks, p.hb] { a1.add(Int32(v)) }
+        a1.add(p.x); a1.add(p.dt); a1.add(p.dtBias?.pointer ?? 0); a1.add(p.A); a1.add(Int32(p.softplus ? 1 : 0))
+        a1.add(p.lo); a1.add(p.hi); a1.add(p.B); a1.add(p.dtOut); a1.add(p.cumOut); a1.add(p.states); a1.add(p.chunkDecay)
+        let blocksZ = p.G * (p.H / p.G / p.hb)
+        if only == nil || only == 0 { try kernels["ssd_tc_state"]!.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: shared.state, arguments: a1) }
+
+        let a2 = KernelArguments()
+        a2.add(Int32(p.H)); a2.add(Int32(p.nchunks)); a2.add(p.states); a2.add(p.chunkDecay)
+        a2.add(p.initial?.pointer ?? 0); a2.add(p.finalStates); a2.add(p.statesIn)
+        if only == nil || only == 1 {
+            try kernels["ssd_tc_passing"]!.launch(grid: (Self.headDim * N / 256, p.H, p.b), block: (256, 1, 1), arguments: a2)
+        }
+
+        let a3 = KernelArguments()
+        for v in [p.L, p.H, p.G, p.nchunks, p.hb] { a3.add(Int32(v)) }
+        a3.add(p.x); a3.add(p.z?.pointer ?? 0); a3.add(p.B); a3.add(p.C); a3.add(p.D?.pointer ?? 0)
+        a3.add(Int32(p.dPerChannel ? 1 : 0)); a3.add(p.dtOut); a3.add(p.cumOut); a3.add(p.statesIn); a3.add(p.y)
+        if only == nil || only == 2 {
+            try kernels["ssd_tc_scan"]!.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: shared.scan, arguments: a3)
+        }
+    }
+
+    /// Runs the layer: y (in float32, from the 16-bit output) and the final states (float32).
+    public func run(_ input: SSDInput, options: SSDOptions) throws -> (y: Tensor, finalStates: Tensor) {
+        let p = try prepare(input, options: options)
+        try launch(p)
+        try cudaSynchronize()
+        let n = p.b * p.L * p.H * Self.headDim
+        return (Tensor(shape: input.x.shape, data: floats(try p.y.downloadHalves(n))),
+                Tensor(shape: [p.b, p.H, Self.headDim, stateSize], data: try p.finalStates.download()))
+    }
+}
