@@ -72,13 +72,7 @@ enum SSDChunked {
                                 let a = Double(pr.A[h])
                                 let state = stS.p + h * stateSize
                                 // 2. cumulative decay within the chunk.
-                                var acc = 0.0
-                                for t in 0..<q {
-                                    let d = dt.p[(tok0 + t) * H + h]
-                                    dtc[t] = d
-                                    acc += Double(d) * a
-                                    cum[t] = acc
-                                }
+                                cumulativeDecay(dt: dt.p, H: H, head: h, a: a, tok0: tok0, q: q, dtc: dtc, cum: cum)
                                 // 3–4. intra-chunk output.
                                 mk_ssd_decay_mask(Int32(q), cbS.p + g * q * q, Int32(q), cum, dtc, m, Int32(q))
                                 let xh = x.p + (tok0 * H + h) * P
@@ -113,6 +107,19 @@ enum SSDChunked {
                 }
                 (finalStates + r * H * stateSize).update(from: states, count: H * stateSize)
             }
+        }
+    }
+
+    /// dtc[t] = dt of token tok0 + t for head h; cum[t] = Σ_{k≤t} dtc[k]·a, summed in double (t < q).
+    @inline(__always)
+    static func cumulativeDecay(dt: UnsafeMutablePointer<Float>, H: Int, head h: Int, a: Double, tok0: Int, q: Int,
+                                dtc: UnsafeMutablePointer<Float>, cum: UnsafeMutablePointer<Double>) {
+        var acc = 0.0
+        for t in 0..<q {
+            let d = dt[(tok0 + t) * H + h]
+            dtc[t] = d
+            acc += Double(d) * a
+            cum[t] = acc
         }
     }
 }

@@ -125,13 +125,7 @@ extension SSD {
                                 let c0 = seg.start + c * Q
                                 let q = min(Q, seg.end - c0)
                                 let tok0 = r * L + c0
-                                var acc = 0.0
-                                for t in 0..<q {
-                                    let d = dt.p[(tok0 + t) * H + h]
-                                    dtc[t] = d
-                                    acc += Double(d) * a
-                                    cum[t] = acc
-                                }
+                                SSDChunked.cumulativeDecay(dt: dt.p, H: H, head: h, a: a, tok0: tok0, q: q, dtc: dtc, cum: cum)
                                 return (tok0, q)
                             }
                             // 1. States entering each chunk.
