@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 typedef int CUresult;
 typedef int CUdevice;
@@ -43,6 +45,7 @@ static struct {
     nvrtcResult (*nvrtcGetCUBINSize)(nvrtcProgram, size_t *);
     nvrtcResult (*nvrtcGetCUBIN)(nvrtcProgram, char *);
     nvrtcResult (*nvrtcDestroyProgram)(nvrtcProgram *);
+    nvrtcResult (*nvrtcVersion)(int *, int *);
 } C;
 
 static void *open_first(const char *const *names) {
@@ -76,7 +79,7 @@ int mkc_open(char *err, int errlen) {
     SYM(rtc, nvrtcCreateProgram, "nvrtcCreateProgram"); SYM(rtc, nvrtcCompileProgram, "nvrtcCompileProgram");
     SYM(rtc, nvrtcGetProgramLogSize, "nvrtcGetProgramLogSize"); SYM(rtc, nvrtcGetProgramLog, "nvrtcGetProgramLog");
     SYM(rtc, nvrtcGetCUBINSize, "nvrtcGetCUBINSize"); SYM(rtc, nvrtcGetCUBIN, "nvrtcGetCUBIN");
-    SYM(rtc, nvrtcDestroyProgram, "nvrtcDestroyProgram");
+    SYM(rtc, nvrtcDestroyProgram, "nvrtcDestroyProgram"); SYM(rtc, nvrtcVersion, "nvrtcVersion");
     CUresult r = C.cuInit(0);
     if (r) { snprintf(err, errlen, "cuInit failed: %s", mkc_error_string(r)); return r; }
     int n = 0;
@@ -104,12 +107,82 @@ int mkc_device_info(char *name, int namelen, size_t *mem, int *major, int *minor
     return r;
 }
 
-int mkc_compile(const char *source, const char *name, const char *arch, void **module, char *log, int loglen) {
-    nvrtcProgram prog;
-    if (C.nvrtcCreateProgram(&prog, source, name, 0, NULL, NULL)) { snprintf(log, loglen, "nvrtcCreateProgram failed"); return 1; }
+// The on-disk cache of compiled kernels: $MAMBA2_KERNEL_CACHE, else $XDG_CACHE_HOME/mamba2/kernels, else
+// $HOME/.cache/mamba2/kernels; one CUBIN per (source, name, architecture, options, NVRTC version), named by
+// a 64-bit FNV-1a hash of them. A file that fails to load is ignored and replaced.
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) { h ^= p[i]; h *= 1099511628211ull; }
+    return h;
+}
+
+static int cache_dir(char *dir, size_t n) {
+    const char *env = getenv("MAMBA2_KERNEL_CACHE"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (env && *env) snprintf(dir, n, "%s", env);
+    else if (xdg && *xdg) snprintf(dir, n, "%s/mamba2/kernels", xdg);
+    else if (home && *home) snprintf(dir, n, "%s/.cache/mamba2/kernels", home);
+    else return 1;
+    char partial[1024];
+    size_t len = strlen(dir);
+    for (size_t i = 1; i <= len; i++) {  // mkdir -p
+        if (dir[i] == '/' || dir[i] == 0) {
+            memcpy(partial, dir, i); partial[i] = 0;
+            mkdir(partial, 0755);
+        }
+    }
+    return 0;
+}
+
+static char *read_file(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = n > 0 ? malloc((size_t)n) : NULL;
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) { free(buf); buf = NULL; }
+    fclose(f);
+    *size = buf ? (size_t)n : 0;
+    return buf;
+}
+
+static void write_file_atomically(const char *path, const void *data, size_t n) {
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return;
+    int ok = fwrite(data, 1, n, f) == n;
+    ok = fclose(f) == 0 && ok;
+    if (ok) rename(tmp, path); else remove(tmp);
+}
+
+int mkc_compile(const char *source, const char *name, const char *arch, void **module, int *fromCache, char *log, int loglen) {
     char archOpt[64];
     snprintf(archOpt, sizeof archOpt, "--gpu-architecture=%s", arch);
     const char *opts[] = { archOpt, "--std=c++17", "-default-device" };
+    *fromCache = 0;
+    int major = 0, minor = 0;
+    C.nvrtcVersion(&major, &minor);
+    uint64_t h = 14695981039346656037ull;
+    h = fnv1a(h, source, strlen(source) + 1);
+    h = fnv1a(h, name, strlen(name) + 1);
+    for (int i = 0; i < 3; i++) h = fnv1a(h, opts[i], strlen(opts[i]) + 1);
+    h = fnv1a(h, &major, sizeof major);
+    h = fnv1a(h, &minor, sizeof minor);
+    char dir[900], path[1000];
+    int cacheOK = cache_dir(dir, sizeof dir) == 0;
+    if (cacheOK) {
+        snprintf(path, sizeof path, "%s/%016llx.cubin", dir, (unsigned long long)h);
+        size_t size = 0;
+        char *cubin = read_file(path, &size);
+        if (cubin) {
+            int r = C.cuModuleLoadData((CUmodule *)module, cubin);
+            free(cubin);
+            if (r == 0) { *fromCache = 1; return 0; }
+        }
+    }
+    nvrtcProgram prog;
+    if (C.nvrtcCreateProgram(&prog, source, name, 0, NULL, NULL)) { snprintf(log, loglen, "nvrtcCreateProgram failed"); return 1; }
     int r = C.nvrtcCompileProgram(prog, 3, opts);
     if (r) {
         size_t n = 0;
@@ -127,8 +200,9 @@ int mkc_compile(const char *source, const char *name, const char *arch, void **m
     C.nvrtcGetCUBIN(prog, cubin);
     C.nvrtcDestroyProgram(&prog);
     r = C.cuModuleLoadData((CUmodule *)module, cubin);
-    free(cubin);
     if (r) snprintf(log, loglen, "cuModuleLoadData: %s", mkc_error_string(r));
+    else if (cacheOK) write_file_atomically(path, cubin, size);
+    free(cubin);
     return r;
 }
 

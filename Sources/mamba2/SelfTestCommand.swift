@@ -20,6 +20,8 @@ struct SelfTestCommand: ParsableCommand {
         }
         let failed = checks.filter { !$0.passed }.count
         print("\(checks.count - failed) passed, \(failed) failed")
+        let cached = gpu.compileLog.filter(\.fromCache).count
+        print("kernels: \(gpu.compileLog.count) modules, \(cached) loaded from the on-disk cache, \(gpu.compileLog.count - cached) compiled by NVRTC; \(fixed(gpu.compileLog.reduce(0) { $0 + $1.seconds }, 2)) s in all")
         if timing {
             print("\nchunked SSD, mamba2-130m layer (H=24 P=64 N=128 G=1 b=1 Q=256), float32, kernels only, best of 5; CPU auto once, \(Parallel.threadCount) threads")
             var rows: [[String]] = []

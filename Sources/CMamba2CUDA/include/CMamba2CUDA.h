@@ -15,9 +15,10 @@ extern "C" {
 int mkc_open(char *err, int errlen);
 // Name, memory and compute capability of the device in use.
 int mkc_device_info(char *name, int namelen, size_t *totalMemory, int *major, int *minor);
-// Compiles CUDA C++ source with NVRTC for the given architecture ("sm_90") and loads it as a module.
-// The compiler log goes to log on failure.
-int mkc_compile(const char *source, const char *name, const char *arch, void **module, char *log, int loglen);
+// Compiles CUDA C++ source with NVRTC for the given architecture ("sm_90") and loads it as a module, or
+// loads the CUBIN of an earlier compilation from the on-disk cache (fromCache is then 1). The compiler
+// log goes to log on failure.
+int mkc_compile(const char *source, const char *name, const char *arch, void **module, int *fromCache, char *log, int loglen);
 int mkc_function(void *module, const char *name, void **function);
 int mkc_alloc(size_t bytes, uint64_t *devicePointer);
 int mkc_free(uint64_t devicePointer);

@@ -8,6 +8,8 @@ public final class CUDADevice: @unchecked Sendable {
     public let computeCapability: (major: Int, minor: Int)
     /// "sm_90" for an H100/H200: kernels are compiled for the device's own architecture.
     public var architecture: String { "sm_\(computeCapability.major)\(computeCapability.minor)" }
+    /// Every module this device compiled: name, whether its CUBIN came from the on-disk cache, seconds.
+    public private(set) var compileLog: [(name: String, fromCache: Bool, seconds: Double)] = []
 
     public init() throws {
         var err = [CChar](repeating: 0, count: 512)
@@ -29,7 +31,10 @@ public final class CUDADevice: @unchecked Sendable {
     public func compile(_ source: String, name: String, kernels: [String]) throws -> [String: CUDAKernel] {
         var module: UnsafeMutableRawPointer?
         var log = [CChar](repeating: 0, count: 16384)
-        let r = mkc_compile(source, name, architecture, &module, &log, Int32(log.count))
+        var cached: Int32 = 0
+        let t0 = monotonicSeconds()
+        let r = mkc_compile(source, name, architecture, &module, &cached, &log, Int32(log.count))
+        compileLog.append((name, cached != 0, monotonicSeconds() - t0))
         guard r == 0, let module else { throw Mamba2Error.invalidArgument("kernel \(name)", reason: "compilation failed: \(cString(log))") }
         var out: [String: CUDAKernel] = [:]
         for k in kernels {
