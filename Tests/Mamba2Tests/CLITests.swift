@@ -137,3 +137,33 @@ struct LinkingTests {
         #expect(!text.lowercased().contains("blas") && !text.contains("lapack"), "\(text)")
     }
 }
+
+@Suite("The model that ships")
+struct BundledModelTests {
+    // With no --model, generate uses Models/kjv-bytes (trained by mamba2 train, byte-level): the command
+    // succeeds, prints text that is valid UTF-8 and mostly letters and spaces, and the same seed repeats it.
+    @Test("generate without --model uses the bundled English model")
+    func bundled() throws {
+        let args = ["generate", "--prompt", "And the LORD said unto Moses", "--max-tokens", "120", "--temperature", "0.7",
+                    "--seed", "3", "--threads", "1"]
+        let a = try runCLI(args), b = try runCLI(args)
+        #expect(a.status == 0, "\(a.err)")
+        #expect(a.out == b.out)
+        let text = a.out
+        #expect(text.count >= 60, "\(text)")
+        let letters = text.unicodeScalars.filter { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || $0 == " " }.count
+        #expect(Double(letters) / Double(text.unicodeScalars.count) > 0.8, "\(text)")
+        // English-like: a few of the commonest words of the corpus appear as words.
+        let words = Set(text.split(whereSeparator: { !$0.isLetter }).map { $0.lowercased() })
+        #expect(words.intersection(["the", "and", "of", "unto", "he", "that", "his", "i", "shall", "to", "in"]).count >= 3, "\(text)")
+    }
+
+    // The bundled model's config, weights and tokenizer load through the library API.
+    @Test("LanguageModel.bundledModelPath loads")
+    func loads() throws {
+        let path = try #require(LanguageModel.bundledModelPath)
+        let lm = try LanguageModel.load(directory: path)
+        #expect(lm.tokenizer != nil && lm.model.weights.storedDType == "BF16")
+        #expect(lm.model.config.vocabSize == ByteTokenizer.vocabularySize + 7)  // padded to a multiple of 8 by the preset
+    }
+}

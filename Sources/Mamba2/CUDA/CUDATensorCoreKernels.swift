@@ -98,7 +98,7 @@ extension CUDAKernelSource {
         return make_uint4(w[0], w[1], w[2], w[3]);
     }
 
-    extern "C" __global__ void __launch_bounds__(256) ssd_tc_state(
+    extern "C" __global__ void __launch_bounds__(256, 2) ssd_tc_state(
             int L, int H, int G, int nchunks, int hb, const u16* __restrict__ x, const float* __restrict__ dtRaw,
             const float* __restrict__ dtBias, const float* __restrict__ A, int softplus, float lo, float hi,
             const u16* __restrict__ B, float* __restrict__ dtOut, float* __restrict__ cumOut, float* __restrict__ states,
@@ -111,8 +111,7 @@ extension CUDAKernelSource {
         extern __shared__ __align__(16) unsigned char smem[];
         u16* Bs = (u16*)smem;             // [QC][LDN]: B of the chunk
         u16* Xw = Bs + QC * LDN;          // [QC][LDP]: w∘X of the head
-        float* w = (float*)(Xw + QC * LDP);
-        float* wsum = w + QC;
+        float* wAll = (float*)(Xw + QC * LDP);  // [hb][QC]: dt, then w_s = exp(cum_last − cum_s)·dt_s
         for (int e = tid; e < QC * NS / 8; e += 256) {
             const int t = e / (NS / 8), n8 = (e % (NS / 8)) * 8;
             uint4 v = make_uint4(0, 0, 0, 0);
@@ -128,30 +127,43 @@ extension CUDAKernelSource {
             }
         };
         fetch(h0);
-        for (int h = h0; h < h0 + hb; h++) {
+        // dt for all of the block's heads at once (heads fastest: the loads are contiguous) ...
+        for (int e = tid; e < hb * QC; e += 256) {
+            const int t = e / hb, hh = e % hb, h = h0 + hh;
             float d = 0.f;
-            if (tid < q) {
-                d = dtRaw[((size_t)r * L + t0 + tid) * H + h] + (dtBias ? dtBias[h] : 0.f);
+            if (t < q) {
+                d = dtRaw[((size_t)r * L + t0 + t) * H + h] + (dtBias ? dtBias[h] : 0.f);
                 if (softplus) d = d <= 20.f ? log1pf(expf(d)) : d;
                 if (clamp) d = fminf(fmaxf(d, lo), hi);
             }
-            float v = d * A[h];
-            for (int o = 1; o < 32; o <<= 1) { const float u = __shfl_up_sync(0xffffffffu, v, o); if (lane >= o) v += u; }
-            __syncthreads();
-            if (lane == 31 && warp < QC / 32) wsum[warp] = v;
-            __syncthreads();
-            float off = 0.f, total = 0.f;
-            for (int i = 0; i < QC / 32; i++) { if (i < warp) off += wsum[i]; total += wsum[i]; }
-            const float cum = v + off;
-            if (tid < q) {
-                dtOut[((size_t)r * H + h) * L + t0 + tid] = d;
-                cumOut[((size_t)r * H + h) * L + t0 + tid] = cum;
-                w[tid] = expf(fminf(total - cum, 0.f)) * d;
-            } else if (tid < QC) {
-                w[tid] = 0.f;
+            wAll[hh * QC + t] = d;
+        }
+        __syncthreads();
+        // ... then one warp per head: the cumulative decay (each lane 4 tokens, a shuffle scan of the lane
+        // totals), written for the scan kernel, and the chunk-state weights w.
+        for (int hh = warp; hh < hb; hh += 8) {
+            const int h = h0 + hh;
+            const float a = A[h];
+            float d[4], v[4];
+            float run = 0.f;
+            for (int i = 0; i < 4; i++) { d[i] = wAll[hh * QC + lane * 4 + i]; run += d[i] * a; v[i] = run; }
+            float incl = run;
+            for (int o = 1; o < 32; o <<= 1) { const float u = __shfl_up_sync(0xffffffffu, incl, o); if (lane >= o) incl += u; }
+            const float off = incl - run, total = __shfl_sync(0xffffffffu, incl, 31);
+            for (int i = 0; i < 4; i++) {
+                const int t = lane * 4 + i;
+                const float cum = v[i] + off;
+                if (t < q) {
+                    dtOut[((size_t)r * H + h) * L + t0 + t] = d[i];
+                    cumOut[((size_t)r * H + h) * L + t0 + t] = cum;
+                }
+                wAll[hh * QC + t] = t < q ? expf(fminf(total - cum, 0.f)) * d[i] : 0.f;
             }
-            if (tid == 0) chunkDecay[((size_t)r * H + h) * nchunks + c] = expf(fminf(total, 0.f));
-            __syncthreads();
+            if (lane == 0) chunkDecay[((size_t)r * H + h) * nchunks + c] = expf(fminf(total, 0.f));
+        }
+        for (int h = h0; h < h0 + hb; h++) {
+            const float* w = wAll + (h - h0) * QC;
+            __syncthreads();  // w is ready / the previous head is done with Xw
             for (int k = 0; k < XR; k++) {
                 const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
                 *(uint4*)(Xw + t * LDP + p8) = scale8(xr[k], w[t]);
@@ -180,7 +192,6 @@ extension CUDAKernelSource {
                 *(float2*)(S + p * NS + n) = make_float2(acc[j][0], acc[j][1]);
                 *(float2*)(S + (p + 8) * NS + n) = make_float2(acc[j][2], acc[j][3]);
             }
-            __syncthreads();
         }
     }
 
@@ -206,7 +217,7 @@ extension CUDAKernelSource {
 
     __device__ __forceinline__ u32 pack2(float a, float b) { return (u32)from_f(a) | ((u32)from_f(b) << 16); }
 
-    extern "C" __global__ void __launch_bounds__(256) ssd_tc_scan(
+    extern "C" __global__ void __launch_bounds__(256, 2) ssd_tc_scan(
             int L, int H, int G, int nchunks, int hb, const u16* __restrict__ x, const u16* __restrict__ z,
             const u16* __restrict__ B, const u16* __restrict__ C, const float* __restrict__ D, int dPerChannel,
             const float* __restrict__ dtOut, const float* __restrict__ cumOut, const u16* __restrict__ statesIn,
@@ -335,9 +346,10 @@ extension CUDAKernelSource {
 
     /// Dynamic shared memory of ssd_tc_state and ssd_tc_scan for a state size (bytes).
     static func tensorCoreShared(stateSize N: Int) -> (state: Int, scan: Int) {
+        let maxHeadsPerBlock = CUDATensorCoreSSD.maxHeadsPerBlock
         let (Q, P, pad) = (128, 64, 8)
         let ldp = P + pad, ldn = N + pad
-        let state = (Q * ldn + Q * ldp) * 2 + (Q + 32) * 4
+        let state = (Q * ldn + Q * ldp) * 2 + maxHeadsPerBlock * Q * 4
         let scan = Q * (Q + pad) * 2 + (Q * ldn + max(Q * ldn, Q * ldp + P * ldn)) * 2 + 2 * Q * 4
         return (state, scan)
     }

@@ -13,6 +13,8 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
     let kernels: [String: CUDAKernel]
     let shared: (state: Int, scan: Int)
     static let chunk = 128, headDim = 64
+    /// At most this many heads per block (the state kernel keeps a row of weights per head in shared memory).
+    static let maxHeadsPerBlock = 32
 
     public init(device: CUDADevice, elementType: ElementType, stateSize N: Int) throws {
         guard N % 32 == 0, N >= 32, N <= 128 else {
@@ -67,7 +69,10 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         // Heads per block: enough blocks to fill the GPU (several per SM), C·Bᵀ shared by as many heads as that allows.
         let hpg = H / G
         var hb = hpg
-        while hb > 1 && hb % 2 == 0 && nchunks * b * G * (hpg / hb) < 2048 { hb /= 2 }
+        while hb > 1 && hb % 2 == 0 && (hb > Self.maxHeadsPerBlock || nchunks * b * G * (hpg / hb) < 2048) { hb /= 2 }
+        guard hb <= Self.maxHeadsPerBlock else {
+            throw Mamba2Error.invalidArgument("x", reason: "\(hpg) heads per group: the tensor-core SSD needs a power-of-two factor bringing it to \(Self.maxHeadsPerBlock) or fewer")
+        }
         return Prepared(
             b: b, L: L, H: H, G: G, nchunks: nchunks, hb: hb,
             x: try CUDABuffer(halves: halves(input.x.data)), dt: try CUDABuffer(input.dt.data), A: try CUDABuffer(input.A.data),
