@@ -19,7 +19,8 @@ struct TrainCommand: ParsableCommand {
         within a file; every 50th document is held out for validation. Ids from --tokenizer FILE (tokenizer.json), the \
         model's own tokenizer.json with --init-from, or --bytes (UTF-8 bytes, vocabulary 257). Checkpoints go to --out \
         (config.json + model.safetensors in the Hugging Face layout, optimizer.safetensors, trainer_state.json, loss.svg); \
-        --resume continues one exactly. Ctrl-C saves and stops.
+        --resume continues one exactly, with the saved run's settings (only --steps may change them). Ctrl-C saves and \
+        stops.
         """)
 
     @OptionGroup var compute: ComputeOptions
@@ -72,6 +73,9 @@ struct TrainCommand: ParsableCommand {
             let dataset = try TextDataset(files: data, encoding: encoding)
             trainer = try Trainer.resume(directory: out, dataset: dataset, steps: steps)
             printErr("resumed \(out) at step \(trainer.step) of \(trainer.options.steps)")
+            if trainer.dataChanged {
+                printErr("warning: the text differs from the saved run's (its fingerprint changed): training continues on the new text, so the run will not equal an uninterrupted one")
+            }
         } else {
             let sources = [preset != nil, config != nil, initFrom != nil].filter { $0 }.count
             guard sources == 1 else { throw ValidationError("give exactly one of --preset, --config, --init-from (or --resume)") }

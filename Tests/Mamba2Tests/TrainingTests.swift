@@ -280,6 +280,11 @@ struct TrainCommandTests {
         #expect(try Mamba2Model.load(directory: export).weights.storedDType == "BF16")
         let g = try runCLI(["generate", "--model", export, "--prompt", "And the", "--max-tokens", "8", "--seed", "1"])
         #expect(g.status == 0, "\(g.err)")
+        // Resuming on other text works, with a warning that the run no longer equals an uninterrupted one.
+        let other = makeTempDir() + "/other.txt"
+        try writeBytes(Array((String(repeating: "Other text, not the first run's. ", count: 4) + "\n<|endoftext|>\nA second document.\n").utf8), other)
+        let r3 = try runCLI(["train", other, "--out", out, "--resume", "--steps", "7", "--threads", "1", "--plain"])
+        #expect(r3.status == 0 && r3.err.contains("warning: the text differs"), "\(r3.err)")
     }
 
     // --init-from fine-tunes a checkpoint of either layout; a vocabulary the text does not fit is

@@ -70,6 +70,17 @@ public struct TextDataset: Sendable {
         idLimit = (documents.lazy.flatMap { $0 }.max() ?? 0) + 1
     }
 
+    /// A fingerprint of the token stream (FNV-1a over the training and validation ids), saved with a
+    /// checkpoint so that a resumed run can tell whether its data changed.
+    public var fingerprint: String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for ids in [train, validation] {
+            for id in ids { h = (h ^ UInt64(truncatingIfNeeded: id)) &* 0x0000_0100_0000_01B3 }
+            h = (h ^ 0xFF) &* 0x0000_0100_0000_01B3
+        }
+        return String(h, radix: 16)
+    }
+
     /// The batch of a training step: `rows` windows of `length` tokens at positions drawn from
     /// (seed, step) alone, so a resumed run draws exactly the batches an uninterrupted one would.
     public func batch(step: Int, rows: Int, length: Int, seed: UInt64) throws -> TrainingBatch {

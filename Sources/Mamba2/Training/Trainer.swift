@@ -84,6 +84,8 @@ public final class Trainer {
     public private(set) var step: Int
     public private(set) var trainLoss: [(step: Int, loss: Double)] = []
     public private(set) var validationLoss: [(step: Int, loss: Double)] = []
+    /// Set by `resume` when the text differs from the saved run's (the batches then differ too).
+    public private(set) var dataChanged = false
     var optimizer: AdamW
 
     public init(config: Mamba2Config, weights: Mamba2Weights, dataset: TextDataset, options: TrainingOptions,
@@ -138,6 +140,7 @@ public final class Trainer {
                 return (s, l)
             }
         }
+        if let saved = state["data"]?["fingerprint"]?.stringValue, saved != dataset.fingerprint { t.dataChanged = true }
         t.trainLoss = pairs("train_loss")
         t.validationLoss = pairs("validation_loss")
         return t
@@ -207,7 +210,10 @@ public final class Trainer {
         let pairs: ([(step: Int, loss: Double)]) -> JSON = { .array($0.map { .array([.number(Double($0.step)), .number($0.loss)]) }) }
         let state: JSON = .object(["step": .number(Double(step)), "options": options.json,
                                    "train_loss": pairs(trainLoss), "validation_loss": pairs(validationLoss),
-                                   "parameters": .number(Double(Mamba2Weights.parameterCount(config)))])
+                                   "parameters": .number(Double(Mamba2Weights.parameterCount(config))),
+                                   "data": .object(["fingerprint": .string(dataset.fingerprint),
+                                                    "train_tokens": .number(Double(dataset.train.count)),
+                                                    "validation_tokens": .number(Double(dataset.validation.count))])])
         try writeFileAtomically(Array(state.serialized.utf8), to: directory + "/trainer_state.json")
         try writeFileAtomically(Array(lossCurve().utf8), to: directory + "/loss.svg")
     }
