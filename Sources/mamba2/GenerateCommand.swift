@@ -48,7 +48,7 @@ struct GenerateCommand: AsyncParsableCommand {
         var params = GenerateParameters(maxTokens: maxTokens, temperature: temperature, topK: topK, topP: topP, minP: minP,
                                         repetitionPenalty: repetitionPenalty, seed: seed, stopStrings: stop,
                                         stopTokenIDs: Set(stopId), topLogprobs: logprobs)
-        if stopId.isEmpty, let tok = lm.tokenizer, let eos = tok.id(for: "<|endoftext|>") ?? tok.id(for: "</s>") { params.stopTokenIDs = [eos] }
+        if stopId.isEmpty, let tok = lm.tokenizer, let eos = tok.endOfTextID { params.stopTokenIDs = [eos] }
         if verbose {
             printErr("loaded \(model) in \(fixed(loadSeconds, 2)) s; tokenizer: \(lm.tokenizer == nil ? "none" : (tokenizer ?? "auto")); threads \(Parallel.threadCount); BLAS \(BLAS.name)")
         }

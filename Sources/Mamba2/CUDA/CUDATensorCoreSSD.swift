@@ -31,15 +31,11 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
     }
 
     /// Float32 values as 16-bit patterns of this element type.
-    public func halves(_ v: [Float]) -> [UInt16] {
-        var out = [UInt16](repeating: 0, count: v.count)
-        if elementType == .bf16 { mk_f32_to_bf16(v.count, v, &out) } else { mk_f32_to_f16(v.count, v, &out) }
-        return out
-    }
+    public func halves(_ v: [Float]) -> [UInt16] { roundedTo16Bits(v, bfloat: elementType == .bf16) }
 
     /// 16-bit patterns of this element type as float32.
     public func floats(_ h: [UInt16]) -> [Float] {
-        elementType == .bf16 ? h.map { Float(bitPattern: UInt32($0) << 16) } : h.map { Float(Float16(bitPattern: $0)) }
+        elementType == .bf16 ? h.map { Float(bitPattern: UInt32($0) << 16) } : h.map(halfToFloat)
     }
 
     /// Inputs uploaded once, for timing the kernels alone.

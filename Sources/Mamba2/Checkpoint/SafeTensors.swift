@@ -94,8 +94,7 @@ public struct SafeTensorsFile: Sendable {
             switch dtype {
             case .f32: t.data.withUnsafeBytes { out.append(contentsOf: $0) }
             default:
-                var half = [UInt16](repeating: 0, count: t.count)
-                if dtype == .bf16 { mk_f32_to_bf16(t.count, t.data, &half) } else { mk_f32_to_f16(t.count, t.data, &half) }
+                let half = roundedTo16Bits(t.data, bfloat: dtype == .bf16)
                 half.withUnsafeBytes { out.append(contentsOf: $0) }
             }
         }

@@ -94,17 +94,3 @@ func memcpyFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafeRawPointer, _
     UnsafeMutableRawPointer(dst).copyMemory(from: src, byteCount: n * 4)
 }
 
-/// IEEE half → float, exact (subnormals, infinities and NaN included).
-@inline(__always)
-public func halfToFloat(_ h: UInt16) -> Float {
-    let sign = UInt32(h & 0x8000) << 16
-    let exp = Int((h >> 10) & 0x1F)
-    let man = UInt32(h & 0x3FF)
-    if exp == 0 {
-        if man == 0 { return Float(bitPattern: sign) }
-        let v = Float(man) * 5.9604644775390625e-8  // man · 2^−24
-        return sign != 0 ? -v : v
-    }
-    if exp == 31 { return Float(bitPattern: sign | 0x7F80_0000 | (man << 13)) }
-    return Float(bitPattern: sign | UInt32(exp - 15 + 127) << 23 | (man << 13))
-}

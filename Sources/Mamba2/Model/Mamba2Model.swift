@@ -46,11 +46,7 @@ public final class Mamba2Model: Sendable {
         }
         A = weights.layers.map { $0.aLog.map { -exp($0) } }
         self.decodeWeights = decodeWeights
-        func half(_ w: [Float]) -> [UInt16] {
-            var out = [UInt16](repeating: 0, count: w.count)
-            if decodeWeights == .bf16 { mk_f32_to_bf16(w.count, w, &out) } else { mk_f32_to_f16(w.count, w, &out) }
-            return out
-        }
+        func half(_ w: [Float]) -> [UInt16] { roundedTo16Bits(w, bfloat: decodeWeights == .bf16) }
         if decodeWeights == .f32 {
             halfInProj = []; halfOutProj = []; halfHead = []
         } else {
@@ -303,7 +299,10 @@ public final class Mamba2Model: Sendable {
     }
 
     /// SSD inputs of one layer from the projections and the conv output.
-    func ssdInput(layer l: Int, rows T: Int, zx: [Float], xbc: [Float], seqIdx: [Int32]?, states: [[Float]]) -> SSDInput {
+    /// T tokens in `batchRows` rows of T / batchRows each (1: one packed row); `states`, when given, is the
+    /// state each sequence starts from (prefill), else every sequence starts from zeros (training).
+    func ssdInput(layer l: Int, rows T: Int, batchRows b: Int = 1, zx: [Float], xbc: [Float], seqIdx: [Int32]?,
+                  states: [[Float]]?) -> SSDInput {
         let c = config
         let (H, P, G, N, E) = (c.nHeads, c.headDim, c.nGroups, c.dState, c.inProjSize)
         var x = [Float](repeating: 0, count: T * c.dSSM)
@@ -317,12 +316,13 @@ public final class Mamba2Model: Sendable {
             dt.replaceSubrange((t * H)..<((t + 1) * H), with: zx[(t * E + c.dtOffset)..<(t * E + c.dtOffset + H)])
         }
         let w = weights.layers[l]
-        return SSDInput(x: Tensor(shape: [1, T, H, P], data: x), dt: Tensor(shape: [1, T, H], data: dt),
-                        A: Tensor(shape: [H], data: A[l]), B: Tensor(shape: [1, T, G, N], data: B),
-                        C: Tensor(shape: [1, T, G, N], data: C),
+        let L = T / b
+        return SSDInput(x: Tensor(shape: [b, L, H, P], data: x), dt: Tensor(shape: [b, L, H], data: dt),
+                        A: Tensor(shape: [H], data: A[l]), B: Tensor(shape: [b, L, G, N], data: B),
+                        C: Tensor(shape: [b, L, G, N], data: C),
                         D: c.dHasHeadDim ? Tensor(shape: [H, P], data: w.D) : Tensor(shape: [H], data: w.D),
                         dtBias: Tensor(shape: [H], data: w.dtBias),
-                        sequenceInitialStates: Tensor(shape: [states.count, H, P, N], data: states.flatMap { $0 }),
+                        sequenceInitialStates: states.map { Tensor(shape: [$0.count, H, P, N], data: $0.flatMap { $0 }) },
                         seqIdx: seqIdx)
     }
 

@@ -61,6 +61,10 @@ public final class Tokenizer: Sendable {
         added.first { $0.content.utf8.elementsEqual(token.utf8) }?.id ?? model.vocab[TokenKey(token)]
     }
 
+    /// The end-of-text token (`<|endoftext|>`, else `</s>`), if the vocabulary has one: where generation stops
+    /// and what ends each training document.
+    public var endOfTextID: Int? { id(for: "<|endoftext|>") ?? id(for: "</s>") }
+
     public func token(for id: Int) -> String? { addedByID[id]?.content ?? model.idToToken[id] }
 
     /// Ids of the special added tokens (e.g. `<|endoftext|>`).

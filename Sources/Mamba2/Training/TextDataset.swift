@@ -15,7 +15,7 @@ public struct TextDataset: Sendable {
         var endOfText: Int? {
             switch self {
             case .bytes: ByteTokenizer.endOfText
-            case let .tokenizer(t): t.id(for: "<|endoftext|>") ?? t.id(for: "</s>")
+            case let .tokenizer(t): t.endOfTextID
             }
         }
         func encode(_ text: String) -> [Int] {
