@@ -60,9 +60,14 @@ struct FastGradientTests {
                 sequences.append(s); tokens += s; docs += [Int32](repeating: d, count: n); d += 1
             }
         }
-        let fast = try ModelGradients.compute(model: model, batch: try TrainingBatch(rows: 2, length: 24, tokens: tokens, documents: docs))
+        let batch = try TrainingBatch(rows: 2, length: 24, tokens: tokens, documents: docs)
+        let fast = try ModelGradients.compute(model: model, batch: batch)
         let (refLoss, ref) = try ReferenceGradients.compute(model: model, sequences: sequences)
         #expect(fast.targets == 44)
+        // The validation loss (a forward through prefill, no gradients) counts the same positions and gives
+        // the same number (1e-5 relative: float32 forward paths that sum in different orders).
+        let validation = try ModelGradients.loss(model: model, batch: batch)
+        #expect(validation.targets == 44 && abs(validation.loss - fast.loss) <= 1e-5 * fast.loss, "\(validation) vs \(fast.loss)")
         #expect(abs(fast.loss - refLoss) <= 1e-5 * refLoss, "seed \(rng.seed) loss \(fast.loss) vs \(refLoss)")
         for (name, mine) in fast.gradients.namedTensors(c) {
             let err = mine.relativeError(to: ref[name]!)

@@ -49,9 +49,7 @@ public enum ModelGradients {
         saved.reserveCapacity(c.nLayer)
 
         // ---- forward ----
-        var hidden = [Float](repeating: 0, count: T * D)
-        for t in 0..<T { hidden.withUnsafeMutableBufferPointer { h in w.embedding.withUnsafeBufferPointer { e in
-            (h.baseAddress! + t * D).update(from: e.baseAddress! + batch.tokens[t] * D, count: D) } } }
+        var hidden = model.embed(batch.tokens)
         var residual = [Float](repeating: 0, count: T * D)
         var normed = [Float](repeating: 0, count: T * D)
         var gated = [Float](repeating: 0, count: T * S)
@@ -61,14 +59,14 @@ public enum ModelGradients {
             var rstd = [Float](repeating: 0, count: T)
             rmsNorm(residual, weight: lw.norm, rows: T, n: D, eps: eps, out: &normed, rstd: &rstd)
             var zx = [Float](repeating: 0, count: T * E)
-            linear(normed, rows: T, inF: D, weight: lw.inProj, bias: lw.inProjBias, outF: E, into: &zx)
+            model.project(normed, rows: T, inFeatures: D, weight: lw.inProj, bias: lw.inProjBias, outFeatures: E, into: &zx)
             var pre = [Float](repeating: 0, count: T * CD), xbc = pre
             convForward(zx: zx, E: E, offset: c.xbcOffset, T: T, CD: CD, K: K, wT: model.convT[l], bias: lw.convBias,
                         docStart: docStart, pre: &pre, out: &xbc)
-            let input = ssdInput(c, zx: zx, xbc: xbc, rows: rows, L: L, A: model.A[l], layer: lw, seqIdx: seqIdx)
+            let input = model.ssdInput(layer: l, rows: T, batchRows: rows, zx: zx, xbc: xbc, seqIdx: seqIdx, states: nil)
             let y = try SSD.run(input, options: ssdOptions(c)).y.data
-            gatedNorm(y: y, zx: zx, E: E, zOff: 0, T: T, S: S, groupSize: S / G, weight: lw.gateNorm, eps: eps, out: &gated)
-            linear(gated, rows: T, inF: S, weight: lw.outProj, bias: lw.outProjBias, outF: D, into: &hidden)
+            model.gate(y: y, zx: zx, rows: T, layer: l, into: &gated)
+            model.project(gated, rows: T, inFeatures: S, weight: lw.outProj, bias: lw.outProjBias, outFeatures: D, into: &hidden)
             saved.append(Saved(rIn: residual, rstd: rstd, zx: zx, pre: pre, y: y, input: input))
         }
         add(&residual, hidden)
@@ -77,7 +75,7 @@ public enum ModelGradients {
         rmsNorm(residual, weight: w.normF, rows: T, n: D, eps: eps, out: &nf, rstd: &rstdF)
         let headW = w.lmHead ?? w.embedding
         var logits = [Float](repeating: 0, count: T * V)
-        linear(nf, rows: T, inF: D, weight: headW, bias: nil, outF: V, into: &logits)
+        model.project(nf, rows: T, inFeatures: D, weight: headW, bias: nil, outFeatures: V, into: &logits)
 
         // ---- loss; logits become their gradient in place ----
         let loss = crossEntropy(&logits, batch: batch, V: V, count: targets)
@@ -98,7 +96,7 @@ public enum ModelGradients {
             var gl = g.layers[l]
             dzx.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
             // out_proj (dres is the gradient of this block's output)
-            gatedNorm(y: a.y, zx: a.zx, E: E, zOff: 0, T: T, S: S, groupSize: S / G, weight: lw.gateNorm, eps: eps, out: &gated)
+            model.gate(y: a.y, zx: a.zx, rows: T, layer: l, into: &gated)
             gemmAtB(dres, gated, rows: T, m: D, n: S, into: &gl.outProj)
             if gl.outProjBias != nil { gl.outProjBias = colSum(dres, rows: T, n: D) }
             gemmAB(dres, lw.outProj, rows: T, k: D, n: S, into: &dGated)
@@ -146,37 +144,8 @@ public enum ModelGradients {
 
     /// Loss only (forward), for validation: the same numbers `compute` reports.
     public static func loss(model: Mamba2Model, batch: TrainingBatch) throws -> (loss: Double, targets: Int) {
-        let c = model.config
-        // Rows run as packed documents through prefill; logits row by row.
-        var total = 0.0
-        var count = 0
-        for r in 0..<batch.rows {
-            var docs: [[Int]] = []
-            var t = 0
-            while t < batch.length {
-                var e = t + 1
-                while e < batch.length && batch.documents[r * batch.length + e] == batch.documents[r * batch.length + t] { e += 1 }
-                docs.append(Array(batch.tokens[(r * batch.length + t)..<(r * batch.length + e)]))
-                t = e
-            }
-            var st = docs.map { _ in model.newState() }
-            let logits = try model.prefill(docs, states: &st, logits: .all, form: .chunked)
-            for (d, ids) in docs.enumerated() where ids.count > 1 {
-                let V = c.paddedVocabSize
-                logits[d].data.withUnsafeBufferPointer { lp in
-                    for i in 0..<(ids.count - 1) {
-                        let row = lp.baseAddress! + i * V
-                        var m = -Float.infinity
-                        for v in 0..<V { m = max(m, row[v]) }
-                        var s = 0.0
-                        for v in 0..<V { s += Double(expf(row[v] - m)) }
-                        total += log(s) + Double(m) - Double(row[ids[i + 1]])
-                        count += 1
-                    }
-                }
-            }
-        }
-        return (count > 0 ? total / Double(count) : .nan, count)
+        let r = try model.perplexity(batch.documentSequences(), window: batch.length)
+        return (r.meanNLL, r.count)
     }
 
     // MARK: pieces
@@ -189,24 +158,6 @@ public enum ModelGradients {
         var v: [String: [Float]] = [:]
         for (name, shape) in Mamba2Weights.expectedShapes(c) { v[name] = [Float](repeating: 0, count: shape.reduce(1, *)) }
         return try! Mamba2Weights(c, values: v, storedDType: "F32")  // made from expectedShapes: always fits
-    }
-
-    static func ssdInput(_ c: Mamba2Config, zx: [Float], xbc: [Float], rows: Int, L: Int, A: [Float],
-                         layer w: Mamba2LayerWeights, seqIdx: [Int32]?) -> SSDInput {
-        let (H, P, G, N, E, S, CD) = (c.nHeads, c.headDim, c.nGroups, c.dState, c.inProjSize, c.dSSM, c.convDim)
-        let T = rows * L
-        var x = [Float](repeating: 0, count: T * S), B = [Float](repeating: 0, count: T * G * N), C = B
-        var dt = [Float](repeating: 0, count: T * H)
-        for t in 0..<T {
-            for i in 0..<S { x[t * S + i] = xbc[t * CD + i] }
-            for i in 0..<(G * N) { B[t * G * N + i] = xbc[t * CD + S + i]; C[t * G * N + i] = xbc[t * CD + S + G * N + i] }
-            for h in 0..<H { dt[t * H + h] = zx[t * E + c.dtOffset + h] }
-        }
-        return SSDInput(x: Tensor(shape: [rows, L, H, P], data: x), dt: Tensor(shape: [rows, L, H], data: dt),
-                        A: Tensor(shape: [H], data: A), B: Tensor(shape: [rows, L, G, N], data: B),
-                        C: Tensor(shape: [rows, L, G, N], data: C),
-                        D: c.dHasHeadDim ? Tensor(shape: [H, P], data: w.D) : Tensor(shape: [H], data: w.D),
-                        dtBias: Tensor(shape: [H], data: w.dtBias), seqIdx: seqIdx)
     }
 
     static func add(_ a: inout [Float], _ b: [Float]) {
@@ -260,15 +211,6 @@ public enum ModelGradients {
             }
         }}}}}}
         for s in 0..<stripes { for i in 0..<n { dw[i] += partial[s * n + i] } }
-    }
-
-    /// out (rows, outF) = x · Wᵀ + bias.
-    static func linear(_ x: [Float], rows: Int, inF: Int, weight: [Float], bias: [Float]?, outF: Int, into out: inout [Float]) {
-        x.withUnsafeBufferPointer { xp in weight.withUnsafeBufferPointer { wp in out.withUnsafeMutableBufferPointer { op in
-            BLAS.sgemmParallel(transB: true, m: rows, n: outF, k: inF, a: xp.baseAddress!, lda: inF, b: wp.baseAddress!, ldb: inF,
-                               c: op.baseAddress!, ldc: outF)
-            if let bias { for t in 0..<rows { for j in 0..<outF { op[t * outF + j] += bias[j] } } }
-        }}}
     }
 
     /// out (m, n) = Aᵀ · B with A (rows, m), B (rows, n): a weight gradient.
@@ -326,43 +268,29 @@ public enum ModelGradients {
             let dbs = SharedPointer(dbp.baseAddress!)
             // Channels split across threads: every write (dW row, bias, dzx column) belongs to one channel.
             Parallel.forEachStripe(CD) { _, chans in
+                // d pre = dOut · silu'(pre), once per element, then used by the K taps.
+                let dpre = UnsafeMutablePointer<Float>.allocate(capacity: CD)
+                defer { dpre.deallocate() }
                 for t in 0..<T {
                     let p = ps.p + t * CD, g = gs.p + t * CD
+                    for ch in chans {
+                        let sig = 1 / (1 + expf(-p[ch]))
+                        dpre[ch] = g[ch] * sig * (1 + p[ch] * (1 - sig))
+                        dbs.p[ch] += dpre[ch]
+                    }
                     for k in 0..<K {
                         let src = t - (K - 1) + k
                         if src < docStart[t] { continue }
                         let inp = zs.p + src * E + offset, dz = dzs.p + src * E + offset
                         for ch in chans {
-                            let sig = 1 / (1 + expf(-p[ch]))
-                            let dp = g[ch] * sig * (1 + p[ch] * (1 - sig))
-                            dws.p[ch * K + k] += dp * inp[ch]
-                            dz[ch] += dp * ws.p[ch * K + k]
+                            dws.p[ch * K + k] += dpre[ch] * inp[ch]
+                            dz[ch] += dpre[ch] * ws.p[ch * K + k]
                         }
-                    }
-                    for ch in chans {
-                        let sig = 1 / (1 + expf(-p[ch]))
-                        dbs.p[ch] += g[ch] * sig * (1 + p[ch] * (1 - sig))
                     }
                 }
             }
         }}}}}}}
         if dBias != nil { dBias = dBiasAcc }
-    }
-
-    /// gated (T, S) = rmsnorm_group(y·silu(z))·w, z the first S columns of zx rows.
-    static func gatedNorm(y: [Float], zx: [Float], E: Int, zOff: Int, T: Int, S: Int, groupSize: Int, weight: [Float],
-                          eps: Float, out: inout [Float]) {
-        y.withUnsafeBufferPointer { yp in zx.withUnsafeBufferPointer { zp in out.withUnsafeMutableBufferPointer { op in
-            weight.withUnsafeBufferPointer { wp in
-                do {
-                    let ys = SharedPointer(yp.baseAddress!), zs = SharedPointer(zp.baseAddress!), os = SharedPointer(op.baseAddress!)
-                    let ws = SharedPointer(wp.baseAddress!)
-                    Parallel.forEach(T) { t in
-                        mk_gated_rmsnorm(Int32(S), Int32(groupSize), ys.p + t * S, zs.p + t * E + zOff, ws.p, eps, 0, os.p + t * S)
-                    }
-                }
-            }
-        }}}
     }
 
     /// Backward of the gated group RMSNorm: dy, dz (into zx's z columns, overwritten), dw accumulated.

@@ -45,6 +45,17 @@ public struct TrainingBatch: Sendable {
     /// Positions with a target: the count the loss is averaged over.
     public var targetCount: Int { (0..<(rows * length)).reduce(0) { $0 + (hasTarget($1) ? 1 : 0) } }
 
+    /// The documents of every row, in order, as separate token sequences (a document cut by a row's end
+    /// is two sequences, as the model sees it).
+    public func documentSequences() -> [[Int]] {
+        var out: [[Int]] = []
+        for t in 0..<(rows * length) {
+            if t % length == 0 || documents[t] != documents[t - 1] { out.append([]) }
+            out[out.count - 1].append(tokens[t])
+        }
+        return out
+    }
+
     /// Flat index of the first token of t's document (never before its row's start).
     func documentStarts() -> [Int] {
         var starts = [Int](repeating: 0, count: rows * length)
