@@ -168,17 +168,21 @@ void mk_ssd_scan(int L, int P, int N, float *state, const float *decay, const fl
 }
 
 MK_CLONES
-void mk_ssd_decay_mask(int Q, const float *CB, int ldcb, const double *cum, const float *dt, float *M, int ldm) {
+void mk_ssd_decay_mask(int Q, const float *CB, int ldcb, const double *cum, const float *dt, float *M, int ldm,
+                       float *decay) {
     for (int t = 0; t < Q; t++) {
         const double ct = cum[t];
         const float *cb = CB + (size_t)t * ldcb;
         float *m = M + (size_t)t * ldm;
+        float *e = decay ? decay + (size_t)t * ldm : NULL;
         for (int s = 0; s <= t; s++) {
             // The difference is taken in double: over a long span the cumulative sums grow large and a
             // float difference of two large sums would lose the small exponent that matters.
             float d = (float)(ct - cum[s]);
             d = d < 0.0f ? d : 0.0f;   // a segment sum of dt·A ≤ 0; clamp rounding noise, never exp(+big)
-            m[s] = cb[s] * mk_expf(d) * dt[s];
+            const float x = mk_expf(d);
+            m[s] = cb[s] * x * dt[s];
+            if (e) e[s] = x;
         }
         for (int s = t + 1; s < Q; s++) m[s] = 0.0f;
     }

@@ -65,8 +65,11 @@ void mk_ssd_scan(int L, int P, int N, float *state, const float *decay, const fl
                  const float *x, long xs, const float *B, long bs, const float *C, long cs, float *y, long ys);
 // Intra-chunk decay matrix of one head, lower triangle: M[t, s] = CB[t, s] * exp(min(cum[t] - cum[s], 0)) * dt[s]
 // with cum the inclusive cumulative sum of dt·A over the chunk (double, so long spans keep precision)
-// for s <= t, 0 above the diagonal. CB (Q, Q) row stride ldcb, M (Q, Q) row stride ldm.
-void mk_ssd_decay_mask(int Q, const float *CB, int ldcb, const double *cum, const float *dt, float *M, int ldm);
+// for s <= t, 0 above the diagonal. CB (Q, Q) row stride ldcb, M (Q, Q) row stride ldm. When decay is not
+// NULL, the factors exp(min(cum[t] - cum[s], 0)) of the lower triangle are also written there (stride ldm),
+// for the backward, which needs them apart from CB and dt.
+void mk_ssd_decay_mask(int Q, const float *CB, int ldcb, const double *cum, const float *dt, float *M, int ldm,
+                       float *decay);
 
 // One decode step of the SSD for one sequence and one layer, all heads (in parallel on the pool):
 //   dt_h = clamp(softplus(dtRaw_h + dtBias_h), lo, hi);  state_h ← exp(dt_h·A_h)·state_h + dt_h·x_h ⊗ B_g;

@@ -74,7 +74,7 @@ enum SSDChunked {
                                 // 2. cumulative decay within the chunk.
                                 cumulativeDecay(dt: dt.p, H: H, head: h, a: a, tok0: tok0, q: q, dtc: dtc, cum: cum)
                                 // 3–4. intra-chunk output.
-                                mk_ssd_decay_mask(Int32(q), cbS.p + g * q * q, Int32(q), cum, dtc, m, Int32(q))
+                                mk_ssd_decay_mask(Int32(q), cbS.p + g * q * q, Int32(q), cum, dtc, m, Int32(q), nil)
                                 let xh = x.p + (tok0 * H + h) * P
                                 let yh = yS.p + (tok0 * H + h) * P
                                 BLAS.sgemm(m: q, n: P, k: q, a: m, lda: q, b: xh, ldb: H * P, c: yh, ldc: H * P)

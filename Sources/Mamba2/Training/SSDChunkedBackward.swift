@@ -86,9 +86,9 @@ extension SSD {
         let maxChunks = pr.segments.flatMap { $0 }.map { ($0.end - $0.start + Q - 1) / Q }.max()!
         let stripes = min(H, Parallel.threadCount)
         let PN = P * N
-        let floatsPerStripe = 3 * maxQ * maxQ + 2 * maxQ * N + 2 * maxQ * P + 3 * PN + maxChunks * PN + maxQ
+        let floatsPerStripe = 4 * maxQ * maxQ + 2 * maxQ * N + 2 * maxQ * P + 3 * PN + maxChunks * PN + 2 * maxQ
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: stripes * floatsPerStripe)
-        let dscratch = UnsafeMutablePointer<Double>.allocate(capacity: stripes * 2 * maxQ)
+        let dscratch = UnsafeMutablePointer<Double>.allocate(capacity: stripes * 3 * maxQ)
         defer { scratch.deallocate(); dscratch.deallocate() }
         let scS = SharedPointer(scratch), dsS = SharedPointer(dscratch)
         let gfData = gradFinalStates?.data
@@ -112,7 +112,8 @@ extension SSD {
                 let dxw = dce + maxQ * N, xw = dxw + maxQ * P
                 let g = xw + maxQ * P, gNew = g + PN, dhOff = gNew + PN
                 let hIn = dhOff + PN, dtc = hIn + maxChunks * PN
-                let cum = dsS.p + stripe * 2 * maxQ, dcum = cum + maxQ
+                let decay = dtc + maxQ, eCum = decay + maxQ * maxQ   // exp(cum_t − cum_s) (q×q); exp(cum_t) (q)
+                let cum = dsS.p + stripe * 3 * maxQ, dcum = cum + maxQ, gdtc = dcum + maxQ
                 for h in heads {
                     let gi = h / pr.headsPerGroup
                     let a = Double(pr.A[h])
@@ -158,25 +159,23 @@ extension SSD {
                                 let gxp = gxS.p + tok0 * ldx + h * P
                                 let Bp = B.p + (tok0 * G + gi) * N, Cp = C.p + (tok0 * G + gi) * N
                                 let gBp = gB + tok0 * N, gCp = gC + tok0 * N
-                                for t in 0..<q { dcum[t] = 0 }
+                                for t in 0..<q { dcum[t] = 0; gdtc[t] = 0 }
                                 let last = cum[q - 1]
-                                // intra-chunk
+                                // intra-chunk (the decay factors kept apart from M for the dt gradient)
                                 BLAS.sgemm(transB: true, m: q, n: q, k: N, a: Cp, lda: ldb, b: Bp, ldb: ldb, c: cb, ldc: q)
-                                mk_ssd_decay_mask(Int32(q), cb, Int32(q), cum, dtc, m, Int32(q))
+                                mk_ssd_decay_mask(Int32(q), cb, Int32(q), cum, dtc, m, Int32(q), decay)
                                 BLAS.sgemm(transB: true, m: q, n: q, k: P, a: dyp, lda: ldx, b: Xp, ldb: ldx, c: dm, ldc: q)
                                 BLAS.sgemm(transA: true, m: q, n: P, k: q, a: m, lda: q, b: dyp, ldb: ldx, beta: 1, c: gxp, ldc: ldx)
                                 for t in 0..<q {
                                     var rowG = 0.0
-                                    let ct = cum[t]
                                     for s in 0...t {
                                         let i = t * q + s
                                         let grad = dm[i]
-                                        let decay = Float(exp(min(ct - cum[s], 0)))
                                         let gl = grad * m[i]                 // d(log decay) contribution
                                         rowG += Double(gl)
                                         dcum[s] -= Double(gl)
-                                        gdtS.p[(tok0 + s) * H + h] += grad * cb[i] * decay
-                                        dm[i] = grad * decay * dtc[s]       // becomes dCB
+                                        gdtc[s] += Double(grad * cb[i] * decay[i])
+                                        dm[i] = grad * decay[i] * dtc[s]    // becomes dCB
                                     }
                                     dcum[t] += rowG
                                     for s in (t + 1)..<max(t + 1, q) { dm[t * q + s] = 0 }
@@ -186,17 +185,16 @@ extension SSD {
                                 // the incoming state's part: Y += e^{cum}∘(C·h_cᵀ)
                                 if incoming {
                                     for t in 0..<q {
-                                        let e = Float(exp(min(cum[t], 0)))
-                                        for n in 0..<N { ce[t * N + n] = Cp[t * ldb + n] * e }
+                                        eCum[t] = Float(exp(min(cum[t], 0)))
+                                        for n in 0..<N { ce[t * N + n] = Cp[t * ldb + n] * eCum[t] }
                                     }
                                     BLAS.sgemm(transA: true, m: P, n: N, k: q, a: dyp, lda: ldx, b: ce, ldb: N, c: dhOff, ldc: N)
                                     BLAS.sgemm(m: q, n: N, k: P, a: dyp, lda: ldx, b: hc, ldb: N, c: dce, ldc: N)
                                     for t in 0..<q {
-                                        let e = Float(exp(min(cum[t], 0)))
                                         var s = 0.0
                                         for n in 0..<N {
                                             let v = dce[t * N + n]
-                                            gCp[t * N + n] += e * v
+                                            gCp[t * N + n] += eCum[t] * v
                                             s += Double(v * ce[t * N + n])
                                         }
                                         dcum[t] += s
@@ -214,7 +212,7 @@ extension SSD {
                                         gxp[t * ldx + p] += w * dxw[t * P + p]
                                         xw[t * P + p] = xs[p] * w
                                     }
-                                    gdtS.p[(tok0 + t) * H + h] += dw * el
+                                    gdtc[t] += Double(dw * el)
                                     dcum[q - 1] += Double(dw * w)
                                     dcum[t] -= Double(dw * w)
                                 }
@@ -234,7 +232,7 @@ extension SSD {
                                 var run = 0.0
                                 for t in stride(from: q - 1, through: 0, by: -1) {
                                     run += dcum[t]
-                                    gdtS.p[(tok0 + t) * H + h] += Float(run * a)
+                                    gdtS.p[(tok0 + t) * H + h] += Float(gdtc[t] + run * a)
                                     dA += run * Double(dtc[t])
                                 }
                             }
