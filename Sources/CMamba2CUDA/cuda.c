@@ -15,6 +15,18 @@ typedef void *CUfunction;
 typedef uint64_t CUdeviceptr;
 typedef int nvrtcResult;
 typedef void *nvrtcProgram;
+typedef void *CUstream;
+typedef void *CUgraph;
+typedef void *CUgraphExec;
+typedef void *cublasHandle_t;
+// cuLaunchKernelEx's configuration, as cuda.h (12.0+) lays it out.
+typedef struct { int id; char pad[4]; union { char raw[64]; int programmaticStreamSerializationAllowed; void *align; } value; } CUlaunchAttribute;
+typedef struct {
+    unsigned gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes;
+    CUstream hStream;
+    CUlaunchAttribute *attrs;
+    unsigned numAttrs;
+} CUlaunchConfig;
 
 static struct {
     int loaded;
@@ -26,16 +38,36 @@ static struct {
     CUresult (*cuDeviceGetName)(char *, int, CUdevice);
     CUresult (*cuDeviceTotalMem)(size_t *, CUdevice);
     CUresult (*cuDeviceGetAttribute)(int *, int, CUdevice);
-    CUresult (*cuCtxCreate)(CUcontext *, unsigned, CUdevice);
+    CUresult (*cuDevicePrimaryCtxRetain)(CUcontext *, CUdevice);
+    CUresult (*cuCtxSetCurrent)(CUcontext);
+    CUresult (*cuLaunchKernelEx)(const CUlaunchConfig *, CUfunction, void **, void **);
+    CUresult (*cuStreamCreate)(CUstream *, unsigned);
+    CUresult (*cuStreamSynchronize)(CUstream);
+    CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, CUstream);
+    CUresult (*cuMemcpyDtoHAsync)(void *, CUdeviceptr, size_t, CUstream);
+    CUresult (*cuMemcpyDtoDAsync)(CUdeviceptr, CUdeviceptr, size_t, CUstream);
+    CUresult (*cuMemsetD32Async)(CUdeviceptr, unsigned, size_t, CUstream);
+    CUresult (*cuStreamBeginCapture)(CUstream, int);
+    CUresult (*cuStreamEndCapture)(CUstream, CUgraph *);
+    CUresult (*cuGraphInstantiateWithFlags)(CUgraphExec *, CUgraph, unsigned long long);
+    CUresult (*cuGraphLaunch)(CUgraphExec, CUstream);
+    CUresult (*cuGraphDestroy)(CUgraph);
+    CUresult (*cuGraphExecDestroy)(CUgraphExec);
+    CUstream stream;
+    // cuBLAS, loaded on first use (mkc_blas_open).
+    cublasHandle_t blas;
+    int (*cublasCreate)(cublasHandle_t *);
+    int (*cublasSetStream)(cublasHandle_t, CUstream);
+    int (*cublasSetWorkspace)(cublasHandle_t, void *, size_t);
+    int (*cublasGemmEx)(cublasHandle_t, int, int, int, int, int, const void *, const void *, int, int, const void *, int, int,
+                        const void *, void *, int, int, int, int);
+    char blasPath[512];
     CUresult (*cuModuleLoadData)(CUmodule *, const void *);
     CUresult (*cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
     CUresult (*cuMemAlloc)(CUdeviceptr *, size_t);
     CUresult (*cuMemFree)(CUdeviceptr);
-    CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void *, size_t);
-    CUresult (*cuMemcpyDtoH)(void *, CUdeviceptr, size_t);
     CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void *,
                                void **, void **);
-    CUresult (*cuCtxSynchronize)(void);
     CUresult (*cuFuncSetAttribute)(CUfunction, int, int);
     CUresult (*cuGetErrorString)(CUresult, const char **);
     nvrtcResult (*nvrtcCreateProgram)(nvrtcProgram *, const char *, const char *, int, const char *const *, const char *const *);
@@ -47,6 +79,8 @@ static struct {
     nvrtcResult (*nvrtcDestroyProgram)(nvrtcProgram *);
     nvrtcResult (*nvrtcVersion)(int *, int *);
 } C;
+
+#define CUR() C.cuCtxSetCurrent(C.ctx)
 
 static void *open_first(const char *const *names) {
     for (int i = 0; names[i]; i++) {
@@ -71,11 +105,19 @@ int mkc_open(char *err, int errlen) {
     if (!rtc) { snprintf(err, errlen, "no NVRTC: libnvrtc.so (CUDA 12 or 13) could not be loaded; it compiles the GPU kernels at run time"); return 1; }
     SYM(cu, cuInit, "cuInit"); SYM(cu, cuDeviceGetCount, "cuDeviceGetCount"); SYM(cu, cuDeviceGet, "cuDeviceGet");
     SYM(cu, cuDeviceGetName, "cuDeviceGetName"); SYM(cu, cuDeviceTotalMem, "cuDeviceTotalMem_v2");
-    SYM(cu, cuDeviceGetAttribute, "cuDeviceGetAttribute"); SYM(cu, cuCtxCreate, "cuCtxCreate_v2");
+    SYM(cu, cuDeviceGetAttribute, "cuDeviceGetAttribute");
+    SYM(cu, cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain"); SYM(cu, cuCtxSetCurrent, "cuCtxSetCurrent");
+    SYM(cu, cuLaunchKernelEx, "cuLaunchKernelEx");
+    SYM(cu, cuStreamCreate, "cuStreamCreate"); SYM(cu, cuStreamSynchronize, "cuStreamSynchronize");
+    SYM(cu, cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2"); SYM(cu, cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2");
+    SYM(cu, cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2"); SYM(cu, cuMemsetD32Async, "cuMemsetD32Async");
+    SYM(cu, cuStreamBeginCapture, "cuStreamBeginCapture_v2"); SYM(cu, cuStreamEndCapture, "cuStreamEndCapture");
+    SYM(cu, cuGraphInstantiateWithFlags, "cuGraphInstantiateWithFlags"); SYM(cu, cuGraphLaunch, "cuGraphLaunch");
+    SYM(cu, cuGraphDestroy, "cuGraphDestroy"); SYM(cu, cuGraphExecDestroy, "cuGraphExecDestroy");
     SYM(cu, cuModuleLoadData, "cuModuleLoadData"); SYM(cu, cuModuleGetFunction, "cuModuleGetFunction");
-    SYM(cu, cuMemAlloc, "cuMemAlloc_v2"); SYM(cu, cuMemFree, "cuMemFree_v2"); SYM(cu, cuMemcpyHtoD, "cuMemcpyHtoD_v2");
-    SYM(cu, cuMemcpyDtoH, "cuMemcpyDtoH_v2"); SYM(cu, cuLaunchKernel, "cuLaunchKernel");
-    SYM(cu, cuCtxSynchronize, "cuCtxSynchronize"); SYM(cu, cuFuncSetAttribute, "cuFuncSetAttribute"); SYM(cu, cuGetErrorString, "cuGetErrorString");
+    SYM(cu, cuMemAlloc, "cuMemAlloc_v2"); SYM(cu, cuMemFree, "cuMemFree_v2");
+    SYM(cu, cuLaunchKernel, "cuLaunchKernel");
+    SYM(cu, cuFuncSetAttribute, "cuFuncSetAttribute"); SYM(cu, cuGetErrorString, "cuGetErrorString");
     SYM(rtc, nvrtcCreateProgram, "nvrtcCreateProgram"); SYM(rtc, nvrtcCompileProgram, "nvrtcCompileProgram");
     SYM(rtc, nvrtcGetProgramLogSize, "nvrtcGetProgramLogSize"); SYM(rtc, nvrtcGetProgramLog, "nvrtcGetProgramLog");
     SYM(rtc, nvrtcGetCUBINSize, "nvrtcGetCUBINSize"); SYM(rtc, nvrtcGetCUBIN, "nvrtcGetCUBIN");
@@ -85,7 +127,10 @@ int mkc_open(char *err, int errlen) {
     int n = 0;
     C.cuDeviceGetCount(&n);
     if (n < 1) { snprintf(err, errlen, "the CUDA driver sees no GPU"); return 1; }
-    if ((r = C.cuDeviceGet(&C.dev, 0)) || (r = C.cuCtxCreate(&C.ctx, 0, C.dev))) {
+    // The device's primary context (the one the CUDA runtime, and so cuBLAS, uses too), made current on
+    // each call since Swift tasks may run on any thread; one stream orders all our work and can be captured.
+    if ((r = C.cuDeviceGet(&C.dev, 0)) || (r = C.cuDevicePrimaryCtxRetain(&C.ctx, C.dev)) || (r = C.cuCtxSetCurrent(C.ctx))
+        || (r = C.cuStreamCreate(&C.stream, 1 /* CU_STREAM_NON_BLOCKING */))) {
         snprintf(err, errlen, "no CUDA context on device 0: %s", mkc_error_string(r));
         return r;
     }
@@ -100,11 +145,19 @@ const char *mkc_error_string(int code) {
 }
 
 int mkc_device_info(char *name, int namelen, size_t *mem, int *major, int *minor) {
+    CUR();
     int r = C.cuDeviceGetName(name, namelen, C.dev);
     if (!r) r = C.cuDeviceTotalMem(mem, C.dev);
     if (!r) r = C.cuDeviceGetAttribute(major, 75, C.dev);  // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
     if (!r) r = C.cuDeviceGetAttribute(minor, 76, C.dev);  // ..._MINOR
     return r;
+}
+
+int mkc_multiprocessors(void) {
+    int n = 0;
+    CUR();
+    C.cuDeviceGetAttribute(&n, 16, C.dev);  // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
+    return n;
 }
 
 // The on-disk cache of compiled kernels: $MAMBA2_KERNEL_CACHE, else $XDG_CACHE_HOME/mamba2/kernels, else
@@ -161,6 +214,7 @@ int mkc_compile(const char *source, const char *name, const char *arch, void **m
     snprintf(archOpt, sizeof archOpt, "--gpu-architecture=%s", arch);
     const char *opts[] = { archOpt, "--std=c++17", "-default-device" };
     *fromCache = 0;
+    CUR();
     int major = 0, minor = 0;
     C.nvrtcVersion(&major, &minor);
     uint64_t h = 14695981039346656037ull;
@@ -206,15 +260,94 @@ int mkc_compile(const char *source, const char *name, const char *arch, void **m
     return r;
 }
 
-int mkc_function(void *module, const char *name, void **fn) { return C.cuModuleGetFunction((CUfunction *)fn, module, name); }
-int mkc_alloc(size_t bytes, uint64_t *p) { return C.cuMemAlloc(p, bytes); }
-int mkc_free(uint64_t p) { return C.cuMemFree(p); }
-int mkc_copy_to_device(uint64_t p, const void *h, size_t n) { return C.cuMemcpyHtoD(p, h, n); }
-int mkc_copy_to_host(void *h, uint64_t p, size_t n) { return C.cuMemcpyDtoH(h, p, n); }
-int mkc_launch(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared, void **params) {
-    return C.cuLaunchKernel(fn, gx, gy, gz, bx, by, bz, shared, NULL, params, NULL);
+int mkc_function(void *module, const char *name, void **fn) { CUR(); return C.cuModuleGetFunction((CUfunction *)fn, module, name); }
+int mkc_alloc(size_t bytes, uint64_t *p) { CUR(); return C.cuMemAlloc(p, bytes); }
+int mkc_free(uint64_t p) { CUR(); return C.cuMemFree(p); }
+int mkc_copy_to_device(uint64_t p, const void *h, size_t n) {
+    CUR();
+    int r = C.cuMemcpyHtoDAsync(p, h, n, C.stream);
+    return r ? r : C.cuStreamSynchronize(C.stream);
 }
-int mkc_synchronize(void) { return C.cuCtxSynchronize(); }
+int mkc_copy_to_host(void *h, uint64_t p, size_t n) {
+    CUR();
+    int r = C.cuMemcpyDtoHAsync(h, p, n, C.stream);
+    return r ? r : C.cuStreamSynchronize(C.stream);
+}
+int mkc_copy_on_device(uint64_t dst, uint64_t src, size_t n) { CUR(); return C.cuMemcpyDtoDAsync(dst, src, n, C.stream); }
+int mkc_fill32(uint64_t p, unsigned value, size_t count) { CUR(); return C.cuMemsetD32Async(p, value, count, C.stream); }
+int mkc_launch(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared, void **params) {
+    CUR();
+    return C.cuLaunchKernel(fn, gx, gy, gz, bx, by, bz, shared, C.stream, params, NULL);
+}
+int mkc_launch_dependent(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared,
+                         void **params) {
+    CUR();
+    CUlaunchAttribute attr;
+    memset(&attr, 0, sizeof attr);
+    attr.id = 6;  // CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+    attr.value.programmaticStreamSerializationAllowed = 1;
+    CUlaunchConfig cfg = { gx, gy, gz, bx, by, bz, shared, C.stream, &attr, 1 };
+    return C.cuLaunchKernelEx(&cfg, (CUfunction)fn, params, NULL);
+}
+int mkc_synchronize(void) { CUR(); return C.cuStreamSynchronize(C.stream); }
 int mkc_set_max_shared(void *fn, int bytes) {
+    CUR();
     return C.cuFuncSetAttribute((CUfunction)fn, 8, bytes);  // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+}
+
+int mkc_capture_begin(void) { CUR(); return C.cuStreamBeginCapture(C.stream, 1 /* CU_STREAM_CAPTURE_MODE_THREAD_LOCAL */); }
+int mkc_capture_end(void **exec) {
+    CUR();
+    CUgraph g = NULL;
+    int r = C.cuStreamEndCapture(C.stream, &g);
+    if (r) return r;
+    r = C.cuGraphInstantiateWithFlags((CUgraphExec *)exec, g, 0);
+    C.cuGraphDestroy(g);
+    return r;
+}
+int mkc_graph_launch(void *exec) { CUR(); return C.cuGraphLaunch((CUgraphExec)exec, C.stream); }
+void mkc_graph_destroy(void *exec) { if (exec) { CUR(); C.cuGraphExecDestroy((CUgraphExec)exec); } }
+
+int mkc_blas_open(char *err, int errlen) {
+    if (C.blas) return 0;
+    CUR();
+    // cuBLASLt first and globally, so that cuBLAS finds it wherever it was found.
+    static const char *const lts[] = { "libcublasLt.so.13", "libcublasLt.so.12", "/usr/local/cuda/lib64/libcublasLt.so.13",
+                                       "/usr/local/cuda/lib64/libcublasLt.so.12", "/usr/lib/x86_64-linux-gnu/libcublasLt.so.13",
+                                       "/usr/lib/x86_64-linux-gnu/libcublasLt.so.12", NULL };
+    static const char *const blases[] = { "libcublas.so.13", "libcublas.so.12", "/usr/local/cuda/lib64/libcublas.so.13",
+                                          "/usr/local/cuda/lib64/libcublas.so.12", "/usr/lib/x86_64-linux-gnu/libcublas.so.13",
+                                          "/usr/lib/x86_64-linux-gnu/libcublas.so.12", NULL };
+    for (int i = 0; lts[i]; i++) if (dlopen(lts[i], RTLD_NOW | RTLD_GLOBAL)) break;
+    void *h = NULL;
+    for (int i = 0; blases[i] && !h; i++) {
+        h = dlopen(blases[i], RTLD_NOW | RTLD_LOCAL);
+        if (h) snprintf(C.blasPath, sizeof C.blasPath, "%s", blases[i]);
+    }
+    if (!h) { snprintf(err, errlen, "no cuBLAS: libcublas.so.13 or .12 could not be loaded (looked on the loader's path and in /usr/local/cuda/lib64); the GPU model's projections need it"); return 1; }
+    SYM(h, cublasCreate, "cublasCreate_v2"); SYM(h, cublasSetStream, "cublasSetStream_v2"); SYM(h, cublasGemmEx, "cublasGemmEx");
+    *(void **)&C.cublasSetWorkspace = dlsym(h, "cublasSetWorkspace_v2");
+    cublasHandle_t handle;
+    int r = C.cublasCreate(&handle);
+    if (r) { snprintf(err, errlen, "cublasCreate failed with status %d", r); return 1; }
+    if ((r = C.cublasSetStream(handle, C.stream))) { snprintf(err, errlen, "cublasSetStream failed with status %d", r); return 1; }
+    // A workspace of our own, so that products captured into CUDA graphs allocate nothing.
+    CUdeviceptr ws = 0;
+    const size_t wsBytes = 32u << 20;
+    if (C.cublasSetWorkspace && C.cuMemAlloc(&ws, wsBytes) == 0) C.cublasSetWorkspace(handle, (void *)ws, wsBytes);
+    C.blas = handle;
+    return 0;
+}
+
+const char *mkc_blas_path(void) { return C.blasPath; }
+
+int mkc_gemm_rows(int rows, int out, int in, const void *X, const void *W, int elementType, float *Y, float beta, int pedantic) {
+    CUR();
+    // Row-major Y (rows, out) = X (rows, in) · Wᵀ with W (out, in) row-major: in cuBLAS's column-major
+    // terms Yᵀ (out, rows) = op(W) · Xᵀ, W read transposed. elementType: 0 f32, 1 bf16, 2 f16.
+    static const int types[] = { 0 /* CUDA_R_32F */, 14 /* CUDA_R_16BF */, 2 /* CUDA_R_16F */ };
+    const float alpha = 1.f;
+    const int compute = elementType == 0 && pedantic ? 69 /* CUBLAS_COMPUTE_32F_PEDANTIC */ : 68 /* CUBLAS_COMPUTE_32F */;
+    return C.cublasGemmEx(C.blas, 1 /* T */, 0 /* N */, out, rows, in, &alpha, W, types[elementType], in, X, types[elementType], in,
+                          &beta, Y, 0, out, compute, -1 /* CUBLAS_GEMM_DEFAULT */);
 }

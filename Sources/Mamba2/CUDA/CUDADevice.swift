@@ -6,6 +6,8 @@ public final class CUDADevice: @unchecked Sendable {
     public let name: String
     public let totalMemory: Int
     public let computeCapability: (major: Int, minor: Int)
+    /// Streaming multiprocessors (132 on an H100 SXM / H200).
+    public let multiprocessors: Int
     /// "sm_90" for an H100/H200: kernels are compiled for the device's own architecture.
     public var architecture: String { "sm_\(computeCapability.major)\(computeCapability.minor)" }
     /// Every module this device compiled: name, whether its CUBIN came from the on-disk cache, seconds.
@@ -21,6 +23,7 @@ public final class CUDADevice: @unchecked Sendable {
         name = cString(n)
         totalMemory = mem
         computeCapability = (Int(major), Int(minor))
+        multiprocessors = Int(mkc_multiprocessors())
     }
 
     static func error(_ code: Int32, _ doing: String) -> Mamba2Error {
@@ -52,12 +55,14 @@ public struct CUDAKernel: @unchecked Sendable {
     let function: UnsafeMutableRawPointer
 
     /// Launches with the given grid and block and the kernel's parameters in order.
+    /// `dependent`: may start before the previous kernel ends (programmatic dependent launch); only for
+    /// kernels that wait for it (griddepcontrol.wait) before reading its outputs.
     public func launch(grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
-                       arguments: KernelArguments) throws {
+                       arguments: KernelArguments, dependent: Bool = false) throws {
         var args: [UnsafeMutableRawPointer?] = arguments.storage
         let r = args.withUnsafeMutableBufferPointer { a in
-            mkc_launch(function, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block.0), UInt32(block.1),
-                       UInt32(block.2), UInt32(sharedBytes), a.baseAddress)
+            (dependent ? mkc_launch_dependent : mkc_launch)(function, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block.0),
+                                                            UInt32(block.1), UInt32(block.2), UInt32(sharedBytes), a.baseAddress)
         }
         guard r == 0 else { throw CUDADevice.error(r, "launching a kernel") }
     }
@@ -75,7 +80,7 @@ public final class KernelArguments {
     /// Buffers passed as arguments stay allocated as long as the arguments do.
     var retained: [CUDABuffer] = []
     public init() {}
-    public func add<T>(_ value: T) {
+    public func add<T: BitwiseCopyable>(_ value: T) {
         let p = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<T>.size, alignment: MemoryLayout<T>.alignment)
         p.storeBytes(of: value, as: T.self)
         storage.append(p)
@@ -119,6 +124,31 @@ public final class CUDABuffer: @unchecked Sendable {
         return out
     }
 
+    /// An allocation of at least `bytes` bytes (rounded up to whole float32 slots).
+    public convenience init(bytes: Int) throws { try self.init(count: (bytes + 3) / 4) }
+
+    /// Copies any plain values (Int32 token ids, 16-bit patterns, floats) to the start of the buffer.
+    public func uploadRaw<T: BitwiseCopyable>(_ values: [T]) throws {
+        precondition(values.count * MemoryLayout<T>.stride <= count * 4)
+        let r = values.withUnsafeBytes { mkc_copy_to_device(pointer, $0.baseAddress, $0.count) }
+        guard r == 0 else { throw CUDADevice.error(r, "copying to the device") }
+    }
+
+    /// The first n values of a plain type.
+    public func downloadRaw<T: BitwiseCopyable>(_ n: Int, as: T.Type, zero: T) throws -> [T] {
+        precondition(n * MemoryLayout<T>.stride <= count * 4)
+        var out = [T](repeating: zero, count: n)
+        let r = out.withUnsafeMutableBytes { mkc_copy_to_host($0.baseAddress, pointer, $0.count) }
+        guard r == 0 else { throw CUDADevice.error(r, "copying from the device") }
+        return out
+    }
+
+    /// Sets the first `words` 32-bit words to a bit pattern (asynchronously, in stream order).
+    public func fill(words: Int? = nil, bitPattern: UInt32) throws {
+        let r = mkc_fill32(pointer, bitPattern, words ?? count)
+        guard r == 0 else { throw CUDADevice.error(r, "filling device memory") }
+    }
+
     public convenience init(_ values: [Float]) throws {
         try self.init(count: values.count)
         try upload(values)
@@ -143,6 +173,31 @@ public final class CUDABuffer: @unchecked Sendable {
 func cString(_ chars: [CChar]) -> String {
     let bytes = chars.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
     return String(decoding: bytes, as: UTF8.self)
+}
+
+/// A captured sequence of kernel launches, replayed with one call (a CUDA graph).
+public final class CUDAGraph: @unchecked Sendable {
+    let exec: UnsafeMutableRawPointer
+
+    /// Captures what `body` launches (nothing runs while capturing).
+    public init(capturing body: () throws -> Void) throws {
+        var r = mkc_capture_begin()
+        guard r == 0 else { throw CUDADevice.error(r, "starting a graph capture") }
+        var failure: Error?
+        do { try body() } catch { failure = error }
+        var e: UnsafeMutableRawPointer?
+        r = mkc_capture_end(&e)
+        if let failure { throw failure }
+        guard r == 0, let e else { throw CUDADevice.error(r, "instantiating a captured graph") }
+        exec = e
+    }
+
+    public func launch() throws {
+        let r = mkc_graph_launch(exec)
+        guard r == 0 else { throw CUDADevice.error(r, "launching a graph") }
+    }
+
+    deinit { mkc_graph_destroy(exec) }
 }
 
 public func cudaSynchronize() throws {
