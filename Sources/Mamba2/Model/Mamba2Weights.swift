@@ -97,6 +97,18 @@ public struct Mamba2Weights: Sendable {
     /// scratch): dt_bias = softplus⁻¹(log-uniform dt in [1e-3, 0.1]), A_log = log U(1, 16), D = 1,
     /// norms 1, projections and embedding normal with std 0.02.
     public static func random(_ c: Mamba2Config, seed: UInt64) -> Mamba2Weights {
+        // The values were made from expectedShapes, so they always fit.
+        try! Mamba2Weights(c, values: randomValues(c, seed: seed, matrices: true), storedDType: "F32")
+    }
+
+    /// The names of the large matrices (embedding, projections, head), which `randomValues` can leave out.
+    static func isMatrix(_ name: String) -> Bool {
+        name.hasSuffix("embedding.weight") || name.hasSuffix("proj.weight") || name == "lm_head.weight"
+    }
+
+    /// `random`'s values by name; without `matrices` the large matrices (normal, std 0.02) are left out,
+    /// for the GPU to draw on the device.
+    static func randomValues(_ c: Mamba2Config, seed: UInt64, matrices: Bool) -> [String: [Float]] {
         var rng = SplitMix64(seed: seed)
         var v: [String: [Float]] = [:]
         for (name, shape) in expectedShapes(c) {
@@ -115,12 +127,12 @@ public struct Mamba2Weights: Sendable {
             } else if name.hasSuffix("conv1d.weight") {
                 let bound = 1 / Float(c.dConv).squareRoot()
                 v[name] = (0..<n).map { _ in (2 * rng.uniform() - 1) * bound }
-            } else {
+            } else if matrices {
+                precondition(isMatrix(name), "\(name) would be drawn as a matrix")
                 v[name] = (0..<n).map { _ in 0.02 * rng.normal() }
             }
         }
-        // The values were made from expectedShapes just above, so they always fit.
-        return try! Mamba2Weights(c, values: v, storedDType: "F32")
+        return v
     }
 }
 
