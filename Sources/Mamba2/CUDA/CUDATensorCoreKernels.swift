@@ -8,8 +8,9 @@ extension CUDAKernelSource {
     /// memory. One block handles one chunk of one group for `hb` of its heads, so B, C and C·Bᵀ are loaded
     /// and computed once for those heads:
     ///   1. ssd_tc_state (chunk, row, group): per head the dt transform and the cumulative decay (a
-    ///      block scan), written for step 3, and the chunk's own end state S_c = (w∘X)ᵀ·B (P×N, float32),
-    ///      w_s = exp(cum_last − cum_s)·dt_s.
+    ///      block scan), written for step 3, and the chunk's own end state S_c = (w∘X)ᵀ·B (P×N),
+    ///      w_s = exp(cum_last − cum_s)·dt_s, accumulated in float32 and stored in the 16-bit type (the
+    ///      chunk states are as large as x at N = 128: half their bytes for one rounding more).
     ///   2. ssd_tc_passing (P·N/256, head, row): h ← exp(cum_last)·h + S_c over the chunks in float32,
     ///      writing the state entering each chunk in the 16-bit type (step 3 multiplies it in that type)
     ///      and the final state in float32.
@@ -44,6 +45,7 @@ extension CUDAKernelSource {
     #endif
         return v;
     }
+    __device__ __forceinline__ u32 pack2(float a, float b) { return (u32)from_f(a) | ((u32)from_f(b) << 16); }
     __device__ __forceinline__ void mma16816(float* d, const u32* a, const u32* b) {
     #if ELEM_F16
         asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
@@ -101,7 +103,7 @@ extension CUDAKernelSource {
     extern "C" __global__ void __launch_bounds__(256, 2) ssd_tc_state(
             int L, int H, int G, int nchunks, int hb, const u16* __restrict__ x, const float* __restrict__ dtRaw,
             const float* __restrict__ dtBias, const float* __restrict__ A, int softplus, float lo, float hi,
-            const u16* __restrict__ B, float* __restrict__ dtOut, float* __restrict__ cumOut, float* __restrict__ states,
+            const u16* __restrict__ B, float* __restrict__ dtOut, float* __restrict__ cumOut, u16* __restrict__ states,
             float* __restrict__ chunkDecay) {
         const int hpg = H / G, nhb = hpg / hb;
         const int c = blockIdx.x, r = blockIdx.y, g = blockIdx.z / nhb, h0 = g * hpg + (blockIdx.z % nhb) * hb;
@@ -185,18 +187,18 @@ extension CUDAKernelSource {
                     mma16816(acc[j + 1], af, bf + 2);
                 }
             }
-            float* S = states + (((size_t)r * H + h) * nchunks + c) * PH * NS;
+            u16* S = states + (((size_t)r * H + h) * nchunks + c) * PH * NS;
             const int p = m0 + (lane >> 2);
             for (int j = 0; j < NT; j++) {
                 const int n = (nbase + j) * 8 + (lane & 3) * 2;
-                *(float2*)(S + p * NS + n) = make_float2(acc[j][0], acc[j][1]);
-                *(float2*)(S + (p + 8) * NS + n) = make_float2(acc[j][2], acc[j][3]);
+                *(u32*)(S + p * NS + n) = pack2(acc[j][0], acc[j][1]);
+                *(u32*)(S + (p + 8) * NS + n) = pack2(acc[j][2], acc[j][3]);
             }
         }
     }
 
     extern "C" __global__ void __launch_bounds__(256) ssd_tc_passing(
-            int H, int nchunks, const float* __restrict__ states, const float* __restrict__ chunkDecay,
+            int H, int nchunks, const u16* __restrict__ states, const float* __restrict__ chunkDecay,
             const float* __restrict__ initial, float* __restrict__ finalStates, u16* __restrict__ statesIn) {
         const int e = blockIdx.x * 256 + threadIdx.x, h = blockIdx.y, r = blockIdx.z;
         const size_t base = ((size_t)r * H + h) * nchunks;
@@ -204,18 +206,16 @@ extension CUDAKernelSource {
         int c = 0;
         for (; c + 16 <= nchunks; c += 16) {  // loads first: they do not depend on the running state
             float s[16], a[16];
-            for (int i = 0; i < 16; i++) { s[i] = states[(base + c + i) * PH * NS + e]; a[i] = chunkDecay[base + c + i]; }
+            for (int i = 0; i < 16; i++) { s[i] = to_f(states[(base + c + i) * PH * NS + e]); a[i] = chunkDecay[base + c + i]; }
             for (int i = 0; i < 16; i++) { statesIn[(base + c + i) * PH * NS + e] = from_f(prev); prev = a[i] * prev + s[i]; }
         }
         for (; c < nchunks; c++) {
-            const float s = states[(base + c) * PH * NS + e];
+            const float s = to_f(states[(base + c) * PH * NS + e]);
             statesIn[(base + c) * PH * NS + e] = from_f(prev);
             prev = chunkDecay[base + c] * prev + s;
         }
         finalStates[((size_t)r * H + h) * PH * NS + e] = prev;
     }
-
-    __device__ __forceinline__ u32 pack2(float a, float b) { return (u32)from_f(a) | ((u32)from_f(b) << 16); }
 
     extern "C" __global__ void __launch_bounds__(256, 2) ssd_tc_scan(
             int L, int H, int G, int nchunks, int hb, const u16* __restrict__ x, const u16* __restrict__ z,

@@ -49,6 +49,20 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         let lo, hi: Float
     }
 
+    /// Heads per block: as many as keep at least 256 blocks (two per SM on an H100/H200), since C·Bᵀ is
+    /// made once per block (measured on the H200, 65,536 tokens in 512 chunks: 32 heads per block 1.03 ms,
+    /// 8: 1.08, 2: 1.29; 2,048 tokens of 24 heads: 2 heads per block 0.055 ms, 24: 0.27).
+    static func headsPerBlock(rows b: Int, chunks nchunks: Int, heads H: Int, groups G: Int) throws -> Int {
+        let hpg = H / G
+        let divisors = (1...hpg).filter { hpg % $0 == 0 && $0 <= Self.maxHeadsPerBlock }.reversed()
+        var hb = divisors.first { nchunks * b * G * (hpg / $0) >= 256 } ?? 1
+        if let v = environment("MAMBA2_TC_HEADS_PER_BLOCK"), let want = Int(v), want >= 1, hpg % want == 0 { hb = want }
+        guard hb <= Self.maxHeadsPerBlock else {
+            throw Mamba2Error.invalidArgument("x", reason: "\(hpg) heads per group: the tensor-core SSD needs a power-of-two factor bringing it to \(Self.maxHeadsPerBlock) or fewer")
+        }
+        return hb
+    }
+
     public func prepare(_ input: SSDInput, options: SSDOptions) throws -> Prepared {
         let pr = try SSDProblem(input, options: options)  // the CPU's shape checks
         guard input.seqIdx == nil, input.sequenceInitialStates == nil else {
@@ -62,22 +76,13 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         }
         let nchunks = (pr.L + Self.chunk - 1) / Self.chunk
         let (b, L, H, P, G, N) = (pr.b, pr.L, pr.H, pr.P, pr.G, pr.N)
-        // Heads per block: as many as keep at least 256 blocks (two per SM on an H100/H200), since C·Bᵀ is
-        // made once per block (measured on the H200, 65,536 tokens in 512 chunks: 32 heads per block 1.03 ms,
-        // 8: 1.08, 2: 1.29; 2,048 tokens of 24 heads: 2 heads per block 0.055 ms, 24: 0.27).
-        let hpg = H / G
-        let divisors = (1...hpg).filter { hpg % $0 == 0 && $0 <= Self.maxHeadsPerBlock }.reversed()
-        var hb = divisors.first { nchunks * b * G * (hpg / $0) >= 256 } ?? 1
-        if let v = environment("MAMBA2_TC_HEADS_PER_BLOCK"), let want = Int(v), want >= 1, hpg % want == 0 { hb = want }
-        guard hb <= Self.maxHeadsPerBlock else {
-            throw Mamba2Error.invalidArgument("x", reason: "\(hpg) heads per group: the tensor-core SSD needs a power-of-two factor bringing it to \(Self.maxHeadsPerBlock) or fewer")
-        }
+        let hb = try Self.headsPerBlock(rows: b, chunks: nchunks, heads: H, groups: G)
         return Prepared(
             b: b, L: L, H: H, G: G, nchunks: nchunks, hb: hb,
             x: try CUDABuffer(halves: halves(input.x.data)), dt: try CUDABuffer(input.dt.data), A: try CUDABuffer(input.A.data),
             B: try CUDABuffer(halves: halves(input.B.data)), C: try CUDABuffer(halves: halves(input.C.data)),
             y: try CUDABuffer(count: (b * L * H * P + 1) / 2), dtOut: try CUDABuffer(count: b * H * L),
-            cumOut: try CUDABuffer(count: b * H * L), states: try CUDABuffer(count: b * H * nchunks * P * N),
+            cumOut: try CUDABuffer(count: b * H * L), states: try CUDABuffer(count: (b * H * nchunks * P * N + 1) / 2),
             statesIn: try CUDABuffer(count: (b * H * nchunks * P * N + 1) / 2),
             chunkDecay: try CUDABuffer(count: b * H * nchunks), finalStates: try CUDABuffer(count: b * H * P * N),
             dtBias: try input.dtBias.map { try CUDABuffer($0.data) }, D: try input.D.map { try CUDABuffer($0.data) },
