@@ -21,10 +21,13 @@ struct BenchModelCommand: ParsableCommand {
     @Option(help: "Decode batch sizes, comma-separated (aggregate tokens/s).") var batch: String = "1"
     @Option(help: "Repetitions (mean ± sd).") var repetitions: Int = 3
     @OptionGroup var decodeWeights: DecodeWeightOptions
+    @OptionGroup var device: DeviceOptions
     @Flag(help: "Print JSON instead of a table.") var json = false
+    @Flag(help: "With --device cuda: time each decode kernel alone (replayed in a graph) instead.") var profile = false
 
     func run() throws {
         try compute.apply()
+        if device.isCUDA { return try runCUDA() }
         let dw = try decodeWeights.parsed()
         let m: Mamba2Model
         var name: String
@@ -68,6 +71,80 @@ struct BenchModelCommand: ParsableCommand {
         }
         print(table(["model", "weights", "threads", "test", "tokens/s", "of floor"], cells), terminator: "")
         print("peak memory \(bytesString(peakResidentBytes()))")
+    }
+}
+
+extension BenchModelCommand {
+    /// The whole model on the GPU: ppN = one prefill of N tokens (batch 1, logits of the last token
+    /// back on the host), tgN = N greedy tokens per row after a 16-token prompt, each token one CUDA-graph
+    /// launch, the chosen token fed back on the device. Medians of the repetitions, after a warm-up run.
+    func runCUDA() throws {
+        guard prompt >= 1, generate >= 1, repetitions >= 1 else { throw ValidationError("--prompt, --generate and --repetitions must be at least 1") }
+        let dev = try CUDADevice()
+        let precision = CUDAModel.Precision(rawValue: device.precision)!
+        let t0 = monotonicSeconds()
+        let m: CUDAModel
+        let name: String
+        switch (model, shape) {
+        case let (dir?, nil):
+            m = try CUDAModel(device: dev, model: try Mamba2Model.load(directory: dir), precision: precision); name = dir
+        case let (nil, s?):
+            guard let sh = ModelShape(rawValue: s) else { throw ValidationError("--shape must be one of " + ModelShape.allCases.map(\.rawValue).joined(separator: ", ")) }
+            m = try CUDAModel(device: dev, randomWeights: sh.config, seed: 1, precision: precision); name = "mamba2-\(s) (random weights)"
+        default:
+            throw ValidationError("give exactly one of --model DIR or --shape NAME")
+        }
+        let loadSeconds = monotonicSeconds() - t0
+        if profile {
+            var cells: [[String]] = []
+            for b in try parseInts(batch, option: "--batch") {
+                for r in try m.profileDecode(rows: b) {
+                    cells.append([r.kernel, String(b), fixed(r.microseconds, 2), fixed(Double(r.bytes) / r.microseconds / 1e3, 0) + " GB/s"])
+                }
+            }
+            print(table(["decode kernel", "rows", "µs per launch (in a graph)", "weights/state read"], cells), terminator: "")
+            return
+        }
+        let V = m.config.vocabSize
+        var rng = SplitMix64(seed: 7)
+        func tokens(_ n: Int) -> [Int] { (0..<n).map { _ in Int(rng.next() % UInt64(V)) } }
+        func median(_ runs: () throws -> Double) throws -> (median: Double, all: [Double]) {
+            _ = try runs()  // warm-up: cuBLAS heuristics, graph capture
+            var t: [Double] = []
+            for _ in 0..<repetitions { t.append(try runs()) }
+            return (t.sorted()[t.count / 2], t)
+        }
+        var rows: [(test: String, batch: Int, seconds: Double, tokensPerSecond: Double)] = []
+        let pp = try median {
+            let p = tokens(prompt)
+            let s = monotonicSeconds()
+            _ = try m.prefill([p], logits: .last)
+            return monotonicSeconds() - s
+        }
+        rows.append(("pp\(prompt)", 1, pp.median, Double(prompt) / pp.median))
+        for b in try parseInts(batch, option: "--batch") {
+            let tg = try median {
+                _ = try m.prefill((0..<b).map { _ in tokens(16) }, logits: .none)
+                let s = monotonicSeconds()
+                _ = try m.decodeGreedy(first: tokens(b), steps: generate)
+                return monotonicSeconds() - s
+            }
+            rows.append(("tg\(generate)", b, tg.median, Double(b * generate) / tg.median))
+        }
+        let bytes = m.decodeWeightBytes
+        if json {
+            let items = rows.map { "{\"test\":\"\($0.test)\",\"batch\":\($0.batch),\"ms\":\($0.seconds * 1000),\"tokens_per_s\":\($0.tokensPerSecond)}" }
+            print("{\"device\":\"\(dev.name)\",\"model\":\"\(name)\",\"precision\":\"\(precision.rawValue)\",\"weight_bytes_per_token\":\(bytes),"
+                  + "\"load_seconds\":\(loadSeconds),\"repetitions\":\(repetitions),\"results\":[\(items.joined(separator: ","))]}")
+            return
+        }
+        print("model: \(name) on \(dev.name), \(precision.rawValue) weights; a decoded token reads \(bytesString(bytes)) of weights; cuBLAS \(CUDAModel.blasPath)")
+        var cells: [[String]] = []
+        for r in rows {
+            let gbs = r.test.hasPrefix("tg") ? fixed(Double(bytes) * r.tokensPerSecond / Double(r.batch) / 1e9, 0) + " GB/s" : "-"
+            cells.append([r.test, String(r.batch), fixed(r.seconds * 1000, 2), fixed(r.tokensPerSecond, 1), gbs])
+        }
+        print(table(["test", "batch", "median ms", "tokens/s", "weights read"], cells), terminator: "")
     }
 }
 

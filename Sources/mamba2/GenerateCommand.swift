@@ -33,6 +33,7 @@ struct GenerateCommand: AsyncParsableCommand {
     @Flag(help: "Print the generated token ids (one line, comma-separated) instead of text.") var printIds = false
     @Option(help: "Print the log-probabilities of the N most likely tokens at each step (to stderr).") var logprobs: Int = 0
     @OptionGroup var decodeWeights: DecodeWeightOptions
+    @OptionGroup var device: DeviceOptions
     @Flag(help: "Show load time and which SSD form ran.") var verbose = false
 
     func run() async throws {
@@ -43,7 +44,8 @@ struct GenerateCommand: AsyncParsableCommand {
         let modelDir = try await resolveModel(model, revision: revision)
         let t0 = monotonicSeconds()
         let dw = try decodeWeights.parsed()
-        let lm = try LanguageModel.load(directory: modelDir, tokenizerPath: tokenizer, decodeWeights: dw)
+        let lm = try LanguageModel.load(directory: modelDir, tokenizerPath: tokenizer, decodeWeights: device.isCUDA ? .f32 : dw)
+        let gpu = try device.gpuModel(lm.model)
         let loadSeconds = monotonicSeconds() - t0
         var params = GenerateParameters(maxTokens: maxTokens, temperature: temperature, topK: topK, topP: topP, minP: minP,
                                         repetitionPenalty: repetitionPenalty, seed: seed, stopStrings: stop,
@@ -52,10 +54,16 @@ struct GenerateCommand: AsyncParsableCommand {
         if verbose {
             printErr("loaded \(model) in \(fixed(loadSeconds, 2)) s; tokenizer: \(lm.tokenizer == nil ? "none" : (tokenizer ?? "auto")); threads \(Parallel.threadCount); BLAS \(BLAS.name)")
         }
-        if let promptsFile { return try runBatch(lm, params: params, file: promptsFile) }
+        if let gpu, verbose {
+            printErr("GPU: \(gpu.device.name), precision \(gpu.precision.rawValue), cuBLAS from \(CUDAModel.blasPath)")
+        }
+        if let promptsFile {
+            if gpu != nil { throw ValidationError("--prompts-file runs on the CPU; the GPU generates one prompt at a time (or use bench --device cuda --batch)") }
+            return try runBatch(lm, params: params, file: promptsFile)
+        }
 
         let ids = try promptIDs(lm)
-        var gen = try TokenGenerator(model: lm.model, tokenizer: printIds ? nil : lm.tokenizer, prompt: ids, parameters: params)
+        var gen = try TokenGenerator(model: lm.model, tokenizer: printIds ? nil : lm.tokenizer, prompt: ids, parameters: params, gpu: gpu)
         var generated: [Int] = []
         while let step = try gen.next() {
             generated.append(step.token.id)

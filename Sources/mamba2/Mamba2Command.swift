@@ -33,3 +33,24 @@ struct DecodeWeightOptions: ParsableArguments {
         return dw
     }
 }
+
+/// Where the model runs: the CPU, or an NVIDIA GPU through CUDA (loaded at run time).
+struct DeviceOptions: ParsableArguments {
+    @Option(help: "cpu, or cuda: run the whole model on the GPU (needs an NVIDIA driver, NVRTC and cuBLAS).")
+    var device: String = "cpu"
+    @Option(help: "With --device cuda: the type of the weight matrices and of the matrix products' inputs: f32, bf16, f16 (accumulation, residual and states stay f32).")
+    var precision: String = "bf16"
+
+    var isCUDA: Bool { device == "cuda" }
+
+    func validate() throws {
+        guard device == "cpu" || device == "cuda" else { throw ValidationError("--device must be cpu or cuda, got '\(device)'") }
+        guard CUDAModel.Precision(rawValue: precision) != nil else { throw ValidationError("--precision must be f32, bf16 or f16, got '\(precision)'") }
+    }
+
+    /// The model on the GPU, or nil for the CPU.
+    func gpuModel(_ model: Mamba2Model) throws -> CUDAModel? {
+        guard isCUDA else { return nil }
+        return try CUDAModel(device: try CUDADevice(), model: model, precision: CUDAModel.Precision(rawValue: precision)!)
+    }
+}

@@ -7,6 +7,8 @@ struct SelfTestCommand: ParsableCommand {
     @Option(help: "Device to check: cuda.") var device: String = "cuda"
     @Option(help: "Seed of the random inputs (default: fresh).") var seed: UInt64?
     @Flag(help: "Also time the GPU chunked SSD on the mamba2-130m layer shape.") var timing = false
+    @Option(help: "The reference fixtures (tiny-hf, tiny-hf-bf16, tiny-golden.safetensors) for the model checks.")
+    var fixtures: String = "Tests/Mamba2Tests/Fixtures"
 
     func run() throws {
         guard device == "cuda" else { throw ValidationError("--device must be cuda (the CPU is checked by scripts/test)") }
@@ -14,12 +16,16 @@ struct SelfTestCommand: ParsableCommand {
         print("device: \(gpu.name), \(bytesString(gpu.totalMemory)), compute capability \(gpu.computeCapability.major).\(gpu.computeCapability.minor), kernels built for \(gpu.architecture)")
         let s = seed ?? UInt64.random(in: 0...UInt64.max)
         print("seed: \(s)")
-        let checks = try CUDASelfTest.run(device: gpu, seed: s)
+        guard MappedFile.exists(fixtures + "/tiny-golden.safetensors") else {
+            throw ValidationError("the fixtures are not at \(fixtures) (tiny-golden.safetensors missing): run from the repository root or give --fixtures DIR")
+        }
+        let checks = try CUDASelfTest.run(device: gpu, seed: s) + CUDASelfTest.modelChecks(device: gpu, fixtures: fixtures, seed: s)
         for c in checks {
             print("\(c.passed ? "PASS" : "FAIL")  \(c.name): rel. error \(sci(c.relativeError)) (tolerance \(sci(c.tolerance)))\(c.allWritten ? "" : ", some outputs never written")")
         }
         let failed = checks.filter { !$0.passed }.count
         print("\(checks.count - failed) passed, \(failed) failed")
+        print("cuBLAS: \(CUDAModel.blasPath)")
         let cached = gpu.compileLog.filter(\.fromCache).count
         print("kernels: \(gpu.compileLog.count) modules, \(cached) loaded from the on-disk cache, \(gpu.compileLog.count - cached) compiled by NVRTC; \(fixed(gpu.compileLog.reduce(0) { $0 + $1.seconds }, 2)) s in all")
         if timing {

@@ -109,6 +109,10 @@ struct CLITests {
         (["tokenize", "--tokenizer", "/nonexistent.json", "--text", "a"], "/nonexistent.json"),
         (["bench", "ssd", "--lengths", "0"], "--lengths"),
         (["selftest", "--device", "cuda"], "libcuda.so.1"),
+        (["generate", "--model", "TINY", "--prompt-ids", "1", "--device", "cuda"], "libcuda.so.1"),
+        (["generate", "--model", "TINY", "--prompt-ids", "1", "--device", "gpu"], "--device"),
+        (["generate", "--model", "TINY", "--prompt-ids", "1", "--device", "cuda", "--precision", "fp8"], "--precision"),
+        (["bench", "--shape", "130m", "--device", "cuda"], "libcuda.so.1"),
     ])
     func badInput(args: [String], mentions: String) throws {
         let r = try runCLI(args.map { $0 == "TINY" ? fixture("tiny-hf") : $0 })

@@ -11,14 +11,18 @@ public struct TokenGenerator {
     public private(set) var info: GenerationInfo
     let parameters: GenerateParameters
     let workspace: DecodeWorkspace
+    /// Where prefill and decode run when not on the CPU (the sampler and text stay on the host).
+    let gpu: CUDAModel?
     var decoder: StreamingDecoder?
     var pendingText = ""
     var finished = false
     var lastToken: Int?
 
-    /// Prefills the prompt. Throws for an empty prompt or ids outside the vocabulary.
+    /// Prefills the prompt. Throws for an empty prompt or ids outside the vocabulary. With `gpu` (a
+    /// `CUDAModel` of the same weights) the model runs there; `state` must then be nil (the GPU starts
+    /// sequences from zero) and `states` stays the initial CPU state.
     public init(model: Mamba2Model, tokenizer: Tokenizer?, prompt: [Int], parameters: GenerateParameters,
-                state: Mamba2State? = nil, form: SSDForm = .auto) throws {
+                state: Mamba2State? = nil, form: SSDForm = .auto, gpu: CUDAModel? = nil) throws {
         try parameters.validate()
         guard !prompt.isEmpty else { throw Mamba2Error.invalidArgument("prompt", reason: "empty prompt: give at least one token") }
         self.model = model
@@ -28,8 +32,12 @@ public struct TokenGenerator {
         decoder = tokenizer.map { StreamingDecoder(tokenizer: $0) }
         workspace = DecodeWorkspace(config: model.config, batch: 1)
         var states = [state ?? model.newState()]
+        self.gpu = gpu
+        if gpu != nil && state != nil {
+            throw Mamba2Error.invalidArgument("state", reason: "the GPU prefills from a fresh state; continuing a saved state runs on the CPU")
+        }
         let t0 = monotonicSeconds()
-        let logits = try model.prefill([prompt], states: &states, logits: .last, form: form)[0]
+        let logits = try gpu?.prefill([prompt], logits: .last)! ?? model.prefill([prompt], states: &states, logits: .last, form: form)[0]
         let prefill = monotonicSeconds() - t0
         self.states = states
         tokens = prompt
@@ -47,7 +55,14 @@ public struct TokenGenerator {
         if info.generatedTokens >= parameters.maxTokens { finished = true; info.stopReason = .maxTokens; return nil }
         let t0 = monotonicSeconds()
         // The logits of the last token are in the workspace; a new token is fed only when asked for the next.
-        if let last = lastToken { try model.step([last], states: &states, workspace: workspace) }
+        if let last = lastToken {
+            if let gpu {
+                let logits = try gpu.step([last])
+                workspace.logits.withUnsafeMutableBufferPointer { w in logits.data.withUnsafeBufferPointer { w.baseAddress!.update(from: $0.baseAddress!, count: $0.count) } }
+            } else {
+                try model.step([last], states: &states, workspace: workspace)
+            }
+        }
         let chosen = workspace.logits.withUnsafeBufferPointer { sampler.sample($0, context: tokens[...]) }
         info.decodeSeconds += info.generatedTokens > 0 ? monotonicSeconds() - t0 : 0
         tokens.append(chosen.id)

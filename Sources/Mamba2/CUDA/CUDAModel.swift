@@ -1,0 +1,398 @@
+import CMamba2CUDA
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A Mamba-2 language model on an NVIDIA GPU, the same computation as `Mamba2Model` (its CPU reference):
+/// prefill runs the projections through cuBLAS and the SSD through the chunked kernels (tensor cores for
+/// 16-bit precisions when P = 64 and N ∈ {32, 64, 96, 128}, else the plain float32 kernels); decode runs
+/// one token per sequence as a CUDA graph of fused kernels (`CUDAKernelSource.model`), so a token costs
+/// about one read of the weights and a handful of microseconds of launches.
+///
+/// States live on the device: per layer the conv window and the SSM state of up to `capacity` rows.
+/// Prefill starts those rows from zero (new sequences of one length); decode continues them.
+public final class CUDAModel: @unchecked Sendable {
+    /// The weights' and matrix inputs' type; accumulation, the residual stream and states are float32.
+    public enum Precision: String, Sendable, CaseIterable {
+        case f32, bf16, f16
+        var code: Int32 { switch self { case .f32: 0; case .bf16: 1; case .f16: 2 } }
+    }
+
+    public let device: CUDADevice
+    public let config: Mamba2Config
+    public let precision: Precision
+    let k: [String: CUDAKernel]
+    /// The SSD of prefill: tensor cores when the shape and precision allow, else the plain kernels.
+    let tc: CUDATensorCoreSSD?
+    let plain: CUDASSD?
+
+    struct Layer {
+        let norm: CUDABuffer          // (d_model) f32                block RMSNorm
+        let inProj: CUDABuffer        // (in_proj_size, d_model)      precision
+        let inProjBias: CUDABuffer?   // (in_proj_size) f32
+        let convW: CUDABuffer         // (conv_dim, d_conv) f32
+        let convB: CUDABuffer?        // (conv_dim) f32
+        let dtBias, A: CUDABuffer     // (H) f32; A = −exp(A_log)
+        let D: CUDABuffer             // (H) or (d_ssm) f32
+        let gateNorm: CUDABuffer      // (d_ssm) f32
+        let outProj: CUDABuffer       // (d_model, d_ssm)             precision
+        let outProjBias: CUDABuffer?  // (d_model) f32
+    }
+    let layers: [Layer]
+    let embedding: CUDABuffer         // (padded_vocab, d_model)      precision
+    let lmHead: CUDABuffer            // the embedding itself when tied
+    let normF: CUDABuffer             // (d_model) f32
+
+    /// Rows the states and decode buffers hold now.
+    public private(set) var capacity = 0
+    var convStates: [CUDABuffer] = []  // per layer (capacity, d_conv − 1, conv_dim)
+    var ssmStates: [CUDABuffer] = []   // per layer (capacity, H, P, N)
+    /// Decode buffers, (capacity, ·) float32 unless said.
+    var residual1: CUDABuffer!        // (rows, d_model)
+    var zx1: CUDABuffer!              // (rows, in_proj_size)
+    var xbc1: CUDABuffer!             // (rows, conv_dim)
+    var y1: CUDABuffer!               // (rows, d_ssm)
+    var logits1: CUDABuffer!          // (rows, padded_vocab)
+    var normed1: CUDABuffer!          // (rows, max(d_model, d_ssm)) precision: cuBLAS's input for many rows
+    var tokens1: CUDABuffer!          // (rows) int32: the tokens fed to the next step
+    let counter: CUDABuffer           // (1) int32: graph decode steps run
+    var history: CUDABuffer?          // (steps, rows) int32: tokens chosen by graph decode
+    var historyCapacity = 0
+    /// One decode graph per number of rows.
+    var graphs: [Int: CUDAGraph] = [:]
+    /// Rows in use (set by prefill).
+    public private(set) var rows = 0
+
+    /// Uploads a CPU model's weights, rounded to `precision`.
+    public convenience init(device: CUDADevice, model: Mamba2Model, precision: Precision) throws {
+        let w = model.weights
+        try self.init(device: device, config: model.config, precision: precision) { name, n in
+            let values: [Float]
+            if name == "embedding" { values = w.embedding }
+            else if name == "lm_head" { values = w.lmHead! }
+            else if name == "norm_f" { values = w.normF }
+            else {
+                let parts = name.split(separator: ".")
+                let l = w.layers[Int(parts[0])!]
+                switch parts[1] {
+                case "norm": values = l.norm
+                case "in_proj": values = l.inProj
+                case "in_proj_bias": values = l.inProjBias!
+                case "conv_w": values = l.convWeight
+                case "conv_b": values = l.convBias!
+                case "dt_bias": values = l.dtBias
+                case "A_log": values = l.aLog
+                case "D": values = l.D
+                case "gate_norm": values = l.gateNorm
+                case "out_proj": values = l.outProj
+                default: values = l.outProjBias!
+                }
+            }
+            precondition(values.count == n, "\(name): \(values.count) values, expected \(n)")
+            return values
+        }
+    }
+
+    /// Random weights of a config, drawn as `Mamba2Weights.random` draws them; the large matrices are
+    /// drawn on the device (for benchmarks of released shapes without a checkpoint or a host copy).
+    public convenience init(device: CUDADevice, randomWeights config: Mamba2Config, seed: UInt64, precision: Precision) throws {
+        let small = Mamba2Weights.randomValues(config, seed: seed, matrices: false)
+        try self.init(device: device, config: config, precision: precision) { name, n in
+            if ["embedding", "lm_head"].contains(name) || name.hasSuffix(".in_proj") || name.hasSuffix(".out_proj") { return nil }
+            let l = name.split(separator: ".")
+            let key: String
+            if name == "norm_f" { key = "backbone.norm_f.weight" } else {
+                let p = "backbone.layers.\(l[0])."
+                key = switch l[1] {
+                case "norm": p + "norm.weight"
+                case "in_proj_bias": p + "mixer.in_proj.bias"
+                case "conv_w": p + "mixer.conv1d.weight"
+                case "conv_b": p + "mixer.conv1d.bias"
+                case "dt_bias": p + "mixer.dt_bias"
+                case "A_log": p + "mixer.A_log"
+                case "D": p + "mixer.D"
+                case "gate_norm": p + "mixer.norm.weight"
+                default: p + "mixer.out_proj.bias"
+                }
+            }
+            return small[key]!
+        }
+        // The matrices, normal with std 0.02, each from its own stream of the seed.
+        var stream = seed &* 0x9E37_79B9_7F4A_7C15
+        func fill(_ b: CUDABuffer, _ n: Int) throws {
+            stream &+= 0xD1B5_4A32_D192_ED03
+            let a = KernelArguments()
+            a.add(n); a.add(stream); a.add(Float(0.02)); a.add(b)
+            try k["m_fill_normal"]!.launch(grid: (1024, 1, 1), block: (256, 1, 1), arguments: a)
+        }
+        let c = config
+        try fill(embedding, c.paddedVocabSize * c.dModel)
+        if !c.tieEmbeddings { try fill(lmHead, c.paddedVocabSize * c.dModel) }
+        for l in layers {
+            try fill(l.inProj, c.inProjSize * c.dModel)
+            try fill(l.outProj, c.dModel * c.dInner)
+        }
+        try cudaSynchronize()
+    }
+
+    /// Builds the model from a source of float32 values by name ("embedding", "lm_head", "norm_f",
+    /// "<layer>.in_proj", ".norm", ".in_proj_bias", ".conv_w", ".conv_b", ".dt_bias", ".A_log", ".D",
+    /// ".gate_norm", ".out_proj", ".out_proj_bias"); nil leaves that matrix allocated but unset.
+    init(device: CUDADevice, config c: Mamba2Config, precision: Precision, values: (String, Int) throws -> [Float]?) throws {
+        try c.validate()
+        guard c.dMLP == 0 else {
+            throw Mamba2Error.invalidArgument("config", reason: "d_ssm (\(c.dSSM)) < expand·d_model (\(c.dInner)): the gated-MLP branch is not on the GPU")
+        }
+        guard (c.dSSM / c.nGroups) % 4 == 0 else {
+            throw Mamba2Error.invalidArgument("config", reason: "d_ssm / ngroups = \(c.dSSM / c.nGroups): the GPU's gated norm reads groups 4 values at a time, so it must be a multiple of 4")
+        }
+        for (name, v) in [("d_model", c.dModel), ("d_ssm", c.dSSM)] where v % 8 != 0 {
+            throw Mamba2Error.invalidArgument("config", reason: "\(name) = \(v): the GPU's matrix-vector kernel reads rows 8 values at a time, so it must be a multiple of 8")
+        }
+        self.device = device
+        config = c
+        self.precision = precision
+        k = try device.compile("#define ACT \(precision.code)\n" + CUDAKernelSource.model, name: "model_\(precision.rawValue).cu",
+                               kernels: ["m_embed", "m_rmsnorm", "m_gated_norm", "m_add_bias", "m_conv_prefill", "m_conv_step",
+                                         "m_ssd_step", "m_gemv", "m_argmax", "m_fill_normal"])
+        try k["m_gemv"]!.allowSharedMemory(Self.gemvRows * max(c.dModel, c.dSSM) * 4)
+        let tcShape = c.headDim == CUDATensorCoreSSD.headDim && c.dState % 32 == 0 && c.dState <= 128
+        if precision != .f32 && tcShape {
+            tc = try CUDATensorCoreSSD(device: device, elementType: precision == .bf16 ? .bf16 : .f16, stateSize: c.dState)
+            plain = nil
+        } else {
+            tc = nil
+            plain = try CUDASSD(device: device)
+        }
+        var rounding: [UInt16] = []
+        func matrix(_ name: String, _ n: Int) throws -> CUDABuffer {
+            guard let v = try values(name, n) else { return try CUDABuffer(bytes: n * (precision == .f32 ? 4 : 2)) }
+            if precision == .f32 { return try CUDABuffer(v) }
+            rounding = roundedTo16Bits(v, bfloat: precision == .bf16)
+            return try CUDABuffer(halves: rounding)
+        }
+        func vector(_ name: String, _ n: Int) throws -> CUDABuffer { try CUDABuffer(try values(name, n)!) }
+        embedding = try matrix("embedding", c.paddedVocabSize * c.dModel)
+        lmHead = c.tieEmbeddings ? embedding : try matrix("lm_head", c.paddedVocabSize * c.dModel)
+        normF = try vector("norm_f", c.dModel)
+        layers = try (0..<c.nLayer).map { i in
+            let p = "\(i)."
+            return Layer(
+                norm: try vector(p + "norm", c.dModel), inProj: try matrix(p + "in_proj", c.inProjSize * c.dModel),
+                inProjBias: c.projBias ? try vector(p + "in_proj_bias", c.inProjSize) : nil,
+                convW: try vector(p + "conv_w", c.convDim * c.dConv), convB: c.convBias ? try vector(p + "conv_b", c.convDim) : nil,
+                dtBias: try vector(p + "dt_bias", c.nHeads), A: try CUDABuffer(try values(p + "A_log", c.nHeads)!.map { -exp($0) }),
+                D: try vector(p + "D", c.dHasHeadDim ? c.dSSM : c.nHeads), gateNorm: try vector(p + "gate_norm", c.dSSM),
+                outProj: try matrix(p + "out_proj", c.dModel * c.dInner),
+                outProjBias: c.projBias ? try vector(p + "out_proj_bias", c.dModel) : nil)
+        }
+        counter = try CUDABuffer(count: 1)
+        if mkc_blas_open(nil, 0) != 0 {
+            var err = [CChar](repeating: 0, count: 512)
+            _ = mkc_blas_open(&err, Int32(err.count))
+            throw Mamba2Error.invalidArgument("device", reason: cString(err))
+        }
+    }
+
+    /// Which file cuBLAS was loaded from.
+    public static var blasPath: String { String(cString: mkc_blas_path()) }
+
+    /// Bytes of weights one decode step reads (matrices in the precision, the rest float32).
+    public var decodeWeightBytes: Int {
+        let c = config
+        let matrices = c.nLayer * (c.inProjSize * c.dModel + c.dModel * c.dInner) + c.paddedVocabSize * c.dModel
+        let untied = c.tieEmbeddings ? 0 : c.paddedVocabSize * c.dModel
+        let rest = Mamba2Weights.parameterCount(c) - matrices - untied
+        return matrices * (precision == .f32 ? 4 : 2) + rest * 4
+    }
+
+    /// Makes room for `n` rows of state and decode buffers (the states of rows in use are lost when it grows).
+    func reserve(rows n: Int) throws {
+        guard n > capacity else { return }
+        let c = config
+        graphs = [:]
+        history = nil
+        historyCapacity = 0
+        convStates = try (0..<c.nLayer).map { _ in try CUDABuffer(count: n * (c.dConv - 1) * c.convDim) }
+        ssmStates = try (0..<c.nLayer).map { _ in try CUDABuffer(count: n * c.nHeads * c.headDim * c.dState) }
+        residual1 = try CUDABuffer(count: n * c.dModel)
+        zx1 = try CUDABuffer(count: n * c.inProjSize)
+        xbc1 = try CUDABuffer(count: n * c.convDim)
+        y1 = try CUDABuffer(count: n * c.dSSM)
+        logits1 = try CUDABuffer(count: n * c.paddedVocabSize)
+        normed1 = try CUDABuffer(count: n * max(c.dModel, c.dSSM))
+        tokens1 = try CUDABuffer(count: n)
+        capacity = n
+    }
+
+    func checkTokens(_ ids: [Int], _ argument: String) throws {
+        let V = config.paddedVocabSize
+        if let bad = ids.first(where: { $0 < 0 || $0 >= V }) {
+            throw Mamba2Error.invalidArgument(argument, reason: "token id \(bad) is outside the vocabulary 0..<\(V)")
+        }
+    }
+
+    // MARK: prefill
+
+    /// Prefill buffers for T token rows.
+    struct PrefillBuffers {
+        let T: Int
+        let residual: CUDABuffer      // (T, d_model) f32
+        let normed: CUDABuffer        // (T, max(d_model, d_ssm)) precision: the matrix products' input
+        let zx: CUDABuffer            // (T, in_proj_size) f32
+        let x, B, C: CUDABuffer       // (T, d_ssm), (T, G·N) ×2: f32 room, 16-bit for the tensor cores
+        let dt: CUDABuffer            // (T, H) f32, raw
+        let y: CUDABuffer             // (T, d_ssm) f32 room
+        let tokens: CUDABuffer        // (T) int32
+    }
+    var prefillBuffers: PrefillBuffers?
+
+    func buffers(tokens T: Int) throws -> PrefillBuffers {
+        if let b = prefillBuffers, b.T >= T { return b }
+        let c = config
+        let b = PrefillBuffers(
+            T: T, residual: try CUDABuffer(count: T * c.dModel), normed: try CUDABuffer(count: T * max(c.dModel, c.dSSM)),
+            zx: try CUDABuffer(count: T * c.inProjSize), x: try CUDABuffer(count: T * c.dSSM),
+            B: try CUDABuffer(count: T * c.nGroups * c.dState), C: try CUDABuffer(count: T * c.nGroups * c.dState),
+            dt: try CUDABuffer(count: T * c.nHeads), y: try CUDABuffer(count: T * c.dSSM), tokens: try CUDABuffer(count: T))
+        prefillBuffers = b
+        return b
+    }
+
+    func gemm(rows: Int, out: Int, in: Int, x: CUDABuffer, w: CUDABuffer, y: CUDABuffer, accumulate: Bool) throws {
+        let r = mkc_gemm_rows(Int32(rows), Int32(out), Int32(`in`), UnsafeRawPointer(bitPattern: UInt(x.pointer)),
+                              UnsafeRawPointer(bitPattern: UInt(w.pointer)), precision.code,
+                              UnsafeMutablePointer<Float>(bitPattern: UInt(y.pointer)), accumulate ? 1 : 0, 1)
+        guard r == 0 else { throw Mamba2Error.invalidArgument("device", reason: "cuBLAS GEMM (\(rows)×\(`in`) · \(`in`)×\(out)) failed with status \(r)") }
+    }
+
+    /// Runs sequences of one length from fresh states through the model, leaving their states for
+    /// decode (rows 0..<count). Returns logits (count, padded vocab) of each last token for `.last`,
+    /// (count·length, padded vocab) for `.all`, nil for `.none`.
+    public func prefill(_ sequences: [[Int]], logits mode: Mamba2Model.LogitsMode) throws -> Tensor? {
+        let c = config
+        guard let L = sequences.first?.count, L > 0 else { throw Mamba2Error.invalidArgument("sequences", reason: "no tokens given") }
+        guard sequences.allSatisfy({ $0.count == L }) else {
+            throw Mamba2Error.invalidArgument("sequences", reason: "lengths \(sequences.map(\.count)): the GPU prefills sequences of one length together")
+        }
+        for s in sequences { try checkTokens(s, "sequences") }
+        let b = sequences.count, T = b * L
+        try reserve(rows: b)
+        rows = b
+        let buf = try buffers(tokens: T)
+        try buf.tokens.uploadRaw(sequences.joined().map { Int32($0) })
+        let a0 = KernelArguments()
+        a0.add(Int32(c.dModel)); a0.add(buf.tokens); a0.add(embedding); a0.add(buf.residual); a0.add(UInt64(0))
+        try k["m_embed"]!.launch(grid: (T, 1, 1), block: (256, 1, 1), arguments: a0)
+        let (H, G, N) = (c.nHeads, c.nGroups, c.dState)
+        let half = tc != nil
+        for (i, l) in layers.enumerated() {
+            try rmsnorm(rows: T, x: buf.residual, ldx: c.dModel, w: l.norm, out: buf.normed)
+            try gemm(rows: T, out: c.inProjSize, in: c.dModel, x: buf.normed, w: l.inProj, y: buf.zx, accumulate: false)
+            if let bias = l.inProjBias { try addBias(rows: T, n: c.inProjSize, y: buf.zx, bias: bias) }
+            let ac = KernelArguments()
+            for v in [L, c.convDim, c.dConv, c.dSSM, G * N, H] { ac.add(Int32(v)) }
+            ac.add(buf.zx); ac.add(Int32(c.inProjSize)); ac.add(Int32(c.dSSM)); ac.add(Int32(c.dSSM + c.convDim))
+            ac.add(l.convW); ac.add(l.convB?.pointer ?? 0); ac.add(Int32(half ? 1 : 0))
+            ac.add(buf.x); ac.add(buf.B); ac.add(buf.C); ac.add(buf.dt); ac.add(convStates[i])
+            try k["m_conv_prefill"]!.launch(grid: ((c.convDim + H + 255) / 256, L, b), block: (256, 1, 1), arguments: ac)
+            try ssd(rows: b, length: L, layer: l, buffers: buf, finalStates: ssmStates[i])
+            try gatedNorm(rows: T, y: buf.y, yHalf: half, z: buf.zx, w: l.gateNorm, out: buf.normed)
+            try gemm(rows: T, out: c.dModel, in: c.dSSM, x: buf.normed, w: l.outProj, y: buf.residual, accumulate: true)
+            if let bias = l.outProjBias { try addBias(rows: T, n: c.dModel, y: buf.residual, bias: bias) }
+        }
+        let V = c.paddedVocabSize
+        switch mode {
+        case .none:
+            try cudaSynchronize()
+            return nil
+        case .last:
+            try gemv(rows: b, in: c.dModel, out: V, mode: 1, x: buf.residual.pointer + UInt64((L - 1) * c.dModel * 4), ldx: L * c.dModel,
+                     normW: normF, z: 0, ldz: 0, groups: 1, w: lmHead, bias: nil, y: logits1, ldy: V, accumulate: false)
+            try cudaSynchronize()
+            return Tensor(shape: [b, V], data: Array(try logits1.download().prefix(b * V)))
+        case .all:
+            try rmsnorm(rows: T, x: buf.residual, ldx: c.dModel, w: normF, out: buf.normed)
+            let out = try CUDABuffer(count: T * V)
+            try gemm(rows: T, out: V, in: c.dModel, x: buf.normed, w: lmHead, y: out, accumulate: false)
+            try cudaSynchronize()
+            return Tensor(shape: [T, V], data: try out.download())
+        }
+    }
+
+    func rmsnorm(rows: Int, x: CUDABuffer, ldx: Int, w: CUDABuffer, out: CUDABuffer) throws {
+        let a = KernelArguments()
+        a.add(Int32(config.dModel)); a.add(config.rmsNormEps); a.add(x); a.add(Int32(ldx)); a.add(w); a.add(out)
+        try k["m_rmsnorm"]!.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a)
+    }
+
+    /// m_gated_norm over token rows: y (f32 or 16-bit) gated by z (in zx), normalized per group.
+    func gatedNorm(rows: Int, y: CUDABuffer, yHalf: Bool, z: CUDABuffer, w: CUDABuffer, out: CUDABuffer) throws {
+        let c = config
+        let a = KernelArguments()
+        a.add(Int32(c.dSSM)); a.add(Int32(c.nGroups)); a.add(c.rmsNormEps); a.add(Int32(c.normBeforeGate ? 1 : 0))
+        a.add(y); a.add(Int32(yHalf ? 1 : 0)); a.add(z); a.add(Int32(c.inProjSize)); a.add(w); a.add(out)
+        try k["m_gated_norm"]!.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a)
+    }
+
+    func addBias(rows: Int, n: Int, y: CUDABuffer, bias: CUDABuffer) throws {
+        let a = KernelArguments()
+        a.add(Int32(n)); a.add(y); a.add(bias)
+        try k["m_add_bias"]!.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a)
+    }
+
+    /// The SSD's scratch for one prefill shape (rows, length): dt after softplus and the cumulative decay
+    /// (rows, H, L), the chunks' own states and incoming states (rows, H, chunks, P, N; 16-bit for the
+    /// tensor cores), the chunk decays, and the plain kernels' C·Bᵀ. Kept between layers
+    /// and calls of the same shape.
+    struct SSDScratch {
+        let rows, length: Int
+        let dt, cum, states, statesIn, chunkDecay: CUDABuffer
+        let CB: CUDABuffer?
+    }
+    var ssdScratch: SSDScratch?
+
+    func scratch(rows b: Int, length L: Int, chunk Q: Int) throws -> SSDScratch {
+        if let s = ssdScratch, s.rows == b, s.length == L { return s }
+        ssdScratch = nil
+        let c = config
+        let (H, G, nchunks) = (c.nHeads, c.nGroups, (L + Q - 1) / Q)
+        let stateCount = b * H * nchunks * c.headDim * c.dState
+        let s = SSDScratch(
+            rows: b, length: L, dt: try CUDABuffer(count: b * H * L), cum: try CUDABuffer(count: b * H * L),
+            states: try CUDABuffer(count: tc != nil ? (stateCount + 1) / 2 : stateCount), statesIn: try CUDABuffer(count: tc != nil ? (stateCount + 1) / 2 : stateCount),
+            chunkDecay: try CUDABuffer(count: b * H * nchunks), CB: tc != nil ? nil : try CUDABuffer(count: b * G * nchunks * Q * Q))
+        ssdScratch = s
+        return s
+    }
+
+    /// The chunked SSD of one layer over the prefill buffers: x, dt, B, C in, y out, the final states
+    /// written into the layer's decode state (rows, H, P, N).
+    func ssd(rows b: Int, length L: Int, layer l: Layer, buffers buf: PrefillBuffers, finalStates: CUDABuffer) throws {
+        let c = config
+        let (H, G, N, P) = (c.nHeads, c.nGroups, c.dState, c.headDim)
+        let (lo, hi) = (c.dtLimit.lo, c.dtLimit.hi)
+        if let tc {
+            let Q = CUDATensorCoreSSD.chunk
+            let s = try scratch(rows: b, length: L, chunk: Q)
+            let nchunks = (L + Q - 1) / Q
+            let p = CUDATensorCoreSSD.Prepared(
+                b: b, L: L, H: H, G: G, nchunks: nchunks, hb: try CUDATensorCoreSSD.headsPerBlock(rows: b, chunks: nchunks, heads: H, groups: G),
+                x: buf.x, dt: buf.dt, A: l.A, B: buf.B, C: buf.C, y: buf.y, dtOut: s.dt, cumOut: s.cum, states: s.states,
+                statesIn: s.statesIn, chunkDecay: s.chunkDecay, finalStates: finalStates, dtBias: l.dtBias, D: l.D, z: nil,
+                initial: nil, dPerChannel: c.dHasHeadDim, softplus: true, lo: lo, hi: hi)
+            try tc.launch(p)
+        } else {
+            let Q = min(c.chunkSize, 256)
+            let s = try scratch(rows: b, length: L, chunk: Q)
+            let p = CUDASSD.Prepared(
+                b: b, L: L, H: H, P: P, G: G, N: N, Q: Q, nchunks: (L + Q - 1) / Q, x: buf.x, dt: buf.dt, A: l.A, B: buf.B, C: buf.C,
+                y: buf.y, dtOut: s.dt, cumOut: s.cum, chunkStates: s.states, chunkDecay: s.chunkDecay, statesIn: s.statesIn,
+                finalStates: finalStates, CB: s.CB!, dtBias: l.dtBias, D: l.D, z: nil, initial: nil,
+                dPerChannel: c.dHasHeadDim, softplus: true, lo: lo, hi: hi)
+            try plain!.launch(p)
+        }
+    }
+}
