@@ -27,7 +27,12 @@ import tarfile
 import tempfile
 
 
-def import_reference(peers):
+def load_reference_package(peers):
+    """Puts the mamba-ssm sdist's Python package on sys.path under a stub top-level __init__ (the real
+    one imports compiled CUDA extensions that are absent), with an empty stand-in for the compiled
+    selective_scan_cuda extension that Mamba-1 modules import at load time (Mamba-2 never calls it).
+    Returns the sdist's file name."""
+    import types
     for module, pattern in (("einops", "einops-*.whl"), ("packaging", "packaging-*.whl")):
         try:
             __import__(module)
@@ -38,16 +43,22 @@ def import_reference(peers):
     with tarfile.open(sdist) as t:
         for m in t.getmembers():
             parts = m.name.split("/")
-            if len(parts) > 2 and parts[1] == "mamba_ssm" and parts[2] in ("ops", "utils") and m.isfile():
+            if len(parts) > 2 and parts[1] == "mamba_ssm" and m.isfile():
                 m.name = "/".join(parts[1:])
                 t.extract(m, root)
-    for d in ("mamba_ssm", "mamba_ssm/ops", "mamba_ssm/ops/triton", "mamba_ssm/utils"):
-        init = os.path.join(root, d, "__init__.py")
-        if d == "mamba_ssm" or not os.path.exists(init):
-            open(init, "w").close()  # the stub: the real one imports compiled CUDA extensions
+    for d, _, _ in os.walk(os.path.join(root, "mamba_ssm")):
+        init = os.path.join(d, "__init__.py")
+        if d.endswith("/mamba_ssm") or not os.path.exists(init):
+            open(init, "w").close()
+    sys.modules.setdefault("selective_scan_cuda", types.ModuleType("selective_scan_cuda"))
     sys.path.insert(0, root)
+    return os.path.basename(sdist)
+
+
+def import_reference(peers):
+    sdist = load_reference_package(peers)
     from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
-    return mamba_chunk_scan_combined, os.path.basename(sdist)
+    return mamba_chunk_scan_combined, sdist
 
 
 def graph_median_ms(torch, fn, runs):
