@@ -42,9 +42,10 @@ def main():
     variants = [(f"model ACT={a}", f"#define ACT {a}\n" + source("CUDAModelKernels.swift", "model")) for a in (0, 1, 2)]
     for f16 in (0, 1):
         for n in (32, 64, 96, 128):
-            variants.append((f"ssdTensorCore ELEM_F16={f16} NS={n}",
-                             f"#define ELEM_F16 {f16}\n#define NS {n}\n#define PH 64\n#define QC 128\n"
-                             + source("CUDATensorCoreKernels.swift", "ssdTensorCore")))
+            for units in (1, 2):
+                variants.append((f"ssdTensorCore ELEM_F16={f16} NS={n} SCAN_UNITS={units}",
+                                 f"#define ELEM_F16 {f16}\n#define NS {n}\n#define PH 64\n#define QC 128\n#define SCAN_UNITS {units}\n"
+                                 + source("CUDATensorCoreKernels.swift", "ssdTensorCore")))
     variants.append(("ssdChunked", source("CUDAKernels.swift", "ssdChunked")))
     variants.append(("ssdDecodeStep", source("CUDAKernels.swift", "ssdDecodeStep")))
     failed = 0

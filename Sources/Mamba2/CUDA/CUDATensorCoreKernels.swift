@@ -287,13 +287,17 @@ extension CUDAKernelSource {
             if (tid < QC) { cumS[tid] = cr; dtS[tid] = dr; }
             if (h + 1 < h0 + hb) fetch(h + 1);
             __syncthreads();
-            // Two work units per warp, balanced: rows of m-tile `warp` for the first half of the columns
-            // and rows of m-tile 7 − warp for the second (the intra-chunk work of an m-tile grows with it).
-            for (int u = 0; u < 2; u++) {
-                const int um0 = (u == 0 ? warp : QC / 16 - 1 - warp) * 16, ur = um0 + (lane >> 2), n0 = u * (PH / 2);
+            // SCAN_UNITS 2: two work units per warp, balanced: rows of m-tile `warp` for the first half of the
+            // columns and rows of m-tile 7 − warp for the second (the intra-chunk work of an m-tile grows with
+            // it); each m-tile's fragments are then built twice. SCAN_UNITS 1: a warp takes its m-tile for all
+            // columns, fragments built once, warps unbalanced: measured 1–3% slower on the H200
+            // (benchmarks/results/gpu-ssd-scan-units.md), so building fragments is not what bounds this kernel.
+            constexpr int CW = PH / SCAN_UNITS, NTU = CW / 8;
+            for (int u = 0; u < SCAN_UNITS; u++) {
+                const int um0 = (u == 0 ? warp : QC / 16 - 1 - warp) * 16, ur = um0 + (lane >> 2), n0 = u * CW;
                 const float ct0 = cumS[ur], ct1 = cumS[ur + 8];
-                float acc[PH / 16][4];
-                for (int j = 0; j < PH / 16; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+                float acc[NTU][4];
+                for (int j = 0; j < NTU; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
                 // intra-chunk: the A fragment of M = CB ∘ exp(cum_t − cum_s) ∘ dt_s (s ≤ t) made in registers
                 for (int k0 = 0; k0 <= um0; k0 += 16) {
                     const int s0 = k0 + (lane & 3) * 2;
@@ -304,7 +308,7 @@ extension CUDAKernelSource {
                         m[i] = s <= t ? to_f(CBs[t * (QC + PAD) + s]) * __expf(fminf(ct - cumS[s], 0.f)) * dtS[s] : 0.f;
                     }
                     u32 af[4] = {pack2(m[0], m[1]), pack2(m[2], m[3]), pack2(m[4], m[5]), pack2(m[6], m[7])};
-                    for (int j = 0; j < PH / 16; j += 2) {
+                    for (int j = 0; j < NTU; j += 2) {
                         u32 bf[4];
                         loadB2T(bf, Xs, LDP, k0, n0 + j * 8, lane);
                         mma16816(acc[j], af, bf);
@@ -318,12 +322,12 @@ extension CUDAKernelSource {
                     const u16* c1 = c0 + 8 * LDN;
                     u32 af[4] = {pack2(to_f(c0[0]) * e0, to_f(c0[1]) * e0), pack2(to_f(c1[0]) * e1, to_f(c1[1]) * e1),
                                  pack2(to_f(c0[8]) * e0, to_f(c0[9]) * e0), pack2(to_f(c1[8]) * e1, to_f(c1[9]) * e1)};
-                    for (int j = 0; j < PH / 16; j++) { u32 bf[2]; loadB(bf, Hs, LDN, k0, n0 + j * 8, lane); mma16816(acc[j], af, bf); }
+                    for (int j = 0; j < NTU; j++) { u32 bf[2]; loadB(bf, Hs, LDN, k0, n0 + j * 8, lane); mma16816(acc[j], af, bf); }
                 }
                 for (int half = 0; half < 2; half++) {
                     const int t = ur + half * 8;
                     if (t >= q) continue;
-                    for (int j = 0; j < PH / 16; j++) {
+                    for (int j = 0; j < NTU; j++) {
                         const int p = n0 + j * 8 + (lane & 3) * 2;
                         const size_t i = (((size_t)r * L + t0 + t) * H + h) * PH + p;
                         float y0 = acc[j][half * 2], y1 = acc[j][half * 2 + 1];
