@@ -37,15 +37,27 @@ def source(file, name):
     return "\n".join(l[indent:] for l in lines)
 
 
+def half_conversions(f16):
+    """CUDAKernelSource.halfConversions: the Swift function's raw string, with its HALF_F16 line."""
+    text = open(os.path.join(ROOT, "CUDAKernels.swift")).read()
+    m = re.search(r'static func halfConversions.*?#"""\n(.*?)\n\s*"""#', text, re.S)
+    if not m:
+        sys.exit("check_kernels: no halfConversions in CUDAKernels.swift")
+    lines = m.group(1).split("\n")
+    indent = min(len(l) - len(l.lstrip()) for l in lines if l.strip())
+    return f"#define HALF_F16 {1 if f16 else 0}\n" + "\n".join(l[indent:] for l in lines) + "\n"
+
+
 def main():
     lib, path = find_nvrtc()
-    variants = [(f"model ACT={a}", f"#define ACT {a}\n" + source("CUDAModelKernels.swift", "model")) for a in (0, 1, 2)]
+    variants = [(f"model ACT={a}", f"#define ACT {a}\n" + half_conversions(a == 2) + source("CUDAModelKernels.swift", "model"))
+                for a in (0, 1, 2)]
     for f16 in (0, 1):
         for n in (32, 64, 96, 128):
             for units in (1, 2):
                 variants.append((f"ssdTensorCore ELEM_F16={f16} NS={n} SCAN_UNITS={units}",
                                  f"#define ELEM_F16 {f16}\n#define NS {n}\n#define PH 64\n#define QC 128\n#define SCAN_UNITS {units}\n"
-                                 + source("CUDATensorCoreKernels.swift", "ssdTensorCore")))
+                                 + half_conversions(f16 == 1) + source("CUDATensorCoreKernels.swift", "ssdTensorCore")))
     variants.append(("ssdChunked", source("CUDAKernels.swift", "ssdChunked")))
     variants.append(("ssdDecodeStep", source("CUDAKernels.swift", "ssdDecodeStep")))
     failed = 0

@@ -1,5 +1,31 @@
 /// CUDA C++ source of the GPU kernels, compiled at run time by NVRTC for the device's architecture.
 enum CUDAKernelSource {
+    /// 16-bit ↔ float32 on the device, put in front of the sources that use 16-bit values: to_f and
+    /// from_f (round to nearest even) for fp16 when HALF_F16 is 1, bf16 when 0.
+    static func halfConversions(f16: Bool) -> String {
+        "#define HALF_F16 \(f16 ? 1 : 0)\n" + #"""
+        typedef unsigned short u16;
+        typedef unsigned int u32;
+        __device__ __forceinline__ float to_f(u16 v) {
+        #if HALF_F16
+            float f; asm("{.reg .b16 h; mov.b16 h, %1; cvt.f32.f16 %0, h;}" : "=f"(f) : "h"(v)); return f;
+        #else
+            return __uint_as_float(((u32)v) << 16);
+        #endif
+        }
+        __device__ __forceinline__ u16 from_f(float f) {
+            u16 v;
+        #if HALF_F16
+            asm("cvt.rn.f16.f32 %0, %1;" : "=h"(v) : "f"(f));
+        #else
+            asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(v) : "f"(f));
+        #endif
+            return v;
+        }
+
+        """#
+    }
+
     /// The SSD decode step for one sequence and layer: one block per head, one thread per channel p.
     /// Same contract as the CPU's mk_ssd_decode_step.
     static let ssdDecodeStep = #"""

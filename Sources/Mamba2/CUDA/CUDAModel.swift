@@ -154,7 +154,7 @@ public final class CUDAModel: @unchecked Sendable {
         self.device = device
         config = c
         self.precision = precision
-        k = try device.compile("#define ACT \(precision.code)\n" + CUDAKernelSource.model, name: "model_\(precision.rawValue).cu",
+        k = try device.compile("#define ACT \(precision.code)\n" + CUDAKernelSource.halfConversions(f16: precision == .f16) + CUDAKernelSource.model, name: "model_\(precision.rawValue).cu",
                                kernels: ["m_embed", "m_rmsnorm", "m_gated_norm", "m_add_bias", "m_conv_prefill", "m_conv_step",
                                          "m_ssd_step", "m_gemv", "m_argmax", "m_fill_normal"])
         try k["m_gemv"]!.allowSharedMemory(Self.gemvRows * max(c.dModel, c.dSSM) * 4)

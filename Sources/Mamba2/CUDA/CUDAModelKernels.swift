@@ -1,6 +1,6 @@
 extension CUDAKernelSource {
-    /// The language model's kernels besides the SSD (`CUDAModel`), compiled per precision with ACT
-    /// prepended (0: float32, 1: bf16, 2: fp16): the type of the weight matrices, of the embedding and
+    /// The language model's kernels besides the SSD (`CUDAModel`), compiled per precision after
+    /// `halfConversions`, with ACT prepended (0: float32, 1: bf16, 2: fp16): the type of the weight matrices, of the embedding and
     /// of the activations fed to matrix products. Everything else (the residual stream, norms, conv,
     /// dt, A, D, states, accumulation) is float32, as in mamba_ssm with residual_in_fp32.
     ///
@@ -8,28 +8,10 @@ extension CUDAKernelSource {
     /// zx = the in_proj output (T, in_proj_size) = [z (d_ssm) | xBC (conv_dim) | dt (H)].
     ///
     /// Prefill (per layer): m_rmsnorm → cuBLAS in_proj → m_conv_prefill → SSD kernels → m_gated_norm →
-    /// cuBLAS out_proj added into the residual. Decode (per layer): m_gemv (RMSNorm fused in front) →
-    /// m_conv_step → m_ssd_step → m_gemv (gated RMSNorm in front, added into the residual); the whole
-    /// token (embedding to argmax) is one CUDA graph.
+    /// cuBLAS out_proj added into the residual. Decode (per layer): m_gemv (RMSNorm fused in front, the
+    /// conv step in its epilogue) → m_ssd_step → m_gemv (gated RMSNorm in front, added into the residual);
+    /// the whole token (embedding to argmax) is one CUDA graph.
     static let model = #"""
-    typedef unsigned short u16;
-    typedef unsigned int u32;
-    __device__ __forceinline__ float h2f(u16 v) {
-    #if ACT == 2
-        float f; asm("{.reg .b16 h; mov.b16 h, %1; cvt.f32.f16 %0, h;}" : "=f"(f) : "h"(v)); return f;
-    #else
-        return __uint_as_float(((u32)v) << 16);
-    #endif
-    }
-    __device__ __forceinline__ u16 f2h(float f) {
-        u16 v;
-    #if ACT == 2
-        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(v) : "f"(f));
-    #else
-        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(v) : "f"(f));
-    #endif
-        return v;
-    }
     #if ACT == 0
     typedef float act_t;
     __device__ __forceinline__ float LD(float v) { return v; }
@@ -37,8 +19,8 @@ extension CUDAKernelSource {
     #define VW 4
     #else
     typedef u16 act_t;
-    __device__ __forceinline__ float LD(u16 v) { return h2f(v); }
-    __device__ __forceinline__ u16 ST(float f) { return f2h(f); }
+    __device__ __forceinline__ float LD(u16 v) { return to_f(v); }
+    __device__ __forceinline__ u16 ST(float f) { return from_f(f); }
     #define VW 8
     #endif
     __device__ __forceinline__ float silu(float v) { return v / (1.f + __expf(-v)); }
@@ -150,20 +132,27 @@ extension CUDAKernelSource {
         }
     }
 
-    // Decode's conv step: per (channel, row) the window [state, new input], SiLU, and the state shifted.
-    extern "C" __global__ void m_conv_step(int convDim, int dConv, const float* __restrict__ zx, int ld, int xbcOffset,
-                                           const float* __restrict__ convW, const float* __restrict__ convB,
-                                           float* __restrict__ convState, float* __restrict__ xbc) {
-        const int ch = blockIdx.x * 256 + threadIdx.x, r = blockIdx.y;
-        if (ch >= convDim) return;
+    // Decode's conv step of one channel of one row: the window [state, new input nv], SiLU into xbc, and the
+    // state shifted by one (only the caller's thread touches this channel's window).
+    __device__ __forceinline__ void conv_step_channel(int r, int ch, float nv, int convDim, int dConv, const float* __restrict__ convW,
+                                                      const float* __restrict__ convB, float* __restrict__ convState,
+                                                      float* __restrict__ xbc) {
         float* st = convState + (size_t)r * (dConv - 1) * convDim + ch;
-        const float nv = zx[(size_t)r * ld + xbcOffset + ch];
         const float* w = convW + (size_t)ch * dConv;
         float acc = (convB ? convB[ch] : 0.f) + w[dConv - 1] * nv;
         for (int k = 0; k < dConv - 1; k++) acc += w[k] * st[(size_t)k * convDim];
         for (int k = 0; k < dConv - 2; k++) st[(size_t)k * convDim] = st[(size_t)(k + 1) * convDim];
         st[(size_t)(dConv - 2) * convDim] = nv;
         xbc[(size_t)r * convDim + ch] = silu(acc);
+    }
+
+    // Decode's conv step per (channel, row), for batches that take their projections from cuBLAS (smaller
+    // ones do it in m_gemv's epilogue).
+    extern "C" __global__ void m_conv_step(int convDim, int dConv, const float* __restrict__ zx, int ld, int xbcOffset,
+                                           const float* __restrict__ convW, const float* __restrict__ convB,
+                                           float* __restrict__ convState, float* __restrict__ xbc) {
+        const int ch = blockIdx.x * 256 + threadIdx.x, r = blockIdx.y;
+        if (ch < convDim) conv_step_channel(r, ch, zx[(size_t)r * ld + xbcOffset + ch], convDim, dConv, convW, convB, convState, xbc);
     }
 
     // Decode's SSD step: a warp per channel p (4 per block), lanes along N (coalesced state), grid
@@ -216,8 +205,8 @@ extension CUDAKernelSource {
         return __uint_as_float(w.x) * x0.x + __uint_as_float(w.y) * x0.y + __uint_as_float(w.z) * x0.z + __uint_as_float(w.w) * x0.w;
     #else
         const float4 x0 = ((const float4*)x)[0], x1 = ((const float4*)x)[1];
-        return h2f(w.x & 0xffff) * x0.x + h2f(w.x >> 16) * x0.y + h2f(w.y & 0xffff) * x0.z + h2f(w.y >> 16) * x0.w
-             + h2f(w.z & 0xffff) * x1.x + h2f(w.z >> 16) * x1.y + h2f(w.w & 0xffff) * x1.z + h2f(w.w >> 16) * x1.w;
+        return to_f(w.x & 0xffff) * x0.x + to_f(w.x >> 16) * x0.y + to_f(w.y & 0xffff) * x0.z + to_f(w.y >> 16) * x0.w
+             + to_f(w.z & 0xffff) * x1.x + to_f(w.z >> 16) * x1.y + to_f(w.w & 0xffff) * x1.z + to_f(w.w >> 16) * x1.w;
     #endif
     }
     template <int RPW, int UU>
@@ -347,16 +336,8 @@ extension CUDAKernelSource {
                         const float val = (accumulate ? *dst : 0.f) + s + (bias ? bias[o] : 0.f);
                         *dst = val;
                         const int ch = o - convOffset;
-                        if (convState && ch >= 0 && ch < convDim) {
-                            // The conv step of this channel, fused: only this lane touches its window.
-                            float* st = convState + (size_t)r * (dConv - 1) * convDim + ch;
-                            const float* w = convW + (size_t)ch * dConv;
-                            float c = (convB ? convB[ch] : 0.f) + w[dConv - 1] * val;
-                            for (int k = 0; k < dConv - 1; k++) c += w[k] * st[(size_t)k * convDim];
-                            for (int k = 0; k < dConv - 2; k++) st[(size_t)k * convDim] = st[(size_t)(k + 1) * convDim];
-                            st[(size_t)(dConv - 2) * convDim] = val;
-                            xbc[(size_t)r * convDim + ch] = silu(c);
-                        }
+                        if (convState && ch >= 0 && ch < convDim)  // the conv step of this channel, fused
+                            conv_step_channel(r, ch, val, convDim, dConv, convW, convB, convState, xbc);
                     }
                 }
             }

@@ -1,8 +1,8 @@
 extension CUDAKernelSource {
     /// The chunked SSD forward on tensor cores, for 16-bit inputs (bf16 or fp16; fp32 accumulation).
     ///
-    /// Compiled per element type and state size with these macros prepended: ELEM_F16 (0: bf16, 1: fp16),
-    /// NS (N, a multiple of 32), PH (P = 64), QC (the chunk, 128). Layouts as the CPU's: x, z, y
+    /// Compiled after `halfConversions`, per element type and state size with these macros prepended:
+    /// ELEM_F16 (0: bf16, 1: fp16), NS (N, a multiple of 32), PH (P = 64), QC (the chunk, 128). Layouts as the CPU's: x, z, y
     /// (b, L, H, P) 16-bit; dt (b, L, H) float32 raw; B, C (b, L, G, N) 16-bit; A, D, dt_bias float32.
     /// Products are `mma.sync.m16n8k16` (inputs 16-bit, accumulators float32), operands staged in shared
     /// memory. One block handles one chunk of one group for `hb` of its heads, so B, C and C·Bᵀ are loaded
@@ -23,28 +23,10 @@ extension CUDAKernelSource {
     /// Blocks of steps 1 and 3 take `hb` heads of a group each (grid z = groups × heads per group / hb),
     /// so that long single sequences still fill the GPU.
     static let ssdTensorCore = #"""
-    typedef unsigned short u16;
-    typedef unsigned int u32;
     #define PAD 8
     #define LDN (NS + PAD)
     #define LDP (PH + PAD)
 
-    __device__ __forceinline__ float to_f(u16 v) {
-    #if ELEM_F16
-        float f; asm("{.reg .b16 h; mov.b16 h, %1; cvt.f32.f16 %0, h;}" : "=f"(f) : "h"(v)); return f;
-    #else
-        return __uint_as_float(((u32)v) << 16);
-    #endif
-    }
-    __device__ __forceinline__ u16 from_f(float f) {
-        u16 v;
-    #if ELEM_F16
-        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(v) : "f"(f));
-    #else
-        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(v) : "f"(f));
-    #endif
-        return v;
-    }
     __device__ __forceinline__ u32 pack2(float a, float b) { return (u32)from_f(a) | ((u32)from_f(b) << 16); }
     __device__ __forceinline__ void mma16816(float* d, const u32* a, const u32* b) {
     #if ELEM_F16

@@ -26,7 +26,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         // Work units per warp in the scan kernel (see SCAN_UNITS there); MAMBA2_TC_SCAN_UNITS=1 or 2 overrides.
         let units = environment("MAMBA2_TC_SCAN_UNITS").flatMap(Int.init).flatMap { [1, 2].contains($0) ? $0 : nil } ?? Self.scanUnits
         let defines = "#define ELEM_F16 \(elementType == .f16 ? 1 : 0)\n#define NS \(N)\n#define PH 64\n#define QC 128\n#define SCAN_UNITS \(units)\n"
-        kernels = try device.compile(defines + CUDAKernelSource.ssdTensorCore, name: "ssd_tc_\(elementType.rawValue)_\(N).cu",
+        kernels = try device.compile(defines + CUDAKernelSource.halfConversions(f16: elementType == .f16) + CUDAKernelSource.ssdTensorCore, name: "ssd_tc_\(elementType.rawValue)_\(N).cu",
                                      kernels: ["ssd_tc_state", "ssd_tc_passing", "ssd_tc_scan"])
         shared = CUDAKernelSource.tensorCoreShared(stateSize: N)
         try kernels["ssd_tc_state"]!.allowSharedMemory(shared.state)
