@@ -95,8 +95,8 @@ public final class CUDAModel: @unchecked Sendable {
         }
     }
 
-    /// Random weights of a config, drawn as `Mamba2Weights.random` draws them; the large matrices are
-    /// drawn on the device (for benchmarks of released shapes without a checkpoint or a host copy).
+    /// Random weights of a config, from the distributions of `Mamba2Weights.random` but not its values: the
+    /// large matrices are drawn on the device (benchmarks of released shapes need no checkpoint or host copy).
     public convenience init(device: CUDADevice, randomWeights config: Mamba2Config, seed: UInt64, precision: Precision) throws {
         let small = Mamba2Weights.randomValues(config, seed: seed, matrices: false)
         try self.init(device: device, config: config, precision: precision) { name, n in

@@ -46,12 +46,13 @@ public final class LanguageModel: Sendable {
     }
 
     /// Streams a generation: text pieces (as soon as they form whole characters), tokens, then a summary.
-    /// Cancelling the consuming task stops the work after the current token.
-    public func generate(prompt: [Int], parameters: GenerateParameters) -> AsyncThrowingStream<Generation, Error> {
+    /// Cancelling the consuming task stops the work after the current token. With `gpu` (a `CUDAModel` of
+    /// this model's weights) prefill and decode run there; one generation at a time per `CUDAModel`.
+    public func generate(prompt: [Int], parameters: GenerateParameters, gpu: CUDAModel? = nil) -> AsyncThrowingStream<Generation, Error> {
         AsyncThrowingStream { continuation in
             let task = Task.detached {
                 do {
-                    var gen = try TokenGenerator(model: self.model, tokenizer: self.tokenizer, prompt: prompt, parameters: parameters)
+                    var gen = try TokenGenerator(model: self.model, tokenizer: self.tokenizer, prompt: prompt, parameters: parameters, gpu: gpu)
                     while let step = try gen.next() {
                         if Task.isCancelled { break }
                         continuation.yield(.token(step.token))
@@ -69,9 +70,9 @@ public final class LanguageModel: Sendable {
     }
 
     /// Encodes the prompt with the tokenizer, then streams as above.
-    public func generate(prompt: String, parameters: GenerateParameters) throws -> AsyncThrowingStream<Generation, Error> {
+    public func generate(prompt: String, parameters: GenerateParameters, gpu: CUDAModel? = nil) throws -> AsyncThrowingStream<Generation, Error> {
         guard let tokenizer else { throw Mamba2Error.invalidArgument("prompt", reason: "this model has no tokenizer; give token ids") }
-        return generate(prompt: tokenizer.encode(prompt), parameters: parameters)
+        return generate(prompt: tokenizer.encode(prompt), parameters: parameters, gpu: gpu)
     }
 
     /// Generates for several prompts at once (packed prefill, batched decode). Returns each one's tokens.
