@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The whole language model on one GPU, side by side in one run: the reference mamba_ssm
 `MambaLMHeadModel` (Mamba2 layers, bf16, random weights, Triton kernels, no causal-conv1d package,
-`generate(cg=True)`) and ours (`mamba2 bench --device cuda --precision bf16`).
+`generate(cg=True)`) and ours (`mamba2 bench --device cuda --weights-dtype bf16`).
 
 Measured for the mamba2-130m and mamba2-2.7b shapes:
   - prefill: one forward of N prompt tokens at batch 1 (the last token's logits), CUDA-event median of
@@ -76,7 +76,7 @@ def reference_decode_tps(torch, model, batch, tokens, runs):
 
 
 def ours(binary, shape, prompt, generate, batches, runs):
-    out = subprocess.run([binary, "bench", "--device", "cuda", "--precision", "bf16", "--shape", shape, "--prompt", str(prompt),
+    out = subprocess.run([binary, "bench", "--device", "cuda", "--weights-dtype", "bf16", "--shape", shape, "--prompt", str(prompt),
                           "--generate", str(generate), "--batch", ",".join(map(str, batches)), "--repetitions", str(runs), "--json"],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out)

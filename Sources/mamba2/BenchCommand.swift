@@ -28,7 +28,7 @@ struct BenchModelCommand: ParsableCommand {
     func run() throws {
         try compute.apply()
         if device.isCUDA { return try runCUDA() }
-        let dw = try decodeWeights.parsed()
+        let dw = decodeWeights.parsed()
         let m: Mamba2Model
         var name: String
         let t0 = monotonicSeconds()
@@ -81,7 +81,7 @@ extension BenchModelCommand {
     func runCUDA() throws {
         guard prompt >= 1, generate >= 1, repetitions >= 1 else { throw ValidationError("--prompt, --generate and --repetitions must be at least 1") }
         let dev = try CUDADevice()
-        let precision = CUDAModel.Precision(rawValue: device.precision)!
+        let precision = decodeWeights.parsed(gpu: true)
         let t0 = monotonicSeconds()
         let m: CUDAModel
         let name: String

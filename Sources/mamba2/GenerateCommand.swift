@@ -43,9 +43,10 @@ struct GenerateCommand: AsyncParsableCommand {
         }
         let modelDir = try await resolveModel(model, revision: revision)
         let t0 = monotonicSeconds()
-        let dw = try decodeWeights.parsed()
+        let dw = decodeWeights.parsed(gpu: device.isCUDA)
+        // On the GPU the CPU model only hands its float32 weights over: no 16-bit copies for it.
         let lm = try LanguageModel.load(directory: modelDir, tokenizerPath: tokenizer, decodeWeights: device.isCUDA ? .f32 : dw)
-        let gpu = try device.gpuModel(lm.model)
+        let gpu = try device.gpuModel(lm.model, precision: dw)
         let loadSeconds = monotonicSeconds() - t0
         var params = GenerateParameters(maxTokens: maxTokens, temperature: temperature, topK: topK, topP: topP, minP: minP,
                                         repetitionPenalty: repetitionPenalty, seed: seed, stopStrings: stop,
@@ -55,7 +56,7 @@ struct GenerateCommand: AsyncParsableCommand {
             printErr("loaded \(model) in \(fixed(loadSeconds, 2)) s; tokenizer: \(lm.tokenizer == nil ? "none" : (tokenizer ?? "auto")); threads \(Parallel.threadCount); BLAS \(BLAS.name)")
         }
         if let gpu, verbose {
-            printErr("GPU: \(gpu.device.name), precision \(gpu.precision.rawValue), cuBLAS from \(CUDAModel.blasPath)")
+            printErr("GPU: \(gpu.device.name), weights \(gpu.precision.rawValue), cuBLAS from \(CUDAModel.blasPath)")
         }
         if let promptsFile {
             if gpu != nil { throw ValidationError("--prompts-file runs on the CPU; the GPU generates one prompt at a time (or use bench --device cuda --batch)") }

@@ -23,14 +23,20 @@ struct ComputeOptions: ParsableArguments {
     }
 }
 
-/// The element type the decode step reads its weight matrices in.
+/// The element type the weight matrices are held in: on the CPU those the decode step reads (default f32;
+/// arithmetic stays f32), on the GPU also the matrix products' inputs (default bf16).
 struct DecodeWeightOptions: ParsableArguments {
-    @Option(help: "Element type of the weight matrices the decode step reads: f32, bf16, f16 (arithmetic stays f32).")
-    var weightsDtype: String = "f32"
+    @Option(help: "Element type of the weight matrices: f32, bf16, f16 (default: f32 on the CPU, where only the decode step reads them so and arithmetic stays f32; bf16 with --device cuda, where the matrix products' inputs take it too).")
+    var weightsDtype: String?
 
-    func parsed() throws -> Mamba2Model.DecodeWeights {
-        guard let dw = Mamba2Model.DecodeWeights(rawValue: weightsDtype) else { throw ValidationError("--weights-dtype must be f32, bf16 or f16") }
-        return dw
+    func validate() throws {
+        if let weightsDtype, Mamba2Model.DecodeWeights(rawValue: weightsDtype) == nil {
+            throw ValidationError("--weights-dtype must be f32, bf16 or f16, got '\(weightsDtype)'")
+        }
+    }
+
+    func parsed(gpu: Bool = false) -> Mamba2Model.DecodeWeights {
+        weightsDtype.flatMap(Mamba2Model.DecodeWeights.init(rawValue:)) ?? (gpu ? .bf16 : .f32)
     }
 }
 
@@ -38,19 +44,16 @@ struct DecodeWeightOptions: ParsableArguments {
 struct DeviceOptions: ParsableArguments {
     @Option(help: "cpu, or cuda: run the whole model on the GPU (needs an NVIDIA driver, NVRTC and cuBLAS).")
     var device: String = "cpu"
-    @Option(help: "With --device cuda: the type of the weight matrices and of the matrix products' inputs: f32, bf16, f16 (accumulation, residual and states stay f32).")
-    var precision: String = "bf16"
 
     var isCUDA: Bool { device == "cuda" }
 
     func validate() throws {
         guard device == "cpu" || device == "cuda" else { throw ValidationError("--device must be cpu or cuda, got '\(device)'") }
-        guard CUDAModel.Precision(rawValue: precision) != nil else { throw ValidationError("--precision must be f32, bf16 or f16, got '\(precision)'") }
     }
 
     /// The model on the GPU, or nil for the CPU.
-    func gpuModel(_ model: Mamba2Model) throws -> CUDAModel? {
+    func gpuModel(_ model: Mamba2Model, precision: CUDAModel.Precision) throws -> CUDAModel? {
         guard isCUDA else { return nil }
-        return try CUDAModel(device: try CUDADevice(), model: model, precision: CUDAModel.Precision(rawValue: precision)!)
+        return try CUDAModel(device: try CUDADevice(), model: model, precision: precision)
     }
 }

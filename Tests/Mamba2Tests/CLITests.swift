@@ -111,7 +111,7 @@ struct CLITests {
         (["selftest", "--device", "cuda"], "libcuda.so.1"),
         (["generate", "--model", "TINY", "--prompt-ids", "1", "--device", "cuda"], "libcuda.so.1"),
         (["generate", "--model", "TINY", "--prompt-ids", "1", "--device", "gpu"], "--device"),
-        (["generate", "--model", "TINY", "--prompt-ids", "1", "--device", "cuda", "--precision", "fp8"], "--precision"),
+        (["generate", "--model", "TINY", "--prompt-ids", "1", "--device", "cuda", "--weights-dtype", "fp8"], "--weights-dtype"),
         (["bench", "--shape", "130m", "--device", "cuda"], "libcuda.so.1"),
     ])
     func badInput(args: [String], mentions: String) throws {

@@ -104,49 +104,7 @@ public final class CUDABuffer: @unchecked Sendable {
     /// allocation spans (halves rounded up to pairs).
     public convenience init(halves: [UInt16]) throws {
         try self.init(count: (halves.count + 1) / 2)
-        let r = halves.withUnsafeBytes { mkc_copy_to_device(pointer, $0.baseAddress, $0.count) }
-        guard r == 0 else { throw CUDADevice.error(r, "copying to the device") }
-    }
-
-    /// Overwrites the first values.count 16-bit values.
-    public func uploadHalves(_ values: [UInt16]) throws {
-        precondition(values.count <= count * 2)
-        let r = values.withUnsafeBytes { mkc_copy_to_device(pointer, $0.baseAddress, $0.count) }
-        guard r == 0 else { throw CUDADevice.error(r, "copying to the device") }
-    }
-
-    /// The first n 16-bit values.
-    public func downloadHalves(_ n: Int) throws -> [UInt16] {
-        precondition(n <= count * 2)
-        var out = [UInt16](repeating: 0, count: n)
-        let r = out.withUnsafeMutableBytes { mkc_copy_to_host($0.baseAddress, pointer, $0.count) }
-        guard r == 0 else { throw CUDADevice.error(r, "copying from the device") }
-        return out
-    }
-
-    /// An allocation of at least `bytes` bytes (rounded up to whole float32 slots).
-    public convenience init(bytes: Int) throws { try self.init(count: (bytes + 3) / 4) }
-
-    /// Copies any plain values (Int32 token ids, 16-bit patterns, floats) to the start of the buffer.
-    public func uploadRaw<T: BitwiseCopyable>(_ values: [T]) throws {
-        precondition(values.count * MemoryLayout<T>.stride <= count * 4)
-        let r = values.withUnsafeBytes { mkc_copy_to_device(pointer, $0.baseAddress, $0.count) }
-        guard r == 0 else { throw CUDADevice.error(r, "copying to the device") }
-    }
-
-    /// The first n values of a plain type.
-    public func downloadRaw<T: BitwiseCopyable>(_ n: Int, as: T.Type, zero: T) throws -> [T] {
-        precondition(n * MemoryLayout<T>.stride <= count * 4)
-        var out = [T](repeating: zero, count: n)
-        let r = out.withUnsafeMutableBytes { mkc_copy_to_host($0.baseAddress, pointer, $0.count) }
-        guard r == 0 else { throw CUDADevice.error(r, "copying from the device") }
-        return out
-    }
-
-    /// Sets the first `words` 32-bit words to a bit pattern (asynchronously, in stream order).
-    public func fill(words: Int? = nil, bitPattern: UInt32) throws {
-        let r = mkc_fill32(pointer, bitPattern, words ?? count)
-        guard r == 0 else { throw CUDADevice.error(r, "filling device memory") }
+        try upload(halves)
     }
 
     public convenience init(_ values: [Float]) throws {
@@ -154,20 +112,38 @@ public final class CUDABuffer: @unchecked Sendable {
         try upload(values)
     }
 
-    deinit { if pointer != 0 { _ = mkc_free(pointer) } }
+    /// An allocation of at least `bytes` bytes (rounded up to whole float32 slots).
+    public convenience init(bytes: Int) throws { try self.init(count: (bytes + 3) / 4) }
 
-    public func upload(_ values: [Float]) throws {
-        precondition(values.count == count)
+    /// Copies plain values (floats, 16-bit patterns, Int32 token ids) to the start of the buffer.
+    public func upload<T: BitwiseCopyable>(_ values: [T]) throws {
+        precondition(values.count * MemoryLayout<T>.stride <= count * 4)
         let r = values.withUnsafeBytes { mkc_copy_to_device(pointer, $0.baseAddress, $0.count) }
         guard r == 0 else { throw CUDADevice.error(r, "copying to the device") }
     }
 
-    public func download() throws -> [Float] {
-        var out = [Float](repeating: 0, count: count)
-        let r = out.withUnsafeMutableBytes { mkc_copy_to_host($0.baseAddress, pointer, $0.count) }
+    /// The first n values of a plain type.
+    public func download<T: BitwiseCopyable>(_ n: Int, as: T.Type) throws -> [T] {
+        precondition(n * MemoryLayout<T>.stride <= count * 4)
+        var r: Int32 = 0
+        let out = [T](unsafeUninitializedCapacity: n) { buf, initialized in
+            r = mkc_copy_to_host(buf.baseAddress, pointer, n * MemoryLayout<T>.stride)
+            initialized = n  // plain values: every bit pattern copied in is a value (garbage only if r != 0, then thrown away)
+        }
         guard r == 0 else { throw CUDADevice.error(r, "copying from the device") }
         return out
     }
+
+    /// The whole buffer as float32.
+    public func download() throws -> [Float] { try download(count, as: Float.self) }
+
+    /// Sets the first `words` 32-bit words to a bit pattern (asynchronously, in stream order).
+    public func fill(words: Int? = nil, bitPattern: UInt32) throws {
+        let r = mkc_fill32(pointer, bitPattern, words ?? count)
+        guard r == 0 else { throw CUDADevice.error(r, "filling device memory") }
+    }
+
+    deinit { if pointer != 0 { _ = mkc_free(pointer) } }
 }
 
 func cString(_ chars: [CChar]) -> String {

@@ -14,11 +14,9 @@ import Darwin
 /// States live on the device: per layer the conv window and the SSM state of up to `capacity` rows.
 /// Prefill starts those rows from zero (new sequences of one length); decode continues them.
 public final class CUDAModel: @unchecked Sendable {
-    /// The weights' and matrix inputs' type; accumulation, the residual stream and states are float32.
-    public enum Precision: String, Sendable, CaseIterable {
-        case f32, bf16, f16
-        var code: Int32 { switch self { case .f32: 0; case .bf16: 1; case .f16: 2 } }
-    }
+    /// The weights' and matrix inputs' type (the CPU model's decode-weight type, same three cases);
+    /// accumulation, the residual stream and states are float32.
+    public typealias Precision = Mamba2Model.DecodeWeights
 
     public let device: CUDADevice
     public let config: Mamba2Config
@@ -67,58 +65,15 @@ public final class CUDAModel: @unchecked Sendable {
 
     /// Uploads a CPU model's weights, rounded to `precision`.
     public convenience init(device: CUDADevice, model: Mamba2Model, precision: Precision) throws {
-        let w = model.weights
-        try self.init(device: device, config: model.config, precision: precision) { name, n in
-            let values: [Float]
-            if name == "embedding" { values = w.embedding }
-            else if name == "lm_head" { values = w.lmHead! }
-            else if name == "norm_f" { values = w.normF }
-            else {
-                let parts = name.split(separator: ".")
-                let l = w.layers[Int(parts[0])!]
-                switch parts[1] {
-                case "norm": values = l.norm
-                case "in_proj": values = l.inProj
-                case "in_proj_bias": values = l.inProjBias!
-                case "conv_w": values = l.convWeight
-                case "conv_b": values = l.convBias!
-                case "dt_bias": values = l.dtBias
-                case "A_log": values = l.aLog
-                case "D": values = l.D
-                case "gate_norm": values = l.gateNorm
-                case "out_proj": values = l.outProj
-                default: values = l.outProjBias!
-                }
-            }
-            precondition(values.count == n, "\(name): \(values.count) values, expected \(n)")
-            return values
-        }
+        let named = model.weights.namedTensors(model.config).map { ($0.0, $0.1.data) }
+        try self.init(device: device, config: model.config, precision: precision, values: Dictionary(uniqueKeysWithValues: named))
     }
 
     /// Random weights of a config, from the distributions of `Mamba2Weights.random` but not its values: the
     /// large matrices are drawn on the device (benchmarks of released shapes need no checkpoint or host copy).
     public convenience init(device: CUDADevice, randomWeights config: Mamba2Config, seed: UInt64, precision: Precision) throws {
-        let small = Mamba2Weights.randomValues(config, seed: seed, matrices: false)
-        try self.init(device: device, config: config, precision: precision) { name, n in
-            if ["embedding", "lm_head"].contains(name) || name.hasSuffix(".in_proj") || name.hasSuffix(".out_proj") { return nil }
-            let l = name.split(separator: ".")
-            let key: String
-            if name == "norm_f" { key = "backbone.norm_f.weight" } else {
-                let p = "backbone.layers.\(l[0])."
-                key = switch l[1] {
-                case "norm": p + "norm.weight"
-                case "in_proj_bias": p + "mixer.in_proj.bias"
-                case "conv_w": p + "mixer.conv1d.weight"
-                case "conv_b": p + "mixer.conv1d.bias"
-                case "dt_bias": p + "mixer.dt_bias"
-                case "A_log": p + "mixer.A_log"
-                case "D": p + "mixer.D"
-                case "gate_norm": p + "mixer.norm.weight"
-                default: p + "mixer.out_proj.bias"
-                }
-            }
-            return small[key]!
-        }
+        try self.init(device: device, config: config, precision: precision,
+                      values: Mamba2Weights.randomValues(config, seed: seed, matrices: false))
         // The matrices, normal with std 0.02, each from its own stream of the seed.
         var stream = seed &* 0x9E37_79B9_7F4A_7C15
         func fill(_ b: CUDABuffer, _ n: Int) throws {
@@ -137,10 +92,9 @@ public final class CUDAModel: @unchecked Sendable {
         try cudaSynchronize()
     }
 
-    /// Builds the model from a source of float32 values by name ("embedding", "lm_head", "norm_f",
-    /// "<layer>.in_proj", ".norm", ".in_proj_bias", ".conv_w", ".conv_b", ".dt_bias", ".A_log", ".D",
-    /// ".gate_norm", ".out_proj", ".out_proj_bias"); nil leaves that matrix allocated but unset.
-    init(device: CUDADevice, config c: Mamba2Config, precision: Precision, values: (String, Int) throws -> [Float]?) throws {
+    /// Builds the model from float32 values under their state-spaces names (`Mamba2Weights.expectedShapes`);
+    /// a matrix left out is allocated but not set.
+    init(device: CUDADevice, config c: Mamba2Config, precision: Precision, values: [String: [Float]]) throws {
         try c.validate()
         guard c.dMLP == 0 else {
             throw Mamba2Error.invalidArgument("config", reason: "d_ssm (\(c.dSSM)) < expand·d_model (\(c.dInner)): the gated-MLP branch is not on the GPU")
@@ -151,6 +105,8 @@ public final class CUDAModel: @unchecked Sendable {
         for (name, v) in [("d_model", c.dModel), ("d_ssm", c.dSSM)] where v % 8 != 0 {
             throw Mamba2Error.invalidArgument("config", reason: "\(name) = \(v): the GPU's matrix-vector kernel reads rows 8 values at a time, so it must be a multiple of 8")
         }
+        var err = [CChar](repeating: 0, count: 512)
+        guard mkc_blas_open(&err, Int32(err.count)) == 0 else { throw Mamba2Error.invalidArgument("device", reason: cString(err)) }
         self.device = device
         config = c
         self.precision = precision
@@ -166,47 +122,40 @@ public final class CUDAModel: @unchecked Sendable {
             tc = nil
             plain = try CUDASSD(device: device)
         }
-        var rounding: [UInt16] = []
-        func matrix(_ name: String, _ n: Int) throws -> CUDABuffer {
-            guard let v = try values(name, n) else { return try CUDABuffer(bytes: n * (precision == .f32 ? 4 : 2)) }
-            if precision == .f32 { return try CUDABuffer(v) }
-            rounding = roundedTo16Bits(v, bfloat: precision == .bf16)
-            return try CUDABuffer(halves: rounding)
+        let shapes = Dictionary(uniqueKeysWithValues: Mamba2Weights.expectedShapes(c).map { ($0.0, $0.1.reduce(1, *)) })
+        func floats(_ name: String) throws -> [Float] {
+            guard let v = values[name] else { throw Mamba2Error.invalidArgument(name, reason: "missing from the weights") }
+            guard v.count == shapes[name] else { throw Mamba2Error.invalidArgument(name, reason: "\(v.count) values, expected \(shapes[name] ?? 0)") }
+            return v
         }
-        func vector(_ name: String, _ n: Int) throws -> CUDABuffer { try CUDABuffer(try values(name, n)!) }
-        embedding = try matrix("embedding", c.paddedVocabSize * c.dModel)
-        lmHead = c.tieEmbeddings ? embedding : try matrix("lm_head", c.paddedVocabSize * c.dModel)
-        normF = try vector("norm_f", c.dModel)
+        func matrix(_ name: String) throws -> CUDABuffer {
+            guard values[name] != nil else { return try CUDABuffer(bytes: shapes[name]! * (precision == .f32 ? 4 : 2)) }
+            let v = try floats(name)
+            return precision == .f32 ? try CUDABuffer(v) : try CUDABuffer(halves: roundedTo16Bits(v, bfloat: precision == .bf16))
+        }
+        func vector(_ name: String) throws -> CUDABuffer { try CUDABuffer(try floats(name)) }
+        func optionalVector(_ name: String) throws -> CUDABuffer? { shapes[name] == nil ? nil : try vector(name) }
+        embedding = try matrix("backbone.embedding.weight")
+        lmHead = c.tieEmbeddings ? embedding : try matrix("lm_head.weight")
+        normF = try vector("backbone.norm_f.weight")
         layers = try (0..<c.nLayer).map { i in
-            let p = "\(i)."
+            let p = "backbone.layers.\(i)."
             return Layer(
-                norm: try vector(p + "norm", c.dModel), inProj: try matrix(p + "in_proj", c.inProjSize * c.dModel),
-                inProjBias: c.projBias ? try vector(p + "in_proj_bias", c.inProjSize) : nil,
-                convW: try vector(p + "conv_w", c.convDim * c.dConv), convB: c.convBias ? try vector(p + "conv_b", c.convDim) : nil,
-                dtBias: try vector(p + "dt_bias", c.nHeads), A: try CUDABuffer(try values(p + "A_log", c.nHeads)!.map { -exp($0) }),
-                D: try vector(p + "D", c.dHasHeadDim ? c.dSSM : c.nHeads), gateNorm: try vector(p + "gate_norm", c.dSSM),
-                outProj: try matrix(p + "out_proj", c.dModel * c.dInner),
-                outProjBias: c.projBias ? try vector(p + "out_proj_bias", c.dModel) : nil)
+                norm: try vector(p + "norm.weight"), inProj: try matrix(p + "mixer.in_proj.weight"),
+                inProjBias: try optionalVector(p + "mixer.in_proj.bias"), convW: try vector(p + "mixer.conv1d.weight"),
+                convB: try optionalVector(p + "mixer.conv1d.bias"), dtBias: try vector(p + "mixer.dt_bias"),
+                A: try CUDABuffer(try floats(p + "mixer.A_log").map { -exp($0) }), D: try vector(p + "mixer.D"),
+                gateNorm: try vector(p + "mixer.norm.weight"), outProj: try matrix(p + "mixer.out_proj.weight"),
+                outProjBias: try optionalVector(p + "mixer.out_proj.bias"))
         }
         counter = try CUDABuffer(count: 1)
-        if mkc_blas_open(nil, 0) != 0 {
-            var err = [CChar](repeating: 0, count: 512)
-            _ = mkc_blas_open(&err, Int32(err.count))
-            throw Mamba2Error.invalidArgument("device", reason: cString(err))
-        }
     }
 
     /// Which file cuBLAS was loaded from.
     public static var blasPath: String { String(cString: mkc_blas_path()) }
 
     /// Bytes of weights one decode step reads (matrices in the precision, the rest float32).
-    public var decodeWeightBytes: Int {
-        let c = config
-        let matrices = c.nLayer * (c.inProjSize * c.dModel + c.dModel * c.dInner) + c.paddedVocabSize * c.dModel
-        let untied = c.tieEmbeddings ? 0 : c.paddedVocabSize * c.dModel
-        let rest = Mamba2Weights.parameterCount(c) - matrices - untied
-        return matrices * (precision == .f32 ? 4 : 2) + rest * 4
-    }
+    public var decodeWeightBytes: Int { Mamba2Model.decodeWeightBytes(config, matrices: precision) }
 
     /// Makes room for `n` rows of state and decode buffers (the states of rows in use are lost when it grows).
     func reserve(rows n: Int) throws {
@@ -225,13 +174,6 @@ public final class CUDAModel: @unchecked Sendable {
         normed1 = try CUDABuffer(count: n * max(c.dModel, c.dSSM))
         tokens1 = try CUDABuffer(count: n)
         capacity = n
-    }
-
-    func checkTokens(_ ids: [Int], _ argument: String) throws {
-        let V = config.paddedVocabSize
-        if let bad = ids.first(where: { $0 < 0 || $0 >= V }) {
-            throw Mamba2Error.invalidArgument(argument, reason: "token id \(bad) is outside the vocabulary 0..<\(V)")
-        }
     }
 
     // MARK: prefill
@@ -277,12 +219,12 @@ public final class CUDAModel: @unchecked Sendable {
         guard sequences.allSatisfy({ $0.count == L }) else {
             throw Mamba2Error.invalidArgument("sequences", reason: "lengths \(sequences.map(\.count)): the GPU prefills sequences of one length together")
         }
-        for s in sequences { try checkTokens(s, "sequences") }
+        for s in sequences { try c.checkTokens(s, argument: "sequences") }
         let b = sequences.count, T = b * L
         try reserve(rows: b)
         rows = b
         let buf = try buffers(tokens: T)
-        try buf.tokens.uploadRaw(sequences.joined().map { Int32($0) })
+        try buf.tokens.upload(sequences.joined().map { Int32($0) })
         let a0 = KernelArguments()
         a0.add(Int32(c.dModel)); a0.add(buf.tokens); a0.add(embedding); a0.add(buf.residual); a0.add(UInt64(0))
         try k["m_embed"]!.launch(grid: (T, 1, 1), block: (256, 1, 1), arguments: a0)
@@ -312,7 +254,7 @@ public final class CUDAModel: @unchecked Sendable {
             try gemv(rows: b, in: c.dModel, out: V, mode: 1, x: buf.residual.pointer + UInt64((L - 1) * c.dModel * 4), ldx: L * c.dModel,
                      normW: normF, z: 0, ldz: 0, groups: 1, w: lmHead, bias: nil, y: logits1, ldy: V, accumulate: false)
             try cudaSynchronize()
-            return Tensor(shape: [b, V], data: Array(try logits1.download().prefix(b * V)))
+            return Tensor(shape: [b, V], data: try logits1.download(b * V, as: Float.self))
         case .all:
             try rmsnorm(rows: T, x: buf.residual, ldx: c.dModel, w: normF, out: buf.normed)
             let out = try CUDABuffer(count: T * V)

@@ -62,8 +62,7 @@ extension CUDASelfTest {
             var w = weights
             if precision != .f32 {
                 func round(_ v: [Float]) -> [Float] {
-                    let h = roundedTo16Bits(v, bfloat: precision == .bf16)
-                    return precision == .bf16 ? h.map { Float(bitPattern: UInt32($0) << 16) } : h.map(halfToFloat)
+                    floatsFrom16Bits(roundedTo16Bits(v, bfloat: precision == .bf16), bfloat: precision == .bf16)
                 }
                 w.embedding = round(w.embedding)
                 for i in w.layers.indices { w.layers[i].inProj = round(w.layers[i].inProj); w.layers[i].outProj = round(w.layers[i].outProj) }

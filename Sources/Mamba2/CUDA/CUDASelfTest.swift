@@ -100,10 +100,10 @@ public enum CUDASelfTest {
                     let cpu = try SSD.run(input, options: opts)
                     let p = try tc.prepare(input, options: opts)
                     let nan: UInt16 = type == .bf16 ? 0x7FC0 : 0x7E00
-                    try p.y.uploadHalves([UInt16](repeating: nan, count: b * L * H * P))
+                    try p.y.upload([UInt16](repeating: nan, count: b * L * H * P))
                     try tc.launch(p)
                     try cudaSynchronize()
-                    let y = tc.floats(try p.y.downloadHalves(b * L * H * P)), s = try p.finalStates.download()
+                    let y = tc.floats(try p.y.download(b * L * H * P, as: UInt16.self)), s = try p.finalStates.download()
                     let tol = type == .bf16 ? 1e-2 : 2e-3
                     let label = "tensor-core SSD \(type.rawValue) b=\(b) L=\(L) H=\(H) P=\(P) G=\(G) N=\(N)\(options ? " D per channel, z, h0, dt clamp" : "")"
                     checks.append(Check(name: label + " y", relativeError: Tensor(shape: cpu.y.shape, data: y).relativeError(to: cpu.y),

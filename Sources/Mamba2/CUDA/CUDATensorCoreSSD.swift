@@ -38,7 +38,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
 
     /// 16-bit patterns of this element type as float32.
     public func floats(_ h: [UInt16]) -> [Float] {
-        elementType == .bf16 ? h.map { Float(bitPattern: UInt32($0) << 16) } : h.map(halfToFloat)
+        floatsFrom16Bits(h, bfloat: elementType == .bf16)
     }
 
     /// Inputs uploaded once, for timing the kernels alone.
@@ -126,7 +126,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         try launch(p)
         try cudaSynchronize()
         let n = p.b * p.L * p.H * Self.headDim
-        return (Tensor(shape: input.x.shape, data: floats(try p.y.downloadHalves(n))),
+        return (Tensor(shape: input.x.shape, data: floats(try p.y.download(n, as: UInt16.self))),
                 Tensor(shape: [p.b, p.H, Self.headDim, stateSize], data: try p.finalStates.download()))
     }
 }

@@ -7,6 +7,11 @@ public func roundedTo16Bits(_ v: [Float], bfloat: Bool) -> [UInt16] {
     return out
 }
 
+/// 16-bit patterns → float32, exact: bfloat16 when `bfloat`, else IEEE half.
+public func floatsFrom16Bits(_ h: [UInt16], bfloat: Bool) -> [Float] {
+    bfloat ? h.map { Float(bitPattern: UInt32($0) << 16) } : h.map(halfToFloat)
+}
+
 /// IEEE half → float, exact (subnormals, infinities and NaN included).
 @inline(__always)
 public func halfToFloat(_ h: UInt16) -> Float {

@@ -69,25 +69,21 @@ public final class Mamba2Model: Sendable {
 
     /// Bytes of weights one decode step reads: the projections and the head in the decode dtype, the
     /// small per-layer vectors in float32, and of an untied embedding only the token's row.
-    public var decodeWeightBytes: Int {
-        let c = config
+    public var decodeWeightBytes: Int { Self.decodeWeightBytes(config, matrices: decodeWeights) }
+
+    /// The same for any model of config c whose matrices are held in `matrices` (the GPU's too).
+    public static func decodeWeightBytes(_ c: Mamba2Config, matrices type: DecodeWeights) -> Int {
         let embedding = c.paddedVocabSize * c.dModel
         let matrices = c.nLayer * (c.inProjSize * c.dModel + c.dModel * c.dInner) + embedding  // + the head
         let untiedEmbedding = c.tieEmbeddings ? 0 : embedding - c.dModel  // all but one row stays unread
         let rest = Mamba2Weights.parameterCount(c) - matrices - untiedEmbedding
-        return matrices * (decodeWeights == .f32 ? 4 : 2) + rest * 4
+        return matrices * (type == .f32 ? 4 : 2) + rest * 4
     }
 
     /// Which logits `prefill` returns.
     public enum LogitsMode: Sendable { case all, last, none }
 
-    func checkTokens(_ ids: [Int], argument: String) throws {
-        // A plain loop: the decode step calls this per token and must not allocate, even unoptimized.
-        let V = config.paddedVocabSize
-        for i in 0..<ids.count where ids[i] < 0 || ids[i] >= V {
-            throw Mamba2Error.invalidArgument(argument, reason: "token id \(ids[i]) is outside the vocabulary 0..<\(V)")
-        }
-    }
+    func checkTokens(_ ids: [Int], argument: String) throws { try config.checkTokens(ids, argument: argument) }
 
     /// Runs prompts through the model in one packed pass (state and convolution reset between them),
     /// continuing each from its state and leaving the state after its last token. Returns, per
