@@ -59,7 +59,6 @@ def main():
                                  f"#define ELEM_F16 {f16}\n#define NS {n}\n#define PH 64\n#define QC 128\n#define SCAN_UNITS {units}\n"
                                  + half_conversions(f16 == 1) + source("CUDATensorCoreKernels.swift", "ssdTensorCore")))
     variants.append(("ssdChunked", source("CUDAKernels.swift", "ssdChunked")))
-    variants.append(("ssdDecodeStep", source("CUDAKernels.swift", "ssdDecodeStep")))
     failed = 0
     for name, src in variants:
         prog = ctypes.c_void_p()

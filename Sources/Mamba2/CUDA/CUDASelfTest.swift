@@ -12,7 +12,10 @@ public enum CUDASelfTest {
     }
 
     public static func run(device: CUDADevice, seed: UInt64) throws -> [Check] {
-        let kernels = try device.compile(CUDAKernelSource.ssdDecodeStep, name: "ssd_decode_step.cu", kernels: ["ssd_decode_step"])
+        // The model's own decode step kernel (float32 build), fed as the model feeds it: x, B, C in one row
+        // (x | B | C, conv_dim = H·P + 2·G·N), dt raw in another (ld = H, offset 0).
+        let kernels = try device.compile("#define ACT 0\n" + CUDAKernelSource.halfConversions(f16: false) + CUDAKernelSource.model,
+                                         name: "model_f32.cu", kernels: ["m_ssd_step"])
         var rng = SplitMix64(seed: seed)
         var checks: [Check] = []
         // The mamba2-130m decode shape, and an odd one with groups and D per channel.
@@ -31,12 +34,11 @@ public enum CUDASelfTest {
                                perChannel ? 1 : 0, &stateCPU, &yCPU, 1)
             let yGPU = try CUDABuffer([Float](repeating: .nan, count: H * P))  // poisoned: every element must be written
             let args = KernelArguments()
-            args.add(Int32(H)); args.add(Int32(P)); args.add(Int32(N)); args.add(Int32(G))
-            for v in [dtRaw, dtBias, A] { args.add(try CUDABuffer(v)) }
-            args.add(Float(0)); args.add(Float.infinity)
-            for v in [x, B, C, D] { args.add(try CUDABuffer(v)) }
-            args.add(Int32(perChannel ? 1 : 0)); args.add(stateGPU); args.add(yGPU)
-            try kernels["ssd_decode_step"]!.launch(grid: (H, (P + 127) / 128, 1), block: (min(P, 128), 1, 1), arguments: args)
+            for v in [H, P, N, G, H * P, H * P + 2 * G * N] { args.add(Int32(v)) }
+            args.add(try CUDABuffer(x + B + C)); args.add(try CUDABuffer(dtRaw)); args.add(Int32(H)); args.add(Int32(0))
+            args.add(try CUDABuffer(dtBias)); args.add(try CUDABuffer(A)); args.add(Float(0)); args.add(Float.infinity)
+            args.add(try CUDABuffer(D)); args.add(Int32(perChannel ? 1 : 0)); args.add(stateGPU); args.add(yGPU)
+            try kernels["m_ssd_step"]!.launch(grid: ((P + 3) / 4, H, 1), block: (128, 1, 1), arguments: args)
             try cudaSynchronize()
             let y = try yGPU.download(), s = try stateGPU.download()
             checks.append(Check(name: "ssd decode step H=\(H) P=\(P) N=\(N) G=\(G)\(perChannel ? " D per channel" : "") y",
