@@ -124,14 +124,20 @@ public final class CUDABuffer: @unchecked Sendable {
 
     /// The first n values of a plain type.
     public func download<T: BitwiseCopyable>(_ n: Int, as: T.Type) throws -> [T] {
-        precondition(n * MemoryLayout<T>.stride <= count * 4)
-        var r: Int32 = 0
+        var failure: Error?
         let out = [T](unsafeUninitializedCapacity: n) { buf, initialized in
-            r = mkc_copy_to_host(buf.baseAddress, pointer, n * MemoryLayout<T>.stride)
-            initialized = n  // plain values: every bit pattern copied in is a value (garbage only if r != 0, then thrown away)
+            do { try download(into: buf) } catch { failure = error }
+            initialized = n  // plain values: any bits copied in are values (and thrown away with the error)
         }
-        guard r == 0 else { throw CUDADevice.error(r, "copying from the device") }
+        if let failure { throw failure }
         return out
+    }
+
+    /// The first out.count values, into host memory the caller holds (no array made).
+    public func download<T: BitwiseCopyable>(into out: UnsafeMutableBufferPointer<T>) throws {
+        precondition(out.count * MemoryLayout<T>.stride <= count * 4)
+        let r = mkc_copy_to_host(out.baseAddress, pointer, out.count * MemoryLayout<T>.stride)
+        guard r == 0 else { throw CUDADevice.error(r, "copying from the device") }
     }
 
     /// The whole buffer as float32.

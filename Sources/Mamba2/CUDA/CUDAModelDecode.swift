@@ -99,14 +99,30 @@ extension CUDAModel {
 
     /// Feeds one token per row (rows in use since prefill) and returns the logits (rows, padded vocab).
     public func step(_ tokens: [Int]) throws -> Tensor {
+        let n = tokens.count * config.paddedVocabSize
+        var failure: Error?
+        let logits = [Float](unsafeUninitializedCapacity: n) { buf, initialized in
+            do { try step(tokens, into: buf) } catch { failure = error }
+            initialized = n
+        }
+        if let failure { throw failure }
+        return Tensor(shape: [tokens.count, config.paddedVocabSize], data: logits)
+    }
+
+    /// The same, the logits (rows × padded vocab) written into host memory the caller holds (the
+    /// generator's workspace: no array per token).
+    public func step(_ tokens: [Int], into logits: UnsafeMutableBufferPointer<Float>) throws {
         guard tokens.count == rows, rows > 0 else {
             throw Mamba2Error.invalidArgument("tokens", reason: "\(tokens.count) tokens for \(rows) rows prefilled on the GPU")
+        }
+        guard logits.count == rows * config.paddedVocabSize else {
+            throw Mamba2Error.invalidArgument("logits", reason: "room for \(logits.count) values, \(rows) rows need \(rows * config.paddedVocabSize)")
         }
         try config.checkTokens(tokens, argument: "tokens")
         try tokens1.upload(tokens.map { Int32($0) })
         try enqueueStep(rows: rows, greedy: false)
         try cudaSynchronize()
-        return Tensor(shape: [rows, config.paddedVocabSize], data: try logits1.download(rows * config.paddedVocabSize, as: Float.self))
+        try logits1.download(into: logits)
     }
 
     /// Greedy decode of `steps` tokens per row after feeding `first` (one per row): each step is one

@@ -57,8 +57,7 @@ public struct TokenGenerator {
         // The logits of the last token are in the workspace; a new token is fed only when asked for the next.
         if let last = lastToken {
             if let gpu {
-                let logits = try gpu.step([last])
-                workspace.logits.withUnsafeMutableBufferPointer { w in logits.data.withUnsafeBufferPointer { w.baseAddress!.update(from: $0.baseAddress!, count: $0.count) } }
+                try workspace.logits.withUnsafeMutableBufferPointer { try gpu.step([last], into: $0) }
             } else {
                 try model.step([last], states: &states, workspace: workspace)
             }
