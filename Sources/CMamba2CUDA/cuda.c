@@ -45,7 +45,6 @@ static struct {
     CUresult (*cuStreamSynchronize)(CUstream);
     CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, CUstream);
     CUresult (*cuMemcpyDtoHAsync)(void *, CUdeviceptr, size_t, CUstream);
-    CUresult (*cuMemcpyDtoDAsync)(CUdeviceptr, CUdeviceptr, size_t, CUstream);
     CUresult (*cuMemsetD32Async)(CUdeviceptr, unsigned, size_t, CUstream);
     CUresult (*cuStreamBeginCapture)(CUstream, int);
     CUresult (*cuStreamEndCapture)(CUstream, CUgraph *);
@@ -110,7 +109,7 @@ int mkc_open(char *err, int errlen) {
     SYM(cu, cuLaunchKernelEx, "cuLaunchKernelEx");
     SYM(cu, cuStreamCreate, "cuStreamCreate"); SYM(cu, cuStreamSynchronize, "cuStreamSynchronize");
     SYM(cu, cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2"); SYM(cu, cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2");
-    SYM(cu, cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2"); SYM(cu, cuMemsetD32Async, "cuMemsetD32Async");
+    SYM(cu, cuMemsetD32Async, "cuMemsetD32Async");
     SYM(cu, cuStreamBeginCapture, "cuStreamBeginCapture_v2"); SYM(cu, cuStreamEndCapture, "cuStreamEndCapture");
     SYM(cu, cuGraphInstantiateWithFlags, "cuGraphInstantiateWithFlags"); SYM(cu, cuGraphLaunch, "cuGraphLaunch");
     SYM(cu, cuGraphDestroy, "cuGraphDestroy"); SYM(cu, cuGraphExecDestroy, "cuGraphExecDestroy");
@@ -273,7 +272,6 @@ int mkc_copy_to_host(void *h, uint64_t p, size_t n) {
     int r = C.cuMemcpyDtoHAsync(h, p, n, C.stream);
     return r ? r : C.cuStreamSynchronize(C.stream);
 }
-int mkc_copy_on_device(uint64_t dst, uint64_t src, size_t n) { CUR(); return C.cuMemcpyDtoDAsync(dst, src, n, C.stream); }
 int mkc_fill32(uint64_t p, unsigned value, size_t count) { CUR(); return C.cuMemsetD32Async(p, value, count, C.stream); }
 int mkc_launch(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared, void **params) {
     CUR();

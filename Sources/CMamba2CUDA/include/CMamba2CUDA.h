@@ -34,7 +34,6 @@ int mkc_synchronize(void);
 // launch, sm_90+): the kernel must execute griddepcontrol.wait before it reads what that kernel wrote.
 int mkc_launch_dependent(void *function, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                          unsigned sharedBytes, void **params);
-int mkc_copy_on_device(uint64_t dst, uint64_t src, size_t bytes);
 // Sets count 32-bit words to value (asynchronously).
 int mkc_fill32(uint64_t devicePointer, unsigned value, size_t count);
 // CUDA graphs: what is launched between begin and end is captured (not run) and instantiated into exec,
