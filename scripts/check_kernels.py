@@ -54,10 +54,9 @@ def main():
                 for a in (0, 1, 2)]
     for f16 in (0, 1):
         for n in (32, 64, 96, 128):
-            for units in (1, 2):
-                variants.append((f"ssdTensorCore ELEM_F16={f16} NS={n} SCAN_UNITS={units}",
-                                 f"#define ELEM_F16 {f16}\n#define NS {n}\n#define PH 64\n#define QC 128\n#define SCAN_UNITS {units}\n"
-                                 + half_conversions(f16 == 1) + source("CUDATensorCoreKernels.swift", "ssdTensorCore")))
+            variants.append((f"ssdTensorCore ELEM_F16={f16} NS={n}",
+                             f"#define ELEM_F16 {f16}\n#define NS {n}\n#define PH 64\n#define QC 128\n"
+                             + half_conversions(f16 == 1) + source("CUDATensorCoreKernels.swift", "ssdTensorCore")))
     variants.append(("ssdChunked", source("CUDAKernels.swift", "ssdChunked")))
     failed = 0
     for name, src in variants:

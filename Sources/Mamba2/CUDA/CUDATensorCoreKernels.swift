@@ -269,13 +269,12 @@ extension CUDAKernelSource {
             if (tid < QC) { cumS[tid] = cr; dtS[tid] = dr; }
             if (h + 1 < h0 + hb) fetch(h + 1);
             __syncthreads();
-            // SCAN_UNITS 2: two work units per warp, balanced: rows of m-tile `warp` for the first half of the
-            // columns and rows of m-tile 7 − warp for the second (the intra-chunk work of an m-tile grows with
-            // it); each m-tile's fragments are then built twice. SCAN_UNITS 1: a warp takes its m-tile for all
-            // columns, fragments built once, warps unbalanced: measured 1–3% slower on the H200
-            // (benchmarks/results/gpu-ssd-scan-units.md), so building fragments is not what bounds this kernel.
-            constexpr int CW = PH / SCAN_UNITS, NTU = CW / 8;
-            for (int u = 0; u < SCAN_UNITS; u++) {
+            // Two work units per warp, balanced: rows of m-tile `warp` for the first half of the columns and
+            // rows of m-tile 7 − warp for the second (the intra-chunk work of an m-tile grows with it); each
+            // m-tile's fragments are then built twice. A warp per m-tile for all columns (fragments built
+            // once, warps unbalanced) measured 1–3% slower on the H200 (benchmarks/results/gpu-ssd-scan-units.md).
+            constexpr int CW = PH / 2, NTU = CW / 8;
+            for (int u = 0; u < 2; u++) {
                 const int um0 = (u == 0 ? warp : QC / 16 - 1 - warp) * 16, ur = um0 + (lane >> 2), n0 = u * CW;
                 const float ct0 = cumS[ur], ct1 = cumS[ur + 8];
                 float acc[NTU][4];

@@ -13,7 +13,6 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
     let kernels: [String: CUDAKernel]
     let shared: (state: Int, scan: Int)
     static let chunk = 128, headDim = 64
-    static let scanUnits = 2
     /// At most this many heads per block (the state kernel keeps a row of weights per head in shared memory).
     static let maxHeadsPerBlock = 32
 
@@ -23,9 +22,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         }
         self.elementType = elementType
         stateSize = N
-        // Work units per warp in the scan kernel (see SCAN_UNITS there); MAMBA2_TC_SCAN_UNITS=1 or 2 overrides.
-        let units = environment("MAMBA2_TC_SCAN_UNITS").flatMap(Int.init).flatMap { [1, 2].contains($0) ? $0 : nil } ?? Self.scanUnits
-        let defines = "#define ELEM_F16 \(elementType == .f16 ? 1 : 0)\n#define NS \(N)\n#define PH 64\n#define QC 128\n#define SCAN_UNITS \(units)\n"
+        let defines = "#define ELEM_F16 \(elementType == .f16 ? 1 : 0)\n#define NS \(N)\n#define PH 64\n#define QC 128\n"
         kernels = try device.compile(defines + CUDAKernelSource.halfConversions(f16: elementType == .f16) + CUDAKernelSource.ssdTensorCore, name: "ssd_tc_\(elementType.rawValue)_\(N).cu",
                                      kernels: ["ssd_tc_state", "ssd_tc_passing", "ssd_tc_scan"])
         shared = CUDAKernelSource.tensorCoreShared(stateSize: N)
