@@ -10,6 +10,8 @@ import os
 import re
 import sys
 
+# --verbose: ptxas's report of registers, spills and shared memory per kernel
+VERBOSE = [b"--ptxas-options=-v"] if "--verbose" in sys.argv else []
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Sources", "Mamba2", "CUDA")
 
 
@@ -56,13 +58,15 @@ def main():
         for n in (32, 64, 96, 128):
             variants.append((f"ssdTensorCore ELEM_F16={f16} NS={n}",
                              f"#define ELEM_F16 {f16}\n#define NS {n}\n#define PH 64\n#define QC 128\n"
-                             + half_conversions(f16 == 1) + source("CUDATensorCoreKernels.swift", "ssdTensorCore")))
-    variants.append(("ssdChunked", source("CUDAKernels.swift", "ssdChunked")))
+                             + half_conversions(f16 == 1) + source("CUDATensorCoreKernels.swift", "ssdTensorCore")
+                             + "\n#define SQ_ELEM u16\n#define SQ_F(v) to_f(v)\n" + source("CUDAKernels.swift", "ssdSequenceStates")))
+    variants.append(("ssdChunked", source("CUDAKernels.swift", "ssdChunked") + "\n#define SQ_ELEM float\n#define SQ_F(v) (v)\n"
+                     + source("CUDAKernels.swift", "ssdSequenceStates")))
     failed = 0
     for name, src in variants:
         prog = ctypes.c_void_p()
         assert lib.nvrtcCreateProgram(ctypes.byref(prog), src.encode(), b"k.cu", 0, None, None) == 0
-        opts = [b"--gpu-architecture=sm_90", b"--std=c++17", b"-default-device"]
+        opts = [b"--gpu-architecture=sm_90", b"--std=c++17", b"-default-device"] + VERBOSE
         r = lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts))
         size = ctypes.c_size_t()
         lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
@@ -70,6 +74,8 @@ def main():
         lib.nvrtcGetProgramLog(prog, log)
         lib.nvrtcDestroyProgram(ctypes.byref(prog))
         print(f"{'ok    ' if r == 0 else 'FAILED'} {name}")
+        if VERBOSE and r == 0:
+            print(log.value.decode())
         if r != 0:
             failed += 1
             print(log.value.decode())

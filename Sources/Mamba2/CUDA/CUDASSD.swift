@@ -1,13 +1,14 @@
 /// The SSD layer on the GPU: the chunked forward of `CUDAKernelSource.ssdChunked`, same inputs and outputs
-/// as `SSD.run` (rows of one sequence each; packed rows are not on the GPU yet).
+/// as `SSD.run`, packed rows (seqIdx) included; a state per sequence (`sequenceInitialStates`) is not taken yet.
 public final class CUDASSD: @unchecked Sendable {
     let device: CUDADevice
     let kernels: [String: CUDAKernel]
 
     public init(device: CUDADevice) throws {
         self.device = device
-        kernels = try device.compile(CUDAKernelSource.ssdChunked, name: "ssd_chunked.cu",
-                                     kernels: ["ssd_chunk_state", "ssd_state_passing", "ssd_bmm", "ssd_chunk_scan"])
+        kernels = try device.compile(CUDAKernelSource.ssdChunked + "\n#define SQ_ELEM float\n#define SQ_F(v) (v)\n" + CUDAKernelSource.ssdSequenceStates,
+                                     name: "ssd_chunked.cu",
+                                     kernels: ["ssd_chunk_state", "ssd_state_passing", "ssd_bmm", "ssd_chunk_scan", "ssd_sequence_states"])
     }
 
     /// Inputs uploaded once, for timing the kernels alone.
@@ -17,13 +18,17 @@ public final class CUDASSD: @unchecked Sendable {
         let dtBias, D, z, initial: CUDABuffer?
         let dPerChannel, softplus: Bool
         let lo, hi: Float
+        /// Packed rows, and the (S, H, P, N) state at the end of each of their sequences.
+        var packed: CUDAPackedRows? = nil
+        var sequenceStates: CUDABuffer? = nil
     }
 
     public func prepare(_ input: SSDInput, options: SSDOptions) throws -> Prepared {
-        _ = try SSDProblem(input, options: options)  // the CPU's shape checks
-        guard input.seqIdx == nil, input.sequenceInitialStates == nil else {
-            throw Mamba2Error.invalidArgument("seq_idx", reason: "packed rows are not supported on the GPU yet")
+        let problem = try SSDProblem(input, options: options)  // the CPU's shape and seq_idx checks
+        guard input.sequenceInitialStates == nil else {
+            throw Mamba2Error.invalidArgument("sequence_initial_states", reason: "a state per packed sequence is not supported on the GPU yet (initial_states per row is)")
         }
+        let packed = try CUDAPackedRows(problem)
         let (b, L, H, P) = (input.x.shape[0], input.x.shape[1], input.x.shape[2], input.x.shape[3])
         let (G, N) = (input.B.shape[2], input.B.shape[3])
         let Q = min(options.chunkSize, 256)
@@ -38,7 +43,8 @@ public final class CUDASSD: @unchecked Sendable {
             CB: try CUDABuffer(count: b * G * nchunks * Q * Q),
             dtBias: try input.dtBias.map { try CUDABuffer($0.data) }, D: try input.D.map { try CUDABuffer($0.data) },
             z: try input.z.map { try CUDABuffer($0.data) }, initial: try input.initialStates.map { try CUDABuffer($0.data) },
-            dPerChannel: input.D?.shape.count == 2, softplus: options.dtSoftplus, lo: options.dtLimit.lo, hi: options.dtLimit.hi)
+            dPerChannel: input.D?.shape.count == 2, softplus: options.dtSoftplus, lo: options.dtLimit.lo, hi: options.dtLimit.hi,
+            packed: packed, sequenceStates: try packed.map { try CUDABuffer(count: $0.count * H * P * N) })
     }
 
     /// Launches the three kernels (asynchronously; call cudaSynchronize to wait).
@@ -46,7 +52,7 @@ public final class CUDASSD: @unchecked Sendable {
         let a1 = KernelArguments()
         for v in [p.L, p.H, p.P, p.G, p.N, p.Q] { a1.add(Int32(v)) }
         a1.add(p.x); a1.add(p.dt); a1.add(p.dtBias?.pointer ?? 0); a1.add(p.A); a1.add(Int32(p.softplus ? 1 : 0))
-        a1.add(p.lo); a1.add(p.hi); a1.add(p.B); a1.add(p.dtOut); a1.add(p.cumOut); a1.add(p.chunkStates); a1.add(p.chunkDecay)
+        a1.add(p.lo); a1.add(p.hi); a1.add(p.B); a1.add(p.packed?.seqStart.pointer ?? 0); a1.add(p.dtOut); a1.add(p.cumOut); a1.add(p.chunkStates); a1.add(p.chunkDecay)
         try kernels["ssd_chunk_state"]!.launch(grid: (p.nchunks, p.H, p.b), block: (256, 1, 1), sharedBytes: p.Q * 4, arguments: a1)
 
         let a2 = KernelArguments()
@@ -62,7 +68,7 @@ public final class CUDASSD: @unchecked Sendable {
         let a3 = KernelArguments()
         for v in [p.L, p.H, p.P, p.G, p.N, p.Q] { a3.add(Int32(v)) }
         a3.add(p.x); a3.add(p.z?.pointer ?? 0); a3.add(p.CB); a3.add(p.C); a3.add(p.D?.pointer ?? 0); a3.add(Int32(p.dPerChannel ? 1 : 0))
-        a3.add(p.dtOut); a3.add(p.cumOut); a3.add(p.statesIn); a3.add(p.y)
+        a3.add(p.dtOut); a3.add(p.cumOut); a3.add(p.statesIn); a3.add(p.packed?.seqStart.pointer ?? 0); a3.add(p.y)
         // Shared memory: the (16, Q) mask tile and the (N, P) incoming state; larger layers than fit
         // (P·N over 8192 floats) are refused until the kernel tiles over N.
         let tiles = (p.Q + 15) / 16
@@ -71,14 +77,20 @@ public final class CUDASSD: @unchecked Sendable {
             throw Mamba2Error.invalidArgument("state", reason: "P·N = \(p.P * p.N) is too large for the GPU chunk-scan kernel's shared memory yet")
         }
         try kernels["ssd_chunk_scan"]!.launch(grid: (p.nchunks * tiles, p.H, p.b), block: (256, 1, 1), sharedBytes: shared, arguments: a3)
+        if let packed = p.packed, let out = p.sequenceStates {
+            try packed.launchSequenceStates(kernels["ssd_sequence_states"]!, b: p.b, L: p.L, H: p.H, P: p.P, G: p.G, N: p.N, Q: p.Q,
+                                            nchunks: p.nchunks, x: p.x, B: p.B, dtOut: p.dtOut, cumOut: p.cumOut, statesIn: p.statesIn,
+                                            initial: p.initial, finalStates: p.finalStates, out: out)
+        }
     }
 
-    /// Runs the layer and returns y and the final states.
-    public func run(_ input: SSDInput, options: SSDOptions) throws -> (y: Tensor, finalStates: Tensor) {
+    /// Runs the layer: y, the final states of the rows and of every sequence (as `SSD.run`'s).
+    public func run(_ input: SSDInput, options: SSDOptions) throws -> (y: Tensor, finalStates: Tensor, sequenceStates: Tensor) {
         let p = try prepare(input, options: options)
         try launch(p)
         try cudaSynchronize()
-        return (Tensor(shape: [p.b, p.L, p.H, p.P], data: try p.y.download()),
-                Tensor(shape: [p.b, p.H, p.P, p.N], data: try p.finalStates.download()))
+        let finalStates = Tensor(shape: [p.b, p.H, p.P, p.N], data: try p.finalStates.download())
+        let sequenceStates = try p.sequenceStates.map { Tensor(shape: [p.packed!.count, p.H, p.P, p.N], data: try $0.download()) } ?? finalStates
+        return (Tensor(shape: [p.b, p.L, p.H, p.P], data: try p.y.download()), finalStates, sequenceStates)
     }
 }

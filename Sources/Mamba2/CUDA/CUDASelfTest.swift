@@ -50,7 +50,7 @@ public enum CUDASelfTest {
         }
         // The chunked SSD forward against the CPU's, with every option, on fresh inputs; y poisoned first.
         let ssd = try CUDASSD(device: device)
-        for (b, L, H, P, G, N, Q) in [(2, 300, 6, 5, 3, 7, 64), (1, 2048, 24, 64, 1, 128, 256)] {
+        for (b, L, H, P, G, N, Q, packed) in [(2, 300, 6, 5, 3, 7, 64, false), (1, 2048, 24, 64, 1, 128, 256, false), (2, 300, 6, 5, 3, 7, 64, true)] {
             func normal(_ shape: [Int]) -> Tensor { Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in rng.normal() }) }
             var input = SSDInput(x: normal([b, L, H, P]), dt: normal([b, L, H]),
                                  A: Tensor(shape: [H], data: (0..<H).map { _ in -1 - 15 * rng.uniform() }),
@@ -58,19 +58,26 @@ public enum CUDASelfTest {
                                  dtBias: Tensor(shape: [H], data: (0..<H).map { _ in -4 + rng.uniform() }),
                                  initialStates: normal([b, H, P, N]))
             if L == 2048 { input.D = normal([H]); input.z = nil }
-            let options = SSDOptions(form: .chunked, chunkSize: Q, dtSoftplus: true, dtLimit: L == 300 ? (0.001, 0.1) : (0, .infinity))
+            if packed { input.seqIdx = packedSequences(rows: b, length: L, rng: &rng) }
+            let options = SSDOptions(form: .chunked, chunkSize: Q, dtSoftplus: true, dtLimit: L == 300 && !packed ? (0.001, 0.1) : (0, .infinity))
             let cpu = try SSD.run(input, options: options)
             let prepared = try ssd.prepare(input, options: options)
             try prepared.y.upload([Float](repeating: .nan, count: prepared.y.count))
             try ssd.launch(prepared)
             try cudaSynchronize()
             let y = try prepared.y.download(), s = try prepared.finalStates.download()
-            let label = "chunked SSD b=\(b) L=\(L) H=\(H) P=\(P) G=\(G) N=\(N) Q=\(Q)"
+            let label = "chunked SSD b=\(b) L=\(L) H=\(H) P=\(P) G=\(G) N=\(N) Q=\(Q)\(packed ? " packed \(cpu.sequenceStates.shape[0]) sequences" : "")"
             checks.append(Check(name: label + " y", relativeError: Tensor(shape: cpu.y.shape, data: y).relativeError(to: cpu.y),
                                 tolerance: 1e-5, allWritten: !y.contains { $0.isNaN }))
             checks.append(Check(name: label + " final states",
                                 relativeError: Tensor(shape: cpu.finalStates.shape, data: s).relativeError(to: cpu.finalStates),
                                 tolerance: 1e-5, allWritten: !s.contains { $0.isNaN }))
+            if let out = prepared.sequenceStates {
+                let q = try out.download()
+                checks.append(Check(name: label + " sequence states",
+                                    relativeError: Tensor(shape: cpu.sequenceStates.shape, data: q).relativeError(to: cpu.sequenceStates),
+                                    tolerance: 1e-5, allWritten: q.count == cpu.sequenceStates.count && !q.contains { $0.isNaN }))
+            }
         }
         checks += try tensorCoreChecks(device: device, rng: &rng)
         return checks
@@ -87,7 +94,7 @@ public enum CUDASelfTest {
         for type in [CUDATensorCoreSSD.ElementType.bf16, .f16] {
             for N in [64, 128] {
                 let tc = try CUDATensorCoreSSD(device: device, elementType: type, stateSize: N)
-                for (b, L, H, G, options) in [(2, 300, 4, 2, true), (1, 2048, 24, 1, false)] {
+                for (b, L, H, G, options, packed) in [(2, 300, 4, 2, true, false), (1, 2048, 24, 1, false, false), (2, 300, 4, 1, true, true)] {
                     func normal(_ shape: [Int]) -> Tensor { Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in rng.normal() }) }
                     func rounded(_ t: Tensor) -> Tensor { Tensor(shape: t.shape, data: tc.floats(tc.halves(t.data))) }
                     let P = 64
@@ -98,7 +105,13 @@ public enum CUDASelfTest {
                     if options {
                         input.D = normal([H, P]); input.z = rounded(normal([b, L, H, P])); input.initialStates = normal([b, H, P, N])
                     }
-                    let opts = SSDOptions(form: .chunked, chunkSize: 256, dtSoftplus: true, dtLimit: options ? (0.001, 0.1) : (0, .infinity))
+                    if packed {
+                        // steep decays as well (dt ≈ 1.5 to 3.5, A down to −16: a 16-token tile's decay
+                        // underflows), for the factored decay of the tiles left of the diagonal
+                        input.seqIdx = packedSequences(rows: b, length: L, rng: &rng)
+                        input.dtBias = Tensor(shape: [H], data: (0..<H).map { _ in 1 + 2 * rng.uniform() })
+                    }
+                    let opts = SSDOptions(form: .chunked, chunkSize: 256, dtSoftplus: true, dtLimit: options && !packed ? (0.001, 0.1) : (0, .infinity))
                     let cpu = try SSD.run(input, options: opts)
                     let p = try tc.prepare(input, options: opts)
                     let nan: UInt16 = type == .bf16 ? 0x7FC0 : 0x7E00
@@ -107,16 +120,42 @@ public enum CUDASelfTest {
                     try cudaSynchronize()
                     let y = tc.floats(try p.y.download(b * L * H * P, as: UInt16.self)), s = try p.finalStates.download()
                     let tol = type == .bf16 ? 1e-2 : 2e-3
-                    let label = "tensor-core SSD \(type.rawValue) b=\(b) L=\(L) H=\(H) P=\(P) G=\(G) N=\(N)\(options ? " D per channel, z, h0, dt clamp" : "")"
+                    let what = packed ? " packed \(cpu.sequenceStates.shape[0]) sequences, steep decay, D per channel, z, h0" : options ? " D per channel, z, h0, dt clamp" : ""
+                    let label = "tensor-core SSD \(type.rawValue) b=\(b) L=\(L) H=\(H) P=\(P) G=\(G) N=\(N)" + what
                     checks.append(Check(name: label + " y", relativeError: Tensor(shape: cpu.y.shape, data: y).relativeError(to: cpu.y),
                                         tolerance: tol, allWritten: !y.contains { $0.isNaN }))
                     checks.append(Check(name: label + " final states",
                                         relativeError: Tensor(shape: cpu.finalStates.shape, data: s).relativeError(to: cpu.finalStates),
                                         tolerance: tol, allWritten: !s.contains { $0.isNaN }))
+                    if let out = p.sequenceStates {
+                        // the states of sequences ending inside a row go through one 16-bit incoming chunk state more
+                        let q = try out.download()
+                        checks.append(Check(name: label + " sequence states",
+                                            relativeError: Tensor(shape: cpu.sequenceStates.shape, data: q).relativeError(to: cpu.sequenceStates),
+                                            tolerance: tol, allWritten: q.count == cpu.sequenceStates.count && !q.contains { $0.isNaN }))
+                    }
                 }
             }
         }
         return checks
+    }
+
+    /// seq_idx for packed rows of 300 tokens: row 0 with boundaries on the edges of the kernels' chunks
+    /// (64 for the float32 test, 128 for the tensor cores) and sequences of one and five tokens; the other
+    /// rows with 1 to 4 boundaries drawn at random.
+    static func packedSequences(rows b: Int, length L: Int, rng: inout SplitMix64) -> [Int32] {
+        var seq: [Int32] = []
+        var id: Int32 = 0
+        for r in 0..<b {
+            var cuts: Set<Int> = r == 0 ? [1, 63, 64, 127, 128, 133, 134] : []
+            if r > 0 { for _ in 0..<(1 + Int(rng.uniform() * 4)) { cuts.insert(1 + Int(rng.uniform() * Float(L - 1))) } }
+            for t in 0..<L {
+                if cuts.contains(t) { id += 1 }
+                seq.append(id)
+            }
+            id += 1
+        }
+        return seq
     }
 
     /// Times the GPU chunked SSD on the mamba2-130m layer shape (H=24, P=64, N=128, G=1, b=1, Q=256), kernels

@@ -5,7 +5,7 @@ import CMamba2Kernels
 /// are rounded to bf16 or fp16 on upload, dt, A, D and dt_bias stay float32; accumulation is float32.
 /// Head dimension 64 and state sizes 32, 64, 96 or 128 (the released Mamba-2 models use 128); chunks of
 /// 128 tokens whatever the options' chunk size (the result does not depend on it).
-/// Rows of one sequence each (packed rows are not on the GPU yet).
+/// Packed rows (seqIdx) included; a state per sequence (`sequenceInitialStates`) is not taken yet.
 public final class CUDATensorCoreSSD: @unchecked Sendable {
     public enum ElementType: String, Sendable { case bf16, f16 }
     public let elementType: ElementType
@@ -23,8 +23,10 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         self.elementType = elementType
         stateSize = N
         let defines = "#define ELEM_F16 \(elementType == .f16 ? 1 : 0)\n#define NS \(N)\n#define PH 64\n#define QC 128\n"
-        kernels = try device.compile(defines + CUDAKernelSource.halfConversions(f16: elementType == .f16) + CUDAKernelSource.ssdTensorCore, name: "ssd_tc_\(elementType.rawValue)_\(N).cu",
-                                     kernels: ["ssd_tc_state", "ssd_tc_passing", "ssd_tc_scan"])
+        kernels = try device.compile(defines + CUDAKernelSource.halfConversions(f16: elementType == .f16) + CUDAKernelSource.ssdTensorCore
+                                     + "\n#define SQ_ELEM u16\n#define SQ_F(v) to_f(v)\n" + CUDAKernelSource.ssdSequenceStates,
+                                     name: "ssd_tc_\(elementType.rawValue)_\(N).cu",
+                                     kernels: ["ssd_tc_state", "ssd_tc_passing", "ssd_tc_scan", "ssd_sequence_states"])
         shared = CUDAKernelSource.tensorCoreShared(stateSize: N)
         try kernels["ssd_tc_state"]!.allowSharedMemory(shared.state)
         try kernels["ssd_tc_scan"]!.allowSharedMemory(shared.scan)
@@ -47,6 +49,9 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         let dtBias, D, z, initial: CUDABuffer?
         let dPerChannel, softplus: Bool
         let lo, hi: Float
+        /// Packed rows, and the (S, H, P, N) state at the end of each of their sequences.
+        var packed: CUDAPackedRows? = nil
+        var sequenceStates: CUDABuffer? = nil
     }
 
     /// Heads per block: as many as keep at least 256 blocks (two per SM on an H100/H200), since C·Bᵀ is
@@ -64,9 +69,9 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
     }
 
     public func prepare(_ input: SSDInput, options: SSDOptions) throws -> Prepared {
-        let pr = try SSDProblem(input, options: options)  // the CPU's shape checks
-        guard input.seqIdx == nil, input.sequenceInitialStates == nil else {
-            throw Mamba2Error.invalidArgument("seq_idx", reason: "packed rows are not supported on the GPU yet")
+        let pr = try SSDProblem(input, options: options)  // the CPU's shape and seq_idx checks
+        guard input.sequenceInitialStates == nil else {
+            throw Mamba2Error.invalidArgument("sequence_initial_states", reason: "a state per packed sequence is not supported on the GPU yet (initial_states per row is)")
         }
         guard pr.P == Self.headDim else {
             throw Mamba2Error.invalidArgument("x", reason: "the tensor-core SSD takes head dimension 64, got \(pr.P)")
@@ -77,6 +82,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         let nchunks = (pr.L + Self.chunk - 1) / Self.chunk
         let (b, L, H, P, G, N) = (pr.b, pr.L, pr.H, pr.P, pr.G, pr.N)
         let hb = try Self.headsPerBlock(rows: b, chunks: nchunks, heads: H, groups: G)
+        let packed = try CUDAPackedRows(pr)
         return Prepared(
             b: b, L: L, H: H, G: G, nchunks: nchunks, hb: hb,
             x: try CUDABuffer(halves: halves(input.x.data)), dt: try CUDABuffer(input.dt.data), A: try CUDABuffer(input.A.data),
@@ -87,7 +93,8 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
             chunkDecay: try CUDABuffer(count: b * H * nchunks), finalStates: try CUDABuffer(count: b * H * P * N),
             dtBias: try input.dtBias.map { try CUDABuffer($0.data) }, D: try input.D.map { try CUDABuffer($0.data) },
             z: try input.z.map { try CUDABuffer(halves: halves($0.data)) }, initial: try input.initialStates.map { try CUDABuffer($0.data) },
-            dPerChannel: input.D?.shape.count == 2, softplus: options.dtSoftplus, lo: options.dtLimit.lo, hi: options.dtLimit.hi)
+            dPerChannel: input.D?.shape.count == 2, softplus: options.dtSoftplus, lo: options.dtLimit.lo, hi: options.dtLimit.hi,
+            packed: packed, sequenceStates: try packed.map { try CUDABuffer(count: $0.count * H * P * N) })
     }
 
     /// Launches the three kernels (asynchronously; cudaSynchronize waits); `only` launches one of them
@@ -97,7 +104,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         let a1 = KernelArguments()
         for v in [p.L, p.H, p.G, p.nchunks, p.hb] { a1.add(Int32(v)) }
         a1.add(p.x); a1.add(p.dt); a1.add(p.dtBias?.pointer ?? 0); a1.add(p.A); a1.add(Int32(p.softplus ? 1 : 0))
-        a1.add(p.lo); a1.add(p.hi); a1.add(p.B); a1.add(p.dtOut); a1.add(p.cumOut); a1.add(p.states); a1.add(p.chunkDecay)
+        a1.add(p.lo); a1.add(p.hi); a1.add(p.B); a1.add(p.packed?.seqStart.pointer ?? 0); a1.add(p.dtOut); a1.add(p.cumOut); a1.add(p.states); a1.add(p.chunkDecay)
         let blocksZ = p.G * (p.H / p.G / p.hb)
         if only == nil || only == 0 { try kernels["ssd_tc_state"]!.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: shared.state, arguments: a1) }
 
@@ -111,19 +118,26 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         let a3 = KernelArguments()
         for v in [p.L, p.H, p.G, p.nchunks, p.hb] { a3.add(Int32(v)) }
         a3.add(p.x); a3.add(p.z?.pointer ?? 0); a3.add(p.B); a3.add(p.C); a3.add(p.D?.pointer ?? 0)
-        a3.add(Int32(p.dPerChannel ? 1 : 0)); a3.add(p.dtOut); a3.add(p.cumOut); a3.add(p.statesIn); a3.add(p.y)
+        a3.add(Int32(p.dPerChannel ? 1 : 0)); a3.add(p.dtOut); a3.add(p.cumOut); a3.add(p.statesIn); a3.add(p.packed?.seqStart.pointer ?? 0); a3.add(p.y)
         if only == nil || only == 2 {
             try kernels["ssd_tc_scan"]!.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: shared.scan, arguments: a3)
         }
+        if only == nil, let packed = p.packed, let out = p.sequenceStates {
+            try packed.launchSequenceStates(kernels["ssd_sequence_states"]!, b: p.b, L: p.L, H: p.H, P: Self.headDim, G: p.G, N: N,
+                                            Q: Self.chunk, nchunks: p.nchunks, x: p.x, B: p.B, dtOut: p.dtOut, cumOut: p.cumOut,
+                                            statesIn: p.statesIn, initial: p.initial, finalStates: p.finalStates, out: out)
+        }
     }
 
-    /// Runs the layer: y (in float32, from the 16-bit output) and the final states (float32).
-    public func run(_ input: SSDInput, options: SSDOptions) throws -> (y: Tensor, finalStates: Tensor) {
+    /// Runs the layer: y (in float32, from the 16-bit output), the final states of the rows and of every
+    /// sequence (float32, as `SSD.run`'s).
+    public func run(_ input: SSDInput, options: SSDOptions) throws -> (y: Tensor, finalStates: Tensor, sequenceStates: Tensor) {
         let p = try prepare(input, options: options)
         try launch(p)
         try cudaSynchronize()
         let n = p.b * p.L * p.H * Self.headDim
-        return (Tensor(shape: input.x.shape, data: floats(try p.y.download(n, as: UInt16.self))),
-                Tensor(shape: [p.b, p.H, Self.headDim, stateSize], data: try p.finalStates.download()))
+        let finalStates = Tensor(shape: [p.b, p.H, Self.headDim, stateSize], data: try p.finalStates.download())
+        let sequenceStates = try p.sequenceStates.map { Tensor(shape: [p.packed!.count, p.H, Self.headDim, stateSize], data: try $0.download()) } ?? finalStates
+        return (Tensor(shape: input.x.shape, data: floats(try p.y.download(n, as: UInt16.self))), finalStates, sequenceStates)
     }
 }
