@@ -206,24 +206,31 @@ extension CUDAKernelSource {
         }
     }
 
+    // A thread per pair of state elements (4-byte loads and stores of the 16-bit states).
     extern "C" __global__ void __launch_bounds__(256) ssd_tc_passing(
             int H, int nchunks, const u16* __restrict__ states, const float* __restrict__ chunkDecay,
             const float* __restrict__ initial, float* __restrict__ finalStates, u16* __restrict__ statesIn) {
-        const int e = blockIdx.x * 256 + threadIdx.x, h = blockIdx.y, r = blockIdx.z;
+        const int e = (blockIdx.x * 256 + threadIdx.x) * 2, h = blockIdx.y, r = blockIdx.z;
         const size_t base = ((size_t)r * H + h) * nchunks;
-        float prev = initial ? initial[((size_t)r * H + h) * PH * NS + e] : 0.f;
+        float2 prev = initial ? *(const float2*)(initial + ((size_t)r * H + h) * PH * NS + e) : make_float2(0.f, 0.f);
         int c = 0;
         for (; c + 16 <= nchunks; c += 16) {  // loads first: they do not depend on the running state
-            float s[16], a[16];
-            for (int i = 0; i < 16; i++) { s[i] = to_f(states[(base + c + i) * PH * NS + e]); a[i] = chunkDecay[base + c + i]; }
-            for (int i = 0; i < 16; i++) { statesIn[(base + c + i) * PH * NS + e] = from_f(prev); prev = a[i] * prev + s[i]; }
+            u32 s[16];
+            float a[16];
+            for (int i = 0; i < 16; i++) { s[i] = *(const u32*)(states + (base + c + i) * PH * NS + e); a[i] = chunkDecay[base + c + i]; }
+            for (int i = 0; i < 16; i++) {
+                *(u32*)(statesIn + (base + c + i) * PH * NS + e) = pack2(prev.x, prev.y);
+                const float2 v = unpack2(s[i]);
+                prev = make_float2(a[i] * prev.x + v.x, a[i] * prev.y + v.y);
+            }
         }
         for (; c < nchunks; c++) {
-            const float s = to_f(states[(base + c) * PH * NS + e]);
-            statesIn[(base + c) * PH * NS + e] = from_f(prev);
-            prev = chunkDecay[base + c] * prev + s;
+            const float2 v = unpack2(*(const u32*)(states + (base + c) * PH * NS + e));
+            *(u32*)(statesIn + (base + c) * PH * NS + e) = pack2(prev.x, prev.y);
+            const float a = chunkDecay[base + c];
+            prev = make_float2(a * prev.x + v.x, a * prev.y + v.y);
         }
-        finalStates[((size_t)r * H + h) * PH * NS + e] = prev;
+        *(float2*)(finalStates + ((size_t)r * H + h) * PH * NS + e) = prev;
     }
 
     extern "C" __global__ void __launch_bounds__(256, 2) ssd_tc_scan(

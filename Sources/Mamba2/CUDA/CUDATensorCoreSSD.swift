@@ -112,7 +112,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         a2.add(Int32(p.H)); a2.add(Int32(p.nchunks)); a2.add(p.states); a2.add(p.chunkDecay)
         a2.add(p.initial?.pointer ?? 0); a2.add(p.finalStates); a2.add(p.statesIn)
         if only == nil || only == 1 {
-            try kernels["ssd_tc_passing"]!.launch(grid: (Self.headDim * N / 256, p.H, p.b), block: (256, 1, 1), arguments: a2)
+            try kernels["ssd_tc_passing"]!.launch(grid: (Self.headDim * N / 512, p.H, p.b), block: (256, 1, 1), arguments: a2)
         }
 
         let a3 = KernelArguments()
