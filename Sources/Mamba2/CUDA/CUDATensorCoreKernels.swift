@@ -20,9 +20,11 @@ extension CUDAKernelSource {
     ///      and N = 128 ran 1.23× faster), then per head
     ///      Y = e^{cum_t}·(C·h_inᵀ) + (CB ∘ exp(cum_t − cum_s) ∘ dt_s, s ≤ t)·X + D·x, gated by silu(z).
     ///      The decayed CB is made in registers, fragment by fragment; left of the diagonal tile its decay is
-    ///      split at the tile's last token e, exp(cum_t − cum_e)·[exp(cum_e − cum_s)·dt_s] (both ≤ 1), so a
-    ///      fragment costs 2 exponentials instead of 8, and e^{cum_t} scales C·h_inᵀ's rows after the product
-    ///      instead of C's before it (the scan went from 0.86 to 0.59 ms at N = 128, 65,536 tokens).
+    ///      split at the tile's last token e, exp(cum_t − cum_e)·[exp(cum_e − cum_s)·dt_s] (both ≤ 1), and on
+    ///      the diagonal at its first token b, exp(cum_t − cum_b)·[exp(cum_b − cum_s)·dt_s] (the second under
+    ///      e^64·dt_s where the tile's decay is under 64; steeper tiles take each factor exactly), so a
+    ///      fragment costs 2 exponentials instead of 8; e^{cum_t} scales C·h_inᵀ's rows after the product
+    ///      instead of C's before it (the scan went from 0.86 to 0.55 ms at N = 128, 65,536 tokens).
     /// Packed rows (seqStart non-null, `CUDAPackedRows`): M is masked to s in t's sequence, a row takes
     /// h_in only when its sequence began before the chunk (or is the row's first), and a chunk's state is
     /// that of its last token's sequence, passed on only under the same condition (its chunkDecay is 0
@@ -252,7 +254,8 @@ extension CUDAKernelSource {
         float* cumS = (float*)(Bs + (QC * LDN > QC * LDP + PH * LDN ? QC * LDN : QC * LDP + PH * LDN));  // [QC] cum_t
         float* dtS = cumS + QC;                    // [QC] dt_s
         float* wS = dtS + QC;                      // [QC] exp(cum_e − cum_s)·dt_s, e the last token of s's 16-token tile
-        float* eS = wS + QC;                       // [QC] exp(cum_t) where t takes the incoming state, else 0
+        float* vS = wS + QC;                       // [QC] exp(cum_b − cum_s)·dt_s, b the first token of s's tile (≤ e^64·dt_s)
+        float* eS = vS + QC;                       // [QC] exp(cum_t) where t takes the incoming state, else 0
         int* stS = (int*)(eS + QC);                // [QC] where t's sequence starts, relative to the chunk
         for (int e = tid; e < QC * NS / 8; e += 256) {
             const int t = e / (NS / 8), n8 = (e % (NS / 8)) * 8;
@@ -273,7 +276,7 @@ extension CUDAKernelSource {
         constexpr int XR = QC * PH / 8 / 256, HR = PH * NS / 8 / 256;
         uint4 xr[XR];
         uint4 hr[HR];
-        float cr = 0.f, dr = 0.f, wr = 0.f, er = 0.f;
+        float cr = 0.f, dr = 0.f, wr = 0.f, vr = 0.f, er = 0.f;
         auto fetch = [&](int h) {
             for (int k = 0; k < XR; k++) {
                 const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
@@ -287,6 +290,7 @@ extension CUDAKernelSource {
                 cr = cum[min(tid, q - 1)];
                 dr = tid < q ? dtOut[((size_t)r * H + h) * L + t0 + tid] : 0.f;
                 wr = __expf(fminf(cum[min(tid | 15, q - 1)] - cr, 0.f)) * dr;
+                vr = __expf(fminf(fmaxf(cum[min(tid & ~15, q - 1)] - cr, 0.f), 64.f)) * dr;  // used only where the tile's decay is under 64
                 er = st < t0 || st == 0 ? __expf(fminf(cr, 0.f)) : 0.f;
             }
         };
@@ -322,7 +326,7 @@ extension CUDAKernelSource {
                 const int e8 = (tid + k * 256) * 8, p = e8 / NS, n = e8 % NS;
                 *(uint4*)(Hs + p * LDN + n) = hr[k];
             }
-            if (tid < QC) { cumS[tid] = cr; dtS[tid] = dr; wS[tid] = wr; eS[tid] = er; }
+            if (tid < QC) { cumS[tid] = cr; dtS[tid] = dr; wS[tid] = wr; vS[tid] = vr; eS[tid] = er; }
             if (h + 1 < h0 + hb) fetch(h + 1);
             __syncthreads();
             // Two work units per warp, balanced: rows of m-tile `warp` for the first half of the columns and
@@ -330,6 +334,7 @@ extension CUDAKernelSource {
             // m-tile's fragments are then built twice. A warp per m-tile for all columns (fragments built
             // once, warps unbalanced) measured 1–3% slower on the H200 (benchmarks/results/gpu-ssd-scan-units.md).
             constexpr int CW = PH / 2, NTU = CW / 8;
+            const float dHead = D && !dPerChannel ? D[h] : 0.f;
             for (int u = 0; u < 2; u++) {
                 const int um0 = (u == 0 ? warp : QC / 16 - 1 - warp) * 16, ur = um0 + (lane >> 2), n0 = u * CW;
                 float acc[NTU][4];
@@ -366,8 +371,18 @@ extension CUDAKernelSource {
                         const float2 wa = *(const float2*)(wS + s0), wb = *(const float2*)(wS + s0 + 8);
                         w00 = make_float2(wa.x * a0, wa.y * a0); w01 = make_float2(wb.x * a0, wb.y * a0);
                         w10 = make_float2(wa.x * a1, wa.y * a1); w11 = make_float2(wb.x * a1, wb.y * a1);
+                    } else if (cumS[k0] - cumS[k0 + 15] < 64.f) {
+                        // the diagonal tile, its decay split at its first token b: exp(cum_t − cum_b) ≤ 1 times
+                        // vS = exp(cum_b − cum_s)·dt_s, which stays under e^64·dt_s in such a tile; masked s ≤ t
+                        const float cb = cumS[k0];
+                        const float a0 = __expf(ct0 - cb), a1 = __expf(ct1 - cb);
+                        const float2 va = *(const float2*)(vS + s0), vb = *(const float2*)(vS + s0 + 8);
+                        w00 = make_float2(s0 <= ur ? va.x * a0 : 0.f, s0 + 1 <= ur ? va.y * a0 : 0.f);
+                        w01 = make_float2(s0 + 8 <= ur ? vb.x * a0 : 0.f, s0 + 9 <= ur ? vb.y * a0 : 0.f);
+                        w10 = make_float2(s0 <= ur + 8 ? va.x * a1 : 0.f, s0 + 1 <= ur + 8 ? va.y * a1 : 0.f);
+                        w11 = make_float2(s0 + 8 <= ur + 8 ? vb.x * a1 : 0.f, s0 + 9 <= ur + 8 ? vb.y * a1 : 0.f);
                     } else {
-                        // the diagonal tile: each factor exact, masked s ≤ t
+                        // the diagonal tile of a steeper decay: each factor exact, masked s ≤ t
                         auto f = [&](int t, float ct, int s) { return s <= t ? __expf(fminf(ct - cumS[s], 0.f)) * dtS[s] : 0.f; };
                         w00 = make_float2(f(ur, ct0, s0), f(ur, ct0, s0 + 1)); w01 = make_float2(f(ur, ct0, s0 + 8), f(ur, ct0, s0 + 9));
                         w10 = make_float2(f(ur + 8, ct1, s0), f(ur + 8, ct1, s0 + 1)); w11 = make_float2(f(ur + 8, ct1, s0 + 8), f(ur + 8, ct1, s0 + 9));
@@ -395,21 +410,27 @@ extension CUDAKernelSource {
                 for (int half = 0; half < 2; half++) {
                     const int t = ur + half * 8;
                     if (t >= q) continue;
+                    const size_t row = (((size_t)r * L + t0 + t) * H + h) * PH + n0 + (lane & 3) * 2;
+                    const u16* xs = Xs + t * LDP + n0 + (lane & 3) * 2;
                     for (int j = 0; j < NTU; j++) {
-                        const int p = n0 + j * 8 + (lane & 3) * 2;
-                        const size_t i = (((size_t)r * L + t0 + t) * H + h) * PH + p;
                         float y0 = acc[j][half * 2], y1 = acc[j][half * 2 + 1];
                         if (D) {
-                            const float2 xv = unpack2(*(const u32*)(Xs + t * LDP + p));
-                            y0 += (dPerChannel ? D[h * PH + p] : D[h]) * xv.x;
-                            y1 += (dPerChannel ? D[h * PH + p + 1] : D[h]) * xv.y;
+                            const float2 xv = unpack2(*(const u32*)(xs + j * 8));
+                            if (dPerChannel) {
+                                const float2 d = *(const float2*)(D + h * PH + n0 + j * 8 + (lane & 3) * 2);
+                                y0 += d.x * xv.x;
+                                y1 += d.y * xv.y;
+                            } else {
+                                y0 += dHead * xv.x;
+                                y1 += dHead * xv.y;
+                            }
                         }
                         if (z) {
-                            const float2 zv = unpack2(*(const u32*)(z + i));
+                            const float2 zv = unpack2(*(const u32*)(z + row + j * 8));
                             y0 *= zv.x / (1.f + __expf(-zv.x));
                             y1 *= zv.y / (1.f + __expf(-zv.y));
                         }
-                        *(u32*)(y + i) = pack2(y0, y1);
+                        *(u32*)(y + row + j * 8) = pack2(y0, y1);
                     }
                 }
             }
@@ -423,7 +444,7 @@ extension CUDAKernelSource {
         let (Q, P, pad) = (128, 64, 8)
         let ldp = P + pad, ldn = N + pad
         let state = (Q * ldn + Q * ldp) * 2 + maxHeadsPerBlock * Q * 4
-        let scan = Q * (Q + pad) * 2 + (Q * ldn + max(Q * ldn, Q * ldp + P * ldn)) * 2 + 5 * Q * 4
+        let scan = Q * (Q + pad) * 2 + (Q * ldn + max(Q * ldn, Q * ldp + P * ldn)) * 2 + 6 * Q * 4
         return (state, scan)
     }
 }
