@@ -276,7 +276,7 @@ extension CUDAKernelSource {
         constexpr int XR = QC * PH / 8 / 256, HR = PH * NS / 8 / 256;
         uint4 xr[XR];
         uint4 hr[HR];
-        float cr = 0.f, dr = 0.f, wr = 0.f, vr = 0.f, er = 0.f;
+        float cr = 0.f, dr = 0.f, ce = 0.f, cb = 0.f;  // cum_t, dt_t, cum at the end and start of t's tile
         auto fetch = [&](int h) {
             for (int k = 0; k < XR; k++) {
                 const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
@@ -284,14 +284,13 @@ extension CUDAKernelSource {
             }
             const u16* hin = statesIn + (((size_t)r * H + h) * nchunks + c) * PH * NS;
             for (int k = 0; k < HR; k++) hr[k] = *(const uint4*)(hin + (tid + k * 256) * 8);
-            if (tid < QC) {
+            if (tid < QC) {  // loads only: the factors are made when they are stored, after this head's work
                 // past the row's end, cum holds its last value (so the tile factors below stay ≤ 1) and dt is 0
                 const float* cum = cumOut + ((size_t)r * H + h) * L + t0;
                 cr = cum[min(tid, q - 1)];
+                ce = cum[min(tid | 15, q - 1)];
+                cb = cum[min(tid & ~15, q - 1)];
                 dr = tid < q ? dtOut[((size_t)r * H + h) * L + t0 + tid] : 0.f;
-                wr = __expf(fminf(cum[min(tid | 15, q - 1)] - cr, 0.f)) * dr;
-                vr = __expf(fminf(fmaxf(cum[min(tid & ~15, q - 1)] - cr, 0.f), 64.f)) * dr;  // used only where the tile's decay is under 64
-                er = st < t0 || st == 0 ? __expf(fminf(cr, 0.f)) : 0.f;
             }
         };
         fetch(h0);
@@ -326,7 +325,13 @@ extension CUDAKernelSource {
                 const int e8 = (tid + k * 256) * 8, p = e8 / NS, n = e8 % NS;
                 *(uint4*)(Hs + p * LDN + n) = hr[k];
             }
-            if (tid < QC) { cumS[tid] = cr; dtS[tid] = dr; wS[tid] = wr; vS[tid] = vr; eS[tid] = er; }
+            if (tid < QC) {
+                cumS[tid] = cr;
+                dtS[tid] = dr;
+                wS[tid] = __expf(fminf(ce - cr, 0.f)) * dr;
+                vS[tid] = __expf(fminf(fmaxf(cb - cr, 0.f), 64.f)) * dr;  // read only where the tile's decay is under 64
+                eS[tid] = st < t0 || st == 0 ? __expf(fminf(cr, 0.f)) : 0.f;
+            }
             if (h + 1 < h0 + hb) fetch(h + 1);
             __syncthreads();
             // Two work units per warp, balanced: rows of m-tile `warp` for the first half of the columns and
