@@ -58,10 +58,7 @@ struct GenerateCommand: AsyncParsableCommand {
         if let gpu, verbose {
             printErr("GPU: \(gpu.device.name), weights \(gpu.precision.rawValue), cuBLAS from \(CUDAModel.blasPath)")
         }
-        if let promptsFile {
-            if gpu != nil { throw ValidationError("--prompts-file runs on the CPU; the GPU generates one prompt at a time (or use bench --device cuda --batch)") }
-            return try runBatch(lm, params: params, file: promptsFile)
-        }
+        if let promptsFile { return try runBatch(lm, params: params, file: promptsFile, gpu: gpu) }
 
         let ids = try promptIDs(lm)
         var gen = try TokenGenerator(model: lm.model, tokenizer: printIds ? nil : lm.tokenizer, prompt: ids, parameters: params, gpu: gpu)
@@ -104,7 +101,7 @@ struct GenerateCommand: AsyncParsableCommand {
         return tok.encode(text)
     }
 
-    func runBatch(_ lm: LanguageModel, params: GenerateParameters, file: String) throws {
+    func runBatch(_ lm: LanguageModel, params: GenerateParameters, file: String, gpu: CUDAModel?) throws {
         let lines = try readText(file).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
         guard !lines.isEmpty else { throw ValidationError("\(file) holds no prompt") }
         let prompts: [[Int]] = try lines.map { line in
@@ -112,7 +109,7 @@ struct GenerateCommand: AsyncParsableCommand {
             return lm.tokenizer!.encode(line)
         }
         let t0 = monotonicSeconds()
-        let outs = try lm.generateBatch(prompts: prompts, parameters: params)
+        let outs = try lm.generateBatch(prompts: prompts, parameters: params, gpu: gpu)
         let seconds = monotonicSeconds() - t0
         for out in outs {
             let ids = out.map(\.id)

@@ -111,7 +111,7 @@ public final class CUDAModel: @unchecked Sendable {
         config = c
         self.precision = precision
         k = try device.compile("#define ACT \(precision.code)\n" + CUDAKernelSource.halfConversions(f16: precision == .f16) + CUDAKernelSource.model, name: "model_\(precision.rawValue).cu",
-                               kernels: ["m_embed", "m_rmsnorm", "m_gated_norm", "m_add_bias", "m_conv_prefill", "m_conv_step",
+                               kernels: ["m_embed", "m_rmsnorm", "m_gated_norm", "m_add_bias", "m_gather_rows", "m_conv_prefill", "m_conv_step",
                                          "m_ssd_step", "m_gemv", "m_argmax", "m_fill_normal"])
         try k["m_gemv"]!.allowSharedMemory(Self.gemvRows * max(c.dModel, c.dSSM) * 4)
         let tcShape = c.headDim == CUDATensorCoreSSD.headDim && c.dState % 32 == 0 && c.dState <= 128
@@ -210,19 +210,23 @@ public final class CUDAModel: @unchecked Sendable {
         guard r == 0 else { throw Mamba2Error.invalidArgument("device", reason: "cuBLAS GEMM (\(rows)×\(`in`) · \(`in`)×\(out)) failed with status \(r)") }
     }
 
-    /// Runs sequences of one length from fresh states through the model, leaving their states for
-    /// decode (rows 0..<count). Returns logits (count, padded vocab) of each last token for `.last`,
-    /// (count·length, padded vocab) for `.all`, nil for `.none`.
+    /// Runs sequences from fresh states through the model, leaving their states for decode (rows
+    /// 0..<count). Sequences of one length go as rows of a batch; of different lengths, packed one after
+    /// the other into a single row (the conv and the SSD reset at each start; `CUDAPackedRows`). Returns
+    /// logits (count, padded vocab) of each last token for `.last`, (total tokens, padded vocab) for `.all`
+    /// (sequences in order), nil for `.none`.
     public func prefill(_ sequences: [[Int]], logits mode: Mamba2Model.LogitsMode) throws -> Tensor? {
         let c = config
-        guard let L = sequences.first?.count, L > 0 else { throw Mamba2Error.invalidArgument("sequences", reason: "no tokens given") }
-        guard sequences.allSatisfy({ $0.count == L }) else {
-            throw Mamba2Error.invalidArgument("sequences", reason: "lengths \(sequences.map(\.count)): the GPU prefills sequences of one length together")
+        guard !sequences.isEmpty, sequences.allSatisfy({ !$0.isEmpty }) else {
+            throw Mamba2Error.invalidArgument("sequences", reason: "give at least one sequence, none of them empty (lengths \(sequences.map(\.count)))")
         }
         for s in sequences { try c.checkTokens(s, argument: "sequences") }
-        let b = sequences.count, T = b * L
-        try reserve(rows: b)
-        rows = b
+        let packed = sequences.allSatisfy({ $0.count == sequences[0].count }) ? nil : try CUDAPackedRows(lengths: sequences.map(\.count))
+        // rows × length of the kernels' layout: one row of all tokens when packed
+        let (b, L) = packed == nil ? (sequences.count, sequences[0].count) : (1, sequences.reduce(0) { $0 + $1.count })
+        let T = b * L
+        try reserve(rows: sequences.count)
+        rows = sequences.count
         let buf = try buffers(tokens: T)
         try buf.tokens.upload(sequences.joined().map { Int32($0) })
         let a0 = KernelArguments()
@@ -239,8 +243,9 @@ public final class CUDAModel: @unchecked Sendable {
             ac.add(buf.zx); ac.add(Int32(c.inProjSize)); ac.add(Int32(c.dSSM)); ac.add(Int32(c.dSSM + c.convDim))
             ac.add(l.convW); ac.add(l.convB?.pointer ?? 0); ac.add(Int32(half ? 1 : 0))
             ac.add(buf.x); ac.add(buf.B); ac.add(buf.C); ac.add(buf.dt); ac.add(convStates[i])
+            ac.add(packed?.seqStart.pointer ?? 0); ac.add(packed?.tokenEnd.pointer ?? 0); ac.add(packed?.tokenSequence.pointer ?? 0)
             try k["m_conv_prefill"]!.launch(grid: ((c.convDim + H + 255) / 256, L, b), block: (256, 1, 1), arguments: ac)
-            try ssd(rows: b, length: L, layer: l, buffers: buf, finalStates: ssmStates[i])
+            try ssd(rows: b, length: L, layer: l, buffers: buf, states: ssmStates[i], packed: packed)
             try gatedNorm(rows: T, y: buf.y, yHalf: half, z: buf.zx, w: l.gateNorm, out: buf.normed)
             try gemm(rows: T, out: c.dModel, in: c.dSSM, x: buf.normed, w: l.outProj, y: buf.residual, accumulate: true)
             if let bias = l.outProjBias { try addBias(rows: T, n: c.dModel, y: buf.residual, bias: bias) }
@@ -251,10 +256,21 @@ public final class CUDAModel: @unchecked Sendable {
             try cudaSynchronize()
             return nil
         case .last:
-            try gemv(rows: b, in: c.dModel, out: V, mode: 1, x: buf.residual.pointer + UInt64((L - 1) * c.dModel * 4), ldx: L * c.dModel,
-                     normW: normF, z: 0, ldz: 0, groups: 1, w: lmHead, bias: nil, y: logits1, ldy: V, accumulate: false)
+            let n = sequences.count
+            if let packed {  // the last token of each sequence gathered into rows, then the head as for a batch
+                let last = try CUDABuffer(count: n), rowsLast = try CUDABuffer(count: n * c.dModel)
+                try last.upload(packed.lastTokens.map { Int32($0) })
+                let ag = KernelArguments()
+                ag.add(Int32(c.dModel)); ag.add(last); ag.add(buf.residual); ag.add(rowsLast)
+                try k["m_gather_rows"]!.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: ag)
+                try gemv(rows: n, in: c.dModel, out: V, mode: 1, x: rowsLast.pointer, ldx: c.dModel,
+                         normW: normF, z: 0, ldz: 0, groups: 1, w: lmHead, bias: nil, y: logits1, ldy: V, accumulate: false)
+            } else {
+                try gemv(rows: n, in: c.dModel, out: V, mode: 1, x: buf.residual.pointer + UInt64((L - 1) * c.dModel * 4), ldx: L * c.dModel,
+                         normW: normF, z: 0, ldz: 0, groups: 1, w: lmHead, bias: nil, y: logits1, ldy: V, accumulate: false)
+            }
             try cudaSynchronize()
-            return Tensor(shape: [b, V], data: try logits1.download(b * V, as: Float.self))
+            return Tensor(shape: [n, V], data: try logits1.download(n * V, as: Float.self))
         case .all:
             try rmsnorm(rows: T, x: buf.residual, ldx: c.dModel, w: normF, out: buf.normed)
             let out = try CUDABuffer(count: T * V)
@@ -295,6 +311,15 @@ public final class CUDAModel: @unchecked Sendable {
         let CB: CUDABuffer?
     }
     var ssdScratch: SSDScratch?
+    var packedFinal: CUDABuffer?
+
+    /// Room for the single packed row's own final state (H, P, N), which decode does not use.
+    func packedFinalStates() throws -> CUDABuffer {
+        if let b = packedFinal { return b }
+        let b = try CUDABuffer(count: config.nHeads * config.headDim * config.dState)
+        packedFinal = b
+        return b
+    }
 
     func scratch(rows b: Int, length L: Int, chunk Q: Int) throws -> SSDScratch {
         if let s = ssdScratch, s.rows == b, s.length == L { return s }
@@ -311,8 +336,11 @@ public final class CUDAModel: @unchecked Sendable {
     }
 
     /// The chunked SSD of one layer over the prefill buffers: x, dt, B, C in, y out, the final states
-    /// written into the layer's decode state (rows, H, P, N).
-    func ssd(rows b: Int, length L: Int, layer l: Layer, buffers buf: PrefillBuffers, finalStates: CUDABuffer) throws {
+    /// written into the layer's decode state `states` (sequences, H, P, N): a row's, or with `packed`
+    /// each sequence's (the single row's own final state then goes to scratch).
+    func ssd(rows b: Int, length L: Int, layer l: Layer, buffers buf: PrefillBuffers, states: CUDABuffer, packed: CUDAPackedRows?) throws {
+        let finalStates = packed == nil ? states : try packedFinalStates()
+        let sequenceStates = packed == nil ? nil : states
         let c = config
         let (H, G, N, P) = (c.nHeads, c.nGroups, c.dState, c.headDim)
         let (lo, hi) = (c.dtLimit.lo, c.dtLimit.hi)
@@ -324,7 +352,7 @@ public final class CUDAModel: @unchecked Sendable {
                 b: b, L: L, H: H, G: G, nchunks: nchunks, hb: try CUDATensorCoreSSD.headsPerBlock(rows: b, chunks: nchunks, heads: H, groups: G),
                 x: buf.x, dt: buf.dt, A: l.A, B: buf.B, C: buf.C, y: buf.y, dtOut: s.dt, cumOut: s.cum, states: s.states,
                 statesIn: s.statesIn, chunkDecay: s.chunkDecay, finalStates: finalStates, dtBias: l.dtBias, D: l.D, z: nil,
-                initial: nil, dPerChannel: c.dHasHeadDim, softplus: true, lo: lo, hi: hi)
+                initial: nil, dPerChannel: c.dHasHeadDim, softplus: true, lo: lo, hi: hi, packed: packed, sequenceStates: sequenceStates)
             try tc.launch(p)
         } else {
             let Q = min(c.chunkSize, 256)
@@ -333,7 +361,7 @@ public final class CUDAModel: @unchecked Sendable {
                 b: b, L: L, H: H, P: P, G: G, N: N, Q: Q, nchunks: (L + Q - 1) / Q, x: buf.x, dt: buf.dt, A: l.A, B: buf.B, C: buf.C,
                 y: buf.y, dtOut: s.dt, cumOut: s.cum, chunkStates: s.states, chunkDecay: s.chunkDecay, statesIn: s.statesIn,
                 finalStates: finalStates, CB: s.CB!, dtBias: l.dtBias, D: l.D, z: nil, initial: nil,
-                dPerChannel: c.dHasHeadDim, softplus: true, lo: lo, hi: hi)
+                dPerChannel: c.dHasHeadDim, softplus: true, lo: lo, hi: hi, packed: packed, sequenceStates: sequenceStates)
             try plain!.launch(p)
         }
     }

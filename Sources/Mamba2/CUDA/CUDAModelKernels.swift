@@ -98,6 +98,12 @@ extension CUDAKernelSource {
     }
 
     // Y (T, n) += bias (n): the projections' optional biases in prefill.
+    // dst (n, d) = src rows idx[i] (n, d): the last token of each packed prompt, for its logits.
+    extern "C" __global__ void m_gather_rows(int d, const int* __restrict__ idx, const float* __restrict__ src, float* __restrict__ dst) {
+        const float* s = src + (size_t)idx[blockIdx.x] * d;
+        for (int i = threadIdx.x; i < d; i += blockDim.x) dst[(size_t)blockIdx.x * d + i] = s[i];
+    }
+
     extern "C" __global__ void m_add_bias(int n, float* __restrict__ Y, const float* __restrict__ bias) {
         for (int i = threadIdx.x; i < n; i += blockDim.x) Y[(size_t)blockIdx.x * n + i] += bias[i];
     }
@@ -109,24 +115,28 @@ extension CUDAKernelSource {
     extern "C" __global__ void __launch_bounds__(256) m_conv_prefill(
             int L, int convDim, int dConv, int dSsm, int GN, int H, const float* __restrict__ zx, int ld, int xbcOffset,
             int dtOffset, const float* __restrict__ convW, const float* __restrict__ convB, int half, void* xOut, void* bOut,
-            void* cOut, float* __restrict__ dtOut, float* __restrict__ convState) {
+            void* cOut, float* __restrict__ dtOut, float* __restrict__ convState, const int* __restrict__ seqStart,
+            const int* __restrict__ seqEnd, const int* __restrict__ seqIndex) {
         const int ch = blockIdx.x * 256 + threadIdx.x, t = blockIdx.y, r = blockIdx.z;
         const size_t tok = (size_t)r * L + t;
         const float* row = zx + tok * ld;
+        // Packed prompts (seqStart non-null): the taps stop at the sequence's start, and its conv state is
+        // kept in its own row (seqIndex); otherwise each row is one sequence.
+        const int st = seqStart ? seqStart[tok] : 0, en = seqStart ? seqEnd[tok] : L, sr = seqStart ? seqIndex[tok] : r;
         if (ch < convDim) {
             float acc = convB ? convB[ch] : 0.f;
             for (int k = 0; k < dConv; k++) {
                 const int tt = t - (dConv - 1) + k;
-                if (tt >= 0) acc += convW[ch * dConv + k] * zx[((size_t)r * L + tt) * ld + xbcOffset + ch];
+                if (tt >= st) acc += convW[ch * dConv + k] * zx[((size_t)r * L + tt) * ld + xbcOffset + ch];
             }
             const float v = silu(acc);
             if (ch < dSsm) store(xOut, tok * dSsm + ch, v, half);
             else if (ch < dSsm + GN) store(bOut, tok * GN + ch - dSsm, v, half);
             else store(cOut, tok * GN + ch - dSsm - GN, v, half);
-            float* st = convState + (size_t)r * (dConv - 1) * convDim + ch;
-            const int k = t - (L - (dConv - 1));  // the slot of this input in the final conv state
-            if (k >= 0) st[(size_t)k * convDim] = row[xbcOffset + ch];
-            if (t == 0) for (int s = 0; s < dConv - 1 - L; s++) st[(size_t)s * convDim] = 0.f;  // L < d_conv − 1
+            float* state = convState + (size_t)sr * (dConv - 1) * convDim + ch;
+            const int k = t - (en - (dConv - 1));  // the slot of this input in the final conv state
+            if (k >= 0) state[(size_t)k * convDim] = row[xbcOffset + ch];
+            if (t == st) for (int s = 0; s < dConv - 1 - (en - st); s++) state[(size_t)s * convDim] = 0.f;  // shorter than d_conv − 1
         } else if (ch < convDim + H) {
             dtOut[tok * H + ch - convDim] = row[dtOffset + ch - convDim];
         }

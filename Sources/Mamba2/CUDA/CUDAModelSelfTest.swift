@@ -100,6 +100,25 @@ extension CUDASelfTest {
             let graphTokens = try gpu.decodeGreedy(first: first, steps: 8)
             checks.append(Check(name: "model random \(precision.rawValue): greedy by CUDA graph == greedy by eager steps (\(rows) rows × 8 tokens)",
                                 relativeError: graphTokens == eagerGreedy ? 0 : 1, tolerance: 0, allWritten: true))
+            // Prompts of different lengths, packed into one row on the GPU (the conv and the SSD reset at each
+            // start; prompts of 1 and 2 tokens are shorter than the conv window), then 4 decode steps of every row.
+            let lengths = [300, 129, 1, 2, 37, 128]
+            let mixed = lengths.map { n in (0..<n).map { _ in Int(rng.next() % 1000) } }
+            var mixedStates = mixed.map { _ in cpu.newState() }
+            let wantMixed = try cpu.prefill(mixed, states: &mixedStates, logits: .last)
+            _ = try gpu.prefill(mixed, logits: .none)  // allocates the rows' buffers, so the logits can be poisoned
+            try gpu.logits1.fill(bitPattern: Float.nan.bitPattern)
+            let gotMixed = try gpu.prefill(mixed, logits: .last)!
+            check("model random \(precision.rawValue): packed prefill of prompts of \(lengths) tokens, last logits vs CPU",
+                  gotMixed.data, wantMixed.flatMap(\.data), tol)
+            var gotMixedSteps: [Float] = [], wantMixedSteps: [Float] = []
+            for _ in 0..<4 {
+                let tokens = mixed.map { _ in Int(rng.next() % 1000) }
+                try gpu.logits1.fill(bitPattern: Float.nan.bitPattern)
+                gotMixedSteps += try gpu.step(tokens).data
+                wantMixedSteps += try cpu.step(tokens, states: &mixedStates).data
+            }
+            check("model random \(precision.rawValue): 4 decode steps of the \(lengths.count) packed prompts vs CPU", gotMixedSteps, wantMixedSteps, tol)
         }
         return checks
     }

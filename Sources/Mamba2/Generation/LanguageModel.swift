@@ -75,9 +75,10 @@ public final class LanguageModel: Sendable {
         return generate(prompt: tokenizer.encode(prompt), parameters: parameters, gpu: gpu)
     }
 
-    /// Generates for several prompts at once (packed prefill, batched decode). Returns each one's tokens.
-    public func generateBatch(prompts: [[Int]], parameters: GenerateParameters) throws -> [[SampledToken]] {
-        var gen = try BatchGenerator(model: model, prompts: prompts, parameters: parameters)
+    /// Generates for several prompts at once (packed prefill, batched decode), on the CPU or on `gpu`.
+    /// Returns each one's tokens.
+    public func generateBatch(prompts: [[Int]], parameters: GenerateParameters, gpu: CUDAModel? = nil) throws -> [[SampledToken]] {
+        var gen = try BatchGenerator(model: model, prompts: prompts, parameters: parameters, gpu: gpu)
         return try gen.run()
     }
 }

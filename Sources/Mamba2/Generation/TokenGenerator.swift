@@ -129,22 +129,32 @@ extension String {
 /// Generates for several prompts together: one packed prefill, then every unfinished sequence decodes
 /// in one batched step per token. Each sequence samples with its own sampler (seed + index), so a
 /// sequence's tokens equal what it would generate alone with that seed.
+/// With `gpu`, the prefill and every step run there (prompts of different lengths packed into one row);
+/// its decode steps all rows, finished ones fed a placeholder token whose logits are not read.
 struct BatchGenerator {
     let model: Mamba2Model
     let prompts: [[Int]]
     let parameters: GenerateParameters
+    let gpu: CUDAModel?
 
-    init(model: Mamba2Model, prompts: [[Int]], parameters: GenerateParameters) throws {
+    init(model: Mamba2Model, prompts: [[Int]], parameters: GenerateParameters, gpu: CUDAModel? = nil) throws {
         try parameters.validate()
         guard !prompts.isEmpty, prompts.allSatisfy({ !$0.isEmpty }) else {
             throw Mamba2Error.invalidArgument("prompts", reason: "give at least one non-empty prompt")
         }
-        self.model = model; self.prompts = prompts; self.parameters = parameters
+        self.model = model; self.prompts = prompts; self.parameters = parameters; self.gpu = gpu
     }
 
     mutating func run() throws -> [[SampledToken]] {
-        var states = prompts.map { _ in model.newState() }
-        let last = try model.prefill(prompts, states: &states, logits: .last)
+        let V = model.config.paddedVocabSize
+        var states = gpu == nil ? prompts.map { _ in model.newState() } : []
+        let last: [Tensor]
+        if let gpu {
+            let l = try gpu.prefill(prompts, logits: .last)!
+            last = prompts.indices.map { Tensor(shape: [V], data: Array(l.data[($0 * V)..<(($0 + 1) * V)])) }
+        } else {
+            last = try model.prefill(prompts, states: &states, logits: .last)
+        }
         var samplers = prompts.indices.map { i in
             var p = parameters
             p.seed = parameters.seed &+ UInt64(i)
@@ -165,11 +175,17 @@ struct BatchGenerator {
             }
             active = still
             if active.isEmpty { break }
-            var batchStates = active.map { states[$0] }
-            let l = try model.step(next, states: &batchStates)
-            for (k, i) in active.enumerated() { states[i] = batchStates[k] }
-            let V = model.config.paddedVocabSize
-            logits = active.indices.map { Array(l.data[($0 * V)..<(($0 + 1) * V)]) }
+            if let gpu {
+                var all = [Int](repeating: 0, count: prompts.count)  // finished rows: a placeholder
+                for (k, i) in active.enumerated() { all[i] = next[k] }
+                let l = try gpu.step(all)
+                logits = active.map { Array(l.data[($0 * V)..<(($0 + 1) * V)]) }
+            } else {
+                var batchStates = active.map { states[$0] }
+                let l = try model.step(next, states: &batchStates)
+                for (k, i) in active.enumerated() { states[i] = batchStates[k] }
+                logits = active.indices.map { Array(l.data[($0 * V)..<(($0 + 1) * V)]) }
+            }
         }
         return out
     }
