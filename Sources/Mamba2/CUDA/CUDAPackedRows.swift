@@ -48,7 +48,7 @@ struct CUDAPackedRows {
     }
 
     /// Launches `ssd_sequence_states` (after the chunked forward), writing (S, H, P, N) into `out`.
-    func launchSequenceStates(_ kernel: CUDAKernel, b: Int, L: Int, H: Int, P: Int, G: Int, N: Int, Q: Int, nchunks: Int,
+    func launchSequenceStates(_ kernel: CUDAKernel, L: Int, H: Int, P: Int, G: Int, N: Int, Q: Int, nchunks: Int,
                               x: CUDABuffer, B: CUDABuffer, dtOut: CUDABuffer, cumOut: CUDABuffer, statesIn: CUDABuffer,
                               initial: CUDABuffer?, finalStates: CUDABuffer, out: CUDABuffer) throws {
         let a = KernelArguments()

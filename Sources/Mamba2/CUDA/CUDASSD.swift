@@ -78,7 +78,7 @@ public final class CUDASSD: @unchecked Sendable {
         }
         try kernels["ssd_chunk_scan"]!.launch(grid: (p.nchunks * tiles, p.H, p.b), block: (256, 1, 1), sharedBytes: shared, arguments: a3)
         if let packed = p.packed, let out = p.sequenceStates {
-            try packed.launchSequenceStates(kernels["ssd_sequence_states"]!, b: p.b, L: p.L, H: p.H, P: p.P, G: p.G, N: p.N, Q: p.Q,
+            try packed.launchSequenceStates(kernels["ssd_sequence_states"]!, L: p.L, H: p.H, P: p.P, G: p.G, N: p.N, Q: p.Q,
                                             nchunks: p.nchunks, x: p.x, B: p.B, dtOut: p.dtOut, cumOut: p.cumOut, statesIn: p.statesIn,
                                             initial: p.initial, finalStates: p.finalStates, out: out)
         }

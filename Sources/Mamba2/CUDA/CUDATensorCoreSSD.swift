@@ -123,7 +123,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
             try kernels["ssd_tc_scan"]!.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: shared.scan, arguments: a3)
         }
         if only == nil, let packed = p.packed, let out = p.sequenceStates {
-            try packed.launchSequenceStates(kernels["ssd_sequence_states"]!, b: p.b, L: p.L, H: p.H, P: Self.headDim, G: p.G, N: N,
+            try packed.launchSequenceStates(kernels["ssd_sequence_states"]!, L: p.L, H: p.H, P: Self.headDim, G: p.G, N: N,
                                             Q: Self.chunk, nchunks: p.nchunks, x: p.x, B: p.B, dtOut: p.dtOut, cumOut: p.cumOut,
                                             statesIn: p.statesIn, initial: p.initial, finalStates: p.finalStates, out: out)
         }
