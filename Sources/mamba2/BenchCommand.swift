@@ -163,15 +163,14 @@ struct BenchSSDCommand: ParsableCommand {
     @Option(help: "Chunk size Q of the chunked form.") var chunkSize: Int = 256
     @Option(help: "Repetitions per cell (the best is reported; on the GPU the median).") var repetitions: Int = 3
     @Flag(help: "Print JSON instead of a table.") var json = false
-    @Option(help: "cpu, or cuda: time the GPU's chunked kernels (float32, inputs on the device).") var device: String = "cpu"
+    @OptionGroup var device: DeviceOptions
     @Option(help: "With --device cuda: batch × length held at this many tokens (b = tokens / L); default b = 1.") var tokens: Int?
     @Option(help: "With --device cuda: f32 (the plain kernels), bf16 or f16 (the tensor-core kernels).") var dtype: String = "f32"
     @Flag(help: "With --device cuda and a 16-bit dtype: also time each of the three kernels alone.") var breakdown = false
 
     func run() throws {
         try compute.apply()
-        if device == "cuda" { return try runCUDA() }
-        guard device == "cpu" else { throw ValidationError("--device must be cpu or cuda") }
+        if device.isCUDA { return try runCUDA() }
         var bench = SSDBenchmark()
         bench.lengths = try parseInts(lengths, option: "--lengths")
         bench.heads = heads; bench.headDim = headDim; bench.stateSize = stateSize; bench.groups = groups

@@ -42,7 +42,7 @@ struct DecodeWeightOptions: ParsableArguments {
 
 /// Where the model runs: the CPU, or an NVIDIA GPU through CUDA (loaded at run time).
 struct DeviceOptions: ParsableArguments {
-    @Option(help: "cpu, or cuda: run the whole model on the GPU (needs an NVIDIA driver, NVRTC and cuBLAS).")
+    @Option(help: "cpu, or cuda: run on an NVIDIA GPU (needs its driver, NVRTC and cuBLAS).")
     var device: String = "cpu"
 
     var isCUDA: Bool { device == "cuda" }

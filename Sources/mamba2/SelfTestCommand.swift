@@ -6,7 +6,6 @@ struct SelfTestCommand: ParsableCommand {
         commandName: "selftest", abstract: "GPU-versus-CPU checks inside the release binary (fresh random inputs).")
     @Option(help: "Device to check: cuda.") var device: String = "cuda"
     @Option(help: "Seed of the random inputs (default: fresh).") var seed: UInt64?
-    @Flag(help: "Also time the GPU chunked SSD on the mamba2-130m layer shape.") var timing = false
     @Option(help: "The reference fixtures (tiny-hf, tiny-hf-bf16, tiny-golden.safetensors) for the model checks.")
     var fixtures: String = "Tests/Mamba2Tests/Fixtures"
 
@@ -28,15 +27,6 @@ struct SelfTestCommand: ParsableCommand {
         print("cuBLAS: \(CUDAModel.blasPath)")
         let cached = gpu.compileLog.filter(\.fromCache).count
         print("kernels: \(gpu.compileLog.count) modules, \(cached) loaded from the on-disk cache, \(gpu.compileLog.count - cached) compiled by NVRTC; \(fixed(gpu.compileLog.reduce(0) { $0 + $1.seconds }, 2)) s in all")
-        if timing {
-            print("\nchunked SSD, mamba2-130m layer (H=24 P=64 N=128 G=1 b=1 Q=256), float32, kernels only, best of 5; CPU auto once, \(Parallel.threadCount) threads")
-            var rows: [[String]] = []
-            for r in try CUDASelfTest.timeSSD(device: gpu, lengths: [2048, 8192, 32768]) {
-                rows.append([String(r.L), fixed(r.gpuSeconds * 1000, 3), fixed(Double(r.L) / r.gpuSeconds / 1e6, 2),
-                             fixed(r.cpuSeconds * 1000, 1), fixed(r.cpuSeconds / r.gpuSeconds, 1) + "×"])
-            }
-            print(table(["L", "GPU ms", "GPU Mtok/s", "CPU ms", "GPU vs CPU"], rows), terminator: "")
-        }
         if failed > 0 { throw ExitCode.failure }
     }
 }

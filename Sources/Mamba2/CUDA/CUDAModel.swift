@@ -12,7 +12,7 @@ import Darwin
 /// about one read of the weights and a handful of microseconds of launches.
 ///
 /// States live on the device: per layer the conv window and the SSM state of up to `capacity` rows.
-/// Prefill starts those rows from zero (new sequences of one length); decode continues them.
+/// Prefill starts those rows from zero (new sequences, of one length or packed); decode continues them.
 public final class CUDAModel: @unchecked Sendable {
     /// The weights' and matrix inputs' type (the CPU model's decode-weight type, same three cases);
     /// accumulation, the residual stream and states are float32.
@@ -256,19 +256,15 @@ public final class CUDAModel: @unchecked Sendable {
             try cudaSynchronize()
             return nil
         case .last:
+            // The last token of each sequence gathered into the decode rows, then decode's head (final
+            // RMSNorm and lm_head) over them.
             let n = sequences.count
-            if let packed {  // the last token of each sequence gathered into rows, then the head as for a batch
-                let last = try CUDABuffer(count: n), rowsLast = try CUDABuffer(count: n * c.dModel)
-                try last.upload(packed.lastTokens.map { Int32($0) })
-                let ag = KernelArguments()
-                ag.add(Int32(c.dModel)); ag.add(last); ag.add(buf.residual); ag.add(rowsLast)
-                try k["m_gather_rows"]!.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: ag)
-                try gemv(rows: n, in: c.dModel, out: V, mode: 1, x: rowsLast.pointer, ldx: c.dModel,
-                         normW: normF, z: 0, ldz: 0, groups: 1, w: lmHead, bias: nil, y: logits1, ldy: V, accumulate: false)
-            } else {
-                try gemv(rows: n, in: c.dModel, out: V, mode: 1, x: buf.residual.pointer + UInt64((L - 1) * c.dModel * 4), ldx: L * c.dModel,
-                         normW: normF, z: 0, ldz: 0, groups: 1, w: lmHead, bias: nil, y: logits1, ldy: V, accumulate: false)
-            }
+            let last = try CUDABuffer(count: n)
+            try last.upload(packed?.lastTokens.map { Int32($0) } ?? (0..<n).map { Int32($0 * L + L - 1) })
+            let ag = KernelArguments()
+            ag.add(Int32(c.dModel)); ag.add(last); ag.add(buf.residual); ag.add(residual1)
+            try k["m_gather_rows"]!.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: ag)
+            try head(rows: n)
             try cudaSynchronize()
             return Tensor(shape: [n, V], data: try logits1.download(n * V, as: Float.self))
         case .all:

@@ -98,7 +98,7 @@ extension CUDAKernelSource {
     }
 
     // Y (T, n) += bias (n): the projections' optional biases in prefill.
-    // dst (n, d) = src rows idx[i] (n, d): the last token of each packed prompt, for its logits.
+    // dst (n, d) = src rows idx[i] (n, d): the last token of each prompt, for its logits.
     extern "C" __global__ void m_gather_rows(int d, const int* __restrict__ idx, const float* __restrict__ src, float* __restrict__ dst) {
         const float* s = src + (size_t)idx[blockIdx.x] * d;
         for (int i = threadIdx.x; i < d; i += blockDim.x) dst[(size_t)blockIdx.x * d + i] = s[i];

@@ -157,27 +157,4 @@ public enum CUDASelfTest {
         }
         return seq
     }
-
-    /// Times the GPU chunked SSD on the mamba2-130m layer shape (H=24, P=64, N=128, G=1, b=1, Q=256), kernels
-    /// only (inputs already on the device), best of 5, beside the CPU's auto form once.
-    public static func timeSSD(device: CUDADevice, lengths: [Int]) throws -> [(L: Int, gpuSeconds: Double, cpuSeconds: Double)] {
-        let ssd = try CUDASSD(device: device)
-        var out: [(Int, Double, Double)] = []
-        for L in lengths {
-            let input = SSDBenchmark.makeInput(L: L, H: 24, P: 64, G: 1, N: 128)
-            let options = SSDOptions(form: .chunked, chunkSize: 256, dtSoftplus: true)
-            let p = try ssd.prepare(input, options: options)
-            try ssd.launch(p); try cudaSynchronize()
-            var best = Double.infinity
-            for _ in 0..<5 {
-                let t0 = monotonicSeconds()
-                try ssd.launch(p); try cudaSynchronize()
-                best = min(best, monotonicSeconds() - t0)
-            }
-            let t0 = monotonicSeconds()
-            _ = try SSD.run(input, options: SSDOptions(form: .auto, chunkSize: 256, dtSoftplus: true))
-            out.append((L, best, monotonicSeconds() - t0))
-        }
-        return out
-    }
 }

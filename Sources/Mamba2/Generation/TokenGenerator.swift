@@ -148,12 +148,13 @@ struct BatchGenerator {
     mutating func run() throws -> [[SampledToken]] {
         let V = model.config.paddedVocabSize
         var states = gpu == nil ? prompts.map { _ in model.newState() } : []
-        let last: [Tensor]
+        // Each row's logits, a slice of the step's output (no copy).
+        var logits: [ArraySlice<Float>]
         if let gpu {
             let l = try gpu.prefill(prompts, logits: .last)!
-            last = prompts.indices.map { Tensor(shape: [V], data: Array(l.data[($0 * V)..<(($0 + 1) * V)])) }
+            logits = prompts.indices.map { l.data[($0 * V)..<(($0 + 1) * V)] }
         } else {
-            last = try model.prefill(prompts, states: &states, logits: .last)
+            logits = try model.prefill(prompts, states: &states, logits: .last).map { $0.data[...] }
         }
         var samplers = prompts.indices.map { i in
             var p = parameters
@@ -163,7 +164,6 @@ struct BatchGenerator {
         var contexts = prompts
         var out = [[SampledToken]](repeating: [], count: prompts.count)
         var active = Array(prompts.indices)
-        var logits = last.map(\.data)
         while !active.isEmpty {
             var next: [Int] = []
             var still: [Int] = []
@@ -179,12 +179,12 @@ struct BatchGenerator {
                 var all = [Int](repeating: 0, count: prompts.count)  // finished rows: a placeholder
                 for (k, i) in active.enumerated() { all[i] = next[k] }
                 let l = try gpu.step(all)
-                logits = active.map { Array(l.data[($0 * V)..<(($0 + 1) * V)]) }
+                logits = active.map { l.data[($0 * V)..<(($0 + 1) * V)] }
             } else {
                 var batchStates = active.map { states[$0] }
                 let l = try model.step(next, states: &batchStates)
                 for (k, i) in active.enumerated() { states[i] = batchStates[k] }
-                logits = active.indices.map { Array(l.data[($0 * V)..<(($0 + 1) * V)]) }
+                logits = active.indices.map { l.data[($0 * V)..<(($0 + 1) * V)] }
             }
         }
         return out
