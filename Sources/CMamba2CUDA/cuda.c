@@ -1,6 +1,7 @@
 // Run-time loading of the CUDA driver API and NVRTC. See CMamba2CUDA.h.
 #include "CMamba2CUDA.h"
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,10 +29,9 @@ typedef struct {
     unsigned numAttrs;
 } CUlaunchConfig;
 
+// The libraries' entry points, loaded once per process (mkc_load); what belongs to one GPU is in mkc_device.
 static struct {
     int loaded;
-    CUcontext ctx;
-    CUdevice dev;
     CUresult (*cuInit)(unsigned);
     CUresult (*cuDeviceGetCount)(int *);
     CUresult (*cuDeviceGet)(CUdevice *, int);
@@ -52,9 +52,12 @@ static struct {
     CUresult (*cuGraphLaunch)(CUgraphExec, CUstream);
     CUresult (*cuGraphDestroy)(CUgraph);
     CUresult (*cuGraphExecDestroy)(CUgraphExec);
-    CUstream stream;
+    CUresult (*cuStreamDestroy)(CUstream);
+    CUresult (*cuDevicePrimaryCtxRelease)(CUdevice);
+    CUresult (*cuMemcpyDtoDAsync)(CUdeviceptr, CUdeviceptr, size_t, CUstream);
     // cuBLAS, loaded on first use (mkc_blas_open).
-    cublasHandle_t blas;
+    int blasLoaded;
+    int (*cublasDestroy)(cublasHandle_t);
     int (*cublasCreate)(cublasHandle_t *);
     int (*cublasSetStream)(cublasHandle_t, CUstream);
     int (*cublasSetWorkspace)(cublasHandle_t, void *, size_t);
@@ -79,7 +82,19 @@ static struct {
     nvrtcResult (*nvrtcVersion)(int *, int *);
 } C;
 
-#define CUR() C.cuCtxSetCurrent(C.ctx)
+// One GPU as one caller sees it: the device's primary context (shared by every mkc_device of that GPU and
+// by the CUDA runtime, so cuBLAS too), and a stream, cuBLAS handle and workspace of its own. The context is
+// made current on every call since Swift tasks may run on any thread.
+struct mkc_device {
+    int ordinal;
+    CUdevice dev;
+    CUcontext ctx;
+    CUstream stream;
+    cublasHandle_t blas;
+    CUdeviceptr blasWorkspace;
+};
+
+#define CUR(d) C.cuCtxSetCurrent((d)->ctx)
 
 static void *open_first(const char *const *names) {
     for (int i = 0; names[i]; i++) {
@@ -92,7 +107,18 @@ static void *open_first(const char *const *names) {
 #define SYM(h, field, name) do { *(void **)&C.field = dlsym(h, name); \
     if (!C.field) { snprintf(err, errlen, "symbol %s missing from the CUDA libraries", name); return 1; } } while (0)
 
-int mkc_open(char *err, int errlen) {
+static int load_locked(char *err, int errlen);
+static pthread_mutex_t loadLock = PTHREAD_MUTEX_INITIALIZER;
+
+// Loads the libraries once per process, whichever thread asks first.
+int mkc_load(char *err, int errlen) {
+    pthread_mutex_lock(&loadLock);
+    int r = load_locked(err, errlen);
+    pthread_mutex_unlock(&loadLock);
+    return r;
+}
+
+static int load_locked(char *err, int errlen) {
     if (C.loaded) return 0;
     static const char *const drivers[] = { "libcuda.so.1", "libcuda.so", NULL };
     static const char *const nvrtcs[] = { "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so",
@@ -113,6 +139,8 @@ int mkc_open(char *err, int errlen) {
     SYM(cu, cuStreamBeginCapture, "cuStreamBeginCapture_v2"); SYM(cu, cuStreamEndCapture, "cuStreamEndCapture");
     SYM(cu, cuGraphInstantiateWithFlags, "cuGraphInstantiateWithFlags"); SYM(cu, cuGraphLaunch, "cuGraphLaunch");
     SYM(cu, cuGraphDestroy, "cuGraphDestroy"); SYM(cu, cuGraphExecDestroy, "cuGraphExecDestroy");
+    SYM(cu, cuStreamDestroy, "cuStreamDestroy_v2"); SYM(cu, cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2");
+    SYM(cu, cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2");
     SYM(cu, cuModuleLoadData, "cuModuleLoadData"); SYM(cu, cuModuleGetFunction, "cuModuleGetFunction");
     SYM(cu, cuMemAlloc, "cuMemAlloc_v2"); SYM(cu, cuMemFree, "cuMemFree_v2");
     SYM(cu, cuLaunchKernel, "cuLaunchKernel");
@@ -123,18 +151,45 @@ int mkc_open(char *err, int errlen) {
     SYM(rtc, nvrtcDestroyProgram, "nvrtcDestroyProgram"); SYM(rtc, nvrtcVersion, "nvrtcVersion");
     CUresult r = C.cuInit(0);
     if (r) { snprintf(err, errlen, "cuInit failed: %s", mkc_error_string(r)); return r; }
-    int n = 0;
-    C.cuDeviceGetCount(&n);
-    if (n < 1) { snprintf(err, errlen, "the CUDA driver sees no GPU"); return 1; }
-    // The device's primary context (the one the CUDA runtime, and so cuBLAS, uses too), made current on
-    // each call since Swift tasks may run on any thread; one stream orders all our work and can be captured.
-    if ((r = C.cuDeviceGet(&C.dev, 0)) || (r = C.cuDevicePrimaryCtxRetain(&C.ctx, C.dev)) || (r = C.cuCtxSetCurrent(C.ctx))
-        || (r = C.cuStreamCreate(&C.stream, 1 /* CU_STREAM_NON_BLOCKING */))) {
-        snprintf(err, errlen, "no CUDA context on device 0: %s", mkc_error_string(r));
-        return r;
-    }
     C.loaded = 1;
     return 0;
+}
+
+int mkc_device_count(int *n) { *n = 0; return C.loaded ? C.cuDeviceGetCount(n) : 1; }
+
+mkc_device *mkc_device_open(int ordinal, char *err, int errlen) {
+    if (mkc_load(err, errlen)) return NULL;
+    int n = 0;
+    C.cuDeviceGetCount(&n);
+    if (n < 1) { snprintf(err, errlen, "the CUDA driver sees no GPU"); return NULL; }
+    if (ordinal < 0 || ordinal >= n) { snprintf(err, errlen, "no GPU %d: the driver sees %d (0..%d)", ordinal, n, n - 1); return NULL; }
+    mkc_device *d = calloc(1, sizeof *d);
+    if (!d) { snprintf(err, errlen, "out of host memory"); return NULL; }
+    d->ordinal = ordinal;
+    CUresult r;
+    if ((r = C.cuDeviceGet(&d->dev, ordinal)) || (r = C.cuDevicePrimaryCtxRetain(&d->ctx, d->dev)) || (r = C.cuCtxSetCurrent(d->ctx))) {
+        snprintf(err, errlen, "no CUDA context on device %d: %s", ordinal, mkc_error_string(r));
+        free(d);
+        return NULL;
+    }
+    if ((r = C.cuStreamCreate(&d->stream, 1 /* CU_STREAM_NON_BLOCKING */))) {
+        snprintf(err, errlen, "no CUDA stream on device %d: %s", ordinal, mkc_error_string(r));
+        C.cuDevicePrimaryCtxRelease(d->dev);
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+void mkc_device_close(mkc_device *d) {
+    if (!d) return;
+    CUR(d);
+    C.cuStreamSynchronize(d->stream);
+    if (d->blas) C.cublasDestroy(d->blas);
+    if (d->blasWorkspace) C.cuMemFree(d->blasWorkspace);
+    C.cuStreamDestroy(d->stream);
+    C.cuDevicePrimaryCtxRelease(d->dev);
+    free(d);
 }
 
 const char *mkc_error_string(int code) {
@@ -143,19 +198,22 @@ const char *mkc_error_string(int code) {
     return "unknown CUDA error";
 }
 
-int mkc_device_info(char *name, int namelen, size_t *mem, int *major, int *minor) {
-    CUR();
-    int r = C.cuDeviceGetName(name, namelen, C.dev);
-    if (!r) r = C.cuDeviceTotalMem(mem, C.dev);
-    if (!r) r = C.cuDeviceGetAttribute(major, 75, C.dev);  // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
-    if (!r) r = C.cuDeviceGetAttribute(minor, 76, C.dev);  // ..._MINOR
+int mkc_device_info(mkc_device *d, char *name, int namelen, size_t *mem, int *major, int *minor) {
+    CUR(d);
+    int r = C.cuDeviceGetName(name, namelen, d->dev);
+    if (!r) r = C.cuDeviceTotalMem(mem, d->dev);
+    if (!r) r = C.cuDeviceGetAttribute(major, 75, d->dev);  // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
+    if (!r) r = C.cuDeviceGetAttribute(minor, 76, d->dev);  // ..._MINOR
     return r;
 }
 
-int mkc_multiprocessors(void) {
+uint64_t mkc_stream_id(mkc_device *d) { return (uint64_t)(uintptr_t)d->stream; }
+uint64_t mkc_blas_id(mkc_device *d) { return (uint64_t)(uintptr_t)d->blas; }
+
+int mkc_multiprocessors(mkc_device *d) {
     int n = 0;
-    CUR();
-    C.cuDeviceGetAttribute(&n, 16, C.dev);  // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
+    CUR(d);
+    C.cuDeviceGetAttribute(&n, 16, d->dev);  // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
     return n;
 }
 
@@ -208,12 +266,12 @@ static void write_file_atomically(const char *path, const void *data, size_t n) 
     if (ok) rename(tmp, path); else remove(tmp);
 }
 
-int mkc_compile(const char *source, const char *name, const char *arch, void **module, int *fromCache, char *log, int loglen) {
+int mkc_compile(mkc_device *d, const char *source, const char *name, const char *arch, void **module, int *fromCache, char *log, int loglen) {
     char archOpt[64];
     snprintf(archOpt, sizeof archOpt, "--gpu-architecture=%s", arch);
     const char *opts[] = { archOpt, "--std=c++17", "-default-device" };
     *fromCache = 0;
-    CUR();
+    CUR(d);
     int major = 0, minor = 0;
     C.nvrtcVersion(&major, &minor);
     uint64_t h = 14695981039346656037ull;
@@ -259,56 +317,57 @@ int mkc_compile(const char *source, const char *name, const char *arch, void **m
     return r;
 }
 
-int mkc_function(void *module, const char *name, void **fn) { CUR(); return C.cuModuleGetFunction((CUfunction *)fn, module, name); }
-int mkc_alloc(size_t bytes, uint64_t *p) { CUR(); return C.cuMemAlloc(p, bytes); }
-int mkc_free(uint64_t p) { CUR(); return C.cuMemFree(p); }
-int mkc_copy_to_device(uint64_t p, const void *h, size_t n) {
-    CUR();
-    int r = C.cuMemcpyHtoDAsync(p, h, n, C.stream);
-    return r ? r : C.cuStreamSynchronize(C.stream);
+int mkc_function(mkc_device *d, void *module, const char *name, void **fn) { CUR(d); return C.cuModuleGetFunction((CUfunction *)fn, module, name); }
+int mkc_alloc(mkc_device *d, size_t bytes, uint64_t *p) { CUR(d); return C.cuMemAlloc(p, bytes); }
+int mkc_free(mkc_device *d, uint64_t p) { CUR(d); return C.cuMemFree(p); }
+int mkc_copy_to_device(mkc_device *d, uint64_t p, const void *h, size_t n) {
+    CUR(d);
+    int r = C.cuMemcpyHtoDAsync(p, h, n, d->stream);
+    return r ? r : C.cuStreamSynchronize(d->stream);
 }
-int mkc_copy_to_host(void *h, uint64_t p, size_t n) {
-    CUR();
-    int r = C.cuMemcpyDtoHAsync(h, p, n, C.stream);
-    return r ? r : C.cuStreamSynchronize(C.stream);
+int mkc_copy_to_host(mkc_device *d, void *h, uint64_t p, size_t n) {
+    CUR(d);
+    int r = C.cuMemcpyDtoHAsync(h, p, n, d->stream);
+    return r ? r : C.cuStreamSynchronize(d->stream);
 }
-int mkc_fill32(uint64_t p, unsigned value, size_t count) { CUR(); return C.cuMemsetD32Async(p, value, count, C.stream); }
-int mkc_launch(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared, void **params) {
-    CUR();
-    return C.cuLaunchKernel(fn, gx, gy, gz, bx, by, bz, shared, C.stream, params, NULL);
+int mkc_copy_on_device(mkc_device *d, uint64_t dst, uint64_t src, size_t n) { CUR(d); return C.cuMemcpyDtoDAsync(dst, src, n, d->stream); }
+int mkc_fill32(mkc_device *d, uint64_t p, unsigned value, size_t count) { CUR(d); return C.cuMemsetD32Async(p, value, count, d->stream); }
+int mkc_launch(mkc_device *d, void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared, void **params) {
+    CUR(d);
+    return C.cuLaunchKernel(fn, gx, gy, gz, bx, by, bz, shared, d->stream, params, NULL);
 }
-int mkc_launch_dependent(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared,
+int mkc_launch_dependent(mkc_device *d, void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared,
                          void **params) {
-    CUR();
+    CUR(d);
     CUlaunchAttribute attr;
     memset(&attr, 0, sizeof attr);
     attr.id = 6;  // CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
     attr.value.programmaticStreamSerializationAllowed = 1;
-    CUlaunchConfig cfg = { gx, gy, gz, bx, by, bz, shared, C.stream, &attr, 1 };
+    CUlaunchConfig cfg = { gx, gy, gz, bx, by, bz, shared, d->stream, &attr, 1 };
     return C.cuLaunchKernelEx(&cfg, (CUfunction)fn, params, NULL);
 }
-int mkc_synchronize(void) { CUR(); return C.cuStreamSynchronize(C.stream); }
-int mkc_set_max_shared(void *fn, int bytes) {
-    CUR();
+int mkc_synchronize(mkc_device *d) { CUR(d); return C.cuStreamSynchronize(d->stream); }
+int mkc_set_max_shared(mkc_device *d, void *fn, int bytes) {
+    CUR(d);
     return C.cuFuncSetAttribute((CUfunction)fn, 8, bytes);  // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
 }
 
-int mkc_capture_begin(void) { CUR(); return C.cuStreamBeginCapture(C.stream, 1 /* CU_STREAM_CAPTURE_MODE_THREAD_LOCAL */); }
-int mkc_capture_end(void **exec) {
-    CUR();
+int mkc_capture_begin(mkc_device *d) { CUR(d); return C.cuStreamBeginCapture(d->stream, 1 /* CU_STREAM_CAPTURE_MODE_THREAD_LOCAL */); }
+int mkc_capture_end(mkc_device *d, void **exec) {
+    CUR(d);
     CUgraph g = NULL;
-    int r = C.cuStreamEndCapture(C.stream, &g);
+    int r = C.cuStreamEndCapture(d->stream, &g);
     if (r) return r;
     r = C.cuGraphInstantiateWithFlags((CUgraphExec *)exec, g, 0);
     C.cuGraphDestroy(g);
     return r;
 }
-int mkc_graph_launch(void *exec) { CUR(); return C.cuGraphLaunch((CUgraphExec)exec, C.stream); }
-void mkc_graph_destroy(void *exec) { if (exec) { CUR(); C.cuGraphExecDestroy((CUgraphExec)exec); } }
+int mkc_graph_launch(mkc_device *d, void *exec) { CUR(d); return C.cuGraphLaunch((CUgraphExec)exec, d->stream); }
+void mkc_graph_destroy(mkc_device *d, void *exec) { if (exec) { CUR(d); C.cuGraphExecDestroy((CUgraphExec)exec); } }
 
-int mkc_blas_open(char *err, int errlen) {
-    if (C.blas) return 0;
-    CUR();
+// Loads cuBLAS once per process.
+static int blas_load(char *err, int errlen) {
+    if (C.blasLoaded) return 0;
     // cuBLASLt first and globally, so that cuBLAS finds it wherever it was found.
     static const char *const lts[] = { "libcublasLt.so.13", "libcublasLt.so.12", "/usr/local/cuda/lib64/libcublasLt.so.13",
                                        "/usr/local/cuda/lib64/libcublasLt.so.12", "/usr/lib/x86_64-linux-gnu/libcublasLt.so.13",
@@ -323,29 +382,40 @@ int mkc_blas_open(char *err, int errlen) {
         if (h) snprintf(C.blasPath, sizeof C.blasPath, "%s", blases[i]);
     }
     if (!h) { snprintf(err, errlen, "no cuBLAS: libcublas.so.13 or .12 could not be loaded (looked on the loader's path and in /usr/local/cuda/lib64); the GPU model's projections need it"); return 1; }
-    SYM(h, cublasCreate, "cublasCreate_v2"); SYM(h, cublasSetStream, "cublasSetStream_v2"); SYM(h, cublasGemmEx, "cublasGemmEx");
+    SYM(h, cublasCreate, "cublasCreate_v2"); SYM(h, cublasDestroy, "cublasDestroy_v2"); SYM(h, cublasSetStream, "cublasSetStream_v2");
+    SYM(h, cublasGemmEx, "cublasGemmEx");
     *(void **)&C.cublasSetWorkspace = dlsym(h, "cublasSetWorkspace_v2");
+    C.blasLoaded = 1;
+    return 0;
+}
+
+int mkc_blas_open(mkc_device *d, char *err, int errlen) {
+    if (d->blas) return 0;
+    pthread_mutex_lock(&loadLock);
+    int loaded = blas_load(err, errlen);
+    pthread_mutex_unlock(&loadLock);
+    if (loaded) return 1;
+    CUR(d);
     cublasHandle_t handle;
     int r = C.cublasCreate(&handle);
     if (r) { snprintf(err, errlen, "cublasCreate failed with status %d", r); return 1; }
-    if ((r = C.cublasSetStream(handle, C.stream))) { snprintf(err, errlen, "cublasSetStream failed with status %d", r); return 1; }
+    if ((r = C.cublasSetStream(handle, d->stream))) { snprintf(err, errlen, "cublasSetStream failed with status %d", r); C.cublasDestroy(handle); return 1; }
     // A workspace of our own, so that products captured into CUDA graphs allocate nothing.
-    CUdeviceptr ws = 0;
     const size_t wsBytes = 32u << 20;
-    if (C.cublasSetWorkspace && C.cuMemAlloc(&ws, wsBytes) == 0) C.cublasSetWorkspace(handle, (void *)ws, wsBytes);
-    C.blas = handle;
+    if (C.cublasSetWorkspace && C.cuMemAlloc(&d->blasWorkspace, wsBytes) == 0) C.cublasSetWorkspace(handle, (void *)d->blasWorkspace, wsBytes);
+    d->blas = handle;
     return 0;
 }
 
 const char *mkc_blas_path(void) { return C.blasPath; }
 
-int mkc_gemm_rows(int rows, int out, int in, const void *X, const void *W, int elementType, float *Y, float beta, int pedantic) {
-    CUR();
+int mkc_gemm_rows(mkc_device *d, int rows, int out, int in, const void *X, const void *W, int elementType, float *Y, float beta, int pedantic) {
+    CUR(d);
     // Row-major Y (rows, out) = X (rows, in) · Wᵀ with W (out, in) row-major: in cuBLAS's column-major
     // terms Yᵀ (out, rows) = op(W) · Xᵀ, W read transposed. elementType: 0 f32, 1 bf16, 2 f16.
     static const int types[] = { 0 /* CUDA_R_32F */, 14 /* CUDA_R_16BF */, 2 /* CUDA_R_16F */ };
     const float alpha = 1.f;
     const int compute = elementType == 0 && pedantic ? 69 /* CUBLAS_COMPUTE_32F_PEDANTIC */ : 68 /* CUBLAS_COMPUTE_32F */;
-    return C.cublasGemmEx(C.blas, 1 /* T */, 0 /* N */, out, rows, in, &alpha, W, types[elementType], in, X, types[elementType], in,
+    return C.cublasGemmEx(d->blas, 1 /* T */, 0 /* N */, out, rows, in, &alpha, W, types[elementType], in, X, types[elementType], in,
                           &beta, Y, 0, out, compute, -1 /* CUBLAS_GEMM_DEFAULT */);
 }

@@ -28,16 +28,16 @@ struct BenchModelCommand: ParsableCommand {
     func run() throws {
         try compute.apply()
         if device.isCUDA { return try runCUDA() }
-        let dw = decodeWeights.parsed()
+        let dw = decodeWeights.parsed(for: CPUDevice())
         let m: Mamba2Model
         var name: String
         let t0 = monotonicSeconds()
         switch (model, shape) {
         case let (dir?, nil):
-            m = try Mamba2Model.load(directory: dir, decodeWeights: dw); name = dir
+            m = try Mamba2Model.load(directory: dir, weightType: dw); name = dir
         case let (nil, s?):
             guard let sh = ModelShape(rawValue: s) else { throw ValidationError("--shape must be one of " + ModelShape.allCases.map(\.rawValue).joined(separator: ", ")) }
-            m = try Mamba2Model(config: sh.config, weights: .random(sh.config, seed: 1), decodeWeights: dw); name = "mamba2-\(s) (random weights)"
+            m = try Mamba2Model(config: sh.config, weights: .random(sh.config, seed: 1), weightType: dw); name = "mamba2-\(s) (random weights)"
         default:
             throw ValidationError("give exactly one of --model DIR or --shape NAME")
         }
@@ -80,8 +80,8 @@ extension BenchModelCommand {
     /// launch, the chosen token fed back on the device. Medians of the repetitions, after a warm-up run.
     func runCUDA() throws {
         guard prompt >= 1, generate >= 1, repetitions >= 1 else { throw ValidationError("--prompt, --generate and --repetitions must be at least 1") }
-        let dev = try CUDADevice()
-        let precision = decodeWeights.parsed(gpu: true)
+        let dev = try CUDADevice(ordinal: device.cudaOrdinal)
+        let precision = decodeWeights.parsed(for: device.device.computeDevice)
         let t0 = monotonicSeconds()
         let m: CUDAModel
         let name: String
@@ -212,7 +212,7 @@ extension BenchSSDCommand {
     /// device synchronize, so a launch's host overhead is included), with D, dt_bias + softplus and the
     /// final states, as the reference's mamba_chunk_scan_combined is timed by benchmarks/gpu_ssd_compare.py.
     func runCUDA() throws {
-        let dev = try CUDADevice()
+        let dev = try CUDADevice(ordinal: device.cudaOrdinal)
         let plain = dtype == "f32" ? try CUDASSD(device: dev) : nil
         let tc: CUDATensorCoreSSD?
         switch dtype {
@@ -237,10 +237,10 @@ extension BenchSSDCommand {
                 let p = try tc.prepare(input, options: o)
                 launch = { try tc.launch(p) }
                 if breakdown {
-                    try tc.launch(p); try cudaSynchronize()
+                    try tc.launch(p); try dev.synchronize()
                     for (k, name) in ["state", "passing", "scan"].enumerated() {
                         var ts: [Double] = []
-                        for _ in 0..<20 { let t0 = monotonicSeconds(); try tc.launch(p, only: k); try cudaSynchronize(); ts.append(monotonicSeconds() - t0) }
+                        for _ in 0..<20 { let t0 = monotonicSeconds(); try tc.launch(p, only: k); try dev.synchronize(); ts.append(monotonicSeconds() - t0) }
                         parts += " \(name) \(fixed(ts.sorted()[10] * 1000, 3))"
                     }
                 }
@@ -249,11 +249,11 @@ extension BenchSSDCommand {
                 launch = { try plain!.launch(p) }
             }
             for _ in 0..<3 { try launch() }
-            try cudaSynchronize()
+            try dev.synchronize()
             var times: [Double] = []
             for _ in 0..<max(repetitions, 1) {
                 let t0 = monotonicSeconds()
-                try launch(); try cudaSynchronize()
+                try launch(); try dev.synchronize()
                 times.append(monotonicSeconds() - t0)
             }
             times.sort()

@@ -43,25 +43,21 @@ struct GenerateCommand: AsyncParsableCommand {
         }
         let modelDir = try await resolveModel(model, revision: revision)
         let t0 = monotonicSeconds()
-        let dw = decodeWeights.parsed(gpu: device.isCUDA)
-        // On the GPU the CPU model only hands its float32 weights over: no 16-bit copies for it.
-        let lm = try LanguageModel.load(directory: modelDir, tokenizerPath: tokenizer, decodeWeights: device.isCUDA ? .f32 : dw)
-        let gpu = try device.gpuModel(lm.model, precision: dw)
+        let place = device.device.computeDevice
+        let lm = try LanguageModel.load(directory: modelDir, tokenizerPath: tokenizer, device: place, weights: decodeWeights.parsed(for: place))
         let loadSeconds = monotonicSeconds() - t0
         var params = GenerateParameters(maxTokens: maxTokens, temperature: temperature, topK: topK, topP: topP, minP: minP,
                                         repetitionPenalty: repetitionPenalty, seed: seed, stopStrings: stop,
                                         stopTokenIDs: Set(stopId), topLogprobs: logprobs)
         if stopId.isEmpty, let tok = lm.tokenizer, let eos = tok.endOfTextID { params.stopTokenIDs = [eos] }
         if verbose {
-            printErr("loaded \(model) in \(fixed(loadSeconds, 2)) s; tokenizer: \(lm.tokenizer == nil ? "none" : (tokenizer ?? "auto")); threads \(Parallel.threadCount); BLAS \(BLAS.name)")
+            printErr("loaded \(model) in \(fixed(loadSeconds, 2)) s; tokenizer: \(lm.tokenizer == nil ? "none" : (tokenizer ?? "auto")); "
+                + "running on \(lm.backend.deviceDescription), weights \(lm.backend.weightType.rawValue); BLAS \(BLAS.name)")
         }
-        if let gpu, verbose {
-            printErr("GPU: \(gpu.device.name), weights \(gpu.precision.rawValue), cuBLAS from \(CUDAModel.blasPath)")
-        }
-        if let promptsFile { return try runBatch(lm, params: params, file: promptsFile, gpu: gpu) }
+        if let promptsFile { return try runBatch(lm, params: params, file: promptsFile) }
 
         let ids = try promptIDs(lm)
-        var gen = try TokenGenerator(model: lm.model, tokenizer: printIds ? nil : lm.tokenizer, prompt: ids, parameters: params, gpu: gpu)
+        var gen = try lm.tokenGenerator(prompt: ids, parameters: params, printingText: !printIds)
         var generated: [Int] = []
         while let step = try gen.next() {
             generated.append(step.token.id)
@@ -78,7 +74,6 @@ struct GenerateCommand: AsyncParsableCommand {
         printErr("prompt \(info.promptTokens) tokens, prefill \(fixed(info.prefillTokensPerSecond, 1)) tokens/s; "
             + "generated \(info.generatedTokens) tokens, decode \(fixed(info.decodeTokensPerSecond, 1)) tokens/s; "
             + "stop: \(info.stopReason.rawValue); peak memory \(bytesString(peakResidentBytes()))")
-        if verbose { printErr("SSD form for the prompt: \(info.form.rawValue) (decode: recurrent step)") }
     }
 
     func promptIDs(_ lm: LanguageModel) throws -> [Int] {
@@ -101,7 +96,7 @@ struct GenerateCommand: AsyncParsableCommand {
         return tok.encode(text)
     }
 
-    func runBatch(_ lm: LanguageModel, params: GenerateParameters, file: String, gpu: CUDAModel?) throws {
+    func runBatch(_ lm: LanguageModel, params: GenerateParameters, file: String) throws {
         let lines = try readText(file).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
         guard !lines.isEmpty else { throw ValidationError("\(file) holds no prompt") }
         let prompts: [[Int]] = try lines.map { line in
@@ -109,7 +104,7 @@ struct GenerateCommand: AsyncParsableCommand {
             return lm.tokenizer!.encode(line)
         }
         let t0 = monotonicSeconds()
-        let outs = try lm.generateBatch(prompts: prompts, parameters: params, gpu: gpu)
+        let outs = try lm.generateBatch(prompts: prompts, parameters: params)
         let seconds = monotonicSeconds() - t0
         for out in outs {
             let ids = out.map(\.id)

@@ -27,33 +27,43 @@ struct ComputeOptions: ParsableArguments {
 /// arithmetic stays f32), on the GPU also the matrix products' inputs (default bf16).
 struct DecodeWeightOptions: ParsableArguments {
     @Option(help: "Element type of the weight matrices: f32, bf16, f16 (default: f32 on the CPU, where only the decode step reads them so and arithmetic stays f32; bf16 with --device cuda, where the matrix products' inputs take it too).")
-    var weightsDtype: String?
+    var weightsDtype: WeightType?
 
-    func validate() throws {
-        if let weightsDtype, Mamba2Model.DecodeWeights(rawValue: weightsDtype) == nil {
-            throw ValidationError("--weights-dtype must be f32, bf16 or f16, got '\(weightsDtype)'")
-        }
+    /// The type asked for, else the device's default.
+    func parsed(for device: any ComputeDevice) -> WeightType { weightsDtype ?? device.defaultWeightType }
+}
+
+extension WeightType: ExpressibleByArgument {}
+
+/// `--device cpu`, `cuda` (GPU 0) or `cuda:N`.
+enum DeviceChoice: ExpressibleByArgument, Equatable, CustomStringConvertible {
+    case cpu
+    case cuda(Int)
+
+    init?(argument: String) {
+        if argument == "cpu" { self = .cpu; return }
+        if argument == "cuda" { self = .cuda(0); return }
+        guard argument.hasPrefix("cuda:"), let n = Int(argument.dropFirst(5)), n >= 0, n < 1 << 16 else { return nil }
+        self = .cuda(n)
     }
 
-    func parsed(gpu: Bool = false) -> Mamba2Model.DecodeWeights {
-        weightsDtype.flatMap(Mamba2Model.DecodeWeights.init(rawValue:)) ?? (gpu ? .bf16 : .f32)
+    static var allValueStrings: [String] { ["cpu", "cuda", "cuda:N"] }
+    var description: String { switch self { case .cpu: "cpu"; case let .cuda(n): "cuda:\(n)" } }
+
+    /// The place to run, for the library.
+    var computeDevice: any ComputeDevice {
+        switch self {
+        case .cpu: CPUDevice()
+        case let .cuda(n): CUDAComputeDevice(ordinal: n)
+        }
     }
 }
 
 /// Where the model runs: the CPU, or an NVIDIA GPU through CUDA (loaded at run time).
 struct DeviceOptions: ParsableArguments {
-    @Option(help: "cpu, or cuda: run on an NVIDIA GPU (needs its driver, NVRTC and cuBLAS).")
-    var device: String = "cpu"
+    @Option(help: "cpu, cuda or cuda:N: run on an NVIDIA GPU (needs its driver, NVRTC and cuBLAS).")
+    var device: DeviceChoice = .cpu
 
-    var isCUDA: Bool { device == "cuda" }
-
-    func validate() throws {
-        guard device == "cpu" || device == "cuda" else { throw ValidationError("--device must be cpu or cuda, got '\(device)'") }
-    }
-
-    /// The model on the GPU, or nil for the CPU.
-    func gpuModel(_ model: Mamba2Model, precision: CUDAModel.Precision) throws -> CUDAModel? {
-        guard isCUDA else { return nil }
-        return try CUDAModel(device: try CUDADevice(), model: model, precision: precision)
-    }
+    var isCUDA: Bool { device != .cpu }
+    var cudaOrdinal: Int { if case let .cuda(n) = device { return n }; return 0 }
 }

@@ -4,14 +4,14 @@ import Mamba2
 struct SelfTestCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "selftest", abstract: "GPU-versus-CPU checks inside the release binary (fresh random inputs).")
-    @Option(help: "Device to check: cuda.") var device: String = "cuda"
+    @Option(help: "Device to check: cuda or cuda:N.") var device: DeviceChoice = .cuda(0)
     @Option(help: "Seed of the random inputs (default: fresh).") var seed: UInt64?
     @Option(help: "The reference fixtures (tiny-hf, tiny-hf-bf16, tiny-golden.safetensors) for the model checks.")
     var fixtures: String = "Tests/Mamba2Tests/Fixtures"
 
     func run() throws {
-        guard device == "cuda" else { throw ValidationError("--device must be cuda (the CPU is checked by scripts/test)") }
-        let gpu = try CUDADevice()
+        guard case let .cuda(ordinal) = device else { throw ValidationError("--device must be cuda or cuda:N (the CPU is checked by scripts/test)") }
+        let gpu = try CUDADevice(ordinal: ordinal)
         print("device: \(gpu.name), \(bytesString(gpu.totalMemory)), compute capability \(gpu.computeCapability.major).\(gpu.computeCapability.minor), kernels built for \(gpu.architecture)")
         let s = seed ?? UInt64.random(in: 0...UInt64.max)
         print("seed: \(s)")
@@ -19,6 +19,7 @@ struct SelfTestCommand: ParsableCommand {
             throw ValidationError("the fixtures are not at \(fixtures) (tiny-golden.safetensors missing): run from the repository root or give --fixtures DIR")
         }
         let checks = try CUDASelfTest.run(device: gpu, seed: s) + CUDASelfTest.modelChecks(device: gpu, fixtures: fixtures, seed: s)
+            + CUDASelfTest.backendChecks(device: gpu, seed: s)
         for c in checks {
             print("\(c.passed ? "PASS" : "FAIL")  \(c.name): rel. error \(sci(c.relativeError)) (tolerance \(sci(c.tolerance)))\(c.allWritten ? "" : ", some outputs never written")")
         }

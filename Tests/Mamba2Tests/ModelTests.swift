@@ -155,7 +155,7 @@ struct DecodeWeightTests {
     func bf16Exact() throws {
         let g = try TinyGolden()
         let f32 = try Self.decodeLogits(try Mamba2Model.load(directory: fixture("tiny-hf-bf16")), g.ids[0])
-        let bf16 = try Self.decodeLogits(try Mamba2Model.load(directory: fixture("tiny-hf-bf16"), decodeWeights: .bf16), g.ids[0])
+        let bf16 = try Self.decodeLogits(try Mamba2Model.load(directory: fixture("tiny-hf-bf16"), weightType: .bf16), g.ids[0])
         #expect(bf16.relativeError(to: f32) < 1e-6)
         #expect(f32.relativeError(to: Tensor(shape: [20, 112], data: Array(g.logits(0, bf16: true).data[(5 * 112)..<(25 * 112)]))) < 1e-5)
     }
@@ -166,7 +166,7 @@ struct DecodeWeightTests {
     func f16Close() throws {
         let g = try TinyGolden()
         let f32 = try Self.decodeLogits(try Mamba2Model.load(directory: fixture("tiny-hf")), g.ids[0])
-        let f16 = try Self.decodeLogits(try Mamba2Model.load(directory: fixture("tiny-hf"), decodeWeights: .f16), g.ids[0])
+        let f16 = try Self.decodeLogits(try Mamba2Model.load(directory: fixture("tiny-hf"), weightType: .f16), g.ids[0])
         let err = f16.relativeError(to: f32)
         #expect(err < 5e-3 && err > 0, "\(err)")
     }
@@ -325,7 +325,7 @@ struct DecodeBytesTests {
         let small = L * (D + (c.convDim * c.dConv + c.convDim) + 3 * c.nHeads + c.dSSM) + D
         let tied = try Mamba2Model(config: c, weights: .random(c, seed: 1))
         #expect(tied.decodeWeightBytes == 4 * (matrices + small))
-        #expect(try Mamba2Model(config: c, weights: .random(c, seed: 1), decodeWeights: .bf16).decodeWeightBytes == 2 * matrices + 4 * small)
+        #expect(try Mamba2Model(config: c, weights: .random(c, seed: 1), weightType: .bf16).decodeWeightBytes == 2 * matrices + 4 * small)
         c.tieEmbeddings = false
         let untied = try Mamba2Model(config: c, weights: .random(c, seed: 1))
         #expect(untied.decodeWeightBytes == 4 * (matrices + small + D))  // the head in full, one embedding row

@@ -1,6 +1,9 @@
-// The door to NVIDIA GPUs without a CUDA build: the driver API (libcuda.so.1) and NVRTC (libnvrtc) are
+// The door to NVIDIA GPUs without a CUDA build: the driver API (libcuda.so.1), NVRTC (libnvrtc) and cuBLAS are
 // loaded at run time with dlopen, and only the few functions we use are declared here. On a machine
 // without them every call reports a clear error; nothing else in the package depends on CUDA.
+//
+// A GPU is an object (mkc_device): the device's primary context, and a stream, a cuBLAS handle and its
+// workspace of its own. Several can be open at once, on one GPU or on several; each call names one.
 #ifndef CMAMBA2_CUDA_H
 #define CMAMBA2_CUDA_H
 #include <stddef.h>
@@ -10,47 +13,59 @@
 extern "C" {
 #endif
 
-// Loads the driver and NVRTC, initializes the driver, and makes a context on device 0.
-// Returns 0, or non-zero with a message in err.
-int mkc_open(char *err, int errlen);
-// Name, memory and compute capability of the device in use.
-int mkc_device_info(char *name, int namelen, size_t *totalMemory, int *major, int *minor);
-int mkc_multiprocessors(void);
+typedef struct mkc_device mkc_device;
+
+// Loads the driver and NVRTC and initializes the driver (once per process). 0, or non-zero with a message.
+int mkc_load(char *err, int errlen);
+// GPUs the driver sees (after mkc_load).
+int mkc_device_count(int *n);
+// Opens GPU `ordinal`: retains its primary context and makes a stream. NULL with a message in err.
+mkc_device *mkc_device_open(int ordinal, char *err, int errlen);
+// Waits for the device's stream, then releases its stream, cuBLAS handle, workspace and context.
+void mkc_device_close(mkc_device *d);
+// Name, memory and compute capability.
+int mkc_device_info(mkc_device *d, char *name, int namelen, size_t *totalMemory, int *major, int *minor);
+int mkc_multiprocessors(mkc_device *d);
+// The device's stream and cuBLAS handle (0 before mkc_blas_open), as numbers: to tell two devices apart.
+uint64_t mkc_stream_id(mkc_device *d);
+uint64_t mkc_blas_id(mkc_device *d);
 // Compiles CUDA C++ source with NVRTC for the given architecture ("sm_90") and loads it as a module, or
 // loads the CUBIN of an earlier compilation from the on-disk cache (fromCache is then 1). The compiler
 // log goes to log on failure.
-int mkc_compile(const char *source, const char *name, const char *arch, void **module, int *fromCache, char *log, int loglen);
-int mkc_function(void *module, const char *name, void **function);
-int mkc_alloc(size_t bytes, uint64_t *devicePointer);
-int mkc_free(uint64_t devicePointer);
-int mkc_copy_to_device(uint64_t devicePointer, const void *host, size_t bytes);
-int mkc_copy_to_host(void *host, uint64_t devicePointer, size_t bytes);
+int mkc_compile(mkc_device *d, const char *source, const char *name, const char *arch, void **module, int *fromCache, char *log, int loglen);
+int mkc_function(mkc_device *d, void *module, const char *name, void **function);
+int mkc_alloc(mkc_device *d, size_t bytes, uint64_t *devicePointer);
+int mkc_free(mkc_device *d, uint64_t devicePointer);
+// Copies to and from the host wait for the stream; a copy on the device is queued on it.
+int mkc_copy_to_device(mkc_device *d, uint64_t devicePointer, const void *host, size_t bytes);
+int mkc_copy_to_host(mkc_device *d, void *host, uint64_t devicePointer, size_t bytes);
+int mkc_copy_on_device(mkc_device *d, uint64_t destination, uint64_t source, size_t bytes);
 // Launches function with a grid and block shape, dynamic shared memory, and kernel parameters.
-int mkc_launch(void *function, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+int mkc_launch(mkc_device *d, void *function, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                unsigned sharedBytes, void **params);
-// Work is queued on one stream; synchronize waits for it. Copies to and from the host wait too.
-int mkc_synchronize(void);
+// Waits for the device's stream.
+int mkc_synchronize(mkc_device *d);
 // The same launch, allowed to start before the previous kernel on the stream ends (programmatic dependent
 // launch, sm_90+): the kernel must execute griddepcontrol.wait before it reads what that kernel wrote.
-int mkc_launch_dependent(void *function, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+int mkc_launch_dependent(mkc_device *d, void *function, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                          unsigned sharedBytes, void **params);
 // Sets count 32-bit words to value (asynchronously).
-int mkc_fill32(uint64_t devicePointer, unsigned value, size_t count);
-// CUDA graphs: what is launched between begin and end is captured (not run) and instantiated into exec,
-// which graph_launch replays with one call.
-int mkc_capture_begin(void);
-int mkc_capture_end(void **exec);
-int mkc_graph_launch(void *exec);
-void mkc_graph_destroy(void *exec);
-// cuBLAS (libcublas.so.13/.12), loaded on first use; blas_path says which file was loaded.
-int mkc_blas_open(char *err, int errlen);
+int mkc_fill32(mkc_device *d, uint64_t devicePointer, unsigned value, size_t count);
+// CUDA graphs: what is launched on the device's stream between begin and end is captured (not run) and
+// instantiated into exec, which graph_launch replays with one call.
+int mkc_capture_begin(mkc_device *d);
+int mkc_capture_end(mkc_device *d, void **exec);
+int mkc_graph_launch(mkc_device *d, void *exec);
+void mkc_graph_destroy(mkc_device *d, void *exec);
+// cuBLAS (libcublas.so.13/.12), loaded on first use; a handle per device; blas_path says which file was loaded.
+int mkc_blas_open(mkc_device *d, char *err, int errlen);
 const char *mkc_blas_path(void);
 // Row-major Y (rows, out) = X (rows, in) · Wᵀ + beta·Y, W (out, in) row-major as PyTorch stores a Linear;
 // X and W of elementType (0 f32, 1 bf16, 2 f16), Y float32, float32 accumulation (pedantic: no TF32
 // or other reduced-precision shortcuts for f32). Returns a cuBLAS status (0 = success).
-int mkc_gemm_rows(int rows, int out, int in, const void *X, const void *W, int elementType, float *Y, float beta, int pedantic);
+int mkc_gemm_rows(mkc_device *d, int rows, int out, int in, const void *X, const void *W, int elementType, float *Y, float beta, int pedantic);
 // Lets a kernel use more than 48 KiB of dynamic shared memory (up to the device's opt-in limit).
-int mkc_set_max_shared(void *function, int bytes);
+int mkc_set_max_shared(mkc_device *d, void *function, int bytes);
 // The driver's description of an error code returned by the calls above.
 const char *mkc_error_string(int code);
 

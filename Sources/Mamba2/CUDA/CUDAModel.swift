@@ -16,7 +16,7 @@ import Darwin
 public final class CUDAModel: @unchecked Sendable {
     /// The weights' and matrix inputs' type (the CPU model's decode-weight type, same three cases);
     /// accumulation, the residual stream and states are float32.
-    public typealias Precision = Mamba2Model.DecodeWeights
+    public typealias Precision = WeightType
 
     public let device: CUDADevice
     public let config: Mamba2Config
@@ -62,6 +62,8 @@ public final class CUDAModel: @unchecked Sendable {
     var graphs: [Int: CUDAGraph] = [:]
     /// Rows in use (set by prefill).
     public private(set) var rows = 0
+    /// One row's conv window and SSM state: the middle of a swap of two rows.
+    var swapRow: (CUDABuffer, CUDABuffer)?
 
     /// Uploads a CPU model's weights, rounded to `precision`.
     public convenience init(device: CUDADevice, model: Mamba2Model, precision: Precision) throws {
@@ -89,7 +91,7 @@ public final class CUDAModel: @unchecked Sendable {
             try fill(l.inProj, c.inProjSize * c.dModel)
             try fill(l.outProj, c.dModel * c.dInner)
         }
-        try cudaSynchronize()
+        try device.synchronize()
     }
 
     /// Builds the model from float32 values under their state-spaces names (`Mamba2Weights.expectedShapes`);
@@ -105,8 +107,7 @@ public final class CUDAModel: @unchecked Sendable {
         for (name, v) in [("d_model", c.dModel), ("d_ssm", c.dSSM)] where v % 8 != 0 {
             throw Mamba2Error.invalidArgument("config", reason: "\(name) = \(v): the GPU's matrix-vector kernel reads rows 8 values at a time, so it must be a multiple of 8")
         }
-        var err = [CChar](repeating: 0, count: 512)
-        guard mkc_blas_open(&err, Int32(err.count)) == 0 else { throw Mamba2Error.invalidArgument("device", reason: cString(err)) }
+        try device.openBLAS()
         self.device = device
         config = c
         self.precision = precision
@@ -129,11 +130,11 @@ public final class CUDAModel: @unchecked Sendable {
             return v
         }
         func matrix(_ name: String) throws -> CUDABuffer {
-            guard values[name] != nil else { return try CUDABuffer(bytes: shapes[name]! * (precision == .f32 ? 4 : 2)) }
+            guard values[name] != nil else { return try CUDABuffer(bytes: shapes[name]! * (precision == .f32 ? 4 : 2), on: device) }
             let v = try floats(name)
-            return precision == .f32 ? try CUDABuffer(v) : try CUDABuffer(halves: roundedTo16Bits(v, bfloat: precision == .bf16))
+            return precision == .f32 ? try CUDABuffer(v, on: device) : try CUDABuffer(halves: roundedTo16Bits(v, bfloat: precision == .bf16), on: device)
         }
-        func vector(_ name: String) throws -> CUDABuffer { try CUDABuffer(try floats(name)) }
+        func vector(_ name: String) throws -> CUDABuffer { try CUDABuffer(try floats(name), on: device) }
         func optionalVector(_ name: String) throws -> CUDABuffer? { shapes[name] == nil ? nil : try vector(name) }
         embedding = try matrix("backbone.embedding.weight")
         lmHead = c.tieEmbeddings ? embedding : try matrix("lm_head.weight")
@@ -144,11 +145,11 @@ public final class CUDAModel: @unchecked Sendable {
                 norm: try vector(p + "norm.weight"), inProj: try matrix(p + "mixer.in_proj.weight"),
                 inProjBias: try optionalVector(p + "mixer.in_proj.bias"), convW: try vector(p + "mixer.conv1d.weight"),
                 convB: try optionalVector(p + "mixer.conv1d.bias"), dtBias: try vector(p + "mixer.dt_bias"),
-                A: try CUDABuffer(try floats(p + "mixer.A_log").map { -exp($0) }), D: try vector(p + "mixer.D"),
+                A: try CUDABuffer(try floats(p + "mixer.A_log").map { -exp($0) }, on: device), D: try vector(p + "mixer.D"),
                 gateNorm: try vector(p + "mixer.norm.weight"), outProj: try matrix(p + "mixer.out_proj.weight"),
                 outProjBias: try optionalVector(p + "mixer.out_proj.bias"))
         }
-        counter = try CUDABuffer(count: 1)
+        counter = try CUDABuffer(count: 1, on: device)
     }
 
     /// Which file cuBLAS was loaded from.
@@ -157,23 +158,104 @@ public final class CUDAModel: @unchecked Sendable {
     /// Bytes of weights one decode step reads (matrices in the precision, the rest float32).
     public var decodeWeightBytes: Int { Mamba2Model.decodeWeightBytes(config, matrices: precision) }
 
-    /// Makes room for `n` rows of state and decode buffers (the states of rows in use are lost when it grows).
+    /// Makes room for `n` rows of state and decode buffers. Rows already there keep their states; new rows
+    /// start at zero.
     func reserve(rows n: Int) throws {
         guard n > capacity else { return }
         let c = config
         graphs = [:]
         history = nil
         historyCapacity = 0
-        convStates = try (0..<c.nLayer).map { _ in try CUDABuffer(count: n * (c.dConv - 1) * c.convDim) }
-        ssmStates = try (0..<c.nLayer).map { _ in try CUDABuffer(count: n * c.nHeads * c.headDim * c.dState) }
-        residual1 = try CUDABuffer(count: n * c.dModel)
-        zx1 = try CUDABuffer(count: n * c.inProjSize)
-        xbc1 = try CUDABuffer(count: n * c.convDim)
-        y1 = try CUDABuffer(count: n * c.dSSM)
-        logits1 = try CUDABuffer(count: n * c.paddedVocabSize)
-        normed1 = try CUDABuffer(count: n * max(c.dModel, c.dSSM))
-        tokens1 = try CUDABuffer(count: n)
+        let (convRow, ssmRow) = (Self.convRowFloats(c), Self.ssmRowFloats(c))
+        func grown(_ old: [CUDABuffer], rowFloats: Int) throws -> [CUDABuffer] {
+            try (0..<c.nLayer).map { l in
+                let b = try CUDABuffer(count: n * rowFloats, on: device)
+                try b.fill(bitPattern: 0)
+                if l < old.count { try b.copy(bytes: capacity * rowFloats * 4, from: old[l]) }
+                return b
+            }
+        }
+        convStates = try grown(convStates, rowFloats: convRow)
+        ssmStates = try grown(ssmStates, rowFloats: ssmRow)
+        residual1 = try CUDABuffer(count: n * c.dModel, on: device)
+        zx1 = try CUDABuffer(count: n * c.inProjSize, on: device)
+        xbc1 = try CUDABuffer(count: n * c.convDim, on: device)
+        y1 = try CUDABuffer(count: n * c.dSSM, on: device)
+        logits1 = try CUDABuffer(count: n * c.paddedVocabSize, on: device)
+        normed1 = try CUDABuffer(count: n * max(c.dModel, c.dSSM), on: device)
+        tokens1 = try CUDABuffer(count: n, on: device)
+        swapRow = (try CUDABuffer(count: convRow, on: device), try CUDABuffer(count: ssmRow, on: device))
+        try device.synchronize()
         capacity = n
+    }
+
+    /// Floats of one row's conv window, (d_conv − 1, conv_dim), and SSM state, (H, P, N), in one layer.
+    static func convRowFloats(_ c: Mamba2Config) -> Int { (c.dConv - 1) * c.convDim }
+    static func ssmRowFloats(_ c: Mamba2Config) -> Int { c.nHeads * c.headDim * c.dState }
+
+    // MARK: state rows
+
+    /// Row `row`'s state, every layer, copied to the host.
+    public func downloadState(row: Int) throws -> (conv: [[Float]], ssm: [[Float]]) {
+        precondition(row >= 0 && row < capacity)
+        let (cr, sr) = (Self.convRowFloats(config), Self.ssmRowFloats(config))
+        var conv: [[Float]] = [], ssm: [[Float]] = []
+        for l in 0..<config.nLayer {
+            conv.append(try [Float](unsafeUninitializedCapacity: cr) { b, n in
+                n = cr
+                if cr > 0 { try CUDABuffer.download(convStates[l], at: row * cr, into: b) }
+            })
+            ssm.append(try [Float](unsafeUninitializedCapacity: sr) { b, n in
+                n = sr
+                try CUDABuffer.download(ssmStates[l], at: row * sr, into: b)
+            })
+        }
+        return (conv, ssm)
+    }
+
+    /// Sets row `row`'s state from host values (per layer, the sizes of `downloadState`).
+    public func uploadState(row: Int, conv: [[Float]], ssm: [[Float]]) throws {
+        precondition(row >= 0 && row < capacity)
+        let (cr, sr) = (Self.convRowFloats(config), Self.ssmRowFloats(config))
+        for l in 0..<config.nLayer {
+            precondition(conv[l].count == cr && ssm[l].count == sr)
+            try convStates[l].upload(conv[l], atFloat: row * cr)
+            try ssmStates[l].upload(ssm[l], atFloat: row * sr)
+        }
+    }
+
+    /// Copies row `source`'s state into row `destination` (queued on the stream).
+    public func copyStateRow(from source: Int, to destination: Int) throws {
+        precondition(source >= 0 && source < capacity && destination >= 0 && destination < capacity)
+        guard source != destination else { return }
+        let (cr, sr) = (Self.convRowFloats(config) * 4, Self.ssmRowFloats(config) * 4)
+        for l in 0..<config.nLayer {
+            try convStates[l].copy(bytes: cr, from: convStates[l], at: source * cr, to: destination * cr)
+            try ssmStates[l].copy(bytes: sr, from: ssmStates[l], at: source * sr, to: destination * sr)
+        }
+    }
+
+    /// Sets row `row`'s state to zeros (queued on the stream).
+    public func zeroStateRow(_ row: Int) throws {
+        precondition(row >= 0 && row < capacity)
+        let (cr, sr) = (Self.convRowFloats(config), Self.ssmRowFloats(config))
+        for l in 0..<config.nLayer {
+            if cr > 0 { try convStates[l].fill(at: row * cr, words: cr, bitPattern: 0) }
+            try ssmStates[l].fill(at: row * sr, words: sr, bitPattern: 0)
+        }
+    }
+
+    /// Exchanges the states of two rows through `swapRow` (queued on the stream).
+    func swapStateRows(_ a: Int, _ b: Int) throws {
+        guard a != b, let (tc, ts) = swapRow else { return }
+        let (cr, sr) = (Self.convRowFloats(config) * 4, Self.ssmRowFloats(config) * 4)
+        for l in 0..<config.nLayer {
+            for (buf, tmp, n) in [(convStates[l], tc, cr), (ssmStates[l], ts, sr)] where n > 0 {
+                try tmp.copy(bytes: n, from: buf, at: a * n)
+                try buf.copy(bytes: n, from: buf, at: b * n, to: a * n)
+                try buf.copy(bytes: n, from: tmp, to: b * n)
+            }
+        }
     }
 
     // MARK: prefill
@@ -195,16 +277,16 @@ public final class CUDAModel: @unchecked Sendable {
         if let b = prefillBuffers, b.T >= T { return b }
         let c = config
         let b = PrefillBuffers(
-            T: T, residual: try CUDABuffer(count: T * c.dModel), normed: try CUDABuffer(count: T * max(c.dModel, c.dSSM)),
-            zx: try CUDABuffer(count: T * c.inProjSize), x: try CUDABuffer(count: T * c.dSSM),
-            B: try CUDABuffer(count: T * c.nGroups * c.dState), C: try CUDABuffer(count: T * c.nGroups * c.dState),
-            dt: try CUDABuffer(count: T * c.nHeads), y: try CUDABuffer(count: T * c.dSSM), tokens: try CUDABuffer(count: T))
+            T: T, residual: try CUDABuffer(count: T * c.dModel, on: device), normed: try CUDABuffer(count: T * max(c.dModel, c.dSSM), on: device),
+            zx: try CUDABuffer(count: T * c.inProjSize, on: device), x: try CUDABuffer(count: T * c.dSSM, on: device),
+            B: try CUDABuffer(count: T * c.nGroups * c.dState, on: device), C: try CUDABuffer(count: T * c.nGroups * c.dState, on: device),
+            dt: try CUDABuffer(count: T * c.nHeads, on: device), y: try CUDABuffer(count: T * c.dSSM, on: device), tokens: try CUDABuffer(count: T, on: device))
         prefillBuffers = b
         return b
     }
 
     func gemm(rows: Int, out: Int, in: Int, x: CUDABuffer, w: CUDABuffer, y: CUDABuffer, accumulate: Bool) throws {
-        let r = mkc_gemm_rows(Int32(rows), Int32(out), Int32(`in`), UnsafeRawPointer(bitPattern: UInt(x.pointer)),
+        let r = mkc_gemm_rows(device.handle, Int32(rows), Int32(out), Int32(`in`), UnsafeRawPointer(bitPattern: UInt(x.pointer)),
                               UnsafeRawPointer(bitPattern: UInt(w.pointer)), precision.code,
                               UnsafeMutablePointer<Float>(bitPattern: UInt(y.pointer)), accumulate ? 1 : 0, 1)
         guard r == 0 else { throw Mamba2Error.invalidArgument("device", reason: "cuBLAS GEMM (\(rows)×\(`in`) · \(`in`)×\(out)) failed with status \(r)") }
@@ -215,18 +297,29 @@ public final class CUDAModel: @unchecked Sendable {
     /// the other into a single row (the conv and the SSD reset at each start; `CUDAPackedRows`). Returns
     /// logits (count, padded vocab) of each last token for `.last`, (total tokens, padded vocab) for `.all`
     /// (sequences in order), nil for `.none`.
-    public func prefill(_ sequences: [[Int]], logits mode: Mamba2Model.LogitsMode) throws -> Tensor? {
+    /// With `targetRows`, sequence i's state goes to row targetRows[i] instead of row i (other rows are left
+    /// as they are; the rows must exist, see `reserve`), and `rows` is not changed.
+    public func prefill(_ sequences: [[Int]], into targetRows: [Int]? = nil, logits mode: Mamba2Model.LogitsMode) throws -> Tensor? {
         let c = config
         guard !sequences.isEmpty, sequences.allSatisfy({ !$0.isEmpty }) else {
             throw Mamba2Error.invalidArgument("sequences", reason: "give at least one sequence, none of them empty (lengths \(sequences.map(\.count)))")
         }
         for s in sequences { try c.checkTokens(s, argument: "sequences") }
-        let packed = sequences.allSatisfy({ $0.count == sequences[0].count }) ? nil : try CUDAPackedRows(lengths: sequences.map(\.count))
+        let packed = sequences.allSatisfy({ $0.count == sequences[0].count }) ? nil : try CUDAPackedRows(on: device, lengths: sequences.map(\.count))
         // rows × length of the kernels' layout: one row of all tokens when packed
         let (b, L) = packed == nil ? (sequences.count, sequences[0].count) : (1, sequences.reduce(0) { $0 + $1.count })
         let T = b * L
-        try reserve(rows: sequences.count)
-        rows = sequences.count
+        let n = sequences.count
+        // States land in rows 0..<n, or for other target rows first in staging rows past the table's end.
+        let staged = targetRows.map { $0 != Array(0..<n) } ?? false
+        if let targetRows {
+            precondition(targetRows.count == n && targetRows.allSatisfy { $0 >= 0 && $0 < capacity } && Set(targetRows).count == n)
+            if staged { try reserveStaging(rows: n) }
+        } else {
+            try reserve(rows: n)
+            rows = n
+        }
+        let states: (conv: [CUDABuffer], ssm: [CUDABuffer]) = staged ? staging : (convStates, ssmStates)
         let buf = try buffers(tokens: T)
         try buf.tokens.upload(sequences.joined().map { Int32($0) })
         let a0 = KernelArguments()
@@ -242,38 +335,59 @@ public final class CUDAModel: @unchecked Sendable {
             for v in [L, c.convDim, c.dConv, c.dSSM, G * N, H] { ac.add(Int32(v)) }
             ac.add(buf.zx); ac.add(Int32(c.inProjSize)); ac.add(Int32(c.dSSM)); ac.add(Int32(c.dSSM + c.convDim))
             ac.add(l.convW); ac.add(l.convB?.pointer ?? 0); ac.add(Int32(half ? 1 : 0))
-            ac.add(buf.x); ac.add(buf.B); ac.add(buf.C); ac.add(buf.dt); ac.add(convStates[i])
+            ac.add(buf.x); ac.add(buf.B); ac.add(buf.C); ac.add(buf.dt); ac.add(states.conv[i])
             ac.add(packed?.seqStart.pointer ?? 0); ac.add(packed?.tokenEnd.pointer ?? 0); ac.add(packed?.tokenSequence.pointer ?? 0)
             try k["m_conv_prefill"]!.launch(grid: ((c.convDim + H + 255) / 256, L, b), block: (256, 1, 1), arguments: ac)
-            try ssd(rows: b, length: L, layer: l, buffers: buf, states: ssmStates[i], packed: packed)
+            try ssd(rows: b, length: L, layer: l, buffers: buf, states: states.ssm[i], packed: packed)
             try gatedNorm(rows: T, y: buf.y, yHalf: half, z: buf.zx, w: l.gateNorm, out: buf.normed)
             try gemm(rows: T, out: c.dModel, in: c.dSSM, x: buf.normed, w: l.outProj, y: buf.residual, accumulate: true)
             if let bias = l.outProjBias { try addBias(rows: T, n: c.dModel, y: buf.residual, bias: bias) }
         }
+        if staged, let targetRows {
+            let (cr, sr) = (Self.convRowFloats(c) * 4, Self.ssmRowFloats(c) * 4)
+            for l in 0..<c.nLayer {
+                for (s, r) in targetRows.enumerated() {
+                    if cr > 0 { try convStates[l].copy(bytes: cr, from: staging.conv[l], at: s * cr, to: r * cr) }
+                    try ssmStates[l].copy(bytes: sr, from: staging.ssm[l], at: s * sr, to: r * sr)
+                }
+            }
+        }
         let V = c.paddedVocabSize
         switch mode {
         case .none:
-            try cudaSynchronize()
+            try device.synchronize()
             return nil
         case .last:
             // The last token of each sequence gathered into the decode rows, then decode's head (final
             // RMSNorm and lm_head) over them.
-            let n = sequences.count
-            let last = try CUDABuffer(count: n)
+            let last = try CUDABuffer(count: n, on: device)
             try last.upload(packed?.lastTokens.map { Int32($0) } ?? (0..<n).map { Int32($0 * L + L - 1) })
             let ag = KernelArguments()
             ag.add(Int32(c.dModel)); ag.add(last); ag.add(buf.residual); ag.add(residual1)
             try k["m_gather_rows"]!.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: ag)
             try head(rows: n)
-            try cudaSynchronize()
+            try device.synchronize()
             return Tensor(shape: [n, V], data: try logits1.download(n * V, as: Float.self))
         case .all:
             try rmsnorm(rows: T, x: buf.residual, ldx: c.dModel, w: normF, out: buf.normed)
-            let out = try CUDABuffer(count: T * V)
+            let out = try CUDABuffer(count: T * V, on: device)
             try gemm(rows: T, out: V, in: c.dModel, x: buf.normed, w: lmHead, y: out, accumulate: false)
-            try cudaSynchronize()
+            try device.synchronize()
             return Tensor(shape: [T, V], data: try out.download())
         }
+    }
+
+    /// Per layer, the conv windows and SSM states of prefills into rows other than 0..<n (then copied to
+    /// their rows), sized for `stagingRows` sequences.
+    var staging: (conv: [CUDABuffer], ssm: [CUDABuffer]) = ([], [])
+    var stagingRows = 0
+
+    func reserveStaging(rows n: Int) throws {
+        guard n > stagingRows else { return }
+        let c = config
+        staging = (try (0..<c.nLayer).map { _ in try CUDABuffer(count: max(n * Self.convRowFloats(c), 1), on: device) },
+                   try (0..<c.nLayer).map { _ in try CUDABuffer(count: n * Self.ssmRowFloats(c), on: device) })
+        stagingRows = n
     }
 
     func rmsnorm(rows: Int, x: CUDABuffer, ldx: Int, w: CUDABuffer, out: CUDABuffer) throws {
@@ -312,7 +426,7 @@ public final class CUDAModel: @unchecked Sendable {
     /// Room for the single packed row's own final state (H, P, N), which decode does not use.
     func packedFinalStates() throws -> CUDABuffer {
         if let b = packedFinal { return b }
-        let b = try CUDABuffer(count: config.nHeads * config.headDim * config.dState)
+        let b = try CUDABuffer(count: config.nHeads * config.headDim * config.dState, on: device)
         packedFinal = b
         return b
     }
@@ -324,9 +438,9 @@ public final class CUDAModel: @unchecked Sendable {
         let (H, G, nchunks) = (c.nHeads, c.nGroups, (L + Q - 1) / Q)
         let stateCount = b * H * nchunks * c.headDim * c.dState
         let s = SSDScratch(
-            rows: b, length: L, dt: try CUDABuffer(count: b * H * L), cum: try CUDABuffer(count: b * H * L),
-            states: try CUDABuffer(count: tc != nil ? (stateCount + 1) / 2 : stateCount), statesIn: try CUDABuffer(count: tc != nil ? (stateCount + 1) / 2 : stateCount),
-            chunkDecay: try CUDABuffer(count: b * H * nchunks), CB: tc != nil ? nil : try CUDABuffer(count: b * G * nchunks * Q * Q))
+            rows: b, length: L, dt: try CUDABuffer(count: b * H * L, on: device), cum: try CUDABuffer(count: b * H * L, on: device),
+            states: try CUDABuffer(count: tc != nil ? (stateCount + 1) / 2 : stateCount, on: device), statesIn: try CUDABuffer(count: tc != nil ? (stateCount + 1) / 2 : stateCount, on: device),
+            chunkDecay: try CUDABuffer(count: b * H * nchunks, on: device), CB: tc != nil ? nil : try CUDABuffer(count: b * G * nchunks * Q * Q, on: device))
         ssdScratch = s
         return s
     }

@@ -115,13 +115,22 @@ extension CUDAModel {
         guard tokens.count == rows, rows > 0 else {
             throw Mamba2Error.invalidArgument("tokens", reason: "\(tokens.count) tokens for \(rows) rows prefilled on the GPU")
         }
-        guard logits.count == rows * config.paddedVocabSize else {
-            throw Mamba2Error.invalidArgument("logits", reason: "room for \(logits.count) values, \(rows) rows need \(rows * config.paddedVocabSize)")
+        try step(leadingRows: tokens, into: logits)
+    }
+
+    /// One token for each of rows 0..<tokens.count (whatever `rows` is), logits into host memory.
+    func step(leadingRows tokens: [Int], into logits: UnsafeMutableBufferPointer<Float>) throws {
+        let n = tokens.count
+        guard n > 0, n <= capacity else {
+            throw Mamba2Error.invalidArgument("tokens", reason: "\(n) tokens for \(capacity) rows of state on the GPU")
+        }
+        guard logits.count == n * config.paddedVocabSize else {
+            throw Mamba2Error.invalidArgument("logits", reason: "room for \(logits.count) values, \(n) rows need \(n * config.paddedVocabSize)")
         }
         try config.checkTokens(tokens, argument: "tokens")
         try tokens1.upload(tokens.map { Int32($0) })
-        try enqueueStep(rows: rows, greedy: false)
-        try cudaSynchronize()
+        try enqueueStep(rows: n, greedy: false)
+        try device.synchronize()
         try logits1.download(into: logits)
     }
 
@@ -135,19 +144,19 @@ extension CUDAModel {
         try config.checkTokens(first, argument: "tokens")
         if steps > historyCapacity || history == nil {
             // Graphs hold the history's address: a new one means new graphs.
-            history = try CUDABuffer(count: max(steps, 256) * capacity)
+            history = try CUDABuffer(count: max(steps, 256) * capacity, on: device)
             historyCapacity = max(steps, 256)
             graphs = [:]
         }
         let graph: CUDAGraph
         if let g = graphs[rows] { graph = g } else {
-            graph = try CUDAGraph { try enqueueStep(rows: rows, greedy: true) }
+            graph = try CUDAGraph(on: device) { try enqueueStep(rows: rows, greedy: true) }
             graphs[rows] = graph
         }
         try tokens1.upload(first.map { Int32($0) })
         try counter.fill(words: 1, bitPattern: 0)
         for _ in 0..<steps { try graph.launch() }
-        try cudaSynchronize()
+        try device.synchronize()
         let h = try history!.download(steps * rows, as: Int32.self)
         return (0..<rows).map { r in (0..<steps).map { Int(h[$0 * rows + r]) } }
     }
@@ -164,10 +173,10 @@ extension CUDAModel {
         let e = precision == .f32 ? 4 : 2
         func time(_ name: String, bytes: Int, _ body: () throws -> Void) throws -> (String, Double, Int) {
             let reps = 200
-            let g = try CUDAGraph { for _ in 0..<reps { try body() } }
-            try g.launch(); try cudaSynchronize()
+            let g = try CUDAGraph(on: device) { for _ in 0..<reps { try body() } }
+            try g.launch(); try device.synchronize()
             let t0 = monotonicSeconds()
-            try g.launch(); try cudaSynchronize()
+            try g.launch(); try device.synchronize()
             return (name, (monotonicSeconds() - t0) / Double(reps) * 1e6, bytes)
         }
         // Each part as decode runs it for n rows (fused matrix-vector kernels up to gemvRows rows, cuBLAS beyond).
@@ -177,11 +186,11 @@ extension CUDAModel {
             try time("out_proj (+ gated norm)", bytes: c.dModel * c.dSSM * e) { try outProjection(rows: n, layer: 0) },
             try time("head (+ norm)", bytes: c.paddedVocabSize * c.dModel * e) { try head(rows: n) },
         ]
-        let g = try CUDAGraph { try enqueueStep(rows: n, greedy: false) }
-        try g.launch(); try cudaSynchronize()
+        let g = try CUDAGraph(on: device) { try enqueueStep(rows: n, greedy: false) }
+        try g.launch(); try device.synchronize()
         let t0 = monotonicSeconds()
         for _ in 0..<50 { try g.launch() }
-        try cudaSynchronize()
+        try device.synchronize()
         out.append(("whole step (\(c.nLayer) layers)", (monotonicSeconds() - t0) / 50 * 1e6, decodeWeightBytes))
         return out
     }

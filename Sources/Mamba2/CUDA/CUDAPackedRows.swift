@@ -15,21 +15,21 @@ struct CUDAPackedRows {
 
     /// From the sequences the CPU's `SSDProblem` found (and checked: indices never decrease along a row);
     /// nil for rows of one sequence each (no seqIdx).
-    init?(_ problem: SSDProblem) throws {
+    init?(on device: CUDADevice, _ problem: SSDProblem) throws {
         guard problem.input.seqIdx != nil else { return nil }
-        try self.init(rowLength: problem.L, rows: problem.segments.map { $0.map { ($0.start, $0.end) } })
+        try self.init(on: device, rowLength: problem.L, rows: problem.segments.map { $0.map { ($0.start, $0.end) } })
     }
 
     /// Sequences of these lengths one after the other in a single row.
-    init(lengths: [Int]) throws {
+    init(on device: CUDADevice, lengths: [Int]) throws {
         var spans: [(Int, Int)] = []
         var t = 0
         for n in lengths { spans.append((t, t + n)); t += n }
-        try self.init(rowLength: t, rows: [spans])
+        try self.init(on: device, rowLength: t, rows: [spans])
     }
 
     /// rows[r]: the spans [start, end) covering row r in order.
-    init(rowLength L: Int, rows: [[(start: Int, end: Int)]]) throws {
+    init(on device: CUDADevice, rowLength L: Int, rows: [[(start: Int, end: Int)]]) throws {
         var starts = [Int32](repeating: 0, count: rows.count * L), ends = starts, ordinals = starts
         var rowOf: [Int32] = [], begins: [Int32] = [], endsOf: [Int32] = [], last: [Int] = []
         for (r, spans) in rows.enumerated() {
@@ -40,7 +40,7 @@ struct CUDAPackedRows {
                 rowOf.append(Int32(r)); begins.append(Int32(start)); endsOf.append(Int32(end)); last.append(r * L + end - 1)
             }
         }
-        func upload(_ v: [Int32]) throws -> CUDABuffer { let b = try CUDABuffer(count: v.count); try b.upload(v); return b }
+        func upload(_ v: [Int32]) throws -> CUDABuffer { let b = try CUDABuffer(count: v.count, on: device); try b.upload(v); return b }
         seqStart = try upload(starts); tokenEnd = try upload(ends); tokenSequence = try upload(ordinals)
         row = try upload(rowOf); begin = try upload(begins); end = try upload(endsOf)
         count = rowOf.count

@@ -28,23 +28,23 @@ public final class CUDASSD: @unchecked Sendable {
         guard input.sequenceInitialStates == nil else {
             throw Mamba2Error.invalidArgument("sequence_initial_states", reason: "a state per packed sequence is not supported on the GPU yet (initial_states per row is)")
         }
-        let packed = try CUDAPackedRows(problem)
+        let packed = try CUDAPackedRows(on: device, problem)
         let (b, L, H, P) = (input.x.shape[0], input.x.shape[1], input.x.shape[2], input.x.shape[3])
         let (G, N) = (input.B.shape[2], input.B.shape[3])
         let Q = min(options.chunkSize, 256)
         let nchunks = (L + Q - 1) / Q
         return Prepared(
             b: b, L: L, H: H, P: P, G: G, N: N, Q: Q, nchunks: nchunks,
-            x: try CUDABuffer(input.x.data), dt: try CUDABuffer(input.dt.data), A: try CUDABuffer(input.A.data),
-            B: try CUDABuffer(input.B.data), C: try CUDABuffer(input.C.data), y: try CUDABuffer(count: b * L * H * P),
-            dtOut: try CUDABuffer(count: b * H * L), cumOut: try CUDABuffer(count: b * H * L),
-            chunkStates: try CUDABuffer(count: b * H * nchunks * P * N), chunkDecay: try CUDABuffer(count: b * H * nchunks),
-            statesIn: try CUDABuffer(count: b * H * nchunks * P * N), finalStates: try CUDABuffer(count: b * H * P * N),
-            CB: try CUDABuffer(count: b * G * nchunks * Q * Q),
-            dtBias: try input.dtBias.map { try CUDABuffer($0.data) }, D: try input.D.map { try CUDABuffer($0.data) },
-            z: try input.z.map { try CUDABuffer($0.data) }, initial: try input.initialStates.map { try CUDABuffer($0.data) },
+            x: try CUDABuffer(input.x.data, on: device), dt: try CUDABuffer(input.dt.data, on: device), A: try CUDABuffer(input.A.data, on: device),
+            B: try CUDABuffer(input.B.data, on: device), C: try CUDABuffer(input.C.data, on: device), y: try CUDABuffer(count: b * L * H * P, on: device),
+            dtOut: try CUDABuffer(count: b * H * L, on: device), cumOut: try CUDABuffer(count: b * H * L, on: device),
+            chunkStates: try CUDABuffer(count: b * H * nchunks * P * N, on: device), chunkDecay: try CUDABuffer(count: b * H * nchunks, on: device),
+            statesIn: try CUDABuffer(count: b * H * nchunks * P * N, on: device), finalStates: try CUDABuffer(count: b * H * P * N, on: device),
+            CB: try CUDABuffer(count: b * G * nchunks * Q * Q, on: device),
+            dtBias: try input.dtBias.map { try CUDABuffer($0.data, on: device) }, D: try input.D.map { try CUDABuffer($0.data, on: device) },
+            z: try input.z.map { try CUDABuffer($0.data, on: device) }, initial: try input.initialStates.map { try CUDABuffer($0.data, on: device) },
             dPerChannel: input.D?.shape.count == 2, softplus: options.dtSoftplus, lo: options.dtLimit.lo, hi: options.dtLimit.hi,
-            packed: packed, sequenceStates: try packed.map { try CUDABuffer(count: $0.count * H * P * N) })
+            packed: packed, sequenceStates: try packed.map { try CUDABuffer(count: $0.count * H * P * N, on: device) })
     }
 
     /// Launches the three kernels (asynchronously; call cudaSynchronize to wait).
@@ -88,7 +88,7 @@ public final class CUDASSD: @unchecked Sendable {
     public func run(_ input: SSDInput, options: SSDOptions) throws -> (y: Tensor, finalStates: Tensor, sequenceStates: Tensor) {
         let p = try prepare(input, options: options)
         try launch(p)
-        try cudaSynchronize()
+        try device.synchronize()
         let finalStates = Tensor(shape: [p.b, p.H, p.P, p.N], data: try p.finalStates.download())
         let sequenceStates = try p.sequenceStates.map { Tensor(shape: [p.packed!.count, p.H, p.P, p.N], data: try $0.download()) } ?? finalStates
         return (Tensor(shape: [p.b, p.L, p.H, p.P], data: try p.y.download()), finalStates, sequenceStates)

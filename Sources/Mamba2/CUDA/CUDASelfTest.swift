@@ -29,17 +29,17 @@ public enum CUDASelfTest {
             let D: [Float] = normal(perChannel ? H * P : H)
             var stateCPU: [Float] = normal(H * P * N)
             var yCPU = [Float](repeating: 0, count: H * P)
-            let stateGPU = try CUDABuffer(stateCPU)
+            let stateGPU = try CUDABuffer(stateCPU, on: device)
             mk_ssd_decode_step(Int32(H), Int32(P), Int32(N), Int32(G), dtRaw, dtBias, A, 0, .infinity, x, B, C, D,
                                perChannel ? 1 : 0, &stateCPU, &yCPU, 1)
-            let yGPU = try CUDABuffer([Float](repeating: .nan, count: H * P))  // poisoned: every element must be written
+            let yGPU = try CUDABuffer([Float](repeating: .nan, count: H * P), on: device)  // poisoned: every element must be written
             let args = KernelArguments()
             for v in [H, P, N, G, H * P, H * P + 2 * G * N] { args.add(Int32(v)) }
-            args.add(try CUDABuffer(x + B + C)); args.add(try CUDABuffer(dtRaw)); args.add(Int32(H)); args.add(Int32(0))
-            args.add(try CUDABuffer(dtBias)); args.add(try CUDABuffer(A)); args.add(Float(0)); args.add(Float.infinity)
-            args.add(try CUDABuffer(D)); args.add(Int32(perChannel ? 1 : 0)); args.add(stateGPU); args.add(yGPU)
+            args.add(try CUDABuffer(x + B + C, on: device)); args.add(try CUDABuffer(dtRaw, on: device)); args.add(Int32(H)); args.add(Int32(0))
+            args.add(try CUDABuffer(dtBias, on: device)); args.add(try CUDABuffer(A, on: device)); args.add(Float(0)); args.add(Float.infinity)
+            args.add(try CUDABuffer(D, on: device)); args.add(Int32(perChannel ? 1 : 0)); args.add(stateGPU); args.add(yGPU)
             try kernels["m_ssd_step"]!.launch(grid: ((P + 3) / 4, H, 1), block: (128, 1, 1), arguments: args)
-            try cudaSynchronize()
+            try device.synchronize()
             let y = try yGPU.download(), s = try stateGPU.download()
             checks.append(Check(name: "ssd decode step H=\(H) P=\(P) N=\(N) G=\(G)\(perChannel ? " D per channel" : "") y",
                                 relativeError: Tensor(shape: [y.count], data: y).relativeError(to: Tensor(shape: [y.count], data: yCPU)),
@@ -64,7 +64,7 @@ public enum CUDASelfTest {
             let prepared = try ssd.prepare(input, options: options)
             try prepared.y.upload([Float](repeating: .nan, count: prepared.y.count))
             try ssd.launch(prepared)
-            try cudaSynchronize()
+            try device.synchronize()
             let y = try prepared.y.download(), s = try prepared.finalStates.download()
             let label = "chunked SSD b=\(b) L=\(L) H=\(H) P=\(P) G=\(G) N=\(N) Q=\(Q)\(packed ? " packed \(cpu.sequenceStates.shape[0]) sequences" : "")"
             checks.append(Check(name: label + " y", relativeError: Tensor(shape: cpu.y.shape, data: y).relativeError(to: cpu.y),
@@ -117,7 +117,7 @@ public enum CUDASelfTest {
                     let nan: UInt16 = type == .bf16 ? 0x7FC0 : 0x7E00
                     try p.y.upload([UInt16](repeating: nan, count: b * L * H * P))
                     try tc.launch(p)
-                    try cudaSynchronize()
+                    try device.synchronize()
                     let y = tc.floats(try p.y.download(b * L * H * P, as: UInt16.self)), s = try p.finalStates.download()
                     let tol = type == .bf16 ? 1e-2 : 2e-3
                     let what = packed ? " packed \(cpu.sequenceStates.shape[0]) sequences, steep decay, D per channel, z, h0" : options ? " D per channel, z, h0, dt clamp" : ""

@@ -8,6 +8,7 @@ import CMamba2Kernels
 /// Packed rows (seqIdx) included; a state per sequence (`sequenceInitialStates`) is not taken yet.
 public final class CUDATensorCoreSSD: @unchecked Sendable {
     public enum ElementType: String, Sendable { case bf16, f16 }
+    public let device: CUDADevice
     public let elementType: ElementType
     public let stateSize: Int
     let kernels: [String: CUDAKernel]
@@ -20,6 +21,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         guard N % 32 == 0, N >= 32, N <= 128 else {
             throw Mamba2Error.invalidArgument("state size", reason: "the tensor-core SSD takes N = 32, 64, 96 or 128, got \(N)")
         }
+        self.device = device
         self.elementType = elementType
         stateSize = N
         let defines = "#define ELEM_F16 \(elementType == .f16 ? 1 : 0)\n#define NS \(N)\n#define PH 64\n#define QC 128\n"
@@ -82,19 +84,19 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         let nchunks = (pr.L + Self.chunk - 1) / Self.chunk
         let (b, L, H, P, G, N) = (pr.b, pr.L, pr.H, pr.P, pr.G, pr.N)
         let hb = try Self.headsPerBlock(rows: b, chunks: nchunks, heads: H, groups: G)
-        let packed = try CUDAPackedRows(pr)
+        let packed = try CUDAPackedRows(on: device, pr)
         return Prepared(
             b: b, L: L, H: H, G: G, nchunks: nchunks, hb: hb,
-            x: try CUDABuffer(halves: halves(input.x.data)), dt: try CUDABuffer(input.dt.data), A: try CUDABuffer(input.A.data),
-            B: try CUDABuffer(halves: halves(input.B.data)), C: try CUDABuffer(halves: halves(input.C.data)),
-            y: try CUDABuffer(count: (b * L * H * P + 1) / 2), dtOut: try CUDABuffer(count: b * H * L),
-            cumOut: try CUDABuffer(count: b * H * L), states: try CUDABuffer(count: (b * H * nchunks * P * N + 1) / 2),
-            statesIn: try CUDABuffer(count: (b * H * nchunks * P * N + 1) / 2),
-            chunkDecay: try CUDABuffer(count: b * H * nchunks), finalStates: try CUDABuffer(count: b * H * P * N),
-            dtBias: try input.dtBias.map { try CUDABuffer($0.data) }, D: try input.D.map { try CUDABuffer($0.data) },
-            z: try input.z.map { try CUDABuffer(halves: halves($0.data)) }, initial: try input.initialStates.map { try CUDABuffer($0.data) },
+            x: try CUDABuffer(halves: halves(input.x.data), on: device), dt: try CUDABuffer(input.dt.data, on: device), A: try CUDABuffer(input.A.data, on: device),
+            B: try CUDABuffer(halves: halves(input.B.data), on: device), C: try CUDABuffer(halves: halves(input.C.data), on: device),
+            y: try CUDABuffer(count: (b * L * H * P + 1) / 2, on: device), dtOut: try CUDABuffer(count: b * H * L, on: device),
+            cumOut: try CUDABuffer(count: b * H * L, on: device), states: try CUDABuffer(count: (b * H * nchunks * P * N + 1) / 2, on: device),
+            statesIn: try CUDABuffer(count: (b * H * nchunks * P * N + 1) / 2, on: device),
+            chunkDecay: try CUDABuffer(count: b * H * nchunks, on: device), finalStates: try CUDABuffer(count: b * H * P * N, on: device),
+            dtBias: try input.dtBias.map { try CUDABuffer($0.data, on: device) }, D: try input.D.map { try CUDABuffer($0.data, on: device) },
+            z: try input.z.map { try CUDABuffer(halves: halves($0.data), on: device) }, initial: try input.initialStates.map { try CUDABuffer($0.data, on: device) },
             dPerChannel: input.D?.shape.count == 2, softplus: options.dtSoftplus, lo: options.dtLimit.lo, hi: options.dtLimit.hi,
-            packed: packed, sequenceStates: try packed.map { try CUDABuffer(count: $0.count * H * P * N) })
+            packed: packed, sequenceStates: try packed.map { try CUDABuffer(count: $0.count * H * P * N, on: device) })
     }
 
     /// Launches the three kernels (asynchronously; cudaSynchronize waits); `only` launches one of them
@@ -134,7 +136,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
     public func run(_ input: SSDInput, options: SSDOptions) throws -> (y: Tensor, finalStates: Tensor, sequenceStates: Tensor) {
         let p = try prepare(input, options: options)
         try launch(p)
-        try cudaSynchronize()
+        try device.synchronize()
         let n = p.b * p.L * p.H * Self.headDim
         let finalStates = Tensor(shape: [p.b, p.H, Self.headDim, stateSize], data: try p.finalStates.download())
         let sequenceStates = try p.sequenceStates.map { Tensor(shape: [p.packed!.count, p.H, Self.headDim, stateSize], data: try $0.download()) } ?? finalStates

@@ -1,12 +1,25 @@
-/// A model with its tokenizer: what `mamba2 generate` and library users load in one call.
+import Synchronization
+
+/// A model with its tokenizer, on the device it was loaded for: what `mamba2 generate` and library users
+/// load in one call. Generation runs on `backend` (CPU or GPU alike); one generation at a time (calls
+/// wait for the one before them).
 public final class LanguageModel: Sendable {
+    /// The weights as loaded (float32 on the host): the source every backend is built from.
     public let model: Mamba2Model
+    /// Where prefill and decode run.
+    public let backend: any Mamba2Backend
     /// nil for a model without a tokenizer (generate from ids then).
     public let tokenizer: Tokenizer?
+    /// Held while a generation uses the backend's rows.
+    let busy = Mutex<Void>(())
 
-    public init(model: Mamba2Model, tokenizer: Tokenizer?) {
+    public var config: Mamba2Config { model.config }
+
+    /// `model` on `device` with its matrices in `weights` (the device's default when nil).
+    public init(model: Mamba2Model, tokenizer: Tokenizer?, device: some ComputeDevice = .cpu, weights: WeightType? = nil) throws {
         self.model = model
         self.tokenizer = tokenizer
+        backend = try device.makeBackend(model: model, weights: weights ?? device.defaultWeightType)
     }
 
     /// The GPT-NeoX-20B tokenizer.json that ships in this repository (used for `state-spaces/*` models,
@@ -35,31 +48,33 @@ public final class LanguageModel: Sendable {
 
     /// Loads config, weights and tokenizer from a directory. The tokenizer is `tokenizerPath` if given,
     /// else the directory's tokenizer.json, else (for a state-spaces layout, which ships none) the bundled
-    /// GPT-NeoX-20B one, else none.
-    public static func load(directory: String, tokenizerPath: String? = nil,
-                            decodeWeights: Mamba2Model.DecodeWeights = .f32) throws -> LanguageModel {
-        let model = try Mamba2Model.load(directory: directory, decodeWeights: decodeWeights)
+    /// GPT-NeoX-20B one, else none. The model runs on `device` with its matrices in `weights` (the device's
+    /// default when nil: f32 on the CPU, bf16 on a GPU).
+    public static func load(directory: String, tokenizerPath: String? = nil, device: some ComputeDevice = .cpu,
+                            weights: WeightType? = nil) throws -> LanguageModel {
+        let model = try Mamba2Model.load(directory: directory)
         var path = tokenizerPath
         if path == nil, MappedFile.exists(directory + "/tokenizer.json") { path = directory + "/tokenizer.json" }
         if path == nil, model.config.layout == .stateSpaces, model.config.vocabSize >= 50277 { path = bundledTokenizerPath }
-        return LanguageModel(model: model, tokenizer: try path.map { try Tokenizer(path: $0) })
+        return try LanguageModel(model: model, tokenizer: try path.map { try Tokenizer(path: $0) }, device: device, weights: weights)
     }
 
     /// Streams a generation: text pieces (as soon as they form whole characters), tokens, then a summary.
-    /// Cancelling the consuming task stops the work after the current token. With `gpu` (a `CUDAModel` of
-    /// this model's weights) prefill and decode run there; one generation at a time per `CUDAModel`.
-    public func generate(prompt: [Int], parameters: GenerateParameters, gpu: CUDAModel? = nil) -> AsyncThrowingStream<Generation, Error> {
+    /// Cancelling the consuming task stops the work after the current token.
+    public func generate(prompt: [Int], parameters: GenerateParameters) -> AsyncThrowingStream<Generation, Error> {
         AsyncThrowingStream { continuation in
             let task = Task.detached {
                 do {
-                    var gen = try TokenGenerator(model: self.model, tokenizer: self.tokenizer, prompt: prompt, parameters: parameters, gpu: gpu)
-                    while let step = try gen.next() {
-                        if Task.isCancelled { break }
-                        continuation.yield(.token(step.token))
-                        if let text = step.text, !text.isEmpty { continuation.yield(.chunk(text)) }
+                    try self.busy.withLock { _ in
+                        var gen = try TokenGenerator(backend: self.backend, tokenizer: self.tokenizer, prompt: prompt, parameters: parameters)
+                        while let step = try gen.next() {
+                            if Task.isCancelled { break }
+                            continuation.yield(.token(step.token))
+                            if let text = step.text, !text.isEmpty { continuation.yield(.chunk(text)) }
+                        }
+                        if let rest = gen.finishText(), !rest.isEmpty { continuation.yield(.chunk(rest)) }
+                        continuation.yield(.info(gen.info))
                     }
-                    if let rest = gen.finishText(), !rest.isEmpty { continuation.yield(.chunk(rest)) }
-                    continuation.yield(.info(gen.info))
                     continuation.finish()
                 } catch {
                     continuation.finish(throwing: error)
@@ -70,16 +85,24 @@ public final class LanguageModel: Sendable {
     }
 
     /// Encodes the prompt with the tokenizer, then streams as above.
-    public func generate(prompt: String, parameters: GenerateParameters, gpu: CUDAModel? = nil) throws -> AsyncThrowingStream<Generation, Error> {
+    public func generate(prompt: String, parameters: GenerateParameters) throws -> AsyncThrowingStream<Generation, Error> {
         guard let tokenizer else { throw Mamba2Error.invalidArgument("prompt", reason: "this model has no tokenizer; give token ids") }
-        return generate(prompt: tokenizer.encode(prompt), parameters: parameters, gpu: gpu)
+        return generate(prompt: tokenizer.encode(prompt), parameters: parameters)
     }
 
-    /// Generates for several prompts at once (packed prefill, batched decode), on the CPU or on `gpu`.
-    /// Returns each one's tokens.
-    public func generateBatch(prompts: [[Int]], parameters: GenerateParameters, gpu: CUDAModel? = nil) throws -> [[SampledToken]] {
-        var gen = try BatchGenerator(model: model, prompts: prompts, parameters: parameters, gpu: gpu)
-        return try gen.run()
+    /// Generates for several prompts at once (packed prefill, batched decode). Returns each one's tokens.
+    public func generateBatch(prompts: [[Int]], parameters: GenerateParameters) throws -> [[SampledToken]] {
+        try busy.withLock { _ in
+            var gen = try BatchGenerator(backend: backend, prompts: prompts, parameters: parameters)
+            return try gen.run()
+        }
+    }
+
+    /// A token-by-token generator on the backend's row 0, for callers that drive the loop themselves
+    /// (`mamba2 generate`). Hold no other generation of this model while it runs.
+    public func tokenGenerator(prompt: [Int], parameters: GenerateParameters, state: Mamba2State? = nil,
+                               printingText: Bool = true) throws -> TokenGenerator {
+        try TokenGenerator(backend: backend, tokenizer: printingText ? tokenizer : nil, prompt: prompt, parameters: parameters, state: state)
     }
 }
 
@@ -97,7 +120,8 @@ public struct GenerationInfo: Sendable {
     public var prefillSeconds: Double
     public var decodeSeconds: Double
     public var stopReason: StopReason
-    public var form: SSDForm
+    /// Where it ran ("cpu (2 threads)", "cuda:0 (NVIDIA H200)").
+    public var device: String
     public var prefillTokensPerSecond: Double { Double(promptTokens) / max(prefillSeconds, 1e-9) }
     public var decodeTokensPerSecond: Double { Double(max(generatedTokens - 1, 0)) / max(decodeSeconds, 1e-9) }
 

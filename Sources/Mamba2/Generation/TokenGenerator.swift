@@ -2,51 +2,58 @@
 /// token is one recurrent step on a fixed-size state. Text is decoded as it forms whole characters and
 /// held back while it could still be the start of a stop string.
 public struct TokenGenerator {
-    public let model: Mamba2Model
+    /// Where the model runs; this generator owns row `row` of its table while it runs.
+    public let backend: any Mamba2Backend
     public let tokenizer: Tokenizer?
     public var sampler: Sampler
-    /// The sequence's state (one element; held in an array so the step updates it in place).
-    public private(set) var states: [Mamba2State]
+    public let row: Int
     public private(set) var tokens: [Int]
     public private(set) var info: GenerationInfo
     let parameters: GenerateParameters
-    let workspace: DecodeWorkspace
-    /// Where prefill and decode run when not on the CPU (the sampler and text stay on the host).
-    let gpu: CUDAModel?
+    /// (padded vocab): the logits of the last token fed, reused token after token.
+    var logits: [Float]
+    /// The one-element row and token lists of a step, kept so that a step allocates nothing.
+    var stepRows: [Int], stepTokens: [Int]
     var decoder: StreamingDecoder?
     var pendingText = ""
     var finished = false
     var lastToken: Int?
 
-    /// Prefills the prompt. Throws for an empty prompt or ids outside the vocabulary. With `gpu` (a
-    /// `CUDAModel` of the same weights) the model runs there; `state` must then be nil (the GPU starts
-    /// sequences from zero) and `states` stays the initial CPU state.
-    public init(model: Mamba2Model, tokenizer: Tokenizer?, prompt: [Int], parameters: GenerateParameters,
-                state: Mamba2State? = nil, form: SSDForm = .auto, gpu: CUDAModel? = nil) throws {
+    /// Prefills the prompt on `row` of the backend, from `state` if given, else from zero. Throws for an
+    /// empty prompt or ids outside the vocabulary.
+    public init(backend: any Mamba2Backend, tokenizer: Tokenizer?, prompt: [Int], parameters: GenerateParameters,
+                state: Mamba2State? = nil, row: Int = 0) throws {
         try parameters.validate()
         guard !prompt.isEmpty else { throw Mamba2Error.invalidArgument("prompt", reason: "empty prompt: give at least one token") }
-        self.model = model
+        self.backend = backend
         self.tokenizer = tokenizer
         self.parameters = parameters
+        self.row = row
         sampler = Sampler(parameters: parameters)
         decoder = tokenizer.map { StreamingDecoder(tokenizer: $0) }
-        workspace = DecodeWorkspace(config: model.config, batch: 1)
-        var states = [state ?? model.newState()]
-        self.gpu = gpu
-        if gpu != nil && state != nil {
-            throw Mamba2Error.invalidArgument("state", reason: "the GPU prefills from a fresh state; continuing a saved state runs on the CPU")
-        }
+        try backend.reserveRows(row + 1)
+        if let state { try backend.setState(state, row: row) } else { try backend.resetState(row: row) }
+        var logits = [Float](repeating: 0, count: backend.config.paddedVocabSize)
         let t0 = monotonicSeconds()
-        let logits = try gpu?.prefill([prompt], logits: .last)! ?? model.prefill([prompt], states: &states, logits: .last, form: form)[0]
-        let prefill = monotonicSeconds() - t0
-        self.states = states
+        try logits.withUnsafeMutableBufferPointer { try backend.prefill([prompt], rows: [row], lastLogits: $0) }
+        self.logits = logits
+        stepRows = [row]
+        stepTokens = [0]
         tokens = prompt
-        info = GenerationInfo(promptTokens: prompt.count, generatedTokens: 0, prefillSeconds: prefill, decodeSeconds: 0,
-                              stopReason: .maxTokens, form: form == .auto ? SSD.chooseForm(length: prompt.count, chunkSize: model.config.chunkSize,
-                                                                     heads: model.config.nHeads, headDim: model.config.headDim,
-                                                                     stateSize: model.config.dState, groups: model.config.nGroups) : form)
-        workspace.logits.withUnsafeMutableBufferPointer { w in logits.data.withUnsafeBufferPointer { w.baseAddress!.update(from: $0.baseAddress!, count: $0.count) } }
+        info = GenerationInfo(promptTokens: prompt.count, generatedTokens: 0, prefillSeconds: monotonicSeconds() - t0,
+                              decodeSeconds: 0, stopReason: .maxTokens, device: backend.deviceDescription)
     }
+
+    /// On the CPU with `model`'s weights (a backend of its own), prefill in SSD form `form`.
+    public init(model: Mamba2Model, tokenizer: Tokenizer?, prompt: [Int], parameters: GenerateParameters,
+                state: Mamba2State? = nil, form: SSDForm = .auto) throws {
+        let cpu = try CPUBackend(model: model)
+        cpu.form = form
+        try self.init(backend: cpu, tokenizer: tokenizer, prompt: prompt, parameters: parameters, state: state)
+    }
+
+    /// The sequence's state now (prompt and tokens generated so far), to save or branch.
+    public func state() throws -> Mamba2State { try backend.state(row: row) }
 
     /// The next token and the text it completes (nil when a character is still incomplete or held back
     /// for a stop string), or nil when generation has ended.
@@ -56,13 +63,10 @@ public struct TokenGenerator {
         let t0 = monotonicSeconds()
         // The logits of the last token are in the workspace; a new token is fed only when asked for the next.
         if let last = lastToken {
-            if let gpu {
-                try workspace.logits.withUnsafeMutableBufferPointer { try gpu.step([last], into: $0) }
-            } else {
-                try model.step([last], states: &states, workspace: workspace)
-            }
+            stepTokens[0] = last
+            try logits.withUnsafeMutableBufferPointer { try backend.step(stepTokens, rows: stepRows, logits: $0) }
         }
-        let chosen = workspace.logits.withUnsafeBufferPointer { sampler.sample($0, context: tokens[...]) }
+        let chosen = logits.withUnsafeBufferPointer { sampler.sample($0, context: tokens[...]) }
         info.decodeSeconds += info.generatedTokens > 0 ? monotonicSeconds() - t0 : 0
         tokens.append(chosen.id)
         lastToken = chosen.id
@@ -128,63 +132,50 @@ extension String {
 
 /// Generates for several prompts together: one packed prefill, then every unfinished sequence decodes
 /// in one batched step per token. Each sequence samples with its own sampler (seed + index), so a
-/// sequence's tokens equal what it would generate alone with that seed.
-/// With `gpu`, the prefill and every step run there (prompts of different lengths packed into one row);
-/// its decode steps all rows, finished ones fed a placeholder token whose logits are not read.
+/// sequence's tokens equal what it would generate alone with that seed. Rows 0..<prompts.count of the
+/// backend are used.
 struct BatchGenerator {
-    let model: Mamba2Model
+    let backend: any Mamba2Backend
     let prompts: [[Int]]
     let parameters: GenerateParameters
-    let gpu: CUDAModel?
 
-    init(model: Mamba2Model, prompts: [[Int]], parameters: GenerateParameters, gpu: CUDAModel? = nil) throws {
+    init(backend: any Mamba2Backend, prompts: [[Int]], parameters: GenerateParameters) throws {
         try parameters.validate()
         guard !prompts.isEmpty, prompts.allSatisfy({ !$0.isEmpty }) else {
             throw Mamba2Error.invalidArgument("prompts", reason: "give at least one non-empty prompt")
         }
-        self.model = model; self.prompts = prompts; self.parameters = parameters; self.gpu = gpu
+        self.backend = backend; self.prompts = prompts; self.parameters = parameters
     }
 
     mutating func run() throws -> [[SampledToken]] {
-        let V = model.config.paddedVocabSize
-        var states = gpu == nil ? prompts.map { _ in model.newState() } : []
-        // Each row's logits, a slice of the step's output (no copy).
-        var logits: [ArraySlice<Float>]
-        if let gpu {
-            let l = try gpu.prefill(prompts, logits: .last)!
-            logits = prompts.indices.map { l.data[($0 * V)..<(($0 + 1) * V)] }
-        } else {
-            logits = try model.prefill(prompts, states: &states, logits: .last).map { $0.data[...] }
-        }
+        let V = backend.config.paddedVocabSize
+        let n = prompts.count
+        try backend.reserveRows(n)
+        for r in 0..<n { try backend.resetState(row: r) }
+        // (rows, padded vocab): the logits of each active row's last token, active rows first.
+        var logits = [Float](repeating: 0, count: n * V)
+        try logits.withUnsafeMutableBufferPointer { try backend.prefill(prompts, rows: Array(0..<n), lastLogits: $0) }
         var samplers = prompts.indices.map { i in
             var p = parameters
             p.seed = parameters.seed &+ UInt64(i)
             return Sampler(parameters: p)
         }
         var contexts = prompts
-        var out = [[SampledToken]](repeating: [], count: prompts.count)
+        var out = [[SampledToken]](repeating: [], count: n)
         var active = Array(prompts.indices)
         while !active.isEmpty {
             var next: [Int] = []
             var still: [Int] = []
             for (k, i) in active.enumerated() {
-                let t = logits[k].withUnsafeBufferPointer { samplers[i].sample($0, context: contexts[i][...]) }
+                let t = logits[(k * V)..<((k + 1) * V)].withUnsafeBufferPointer { samplers[i].sample($0, context: contexts[i][...]) }
                 out[i].append(t)
                 contexts[i].append(t.id)
                 if out[i].count < parameters.maxTokens && !parameters.stopTokenIDs.contains(t.id) { still.append(i); next.append(t.id) }
             }
             active = still
             if active.isEmpty { break }
-            if let gpu {
-                var all = [Int](repeating: 0, count: prompts.count)  // finished rows: a placeholder
-                for (k, i) in active.enumerated() { all[i] = next[k] }
-                let l = try gpu.step(all)
-                logits = active.map { l.data[($0 * V)..<(($0 + 1) * V)] }
-            } else {
-                var batchStates = active.map { states[$0] }
-                let l = try model.step(next, states: &batchStates)
-                for (k, i) in active.enumerated() { states[i] = batchStates[k] }
-                logits = active.indices.map { l.data[($0 * V)..<(($0 + 1) * V)] }
+            try logits.withUnsafeMutableBufferPointer {
+                try backend.step(next, rows: active, logits: UnsafeMutableBufferPointer(rebasing: $0[0..<(active.count * V)]))
             }
         }
         return out

@@ -18,20 +18,14 @@ public final class Mamba2Model: Sendable {
     /// Per layer: A = −exp(A_log), (H).
     let A: [[Float]]
     /// How the decode step holds the projections and the head (float32 always stays for prefill).
-    public let decodeWeights: DecodeWeights
+    public let weightType: WeightType
     /// Decode steps this model has run (one per token per sequence), for monitoring.
     public var decodedTokens: Int { decodedCounter.load(ordering: .relaxed) }
     let decodedCounter = Atomic<Int>(0)
     /// 16-bit copies for decode when `decodeWeights` is not .f32: per layer in_proj and out_proj, and the head.
     let halfInProj: [[UInt16]], halfOutProj: [[UInt16]], halfHead: [UInt16]
 
-    /// The element type the decode step reads its weight matrices in (arithmetic is float32).
-    public enum DecodeWeights: String, Sendable, CaseIterable {
-        case f32, bf16, f16
-        var code: Int32 { switch self { case .f32: 0; case .bf16: 1; case .f16: 2 } }
-    }
-
-    public init(config: Mamba2Config, weights: Mamba2Weights, decodeWeights: DecodeWeights = .f32) throws {
+    public init(config: Mamba2Config, weights: Mamba2Weights, weightType: WeightType = .f32) throws {
         try config.validate()
         let c = config
         guard weights.layers.count == c.nLayer, weights.embedding.count == c.paddedVocabSize * c.dModel else {
@@ -45,9 +39,9 @@ public final class Mamba2Model: Sendable {
             return t
         }
         A = weights.layers.map { $0.aLog.map { -exp($0) } }
-        self.decodeWeights = decodeWeights
-        func half(_ w: [Float]) -> [UInt16] { roundedTo16Bits(w, bfloat: decodeWeights == .bf16) }
-        if decodeWeights == .f32 {
+        self.weightType = weightType
+        func half(_ w: [Float]) -> [UInt16] { roundedTo16Bits(w, bfloat: weightType == .bf16) }
+        if weightType == .f32 {
             halfInProj = []; halfOutProj = []; halfHead = []
         } else {
             halfInProj = weights.layers.map { half($0.inProj) }
@@ -57,22 +51,22 @@ public final class Mamba2Model: Sendable {
     }
 
     /// Loads `config.json` and the weights of a model directory (any layout `CheckpointLoader` reads).
-    public static func load(directory: String, decodeWeights: DecodeWeights = .f32) throws -> Mamba2Model {
+    public static func load(directory: String, weightType: WeightType = .f32) throws -> Mamba2Model {
         let configPath = directory + "/config.json"
         guard MappedFile.exists(configPath) else { throw Mamba2Error.io(path: configPath, reason: "missing: a model directory needs config.json") }
         let config = try Mamba2Config.load(path: configPath)
         let weights = try CheckpointLoader.weights(config, tensors: try CheckpointLoader.readTensors(directory: directory))
-        return try Mamba2Model(config: config, weights: weights, decodeWeights: decodeWeights)
+        return try Mamba2Model(config: config, weights: weights, weightType: weightType)
     }
 
     public func newState() -> Mamba2State { Mamba2State(config: config) }
 
     /// Bytes of weights one decode step reads: the projections and the head in the decode dtype, the
     /// small per-layer vectors in float32, and of an untied embedding only the token's row.
-    public var decodeWeightBytes: Int { Self.decodeWeightBytes(config, matrices: decodeWeights) }
+    public var decodeWeightBytes: Int { Self.decodeWeightBytes(config, matrices: weightType) }
 
     /// The same for any model of config c whose matrices are held in `matrices` (the GPU's too).
-    public static func decodeWeightBytes(_ c: Mamba2Config, matrices type: DecodeWeights) -> Int {
+    public static func decodeWeightBytes(_ c: Mamba2Config, matrices type: WeightType) -> Int {
         let embedding = c.paddedVocabSize * c.dModel
         let matrices = c.nLayer * (c.inProjSize * c.dModel + c.dModel * c.dInner) + embedding  // + the head
         let untiedEmbedding = c.tieEmbeddings ? 0 : embedding - c.dModel  // all but one row stays unread
@@ -176,7 +170,7 @@ public final class Mamba2Model: Sendable {
         for l in 0..<c.nLayer {
             let w = weights.layers[l]
             addAndNorm(&ws.residual, ws.hidden, weight: w.norm, rows: B, into: &ws.normed)
-            decodeProject(ws.normed, rows: B, inFeatures: D, weight: w.inProj, half: decodeWeights == .f32 ? nil : halfInProj[l],
+            decodeProject(ws.normed, rows: B, inFeatures: D, weight: w.inProj, half: weightType == .f32 ? nil : halfInProj[l],
                           bias: w.inProjBias, outFeatures: E, into: &ws.zx)
             let a = A[l]
             for s in 0..<B {
@@ -207,14 +201,14 @@ public final class Mamba2Model: Sendable {
                 }}}
             }
             gate(y: ws.y, zx: ws.zx, rows: B, layer: l, into: &ws.gated)
-            decodeProject(ws.gated, rows: B, inFeatures: c.dInner, weight: w.outProj, half: decodeWeights == .f32 ? nil : halfOutProj[l],
+            decodeProject(ws.gated, rows: B, inFeatures: c.dInner, weight: w.outProj, half: weightType == .f32 ? nil : halfOutProj[l],
                           bias: w.outProjBias, outFeatures: D, into: &ws.hidden)
         }
         for s in 0..<B { states[s].tokens += 1 }
         decodedCounter.add(B, ordering: .relaxed)
         addAndNorm(&ws.residual, ws.hidden, weight: weights.normF, rows: B, into: &ws.normed)
         decodeProject(ws.normed, rows: B, inFeatures: D, weight: weights.lmHead ?? weights.embedding,
-                      half: decodeWeights == .f32 ? nil : halfHead, bias: nil, outFeatures: c.paddedVocabSize, into: &ws.logits)
+                      half: weightType == .f32 ? nil : halfHead, bias: nil, outFeatures: c.paddedVocabSize, into: &ws.logits)
     }
 
     /// out (rows, outFeatures) = input · weightᵀ + bias for the few rows of a decode step: the weight
@@ -226,7 +220,7 @@ public final class Mamba2Model: Sendable {
             if let half {
                 half.withUnsafeBufferPointer { hp in
                     mk_gemv_rows(Int32(rows), Int32(outFeatures), Int32(inFeatures), ip.baseAddress!, Int32(inFeatures),
-                                 hp.baseAddress!, decodeWeights.code, bias, op.baseAddress!, Int32(outFeatures), threads)
+                                 hp.baseAddress!, weightType.code, bias, op.baseAddress!, Int32(outFeatures), threads)
                 }
             } else {
                 weight.withUnsafeBufferPointer { wp in

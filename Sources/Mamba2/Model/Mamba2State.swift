@@ -8,6 +8,10 @@ public struct Mamba2State: Sendable, Equatable {
     /// Tokens consumed so far.
     public var tokens: Int
 
+    public init(conv: [[Float]], ssm: [[Float]], tokens: Int) {
+        self.conv = conv; self.ssm = ssm; self.tokens = tokens
+    }
+
     /// The state before any token: zeros.
     public init(config c: Mamba2Config) {
         conv = [[Float]](repeating: [Float](repeating: 0, count: (c.dConv - 1) * c.convDim), count: c.nLayer)
