@@ -134,13 +134,13 @@ struct CheckpointErrorTests {
     }
 
     @Test("configs that cannot be honoured", arguments: [
-        (#""ngroups": 3"#, "ngroups"),
-        (#""ngroups": 1, "layer": "Mamba1""#, "ssm_cfg.layer"),
+        (#""ngroups": 1"#, #""ngroups": 3"#, "ngroups"),
+        (#""layer": "Mamba2""#, #""layer": "Mamba1""#, "ssm_cfg.layer"),
     ])
-    func badSSMConfig(replacement: String, field: String) throws {
+    func badSSMConfig(original: String, replacement: String, field: String) throws {
         let dir = try copyModel("tiny-ssm")
         var text = String(decoding: try readBytes(dir + "/config.json"), as: UTF8.self)
-        text = text.replacingAll(#""ngroups": 1"#, with: replacement)
+        text = text.replacingAll(original, with: replacement)
         try writeBytes(Array(text.utf8), dir + "/config.json")
         expectLoadError(dir, mentions: [field])
     }
@@ -174,8 +174,36 @@ struct CheckpointErrorTests {
         let ss = try Mamba2Config.load(path: fixture("tiny-ssm/config.json"))
         #expect(hf.dtLimit.hi == .infinity && hf.dtLimit.lo == 0)
         #expect(hf.paddedVocabSize == ss.paddedVocabSize && hf.nHeads == ss.nHeads && hf.dState == ss.dState)
-        let legacy = try Mamba2Config.parse(try JSON.parse(#"{"model_type": "mamba2", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 112, "head_dim": 16, "num_heads": 8, "state_size": 16, "time_step_limit": [0.001, Infinity]}"#, source: "legacy"))
+        let legacy = try Mamba2Config.decode(Array(#"{"model_type": "mamba2", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 112, "head_dim": 16, "num_heads": 8, "state_size": 16, "time_step_limit": [0.001, Infinity]}"#.utf8), source: "legacy")
         #expect(legacy.dtLimit.lo == 0.001 && legacy.dtLimit.hi == .infinity)
+        let dunder = try Mamba2Config.decode(Array(#"{"model_type": "mamba2", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 112, "head_dim": 16, "state_size": 16, "time_step_limit": [0.0, {"__float__": "Infinity"}]}"#.utf8), source: "dunder")
+        #expect(dunder.dtLimit.hi == .infinity)
+        // What we write reads back as the same config.
+        let back = try Mamba2Config.decode(Array(hf.huggingFaceConfigText.utf8), source: "written")
+        #expect(back.dModel == hf.dModel && back.nHeads == hf.nHeads && back.dtLimit == hf.dtLimit && back.paddedVocabSize == hf.paddedVocabSize)
+        #expect(hf.huggingFaceConfigText.contains(#""time_step_limit":[0.0,Infinity]"#))
+    }
+
+    // Sizes that are zero, absurd, or whose products overflow get an error naming the field, before any
+    // size is derived from them (no trap, no allocation).
+    @Test("bad config sizes are clear errors", arguments: [
+        (#"{"model_type": "mamba2", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 112, "head_dim": 0}"#, "head_dim"),
+        (#"{"model_type": "mamba2", "hidden_size": 4611686018427387904, "num_hidden_layers": 2, "vocab_size": 112, "expand": 4}"#, "expand"),
+        (#"{"model_type": "mamba2", "hidden_size": 64, "num_hidden_layers": 10000000, "vocab_size": 112, "head_dim": 16}"#, "n_layer"),
+        (#"{"model_type": "mamba2", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 112, "head_dim": 16, "num_heads": 4611686018427387904}"#, "num_heads"),
+        (#"{"d_model": 64, "n_layer": 2, "vocab_size": 112, "ssm_cfg": {"layer": "Mamba2", "ngroups": 4611686018427387904, "d_state": 4611686018427387904}}"#, "d_state"),
+        (#"{"d_model": 65536, "n_layer": 4096, "vocab_size": 16777216, "ssm_cfg": {"layer": "Mamba2", "d_state": 4096, "ngroups": 64}}"#, "too large"),
+        (#"{"d_model": "64", "n_layer": 2, "vocab_size": 112}"#, "d_model"),
+        (#"{"d_model": 64, "n_layer": 2}"#, "vocab_size"),
+        (#"[1, 2]"#, "(root)"),
+    ])
+    func badSizes(text: String, mentions: String) throws {
+        do {
+            _ = try Mamba2Config.decode(Array(text.utf8), source: "config.json")
+            Issue.record("accepted: \(text)")
+        } catch let e as Mamba2Error {
+            #expect("\(e)".contains(mentions) && "\(e)".contains("config.json"), "\(e)")
+        }
     }
 }
 

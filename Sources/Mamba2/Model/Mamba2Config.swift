@@ -1,3 +1,5 @@
+import FoundationEssentials
+
 /// The shape and options of a Mamba-2 language model, read from either spelling of `config.json`:
 /// the original `state-spaces/mamba2-*` (`d_model`, `n_layer`, `ssm_cfg`, ...) or Hugging Face
 /// transformers (`model_type: "mamba2"`, `hidden_size`, `num_heads`, ...). Sizes that follow from
@@ -83,165 +85,252 @@ public struct Mamba2Config: Sendable, Equatable {
         self.normBeforeGate = normBeforeGate; self.layout = layout
     }
 
-    /// Checks the sizes fit together; errors name the field.
+    /// Checks the sizes fit together, before anything is derived from them; errors name the field. Every
+    /// size is bounded and every product the model forms is checked, so the derived sizes (computed
+    /// properties) cannot overflow once this passed.
     public func validate() throws {
-        func need(_ ok: Bool, _ field: String, _ reason: String) throws {
-            if !ok { throw Mamba2Error.config(field: field, reason: reason) }
+        func need(_ ok: Bool, _ field: String, _ reason: @autoclosure () -> String) throws {
+            if !ok { throw Mamba2Error.config(field: field, reason: reason()) }
         }
-        try need(dModel > 0, "d_model", "must be positive, got \(dModel)")
-        try need(nLayer > 0, "n_layer", "must be positive, got \(nLayer)")
-        try need(vocabSize > 0, "vocab_size", "must be positive, got \(vocabSize)")
-        try need(dState > 0, "d_state", "must be positive, got \(dState)")
-        try need(dConv > 0, "d_conv", "must be positive, got \(dConv)")
-        try need(expand > 0, "expand", "must be positive, got \(expand)")
-        try need(headDim > 0, "headdim", "must be positive, got \(headDim)")
-        try need(chunkSize > 0, "chunk_size", "must be positive, got \(chunkSize)")
+        func bounded(_ v: Int, _ field: String, _ max: Int) throws {
+            try need(v > 0, field, "must be positive, got \(v)")
+            try need(v <= max, field, "\(v) is larger than this implementation's bound of \(max)")
+        }
+        try bounded(dModel, "d_model", 1 << 16)
+        try bounded(nLayer, "n_layer", 1 << 12)
+        try bounded(vocabSize, "vocab_size", 1 << 24)
+        try bounded(padVocabSizeMultiple, "pad_vocab_size_multiple", 1 << 16)
+        try bounded(dState, "d_state", 1 << 12)
+        try bounded(dConv, "d_conv", 64)
+        try bounded(expand, "expand", 64)
+        try bounded(headDim, "headdim", 1 << 12)
+        try bounded(nGroups, "ngroups", 1 << 12)
+        try bounded(chunkSize, "chunk_size", 1 << 16)
+        // Products the model forms, each within the bounds above (so none overflows): the inner width and
+        // the rows of the in_proj and embedding matrices.
         try need(dSSM > 0 && dSSM <= dInner, "d_ssm", "must be in 1...\(dInner) (expand·d_model), got \(dSSM)")
         try need(dSSM % headDim == 0, "headdim", "d_ssm \(dSSM) is not a multiple of headdim \(headDim)")
-        try need(nGroups > 0 && nHeads % nGroups == 0, "ngroups",
-                 "heads (\(nHeads)) must be divisible by ngroups (\(nGroups))")
+        try need(nHeads % nGroups == 0, "ngroups", "heads (\(nHeads)) must be divisible by ngroups (\(nGroups))")
         try need(dSSM % nGroups == 0, "ngroups", "d_ssm \(dSSM) must be divisible by ngroups \(nGroups)")
         try need(dtLimit.lo >= 0 && dtLimit.lo <= dtLimit.hi, "dt_limit", "must be 0 ≤ lo ≤ hi, got (\(dtLimit.lo), \(dtLimit.hi))")
-        try need(rmsNormEps > 0, "rms_norm_eps", "must be positive")
+        try need(rmsNormEps > 0 && rmsNormEps.isFinite, "rms_norm_eps", "must be positive and finite, got \(rmsNormEps)")
+        // Whole-model sizes: one matrix at most 2^40 elements, all layers' parameters at most 2^44.
+        let layer = inProjSize.multipliedReportingOverflow(by: dModel)
+        try need(!layer.overflow && layer.partialValue <= 1 << 40, "d_model", "in_proj would hold \(inProjSize) × \(dModel) values: too large")
+        let embedding = paddedVocabSize.multipliedReportingOverflow(by: dModel)
+        try need(!embedding.overflow && embedding.partialValue <= 1 << 40, "vocab_size", "the embedding would hold \(paddedVocabSize) × \(dModel) values: too large")
+        let all = (layer.partialValue + dModel * dInner).multipliedReportingOverflow(by: nLayer)
+        try need(!all.overflow && all.partialValue <= 1 << 44, "n_layer", "\(nLayer) layers of \(layer.partialValue + dModel * dInner) matrix values: too large")
     }
 
     // MARK: parsing
 
-    /// Reads `config.json` from a file.
+    /// Reads `config.json` from a file (a regular file; either spelling).
     public static func load(path: String) throws -> Mamba2Config {
-        let json = try JSON.parse(try MappedFile.readAll(path), source: path)
-        return try parse(json)
+        try decode(try MappedFile.readAll(path), source: path)
     }
 
-    /// Reads either spelling; the presence of `model_type` or `hidden_size` selects Hugging Face's.
-    public static func parse(_ json: JSON) throws -> Mamba2Config {
-        guard let root = json.objectValue else { throw Mamba2Error.config(field: "(root)", reason: "config is not a JSON object") }
-        let c: Mamba2Config
-        if root["model_type"] != nil || root["hidden_size"] != nil {
-            c = try parseHuggingFace(root)
-        } else {
-            c = try parseStateSpaces(root)
+    /// Decodes either spelling from JSON text (JSON5: `Infinity` and `NaN` as Python writes them), then
+    /// validates. Errors name `source` and the field.
+    public static func decode(_ bytes: [UInt8], source: String) throws -> Mamba2Config {
+        let decoder = JSONDecoder()
+        decoder.allowsJSON5 = true
+        do {
+            return try decoder.decode(Mamba2Config.self, from: Data(bytes))
+        } catch let e as DecodingError {
+            // JSONDecoder says only "not valid JSON" for malformed text: our reader names the byte at fault.
+            if case let .dataCorrupted(c) = e, c.codingPath.isEmpty { _ = try JSON.parse(bytes, source: source) }
+            throw Mamba2Error.config(field: "\(source): " + e.fieldPath, reason: e.reason)
+        } catch let Mamba2Error.config(field, reason) {
+            throw Mamba2Error.config(field: "\(source): \(field)", reason: reason)
         }
-        try c.validate()
-        return c
     }
 
-    static func int(_ o: [String: JSON], _ key: String, default d: Int? = nil, path: String = "") throws -> Int {
-        guard let v = o[key], v != .null else {
-            if let d { return d }
-            throw Mamba2Error.config(field: path + key, reason: "missing")
+    /// The state-spaces spelling's fields (`mamba_ssm`'s MambaConfig and its ssm_cfg), defaults as there.
+    struct StateSpacesFile: Decodable {
+        var d_model: Int
+        var n_layer: Int
+        var vocab_size: Int
+        var d_intermediate: Int?
+        var pad_vocab_size_multiple: Int?
+        var rms_norm: Bool?
+        var residual_in_fp32: Bool?
+        var tie_embeddings: Bool?
+        var norm_epsilon: Float?
+        var attn_layer_idx: [Int]?
+        var attn_cfg: [String: Discarded]?
+        var ssm_cfg: SSM?
+        struct SSM: Decodable {
+            var layer: String?
+            var d_state, d_conv, expand, headdim, ngroups, chunk_size, d_ssm: Int?
+            var D_has_hdim, rmsnorm, bias, conv_bias, norm_before_gate: Bool?
+            var dt_limit: [LimitValue]?
         }
-        guard let i = v.intValue else { throw Mamba2Error.config(field: path + key, reason: "expected an integer, got \(v.serialized)") }
-        return i
     }
 
-    static func bool(_ o: [String: JSON], _ key: String, default d: Bool, path: String = "") throws -> Bool {
-        guard let v = o[key], v != .null else { return d }
-        guard let b = v.boolValue else { throw Mamba2Error.config(field: path + key, reason: "expected true or false, got \(v.serialized)") }
-        return b
+    /// The transformers spelling's fields (`Mamba2Config` of transformers), defaults as there.
+    struct HuggingFaceFile: Decodable {
+        var model_type: String?
+        var hidden_size: Int
+        var num_hidden_layers: Int
+        var vocab_size: Int
+        var pad_vocab_size_multiple: Int?
+        var state_size, conv_kernel, expand, head_dim, num_heads, n_groups, chunk_size: Int?
+        var use_bias, use_conv_bias, residual_in_fp32, tie_word_embeddings, norm_before_gate, rms_norm: Bool?
+        var layer_norm_epsilon: Float?
+        var time_step_limit: [LimitValue]?
     }
 
-    static func float(_ o: [String: JSON], _ key: String, default d: Float, path: String = "") throws -> Float {
-        guard let v = o[key], v != .null else { return d }
-        guard let x = v.doubleValue else { throw Mamba2Error.config(field: path + key, reason: "expected a number, got \(v.serialized)") }
-        return Float(x)
-    }
+    /// Any JSON value, read and dropped (fields whose presence alone matters).
+    struct Discarded: Decodable { init(from decoder: Decoder) throws {} }
 
-    static func limit(_ o: [String: JSON], _ key: String, path: String = "") throws -> ClosedRangeFloat {
-        guard let v = o[key], v != .null else { return .init(0, .infinity) }
-        guard let a = v.arrayValue, a.count == 2, let lo = a[0].doubleValue, let hi = a[1].doubleValue else {
-            throw Mamba2Error.config(field: path + key, reason: "expected [lo, hi] (Infinity allowed), got \(v.serialized)")
+    /// A dt limit bound: a number (JSON5: Infinity), or transformers' `{"__float__": "Infinity"}`.
+    struct LimitValue: Decodable {
+        var value: Float
+        init(from decoder: Decoder) throws {
+            if let v = try? decoder.singleValueContainer().decode(Double.self) { value = Float(v); return }
+            let o = try decoder.singleValueContainer().decode([String: String].self)
+            guard let s = o["__float__"], o.count == 1, let v = Double(s) ?? (s == "Infinity" ? .infinity : s == "-Infinity" ? -.infinity : nil) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "expected a number or {\"__float__\": ...}"))
+            }
+            value = Float(v)
         }
-        return .init(Float(lo), Float(hi))
     }
 
-    static func parseStateSpaces(_ o: [String: JSON]) throws -> Mamba2Config {
-        if let a = o["attn_layer_idx"]?.arrayValue, !a.isEmpty {
+    static func limit(_ v: [LimitValue]?, field: String) throws -> ClosedRangeFloat {
+        guard let v else { return .init(0, .infinity) }
+        guard v.count == 2 else { throw Mamba2Error.config(field: field, reason: "expected [lo, hi] (Infinity allowed), got \(v.count) values") }
+        return .init(v[0].value, v[1].value)
+    }
+
+    init(stateSpaces o: StateSpacesFile) throws {
+        if let a = o.attn_layer_idx, !a.isEmpty {
             throw Mamba2Error.config(field: "attn_layer_idx", reason: "hybrid attention layers (mamba2attn) are not implemented")
         }
-        if let a = o["attn_cfg"]?.objectValue, !a.isEmpty {
+        if let a = o.attn_cfg, !a.isEmpty {
             throw Mamba2Error.config(field: "attn_cfg", reason: "hybrid attention layers (mamba2attn) are not implemented")
         }
-        if try int(o, "d_intermediate", default: 0) > 0 {
+        if (o.d_intermediate ?? 0) > 0 {
             throw Mamba2Error.config(field: "d_intermediate", reason: "an MLP after each mixer (d_intermediate > 0) is not implemented")
         }
-        if !(try bool(o, "rms_norm", default: true)) {
-            throw Mamba2Error.config(field: "rms_norm", reason: "LayerNorm blocks (rms_norm: false) are not implemented")
-        }
-        let ssm = o["ssm_cfg"]?.objectValue ?? [:]
-        let p = "ssm_cfg."
-        let layer = ssm["layer"]?.stringValue ?? "Mamba1"
+        if o.rms_norm == false { throw Mamba2Error.config(field: "rms_norm", reason: "LayerNorm blocks (rms_norm: false) are not implemented") }
+        let ssm = o.ssm_cfg
+        let layer = ssm?.layer ?? "Mamba1"
         guard layer == "Mamba2" else {
             throw Mamba2Error.config(field: "ssm_cfg.layer", reason: "'\(layer)' is not Mamba2; only Mamba-2 layers are implemented")
         }
-        if !(try bool(ssm, "rmsnorm", default: true, path: p)) {
+        if ssm?.rmsnorm == false {
             throw Mamba2Error.config(field: "ssm_cfg.rmsnorm", reason: "a Mamba-2 mixer without its gated RMSNorm is not implemented")
         }
-        let dModel = try int(o, "d_model")
-        let expand = try int(ssm, "expand", default: 2, path: p)
-        return Mamba2Config(
-            dModel: dModel, nLayer: try int(o, "n_layer"), vocabSize: try int(o, "vocab_size"),
-            padVocabSizeMultiple: try int(o, "pad_vocab_size_multiple", default: 8),
-            dState: try int(ssm, "d_state", default: 128, path: p), dConv: try int(ssm, "d_conv", default: 4, path: p),
-            expand: expand, headDim: try int(ssm, "headdim", default: 64, path: p),
-            nGroups: try int(ssm, "ngroups", default: 1, path: p), chunkSize: try int(ssm, "chunk_size", default: 256, path: p),
-            dSSM: try int(ssm, "d_ssm", default: expand * dModel, path: p),
-            dHasHeadDim: try bool(ssm, "D_has_hdim", default: false, path: p),
-            dtLimit: try limit(ssm, "dt_limit", path: p), projBias: try bool(ssm, "bias", default: false, path: p),
-            convBias: try bool(ssm, "conv_bias", default: true, path: p),
-            rmsNormEps: try float(o, "norm_epsilon", default: 1e-5),
-            residualInFP32: try bool(o, "residual_in_fp32", default: true),
-            tieEmbeddings: try bool(o, "tie_embeddings", default: true),
-            normBeforeGate: try bool(ssm, "norm_before_gate", default: false, path: p), layout: .stateSpaces)
+        let expand = ssm?.expand ?? 2
+        // expand · d_model is checked by validate() only when d_ssm is given; bound it here first.
+        let inner = expand.multipliedReportingOverflow(by: o.d_model)
+        guard !inner.overflow else { throw Mamba2Error.config(field: "ssm_cfg.expand", reason: "expand · d_model overflows") }
+        self.init(dModel: o.d_model, nLayer: o.n_layer, vocabSize: o.vocab_size, padVocabSizeMultiple: o.pad_vocab_size_multiple ?? 8,
+                  dState: ssm?.d_state ?? 128, dConv: ssm?.d_conv ?? 4, expand: expand, headDim: ssm?.headdim ?? 64,
+                  nGroups: ssm?.ngroups ?? 1, chunkSize: ssm?.chunk_size ?? 256, dSSM: ssm?.d_ssm ?? inner.partialValue,
+                  dHasHeadDim: ssm?.D_has_hdim ?? false, dtLimit: try Self.limit(ssm?.dt_limit, field: "ssm_cfg.dt_limit"),
+                  projBias: ssm?.bias ?? false, convBias: ssm?.conv_bias ?? true, rmsNormEps: o.norm_epsilon ?? 1e-5,
+                  residualInFP32: o.residual_in_fp32 ?? true, tieEmbeddings: o.tie_embeddings ?? true,
+                  normBeforeGate: ssm?.norm_before_gate ?? false, layout: .stateSpaces)
     }
 
-    static func parseHuggingFace(_ o: [String: JSON]) throws -> Mamba2Config {
-        if let t = o["model_type"]?.stringValue, t != "mamba2" {
-            throw Mamba2Error.config(field: "model_type", reason: "'\(t)' is not 'mamba2'")
-        }
-        if !(try bool(o, "rms_norm", default: true)) {
+    init(huggingFace o: HuggingFaceFile) throws {
+        if let t = o.model_type, t != "mamba2" { throw Mamba2Error.config(field: "model_type", reason: "'\(t)' is not 'mamba2'") }
+        if o.rms_norm == false {
             throw Mamba2Error.config(field: "rms_norm", reason: "a Mamba-2 mixer without its gated RMSNorm is not implemented")
         }
-        let dModel = try int(o, "hidden_size")
-        let expand = try int(o, "expand", default: 2)
-        let headDim = try int(o, "head_dim", default: 64)
-        let dInner = expand * dModel
+        let expand = o.expand ?? 2, headDim = o.head_dim ?? 64
+        guard headDim > 0 else { throw Mamba2Error.config(field: "head_dim", reason: "must be positive, got \(headDim)") }
+        let inner = expand.multipliedReportingOverflow(by: o.hidden_size)
+        guard !inner.overflow else { throw Mamba2Error.config(field: "expand", reason: "expand · hidden_size overflows") }
         // transformers derives the head count; when given, it must agree with the inner width.
-        let nHeads = try int(o, "num_heads", default: dInner / headDim)
-        guard nHeads * headDim == dInner else {
-            throw Mamba2Error.config(field: "num_heads", reason: "num_heads·head_dim = \(nHeads * headDim) differs from expand·hidden_size = \(dInner)")
+        let nHeads = o.num_heads ?? inner.partialValue / headDim
+        let width = nHeads.multipliedReportingOverflow(by: headDim)
+        guard !width.overflow, width.partialValue == inner.partialValue else {
+            throw Mamba2Error.config(field: "num_heads", reason: "num_heads·head_dim = \(nHeads)·\(headDim) differs from expand·hidden_size = \(inner.partialValue)")
         }
-        return Mamba2Config(
-            dModel: dModel, nLayer: try int(o, "num_hidden_layers"), vocabSize: try int(o, "vocab_size"),
-            padVocabSizeMultiple: try int(o, "pad_vocab_size_multiple", default: 1),
-            dState: try int(o, "state_size", default: 128), dConv: try int(o, "conv_kernel", default: 4),
-            expand: expand, headDim: headDim, nGroups: try int(o, "n_groups", default: 1),
-            chunkSize: try int(o, "chunk_size", default: 256), dSSM: nHeads * headDim, dHasHeadDim: false,
-            dtLimit: try limit(o, "time_step_limit"), projBias: try bool(o, "use_bias", default: false),
-            convBias: try bool(o, "use_conv_bias", default: true), rmsNormEps: try float(o, "layer_norm_epsilon", default: 1e-5),
-            residualInFP32: try bool(o, "residual_in_fp32", default: true),
-            tieEmbeddings: try bool(o, "tie_word_embeddings", default: true),
-            normBeforeGate: try bool(o, "norm_before_gate", default: false), layout: .huggingFace)
+        self.init(dModel: o.hidden_size, nLayer: o.num_hidden_layers, vocabSize: o.vocab_size,
+                  padVocabSizeMultiple: o.pad_vocab_size_multiple ?? 1, dState: o.state_size ?? 128, dConv: o.conv_kernel ?? 4,
+                  expand: expand, headDim: headDim, nGroups: o.n_groups ?? 1, chunkSize: o.chunk_size ?? 256,
+                  dSSM: width.partialValue, dHasHeadDim: false, dtLimit: try Self.limit(o.time_step_limit, field: "time_step_limit"),
+                  projBias: o.use_bias ?? false, convBias: o.use_conv_bias ?? true, rmsNormEps: o.layer_norm_epsilon ?? 1e-5,
+                  residualInFP32: o.residual_in_fp32 ?? true, tieEmbeddings: o.tie_word_embeddings ?? true,
+                  normBeforeGate: o.norm_before_gate ?? false, layout: .huggingFace)
     }
 
     /// The Hugging Face spelling, as `mamba2 train` writes next to `model.safetensors` (the text of
-    /// config.json). time_step_limit is written as floats ([0.0, Infinity]): transformers 5 refuses
-    /// integers there, and a plain JSON number 0 would read back as one.
+    /// config.json), through `JSONEncoder`.
     public var huggingFaceConfigText: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        let text = String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+        // JSONEncoder writes a non-finite float as a string and 0.0 as 0; transformers 5 wants
+        // time_step_limit as two floats, and Python's json writes and reads Infinity bare: the one field
+        // JSONEncoder cannot spell, so its placeholder is replaced by its text.
         func decimal(_ x: Float) -> String { x.isInfinite ? (x > 0 ? "Infinity" : "-Infinity") : "\(Double("\(x)") ?? Double(x))" }
-        let o: [String: JSON] = [
-            "model_type": .string("mamba2"), "architectures": .array([.string("Mamba2ForCausalLM")]),
-            "hidden_size": .number(Double(dModel)), "num_hidden_layers": .number(Double(nLayer)),
-            "vocab_size": .number(Double(paddedVocabSize)), "state_size": .number(Double(dState)),
-            "conv_kernel": .number(Double(dConv)), "expand": .number(Double(expand)), "head_dim": .number(Double(headDim)),
-            "num_heads": .number(Double(nHeads)), "n_groups": .number(Double(nGroups)), "chunk_size": .number(Double(chunkSize)),
-            "use_bias": .bool(projBias), "use_conv_bias": .bool(convBias),
-            "layer_norm_epsilon": .number(Double("\(rmsNormEps)") ?? Double(rmsNormEps)),  // 1e-05, not 9.99999974e-06
-            "residual_in_fp32": .bool(residualInFP32), "tie_word_embeddings": .bool(tieEmbeddings),
-            "norm_before_gate": .bool(normBeforeGate), "rms_norm": .bool(true),
-        ]
-        let text = JSON.object(o).serialized
-        return String(text.dropLast()) + ",\"time_step_limit\":[\(decimal(dtLimit.lo)),\(decimal(dtLimit.hi))]}"
+        return text.replacing("\"time_step_limit\":\"\"", with: "\"time_step_limit\":[\(decimal(dtLimit.lo)),\(decimal(dtLimit.hi))]")
+    }
+}
+
+extension Mamba2Config: Codable {
+    enum HuggingFaceKeys: String, CodingKey {
+        case model_type, architectures, hidden_size, num_hidden_layers, vocab_size, state_size, conv_kernel, expand, head_dim,
+             num_heads, n_groups, chunk_size, use_bias, use_conv_bias, layer_norm_epsilon, residual_in_fp32, tie_word_embeddings,
+             norm_before_gate, rms_norm, time_step_limit
+    }
+
+    /// Either spelling; the presence of `model_type` or `hidden_size` selects Hugging Face's. Validated.
+    public init(from decoder: Decoder) throws {
+        let keys = try decoder.container(keyedBy: HuggingFaceKeys.self)
+        if keys.contains(.model_type) || keys.contains(.hidden_size) {
+            try self.init(huggingFace: try HuggingFaceFile(from: decoder))
+        } else {
+            try self.init(stateSpaces: try StateSpacesFile(from: decoder))
+        }
+        try validate()
+    }
+
+    /// Writes the Hugging Face spelling (the vocabulary padded, as the weights are stored).
+    /// `time_step_limit` is left as "" for `huggingFaceConfigText` to spell.
+    public func encode(to encoder: Encoder) throws {
+        var o = encoder.container(keyedBy: HuggingFaceKeys.self)
+        try o.encode("mamba2", forKey: .model_type)
+        try o.encode(["Mamba2ForCausalLM"], forKey: .architectures)
+        try o.encode(dModel, forKey: .hidden_size); try o.encode(nLayer, forKey: .num_hidden_layers)
+        try o.encode(paddedVocabSize, forKey: .vocab_size); try o.encode(dState, forKey: .state_size)
+        try o.encode(dConv, forKey: .conv_kernel); try o.encode(expand, forKey: .expand); try o.encode(headDim, forKey: .head_dim)
+        try o.encode(nHeads, forKey: .num_heads); try o.encode(nGroups, forKey: .n_groups); try o.encode(chunkSize, forKey: .chunk_size)
+        try o.encode(projBias, forKey: .use_bias); try o.encode(convBias, forKey: .use_conv_bias)
+        try o.encode(Double("\(rmsNormEps)") ?? Double(rmsNormEps), forKey: .layer_norm_epsilon)  // 1e-05, not 9.99999974e-06
+        try o.encode(residualInFP32, forKey: .residual_in_fp32); try o.encode(tieEmbeddings, forKey: .tie_word_embeddings)
+        try o.encode(normBeforeGate, forKey: .norm_before_gate); try o.encode(true, forKey: .rms_norm)
+        try o.encode("", forKey: .time_step_limit)
+    }
+}
+
+extension DecodingError {
+    /// The dotted path of the field at fault ("ssm_cfg.d_state", "(root)").
+    var fieldPath: String {
+        let path: [CodingKey]
+        switch self {
+        case let .typeMismatch(_, c), let .valueNotFound(_, c), let .dataCorrupted(c): path = c.codingPath
+        case let .keyNotFound(k, c): path = c.codingPath + [k]
+        @unknown default: path = []
+        }
+        let s = path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        return s.isEmpty ? "(root)" : s
+    }
+
+    var reason: String {
+        switch self {
+        case .keyNotFound: return "missing"
+        case let .typeMismatch(t, c): return "expected \(t == Int.self ? "an integer" : t == Bool.self ? "true or false" : "\(t)"): \(c.debugDescription)"
+        case let .valueNotFound(t, _): return "expected \(t), got null"
+        case let .dataCorrupted(c): return c.underlyingError.map { "not valid JSON: \($0)" } ?? c.debugDescription
+        @unknown default: return "malformed"
+        }
     }
 }
 
