@@ -15,19 +15,19 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
-        // Small C kernels (vectorized loops the SSD and the model run per element) and the door to the BLAS.
-        // On Linux OpenBLAS is linked statically, so the release binary starts on machines without any
-        // BLAS shared library (the GPU machines have none). On macOS the BLAS is Accelerate.
+        // Small C kernels (vectorized loops the SSD and the model run per element) and the door to the BLAS:
+        // OpenBLAS on Linux (libopenblas-dev), Accelerate on macOS. No unsafe flags (SwiftPM refuses them in a
+        // dependency): the floating-point licences the loops need are pragmas in their files.
         .target(
             name: "CMamba2Kernels",
-            cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast", "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"])],
             linkerSettings: [
-                .unsafeFlags(["-Xlinker", "-l:libopenblas.a", "-Xlinker", "-lpthread"], .when(platforms: [.linux])),
+                .linkedLibrary("pthread", .when(platforms: [.linux])),
+                .linkedLibrary("dl", .when(platforms: [.linux])),
                 .linkedFramework("Accelerate", .when(platforms: [.macOS])),
             ]
         ),
         // The door to NVIDIA GPUs: the driver API and NVRTC, loaded at run time with dlopen (no CUDA build).
-        .target(name: "CMamba2CUDA", cSettings: [.unsafeFlags(["-O2"])]),
+        .target(name: "CMamba2CUDA"),
         // The library: math, SSD layer, model, checkpoints. No terminal I/O.
         .target(
             name: "Mamba2",
@@ -40,10 +40,17 @@ let package = Package(
             name: "Mamba2Hub",
             dependencies: ["Mamba2", .product(name: "AsyncHTTPClient", package: "async-http-client")]
         ),
-        // The command line: parses arguments and calls the library.
+        // The command line: parses arguments and calls the library. On Linux it links OpenBLAS's static
+        // archive (the kernels' weak references then point into it), so the release binary starts on
+        // machines without any BLAS shared library (the GPU machines have none). An executable's flags
+        // are its own: no package that depends on the library sees them.
         .executableTarget(
             name: "mamba2",
-            dependencies: ["Mamba2", "Mamba2Hub", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Mamba2", "Mamba2Hub", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            linkerSettings: [
+                .unsafeFlags(["-Xlinker", "-u", "-Xlinker", "cblas_sgemm", "-Xlinker", "-u", "-Xlinker", "openblas_set_num_threads",
+                              "-Xlinker", "-u", "-Xlinker", "openblas_get_config", "-Xlinker", "-l:libopenblas.a"], .when(platforms: [.linux])),
+            ]
         ),
         // Test-only: counts heap allocations (decode must allocate nothing per token).
         .target(name: "CAllocCounter", path: "Tests/CAllocCounter"),

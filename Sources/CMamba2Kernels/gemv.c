@@ -2,7 +2,14 @@
 // or float16, arithmetic in float32. Memory-bound: each weight row is streamed once and dotted with all
 // B rows of X (kept in cache); rows of W are split across the pool's threads.
 #include "CMamba2Kernels.h"
+#include <stdint.h>
 #include <string.h>
+
+// The floating-point licences these loops were written for, per file rather than as package-wide flags
+// (which SwiftPM allows only as unsafeFlags, refused in a dependency): a·b + c may become one FMA, and sums
+// may be reassociated so the vectorizer can split them into lanes. NaN and infinity keep their meaning.
+#pragma clang fp contract(fast)
+#pragma clang fp reassociate(on)
 
 #if defined(__x86_64__) && defined(__linux__)
 #define MK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -16,9 +23,25 @@ static inline float bf16_to_f32(uint16_t h) {
     return c.f;
 }
 
-// One kernel per weight type (LOAD reads element k of weight row `wr`), so each inner loop is a plain
-// vectorizable dot product. Rows of X are taken 4 at a time.
-#define MK_GEMV_KERNEL(NAME, WT, LOAD)                                                                 \
+// Explicit 16-lane vectors (clang's vector extension), so that the dot products vectorize the same way
+// at any optimization level and without fast-math flags: VLOAD reads 16 weights of row `wr` from k as floats.
+typedef float mk_f32x16 __attribute__((ext_vector_type(16), aligned(4)));
+typedef uint16_t mk_u16x16 __attribute__((ext_vector_type(16), aligned(2)));
+typedef uint32_t mk_u32x16 __attribute__((ext_vector_type(16)));
+#define MK_LOAD_F32(p) (*(const mk_f32x16 *)(p))
+#define MK_LOAD_BF16(p) ((mk_f32x16)(__builtin_convertvector(*(const mk_u16x16 *)(p), mk_u32x16) << 16))
+#if defined(__x86_64__) || defined(__aarch64__)
+typedef _Float16 mk_h16x16 __attribute__((ext_vector_type(16), aligned(2)));
+#define MK_LOAD_F16(p) (__builtin_convertvector(*(const mk_h16x16 *)(p), mk_f32x16))
+#endif
+
+// The sum of a vector's lanes (a macro: a vector passed by value would change the ABI between clones).
+#define MK_SUM16(v) ({ const mk_f32x16 mk_s_ = (v); float mk_t_ = 0; for (int mk_i_ = 0; mk_i_ < 16; mk_i_++) mk_t_ += mk_s_[mk_i_]; mk_t_; })
+
+// One kernel per weight type (LOAD reads element k of weight row `wr`, VLOAD 16 of them), so each inner loop
+// is a plain dot product. Rows of X are taken 4 at a time (fewer rows repeat row 0: the weights stream from
+// memory once either way, and the loop has no branch); each row keeps two vector sums (32 weights a step).
+#define MK_GEMV_KERNEL(NAME, WT, LOAD, VLOAD)                                                          \
     MK_CLONES static void NAME(int B, int n0, int n1, int K, const float *X, int ldx, const WT *W,     \
                                const float *bias, float *Y, int ldy) {                                 \
         for (int b0 = 0; b0 < B; b0 += 4) {                                                            \
@@ -29,8 +52,18 @@ static inline float bf16_to_f32(uint16_t h) {
             const float *x3 = nb > 3 ? x0 + 3 * (size_t)ldx : x0;                                      \
             for (int n = n0; n < n1; n++) {                                                            \
                 const WT *wr = W + (size_t)n * K;                                                      \
-                float a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                                  \
-                for (int k = 0; k < K; k++) {                                                          \
+                mk_f32x16 v0 = 0, v1 = 0, v2 = 0, v3 = 0, u0 = 0, u1 = 0, u2 = 0, u3 = 0;              \
+                int k = 0;                                                                             \
+                for (; k + 32 <= K; k += 32) {                                                         \
+                    const mk_f32x16 w = VLOAD(wr + k), w2 = VLOAD(wr + k + 16);                        \
+                    v0 += w * MK_LOAD_F32(x0 + k); u0 += w2 * MK_LOAD_F32(x0 + k + 16);                \
+                    v1 += w * MK_LOAD_F32(x1 + k); u1 += w2 * MK_LOAD_F32(x1 + k + 16);                \
+                    v2 += w * MK_LOAD_F32(x2 + k); u2 += w2 * MK_LOAD_F32(x2 + k + 16);                \
+                    v3 += w * MK_LOAD_F32(x3 + k); u3 += w2 * MK_LOAD_F32(x3 + k + 16);                \
+                }                                                                                      \
+                float a0 = MK_SUM16(v0 + u0), a1 = MK_SUM16(v1 + u1), a2 = MK_SUM16(v2 + u2),          \
+                      a3 = MK_SUM16(v3 + u3);                                                          \
+                for (; k < K; k++) {                                                                   \
                     const float w = LOAD;                                                              \
                     a0 += w * x0[k]; a1 += w * x1[k]; a2 += w * x2[k]; a3 += w * x3[k];                \
                 }                                                                                      \
@@ -44,12 +77,11 @@ static inline float bf16_to_f32(uint16_t h) {
         }                                                                                              \
     }
 
-MK_GEMV_KERNEL(mk_gemv_f32, float, wr[k])
-MK_GEMV_KERNEL(mk_gemv_bf16, uint16_t, bf16_to_f32(wr[k]))
+MK_GEMV_KERNEL(mk_gemv_f32, float, wr[k], MK_LOAD_F32)
+MK_GEMV_KERNEL(mk_gemv_bf16, uint16_t, bf16_to_f32(wr[k]), MK_LOAD_BF16)
 #if defined(__x86_64__) || defined(__aarch64__)
-MK_GEMV_KERNEL(mk_gemv_f16, _Float16, (float)wr[k])
+MK_GEMV_KERNEL(mk_gemv_f16, _Float16, (float)wr[k], MK_LOAD_F16)
 #endif
-
 typedef struct {
     int B, N, K, ldx, ldy, wtype, parts;
     const float *X, *bias;

@@ -3,6 +3,12 @@
 #include <math.h>
 #include <string.h>
 
+// The floating-point licences these loops were written for, per file rather than as package-wide flags
+// (which SwiftPM allows only as unsafeFlags, refused in a dependency): a·b + c may become one FMA, and sums
+// may be reassociated so the vectorizer can split them into lanes. NaN and infinity keep their meaning.
+#pragma clang fp contract(fast)
+#pragma clang fp reassociate(on)
+
 #if defined(__x86_64__) && defined(__linux__)
 #define MK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
@@ -12,33 +18,72 @@
 // ---- BLAS -------------------------------------------------------------------------------------------
 #if defined(__APPLE__)
 #include <Accelerate/Accelerate.h>
+
 #define MK_HAVE_OPENBLAS 0
 #else
+// OpenBLAS, found at run time rather than named at link time, so that a package depending on this library
+// links without any BLAS setting: the entry points are weak references, set when the program itself links
+// OpenBLAS (the mamba2 command takes its static archive: a release binary that needs no BLAS shared library);
+// otherwise libopenblas.so.0 is opened on first use; without either, the built-in GEMM runs.
 // Declared here rather than through cblas.h, whose install path differs between distributions.
+#include <dlfcn.h>
+#include <pthread.h>
 enum { MkRowMajor = 101, MkNoTrans = 111, MkTrans = 112 };
+typedef void (*mk_sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
 void cblas_sgemm(int order, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-                 const float *B, int ldb, float beta, float *C, int ldc);
-void openblas_set_num_threads(int n);
-char *openblas_get_config(void);
+                 const float *B, int ldb, float beta, float *C, int ldc) __attribute__((weak));
+void openblas_set_num_threads(int n) __attribute__((weak));
+char *openblas_get_config(void) __attribute__((weak));
+static struct { mk_sgemm_fn sgemm; void (*setThreads)(int); char *(*config)(void); } mk_openblas;
+static pthread_once_t mk_openblas_once = PTHREAD_ONCE_INIT;
+
+static void mk_openblas_find(void) {
+    if (cblas_sgemm && openblas_set_num_threads && openblas_get_config) {
+        mk_openblas.sgemm = cblas_sgemm; mk_openblas.setThreads = openblas_set_num_threads; mk_openblas.config = openblas_get_config;
+        return;
+    }
+    static const char *const names[] = { "libopenblas.so.0", "libopenblas.so", NULL };
+    for (int i = 0; names[i]; i++) {
+        void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        if (!h) continue;
+        *(void **)&mk_openblas.sgemm = dlsym(h, "cblas_sgemm");
+        *(void **)&mk_openblas.setThreads = dlsym(h, "openblas_set_num_threads");
+        *(void **)&mk_openblas.config = dlsym(h, "openblas_get_config");
+        if (mk_openblas.sgemm && mk_openblas.setThreads && mk_openblas.config) return;
+        mk_openblas.sgemm = NULL;
+    }
+}
+
+// 1 when OpenBLAS is there (linked into the program or opened), else 0 (the built-in GEMM runs).
+static int mk_have_openblas(void) {
+    pthread_once(&mk_openblas_once, mk_openblas_find);
+    return mk_openblas.sgemm != NULL;
+}
 #define MK_HAVE_OPENBLAS 1
 #endif
 
 static int mk_builtin = 0;
 void mk_blas_use_builtin(int on) { mk_builtin = on; }
-int mk_blas_is_builtin(void) { return mk_builtin; }
+int mk_blas_is_builtin(void) {
+#if MK_HAVE_OPENBLAS
+    return mk_builtin || !mk_have_openblas();
+#else
+    return mk_builtin;
+#endif
+}
 
 void mk_blas_set_threads(int n) {
 #if MK_HAVE_OPENBLAS
-    openblas_set_num_threads(n);
+    if (mk_have_openblas()) mk_openblas.setThreads(n);
 #else
     (void)n;
 #endif
 }
 
 const char *mk_blas_name(void) {
-    if (mk_builtin) return "built-in";
+    if (mk_blas_is_builtin()) return "built-in";
 #if MK_HAVE_OPENBLAS
-    return openblas_get_config();
+    return mk_openblas.config();
 #else
     return "Accelerate";
 #endif
@@ -72,7 +117,7 @@ void mk_sgemm_builtin(int transA, int transB, int M, int N, int K, float alpha, 
 void mk_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
-    if (mk_builtin) {
+    if (mk_blas_is_builtin()) {
         mk_sgemm_builtin(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
@@ -80,8 +125,8 @@ void mk_sgemm(int transA, int transB, int M, int N, int K, float alpha, const fl
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #else
-    cblas_sgemm(MkRowMajor, transA ? MkTrans : MkNoTrans, transB ? MkTrans : MkNoTrans,
-                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    mk_openblas.sgemm(MkRowMajor, transA ? MkTrans : MkNoTrans, transB ? MkTrans : MkNoTrans,
+                      M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #endif
 }
 

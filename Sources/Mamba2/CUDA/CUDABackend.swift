@@ -85,7 +85,7 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
                 let out = allLogits.map { UnsafeMutableBufferPointer(rebasing: $0[(t * V)..<((t + 1) * V)]) } ?? buf
                 try stepRows([token], rows: [row], logits: out)
             }
-            if let lastLogits, allLogits == nil { lastLogits.update(fromContentsOf: buf) }
+            if let lastLogits, allLogits == nil { _ = lastLogits.update(fromContentsOf: buf) }
         }
     }
 
