@@ -9,7 +9,21 @@ struct SelfTestCommand: ParsableCommand {
     @Option(help: "The reference fixtures (tiny-hf, tiny-hf-bf16, tiny-golden.safetensors) for the model checks.")
     var fixtures: String = "Tests/Mamba2Tests/Fixtures"
 
+    @Option(help: "Write every CUDA module's source (NAME.cu) and entry points (kernels.json) into this folder and stop: what scripts/check_kernels.py compiles. Needs no GPU.")
+    var dumpKernels: String?
+
     func run() throws {
+        if let dumpKernels {
+            try makeDirectories(dumpKernels)
+            var manifest: [String] = []
+            for m in CUDAKernelTable.all {
+                try writeFileAtomically(Array(m.source.utf8), to: dumpKernels + "/" + m.name)
+                manifest.append("{\"file\":\"\(m.name)\",\"kernels\":[" + m.kernels.map { "\"\($0)\"" }.joined(separator: ",") + "]}")
+            }
+            try writeFileAtomically(Array(("[" + manifest.joined(separator: ",\n") + "]\n").utf8), to: dumpKernels + "/kernels.json")
+            print("\(CUDAKernelTable.all.count) modules written to \(dumpKernels)")
+            return
+        }
         guard case let .cuda(ordinal) = device else { throw ValidationError("--device must be cuda or cuda:N (the CPU is checked by scripts/test)") }
         let gpu = try CUDADevice(ordinal: ordinal)
         print("device: \(gpu.name), \(bytesString(gpu.totalMemory)), compute capability \(gpu.computeCapability.major).\(gpu.computeCapability.minor), kernels built for \(gpu.architecture)")

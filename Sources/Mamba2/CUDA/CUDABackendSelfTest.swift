@@ -56,7 +56,8 @@ extension CUDASelfTest {
         try gpu.copyState(from: 3, to: 1); try cpu.copyState(from: 3, to: 1)
         try gpu.resetState(row: 3); try cpu.resetState(row: 3)
         try gpu.setState(saved, row: 2); try cpu.setState(try cpu.state(row: 1), row: 2)
-        let t = tokens(3)
+        let same3 = tokens(2)
+        let t = [same3[0], same3[0], same3[1]]  // rows 1 and 2 hold the same state and get the same token
         want = poisoned(3 * V); got = poisoned(3 * V)
         try want.withUnsafeMutableBufferPointer { try cpu.step(t, rows: [1, 2, 3], logits: $0) }
         try got.withUnsafeMutableBufferPointer { try gpu.step(t, rows: [1, 2, 3], logits: $0) }

@@ -111,9 +111,7 @@ public final class CUDAModel: @unchecked Sendable {
         self.device = device
         config = c
         self.precision = precision
-        k = try device.compile("#define ACT \(precision.code)\n" + CUDAKernelSource.halfConversions(f16: precision == .f16) + CUDAKernelSource.model, name: "model_\(precision.rawValue).cu",
-                               kernels: ["m_embed", "m_rmsnorm", "m_gated_norm", "m_add_bias", "m_gather_rows", "m_conv_prefill", "m_conv_step",
-                                         "m_ssd_step", "m_gemv", "m_argmax", "m_fill_normal"])
+        k = try device.compile(CUDAKernelTable.model(precision))
         try k["m_gemv"]!.allowSharedMemory(Self.gemvRows * max(c.dModel, c.dSSM) * 4)
         let tcShape = c.headDim == CUDATensorCoreSSD.headDim && c.dState % 32 == 0 && c.dState <= 128
         if precision != .f32 && tcShape {

@@ -6,9 +6,7 @@ public final class CUDASSD: @unchecked Sendable {
 
     public init(device: CUDADevice) throws {
         self.device = device
-        kernels = try device.compile(CUDAKernelSource.ssdChunked + "\n#define SQ_ELEM float\n#define SQ_F(v) (v)\n" + CUDAKernelSource.ssdSequenceStates,
-                                     name: "ssd_chunked.cu",
-                                     kernels: ["ssd_chunk_state", "ssd_state_passing", "ssd_bmm", "ssd_chunk_scan", "ssd_sequence_states"])
+        kernels = try device.compile(CUDAKernelTable.plainSSD)
     }
 
     /// Inputs uploaded once, for timing the kernels alone.

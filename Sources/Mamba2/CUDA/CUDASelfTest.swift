@@ -14,8 +14,7 @@ public enum CUDASelfTest {
     public static func run(device: CUDADevice, seed: UInt64) throws -> [Check] {
         // The model's own decode step kernel (float32 build), fed as the model feeds it: x, B, C in one row
         // (x | B | C, conv_dim = H·P + 2·G·N), dt raw in another (ld = H, offset 0).
-        let kernels = try device.compile("#define ACT 0\n" + CUDAKernelSource.halfConversions(f16: false) + CUDAKernelSource.model,
-                                         name: "model_f32.cu", kernels: ["m_ssd_step"])
+        let kernels = try device.compile(CUDAKernelTable.model(.f32))
         var rng = SplitMix64(seed: seed)
         var checks: [Check] = []
         // The mamba2-130m decode shape, and an odd one with groups and D per channel.

@@ -24,11 +24,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         self.device = device
         self.elementType = elementType
         stateSize = N
-        let defines = "#define ELEM_F16 \(elementType == .f16 ? 1 : 0)\n#define NS \(N)\n#define PH 64\n#define QC 128\n"
-        kernels = try device.compile(defines + CUDAKernelSource.halfConversions(f16: elementType == .f16) + CUDAKernelSource.ssdTensorCore
-                                     + "\n#define SQ_ELEM u16\n#define SQ_F(v) to_f(v)\n" + CUDAKernelSource.ssdSequenceStates,
-                                     name: "ssd_tc_\(elementType.rawValue)_\(N).cu",
-                                     kernels: ["ssd_tc_state", "ssd_tc_passing", "ssd_tc_scan", "ssd_sequence_states"])
+        kernels = try device.compile(CUDAKernelTable.tensorCoreSSD(f16: elementType == .f16, stateSize: N))
         shared = CUDAKernelSource.tensorCoreShared(stateSize: N)
         try kernels["ssd_tc_state"]!.allowSharedMemory(shared.state)
         try kernels["ssd_tc_scan"]!.allowSharedMemory(shared.scan)
