@@ -6,8 +6,16 @@ let package = Package(
     name: "Mamba2",
     platforms: [.macOS(.v15)],
     products: [
+        // The core: math, the SSD layer, the model, checkpoints, the tokenizer, generation, the CPU backend.
         .library(name: "Mamba2", targets: ["Mamba2"]),
+        // Training: gradients, AdamW, datasets, the trainer.
+        .library(name: "Mamba2Training", targets: ["Mamba2Training"]),
+        // NVIDIA GPUs: `.cuda(n)` as a device for LanguageModel.load, the GPU backend and kernels.
+        .library(name: "Mamba2CUDA", targets: ["Mamba2CUDA"]),
+        // Models from the Hugging Face Hub.
         .library(name: "Mamba2Hub", targets: ["Mamba2Hub"]),
+        // Benchmarks and the GPU self-tests.
+        .library(name: "Mamba2Diagnostics", targets: ["Mamba2Diagnostics"]),
         .executable(name: "mamba2", targets: ["mamba2"]),
     ],
     dependencies: [
@@ -28,12 +36,15 @@ let package = Package(
         ),
         // The door to NVIDIA GPUs: the driver API and NVRTC, loaded at run time with dlopen (no CUDA build).
         .target(name: "CMamba2CUDA"),
-        // The library: math, SSD layer, model, checkpoints. No terminal I/O.
-        .target(
-            name: "Mamba2",
-            dependencies: ["CMamba2Kernels", "CMamba2CUDA"],
-            swiftSettings: []
-        ),
+        // The core: math, SSD layer, model, checkpoints, tokenizer, generation, the backend protocol and the
+        // CPU backend. No terminal I/O, no network, no GPU.
+        .target(name: "Mamba2", dependencies: ["CMamba2Kernels"]),
+        // Training on the CPU: the SSD and model backward, AdamW, datasets, the trainer and its checkpoints.
+        .target(name: "Mamba2Training", dependencies: ["Mamba2", "CMamba2Kernels"]),
+        // The GPU: devices, the kernel table and sources, the SSD and the model on the GPU, the GPU backend.
+        .target(name: "Mamba2CUDA", dependencies: ["Mamba2", "CMamba2CUDA", "CMamba2Kernels"]),
+        // Benchmarks behind `mamba2 bench` and the GPU self-tests behind `mamba2 selftest`.
+        .target(name: "Mamba2Diagnostics", dependencies: ["Mamba2", "Mamba2Training", "Mamba2CUDA", "CMamba2Kernels"]),
         // Models from the Hugging Face Hub, cached as huggingface_hub lays them out. Kept apart so the
         // core library needs no networking.
         .target(
@@ -46,7 +57,8 @@ let package = Package(
         // are its own: no package that depends on the library sees them.
         .executableTarget(
             name: "mamba2",
-            dependencies: ["Mamba2", "Mamba2Hub", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Mamba2", "Mamba2Training", "Mamba2CUDA", "Mamba2Hub", "Mamba2Diagnostics",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
             linkerSettings: [
                 .unsafeFlags(["-Xlinker", "-u", "-Xlinker", "cblas_sgemm", "-Xlinker", "-u", "-Xlinker", "openblas_set_num_threads",
                               "-Xlinker", "-u", "-Xlinker", "openblas_get_config", "-Xlinker", "-l:libopenblas.a"], .when(platforms: [.linux])),
@@ -54,11 +66,15 @@ let package = Package(
         ),
         // Test-only: counts heap allocations (decode must allocate nothing per token).
         .target(name: "CAllocCounter", path: "Tests/CAllocCounter"),
-        .testTarget(
-            name: "Mamba2Tests",
-            dependencies: ["Mamba2", "Mamba2Hub", "CAllocCounter"],
-            exclude: ["Fixtures"]
-        ),
+        // Test-only: fixtures' location, seeded random inputs, temporary files, the float64 SSD recurrence.
+        .target(name: "Mamba2TestSupport", dependencies: ["Mamba2"], path: "Tests/Mamba2TestSupport"),
+        // One test target per library target, and one for the command line.
+        .testTarget(name: "Mamba2Tests", dependencies: ["Mamba2", "Mamba2TestSupport", "CAllocCounter", "CMamba2Kernels"], exclude: ["Fixtures"]),
+        .testTarget(name: "Mamba2TrainingTests", dependencies: ["Mamba2Training", "Mamba2TestSupport"]),
+        .testTarget(name: "Mamba2CUDATests", dependencies: ["Mamba2CUDA", "Mamba2TestSupport"]),
+        .testTarget(name: "Mamba2HubTests", dependencies: ["Mamba2Hub", "Mamba2TestSupport"]),
+        .testTarget(name: "Mamba2DiagnosticsTests", dependencies: ["Mamba2Diagnostics", "Mamba2TestSupport"]),
+        .testTarget(name: "Mamba2CLITests", dependencies: ["Mamba2Training", "Mamba2TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

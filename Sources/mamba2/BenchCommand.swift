@@ -1,5 +1,8 @@
 import ArgumentParser
 import Mamba2
+import Mamba2Training
+import Mamba2CUDA
+import Mamba2Diagnostics
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -225,7 +228,7 @@ extension BenchSSDCommand {
         var cells: [[String]] = []
         for L in try parseInts(lengths, option: "--lengths") {
             let b = max(1, (tokens ?? L) / L)
-            var input = SSDBenchmark.makeInput(L: L, H: heads, P: headDim, G: groups, N: stateSize)
+            var input = SSDInput.synthetic(L: L, H: heads, P: headDim, G: groups, N: stateSize)
             if b > 1 {
                 func rep(_ t: Tensor) -> Tensor { Tensor(shape: [b] + t.shape.dropFirst(), data: Array([[Float]](repeating: t.data, count: b).joined())) }
                 input.x = rep(input.x); input.dt = rep(input.dt); input.B = rep(input.B); input.C = rep(input.C)

@@ -1,5 +1,8 @@
 import ArgumentParser
 import Mamba2
+import Mamba2Training
+import Mamba2CUDA
+import Mamba2Diagnostics
 
 /// Runs the three SSD forms on one input and shows that they agree, and how long each took.
 struct DemoCommand: ParsableCommand {
@@ -13,7 +16,7 @@ struct DemoCommand: ParsableCommand {
         try compute.apply()
         guard length >= 1 else { throw ValidationError("--length must be at least 1") }
         let bench = SSDBenchmark()
-        let input = SSDBenchmark.makeInput(L: length, H: bench.heads, P: bench.headDim, G: bench.groups, N: bench.stateSize)
+        let input = SSDInput.synthetic(L: length, H: bench.heads, P: bench.headDim, G: bench.groups, N: bench.stateSize)
         print("SSD layer, mamba2-130m shape: L=\(length) H=\(bench.heads) P=\(bench.headDim) N=\(bench.stateSize), threads \(Parallel.threadCount)")
         var reference: SSDOutput?
         var rows: [[String]] = []

@@ -1,5 +1,8 @@
 import ArgumentParser
 import Mamba2
+import Mamba2Training
+import Mamba2CUDA
+import Mamba2Diagnostics
 
 @main
 struct Mamba2Command: AsyncParsableCommand {

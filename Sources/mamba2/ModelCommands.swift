@@ -1,5 +1,8 @@
 import ArgumentParser
 import Mamba2
+import Mamba2Training
+import Mamba2CUDA
+import Mamba2Diagnostics
 
 /// Parses "1,2,3" into token ids.
 func parseIDs(_ s: String, option: String) throws -> [Int] {

@@ -1,5 +1,8 @@
 import ArgumentParser
 import Mamba2
+import Mamba2Training
+import Mamba2CUDA
+import Mamba2Diagnostics
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -1,4 +1,5 @@
 @testable import Mamba2
+import Mamba2TestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -6,45 +7,11 @@ import Glibc
 import Darwin
 #endif
 
-/// A fresh temporary directory.
-func makeTempDir() -> String {
-    var template = Array("/tmp/mamba2-test-XXXXXX".utf8CString)
-    return template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-}
 
-func writeBytes(_ bytes: [UInt8], _ path: String) throws { try writeFileAtomically(bytes, to: path) }
 
-func readBytes(_ path: String) throws -> [UInt8] { try MappedFile.readAll(path) }
 
-/// A copy of a fixture model directory whose files can be altered.
-func copyModel(_ name: String) throws -> String {
-    let dir = makeTempDir()
-    for f in ["config.json", "model.safetensors", "pytorch_model.bin"] where MappedFile.exists(fixture("\(name)/\(f)")) {
-        try writeBytes(try readBytes(fixture("\(name)/\(f)")), dir + "/" + f)
-    }
-    return dir
-}
 
-/// Replaces the first occurrence of `old` by `new` (same length) in bytes.
-func patch(_ bytes: inout [UInt8], _ old: String, _ new: String) {
-    let o = Array(old.utf8), n = Array(new.utf8)
-    precondition(o.count == n.count)
-    for i in 0...(bytes.count - o.count) where Array(bytes[i..<(i + o.count)]) == o {
-        bytes.replaceSubrange(i..<(i + o.count), with: n)
-        return
-    }
-    preconditionFailure("pattern \(old) not found")
-}
 
-/// Loading must fail with an error whose text mentions every word given.
-func expectLoadError(_ dir: String, mentions words: [String], sourceLocation: SourceLocation = #_sourceLocation) {
-    do {
-        _ = try Mamba2Model.load(directory: dir)
-        Issue.record("loaded without error; expected one mentioning \(words)", sourceLocation: sourceLocation)
-    } catch {
-        for w in words { #expect("\(error)".contains(w), "\(error)", sourceLocation: sourceLocation) }
-    }
-}
 
 @Suite("Malformed checkpoints and configs")
 struct CheckpointErrorTests {

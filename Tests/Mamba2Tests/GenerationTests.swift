@@ -1,20 +1,13 @@
 import CAllocCounter
 import Mamba2
+import Mamba2TestSupport
 import Testing
 
 @Suite("Generation")
 struct GenerationTests {
-    /// The reference's 25-token prompt and its 12 greedy tokens.
-    static func greedyFixture() throws -> (prompt: [Int], expected: [Int]) {
-        let g = try TinyGolden()
-        let n = g.file["greedy_prompt_len"]!.ints()[0]
-        let all = g.file["greedy_tokens"]!.ints()
-        return (Array(all[0..<n]), Array(all[n...]))
-    }
-
     @Test("greedy generation through the public API reproduces the reference tokens")
     func greedyAPI() async throws {
-        let (prompt, expected) = try Self.greedyFixture()
+        let (prompt, expected) = try TinyGolden.greedyFixture()
         let lm = try LanguageModel.load(directory: fixture("tiny-ssm"))
         var ids: [Int] = []
         var info: GenerationInfo?
@@ -134,14 +127,3 @@ struct GenerationTests {
     }
 }
 
-extension String {
-    func range(ofLiteralScalars needle: String) -> Range<String.Index>? {
-        let hay = Array(unicodeScalars), pat = Array(needle.unicodeScalars)
-        guard pat.count <= hay.count else { return nil }
-        for i in 0...(hay.count - pat.count) where Array(hay[i..<(i + pat.count)]) == pat {
-            let lo = unicodeScalars.index(unicodeScalars.startIndex, offsetBy: i)
-            return lo..<unicodeScalars.index(lo, offsetBy: pat.count)
-        }
-        return nil
-    }
-}

@@ -1,5 +1,6 @@
 @testable import Mamba2
 import CMamba2Kernels
+import Mamba2TestSupport
 import Testing
 
 @Suite("Math backend")

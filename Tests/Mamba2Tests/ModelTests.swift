@@ -1,34 +1,11 @@
 import Mamba2
+import Mamba2TestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The golden data of the tiny model (see Fixtures/README.md).
-struct TinyGolden {
-    let ids: [[Int]]
-    let logits: Tensor          // (2, 37, 112)
-    let logitsBF16: Tensor      // (2, 37, 112)
-    let file: SafeTensorsFile
 
-    init() throws {
-        file = try SafeTensorsFile(path: fixture("tiny-golden.safetensors"))
-        let flat = file["input_ids"]!.ints()
-        ids = [Array(flat[0..<37]), Array(flat[37..<74])]
-        logits = try file.tensor("logits")
-        logitsBF16 = try file.tensor("logits_bf16_weights")
-    }
-
-    /// Logits of sequence s, (37, 112).
-    func logits(_ s: Int, bf16: Bool = false) -> Tensor {
-        let t = bf16 ? logitsBF16 : logits
-        return Tensor(shape: [37, 112], data: Array(t.data[(s * 37 * 112)..<((s + 1) * 37 * 112)]))
-    }
-}
-
-func concatRows(_ ts: [Tensor]) -> Tensor {
-    Tensor(shape: [ts.reduce(0) { $0 + $1.shape[0] }, ts[0].shape[1]], data: ts.flatMap(\.data))
-}
 
 @Suite("Mamba-2 model")
 struct ModelTests {
@@ -213,73 +190,7 @@ struct CheckpointLayoutTests {
     }
 }
 
-@Suite("Training gradients")
-struct TrainingGradientTests {
-    // The reference loss and every parameter's gradient reproduce tiny-grads.safetensors (float64 golden
-    // values). Tolerance 1e-5 relative: the forward's SSD runs in float32 (seen: 1.6e-7), the rest in float64.
-    @Test("reference gradients reproduce the fixture")
-    func referenceGradients() throws {
-        let g = try TinyGolden()
-        let model = try Mamba2Model.load(directory: fixture("tiny-ssm"))
-        let (loss, grads) = try ReferenceGradients.compute(model: model, sequences: g.ids)
-        let gf = try SafeTensorsFile(path: fixture("tiny-grads.safetensors"))
-        let refLoss = Double(try gf.tensor("loss").data[0])
-        #expect(abs(loss - refLoss) <= 1e-5 * refLoss, "loss \(loss) vs \(refLoss)")
-        var worst = (0.0, "")
-        for (name, mine) in grads {
-            let ref = try gf.tensor("grad." + name)
-            let err = mine.relativeError(to: ref.reshaped(mine.shape))
-            #expect(err < 1e-5, "grad.\(name): \(err)")
-            if err > worst.0 { worst = (err, name) }
-        }
-        print("reference gradients: \(grads.count) tensors, worst relative error \(worst.0) (\(worst.1)); loss \(loss) vs \(refLoss)")
-    }
-}
 
-@Suite("Optimizer")
-struct OptimizerTests {
-    @Test("no weight decay on A_log, D, dt_bias, norms and biases")
-    func decayGroups() {
-        for name in ["backbone.layers.0.mixer.A_log", "backbone.layers.0.mixer.D", "backbone.layers.3.mixer.dt_bias",
-                     "backbone.layers.0.norm.weight", "backbone.layers.0.mixer.norm.weight", "backbone.norm_f.weight",
-                     "backbone.layers.0.mixer.conv1d.bias"] { #expect(!AdamW.decays(name), "\(name)") }
-        for name in ["backbone.embedding.weight", "backbone.layers.0.mixer.in_proj.weight", "backbone.layers.0.mixer.conv1d.weight"] {
-            #expect(AdamW.decays(name), "\(name)")
-        }
-    }
-
-    @Test("warmup then cosine")
-    func schedule() {
-        var o = AdamW.Options()
-        o.learningRate = 1e-3; o.minLearningRate = 1e-4; o.warmupSteps = 10; o.totalSteps = 110
-        let opt = AdamW(options: o)
-        #expect(abs(opt.learningRate(at: 5) - 5e-4) < 1e-9)
-        #expect(abs(opt.learningRate(at: 10) - 1e-3) < 1e-9)
-        #expect(abs(opt.learningRate(at: 60) - 5.5e-4) < 1e-7)
-        #expect(abs(opt.learningRate(at: 110) - 1e-4) < 1e-9)
-    }
-
-    // Steps of AdamW on the reference gradients lower the loss of a fixed batch (the tiny model
-    // memorizes its two sequences): the optimizer and the gradients work together.
-    @Test("training steps lower the loss")
-    func stepsLowerLoss() throws {
-        let g = try TinyGolden()
-        var model = try Mamba2Model.load(directory: fixture("tiny-ssm"))
-        var o = AdamW.Options()
-        o.learningRate = 3e-3; o.warmupSteps = 1; o.totalSteps = 20; o.weightDecay = 0.01
-        var opt = AdamW(options: o)
-        let first = try ReferenceGradients.compute(model: model, sequences: g.ids).loss
-        var loss = first
-        for _ in 0..<8 {
-            let (l, grads) = try ReferenceGradients.compute(model: model, sequences: g.ids)
-            loss = l
-            var params = Dictionary(uniqueKeysWithValues: model.weights.namedTensors(model.config).map { ($0.0, $0.1.data) })
-            opt.update(&params, gradients: grads.mapValues(\.data))
-            model = try Mamba2Model(config: model.config, weights: try Mamba2Weights(model.config, values: params, storedDType: "F32"))
-        }
-        #expect(loss < first * 0.9, "loss \(first) → \(loss)")
-    }
-}
 
 @Suite("Model options without a reference fixture")
 struct ModelOptionTests {

@@ -1,5 +1,6 @@
 @testable import Mamba2
 import Foundation
+import Mamba2TestSupport
 import Testing
 
 @Suite("Random weights")

@@ -1,4 +1,5 @@
 import Mamba2
+import Mamba2TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -7,25 +8,6 @@ import Glibc
 import Darwin
 #endif
 
-/// Draws an SSD input as the reference initializes a model: raw dt standard normal with
-/// dt_bias = softplus⁻¹(log-uniform in [1e-3, 0.1]), A = −U(1, 16), x, B, C, z standard normal.
-func randomSSDInput(_ rng: inout SeededRNG, b: Int, L: Int, H: Int, P: Int, G: Int, N: Int,
-                    D: Int = 0, gate: Bool = false, initial: Bool = false, strongDecay: Bool = false) -> SSDInput {
-    var dt = rng.normal([b, L, H])
-    if strongDecay {
-        // Some steps with dt·A ≤ −20: softplus(40 + bias) ≈ 40 and |A| ≥ 1.
-        for i in 0..<dt.count where rng.uniform() < 0.1 { dt.data[i] = 40 }
-    }
-    let bias = Tensor(shape: [H], data: (0..<H).map { _ in inverseSoftplus(exp(rng.uniform(log(1e-3), log(0.1)))) })
-    let A = Tensor(shape: [H], data: (0..<H).map { _ in -rng.uniform(1, 16) })
-    var input = SSDInput(x: rng.normal([b, L, H, P]), dt: dt, A: A, B: rng.normal([b, L, G, N]), C: rng.normal([b, L, G, N]),
-                         dtBias: bias)
-    if D == 1 { input.D = rng.normal([H]) }
-    if D == 2 { input.D = rng.normal([H, P]) }
-    if gate { input.z = rng.normal([b, L, H, P]) }
-    if initial { input.initialStates = rng.normal([b, H, P, N]) }
-    return input
-}
 
 @Suite("SSD layer")
 struct SSDTests {
@@ -197,173 +179,11 @@ struct SSDTests {
 
 // MARK: - helpers
 
-/// Tokens [start, start+n) of every row of a (b, L, ...) tensor.
-func slice(_ t: Tensor, _ start: Int, _ n: Int) -> Tensor {
-    let (b, L) = (t.shape[0], t.shape[1])
-    let inner = t.count / (b * L)
-    var out: [Float] = []
-    for r in 0..<b { out += t.data[((r * L + start) * inner)..<((r * L + start + n) * inner)] }
-    var shape = t.shape
-    shape[1] = n
-    return Tensor(shape: shape, data: out)
-}
 
-func sliceInput(_ i: SSDInput, _ start: Int, _ n: Int) -> SSDInput {
-    SSDInput(x: slice(i.x, start, n), dt: slice(i.dt, start, n), A: i.A, B: slice(i.B, start, n), C: slice(i.C, start, n),
-             D: i.D, z: i.z.map { slice($0, start, n) }, dtBias: i.dtBias)
-}
 
-/// Concatenates (b, Lk, ...) tensors along time.
-func concatTime(_ ts: [Tensor]) -> Tensor {
-    let b = ts[0].shape[0]
-    var rows = [[Float]](repeating: [], count: b)
-    for t in ts {
-        let per = t.count / b
-        for r in 0..<b { rows[r] += t.data[(r * per)..<((r + 1) * per)] }
-    }
-    var shape = ts[0].shape
-    shape[1] = ts.reduce(0) { $0 + $1.shape[1] }
-    return Tensor(shape: shape, data: rows.flatMap { $0 })
-}
 
-/// The paper's recurrence in float64, written independently of the library (one row, no packing).
-func recurrenceFloat64(_ i: SSDInput, softplus: Bool) -> (y: Tensor, state: Tensor) {
-    let (b, L, H, P) = (i.x.shape[0], i.x.shape[1], i.x.shape[2], i.x.shape[3])
-    let (G, N) = (i.B.shape[2], i.B.shape[3])
-    var y = [Float](repeating: 0, count: b * L * H * P)
-    var finals = [Float](repeating: 0, count: b * H * P * N)
-    for r in 0..<b {
-        for h in 0..<H {
-            let g = h / (H / G)
-            var s = [Double](repeating: 0, count: P * N)
-            if let h0 = i.initialStates { for k in 0..<(P * N) { s[k] = Double(h0.data[(r * H + h) * P * N + k]) } }
-            for t in 0..<L {
-                var d = Double(i.dt.data[(r * L + t) * H + h]) + Double(i.dtBias?.data[h] ?? 0)
-                if softplus { d = d <= 20 ? log1p(exp(d)) : d }
-                let decay = exp(d * Double(i.A.data[h]))
-                for p in 0..<P {
-                    let xv = Double(i.x.data[((r * L + t) * H + h) * P + p])
-                    var acc = 0.0
-                    for n in 0..<N {
-                        let bn = Double(i.B.data[((r * L + t) * G + g) * N + n]), cn = Double(i.C.data[((r * L + t) * G + g) * N + n])
-                        s[p * N + n] = decay * s[p * N + n] + d * xv * bn
-                        acc += s[p * N + n] * cn
-                    }
-                    if let D = i.D { acc += Double(D.shape.count == 2 ? D.data[h * P + p] : D.data[h]) * xv }
-                    if let z = i.z {
-                        let zv = Double(z.data[((r * L + t) * H + h) * P + p])
-                        acc *= zv / (1 + exp(-zv))
-                    }
-                    y[((r * L + t) * H + h) * P + p] = Float(acc)
-                }
-            }
-            for k in 0..<(P * N) { finals[(r * H + h) * P * N + k] = Float(s[k]) }
-        }
-    }
-    return (Tensor(shape: [b, L, H, P], data: y), Tensor(shape: [b, H, P, N], data: finals))
-}
 
-@Suite("SSD backward")
-struct SSDBackwardTests {
-    // The reference backward reproduces the fixture's gradients of
-    // sum(y·grad_y) + sum(final_states·grad_final_states) for every input. Tolerance 1e-5 relative: the
-    // golden gradients come from float64, ours accumulate in float64 over float32 inputs.
-    @Test("reference backward reproduces ssd-small gradients")
-    func fixtureGradients() throws {
-        let f = try SafeTensorsFile(path: fixture("ssd-small.safetensors"))
-        let gf = try SafeTensorsFile(path: fixture("ssd-small-grads.safetensors"))
-        let input = SSDInput(x: try f.tensor("x"), dt: try f.tensor("dt"), A: try f.tensor("A"), B: try f.tensor("B"),
-                             C: try f.tensor("C"), D: try f.tensor("D"), z: try f.tensor("z"),
-                             dtBias: try f.tensor("dt_bias"), initialStates: try f.tensor("initial_states"))
-        let g = try SSD.backwardReference(input, options: SSDOptions(dtSoftplus: true), gradY: try gf.tensor("grad_y"),
-                                          gradFinalStates: try gf.tensor("grad_final_states"))
-        let pairs: [(String, Tensor?)] = [("x", g.x), ("dt", g.dt), ("dt_bias", g.dtBias), ("A", g.A), ("B", g.B), ("C", g.C),
-                                          ("D", g.D), ("z", g.z), ("initial_states", g.initialStates)]
-        for (name, mine) in pairs {
-            let ref = try gf.tensor("grad." + name)
-            let err = mine!.relativeError(to: ref)
-            #expect(err < 1e-5, "grad.\(name): \(err)")
-        }
-    }
-}
 
-extension SSDBackwardTests {
-    static func pairs(_ g: SSDGradients) -> [(String, Tensor?)] {
-        [("x", g.x), ("dt", g.dt), ("dt_bias", g.dtBias), ("A", g.A), ("B", g.B), ("C", g.C), ("D", g.D), ("z", g.z),
-         ("initial_states", g.initialStates)]
-    }
-
-    // The chunked backward reproduces the fixture too, at chunk sizes that divide L, that do not, and
-    // one chunk. Tolerance 1e-4 relative (the bound): float32 GEMMs against float64 golden values.
-    @Test("chunked backward reproduces ssd-small gradients", arguments: [32, 7, 256])
-    func chunkedFixture(chunk: Int) throws {
-        let f = try SafeTensorsFile(path: fixture("ssd-small.safetensors"))
-        let gf = try SafeTensorsFile(path: fixture("ssd-small-grads.safetensors"))
-        let input = SSDInput(x: try f.tensor("x"), dt: try f.tensor("dt"), A: try f.tensor("A"), B: try f.tensor("B"),
-                             C: try f.tensor("C"), D: try f.tensor("D"), z: try f.tensor("z"),
-                             dtBias: try f.tensor("dt_bias"), initialStates: try f.tensor("initial_states"))
-        let g = try SSD.backward(input, options: SSDOptions(chunkSize: chunk, dtSoftplus: true), gradY: try gf.tensor("grad_y"),
-                                 gradFinalStates: try gf.tensor("grad_final_states"))
-        var worst = 0.0
-        for (name, mine) in Self.pairs(g) {
-            let err = mine!.relativeError(to: try gf.tensor("grad." + name))
-            worst = max(worst, err)
-            #expect(err < 1e-4, "Q=\(chunk) grad.\(name): \(err)")
-        }
-        print("chunked backward Q=\(chunk): worst relative error \(worst) over 9 gradients")
-    }
-
-    // Chunked and recurrent (reference) backward agree on fresh random problems: groups, D per head
-    // and per channel, gate, initial states, a dt clamp, chunk sizes that do not divide L. 1e-4 relative:
-    // float32 chunked products against the float64 recurrence.
-    @Test("chunked backward equals the recurrent reference", arguments: [
-        (1, 40, 4, 8, 1, 16, 16, 1, true, true), (2, 33, 4, 4, 2, 8, 8, 2, false, false), (1, 64, 2, 16, 1, 32, 64, 0, true, false),
-    ] as [(Int, Int, Int, Int, Int, Int, Int, Int, Bool, Bool)])
-    func chunkedEqualsReference(b: Int, L: Int, H: Int, P: Int, G: Int, N: Int, Q: Int, D: Int, gate: Bool, initial: Bool) throws {
-        var rng = SeededRNG()
-        let input = randomSSDInput(&rng, b: b, L: L, H: H, P: P, G: G, N: N, D: D, gate: gate, initial: initial)
-        let gy = rng.normal([b, L, H, P]), gf = rng.normal([b, H, P, N])
-        for limit in [(Float(0), Float.infinity), (Float(0.002), Float(0.05))] {
-            let o = SSDOptions(chunkSize: Q, dtSoftplus: true, dtLimit: limit)
-            let ref = try SSD.backwardReference(input, options: o, gradY: gy, gradFinalStates: gf)
-            let fast = try SSD.backward(input, options: o, gradY: gy, gradFinalStates: gf)
-            for ((name, a), (_, r)) in zip(Self.pairs(fast), Self.pairs(ref)) {
-                #expect((a == nil) == (r == nil), "\(name) presence")
-                if let a, let r {
-                    let err = a.relativeError(to: r)
-                    #expect(err < 1e-4, "seed \(rng.seed) Q=\(Q) limit \(limit) grad.\(name): \(err)")
-                }
-            }
-        }
-    }
-
-    // Packed rows: the gradients of two sequences packed into one row (seq_idx) equal those of each alone.
-    @Test("packed backward equals separate sequences")
-    func packed() throws {
-        var rng = SeededRNG()
-        let (H, P, G, N) = (4, 8, 1, 16)
-        let lengths = [19, 30]
-        let parts = lengths.map { randomSSDInput(&rng, b: 1, L: $0, H: H, P: P, G: G, N: N, D: 1) }
-        let grads = lengths.map { rng.normal([1, $0, H, P]) }
-        let o = SSDOptions(chunkSize: 8, dtSoftplus: true)
-        func cat(_ ts: [Tensor], _ tail: [Int]) -> Tensor {
-            Tensor(shape: [1, ts.reduce(0) { $0 + $1.shape[1] }] + tail, data: ts.flatMap(\.data))
-        }
-        var packed = SSDInput(x: cat(parts.map(\.x), [H, P]), dt: cat(parts.map(\.dt), [H]), A: parts[0].A,
-                              B: cat(parts.map(\.B), [G, N]), C: cat(parts.map(\.C), [G, N]), D: parts[0].D,
-                              dtBias: parts[0].dtBias, seqIdx: [Int32](repeating: 0, count: 19) + [Int32](repeating: 1, count: 30))
-        packed.A = parts[0].A
-        var sep = parts
-        for i in 1..<sep.count { sep[i].A = parts[0].A; sep[i].D = parts[0].D; sep[i].dtBias = parts[0].dtBias }
-        let gp = try SSD.backward(packed, options: o, gradY: cat(grads, [H, P]))
-        let gs = try zip(sep, grads).map { try SSD.backward($0, options: o, gradY: $1) }
-        #expect(gp.x.relativeError(to: cat(gs.map(\.x), [H, P])) < 1e-6)
-        #expect(gp.B.relativeError(to: cat(gs.map(\.B), [G, N])) < 1e-6)
-        #expect(gp.dt.relativeError(to: cat(gs.map(\.dt), [H])) < 1e-6)
-        let sumA = Tensor(shape: [H], data: (0..<H).map { h in gs.reduce(0) { $0 + $1.A.data[h] } })
-        #expect(gp.A.relativeError(to: sumA) < 1e-5)
-    }
-}
 
 @Suite("SSD form choice")
 struct SSDFormChoiceTests {

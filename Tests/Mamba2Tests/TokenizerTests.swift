@@ -1,16 +1,8 @@
 import Mamba2
+import Mamba2TestSupport
 import Testing
 
-/// The repository root, from this file's path.
-let repoRoot: String = {
-    var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
-    parts.removeLast(3)  // Tests/Mamba2Tests/TokenizerTests.swift
-    return parts.joined(separator: "/")
-}()
 
-func loadLines(_ path: String) throws -> [String] {
-    String(decoding: try MappedFile.readAll(path), as: UTF8.self).split(separator: "\n").map(String.init)
-}
 
 @Suite("Tokenizer")
 struct TokenizerTests {

@@ -134,7 +134,7 @@ import Glibc
 import Darwin
 #endif
 
-func environment(_ name: String) -> String? {
+package func environment(_ name: String) -> String? {
     guard let v = getenv(name) else { return nil }
     let s = String(cString: v)
     return s.isEmpty ? nil : s

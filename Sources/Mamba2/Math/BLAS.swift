@@ -1,3 +1,4 @@
+import Synchronization
 import CMamba2Kernels
 #if canImport(Glibc)
 import Glibc
@@ -61,4 +62,18 @@ public enum BLAS {
 
     /// The BLAS in use, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64".
     public static var name: String { _ = configured; return String(cString: mk_blas_name()) }
+}
+
+/// Thread time spent inside GEMMs, summed over threads, while enabled (benchmarks only; off by default
+/// so the hot path pays one relaxed load).
+package enum GEMMProfile {
+    package static let nanos = Atomic<Int>(0)
+    package static let flag = Atomic<Bool>(false)
+    package static var enabled: Bool {
+        get { flag.load(ordering: .relaxed) }
+        set { flag.store(newValue, ordering: .relaxed) }
+    }
+    package static func reset() { nanos.store(0, ordering: .relaxed) }
+    package static var seconds: Double { Double(nanos.load(ordering: .relaxed)) * 1e-9 }
+    package static func add(_ seconds: Double) { nanos.add(Int(seconds * 1e9), ordering: .relaxed) }
 }

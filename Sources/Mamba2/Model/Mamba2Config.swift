@@ -337,7 +337,7 @@ extension DecodingError {
 extension Mamba2Config {
     /// Throws for a token id outside the (padded) vocabulary, naming the argument. A plain loop: the decode
     /// step calls this per token and must not allocate, even unoptimized.
-    func checkTokens(_ ids: [Int], argument: String) throws {
+    package func checkTokens(_ ids: [Int], argument: String) throws {
         let V = paddedVocabSize
         for i in 0..<ids.count where ids[i] < 0 || ids[i] >= V {
             throw Mamba2Error.invalidArgument(argument, reason: "token id \(ids[i]) is outside the vocabulary 0..<\(V)")

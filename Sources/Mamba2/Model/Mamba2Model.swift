@@ -14,9 +14,9 @@ public final class Mamba2Model: Sendable {
     public let config: Mamba2Config
     public let weights: Mamba2Weights
     /// Per layer: the conv filter transposed to (d_conv, conv_dim), so the kernel runs along channels.
-    let convT: [[Float]]
+    package let convT: [[Float]]
     /// Per layer: A = −exp(A_log), (H).
-    let A: [[Float]]
+    package let A: [[Float]]
     /// How the decode step holds the projections and the head (float32 always stays for prefill).
     public let weightType: WeightType
     /// Decode steps this model has run (one per token per sequence), for monitoring.
@@ -77,7 +77,7 @@ public final class Mamba2Model: Sendable {
     /// Which logits `prefill` returns.
     public enum LogitsMode: Sendable { case all, last, none }
 
-    func checkTokens(_ ids: [Int], argument: String) throws { try config.checkTokens(ids, argument: argument) }
+    package func checkTokens(_ ids: [Int], argument: String) throws { try config.checkTokens(ids, argument: argument) }
 
     /// Runs prompts through the model in one packed pass (state and convolution reset between them),
     /// continuing each from its state and leaving the state after its last token. Returns, per
@@ -234,7 +234,7 @@ public final class Mamba2Model: Sendable {
     // MARK: pieces
 
     /// Rows of the embedding for the ids.
-    func embed(_ ids: [Int]) -> [Float] {
+    package func embed(_ ids: [Int]) -> [Float] {
         let D = config.dModel
         var out = [Float](repeating: 0, count: ids.count * D)
         for (t, id) in ids.enumerated() { out.replaceSubrange((t * D)..<((t + 1) * D), with: weights.embedding[(id * D)..<((id + 1) * D)]) }
@@ -258,7 +258,7 @@ public final class Mamba2Model: Sendable {
     }
 
     /// out (rows, outFeatures) = input (rows, inFeatures) · weightᵀ + bias.
-    func project(_ input: [Float], rows: Int, inFeatures: Int, weight: [Float], bias: [Float]?, outFeatures: Int,
+    package func project(_ input: [Float], rows: Int, inFeatures: Int, weight: [Float], bias: [Float]?, outFeatures: Int,
                  into out: inout [Float]) {
         input.withUnsafeBufferPointer { ip in weight.withUnsafeBufferPointer { wp in out.withUnsafeMutableBufferPointer { op in
             BLAS.sgemmParallel(transB: true, m: rows, n: outFeatures, k: inFeatures, a: ip.baseAddress!, lda: inFeatures,
@@ -291,7 +291,7 @@ public final class Mamba2Model: Sendable {
     /// SSD inputs of one layer from the projections and the conv output.
     /// T tokens in `batchRows` rows of T / batchRows each (1: one packed row); `states`, when given, is the
     /// state each sequence starts from (prefill), else every sequence starts from zeros (training).
-    func ssdInput(layer l: Int, rows T: Int, batchRows b: Int = 1, zx: [Float], xbc: [Float], seqIdx: [Int32]?,
+    package func ssdInput(layer l: Int, rows T: Int, batchRows b: Int = 1, zx: [Float], xbc: [Float], seqIdx: [Int32]?,
                   states: [[Float]]?) -> SSDInput {
         let c = config
         let (H, P, G, N, E) = (c.nHeads, c.headDim, c.nGroups, c.dState, c.inProjSize)
@@ -321,7 +321,7 @@ public final class Mamba2Model: Sendable {
     }
 
     /// gated (rows, d_inner) = [silu(z0)·x0 | gatedRMSNorm(y, z)].
-    func gate(y: [Float], zx: [Float], rows: Int, layer l: Int, into gated: inout [Float]) {
+    package func gate(y: [Float], zx: [Float], rows: Int, layer l: Int, into gated: inout [Float]) {
         let c = config, E = c.inProjSize, M = c.dMLP
         let w = weights.layers[l].gateNorm
         y.withUnsafeBufferPointer { yp in zx.withUnsafeBufferPointer { zp in gated.withUnsafeMutableBufferPointer { gp in
@@ -367,7 +367,7 @@ public final class DecodeWorkspace: @unchecked Sendable {
 
 extension Mamba2Config {
     /// Offset of xBC within an in_proj output row: after [z0 | x0 | z].
-    var xbcOffset: Int { 2 * dMLP + dSSM }
+    package var xbcOffset: Int { 2 * dMLP + dSSM }
     /// Offset of dt within an in_proj output row: the last H entries.
-    var dtOffset: Int { 2 * dMLP + dSSM + convDim }
+    package var dtOffset: Int { 2 * dMLP + dSSM + convDim }
 }

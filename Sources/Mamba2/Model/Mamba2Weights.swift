@@ -108,7 +108,7 @@ public struct Mamba2Weights: Sendable {
 
     /// `random`'s values by name; without `matrices` the large matrices (normal, std 0.02) are left out,
     /// for the GPU to draw on the device.
-    static func randomValues(_ c: Mamba2Config, seed: UInt64, matrices: Bool) -> [String: [Float]] {
+    package static func randomValues(_ c: Mamba2Config, seed: UInt64, matrices: Bool) -> [String: [Float]] {
         var rng = SplitMix64(seed: seed)
         var v: [String: [Float]] = [:]
         for (name, shape) in expectedShapes(c) {

@@ -43,7 +43,7 @@ public enum SSD {
         let probe = min(L, 512)
         let key = FormKey(H: H, P: P, N: N, G: G, Q: chunkSize, probe: probe, threads: Parallel.threadCount)
         if let known = formChoices.withLock({ $0[key] }) { return known }
-        let input = SSDBenchmark.makeInput(L: probe, H: H, P: P, G: G, N: N)
+        let input = SSDInput.synthetic(L: probe, H: H, P: P, G: G, N: N)
         func time(_ form: SSDForm) -> Double {
             var best = Double.infinity
             for _ in 0..<2 {

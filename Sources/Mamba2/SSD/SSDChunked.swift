@@ -19,7 +19,7 @@ import Darwin
 /// Chunks run in order; within a chunk, step 1 runs per group and steps 2–6 per head, in parallel.
 /// The CB block of a chunk stays in cache while all heads of its group read it.
 /// The quadratic (masked attention) form is this with Q = the sequence length: one block, no passing.
-enum SSDChunked {
+package enum SSDChunked {
     static func run(_ pr: SSDProblem, chunkSize: Int, y: UnsafeMutablePointer<Float>,
                     finalStates: UnsafeMutablePointer<Float>, sequenceStates: UnsafeMutablePointer<Float>) {
         let (L, H, P, G, N) = (pr.L, pr.H, pr.P, pr.G, pr.N)
@@ -112,7 +112,7 @@ enum SSDChunked {
 
     /// dtc[t] = dt of token tok0 + t for head h; cum[t] = Σ_{k≤t} dtc[k]·a, summed in double (t < q).
     @inline(__always)
-    static func cumulativeDecay(dt: UnsafeMutablePointer<Float>, H: Int, head h: Int, a: Double, tok0: Int, q: Int,
+    package static func cumulativeDecay(dt: UnsafeMutablePointer<Float>, H: Int, head h: Int, a: Double, tok0: Int, q: Int,
                                 dtc: UnsafeMutablePointer<Float>, cum: UnsafeMutablePointer<Double>) {
         var acc = 0.0
         for t in 0..<q {

@@ -84,3 +84,23 @@ public struct SSDOutput: Sendable {
     /// The form that ran (`auto` resolved).
     public var form: SSDForm
 }
+
+extension SSDInput {
+    /// A fixed synthetic input of one sequence (the same numbers every call): what the `auto` form times
+    /// itself on, and what the SSD benchmarks run.
+    public static func synthetic(L: Int, H: Int, P: Int, G: Int, N: Int) -> SSDInput {
+        var seed: UInt64 = 42
+        func next() -> Float {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            return Float(seed >> 40) / Float(1 << 24)
+        }
+        func normalish(_ n: Int) -> [Float] { (0..<n).map { _ in (next() + next() + next() - 1.5) * 2 } }
+        return SSDInput(x: Tensor(shape: [1, L, H, P], data: normalish(L * H * P)),
+                        dt: Tensor(shape: [1, L, H], data: normalish(L * H)),
+                        A: Tensor(shape: [H], data: (0..<H).map { _ in -1 - 15 * next() }),
+                        B: Tensor(shape: [1, L, G, N], data: normalish(L * G * N)),
+                        C: Tensor(shape: [1, L, G, N], data: normalish(L * G * N)),
+                        D: Tensor(shape: [H], data: normalish(H)),
+                        dtBias: Tensor(repeating: -4, shape: [H]))
+    }
+}

@@ -2,23 +2,23 @@ import CMamba2Kernels
 
 /// A validated SSD call: sizes checked, dt transformed, rows split into sequences and chunks.
 /// Every form reads its inputs from here, so shape checks and the dt transform live in one place.
-struct SSDProblem {
-    let b: Int, L: Int, H: Int, P: Int, G: Int, N: Int
+package struct SSDProblem {
+    package let b: Int, L: Int, H: Int, P: Int, G: Int, N: Int
     /// Heads per group, H / G.
-    let headsPerGroup: Int
-    let input: SSDInput
+    package let headsPerGroup: Int
+    package let input: SSDInput
     /// (b, L, H): dt after bias, softplus and clamp.
     let dt: [Float]
     /// (H)
-    let A: [Float]
+    package let A: [Float]
     /// One span of tokens [start, end) of one row that lies within one sequence.
-    struct Segment { let start: Int, end: Int; let ordinal: Int; let first: Bool }
+    package struct Segment { package let start: Int, end: Int; package let ordinal: Int; package let first: Bool }
     /// segments[row]: the sequences of that row in order.
-    let segments: [[Segment]]
+    package let segments: [[Segment]]
     /// Number of sequences over all rows.
     let sequenceCount: Int
 
-    init(_ input: SSDInput, options: SSDOptions) throws {
+    package init(_ input: SSDInput, options: SSDOptions) throws {
         let xs = input.x.shape
         guard xs.count == 4 else { throw Mamba2Error.shape(argument: "x", expected: "(b, L, H, P)", got: xs) }
         let (b, L, H, P) = (xs[0], xs[1], xs[2], xs[3])
@@ -119,12 +119,12 @@ struct SSDProblem {
     }
 
     /// True when the sequence starts from a given (non-zero) state.
-    func hasInitialState(_ seg: Segment) -> Bool {
+    package func hasInitialState(_ seg: Segment) -> Bool {
         input.sequenceInitialStates != nil || (seg.first && input.initialStates != nil)
     }
 
     /// state (P, N) ← the given state of this sequence and head, or zeros.
-    func loadInitialState(row r: Int, head h: Int, segment seg: Segment, into state: UnsafeMutablePointer<Float>) {
+    package func loadInitialState(row r: Int, head h: Int, segment seg: Segment, into state: UnsafeMutablePointer<Float>) {
         let size = P * N
         if let s0 = input.sequenceInitialStates {
             s0.data.withUnsafeBufferPointer { state.update(from: $0.baseAddress! + (seg.ordinal * H + h) * size, count: size) }
@@ -140,13 +140,13 @@ struct SSDProblem {
 }
 
 /// The SSD's inputs as raw pointers for the forms' worker threads (read only).
-struct SSDPointers {
-    let x: SharedPointer<Float>, B: SharedPointer<Float>, C: SharedPointer<Float>, dt: SharedPointer<Float>
+package struct SSDPointers {
+    package let x: SharedPointer<Float>, B: SharedPointer<Float>, C: SharedPointer<Float>, dt: SharedPointer<Float>
 }
 
 extension SSDProblem {
     /// Runs body with pointers to x, B, C and the transformed dt, valid for the call.
-    func withInputPointers<R>(_ body: (SSDPointers) -> R) -> R {
+    package func withInputPointers<R>(_ body: (SSDPointers) -> R) -> R {
         input.x.data.withUnsafeBufferPointer { xb in
         input.B.data.withUnsafeBufferPointer { bb in
         input.C.data.withUnsafeBufferPointer { cb in
@@ -159,8 +159,8 @@ extension SSDProblem {
 
 /// A raw pointer that may cross into the worker threads of `Parallel.forEach`. Each worker writes a
 /// disjoint part (its own head, or its own rows), which is what makes sharing it sound.
-struct SharedPointer<T>: @unchecked Sendable {
-    let p: UnsafeMutablePointer<T>
-    init(_ p: UnsafeMutablePointer<T>) { self.p = p }
-    init(_ p: UnsafePointer<T>) { self.p = UnsafeMutablePointer(mutating: p) }
+package struct SharedPointer<T>: @unchecked Sendable {
+    package let p: UnsafeMutablePointer<T>
+    package init(_ p: UnsafeMutablePointer<T>) { self.p = p }
+    package init(_ p: UnsafePointer<T>) { self.p = UnsafeMutablePointer(mutating: p) }
 }

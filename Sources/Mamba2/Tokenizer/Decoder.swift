@@ -98,7 +98,7 @@ indirect enum TokenDecoder: Sendable {
 }
 
 extension String {
-    func replacingAll(_ needle: String, with replacement: String) -> String {
+    package func replacingAll(_ needle: String, with replacement: String) -> String {
         guard !needle.isEmpty else { return self }
         var out = ""
         var last = startIndex

@@ -253,7 +253,7 @@ func gpt2Split(_ text: String) -> [String] {
 
 /// GPT-2's byte → printable character map: printable Latin-1 bytes map to themselves, the rest to
 /// U+0100 onwards in byte order.
-let byteLevelAlphabet: [Character] = {
+package let byteLevelAlphabet: [Character] = {
     var table = [Character](repeating: " ", count: 256)
     var n: UInt32 = 0
     for b in 0..<256 {

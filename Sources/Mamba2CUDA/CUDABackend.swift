@@ -1,0 +1,165 @@
+import Mamba2
+/// The model on an NVIDIA GPU behind the backend protocol: `CUDAModel`'s kernels, with the row table the
+/// protocol asks for. Rows at zero prefill together through the chunked SSD (packed when their lengths
+/// differ); a row that continues a state runs its new tokens through the recurrence, one decode step per
+/// token (exact; the chunked path with initial states per packed sequence is later work). A step on rows
+/// other than 0..<n first moves their states into those rows (swaps on the device) and back after.
+public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
+    public let model: CUDAModel
+    public var config: Mamba2Config { model.config }
+    public var weightType: WeightType { model.precision }
+    public var deviceDescription: String { "cuda:\(model.device.ordinal) (\(model.device.name))" }
+    public var rowCapacity: Int { rowTokens.count }
+    /// Tokens each row has consumed.
+    var rowTokens: [Int] = []
+    /// Whether a row's state is all zeros (it then prefills through the chunked SSD).
+    var atZero: [Bool] = []
+
+    public init(model: CUDAModel, rows: Int = 1) throws {
+        self.model = model
+        try reserveRows(max(rows, 1))
+    }
+
+    public convenience init(device: CUDADevice, model: Mamba2Model, weights: WeightType) throws {
+        try self.init(model: try CUDAModel(device: device, model: model, precision: weights))
+    }
+
+    public func reserveRows(_ n: Int) throws {
+        guard n > rowTokens.count else { return }
+        try model.reserve(rows: n)
+        atZero += [Bool](repeating: true, count: n - rowTokens.count)
+        rowTokens += [Int](repeating: 0, count: n - rowTokens.count)
+    }
+
+    public func prefill(_ sequences: [[Int]], rows: [Int], lastLogits: UnsafeMutableBufferPointer<Float>?) throws {
+        try checkRows(rows, count: sequences.count)
+        if let lastLogits { try checkLogits(lastLogits, rows: rows.count) }
+        for (i, s) in sequences.enumerated() {
+            guard !s.isEmpty else { throw Mamba2Error.invalidArgument("sequences[\(i)]", reason: "empty sequence") }
+            try config.checkTokens(s, argument: "sequences[\(i)]")
+        }
+        let V = config.paddedVocabSize
+        let fresh = sequences.indices.filter { atZero[rows[$0]] }
+        if !fresh.isEmpty {
+            let logits = try model.prefill(fresh.map { sequences[$0] }, into: fresh.map { rows[$0] }, logits: lastLogits == nil ? .none : .last)
+            if let logits, let lastLogits {
+                for (k, i) in fresh.enumerated() {
+                    logits.data.withUnsafeBufferPointer { lastLogits.baseAddress!.advanced(by: i * V).update(from: $0.baseAddress! + k * V, count: V) }
+                }
+            }
+        }
+        for i in sequences.indices where !fresh.contains(i) {
+            let out = lastLogits.map { UnsafeMutableBufferPointer(rebasing: $0[(i * V)..<((i + 1) * V)]) }
+            try continueRow(rows[i], with: sequences[i], lastLogits: out, allLogits: nil)
+        }
+        for (i, r) in rows.enumerated() { rowTokens[r] += sequences[i].count; atZero[r] = false }
+    }
+
+    public func prefillAllLogits(_ sequences: [[Int]], rows: [Int]) throws -> [Tensor] {
+        try checkRows(rows, count: sequences.count)
+        let V = config.paddedVocabSize
+        var out: [Tensor] = []
+        for (i, s) in sequences.enumerated() {
+            guard !s.isEmpty else { throw Mamba2Error.invalidArgument("sequences[\(i)]", reason: "empty sequence") }
+            try config.checkTokens(s, argument: "sequences[\(i)]")
+            if atZero[rows[i]] {
+                let t = try model.prefill([s], into: [rows[i]], logits: .all)!
+                out.append(Tensor(shape: [s.count, V], data: t.data))
+            } else {
+                var all = [Float](repeating: 0, count: s.count * V)
+                try all.withUnsafeMutableBufferPointer { try continueRow(rows[i], with: s, lastLogits: nil, allLogits: $0) }
+                out.append(Tensor(shape: [s.count, V], data: all))
+            }
+            rowTokens[rows[i]] += s.count
+            atZero[rows[i]] = false
+        }
+        return out
+    }
+
+    /// Feeds `tokens` to a row that holds a state, one decode step each.
+    func continueRow(_ row: Int, with tokens: [Int], lastLogits: UnsafeMutableBufferPointer<Float>?,
+                     allLogits: UnsafeMutableBufferPointer<Float>?) throws {
+        let V = config.paddedVocabSize
+        var scratch = [Float](repeating: 0, count: V)
+        try scratch.withUnsafeMutableBufferPointer { buf in
+            for (t, token) in tokens.enumerated() {
+                let out = allLogits.map { UnsafeMutableBufferPointer(rebasing: $0[(t * V)..<((t + 1) * V)]) } ?? buf
+                try stepRows([token], rows: [row], logits: out)
+            }
+            if let lastLogits, allLogits == nil { _ = lastLogits.update(fromContentsOf: buf) }
+        }
+    }
+
+    public func step(_ tokens: [Int], rows: [Int], logits: UnsafeMutableBufferPointer<Float>) throws {
+        try checkRows(rows, count: tokens.count)
+        try checkLogits(logits, rows: rows.count)
+        try stepRows(tokens, rows: rows, logits: logits)
+        for r in rows { rowTokens[r] += 1; atZero[r] = false }
+    }
+
+    /// The decode step on any rows: their states swapped into rows 0..<n, stepped, swapped back.
+    func stepRows(_ tokens: [Int], rows: [Int], logits: UnsafeMutableBufferPointer<Float>) throws {
+        let n = rows.count
+        if rows == Array(0..<n) { return try model.step(leadingRows: tokens, into: logits) }
+        var holder = Array(0..<rowCapacity)  // holder[slot]: whose state the slot holds
+        var slotOf = holder                   // slotOf[row]: where that row's state is
+        var swaps: [(Int, Int)] = []
+        for (k, r) in rows.enumerated() where slotOf[r] != k {
+            let (a, b) = (k, slotOf[r])
+            try model.swapStateRows(a, b)
+            swaps.append((a, b))
+            (holder[a], holder[b]) = (holder[b], holder[a])
+            slotOf[holder[a]] = a
+            slotOf[holder[b]] = b
+        }
+        var failure: Error?
+        do { try model.step(leadingRows: tokens, into: logits) } catch { failure = error }
+        for (a, b) in swaps.reversed() { try model.swapStateRows(a, b) }
+        if let failure { throw failure }
+    }
+
+    public func state(row: Int) throws -> Mamba2State {
+        try checkRows([row], count: 1, argument: "row")
+        let (conv, ssm) = try model.downloadState(row: row)
+        return Mamba2State(conv: conv, ssm: ssm, tokens: rowTokens[row])
+    }
+
+    public func setState(_ state: Mamba2State, row: Int) throws {
+        try checkRows([row], count: 1, argument: "row")
+        try state.check(config: config)
+        try model.uploadState(row: row, conv: state.conv, ssm: state.ssm)
+        rowTokens[row] = state.tokens
+        atZero[row] = (state.conv + state.ssm).allSatisfy { $0.allSatisfy { $0 == 0 } }
+    }
+
+    public func copyState(from source: Int, to destination: Int) throws {
+        try checkRows([source], count: 1, argument: "source")
+        try checkRows([destination], count: 1, argument: "destination")
+        try model.copyStateRow(from: source, to: destination)
+        rowTokens[destination] = rowTokens[source]
+        atZero[destination] = atZero[source]
+    }
+
+    public func resetState(row: Int) throws {
+        try checkRows([row], count: 1, argument: "row")
+        try model.zeroStateRow(row)
+        rowTokens[row] = 0
+        atZero[row] = true
+    }
+}
+
+/// An NVIDIA GPU as a place to run a model: `.cuda(0)`.
+public struct CUDAComputeDevice: ComputeDevice {
+    public let ordinal: Int
+    public init(ordinal: Int) { self.ordinal = ordinal }
+    public func makeBackend(model: Mamba2Model, weights: WeightType) throws -> any Mamba2Backend {
+        try CUDABackend(device: try CUDADevice(ordinal: ordinal), model: model, weights: weights)
+    }
+    public var defaultWeightType: WeightType { .bf16 }
+    public var description: String { "cuda:\(ordinal)" }
+}
+
+extension ComputeDevice where Self == CUDAComputeDevice {
+    /// GPU `ordinal` as the driver counts them.
+    public static func cuda(_ ordinal: Int = 0) -> CUDAComputeDevice { CUDAComputeDevice(ordinal: ordinal) }
+}

@@ -1,0 +1,52 @@
+import Mamba2
+/// One CUDA module the library compiles: the file name NVRTC sees, the whole source (defines included) and
+/// the entry points taken from it.
+public struct CUDAModuleSpec: Sendable, Equatable {
+    public let name: String
+    public let source: String
+    public let kernels: [String]
+}
+
+/// Every CUDA module the library compiles, from one table: each call site takes its module from here, and
+/// `mamba2 selftest --dump-kernels DIR` writes exactly these sources and entry points for
+/// `scripts/check_kernels.py`, so what CI compiles with NVRTC is what runs.
+public enum CUDAKernelTable {
+    /// The model's kernels with activations in `precision` (ACT 0 f32, 1 bf16, 2 f16).
+    public static func model(_ precision: WeightType) -> CUDAModuleSpec {
+        CUDAModuleSpec(name: "model_\(precision.rawValue).cu",
+                       source: "#define ACT \(precision.code)\n" + CUDAKernelSource.halfConversions(f16: precision == .f16) + CUDAKernelSource.model,
+                       kernels: ["m_embed", "m_rmsnorm", "m_gated_norm", "m_add_bias", "m_gather_rows", "m_conv_prefill", "m_conv_step",
+                                 "m_ssd_step", "m_gemv", "m_argmax", "m_fill_normal"])
+    }
+
+    /// The plain float32 chunked SSD (the tensor cores' reference).
+    public static let plainSSD = CUDAModuleSpec(
+        name: "ssd_chunked.cu",
+        source: CUDAKernelSource.ssdChunked + "\n#define SQ_ELEM float\n#define SQ_F(v) (v)\n" + CUDAKernelSource.ssdSequenceStates,
+        kernels: ["ssd_chunk_state", "ssd_state_passing", "ssd_bmm", "ssd_chunk_scan", "ssd_sequence_states"])
+
+    /// The tensor-core SSD for 16-bit inputs and state size N (P = 64, chunks of 128).
+    public static func tensorCoreSSD(f16: Bool, stateSize N: Int) -> CUDAModuleSpec {
+        CUDAModuleSpec(name: "ssd_tc_\(f16 ? "f16" : "bf16")_\(N).cu",
+                       source: "#define ELEM_F16 \(f16 ? 1 : 0)\n#define NS \(N)\n#define PH 64\n#define QC 128\n"
+                           + CUDAKernelSource.halfConversions(f16: f16) + CUDAKernelSource.ssdTensorCore
+                           + "\n#define SQ_ELEM u16\n#define SQ_F(v) to_f(v)\n" + CUDAKernelSource.ssdSequenceStates,
+                       kernels: ["ssd_tc_state", "ssd_tc_passing", "ssd_tc_scan", "ssd_sequence_states"])
+    }
+
+    /// State sizes the tensor-core SSD is built for.
+    public static let tensorCoreStateSizes = [32, 64, 96, 128]
+
+    /// Every variant the library can compile.
+    public static var all: [CUDAModuleSpec] {
+        WeightType.allCases.map(model) + [plainSSD]
+            + [false, true].flatMap { f16 in tensorCoreStateSizes.map { tensorCoreSSD(f16: f16, stateSize: $0) } }
+    }
+}
+
+extension CUDADevice {
+    /// Compiles (or takes from the caches) a module of the table and returns its entry points.
+    public func compile(_ spec: CUDAModuleSpec) throws -> [String: CUDAKernel] {
+        try compile(spec.source, name: spec.name, kernels: spec.kernels)
+    }
+}

@@ -1,0 +1,477 @@
+import Mamba2
+import CMamba2CUDA
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A Mamba-2 language model on an NVIDIA GPU, the same computation as `Mamba2Model` (its CPU reference):
+/// prefill runs the projections through cuBLAS and the SSD through the chunked kernels (tensor cores for
+/// 16-bit precisions when P = 64 and N ∈ {32, 64, 96, 128}, else the plain float32 kernels); decode runs
+/// one token per sequence as a CUDA graph of fused kernels (`CUDAKernelSource.model`), so a token costs
+/// about one read of the weights and a handful of microseconds of launches.
+///
+/// States live on the device: per layer the conv window and the SSM state of up to `capacity` rows.
+/// Prefill starts those rows from zero (new sequences, of one length or packed); decode continues them.
+public final class CUDAModel: @unchecked Sendable {
+    /// The weights' and matrix inputs' type (the CPU model's decode-weight type, same three cases);
+    /// accumulation, the residual stream and states are float32.
+    public typealias Precision = WeightType
+
+    public let device: CUDADevice
+    public let config: Mamba2Config
+    public let precision: Precision
+    let k: [String: CUDAKernel]
+    /// The SSD of prefill: tensor cores when the shape and precision allow, else the plain kernels.
+    package let tc: CUDATensorCoreSSD?
+    let plain: CUDASSD?
+
+    struct Layer {
+        let norm: CUDABuffer          // (d_model) f32                block RMSNorm
+        let inProj: CUDABuffer        // (in_proj_size, d_model)      precision
+        let inProjBias: CUDABuffer?   // (in_proj_size) f32
+        let convW: CUDABuffer         // (conv_dim, d_conv) f32
+        let convB: CUDABuffer?        // (conv_dim) f32
+        let dtBias, A: CUDABuffer     // (H) f32; A = −exp(A_log)
+        let D: CUDABuffer             // (H) or (d_ssm) f32
+        let gateNorm: CUDABuffer      // (d_ssm) f32
+        let outProj: CUDABuffer       // (d_model, d_ssm)             precision
+        let outProjBias: CUDABuffer?  // (d_model) f32
+    }
+    let layers: [Layer]
+    let embedding: CUDABuffer         // (padded_vocab, d_model)      precision
+    let lmHead: CUDABuffer            // the embedding itself when tied
+    let normF: CUDABuffer             // (d_model) f32
+
+    /// Rows the states and decode buffers hold now.
+    public private(set) var capacity = 0
+    var convStates: [CUDABuffer] = []  // per layer (capacity, d_conv − 1, conv_dim)
+    var ssmStates: [CUDABuffer] = []   // per layer (capacity, H, P, N)
+    /// Decode buffers, (capacity, ·) float32 unless said.
+    var residual1: CUDABuffer!        // (rows, d_model)
+    var zx1: CUDABuffer!              // (rows, in_proj_size)
+    var xbc1: CUDABuffer!             // (rows, conv_dim)
+    var y1: CUDABuffer!               // (rows, d_ssm)
+    package var logits1: CUDABuffer!          // (rows, padded_vocab)
+    var normed1: CUDABuffer!          // (rows, max(d_model, d_ssm)) precision: cuBLAS's input for many rows
+    var tokens1: CUDABuffer!          // (rows) int32: the tokens fed to the next step
+    let counter: CUDABuffer           // (1) int32: graph decode steps run
+    var history: CUDABuffer?          // (steps, rows) int32: tokens chosen by graph decode
+    var historyCapacity = 0
+    /// One decode graph per number of rows.
+    var graphs: [Int: CUDAGraph] = [:]
+    /// Rows in use (set by prefill).
+    public private(set) var rows = 0
+    /// One row's conv window and SSM state: the middle of a swap of two rows.
+    var swapRow: (CUDABuffer, CUDABuffer)?
+
+    /// Uploads a CPU model's weights, rounded to `precision`.
+    public convenience init(device: CUDADevice, model: Mamba2Model, precision: Precision) throws {
+        let named = model.weights.namedTensors(model.config).map { ($0.0, $0.1.data) }
+        try self.init(device: device, config: model.config, precision: precision, values: Dictionary(uniqueKeysWithValues: named))
+    }
+
+    /// Random weights of a config, from the distributions of `Mamba2Weights.random` but not its values: the
+    /// large matrices are drawn on the device (benchmarks of released shapes need no checkpoint or host copy).
+    public convenience init(device: CUDADevice, randomWeights config: Mamba2Config, seed: UInt64, precision: Precision) throws {
+        try self.init(device: device, config: config, precision: precision,
+                      values: Mamba2Weights.randomValues(config, seed: seed, matrices: false))
+        // The matrices, normal with std 0.02, each from its own stream of the seed.
+        var stream = seed &* 0x9E37_79B9_7F4A_7C15
+        func fill(_ b: CUDABuffer, _ n: Int) throws {
+            stream &+= 0xD1B5_4A32_D192_ED03
+            let a = KernelArguments()
+            a.add(n); a.add(stream); a.add(Float(0.02)); a.add(b)
+            try k["m_fill_normal"]!.launch(grid: (1024, 1, 1), block: (256, 1, 1), arguments: a)
+        }
+        let c = config
+        try fill(embedding, c.paddedVocabSize * c.dModel)
+        if !c.tieEmbeddings { try fill(lmHead, c.paddedVocabSize * c.dModel) }
+        for l in layers {
+            try fill(l.inProj, c.inProjSize * c.dModel)
+            try fill(l.outProj, c.dModel * c.dInner)
+        }
+        try device.synchronize()
+    }
+
+    /// Builds the model from float32 values under their state-spaces names (`Mamba2Weights.expectedShapes`);
+    /// a matrix left out is allocated but not set.
+    init(device: CUDADevice, config c: Mamba2Config, precision: Precision, values: [String: [Float]]) throws {
+        try c.validate()
+        guard c.dMLP == 0 else {
+            throw Mamba2Error.invalidArgument("config", reason: "d_ssm (\(c.dSSM)) < expand·d_model (\(c.dInner)): the gated-MLP branch is not on the GPU")
+        }
+        guard (c.dSSM / c.nGroups) % 4 == 0 else {
+            throw Mamba2Error.invalidArgument("config", reason: "d_ssm / ngroups = \(c.dSSM / c.nGroups): the GPU's gated norm reads groups 4 values at a time, so it must be a multiple of 4")
+        }
+        for (name, v) in [("d_model", c.dModel), ("d_ssm", c.dSSM)] where v % 8 != 0 {
+            throw Mamba2Error.invalidArgument("config", reason: "\(name) = \(v): the GPU's matrix-vector kernel reads rows 8 values at a time, so it must be a multiple of 8")
+        }
+        try device.openBLAS()
+        self.device = device
+        config = c
+        self.precision = precision
+        k = try device.compile(CUDAKernelTable.model(precision))
+        try k["m_gemv"]!.allowSharedMemory(Self.gemvRows * max(c.dModel, c.dSSM) * 4)
+        let tcShape = c.headDim == CUDATensorCoreSSD.headDim && c.dState % 32 == 0 && c.dState <= 128
+        if precision != .f32 && tcShape {
+            tc = try CUDATensorCoreSSD(device: device, elementType: precision == .bf16 ? .bf16 : .f16, stateSize: c.dState)
+            plain = nil
+        } else {
+            tc = nil
+            plain = try CUDASSD(device: device)
+        }
+        let shapes = Dictionary(uniqueKeysWithValues: Mamba2Weights.expectedShapes(c).map { ($0.0, $0.1.reduce(1, *)) })
+        func floats(_ name: String) throws -> [Float] {
+            guard let v = values[name] else { throw Mamba2Error.invalidArgument(name, reason: "missing from the weights") }
+            guard v.count == shapes[name] else { throw Mamba2Error.invalidArgument(name, reason: "\(v.count) values, expected \(shapes[name] ?? 0)") }
+            return v
+        }
+        func matrix(_ name: String) throws -> CUDABuffer {
+            guard values[name] != nil else { return try CUDABuffer(bytes: shapes[name]! * (precision == .f32 ? 4 : 2), on: device) }
+            let v = try floats(name)
+            return precision == .f32 ? try CUDABuffer(v, on: device) : try CUDABuffer(halves: roundedTo16Bits(v, bfloat: precision == .bf16), on: device)
+        }
+        func vector(_ name: String) throws -> CUDABuffer { try CUDABuffer(try floats(name), on: device) }
+        func optionalVector(_ name: String) throws -> CUDABuffer? { shapes[name] == nil ? nil : try vector(name) }
+        embedding = try matrix("backbone.embedding.weight")
+        lmHead = c.tieEmbeddings ? embedding : try matrix("lm_head.weight")
+        normF = try vector("backbone.norm_f.weight")
+        layers = try (0..<c.nLayer).map { i in
+            let p = "backbone.layers.\(i)."
+            return Layer(
+                norm: try vector(p + "norm.weight"), inProj: try matrix(p + "mixer.in_proj.weight"),
+                inProjBias: try optionalVector(p + "mixer.in_proj.bias"), convW: try vector(p + "mixer.conv1d.weight"),
+                convB: try optionalVector(p + "mixer.conv1d.bias"), dtBias: try vector(p + "mixer.dt_bias"),
+                A: try CUDABuffer(try floats(p + "mixer.A_log").map { -exp($0) }, on: device), D: try vector(p + "mixer.D"),
+                gateNorm: try vector(p + "mixer.norm.weight"), outProj: try matrix(p + "mixer.out_proj.weight"),
+                outProjBias: try optionalVector(p + "mixer.out_proj.bias"))
+        }
+        counter = try CUDABuffer(count: 1, on: device)
+    }
+
+    /// Which file cuBLAS was loaded from.
+    public static var blasPath: String { String(cString: mkc_blas_path()) }
+
+    /// Bytes of weights one decode step reads (matrices in the precision, the rest float32).
+    public var decodeWeightBytes: Int { Mamba2Model.decodeWeightBytes(config, matrices: precision) }
+
+    /// Makes room for `n` rows of state and decode buffers. Rows already there keep their states; new rows
+    /// start at zero.
+    func reserve(rows n: Int) throws {
+        guard n > capacity else { return }
+        let c = config
+        graphs = [:]
+        history = nil
+        historyCapacity = 0
+        let (convRow, ssmRow) = (Self.convRowFloats(c), Self.ssmRowFloats(c))
+        func grown(_ old: [CUDABuffer], rowFloats: Int) throws -> [CUDABuffer] {
+            try (0..<c.nLayer).map { l in
+                let b = try CUDABuffer(count: n * rowFloats, on: device)
+                try b.fill(bitPattern: 0)
+                if l < old.count { try b.copy(bytes: capacity * rowFloats * 4, from: old[l]) }
+                return b
+            }
+        }
+        convStates = try grown(convStates, rowFloats: convRow)
+        ssmStates = try grown(ssmStates, rowFloats: ssmRow)
+        residual1 = try CUDABuffer(count: n * c.dModel, on: device)
+        zx1 = try CUDABuffer(count: n * c.inProjSize, on: device)
+        xbc1 = try CUDABuffer(count: n * c.convDim, on: device)
+        y1 = try CUDABuffer(count: n * c.dSSM, on: device)
+        logits1 = try CUDABuffer(count: n * c.paddedVocabSize, on: device)
+        normed1 = try CUDABuffer(count: n * max(c.dModel, c.dSSM), on: device)
+        tokens1 = try CUDABuffer(count: n, on: device)
+        swapRow = (try CUDABuffer(count: convRow, on: device), try CUDABuffer(count: ssmRow, on: device))
+        try device.synchronize()
+        capacity = n
+    }
+
+    /// Floats of one row's conv window, (d_conv − 1, conv_dim), and SSM state, (H, P, N), in one layer.
+    static func convRowFloats(_ c: Mamba2Config) -> Int { (c.dConv - 1) * c.convDim }
+    static func ssmRowFloats(_ c: Mamba2Config) -> Int { c.nHeads * c.headDim * c.dState }
+
+    // MARK: state rows
+
+    /// Row `row`'s state, every layer, copied to the host.
+    public func downloadState(row: Int) throws -> (conv: [[Float]], ssm: [[Float]]) {
+        precondition(row >= 0 && row < capacity)
+        let (cr, sr) = (Self.convRowFloats(config), Self.ssmRowFloats(config))
+        var conv: [[Float]] = [], ssm: [[Float]] = []
+        for l in 0..<config.nLayer {
+            conv.append(try [Float](unsafeUninitializedCapacity: cr) { b, n in
+                n = cr
+                if cr > 0 { try CUDABuffer.download(convStates[l], at: row * cr, into: b) }
+            })
+            ssm.append(try [Float](unsafeUninitializedCapacity: sr) { b, n in
+                n = sr
+                try CUDABuffer.download(ssmStates[l], at: row * sr, into: b)
+            })
+        }
+        return (conv, ssm)
+    }
+
+    /// Sets row `row`'s state from host values (per layer, the sizes of `downloadState`).
+    public func uploadState(row: Int, conv: [[Float]], ssm: [[Float]]) throws {
+        precondition(row >= 0 && row < capacity)
+        let (cr, sr) = (Self.convRowFloats(config), Self.ssmRowFloats(config))
+        for l in 0..<config.nLayer {
+            precondition(conv[l].count == cr && ssm[l].count == sr)
+            try convStates[l].upload(conv[l], atFloat: row * cr)
+            try ssmStates[l].upload(ssm[l], atFloat: row * sr)
+        }
+    }
+
+    /// Copies row `source`'s state into row `destination` (queued on the stream).
+    public func copyStateRow(from source: Int, to destination: Int) throws {
+        precondition(source >= 0 && source < capacity && destination >= 0 && destination < capacity)
+        guard source != destination else { return }
+        let (cr, sr) = (Self.convRowFloats(config) * 4, Self.ssmRowFloats(config) * 4)
+        for l in 0..<config.nLayer {
+            try convStates[l].copy(bytes: cr, from: convStates[l], at: source * cr, to: destination * cr)
+            try ssmStates[l].copy(bytes: sr, from: ssmStates[l], at: source * sr, to: destination * sr)
+        }
+    }
+
+    /// Sets row `row`'s state to zeros (queued on the stream).
+    public func zeroStateRow(_ row: Int) throws {
+        precondition(row >= 0 && row < capacity)
+        let (cr, sr) = (Self.convRowFloats(config), Self.ssmRowFloats(config))
+        for l in 0..<config.nLayer {
+            if cr > 0 { try convStates[l].fill(at: row * cr, words: cr, bitPattern: 0) }
+            try ssmStates[l].fill(at: row * sr, words: sr, bitPattern: 0)
+        }
+    }
+
+    /// Exchanges the states of two rows through `swapRow` (queued on the stream).
+    func swapStateRows(_ a: Int, _ b: Int) throws {
+        guard a != b, let (tc, ts) = swapRow else { return }
+        let (cr, sr) = (Self.convRowFloats(config) * 4, Self.ssmRowFloats(config) * 4)
+        for l in 0..<config.nLayer {
+            for (buf, tmp, n) in [(convStates[l], tc, cr), (ssmStates[l], ts, sr)] where n > 0 {
+                try tmp.copy(bytes: n, from: buf, at: a * n)
+                try buf.copy(bytes: n, from: buf, at: b * n, to: a * n)
+                try buf.copy(bytes: n, from: tmp, to: b * n)
+            }
+        }
+    }
+
+    // MARK: prefill
+
+    /// Prefill buffers for T token rows.
+    struct PrefillBuffers {
+        let T: Int
+        let residual: CUDABuffer      // (T, d_model) f32
+        let normed: CUDABuffer        // (T, max(d_model, d_ssm)) precision: the matrix products' input
+        let zx: CUDABuffer            // (T, in_proj_size) f32
+        let x, B, C: CUDABuffer       // (T, d_ssm), (T, G·N) ×2: f32 room, 16-bit for the tensor cores
+        let dt: CUDABuffer            // (T, H) f32, raw
+        let y: CUDABuffer             // (T, d_ssm) f32 room
+        let tokens: CUDABuffer        // (T) int32
+    }
+    var prefillBuffers: PrefillBuffers?
+
+    func buffers(tokens T: Int) throws -> PrefillBuffers {
+        if let b = prefillBuffers, b.T >= T { return b }
+        let c = config
+        let b = PrefillBuffers(
+            T: T, residual: try CUDABuffer(count: T * c.dModel, on: device), normed: try CUDABuffer(count: T * max(c.dModel, c.dSSM), on: device),
+            zx: try CUDABuffer(count: T * c.inProjSize, on: device), x: try CUDABuffer(count: T * c.dSSM, on: device),
+            B: try CUDABuffer(count: T * c.nGroups * c.dState, on: device), C: try CUDABuffer(count: T * c.nGroups * c.dState, on: device),
+            dt: try CUDABuffer(count: T * c.nHeads, on: device), y: try CUDABuffer(count: T * c.dSSM, on: device), tokens: try CUDABuffer(count: T, on: device))
+        prefillBuffers = b
+        return b
+    }
+
+    func gemm(rows: Int, out: Int, in: Int, x: CUDABuffer, w: CUDABuffer, y: CUDABuffer, accumulate: Bool) throws {
+        let r = mkc_gemm_rows(device.handle, Int32(rows), Int32(out), Int32(`in`), UnsafeRawPointer(bitPattern: UInt(x.pointer)),
+                              UnsafeRawPointer(bitPattern: UInt(w.pointer)), precision.code,
+                              UnsafeMutablePointer<Float>(bitPattern: UInt(y.pointer)), accumulate ? 1 : 0, 1)
+        guard r == 0 else { throw Mamba2Error.invalidArgument("device", reason: "cuBLAS GEMM (\(rows)×\(`in`) · \(`in`)×\(out)) failed with status \(r)") }
+    }
+
+    /// Runs sequences from fresh states through the model, leaving their states for decode (rows
+    /// 0..<count). Sequences of one length go as rows of a batch; of different lengths, packed one after
+    /// the other into a single row (the conv and the SSD reset at each start; `CUDAPackedRows`). Returns
+    /// logits (count, padded vocab) of each last token for `.last`, (total tokens, padded vocab) for `.all`
+    /// (sequences in order), nil for `.none`.
+    /// With `targetRows`, sequence i's state goes to row targetRows[i] instead of row i (other rows are left
+    /// as they are; the rows must exist, see `reserve`), and `rows` is not changed.
+    public func prefill(_ sequences: [[Int]], into targetRows: [Int]? = nil, logits mode: Mamba2Model.LogitsMode) throws -> Tensor? {
+        let c = config
+        guard !sequences.isEmpty, sequences.allSatisfy({ !$0.isEmpty }) else {
+            throw Mamba2Error.invalidArgument("sequences", reason: "give at least one sequence, none of them empty (lengths \(sequences.map(\.count)))")
+        }
+        for s in sequences { try c.checkTokens(s, argument: "sequences") }
+        let packed = sequences.allSatisfy({ $0.count == sequences[0].count }) ? nil : try CUDAPackedRows(on: device, lengths: sequences.map(\.count))
+        // rows × length of the kernels' layout: one row of all tokens when packed
+        let (b, L) = packed == nil ? (sequences.count, sequences[0].count) : (1, sequences.reduce(0) { $0 + $1.count })
+        let T = b * L
+        let n = sequences.count
+        // States land in rows 0..<n, or for other target rows first in staging rows past the table's end.
+        let staged = targetRows.map { $0 != Array(0..<n) } ?? false
+        if let targetRows {
+            precondition(targetRows.count == n && targetRows.allSatisfy { $0 >= 0 && $0 < capacity } && Set(targetRows).count == n)
+            if staged { try reserveStaging(rows: n) }
+        } else {
+            try reserve(rows: n)
+            rows = n
+        }
+        let states: (conv: [CUDABuffer], ssm: [CUDABuffer]) = staged ? staging : (convStates, ssmStates)
+        let buf = try buffers(tokens: T)
+        try buf.tokens.upload(sequences.joined().map { Int32($0) })
+        let a0 = KernelArguments()
+        a0.add(Int32(c.dModel)); a0.add(buf.tokens); a0.add(embedding); a0.add(buf.residual); a0.add(UInt64(0))
+        try k["m_embed"]!.launch(grid: (T, 1, 1), block: (256, 1, 1), arguments: a0)
+        let (H, G, N) = (c.nHeads, c.nGroups, c.dState)
+        let half = tc != nil
+        for (i, l) in layers.enumerated() {
+            try rmsnorm(rows: T, x: buf.residual, ldx: c.dModel, w: l.norm, out: buf.normed)
+            try gemm(rows: T, out: c.inProjSize, in: c.dModel, x: buf.normed, w: l.inProj, y: buf.zx, accumulate: false)
+            if let bias = l.inProjBias { try addBias(rows: T, n: c.inProjSize, y: buf.zx, bias: bias) }
+            let ac = KernelArguments()
+            for v in [L, c.convDim, c.dConv, c.dSSM, G * N, H] { ac.add(Int32(v)) }
+            ac.add(buf.zx); ac.add(Int32(c.inProjSize)); ac.add(Int32(c.dSSM)); ac.add(Int32(c.dSSM + c.convDim))
+            ac.add(l.convW); ac.add(l.convB?.pointer ?? 0); ac.add(Int32(half ? 1 : 0))
+            ac.add(buf.x); ac.add(buf.B); ac.add(buf.C); ac.add(buf.dt); ac.add(states.conv[i])
+            ac.add(packed?.seqStart.pointer ?? 0); ac.add(packed?.tokenEnd.pointer ?? 0); ac.add(packed?.tokenSequence.pointer ?? 0)
+            try k["m_conv_prefill"]!.launch(grid: ((c.convDim + H + 255) / 256, L, b), block: (256, 1, 1), arguments: ac)
+            try ssd(rows: b, length: L, layer: l, buffers: buf, states: states.ssm[i], packed: packed)
+            try gatedNorm(rows: T, y: buf.y, yHalf: half, z: buf.zx, w: l.gateNorm, out: buf.normed)
+            try gemm(rows: T, out: c.dModel, in: c.dSSM, x: buf.normed, w: l.outProj, y: buf.residual, accumulate: true)
+            if let bias = l.outProjBias { try addBias(rows: T, n: c.dModel, y: buf.residual, bias: bias) }
+        }
+        if staged, let targetRows {
+            let (cr, sr) = (Self.convRowFloats(c) * 4, Self.ssmRowFloats(c) * 4)
+            for l in 0..<c.nLayer {
+                for (s, r) in targetRows.enumerated() {
+                    if cr > 0 { try convStates[l].copy(bytes: cr, from: staging.conv[l], at: s * cr, to: r * cr) }
+                    try ssmStates[l].copy(bytes: sr, from: staging.ssm[l], at: s * sr, to: r * sr)
+                }
+            }
+        }
+        let V = c.paddedVocabSize
+        switch mode {
+        case .none:
+            try device.synchronize()
+            return nil
+        case .last:
+            // The last token of each sequence gathered into the decode rows, then decode's head (final
+            // RMSNorm and lm_head) over them.
+            let last = try CUDABuffer(count: n, on: device)
+            try last.upload(packed?.lastTokens.map { Int32($0) } ?? (0..<n).map { Int32($0 * L + L - 1) })
+            let ag = KernelArguments()
+            ag.add(Int32(c.dModel)); ag.add(last); ag.add(buf.residual); ag.add(residual1)
+            try k["m_gather_rows"]!.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: ag)
+            try head(rows: n)
+            try device.synchronize()
+            return Tensor(shape: [n, V], data: try logits1.download(n * V, as: Float.self))
+        case .all:
+            try rmsnorm(rows: T, x: buf.residual, ldx: c.dModel, w: normF, out: buf.normed)
+            let out = try CUDABuffer(count: T * V, on: device)
+            try gemm(rows: T, out: V, in: c.dModel, x: buf.normed, w: lmHead, y: out, accumulate: false)
+            try device.synchronize()
+            return Tensor(shape: [T, V], data: try out.download())
+        }
+    }
+
+    /// Per layer, the conv windows and SSM states of prefills into rows other than 0..<n (then copied to
+    /// their rows), sized for `stagingRows` sequences.
+    var staging: (conv: [CUDABuffer], ssm: [CUDABuffer]) = ([], [])
+    var stagingRows = 0
+
+    func reserveStaging(rows n: Int) throws {
+        guard n > stagingRows else { return }
+        let c = config
+        staging = (try (0..<c.nLayer).map { _ in try CUDABuffer(count: max(n * Self.convRowFloats(c), 1), on: device) },
+                   try (0..<c.nLayer).map { _ in try CUDABuffer(count: n * Self.ssmRowFloats(c), on: device) })
+        stagingRows = n
+    }
+
+    func rmsnorm(rows: Int, x: CUDABuffer, ldx: Int, w: CUDABuffer, out: CUDABuffer) throws {
+        let a = KernelArguments()
+        a.add(Int32(config.dModel)); a.add(config.rmsNormEps); a.add(x); a.add(Int32(ldx)); a.add(w); a.add(out)
+        try k["m_rmsnorm"]!.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a)
+    }
+
+    /// m_gated_norm over token rows: y (f32 or 16-bit) gated by z (in zx), normalized per group.
+    func gatedNorm(rows: Int, y: CUDABuffer, yHalf: Bool, z: CUDABuffer, w: CUDABuffer, out: CUDABuffer) throws {
+        let c = config
+        let a = KernelArguments()
+        a.add(Int32(c.dSSM)); a.add(Int32(c.nGroups)); a.add(c.rmsNormEps); a.add(Int32(c.normBeforeGate ? 1 : 0))
+        a.add(y); a.add(Int32(yHalf ? 1 : 0)); a.add(z); a.add(Int32(c.inProjSize)); a.add(w); a.add(out)
+        try k["m_gated_norm"]!.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a)
+    }
+
+    func addBias(rows: Int, n: Int, y: CUDABuffer, bias: CUDABuffer) throws {
+        let a = KernelArguments()
+        a.add(Int32(n)); a.add(y); a.add(bias)
+        try k["m_add_bias"]!.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a)
+    }
+
+    /// The SSD's scratch for one prefill shape (rows, length): dt after softplus and the cumulative decay
+    /// (rows, H, L), the chunks' own states and incoming states (rows, H, chunks, P, N; 16-bit for the
+    /// tensor cores), the chunk decays, and the plain kernels' C·Bᵀ. Kept between layers
+    /// and calls of the same shape.
+    struct SSDScratch {
+        let rows, length: Int
+        let dt, cum, states, statesIn, chunkDecay: CUDABuffer
+        let CB: CUDABuffer?
+    }
+    var ssdScratch: SSDScratch?
+    var packedFinal: CUDABuffer?
+
+    /// Room for the single packed row's own final state (H, P, N), which decode does not use.
+    func packedFinalStates() throws -> CUDABuffer {
+        if let b = packedFinal { return b }
+        let b = try CUDABuffer(count: config.nHeads * config.headDim * config.dState, on: device)
+        packedFinal = b
+        return b
+    }
+
+    func scratch(rows b: Int, length L: Int, chunk Q: Int) throws -> SSDScratch {
+        if let s = ssdScratch, s.rows == b, s.length == L { return s }
+        ssdScratch = nil
+        let c = config
+        let (H, G, nchunks) = (c.nHeads, c.nGroups, (L + Q - 1) / Q)
+        let stateCount = b * H * nchunks * c.headDim * c.dState
+        let s = SSDScratch(
+            rows: b, length: L, dt: try CUDABuffer(count: b * H * L, on: device), cum: try CUDABuffer(count: b * H * L, on: device),
+            states: try CUDABuffer(count: tc != nil ? (stateCount + 1) / 2 : stateCount, on: device), statesIn: try CUDABuffer(count: tc != nil ? (stateCount + 1) / 2 : stateCount, on: device),
+            chunkDecay: try CUDABuffer(count: b * H * nchunks, on: device), CB: tc != nil ? nil : try CUDABuffer(count: b * G * nchunks * Q * Q, on: device))
+        ssdScratch = s
+        return s
+    }
+
+    /// The chunked SSD of one layer over the prefill buffers: x, dt, B, C in, y out, the final states
+    /// written into the layer's decode state `states` (sequences, H, P, N): a row's, or with `packed`
+    /// each sequence's (the single row's own final state then goes to scratch).
+    func ssd(rows b: Int, length L: Int, layer l: Layer, buffers buf: PrefillBuffers, states: CUDABuffer, packed: CUDAPackedRows?) throws {
+        let finalStates = packed == nil ? states : try packedFinalStates()
+        let sequenceStates = packed == nil ? nil : states
+        let c = config
+        let (H, G, N, P) = (c.nHeads, c.nGroups, c.dState, c.headDim)
+        let (lo, hi) = (c.dtLimit.lo, c.dtLimit.hi)
+        if let tc {
+            let Q = CUDATensorCoreSSD.chunk
+            let s = try scratch(rows: b, length: L, chunk: Q)
+            let nchunks = (L + Q - 1) / Q
+            let p = CUDATensorCoreSSD.Prepared(
+                b: b, L: L, H: H, G: G, nchunks: nchunks, hb: try CUDATensorCoreSSD.headsPerBlock(rows: b, chunks: nchunks, heads: H, groups: G),
+                x: buf.x, dt: buf.dt, A: l.A, B: buf.B, C: buf.C, y: buf.y, dtOut: s.dt, cumOut: s.cum, states: s.states,
+                statesIn: s.statesIn, chunkDecay: s.chunkDecay, finalStates: finalStates, dtBias: l.dtBias, D: l.D, z: nil,
+                initial: nil, dPerChannel: c.dHasHeadDim, softplus: true, lo: lo, hi: hi, packed: packed, sequenceStates: sequenceStates)
+            try tc.launch(p)
+        } else {
+            let Q = min(c.chunkSize, 256)
+            let s = try scratch(rows: b, length: L, chunk: Q)
+            let p = CUDASSD.Prepared(
+                b: b, L: L, H: H, P: P, G: G, N: N, Q: Q, nchunks: (L + Q - 1) / Q, x: buf.x, dt: buf.dt, A: l.A, B: buf.B, C: buf.C,
+                y: buf.y, dtOut: s.dt, cumOut: s.cum, chunkStates: s.states, chunkDecay: s.chunkDecay, statesIn: s.statesIn,
+                finalStates: finalStates, CB: s.CB!, dtBias: l.dtBias, D: l.D, z: nil, initial: nil,
+                dPerChannel: c.dHasHeadDim, softplus: true, lo: lo, hi: hi, packed: packed, sequenceStates: sequenceStates)
+            try plain!.launch(p)
+        }
+    }
+}

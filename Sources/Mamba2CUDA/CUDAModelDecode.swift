@@ -1,0 +1,198 @@
+import Mamba2
+/// Decode on the GPU: one token per row through the recurrence, from the states prefill left.
+/// `step` runs it eagerly and returns logits (for the CPU's sampler); `decodeGreedy` replays a CUDA graph
+/// of the whole token (embedding → layers → head → argmax, the chosen token fed back on the device) and
+/// returns the tokens chosen.
+extension CUDAModel {
+    /// m_gemv: y[r] (+)= W · x̂[r] (+ bias) for `rows` rows, x̂ made from x by `mode` (0: as is, 1: RMSNorm
+    /// with normW, 2: gated RMSNorm with z and groups). x is a device address (rows at stride ldx).
+    func gemv(rows: Int, in: Int, out: Int, mode: Int32, x: UInt64, ldx: Int, normW: CUDABuffer?, z: UInt64, ldz: Int,
+              groups: Int, w: CUDABuffer, bias: CUDABuffer?, y: CUDABuffer, ldy: Int, accumulate: Bool,
+              conv: (layer: Layer, state: CUDABuffer)? = nil) throws {
+        let c = config
+        let a = KernelArguments()
+        a.add(Int32(rows)); a.add(Int32(`in`)); a.add(Int32(out)); a.add(mode); a.add(x); a.add(Int32(ldx))
+        a.add(normW?.pointer ?? 0); a.add(c.rmsNormEps); a.add(z); a.add(Int32(ldz)); a.add(Int32(groups))
+        a.add(Int32(c.normBeforeGate ? 1 : 0)); a.add(w); a.add(bias?.pointer ?? 0); a.add(y); a.add(Int32(ldy)); a.add(Int32(accumulate ? 1 : 0))
+        a.add(Int32(c.dSSM)); a.add(Int32(c.convDim)); a.add(Int32(c.dConv)); a.add(conv?.layer.convW.pointer ?? 0)
+        a.add(conv?.layer.convB?.pointer ?? 0); a.add(conv?.state.pointer ?? 0); a.add(conv == nil ? 0 : xbc1.pointer)
+        let tiles = (out + 15) / 16  // 8 warps × RPW rows
+        try k["m_gemv"]!.launch(grid: (min(tiles, 2 * device.multiprocessors), (rows + Self.gemvRows - 1) / Self.gemvRows, 1),
+                                block: (256, 1, 1), sharedBytes: min(rows, Self.gemvRows) * `in` * 4, arguments: a, dependent: true)
+    }
+
+    /// Rows one m_gemv block serves (GB in the kernel); decode of more rows runs its products on cuBLAS,
+    /// where a weight is read once for all rows however many there are.
+    static let gemvRows = 4
+
+    /// Decode's in_proj for `n` rows of layer i: the block's RMSNorm in front, then the conv step. Up to
+    /// gemvRows rows one m_gemv (the conv step in its epilogue), more rows RMSNorm → cuBLAS → m_conv_step.
+    func inProjection(rows n: Int, layer i: Int) throws {
+        let c = config, l = layers[i]
+        if n <= Self.gemvRows {
+            try gemv(rows: n, in: c.dModel, out: c.inProjSize, mode: 1, x: residual1.pointer, ldx: c.dModel, normW: l.norm, z: 0, ldz: 0,
+                     groups: 1, w: l.inProj, bias: l.inProjBias, y: zx1, ldy: c.inProjSize, accumulate: false, conv: (l, convStates[i]))
+            return
+        }
+        try rmsnorm(rows: n, x: residual1, ldx: c.dModel, w: l.norm, out: normed1)
+        try gemm(rows: n, out: c.inProjSize, in: c.dModel, x: normed1, w: l.inProj, y: zx1, accumulate: false)
+        if let bias = l.inProjBias { try addBias(rows: n, n: c.inProjSize, y: zx1, bias: bias) }
+        let a = KernelArguments()
+        a.add(Int32(c.convDim)); a.add(Int32(c.dConv)); a.add(zx1); a.add(Int32(c.inProjSize)); a.add(Int32(c.dSSM))
+        a.add(l.convW); a.add(l.convB?.pointer ?? 0); a.add(convStates[i]); a.add(xbc1)
+        try k["m_conv_step"]!.launch(grid: ((c.convDim + 255) / 256, n, 1), block: (256, 1, 1), arguments: a)
+    }
+
+    /// Decode's SSD step of layer i for `n` rows: xbc1 and dt (in zx1) in, the layer's state updated, y1 out.
+    func ssdStep(rows n: Int, layer i: Int) throws {
+        let c = config, l = layers[i]
+        let a = KernelArguments()
+        for v in [c.nHeads, c.headDim, c.dState, c.nGroups, c.dSSM, c.convDim] { a.add(Int32(v)) }
+        a.add(xbc1); a.add(zx1); a.add(Int32(c.inProjSize)); a.add(Int32(c.dSSM + c.convDim)); a.add(l.dtBias); a.add(l.A)
+        a.add(c.dtLimit.lo); a.add(c.dtLimit.hi); a.add(l.D); a.add(Int32(c.dHasHeadDim ? 1 : 0)); a.add(ssmStates[i]); a.add(y1)
+        try k["m_ssd_step"]!.launch(grid: ((c.headDim + 3) / 4, c.nHeads, n), block: (128, 1, 1), arguments: a, dependent: true)
+    }
+
+    /// Decode's out_proj of layer i, the gated RMSNorm in front, added into the residual.
+    func outProjection(rows n: Int, layer i: Int) throws {
+        let c = config, l = layers[i]
+        if n <= Self.gemvRows {
+            try gemv(rows: n, in: c.dSSM, out: c.dModel, mode: 2, x: y1.pointer, ldx: c.dSSM, normW: l.gateNorm, z: zx1.pointer,
+                     ldz: c.inProjSize, groups: c.nGroups, w: l.outProj, bias: l.outProjBias, y: residual1, ldy: c.dModel, accumulate: true)
+            return
+        }
+        try gatedNorm(rows: n, y: y1, yHalf: false, z: zx1, w: l.gateNorm, out: normed1)
+        try gemm(rows: n, out: c.dModel, in: c.dSSM, x: normed1, w: l.outProj, y: residual1, accumulate: true)
+        if let bias = l.outProjBias { try addBias(rows: n, n: c.dModel, y: residual1, bias: bias) }
+    }
+
+    /// Decode's head: the final RMSNorm, then logits1 (rows, padded vocab).
+    func head(rows n: Int) throws {
+        let c = config
+        if n <= Self.gemvRows {
+            try gemv(rows: n, in: c.dModel, out: c.paddedVocabSize, mode: 1, x: residual1.pointer, ldx: c.dModel, normW: normF, z: 0,
+                     ldz: 0, groups: 1, w: lmHead, bias: nil, y: logits1, ldy: c.paddedVocabSize, accumulate: false)
+            return
+        }
+        try rmsnorm(rows: n, x: residual1, ldx: c.dModel, w: normF, out: normed1)
+        try gemm(rows: n, out: c.paddedVocabSize, in: c.dModel, x: normed1, w: lmHead, y: logits1, accumulate: false)
+    }
+
+    /// Queues one decode step of `rows` rows: tokens1 → logits1 (and with `greedy`, the argmax back into
+    /// tokens1, counted by `counter` and recorded in `history`).
+    func enqueueStep(rows n: Int, greedy: Bool) throws {
+        let V = config.paddedVocabSize
+        let ae = KernelArguments()
+        ae.add(Int32(config.dModel)); ae.add(tokens1); ae.add(embedding); ae.add(residual1); ae.add(greedy ? counter.pointer : 0)
+        try k["m_embed"]!.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: ae)
+        for i in layers.indices {
+            try inProjection(rows: n, layer: i)
+            try ssdStep(rows: n, layer: i)
+            try outProjection(rows: n, layer: i)
+        }
+        try head(rows: n)
+        if greedy {
+            let aa = KernelArguments()
+            aa.add(Int32(V)); aa.add(logits1); aa.add(tokens1); aa.add(counter); aa.add(history?.pointer ?? 0); aa.add(Int32(historyCapacity))
+            try k["m_argmax"]!.launch(grid: (n, 1, 1), block: (1024, 1, 1), arguments: aa, dependent: true)
+        }
+    }
+
+    /// Feeds one token per row (rows in use since prefill) and returns the logits (rows, padded vocab).
+    public func step(_ tokens: [Int]) throws -> Tensor {
+        let n = tokens.count * config.paddedVocabSize
+        var failure: Error?
+        let logits = [Float](unsafeUninitializedCapacity: n) { buf, initialized in
+            do { try step(tokens, into: buf) } catch { failure = error }
+            initialized = n
+        }
+        if let failure { throw failure }
+        return Tensor(shape: [tokens.count, config.paddedVocabSize], data: logits)
+    }
+
+    /// The same, the logits (rows × padded vocab) written into host memory the caller holds (the
+    /// generator's workspace: no array per token).
+    public func step(_ tokens: [Int], into logits: UnsafeMutableBufferPointer<Float>) throws {
+        guard tokens.count == rows, rows > 0 else {
+            throw Mamba2Error.invalidArgument("tokens", reason: "\(tokens.count) tokens for \(rows) rows prefilled on the GPU")
+        }
+        try step(leadingRows: tokens, into: logits)
+    }
+
+    /// One token for each of rows 0..<tokens.count (whatever `rows` is), logits into host memory.
+    func step(leadingRows tokens: [Int], into logits: UnsafeMutableBufferPointer<Float>) throws {
+        let n = tokens.count
+        guard n > 0, n <= capacity else {
+            throw Mamba2Error.invalidArgument("tokens", reason: "\(n) tokens for \(capacity) rows of state on the GPU")
+        }
+        guard logits.count == n * config.paddedVocabSize else {
+            throw Mamba2Error.invalidArgument("logits", reason: "room for \(logits.count) values, \(n) rows need \(n * config.paddedVocabSize)")
+        }
+        try config.checkTokens(tokens, argument: "tokens")
+        try tokens1.upload(tokens.map { Int32($0) })
+        try enqueueStep(rows: n, greedy: false)
+        try device.synchronize()
+        try logits1.download(into: logits)
+    }
+
+    /// Greedy decode of `steps` tokens per row after feeding `first` (one per row): each step is one
+    /// graph launch, nothing returns to the host until the end. Returns the chosen tokens per row.
+    public func decodeGreedy(first: [Int], steps: Int) throws -> [[Int]] {
+        guard first.count == rows, rows > 0 else {
+            throw Mamba2Error.invalidArgument("tokens", reason: "\(first.count) tokens for \(rows) rows prefilled on the GPU")
+        }
+        guard steps >= 1 else { throw Mamba2Error.invalidArgument("steps", reason: "at least 1, got \(steps)") }
+        try config.checkTokens(first, argument: "tokens")
+        if steps > historyCapacity || history == nil {
+            // Graphs hold the history's address: a new one means new graphs.
+            history = try CUDABuffer(count: max(steps, 256) * capacity, on: device)
+            historyCapacity = max(steps, 256)
+            graphs = [:]
+        }
+        let graph: CUDAGraph
+        if let g = graphs[rows] { graph = g } else {
+            graph = try CUDAGraph(on: device) { try enqueueStep(rows: rows, greedy: true) }
+            graphs[rows] = graph
+        }
+        try tokens1.upload(first.map { Int32($0) })
+        try counter.fill(words: 1, bitPattern: 0)
+        for _ in 0..<steps { try graph.launch() }
+        try device.synchronize()
+        let h = try history!.download(steps * rows, as: Int32.self)
+        return (0..<rows).map { r in (0..<steps).map { Int(h[$0 * rows + r]) } }
+    }
+}
+
+extension CUDAModel {
+    /// Microseconds per launch of each part of decode for `rows` rows (layer 0's weights), each captured
+    /// 200 times into a graph and the graph replayed, and of a whole step; with the bytes each
+    /// reads, for `bench --device cuda --profile`.
+    public func profileDecode(rows n: Int) throws -> [(kernel: String, microseconds: Double, bytes: Int)] {
+        let c = config
+        _ = try prefill((0..<n).map { _ in [1, 2, 3, 4] }, logits: .none)
+        try tokens1.upload([Int32](repeating: 5, count: n))
+        let e = precision == .f32 ? 4 : 2
+        func time(_ name: String, bytes: Int, _ body: () throws -> Void) throws -> (String, Double, Int) {
+            let reps = 200
+            let g = try CUDAGraph(on: device) { for _ in 0..<reps { try body() } }
+            try g.launch(); try device.synchronize()
+            let t0 = monotonicSeconds()
+            try g.launch(); try device.synchronize()
+            return (name, (monotonicSeconds() - t0) / Double(reps) * 1e6, bytes)
+        }
+        // Each part as decode runs it for n rows (fused matrix-vector kernels up to gemvRows rows, cuBLAS beyond).
+        var out: [(String, Double, Int)] = [
+            try time("in_proj (+ norm, conv step)", bytes: c.inProjSize * c.dModel * e) { try inProjection(rows: n, layer: 0) },
+            try time("ssd step", bytes: 2 * n * c.nHeads * c.headDim * c.dState * 4) { try ssdStep(rows: n, layer: 0) },
+            try time("out_proj (+ gated norm)", bytes: c.dModel * c.dSSM * e) { try outProjection(rows: n, layer: 0) },
+            try time("head (+ norm)", bytes: c.paddedVocabSize * c.dModel * e) { try head(rows: n) },
+        ]
+        let g = try CUDAGraph(on: device) { try enqueueStep(rows: n, greedy: false) }
+        try g.launch(); try device.synchronize()
+        let t0 = monotonicSeconds()
+        for _ in 0..<50 { try g.launch() }
+        try device.synchronize()
+        out.append(("whole step (\(c.nLayer) layers)", (monotonicSeconds() - t0) / 50 * 1e6, decodeWeightBytes))
+        return out
+    }
+}

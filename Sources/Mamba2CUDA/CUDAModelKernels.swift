@@ -1,0 +1,413 @@
+import Mamba2
+extension CUDAKernelSource {
+    /// The language model's kernels besides the SSD (`CUDAModel`), compiled per precision after
+    /// `halfConversions`, with ACT prepended (0: float32, 1: bf16, 2: fp16): the type of the weight matrices, of the embedding and
+    /// of the activations fed to matrix products. Everything else (the residual stream, norms, conv,
+    /// dt, A, D, states, accumulation) is float32, as in mamba_ssm with residual_in_fp32.
+    ///
+    /// Glossary: rows = sequences (b), L tokens each, T = b·L token rows in prefill; d = d_model;
+    /// zx = the in_proj output (T, in_proj_size) = [z (d_ssm) | xBC (conv_dim) | dt (H)].
+    ///
+    /// Prefill (per layer): m_rmsnorm → cuBLAS in_proj → m_conv_prefill → SSD kernels → m_gated_norm →
+    /// cuBLAS out_proj added into the residual. Decode (per layer): m_gemv (RMSNorm fused in front, the
+    /// conv step in its epilogue) → m_ssd_step → m_gemv (gated RMSNorm in front, added into the residual);
+    /// the whole token (embedding to argmax) is one CUDA graph.
+    static let model = #"""
+    #if ACT == 0
+    typedef float act_t;
+    __device__ __forceinline__ float LD(float v) { return v; }
+    __device__ __forceinline__ float ST(float f) { return f; }
+    #define VW 4
+    #else
+    typedef u16 act_t;
+    __device__ __forceinline__ float LD(u16 v) { return to_f(v); }
+    __device__ __forceinline__ u16 ST(float f) { return from_f(f); }
+    #define VW 8
+    #endif
+    __device__ __forceinline__ float silu(float v) { return v / (1.f + __expf(-v)); }
+    // Stores v at element i of a float32 buffer (half = 0) or one of the activation type (half = 1).
+    __device__ __forceinline__ void store(void* p, size_t i, float v, int half) {
+        if (half) ((act_t*)p)[i] = ST(v); else ((float*)p)[i] = v;
+    }
+    __device__ __forceinline__ float warp_sum(float v) {
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        return v;
+    }
+    // Sum over a block of 256 threads; red holds 8 floats.
+    __device__ float block_sum(float v, float* red) {
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        v = warp_sum(v);
+        if (lane == 0) red[warp] = v;
+        __syncthreads();
+        float s = 0.f;
+        for (int w = 0; w < 8; w++) s += red[w];
+        __syncthreads();
+        return s;
+    }
+
+    // Programmatic dependent launch (sm_90): a kernel launched with that attribute may start while the
+    // kernel before it finishes; it does what does not depend on it (loading weights), then waits here
+    // until the previous kernel is complete and its writes visible, then lets the next kernel start.
+    __device__ __forceinline__ void pdl_wait() {
+        asm volatile("griddepcontrol.wait;" ::: "memory");
+        asm volatile("griddepcontrol.launch_dependents;" :::);
+    }
+
+    // residual (T, d) = E[tokens]. Block 0 also advances the decode-step counter (graph decode).
+    extern "C" __global__ void m_embed(int d, const int* __restrict__ tokens, const act_t* __restrict__ E,
+                                       float* __restrict__ residual, int* counter) {
+        const size_t t = blockIdx.x, tok = tokens[t];
+        for (int i = threadIdx.x; i < d; i += blockDim.x) residual[t * d + i] = LD(E[tok * d + i]);
+        if (counter && t == 0 && threadIdx.x == 0) *counter += 1;
+    }
+
+    // out (T, d) = x · rsqrt(mean(x²) + eps) · w, one block per row; x read at row stride ldx.
+    extern "C" __global__ void __launch_bounds__(256) m_rmsnorm(int d, float eps, const float* __restrict__ x, int ldx,
+                                                                 const float* __restrict__ w, act_t* __restrict__ out) {
+        __shared__ float red[8];
+        const float* xr = x + (size_t)blockIdx.x * ldx;
+        float ss = 0.f;
+        for (int i = threadIdx.x; i < d; i += 256) ss += xr[i] * xr[i];
+        const float inv = rsqrtf(block_sum(ss, red) / d + eps);
+        for (int i = threadIdx.x; i < d; i += 256) out[(size_t)blockIdx.x * d + i] = ST(xr[i] * inv * w[i]);
+    }
+
+    // The gated RMSNorm of mamba_ssm, per group of d_ssm / G channels, one block per token row:
+    // norm_before_gate = 0: rmsnorm(y·silu(z))·w; 1: rmsnorm(y)·w·silu(z). y is float32 (yHalf = 0) or
+    // the activation type; z is read from zx at row stride ldz.
+    extern "C" __global__ void __launch_bounds__(256) m_gated_norm(int dSsm, int G, float eps, int nbg, const void* __restrict__ y,
+                                                                    int yHalf, const float* __restrict__ z, int ldz,
+                                                                    const float* __restrict__ w, act_t* __restrict__ out) {
+        __shared__ float red[8];
+        const size_t row = blockIdx.x;
+        const float* zr = z + row * ldz;
+        const int gs = dSsm / G;
+        for (int g = 0; g < G; g++) {
+            float ss = 0.f;
+            for (int i = g * gs + threadIdx.x; i < (g + 1) * gs; i += 256) {
+                float v = yHalf ? LD(((const act_t*)y)[row * dSsm + i]) : ((const float*)y)[row * dSsm + i];
+                if (!nbg) v *= silu(zr[i]);
+                ss += v * v;
+            }
+            const float inv = rsqrtf(block_sum(ss, red) / gs + eps);
+            for (int i = g * gs + threadIdx.x; i < (g + 1) * gs; i += 256) {
+                float v = yHalf ? LD(((const act_t*)y)[row * dSsm + i]) : ((const float*)y)[row * dSsm + i];
+                v = nbg ? v * inv * w[i] * silu(zr[i]) : v * silu(zr[i]) * inv * w[i];
+                out[row * dSsm + i] = ST(v);
+            }
+        }
+    }
+
+    // Y (T, n) += bias (n): the projections' optional biases in prefill.
+    // dst (n, d) = src rows idx[i] (n, d): the last token of each prompt, for its logits.
+    extern "C" __global__ void m_gather_rows(int d, const int* __restrict__ idx, const float* __restrict__ src, float* __restrict__ dst) {
+        const float* s = src + (size_t)idx[blockIdx.x] * d;
+        for (int i = threadIdx.x; i < d; i += blockDim.x) dst[(size_t)blockIdx.x * d + i] = s[i];
+    }
+
+    extern "C" __global__ void m_add_bias(int n, float* __restrict__ Y, const float* __restrict__ bias) {
+        for (int i = threadIdx.x; i < n; i += blockDim.x) Y[(size_t)blockIdx.x * n + i] += bias[i];
+    }
+
+    // Prefill's causal depthwise conv + SiLU over L tokens of each row, from a zero state, splitting the
+    // result into the SSD's x (T, d_ssm), B and C (T, G·N) (float32 or the activation type: half), copying
+    // dt (T, H) out of zx, and leaving the last d_conv − 1 inputs as the row's conv state
+    // (rows, d_conv − 1, conv_dim). Grid (⌈(conv_dim + H) / 256⌉, L, rows).
+    extern "C" __global__ void __launch_bounds__(256) m_conv_prefill(
+            int L, int convDim, int dConv, int dSsm, int GN, int H, const float* __restrict__ zx, int ld, int xbcOffset,
+            int dtOffset, const float* __restrict__ convW, const float* __restrict__ convB, int half, void* xOut, void* bOut,
+            void* cOut, float* __restrict__ dtOut, float* __restrict__ convState, const int* __restrict__ seqStart,
+            const int* __restrict__ seqEnd, const int* __restrict__ seqIndex) {
+        const int ch = blockIdx.x * 256 + threadIdx.x, t = blockIdx.y, r = blockIdx.z;
+        const size_t tok = (size_t)r * L + t;
+        const float* row = zx + tok * ld;
+        // Packed prompts (seqStart non-null): the taps stop at the sequence's start, and its conv state is
+        // kept in its own row (seqIndex); otherwise each row is one sequence.
+        const int st = seqStart ? seqStart[tok] : 0, en = seqStart ? seqEnd[tok] : L, sr = seqStart ? seqIndex[tok] : r;
+        if (ch < convDim) {
+            float acc = convB ? convB[ch] : 0.f;
+            for (int k = 0; k < dConv; k++) {
+                const int tt = t - (dConv - 1) + k;
+                if (tt >= st) acc += convW[ch * dConv + k] * zx[((size_t)r * L + tt) * ld + xbcOffset + ch];
+            }
+            const float v = silu(acc);
+            if (ch < dSsm) store(xOut, tok * dSsm + ch, v, half);
+            else if (ch < dSsm + GN) store(bOut, tok * GN + ch - dSsm, v, half);
+            else store(cOut, tok * GN + ch - dSsm - GN, v, half);
+            float* state = convState + (size_t)sr * (dConv - 1) * convDim + ch;
+            const int k = t - (en - (dConv - 1));  // the slot of this input in the final conv state
+            if (k >= 0) state[(size_t)k * convDim] = row[xbcOffset + ch];
+            if (t == st) for (int s = 0; s < dConv - 1 - (en - st); s++) state[(size_t)s * convDim] = 0.f;  // shorter than d_conv − 1
+        } else if (ch < convDim + H) {
+            dtOut[tok * H + ch - convDim] = row[dtOffset + ch - convDim];
+        }
+    }
+
+    // Decode's conv step of one channel of one row: the window [state, new input nv], SiLU into xbc, and the
+    // state shifted by one (only the caller's thread touches this channel's window).
+    __device__ __forceinline__ void conv_step_channel(int r, int ch, float nv, int convDim, int dConv, const float* __restrict__ convW,
+                                                      const float* __restrict__ convB, float* __restrict__ convState,
+                                                      float* __restrict__ xbc) {
+        float* st = convState + (size_t)r * (dConv - 1) * convDim + ch;
+        const float* w = convW + (size_t)ch * dConv;
+        float acc = (convB ? convB[ch] : 0.f) + w[dConv - 1] * nv;
+        for (int k = 0; k < dConv - 1; k++) acc += w[k] * st[(size_t)k * convDim];
+        for (int k = 0; k < dConv - 2; k++) st[(size_t)k * convDim] = st[(size_t)(k + 1) * convDim];
+        st[(size_t)(dConv - 2) * convDim] = nv;
+        xbc[(size_t)r * convDim + ch] = silu(acc);
+    }
+
+    // Decode's conv step per (channel, row), for batches that take their projections from cuBLAS (smaller
+    // ones do it in m_gemv's epilogue).
+    extern "C" __global__ void m_conv_step(int convDim, int dConv, const float* __restrict__ zx, int ld, int xbcOffset,
+                                           const float* __restrict__ convW, const float* __restrict__ convB,
+                                           float* __restrict__ convState, float* __restrict__ xbc) {
+        const int ch = blockIdx.x * 256 + threadIdx.x, r = blockIdx.y;
+        if (ch < convDim) conv_step_channel(r, ch, zx[(size_t)r * ld + xbcOffset + ch], convDim, dConv, convW, convB, convState, xbc);
+    }
+
+    // Decode's SSD step: a warp per channel p (4 per block), lanes along N (coalesced state), grid
+    // (P / 4, H, rows), so that even one row spreads over many SMs:
+    // h ← exp(dt·A)·h + dt·x_p·B,  y_p = h·C + D·x_p. dt = softplus(dt_raw + dt_bias), clamped to [lo, hi].
+    extern "C" __global__ void __launch_bounds__(128) m_ssd_step(
+            int H, int P, int N, int G, int dSsm, int convDim, const float* __restrict__ xbc, const float* __restrict__ zx,
+            int ld, int dtOffset, const float* __restrict__ dtBias, const float* __restrict__ A, float lo, float hi,
+            const float* __restrict__ D, int dPerChannel, float* __restrict__ state, float* __restrict__ y) {
+        const int h = blockIdx.y, r = blockIdx.z, lane = threadIdx.x & 31;
+        const int p = blockIdx.x * 4 + (threadIdx.x >> 5);
+        pdl_wait();
+        if (p >= P) return;
+        const float u = zx[(size_t)r * ld + dtOffset + h] + dtBias[h];
+        float dt = u <= 20.f ? log1pf(expf(u)) : u;
+        dt = fminf(fmaxf(dt, lo), hi);
+        const float decay = expf(dt * A[h]);
+        const int g = h / (H / G);
+        const float* xr = xbc + (size_t)r * convDim;
+        const float* B = xr + dSsm + g * N;
+        const float* C = xr + dSsm + G * N + g * N;
+        const float xp = xr[h * P + p], dx = dt * xp;
+        float* s = state + (((size_t)r * H + h) * P + p) * N;
+        float acc = 0.f;
+        for (int n = lane; n < N; n += 32) {
+            const float v = decay * s[n] + dx * B[n];
+            s[n] = v;
+            acc += v * C[n];
+        }
+        acc = warp_sum(acc);
+        if (lane == 0) y[(size_t)r * dSsm + h * P + p] = acc + (D ? (dPerChannel ? D[h * P + p] : D[h]) : 0.f) * xp;
+    }
+
+    // Decode's matrix-vector products for up to GB rows: Y[r][o] (+)= Σ_i W[o][i]·x̂[r][i] + bias[o], W (out, in)
+    // in the weight type, read once for all rows with 16-byte loads, UU of them per row in flight per lane
+    // (the kernel is bound by how many bytes are in flight). x̂ is made in shared memory first:
+    //   mode 0: x;  mode 1: rmsnorm(x)·normW;  mode 2: the gated RMSNorm of x (y) with z, G groups (≤ 8).
+    // A warp computes RPW output rows, a block 8·RPW rows at a time over as many tiles as it is given
+    // (grid (about 2 blocks per SM, ⌈rows / GB⌉)); its first weights are loaded before waiting for the
+    // previous kernel (pdl_wait). Measured on the H200 for mamba2-2.7b's in_proj / out_proj at batch 1:
+    // 21 / 15 µs (2.5 / 1.8 TB/s); these variants were slower or no faster: 8-row tiles for the 2,560-row
+    // out_proj (15.1 µs), 4-row tiles split along the input across warps (26 / 16 µs), tiles of 2 rows
+    // shared by the whole block (47 / 22 µs), 8 loads per row kept in flight by refilling each slot as it
+    // is used (37 / 16 µs). More rows (batch) than GB go to cuBLAS. With convState, the outputs that are conv inputs
+    // (convOffset ..< convOffset + convDim) also take decode's conv step (as m_conv_step does).
+    #define GB 4
+    __device__ __forceinline__ float dot_w(uint4 w, const float* x) {
+    #if ACT == 0
+        const float4 x0 = *(const float4*)x;
+        return __uint_as_float(w.x) * x0.x + __uint_as_float(w.y) * x0.y + __uint_as_float(w.z) * x0.z + __uint_as_float(w.w) * x0.w;
+    #else
+        const float4 x0 = ((const float4*)x)[0], x1 = ((const float4*)x)[1];
+        return to_f(w.x & 0xffff) * x0.x + to_f(w.x >> 16) * x0.y + to_f(w.y & 0xffff) * x0.z + to_f(w.y >> 16) * x0.w
+             + to_f(w.z & 0xffff) * x1.x + to_f(w.z >> 16) * x1.y + to_f(w.w & 0xffff) * x1.z + to_f(w.w >> 16) * x1.w;
+    #endif
+    }
+    template <int RPW, int UU>
+    __device__ __forceinline__ void gemv_body(
+            int nrows, int in, int out, int mode, const float* __restrict__ x, int ldx, const float* __restrict__ normW, float eps,
+            const float* __restrict__ z, int ldz, int G, int nbg, const act_t* __restrict__ W, const float* __restrict__ bias,
+            float* __restrict__ Y, int ldy, int accumulate, int convOffset, int convDim, int dConv, const float* __restrict__ convW,
+            const float* __restrict__ convB, float* __restrict__ convState, float* __restrict__ xbc) {
+        extern __shared__ __align__(16) float xs[];  // [nr][in]
+        __shared__ float ss[GB * 8];
+        const int r0 = blockIdx.y * GB, nr = min(GB, nrows - r0);
+        const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+        const int nv = in / VW, ntiles = (out + 8 * RPW - 1) / (8 * RPW);
+        uint4 wv[RPW][UU];
+        auto load = [&](int tile, int v0) {
+            const int o0 = (tile * 8 + warp) * RPW;
+            for (int j = 0; j < RPW; j++)
+                for (int u = 0; u < UU; u++) {
+                    const int v = v0 + 32 * u;
+                    wv[j][u] = o0 + j < out && v < nv ? __ldg((const uint4*)(W + (size_t)(o0 + j) * in) + v) : make_uint4(0, 0, 0, 0);
+                }
+        };
+        // The first weight loads fly while the previous kernel ends and x̂ is staged: they depend on neither.
+        if (blockIdx.x < ntiles) load(blockIdx.x, lane);
+        pdl_wait();
+        // x̂ is staged with 16-byte loads, 8 per thread issued together: these kernels are latency-bound,
+        // and a loop of dependent round trips to L2 here cost more than the weights' stream (in % 4 == 0,
+        // and the row strides too, or the scalar loop below).
+        const bool vec = (ldx & 3) == 0 && (mode != 2 || (ldz & 3) == 0);
+        const int n4 = vec ? nr * in / 4 : 0;
+        for (int base = tid; base < n4; base += 256 * 8) {
+            float4 xv[8], zv[8];
+            #pragma unroll
+            for (int k = 0; k < 8; k++) {
+                const int e4 = base + 256 * k;
+                if (e4 < n4) {
+                    const int b = e4 * 4 / in, i = e4 * 4 - b * in;
+                    xv[k] = *(const float4*)(x + (size_t)(r0 + b) * ldx + i);
+                    if (mode == 2 && !nbg) zv[k] = *(const float4*)(z + (size_t)(r0 + b) * ldz + i);
+                }
+            }
+            #pragma unroll
+            for (int k = 0; k < 8; k++) {
+                const int e4 = base + 256 * k;
+                if (e4 < n4) {
+                    float4 v = xv[k];
+                    if (mode == 2 && !nbg) { v.x *= silu(zv[k].x); v.y *= silu(zv[k].y); v.z *= silu(zv[k].z); v.w *= silu(zv[k].w); }
+                    *(float4*)(xs + e4 * 4) = v;
+                }
+            }
+        }
+        if (!vec) {
+            for (int e = tid; e < nr * in; e += 256) {
+                const int b = e / in, i = e - b * in;
+                float v = x[(size_t)(r0 + b) * ldx + i];
+                if (mode == 2 && !nbg) v *= silu(z[(size_t)(r0 + b) * ldz + i]);
+                xs[e] = v;
+            }
+        }
+        __syncthreads();
+        if (mode != 0) {
+            const int groups = mode == 2 ? G : 1, gs = in / groups;
+            __shared__ float red[8];
+            for (int pair = 0; pair < nr * groups; pair++) {  // the whole block per (row, group)
+                const float* v = xs + (pair / groups) * in + (pair % groups) * gs;
+                float s = 0.f;
+                for (int i = tid; i < gs; i += 256) s += v[i] * v[i];
+                s = block_sum(s, red);
+                if (tid == 0) ss[pair] = rsqrtf(s / gs + eps);
+            }
+            __syncthreads();
+            const int nn4 = nr * in / 4;  // in % 4 == 0 always: normW rows are read 4 at a time
+            for (int base = tid; base < nn4; base += 256 * 8) {
+                float4 wv4[8];
+                #pragma unroll
+                for (int k = 0; k < 8; k++) {
+                    const int e4 = base + 256 * k;
+                    if (e4 < nn4) wv4[k] = *(const float4*)(normW + (e4 * 4) % in);
+                }
+                #pragma unroll
+                for (int k = 0; k < 8; k++) {
+                    const int e4 = base + 256 * k;
+                    if (e4 < nn4) {
+                        const int b = e4 * 4 / in, i = e4 * 4 - b * in;
+                        const float sc = ss[b * groups + i / gs];  // a group holds whole runs of 4 (gs % 4 == 0)
+                        float4 v = *(float4*)(xs + e4 * 4);
+                        v.x *= sc * wv4[k].x; v.y *= sc * wv4[k].y; v.z *= sc * wv4[k].z; v.w *= sc * wv4[k].w;
+                        if (mode == 2 && nbg) {
+                            const float* zr = z + (size_t)(r0 + b) * ldz + i;
+                            v.x *= silu(zr[0]); v.y *= silu(zr[1]); v.z *= silu(zr[2]); v.w *= silu(zr[3]);
+                        }
+                        *(float4*)(xs + e4 * 4) = v;
+                    }
+                }
+            }
+            __syncthreads();
+        }
+        // Row tiles (8 warps × RPW rows) in turn: x̂ is staged once per block, not once per tile.
+        for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
+            const int o0 = (tile * 8 + warp) * RPW;
+            float acc[RPW][GB];
+            for (int j = 0; j < RPW; j++) for (int b = 0; b < GB; b++) acc[j][b] = 0.f;
+            for (int v0 = lane; v0 < nv; v0 += 32 * UU) {
+                uint4 cur[RPW][UU];
+                for (int j = 0; j < RPW; j++) for (int u = 0; u < UU; u++) cur[j][u] = wv[j][u];
+                // The next loads fly while these are used: this tile's next vectors, or the next tile's first.
+                if (v0 + 32 * UU < nv) load(tile, v0 + 32 * UU);
+                else if (tile + gridDim.x < ntiles) load(tile + gridDim.x, lane);
+                for (int u = 0; u < UU; u++) {
+                    const int v = v0 + 32 * u;
+                    if (v >= nv) break;
+                    for (int b = 0; b < GB; b++) {
+                        if (b >= nr) break;
+                        const float* xv = xs + b * in + v * VW;
+                        for (int j = 0; j < RPW; j++) acc[j][b] += dot_w(cur[j][u], xv);
+                    }
+                }
+            }
+            for (int j = 0; j < RPW; j++) {
+                const int o = o0 + j;
+                for (int b = 0; b < GB; b++) {
+                    if (b >= nr) break;
+                    const float s = warp_sum(acc[j][b]);
+                    if (lane == 0 && o < out) {
+                        const int r = r0 + b;
+                        float* dst = Y + (size_t)r * ldy + o;
+                        const float val = (accumulate ? *dst : 0.f) + s + (bias ? bias[o] : 0.f);
+                        *dst = val;
+                        const int ch = o - convOffset;
+                        if (convState && ch >= 0 && ch < convDim)  // the conv step of this channel, fused
+                            conv_step_channel(r, ch, val, convDim, dConv, convW, convB, convState, xbc);
+                    }
+                }
+            }
+        }
+    }
+    extern "C" __global__ void __launch_bounds__(256, 2) m_gemv(
+            int nrows, int in, int out, int mode, const float* __restrict__ x, int ldx, const float* __restrict__ normW, float eps,
+            const float* __restrict__ z, int ldz, int G, int nbg, const act_t* __restrict__ W, const float* __restrict__ bias,
+            float* __restrict__ Y, int ldy, int accumulate, int convOffset, int convDim, int dConv, const float* __restrict__ convW,
+            const float* __restrict__ convB, float* __restrict__ convState, float* __restrict__ xbc) {
+        gemv_body<2, 4>(nrows, in, out, mode, x, ldx, normW, eps, z, ldz, G, nbg, W, bias, Y, ldy, accumulate, convOffset, convDim,
+                        dConv, convW, convB, convState, xbc);
+    }
+
+    // Greedy choice on the device: tokens[r] = argmax of row r (the lowest index among equals); with a
+    // counter (graph decode) also history[(counter − 1)·rows + r] while under capacity.
+    extern "C" __global__ void __launch_bounds__(1024) m_argmax(int V, const float* __restrict__ logits, int* __restrict__ tokens,
+                                                               const int* counter, int* history, int capacity) {
+        __shared__ float bv[32];
+        __shared__ int bi[32];
+        const int r = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        pdl_wait();
+        const float* row = logits + (size_t)r * V;
+        float best = __int_as_float(0xff800000);  // −∞
+        int idx = 0x7fffffff;
+        for (int i = threadIdx.x; i < V; i += 1024) {
+            const float v = row[i];
+            if (v > best) { best = v; idx = i; }
+        }
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+            const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+            if (ov > best || (ov == best && oi < idx)) { best = ov; idx = oi; }
+        }
+        if (lane == 0) { bv[warp] = best; bi[warp] = idx; }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            for (int w = 1; w < 32; w++) if (bv[w] > best || (bv[w] == best && bi[w] < idx)) { best = bv[w]; idx = bi[w]; }
+            tokens[r] = idx;
+            if (counter && history) {
+                const int s = *counter - 1;
+                if (s >= 0 && s < capacity) history[(size_t)s * gridDim.x + r] = idx;
+            }
+        }
+    }
+
+    // Random weights on the device (benchmarks of released shapes without a checkpoint): normal(0, std)
+    // from a counter-based hash (SplitMix64 of seed + index, Box–Muller), stored in the weight type.
+    __device__ __forceinline__ unsigned long long mix64(unsigned long long z) {
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        return z ^ (z >> 31);
+    }
+    extern "C" __global__ void m_fill_normal(size_t n, unsigned long long seed, float std, act_t* __restrict__ out) {
+        for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+            const unsigned long long h = mix64(seed + 0x9e3779b97f4a7c15ull * (i + 1));
+            const float u1 = ((h >> 40) + 1) * (1.f / 16777217.f), u2 = ((h >> 16) & 0xffffff) * (1.f / 16777216.f);
+            out[i] = ST(std * sqrtf(-2.f * logf(u1)) * cospif(2.f * u2));
+        }
+    }
+    """#
+}

@@ -1,0 +1,487 @@
+import Mamba2
+extension CUDAKernelSource {
+    /// The chunked SSD forward on tensor cores, for 16-bit inputs (bf16 or fp16; fp32 accumulation).
+    ///
+    /// Compiled after `halfConversions`, per element type and state size with these macros prepended:
+    /// ELEM_F16 (0: bf16, 1: fp16), NS (N, a multiple of 32), PH (P = 64), QC (the chunk, 128). Layouts as the CPU's: x, z, y
+    /// (b, L, H, P) 16-bit; dt (b, L, H) float32 raw; B, C (b, L, G, N) 16-bit; A, D, dt_bias float32.
+    /// Products are `mma.sync.m16n8k16` (inputs 16-bit, accumulators float32), operands staged in shared
+    /// memory. One block handles one chunk of one group for `hb` of its heads, so B, C and C·Bᵀ are loaded
+    /// and computed once for those heads:
+    ///   1. ssd_tc_state (chunk, row, group): per head the dt transform and the cumulative decay (a
+    ///      block scan), written for step 3, and the chunk's own end state S_c = (w∘X)ᵀ·B (P×N),
+    ///      w_s = exp(cum_last − cum_s)·dt_s, accumulated in float32 and stored in the 16-bit type (the
+    ///      chunk states are as large as x at N = 128: half their bytes for one rounding more).
+    ///   2. ssd_tc_passing (P·N/256, head, row): h ← exp(cum_last)·h + S_c over the chunks in float32,
+    ///      writing the state entering each chunk in the 16-bit type (step 3 multiplies it in that type)
+    ///      and the final state in float32.
+    ///   3. ssd_tc_scan (chunk, row, group): CB = C·Bᵀ once, kept in the 16-bit type (one rounding more
+    ///      than the reference, whose float32 C·Bᵀ is rounded once after the decay: y's error in bf16 went
+    ///      from 2.1e-3 to 2.5e-3, for half the shared memory, so that two blocks share an SM at N = 128
+    ///      and N = 128 ran 1.23× faster), then per head
+    ///      Y = e^{cum_t}·(C·h_inᵀ) + (CB ∘ exp(cum_t − cum_s) ∘ dt_s, s ≤ t)·X + D·x, gated by silu(z).
+    ///      The decayed CB is made in registers, fragment by fragment; left of the diagonal tile its decay is
+    ///      split at the tile's last token e, exp(cum_t − cum_e)·[exp(cum_e − cum_s)·dt_s] (both ≤ 1), and on
+    ///      the diagonal at its first token b, exp(cum_t − cum_b)·[exp(cum_b − cum_s)·dt_s] (the second under
+    ///      e^64·dt_s where the tile's decay is under 64; steeper tiles take each factor exactly), so a
+    ///      fragment costs 2 exponentials instead of 8; e^{cum_t} scales C·h_inᵀ's rows after the product
+    ///      instead of C's before it (the scan went from 0.86 to 0.55 ms at N = 128, 65,536 tokens).
+    /// Packed rows (seqStart non-null, `CUDAPackedRows`): M is masked to s in t's sequence, a row takes
+    /// h_in only when its sequence began before the chunk (or is the row's first), and a chunk's state is
+    /// that of its last token's sequence, passed on only under the same condition (its chunkDecay is 0
+    /// otherwise); `ssd_sequence_states` then gives every sequence's end state.
+    /// Blocks of steps 1 and 3 take `hb` heads of a group each (grid z = groups × heads per group / hb),
+    /// so that long single sequences still fill the GPU.
+    static let ssdTensorCore = #"""
+    #define PAD 8
+    #define LDN (NS + PAD)
+    #define LDP (PH + PAD)
+    #define LDQ (QC + PAD)
+
+    // Two floats as one register of two 16-bit values (lo in the low half): one instruction.
+    __device__ __forceinline__ u32 pack2(float lo, float hi) {
+        u32 v;
+    #if ELEM_F16
+        asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(v) : "f"(hi), "f"(lo));
+    #else
+        asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(v) : "f"(hi), "f"(lo));
+    #endif
+        return v;
+    }
+    // One register of two 16-bit values as two floats (low half first).
+    __device__ __forceinline__ float2 unpack2(u32 v) {
+    #if ELEM_F16
+        return make_float2(to_f((u16)(v & 0xffffu)), to_f((u16)(v >> 16)));
+    #else
+        return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
+    #endif
+    }
+    __device__ __forceinline__ void mma16816(float* d, const u32* a, const u32* b) {
+    #if ELEM_F16
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    #else
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    #endif
+    }
+
+    __device__ __forceinline__ unsigned smem_addr(const void* p) {
+        unsigned a;
+        asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+        return a;
+    }
+    // Four 8×8 16-bit matrices: lane i gives the address of row (i % 8) of matrix i / 8.
+    __device__ __forceinline__ void ldsm4(u32* r, const u16* rowAddress) {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+            : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(rowAddress)));
+    }
+    // The same, each matrix transposed.
+    __device__ __forceinline__ void ldsm4t(u32* r, const u16* rowAddress) {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+            : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(rowAddress)));
+    }
+    // A fragment (16×16 at (m0, k0)) of a row-major [m][ld] array: rows are M, columns K.
+    __device__ __forceinline__ void loadA(u32* a, const u16* base, int ld, int m0, int k0, int lane) {
+        const int m = lane >> 3, i = lane & 7;
+        ldsm4(a, base + (m0 + i + (m & 1) * 8) * ld + k0 + (m >> 1) * 8);
+    }
+    // B fragments of two adjacent n-tiles (K×16 at (k0, n0)) from an [n][ld] array: each N column's K values contiguous.
+    __device__ __forceinline__ void loadB2(u32* b, const u16* base, int ld, int k0, int n0, int lane) {
+        const int m = lane >> 3, i = lane & 7;
+        ldsm4(b, base + (n0 + i + (m >> 1) * 8) * ld + k0 + (m & 1) * 8);
+    }
+    // B fragments of two adjacent n-tiles (K×16 at (k0, n0)) from a row-major [k][ld] array.
+    __device__ __forceinline__ void loadB2T(u32* b, const u16* base, int ld, int k0, int n0, int lane) {
+        const int m = lane >> 3, i = lane & 7;
+        ldsm4t(b, base + (k0 + i + (m & 1) * 8) * ld + n0 + (m >> 1) * 8);
+    }
+    // The A fragment of Sᵀ (16×16 at (m0, k0) of Sᵀ) from S stored row-major [k][ld].
+    __device__ __forceinline__ void loadAT(u32* a, const u16* base, int ld, int m0, int k0, int lane) {
+        const int m = lane >> 3, i = lane & 7;
+        ldsm4t(a, base + (k0 + i + (m >> 1) * 8) * ld + m0 + (m & 1) * 8);
+    }
+    // 8 16-bit values (16 bytes) scaled by f.
+    __device__ __forceinline__ uint4 scale8(uint4 v, float f) {
+        const float2 a = unpack2(v.x), b = unpack2(v.y), c = unpack2(v.z), d = unpack2(v.w);
+        return make_uint4(pack2(a.x * f, a.y * f), pack2(b.x * f, b.y * f), pack2(c.x * f, c.y * f), pack2(d.x * f, d.y * f));
+    }
+
+    extern "C" __global__ void __launch_bounds__(256, 2) ssd_tc_state(
+            int L, int H, int G, int nchunks, int hb, const u16* __restrict__ x, const float* __restrict__ dtRaw,
+            const float* __restrict__ dtBias, const float* __restrict__ A, int softplus, float lo, float hi,
+            const u16* __restrict__ B, const int* __restrict__ seqStart, float* __restrict__ dtOut, float* __restrict__ cumOut,
+            u16* __restrict__ states, float* __restrict__ chunkDecay) {
+        const int hpg = H / G, nhb = hpg / hb;
+        const int c = blockIdx.x, r = blockIdx.y, g = blockIdx.z / nhb, h0 = g * hpg + (blockIdx.z % nhb) * hb;
+        const int t0 = c * QC, q = min(QC, L - t0);
+        const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+        const bool clamp = !(lo == 0.f && isinf(hi));
+        // Packed rows: the chunk's state is that of its last token's sequence (tokens before that sequence's
+        // start are left out), and it carries the incoming state only when that sequence began before the
+        // chunk (or is the row's first, which owns the initial state).
+        const int stLast = seqStart ? seqStart[(size_t)r * L + t0 + q - 1] : 0;
+        const bool carries = stLast < t0 || stLast == 0;
+        extern __shared__ __align__(16) unsigned char smem[];
+        u16* Bs = (u16*)smem;             // [QC][LDN]: B of the chunk
+        u16* Xw = Bs + QC * LDN;          // [QC][LDP]: w∘X of the head
+        float* wAll = (float*)(Xw + QC * LDP);  // [hb][QC]: dt, then w_s = exp(cum_last − cum_s)·dt_s
+        for (int e = tid; e < QC * NS / 8; e += 256) {
+            const int t = e / (NS / 8), n8 = (e % (NS / 8)) * 8;
+            uint4 v = make_uint4(0, 0, 0, 0);
+            if (t < q) v = *(const uint4*)(B + (((size_t)r * L + t0 + t) * G + g) * NS + n8);
+            *(uint4*)(Bs + t * LDN + n8) = v;
+        }
+        constexpr int XR = QC * PH / 8 / 256;  // the next head's X, fetched while this head computes
+        uint4 xr[XR];
+        auto fetch = [&](int h) {
+            for (int k = 0; k < XR; k++) {
+                const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
+                xr[k] = t < q ? *(const uint4*)(x + (((size_t)r * L + t0 + t) * H + h) * PH + p8) : make_uint4(0, 0, 0, 0);
+            }
+        };
+        fetch(h0);
+        // dt for all of the block's heads at once (heads fastest: the loads are contiguous) ...
+        for (int e = tid; e < hb * QC; e += 256) {
+            const int t = e / hb, hh = e % hb, h = h0 + hh;
+            float d = 0.f;
+            if (t < q) {
+                d = dtRaw[((size_t)r * L + t0 + t) * H + h] + (dtBias ? dtBias[h] : 0.f);
+                if (softplus) d = d <= 20.f ? log1pf(expf(d)) : d;
+                if (clamp) d = fminf(fmaxf(d, lo), hi);
+            }
+            wAll[hh * QC + t] = d;
+        }
+        __syncthreads();
+        // ... then one warp per head: the cumulative decay (each lane 4 tokens, a shuffle scan of the lane
+        // totals), written for the scan kernel, and the chunk-state weights w.
+        for (int hh = warp; hh < hb; hh += 8) {
+            const int h = h0 + hh;
+            const float a = A[h];
+            float d[4], v[4];
+            float run = 0.f;
+            for (int i = 0; i < 4; i++) { d[i] = wAll[hh * QC + lane * 4 + i]; run += d[i] * a; v[i] = run; }
+            float incl = run;
+            for (int o = 1; o < 32; o <<= 1) { const float u = __shfl_up_sync(0xffffffffu, incl, o); if (lane >= o) incl += u; }
+            const float off = incl - run, total = __shfl_sync(0xffffffffu, incl, 31);
+            for (int i = 0; i < 4; i++) {
+                const int t = lane * 4 + i;
+                const float cum = v[i] + off;
+                if (t < q) {
+                    dtOut[((size_t)r * H + h) * L + t0 + t] = d[i];
+                    cumOut[((size_t)r * H + h) * L + t0 + t] = cum;
+                }
+                wAll[hh * QC + t] = t < q && t0 + t >= stLast ? expf(fminf(total - cum, 0.f)) * d[i] : 0.f;
+            }
+            if (lane == 0) chunkDecay[((size_t)r * H + h) * nchunks + c] = carries ? expf(fminf(total, 0.f)) : 0.f;
+        }
+        for (int h = h0; h < h0 + hb; h++) {
+            const float* w = wAll + (h - h0) * QC;
+            __syncthreads();  // w is ready / the previous head is done with Xw
+            for (int k = 0; k < XR; k++) {
+                const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
+                *(uint4*)(Xw + t * LDP + p8) = scale8(xr[k], w[t]);
+            }
+            if (h + 1 < h0 + hb) fetch(h + 1);
+            __syncthreads();
+            u16* S = states + (((size_t)r * H + h) * nchunks + c) * PH * NS;
+    #if NS % 64 == 0
+            // S (PH×NS) = (w∘X)ᵀ (PH×QC) · B (QC×NS): warp → two m-tiles (32 rows: warp % 2) × a quarter of the
+            // n-tiles (warp / 2), so each k-step loads 2 A and NT/2 B fragment pairs for 2·NT products (at N = 128,
+            // 4 ldmatrix per 8 mma instead of 5 with a warp per m-tile: 0.32 → 0.29 ms for 65,536 tokens).
+            constexpr int NT = NS / 32;
+            const int m0 = (warp & 1) * 32, nbase = (warp >> 1) * NT;
+            float acc[2][NT][4];
+            for (int i = 0; i < 2; i++) for (int j = 0; j < NT; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
+            for (int k0 = 0; k0 < QC; k0 += 16) {
+                u32 a0[4], a1[4];
+                loadAT(a0, Xw, LDP, m0, k0, lane);
+                loadAT(a1, Xw, LDP, m0 + 16, k0, lane);
+                for (int j = 0; j < NT; j += 2) {
+                    u32 bf[4];
+                    loadB2T(bf, Bs, LDN, k0, (nbase + j) * 8, lane);
+                    mma16816(acc[0][j], a0, bf);
+                    mma16816(acc[0][j + 1], a0, bf + 2);
+                    mma16816(acc[1][j], a1, bf);
+                    mma16816(acc[1][j + 1], a1, bf + 2);
+                }
+            }
+            for (int i = 0; i < 2; i++) {
+                const int p = m0 + i * 16 + (lane >> 2);
+                for (int j = 0; j < NT; j++) {
+                    const int n = (nbase + j) * 8 + (lane & 3) * 2;
+                    *(u32*)(S + p * NS + n) = pack2(acc[i][j][0], acc[i][j][1]);
+                    *(u32*)(S + (p + 8) * NS + n) = pack2(acc[i][j][2], acc[i][j][3]);
+                }
+            }
+    #else
+            // N = 32 or 96 (a quarter of the n-tiles is not a whole pair): warp → m-tile (warp % 4), half of the n-tiles (warp / 4).
+            constexpr int NT = NS / 16;
+            const int m0 = (warp & 3) * 16, nbase = (warp >> 2) * NT;
+            float acc[NT][4];
+            for (int j = 0; j < NT; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+            for (int k0 = 0; k0 < QC; k0 += 16) {
+                u32 af[4];
+                loadAT(af, Xw, LDP, m0, k0, lane);
+                for (int j = 0; j < NT; j += 2) {
+                    u32 bf[4];
+                    loadB2T(bf, Bs, LDN, k0, (nbase + j) * 8, lane);
+                    mma16816(acc[j], af, bf);
+                    mma16816(acc[j + 1], af, bf + 2);
+                }
+            }
+            const int p = m0 + (lane >> 2);
+            for (int j = 0; j < NT; j++) {
+                const int n = (nbase + j) * 8 + (lane & 3) * 2;
+                *(u32*)(S + p * NS + n) = pack2(acc[j][0], acc[j][1]);
+                *(u32*)(S + (p + 8) * NS + n) = pack2(acc[j][2], acc[j][3]);
+            }
+    #endif
+        }
+    }
+
+    // A thread per pair of state elements (4-byte loads and stores of the 16-bit states).
+    extern "C" __global__ void __launch_bounds__(256) ssd_tc_passing(
+            int H, int nchunks, const u16* __restrict__ states, const float* __restrict__ chunkDecay,
+            const float* __restrict__ initial, float* __restrict__ finalStates, u16* __restrict__ statesIn) {
+        const int e = (blockIdx.x * 256 + threadIdx.x) * 2, h = blockIdx.y, r = blockIdx.z;
+        const size_t base = ((size_t)r * H + h) * nchunks;
+        float2 prev = initial ? *(const float2*)(initial + ((size_t)r * H + h) * PH * NS + e) : make_float2(0.f, 0.f);
+        int c = 0;
+        for (; c + 16 <= nchunks; c += 16) {  // loads first: they do not depend on the running state
+            u32 s[16];
+            float a[16];
+            for (int i = 0; i < 16; i++) { s[i] = *(const u32*)(states + (base + c + i) * PH * NS + e); a[i] = chunkDecay[base + c + i]; }
+            for (int i = 0; i < 16; i++) {
+                *(u32*)(statesIn + (base + c + i) * PH * NS + e) = pack2(prev.x, prev.y);
+                const float2 v = unpack2(s[i]);
+                prev = make_float2(a[i] * prev.x + v.x, a[i] * prev.y + v.y);
+            }
+        }
+        for (; c < nchunks; c++) {
+            const float2 v = unpack2(*(const u32*)(states + (base + c) * PH * NS + e));
+            *(u32*)(statesIn + (base + c) * PH * NS + e) = pack2(prev.x, prev.y);
+            const float a = chunkDecay[base + c];
+            prev = make_float2(a * prev.x + v.x, a * prev.y + v.y);
+        }
+        *(float2*)(finalStates + ((size_t)r * H + h) * PH * NS + e) = prev;
+    }
+
+    extern "C" __global__ void __launch_bounds__(256, 2) ssd_tc_scan(
+            int L, int H, int G, int nchunks, int hb, const u16* __restrict__ x, const u16* __restrict__ z,
+            const u16* __restrict__ B, const u16* __restrict__ C, const float* __restrict__ D, int dPerChannel,
+            const float* __restrict__ dtOut, const float* __restrict__ cumOut, const u16* __restrict__ statesIn,
+            const int* __restrict__ seqStart, u16* __restrict__ y) {
+        const int hpg = H / G, nhb = hpg / hb;
+        const int c = blockIdx.x, r = blockIdx.y, g = blockIdx.z / nhb, h0 = g * hpg + (blockIdx.z % nhb) * hb;
+        const int t0 = c * QC, q = min(QC, L - t0);
+        const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+        const bool packed = seqStart != nullptr;
+        extern __shared__ __align__(16) unsigned char smem[];
+        u16* CBs = (u16*)smem;                     // [QC][LDQ]: C·Bᵀ in the 16-bit type
+        u16* Cs = CBs + QC * LDQ;                  // [QC][LDN]
+        u16* Bs = Cs + QC * LDN;                   // [QC][LDN]: B, until C·Bᵀ is made; then the same room holds
+        u16* Xs = Bs;                              //   [QC][LDP]: X of the head
+        u16* Hs = Xs + QC * LDP;                   //   [PH][LDN]: its incoming state
+        float* cumS = (float*)(Bs + (QC * LDN > QC * LDP + PH * LDN ? QC * LDN : QC * LDP + PH * LDN));  // [QC] cum_t
+        float* dtS = cumS + QC;                    // [QC] dt_s
+        float* wS = dtS + QC;                      // [QC] exp(cum_e − cum_s)·dt_s, e the last token of s's 16-token tile
+        float* vS = wS + QC;                       // [QC] exp(cum_b − cum_s)·dt_s, b the first token of s's tile (≤ e^64·dt_s)
+        float* eS = vS + QC;                       // [QC] exp(cum_t) where t takes the incoming state, else 0
+        int* stS = (int*)(eS + QC);                // [QC] where t's sequence starts, relative to the chunk
+        for (int e = tid; e < QC * NS / 8; e += 256) {
+            const int t = e / (NS / 8), n8 = (e % (NS / 8)) * 8;
+            uint4 cv = make_uint4(0, 0, 0, 0), bv = cv;
+            if (t < q) {
+                const size_t i = (((size_t)r * L + t0 + t) * G + g) * NS + n8;
+                cv = *(const uint4*)(C + i);
+                bv = *(const uint4*)(B + i);
+            }
+            *(uint4*)(Cs + t * LDN + n8) = cv;
+            *(uint4*)(Bs + t * LDN + n8) = bv;
+        }
+        // Where each token's sequence starts (row positions; 0 for rows of one sequence). A token takes the
+        // chunk's incoming state when its sequence began before the chunk, or is the row's first.
+        const int st = packed && tid < q ? seqStart[(size_t)r * L + t0 + tid] : 0;
+        if (tid < QC) stS[tid] = st - t0;
+        // The next head's X, incoming state and per-token factors are fetched into registers while this head computes.
+        constexpr int XR = QC * PH / 8 / 256, HR = PH * NS / 8 / 256;
+        uint4 xr[XR];
+        uint4 hr[HR];
+        float cr = 0.f, dr = 0.f, ce = 0.f, cb = 0.f;  // cum_t, dt_t, cum at the end and start of t's tile
+        auto fetch = [&](int h) {
+            for (int k = 0; k < XR; k++) {
+                const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
+                xr[k] = t < q ? *(const uint4*)(x + (((size_t)r * L + t0 + t) * H + h) * PH + p8) : make_uint4(0, 0, 0, 0);
+            }
+            const u16* hin = statesIn + (((size_t)r * H + h) * nchunks + c) * PH * NS;
+            for (int k = 0; k < HR; k++) hr[k] = *(const uint4*)(hin + (tid + k * 256) * 8);
+            if (tid < QC) {  // loads only: the factors are made when they are stored, after this head's work
+                // past the row's end, cum holds its last value (so the tile factors below stay ≤ 1) and dt is 0
+                const float* cum = cumOut + ((size_t)r * H + h) * L + t0;
+                cr = cum[min(tid, q - 1)];
+                ce = cum[min(tid | 15, q - 1)];
+                cb = cum[min(tid & ~15, q - 1)];
+                dr = tid < q ? dtOut[((size_t)r * H + h) * L + t0 + tid] : 0.f;
+            }
+        };
+        fetch(h0);
+        __syncthreads();
+        {   // CB (QC×QC) = C·Bᵀ: warp → 16 rows, the tiles on and below the diagonal (those above are never read)
+            const int m0 = warp * 16;
+            u32 af[NS / 16][4];
+            for (int k = 0; k < NS / 16; k++) loadA(af[k], Cs, LDN, m0, k * 16, lane);
+            for (int n0 = 0; n0 < m0 + 16; n0 += 16) {
+                float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+                for (int k = 0; k < NS / 16; k++) {
+                    u32 bf[4];
+                    loadB2(bf, Bs, LDN, k * 16, n0, lane);
+                    mma16816(acc[0], af[k], bf);
+                    mma16816(acc[1], af[k], bf + 2);
+                }
+                const int t = m0 + (lane >> 2);
+                for (int j = 0; j < 2; j++) {
+                    const int s = n0 + j * 8 + (lane & 3) * 2;
+                    *(u32*)(CBs + t * LDQ + s) = pack2(acc[j][0], acc[j][1]);
+                    *(u32*)(CBs + (t + 8) * LDQ + s) = pack2(acc[j][2], acc[j][3]);
+                }
+            }
+        }
+        for (int h = h0; h < h0 + hb; h++) {
+            __syncthreads();  // C·Bᵀ is complete / the previous head is done with Xs, Hs and the factors
+            for (int k = 0; k < XR; k++) {
+                const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
+                *(uint4*)(Xs + t * LDP + p8) = xr[k];
+            }
+            for (int k = 0; k < HR; k++) {
+                const int e8 = (tid + k * 256) * 8, p = e8 / NS, n = e8 % NS;
+                *(uint4*)(Hs + p * LDN + n) = hr[k];
+            }
+            if (tid < QC) {
+                cumS[tid] = cr;
+                dtS[tid] = dr;
+                wS[tid] = __expf(fminf(ce - cr, 0.f)) * dr;
+                vS[tid] = __expf(fminf(fmaxf(cb - cr, 0.f), 64.f)) * dr;  // read only where the tile's decay is under 64
+                eS[tid] = st < t0 || st == 0 ? __expf(fminf(cr, 0.f)) : 0.f;
+            }
+            if (h + 1 < h0 + hb) fetch(h + 1);
+            __syncthreads();
+            // Two work units per warp, balanced: rows of m-tile `warp` for the first half of the columns and
+            // rows of m-tile 7 − warp for the second (the intra-chunk work of an m-tile grows with it); each
+            // m-tile's fragments are then built twice. A warp per m-tile for all columns (fragments built
+            // once, warps unbalanced) measured 1–3% slower on the H200 (benchmarks/results/gpu-ssd-scan-units.md).
+            constexpr int CW = PH / 2, NTU = CW / 8;
+            const float dHead = D && !dPerChannel ? D[h] : 0.f;
+            for (int u = 0; u < 2; u++) {
+                const int um0 = (u == 0 ? warp : QC / 16 - 1 - warp) * 16, ur = um0 + (lane >> 2), n0 = u * CW;
+                float acc[NTU][4];
+                for (int j = 0; j < NTU; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+                // 1. the incoming state, C·h_inᵀ, each row then scaled by exp(cum_t) (or 0)
+                for (int k0 = 0; k0 < NS; k0 += 16) {
+                    u32 af[4];
+                    loadA(af, Cs, LDN, um0, k0, lane);
+                    for (int j = 0; j < NTU; j += 2) {
+                        u32 bf[4];
+                        loadB2(bf, Hs, LDN, k0, n0 + j * 8, lane);
+                        mma16816(acc[j], af, bf);
+                        mma16816(acc[j + 1], af, bf + 2);
+                    }
+                }
+                const float e0 = eS[ur], e1 = eS[ur + 8];
+                for (int j = 0; j < NTU; j++) { acc[j][0] *= e0; acc[j][1] *= e0; acc[j][2] *= e1; acc[j][3] *= e1; }
+                // 2. within the chunk, M·X with M = CB ∘ exp(cum_t − cum_s) ∘ dt_s (s ≤ t, same sequence), the A
+                // fragment of M made in registers: element (t, s) of fragment row t ∈ {ur, ur + 8}, columns
+                // s ∈ {s0, s0 + 1, s0 + 8, s0 + 9}.
+                const float ct0 = cumS[ur], ct1 = cumS[ur + 8];
+                const int st0 = stS[ur], st1 = stS[ur + 8];
+                for (int k0 = 0; k0 <= um0; k0 += 16) {
+                    const int s0 = k0 + (lane & 3) * 2;
+                    const float2 c00 = unpack2(*(const u32*)(CBs + ur * LDQ + s0)), c01 = unpack2(*(const u32*)(CBs + ur * LDQ + s0 + 8));
+                    const float2 c10 = unpack2(*(const u32*)(CBs + (ur + 8) * LDQ + s0)), c11 = unpack2(*(const u32*)(CBs + (ur + 8) * LDQ + s0 + 8));
+                    float2 w00, w01, w10, w11;  // the decay × dt of each: w<row><column pair>
+                    if (k0 < um0) {
+                        // a tile left of the diagonal: exp(cum_t − cum_s) = exp(cum_t − cum_e)·exp(cum_e − cum_s),
+                        // e the tile's last token; both factors ≤ 1 since cum never increases, so neither
+                        // overflows, and the second (times dt_s) is wS, made once per head.
+                        const float ce = cumS[k0 + 15];
+                        const float a0 = __expf(ct0 - ce), a1 = __expf(ct1 - ce);
+                        const float2 wa = *(const float2*)(wS + s0), wb = *(const float2*)(wS + s0 + 8);
+                        w00 = make_float2(wa.x * a0, wa.y * a0); w01 = make_float2(wb.x * a0, wb.y * a0);
+                        w10 = make_float2(wa.x * a1, wa.y * a1); w11 = make_float2(wb.x * a1, wb.y * a1);
+                    } else if (cumS[k0] - cumS[k0 + 15] < 64.f) {
+                        // the diagonal tile, its decay split at its first token b: exp(cum_t − cum_b) ≤ 1 times
+                        // vS = exp(cum_b − cum_s)·dt_s, which stays under e^64·dt_s in such a tile; masked s ≤ t
+                        const float cb = cumS[k0];
+                        const float a0 = __expf(ct0 - cb), a1 = __expf(ct1 - cb);
+                        const float2 va = *(const float2*)(vS + s0), vb = *(const float2*)(vS + s0 + 8);
+                        w00 = make_float2(s0 <= ur ? va.x * a0 : 0.f, s0 + 1 <= ur ? va.y * a0 : 0.f);
+                        w01 = make_float2(s0 + 8 <= ur ? vb.x * a0 : 0.f, s0 + 9 <= ur ? vb.y * a0 : 0.f);
+                        w10 = make_float2(s0 <= ur + 8 ? va.x * a1 : 0.f, s0 + 1 <= ur + 8 ? va.y * a1 : 0.f);
+                        w11 = make_float2(s0 + 8 <= ur + 8 ? vb.x * a1 : 0.f, s0 + 9 <= ur + 8 ? vb.y * a1 : 0.f);
+                    } else {
+                        // the diagonal tile of a steeper decay: each factor exact, masked s ≤ t
+                        auto f = [&](int t, float ct, int s) { return s <= t ? __expf(fminf(ct - cumS[s], 0.f)) * dtS[s] : 0.f; };
+                        w00 = make_float2(f(ur, ct0, s0), f(ur, ct0, s0 + 1)); w01 = make_float2(f(ur, ct0, s0 + 8), f(ur, ct0, s0 + 9));
+                        w10 = make_float2(f(ur + 8, ct1, s0), f(ur + 8, ct1, s0 + 1)); w11 = make_float2(f(ur + 8, ct1, s0 + 8), f(ur + 8, ct1, s0 + 9));
+                    }
+                    if (packed) {  // tokens of an earlier sequence are masked
+                        if (s0 < st0) w00.x = 0.f;
+                        if (s0 + 1 < st0) w00.y = 0.f;
+                        if (s0 + 8 < st0) w01.x = 0.f;
+                        if (s0 + 9 < st0) w01.y = 0.f;
+                        if (s0 < st1) w10.x = 0.f;
+                        if (s0 + 1 < st1) w10.y = 0.f;
+                        if (s0 + 8 < st1) w11.x = 0.f;
+                        if (s0 + 9 < st1) w11.y = 0.f;
+                    }
+                    u32 af[4] = {pack2(c00.x * w00.x, c00.y * w00.y), pack2(c10.x * w10.x, c10.y * w10.y),
+                                 pack2(c01.x * w01.x, c01.y * w01.y), pack2(c11.x * w11.x, c11.y * w11.y)};
+                    for (int j = 0; j < NTU; j += 2) {
+                        u32 bf[4];
+                        loadB2T(bf, Xs, LDP, k0, n0 + j * 8, lane);
+                        mma16816(acc[j], af, bf);
+                        mma16816(acc[j + 1], af, bf + 2);
+                    }
+                }
+                // 3. D·x, the gate, the 16-bit output
+                for (int half = 0; half < 2; half++) {
+                    const int t = ur + half * 8;
+                    if (t >= q) continue;
+                    const size_t row = (((size_t)r * L + t0 + t) * H + h) * PH + n0 + (lane & 3) * 2;
+                    const u16* xs = Xs + t * LDP + n0 + (lane & 3) * 2;
+                    for (int j = 0; j < NTU; j++) {
+                        float y0 = acc[j][half * 2], y1 = acc[j][half * 2 + 1];
+                        if (D) {
+                            const float2 xv = unpack2(*(const u32*)(xs + j * 8));
+                            if (dPerChannel) {
+                                const float2 d = *(const float2*)(D + h * PH + n0 + j * 8 + (lane & 3) * 2);
+                                y0 += d.x * xv.x;
+                                y1 += d.y * xv.y;
+                            } else {
+                                y0 += dHead * xv.x;
+                                y1 += dHead * xv.y;
+                            }
+                        }
+                        if (z) {
+                            const float2 zv = unpack2(*(const u32*)(z + row + j * 8));
+                            y0 *= zv.x / (1.f + __expf(-zv.x));
+                            y1 *= zv.y / (1.f + __expf(-zv.y));
+                        }
+                        *(u32*)(y + row + j * 8) = pack2(y0, y1);
+                    }
+                }
+            }
+        }
+    }
+    """#
+
+    /// Dynamic shared memory of ssd_tc_state and ssd_tc_scan for a state size (bytes).
+    static func tensorCoreShared(stateSize N: Int) -> (state: Int, scan: Int) {
+        let maxHeadsPerBlock = CUDATensorCoreSSD.maxHeadsPerBlock
+        let (Q, P, pad) = (128, 64, 8)
+        let ldp = P + pad, ldn = N + pad
+        let state = (Q * ldn + Q * ldp) * 2 + maxHeadsPerBlock * Q * 4
+        let scan = Q * (Q + pad) * 2 + (Q * ldn + max(Q * ldn, Q * ldp + P * ldn)) * 2 + 6 * Q * 4
+        return (state, scan)
+    }
+}

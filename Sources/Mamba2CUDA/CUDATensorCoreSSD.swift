@@ -1,0 +1,142 @@
+import Mamba2
+import CMamba2Kernels
+
+/// The SSD layer on the GPU's tensor cores for 16-bit inputs (`CUDAKernelSource.ssdTensorCore`): the
+/// fast path beside the plain float32 `CUDASSD`, which stays as its reference. Inputs x, B, C (and z)
+/// are rounded to bf16 or fp16 on upload, dt, A, D and dt_bias stay float32; accumulation is float32.
+/// Head dimension 64 and state sizes 32, 64, 96 or 128 (the released Mamba-2 models use 128); chunks of
+/// 128 tokens whatever the options' chunk size (the result does not depend on it).
+/// Packed rows (seqIdx) included; a state per sequence (`sequenceInitialStates`) is not taken yet.
+public final class CUDATensorCoreSSD: @unchecked Sendable {
+    public enum ElementType: String, Sendable { case bf16, f16 }
+    public let device: CUDADevice
+    public let elementType: ElementType
+    public let stateSize: Int
+    let kernels: [String: CUDAKernel]
+    let shared: (state: Int, scan: Int)
+    static let chunk = 128, headDim = 64
+    /// At most this many heads per block (the state kernel keeps a row of weights per head in shared memory).
+    static let maxHeadsPerBlock = 32
+
+    public init(device: CUDADevice, elementType: ElementType, stateSize N: Int) throws {
+        guard N % 32 == 0, N >= 32, N <= 128 else {
+            throw Mamba2Error.invalidArgument("state size", reason: "the tensor-core SSD takes N = 32, 64, 96 or 128, got \(N)")
+        }
+        self.device = device
+        self.elementType = elementType
+        stateSize = N
+        kernels = try device.compile(CUDAKernelTable.tensorCoreSSD(f16: elementType == .f16, stateSize: N))
+        shared = CUDAKernelSource.tensorCoreShared(stateSize: N)
+        try kernels["ssd_tc_state"]!.allowSharedMemory(shared.state)
+        try kernels["ssd_tc_scan"]!.allowSharedMemory(shared.scan)
+    }
+
+    /// Float32 values as 16-bit patterns of this element type.
+    public func halves(_ v: [Float]) -> [UInt16] { roundedTo16Bits(v, bfloat: elementType == .bf16) }
+
+    /// 16-bit patterns of this element type as float32.
+    public func floats(_ h: [UInt16]) -> [Float] {
+        floatsFrom16Bits(h, bfloat: elementType == .bf16)
+    }
+
+    /// Inputs uploaded once, for timing the kernels alone.
+    public struct Prepared {
+        let b, L, H, G, nchunks: Int
+        /// Heads per block of the state and scan kernels.
+        let hb: Int
+        package let x, dt, A, B, C, y, dtOut, cumOut, states, statesIn, chunkDecay, finalStates: CUDABuffer
+        let dtBias, D, z, initial: CUDABuffer?
+        let dPerChannel, softplus: Bool
+        let lo, hi: Float
+        /// Packed rows, and the (S, H, P, N) state at the end of each of their sequences.
+        var packed: CUDAPackedRows? = nil
+        package var sequenceStates: CUDABuffer? = nil
+    }
+
+    /// Heads per block: as many as keep at least 256 blocks (two per SM on an H100/H200), since C·Bᵀ is
+    /// made once per block (measured on the H200, 65,536 tokens in 512 chunks: 32 heads per block 1.03 ms,
+    /// 8: 1.08, 2: 1.29; 2,048 tokens of 24 heads: 2 heads per block 0.055 ms, 24: 0.27).
+    static func headsPerBlock(rows b: Int, chunks nchunks: Int, heads H: Int, groups G: Int) throws -> Int {
+        let hpg = H / G
+        let divisors = (1...hpg).filter { hpg % $0 == 0 && $0 <= Self.maxHeadsPerBlock }.reversed()
+        var hb = divisors.first { nchunks * b * G * (hpg / $0) >= 256 } ?? 1
+        if let v = environment("MAMBA2_TC_HEADS_PER_BLOCK"), let want = Int(v), want >= 1, hpg % want == 0 { hb = want }
+        guard hb <= Self.maxHeadsPerBlock else {
+            throw Mamba2Error.invalidArgument("x", reason: "\(hpg) heads per group: the tensor-core SSD needs a power-of-two factor bringing it to \(Self.maxHeadsPerBlock) or fewer")
+        }
+        return hb
+    }
+
+    public func prepare(_ input: SSDInput, options: SSDOptions) throws -> Prepared {
+        let pr = try SSDProblem(input, options: options)  // the CPU's shape and seq_idx checks
+        guard input.sequenceInitialStates == nil else {
+            throw Mamba2Error.invalidArgument("sequence_initial_states", reason: "a state per packed sequence is not supported on the GPU yet (initial_states per row is)")
+        }
+        guard pr.P == Self.headDim else {
+            throw Mamba2Error.invalidArgument("x", reason: "the tensor-core SSD takes head dimension 64, got \(pr.P)")
+        }
+        guard pr.N == stateSize else {
+            throw Mamba2Error.invalidArgument("B", reason: "state size \(pr.N), but these kernels were compiled for \(stateSize)")
+        }
+        let nchunks = (pr.L + Self.chunk - 1) / Self.chunk
+        let (b, L, H, P, G, N) = (pr.b, pr.L, pr.H, pr.P, pr.G, pr.N)
+        let hb = try Self.headsPerBlock(rows: b, chunks: nchunks, heads: H, groups: G)
+        let packed = try CUDAPackedRows(on: device, pr)
+        return Prepared(
+            b: b, L: L, H: H, G: G, nchunks: nchunks, hb: hb,
+            x: try CUDABuffer(halves: halves(input.x.data), on: device), dt: try CUDABuffer(input.dt.data, on: device), A: try CUDABuffer(input.A.data, on: device),
+            B: try CUDABuffer(halves: halves(input.B.data), on: device), C: try CUDABuffer(halves: halves(input.C.data), on: device),
+            y: try CUDABuffer(count: (b * L * H * P + 1) / 2, on: device), dtOut: try CUDABuffer(count: b * H * L, on: device),
+            cumOut: try CUDABuffer(count: b * H * L, on: device), states: try CUDABuffer(count: (b * H * nchunks * P * N + 1) / 2, on: device),
+            statesIn: try CUDABuffer(count: (b * H * nchunks * P * N + 1) / 2, on: device),
+            chunkDecay: try CUDABuffer(count: b * H * nchunks, on: device), finalStates: try CUDABuffer(count: b * H * P * N, on: device),
+            dtBias: try input.dtBias.map { try CUDABuffer($0.data, on: device) }, D: try input.D.map { try CUDABuffer($0.data, on: device) },
+            z: try input.z.map { try CUDABuffer(halves: halves($0.data), on: device) }, initial: try input.initialStates.map { try CUDABuffer($0.data, on: device) },
+            dPerChannel: input.D?.shape.count == 2, softplus: options.dtSoftplus, lo: options.dtLimit.lo, hi: options.dtLimit.hi,
+            packed: packed, sequenceStates: try packed.map { try CUDABuffer(count: $0.count * H * P * N, on: device) })
+    }
+
+    /// Launches the three kernels (asynchronously; cudaSynchronize waits); `only` launches one of them
+    /// (0, 1, 2: state, passing, scan), for timing each.
+    public func launch(_ p: Prepared, only: Int? = nil) throws {
+        let N = stateSize
+        let a1 = KernelArguments()
+        for v in [p.L, p.H, p.G, p.nchunks, p.hb] { a1.add(Int32(v)) }
+        a1.add(p.x); a1.add(p.dt); a1.add(p.dtBias?.pointer ?? 0); a1.add(p.A); a1.add(Int32(p.softplus ? 1 : 0))
+        a1.add(p.lo); a1.add(p.hi); a1.add(p.B); a1.add(p.packed?.seqStart.pointer ?? 0); a1.add(p.dtOut); a1.add(p.cumOut); a1.add(p.states); a1.add(p.chunkDecay)
+        let blocksZ = p.G * (p.H / p.G / p.hb)
+        if only == nil || only == 0 { try kernels["ssd_tc_state"]!.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: shared.state, arguments: a1) }
+
+        let a2 = KernelArguments()
+        a2.add(Int32(p.H)); a2.add(Int32(p.nchunks)); a2.add(p.states); a2.add(p.chunkDecay)
+        a2.add(p.initial?.pointer ?? 0); a2.add(p.finalStates); a2.add(p.statesIn)
+        if only == nil || only == 1 {
+            try kernels["ssd_tc_passing"]!.launch(grid: (Self.headDim * N / 512, p.H, p.b), block: (256, 1, 1), arguments: a2)
+        }
+
+        let a3 = KernelArguments()
+        for v in [p.L, p.H, p.G, p.nchunks, p.hb] { a3.add(Int32(v)) }
+        a3.add(p.x); a3.add(p.z?.pointer ?? 0); a3.add(p.B); a3.add(p.C); a3.add(p.D?.pointer ?? 0)
+        a3.add(Int32(p.dPerChannel ? 1 : 0)); a3.add(p.dtOut); a3.add(p.cumOut); a3.add(p.statesIn); a3.add(p.packed?.seqStart.pointer ?? 0); a3.add(p.y)
+        if only == nil || only == 2 {
+            try kernels["ssd_tc_scan"]!.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: shared.scan, arguments: a3)
+        }
+        if only == nil, let packed = p.packed, let out = p.sequenceStates {
+            try packed.launchSequenceStates(kernels["ssd_sequence_states"]!, L: p.L, H: p.H, P: Self.headDim, G: p.G, N: N,
+                                            Q: Self.chunk, nchunks: p.nchunks, x: p.x, B: p.B, dtOut: p.dtOut, cumOut: p.cumOut,
+                                            statesIn: p.statesIn, initial: p.initial, finalStates: p.finalStates, out: out)
+        }
+    }
+
+    /// Runs the layer: y (in float32, from the 16-bit output), the final states of the rows and of every
+    /// sequence (float32, as `SSD.run`'s).
+    public func run(_ input: SSDInput, options: SSDOptions) throws -> (y: Tensor, finalStates: Tensor, sequenceStates: Tensor) {
+        let p = try prepare(input, options: options)
+        try launch(p)
+        try device.synchronize()
+        let n = p.b * p.L * p.H * Self.headDim
+        let finalStates = Tensor(shape: [p.b, p.H, Self.headDim, stateSize], data: try p.finalStates.download())
+        let sequenceStates = try p.sequenceStates.map { Tensor(shape: [p.packed!.count, p.H, Self.headDim, stateSize], data: try $0.download()) } ?? finalStates
+        return (Tensor(shape: input.x.shape, data: floats(try p.y.download(n, as: UInt16.self))), finalStates, sequenceStates)
+    }
+}

@@ -1,0 +1,121 @@
+import Mamba2
+import Mamba2CUDA
+import Mamba2Training
+import Dispatch
+
+/// The backend protocol's checks for `mamba2 selftest --device cuda`: the GPU backend against the CPU
+/// backend through the protocol alone (rows out of order, steps on a subset of rows, a row that continues a
+/// state, state save / restore / copy / reset), and two `CUDADevice` objects of one GPU driven side by side
+/// from two threads, each with its own stream and cuBLAS handle. f32 weights (cuBLAS pedantic): the two
+/// backends differ only in the order of float32 sums, bound 1e-4 as the model checks.
+extension CUDASelfTest {
+    public static func backendChecks(device: CUDADevice, seed: UInt64) throws -> [Check] {
+        var checks: [Check] = []
+        func rel(_ a: [Float], _ b: [Float]) -> Double {
+            Tensor(shape: [a.count], data: a).relativeError(to: Tensor(shape: [b.count], data: b))
+        }
+        func check(_ name: String, _ got: [Float], _ want: [Float], _ tol: Double = 1e-4) {
+            checks.append(Check(name: name, relativeError: rel(got, want), tolerance: tol, allWritten: !got.contains { $0.isNaN }))
+        }
+        var config = Mamba2Config(dModel: 256, nLayer: 2, vocabSize: 1000, padVocabSizeMultiple: 16, layout: .stateSpaces)
+        config.chunkSize = 256
+        let model = try Mamba2Model(config: config, weights: Mamba2Weights.random(config, seed: seed ^ 0xBAC))
+        let V = config.paddedVocabSize
+        var rng = SplitMix64(seed: seed ^ 0xBACE)
+        func tokens(_ n: Int) -> [Int] { (0..<n).map { _ in Int(rng.next() % 1000) } }
+        func poisoned(_ n: Int) -> [Float] { [Float](repeating: .nan, count: n) }
+
+        let cpu = try CPUBackend(model: model, rows: 5)
+        let gpu: any Mamba2Backend = try CUDABackend(device: device, model: model, weights: .f32)
+        try gpu.reserveRows(5)
+        // 1. Prefill into rows out of order (packed: lengths differ), last logits.
+        let prompts = [tokens(300), tokens(37), tokens(2)]
+        let rows = [3, 0, 4]
+        var want = poisoned(3 * V), got = poisoned(3 * V)
+        try want.withUnsafeMutableBufferPointer { try cpu.prefill(prompts, rows: rows, lastLogits: $0) }
+        try got.withUnsafeMutableBufferPointer { try gpu.prefill(prompts, rows: rows, lastLogits: $0) }
+        check("backend: prefill of 300/37/2 tokens into rows \(rows), last logits, GPU vs CPU", got, want)
+        // 2. Steps on a subset of rows, in another order.
+        var gotSteps: [Float] = [], wantSteps: [Float] = []
+        for _ in 0..<4 {
+            let t = tokens(2)
+            var w = poisoned(2 * V), g = poisoned(2 * V)
+            try w.withUnsafeMutableBufferPointer { try cpu.step(t, rows: [4, 3], logits: $0) }
+            try g.withUnsafeMutableBufferPointer { try gpu.step(t, rows: [4, 3], logits: $0) }
+            wantSteps += w; gotSteps += g
+        }
+        check("backend: 4 decode steps of rows [4, 3] (row 0 left alone), GPU vs CPU", gotSteps, wantSteps)
+        // 3. Row 0 was left alone: its state equals the CPU's, and it continues with more tokens.
+        let s0 = try gpu.state(row: 0), c0 = try cpu.state(row: 0)
+        check("backend: state(row: 0) after the others stepped, GPU vs CPU", (s0.conv + s0.ssm).flatMap { $0 }, (c0.conv + c0.ssm).flatMap { $0 })
+        checks.append(Check(name: "backend: state(row: 0) counts \(s0.tokens) tokens (37)", relativeError: s0.tokens == 37 ? 0 : 1, tolerance: 0, allWritten: true))
+        let more = tokens(20)
+        want = poisoned(V); got = poisoned(V)
+        try want.withUnsafeMutableBufferPointer { try cpu.prefill([more], rows: [0], lastLogits: $0) }
+        try got.withUnsafeMutableBufferPointer { try gpu.prefill([more], rows: [0], lastLogits: $0) }
+        check("backend: prefill continuing row 0 with 20 more tokens, GPU vs CPU", got, want)
+        // 4. Save row 3, copy it to row 1, reset row 3, restore it into row 2; rows 1 and 2 then step alike.
+        let saved = try gpu.state(row: 3)
+        try gpu.copyState(from: 3, to: 1); try cpu.copyState(from: 3, to: 1)
+        try gpu.resetState(row: 3); try cpu.resetState(row: 3)
+        try gpu.setState(saved, row: 2); try cpu.setState(try cpu.state(row: 1), row: 2)
+        let same3 = tokens(2)
+        let t = [same3[0], same3[0], same3[1]]  // rows 1 and 2 hold the same state and get the same token
+        want = poisoned(3 * V); got = poisoned(3 * V)
+        try want.withUnsafeMutableBufferPointer { try cpu.step(t, rows: [1, 2, 3], logits: $0) }
+        try got.withUnsafeMutableBufferPointer { try gpu.step(t, rows: [1, 2, 3], logits: $0) }
+        check("backend: copied (row 1), restored (row 2) and reset (row 3) states step as on the CPU", got, want)
+        let same = (0..<V).allSatisfy { got[$0] == got[V + $0] }
+        checks.append(Check(name: "backend: a copied and a restored state give the same logits bit for bit", relativeError: same ? 0 : 1, tolerance: 0, allWritten: true))
+        // 5. Snapshots at a chunk boundary equal the state a full prefill reaches there.
+        let long = tokens(600)
+        try gpu.resetState(row: 4)
+        let snap = try gpu.prefill(long, row: 4, snapshotsAt: [256], lastLogits: nil)
+        try cpu.resetState(row: 4)
+        try cpu.prefill([Array(long[0..<256])], rows: [4], lastLogits: nil)
+        let c4 = try cpu.state(row: 4)
+        check("backend: snapshot after 256 of 600 tokens, GPU vs CPU", (snap[0].conv + snap[0].ssm).flatMap { $0 }, (c4.conv + c4.ssm).flatMap { $0 })
+
+        // 6. Two device objects of this GPU, each with its own stream, cuBLAS handle and kernels, driven at
+        //    the same time from two threads: each gives the CPU's logits.
+        let devices = [try CUDADevice(ordinal: device.ordinal), try CUDADevice(ordinal: device.ordinal)]
+        let backends = try devices.map { try CUDABackend(device: $0, model: model, weights: .f32) }
+        let prompt = tokens(200), steps = tokens(16)
+        var wantRun = poisoned(V * 17)
+        let ref = try CPUBackend(model: model)
+        try wantRun.withUnsafeMutableBufferPointer { w in
+            try ref.prefill([prompt], rows: [0], lastLogits: UnsafeMutableBufferPointer(rebasing: w[0..<V]))
+            for (k, s) in steps.enumerated() { try ref.step([s], rows: [0], logits: UnsafeMutableBufferPointer(rebasing: w[((k + 1) * V)..<((k + 2) * V)])) }
+        }
+        let results = SideBySide(count: 2, values: V * 17)
+        DispatchQueue.concurrentPerform(iterations: 2) { i in
+            results.run(i) { out in
+                let b = backends[i]
+                try b.prefill([prompt], rows: [0], lastLogits: UnsafeMutableBufferPointer(rebasing: out[0..<V]))
+                for (k, s) in steps.enumerated() { try b.step([s], rows: [0], logits: UnsafeMutableBufferPointer(rebasing: out[((k + 1) * V)..<((k + 2) * V)])) }
+            }
+        }
+        for i in 0..<2 {
+            if let e = results.errors[i] { throw e }
+            check("two CUDADevice objects of GPU \(device.ordinal) from two threads at once: device \(i)'s 200-token prefill + 16 steps vs CPU",
+                  results.outputs[i], wantRun)
+        }
+        checks.append(Check(name: "two CUDADevice objects: distinct streams and cuBLAS handles (\(devices[0].streamID) ≠ \(devices[1].streamID))",
+                            relativeError: devices[0].streamID != devices[1].streamID && devices[0].blasID != devices[1].blasID ? 0 : 1,
+                            tolerance: 0, allWritten: true))
+        return checks
+    }
+}
+
+/// Outputs of work run on several threads at once, each into its own slot.
+final class SideBySide: @unchecked Sendable {
+    var outputs: [[Float]]
+    var errors: [Error?]
+    init(count: Int, values: Int) {
+        outputs = [[Float]](repeating: [Float](repeating: .nan, count: values), count: count)
+        errors = [Error?](repeating: nil, count: count)
+    }
+    func run(_ i: Int, _ body: (UnsafeMutableBufferPointer<Float>) throws -> Void) {
+        do { try outputs[i].withUnsafeMutableBufferPointer { try body($0) } } catch { errors[i] = error }
+    }
+}

@@ -1,0 +1,128 @@
+import Mamba2
+import Mamba2CUDA
+import Mamba2Training
+/// The GPU model's checks for `mamba2 selftest --device cuda`: the reference fixtures (the tiny model's
+/// logits computed by mamba_ssm and a float64 recurrence) and the GPU against the CPU model on a random
+/// model of the released models' head shape (P = 64, N = 128, so 16-bit precisions take the tensor-core
+/// SSD). The logits buffer is poisoned (NaN) before each decode step and before the random model's
+/// prefill; the fixture prefills write a new buffer, checked against the fixture element by element.
+extension CUDASelfTest {
+    /// - fixtures: the directory holding tiny-hf, tiny-hf-bf16 and tiny-golden.safetensors.
+    public static func modelChecks(device: CUDADevice, fixtures: String, seed: UInt64) throws -> [Check] {
+        var checks: [Check] = []
+        func rel(_ a: [Float], _ b: [Float]) -> Double {
+            Tensor(shape: [a.count], data: a).relativeError(to: Tensor(shape: [b.count], data: b))
+        }
+        func check(_ name: String, _ got: [Float], _ want: [Float], _ tol: Double) {
+            checks.append(Check(name: name, relativeError: rel(got, want), tolerance: tol, allWritten: !got.contains { $0.isNaN }))
+        }
+        // 1. The fixtures: tiny-hf in f32 (TF32 off: cuBLAS pedantic) against the float32 weights' logits,
+        //    1e-4 (the bound); tiny-hf-bf16 in bf16 (weights exact, activations rounded to bf16 before
+        //    each matrix product) against logits_bf16_weights, 1e-2.
+        let golden = try SafeTensorsFile(path: fixtures + "/tiny-golden.safetensors")
+        let flat = golden["input_ids"]!.ints()
+        let ids = [Array(flat[0..<37]), Array(flat[37..<74])]
+        let promptLength = golden["greedy_prompt_len"]!.ints()[0]
+        let greedy = golden["greedy_tokens"]!.ints()
+        for (dir, precision, key, tol) in [("tiny-hf", CUDAModel.Precision.f32, "logits", 1e-4), ("tiny-hf-bf16", .bf16, "logits_bf16_weights", 1e-2)] {
+            let cpu = try Mamba2Model.load(directory: fixtures + "/" + dir)
+            let gpu = try CUDAModel(device: device, model: cpu, precision: precision)
+            let want = try golden.tensor(key).data  // (2, 37, V)
+            let all = try gpu.prefill(ids, logits: .all)!
+            check("model \(dir) \(precision.rawValue): prefill logits of 2 × 37 tokens vs mamba_ssm's", all.data, want, tol)
+            // Decode: prefill 10 tokens of both rows, then step the remaining 27 one at a time.
+            let V = cpu.config.paddedVocabSize
+            var stepped: [Float] = [], wantStepped: [Float] = []
+            _ = try gpu.prefill(ids.map { Array($0[0..<10]) }, logits: .none)
+            for t in 10..<37 {
+                try gpu.logits1.fill(bitPattern: Float.nan.bitPattern)
+                stepped += try gpu.step(ids.map { $0[t] }).data
+                for s in 0..<2 { wantStepped += want[((s * 37 + t) * V)..<((s * 37 + t + 1) * V)] }
+            }
+            check("model \(dir) \(precision.rawValue): 27 decode steps' logits vs mamba_ssm's", stepped, wantStepped, tol)
+            if precision == .f32 {
+                // Greedy on the device (CUDA graph, argmax fed back) reproduces the reference's 12 tokens.
+                _ = try gpu.prefill([Array(greedy[0..<(promptLength - 1)])], logits: .none)
+                let got = try gpu.decodeGreedy(first: [greedy[promptLength - 1]], steps: greedy.count - promptLength)[0]
+                let same = got == Array(greedy[promptLength...])
+                checks.append(Check(name: "model \(dir): greedy decode as one CUDA graph per token reproduces mamba_ssm's \(got.count) tokens",
+                                    relativeError: same ? 0 : 1, tolerance: 0, allWritten: true))
+            }
+        }
+        // 2. GPU against CPU on a random model of the released head shape, fresh weights each run.
+        var config = Mamba2Config(dModel: 256, nLayer: 2, vocabSize: 1000, padVocabSizeMultiple: 16, layout: .stateSpaces)
+        config.chunkSize = 256
+        let weights = Mamba2Weights.random(config, seed: seed)
+        var rng = SplitMix64(seed: seed ^ 0x5EED)
+        for precision in CUDAModel.Precision.allCases {
+            // 2 rows take the fused matrix-vector kernels in decode, 6 rows cuBLAS (captured into the graph too).
+            let rows = precision == .f32 ? 2 : 6
+            let prompts = (0..<rows).map { _ in (0..<300).map { _ in Int(rng.next() % 1000) } }
+            // The CPU runs on the weights rounded as the GPU holds them, so the comparison isolates the
+            // GPU's arithmetic. Tolerance: f32 1e-4 (float32 sums in another order); for 16-bit, about 8
+            // roundings lie on the path of a logit (per layer the in_proj and out_proj inputs, the SSD's x, B, C
+            // and C·Bᵀ), each 2^-9 (bf16) or 2^-12 (fp16) relative: added up, 1.6e-2 and 2e-3 (seen: up to
+            // 6.2e-3 and 7.6e-4 over six runs on the H200).
+            var w = weights
+            if precision != .f32 {
+                func round(_ v: [Float]) -> [Float] {
+                    floatsFrom16Bits(roundedTo16Bits(v, bfloat: precision == .bf16), bfloat: precision == .bf16)
+                }
+                w.embedding = round(w.embedding)
+                for i in w.layers.indices { w.layers[i].inProj = round(w.layers[i].inProj); w.layers[i].outProj = round(w.layers[i].outProj) }
+            }
+            let cpu = try Mamba2Model(config: config, weights: w)
+            let gpu = try CUDAModel(device: device, model: cpu, precision: precision)
+            let tol = precision == .f32 ? 1e-4 : precision == .bf16 ? 1.6e-2 : 2e-3
+            var states = (0..<rows).map { _ in cpu.newState() }
+            let want = try cpu.prefill(prompts, states: &states, logits: .last)
+            _ = try gpu.prefill(prompts, logits: .none)  // allocates the rows' buffers, so the logits can be poisoned
+            try gpu.logits1.fill(bitPattern: Float.nan.bitPattern)
+            let got = try gpu.prefill(prompts, logits: .last)!
+            let ssd = gpu.tc != nil ? "tensor-core SSD" : "plain SSD"
+            check("model random d=256 P=64 N=128 \(precision.rawValue) (\(ssd)): prefill \(rows) × 300 tokens, last logits vs CPU",
+                  got.data, want.flatMap(\.data), tol)
+            var gotSteps: [Float] = [], wantSteps: [Float] = []
+            var eagerGreedy = [[Int]](repeating: [], count: rows)
+            var next = (0..<rows).map { _ in Int(rng.next() % 1000) }
+            let first = next
+            for _ in 0..<8 {
+                try gpu.logits1.fill(bitPattern: Float.nan.bitPattern)
+                let g = try gpu.step(next)
+                gotSteps += g.data
+                wantSteps += try cpu.step(next, states: &states).data
+                next = (0..<rows).map { r in
+                    let row = g.data[(r * config.paddedVocabSize)..<((r + 1) * config.paddedVocabSize)]
+                    return row.indices.max { row[$0] < row[$1] || (row[$0] == row[$1] && $0 > $1) }! - r * config.paddedVocabSize
+                }
+                for r in 0..<rows { eagerGreedy[r].append(next[r]) }
+            }
+            check("model random \(precision.rawValue): 8 decode steps of \(rows) rows vs CPU", gotSteps, wantSteps, tol)
+            // The same greedy run replayed as CUDA graphs chooses the same tokens as the eager steps.
+            _ = try gpu.prefill(prompts, logits: .none)
+            let graphTokens = try gpu.decodeGreedy(first: first, steps: 8)
+            checks.append(Check(name: "model random \(precision.rawValue): greedy by CUDA graph == greedy by eager steps (\(rows) rows × 8 tokens)",
+                                relativeError: graphTokens == eagerGreedy ? 0 : 1, tolerance: 0, allWritten: true))
+            // Prompts of different lengths, packed into one row on the GPU (the conv and the SSD reset at each
+            // start; prompts of 1 and 2 tokens are shorter than the conv window), then 4 decode steps of every row.
+            let lengths = [300, 129, 1, 2, 37, 128]
+            let mixed = lengths.map { n in (0..<n).map { _ in Int(rng.next() % 1000) } }
+            var mixedStates = mixed.map { _ in cpu.newState() }
+            let wantMixed = try cpu.prefill(mixed, states: &mixedStates, logits: .last)
+            _ = try gpu.prefill(mixed, logits: .none)  // allocates the rows' buffers, so the logits can be poisoned
+            try gpu.logits1.fill(bitPattern: Float.nan.bitPattern)
+            let gotMixed = try gpu.prefill(mixed, logits: .last)!
+            check("model random \(precision.rawValue): packed prefill of prompts of \(lengths) tokens, last logits vs CPU",
+                  gotMixed.data, wantMixed.flatMap(\.data), tol)
+            var gotMixedSteps: [Float] = [], wantMixedSteps: [Float] = []
+            for _ in 0..<4 {
+                let tokens = mixed.map { _ in Int(rng.next() % 1000) }
+                try gpu.logits1.fill(bitPattern: Float.nan.bitPattern)
+                gotMixedSteps += try gpu.step(tokens).data
+                wantMixedSteps += try cpu.step(tokens, states: &mixedStates).data
+            }
+            check("model random \(precision.rawValue): 4 decode steps of the \(lengths.count) packed prompts vs CPU", gotMixedSteps, wantMixedSteps, tol)
+        }
+        return checks
+    }
+}
