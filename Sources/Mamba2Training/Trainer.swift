@@ -81,13 +81,15 @@ public final class Trainer {
     public let directory: String
     /// tokenizer.json text written beside the checkpoint (nil: none).
     public let tokenizerJSON: String?
-    public private(set) var parameters: [String: [Float]]
+    /// Where the steps run.
+    public let backend: any TrainingBackend
+    /// The parameters as they stand, by their state-spaces names.
+    public var parameters: [String: [Float]] { (try? backend.parameters()) ?? [:] }
     public private(set) var step: Int
     public private(set) var trainLoss: [(step: Int, loss: Double)] = []
     public private(set) var validationLoss: [(step: Int, loss: Double)] = []
     /// Set by `resume` when the text differs from the saved run's (the batches then differ too).
     public private(set) var dataChanged = false
-    var optimizer: AdamW
 
     public init(config: Mamba2Config, weights: Mamba2Weights, dataset: TextDataset, options: TrainingOptions,
                 directory: String, tokenizerJSON: String?) throws {
@@ -105,9 +107,8 @@ public final class Trainer {
         self.dataset = dataset
         self.directory = directory
         self.tokenizerJSON = tokenizerJSON
-        parameters = Dictionary(uniqueKeysWithValues: weights.namedTensors(config).map { ($0.0, $0.1.data) })
+        backend = try CPUTrainingBackend(config: config, weights: weights, optimizer: o.optimizer)
         step = 0
-        optimizer = AdamW(options: o.optimizer)
     }
 
     /// Continues the run saved in `directory`. `steps` extends (or shortens) the run; the rest of the
@@ -130,10 +131,11 @@ public final class Trainer {
         let opt = try SafeTensorsFile(path: optPath)
         var moments: [String: [Float]] = [:]
         for name in opt.tensors.keys { moments[name] = try opt.tensor(name).data }
-        for name in t.parameters.keys where moments["m." + name] == nil || moments["v." + name] == nil {
+        let parameters = try t.backend.parameters()
+        for name in parameters.keys where moments["m." + name] == nil || moments["v." + name] == nil {
             throw Mamba2Error.checkpoint(file: optPath, tensor: "m." + name, reason: "missing: the optimizer state does not match the model")
         }
-        t.optimizer = AdamW(options: options.optimizer, step: savedStep, state: moments)
+        try t.backend.restore(parameters: parameters, optimizerStep: savedStep, moments: moments)
         t.step = savedStep
         func pairs(_ key: String) -> [(step: Int, loss: Double)] {
             (state[key]?.arrayValue ?? []).compactMap { p in
@@ -149,15 +151,14 @@ public final class Trainer {
 
     /// The model as it stands.
     public func currentModel() throws -> Mamba2Model {
-        try Mamba2Model(config: config, weights: try Mamba2Weights(config, values: parameters, storedDType: "F32"))
+        try Mamba2Model(config: config, weights: try Mamba2Weights(config, values: try backend.parameters(), storedDType: "F32"))
     }
 
     /// Mean validation loss over the held-out batches.
     public func evaluate() throws -> Double {
-        let model = try currentModel()
         var total = 0.0, count = 0
         for b in try dataset.validationBatches(rows: options.rows, length: options.length, maxBatches: options.evalBatches) {
-            let r = try ModelGradients.loss(model: model, batch: b)
+            let r = try backend.loss(b)
             total += r.loss * Double(r.targets); count += r.targets
         }
         return count > 0 ? total / Double(count) : .nan
@@ -166,15 +167,14 @@ public final class Trainer {
     /// One optimizer step on the step's batch. Returns (loss, gradient norm, learning rate).
     public func trainStep() throws -> (loss: Double, gradientNorm: Float, learningRate: Float) {
         let batch = try dataset.batch(step: step + 1, rows: options.rows, length: options.length, seed: options.seed)
-        let r = try ModelGradients.compute(model: try currentModel(), batch: batch)
+        let r = try backend.accumulate(batch)
         guard r.loss.isFinite else {
             throw Mamba2Error.invalidArgument("training", reason: "loss became \(r.loss) at step \(step + 1); lower the learning rate")
         }
-        let grads = Dictionary(uniqueKeysWithValues: r.gradients.namedTensors(config).map { ($0.0, $0.1.data) })
-        let norm = optimizer.update(&parameters, gradients: grads)
+        let (norm, lr) = try backend.optimizerStep()
         step += 1
         trainLoss.append((step, r.loss))
-        return (r.loss, norm, optimizer.learningRate(at: step))
+        return (r.loss, norm, lr)
     }
 
     /// Runs to `options.steps`, validating and saving as configured; `progress` hears every step.
@@ -205,9 +205,9 @@ public final class Trainer {
     /// Writes the checkpoint (see the type's comment).
     public func save() throws {
         try makeDirectories(directory)
-        let weights = try Mamba2Weights(config, values: parameters, storedDType: "F32")
+        let weights = try Mamba2Weights(config, values: try backend.parameters(), storedDType: "F32")
         try Trainer.writeModel(config: config, weights: weights, tokenizerJSON: tokenizerJSON, to: directory, dtype: .f32)
-        try SafeTensorsFile.write(optimizer.stateTensors, to: directory + "/optimizer.safetensors")
+        try SafeTensorsFile.write(try backend.optimizerState(), to: directory + "/optimizer.safetensors")
         let pairs: ([(step: Int, loss: Double)]) -> JSON = { .array($0.map { .array([.number(Double($0.step)), .number($0.loss)]) }) }
         let state: JSON = .object(["step": .number(Double(step)), "options": options.json,
                                    "train_loss": pairs(trainLoss), "validation_loss": pairs(validationLoss),

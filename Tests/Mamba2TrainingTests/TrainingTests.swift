@@ -314,3 +314,37 @@ struct TrainCommandTests {
         #expect(noResume.status != 0 && noResume.err.contains("trainer_state.json"), "\(noResume.err)")
     }
 }
+
+@Suite("Training backend")
+struct TrainingBackendTests {
+    // Gradient accumulation: two batches of two sequences accumulated give the step one batch of all four
+    // gives, when every sequence has as many targets (the mean of the two means is the mean of all).
+    // The losses and gradient norms agree to 1e-6 / 1e-5 (float32 sums in another order). The parameters
+    // after the step to 1e-4 relative: Adam's first step moves each by about lr·sign(g), and a gradient
+    // within rounding of zero can change sign with the order of the sums (seen: 1.8e-5).
+    @Test("accumulating two half batches equals one whole batch")
+    func accumulation() throws {
+        let model = try Mamba2Model.load(directory: Mamba2TestSupport.fixture("tiny-ssm"))
+        var rng = SeededRNG()
+        let seqs = (0..<4).map { _ in (0..<24).map { _ in Int(rng.next() % 100) } }
+        var o = AdamW.Options()
+        o.learningRate = 1e-2; o.warmupSteps = 0
+        let whole = try CPUTrainingBackend(config: model.config, weights: model.weights, optimizer: o)
+        let halves = try CPUTrainingBackend(config: model.config, weights: model.weights, optimizer: o)
+        let lw = try whole.accumulate(try TrainingBatch(sequences: seqs))
+        let l1 = try halves.accumulate(try TrainingBatch(sequences: Array(seqs[0..<2])))
+        let l2 = try halves.accumulate(try TrainingBatch(sequences: Array(seqs[2..<4])))
+        #expect(abs((l1.loss + l2.loss) / 2 - lw.loss) <= 1e-6 * lw.loss, "\(l1.loss), \(l2.loss) vs \(lw.loss)")
+        let (nw, _) = try whole.optimizerStep()
+        let (nh, _) = try halves.optimizerStep()
+        #expect(abs(nw - nh) <= 1e-5 * nw)
+        let pw = try whole.parameters(), ph = try halves.parameters()
+        for (name, w) in pw {
+            let err = Tensor(shape: [w.count], data: ph[name]!).relativeError(to: Tensor(shape: [w.count], data: w))
+            #expect(err <= 1e-4, "\(name): \(err)")
+        }
+        #expect(whole.optimizerSteps == 1 && halves.optimizerSteps == 1)
+        // A step with nothing accumulated is an error, not a silent no-op.
+        #expect(throws: Mamba2Error.self) { try whole.optimizerStep() }
+    }
+}
