@@ -109,7 +109,7 @@ def main():
                 if x["test"].startswith("pp"):
                     mine[("prefill", p)] = x["ms"]
                 elif p == prompts[0]:
-                    mine[("decode", x["batch"])] = x["tokens_per_s"]
+                    mine[("decode", x["batch"])] = x["median_tokens_per_s"]
         model = reference_model(torch, d, n)
         for p in prompts:
             ref = reference_prefill_ms(torch, model, p, a.runs)

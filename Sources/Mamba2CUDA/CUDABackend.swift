@@ -99,8 +99,13 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
 
     /// The decode step on any rows: their states swapped into rows 0..<n, stepped, swapped back.
     func stepRows(_ tokens: [Int], rows: [Int], logits: UnsafeMutableBufferPointer<Float>) throws {
+        try withRowsLeading(rows) { try model.step(leadingRows: tokens, into: logits) }
+    }
+
+    /// Runs `body` with the states of `rows` in rows 0..<rows.count (swapped there on the device and back).
+    func withRowsLeading<R>(_ rows: [Int], _ body: () throws -> R) throws -> R {
         let n = rows.count
-        if rows == Array(0..<n) { return try model.step(leadingRows: tokens, into: logits) }
+        if rows == Array(0..<n) { return try body() }
         var holder = Array(0..<rowCapacity)  // holder[slot]: whose state the slot holds
         var slotOf = holder                   // slotOf[row]: where that row's state is
         var swaps: [(Int, Int)] = []
@@ -112,10 +117,10 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
             slotOf[holder[a]] = a
             slotOf[holder[b]] = b
         }
-        var failure: Error?
-        do { try model.step(leadingRows: tokens, into: logits) } catch { failure = error }
+        var result: Result<R, Error>
+        do { result = .success(try body()) } catch { result = .failure(error) }
         for (a, b) in swaps.reversed() { try model.swapStateRows(a, b) }
-        if let failure { throw failure }
+        return try result.get()
     }
 
     public func state(row: Int) throws -> Mamba2State {
@@ -146,6 +151,40 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
         rowTokens[row] = 0
         atZero[row] = true
     }
+
+    /// Rows 0..<n: one CUDA graph per token, the argmax fed back on the device, nothing back on the host
+    /// until the end. Other rows: swapped into 0..<n for the run and back.
+    public func decodeGreedy(first: [Int], rows: [Int], steps: Int) throws -> [[Int]] {
+        try checkRows(rows, count: first.count)
+        guard steps >= 1 else { throw Mamba2Error.invalidArgument("steps", reason: "at least 1, got \(steps)") }
+        try config.checkTokens(first, argument: "first")
+        let out = try withRowsLeading(rows) { try model.decodeGreedy(first: first, steps: steps) }
+        for r in rows { rowTokens[r] += steps; atZero[r] = false }
+        return out
+    }
+
+    /// Device memory bandwidth as a copy on the device achieves it (1 GiB read and written), best of 3.
+    public func measureReadBandwidth() throws -> Double {
+        let n = 1 << 28
+        let a = try CUDABuffer(count: n, on: model.device), b = try CUDABuffer(count: n, on: model.device)
+        try a.fill(bitPattern: 0)
+        try b.copy(bytes: n * 4, from: a)
+        try model.device.synchronize()
+        var best = 0.0
+        for _ in 0..<3 {
+            let t0 = monotonicSeconds()
+            try b.copy(bytes: n * 4, from: a)
+            try model.device.synchronize()
+            best = max(best, Double(2 * n * 4) / (monotonicSeconds() - t0))
+        }
+        return best
+    }
+
+    public func profileDecode(rows: Int) throws -> [(part: String, microseconds: Double, bytes: Int)] {
+        try reserveRows(rows)
+        defer { for r in 0..<rows { rowTokens[r] = 0; atZero[r] = false } }  // the profile leaves its states behind
+        return try model.profileDecode(rows: rows).map { ($0.kernel, $0.microseconds, $0.bytes) }
+    }
 }
 
 /// An NVIDIA GPU as a place to run a model: `.cuda(0)`.
@@ -154,6 +193,10 @@ public struct CUDAComputeDevice: ComputeDevice {
     public init(ordinal: Int) { self.ordinal = ordinal }
     public func makeBackend(model: Mamba2Model, weights: WeightType) throws -> any Mamba2Backend {
         try CUDABackend(device: try CUDADevice(ordinal: ordinal), model: model, weights: weights)
+    }
+    /// The large matrices are drawn on the device (`CUDAModel(randomWeights:)`): no host copy of them.
+    public func makeBackend(randomWeights config: Mamba2Config, seed: UInt64, weights: WeightType) throws -> any Mamba2Backend {
+        try CUDABackend(model: try CUDAModel(device: try CUDADevice(ordinal: ordinal), randomWeights: config, seed: seed, precision: weights))
     }
     public var defaultWeightType: WeightType { .bf16 }
     public var description: String { "cuda:\(ordinal)" }

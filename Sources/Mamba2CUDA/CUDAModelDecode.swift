@@ -137,9 +137,11 @@ extension CUDAModel {
 
     /// Greedy decode of `steps` tokens per row after feeding `first` (one per row): each step is one
     /// graph launch, nothing returns to the host until the end. Returns the chosen tokens per row.
+    /// Rows 0..<first.count are stepped, whatever `rows` is.
     public func decodeGreedy(first: [Int], steps: Int) throws -> [[Int]] {
-        guard first.count == rows, rows > 0 else {
-            throw Mamba2Error.invalidArgument("tokens", reason: "\(first.count) tokens for \(rows) rows prefilled on the GPU")
+        let rows = first.count
+        guard rows > 0, rows <= capacity else {
+            throw Mamba2Error.invalidArgument("tokens", reason: "\(first.count) tokens for \(capacity) rows of state on the GPU")
         }
         guard steps >= 1 else { throw Mamba2Error.invalidArgument("steps", reason: "at least 1, got \(steps)") }
         try config.checkTokens(first, argument: "tokens")

@@ -18,51 +18,67 @@ public struct ModelBenchmark {
             let n = Double(tokensPerSecond.count)
             return n < 2 ? 0 : (tokensPerSecond.reduce(0) { $0 + ($1 - m) * ($1 - m) } / (n - 1)).squareRoot()
         }
+        public var median: Double {
+            let s = tokensPerSecond.sorted()
+            return s.isEmpty ? 0 : s[s.count / 2]
+        }
+        /// The median call's time in ms: a prefill of `prompt` tokens, or `generate` tokens of each row.
+        public func medianMilliseconds(prompt: Int, generate: Int) -> Double {
+            Double(test.hasPrefix("pp") ? prompt : generate * batch) / max(median, 1e-12) * 1000
+        }
     }
 
-    public let model: Mamba2Model
+    public let backend: any Mamba2Backend
     public var promptTokens = 512
     public var generateTokens = 128
     public var repetitions = 3
     public var batches = [1]
 
-    public init(model: Mamba2Model) { self.model = model }
+    /// On any backend (the CPU, a GPU: the same tests, the same table).
+    public init(backend: any Mamba2Backend) { self.backend = backend }
 
-    /// Bytes one decode step must read: every weight once (the tied head reads the embedding) plus the
-    /// state read and written.
-    public var bytesPerDecodedToken: Int {
-        let c = model.config
-        return model.decodeWeightBytes + 2 * c.stateFloatsPerSequence * 4
-    }
+    /// On the CPU with `model`'s weights.
+    public init(model: Mamba2Model) throws { self.init(backend: try CPUBackend(model: model)) }
 
+    /// Bytes one decode step must read per row (see `Mamba2Backend.bytesPerDecodedToken`).
+    public var bytesPerDecodedToken: Int { backend.bytesPerDecodedToken }
+
+    /// ppN: one prefill of N tokens on a row at zero (the last token's logits back on the host); tgN: N
+    /// greedy tokens per row after a 16-token prompt (`decodeGreedy`: on the GPU one CUDA graph per token).
     public func run(progress: (Result) -> Void = { _ in }) throws -> [Result] {
-        let V = model.config.vocabSize
+        let V = backend.config.vocabSize
         var rng = SplitMix64(seed: 1234)
         func randomTokens(_ n: Int) -> [Int] { (0..<n).map { _ in Int(rng.next() % UInt64(V)) } }
         var results: [Result] = []
-        // Warm-up: first touches of weights and buffers, pool start.
-        var warm = [model.newState()]
-        _ = try model.prefill([randomTokens(16)], states: &warm, logits: .last)
+        try backend.reserveRows(max(batches.max() ?? 1, 1))
+        var logits = [Float](repeating: 0, count: backend.config.paddedVocabSize)
+        func prefillOne(_ prompt: [Int]) throws {
+            try backend.resetState(row: 0)
+            try logits.withUnsafeMutableBufferPointer { try backend.prefill([prompt], rows: [0], lastLogits: $0) }
+        }
+        // Warm-up: first touches of weights and buffers, the pool's start, kernels and graphs.
+        try prefillOne(randomTokens(16))
+        for b in batches {
+            for r in 0..<b { try backend.resetState(row: r) }
+            try backend.prefill((0..<b).map { _ in randomTokens(16) }, rows: Array(0..<b), lastLogits: nil)
+            _ = try backend.decodeGreedy(first: randomTokens(b), rows: Array(0..<b), steps: 2)
+        }
 
         var pp = Result(test: "pp\(promptTokens)", batch: 1, tokensPerSecond: [])
         var tgs = batches.map { Result(test: $0 == 1 ? "tg\(generateTokens)" : "tg\(generateTokens) b\($0)", batch: $0, tokensPerSecond: []) }
         // Repetitions interleave the tests, so that a slow phase of a shared machine hits all of them.
         for _ in 0..<repetitions {
-            var states = [model.newState()]
             let prompt = randomTokens(promptTokens)
             let t0 = monotonicSeconds()
-            _ = try model.prefill([prompt], states: &states, logits: .last)
+            try prefillOne(prompt)
             pp.tokensPerSecond.append(Double(promptTokens) / (monotonicSeconds() - t0))
             for (k, b) in batches.enumerated() {
-                var st = (0..<b).map { _ in model.newState() }
-                _ = try model.prefill((0..<b).map { _ in randomTokens(4) }, states: &st, logits: .last)
-                let ws = DecodeWorkspace(config: model.config, batch: b)
-                var tokens = randomTokens(b)
+                let rows = Array(0..<b)
+                for r in rows { try backend.resetState(row: r) }
+                try backend.prefill(rows.map { _ in randomTokens(16) }, rows: rows, lastLogits: nil)
+                let first = randomTokens(b)
                 let t1 = monotonicSeconds()
-                for _ in 0..<generateTokens {
-                    try model.step(tokens, states: &st, workspace: ws)
-                    tokens = ws.argmaxRows(b)
-                }
+                _ = try backend.decodeGreedy(first: first, rows: rows, steps: generateTokens)
                 tgs[k].tokensPerSecond.append(Double(generateTokens * b) / (monotonicSeconds() - t1))
             }
         }
@@ -70,36 +86,5 @@ public struct ModelBenchmark {
         progress(pp)
         for t in tgs { results.append(t); progress(t) }
         return results
-    }
-
-    /// Read bandwidth of this machine in bytes/s, as the decode step's access pattern achieves it: the
-    /// decode GEMV streaming a 512 MiB float32 matrix once with all threads, best of 3.
-    public static func measureReadBandwidth() -> Double {
-        let (rows, cols) = (65536, 2048)
-        let w = UnsafeMutablePointer<Float>.allocate(capacity: rows * cols)
-        defer { w.deallocate() }
-        w.initialize(repeating: 0.5, count: rows * cols)
-        let x = [Float](repeating: 1, count: cols)
-        var y = [Float](repeating: 0, count: rows)
-        var best = 0.0
-        for _ in 0..<3 {
-            let t0 = monotonicSeconds()
-            mk_gemv_rows(1, Int32(rows), Int32(cols), x, Int32(cols), w, 0, nil, &y, Int32(rows), Int32(Parallel.threadCount))
-            best = max(best, Double(rows * cols * 4) / (monotonicSeconds() - t0))
-        }
-        return best
-    }
-}
-
-extension DecodeWorkspace {
-    /// Argmax of each of the first `rows` logit rows (greedy continuation for benchmarks).
-    func argmaxRows(_ rows: Int) -> [Int] {
-        let V = logits.count / batch
-        return (0..<rows).map { r in
-            var best = 0
-            var bv = -Float.infinity
-            for i in 0..<V where logits[r * V + i] > bv { bv = logits[r * V + i]; best = i }
-            return best
-        }
     }
 }

@@ -30,70 +30,21 @@ struct BenchModelCommand: ParsableCommand {
 
     func run() throws {
         try compute.apply()
-        if device.isCUDA { return try runCUDA() }
-        let dw = decodeWeights.parsed(for: CPUDevice())
-        let m: Mamba2Model
-        var name: String
-        let t0 = monotonicSeconds()
-        switch (model, shape) {
-        case let (dir?, nil):
-            m = try Mamba2Model.load(directory: dir, weightType: dw); name = dir
-        case let (nil, s?):
-            guard let sh = ModelShape(rawValue: s) else { throw ValidationError("--shape must be one of " + ModelShape.allCases.map(\.rawValue).joined(separator: ", ")) }
-            m = try Mamba2Model(config: sh.config, weights: .random(sh.config, seed: 1), weightType: dw); name = "mamba2-\(s) (random weights)"
-        default:
-            throw ValidationError("give exactly one of --model DIR or --shape NAME")
-        }
-        let loadSeconds = monotonicSeconds() - t0
         guard prompt >= 1, generate >= 1, repetitions >= 1 else { throw ValidationError("--prompt, --generate and --repetitions must be at least 1") }
-        var bench = ModelBenchmark(model: m)
-        bench.promptTokens = prompt; bench.generateTokens = generate; bench.repetitions = repetitions
-        bench.batches = try parseInts(batch, option: "--batch")
-        let bandwidth = ModelBenchmark.measureReadBandwidth()
-        let results = try bench.run()
-        let perToken = Double(bench.bytesPerDecodedToken)
-        let floor = bandwidth / perToken
-        let params = Mamba2Weights.parameterCount(m.config)
-        let dtype = dw == .f32 ? m.weights.storedDType : "\(m.weights.storedDType)→\(dw.rawValue.uppercased())"
-        if json {
-            let rows = results.map { r in
-                "{\"test\":\"\(r.test)\",\"batch\":\(r.batch),\"tokens_per_s\":\(r.mean),\"sd\":\(r.sd),\"runs\":[\(r.tokensPerSecond.map { "\($0)" }.joined(separator: ","))]}"
-            }
-            print("{\"model\":\"\(name)\",\"parameters\":\(params),\"weights_dtype\":\"\(dtype)\",\"compute_dtype\":\"F32\",\"threads\":\(Parallel.threadCount),"
-                  + "\"read_bandwidth_bytes_per_s\":\(bandwidth),\"bytes_per_decoded_token\":\(Int(perToken)),\"decode_floor_tokens_per_s\":\(floor),"
-                  + "\"peak_rss_bytes\":\(peakResidentBytes()),\"load_seconds\":\(loadSeconds),\"results\":[\(rows.joined(separator: ","))]}")
-            return
-        }
-        print("model: \(name), \(countString(params)) parameters, weights \(dtype) (computed in F32), threads \(Parallel.threadCount)")
-        print("machine read bandwidth \(fixed(bandwidth / 1e9, 1)) GB/s; a decoded token reads \(bytesString(Int(perToken))) (weights + state) → floor \(fixed(floor, 1)) tokens/s")
-        var cells: [[String]] = []
-        for r in results {
-            let share = r.test.hasPrefix("tg") && r.batch == 1 ? fixed(r.mean / floor * 100, 0) + "%" : "-"
-            cells.append([name.count > 28 ? String(name.prefix(28)) : name, dtype, String(Parallel.threadCount), r.test,
-                          fixed(r.mean, 2) + " ± " + fixed(r.sd, 2), share])
-        }
-        print(table(["model", "weights", "threads", "test", "tokens/s", "of floor"], cells), terminator: "")
-        print("peak memory \(bytesString(peakResidentBytes()))")
-    }
-}
-
-extension BenchModelCommand {
-    /// The whole model on the GPU: ppN = one prefill of N tokens (batch 1, logits of the last token
-    /// back on the host), tgN = N greedy tokens per row after a 16-token prompt, each token one CUDA-graph
-    /// launch, the chosen token fed back on the device. Medians of the repetitions, after a warm-up run.
-    func runCUDA() throws {
-        guard prompt >= 1, generate >= 1, repetitions >= 1 else { throw ValidationError("--prompt, --generate and --repetitions must be at least 1") }
-        let dev = try CUDADevice(ordinal: device.cudaOrdinal)
-        let precision = decodeWeights.parsed(for: device.device.computeDevice)
-        let t0 = monotonicSeconds()
-        let m: CUDAModel
+        let place = device.device.computeDevice
+        let weightType = decodeWeights.parsed(for: place)
+        let backend: any Mamba2Backend
         let name: String
+        var stored = "random"
+        let t0 = monotonicSeconds()
         switch (model, shape) {
         case let (dir?, nil):
-            m = try CUDAModel(device: dev, model: try Mamba2Model.load(directory: dir), precision: precision); name = dir
+            let m = try Mamba2Model.load(directory: dir)
+            stored = m.weights.storedDType
+            backend = try place.makeBackend(model: m, weights: weightType); name = dir
         case let (nil, s?):
             guard let sh = ModelShape(rawValue: s) else { throw ValidationError("--shape must be one of " + ModelShape.allCases.map(\.rawValue).joined(separator: ", ")) }
-            m = try CUDAModel(device: dev, randomWeights: sh.config, seed: 1, precision: precision); name = "mamba2-\(s) (random weights)"
+            backend = try place.makeBackend(randomWeights: sh.config, seed: 1, weights: weightType); name = "mamba2-\(s) (random weights)"
         default:
             throw ValidationError("give exactly one of --model DIR or --shape NAME")
         }
@@ -101,53 +52,42 @@ extension BenchModelCommand {
         if profile {
             var cells: [[String]] = []
             for b in try parseInts(batch, option: "--batch") {
-                for r in try m.profileDecode(rows: b) {
-                    cells.append([r.kernel, String(b), fixed(r.microseconds, 2), fixed(Double(r.bytes) / r.microseconds / 1e3, 0) + " GB/s"])
+                for r in try backend.profileDecode(rows: b) {
+                    cells.append([r.part, String(b), fixed(r.microseconds, 2), fixed(Double(r.bytes) / r.microseconds / 1e3, 0) + " GB/s"])
                 }
             }
-            print(table(["decode kernel", "rows", "µs per launch (in a graph)", "weights/state read"], cells), terminator: "")
+            print(table(["decode part", "rows", "µs per launch (in a graph)", "weights/state read"], cells), terminator: "")
             return
         }
-        let V = m.config.vocabSize
-        var rng = SplitMix64(seed: 7)
-        func tokens(_ n: Int) -> [Int] { (0..<n).map { _ in Int(rng.next() % UInt64(V)) } }
-        func median(_ runs: () throws -> Double) throws -> (median: Double, all: [Double]) {
-            _ = try runs()  // warm-up: cuBLAS heuristics, graph capture
-            var t: [Double] = []
-            for _ in 0..<repetitions { t.append(try runs()) }
-            return (t.sorted()[t.count / 2], t)
-        }
-        var rows: [(test: String, batch: Int, seconds: Double, tokensPerSecond: Double)] = []
-        let pp = try median {
-            let p = tokens(prompt)
-            let s = monotonicSeconds()
-            _ = try m.prefill([p], logits: .last)
-            return monotonicSeconds() - s
-        }
-        rows.append(("pp\(prompt)", 1, pp.median, Double(prompt) / pp.median))
-        for b in try parseInts(batch, option: "--batch") {
-            let tg = try median {
-                _ = try m.prefill((0..<b).map { _ in tokens(16) }, logits: .none)
-                let s = monotonicSeconds()
-                _ = try m.decodeGreedy(first: tokens(b), steps: generate)
-                return monotonicSeconds() - s
-            }
-            rows.append(("tg\(generate)", b, tg.median, Double(b * generate) / tg.median))
-        }
-        let bytes = m.decodeWeightBytes
+        var bench = ModelBenchmark(backend: backend)
+        bench.promptTokens = prompt; bench.generateTokens = generate; bench.repetitions = repetitions
+        bench.batches = try parseInts(batch, option: "--batch")
+        let bandwidth = try backend.measureReadBandwidth()
+        let results = try bench.run()
+        let perToken = Double(bench.bytesPerDecodedToken)
+        let floor = bandwidth / perToken
+        let params = Mamba2Weights.parameterCount(backend.config)
+        let dtype = "\(stored.uppercased())→\(weightType.rawValue.uppercased())"
         if json {
-            let items = rows.map { "{\"test\":\"\($0.test)\",\"batch\":\($0.batch),\"ms\":\($0.seconds * 1000),\"tokens_per_s\":\($0.tokensPerSecond)}" }
-            print("{\"device\":\"\(dev.name)\",\"model\":\"\(name)\",\"precision\":\"\(precision.rawValue)\",\"weight_bytes_per_token\":\(bytes),"
-                  + "\"load_seconds\":\(loadSeconds),\"repetitions\":\(repetitions),\"results\":[\(items.joined(separator: ","))]}")
+            let rows = results.map { r in
+                "{\"test\":\"\(r.test)\",\"batch\":\(r.batch),\"tokens_per_s\":\(r.mean),\"sd\":\(r.sd),\"median_tokens_per_s\":\(r.median),"
+                    + "\"ms\":\(r.medianMilliseconds(prompt: prompt, generate: generate)),\"runs\":[\(r.tokensPerSecond.map { "\($0)" }.joined(separator: ","))]}"
+            }
+            print("{\"model\":\"\(name)\",\"device\":\"\(backend.deviceDescription)\",\"parameters\":\(params),\"weights_dtype\":\"\(dtype)\",\"threads\":\(Parallel.threadCount),"
+                  + "\"read_bandwidth_bytes_per_s\":\(bandwidth),\"bytes_per_decoded_token\":\(Int(perToken)),\"decode_floor_tokens_per_s\":\(floor),"
+                  + "\"peak_rss_bytes\":\(peakResidentBytes()),\"load_seconds\":\(loadSeconds),\"results\":[\(rows.joined(separator: ","))]}")
             return
         }
-        print("model: \(name) on \(dev.name), \(precision.rawValue) weights; a decoded token reads \(bytesString(bytes)) of weights; cuBLAS \(CUDAModel.blasPath)")
+        print("model: \(name), \(countString(params)) parameters, weights \(dtype), on \(backend.deviceDescription)")
+        print("read bandwidth \(fixed(bandwidth / 1e9, 1)) GB/s; a decoded token reads \(bytesString(Int(perToken))) (weights + state) → floor \(fixed(floor, 1)) tokens/s")
         var cells: [[String]] = []
-        for r in rows {
-            let gbs = r.test.hasPrefix("tg") ? fixed(Double(bytes) * r.tokensPerSecond / Double(r.batch) / 1e9, 0) + " GB/s" : "-"
-            cells.append([r.test, String(r.batch), fixed(r.seconds * 1000, 2), fixed(r.tokensPerSecond, 1), gbs])
+        for r in results {
+            let share = r.test.hasPrefix("tg") && r.batch == 1 ? fixed(r.mean / floor * 100, 0) + "%" : "-"
+            cells.append([name.count > 28 ? String(name.prefix(28)) : name, dtype, r.test,
+                          fixed(r.mean, 2) + " ± " + fixed(r.sd, 2), fixed(r.median, 2), share])
         }
-        print(table(["test", "batch", "median ms", "tokens/s", "weights read"], cells), terminator: "")
+        print(table(["model", "weights", "test", "tokens/s", "median", "of floor"], cells), terminator: "")
+        print("peak memory \(bytesString(peakResidentBytes()))")
     }
 }
 
@@ -168,7 +108,7 @@ struct BenchSSDCommand: ParsableCommand {
     @Flag(help: "Print JSON instead of a table.") var json = false
     @OptionGroup var device: DeviceOptions
     @Option(help: "With --device cuda: batch × length held at this many tokens (b = tokens / L); default b = 1.") var tokens: Int?
-    @Option(help: "With --device cuda: f32 (the plain kernels), bf16 or f16 (the tensor-core kernels).") var dtype: String = "f32"
+    @Option(help: "With --device cuda: f32 (the plain kernels), bf16 or f16 (the tensor-core kernels).") var dtype: WeightType = .f32
     @Flag(help: "With --device cuda and a 16-bit dtype: also time each of the three kernels alone.") var breakdown = false
 
     func run() throws {
@@ -216,13 +156,12 @@ extension BenchSSDCommand {
     /// final states, as the reference's mamba_chunk_scan_combined is timed by benchmarks/gpu_ssd_compare.py.
     func runCUDA() throws {
         let dev = try CUDADevice(ordinal: device.cudaOrdinal)
-        let plain = dtype == "f32" ? try CUDASSD(device: dev) : nil
+        let plain = dtype == .f32 ? try CUDASSD(device: dev) : nil
         let tc: CUDATensorCoreSSD?
         switch dtype {
-        case "f32": tc = nil
-        case "bf16": tc = try CUDATensorCoreSSD(device: dev, elementType: .bf16, stateSize: stateSize)
-        case "f16": tc = try CUDATensorCoreSSD(device: dev, elementType: .f16, stateSize: stateSize)
-        default: throw ValidationError("--dtype must be f32, bf16 or f16")
+        case .f32: tc = nil
+        case .bf16: tc = try CUDATensorCoreSSD(device: dev, elementType: .bf16, stateSize: stateSize)
+        case .f16: tc = try CUDATensorCoreSSD(device: dev, elementType: .f16, stateSize: stateSize)
         }
         var rows: [String] = []
         var cells: [[String]] = []
@@ -273,14 +212,8 @@ extension BenchSSDCommand {
     }
 }
 
-func parseInts(_ s: String, option: String) throws -> [Int] {
-    let parts = s.split(separator: ",").map { $0.trimmingCharacters() }
-    let ints = parts.compactMap { Int($0) }
-    guard !ints.isEmpty, ints.count == parts.count, ints.allSatisfy({ $0 > 0 }) else {
-        throw ValidationError("\(option) takes positive integers separated by commas, got '\(s)'")
-    }
-    return ints
-}
+/// Positive integers separated by commas (sizes, lengths, batches).
+func parseInts(_ s: String, option: String) throws -> [Int] { try parseIntegers(s, option: option, minimum: 1) }
 
 extension Substring {
     func trimmingCharacters() -> String {

@@ -5,13 +5,17 @@ import Mamba2CUDA
 import Mamba2Diagnostics
 
 /// Parses "1,2,3" into token ids.
-func parseIDs(_ s: String, option: String) throws -> [Int] {
+/// Token ids separated by commas (non-negative; the model checks its vocabulary).
+func parseIDs(_ s: String, option: String) throws -> [Int] { try parseIntegers(s, option: option, minimum: 0) }
+
+/// The one list parser: integers ≥ minimum separated by commas (spaces around them allowed, no empty item).
+func parseIntegers(_ s: String, option: String, minimum: Int) throws -> [Int] {
     let parts = s.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters() }
-    let ids = parts.compactMap { Int($0) }
-    guard !parts.isEmpty, ids.count == parts.count, ids.allSatisfy({ $0 >= 0 }) else {
-        throw ValidationError("\(option) takes non-negative integer ids separated by commas, got '\(s)'")
+    let values = parts.compactMap { Int($0) }
+    guard !s.isEmpty, values.count == parts.count, values.allSatisfy({ $0 >= minimum }) else {
+        throw ValidationError("\(option) takes \(minimum == 0 ? "non-negative" : "positive") integers separated by commas, got '\(s)'")
     }
-    return ids
+    return values
 }
 
 func bytesString(_ b: Int) -> String {
@@ -30,12 +34,30 @@ func countString(_ n: Int) -> String {
     return "\(n)"
 }
 
+/// `--model DIR` for the commands that read a local model: the small English model that ships in the
+/// repository when none is named (as `generate` does).
+struct ModelOption: ParsableArguments {
+    @Option(help: "Model directory (config.json + weights; default: the bundled model, Models/kjv-bytes).") var model: String?
+
+    var directory: String {
+        get throws {
+            guard let dir = model ?? LanguageModel.bundledModelPath else {
+                throw ValidationError("no --model given, and the bundled model (Models/kjv-bytes of the checkout this binary was built from, or MAMBA2_MODEL) was not found")
+            }
+            return dir
+        }
+    }
+}
+
+extension SSDForm: ExpressibleByArgument {}
+
 struct InfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "info", abstract: "Config, parameter count, dtype, weight and per-sequence state memory of a model.")
-    @Option(help: "Model directory (config.json + weights).") var model: String
+    @OptionGroup var modelOption: ModelOption
 
     func run() throws {
+        let model = try modelOption.directory
         let info = try ModelInfo(directory: model)
         let c = info.config
         print("model        \(model) (\(c.layout.rawValue) layout)")
@@ -54,20 +76,19 @@ struct LogitsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "logits", abstract: "Writes float32 logits (sequences, length, padded vocab) of token sequences to a safetensors file.")
     @OptionGroup var compute: ComputeOptions
-    @Option(help: "Model directory.") var model: String
+    @OptionGroup var modelOption: ModelOption
     @Option(help: "Token ids of one sequence, comma-separated; repeat for more (all the same length).") var tokens: [String]
     @Option(help: "Output .safetensors file (tensor 'logits').") var output: String
-    @Option(help: "SSD form for the prompt pass: auto, recurrent, quadratic, chunked.") var form: String = "auto"
+    @Option(help: "SSD form for the prompt pass: auto, recurrent, quadratic, chunked.") var form: SSDForm = .auto
 
     func run() throws {
         try compute.apply()
         guard !tokens.isEmpty else { throw ValidationError("give at least one --tokens") }
         let seqs = try tokens.map { try parseIDs($0, option: "--tokens") }
         guard Set(seqs.map(\.count)).count == 1 else { throw ValidationError("every --tokens sequence must have the same length for a (sequences, length, vocab) tensor") }
-        guard let f = SSDForm(rawValue: form) else { throw ValidationError("--form must be one of auto, recurrent, quadratic, chunked") }
-        let m = try Mamba2Model.load(directory: model)
+        let m = try Mamba2Model.load(directory: try modelOption.directory)
         var states = seqs.map { _ in m.newState() }
-        let out = try m.prefill(seqs, states: &states, logits: .all, form: f)
+        let out = try m.prefill(seqs, states: &states, logits: .all, form: form)
         let t = Tensor(shape: [seqs.count, seqs[0].count, m.config.paddedVocabSize], data: out.flatMap(\.data))
         try SafeTensorsFile.write([("logits", t)], to: output)
         print("wrote logits \(t.shape) to \(output)")
@@ -78,22 +99,26 @@ struct PerplexityCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "perplexity", abstract: "Mean next-token negative log-likelihood and perplexity of token sequences or a text file.")
     @OptionGroup var compute: ComputeOptions
-    @Option(help: "Model directory.") var model: String
+    @OptionGroup var modelOption: ModelOption
     @Option(help: "Token ids of one sequence, comma-separated; repeat for more.") var tokens: [String] = []
     @Option(help: "A text file to score (needs --tokenizer).") var textFile: String?
-    @Option(help: "tokenizer.json for --text-file.") var tokenizer: String?
+    @Option(help: "tokenizer.json for --text-file (default: the model's).") var tokenizer: String?
     @Option(help: "Tokens per prefill window; memory is bounded by it.") var window: Int = 512
 
     func run() throws {
         try compute.apply()
         var seqs = try tokens.map { try parseIDs($0, option: "--tokens") }
+        let dir = try modelOption.directory
         if let textFile {
-            guard let tokenizer else { throw ValidationError("--text-file needs --tokenizer FILE") }
-            let tok = try Tokenizer(path: tokenizer)
+            let own = dir + "/tokenizer.json"
+            guard let path = tokenizer ?? (MappedFile.exists(own) ? own : nil) else {
+                throw ValidationError("--text-file needs --tokenizer FILE (the model has no tokenizer.json)")
+            }
+            let tok = try Tokenizer(path: path)
             seqs.append(tok.encode(try readText(textFile)))
         }
         guard !seqs.isEmpty else { throw ValidationError("give --tokens or --text-file") }
-        let m = try Mamba2Model.load(directory: model)
+        let m = try Mamba2Model.load(directory: dir)
         let r = try m.perplexity(seqs, window: window)
         guard r.count > 0 else { throw ValidationError("no position to predict: every sequence has fewer than 2 tokens") }
         print("positions    \(r.count)")

@@ -9,7 +9,7 @@ struct BenchmarkTests {
     // finite speeds for each (it is a program that prints tables; here only that it runs and measures).
     @Test("model benchmark runs pp and tg on the tiny model")
     func modelBenchmark() throws {
-        var bench = ModelBenchmark(model: try Mamba2Model.load(directory: fixture("tiny-hf")))
+        var bench = try ModelBenchmark(model: try Mamba2Model.load(directory: fixture("tiny-hf")))
         bench.promptTokens = 64; bench.generateTokens = 16; bench.repetitions = 1; bench.batches = [1, 3]
         let results = try bench.run()
         #expect(results.map(\.test).contains { $0.hasPrefix("pp64") })

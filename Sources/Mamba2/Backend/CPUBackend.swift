@@ -1,3 +1,5 @@
+import CMamba2Kernels
+
 /// The model on the host's cores: `Mamba2Model` (the plain reference of every other backend) with a
 /// table of states. Decode allocates nothing per token once the rows are reserved.
 public final class CPUBackend: Mamba2Backend, @unchecked Sendable {
@@ -93,6 +95,24 @@ public final class CPUBackend: Mamba2Backend, @unchecked Sendable {
     public func resetState(row: Int) throws {
         try checkRows([row], count: 1, argument: "row")
         states[row] = model.newState()
+    }
+
+    /// The host's read bandwidth as the decode step's access pattern achieves it: the decode GEMV streaming
+    /// a 512 MiB float32 matrix once with all threads, best of 3.
+    public func measureReadBandwidth() throws -> Double {
+        let (rows, cols) = (65536, 2048)
+        let w = UnsafeMutablePointer<Float>.allocate(capacity: rows * cols)
+        defer { w.deallocate() }
+        w.initialize(repeating: 0.5, count: rows * cols)
+        let x = [Float](repeating: 1, count: cols)
+        var y = [Float](repeating: 0, count: rows)
+        var best = 0.0
+        for _ in 0..<3 {
+            let t0 = monotonicSeconds()
+            mk_gemv_rows(1, Int32(rows), Int32(cols), x, Int32(cols), w, 0, nil, &y, Int32(rows), Int32(Parallel.threadCount))
+            best = max(best, Double(rows * cols * 4) / (monotonicSeconds() - t0))
+        }
+        return best
     }
 }
 

@@ -36,6 +36,17 @@ public protocol Mamba2Backend: AnyObject, Sendable {
     func copyState(from source: Int, to destination: Int) throws
     /// Sets a row to the state before any token.
     func resetState(row: Int) throws
+
+    /// Greedy decoding: feeds `first` (a token per row), then each row's argmax, `steps` times; returns the
+    /// `steps` tokens chosen per row. (A device may keep the whole loop on itself: the GPU replays one CUDA
+    /// graph per token.) The default steps through `step` and takes the argmax on the host.
+    func decodeGreedy(first: [Int], rows: [Int], steps: Int) throws -> [[Int]]
+    /// The read bandwidth of the memory the decode step streams the weights from, in bytes/s, as a
+    /// decode-like access achieves it: the floor of a decode step is its bytes over this.
+    func measureReadBandwidth() throws -> Double
+    /// The time of each part of a decode step of `rows` rows, with the bytes each reads, where the device
+    /// can time its parts alone (the GPU); else an error that says so.
+    func profileDecode(rows: Int) throws -> [(part: String, microseconds: Double, bytes: Int)]
 }
 
 /// The element type a backend holds its weight matrices in (arithmetic and states stay float32).
@@ -51,6 +62,9 @@ public enum WeightType: String, Sendable, CaseIterable, Codable {
 /// model into a backend; `LanguageModel.load(directory:device:weights:)` takes one.
 public protocol ComputeDevice: Sendable, CustomStringConvertible {
     func makeBackend(model: Mamba2Model, weights: WeightType) throws -> any Mamba2Backend
+    /// A backend of random weights of `config` (`Mamba2Weights.random`'s distributions): benchmarks of the
+    /// released shapes with no checkpoint. A device may draw the large matrices itself.
+    func makeBackend(randomWeights config: Mamba2Config, seed: UInt64, weights: WeightType) throws -> any Mamba2Backend
     /// The weight type a user who names none gets here (f32 on the CPU, bf16 on a GPU).
     var defaultWeightType: WeightType { get }
 }
@@ -60,6 +74,9 @@ public struct CPUDevice: ComputeDevice {
     public init() {}
     public func makeBackend(model: Mamba2Model, weights: WeightType) throws -> any Mamba2Backend {
         try CPUBackend(model: model.weightType == weights ? model : Mamba2Model(config: model.config, weights: model.weights, weightType: weights))
+    }
+    public func makeBackend(randomWeights config: Mamba2Config, seed: UInt64, weights: WeightType) throws -> any Mamba2Backend {
+        try CPUBackend(model: Mamba2Model(config: config, weights: .random(config, seed: seed), weightType: weights))
     }
     public var defaultWeightType: WeightType { .f32 }
     public var description: String { "cpu" }
@@ -71,6 +88,35 @@ extension ComputeDevice where Self == CPUDevice {
 }
 
 extension Mamba2Backend {
+    public func decodeGreedy(first: [Int], rows: [Int], steps: Int) throws -> [[Int]] {
+        try checkRows(rows, count: first.count)
+        guard steps >= 1 else { throw Mamba2Error.invalidArgument("steps", reason: "at least 1, got \(steps)") }
+        let V = config.paddedVocabSize
+        var logits = [Float](repeating: 0, count: rows.count * V)
+        var tokens = first
+        var out = [[Int]](repeating: [], count: rows.count)
+        for _ in 0..<steps {
+            try logits.withUnsafeMutableBufferPointer { try step(tokens, rows: rows, logits: $0) }
+            for r in rows.indices {
+                var best = 0
+                for i in 1..<V where logits[r * V + i] > logits[r * V + best] { best = i }
+                tokens[r] = best
+                out[r].append(best)
+            }
+        }
+        return out
+    }
+
+    public func profileDecode(rows: Int) throws -> [(part: String, microseconds: Double, bytes: Int)] {
+        throw Mamba2Error.invalidArgument("profile", reason: "timing the parts of a decode step alone is implemented for the GPU (\(deviceDescription) has none)")
+    }
+
+    /// Bytes one decode step of one row reads: every weight once in the backend's matrix type (the tied head
+    /// reads the embedding), plus the row's state read and written.
+    public var bytesPerDecodedToken: Int {
+        Mamba2Model.decodeWeightBytes(config, matrices: weightType) + 2 * config.stateFloatsPerSequence * 4
+    }
+
     /// Prefills one sequence on `row`, taking a copy of the state after each of `offsets` tokens (each in
     /// 1..<sequence.count, increasing): what a prefix cache keeps. Choose offsets on chunk boundaries
     /// (multiples of `config.chunkSize`) so that the state a restored prefix reaches is the one a full
