@@ -50,3 +50,49 @@ extension CUDADevice {
         try compile(spec.source, name: spec.name, kernels: spec.kernels)
     }
 }
+
+/// A compiled module's entry points; taking one that is missing is an error naming it (not a trap).
+package struct LoadedModule {
+    let name: String
+    let kernels: [String: CUDAKernel]
+    package func entry(_ kernel: String) throws -> CUDAKernel {
+        guard let k = kernels[kernel] else { throw Mamba2Error.invalidArgument("kernel \(kernel)", reason: "not an entry point of \(name)") }
+        return k
+    }
+}
+
+extension CUDADevice {
+    package func load(_ spec: CUDAModuleSpec) throws -> LoadedModule { LoadedModule(name: spec.name, kernels: try compile(spec)) }
+}
+
+/// The model module's kernels as typed fields: call sites name a field, never a string.
+package struct ModelKernels {
+    package let embed, rmsnorm, gatedNorm, addBias, gatherRows, convPrefill, convStep, ssdStep, gemv, argmax, fillNormal: CUDAKernel
+    package init(device: CUDADevice, precision: WeightType) throws {
+        let m = try device.load(CUDAKernelTable.model(precision))
+        embed = try m.entry("m_embed"); rmsnorm = try m.entry("m_rmsnorm"); gatedNorm = try m.entry("m_gated_norm")
+        addBias = try m.entry("m_add_bias"); gatherRows = try m.entry("m_gather_rows"); convPrefill = try m.entry("m_conv_prefill")
+        convStep = try m.entry("m_conv_step"); ssdStep = try m.entry("m_ssd_step"); gemv = try m.entry("m_gemv")
+        argmax = try m.entry("m_argmax"); fillNormal = try m.entry("m_fill_normal")
+    }
+}
+
+/// The plain float32 SSD's kernels.
+package struct PlainSSDKernels {
+    package let chunkState, statePassing, bmm, chunkScan, sequenceStates: CUDAKernel
+    package init(device: CUDADevice) throws {
+        let m = try device.load(CUDAKernelTable.plainSSD)
+        chunkState = try m.entry("ssd_chunk_state"); statePassing = try m.entry("ssd_state_passing"); bmm = try m.entry("ssd_bmm")
+        chunkScan = try m.entry("ssd_chunk_scan"); sequenceStates = try m.entry("ssd_sequence_states")
+    }
+}
+
+/// The tensor-core SSD's kernels.
+package struct TensorCoreSSDKernels {
+    package let state, passing, scan, sequenceStates: CUDAKernel
+    package init(device: CUDADevice, f16: Bool, stateSize: Int) throws {
+        let m = try device.load(CUDAKernelTable.tensorCoreSSD(f16: f16, stateSize: stateSize))
+        state = try m.entry("ssd_tc_state"); passing = try m.entry("ssd_tc_passing"); scan = try m.entry("ssd_tc_scan")
+        sequenceStates = try m.entry("ssd_sequence_states")
+    }
+}

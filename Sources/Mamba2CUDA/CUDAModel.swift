@@ -22,7 +22,7 @@ public final class CUDAModel: @unchecked Sendable {
     public let device: CUDADevice
     public let config: Mamba2Config
     public let precision: Precision
-    let k: [String: CUDAKernel]
+    let k: ModelKernels
     /// The SSD of prefill: tensor cores when the shape and precision allow, else the plain kernels.
     package let tc: CUDATensorCoreSSD?
     let plain: CUDASSD?
@@ -83,7 +83,7 @@ public final class CUDAModel: @unchecked Sendable {
             stream &+= 0xD1B5_4A32_D192_ED03
             let a = KernelArguments()
             a.add(n); a.add(stream); a.add(Float(0.02)); a.add(b)
-            try k["m_fill_normal"]!.launch(grid: (1024, 1, 1), block: (256, 1, 1), arguments: a)
+            try k.fillNormal.launch(grid: (1024, 1, 1), block: (256, 1, 1), arguments: a)
         }
         let c = config
         try fill(embedding, c.paddedVocabSize * c.dModel)
@@ -112,8 +112,8 @@ public final class CUDAModel: @unchecked Sendable {
         self.device = device
         config = c
         self.precision = precision
-        k = try device.compile(CUDAKernelTable.model(precision))
-        try k["m_gemv"]!.allowSharedMemory(Self.gemvRows * max(c.dModel, c.dSSM) * 4)
+        k = try ModelKernels(device: device, precision: precision)
+        try k.gemv.allowSharedMemory(Self.gemvRows * max(c.dModel, c.dSSM) * 4)
         let tcShape = c.headDim == CUDATensorCoreSSD.headDim && c.dState % 32 == 0 && c.dState <= 128
         if precision != .f32 && tcShape {
             tc = try CUDATensorCoreSSD(device: device, elementType: precision == .bf16 ? .bf16 : .f16, stateSize: c.dState)
@@ -323,7 +323,7 @@ public final class CUDAModel: @unchecked Sendable {
         try buf.tokens.upload(sequences.joined().map { Int32($0) })
         let a0 = KernelArguments()
         a0.add(Int32(c.dModel)); a0.add(buf.tokens); a0.add(embedding); a0.add(buf.residual); a0.add(UInt64(0))
-        try k["m_embed"]!.launch(grid: (T, 1, 1), block: (256, 1, 1), arguments: a0)
+        try k.embed.launch(grid: (T, 1, 1), block: (256, 1, 1), arguments: a0)
         let (H, G, N) = (c.nHeads, c.nGroups, c.dState)
         let half = tc != nil
         for (i, l) in layers.enumerated() {
@@ -336,7 +336,7 @@ public final class CUDAModel: @unchecked Sendable {
             ac.add(l.convW); ac.add(l.convB?.pointer ?? 0); ac.add(Int32(half ? 1 : 0))
             ac.add(buf.x); ac.add(buf.B); ac.add(buf.C); ac.add(buf.dt); ac.add(states.conv[i])
             ac.add(packed?.seqStart.pointer ?? 0); ac.add(packed?.tokenEnd.pointer ?? 0); ac.add(packed?.tokenSequence.pointer ?? 0)
-            try k["m_conv_prefill"]!.launch(grid: ((c.convDim + H + 255) / 256, L, b), block: (256, 1, 1), arguments: ac)
+            try k.convPrefill.launch(grid: ((c.convDim + H + 255) / 256, L, b), block: (256, 1, 1), arguments: ac)
             try ssd(rows: b, length: L, layer: l, buffers: buf, states: states.ssm[i], packed: packed)
             try gatedNorm(rows: T, y: buf.y, yHalf: half, z: buf.zx, w: l.gateNorm, out: buf.normed)
             try gemm(rows: T, out: c.dModel, in: c.dSSM, x: buf.normed, w: l.outProj, y: buf.residual, accumulate: true)
@@ -363,7 +363,7 @@ public final class CUDAModel: @unchecked Sendable {
             try last.upload(packed?.lastTokens.map { Int32($0) } ?? (0..<n).map { Int32($0 * L + L - 1) })
             let ag = KernelArguments()
             ag.add(Int32(c.dModel)); ag.add(last); ag.add(buf.residual); ag.add(residual1)
-            try k["m_gather_rows"]!.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: ag)
+            try k.gatherRows.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: ag)
             try head(rows: n)
             try device.synchronize()
             return Tensor(shape: [n, V], data: try logits1.download(n * V, as: Float.self))
@@ -392,7 +392,7 @@ public final class CUDAModel: @unchecked Sendable {
     func rmsnorm(rows: Int, x: CUDABuffer, ldx: Int, w: CUDABuffer, out: CUDABuffer) throws {
         let a = KernelArguments()
         a.add(Int32(config.dModel)); a.add(config.rmsNormEps); a.add(x); a.add(Int32(ldx)); a.add(w); a.add(out)
-        try k["m_rmsnorm"]!.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a)
+        try k.rmsnorm.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a)
     }
 
     /// m_gated_norm over token rows: y (f32 or 16-bit) gated by z (in zx), normalized per group.
@@ -401,13 +401,13 @@ public final class CUDAModel: @unchecked Sendable {
         let a = KernelArguments()
         a.add(Int32(c.dSSM)); a.add(Int32(c.nGroups)); a.add(c.rmsNormEps); a.add(Int32(c.normBeforeGate ? 1 : 0))
         a.add(y); a.add(Int32(yHalf ? 1 : 0)); a.add(z); a.add(Int32(c.inProjSize)); a.add(w); a.add(out)
-        try k["m_gated_norm"]!.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a)
+        try k.gatedNorm.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a)
     }
 
     func addBias(rows: Int, n: Int, y: CUDABuffer, bias: CUDABuffer) throws {
         let a = KernelArguments()
         a.add(Int32(n)); a.add(y); a.add(bias)
-        try k["m_add_bias"]!.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a)
+        try k.addBias.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a)
     }
 
     /// The SSD's scratch for one prefill shape (rows, length): dt after softplus and the cumulative decay

@@ -17,7 +17,7 @@ extension CUDAModel {
         a.add(Int32(c.dSSM)); a.add(Int32(c.convDim)); a.add(Int32(c.dConv)); a.add(conv?.layer.convW.pointer ?? 0)
         a.add(conv?.layer.convB?.pointer ?? 0); a.add(conv?.state.pointer ?? 0); a.add(conv == nil ? 0 : xbc1.pointer)
         let tiles = (out + 15) / 16  // 8 warps × RPW rows
-        try k["m_gemv"]!.launch(grid: (min(tiles, 2 * device.multiprocessors), (rows + Self.gemvRows - 1) / Self.gemvRows, 1),
+        try k.gemv.launch(grid: (min(tiles, 2 * device.multiprocessors), (rows + Self.gemvRows - 1) / Self.gemvRows, 1),
                                 block: (256, 1, 1), sharedBytes: min(rows, Self.gemvRows) * `in` * 4, arguments: a, dependent: true)
     }
 
@@ -40,7 +40,7 @@ extension CUDAModel {
         let a = KernelArguments()
         a.add(Int32(c.convDim)); a.add(Int32(c.dConv)); a.add(zx1); a.add(Int32(c.inProjSize)); a.add(Int32(c.dSSM))
         a.add(l.convW); a.add(l.convB?.pointer ?? 0); a.add(convStates[i]); a.add(xbc1)
-        try k["m_conv_step"]!.launch(grid: ((c.convDim + 255) / 256, n, 1), block: (256, 1, 1), arguments: a)
+        try k.convStep.launch(grid: ((c.convDim + 255) / 256, n, 1), block: (256, 1, 1), arguments: a)
     }
 
     /// Decode's SSD step of layer i for `n` rows: xbc1 and dt (in zx1) in, the layer's state updated, y1 out.
@@ -50,7 +50,7 @@ extension CUDAModel {
         for v in [c.nHeads, c.headDim, c.dState, c.nGroups, c.dSSM, c.convDim] { a.add(Int32(v)) }
         a.add(xbc1); a.add(zx1); a.add(Int32(c.inProjSize)); a.add(Int32(c.dSSM + c.convDim)); a.add(l.dtBias); a.add(l.A)
         a.add(c.dtLimit.lo); a.add(c.dtLimit.hi); a.add(l.D); a.add(Int32(c.dHasHeadDim ? 1 : 0)); a.add(ssmStates[i]); a.add(y1)
-        try k["m_ssd_step"]!.launch(grid: ((c.headDim + 3) / 4, c.nHeads, n), block: (128, 1, 1), arguments: a, dependent: true)
+        try k.ssdStep.launch(grid: ((c.headDim + 3) / 4, c.nHeads, n), block: (128, 1, 1), arguments: a, dependent: true)
     }
 
     /// Decode's out_proj of layer i, the gated RMSNorm in front, added into the residual.
@@ -84,7 +84,7 @@ extension CUDAModel {
         let V = config.paddedVocabSize
         let ae = KernelArguments()
         ae.add(Int32(config.dModel)); ae.add(tokens1); ae.add(embedding); ae.add(residual1); ae.add(greedy ? counter.pointer : 0)
-        try k["m_embed"]!.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: ae)
+        try k.embed.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: ae)
         for i in layers.indices {
             try inProjection(rows: n, layer: i)
             try ssdStep(rows: n, layer: i)
@@ -94,7 +94,7 @@ extension CUDAModel {
         if greedy {
             let aa = KernelArguments()
             aa.add(Int32(V)); aa.add(logits1); aa.add(tokens1); aa.add(counter); aa.add(history?.pointer ?? 0); aa.add(Int32(historyCapacity))
-            try k["m_argmax"]!.launch(grid: (n, 1, 1), block: (1024, 1, 1), arguments: aa, dependent: true)
+            try k.argmax.launch(grid: (n, 1, 1), block: (1024, 1, 1), arguments: aa, dependent: true)
         }
     }
 

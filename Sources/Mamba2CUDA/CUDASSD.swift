@@ -3,11 +3,11 @@ import Mamba2
 /// as `SSD.run`, packed rows (seqIdx) included; a state per sequence (`sequenceInitialStates`) is not taken yet.
 public final class CUDASSD: @unchecked Sendable {
     let device: CUDADevice
-    let kernels: [String: CUDAKernel]
+    let kernels: PlainSSDKernels
 
     public init(device: CUDADevice) throws {
         self.device = device
-        kernels = try device.compile(CUDAKernelTable.plainSSD)
+        kernels = try PlainSSDKernels(device: device)
     }
 
     /// Inputs uploaded once, for timing the kernels alone.
@@ -52,17 +52,17 @@ public final class CUDASSD: @unchecked Sendable {
         for v in [p.L, p.H, p.P, p.G, p.N, p.Q] { a1.add(Int32(v)) }
         a1.add(p.x); a1.add(p.dt); a1.add(p.dtBias?.pointer ?? 0); a1.add(p.A); a1.add(Int32(p.softplus ? 1 : 0))
         a1.add(p.lo); a1.add(p.hi); a1.add(p.B); a1.add(p.packed?.seqStart.pointer ?? 0); a1.add(p.dtOut); a1.add(p.cumOut); a1.add(p.chunkStates); a1.add(p.chunkDecay)
-        try kernels["ssd_chunk_state"]!.launch(grid: (p.nchunks, p.H, p.b), block: (256, 1, 1), sharedBytes: p.Q * 4, arguments: a1)
+        try kernels.chunkState.launch(grid: (p.nchunks, p.H, p.b), block: (256, 1, 1), sharedBytes: p.Q * 4, arguments: a1)
 
         let a2 = KernelArguments()
         for v in [p.H, p.P, p.N, p.nchunks] { a2.add(Int32(v)) }
         a2.add(p.chunkStates); a2.add(p.chunkDecay); a2.add(p.initial?.pointer ?? 0); a2.add(p.statesIn); a2.add(p.finalStates)
-        try kernels["ssd_state_passing"]!.launch(grid: (p.H, p.b, 1), block: (256, 1, 1), arguments: a2)
+        try kernels.statePassing.launch(grid: (p.H, p.b, 1), block: (256, 1, 1), arguments: a2)
 
         let ab = KernelArguments()
         for v in [p.L, p.G, p.N, p.Q] { ab.add(Int32(v)) }
         ab.add(p.B); ab.add(p.C); ab.add(p.CB)
-        try kernels["ssd_bmm"]!.launch(grid: (p.nchunks, p.G, p.b), block: (256, 1, 1), arguments: ab)
+        try kernels.bmm.launch(grid: (p.nchunks, p.G, p.b), block: (256, 1, 1), arguments: ab)
 
         let a3 = KernelArguments()
         for v in [p.L, p.H, p.P, p.G, p.N, p.Q] { a3.add(Int32(v)) }
@@ -75,9 +75,9 @@ public final class CUDASSD: @unchecked Sendable {
         guard shared <= 48 * 1024 else {
             throw Mamba2Error.invalidArgument("state", reason: "P·N = \(p.P * p.N) is too large for the GPU chunk-scan kernel's shared memory yet")
         }
-        try kernels["ssd_chunk_scan"]!.launch(grid: (p.nchunks * tiles, p.H, p.b), block: (256, 1, 1), sharedBytes: shared, arguments: a3)
+        try kernels.chunkScan.launch(grid: (p.nchunks * tiles, p.H, p.b), block: (256, 1, 1), sharedBytes: shared, arguments: a3)
         if let packed = p.packed, let out = p.sequenceStates {
-            try packed.launchSequenceStates(kernels["ssd_sequence_states"]!, L: p.L, H: p.H, P: p.P, G: p.G, N: p.N, Q: p.Q,
+            try packed.launchSequenceStates(kernels.sequenceStates, L: p.L, H: p.H, P: p.P, G: p.G, N: p.N, Q: p.Q,
                                             nchunks: p.nchunks, x: p.x, B: p.B, dtOut: p.dtOut, cumOut: p.cumOut, statesIn: p.statesIn,
                                             initial: p.initial, finalStates: p.finalStates, out: out)
         }

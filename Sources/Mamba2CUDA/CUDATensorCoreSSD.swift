@@ -12,7 +12,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
     public let device: CUDADevice
     public let elementType: ElementType
     public let stateSize: Int
-    let kernels: [String: CUDAKernel]
+    let kernels: TensorCoreSSDKernels
     let shared: (state: Int, scan: Int)
     static let chunk = 128, headDim = 64
     /// At most this many heads per block (the state kernel keeps a row of weights per head in shared memory).
@@ -25,10 +25,10 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         self.device = device
         self.elementType = elementType
         stateSize = N
-        kernels = try device.compile(CUDAKernelTable.tensorCoreSSD(f16: elementType == .f16, stateSize: N))
+        kernels = try TensorCoreSSDKernels(device: device, f16: elementType == .f16, stateSize: N)
         shared = CUDAKernelSource.tensorCoreShared(stateSize: N)
-        try kernels["ssd_tc_state"]!.allowSharedMemory(shared.state)
-        try kernels["ssd_tc_scan"]!.allowSharedMemory(shared.scan)
+        try kernels.state.allowSharedMemory(shared.state)
+        try kernels.scan.allowSharedMemory(shared.scan)
     }
 
     /// Float32 values as 16-bit patterns of this element type.
@@ -105,13 +105,13 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         a1.add(p.x); a1.add(p.dt); a1.add(p.dtBias?.pointer ?? 0); a1.add(p.A); a1.add(Int32(p.softplus ? 1 : 0))
         a1.add(p.lo); a1.add(p.hi); a1.add(p.B); a1.add(p.packed?.seqStart.pointer ?? 0); a1.add(p.dtOut); a1.add(p.cumOut); a1.add(p.states); a1.add(p.chunkDecay)
         let blocksZ = p.G * (p.H / p.G / p.hb)
-        if only == nil || only == 0 { try kernels["ssd_tc_state"]!.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: shared.state, arguments: a1) }
+        if only == nil || only == 0 { try kernels.state.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: shared.state, arguments: a1) }
 
         let a2 = KernelArguments()
         a2.add(Int32(p.H)); a2.add(Int32(p.nchunks)); a2.add(p.states); a2.add(p.chunkDecay)
         a2.add(p.initial?.pointer ?? 0); a2.add(p.finalStates); a2.add(p.statesIn)
         if only == nil || only == 1 {
-            try kernels["ssd_tc_passing"]!.launch(grid: (Self.headDim * N / 512, p.H, p.b), block: (256, 1, 1), arguments: a2)
+            try kernels.passing.launch(grid: (Self.headDim * N / 512, p.H, p.b), block: (256, 1, 1), arguments: a2)
         }
 
         let a3 = KernelArguments()
@@ -119,10 +119,10 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         a3.add(p.x); a3.add(p.z?.pointer ?? 0); a3.add(p.B); a3.add(p.C); a3.add(p.D?.pointer ?? 0)
         a3.add(Int32(p.dPerChannel ? 1 : 0)); a3.add(p.dtOut); a3.add(p.cumOut); a3.add(p.statesIn); a3.add(p.packed?.seqStart.pointer ?? 0); a3.add(p.y)
         if only == nil || only == 2 {
-            try kernels["ssd_tc_scan"]!.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: shared.scan, arguments: a3)
+            try kernels.scan.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: shared.scan, arguments: a3)
         }
         if only == nil, let packed = p.packed, let out = p.sequenceStates {
-            try packed.launchSequenceStates(kernels["ssd_sequence_states"]!, L: p.L, H: p.H, P: Self.headDim, G: p.G, N: N,
+            try packed.launchSequenceStates(kernels.sequenceStates, L: p.L, H: p.H, P: Self.headDim, G: p.G, N: N,
                                             Q: Self.chunk, nchunks: p.nchunks, x: p.x, B: p.B, dtOut: p.dtOut, cumOut: p.cumOut,
                                             statesIn: p.statesIn, initial: p.initial, finalStates: p.finalStates, out: out)
         }

@@ -17,7 +17,7 @@ public enum CUDASelfTest {
     public static func run(device: CUDADevice, seed: UInt64) throws -> [Check] {
         // The model's own decode step kernel (float32 build), fed as the model feeds it: x, B, C in one row
         // (x | B | C, conv_dim = H·P + 2·G·N), dt raw in another (ld = H, offset 0).
-        let kernels = try device.compile(CUDAKernelTable.model(.f32))
+        let kernels = try ModelKernels(device: device, precision: .f32)
         var rng = SplitMix64(seed: seed)
         var checks: [Check] = []
         // The mamba2-130m decode shape, and an odd one with groups and D per channel.
@@ -40,7 +40,7 @@ public enum CUDASelfTest {
             args.add(try CUDABuffer(x + B + C, on: device)); args.add(try CUDABuffer(dtRaw, on: device)); args.add(Int32(H)); args.add(Int32(0))
             args.add(try CUDABuffer(dtBias, on: device)); args.add(try CUDABuffer(A, on: device)); args.add(Float(0)); args.add(Float.infinity)
             args.add(try CUDABuffer(D, on: device)); args.add(Int32(perChannel ? 1 : 0)); args.add(stateGPU); args.add(yGPU)
-            try kernels["m_ssd_step"]!.launch(grid: ((P + 3) / 4, H, 1), block: (128, 1, 1), arguments: args)
+            try kernels.ssdStep.launch(grid: ((P + 3) / 4, H, 1), block: (128, 1, 1), arguments: args)
             try device.synchronize()
             let y = try yGPU.download(), s = try stateGPU.download()
             checks.append(Check(name: "ssd decode step H=\(H) P=\(P) N=\(N) G=\(G)\(perChannel ? " D per channel" : "") y",
