@@ -50,6 +50,24 @@ typedef _Float16 mk_h16x16 __attribute__((ext_vector_type(16), aligned(2)));
             const float *x1 = nb > 1 ? x0 + ldx : x0;                                                  \
             const float *x2 = nb > 2 ? x0 + 2 * (size_t)ldx : x0;                                      \
             const float *x3 = nb > 3 ? x0 + 3 * (size_t)ldx : x0;                                      \
+            if (nb == 1) {                                                                             \
+                /* One row (batch-1 decode): four independent sums, 64 weights a step. */              \
+                for (int n = n0; n < n1; n++) {                                                        \
+                    const WT *wr = W + (size_t)n * K;                                                  \
+                    mk_f32x16 s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                          \
+                    int k = 0;                                                                         \
+                    for (; k + 64 <= K; k += 64) {                                                     \
+                        s0 += VLOAD(wr + k) * MK_LOAD_F32(x0 + k);                                     \
+                        s1 += VLOAD(wr + k + 16) * MK_LOAD_F32(x0 + k + 16);                           \
+                        s2 += VLOAD(wr + k + 32) * MK_LOAD_F32(x0 + k + 32);                           \
+                        s3 += VLOAD(wr + k + 48) * MK_LOAD_F32(x0 + k + 48);                           \
+                    }                                                                                  \
+                    float a0 = MK_SUM16((s0 + s1) + (s2 + s3));                                        \
+                    for (; k < K; k++) a0 += (LOAD) * x0[k];                                           \
+                    Y[(size_t)b0 * ldy + n] = a0 + (bias ? bias[n] : 0.0f);                            \
+                }                                                                                      \
+                continue;                                                                              \
+            }                                                                                          \
             for (int n = n0; n < n1; n++) {                                                            \
                 const WT *wr = W + (size_t)n * K;                                                      \
                 mk_f32x16 v0 = 0, v1 = 0, v2 = 0, v3 = 0, u0 = 0, u1 = 0, u2 = 0, u3 = 0;              \
