@@ -40,7 +40,8 @@ typedef _Float16 mk_h16x16 __attribute__((ext_vector_type(16), aligned(2)));
 
 // One kernel per weight type (LOAD reads element k of weight row `wr`, VLOAD 16 of them), so each inner loop
 // is a plain dot product. Rows of X are taken 4 at a time (fewer rows repeat row 0: the weights stream from
-// memory once either way, and the loop has no branch); each row keeps two vector sums (32 weights a step).
+// memory once either way, and the loop has no branch), 16 weights a step, one vector sum per row (a
+// second sum per row, 32 weights a step, kept more vectors live and made the bf16 conversions slower).
 #define MK_GEMV_KERNEL(NAME, WT, LOAD, VLOAD)                                                          \
     MK_CLONES static void NAME(int B, int n0, int n1, int K, const float *X, int ldx, const WT *W,     \
                                const float *bias, float *Y, int ldy) {                                 \
@@ -70,17 +71,14 @@ typedef _Float16 mk_h16x16 __attribute__((ext_vector_type(16), aligned(2)));
             }                                                                                          \
             for (int n = n0; n < n1; n++) {                                                            \
                 const WT *wr = W + (size_t)n * K;                                                      \
-                mk_f32x16 v0 = 0, v1 = 0, v2 = 0, v3 = 0, u0 = 0, u1 = 0, u2 = 0, u3 = 0;              \
+                mk_f32x16 v0 = 0, v1 = 0, v2 = 0, v3 = 0;                                              \
                 int k = 0;                                                                             \
-                for (; k + 32 <= K; k += 32) {                                                         \
-                    const mk_f32x16 w = VLOAD(wr + k), w2 = VLOAD(wr + k + 16);                        \
-                    v0 += w * MK_LOAD_F32(x0 + k); u0 += w2 * MK_LOAD_F32(x0 + k + 16);                \
-                    v1 += w * MK_LOAD_F32(x1 + k); u1 += w2 * MK_LOAD_F32(x1 + k + 16);                \
-                    v2 += w * MK_LOAD_F32(x2 + k); u2 += w2 * MK_LOAD_F32(x2 + k + 16);                \
-                    v3 += w * MK_LOAD_F32(x3 + k); u3 += w2 * MK_LOAD_F32(x3 + k + 16);                \
+                for (; k + 16 <= K; k += 16) {                                                         \
+                    const mk_f32x16 w = VLOAD(wr + k);                                                 \
+                    v0 += w * MK_LOAD_F32(x0 + k); v1 += w * MK_LOAD_F32(x1 + k);                      \
+                    v2 += w * MK_LOAD_F32(x2 + k); v3 += w * MK_LOAD_F32(x3 + k);                      \
                 }                                                                                      \
-                float a0 = MK_SUM16(v0 + u0), a1 = MK_SUM16(v1 + u1), a2 = MK_SUM16(v2 + u2),          \
-                      a3 = MK_SUM16(v3 + u3);                                                          \
+                float a0 = MK_SUM16(v0), a1 = MK_SUM16(v1), a2 = MK_SUM16(v2), a3 = MK_SUM16(v3);      \
                 for (; k < K; k++) {                                                                   \
                     const float w = LOAD;                                                              \
                     a0 += w * x0[k]; a1 += w * x1[k]; a2 += w * x2[k]; a3 += w * x3[k];                \
