@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The SSD forward side by side on one GPU, in one run: the reference Triton kernels of mamba_ssm
 (`mamba_chunk_scan_combined`), FlashAttention-2 (PyTorch's SDPA flash backend, causal, same heads and
-head dim) and ours (`mamba2 bench ssd --device cuda`).
+head dim) and ours (`mamba2 bench ssd-kernels --device cuda`).
 
 Same work on every side: 32 heads, head dim 64, one group, chunk 256, batch × length = 65,536 tokens,
 D per head, dt_bias with softplus, final states returned. The reference runs in bf16 (x, dt, B, C;
@@ -120,7 +120,7 @@ def main():
         del q, k, v
     for N in states:
         ours = json.loads(subprocess.run(
-            [a.ours, "bench", "ssd", "--device", "cuda", "--lengths", a.lengths, "--tokens", str(a.tokens), "--heads", str(H),
+            [a.ours, "bench", "ssd-kernels", "--device", "cuda", "--lengths", a.lengths, "--tokens", str(a.tokens), "--heads", str(H),
              "--head-dim", str(P), "--state-size", str(N), "--groups", str(G), "--chunk-size", str(Q),
              "--repetitions", str(a.runs), "--dtype", a.ours_dtype, "--json"], check=True, capture_output=True, text=True).stdout)
         ours_ms = {r["L"]: r["ms"] for r in ours["rows"]}

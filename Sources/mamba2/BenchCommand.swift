@@ -7,7 +7,7 @@ import Mamba2Diagnostics
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks that print tables (and JSON).",
-        subcommands: [BenchModelCommand.self, BenchSSDCommand.self, BenchTokenizerCommand.self, BenchTrainCommand.self], defaultSubcommand: BenchModelCommand.self
+        subcommands: [BenchModelCommand.self, BenchSSDCommand.self, BenchSSDKernelsCommand.self, BenchTokenizerCommand.self, BenchTrainCommand.self], defaultSubcommand: BenchModelCommand.self
     )
 }
 
@@ -106,14 +106,8 @@ struct BenchSSDCommand: ParsableCommand {
     @Option(help: "Chunk size Q of the chunked form.") var chunkSize: Int = 256
     @Option(help: "Repetitions per cell (the best is reported; on the GPU the median).") var repetitions: Int = 3
     @Flag(help: "Print JSON instead of a table.") var json = false
-    @OptionGroup var device: DeviceOptions
-    @Option(help: "With --device cuda: batch × length held at this many tokens (b = tokens / L); default b = 1.") var tokens: Int?
-    @Option(help: "With --device cuda: f32 (the plain kernels), bf16 or f16 (the tensor-core kernels).") var dtype: WeightType = .f32
-    @Flag(help: "With --device cuda and a 16-bit dtype: also time each of the three kernels alone.") var breakdown = false
-
     func run() throws {
         try compute.apply()
-        if device.isCUDA { return try runCUDA() }
         var bench = SSDBenchmark()
         bench.lengths = try parseInts(lengths, option: "--lengths")
         bench.heads = heads; bench.headDim = headDim; bench.stateSize = stateSize; bench.groups = groups
@@ -150,12 +144,37 @@ struct BenchSSDCommand: ParsableCommand {
     }
 }
 
-extension BenchSSDCommand {
+/// The GPU's SSD kernels alone (GPU-only, as `selftest` is: on the CPU, `bench ssd` times the layer's forms).
+struct BenchSSDKernelsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ssd-kernels",
+        abstract: "Times the GPU's chunked SSD kernels (plain float32 or tensor cores) on an NVIDIA GPU."
+    )
+    @Option(help: "Sequence lengths, comma-separated.") var lengths: String = "2048,16384,65536"
+    @Option(help: "Heads H.") var heads: Int = 32
+    @Option(help: "Head dimension P.") var headDim: Int = 64
+    @Option(help: "State size N.") var stateSize: Int = 128
+    @Option(help: "Groups G.") var groups: Int = 1
+    @Option(help: "Chunk size Q.") var chunkSize: Int = 256
+    @Option(help: "Timed launches per length (the median is reported).") var repetitions: Int = 100
+    @Flag(help: "Print JSON instead of a table.") var json = false
+    @Option(help: "The GPU: cuda or cuda:N.") var device: DeviceChoice = .cuda(0)
+    @Option(help: "Batch × length held at this many tokens (b = tokens / L); default b = 1.") var tokens: Int?
+    @Option(help: "f32 (the plain kernels), bf16 or f16 (the tensor-core kernels).") var dtype: WeightType = .f32
+    @Flag(help: "With a 16-bit dtype: also time each of the three kernels alone.") var breakdown = false
+
+    func run() throws {
+        guard case let .cuda(ordinal) = device else { throw ValidationError("--device must be cuda or cuda:N: these are the GPU's kernels (bench ssd times the CPU's forms)") }
+        try runCUDA(ordinal: ordinal)
+    }
+}
+
+extension BenchSSDKernelsCommand {
     /// The GPU's chunked SSD forward, kernels only, median of `repetitions` timed launches (each ended by a
     /// device synchronize, so a launch's host overhead is included), with D, dt_bias + softplus and the
     /// final states, as the reference's mamba_chunk_scan_combined is timed by benchmarks/gpu_ssd_compare.py.
-    func runCUDA() throws {
-        let dev = try CUDADevice(ordinal: device.cudaOrdinal)
+    func runCUDA(ordinal: Int) throws {
+        let dev = try CUDADevice(ordinal: ordinal)
         let plain = dtype == .f32 ? try CUDASSD(device: dev) : nil
         let tc: CUDATensorCoreSSD?
         switch dtype {

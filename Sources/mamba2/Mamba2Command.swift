@@ -67,6 +67,4 @@ struct DeviceOptions: ParsableArguments {
     @Option(help: "cpu, cuda or cuda:N: run on an NVIDIA GPU (needs its driver, NVRTC and cuBLAS).")
     var device: DeviceChoice = .cpu
 
-    var isCUDA: Bool { device != .cpu }
-    var cudaOrdinal: Int { if case let .cuda(n) = device { return n }; return 0 }
 }

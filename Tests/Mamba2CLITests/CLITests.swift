@@ -94,8 +94,9 @@ struct CLITests {
         (["generate", "--model", "TINY", "--prompt-ids", "1", "--device", "gpu"], "--device"),
         (["generate", "--model", "TINY", "--prompt-ids", "1", "--device", "cuda", "--weights-dtype", "fp8"], "--weights-dtype"),
         (["bench", "--shape", "130m", "--device", "cuda"], "libcuda.so.1"),
-        (["bench", "ssd", "--device", "cuda", "--dtype", "bf16"], "libcuda.so.1"),
-        (["bench", "ssd", "--device", "tpu"], "--device"),
+        (["bench", "ssd-kernels", "--device", "cuda", "--dtype", "bf16"], "libcuda.so.1"),
+        (["bench", "ssd-kernels", "--device", "tpu"], "--device"),
+        (["bench", "ssd-kernels", "--device", "cpu"], "--device"),
         (["generate", "--model", "TINY", "--prompts-file", "/nonexistent-prompts.txt", "--device", "cuda"], "libcuda.so.1"),
     ])
     func badInput(args: [String], mentions: String) throws {
