@@ -173,9 +173,11 @@ struct FiniteDifferenceTests {
     // Central differences in float64 on the plain reference, at random coordinates of every parameter
     // tensor of a fresh random model with biases, an untied head, D per channel and 2 groups, agree with
     // the reference's analytic gradients within 1e-6 relative. The five-point stencil
-    // (−L(θ+2h) + 8L(θ+h) − 8L(θ−h) + L(θ−2h)) / 12h with h = 1e-3·max(1, |θ|) has truncation error
-    // O(h⁴) ≈ 1e-12 and rounding error ≈ 1e-16·L/h ≈ 1e-12; so coordinates whose gradient is below 1e-5
-    // are skipped (there 1e-12 is no longer 1e-6 relative); 3 per tensor are checked.
+    // D(h) = (−L(θ+2h) + 8L(θ+h) − 8L(θ−h) + L(θ−2h)) / 12h has truncation error (h⁴/30)·L⁽⁵⁾; at
+    // h = 1e-3·max(1, |θ|) that was seen reaching 7e-11 (a conv bias whose fifth derivative is ~2e3),
+    // 1.7e-6 of a 4e-5 gradient, so one stencil is not enough. Richardson's (16·D(h/2) − D(h)) / 15 cancels
+    // the h⁴ term, leaving O(h⁶) ≈ 1e-18·L⁽⁷⁾; rounding is ≈ 1e-16·L/(h/2) ≈ 1e-12. Coordinates whose
+    // gradient is below 1e-5 are skipped (there 1e-12 is no longer far below 1e-6 relative); 3 per tensor.
     @Test("analytic gradients equal central differences")
     func centralDifferences() throws {
         let c = Mamba2Config(dModel: 16, nLayer: 2, vocabSize: 20, padVocabSizeMultiple: 4, dState: 4, dConv: 3, expand: 2,
@@ -207,13 +209,16 @@ struct FiniteDifferenceTests {
             for i in (0..<n).shuffled(using: &rng).prefix(40) where done < 3 {
                 let analytic = grads[name]![i]
                 if abs(analytic) < 1e-5 { continue }
-                let h = 1e-3 * max(1, abs(params[name]![i]))
-                func loss(_ k: Double) throws -> Double {
+                func loss(_ delta: Double) throws -> Double {
                     var p = params
-                    p[name]![i] += k * h
+                    p[name]![i] += delta
                     return try ReferenceGradients.compute(config: c, parameters: p, sequences: seqs).loss
                 }
-                let fd = (-(try loss(2)) + 8 * (try loss(1)) - 8 * (try loss(-1)) + (try loss(-2))) / (12 * h)
+                func stencil(_ h: Double) throws -> Double {
+                    (-(try loss(2 * h)) + 8 * (try loss(h)) - 8 * (try loss(-h)) + (try loss(-2 * h))) / (12 * h)
+                }
+                let h = 1e-3 * max(1, abs(params[name]![i]))
+                let fd = (16 * (try stencil(h / 2)) - (try stencil(h))) / 15
                 let rel = abs(fd - analytic) / abs(analytic)
                 worst = max(worst, rel)
                 #expect(rel < 1e-6, "seed \(rng.seed) \(name)[\(i)]: analytic \(analytic), finite difference \(fd), relative \(rel)")
