@@ -23,12 +23,13 @@ extension SSD {
     ///   h_t = exp(dt_t·A)·h_{t−1} + dt_t·x_t⊗B_t,  y_t = (h_t·C_t + D·x_t)·silu(z_t)),
     /// in float64, keeping every state of the forward pass (memory O(L·H·P·N): for tests and small
     /// problems; `backward` is the fast chunked one). `gradY` is dLoss/dy (b, L, H, P); `gradFinalStates`
-    /// dLoss/d(final states) (b, H, P, N) or nil. Packed sequences (seqIdx) are not supported here.
+    /// dLoss/d(final states) (b, H, P, N) or nil. Packed rows (seqIdx): the state resets where a new
+    /// sequence begins, and the initial state is the row's first sequence's (as in the forward).
     public static func backwardReference(_ input: SSDInput, options: SSDOptions, gradY: Tensor,
                                          gradFinalStates: Tensor? = nil) throws -> SSDGradients {
         let pr = try SSDProblem(input, options: options)
-        guard input.seqIdx == nil, input.sequenceInitialStates == nil else {
-            throw Mamba2Error.invalidArgument("seq_idx", reason: "the reference backward takes one sequence per row")
+        guard input.sequenceInitialStates == nil else {
+            throw Mamba2Error.invalidArgument("sequence_initial_states", reason: "the reference backward takes initial_states (one per row), not one per sequence")
         }
         let (b, L, H, P, N) = (pr.b, pr.L, pr.H, pr.P, pr.N)
         guard gradY.shape == [b, L, H, P] else { throw Mamba2Error.shape(argument: "grad_y", expected: "(b, L, H, P)", got: gradY.shape) }
@@ -40,7 +41,8 @@ extension SSD {
                         B: d(input.B.data), C: d(input.C.data), D: input.D.map { d($0.data) }, dPerChannel: input.D?.shape.count == 2,
                         z: input.z.map { d($0.data) }, dtBias: input.dtBias.map { d($0.data) },
                         initial: input.initialStates.map { d($0.data) }, softplus: options.dtSoftplus,
-                        limit: (Double(options.dtLimit.lo), Double(options.dtLimit.hi)))
+                        limit: (Double(options.dtLimit.lo), Double(options.dtLimit.hi)),
+                        resets: input.seqIdx.map { seq in (0..<(b * L)).map { $0 % L > 0 && seq[$0] != seq[$0 - 1] } })
         let g = ssd.backward(gradY: d(gradY.data), gradFinal: gradFinalStates.map { d($0.data) })
         func t(_ v: [Double], _ shape: [Int]) -> Tensor { Tensor(shape: shape, data: v.map(Float.init)) }
         return SSDGradients(x: t(g.x, input.x.shape), dt: t(g.dtRaw, input.dt.shape), dtBias: t(g.dtBias, [H]), A: t(g.A, [H]),
@@ -51,7 +53,8 @@ extension SSD {
 
 /// The SSD as a plain float64 recurrence, forward and backward, one sequence per row: the reference
 /// the fast float32 forms are checked against, and the SSD inside `ReferenceGradients`. Shapes as
-/// `SSDInput` (flattened row-major); dt is raw (before bias, softplus and the clamp).
+/// `SSDInput` (flattened row-major); dt is raw (before bias, softplus and the clamp). `resets` (b·L), where
+/// given, marks the tokens that begin a new sequence of a packed row: the state before them is zero.
 struct SSD64 {
     let b: Int, L: Int, H: Int, P: Int, G: Int, N: Int
     var x: [Double], dtRaw: [Double], A: [Double], B: [Double], C: [Double]
@@ -62,6 +65,7 @@ struct SSD64 {
     var initial: [Double]?
     var softplus: Bool
     var limit: (lo: Double, hi: Double)
+    var resets: [Bool]? = nil
 
     struct Gradients { var x, dtRaw, dtBias, A, B, C, D, z, initial: [Double] }
 
@@ -84,6 +88,7 @@ struct SSD64 {
         var yD = [Double](repeating: 0, count: P)
         for t in 0..<L {
             let rt = r * L + t
+            if resets?[rt] == true { for k in 0..<(P * N) { s[k] = 0 } }
             let (d, _) = dt(rt, h)
             let decay = exp(d * A[h])
             for p in 0..<P {
@@ -163,8 +168,9 @@ struct SSD64 {
                             gx[i] += D[k] * gy
                         }
                     }
-                    // y_t = h_t·C_t: into C_t and into h_t.
-                    let ht = states[t + 1], hPrev = states[t]
+                    // y_t = h_t·C_t: into C_t and into h_t. A token that begins a sequence starts from zeros.
+                    let reset = resets?[rt] == true
+                    let ht = states[t + 1], hPrev = reset ? [Double](repeating: 0, count: P * N) : states[t]
                     for p in 0..<P {
                         for n in 0..<N {
                             gC[cOff + n] += gyD[p] * ht[p * N + n]
@@ -191,7 +197,7 @@ struct SSD64 {
                     let gu = (gdtDirect + gDecay * decay * a) * dDt
                     gdt[rt * H + h] += gu
                     gBias[h] += gu
-                    for k in 0..<(P * N) { gs[k] *= decay }
+                    for k in 0..<(P * N) { gs[k] = reset ? 0 : gs[k] * decay }
                 }
                 if initial != nil { for k in 0..<(P * N) { gInit[(r * H + h) * P * N + k] = gs[k] } }
             }

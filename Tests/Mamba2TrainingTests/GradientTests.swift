@@ -150,6 +150,36 @@ extension SSDBackwardTests {
         }
     }
 
+    // The float64 reference backward on packed rows (the GPU self-test's yardstick) equals the chunked
+    // one: two rows with random sequence boundaries (one on a chunk edge, a one-token sequence), initial
+    // states, a gate, D per channel and a final-state gradient. 1e-4 relative, as the unpacked test above.
+    @Test("packed reference backward equals the chunked backward")
+    func packedReference() throws {
+        var rng = SeededRNG()
+        let (b, L, H, P, G, N, Q) = (2, 37, 4, 4, 2, 8, 8)
+        var input = randomSSDInput(&rng, b: b, L: L, H: H, P: P, G: G, N: N, D: 2, gate: true, initial: true)
+        var seq: [Int32] = []
+        var id: Int32 = 0
+        for r in 0..<b {
+            var cuts: Set<Int> = r == 0 ? [8, 9] : []
+            for _ in 0..<3 { cuts.insert(1 + Int(rng.next() % UInt64(L - 1))) }
+            for t in 0..<L { if cuts.contains(t) { id += 1 }; seq.append(id) }
+            id += 1
+        }
+        input.seqIdx = seq
+        let gy = rng.normal([b, L, H, P]), gf = rng.normal([b, H, P, N])
+        let o = SSDOptions(chunkSize: Q, dtSoftplus: true)
+        let ref = try SSD.backwardReference(input, options: o, gradY: gy, gradFinalStates: gf)
+        let fast = try SSD.backward(input, options: o, gradY: gy, gradFinalStates: gf)
+        for ((name, a), (_, r)) in zip(Self.pairs(fast), Self.pairs(ref)) {
+            #expect((a == nil) == (r == nil), "\(name) presence")
+            if let a, let r {
+                let err = a.relativeError(to: r)
+                #expect(err < 1e-4, "seed \(rng.seed) grad.\(name): \(err)")
+            }
+        }
+    }
+
     // Packed rows: the gradients of two sequences packed into one row (seq_idx) equal those of each alone.
     @Test("packed backward equals separate sequences")
     func packed() throws {
