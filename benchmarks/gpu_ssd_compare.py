@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""The SSD forward side by side on one GPU, in one run: the reference Triton kernels of mamba_ssm
-(`mamba_chunk_scan_combined`), FlashAttention-2 (PyTorch's SDPA flash backend, causal, same heads and
-head dim) and ours (`mamba2 bench ssd-kernels --device cuda`).
+"""The SSD forward (or, with --backward, forward + backward) side by side on one GPU, in one run: the
+reference Triton kernels of mamba_ssm (`mamba_chunk_scan_combined`), FlashAttention-2 (PyTorch's SDPA
+flash backend, causal, same heads and head dim) and ours (`mamba2 bench ssd-kernels --device cuda`).
+With --backward, every side computes the gradients of all inputs (x, dt, A, B, C, D, dt_bias) from a
+given output gradient after its forward: the reference through torch.autograd.grad (its Triton
+backward kernels), FlashAttention-2 likewise, ours with `bench ssd-kernels --backward`.
 
 Same work on every side: 32 heads, head dim 64, one group, chunk 256, batch × length = 65,536 tokens,
 D per head, dt_bias with softplus, final states returned. The reference runs in bf16 (x, dt, B, C;
@@ -96,6 +99,7 @@ def main():
     ap.add_argument("--tokens", type=int, default=65536)
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--ours-dtype", default="bf16", help="f32 (our plain kernels), bf16 or f16 (tensor cores)")
+    ap.add_argument("--backward", action="store_true", help="time forward + backward")
     ap.add_argument("--json", required=True)
     ap.add_argument("--markdown", required=True)
     a = ap.parse_args()
@@ -115,14 +119,24 @@ def main():
         b = a.tokens // L
         q = torch.randn(b, H, L, P, device=dev, dtype=torch.bfloat16)
         k, v = torch.randn_like(q), torch.randn_like(q)
+        if a.backward:
+            q.requires_grad_(); k.requires_grad_(); v.requires_grad_()
+            go = torch.randn_like(q)
+
+            def fa():
+                o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+                torch.autograd.grad(o, (q, k, v), grad_outputs=go)
+        else:
+            def fa():
+                F.scaled_dot_product_attention(q, k, v, is_causal=True)
         with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-            flash[L] = graph_median_ms(torch, lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True), a.runs)
+            flash[L] = graph_median_ms(torch, fa, a.runs)
         del q, k, v
     for N in states:
         ours = json.loads(subprocess.run(
             [a.ours, "bench", "ssd-kernels", "--device", "cuda", "--lengths", a.lengths, "--tokens", str(a.tokens), "--heads", str(H),
              "--head-dim", str(P), "--state-size", str(N), "--groups", str(G), "--chunk-size", str(Q),
-             "--repetitions", str(a.runs), "--dtype", a.ours_dtype, "--json"], check=True, capture_output=True, text=True).stdout)
+             "--repetitions", str(a.runs), "--dtype", a.ours_dtype, "--json"] + (["--backward"] if a.backward else []), check=True, capture_output=True, text=True).stdout)
         ours_ms = {r["L"]: r["ms"] for r in ours["rows"]}
         for L in lengths:
             b = a.tokens // L
@@ -133,8 +147,19 @@ def main():
             C = torch.randn(b, L, G, N, device=dev, dtype=torch.bfloat16)
             D = torch.randn(H, device=dev, dtype=torch.float32)
             dt_bias = torch.randn(H, device=dev, dtype=torch.float32) - 4
-            ref = graph_median_ms(torch, lambda: combined(x, dt, A, B, C, Q, D=D, dt_bias=dt_bias, dt_softplus=True,
-                                                          return_final_states=True), a.runs)
+            if a.backward:
+                inputs = (x, dt, A, B, C, D, dt_bias)
+                for t in inputs:
+                    t.requires_grad_()
+                gy = torch.randn_like(x)
+
+                def ref_fn():
+                    y, _ = combined(x, dt, A, B, C, Q, D=D, dt_bias=dt_bias, dt_softplus=True, return_final_states=True)
+                    torch.autograd.grad(y, inputs, grad_outputs=gy)
+            else:
+                def ref_fn():
+                    combined(x, dt, A, B, C, Q, D=D, dt_bias=dt_bias, dt_softplus=True, return_final_states=True)
+            ref = graph_median_ms(torch, ref_fn, a.runs)
             rows.append({"L": L, "batch": b, "N": N, "reference_triton_bf16_ms": ref, "flash_attention_2_bf16_ms": flash[L],
                          "ours_ms": ours_ms[L], "ours_dtype": ours["dtype"], "speedup": ref / ours_ms[L],
                          "speedup_vs_flash": flash[L] / ours_ms[L]})
@@ -142,11 +167,11 @@ def main():
             torch.cuda.empty_cache()
     meta = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "reference": sdist,
             "triton": __import__("triton").__version__, "heads": H, "head_dim": P, "groups": G, "chunk": Q,
-            "tokens": a.tokens, "runs": a.runs,
+            "tokens": a.tokens, "runs": a.runs, "pass": "forward + backward" if a.backward else "forward",
             "note": "speedup = reference time / our time (above 1: ours faster)"}
     with open(a.json, "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=1)
-    lines = [f"SSD forward on {meta['gpu']}: H={H}, P={P}, G={G}, chunk {Q}, batch × length = {a.tokens} tokens; "
+    lines = [f"SSD {meta['pass']} on {meta['gpu']}: H={H}, P={P}, G={G}, chunk {Q}, batch × length = {a.tokens} tokens; "
              f"median of {a.runs} (CUDA events over graph replays for the reference and FlashAttention-2).", "",
              "| L | N | reference Triton (bf16) ms | FlashAttention-2 (bf16) ms | ours ms (dtype) | speedup (ref / ours) |",
              "| --- | --- | --- | --- | --- | --- |"]

@@ -22,15 +22,21 @@ public enum CUDAKernelTable {
     /// The plain float32 chunked SSD (the tensor cores' reference).
     public static let plainSSD = CUDAModuleSpec(
         name: "ssd_chunked.cu",
-        source: CUDAKernelSource.ssdChunked + "\n#define SQ_ELEM float\n#define SQ_F(v) (v)\n" + CUDAKernelSource.ssdSequenceStates,
+        source: CUDAKernelSource.ssdChunked + "\n#define SQ_ELEM float\n#define SQ_F(v) (v)\n#define SQ_CUM double\n" + CUDAKernelSource.ssdSequenceStates,
         kernels: ["ssd_chunk_state", "ssd_state_passing", "ssd_bmm", "ssd_chunk_scan", "ssd_sequence_states"])
+
+    /// The plain float32 SSD backward (the tensor-core backward's reference); runs after `plainSSD`.
+    public static let plainSSDBackward = CUDAModuleSpec(
+        name: "ssd_backward.cu", source: CUDAKernelSource.ssdBackward,
+        kernels: ["ssd_bwd_gate", "ssd_bwd_dstates_out", "ssd_bwd_state_passing", "ssd_bwd_chunk", "ssd_bwd_dt", "ssd_bwd_heads",
+                  "ssd_bwd_groups"])
 
     /// The tensor-core SSD for 16-bit inputs and state size N (P = 64, chunks of 128).
     public static func tensorCoreSSD(f16: Bool, stateSize N: Int) -> CUDAModuleSpec {
         CUDAModuleSpec(name: "ssd_tc_\(f16 ? "f16" : "bf16")_\(N).cu",
                        source: "#define ELEM_F16 \(f16 ? 1 : 0)\n#define NS \(N)\n#define PH 64\n#define QC 128\n"
                            + CUDAKernelSource.halfConversions(f16: f16) + CUDAKernelSource.ssdTensorCore
-                           + "\n#define SQ_ELEM u16\n#define SQ_F(v) to_f(v)\n" + CUDAKernelSource.ssdSequenceStates,
+                           + "\n#define SQ_ELEM u16\n#define SQ_F(v) to_f(v)\n#define SQ_CUM float\n" + CUDAKernelSource.ssdSequenceStates,
                        kernels: ["ssd_tc_state", "ssd_tc_passing", "ssd_tc_scan", "ssd_sequence_states"])
     }
 
@@ -39,7 +45,7 @@ public enum CUDAKernelTable {
 
     /// Every variant the library can compile.
     public static var all: [CUDAModuleSpec] {
-        WeightType.allCases.map(model) + [plainSSD]
+        WeightType.allCases.map(model) + [plainSSD, plainSSDBackward]
             + [false, true].flatMap { f16 in tensorCoreStateSizes.map { tensorCoreSSD(f16: f16, stateSize: $0) } }
     }
 }
@@ -84,6 +90,17 @@ package struct PlainSSDKernels {
         let m = try device.load(CUDAKernelTable.plainSSD)
         chunkState = try m.entry("ssd_chunk_state"); statePassing = try m.entry("ssd_state_passing"); bmm = try m.entry("ssd_bmm")
         chunkScan = try m.entry("ssd_chunk_scan"); sequenceStates = try m.entry("ssd_sequence_states")
+    }
+}
+
+/// The plain float32 SSD backward's kernels.
+package struct PlainSSDBackwardKernels {
+    package let gate, dstatesOut, statePassing, chunk, dt, heads, groups: CUDAKernel
+    package init(device: CUDADevice) throws {
+        let m = try device.load(CUDAKernelTable.plainSSDBackward)
+        gate = try m.entry("ssd_bwd_gate"); dstatesOut = try m.entry("ssd_bwd_dstates_out")
+        statePassing = try m.entry("ssd_bwd_state_passing"); chunk = try m.entry("ssd_bwd_chunk"); dt = try m.entry("ssd_bwd_dt")
+        heads = try m.entry("ssd_bwd_heads"); groups = try m.entry("ssd_bwd_groups")
     }
 }
 

@@ -29,22 +29,22 @@ enum CUDAKernelSource {
 }
 
 extension CUDAKernelSource {
-    /// The chunked SSD forward in three kernels (float32; a first, plain version: no tensor cores, no
-    /// fusion yet). Layouts as the CPU's: x, z (b, L, H, P); dt (b, L, H) raw; B, C (b, L, G, N).
+    /// The chunked SSD forward in three kernels (float32, the cumulative decay cum in float64; a plain
+    /// version: no tensor cores, no fusion; the tensor cores' reference). Layouts as the CPU's: x, z (b, L, H, P); dt (b, L, H) raw; B, C (b, L, G, N).
     ///   1. ssd_chunk_state: per (chunk, head, row) the dt transform, the cumulative decay, and the chunk's
     ///      own end state S_c = Σ_s exp(cum_last − cum_s)·dt_s·x_s⊗B_s.
     ///   2. ssd_state_passing: per (head, row) the recurrence over chunks, h_c = exp(cum_last,c)·h_{c−1} + S_c,
     ///      keeping each chunk's incoming state and the final state.
     ///   3. ssd_bmm: per (chunk, group, row) CB = C_c·B_cᵀ, once for all heads of the group.
     ///   4. ssd_chunk_scan: per (16-token tile, chunk, head, row) the intra-chunk masked product, the incoming
-    ///      state's contribution, D and the gate.
+    ///      state's contribution, D and the gate; where yPre is given, also the output before the gate.
     static let ssdChunked = #"""
     #define TILE 16
     __device__ inline float softplus_(float u) { return u <= 20.f ? log1pf(expf(u)) : u; }
 
     extern "C" __global__ void ssd_chunk_state(int L, int H, int P, int G, int N, int Q, const float* x, const float* dtRaw,
                                                const float* dtBias, const float* A, int softplus, float lo, float hi,
-                                               const float* B, const int* seqStart, float* dtOut, float* cumOut, float* chunkStates,
+                                               const float* B, const int* seqStart, float* dtOut, double* cumOut, float* chunkStates,
                                                float* chunkDecay) {
         const int c = blockIdx.x, h = blockIdx.y, r = blockIdx.z;
         const int nchunks = gridDim.x;
@@ -56,21 +56,21 @@ extension CUDAKernelSource {
             // packed rows: the chunk's state is its last token's sequence's, carrying the incoming state only
             // when that sequence began before the chunk (or is the row's first)
             const int stLast = seqStart ? seqStart[(size_t)r * L + t0 + q - 1] : 0;
-            float acc = 0.f;
+            double acc = 0.0;  // float64: a float32 cum loses the small differences of steep decays
             for (int t = 0; t < q; t++) {
                 float d = dtRaw[((size_t)r * L + t0 + t) * H + h] + (dtBias ? dtBias[h] : 0.f);
                 if (softplus) d = softplus_(d);
                 if (!(lo == 0.f && isinf(hi))) d = fminf(fmaxf(d, lo), hi);
-                acc += d * A[h];
+                acc += (double)d * A[h];
                 dtOut[((size_t)r * H + h) * L + t0 + t] = d;
                 cumOut[((size_t)r * H + h) * L + t0 + t] = acc;
                 w[t] = d;
             }
             for (int t = 0; t < q; t++) {
-                float cs = cumOut[((size_t)r * H + h) * L + t0 + t];
-                w[t] = t0 + t < stLast ? 0.f : w[t] * expf(fminf(acc - cs, 0.f));
+                const double cs = cumOut[((size_t)r * H + h) * L + t0 + t];
+                w[t] = t0 + t < stLast ? 0.f : w[t] * expf((float)fmin(acc - cs, 0.0));
             }
-            chunkDecay[((size_t)r * H + h) * nchunks + c] = stLast < t0 || stLast == 0 ? expf(fminf(acc, 0.f)) : 0.f;
+            chunkDecay[((size_t)r * H + h) * nchunks + c] = stLast < t0 || stLast == 0 ? expf((float)fmin(acc, 0.0)) : 0.f;
         }
         __syncthreads();
         float* S = chunkStates + (((size_t)r * H + h) * nchunks + c) * P * N;
@@ -115,8 +115,8 @@ extension CUDAKernelSource {
 
     extern "C" __global__ void ssd_chunk_scan(int L, int H, int P, int G, int N, int Q, const float* x, const float* z,
                                               const float* CB, const float* C, const float* D, int dPerChannel,
-                                              const float* dtOut, const float* cumOut, const float* statesIn,
-                                              const int* seqStart, float* y) {
+                                              const float* dtOut, const double* cumOut, const float* statesIn,
+                                              const int* seqStart, float* y, float* yPre) {
         const int tiles = (Q + TILE - 1) / TILE;
         const int c = blockIdx.x / tiles, tile = blockIdx.x % tiles, h = blockIdx.y, r = blockIdx.z;
         const int nchunks = (L + Q - 1) / Q;
@@ -127,13 +127,13 @@ extension CUDAKernelSource {
         const int g = h / (H / G);
         extern __shared__ float M[];  // (TILE, Q): CB·exp(cum_t − cum_s)·dt_s, masked s ≤ t; then (N, P): h_inᵀ
         float* HT = M + TILE * Q;
-        const float* cum = cumOut + ((size_t)r * H + h) * L + t0;
+        const double* cum = cumOut + ((size_t)r * H + h) * L + t0;
         const float* dt = dtOut + ((size_t)r * H + h) * L + t0;
         const float* cb = CB + (((size_t)r * G + g) * nchunks + c) * Q * Q;
         for (int e = threadIdx.x; e < (tb - ta) * q; e += blockDim.x) {
             const int t = ta + e / q, s = e % q;
             const bool same = !seqStart || t0 + s >= seqStart[(size_t)r * L + t0 + t];  // packed rows: s in t's sequence
-            M[(t - ta) * Q + s] = s <= t && same ? cb[t * Q + s] * expf(fminf(cum[t] - cum[s], 0.f)) * dt[s] : 0.f;
+            M[(t - ta) * Q + s] = s <= t && same ? cb[t * Q + s] * expf((float)fmin(cum[t] - cum[s], 0.0)) * dt[s] : 0.f;
         }
         // The chunk's incoming state, transposed into shared memory so that threads of consecutive p read
         // consecutive words.
@@ -148,9 +148,10 @@ extension CUDAKernelSource {
             float off = 0.f;
             for (int n = 0; n < N; n++) off += ct[n] * HT[n * P + p];
             const int st = seqStart ? seqStart[(size_t)r * L + t0 + t] : 0;
-            if (st < t0 || st == 0) acc += expf(fminf(cum[t], 0.f)) * off;  // t's sequence began before the chunk
+            if (st < t0 || st == 0) acc += expf((float)fmin(cum[t], 0.0)) * off;  // t's sequence began before the chunk
             const size_t i = (((size_t)r * L + t0 + t) * H + h) * P + p;
             if (D) acc += (dPerChannel ? D[h * P + p] : D[h]) * x[i];
+            if (yPre) yPre[i] = acc;  // before the gate: the backward's gradient of z needs it
             if (z) { const float zv = z[i]; acc *= zv / (1.f + expf(-zv)); }
             y[i] = acc;
         }
@@ -162,7 +163,8 @@ extension CUDAKernelSource {
     /// The state at the end of every sequence of packed rows, after the chunked forward has run (its dt,
     /// cumulative decay per chunk, incoming chunk states and final states), for the float32 and the
     /// tensor-core kernels alike: compiled after their source with SQ_ELEM (the type of x, B and the
-    /// incoming chunk states: float, or u16 for 16-bit) and SQ_F(v) (that type to float) defined.
+    /// incoming chunk states: float, or u16 for 16-bit), SQ_F(v) (that type to float) and SQ_CUM (the type
+    /// of the cumulative decays: double for the plain kernels, float for the tensor cores) defined.
     /// Grid (⌈P·N/256⌉, H, S), a thread per state element:
     ///   h_end = Σ_{s in the sequence's part of its last chunk} exp(cum_end − cum_s)·dt_s·x_s⊗B_s
     ///           + exp(cum_end)·h_in(chunk)   when the sequence began before that chunk (or at the row's start),
@@ -172,7 +174,7 @@ extension CUDAKernelSource {
     extern "C" __global__ void ssd_sequence_states(
             int L, int H, int P, int G, int N, int Q, int nchunks, const int* __restrict__ seqRow,
             const int* __restrict__ seqBegin, const int* __restrict__ seqEnd, const SQ_ELEM* __restrict__ x,
-            const SQ_ELEM* __restrict__ B, const float* __restrict__ dtOut, const float* __restrict__ cumOut,
+            const SQ_ELEM* __restrict__ B, const float* __restrict__ dtOut, const SQ_CUM* __restrict__ cumOut,
             const SQ_ELEM* __restrict__ statesIn, const float* __restrict__ initial, const float* __restrict__ finalStates,
             float* __restrict__ out) {
         const int e = blockIdx.x * blockDim.x + threadIdx.x, h = blockIdx.y, k = blockIdx.z;
@@ -181,16 +183,16 @@ extension CUDAKernelSource {
         const size_t o = ((size_t)k * H + h) * P * N + e, rh = (size_t)r * H + h;
         if (end == L) { out[o] = finalStates[rh * P * N + e]; return; }
         const int p = e / N, n = e % N, last = end - 1, c = last / Q, t0 = c * Q;
-        const float* cum = cumOut + rh * L;
+        const SQ_CUM* cum = cumOut + rh * L;
         const float* dt = dtOut + rh * L;
-        const float cl = cum[last];
+        const SQ_CUM cl = cum[last];
         float acc = 0.f;
         for (int s = max(begin, t0); s <= last; s++)
-            acc += expf(fminf(cl - cum[s], 0.f)) * dt[s] * SQ_F(x[(((size_t)r * L + s) * H + h) * P + p])
+            acc += expf((float)fmin(cl - cum[s], (SQ_CUM)0)) * dt[s] * SQ_F(x[(((size_t)r * L + s) * H + h) * P + p])
                  * SQ_F(B[(((size_t)r * L + s) * G + g) * N + n]);
         if (begin < t0 || begin == 0) {
             const float hin = c == 0 ? (initial ? initial[rh * P * N + e] : 0.f) : SQ_F(statesIn[(rh * nchunks + c) * P * N + e]);
-            acc += expf(fminf(cl, 0.f)) * hin;
+            acc += expf((float)fmin(cl, (SQ_CUM)0)) * hin;
         }
         out[o] = acc;
     }

@@ -411,7 +411,7 @@ public final class CUDAModel: @unchecked Sendable {
     }
 
     /// The SSD's scratch for one prefill shape (rows, length): dt after softplus and the cumulative decay
-    /// (rows, H, L), the chunks' own states and incoming states (rows, H, chunks, P, N; 16-bit for the
+    /// (rows, H, L; float64 for the plain kernels), the chunks' own states and incoming states (rows, H, chunks, P, N; 16-bit for the
     /// tensor cores), the chunk decays, and the plain kernels' C·Bᵀ. Kept between layers
     /// and calls of the same shape.
     struct SSDScratch {
@@ -437,7 +437,7 @@ public final class CUDAModel: @unchecked Sendable {
         let (H, G, nchunks) = (c.nHeads, c.nGroups, (L + Q - 1) / Q)
         let stateCount = b * H * nchunks * c.headDim * c.dState
         let s = SSDScratch(
-            rows: b, length: L, dt: try CUDABuffer(count: b * H * L, on: device), cum: try CUDABuffer(count: b * H * L, on: device),
+            rows: b, length: L, dt: try CUDABuffer(count: b * H * L, on: device), cum: try CUDABuffer(count: (tc != nil ? 1 : 2) * b * H * L, on: device),  // float64 for the plain kernels
             states: try CUDABuffer(count: tc != nil ? (stateCount + 1) / 2 : stateCount, on: device), statesIn: try CUDABuffer(count: tc != nil ? (stateCount + 1) / 2 : stateCount, on: device),
             chunkDecay: try CUDABuffer(count: b * H * nchunks, on: device), CB: tc != nil ? nil : try CUDABuffer(count: b * G * nchunks * Q * Q, on: device))
         ssdScratch = s

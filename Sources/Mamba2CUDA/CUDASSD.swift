@@ -15,6 +15,8 @@ public final class CUDASSD: @unchecked Sendable {
         let b, L, H, P, G, N, Q, nchunks: Int
         package let x, dt, A, B, C, y, dtOut, cumOut, chunkStates, chunkDecay, statesIn, finalStates, CB: CUDABuffer
         let dtBias, D, z, initial: CUDABuffer?
+        /// The output before the gate (b, L, H, P), written only where asked for (the backward's z gradient).
+        package var yPre: CUDABuffer? = nil
         let dPerChannel, softplus: Bool
         let lo, hi: Float
         /// Packed rows, and the (S, H, P, N) state at the end of each of their sequences.
@@ -36,7 +38,7 @@ public final class CUDASSD: @unchecked Sendable {
             b: b, L: L, H: H, P: P, G: G, N: N, Q: Q, nchunks: nchunks,
             x: try CUDABuffer(input.x.data, on: device), dt: try CUDABuffer(input.dt.data, on: device), A: try CUDABuffer(input.A.data, on: device),
             B: try CUDABuffer(input.B.data, on: device), C: try CUDABuffer(input.C.data, on: device), y: try CUDABuffer(count: b * L * H * P, on: device),
-            dtOut: try CUDABuffer(count: b * H * L, on: device), cumOut: try CUDABuffer(count: b * H * L, on: device),
+            dtOut: try CUDABuffer(count: b * H * L, on: device), cumOut: try CUDABuffer(count: 2 * b * H * L, on: device),  // float64
             chunkStates: try CUDABuffer(count: b * H * nchunks * P * N, on: device), chunkDecay: try CUDABuffer(count: b * H * nchunks, on: device),
             statesIn: try CUDABuffer(count: b * H * nchunks * P * N, on: device), finalStates: try CUDABuffer(count: b * H * P * N, on: device),
             CB: try CUDABuffer(count: b * G * nchunks * Q * Q, on: device),
@@ -67,7 +69,7 @@ public final class CUDASSD: @unchecked Sendable {
         let a3 = KernelArguments()
         for v in [p.L, p.H, p.P, p.G, p.N, p.Q] { a3.add(Int32(v)) }
         a3.add(p.x); a3.add(p.z?.pointer ?? 0); a3.add(p.CB); a3.add(p.C); a3.add(p.D?.pointer ?? 0); a3.add(Int32(p.dPerChannel ? 1 : 0))
-        a3.add(p.dtOut); a3.add(p.cumOut); a3.add(p.statesIn); a3.add(p.packed?.seqStart.pointer ?? 0); a3.add(p.y)
+        a3.add(p.dtOut); a3.add(p.cumOut); a3.add(p.statesIn); a3.add(p.packed?.seqStart.pointer ?? 0); a3.add(p.y); a3.add(p.yPre?.pointer ?? 0)
         // Shared memory: the (16, Q) mask tile and the (N, P) incoming state; larger layers than fit
         // (P·N over 8192 floats) are refused until the kernel tiles over N.
         let tiles = (p.Q + 15) / 16

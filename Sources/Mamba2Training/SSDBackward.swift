@@ -5,19 +5,6 @@ import Glibc
 import Darwin
 #endif
 
-/// Gradients of an SSD call with respect to every input (the training issue's first brick).
-public struct SSDGradients: Sendable {
-    public var x: Tensor              // (b, L, H, P)
-    public var dt: Tensor             // (b, L, H): with respect to the raw dt, before bias/softplus/clamp
-    public var dtBias: Tensor         // (H)
-    public var A: Tensor              // (H)
-    public var B: Tensor              // (b, L, G, N)
-    public var C: Tensor              // (b, L, G, N)
-    public var D: Tensor?             // like D
-    public var z: Tensor?             // (b, L, H, P)
-    public var initialStates: Tensor? // (b, H, P, N)
-}
-
 extension SSD {
     /// The plain reference backward: the recurrence run backwards in time (reverse-mode of
     ///   h_t = exp(dt_t·A)·h_{t−1} + dt_t·x_t⊗B_t,  y_t = (h_t·C_t + D·x_t)·silu(z_t)),

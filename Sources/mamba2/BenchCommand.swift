@@ -162,6 +162,8 @@ struct BenchSSDKernelsCommand: ParsableCommand {
     @Option(help: "Batch × length held at this many tokens (b = tokens / L); default b = 1.") var tokens: Int?
     @Option(help: "f32 (the plain kernels), bf16 or f16 (the tensor-core kernels).") var dtype: WeightType = .f32
     @Flag(help: "With a 16-bit dtype: also time each of the three kernels alone.") var breakdown = false
+    @Flag(help: "Time forward + backward (gradients of every input from a given output gradient) instead of the forward.")
+    var backward = false
 
     func run() throws {
         guard case let .cuda(ordinal) = device else { throw ValidationError("--device must be cuda or cuda:N: these are the GPU's kernels (bench ssd times the CPU's forms)") }
@@ -176,6 +178,7 @@ extension BenchSSDKernelsCommand {
     func runCUDA(ordinal: Int) throws {
         let dev = try CUDADevice(ordinal: ordinal)
         let plain = dtype == .f32 ? try CUDASSD(device: dev) : nil
+        let plainBackward = dtype == .f32 && backward ? try CUDASSDBackward(device: dev) : nil
         let tc: CUDATensorCoreSSD?
         switch dtype {
         case .f32: tc = nil
@@ -195,6 +198,7 @@ extension BenchSSDKernelsCommand {
             let launch: () throws -> Void
             var parts = ""
             if let tc {
+                if backward { throw ValidationError("--backward with a 16-bit dtype: the tensor-core backward is not built yet") }
                 let p = try tc.prepare(input, options: o)
                 launch = { try tc.launch(p) }
                 if breakdown {
@@ -205,6 +209,9 @@ extension BenchSSDKernelsCommand {
                         parts += " \(name) \(fixed(ts.sorted()[10] * 1000, 3))"
                     }
                 }
+            } else if let plainBackward {
+                let p = try plainBackward.prepare(input, options: o, gradY: SSDInput.syntheticGradient(like: input.x), gradFinalStates: nil)
+                launch = { try plainBackward.launch(p) }
             } else {
                 let p = try plain!.prepare(input, options: o)
                 launch = { try plain!.launch(p) }
@@ -223,10 +230,10 @@ extension BenchSSDKernelsCommand {
             cells.append([String(L), String(b), fixed(median * 1000, 3), fixed(times[0] * 1000, 3), fixed(Double(b * L) / median / 1e6, 2)] + (breakdown ? [parts] : []))
         }
         if json {
-            print("{\"device\":\"\(dev.name)\",\"dtype\":\"\(dtype)\",\"H\":\(heads),\"P\":\(headDim),\"N\":\(stateSize),\"G\":\(groups),\"Q\":\(chunkSize),\"rows\":[\(rows.joined(separator: ","))]}")
+            print("{\"device\":\"\(dev.name)\",\"dtype\":\"\(dtype)\",\"backward\":\(backward),\"H\":\(heads),\"P\":\(headDim),\"N\":\(stateSize),\"G\":\(groups),\"Q\":\(chunkSize),\"rows\":[\(rows.joined(separator: ","))]}")
             return
         }
-        print("GPU chunked SSD on \(dev.name): H=\(heads) P=\(headDim) N=\(stateSize) G=\(groups) Q=\(chunkSize), \(dtype), median of \(repetitions)")
+        print("GPU chunked SSD \(backward ? "forward + backward" : "forward") on \(dev.name): H=\(heads) P=\(headDim) N=\(stateSize) G=\(groups) Q=\(chunkSize), \(dtype), median of \(repetitions)")
         print(table(["L", "b", "median ms", "min ms", "Mtok/s"] + (breakdown ? ["ms per kernel"] : []), cells), terminator: "")
     }
 }

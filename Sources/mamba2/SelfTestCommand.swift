@@ -9,7 +9,7 @@ struct SelfTestCommand: ParsableCommand {
         commandName: "selftest", abstract: "GPU-versus-CPU checks inside the release binary (fresh random inputs).")
     @Option(help: "Device to check: cuda or cuda:N.") var device: DeviceChoice = .cuda(0)
     @Option(help: "Seed of the random inputs (default: fresh).") var seed: UInt64?
-    @Option(help: "The reference fixtures (tiny-hf, tiny-hf-bf16, tiny-golden.safetensors) for the model checks.")
+    @Option(help: "The reference fixtures (tiny-hf, tiny-hf-bf16, tiny-golden.safetensors, ssd-small*.safetensors) for the model and backward checks.")
     var fixtures: String = "Tests/Mamba2Tests/Fixtures"
 
     @Option(help: "Write every CUDA module's source (NAME.cu) and entry points (kernels.json) into this folder and stop: what scripts/check_kernels.py compiles. Needs no GPU.")
@@ -37,6 +37,7 @@ struct SelfTestCommand: ParsableCommand {
         }
         let checks = try CUDASelfTest.run(device: gpu, seed: s) + CUDASelfTest.modelChecks(device: gpu, fixtures: fixtures, seed: s)
             + CUDASelfTest.backendChecks(device: gpu, seed: s)
+            + CUDASelfTest.backwardChecks(device: gpu, fixtures: fixtures, seed: s)
         for c in checks {
             print("\(c.passed ? "PASS" : "FAIL")  \(c.name): rel. error \(sci(c.relativeError)) (tolerance \(sci(c.tolerance)))\(c.allWritten ? "" : ", some outputs never written")")
         }

@@ -90,9 +90,7 @@ struct SSDBackwardTests {
                              dtBias: try f.tensor("dt_bias"), initialStates: try f.tensor("initial_states"))
         let g = try SSD.backwardReference(input, options: SSDOptions(dtSoftplus: true), gradY: try gf.tensor("grad_y"),
                                           gradFinalStates: try gf.tensor("grad_final_states"))
-        let pairs: [(String, Tensor?)] = [("x", g.x), ("dt", g.dt), ("dt_bias", g.dtBias), ("A", g.A), ("B", g.B), ("C", g.C),
-                                          ("D", g.D), ("z", g.z), ("initial_states", g.initialStates)]
-        for (name, mine) in pairs {
+        for (name, mine) in g.named {
             let ref = try gf.tensor("grad." + name)
             let err = mine!.relativeError(to: ref)
             #expect(err < 1e-5, "grad.\(name): \(err)")
@@ -101,10 +99,7 @@ struct SSDBackwardTests {
 }
 
 extension SSDBackwardTests {
-    static func pairs(_ g: SSDGradients) -> [(String, Tensor?)] {
-        [("x", g.x), ("dt", g.dt), ("dt_bias", g.dtBias), ("A", g.A), ("B", g.B), ("C", g.C), ("D", g.D), ("z", g.z),
-         ("initial_states", g.initialStates)]
-    }
+    static func pairs(_ g: SSDGradients) -> [(String, Tensor?)] { g.named.map { ($0.name, $0.tensor) } }
 
     // The chunked backward reproduces the fixture too, at chunk sizes that divide L, that do not, and
     // one chunk. Tolerance 1e-4 relative (the bound): float32 GEMMs against float64 golden values.

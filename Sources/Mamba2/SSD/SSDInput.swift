@@ -103,4 +103,13 @@ extension SSDInput {
                         D: Tensor(shape: [H], data: normalish(H)),
                         dtBias: Tensor(repeating: -4, shape: [H]))
     }
+
+    /// A deterministic stand-in output gradient shaped like `t` (values in about [−3, 3]), for timing backwards.
+    public static func syntheticGradient(like t: Tensor) -> Tensor {
+        var seed: UInt64 = 7
+        return Tensor(shape: t.shape, data: (0..<t.count).map { _ in
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            return Float(seed >> 40) / Float(1 << 24) * 6 - 3
+        })
+    }
 }

@@ -1,0 +1,78 @@
+import Mamba2
+import Mamba2CUDA
+import Mamba2Training
+
+/// The GPU's SSD backward checked for `mamba2 selftest --device cuda`: every gradient against the CPU's
+/// float64 recurrence (`SSD.backwardReference`) on fresh random inputs, and against the shared
+/// `ssd-small` gradients fixture. Every gradient buffer is poisoned (NaN) before the kernels run and
+/// checked written.
+extension CUDASelfTest {
+    public static func backwardChecks(device: CUDADevice, fixtures: String, seed: UInt64) throws -> [Check] {
+        var rng = SplitMix64(seed: seed ^ 0xB4C4_3A2D)
+        var checks: [Check] = []
+        let plain = try CUDASSDBackward(device: device)
+        func normal(_ shape: [Int]) -> Tensor { Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in rng.normal() }) }
+        // (b, L, H, P, G, N, Q, what): groups, D per channel, gate, initial states, dt clamp; packed rows with
+        // steep decays (a 16-token tile's decay underflows); a model-sized head (P = 64, N = 128) over
+        // four 256-token chunks.
+        let cases: [(Int, Int, Int, Int, Int, Int, Int, String)] = [
+            (2, 300, 6, 5, 3, 7, 64, "full"), (2, 300, 4, 8, 2, 16, 64, "packed"), (1, 1024, 8, 64, 1, 128, 256, "model"),
+        ]
+        for (b, L, H, P, G, N, Q, what) in cases {
+            var input = SSDInput(x: normal([b, L, H, P]), dt: normal([b, L, H]),
+                                 A: Tensor(shape: [H], data: (0..<H).map { _ in -1 - 15 * rng.uniform() }),
+                                 B: normal([b, L, G, N]), C: normal([b, L, G, N]), D: normal([H]),
+                                 dtBias: Tensor(shape: [H], data: (0..<H).map { _ in -4 + rng.uniform() }))
+            var options = SSDOptions(form: .chunked, chunkSize: Q, dtSoftplus: true)
+            switch what {
+            case "full":
+                input.D = normal([H, P]); input.z = normal([b, L, H, P]); input.initialStates = normal([b, H, P, N])
+                options.dtLimit = (0.001, 0.1)
+            case "packed":
+                input.z = normal([b, L, H, P]); input.initialStates = normal([b, H, P, N])
+                input.seqIdx = packedSequences(rows: b, length: L, rng: &rng)
+                input.dtBias = Tensor(shape: [H], data: (0..<H).map { _ in 1 + 2 * rng.uniform() })
+            default: break
+            }
+            let gy = normal([b, L, H, P]), gf = normal([b, H, P, N])
+            let ref = try SSD.backwardReference(input, options: options, gradY: gy, gradFinalStates: gf)
+            let p = try plain.prepare(input, options: options, gradY: gy, gradFinalStates: gf)
+            for buffer in p.gradientBuffers { try buffer.fill(bitPattern: 0x7FC0_0000) }
+            try plain.launch(p)
+            try device.synchronize()
+            let got = try plain.gradients(p, input: input)
+            let label = "SSD backward f32 b=\(b) L=\(L) H=\(H) P=\(P) G=\(G) N=\(N) Q=\(Q)"
+                + (what == "full" ? " D per channel, z, h0, dt clamp" : what == "packed" ? " packed \(Set(input.seqIdx!).count) sequences, steep decay, z, h0" : "")
+            checks += compare(got, ref, label: label, tolerance: 1e-5)
+        }
+        // The shared fixture: gradients of sum(y·grad_y) + sum(final_states·grad_final_states), float64 golden values.
+        let f = try SafeTensorsFile(path: fixtures + "/ssd-small.safetensors")
+        let gfile = try SafeTensorsFile(path: fixtures + "/ssd-small-grads.safetensors")
+        let input = SSDInput(x: try f.tensor("x"), dt: try f.tensor("dt"), A: try f.tensor("A"), B: try f.tensor("B"),
+                             C: try f.tensor("C"), D: try f.tensor("D"), z: try f.tensor("z"),
+                             dtBias: try f.tensor("dt_bias"), initialStates: try f.tensor("initial_states"))
+        let got = try plain.run(input, options: SSDOptions(form: .chunked, chunkSize: 32, dtSoftplus: true),
+                                gradY: try gfile.tensor("grad_y"), gradFinalStates: try gfile.tensor("grad_final_states"))
+        var golden: [(name: String, tensor: Tensor?)] = []
+        for (name, _) in got.named { golden.append((name, try gfile.tensor("grad." + name))) }
+        checks += compare(got.named, golden, label: "SSD backward f32 fixture ssd-small", tolerance: 1e-5)
+        return checks
+    }
+
+    /// One check per gradient: relative error over the whole tensor, every element written (no NaN).
+    static func compare(_ got: SSDGradients, _ ref: SSDGradients, label: String, tolerance: Double) -> [Check] {
+        compare(got.named, ref.named, label: label, tolerance: tolerance)
+    }
+
+    static func compare(_ got: [(name: String, tensor: Tensor?)], _ ref: [(name: String, tensor: Tensor?)], label: String,
+                        tolerance: Double) -> [Check] {
+        zip(got, ref).compactMap { g, r in
+            guard let a = g.tensor, let b = r.tensor else {
+                if (g.tensor == nil) == (r.tensor == nil) { return nil }
+                return Check(name: "\(label) d\(g.name): present on one side only", relativeError: .infinity, tolerance: tolerance, allWritten: false)
+            }
+            return Check(name: "\(label) d\(g.name)", relativeError: a.relativeError(to: b.reshaped(a.shape)), tolerance: tolerance,
+                         allWritten: !a.data.contains { $0.isNaN })
+        }
+    }
+}
