@@ -35,9 +35,19 @@ public enum CUDAKernelTable {
     public static func tensorCoreSSD(f16: Bool, stateSize N: Int) -> CUDAModuleSpec {
         CUDAModuleSpec(name: "ssd_tc_\(f16 ? "f16" : "bf16")_\(N).cu",
                        source: "#define ELEM_F16 \(f16 ? 1 : 0)\n#define NS \(N)\n#define PH 64\n#define QC 128\n"
-                           + CUDAKernelSource.halfConversions(f16: f16) + CUDAKernelSource.ssdTensorCore
+                           + CUDAKernelSource.halfConversions(f16: f16) + CUDAKernelSource.tensorCoreCommon + CUDAKernelSource.ssdTensorCore
                            + "\n#define SQ_ELEM u16\n#define SQ_F(v) to_f(v)\n#define SQ_CUM float\n" + CUDAKernelSource.ssdSequenceStates,
                        kernels: ["ssd_tc_state", "ssd_tc_passing", "ssd_tc_scan", "ssd_sequence_states"])
+    }
+
+    /// The tensor-core SSD backward for 16-bit inputs and state size N (runs after `tensorCoreSSD`'s forward).
+    public static func tensorCoreSSDBackward(f16: Bool, stateSize N: Int) -> CUDAModuleSpec {
+        CUDAModuleSpec(name: "ssd_tc_bwd_\(f16 ? "f16" : "bf16")_\(N).cu",
+                       source: "#define ELEM_F16 \(f16 ? 1 : 0)\n#define NS \(N)\n#define PH 64\n#define QC 128\n"
+                           + CUDAKernelSource.halfConversions(f16: f16) + CUDAKernelSource.tensorCoreCommon
+                           + CUDAKernelSource.ssdTensorCoreBackward,
+                       kernels: ["ssd_tc_bwd_gate", "ssd_tc_bwd_dstates", "ssd_tc_bwd_passing", "ssd_tc_bwd_chunk", "ssd_tc_bwd_dbc",
+                                 "ssd_tc_bwd_finish", "ssd_tc_bwd_heads"])
     }
 
     /// State sizes the tensor-core SSD is built for.
@@ -47,6 +57,7 @@ public enum CUDAKernelTable {
     public static var all: [CUDAModuleSpec] {
         WeightType.allCases.map(model) + [plainSSD, plainSSDBackward]
             + [false, true].flatMap { f16 in tensorCoreStateSizes.map { tensorCoreSSD(f16: f16, stateSize: $0) } }
+            + [false, true].flatMap { f16 in tensorCoreStateSizes.map { tensorCoreSSDBackward(f16: f16, stateSize: $0) } }
     }
 }
 
@@ -111,5 +122,16 @@ package struct TensorCoreSSDKernels {
         let m = try device.load(CUDAKernelTable.tensorCoreSSD(f16: f16, stateSize: stateSize))
         state = try m.entry("ssd_tc_state"); passing = try m.entry("ssd_tc_passing"); scan = try m.entry("ssd_tc_scan")
         sequenceStates = try m.entry("ssd_sequence_states")
+    }
+}
+
+/// The tensor-core SSD backward's kernels.
+package struct TensorCoreSSDBackwardKernels {
+    package let gate, dstates, passing, chunk, dbc, finish, heads: CUDAKernel
+    package init(device: CUDADevice, f16: Bool, stateSize: Int) throws {
+        let m = try device.load(CUDAKernelTable.tensorCoreSSDBackward(f16: f16, stateSize: stateSize))
+        gate = try m.entry("ssd_tc_bwd_gate"); dstates = try m.entry("ssd_tc_bwd_dstates"); passing = try m.entry("ssd_tc_bwd_passing")
+        chunk = try m.entry("ssd_tc_bwd_chunk"); dbc = try m.entry("ssd_tc_bwd_dbc"); finish = try m.entry("ssd_tc_bwd_finish")
+        heads = try m.entry("ssd_tc_bwd_heads")
     }
 }

@@ -33,80 +33,6 @@ extension CUDAKernelSource {
     /// Blocks of steps 1 and 3 take `hb` heads of a group each (grid z = groups × heads per group / hb),
     /// so that long single sequences still fill the GPU.
     static let ssdTensorCore = #"""
-    #define PAD 8
-    #define LDN (NS + PAD)
-    #define LDP (PH + PAD)
-    #define LDQ (QC + PAD)
-
-    // Two floats as one register of two 16-bit values (lo in the low half): one instruction.
-    __device__ __forceinline__ u32 pack2(float lo, float hi) {
-        u32 v;
-    #if ELEM_F16
-        asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(v) : "f"(hi), "f"(lo));
-    #else
-        asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(v) : "f"(hi), "f"(lo));
-    #endif
-        return v;
-    }
-    // One register of two 16-bit values as two floats (low half first).
-    __device__ __forceinline__ float2 unpack2(u32 v) {
-    #if ELEM_F16
-        return make_float2(to_f((u16)(v & 0xffffu)), to_f((u16)(v >> 16)));
-    #else
-        return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
-    #endif
-    }
-    __device__ __forceinline__ void mma16816(float* d, const u32* a, const u32* b) {
-    #if ELEM_F16
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-    #else
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-    #endif
-    }
-
-    __device__ __forceinline__ unsigned smem_addr(const void* p) {
-        unsigned a;
-        asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
-        return a;
-    }
-    // Four 8×8 16-bit matrices: lane i gives the address of row (i % 8) of matrix i / 8.
-    __device__ __forceinline__ void ldsm4(u32* r, const u16* rowAddress) {
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-            : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(rowAddress)));
-    }
-    // The same, each matrix transposed.
-    __device__ __forceinline__ void ldsm4t(u32* r, const u16* rowAddress) {
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
-            : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(rowAddress)));
-    }
-    // A fragment (16×16 at (m0, k0)) of a row-major [m][ld] array: rows are M, columns K.
-    __device__ __forceinline__ void loadA(u32* a, const u16* base, int ld, int m0, int k0, int lane) {
-        const int m = lane >> 3, i = lane & 7;
-        ldsm4(a, base + (m0 + i + (m & 1) * 8) * ld + k0 + (m >> 1) * 8);
-    }
-    // B fragments of two adjacent n-tiles (K×16 at (k0, n0)) from an [n][ld] array: each N column's K values contiguous.
-    __device__ __forceinline__ void loadB2(u32* b, const u16* base, int ld, int k0, int n0, int lane) {
-        const int m = lane >> 3, i = lane & 7;
-        ldsm4(b, base + (n0 + i + (m >> 1) * 8) * ld + k0 + (m & 1) * 8);
-    }
-    // B fragments of two adjacent n-tiles (K×16 at (k0, n0)) from a row-major [k][ld] array.
-    __device__ __forceinline__ void loadB2T(u32* b, const u16* base, int ld, int k0, int n0, int lane) {
-        const int m = lane >> 3, i = lane & 7;
-        ldsm4t(b, base + (k0 + i + (m & 1) * 8) * ld + n0 + (m >> 1) * 8);
-    }
-    // The A fragment of Sᵀ (16×16 at (m0, k0) of Sᵀ) from S stored row-major [k][ld].
-    __device__ __forceinline__ void loadAT(u32* a, const u16* base, int ld, int m0, int k0, int lane) {
-        const int m = lane >> 3, i = lane & 7;
-        ldsm4t(a, base + (k0 + i + (m >> 1) * 8) * ld + m0 + (m & 1) * 8);
-    }
-    // 8 16-bit values (16 bytes) scaled by f.
-    __device__ __forceinline__ uint4 scale8(uint4 v, float f) {
-        const float2 a = unpack2(v.x), b = unpack2(v.y), c = unpack2(v.z), d = unpack2(v.w);
-        return make_uint4(pack2(a.x * f, a.y * f), pack2(b.x * f, b.y * f), pack2(c.x * f, c.y * f), pack2(d.x * f, d.y * f));
-    }
-
     extern "C" __global__ void __launch_bounds__(256, 2) ssd_tc_state(
             int L, int H, int G, int nchunks, int hb, const u16* __restrict__ x, const float* __restrict__ dtRaw,
             const float* __restrict__ dtBias, const float* __restrict__ A, int softplus, float lo, float hi,
@@ -185,58 +111,7 @@ extension CUDAKernelSource {
             if (h + 1 < h0 + hb) fetch(h + 1);
             __syncthreads();
             u16* S = states + (((size_t)r * H + h) * nchunks + c) * PH * NS;
-    #if NS % 64 == 0
-            // S (PH×NS) = (w∘X)ᵀ (PH×QC) · B (QC×NS): warp → two m-tiles (32 rows: warp % 2) × a quarter of the
-            // n-tiles (warp / 2), so each k-step loads 2 A and NT/2 B fragment pairs for 2·NT products (at N = 128,
-            // 4 ldmatrix per 8 mma instead of 5 with a warp per m-tile: 0.32 → 0.29 ms for 65,536 tokens).
-            constexpr int NT = NS / 32;
-            const int m0 = (warp & 1) * 32, nbase = (warp >> 1) * NT;
-            float acc[2][NT][4];
-            for (int i = 0; i < 2; i++) for (int j = 0; j < NT; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
-            for (int k0 = 0; k0 < QC; k0 += 16) {
-                u32 a0[4], a1[4];
-                loadAT(a0, Xw, LDP, m0, k0, lane);
-                loadAT(a1, Xw, LDP, m0 + 16, k0, lane);
-                for (int j = 0; j < NT; j += 2) {
-                    u32 bf[4];
-                    loadB2T(bf, Bs, LDN, k0, (nbase + j) * 8, lane);
-                    mma16816(acc[0][j], a0, bf);
-                    mma16816(acc[0][j + 1], a0, bf + 2);
-                    mma16816(acc[1][j], a1, bf);
-                    mma16816(acc[1][j + 1], a1, bf + 2);
-                }
-            }
-            for (int i = 0; i < 2; i++) {
-                const int p = m0 + i * 16 + (lane >> 2);
-                for (int j = 0; j < NT; j++) {
-                    const int n = (nbase + j) * 8 + (lane & 3) * 2;
-                    *(u32*)(S + p * NS + n) = pack2(acc[i][j][0], acc[i][j][1]);
-                    *(u32*)(S + (p + 8) * NS + n) = pack2(acc[i][j][2], acc[i][j][3]);
-                }
-            }
-    #else
-            // N = 32 or 96 (a quarter of the n-tiles is not a whole pair): warp → m-tile (warp % 4), half of the n-tiles (warp / 4).
-            constexpr int NT = NS / 16;
-            const int m0 = (warp & 3) * 16, nbase = (warp >> 2) * NT;
-            float acc[NT][4];
-            for (int j = 0; j < NT; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-            for (int k0 = 0; k0 < QC; k0 += 16) {
-                u32 af[4];
-                loadAT(af, Xw, LDP, m0, k0, lane);
-                for (int j = 0; j < NT; j += 2) {
-                    u32 bf[4];
-                    loadB2T(bf, Bs, LDN, k0, (nbase + j) * 8, lane);
-                    mma16816(acc[j], af, bf);
-                    mma16816(acc[j + 1], af, bf + 2);
-                }
-            }
-            const int p = m0 + (lane >> 2);
-            for (int j = 0; j < NT; j++) {
-                const int n = (nbase + j) * 8 + (lane & 3) * 2;
-                *(u32*)(S + p * NS + n) = pack2(acc[j][0], acc[j][1]);
-                *(u32*)(S + (p + 8) * NS + n) = pack2(acc[j][2], acc[j][3]);
-            }
-    #endif
+            chunk_outer(Xw, Bs, S, warp, lane);
         }
     }
 
@@ -271,7 +146,7 @@ extension CUDAKernelSource {
             int L, int H, int G, int nchunks, int hb, const u16* __restrict__ x, const u16* __restrict__ z,
             const u16* __restrict__ B, const u16* __restrict__ C, const float* __restrict__ D, int dPerChannel,
             const float* __restrict__ dtOut, const float* __restrict__ cumOut, const u16* __restrict__ statesIn,
-            const int* __restrict__ seqStart, u16* __restrict__ y) {
+            const int* __restrict__ seqStart, u16* __restrict__ y, u16* __restrict__ yPre) {
         const int hpg = H / G, nhb = hpg / hb;
         const int c = blockIdx.x, r = blockIdx.y, g = blockIdx.z / nhb, h0 = g * hpg + (blockIdx.z % nhb) * hb;
         const int t0 = c * QC, q = min(QC, L - t0);
@@ -462,6 +337,7 @@ extension CUDAKernelSource {
                                 y1 += dHead * xv.y;
                             }
                         }
+                        if (yPre) *(u32*)(yPre + row + j * 8) = pack2(y0, y1);  // before the gate, for the backward's dz
                         if (z) {
                             const float2 zv = unpack2(*(const u32*)(z + row + j * 8));
                             y0 *= zv.x / (1.f + __expf(-zv.x));
@@ -473,6 +349,143 @@ extension CUDAKernelSource {
             }
         }
     }
+    """#
+
+    /// What the tensor-core kernels share (forward and backward), compiled after `halfConversions` with NS,
+    /// PH, QC and ELEM_F16 defined: the padded shared-memory strides, 16-bit packing, the m16n8k16 product,
+    /// ldmatrix fragment loads, and the chunk's outer product (w∘X)ᵀ·B.
+    static let tensorCoreCommon = #"""
+    #define PAD 8
+    #define LDN (NS + PAD)
+    #define LDP (PH + PAD)
+    #define LDQ (QC + PAD)
+
+    // Two floats as one register of two 16-bit values (lo in the low half): one instruction.
+    __device__ __forceinline__ u32 pack2(float lo, float hi) {
+        u32 v;
+    #if ELEM_F16
+        asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(v) : "f"(hi), "f"(lo));
+    #else
+        asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(v) : "f"(hi), "f"(lo));
+    #endif
+        return v;
+    }
+    // One register of two 16-bit values as two floats (low half first).
+    __device__ __forceinline__ float2 unpack2(u32 v) {
+    #if ELEM_F16
+        return make_float2(to_f((u16)(v & 0xffffu)), to_f((u16)(v >> 16)));
+    #else
+        return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
+    #endif
+    }
+    __device__ __forceinline__ void mma16816(float* d, const u32* a, const u32* b) {
+    #if ELEM_F16
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    #else
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    #endif
+    }
+
+    __device__ __forceinline__ unsigned smem_addr(const void* p) {
+        unsigned a;
+        asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+        return a;
+    }
+    // Four 8×8 16-bit matrices: lane i gives the address of row (i % 8) of matrix i / 8.
+    __device__ __forceinline__ void ldsm4(u32* r, const u16* rowAddress) {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+            : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(rowAddress)));
+    }
+    // The same, each matrix transposed.
+    __device__ __forceinline__ void ldsm4t(u32* r, const u16* rowAddress) {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+            : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(rowAddress)));
+    }
+    // A fragment (16×16 at (m0, k0)) of a row-major [m][ld] array: rows are M, columns K.
+    __device__ __forceinline__ void loadA(u32* a, const u16* base, int ld, int m0, int k0, int lane) {
+        const int m = lane >> 3, i = lane & 7;
+        ldsm4(a, base + (m0 + i + (m & 1) * 8) * ld + k0 + (m >> 1) * 8);
+    }
+    // B fragments of two adjacent n-tiles (K×16 at (k0, n0)) from an [n][ld] array: each N column's K values contiguous.
+    __device__ __forceinline__ void loadB2(u32* b, const u16* base, int ld, int k0, int n0, int lane) {
+        const int m = lane >> 3, i = lane & 7;
+        ldsm4(b, base + (n0 + i + (m >> 1) * 8) * ld + k0 + (m & 1) * 8);
+    }
+    // B fragments of two adjacent n-tiles (K×16 at (k0, n0)) from a row-major [k][ld] array.
+    __device__ __forceinline__ void loadB2T(u32* b, const u16* base, int ld, int k0, int n0, int lane) {
+        const int m = lane >> 3, i = lane & 7;
+        ldsm4t(b, base + (k0 + i + (m & 1) * 8) * ld + n0 + (m >> 1) * 8);
+    }
+    // The A fragment of Sᵀ (16×16 at (m0, k0) of Sᵀ) from S stored row-major [k][ld].
+    __device__ __forceinline__ void loadAT(u32* a, const u16* base, int ld, int m0, int k0, int lane) {
+        const int m = lane >> 3, i = lane & 7;
+        ldsm4t(a, base + (k0 + i + (m >> 1) * 8) * ld + m0 + (m & 1) * 8);
+    }
+    // 8 16-bit values (16 bytes) scaled by f.
+    __device__ __forceinline__ uint4 scale8(uint4 v, float f) {
+        const float2 a = unpack2(v.x), b = unpack2(v.y), c = unpack2(v.z), d = unpack2(v.w);
+        return make_uint4(pack2(a.x * f, a.y * f), pack2(b.x * f, b.y * f), pack2(c.x * f, c.y * f), pack2(d.x * f, d.y * f));
+    }
+
+    // S (PH×NS, 16-bit, row-major) = Xwᵀ·Bs: Xw [QC][LDP] and Bs [QC][LDN] in shared memory, the block's 8 warps
+    // each taking a share of S's tiles (the chunk state of the forward, the state gradient of the backward).
+    __device__ __forceinline__ void chunk_outer(const u16* Xw, const u16* Bs, u16* S, int warp, int lane) {
+    #if NS % 64 == 0
+        // S (PH×NS) = (w∘X)ᵀ (PH×QC) · B (QC×NS): warp → two m-tiles (32 rows: warp % 2) × a quarter of the
+        // n-tiles (warp / 2), so each k-step loads 2 A and NT/2 B fragment pairs for 2·NT products (at N = 128,
+        // 4 ldmatrix per 8 mma instead of 5 with a warp per m-tile: 0.32 → 0.29 ms for 65,536 tokens).
+        constexpr int NT = NS / 32;
+        const int m0 = (warp & 1) * 32, nbase = (warp >> 1) * NT;
+        float acc[2][NT][4];
+        for (int i = 0; i < 2; i++) for (int j = 0; j < NT; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
+        for (int k0 = 0; k0 < QC; k0 += 16) {
+            u32 a0[4], a1[4];
+            loadAT(a0, Xw, LDP, m0, k0, lane);
+            loadAT(a1, Xw, LDP, m0 + 16, k0, lane);
+            for (int j = 0; j < NT; j += 2) {
+                u32 bf[4];
+                loadB2T(bf, Bs, LDN, k0, (nbase + j) * 8, lane);
+                mma16816(acc[0][j], a0, bf);
+                mma16816(acc[0][j + 1], a0, bf + 2);
+                mma16816(acc[1][j], a1, bf);
+                mma16816(acc[1][j + 1], a1, bf + 2);
+            }
+        }
+        for (int i = 0; i < 2; i++) {
+            const int p = m0 + i * 16 + (lane >> 2);
+            for (int j = 0; j < NT; j++) {
+                const int n = (nbase + j) * 8 + (lane & 3) * 2;
+                *(u32*)(S + p * NS + n) = pack2(acc[i][j][0], acc[i][j][1]);
+                *(u32*)(S + (p + 8) * NS + n) = pack2(acc[i][j][2], acc[i][j][3]);
+            }
+        }
+    #else
+        // N = 32 or 96 (a quarter of the n-tiles is not a whole pair): warp → m-tile (warp % 4), half of the n-tiles (warp / 4).
+        constexpr int NT = NS / 16;
+        const int m0 = (warp & 3) * 16, nbase = (warp >> 2) * NT;
+        float acc[NT][4];
+        for (int j = 0; j < NT; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+        for (int k0 = 0; k0 < QC; k0 += 16) {
+            u32 af[4];
+            loadAT(af, Xw, LDP, m0, k0, lane);
+            for (int j = 0; j < NT; j += 2) {
+                u32 bf[4];
+                loadB2T(bf, Bs, LDN, k0, (nbase + j) * 8, lane);
+                mma16816(acc[j], af, bf);
+                mma16816(acc[j + 1], af, bf + 2);
+            }
+        }
+        const int p = m0 + (lane >> 2);
+        for (int j = 0; j < NT; j++) {
+            const int n = (nbase + j) * 8 + (lane & 3) * 2;
+            *(u32*)(S + p * NS + n) = pack2(acc[j][0], acc[j][1]);
+            *(u32*)(S + (p + 8) * NS + n) = pack2(acc[j][2], acc[j][3]);
+        }
+    #endif
+    }
+
     """#
 
     /// Dynamic shared memory of ssd_tc_state and ssd_tc_scan for a state size (bytes).

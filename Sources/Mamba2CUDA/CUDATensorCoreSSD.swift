@@ -47,6 +47,8 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         package let x, dt, A, B, C, y, dtOut, cumOut, states, statesIn, chunkDecay, finalStates: CUDABuffer
         let dtBias, D, z, initial: CUDABuffer?
         let dPerChannel, softplus: Bool
+        /// The 16-bit output before the gate, written only where given (the backward's gradient of z needs it).
+        package var yPre: CUDABuffer? = nil
         let lo, hi: Float
         /// Packed rows, and the (S, H, P, N) state at the end of each of their sequences.
         var packed: CUDAPackedRows? = nil
@@ -117,7 +119,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         let a3 = KernelArguments()
         for v in [p.L, p.H, p.G, p.nchunks, p.hb] { a3.add(Int32(v)) }
         a3.add(p.x); a3.add(p.z?.pointer ?? 0); a3.add(p.B); a3.add(p.C); a3.add(p.D?.pointer ?? 0)
-        a3.add(Int32(p.dPerChannel ? 1 : 0)); a3.add(p.dtOut); a3.add(p.cumOut); a3.add(p.statesIn); a3.add(p.packed?.seqStart.pointer ?? 0); a3.add(p.y)
+        a3.add(Int32(p.dPerChannel ? 1 : 0)); a3.add(p.dtOut); a3.add(p.cumOut); a3.add(p.statesIn); a3.add(p.packed?.seqStart.pointer ?? 0); a3.add(p.y); a3.add(p.yPre?.pointer ?? 0)
         if only == nil || only == 2 {
             try kernels.scan.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: shared.scan, arguments: a3)
         }

@@ -56,6 +56,49 @@ extension CUDASelfTest {
         var golden: [(name: String, tensor: Tensor?)] = []
         for (name, _) in got.named { golden.append((name, try gfile.tensor("grad." + name))) }
         checks += compare(got.named, golden, label: "SSD backward f32 fixture ssd-small", tolerance: 1e-5)
+        checks += try tensorCoreBackwardChecks(device: device, rng: &rng)
+        return checks
+    }
+
+    /// The tensor-core backward against the float64 recurrence on the same 16-bit-rounded inputs (x, B, C,
+    /// z and the output gradient), both element types, N = 64 and 128, with every option, lengths that are
+    /// not a multiple of the 128-token chunk, packed rows with steep decays. Every gradient buffer is
+    /// poisoned first.
+    static func tensorCoreBackwardChecks(device: CUDADevice, rng: inout SplitMix64) throws -> [Check] {
+        var checks: [Check] = []
+        for type in [CUDATensorCoreSSD.ElementType.bf16, .f16] {
+            for N in [64, 128] {
+                let tc = try CUDATensorCoreSSDBackward(device: device, elementType: type, stateSize: N)
+                for (b, L, H, G, what) in [(2, 300, 4, 2, "full"), (1, 2048, 24, 1, "model"), (2, 300, 4, 1, "packed")] {
+                    func normal(_ shape: [Int]) -> Tensor { Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in rng.normal() }) }
+                    func rounded(_ t: Tensor) -> Tensor { Tensor(shape: t.shape, data: tc.forward.floats(tc.forward.halves(t.data))) }
+                    let P = 64
+                    var input = SSDInput(x: rounded(normal([b, L, H, P])), dt: normal([b, L, H]),
+                                         A: Tensor(shape: [H], data: (0..<H).map { _ in -1 - 15 * rng.uniform() }),
+                                         B: rounded(normal([b, L, G, N])), C: rounded(normal([b, L, G, N])), D: normal([H]),
+                                         dtBias: Tensor(shape: [H], data: (0..<H).map { _ in -4 + rng.uniform() }))
+                    var options = SSDOptions(form: .chunked, chunkSize: 256, dtSoftplus: true)
+                    if what != "model" {
+                        input.D = normal([H, P]); input.z = rounded(normal([b, L, H, P])); input.initialStates = normal([b, H, P, N])
+                    }
+                    if what == "full" { options.dtLimit = (0.001, 0.1) }
+                    if what == "packed" {
+                        input.seqIdx = packedSequences(rows: b, length: L, rng: &rng)
+                        input.dtBias = Tensor(shape: [H], data: (0..<H).map { _ in 1 + 2 * rng.uniform() })
+                    }
+                    let gy = rounded(normal([b, L, H, P])), gf = normal([b, H, P, N])
+                    let ref = try SSD.backwardReference(input, options: options, gradY: gy, gradFinalStates: gf)
+                    let p = try tc.prepare(input, options: options, gradY: gy, gradFinalStates: gf)
+                    for buffer in p.gradientBuffers { try buffer.fill(bitPattern: 0x7FC0_7FC0) }
+                    try tc.launch(p)
+                    try device.synchronize()
+                    let got = try tc.gradients(p, input: input)
+                    let label = "SSD backward tensor cores \(type.rawValue) b=\(b) L=\(L) H=\(H) G=\(G) N=\(N)"
+                        + (what == "full" ? " D per channel, z, h0, dt clamp" : what == "packed" ? " packed, steep decay, z, h0" : "")
+                    checks += compare(got, ref, label: label, tolerance: type == .bf16 ? 1e-2 : 2e-3)
+                }
+            }
+        }
         return checks
     }
 

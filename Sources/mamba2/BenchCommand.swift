@@ -197,8 +197,11 @@ extension BenchSSDKernelsCommand {
             let o = SSDOptions(form: .chunked, chunkSize: chunkSize, dtSoftplus: true)
             let launch: () throws -> Void
             var parts = ""
-            if let tc {
-                if backward { throw ValidationError("--backward with a 16-bit dtype: the tensor-core backward is not built yet") }
+            if let tc, backward {
+                let bw = try CUDATensorCoreSSDBackward(device: dev, elementType: tc.elementType, stateSize: stateSize)
+                let p = try bw.prepare(input, options: o, gradY: SSDInput.syntheticGradient(like: input.x), gradFinalStates: nil)
+                launch = { try bw.launch(p) }
+            } else if let tc {
                 let p = try tc.prepare(input, options: o)
                 launch = { try tc.launch(p) }
                 if breakdown {

@@ -1,0 +1,546 @@
+import Mamba2
+extension CUDAKernelSource {
+    /// The chunked SSD backward on tensor cores, for 16-bit inputs (fp32 accumulation), after the
+    /// tensor-core forward of the same inputs, whose dt, chunk-local cumulative decay cum (float32, (b, H, L)),
+    /// chunk decays and incoming chunk states h_in (16-bit) it reads. Compiled after `halfConversions` and
+    /// `tensorCoreCommon` (NS, PH = 64, QC = 128, ELEM_F16). Names as in `ssdBackward` (the plain float32
+    /// backward, its reference): dY' the output gradient before the gate, g_c = dLoss/d(state leaving chunk c),
+    /// E[t,s] = exp(cum_t − cum_s) (s ≤ t, same sequence), M = CB ∘ E ∘ dt_s, e_t = exp(cum_t) where t takes
+    /// h_in, w_s = exp(cum_last − cum_s)·dt_s for s in the chunk's last sequence.
+    ///   0. ssd_tc_bwd_gate (with z): dY' = dY·silu(z), dz = dY·y'·silu'(z) (y' saved by the forward).
+    ///   1. ssd_tc_bwd_dstates (chunk, row, head blocks): dH_c = (e∘dY')ᵀ·C per head, the forward's
+    ///      chunk-state product with dY' for X and C for B (`chunk_outer`), 16-bit.
+    ///   2. ssd_tc_bwd_passing (P·N/512, head, row): g_{c−1} = dH_c + decay_c·g_c backwards in float32,
+    ///      writing each g_c in 16-bit and per-warp parts of d decay_c = ⟨g_c, h_in,c⟩; the initial
+    ///      state's gradient in float32.
+    ///   3. ssd_tc_bwd_chunk (chunk, row, group; every head of the group in one block):
+    ///        dM = dY'·Xᵀ per 16×16 tile; Σ_heads dM∘E∘dt_s (the group's dCB) kept in registers across heads;
+    ///        Z = dM∘CB∘E summed by rows and columns for the cum and dt gradients;
+    ///        dX = w∘(B·gᵀ) + Mᵀ·dY' + D·dY', the A fragments of Mᵀ made in registers from C·Bᵀ;
+    ///        dw_s = ⟨x_s, (B·gᵀ)_s⟩; D's gradient per chunk.
+    ///   4. ssd_tc_bwd_dbc (chunk, row, group × {dC, dB} × two halves of N): dC = dCB·B + Σ_h e∘(dY'_h·h_in,h),
+    ///      dB = dCBᵀ·C + Σ_h w∘(X_h·g_h), float32 across heads, 16-bit out; and the cum gradient of the
+    ///      incoming state's part, e_t·⟨C_t, (dY'·h_in)_t⟩.
+    ///   5. ssd_tc_bwd_finish (chunk, row, head): dcum per token, its reverse cumulative sum into dt and A,
+    ///      dt's chain through the clamp, softplus and dt_bias; A and dt_bias gradients per chunk.
+    ///   6. ssd_tc_bwd_heads (head): the per-chunk A, dt_bias and D gradients summed (float64).
+    static let ssdTensorCoreBackward = #"""
+    __device__ __forceinline__ float sigm(float v) { return 1.f / (1.f + __expf(-v)); }
+
+    extern "C" __global__ void ssd_tc_bwd_gate(long long n2, const u16* __restrict__ dY, const u16* __restrict__ z,
+                                               const u16* __restrict__ yPre, u16* __restrict__ dYp, u16* __restrict__ dz) {
+        const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;  // a pair of elements
+        if (i >= n2) return;
+        const float2 g = unpack2(((const u32*)dY)[i]), zv = unpack2(((const u32*)z)[i]), yp = unpack2(((const u32*)yPre)[i]);
+        const float s0 = sigm(zv.x), s1 = sigm(zv.y);
+        ((u32*)dz)[i] = pack2(g.x * yp.x * s0 * (1.f + zv.x * (1.f - s0)), g.y * yp.y * s1 * (1.f + zv.y * (1.f - s1)));
+        ((u32*)dYp)[i] = pack2(g.x * zv.x * s0, g.y * zv.y * s1);
+    }
+
+    extern "C" __global__ void __launch_bounds__(256, 2) ssd_tc_bwd_dstates(
+            int L, int H, int G, int nchunks, int hb, const u16* __restrict__ dY, const u16* __restrict__ C,
+            const float* __restrict__ cumOut, const int* __restrict__ seqStart, u16* __restrict__ dHout) {
+        const int hpg = H / G, nhb = hpg / hb;
+        const int c = blockIdx.x, r = blockIdx.y, g = blockIdx.z / nhb, h0 = g * hpg + (blockIdx.z % nhb) * hb;
+        const int t0 = c * QC, q = min(QC, L - t0);
+        const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+        extern __shared__ __align__(16) unsigned char smem[];
+        u16* Cs = (u16*)smem;         // [QC][LDN]
+        u16* Ys = Cs + QC * LDN;      // [QC][LDP]: e∘dY' of the head
+        float* eS = (float*)(Ys + QC * LDP);  // [QC]
+        for (int e = tid; e < QC * NS / 8; e += 256) {
+            const int t = e / (NS / 8), n8 = (e % (NS / 8)) * 8;
+            uint4 v = make_uint4(0, 0, 0, 0);
+            if (t < q) v = *(const uint4*)(C + (((size_t)r * L + t0 + t) * G + g) * NS + n8);
+            *(uint4*)(Cs + t * LDN + n8) = v;
+        }
+        const int st = seqStart && tid < q ? seqStart[(size_t)r * L + t0 + tid] : 0;
+        for (int h = h0; h < h0 + hb; h++) {
+            __syncthreads();  // the previous head is done with Ys and eS
+            if (tid < QC) eS[tid] = tid < q && (st < t0 || st == 0) ? __expf(fminf(cumOut[((size_t)r * H + h) * L + t0 + tid], 0.f)) : 0.f;
+            __syncthreads();
+            for (int e = tid; e < QC * PH / 8; e += 256) {
+                const int t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
+                uint4 v = make_uint4(0, 0, 0, 0);
+                if (t < q) v = scale8(*(const uint4*)(dY + (((size_t)r * L + t0 + t) * H + h) * PH + p8), eS[t]);
+                *(uint4*)(Ys + t * LDP + p8) = v;
+            }
+            __syncthreads();
+            chunk_outer(Ys, Cs, dHout + (((size_t)r * H + h) * nchunks + c) * PH * NS, warp, lane);
+        }
+    }
+
+    extern "C" __global__ void __launch_bounds__(256) ssd_tc_bwd_passing(
+            int H, int nchunks, const u16* __restrict__ dHout, const float* __restrict__ chunkDecay,
+            const u16* __restrict__ statesIn, const float* __restrict__ gradFinal, u16* __restrict__ dStates,
+            float* __restrict__ ddecayPart, float* __restrict__ gInit) {
+        const int e = (blockIdx.x * 256 + threadIdx.x) * 2, h = blockIdx.y, r = blockIdx.z;
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, parts = gridDim.x * 8;
+        const size_t base = ((size_t)r * H + h) * nchunks, PN = (size_t)PH * NS;
+        float2 g = gradFinal ? *(const float2*)(gradFinal + ((size_t)r * H + h) * PN + e) : make_float2(0.f, 0.f);
+        for (int c = nchunks - 1; c >= 0; c--) {
+            *(u32*)(dStates + (base + c) * PN + e) = pack2(g.x, g.y);
+            const float2 hv = unpack2(*(const u32*)(statesIn + (base + c) * PN + e));
+            float part = g.x * hv.x + g.y * hv.y;
+            for (int o = 16; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
+            if (lane == 0) ddecayPart[(base + c) * parts + blockIdx.x * 8 + warp] = part;
+            const float a = chunkDecay[base + c];
+            const float2 dh = unpack2(*(const u32*)(dHout + (base + c) * PN + e));
+            g = make_float2(dh.x + a * g.x, dh.y + a * g.y);
+        }
+        if (gInit) *(float2*)(gInit + ((size_t)r * H + h) * PN + e) = g;
+    }
+
+    extern "C" __global__ void __launch_bounds__(256, 1) ssd_tc_bwd_chunk(
+            int L, int H, int G, int nchunks, const u16* __restrict__ x, const u16* __restrict__ dY,
+            const u16* __restrict__ B, const u16* __restrict__ C, const float* __restrict__ D, int dPerChannel,
+            const float* __restrict__ dtOut, const float* __restrict__ cumOut, const u16* __restrict__ dStates,
+            const int* __restrict__ seqStart, u16* __restrict__ dX, u16* __restrict__ dCBsum, float* __restrict__ dcumP,
+            float* __restrict__ ddtP, float* __restrict__ wdw, float* __restrict__ Dpart) {
+        const int hpg = H / G;
+        const int c = blockIdx.x, r = blockIdx.y, g = blockIdx.z;
+        const int t0 = c * QC, q = min(QC, L - t0);
+        const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+        extern __shared__ __align__(16) unsigned char smem[];
+        u16* CBs = (u16*)smem;            // [QC][LDQ] C·Bᵀ
+        u16* Bs = CBs + QC * LDQ;         // [QC][LDN]
+        u16* Cs = Bs + QC * LDN;          // [QC][LDN]
+        u16* Xs = Cs + QC * LDN;          // [QC][LDP] X of the head
+        u16* Ys = Xs + QC * LDP;          // [QC][LDP] dY' of the head
+        u16* Gs = Ys + QC * LDP;          // [PH][LDN] g of the head (rows p)
+        float* cumS = (float*)(Gs + PH * LDN);  // [QC]
+        float* dtS = cumS + QC;           // [QC]
+        float* wS = dtS + QC;             // [QC] w_s
+        float* elS = wS + QC;             // [QC] exp(cum_last − cum_s) where s is in the last sequence
+        float* zrowS = elS + QC;          // [QC] Σ_s Z[t,s]·dt_s
+        float* zcolW = zrowS + QC;        // [8][QC] per warp: Σ_t Z[t,s]
+        float* dwW = zcolW + 8 * QC;      // [2][QC] per column half: dw_s
+        int* stS = (int*)(dwW + 2 * QC);  // [QC] where t's sequence starts, relative to the chunk
+        for (int e = tid; e < QC * NS / 8; e += 256) {
+            const int t = e / (NS / 8), n8 = (e % (NS / 8)) * 8;
+            uint4 cv = make_uint4(0, 0, 0, 0), bv = cv;
+            if (t < q) {
+                const size_t i = (((size_t)r * L + t0 + t) * G + g) * NS + n8;
+                cv = *(const uint4*)(C + i);
+                bv = *(const uint4*)(B + i);
+            }
+            *(uint4*)(Cs + t * LDN + n8) = cv;
+            *(uint4*)(Bs + t * LDN + n8) = bv;
+        }
+        if (tid < QC) stS[tid] = (seqStart && tid < q ? seqStart[(size_t)r * L + t0 + tid] : 0) - t0;
+        const int stLast = (seqStart ? seqStart[(size_t)r * L + t0 + q - 1] : 0) - t0;
+        __syncthreads();
+        {   // C·Bᵀ on and below the diagonal, as the forward's scan
+            const int m0 = warp * 16;
+            u32 af[NS / 16][4];
+            for (int k = 0; k < NS / 16; k++) loadA(af[k], Cs, LDN, m0, k * 16, lane);
+            for (int n0 = 0; n0 < m0 + 16; n0 += 16) {
+                float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+                for (int k = 0; k < NS / 16; k++) {
+                    u32 bf[4];
+                    loadB2(bf, Bs, LDN, k * 16, n0, lane);
+                    mma16816(acc[0], af[k], bf);
+                    mma16816(acc[1], af[k], bf + 2);
+                }
+                const int t = m0 + (lane >> 2);
+                for (int j = 0; j < 2; j++) {
+                    const int s = n0 + j * 8 + (lane & 3) * 2;
+                    *(u32*)(CBs + t * LDQ + s) = pack2(acc[j][0], acc[j][1]);
+                    *(u32*)(CBs + (t + 8) * LDQ + s) = pack2(acc[j][2], acc[j][3]);
+                }
+            }
+        }
+        // The warp's tiles of the lower triangle: m-tiles mA = warp and mB = 7 − warp (9 tiles in all, so the
+        // warps are balanced); tile i is (mA, i) for i ≤ warp, else (mB, i − warp − 1).
+        const int mA = warp, mB = 7 - warp;
+        float dcb[9][2][4];
+        #pragma unroll
+        for (int i = 0; i < 9; i++) for (int j = 0; j < 2; j++) dcb[i][j][0] = dcb[i][j][1] = dcb[i][j][2] = dcb[i][j][3] = 0.f;
+        const size_t rL = (size_t)r * L + t0;
+        for (int h = g * hpg; h < (g + 1) * hpg; h++) {
+            const size_t rh = (size_t)r * H + h;
+            __syncthreads();  // C·Bᵀ is made / the previous head is done with the shared arrays
+            for (int e = tid; e < QC * PH / 8; e += 256) {
+                const int t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
+                uint4 xv = make_uint4(0, 0, 0, 0), yv = xv;
+                if (t < q) {
+                    xv = *(const uint4*)(x + ((rL + t) * H + h) * PH + p8);
+                    yv = *(const uint4*)(dY + ((rL + t) * H + h) * PH + p8);
+                }
+                *(uint4*)(Xs + t * LDP + p8) = xv;
+                *(uint4*)(Ys + t * LDP + p8) = yv;
+            }
+            const u16* gsrc = dStates + (rh * nchunks + c) * PH * NS;
+            for (int e = tid; e < PH * NS / 8; e += 256) {
+                const int p = e / (NS / 8), n8 = (e % (NS / 8)) * 8;
+                *(uint4*)(Gs + p * LDN + n8) = *(const uint4*)(gsrc + p * NS + n8);
+            }
+            if (tid < QC) {
+                // past the row's end: cum holds its last value and dt is 0 (so every factor stays finite)
+                const float* cum = cumOut + rh * L + t0;
+                const float ct = cum[min(tid, q - 1)], cl = cum[q - 1];
+                const float d = tid < q ? dtOut[rh * L + t0 + tid] : 0.f;
+                cumS[tid] = ct;
+                dtS[tid] = d;
+                const float el = tid < q && tid >= stLast ? __expf(fminf(cl - ct, 0.f)) : 0.f;
+                elS[tid] = el;
+                wS[tid] = el * d;
+            }
+            for (int k = lane; k < QC; k += 32) zcolW[warp * QC + k] = 0.f;
+            __syncthreads();
+            // (a) dM = dY'·Xᵀ tile by tile; dCB summed over heads; Z's row and column sums
+            float zA0 = 0.f, zA1 = 0.f, zB0 = 0.f, zB1 = 0.f;  // Z's row sums: m-tile A/B, rows r0/r1
+            #pragma unroll
+            for (int i = 0; i < 9; i++) {
+                const bool first = i <= warp;
+                const int mt = first ? mA : mB, kt = first ? i : i - warp - 1;
+                float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+                for (int k0 = 0; k0 < PH; k0 += 16) {
+                    u32 af[4], bf[4];
+                    loadA(af, Ys, LDP, mt * 16, k0, lane);
+                    loadB2(bf, Xs, LDP, k0, kt * 16, lane);
+                    mma16816(acc[0], af, bf);
+                    mma16816(acc[1], af, bf + 2);
+                }
+                float col[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
+                #pragma unroll
+                for (int j = 0; j < 2; j++) {
+                    #pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int t = mt * 16 + (lane >> 2) + (e >> 1) * 8, s = kt * 16 + j * 8 + (lane & 3) * 2 + (e & 1);
+                        if (s <= t && s >= stS[t]) {
+                            const float E = __expf(fminf(cumS[t] - cumS[s], 0.f)), dm = acc[j][e];
+                            dcb[i][j][e] += dm * E * dtS[s];
+                            const float Z = dm * to_f(CBs[t * LDQ + s]) * E;
+                            const float zd = Z * dtS[s];
+                            if (first) { if (e < 2) zA0 += zd; else zA1 += zd; } else { if (e < 2) zB0 += zd; else zB1 += zd; }
+                            col[j][e & 1] += Z;
+                        }
+                    }
+                }
+                for (int j = 0; j < 2; j++) {
+                    for (int k = 0; k < 2; k++) {
+                        float v = col[j][k];
+                        v += __shfl_xor_sync(0xffffffffu, v, 4);
+                        v += __shfl_xor_sync(0xffffffffu, v, 8);
+                        v += __shfl_xor_sync(0xffffffffu, v, 16);
+                        if (lane < 4) zcolW[warp * QC + kt * 16 + j * 8 + lane * 2 + k] += v;
+                    }
+                }
+            }
+            {
+                const float zs[4] = {zA0, zA1, zB0, zB1};
+                #pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    float v = zs[k];
+                    v += __shfl_xor_sync(0xffffffffu, v, 1);
+                    v += __shfl_xor_sync(0xffffffffu, v, 2);
+                    if ((lane & 3) == 0) zrowS[(k < 2 ? mA : mB) * 16 + (lane >> 2) + (k & 1) * 8] = v;
+                }
+            }
+            // (b) dX = w∘(B·gᵀ) + Mᵀ·dY' + D·dY', in two units per warp (rows of m-tile mA, columns 0–31; rows of
+            // m-tile mB, columns 32–63); dw_s = ⟨x_s, (B·gᵀ)_s⟩ per column half.
+            for (int u = 0; u < 2; u++) {
+                const int ms = u == 0 ? mA : mB, n0 = u * 32, sr = ms * 16 + (lane >> 2);
+                float acc[4][4];
+                for (int j = 0; j < 4; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+                for (int k0 = 0; k0 < NS; k0 += 16) {
+                    u32 af[4];
+                    loadA(af, Bs, LDN, ms * 16, k0, lane);
+                    for (int j = 0; j < 4; j += 2) {
+                        u32 bf[4];
+                        loadB2(bf, Gs, LDN, k0, n0 + j * 8, lane);
+                        mma16816(acc[j], af, bf);
+                        mma16816(acc[j + 1], af, bf + 2);
+                    }
+                }
+                float d0 = 0.f, d1 = 0.f;
+                for (int j = 0; j < 4; j++) {
+                    const int p = n0 + j * 8 + (lane & 3) * 2;
+                    const float2 x0 = unpack2(*(const u32*)(Xs + sr * LDP + p)), x1 = unpack2(*(const u32*)(Xs + (sr + 8) * LDP + p));
+                    d0 += acc[j][0] * x0.x + acc[j][1] * x0.y;
+                    d1 += acc[j][2] * x1.x + acc[j][3] * x1.y;
+                }
+                d0 += __shfl_xor_sync(0xffffffffu, d0, 1); d0 += __shfl_xor_sync(0xffffffffu, d0, 2);
+                d1 += __shfl_xor_sync(0xffffffffu, d1, 1); d1 += __shfl_xor_sync(0xffffffffu, d1, 2);
+                if ((lane & 3) == 0) { dwW[u * QC + sr] = d0; dwW[u * QC + sr + 8] = d1; }
+                const float w0 = wS[sr], w1 = wS[sr + 8];
+                for (int j = 0; j < 4; j++) { acc[j][0] *= w0; acc[j][1] *= w0; acc[j][2] *= w1; acc[j][3] *= w1; }
+                const float c0 = cumS[sr], c1 = cumS[sr + 8], dt0 = dtS[sr], dt1 = dtS[sr + 8];
+                for (int kt = ms; kt < QC / 16; kt++) {
+                    // the A fragment of Mᵀ: element (s, t) = CB[t][s]·exp(cum_t − cum_s)·dt_s for t ≥ s in s's sequence
+                    const int tb = kt * 16 + (lane & 3) * 2;
+                    auto m = [&](int s, float cs, float ds, int t) {
+                        return t >= s && s >= stS[t] ? to_f(CBs[t * LDQ + s]) * __expf(fminf(cumS[t] - cs, 0.f)) * ds : 0.f;
+                    };
+                    u32 af[4] = {pack2(m(sr, c0, dt0, tb), m(sr, c0, dt0, tb + 1)), pack2(m(sr + 8, c1, dt1, tb), m(sr + 8, c1, dt1, tb + 1)),
+                                 pack2(m(sr, c0, dt0, tb + 8), m(sr, c0, dt0, tb + 9)), pack2(m(sr + 8, c1, dt1, tb + 8), m(sr + 8, c1, dt1, tb + 9))};
+                    for (int j = 0; j < 4; j += 2) {
+                        u32 bf[4];
+                        loadB2T(bf, Ys, LDP, kt * 16, n0 + j * 8, lane);
+                        mma16816(acc[j], af, bf);
+                        mma16816(acc[j + 1], af, bf + 2);
+                    }
+                }
+                for (int half = 0; half < 2; half++) {
+                    const int s = sr + half * 8;
+                    if (s >= q) continue;
+                    for (int j = 0; j < 4; j++) {
+                        const int p = n0 + j * 8 + (lane & 3) * 2;
+                        float v0 = acc[j][half * 2], v1 = acc[j][half * 2 + 1];
+                        if (D) {
+                            const float2 dy = unpack2(*(const u32*)(Ys + s * LDP + p));
+                            const float2 dd = dPerChannel ? *(const float2*)(D + h * PH + p) : make_float2(D[h], D[h]);
+                            v0 += dd.x * dy.x;
+                            v1 += dd.y * dy.y;
+                        }
+                        *(u32*)(dX + ((rL + s) * H + h) * PH + p) = pack2(v0, v1);
+                    }
+                }
+            }
+            __syncthreads();  // Z's sums and dw are complete
+            if (tid < q) {
+                float zc = 0.f;
+                for (int w = 0; w < 8; w++) zc += zcolW[w * QC + tid];
+                const float dw = dwW[tid] + dwW[QC + tid];
+                const size_t o = rh * L + t0 + tid;
+                dcumP[o] = zrowS[tid] - zc * dtS[tid] - dw * wS[tid];
+                ddtP[o] = zc + dw * elS[tid];
+                wdw[o] = dw * wS[tid];
+            } else if (D && tid >= QC && tid < QC + PH) {
+                const int p = tid - QC;
+                float s = 0.f;
+                for (int t = 0; t < q; t++) s += to_f(Ys[t * LDP + p]) * to_f(Xs[t * LDP + p]);
+                Dpart[(((size_t)r * nchunks + c) * H + h) * PH + p] = s;
+            }
+        }
+        // the group's dCB (16-bit), the tiles on and below the diagonal
+        u16* out = dCBsum + (((size_t)r * G + g) * nchunks + c) * QC * QC;
+        #pragma unroll
+        for (int i = 0; i < 9; i++) {
+            const bool first = i <= warp;
+            const int mt = first ? mA : mB, kt = first ? i : i - warp - 1;
+            const int t = mt * 16 + (lane >> 2);
+            for (int j = 0; j < 2; j++) {
+                const int s = kt * 16 + j * 8 + (lane & 3) * 2;
+                *(u32*)(out + t * QC + s) = pack2(dcb[i][j][0], dcb[i][j][1]);
+                *(u32*)(out + (t + 8) * QC + s) = pack2(dcb[i][j][2], dcb[i][j][3]);
+            }
+        }
+    }
+
+    #define NH (NS / 2)
+    #define LDH (NH + PAD)
+    extern "C" __global__ void __launch_bounds__(256, 2) ssd_tc_bwd_dbc(
+            int L, int H, int G, int nchunks, const u16* __restrict__ x, const u16* __restrict__ dY,
+            const u16* __restrict__ B, const u16* __restrict__ C, const float* __restrict__ dtOut,
+            const float* __restrict__ cumOut, const u16* __restrict__ statesIn, const u16* __restrict__ dStates,
+            const u16* __restrict__ dCBsum, const int* __restrict__ seqStart, u16* __restrict__ dB, u16* __restrict__ dC,
+            float* __restrict__ offP) {
+        const int hpg = H / G;
+        const int c = blockIdx.x, r = blockIdx.y, g = blockIdx.z >> 2, isB = (blockIdx.z >> 1) & 1, half = blockIdx.z & 1;
+        const int t0 = c * QC, q = min(QC, L - t0);
+        const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+        const size_t rL = (size_t)r * L + t0;
+        extern __shared__ __align__(16) unsigned char smem[];
+        u16* Ks = (u16*)smem;             // [QC][LDQ] the group's dCB
+        u16* Os = Ks + QC * LDQ;          // [QC][LDH] B (for dC) or C (for dB), this half of N
+        u16* Cs = Os + QC * LDH;          // [QC][LDH] C, this half (for the cum gradient of dC blocks)
+        u16* Vs = Cs + QC * LDH;          // [QC][LDP] dY' (dC) or X (dB) of the head
+        u16* Ss = Vs + QC * LDP;          // [PH][LDH] h_in (dC) or g (dB) of the head, this half
+        float* fS = (float*)(Ss + PH * LDH);  // [QC] e_t (dC) or w_s (dB)
+        const u16* kin = dCBsum + (((size_t)r * G + g) * nchunks + c) * QC * QC;
+        for (int e = tid; e < QC * QC / 8; e += 256) {
+            const int t = e / (QC / 8), s8 = (e % (QC / 8)) * 8;
+            // only tiles on and below the diagonal were written
+            *(uint4*)(Ks + t * LDQ + s8) = s8 / 16 <= t / 16 ? *(const uint4*)(kin + t * QC + s8) : make_uint4(0, 0, 0, 0);
+        }
+        for (int e = tid; e < QC * NH / 8; e += 256) {
+            const int t = e / (NH / 8), n8 = (e % (NH / 8)) * 8;
+            uint4 bv = make_uint4(0, 0, 0, 0), cv = bv;
+            if (t < q) {
+                const size_t i = ((rL + t) * G + g) * NS + half * NH + n8;
+                bv = *(const uint4*)(B + i);
+                cv = *(const uint4*)(C + i);
+            }
+            *(uint4*)(Os + t * LDH + n8) = isB ? cv : bv;
+            *(uint4*)(Cs + t * LDH + n8) = cv;
+        }
+        const int st = seqStart && tid < q ? seqStart[rL + tid] : 0;
+        const int stLast = seqStart ? seqStart[rL + q - 1] : 0;
+        __syncthreads();
+        constexpr int NT = NH / 8;
+        const int m0 = warp * 16, rr = m0 + (lane >> 2);
+        float acc[NT][4];
+        for (int j = 0; j < NT; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+        // the intra-chunk part: dC = dCB·B, dB = dCBᵀ·C
+        if (!isB) {
+            for (int kt = 0; kt <= warp; kt++) {
+                u32 af[4];
+                loadA(af, Ks, LDQ, m0, kt * 16, lane);
+                for (int j = 0; j < NT; j += 2) {
+                    u32 bf[4];
+                    loadB2T(bf, Os, LDH, kt * 16, j * 8, lane);
+                    mma16816(acc[j], af, bf);
+                    mma16816(acc[j + 1], af, bf + 2);
+                }
+            }
+        } else {
+            for (int kt = warp; kt < QC / 16; kt++) {
+                u32 af[4];
+                loadAT(af, Ks, LDQ, m0, kt * 16, lane);
+                for (int j = 0; j < NT; j += 2) {
+                    u32 bf[4];
+                    loadB2T(bf, Os, LDH, kt * 16, j * 8, lane);
+                    mma16816(acc[j], af, bf);
+                    mma16816(acc[j + 1], af, bf + 2);
+                }
+            }
+        }
+        for (int h = g * hpg; h < (g + 1) * hpg; h++) {
+            const size_t rh = (size_t)r * H + h;
+            __syncthreads();  // the previous head is done with Vs, Ss and fS
+            const u16* vsrc = isB ? x : dY;
+            for (int e = tid; e < QC * PH / 8; e += 256) {
+                const int t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
+                *(uint4*)(Vs + t * LDP + p8) = t < q ? *(const uint4*)(vsrc + ((rL + t) * H + h) * PH + p8) : make_uint4(0, 0, 0, 0);
+            }
+            const u16* ssrc = (isB ? dStates : statesIn) + (rh * nchunks + c) * PH * NS + half * NH;
+            for (int e = tid; e < PH * NH / 8; e += 256) {
+                const int p = e / (NH / 8), n8 = (e % (NH / 8)) * 8;
+                *(uint4*)(Ss + p * LDH + n8) = *(const uint4*)(ssrc + p * NS + n8);
+            }
+            if (tid < QC) {
+                const float* cum = cumOut + rh * L + t0;
+                float f = 0.f;
+                if (tid < q) {
+                    if (isB) f = t0 + tid >= stLast ? __expf(fminf(cum[q - 1] - cum[tid], 0.f)) * dtOut[rh * L + t0 + tid] : 0.f;
+                    else f = st < t0 || st == 0 ? __expf(fminf(cum[tid], 0.f)) : 0.f;
+                }
+                fS[tid] = f;
+            }
+            __syncthreads();
+            float v[NT][4];
+            for (int j = 0; j < NT; j++) v[j][0] = v[j][1] = v[j][2] = v[j][3] = 0.f;
+            for (int k0 = 0; k0 < PH; k0 += 16) {
+                u32 af[4];
+                loadA(af, Vs, LDP, m0, k0, lane);
+                for (int j = 0; j < NT; j += 2) {
+                    u32 bf[4];
+                    loadB2T(bf, Ss, LDH, k0, j * 8, lane);
+                    mma16816(v[j], af, bf);
+                    mma16816(v[j + 1], af, bf + 2);
+                }
+            }
+            const float f0 = fS[rr], f1 = fS[rr + 8];
+            if (!isB) {  // the incoming state's part of dcum: e_t·⟨C_t, (dY'·h_in)_t⟩, this half of N
+                float o0 = 0.f, o1 = 0.f;
+                for (int j = 0; j < NT; j++) {
+                    const int n = j * 8 + (lane & 3) * 2;
+                    const float2 c0 = unpack2(*(const u32*)(Cs + rr * LDH + n)), c1 = unpack2(*(const u32*)(Cs + (rr + 8) * LDH + n));
+                    o0 += v[j][0] * c0.x + v[j][1] * c0.y;
+                    o1 += v[j][2] * c1.x + v[j][3] * c1.y;
+                }
+                o0 += __shfl_xor_sync(0xffffffffu, o0, 1); o0 += __shfl_xor_sync(0xffffffffu, o0, 2);
+                o1 += __shfl_xor_sync(0xffffffffu, o1, 1); o1 += __shfl_xor_sync(0xffffffffu, o1, 2);
+                if ((lane & 3) == 0) {
+                    const size_t plane = (size_t)half * gridDim.y * H * L;
+                    if (rr < q) offP[plane + rh * L + t0 + rr] = f0 * o0;
+                    if (rr + 8 < q) offP[plane + rh * L + t0 + rr + 8] = f1 * o1;
+                }
+            }
+            for (int j = 0; j < NT; j++) { acc[j][0] += f0 * v[j][0]; acc[j][1] += f0 * v[j][1]; acc[j][2] += f1 * v[j][2]; acc[j][3] += f1 * v[j][3]; }
+        }
+        u16* out = isB ? dB : dC;
+        for (int k = 0; k < 2; k++) {
+            const int t = rr + k * 8;
+            if (t >= q) continue;
+            for (int j = 0; j < NT; j++)
+                *(u32*)(out + ((rL + t) * G + g) * NS + half * NH + j * 8 + (lane & 3) * 2) = pack2(acc[j][k * 2], acc[j][k * 2 + 1]);
+        }
+    }
+
+    extern "C" __global__ void __launch_bounds__(QC) ssd_tc_bwd_finish(
+            int L, int H, int nchunks, int parts, const float* __restrict__ dtRaw, const float* __restrict__ dtBias,
+            const float* __restrict__ A, int softplus, float lo, float hi, const float* __restrict__ dtOut,
+            const float* __restrict__ chunkDecay, const float* __restrict__ ddecayPart, const float* __restrict__ dcumP,
+            const float* __restrict__ ddtP, const float* __restrict__ wdw, const float* __restrict__ offP,
+            float* __restrict__ gRaw, float* __restrict__ dApart, float* __restrict__ dBiasPart) {
+        const int c = blockIdx.x, r = blockIdx.y, h = blockIdx.z, t = threadIdx.x;
+        const int t0 = c * QC, q = min(QC, L - t0);
+        const size_t rh = (size_t)r * H + h, i = rh * L + t0 + t, plane = (size_t)gridDim.y * H * L;
+        __shared__ float dc[QC], dd[QC], dtv[QC], wd[QC];
+        __shared__ double red[QC];
+        if (t < q) { dc[t] = dcumP[i] + offP[i] + offP[plane + i]; dd[t] = ddtP[i]; dtv[t] = dtOut[i]; wd[t] = wdw[i]; }
+        __syncthreads();
+        if (t == 0) {
+            double extra = 0.0, dd0 = 0.0;
+            for (int k = 0; k < parts; k++) dd0 += ddecayPart[(rh * nchunks + c) * parts + k];
+            for (int k = 0; k < q; k++) extra += wd[k];
+            double run = extra + dd0 * chunkDecay[rh * nchunks + c], dA = 0.0;
+            const float a = A[h];
+            for (int k = q - 1; k >= 0; k--) {
+                run += dc[k];
+                dd[k] += (float)(run * a);
+                dA += run * dtv[k];
+            }
+            dApart[rh * nchunks + c] = (float)dA;
+        }
+        __syncthreads();
+        float gu = 0.f;
+        if (t < q) {
+            const size_t j = ((size_t)r * L + t0 + t) * H + h;
+            float u = dtRaw[j] + (dtBias ? dtBias[h] : 0.f);
+            gu = dd[t];
+            if (softplus) { gu *= u <= 20.f ? sigm(u) : 1.f; u = u <= 20.f ? log1pf(__expf(u)) : u; }
+            if (!(lo == 0.f && isinf(hi)) && (u < lo || u > hi)) gu = 0.f;
+            gRaw[j] = gu;
+        }
+        red[t] = gu;
+        __syncthreads();
+        for (int o = QC / 2; o > 0; o >>= 1) {
+            if (t < o) red[t] += red[t + o];
+            __syncthreads();
+        }
+        if (t == 0) dBiasPart[rh * nchunks + c] = (float)red[0];
+    }
+
+    extern "C" __global__ void ssd_tc_bwd_heads(int b, int H, int nchunks, const float* __restrict__ dApart,
+                                                const float* __restrict__ dBiasPart, const float* __restrict__ Dpart, int dPerChannel,
+                                                float* __restrict__ dA, float* __restrict__ dBias, float* __restrict__ dD) {
+        const int h = blockIdx.x, t = threadIdx.x;  // 64 threads
+        __shared__ double red[64];
+        double sa = 0.0, sb = 0.0;
+        for (int i = t; i < b * nchunks; i += 64) {
+            const size_t k = ((size_t)(i / nchunks) * H + h) * nchunks + i % nchunks;
+            sa += dApart[k];
+            sb += dBiasPart[k];
+        }
+        for (int pass = 0; pass < 2; pass++) {
+            red[t] = pass == 0 ? sa : sb;
+            __syncthreads();
+            for (int o = 32; o > 0; o >>= 1) { if (t < o) red[t] += red[t + o]; __syncthreads(); }
+            if (t == 0) { if (pass == 0) dA[h] = (float)red[0]; else dBias[h] = (float)red[0]; }
+            __syncthreads();
+        }
+        if (!Dpart) return;
+        double sd = 0.0;  // channel p = t
+        for (int i = 0; i < b * nchunks; i++) sd += Dpart[((size_t)i * H + h) * PH + t];
+        if (dPerChannel) { dD[h * PH + t] = (float)sd; return; }
+        red[t] = sd;
+        __syncthreads();
+        for (int o = 32; o > 0; o >>= 1) { if (t < o) red[t] += red[t + o]; __syncthreads(); }
+        if (t == 0) dD[h] = (float)red[0];
+    }
+    """#
+
+    /// Dynamic shared memory of the tensor-core backward's kernels for a state size (bytes).
+    static func tensorCoreBackwardShared(stateSize N: Int) -> (dstates: Int, chunk: Int, dbc: Int) {
+        let (Q, P, pad) = (128, 64, 8)
+        let ldp = P + pad, ldn = N + pad, ldq = Q + pad, ldh = N / 2 + pad
+        let dstates = (Q * ldn + Q * ldp) * 2 + Q * 4
+        let chunk = (Q * ldq + 2 * Q * ldn + 2 * Q * ldp + P * ldn) * 2 + (5 * Q + 8 * Q + 2 * Q) * 4 + Q * 4
+        let dbc = (Q * ldq + 2 * Q * ldh + Q * ldp + P * ldh) * 2 + Q * 4
+        return (dstates, chunk, dbc)
+    }
+}
