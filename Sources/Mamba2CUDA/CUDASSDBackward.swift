@@ -25,7 +25,7 @@ public final class CUDASSDBackward: @unchecked Sendable {
         let gradY: CUDABuffer
         let gradFinal: CUDABuffer?
         // intermediates
-        let dYp, dHout, dStates, ddecay, dCB, Z, gdt, dApart, dBh, dCh: CUDABuffer
+        let dYp, dHout, dStates, ddecay, dCB, Z, gdt, dApart, dRaw64, dBh, dCh: CUDABuffer
         let dtRaw: CUDABuffer
         // the gradients
         package let dX, dRaw, dBias, dA, dB, dC: CUDABuffer
@@ -49,7 +49,9 @@ public final class CUDASSDBackward: @unchecked Sendable {
             fwd: fwd, gradY: try CUDABuffer(gradY.data, on: device),
             gradFinal: try gradFinalStates.map { try CUDABuffer($0.data, on: device) },
             dYp: try buf(tokens * H * P), dHout: try buf(chunkStates), dStates: try buf(chunkStates), ddecay: try buf(b * H * nchunks),
-            dCB: try buf(squares), Z: try buf(squares), gdt: try buf(tokens * H), dApart: try buf(b * H * nchunks),
+            // Z, d dt, the raw dt's gradient for the dt_bias sum and the A parts in float64
+            dCB: try buf(squares), Z: try buf(2 * squares), gdt: try buf(2 * tokens * H), dApart: try buf(2 * b * H * nchunks),
+            dRaw64: try buf(2 * tokens * H),
             dBh: try buf(H * tokens * N), dCh: try buf(H * tokens * N), dtRaw: fwd.dt,
             dX: try buf(tokens * H * P), dRaw: try buf(tokens * H), dBias: try buf(H), dA: try buf(H),
             dB: try buf(tokens * G * N), dC: try buf(tokens * G * N),
@@ -86,17 +88,17 @@ public final class CUDASSDBackward: @unchecked Sendable {
         a4.add(f.x); a4.add(p.dYp); a4.add(f.B); a4.add(f.C); a4.add(f.CB); a4.add(f.A); a4.add(f.dtOut); a4.add(f.cumOut)
         a4.add(f.statesIn); a4.add(p.dStates); a4.add(f.chunkDecay); a4.add(p.ddecay); a4.add(seqStart)
         a4.add(p.dCB); a4.add(p.Z); a4.add(p.dX); a4.add(p.dBh); a4.add(p.dCh); a4.add(p.gdt); a4.add(p.dApart)
-        try kernels.chunk.launch(grid: (nchunks, H, b), block: (256, 1, 1), sharedBytes: 9 * Q * 4, arguments: a4)
+        try kernels.chunk.launch(grid: (nchunks, H, b), block: (256, 1, 1), sharedBytes: 12 * Q * 4, arguments: a4)
 
         let a5 = KernelArguments()
         for v in [b, L, H] { a5.add(Int32(v)) }
         a5.add(p.dtRaw); a5.add(f.dtBias?.pointer ?? 0); a5.add(Int32(f.softplus ? 1 : 0)); a5.add(f.lo); a5.add(f.hi)
-        a5.add(p.gdt); a5.add(p.dRaw)
+        a5.add(p.gdt); a5.add(p.dRaw); a5.add(p.dRaw64)
         try kernels.dt.launch(grid: ((b * L * H + 255) / 256, 1, 1), block: (256, 1, 1), arguments: a5)
 
         let a6 = KernelArguments()
         for v in [b, L, H, P, nchunks] { a6.add(Int32(v)) }
-        a6.add(p.dRaw); a6.add(p.dApart); a6.add(p.dYp); a6.add(f.x); a6.add(Int32(f.D == nil ? 0 : 1))
+        a6.add(p.dRaw64); a6.add(p.dApart); a6.add(p.dYp); a6.add(f.x); a6.add(Int32(f.D == nil ? 0 : 1))
         a6.add(Int32(f.dPerChannel ? 1 : 0)); a6.add(p.dBias); a6.add(p.dA); a6.add(p.dD?.pointer ?? 0)
         try kernels.heads.launch(grid: (H, 1, 1), block: (256, 1, 1), arguments: a6)
 

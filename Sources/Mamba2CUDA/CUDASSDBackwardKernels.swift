@@ -103,20 +103,22 @@ extension CUDAKernelSource {
                                              const float* B, const float* C, const float* CB, const float* A, const float* dtOut,
                                              const double* cumOut, const float* statesIn, const float* dStates,
                                              const float* chunkDecay, const float* ddecay, const int* seqStart,
-                                             float* dCBbuf, float* Zbuf, float* dX, float* dBh, float* dCh, float* gdt,
-                                             float* dApart) {
+                                             float* dCBbuf, double* Zbuf, float* dX, float* dBh, float* dCh, double* gdt,
+                                             double* dApart) {
         const int c = blockIdx.x, h = blockIdx.y, r = blockIdx.z, nchunks = gridDim.x;
         const int t0 = c * Q, q = min(Q, L - t0), g = h / (H / G);
         const size_t rh = (size_t)r * H + h, tokens = (size_t)gridDim.z * L, PN = (size_t)P * N;
+        // The per-token gradients are float64 sums: their parts are large and cancel in the reverse
+        // cumulative sum (dA is ~1e3 times smaller than them with steep decays).
         extern __shared__ double shd[];
         double* cumS = shd;        // [Q] cum_t (float64, as the forward keeps it)
-        float* dtS = (float*)(cumS + Q);  // [Q] dt_t
+        double* dcumS = cumS + Q;  // [Q] dcum_t
+        double* ddtS = dcumS + Q;  // [Q] d dt_t, before the cumulative-sum part
+        double* lastS = ddtS + Q;  // [Q] w_t·dw_t, summed into dcum_last
+        float* dtS = (float*)(lastS + Q);  // [Q] dt_t
         float* wS = dtS + Q;       // [Q] w_t
         float* eS = wS + Q;        // [Q] e_t
-        float* dcumS = eS + Q;     // [Q] dcum_t
-        float* ddtS = dcumS + Q;   // [Q] d dt_t, before the cumulative-sum part
-        float* lastS = ddtS + Q;   // [Q] w_t·dw_t, summed into dcum_last
-        int* stS = (int*)(lastS + Q);  // [Q] where t's sequence starts (row position)
+        int* stS = (int*)(eS + Q); // [Q] where t's sequence starts (row position)
         const double* cum = cumOut + rh * L + t0;
         const float* dt = dtOut + rh * L + t0;
         const int stLast = seqStart ? seqStart[(size_t)r * L + t0 + q - 1] : 0;
@@ -133,19 +135,20 @@ extension CUDAKernelSource {
         const float* gS = dStates + (rh * nchunks + c) * PN;
         const float* cb = CB + (((size_t)r * G + g) * nchunks + c) * Q * Q;
         float* dcb = dCBbuf + (rh * nchunks + c) * Q * Q;
-        float* zb = Zbuf + (rh * nchunks + c) * Q * Q;
+        double* zb = Zbuf + (rh * nchunks + c) * Q * Q;
     #define XI(t, p) ((((size_t)r * L + t0 + (t)) * H + h) * P + (p))
     #define BI(t, n) ((((size_t)r * L + t0 + (t)) * G + g) * N + (n))
     #define HI(t, n) (((size_t)h * tokens + (size_t)r * L + t0 + (t)) * N + (n))
         // 1. dM = dY'·Xᵀ on the mask; dCB and Z from it
         for (int e = threadIdx.x; e < q * q; e += blockDim.x) {
             const int t = e / q, s = e % q;
-            float vcb = 0.f, vz = 0.f;
+            float vcb = 0.f;
+            double vz = 0.0;
             if (s <= t && t0 + s >= stS[t]) {
-                float dm = 0.f;
-                for (int p = 0; p < P; p++) dm += dYp[XI(t, p)] * x[XI(s, p)];
-                const float E = expf((float)fmin(cumS[t] - cumS[s], 0.0));
-                vcb = dm * E * dtS[s];
+                double dm = 0.0;
+                for (int p = 0; p < P; p++) dm += (double)dYp[XI(t, p)] * x[XI(s, p)];
+                const double E = exp(fmin(cumS[t] - cumS[s], 0.0));
+                vcb = (float)(dm * E * dtS[s]);
                 vz = dm * cb[t * Q + s] * E;
             }
             dcb[t * Q + s] = vcb;
@@ -186,30 +189,31 @@ extension CUDAKernelSource {
         }
         // 4. the per-token gradients of cum and dt
         for (int t = threadIdx.x; t < q; t += blockDim.x) {
-            float zrow = 0.f, zcol = 0.f;
+            double zrow = 0.0, zcol = 0.0;
             for (int s = 0; s <= t; s++) zrow += zb[t * Q + s] * dtS[s];
             for (int u = t; u < q; u++) zcol += zb[u * Q + t];
-            float off = 0.f;
+            double off = 0.0;
             if (eS[t] != 0.f) {
                 for (int p = 0; p < P; p++) {
-                    float yo = 0.f;
-                    for (int n = 0; n < N; n++) yo += C[BI(t, n)] * hin[p * N + n];
+                    double yo = 0.0;
+                    for (int n = 0; n < N; n++) yo += (double)C[BI(t, n)] * hin[p * N + n];
                     off += dYp[XI(t, p)] * yo;
                 }
-                off *= eS[t];
+                off *= exp(fmin(cumS[t], 0.0));
             }
-            float dw = 0.f, el = 0.f;
+            double dw = 0.0, el = 0.0;
             if (t0 + t >= stLast) {
-                el = expf((float)fmin(cumS[q - 1] - cumS[t], 0.0));
+                el = exp(fmin(cumS[q - 1] - cumS[t], 0.0));
                 for (int p = 0; p < P; p++) {
-                    float bg = 0.f;
-                    for (int n = 0; n < N; n++) bg += B[BI(t, n)] * gS[p * N + n];
+                    double bg = 0.0;
+                    for (int n = 0; n < N; n++) bg += (double)B[BI(t, n)] * gS[p * N + n];
                     dw += x[XI(t, p)] * bg;
                 }
             }
-            dcumS[t] = zrow - zcol * dtS[t] + off - dw * wS[t];
+            const double w = el * dtS[t];
+            dcumS[t] = zrow - zcol * dtS[t] + off - dw * w;
             ddtS[t] = zcol + dw * el;
-            lastS[t] = dw * wS[t];
+            lastS[t] = dw * w;
         }
         __syncthreads();
         // 5. the reverse cumulative sum: cum_t = Σ_{k≤t} dt_k·A
@@ -219,32 +223,34 @@ extension CUDAKernelSource {
             double run = extra, dA = 0.0;
             for (int t = q - 1; t >= 0; t--) {
                 run += dcumS[t];
-                gdt[rh * L + t0 + t] = (float)(ddtS[t] + run * A[h]);
+                gdt[rh * L + t0 + t] = ddtS[t] + run * A[h];
                 dA += run * dtS[t];
             }
-            dApart[rh * nchunks + c] = (float)dA;
+            dApart[rh * nchunks + c] = dA;
         }
     #undef XI
     #undef BI
     #undef HI
     }
 
-    // A thread per (token, head): d raw dt from d dt (layout (b, H, L) → (b, L, H)).
+    // A thread per (token, head): d raw dt from d dt (layout (b, H, L) → (b, L, H)), in float32 and (for the
+    // dt_bias sum, whose terms cancel) float64.
     extern "C" __global__ void ssd_bwd_dt(int b, int L, int H, const float* dtRaw, const float* dtBias, int softplus, float lo,
-                                          float hi, const float* gdt, float* gRaw) {
+                                          float hi, const double* gdt, float* gRaw, double* gRaw64) {
         const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
         if (i >= (long long)b * L * H) return;
         const int h = (int)(i % H);
         const long long tok = i / H, r = tok / L, t = tok % L;
         float u = dtRaw[i] + (dtBias ? dtBias[h] : 0.f);
-        float gu = gdt[((size_t)r * H + h) * L + t];
-        if (softplus) { gu *= u <= 20.f ? sigmoid_(u) : 1.f; u = u <= 20.f ? log1pf(expf(u)) : u; }
-        if (!(lo == 0.f && isinf(hi)) && (u < lo || u > hi)) gu = 0.f;
-        gRaw[i] = gu;
+        double gu = gdt[((size_t)r * H + h) * L + t];
+        if (softplus) { gu *= u <= 20.f ? 1.0 / (1.0 + exp(-(double)u)) : 1.0; u = u <= 20.f ? log1pf(expf(u)) : u; }
+        if (!(lo == 0.f && isinf(hi)) && (u < lo || u > hi)) gu = 0.0;
+        gRaw[i] = (float)gu;
+        gRaw64[i] = gu;
     }
 
     // A block per head: dt_bias, A and D gradients as float64 sums over all tokens.
-    extern "C" __global__ void ssd_bwd_heads(int b, int L, int H, int P, int nchunks, const float* gRaw, const float* dApart,
+    extern "C" __global__ void ssd_bwd_heads(int b, int L, int H, int P, int nchunks, const double* gRaw, const double* dApart,
                                              const float* dYp, const float* x, int hasD, int dPerChannel, float* dBias, float* dA,
                                              float* dD) {
         const int h = blockIdx.x;

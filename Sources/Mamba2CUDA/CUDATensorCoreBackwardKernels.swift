@@ -112,8 +112,8 @@ extension CUDAKernelSource {
         float* dtS = cumS + QC;           // [QC]
         float* wS = dtS + QC;             // [QC] w_s
         float* elS = wS + QC;             // [QC] exp(cum_last − cum_s) where s is in the last sequence
-        float* zrowS = elS + QC;          // [QC] Σ_s Z[t,s]·dt_s
-        float* zcolW = zrowS + QC;        // [8][QC] per warp: Σ_t Z[t,s]
+        float* zrowW = elS + QC;          // [2][QC] per half of a pair's tiles: Σ_s Z[t,s]·dt_s
+        float* zcolW = zrowW + 2 * QC;    // [8][QC] per warp: Σ_t Z[t,s]
         float* dwW = zcolW + 8 * QC;      // [2][QC] per column half: dw_s
         int* stS = (int*)(dwW + 2 * QC);  // [QC] where t's sequence starts, relative to the chunk
         for (int e = tid; e < QC * NS / 8; e += 256) {
@@ -150,12 +150,13 @@ extension CUDAKernelSource {
                 }
             }
         }
-        // The warp's tiles of the lower triangle: m-tiles mA = warp and mB = 7 − warp (9 tiles in all, so the
-        // warps are balanced); tile i is (mA, i) for i ≤ warp, else (mB, i − warp − 1).
-        const int mA = warp, mB = 7 - warp;
-        float dcb[9][2][4];
+        // The lower triangle's 36 tiles in four pairs of m-tiles (pi, 7 − pi), 9 tiles a pair; warp w takes pair
+        // pi = w % 4, tiles 0–4 of it when w < 4 and 5–8 when w ≥ 4 (pair tile i is (pi, i) for i ≤ pi, else
+        // (7 − pi, i − pi − 1)), so every warp does 4 or 5 tiles and keeps their part of the group's dCB.
+        const int pi = warp & 3, hf = warp >> 2, tiles = hf == 0 ? 5 : 4;
+        float dcb[5][2][4];
         #pragma unroll
-        for (int i = 0; i < 9; i++) for (int j = 0; j < 2; j++) dcb[i][j][0] = dcb[i][j][1] = dcb[i][j][2] = dcb[i][j][3] = 0.f;
+        for (int i = 0; i < 5; i++) for (int j = 0; j < 2; j++) dcb[i][j][0] = dcb[i][j][1] = dcb[i][j][2] = dcb[i][j][3] = 0.f;
         const size_t rL = (size_t)r * L + t0;
         for (int h = g * hpg; h < (g + 1) * hpg; h++) {
             const size_t rh = (size_t)r * H + h;
@@ -189,11 +190,13 @@ extension CUDAKernelSource {
             for (int k = lane; k < QC; k += 32) zcolW[warp * QC + k] = 0.f;
             __syncthreads();
             // (a) dM = dY'·Xᵀ tile by tile; dCB summed over heads; Z's row and column sums
-            float zA0 = 0.f, zA1 = 0.f, zB0 = 0.f, zB1 = 0.f;  // Z's row sums: m-tile A/B, rows r0/r1
+            float zA0 = 0.f, zA1 = 0.f, zB0 = 0.f, zB1 = 0.f;  // Z's row sums: m-tile pi / 7 − pi, rows r0/r1
             #pragma unroll
-            for (int i = 0; i < 9; i++) {
-                const bool first = i <= warp;
-                const int mt = first ? mA : mB, kt = first ? i : i - warp - 1;
+            for (int ii = 0; ii < 5; ii++) {
+                if (ii >= tiles) break;
+                const int i = hf * 5 + ii;
+                const bool first = i <= pi;
+                const int mt = first ? pi : 7 - pi, kt = first ? i : i - pi - 1;
                 float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
                 for (int k0 = 0; k0 < PH; k0 += 16) {
                     u32 af[4], bf[4];
@@ -210,7 +213,7 @@ extension CUDAKernelSource {
                         const int t = mt * 16 + (lane >> 2) + (e >> 1) * 8, s = kt * 16 + j * 8 + (lane & 3) * 2 + (e & 1);
                         if (s <= t && s >= stS[t]) {
                             const float E = __expf(fminf(cumS[t] - cumS[s], 0.f)), dm = acc[j][e];
-                            dcb[i][j][e] += dm * E * dtS[s];
+                            dcb[ii][j][e] += dm * E * dtS[s];
                             const float Z = dm * to_f(CBs[t * LDQ + s]) * E;
                             const float zd = Z * dtS[s];
                             if (first) { if (e < 2) zA0 += zd; else zA1 += zd; } else { if (e < 2) zB0 += zd; else zB1 += zd; }
@@ -228,20 +231,20 @@ extension CUDAKernelSource {
                     }
                 }
             }
-            {
+            {   // every row of the pair's two m-tiles gets this warp's part (0 where it had no tile of that m-tile)
                 const float zs[4] = {zA0, zA1, zB0, zB1};
                 #pragma unroll
                 for (int k = 0; k < 4; k++) {
                     float v = zs[k];
                     v += __shfl_xor_sync(0xffffffffu, v, 1);
                     v += __shfl_xor_sync(0xffffffffu, v, 2);
-                    if ((lane & 3) == 0) zrowS[(k < 2 ? mA : mB) * 16 + (lane >> 2) + (k & 1) * 8] = v;
+                    if ((lane & 3) == 0) zrowW[hf * QC + (k < 2 ? pi : 7 - pi) * 16 + (lane >> 2) + (k & 1) * 8] = v;
                 }
             }
-            // (b) dX = w∘(B·gᵀ) + Mᵀ·dY' + D·dY', in two units per warp (rows of m-tile mA, columns 0–31; rows of
-            // m-tile mB, columns 32–63); dw_s = ⟨x_s, (B·gᵀ)_s⟩ per column half.
+            // (b) dX = w∘(B·gᵀ) + Mᵀ·dY' + D·dY', in two units per warp (rows of m-tile w, columns 0–31; rows of
+            // m-tile 7 − w, columns 32–63); dw_s = ⟨x_s, (B·gᵀ)_s⟩ per column half.
             for (int u = 0; u < 2; u++) {
-                const int ms = u == 0 ? mA : mB, n0 = u * 32, sr = ms * 16 + (lane >> 2);
+                const int ms = u == 0 ? warp : 7 - warp, n0 = u * 32, sr = ms * 16 + (lane >> 2);
                 float acc[4][4];
                 for (int j = 0; j < 4; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
                 for (int k0 = 0; k0 < NS; k0 += 16) {
@@ -304,7 +307,7 @@ extension CUDAKernelSource {
                 for (int w = 0; w < 8; w++) zc += zcolW[w * QC + tid];
                 const float dw = dwW[tid] + dwW[QC + tid];
                 const size_t o = rh * L + t0 + tid;
-                dcumP[o] = zrowS[tid] - zc * dtS[tid] - dw * wS[tid];
+                dcumP[o] = zrowW[tid] + zrowW[QC + tid] - zc * dtS[tid] - dw * wS[tid];
                 ddtP[o] = zc + dw * elS[tid];
                 wdw[o] = dw * wS[tid];
             } else if (D && tid >= QC && tid < QC + PH) {
@@ -317,14 +320,16 @@ extension CUDAKernelSource {
         // the group's dCB (16-bit), the tiles on and below the diagonal
         u16* out = dCBsum + (((size_t)r * G + g) * nchunks + c) * QC * QC;
         #pragma unroll
-        for (int i = 0; i < 9; i++) {
-            const bool first = i <= warp;
-            const int mt = first ? mA : mB, kt = first ? i : i - warp - 1;
+        for (int ii = 0; ii < 5; ii++) {
+            if (ii >= tiles) break;
+            const int i = hf * 5 + ii;
+            const bool first = i <= pi;
+            const int mt = first ? pi : 7 - pi, kt = first ? i : i - pi - 1;
             const int t = mt * 16 + (lane >> 2);
             for (int j = 0; j < 2; j++) {
                 const int s = kt * 16 + j * 8 + (lane & 3) * 2;
-                *(u32*)(out + t * QC + s) = pack2(dcb[i][j][0], dcb[i][j][1]);
-                *(u32*)(out + (t + 8) * QC + s) = pack2(dcb[i][j][2], dcb[i][j][3]);
+                *(u32*)(out + t * QC + s) = pack2(dcb[ii][j][0], dcb[ii][j][1]);
+                *(u32*)(out + (t + 8) * QC + s) = pack2(dcb[ii][j][2], dcb[ii][j][3]);
             }
         }
     }
@@ -539,7 +544,7 @@ extension CUDAKernelSource {
         let (Q, P, pad) = (128, 64, 8)
         let ldp = P + pad, ldn = N + pad, ldq = Q + pad, ldh = N / 2 + pad
         let dstates = (Q * ldn + Q * ldp) * 2 + Q * 4
-        let chunk = (Q * ldq + 2 * Q * ldn + 2 * Q * ldp + P * ldn) * 2 + (5 * Q + 8 * Q + 2 * Q) * 4 + Q * 4
+        let chunk = (Q * ldq + 2 * Q * ldn + 2 * Q * ldp + P * ldn) * 2 + (4 * Q + 2 * Q + 8 * Q + 2 * Q) * 4 + Q * 4
         let dbc = (Q * ldq + 2 * Q * ldh + Q * ldp + P * ldh) * 2 + Q * 4
         return (dstates, chunk, dbc)
     }

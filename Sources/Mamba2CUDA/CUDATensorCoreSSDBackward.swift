@@ -35,7 +35,7 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
         let ddecayPart: CUDABuffer       // (b, H, chunks, parts)
         let parts: Int
         let dCBsum: CUDABuffer           // 16-bit (b, G, chunks, 128, 128)
-        let dcumP, ddtP, wdw, offP: CUDABuffer  // float32 (b, H, L); offP two planes
+        package let dcumP, ddtP, wdw, offP: CUDABuffer  // float32 (b, H, L); offP two planes
         let dApart, dBiasPart: CUDABuffer       // (b, H, chunks)
         let Dpart: CUDABuffer?           // (b, chunks, H, P)
         // the gradients

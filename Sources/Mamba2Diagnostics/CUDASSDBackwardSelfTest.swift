@@ -69,7 +69,10 @@ extension CUDASelfTest {
         for type in [CUDATensorCoreSSD.ElementType.bf16, .f16] {
             for N in [64, 128] {
                 let tc = try CUDATensorCoreSSDBackward(device: device, elementType: type, stateSize: N)
-                for (b, L, H, G, what) in [(2, 300, 4, 2, "full"), (1, 2048, 24, 1, "model"), (2, 300, 4, 1, "packed")] {
+                // one chunk without a state in or out (only the intra-chunk terms), then with the final state's
+                // gradient, then with an initial state: each adds one part of the dt and A gradients
+                for (b, L, H, G, what) in [(1, 100, 2, 1, "intra"), (1, 100, 2, 1, "final"), (1, 100, 2, 1, "initial"),
+                                           (2, 300, 4, 2, "full"), (1, 2048, 24, 1, "model"), (2, 300, 4, 1, "packed")] {
                     func normal(_ shape: [Int]) -> Tensor { Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in rng.normal() }) }
                     func rounded(_ t: Tensor) -> Tensor { Tensor(shape: t.shape, data: tc.forward.floats(tc.forward.halves(t.data))) }
                     let P = 64
@@ -78,15 +81,16 @@ extension CUDASelfTest {
                                          B: rounded(normal([b, L, G, N])), C: rounded(normal([b, L, G, N])), D: normal([H]),
                                          dtBias: Tensor(shape: [H], data: (0..<H).map { _ in -4 + rng.uniform() }))
                     var options = SSDOptions(form: .chunked, chunkSize: 256, dtSoftplus: true)
-                    if what != "model" {
+                    if what == "full" || what == "packed" {
                         input.D = normal([H, P]); input.z = rounded(normal([b, L, H, P])); input.initialStates = normal([b, H, P, N])
                     }
+                    if what == "initial" { input.initialStates = normal([b, H, P, N]) }
                     if what == "full" { options.dtLimit = (0.001, 0.1) }
                     if what == "packed" {
                         input.seqIdx = packedSequences(rows: b, length: L, rng: &rng)
                         input.dtBias = Tensor(shape: [H], data: (0..<H).map { _ in 1 + 2 * rng.uniform() })
                     }
-                    let gy = rounded(normal([b, L, H, P])), gf = normal([b, H, P, N])
+                    let gy = rounded(normal([b, L, H, P])), gf: Tensor? = what == "intra" || what == "initial" ? nil : normal([b, H, P, N])
                     let ref = try SSD.backwardReference(input, options: options, gradY: gy, gradFinalStates: gf)
                     let p = try tc.prepare(input, options: options, gradY: gy, gradFinalStates: gf)
                     for buffer in p.gradientBuffers { try buffer.fill(bitPattern: 0x7FC0_7FC0) }
@@ -94,7 +98,8 @@ extension CUDASelfTest {
                     try device.synchronize()
                     let got = try tc.gradients(p, input: input)
                     let label = "SSD backward tensor cores \(type.rawValue) b=\(b) L=\(L) H=\(H) G=\(G) N=\(N)"
-                        + (what == "full" ? " D per channel, z, h0, dt clamp" : what == "packed" ? " packed, steep decay, z, h0" : "")
+                        + (what == "full" ? " D per channel, z, h0, dt clamp" : what == "packed" ? " packed, steep decay, z, h0"
+                           : what == "intra" ? " one chunk" : what == "final" ? " one chunk, final-state gradient" : what == "initial" ? " one chunk, h0" : "")
                     checks += compare(got, ref, label: label, tolerance: type == .bf16 ? 1e-2 : 2e-3)
                 }
             }
