@@ -16,7 +16,8 @@ extension CUDAKernelSource {
     ///   3. ssd_tc_bwd_chunk (chunk, row, group; every head of the group in one block):
     ///        dM = dY'·Xᵀ per 16×16 tile; Σ_heads dM∘E∘dt_s (the group's dCB) kept in registers across heads;
     ///        Z = dM∘CB∘E summed by rows and columns for the cum and dt gradients;
-    ///        dX = w∘(B·gᵀ) + Mᵀ·dY' + D·dY', the A fragments of Mᵀ made in registers from C·Bᵀ;
+    ///        M = CB∘E∘dt_s made beside dM, tile by tile, into shared memory (16-bit);
+    ///        dX = w∘(B·gᵀ) + Mᵀ·dY' + D·dY', Mᵀ's fragments by transposing loads of M;
     ///        dw_s = ⟨x_s, (B·gᵀ)_s⟩; D's gradient per chunk.
     ///   4. ssd_tc_bwd_dbc (chunk, row, group × {dC, dB} × two halves of N): dC = dCB·B + Σ_h e∘(dY'_h·h_in,h),
     ///      dB = dCBᵀ·C + Σ_h w∘(X_h·g_h), float32 across heads, 16-bit out; and the cum gradient of the
@@ -78,16 +79,27 @@ extension CUDAKernelSource {
         const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, parts = gridDim.x * 8;
         const size_t base = ((size_t)r * H + h) * nchunks, PN = (size_t)PH * NS;
         float2 g = gradFinal ? *(const float2*)(gradFinal + ((size_t)r * H + h) * PN + e) : make_float2(0.f, 0.f);
-        for (int c = nchunks - 1; c >= 0; c--) {
+        auto step = [&](int c, u32 hraw, u32 draw, float a) {
             *(u32*)(dStates + (base + c) * PN + e) = pack2(g.x, g.y);
-            const float2 hv = unpack2(*(const u32*)(statesIn + (base + c) * PN + e));
+            const float2 hv = unpack2(hraw);
             float part = g.x * hv.x + g.y * hv.y;
             for (int o = 16; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
             if (lane == 0) ddecayPart[(base + c) * parts + blockIdx.x * 8 + warp] = part;
-            const float a = chunkDecay[base + c];
-            const float2 dh = unpack2(*(const u32*)(dHout + (base + c) * PN + e));
+            const float2 dh = unpack2(draw);
             g = make_float2(dh.x + a * g.x, dh.y + a * g.y);
+        };
+        int c = nchunks - 1;
+        for (; c >= 15; c -= 16) {  // loads first: they do not depend on the running gradient
+            u32 hv[16], dh[16];
+            float a[16];
+            for (int i = 0; i < 16; i++) {
+                hv[i] = *(const u32*)(statesIn + (base + c - i) * PN + e);
+                dh[i] = *(const u32*)(dHout + (base + c - i) * PN + e);
+                a[i] = chunkDecay[base + c - i];
+            }
+            for (int i = 0; i < 16; i++) step(c - i, hv[i], dh[i], a[i]);
         }
+        for (; c >= 0; c--) step(c, *(const u32*)(statesIn + (base + c) * PN + e), *(const u32*)(dHout + (base + c) * PN + e), chunkDecay[base + c]);
         if (gInit) *(float2*)(gInit + ((size_t)r * H + h) * PN + e) = g;
     }
 
@@ -103,7 +115,8 @@ extension CUDAKernelSource {
         const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
         extern __shared__ __align__(16) unsigned char smem[];
         u16* CBs = (u16*)smem;            // [QC][LDQ] C·Bᵀ
-        u16* Bs = CBs + QC * LDQ;         // [QC][LDN]
+        u16* Ms = CBs + QC * LDQ;         // [QC][LDQ] M = CB ∘ E ∘ dt_s of the head (tiles on and below the diagonal)
+        u16* Bs = Ms + QC * LDQ;          // [QC][LDN]
         u16* Cs = Bs + QC * LDN;          // [QC][LDN]
         u16* Xs = Cs + QC * LDN;          // [QC][LDP] X of the head
         u16* Ys = Xs + QC * LDP;          // [QC][LDP] dY' of the head
@@ -158,35 +171,51 @@ extension CUDAKernelSource {
         #pragma unroll
         for (int i = 0; i < 5; i++) for (int j = 0; j < 2; j++) dcb[i][j][0] = dcb[i][j][1] = dcb[i][j][2] = dcb[i][j][3] = 0.f;
         const size_t rL = (size_t)r * L + t0;
-        for (int h = g * hpg; h < (g + 1) * hpg; h++) {
+        // The next head's X, dY', g and per-token factors are fetched into registers while this head computes.
+        constexpr int XR = QC * PH / 8 / 256, GR = PH * NS / 8 / 256;
+        uint4 xr[XR], yr[XR], gr[GR];
+        float crr = 0.f, clr = 0.f, drr = 0.f;
+        auto fetch = [&](int h) {
             const size_t rh = (size_t)r * H + h;
-            __syncthreads();  // C·Bᵀ is made / the previous head is done with the shared arrays
-            for (int e = tid; e < QC * PH / 8; e += 256) {
-                const int t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
-                uint4 xv = make_uint4(0, 0, 0, 0), yv = xv;
+            for (int k = 0; k < XR; k++) {
+                const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
+                xr[k] = yr[k] = make_uint4(0, 0, 0, 0);
                 if (t < q) {
-                    xv = *(const uint4*)(x + ((rL + t) * H + h) * PH + p8);
-                    yv = *(const uint4*)(dY + ((rL + t) * H + h) * PH + p8);
+                    xr[k] = *(const uint4*)(x + ((rL + t) * H + h) * PH + p8);
+                    yr[k] = *(const uint4*)(dY + ((rL + t) * H + h) * PH + p8);
                 }
-                *(uint4*)(Xs + t * LDP + p8) = xv;
-                *(uint4*)(Ys + t * LDP + p8) = yv;
             }
             const u16* gsrc = dStates + (rh * nchunks + c) * PH * NS;
-            for (int e = tid; e < PH * NS / 8; e += 256) {
-                const int p = e / (NS / 8), n8 = (e % (NS / 8)) * 8;
-                *(uint4*)(Gs + p * LDN + n8) = *(const uint4*)(gsrc + p * NS + n8);
-            }
+            for (int k = 0; k < GR; k++) gr[k] = *(const uint4*)(gsrc + (tid + k * 256) * 8);
             if (tid < QC) {
                 // past the row's end: cum holds its last value and dt is 0 (so every factor stays finite)
                 const float* cum = cumOut + rh * L + t0;
-                const float ct = cum[min(tid, q - 1)], cl = cum[q - 1];
-                const float d = tid < q ? dtOut[rh * L + t0 + tid] : 0.f;
-                cumS[tid] = ct;
-                dtS[tid] = d;
-                const float el = tid < q && tid >= stLast ? __expf(fminf(cl - ct, 0.f)) : 0.f;
-                elS[tid] = el;
-                wS[tid] = el * d;
+                crr = cum[min(tid, q - 1)];
+                clr = cum[q - 1];
+                drr = tid < q ? dtOut[rh * L + t0 + tid] : 0.f;
             }
+        };
+        fetch(g * hpg);
+        for (int h = g * hpg; h < (g + 1) * hpg; h++) {
+            const size_t rh = (size_t)r * H + h;
+            __syncthreads();  // C·Bᵀ is made / the previous head is done with the shared arrays
+            for (int k = 0; k < XR; k++) {
+                const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
+                *(uint4*)(Xs + t * LDP + p8) = xr[k];
+                *(uint4*)(Ys + t * LDP + p8) = yr[k];
+            }
+            for (int k = 0; k < GR; k++) {
+                const int e8 = (tid + k * 256) * 8, p = e8 / NS, n = e8 % NS;
+                *(uint4*)(Gs + p * LDN + n) = gr[k];
+            }
+            if (tid < QC) {
+                cumS[tid] = crr;
+                dtS[tid] = drr;
+                const float el = tid < q && tid >= stLast ? __expf(fminf(clr - crr, 0.f)) : 0.f;
+                elS[tid] = el;
+                wS[tid] = el * drr;
+            }
+            if (h + 1 < (g + 1) * hpg) fetch(h + 1);
             for (int k = lane; k < QC; k += 32) zcolW[warp * QC + k] = 0.f;
             __syncthreads();
             // (a) dM = dY'·Xᵀ tile by tile; dCB summed over heads; Z's row and column sums
@@ -208,18 +237,24 @@ extension CUDAKernelSource {
                 float col[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
                 #pragma unroll
                 for (int j = 0; j < 2; j++) {
+                    float m[4];
                     #pragma unroll
                     for (int e = 0; e < 4; e++) {
                         const int t = mt * 16 + (lane >> 2) + (e >> 1) * 8, s = kt * 16 + j * 8 + (lane & 3) * 2 + (e & 1);
+                        m[e] = 0.f;
                         if (s <= t && s >= stS[t]) {
-                            const float E = __expf(fminf(cumS[t] - cumS[s], 0.f)), dm = acc[j][e];
+                            const float E = __expf(fminf(cumS[t] - cumS[s], 0.f)), dm = acc[j][e], cb = to_f(CBs[t * LDQ + s]);
+                            m[e] = cb * E * dtS[s];
                             dcb[ii][j][e] += dm * E * dtS[s];
-                            const float Z = dm * to_f(CBs[t * LDQ + s]) * E;
+                            const float Z = dm * cb * E;
                             const float zd = Z * dtS[s];
                             if (first) { if (e < 2) zA0 += zd; else zA1 += zd; } else { if (e < 2) zB0 += zd; else zB1 += zd; }
                             col[j][e & 1] += Z;
                         }
                     }
+                    const int t = mt * 16 + (lane >> 2), s = kt * 16 + j * 8 + (lane & 3) * 2;
+                    *(u32*)(Ms + t * LDQ + s) = pack2(m[0], m[1]);
+                    *(u32*)(Ms + (t + 8) * LDQ + s) = pack2(m[2], m[3]);
                 }
                 for (int j = 0; j < 2; j++) {
                     for (int k = 0; k < 2; k++) {
@@ -241,6 +276,7 @@ extension CUDAKernelSource {
                     if ((lane & 3) == 0) zrowW[hf * QC + (k < 2 ? pi : 7 - pi) * 16 + (lane >> 2) + (k & 1) * 8] = v;
                 }
             }
+            __syncthreads();  // M is complete
             // (b) dX = w∘(B·gᵀ) + Mᵀ·dY' + D·dY', in two units per warp (rows of m-tile w, columns 0–31; rows of
             // m-tile 7 − w, columns 32–63); dw_s = ⟨x_s, (B·gᵀ)_s⟩ per column half.
             for (int u = 0; u < 2; u++) {
@@ -269,15 +305,9 @@ extension CUDAKernelSource {
                 if ((lane & 3) == 0) { dwW[u * QC + sr] = d0; dwW[u * QC + sr + 8] = d1; }
                 const float w0 = wS[sr], w1 = wS[sr + 8];
                 for (int j = 0; j < 4; j++) { acc[j][0] *= w0; acc[j][1] *= w0; acc[j][2] *= w1; acc[j][3] *= w1; }
-                const float c0 = cumS[sr], c1 = cumS[sr + 8], dt0 = dtS[sr], dt1 = dtS[sr + 8];
                 for (int kt = ms; kt < QC / 16; kt++) {
-                    // the A fragment of Mᵀ: element (s, t) = CB[t][s]·exp(cum_t − cum_s)·dt_s for t ≥ s in s's sequence
-                    const int tb = kt * 16 + (lane & 3) * 2;
-                    auto m = [&](int s, float cs, float ds, int t) {
-                        return t >= s && s >= stS[t] ? to_f(CBs[t * LDQ + s]) * __expf(fminf(cumS[t] - cs, 0.f)) * ds : 0.f;
-                    };
-                    u32 af[4] = {pack2(m(sr, c0, dt0, tb), m(sr, c0, dt0, tb + 1)), pack2(m(sr + 8, c1, dt1, tb), m(sr + 8, c1, dt1, tb + 1)),
-                                 pack2(m(sr, c0, dt0, tb + 8), m(sr, c0, dt0, tb + 9)), pack2(m(sr + 8, c1, dt1, tb + 8), m(sr + 8, c1, dt1, tb + 9))};
+                    u32 af[4];
+                    loadAT(af, Ms, LDQ, ms * 16, kt * 16, lane);  // Mᵀ: rows s, columns t
                     for (int j = 0; j < 4; j += 2) {
                         u32 bf[4];
                         loadB2T(bf, Ys, LDP, kt * 16, n0 + j * 8, lane);
@@ -402,28 +432,45 @@ extension CUDAKernelSource {
                 }
             }
         }
-        for (int h = g * hpg; h < (g + 1) * hpg; h++) {
+        // The next head's operands and factors are fetched into registers while this head computes.
+        constexpr int VR = QC * PH / 8 / 256, SR = (PH * NH / 8 + 255) / 256;
+        uint4 vr[VR], sr[SR];
+        float fr = 0.f;
+        const u16* vsrc = isB ? x : dY;
+        auto fetch = [&](int h) {
             const size_t rh = (size_t)r * H + h;
-            __syncthreads();  // the previous head is done with Vs, Ss and fS
-            const u16* vsrc = isB ? x : dY;
-            for (int e = tid; e < QC * PH / 8; e += 256) {
-                const int t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
-                *(uint4*)(Vs + t * LDP + p8) = t < q ? *(const uint4*)(vsrc + ((rL + t) * H + h) * PH + p8) : make_uint4(0, 0, 0, 0);
+            for (int k = 0; k < VR; k++) {
+                const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
+                vr[k] = t < q ? *(const uint4*)(vsrc + ((rL + t) * H + h) * PH + p8) : make_uint4(0, 0, 0, 0);
             }
             const u16* ssrc = (isB ? dStates : statesIn) + (rh * nchunks + c) * PH * NS + half * NH;
-            for (int e = tid; e < PH * NH / 8; e += 256) {
-                const int p = e / (NH / 8), n8 = (e % (NH / 8)) * 8;
-                *(uint4*)(Ss + p * LDH + n8) = *(const uint4*)(ssrc + p * NS + n8);
+            for (int k = 0; k < SR; k++) {
+                const int e = tid + k * 256, p = e / (NH / 8), n8 = (e % (NH / 8)) * 8;
+                if (e < PH * NH / 8) sr[k] = *(const uint4*)(ssrc + p * NS + n8);
             }
             if (tid < QC) {
                 const float* cum = cumOut + rh * L + t0;
-                float f = 0.f;
+                fr = 0.f;
                 if (tid < q) {
-                    if (isB) f = t0 + tid >= stLast ? __expf(fminf(cum[q - 1] - cum[tid], 0.f)) * dtOut[rh * L + t0 + tid] : 0.f;
-                    else f = st < t0 || st == 0 ? __expf(fminf(cum[tid], 0.f)) : 0.f;
+                    if (isB) fr = t0 + tid >= stLast ? __expf(fminf(cum[q - 1] - cum[tid], 0.f)) * dtOut[rh * L + t0 + tid] : 0.f;
+                    else fr = st < t0 || st == 0 ? __expf(fminf(cum[tid], 0.f)) : 0.f;
                 }
-                fS[tid] = f;
             }
+        };
+        fetch(g * hpg);
+        for (int h = g * hpg; h < (g + 1) * hpg; h++) {
+            const size_t rh = (size_t)r * H + h;
+            __syncthreads();  // the previous head is done with Vs, Ss and fS
+            for (int k = 0; k < VR; k++) {
+                const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
+                *(uint4*)(Vs + t * LDP + p8) = vr[k];
+            }
+            for (int k = 0; k < SR; k++) {
+                const int e = tid + k * 256, p = e / (NH / 8), n8 = (e % (NH / 8)) * 8;
+                if (e < PH * NH / 8) *(uint4*)(Ss + p * LDH + n8) = sr[k];
+            }
+            if (tid < QC) fS[tid] = fr;
+            if (h + 1 < (g + 1) * hpg) fetch(h + 1);
             __syncthreads();
             float v[NT][4];
             for (int j = 0; j < NT; j++) v[j][0] = v[j][1] = v[j][2] = v[j][3] = 0.f;
@@ -465,49 +512,59 @@ extension CUDAKernelSource {
         }
     }
 
+    // The sum of v over the block of QC = 128 threads, in every thread.
+    __device__ __forceinline__ double sum128(double v, double* red) {
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        __syncthreads();
+        if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+        __syncthreads();
+        return red[0] + red[1] + red[2] + red[3];
+    }
+
+    // A thread per token; the reverse cumulative sum of dcum is a shuffle scan within each warp plus the
+    // warps after it (float64: its terms cancel).
     extern "C" __global__ void __launch_bounds__(QC) ssd_tc_bwd_finish(
             int L, int H, int nchunks, int parts, const float* __restrict__ dtRaw, const float* __restrict__ dtBias,
             const float* __restrict__ A, int softplus, float lo, float hi, const float* __restrict__ dtOut,
             const float* __restrict__ chunkDecay, const float* __restrict__ ddecayPart, const float* __restrict__ dcumP,
             const float* __restrict__ ddtP, const float* __restrict__ wdw, const float* __restrict__ offP,
             float* __restrict__ gRaw, float* __restrict__ dApart, float* __restrict__ dBiasPart) {
-        const int c = blockIdx.x, r = blockIdx.y, h = blockIdx.z, t = threadIdx.x;
+        const int c = blockIdx.x, r = blockIdx.y, h = blockIdx.z, t = threadIdx.x, lane = t & 31, warp = t >> 5;
         const int t0 = c * QC, q = min(QC, L - t0);
         const size_t rh = (size_t)r * H + h, i = rh * L + t0 + t, plane = (size_t)gridDim.y * H * L;
-        __shared__ float dc[QC], dd[QC], dtv[QC], wd[QC];
-        __shared__ double red[QC];
-        if (t < q) { dc[t] = dcumP[i] + offP[i] + offP[plane + i]; dd[t] = ddtP[i]; dtv[t] = dtOut[i]; wd[t] = wdw[i]; }
-        __syncthreads();
-        if (t == 0) {
-            double extra = 0.0, dd0 = 0.0;
-            for (int k = 0; k < parts; k++) dd0 += ddecayPart[(rh * nchunks + c) * parts + k];
-            for (int k = 0; k < q; k++) extra += wd[k];
-            double run = extra + dd0 * chunkDecay[rh * nchunks + c], dA = 0.0;
-            const float a = A[h];
-            for (int k = q - 1; k >= 0; k--) {
-                run += dc[k];
-                dd[k] += (float)(run * a);
-                dA += run * dtv[k];
-            }
-            dApart[rh * nchunks + c] = (float)dA;
+        __shared__ double red[4], tot[4];
+        double dc = 0.0, wd = 0.0, dd = 0.0;
+        float dtv = 0.f;
+        if (t < q) { dc = (double)dcumP[i] + offP[i] + offP[plane + i]; dd = ddtP[i]; dtv = dtOut[i]; wd = wdw[i]; }
+        double dd0 = 0.0;
+        for (int k = t; k < parts; k += QC) dd0 += ddecayPart[(rh * nchunks + c) * parts + k];
+        // dcum_last gains Σ w·dw and d decay·decay
+        const double wsum = sum128(wd, red), ddecay = sum128(dd0, red);
+        const double extra = wsum + ddecay * chunkDecay[rh * nchunks + c];
+        double run = dc;  // suffix sum within the warp
+        for (int o = 1; o < 32; o <<= 1) {
+            const double n = __shfl_down_sync(0xffffffffu, run, o);
+            if (lane + o < 32) run += n;
         }
+        if (lane == 0) tot[warp] = run;
         __syncthreads();
+        for (int w = warp + 1; w < 4; w++) run += tot[w];
+        run += extra;
+        const float a = A[h];
+        dd += run * a;
+        const double dA = sum128(t < q ? run * dtv : 0.0, red);
+        if (t == 0) dApart[rh * nchunks + c] = (float)dA;
         float gu = 0.f;
         if (t < q) {
             const size_t j = ((size_t)r * L + t0 + t) * H + h;
             float u = dtRaw[j] + (dtBias ? dtBias[h] : 0.f);
-            gu = dd[t];
+            gu = (float)dd;
             if (softplus) { gu *= u <= 20.f ? sigm(u) : 1.f; u = u <= 20.f ? log1pf(__expf(u)) : u; }
             if (!(lo == 0.f && isinf(hi)) && (u < lo || u > hi)) gu = 0.f;
             gRaw[j] = gu;
         }
-        red[t] = gu;
-        __syncthreads();
-        for (int o = QC / 2; o > 0; o >>= 1) {
-            if (t < o) red[t] += red[t + o];
-            __syncthreads();
-        }
-        if (t == 0) dBiasPart[rh * nchunks + c] = (float)red[0];
+        const double sb = sum128(gu, red);
+        if (t == 0) dBiasPart[rh * nchunks + c] = (float)sb;
     }
 
     extern "C" __global__ void ssd_tc_bwd_heads(int b, int H, int nchunks, const float* __restrict__ dApart,
@@ -544,7 +601,7 @@ extension CUDAKernelSource {
         let (Q, P, pad) = (128, 64, 8)
         let ldp = P + pad, ldn = N + pad, ldq = Q + pad, ldh = N / 2 + pad
         let dstates = (Q * ldn + Q * ldp) * 2 + Q * 4
-        let chunk = (Q * ldq + 2 * Q * ldn + 2 * Q * ldp + P * ldn) * 2 + (4 * Q + 2 * Q + 8 * Q + 2 * Q) * 4 + Q * 4
+        let chunk = (2 * Q * ldq + 2 * Q * ldn + 2 * Q * ldp + P * ldn) * 2 + (4 * Q + 2 * Q + 8 * Q + 2 * Q) * 4 + Q * 4
         let dbc = (Q * ldq + 2 * Q * ldh + Q * ldp + P * ldh) * 2 + Q * 4
         return (dstates, chunk, dbc)
     }

@@ -79,13 +79,17 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
         try launchBackward(p)
     }
 
-    /// The backward alone, after `forward.launch(p.fwd)`.
-    public func launchBackward(_ p: Prepared) throws {
+    /// The backward's kernels in order (for timing each with `launchBackward(_:only:)`).
+    public static let kernelNames = ["gate", "dstates", "passing", "chunk", "dbc", "finish", "heads"]
+
+    /// The backward alone, after `forward.launch(p.fwd)`; `only` launches one kernel (an index of `kernelNames`).
+    public func launchBackward(_ p: Prepared, only: Int? = nil) throws {
+        func run(_ k: Int) -> Bool { only == nil || only == k }
         let f = p.fwd
         let (b, L, H, G, nchunks) = (f.b, f.L, f.H, f.G, f.nchunks)
         let (P, N) = (CUDATensorCoreSSD.headDim, forward.stateSize)
         let seqStart = f.packed?.seqStart.pointer ?? 0
-        if let z = f.z, let yPre = f.yPre, let dz = p.dz {
+        if run(0), let z = f.z, let yPre = f.yPre, let dz = p.dz {
             let n2 = b * L * H * P / 2
             let a = KernelArguments()
             a.add(Int64(n2)); a.add(p.gradY); a.add(z); a.add(yPre); a.add(p.dYp); a.add(dz)
@@ -94,37 +98,37 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
         let a1 = KernelArguments()
         for v in [L, H, G, nchunks, f.hb] { a1.add(Int32(v)) }
         a1.add(p.dYp); a1.add(f.C); a1.add(f.cumOut); a1.add(seqStart); a1.add(p.dHout)
-        try kernels.dstates.launch(grid: (nchunks, b, G * (H / G / f.hb)), block: (256, 1, 1), sharedBytes: shared.dstates, arguments: a1)
+        if run(1) { try kernels.dstates.launch(grid: (nchunks, b, G * (H / G / f.hb)), block: (256, 1, 1), sharedBytes: shared.dstates, arguments: a1) }
 
         let a2 = KernelArguments()
         a2.add(Int32(H)); a2.add(Int32(nchunks)); a2.add(p.dHout); a2.add(f.chunkDecay); a2.add(f.statesIn)
         a2.add(p.gradFinal?.pointer ?? 0); a2.add(p.dStates); a2.add(p.ddecayPart); a2.add(p.dInitial?.pointer ?? 0)
-        try kernels.passing.launch(grid: (P * N / 512, H, b), block: (256, 1, 1), arguments: a2)
+        if run(2) { try kernels.passing.launch(grid: (P * N / 512, H, b), block: (256, 1, 1), arguments: a2) }
 
         let a3 = KernelArguments()
         for v in [L, H, G, nchunks] { a3.add(Int32(v)) }
         a3.add(f.x); a3.add(p.dYp); a3.add(f.B); a3.add(f.C); a3.add(f.D?.pointer ?? 0); a3.add(Int32(f.dPerChannel ? 1 : 0))
         a3.add(f.dtOut); a3.add(f.cumOut); a3.add(p.dStates); a3.add(seqStart); a3.add(p.dX); a3.add(p.dCBsum)
         a3.add(p.dcumP); a3.add(p.ddtP); a3.add(p.wdw); a3.add(p.Dpart?.pointer ?? 0)
-        try kernels.chunk.launch(grid: (nchunks, b, G), block: (256, 1, 1), sharedBytes: shared.chunk, arguments: a3)
+        if run(3) { try kernels.chunk.launch(grid: (nchunks, b, G), block: (256, 1, 1), sharedBytes: shared.chunk, arguments: a3) }
 
         let a4 = KernelArguments()
         for v in [L, H, G, nchunks] { a4.add(Int32(v)) }
         a4.add(f.x); a4.add(p.dYp); a4.add(f.B); a4.add(f.C); a4.add(f.dtOut); a4.add(f.cumOut); a4.add(f.statesIn); a4.add(p.dStates)
         a4.add(p.dCBsum); a4.add(seqStart); a4.add(p.dB); a4.add(p.dC); a4.add(p.offP)
-        try kernels.dbc.launch(grid: (nchunks, b, G * 4), block: (256, 1, 1), sharedBytes: shared.dbc, arguments: a4)
+        if run(4) { try kernels.dbc.launch(grid: (nchunks, b, G * 4), block: (256, 1, 1), sharedBytes: shared.dbc, arguments: a4) }
 
         let a5 = KernelArguments()
         for v in [L, H, nchunks, p.parts] { a5.add(Int32(v)) }
         a5.add(f.dt); a5.add(f.dtBias?.pointer ?? 0); a5.add(f.A); a5.add(Int32(f.softplus ? 1 : 0)); a5.add(f.lo); a5.add(f.hi)
         a5.add(f.dtOut); a5.add(f.chunkDecay); a5.add(p.ddecayPart); a5.add(p.dcumP); a5.add(p.ddtP); a5.add(p.wdw); a5.add(p.offP)
         a5.add(p.dRaw); a5.add(p.dApart); a5.add(p.dBiasPart)
-        try kernels.finish.launch(grid: (nchunks, b, H), block: (CUDATensorCoreSSD.chunk, 1, 1), arguments: a5)
+        if run(5) { try kernels.finish.launch(grid: (nchunks, b, H), block: (CUDATensorCoreSSD.chunk, 1, 1), arguments: a5) }
 
         let a6 = KernelArguments()
         a6.add(Int32(b)); a6.add(Int32(H)); a6.add(Int32(nchunks)); a6.add(p.dApart); a6.add(p.dBiasPart); a6.add(p.Dpart?.pointer ?? 0)
         a6.add(Int32(f.dPerChannel ? 1 : 0)); a6.add(p.dA); a6.add(p.dBias); a6.add(p.dD?.pointer ?? 0)
-        try kernels.heads.launch(grid: (H, 1, 1), block: (64, 1, 1), arguments: a6)
+        if run(6) { try kernels.heads.launch(grid: (H, 1, 1), block: (64, 1, 1), arguments: a6) }
     }
 
     /// The gradients, downloaded (16-bit ones widened to float32).

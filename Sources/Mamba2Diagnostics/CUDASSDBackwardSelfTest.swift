@@ -100,7 +100,17 @@ extension CUDASelfTest {
                     let label = "SSD backward tensor cores \(type.rawValue) b=\(b) L=\(L) H=\(H) G=\(G) N=\(N)"
                         + (what == "full" ? " D per channel, z, h0, dt clamp" : what == "packed" ? " packed, steep decay, z, h0"
                            : what == "intra" ? " one chunk" : what == "final" ? " one chunk, final-state gradient" : what == "initial" ? " one chunk, h0" : "")
-                    checks += compare(got, ref, label: label, tolerance: type == .bf16 ? 1e-2 : 2e-3)
+                    // Tolerance: the 16-bit operands and intermediates (x, B, C, dy, C·Bᵀ, M, the state gradients) are
+                    // rounded to 2^-9 (bf16) or 2^-12 (fp16) relative, a few of them compounded: 1e-2 / 2e-3, as the
+                    // forward. The dt, dt_bias and A gradients are sums whose parts cancel (with steep decays dA is
+                    // ~10^3 times smaller than its parts: the float32 reference kernel lost 3e-4 there before its sums
+                    // went to float64), so those roundings show amplified: 5e-2 / 1e-2 (worst seen over four runs,
+                    // packed rows with steep decays: 1.7e-2 / 4.1e-3; elsewhere under 7.2e-3 / 8.8e-4).
+                    let decay: Set<String> = ["dt", "dt_bias", "A"]
+                    for (g, r) in zip(got.named, ref.named) {
+                        let tol = decay.contains(g.name) ? (type == .bf16 ? 5e-2 : 1e-2) : (type == .bf16 ? 1e-2 : 2e-3)
+                        checks += compare([g], [r], label: label, tolerance: tol)
+                    }
                 }
             }
         }

@@ -161,7 +161,7 @@ struct BenchSSDKernelsCommand: ParsableCommand {
     @Option(help: "The GPU: cuda or cuda:N.") var device: DeviceChoice = .cuda(0)
     @Option(help: "Batch × length held at this many tokens (b = tokens / L); default b = 1.") var tokens: Int?
     @Option(help: "f32 (the plain kernels), bf16 or f16 (the tensor-core kernels).") var dtype: WeightType = .f32
-    @Flag(help: "With a 16-bit dtype: also time each of the three kernels alone.") var breakdown = false
+    @Flag(help: "With a 16-bit dtype: also time each kernel alone (the forward's three, or with --backward the forward and each backward kernel).") var breakdown = false
     @Flag(help: "Time forward + backward (gradients of every input from a given output gradient) instead of the forward.")
     var backward = false
 
@@ -201,6 +201,18 @@ extension BenchSSDKernelsCommand {
                 let bw = try CUDATensorCoreSSDBackward(device: dev, elementType: tc.elementType, stateSize: stateSize)
                 let p = try bw.prepare(input, options: o, gradY: SSDInput.syntheticGradient(like: input.x), gradFinalStates: nil)
                 launch = { try bw.launch(p) }
+                if breakdown {
+                    try bw.launch(p); try dev.synchronize()
+                    func median(_ body: () throws -> Void) throws -> Double {
+                        var ts: [Double] = []
+                        for _ in 0..<20 { let t0 = monotonicSeconds(); try body(); try dev.synchronize(); ts.append(monotonicSeconds() - t0) }
+                        return ts.sorted()[10]
+                    }
+                    parts += " forward \(fixed(try median { try tc.launch(p.fwd) } * 1000, 3))"
+                    for (k, name) in CUDATensorCoreSSDBackward.kernelNames.enumerated() {
+                        parts += " \(name) \(fixed(try median { try bw.launchBackward(p, only: k) } * 1000, 3))"
+                    }
+                }
             } else if let tc {
                 let p = try tc.prepare(input, options: o)
                 launch = { try tc.launch(p) }
