@@ -19,7 +19,7 @@ extension CUDAKernelSource {
     ///        M = CB∘E∘dt_s made beside dM, tile by tile, into shared memory (16-bit);
     ///        dX = w∘(B·gᵀ) + Mᵀ·dY' + D·dY', Mᵀ's fragments by transposing loads of M;
     ///        dw_s = ⟨x_s, (B·gᵀ)_s⟩; D's gradient per chunk.
-    ///   4. ssd_tc_bwd_dbc (chunk, row, group × {dC, dB} × two halves of N): dC = dCB·B + Σ_h e∘(dY'_h·h_in,h),
+    ///   4. ssd_tc_bwd_dbc (chunk, row, group × {dC, dB} × parts of N of 64 or 32): dC = dCB·B + Σ_h e∘(dY'_h·h_in,h),
     ///      dB = dCBᵀ·C + Σ_h w∘(X_h·g_h), float32 across heads, 16-bit out; and the cum gradient of the
     ///      incoming state's part, e_t·⟨C_t, (dY'·h_in)_t⟩.
     ///   5. ssd_tc_bwd_finish (chunk, row, head): dcum per token, its reverse cumulative sum into dt and A,
@@ -234,27 +234,36 @@ extension CUDAKernelSource {
                     mma16816(acc[0], af, bf);
                     mma16816(acc[1], af, bf + 2);
                 }
+                // element e of n-tile j: row t = tr0 (e < 2) or tr0 + 8, column s = s0 + (e & 1); the row values
+                // once per tile, the column values and C·Bᵀ as pairs
                 float col[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
+                const int tr0 = mt * 16 + (lane >> 2);
+                const float ctr[2] = {cumS[tr0], cumS[tr0 + 8]};
+                const int str[2] = {stS[tr0], stS[tr0 + 8]};
                 #pragma unroll
                 for (int j = 0; j < 2; j++) {
+                    const int s0 = kt * 16 + j * 8 + (lane & 3) * 2;
+                    const float2 cs = *(const float2*)(cumS + s0), ds = *(const float2*)(dtS + s0);
+                    const float2 cbr[2] = {unpack2(*(const u32*)(CBs + tr0 * LDQ + s0)), unpack2(*(const u32*)(CBs + (tr0 + 8) * LDQ + s0))};
                     float m[4];
                     #pragma unroll
                     for (int e = 0; e < 4; e++) {
-                        const int t = mt * 16 + (lane >> 2) + (e >> 1) * 8, s = kt * 16 + j * 8 + (lane & 3) * 2 + (e & 1);
+                        const int t = tr0 + (e >> 1) * 8, s = s0 + (e & 1);
+                        const float csv = (e & 1) ? cs.y : cs.x, dsv = (e & 1) ? ds.y : ds.x;
+                        const float cb = (e & 1) ? cbr[e >> 1].y : cbr[e >> 1].x;
                         m[e] = 0.f;
-                        if (s <= t && s >= stS[t]) {
-                            const float E = __expf(fminf(cumS[t] - cumS[s], 0.f)), dm = acc[j][e], cb = to_f(CBs[t * LDQ + s]);
-                            m[e] = cb * E * dtS[s];
-                            dcb[ii][j][e] += dm * E * dtS[s];
+                        if (s <= t && s >= str[e >> 1]) {
+                            const float E = __expf(fminf(ctr[e >> 1] - csv, 0.f)), dm = acc[j][e];
+                            m[e] = cb * E * dsv;
+                            dcb[ii][j][e] += dm * E * dsv;
                             const float Z = dm * cb * E;
-                            const float zd = Z * dtS[s];
+                            const float zd = Z * dsv;
                             if (first) { if (e < 2) zA0 += zd; else zA1 += zd; } else { if (e < 2) zB0 += zd; else zB1 += zd; }
                             col[j][e & 1] += Z;
                         }
                     }
-                    const int t = mt * 16 + (lane >> 2), s = kt * 16 + j * 8 + (lane & 3) * 2;
-                    *(u32*)(Ms + t * LDQ + s) = pack2(m[0], m[1]);
-                    *(u32*)(Ms + (t + 8) * LDQ + s) = pack2(m[2], m[3]);
+                    *(u32*)(Ms + tr0 * LDQ + s0) = pack2(m[0], m[1]);
+                    *(u32*)(Ms + (tr0 + 8) * LDQ + s0) = pack2(m[2], m[3]);
                 }
                 for (int j = 0; j < 2; j++) {
                     for (int k = 0; k < 2; k++) {
@@ -364,7 +373,9 @@ extension CUDAKernelSource {
         }
     }
 
-    #define NH (NS / 2)
+    // dB/dC blocks take N in NSPLIT parts of NH columns (64, or 32 where 64 does not divide N)
+    #define NSPLIT ((NS % 64 == 0) ? NS / 64 : NS / 32)
+    #define NH (NS / NSPLIT)
     #define LDH (NH + PAD)
     extern "C" __global__ void __launch_bounds__(256, 2) ssd_tc_bwd_dbc(
             int L, int H, int G, int nchunks, const u16* __restrict__ x, const u16* __restrict__ dY,
@@ -373,7 +384,8 @@ extension CUDAKernelSource {
             const u16* __restrict__ dCBsum, const int* __restrict__ seqStart, u16* __restrict__ dB, u16* __restrict__ dC,
             float* __restrict__ offP) {
         const int hpg = H / G;
-        const int c = blockIdx.x, r = blockIdx.y, g = blockIdx.z >> 2, isB = (blockIdx.z >> 1) & 1, half = blockIdx.z & 1;
+        const int c = blockIdx.x, r = blockIdx.y, g = blockIdx.z / (2 * NSPLIT), isB = blockIdx.z % (2 * NSPLIT) / NSPLIT,
+                  half = blockIdx.z % NSPLIT;
         const int t0 = c * QC, q = min(QC, L - t0);
         const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
         const size_t rL = (size_t)r * L + t0;
@@ -535,7 +547,11 @@ extension CUDAKernelSource {
         __shared__ double red[4], tot[4];
         double dc = 0.0, wd = 0.0, dd = 0.0;
         float dtv = 0.f;
-        if (t < q) { dc = (double)dcumP[i] + offP[i] + offP[plane + i]; dd = ddtP[i]; dtv = dtOut[i]; wd = wdw[i]; }
+        if (t < q) {
+            dc = dcumP[i];
+            for (int k = 0; k < NSPLIT; k++) dc += offP[k * plane + i];
+            dd = ddtP[i]; dtv = dtOut[i]; wd = wdw[i];
+        }
         double dd0 = 0.0;
         for (int k = t; k < parts; k += QC) dd0 += ddecayPart[(rh * nchunks + c) * parts + k];
         // dcum_last gains Σ w·dw and d decay·decay
@@ -599,7 +615,7 @@ extension CUDAKernelSource {
     /// Dynamic shared memory of the tensor-core backward's kernels for a state size (bytes).
     static func tensorCoreBackwardShared(stateSize N: Int) -> (dstates: Int, chunk: Int, dbc: Int) {
         let (Q, P, pad) = (128, 64, 8)
-        let ldp = P + pad, ldn = N + pad, ldq = Q + pad, ldh = N / 2 + pad
+        let ldp = P + pad, ldn = N + pad, ldq = Q + pad, ldh = CUDATensorCoreSSDBackward.splitWidth(stateSize: N) + pad
         let dstates = (Q * ldn + Q * ldp) * 2 + Q * 4
         let chunk = (2 * Q * ldq + 2 * Q * ldn + 2 * Q * ldp + P * ldn) * 2 + (4 * Q + 2 * Q + 8 * Q + 2 * Q) * 4 + Q * 4
         let dbc = (Q * ldq + 2 * Q * ldh + Q * ldp + P * ldh) * 2 + Q * 4

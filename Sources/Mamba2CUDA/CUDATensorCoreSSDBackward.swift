@@ -35,7 +35,7 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
         let ddecayPart: CUDABuffer       // (b, H, chunks, parts)
         let parts: Int
         let dCBsum: CUDABuffer           // 16-bit (b, G, chunks, 128, 128)
-        package let dcumP, ddtP, wdw, offP: CUDABuffer  // float32 (b, H, L); offP two planes
+        package let dcumP, ddtP, wdw, offP: CUDABuffer  // float32 (b, H, L); offP a plane per part of N
         let dApart, dBiasPart: CUDABuffer       // (b, H, chunks)
         let Dpart: CUDABuffer?           // (b, chunks, H, P)
         // the gradients
@@ -64,7 +64,7 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
             dYp: input.z == nil ? gy : try halves(tokens * H * P),
             dHout: try halves(b * H * nchunks * P * N), dStates: try halves(b * H * nchunks * P * N),
             ddecayPart: try floats(b * H * nchunks * parts), parts: parts, dCBsum: try halves(b * G * nchunks * Q * Q),
-            dcumP: try floats(b * H * L), ddtP: try floats(b * H * L), wdw: try floats(b * H * L), offP: try floats(2 * b * H * L),
+            dcumP: try floats(b * H * L), ddtP: try floats(b * H * L), wdw: try floats(b * H * L), offP: try floats(N / Self.splitWidth(stateSize: N) * b * H * L),
             dApart: try floats(b * H * nchunks), dBiasPart: try floats(b * H * nchunks),
             Dpart: input.D == nil ? nil : try floats(b * nchunks * H * P),
             dX: try halves(tokens * H * P), dB: try halves(tokens * G * N), dC: try halves(tokens * G * N),
@@ -78,6 +78,9 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
         try forward.launch(p.fwd)
         try launchBackward(p)
     }
+
+    /// The dB/dC kernel's blocks take N in parts of this many columns (NH in the source).
+    static func splitWidth(stateSize N: Int) -> Int { N % 64 == 0 ? 64 : 32 }
 
     /// The backward's kernels in order (for timing each with `launchBackward(_:only:)`).
     public static let kernelNames = ["gate", "dstates", "passing", "chunk", "dbc", "finish", "heads"]
@@ -116,7 +119,8 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
         for v in [L, H, G, nchunks] { a4.add(Int32(v)) }
         a4.add(f.x); a4.add(p.dYp); a4.add(f.B); a4.add(f.C); a4.add(f.dtOut); a4.add(f.cumOut); a4.add(f.statesIn); a4.add(p.dStates)
         a4.add(p.dCBsum); a4.add(seqStart); a4.add(p.dB); a4.add(p.dC); a4.add(p.offP)
-        if run(4) { try kernels.dbc.launch(grid: (nchunks, b, G * 4), block: (256, 1, 1), sharedBytes: shared.dbc, arguments: a4) }
+        let splits = N / Self.splitWidth(stateSize: N)
+        if run(4) { try kernels.dbc.launch(grid: (nchunks, b, G * 2 * splits), block: (256, 1, 1), sharedBytes: shared.dbc, arguments: a4) }
 
         let a5 = KernelArguments()
         for v in [L, H, nchunks, p.parts] { a5.add(Int32(v)) }
