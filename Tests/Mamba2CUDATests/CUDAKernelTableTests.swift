@@ -10,7 +10,9 @@ struct CUDAWithoutGPUTests {
     @Test("the kernel table: unique names, every entry point defined in its source")
     func table() {
         let all = CUDAKernelTable.all
-        #expect(all.count == WeightType.allCases.count + 1 + 2 * CUDAKernelTable.tensorCoreStateSizes.count)
+        // the model per precision; the plain SSD forward and backward; the tensor-core forward and backward per
+        // element type and state size
+        #expect(all.count == WeightType.allCases.count + 2 + 2 * 2 * CUDAKernelTable.tensorCoreStateSizes.count)
         #expect(Set(all.map(\.name)).count == all.count)
         for m in all {
             for k in m.kernels {
