@@ -40,7 +40,7 @@ public struct TextDataset: Sendable {
         guard !files.isEmpty else { throw Mamba2Error.invalidArgument("data", reason: "no text files given") }
         var documents: [[Int]] = []
         for path in files {
-            let bytes = try MappedFile.readAll(path)
+            let bytes = try MappedFile.readText(path)
             guard let text = String(validating: bytes, as: UTF8.self) else {
                 throw Mamba2Error.io(path: path, reason: "not valid UTF-8 text")
             }

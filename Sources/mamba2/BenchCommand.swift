@@ -272,7 +272,7 @@ struct BenchTokenizerCommand: ParsableCommand {
 
     func run() throws {
         let tok = try Tokenizer(path: tokenizer)
-        let bytes = try MappedFile.readAll(textFile)
+        let bytes = try MappedFile.readText(textFile)
         let text = String(decoding: bytes, as: UTF8.self)
         var best = Double.infinity
         var count = 0

@@ -129,5 +129,5 @@ struct PerplexityCommand: ParsableCommand {
 
 /// Reads a text file as UTF-8 (invalid bytes become U+FFFD).
 func readText(_ path: String) throws -> String {
-    String(decoding: try MappedFile.readAll(path), as: UTF8.self)
+    String(decoding: try MappedFile.readText(path), as: UTF8.self)
 }

@@ -19,7 +19,7 @@ struct TokenizeCommand: ParsableCommand {
         let add = !noSpecialTokens
         if let jsonl {
             var out = ""
-            for (n, line) in String(decoding: try MappedFile.readAll(jsonl), as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            for (n, line) in String(decoding: try MappedFile.readText(jsonl), as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
                 if line.isEmpty { continue }
                 guard let s = try JSON.parse(String(line), source: "\(jsonl) line \(n + 1)").stringValue else {
                     throw ValidationError("\(jsonl) line \(n + 1) is not a JSON string")
@@ -32,7 +32,7 @@ struct TokenizeCommand: ParsableCommand {
         let input: [UInt8]
         switch (text, textFile) {
         case let (t?, nil): input = Array(t.utf8)
-        case let (nil, f?): input = try MappedFile.readAll(f)
+        case let (nil, f?): input = try MappedFile.readText(f)
         default: throw ValidationError("give exactly one of --text, --text-file, --jsonl")
         }
         let ids = tok.encode(bytes: input, addSpecialTokens: add)

@@ -31,7 +31,8 @@ public struct SafeTensorsFile: Sendable {
         var metadata: [String: String] = [:]
         for (name, entry) in entries {
             if name == "__metadata__" {
-                for (k, v) in entry.objectValue ?? [String: JSON]() { metadata[k] = v.stringValue ?? v.serialized }
+                guard let fields = entry.objectValue else { throw bad("__metadata__ is not a JSON object") }
+                for (k, v) in fields { metadata[k] = v.stringValue ?? v.serialized }
                 continue
             }
             guard let dtName = entry["dtype"]?.stringValue else { throw bad("entry has no dtype", name) }
@@ -48,14 +49,21 @@ public struct SafeTensorsFile: Sendable {
             let (count, overflow) = shape.reduce((1, false)) { acc, d in
                 let (m, o) = acc.0.multipliedReportingOverflow(by: d); return (m, acc.1 || o)
             }
-            guard !overflow else { throw bad("shape \(shape) is too large", name) }
-            guard begin >= 0, end >= begin, end - begin == count * dtype.byteSize else {
+            let (bytes, bytesOverflow) = count.multipliedReportingOverflow(by: dtype.byteSize)
+            guard !overflow, !bytesOverflow else { throw bad("shape \(shape) is too large", name) }
+            guard begin >= 0, end >= begin, end - begin == bytes else {
                 throw bad("data_offsets [\(begin), \(end)] do not hold \(count) elements of \(dtName) (shape \(shape))", name)
             }
             guard end <= dataSize else {
                 throw bad("data [\(begin), \(end)) runs past the end of the file's data (\(dataSize) bytes): truncated file", name)
             }
             tensors[name] = StoredTensor(name: name, dtype: dtype, shape: shape, file: file, offset: dataStart + begin)
+        }
+        // Tensors own disjoint byte ranges (an overlap would let one tensor's bytes be read as another's).
+        let ranges = tensors.values.map { (name: $0.name, begin: $0.offset, end: $0.offset + $0.count * $0.dtype.byteSize) }
+            .filter { $0.end > $0.begin }.sorted { $0.begin < $1.begin }
+        for (a, b) in zip(ranges, ranges.dropFirst()) where b.begin < a.end {
+            throw bad("data of \(b.name) overlaps that of \(a.name)", b.name)
         }
         self.tensors = tensors
         self.metadata = metadata

@@ -84,14 +84,37 @@ struct PickleMachine {
     }
 
     mutating func read(_ n: Int) throws -> ArraySlice<UInt8> {
-        guard n >= 0, i + n <= bytes.count else { throw fail("unexpected end of data") }
+        guard n >= 0, n <= bytes.count - i else { throw fail("unexpected end of data") }
         defer { i += n }
         return bytes[i..<(i + n)]
     }
+    /// An unsigned little-endian integer of n ≤ 8 bytes; one that does not fit an Int is an error.
     mutating func uint(_ n: Int) throws -> Int {
-        var v = 0
-        for (k, b) in try read(n).enumerated() { v |= Int(b) << (8 * k) }
-        return v
+        var v: UInt64 = 0
+        for (k, b) in try read(n).enumerated() { v |= UInt64(b) << (8 * UInt64(k)) }
+        guard v <= UInt64(Int.max) else { throw fail("length or index \(v) is too large") }
+        return Int(v)
+    }
+
+    /// Containers nest at most this deep (a state dict needs 4 or 5 levels); deeper input is refused, so that
+    /// nothing recursive over a value (its destruction included) can exhaust the stack.
+    static let depthLimit = 64
+
+    /// The value's nesting depth, counted up to the limit + 1.
+    static func depth(_ v: PickleValue, _ budget: Int = depthLimit + 1) -> Int {
+        guard budget > 0 else { return 1 }
+        switch v {
+        case let .tuple(items), let .list(items): return 1 + (items.map { depth($0, budget - 1) }.max() ?? 0)
+        case let .dict(items): return 1 + (items.map { max(depth($0.0, budget - 1), depth($0.1, budget - 1)) }.max() ?? 0)
+        default: return 1
+        }
+    }
+
+    /// Checks that values about to go into a container are shallow enough.
+    func nest(_ children: [PickleValue]) throws {
+        for c in children where Self.depth(c) >= Self.depthLimit {
+            throw fail("containers nested deeper than \(Self.depthLimit) levels")
+        }
     }
     mutating func pop() throws -> PickleValue {
         guard let v = stack.popLast() else { throw fail("stack underflow") }
@@ -151,26 +174,30 @@ struct PickleMachine {
                 let k = try uint(op == UInt8(ascii: "h") ? 1 : 4)
                 guard let v = memo[k] else { throw fail("memo key \(k) was never stored") }
                 stack.append(v)
-            case UInt8(ascii: "t"): stack.append(.tuple(try popToMark()))  // TUPLE
-            case 0x85: stack.append(.tuple([try pop()]))                     // TUPLE1
-            case 0x86: let b = try pop(), a = try pop(); stack.append(.tuple([a, b]))        // TUPLE2
-            case 0x87: let c = try pop(), b = try pop(), a = try pop(); stack.append(.tuple([a, b, c]))  // TUPLE3
-            case UInt8(ascii: "l"): stack.append(.list(try popToMark()))   // LIST
+            case UInt8(ascii: "t"): let items = try popToMark(); try nest(items); stack.append(.tuple(items))  // TUPLE
+            case 0x85: let a = try pop(); try nest([a]); stack.append(.tuple([a]))                       // TUPLE1
+            case 0x86: let b = try pop(), a = try pop(); try nest([a, b]); stack.append(.tuple([a, b]))   // TUPLE2
+            case 0x87: let c = try pop(), b = try pop(), a = try pop(); try nest([a, b, c]); stack.append(.tuple([a, b, c]))  // TUPLE3
+            case UInt8(ascii: "l"): let items = try popToMark(); try nest(items); stack.append(.list(items))  // LIST
             case UInt8(ascii: "a"):                                        // APPEND
                 let v = try pop()
+                try nest([v])
                 guard case var .list(l) = try pop() else { throw fail("APPEND to a non-list") }
                 l.append(v); stack.append(.list(l))
             case UInt8(ascii: "e"):                                        // APPENDS
                 let items = try popToMark()
+                try nest(items)
                 guard case var .list(l) = try pop() else { throw fail("APPENDS to a non-list") }
                 l += items; stack.append(.list(l))
             case UInt8(ascii: "s"):                                        // SETITEM
                 let v = try pop(), k = try pop()
+                try nest([k, v])
                 guard case var .dict(d) = try pop() else { throw fail("SETITEM on a non-dict") }
                 d.append((k, v)); stack.append(.dict(d))
             case UInt8(ascii: "u"):                                        // SETITEMS
                 let items = try popToMark()
                 guard items.count % 2 == 0 else { throw fail("SETITEMS with an odd number of items") }
+                try nest(items)
                 guard case var .dict(d) = try pop() else { throw fail("SETITEMS on a non-dict") }
                 for j in stride(from: 0, to: items.count, by: 2) { d.append((items[j], items[j + 1])) }
                 stack.append(.dict(d))
@@ -222,10 +249,11 @@ struct PickleMachine {
         }
         guard let dtype = TorchCheckpoint.storageDType(typeName) else { throw fail("unsupported storage type \(typeName)") }
         let (offset, size) = try resolveStorage(key, dtype)
-        guard numel >= 0, numel * dtype.byteSize <= size else {
+        let (bytes, overflow) = numel.multipliedReportingOverflow(by: dtype.byteSize)
+        guard numel >= 0, !overflow, bytes <= size else {
             throw fail("storage '\(key)' claims \(numel) elements of \(dtype.rawValue) but holds \(size) bytes: truncated")
         }
-        return .storage(dtype: dtype, byteOffset: offset, bytes: numel * dtype.byteSize, key: key)
+        return .storage(dtype: dtype, byteOffset: offset, bytes: bytes, key: key)
     }
 
     func ints(_ v: PickleValue, _ what: String) throws -> [Int] {
@@ -250,12 +278,26 @@ struct PickleMachine {
             }
             let shape = try ints(a[2], "tensor size"), strides = try ints(a[3], "tensor stride")
             guard shape.count == strides.count else { throw fail("size and stride of different ranks") }
-            // The furthest element must lie inside the storage.
-            let last = offset + zip(shape, strides).reduce(0) { $0 + ($1.0 > 0 ? ($1.0 - 1) * $1.1 : 0) }
-            let count = shape.reduce(1, *)
-            guard count == 0 || (last + 1) * dtype.byteSize <= bytes else {
-                throw fail("tensor of size \(shape) at offset \(offset) overruns storage '\(key)'")
+            guard offset >= 0 else { throw fail("tensor at negative offset \(offset) in storage '\(key)'") }
+            // The furthest element must lie inside the storage; every product and sum checked (the storage holds
+            // `bytes`, so anything that overflows an Int overruns it).
+            let overrun = fail("tensor of size \(shape) and stride \(strides) at offset \(offset) overruns storage '\(key)'")
+            var count = 1, last = offset
+            for (n, st) in zip(shape, strides) {
+                let c = count.multipliedReportingOverflow(by: n)
+                guard !c.overflow else { throw overrun }
+                count = c.partialValue
+                guard n > 0 else { continue }
+                let span = (n - 1).multipliedReportingOverflow(by: st)
+                let sum = last.addingReportingOverflow(span.partialValue)
+                guard !span.overflow, !sum.overflow else { throw overrun }
+                last = sum.partialValue
             }
+            if count > 0 {
+                let end = (last + 1).multipliedReportingOverflow(by: dtype.byteSize)  // last < Int.max: the sums above are checked
+                guard last < Int.max, !end.overflow, end.partialValue <= bytes else { throw overrun }
+            }
+            guard offset <= bytes / dtype.byteSize else { throw overrun }
             return .tensor(.init(dtype: dtype, shape: shape, strides: strides, byteOffset: byteOffset + offset * dtype.byteSize))
         default:
             throw fail("'\(name)' cannot be called")

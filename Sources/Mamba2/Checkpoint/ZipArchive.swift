@@ -22,7 +22,7 @@ public struct ZipArchive: Sendable {
         func u32(_ o: Int) -> Int { Int(UInt32(littleEndian: base.loadUnaligned(fromByteOffset: o, as: UInt32.self))) }
         func u64(_ o: Int) -> Int {
             let v = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: o, as: UInt64.self))
-            return v > UInt64(Int.max / 2) ? Int.max / 2 : Int(v)
+            return v > UInt64(Int.max / 8) ? Int.max / 8 : Int(v)  // capped: sums of a few such values cannot overflow
         }
         // End of central directory: the last 22+ bytes (a comment may follow it).
         var eocd = -1
@@ -71,8 +71,12 @@ public struct ZipArchive: Sendable {
                 throw bad("entry '\(name)': local header missing at byte \(local): truncated or corrupt")
             }
             let dataOffset = local + 30 + u16(local + 26) + u16(local + 28)
-            guard dataOffset + compressed <= file.count else {
-                throw bad("entry '\(name)': data [\(dataOffset), \(dataOffset + compressed)) runs past the end of the file (\(file.count) bytes): truncated")
+            // A stored entry's size is its data's size; the bytes read are [dataOffset, dataOffset + size).
+            if method == 0, size != compressed {
+                throw bad("entry '\(name)': stored, but its size (\(size)) differs from its stored size (\(compressed))")
+            }
+            guard dataOffset + compressed <= file.count, dataOffset + size <= file.count || method != 0 else {
+                throw bad("entry '\(name)': data [\(dataOffset), \(dataOffset + max(size, compressed))) runs past the end of the file (\(file.count) bytes): truncated")
             }
             entries[name] = Entry(name: name, dataOffset: dataOffset, size: method == 0 ? size : compressed, method: method)
             p += 46 + nameLen + extraLen + commentLen

@@ -13,12 +13,15 @@ public final class MappedFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
+        // Non-blocking, so that a FIFO in place of a file is refused below instead of waiting for a writer.
+        let fd = open(path, O_RDONLY | O_NONBLOCK)
         guard fd >= 0 else { throw Mamba2Error.io(path: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw Mamba2Error.io(path: path, reason: String(cString: strerror(errno))) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw Mamba2Error.io(path: path, reason: "not a regular file") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw Mamba2Error.io(path: path, reason: "not a regular file (\(Self.kind(st.st_mode))); a model, config or tokenizer must be one")
+        }
         count = Int(st.st_size)
         if count == 0 { base = nil; return }
         let p = mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0)
@@ -41,6 +44,42 @@ public final class MappedFile: @unchecked Sendable {
     }
 
     public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    static func kind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFIFO: return "a FIFO"
+        case S_IFDIR: return "a directory"
+        case S_IFCHR: return "a character device"
+        case S_IFSOCK: return "a socket"
+        case S_IFBLK: return "a block device"
+        default: return "not a file"
+        }
+    }
+
+    /// Reads a text input whole: a regular file by mapping, a pipe, FIFO or terminal (`/dev/stdin`) by reading
+    /// until its end; a directory or anything else is an error naming the path.
+    public static func readText(_ path: String) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw Mamba2Error.io(path: path, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw Mamba2Error.io(path: path, reason: String(cString: strerror(errno))) }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: return try readAll(path)
+        case S_IFIFO, S_IFCHR, S_IFSOCK:
+            var out: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                guard n >= 0 else { throw Mamba2Error.io(path: path, reason: String(cString: strerror(errno))) }
+                if n == 0 { return out }
+                out.append(contentsOf: chunk[0..<n])
+            }
+        default:
+            throw Mamba2Error.io(path: path, reason: "not a text input (\(kind(st.st_mode)))")
+        }
+    }
 }
 
 /// mkdir -p: creates the directory and its missing parents.
