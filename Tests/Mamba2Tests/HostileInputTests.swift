@@ -163,3 +163,26 @@ struct HostileInputTests {
         expectError(["pytorch_model.bin", "archive/data/0", "past the end"]) { _ = try TorchCheckpoint.load(path: path) }
     }
 }
+
+@Suite("Hostile tokenizer files")
+struct HostileTokenizerTests {
+    func load(_ json: String) throws -> Tokenizer { try Tokenizer(json: try JSON.parse(Array(json.utf8), source: "tokenizer.json"), source: "tokenizer.json") }
+
+    // Classes K and S: ids that are negative or past 2^31 − 1 (they index tables and are packed into 32 bits);
+    // class T: a model type that is not a string.
+    @Test("token ids outside 0 ... 2^31 − 1 and non-string model types are refused", arguments: [
+        (#"{"model": {"type": "BPE", "vocab": {"a": 0, "b": -1, "ab": 2}, "merges": ["a b"]}}"#, "vocab entry 'b'"),
+        (#"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2147483648}, "merges": ["a b"]}}"#, "vocab entry 'ab'"),
+        (#"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "added_tokens": [{"id": 8000000000000000, "content": "<x>"}]}"#, "added token '<x>'"),
+        (#"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>"}}, {"Sequence": {"id": "A"}}], "special_tokens": {"<s>": {"ids": [-1]}}}}"#, "TemplateProcessing special token '<s>'"),
+        (#"{"model": {"type": 5, "vocab": {"a": 0}, "merges": []}}"#, "model.type"),
+    ])
+    func badIDs(json: String, mentions: String) throws {
+        do {
+            _ = try load(json)
+            Issue.record("accepted: \(json)")
+        } catch {
+            #expect("\(error)".contains(mentions) && "\(error)".contains("tokenizer.json"), "\(error)")
+        }
+    }
+}

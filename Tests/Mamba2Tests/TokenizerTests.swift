@@ -17,9 +17,22 @@ struct TokenizerTests {
     // decodes to its decode (skip_special_tokens). Exact: token ids admit no tolerance.
     @Test("matches tokenizers on the corpus", arguments: tokenizers)
     func corpus(name: String, path: String) throws {
+        try compare(name: name, path: path, corpus: "corpus.jsonl", expected: "expected-\(name).jsonl")
+    }
+
+    // Strings where Unicode scalars and grapheme clusters disagree (a space, or the Metaspace replacement,
+    // followed by a combining mark, an emoji modifier or a ZWJ; at the start, after an added token, between
+    // words): tokenizers works on scalars, and so must every prefix test, split and strip of ours
+    // (scripts/make_grapheme_fixtures.py).
+    @Test("matches tokenizers on grapheme edges", arguments: tokenizers)
+    func graphemeEdges(name: String, path: String) throws {
+        try compare(name: name, path: path, corpus: "grapheme-edges.jsonl", expected: "expected-grapheme-\(name).jsonl")
+    }
+
+    func compare(name: String, path: String, corpus: String, expected expectedFile: String) throws {
         let tok = try Tokenizer(path: path)
-        let strings = try loadLines(fixture("tokenizers/corpus.jsonl")).map { try JSON.parse($0, source: "corpus").stringValue! }
-        let expected = try loadLines(fixture("tokenizers/expected-\(name).jsonl")).map { try JSON.parse($0, source: "expected") }
+        let strings = try loadLines(fixture("tokenizers/" + corpus)).map { try JSON.parse($0, source: "corpus").stringValue! }
+        let expected = try loadLines(fixture("tokenizers/" + expectedFile)).map { try JSON.parse($0, source: "expected") }
         #expect(strings.count >= 2000)
         #expect(strings.count == expected.count)
         var encodeMismatches = 0, decodeMismatches = 0

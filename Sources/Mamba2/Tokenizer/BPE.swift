@@ -37,8 +37,7 @@ final class BPEModel: Sendable {
         var vocab: [TokenKey: Int] = [:]
         vocab.reserveCapacity(v.count)
         for (k, idJ) in v {
-            guard let id = idJ.intValue else { throw TokenizerFormat.error(source, "vocab entry '\(k)' has no integer id") }
-            vocab[TokenKey(k)] = id
+            vocab[TokenKey(k)] = try TokenizerFormat.tokenID(idJ, source, "vocab entry '\(k)'")
         }
         self.vocab = vocab
         idToToken = Dictionary(vocab.map { ($0.value, $0.key.string) }, uniquingKeysWith: { a, _ in a })
@@ -57,7 +56,7 @@ final class BPEModel: Sendable {
             guard let ia = vocab[TokenKey(a)], let ib = vocab[TokenKey(b)] else {
                 throw TokenizerFormat.error(source, "merge #\(rank) ('\(a)', '\(b)') names a token missing from the vocab")
             }
-            let mergedName = a + (prefix.map { b.hasPrefix($0) ? String(b.dropFirst($0.count)) : b } ?? b)
+            let mergedName = a + (prefix.map { b.startsWithScalars($0) ? String(String.UnicodeScalarView(b.unicodeScalars.dropFirst($0.unicodeScalars.count))) : b } ?? b)
             guard let im = vocab[TokenKey(mergedName)] else {
                 throw TokenizerFormat.error(source, "merge #\(rank) makes '\(mergedName)', which is missing from the vocab")
             }

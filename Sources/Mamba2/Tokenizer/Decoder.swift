@@ -5,7 +5,7 @@ indirect enum TokenDecoder: Sendable {
     case metaspace(replacement: Character, prependNever: Bool)
     case byteFallback
     case fuse
-    case strip(content: Character, start: Int, stop: Int)
+    case strip(content: Unicode.Scalar, start: Int, stop: Int)
     case replace(Pattern, String)
     case bpe(suffix: String)
     case sequence([TokenDecoder])
@@ -21,7 +21,7 @@ indirect enum TokenDecoder: Sendable {
         case "ByteFallback": self = .byteFallback
         case "Fuse": self = .fuse
         case "Strip":
-            self = .strip(content: (json["content"]?.stringValue ?? " ").first ?? " ", start: json["start"]?.intValue ?? 0,
+            self = .strip(content: (json["content"]?.stringValue ?? " ").unicodeScalars.first ?? " ", start: json["start"]?.intValue ?? 0,
                           stop: json["stop"]?.intValue ?? 0)
         case "Replace":
             self = .replace(try Pattern(json["pattern"], source: source, component: "decoder Replace"), json["content"]?.stringValue ?? "")
@@ -67,7 +67,8 @@ indirect enum TokenDecoder: Sendable {
             }
             for t in tokens {
                 let u = Array(t.utf8)
-                if u.count == 6, t.hasPrefix("<0x"), t.hasSuffix(">"), let b = UInt8(String(decoding: u[3..<5], as: UTF8.self), radix: 16) {
+                if u.count == 6, u[0..<3].elementsEqual("<0x".utf8), u[5] == UInt8(ascii: ">"),
+                   let b = UInt8(String(decoding: u[3..<5], as: UTF8.self), radix: 16) {
                     pending.append(b)
                 } else { flush(); out.append(t) }
             }
@@ -76,14 +77,14 @@ indirect enum TokenDecoder: Sendable {
         case .fuse:
             return [tokens.joined()]
         case let .strip(content, start, stop):
-            return tokens.map { t in
-                var chars = Array(t)
+            return tokens.map { t in  // scalar by scalar, as the Rust decoder strips chars
+                var chars = Array(t.unicodeScalars)
                 var a = 0
                 while a < start, a < chars.count, chars[a] == content { a += 1 }
                 chars.removeFirst(a)
                 var b = 0
                 while b < stop, let l = chars.last, l == content { chars.removeLast(); b += 1 }
-                return String(chars)
+                return String(String.UnicodeScalarView(chars))
             }
         case let .replace(p, content):
             return tokens.map { p.replaceAll(in: $0, with: content) }
@@ -102,8 +103,8 @@ extension String {
         guard !needle.isEmpty else { return self }
         var out = ""
         var last = startIndex
-        for r in ranges(ofLiteral: needle) { out += self[last..<r.lowerBound]; out += replacement; last = r.upperBound }
-        out += self[last...]
+        for r in ranges(ofLiteral: needle) { out += scalars(last..<r.lowerBound); out += replacement; last = r.upperBound }
+        out += scalars(last..<endIndex)
         return out
     }
 }
@@ -129,17 +130,18 @@ indirect enum PostProcessor: Sendable {
                 guard let name = item["SpecialToken"]?["id"]?.stringValue else {
                     throw TokenizerFormat.error(source, "TemplateProcessing item \(item.serialized) is neither Sequence nor SpecialToken")
                 }
-                guard let ids = specials[name]?["ids"]?.arrayValue?.compactMap({ $0.intValue }) else {
+                guard let idsJ = specials[name]?["ids"]?.arrayValue else {
                     throw TokenizerFormat.error(source, "TemplateProcessing names special token '\(name)' without ids")
                 }
+                let ids = try idsJ.map { try TokenizerFormat.tokenID($0, source, "TemplateProcessing special token '\(name)'") }
                 if seenSequence { after += ids } else { before += ids }
             }
             self = .template(before: before, after: after)
         case "RobertaProcessing", "BertProcessing":
-            guard let cls = json["cls"]?.arrayValue, cls.count == 2, let clsID = cls[1].intValue,
-                  let sep = json["sep"]?.arrayValue, sep.count == 2, let sepID = sep[1].intValue else {
+            guard let cls = json["cls"]?.arrayValue, cls.count == 2, let sep = json["sep"]?.arrayValue, sep.count == 2 else {
                 throw TokenizerFormat.error(source, "\(type) without cls/sep [token, id] pairs")
             }
+            let clsID = try TokenizerFormat.tokenID(cls[1], source, "\(type) cls"), sepID = try TokenizerFormat.tokenID(sep[1], source, "\(type) sep")
             self = .template(before: [clsID], after: [sepID])
         case "Sequence":
             self = .sequence(try (json["processors"]?.arrayValue ?? []).map { try PostProcessor($0, source: source) })

@@ -93,17 +93,26 @@ struct Pattern: @unchecked Sendable {
         var out = ""
         var last = s.startIndex
         for r in matches(in: s) {
-            out += s[last..<r.lowerBound]
+            out += s.scalars(last..<r.lowerBound)
             out += content
             last = r.upperBound
         }
-        out += s[last...]
+        out += s.scalars(last..<s.endIndex)
         return out
     }
 }
 
 extension String {
     /// Ranges of non-overlapping occurrences of a literal, compared by unicode scalars (as Rust compares bytes).
+    /// The text between two indices of the Unicode-scalar view. Tokenizers work on scalars (Rust `char`s),
+    /// not grapheme clusters: subscripting the String itself would round an index that falls inside a
+    /// cluster (a space before a combining mark) down to the cluster's start.
+    func scalars(_ r: Range<String.Index>) -> String { String(Substring(unicodeScalars[r])) }
+
+    /// Whether the text starts with `prefix`, scalar by scalar (`hasPrefix` compares grapheme clusters:
+    /// " \u{301}x" does not start with " " for it).
+    func startsWithScalars(_ prefix: String) -> Bool { unicodeScalars.starts(with: prefix.unicodeScalars) }
+
     func ranges(ofLiteral needle: String) -> [Range<String.Index>] {
         let hay = unicodeScalars, pat = Array(needle.unicodeScalars)
         var out: [Range<String.Index>] = []
@@ -119,6 +128,12 @@ extension String {
 
 enum TokenizerFormat {
     static func error(_ source: String, _ reason: String) -> Mamba2Error { .json(source: source, reason: reason) }
+    /// A token id from the file: an integer in 0 ... 2^31 − 1 (ids index tables and are packed into 32 bits).
+    static func tokenID(_ j: JSON?, _ source: String, _ what: @autoclosure () -> String) throws -> Int {
+        guard let v = j?.intValue else { throw error(source, "\(what()) has no integer id") }
+        guard v >= 0, v <= Int(Int32.max) else { throw error(source, "\(what()) has id \(v), outside 0 ... \(Int32.max)") }
+        return v
+    }
     static func unsupported(_ source: String, _ component: String, _ type: String) -> Mamba2Error {
         .json(source: source, reason: "unsupported \(component) '\(type)'")
     }

@@ -56,7 +56,7 @@ indirect enum PreTokenizer: Sendable {
         case let .byteLevel(addPrefixSpace, useRegex):
             return pieces.flatMap { p -> [Piece] in
                 var text = p.text
-                if addPrefixSpace && !text.hasPrefix(" ") { text = " " + text }
+                if addPrefixSpace && !text.startsWithScalars(" ") { text = " " + text }
                 let words = useRegex ? gpt2Split(text) : [text]
                 return words.map { Piece(text: byteLevelEncode($0), atStart: p.atStart) }
             }
@@ -64,7 +64,7 @@ indirect enum PreTokenizer: Sendable {
             return pieces.flatMap { p -> [Piece] in
                 let repScalar = rep.unicodeScalars.first!
                 var text = String(String.UnicodeScalarView(p.text.unicodeScalars.map { $0 == " " ? repScalar : $0 }))
-                if (prepend == "always" || (prepend == "first" && p.atStart)) && !text.hasPrefix(String(rep)) {
+                if (prepend == "always" || (prepend == "first" && p.atStart)) && !text.startsWithScalars(String(rep)) {
                     text = String(rep) + text
                 }
                 guard split else { return [Piece(text: text, atStart: p.atStart)] }
@@ -135,22 +135,22 @@ func splitPieces(_ s: String, ranges: [Range<String.Index>], behavior: SplitBeha
     var out: [String] = []
     switch behavior {
     case .removed:
-        out = parts.filter { !$0.1 }.map { String(s[$0.0]) }
+        out = parts.filter { !$0.1 }.map { s.scalars($0.0) }
     case .isolated:
-        out = parts.map { String(s[$0.0]) }
+        out = parts.map { s.scalars($0.0) }
     case .contiguous:
         var cur = "", curMatched: Bool? = nil
         for (r, m) in parts {
-            if m && curMatched == true { cur += s[r] } else {
+            if m && curMatched == true { cur += s.scalars(r) } else {
                 if !cur.isEmpty { out.append(cur) }
-                cur = String(s[r]); curMatched = m
+                cur = s.scalars(r); curMatched = m
             }
         }
         if !cur.isEmpty { out.append(cur) }
     case .mergedWithPrevious:
         var cur = ""
         for (r, m) in parts {
-            cur += s[r]
+            cur += s.scalars(r)
             if m { out.append(cur); cur = "" }
         }
         if !cur.isEmpty { out.append(cur) }
@@ -158,7 +158,7 @@ func splitPieces(_ s: String, ranges: [Range<String.Index>], behavior: SplitBeha
         var cur = ""
         for (r, m) in parts {
             if m && !cur.isEmpty { out.append(cur); cur = "" }
-            cur += s[r]
+            cur += s.scalars(r)
         }
         if !cur.isEmpty { out.append(cur) }
     }

@@ -24,6 +24,7 @@ public final class Tokenizer: Sendable {
     public init(json: JSON, source: String) throws {
         guard json.objectValue != nil else { throw TokenizerFormat.error(source, "tokenizer.json is not a JSON object") }
         guard let modelJ = json["model"], modelJ != .null else { throw TokenizerFormat.error(source, "no 'model'") }
+        if let t = modelJ["type"], t.stringValue == nil { throw TokenizerFormat.error(source, "model.type \(t.serialized) is not a string") }
         let type = modelJ["type"]?.stringValue ?? (modelJ["merges"] != nil ? "BPE" : "?")
         guard type == "BPE" else { throw TokenizerFormat.unsupported(source, "model", type) }
         model = try BPEModel(modelJ, source: source)
@@ -38,9 +39,10 @@ public final class Tokenizer: Sendable {
         decoder = try opt("decoder") { try TokenDecoder($0, source: source) }
         var added: [AddedToken] = []
         for a in json["added_tokens"]?.arrayValue ?? [] {
-            guard let id = a["id"]?.intValue, let content = a["content"]?.stringValue else {
+            guard let content = a["content"]?.stringValue else {
                 throw TokenizerFormat.error(source, "added token \(a.serialized) needs an id and a content")
             }
+            let id = try TokenizerFormat.tokenID(a["id"], source, "added token '\(content)'")
             added.append(AddedToken(id: id, content: content, special: a["special"]?.boolValue ?? false,
                                     singleWord: a["single_word"]?.boolValue ?? false, lstrip: a["lstrip"]?.boolValue ?? false,
                                     rstrip: a["rstrip"]?.boolValue ?? false, normalized: a["normalized"]?.boolValue ?? !(a["special"]?.boolValue ?? false)))
@@ -123,7 +125,7 @@ public struct StreamingDecoder: Sendable {
     public mutating func push(_ id: Int) -> String? {
         ids.append(id)
         let text = tokenizer.decode(Array(ids[prefixIndex...]), skipSpecialTokens: skipSpecialTokens)
-        guard text.utf8.count > prefix.utf8.count, !text.hasSuffix("\u{FFFD}") else { return nil }
+        guard text.utf8.count > prefix.utf8.count, text.unicodeScalars.last != "\u{FFFD}" else { return nil }
         let new = String(decoding: Array(text.utf8)[prefix.utf8.count...], as: UTF8.self)
         // Keep a short window: the ids from readIndex on form the next prefix.
         prefixIndex = readIndex
