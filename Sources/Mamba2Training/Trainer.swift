@@ -40,14 +40,41 @@ public struct TrainingOptions: Sendable {
             guard let v = j[k]?.doubleValue else { throw Mamba2Error.io(path: source, reason: "field '\(k)' missing or not a number") }
             return v
         }
-        steps = Int(try num("steps")); rows = Int(try num("rows")); length = Int(try num("length"))
+        func int(_ k: String) throws -> Int {  // whole and within ±2^53 before it becomes an Int
+            guard let v = j[k]?.intValue else { throw Mamba2Error.io(path: source, reason: "field '\(k)' missing or not a whole number in range") }
+            return v
+        }
+        steps = try int("steps"); rows = try int("rows"); length = try int("length")
         guard let s = j["seed"]?.stringValue, let seed = UInt64(s) else { throw Mamba2Error.io(path: source, reason: "field 'seed' missing") }
         self.seed = seed
-        evalEvery = Int(try num("eval_every")); evalBatches = Int(try num("eval_batches")); saveEvery = Int(try num("save_every"))
+        evalEvery = try int("eval_every"); evalBatches = try int("eval_batches"); saveEvery = try int("save_every")
         optimizer.learningRate = Float(try num("learning_rate")); optimizer.minLearningRate = Float(try num("min_learning_rate"))
-        optimizer.warmupSteps = Int(try num("warmup_steps")); optimizer.totalSteps = steps
+        optimizer.warmupSteps = try int("warmup_steps"); optimizer.totalSteps = steps
         optimizer.beta1 = Float(try num("beta1")); optimizer.beta2 = Float(try num("beta2")); optimizer.epsilon = Float(try num("epsilon"))
         optimizer.weightDecay = Float(try num("weight_decay")); optimizer.clipNorm = Float(try num("clip_norm"))
+        do { try validate() } catch let e as Mamba2Error { throw Mamba2Error.io(path: source, reason: "\(e)") }
+    }
+
+    /// Every option in its range (steps, batch and schedule sizes positive and bounded; rates and the
+    /// optimizer's constants finite and in their intervals), so that nothing derived from them overflows,
+    /// allocates without bound or trains on NaN. The error names the option.
+    public func validate() throws {
+        func bad(_ name: String, _ reason: String) -> Mamba2Error { .invalidArgument(name, reason: reason) }
+        guard (1...1_000_000_000).contains(steps) else { throw bad("steps", "must be 1 ... 10^9, got \(steps)") }
+        guard (1...1_048_576).contains(rows) else { throw bad("batch (rows)", "must be 1 ... 2^20, got \(rows)") }
+        guard (2...16_777_216).contains(length) else { throw bad("length", "must be 2 ... 2^24 tokens, got \(length)") }
+        guard rows * length <= 1 << 28 else { throw bad("batch × length", "\(rows) × \(length) tokens per step is more than 2^28") }
+        guard evalEvery >= 0, saveEvery >= 0 else { throw bad(evalEvery < 0 ? "eval every" : "save every", "must be ≥ 0") }
+        guard (0...1_000_000).contains(evalBatches) else { throw bad("eval batches", "must be 0 ... 10^6, got \(evalBatches)") }
+        let o = optimizer
+        guard o.learningRate.isFinite, o.learningRate >= 0 else { throw bad("learning rate", "must be finite and ≥ 0, got \(o.learningRate)") }
+        guard o.minLearningRate.isFinite, o.minLearningRate >= 0 else { throw bad("min learning rate", "must be finite and ≥ 0, got \(o.minLearningRate)") }
+        guard (0...1_000_000_000).contains(o.warmupSteps) else { throw bad("warmup", "must be 0 ... 10^9, got \(o.warmupSteps)") }
+        guard o.beta1 >= 0, o.beta1 < 1 else { throw bad("beta1", "must be in [0, 1), got \(o.beta1)") }
+        guard o.beta2 >= 0, o.beta2 < 1 else { throw bad("beta2", "must be in [0, 1), got \(o.beta2)") }
+        guard o.epsilon.isFinite, o.epsilon > 0 else { throw bad("epsilon", "must be finite and > 0, got \(o.epsilon)") }
+        guard o.weightDecay.isFinite, o.weightDecay >= 0 else { throw bad("weight decay", "must be finite and ≥ 0, got \(o.weightDecay)") }
+        guard o.clipNorm.isFinite, o.clipNorm >= 0 else { throw bad("clip", "must be finite and ≥ 0 (0: no clipping), got \(o.clipNorm)") }
     }
 }
 
@@ -97,9 +124,7 @@ public final class Trainer {
         guard dataset.idLimit <= config.vocabSize else {
             throw Mamba2Error.invalidArgument("data", reason: "token id \(dataset.idLimit - 1) does not fit the model's vocabulary of \(config.vocabSize)")
         }
-        guard options.steps >= 1, options.rows >= 1, options.length >= 2 else {
-            throw Mamba2Error.invalidArgument("options", reason: "steps ≥ 1, rows ≥ 1 and length ≥ 2 are needed")
-        }
+        try options.validate()
         self.config = config
         var o = options
         o.optimizer.totalSteps = o.steps
@@ -122,6 +147,9 @@ public final class Trainer {
         }
         var options = try TrainingOptions(json: optJ, source: statePath)
         if let steps { options.steps = steps; options.optimizer.totalSteps = steps }
+        guard savedStep >= 0, savedStep <= options.steps else {
+            throw Mamba2Error.io(path: statePath, reason: "step \(savedStep) is outside 0 ... steps (\(options.steps))")
+        }
         let model = try Mamba2Model.load(directory: directory)
         let tokPath = directory + "/tokenizer.json"
         let tok = MappedFile.exists(tokPath) ? String(decoding: try MappedFile.readAll(tokPath), as: UTF8.self) : nil

@@ -20,7 +20,9 @@ struct ComputeOptions: ParsableArguments {
 
     func apply() throws {
         if let threads {
-            guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+            guard (1...Parallel.maxThreads).contains(threads) else {
+                throw ValidationError("--threads must be between 1 and \(Parallel.maxThreads), got \(threads)")
+            }
             Parallel.threadCount = threads
         }
     }

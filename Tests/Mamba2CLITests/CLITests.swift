@@ -98,6 +98,7 @@ struct CLITests {
         (["bench", "ssd-kernels", "--device", "tpu"], "--device"),
         (["bench", "ssd-kernels", "--device", "cpu"], "--device"),
         (["generate", "--model", "TINY", "--prompts-file", "/nonexistent-prompts.txt", "--device", "cuda"], "libcuda.so.1"),
+        (["generate", "--model", "TINY", "--prompt-ids", "1", "--threads", "2147483648"], "--threads"),
     ])
     func badInput(args: [String], mentions: String) throws {
         let r = try runCLI(args.map { $0 == "TINY" ? fixture("tiny-hf") : $0 })

@@ -67,6 +67,21 @@ struct HostileInputTests {
         #expect(try MappedFile.readText(dir + "/t.txt") == Array("text".utf8))
     }
 
+    // Class Q: a NaN or infinity in any weight (norm_f and out_proj passed before) is refused at load.
+    @Test("non-finite weights are refused, naming the tensor", arguments: ["backbone.norm_f.weight", "backbone.layers.1.mixer.out_proj.weight"])
+    func nonFinite(name: String) throws {
+        let model = try Mamba2Model.load(directory: fixture("tiny-hf"))
+        let dir = try copyModel("tiny-hf")
+        var tensors = model.weights.namedTensors(model.config)
+        let i = tensors.firstIndex { $0.0 == name }!
+        tensors[i].1.data[3] = .nan
+        try SafeTensorsFile.write(tensors, to: dir + "/model.safetensors")
+        expectError([name, "finite"]) { _ = try Mamba2Model.load(directory: dir) }
+        tensors[i].1.data[3] = -.infinity
+        try SafeTensorsFile.write(tensors, to: dir + "/model.safetensors")
+        expectError([name, "finite"]) { _ = try Mamba2Model.load(directory: dir) }
+    }
+
     // MARK: torch.save archives
 
     /// A ZIP of stored entries, as torch.save writes (no compression, no ZIP64).

@@ -318,6 +318,33 @@ struct TrainCommandTests {
         let noResume = try runCLI(["train", data, "--out", makeTempDir() + "/none", "--resume"])
         #expect(noResume.status != 0 && noResume.err.contains("trainer_state.json"), "\(noResume.err)")
     }
+
+    // Options out of range (classes N, R, T of the hardening issue) and a trainer_state.json edited into
+    // absurd numbers (class O) are errors naming the option, before anything is allocated or trained.
+    @Test("out-of-range options and edited trainer state")
+    func badOptions() throws {
+        let data = try Self.corpus()
+        for (flags, mentions) in [(["--batch", "9223372036854775807"], "batch"), (["--length", "1"], "length"), (["--lr", "nan"], "learning rate"),
+                                  (["--clip", "nan"], "clip"), (["--warmup", "-1"], "warmup"), (["--steps", "0"], "steps")] {
+            let r = try runCLI(["train", data, "--bytes", "--preset", "tiny", "--out", makeTempDir() + "/o"] + flags)
+            #expect(r.status != 0 && r.err.contains(mentions) && !r.err.contains("Fatal error"), "\(flags): \(r.err)")
+        }
+        let dir = makeTempDir() + "/run"
+        let ok = try runCLI(["train", data, "--bytes", "--preset", "tiny", "--out", dir, "--steps", "2", "--batch", "1", "--length", "16",
+                             "--warmup", "1", "--eval-batches", "1", "--threads", "1", "--plain"])
+        #expect(ok.status == 0, "\(ok.err)")
+        let state = String(decoding: try readBytes(dir + "/trainer_state.json"), as: UTF8.self)
+        for (from, to, mentions) in [(#""step":2"#, #""step":1e300"#, "'step'"), (#""step":2"#, #""step":5"#, "outside"),
+                                     (#""rows":1"#, #""rows":1e300"#, "rows"), (#""steps":2"#, #""steps":9223372036854775807"#, "steps"),
+                                     (#""learning_rate":"#, #""learning_rate":-1,"x":"#, "learning rate")] {
+            #expect(state.contains(from), "trainer_state.json has no \(from)")
+            try writeBytes(Array(state.replacingAll(from, with: to).utf8), dir + "/trainer_state.json")
+            let r = try runCLI(["train", data, "--bytes", "--out", dir, "--resume", "--threads", "1", "--plain"])
+            #expect(r.status != 0 && r.err.contains(mentions) && r.err.contains("trainer_state.json") && !r.err.contains("Fatal error"),
+                    "\(to): \(r.err)")
+        }
+        try writeBytes(Array(state.utf8), dir + "/trainer_state.json")
+    }
 }
 
 @Suite("Training backend")

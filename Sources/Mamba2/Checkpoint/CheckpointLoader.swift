@@ -93,7 +93,14 @@ public enum CheckpointLoader {
     public static func weights(_ config: Mamba2Config, tensors stored: [String: Located]) throws -> Mamba2Weights {
         let checked = try check(config, tensors: stored)
         var values: [String: [Float]] = [:]
-        for (name, (t, _)) in checked { values[name] = t.floats() }
+        for (name, (t, file)) in checked {
+            let v = t.floats()
+            // A NaN or infinity in any weight makes every logit NaN: refused here, naming the tensor.
+            if let i = v.firstIndex(where: { !$0.isFinite }) {
+                throw Mamba2Error.checkpoint(file: file, tensor: name, reason: "element \(i) is \(v[i]): weights must be finite")
+            }
+            values[name] = v
+        }
         return try Mamba2Weights(config, values: values, storedDType: dominantDType(checked))
     }
 

@@ -7,9 +7,12 @@ import CMamba2Kernels
 
 /// Work split across the machine's cores. One place decides how many threads the library uses.
 public enum Parallel {
-    /// Threads used by the library: MAMBA2_THREADS if set, else every online core.
+    /// The most threads the library will run (the pool counts them in 32 bits; no machine needs more).
+    public static let maxThreads = 1024
+
+    /// Threads used by the library: MAMBA2_THREADS if set (at most `maxThreads`), else every online core.
     nonisolated(unsafe) public static var threadCount: Int = {
-        if let s = getenv("MAMBA2_THREADS"), let n = Int(String(cString: s)), n > 0 { return n }
+        if let s = getenv("MAMBA2_THREADS"), let n = Int(String(cString: s)), n > 0 { return min(n, maxThreads) }
         return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }()
 
