@@ -43,11 +43,27 @@ struct TokenizeCommand: ParsableCommand {
 struct DetokenizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "detokenize", abstract: "Prints the text of token ids.")
     @Option(help: "tokenizer.json") var tokenizer: String
-    @Option(help: "Comma-separated ids.") var ids: String
+    @Option(help: "Comma-separated ids.") var ids: String?
+    @Option(help: "A file of one JSON array of ids per line; prints one JSON string per line.") var jsonl: String?
     @Flag(help: "Keep special tokens in the text.") var keepSpecialTokens = false
 
     func run() throws {
         let tok = try Tokenizer(path: tokenizer)
-        print(tok.decode(try parseIDs(ids, option: "--ids"), skipSpecialTokens: !keepSpecialTokens))
+        switch (ids, jsonl) {
+        case let (ids?, nil):
+            print(tok.decode(try parseIDs(ids, option: "--ids"), skipSpecialTokens: !keepSpecialTokens))
+        case let (nil, jsonl?):
+            var out = ""
+            for (n, line) in String(decoding: try MappedFile.readText(jsonl), as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                if line.isEmpty { continue }
+                guard let items = try JSON.parse(String(line), source: "\(jsonl) line \(n + 1)").arrayValue,
+                      case let list = items.compactMap(\.intValue), list.count == items.count else {
+                    throw ValidationError("\(jsonl) line \(n + 1) is not a JSON array of integers")
+                }
+                out += JSON.string(tok.decode(list, skipSpecialTokens: !keepSpecialTokens)).serialized + "\n"
+            }
+            print(out, terminator: "")
+        default: throw ValidationError("give exactly one of --ids, --jsonl")
+        }
     }
 }
