@@ -57,6 +57,8 @@ let package = Package(
         // archive (the kernels' weak references then point into it), so the release binary starts on
         // machines without any BLAS shared library (the GPU machines have none). An executable's flags
         // are its own: no package that depends on the library sees them.
+        // Fuzzing harnesses for the readers of untrusted files (scripts/fuzz builds them with libFuzzer).
+        .executableTarget(name: "mamba2-fuzz", dependencies: ["Mamba2"]),
         .executableTarget(
             name: "mamba2",
             dependencies: ["Mamba2", "Mamba2Training", "Mamba2CUDA", "Mamba2Hub", "Mamba2Diagnostics",

@@ -5,7 +5,8 @@ the tokenizer files already in the repository (nothing is retrained):
   Tests/Mamba2Tests/Fixtures/tokenizers/
     grapheme-edges.jsonl            strings where a Unicode scalar and a grapheme cluster disagree: a space (or the
                                     Metaspace replacement) followed by a combining mark, an emoji modifier or a ZWJ,
-                                    at the start, after an added token and between words
+                                    at the start, after an added token and between words; then the strings of
+                                    fuzz-found.jsonl (each one differential fuzzing found)
     expected-grapheme-NAME.jsonl    per string: {"ids": [...], "decoded": "..."} as tokenizers gives them
 
 Run from the repository root: python3 scripts/make_grapheme_fixtures.py
@@ -33,6 +34,10 @@ for p, l, m, t in itertools.product(pre, lead, marks, tail):
     strings.append(p + l + m + t)
 strings += [" \u0301", " \u0301x", "\u0301", " \U0001F3FD", "a \u0301 b", "\u2581\u0301x", "  \u0301\u0301  ", " \u0301" * 5,
             "\U0001F469\u200d\U0001F469\u200d\U0001F467", " \U0001F469\u200d\u0301", "x\u200dy", "\u0301" * 40]
+
+# and every string differential fuzzing found us encoding differently (scripts/tokenizer_diff_fuzz.py)
+with open(os.path.join(DIR, "fuzz-found.jsonl"), encoding="utf-8") as f:
+    strings += [json.loads(line) for line in f if line.strip()]
 
 with open(os.path.join(DIR, "grapheme-edges.jsonl"), "w", encoding="utf-8") as f:
     for s in strings:

@@ -84,30 +84,6 @@ struct HostileInputTests {
 
     // MARK: torch.save archives
 
-    /// A ZIP of stored entries, as torch.save writes (no compression, no ZIP64).
-    func zip(_ entries: [(String, [UInt8])], sizeOverride: [String: UInt32] = [:]) -> [UInt8] {
-        var out: [UInt8] = [], central: [UInt8] = []
-        func u16(_ v: Int, _ b: inout [UInt8]) { withUnsafeBytes(of: UInt16(v).littleEndian) { b += $0 } }
-        func u32(_ v: UInt32, _ b: inout [UInt8]) { withUnsafeBytes(of: v.littleEndian) { b += $0 } }
-        for (name, data) in entries {
-            let offset = UInt32(out.count), n = Array(name.utf8)
-            let size = sizeOverride[name] ?? UInt32(data.count)
-            u32(0x0403_4B50, &out); u16(20, &out); u16(0, &out); u16(0, &out); u16(0, &out); u16(0, &out)
-            u32(0, &out); u32(size, &out); u32(size, &out); u16(n.count, &out); u16(0, &out)
-            out += n + data
-            u32(0x0201_4B50, &central); u16(20, &central); u16(20, &central); u16(0, &central); u16(0, &central)
-            u16(0, &central); u16(0, &central); u32(0, &central); u32(size, &central); u32(size, &central)
-            u16(n.count, &central); u16(0, &central); u16(0, &central); u16(0, &central); u16(0, &central)
-            u32(0, &central); u32(offset, &central)
-            central += n
-        }
-        let cdOffset = UInt32(out.count)
-        out += central
-        u32(0x0605_4B50, &out); u16(0, &out); u16(0, &out); u16(entries.count, &out); u16(entries.count, &out)
-        u32(UInt32(central.count), &out); u32(cdOffset, &out); u16(0, &out)
-        return out
-    }
-
     /// Pickle opcodes for a state dict of one tensor "w" over storage "0" of `numel` floats, at `offset`
     /// with `size` and `stride`.
     func statePickle(numel: Int, offset: Int, size: [Int], stride: [Int]) -> [UInt8] {
@@ -133,7 +109,14 @@ struct HostileInputTests {
 
     func torchFile(_ pickle: [UInt8], storage: [UInt8] = [UInt8](repeating: 0, count: 16), sizeOverride: [String: UInt32] = [:]) throws -> String {
         let path = makeTempDir() + "/pytorch_model.bin"
-        try writeBytes(zip([("archive/data.pkl", pickle), ("archive/data/0", storage)], sizeOverride: sizeOverride), path)
+        var bytes = ZipArchive.stored([("archive/data.pkl", pickle), ("archive/data/0", storage)])
+        // A size override rewrites both size fields of that entry's central-directory record.
+        for (name, size) in sizeOverride {
+            let n = Array(name.utf8)
+            let at = (0...(bytes.count - n.count)).last { i in bytes[i..<(i + n.count)].elementsEqual(n) }! - 46
+            withUnsafeBytes(of: size.littleEndian) { bytes.replaceSubrange((at + 20)..<(at + 24), with: $0); bytes.replaceSubrange((at + 24)..<(at + 28), with: $0) }
+        }
+        try writeBytes(bytes, path)
         return path
     }
 

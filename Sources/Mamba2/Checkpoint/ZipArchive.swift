@@ -84,6 +84,30 @@ public struct ZipArchive: Sendable {
         self.entries = entries
     }
 
+    /// A ZIP archive of stored (uncompressed) entries, as torch.save writes them (no ZIP64: for small files,
+    /// test inputs and fuzzing seeds).
+    public static func stored(_ entries: [(name: String, data: [UInt8])]) -> [UInt8] {
+        var out: [UInt8] = [], central: [UInt8] = []
+        func u16(_ v: Int, _ b: inout [UInt8]) { withUnsafeBytes(of: UInt16(truncatingIfNeeded: v).littleEndian) { b += $0 } }
+        func u32(_ v: Int, _ b: inout [UInt8]) { withUnsafeBytes(of: UInt32(truncatingIfNeeded: v).littleEndian) { b += $0 } }
+        for (name, data) in entries {
+            let offset = out.count, n = Array(name.utf8)
+            u32(0x0403_4B50, &out); u16(20, &out); u16(0, &out); u16(0, &out); u16(0, &out); u16(0, &out)
+            u32(0, &out); u32(data.count, &out); u32(data.count, &out); u16(n.count, &out); u16(0, &out)
+            out += n + data
+            u32(0x0201_4B50, &central); u16(20, &central); u16(20, &central); u16(0, &central); u16(0, &central)
+            u16(0, &central); u16(0, &central); u32(0, &central); u32(data.count, &central); u32(data.count, &central)
+            u16(n.count, &central); u16(0, &central); u16(0, &central); u16(0, &central); u16(0, &central)
+            u32(0, &central); u32(offset, &central)
+            central += n
+        }
+        let cdOffset = out.count
+        out += central
+        u32(0x0605_4B50, &out); u16(0, &out); u16(0, &out); u16(entries.count, &out); u16(entries.count, &out)
+        u32(central.count, &out); u32(cdOffset, &out); u16(0, &out)
+        return out
+    }
+
     /// The bytes of a stored entry.
     public func data(_ entry: Entry) throws -> [UInt8] {
         guard entry.method == 0 else {

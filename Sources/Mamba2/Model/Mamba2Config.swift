@@ -133,6 +133,13 @@ public struct Mamba2Config: Sendable, Equatable {
     /// Decodes either spelling from JSON text (JSON5: `Infinity` and `NaN` as Python writes them), then
     /// validates. Errors name `source` and the field.
     public static func decode(_ bytes: [UInt8], source: String) throws -> Mamba2Config {
+        // Our own reader first: it names the byte at fault, and Foundation's JSON5 scanner traps on some
+        // malformed input (invalid UTF-8 in a key: an assertion in its scalar decoder, found by fuzzing), so
+        // it only ever sees text that is valid UTF-8 and valid JSON.
+        guard String(validating: bytes, as: UTF8.self) != nil else {
+            throw Mamba2Error.json(source: source, reason: "not valid UTF-8")
+        }
+        _ = try JSON.parse(bytes, source: source)
         let decoder = JSONDecoder()
         decoder.allowsJSON5 = true
         do {

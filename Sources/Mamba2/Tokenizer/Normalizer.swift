@@ -43,10 +43,52 @@ indirect enum Normalizer: Sendable {
     }
 }
 
-/// Canonical composition through the standard library's NFC (ASCII passes untouched).
-func nfcNormalize(_ s: String) -> String {
-    if s.utf8.allSatisfy({ $0 < 0x80 }) { return s }
-    return String(decoding: s._nfcCodeUnits, as: UTF8.self)
+/// Python's `tokenizers` normalizes with the Unicode 9.0 data of its `unicode-normalization-alignments`
+/// crate: a character assigned later is, to it, an unassigned code point, which neither decomposes, nor
+/// composes, nor moves in canonical ordering (found by differential fuzzing: U+07FD, Unicode 11, ccc 220,
+/// was moved before U+034B by the standard library's newer NFC). Such characters are kept where they are.
+func isNewerThanTokenizersUnicode(_ u: Unicode.Scalar) -> Bool {
+    guard u.value >= 0x370, let age = u.properties.age else { return false }  // below U+0370 all predate 1.1
+    return age.major > 9 || (age.major == 9 && age.minor > 0)
+}
+
+/// The four characters whose canonical decomposition starts with a non-starter (U+0344, U+0F73, U+0F75,
+/// U+0F81), decomposed: the standard library's NFC takes them as starters and leaves a mark before them
+/// unordered ("\u{309}\u{F73}" stayed so, where NFC gives U+0F71 U+0F72 U+0309; found by differential
+/// fuzzing). They are excluded from composition, so decomposing them first changes nothing else.
+func expandingNonStarterDecompositions(_ s: String) -> String {
+    func expansion(_ u: Unicode.Scalar) -> [Unicode.Scalar]? {
+        switch u.value {
+        case 0x0344: return ["\u{0308}", "\u{0301}"]
+        case 0x0F73: return ["\u{0F71}", "\u{0F72}"]
+        case 0x0F75: return ["\u{0F71}", "\u{0F74}"]
+        case 0x0F81: return ["\u{0F71}", "\u{0F80}"]
+        default: return nil
+        }
+    }
+    guard s.unicodeScalars.contains(where: { expansion($0) != nil }) else { return s }
+    var out = String.UnicodeScalarView()
+    for u in s.unicodeScalars { if let e = expansion(u) { out.append(contentsOf: e) } else { out.append(u) } }
+    return String(out)
+}
+
+/// Canonical composition through the standard library's NFC (ASCII passes untouched), the text split
+/// around characters newer than Unicode 9.0, which stay as they are (`isNewerThanTokenizersUnicode`).
+func nfcNormalize(_ text: String) -> String {
+    if text.utf8.allSatisfy({ $0 < 0x80 }) { return text }
+    let s = expandingNonStarterDecompositions(text)
+    guard s.unicodeScalars.contains(where: isNewerThanTokenizersUnicode) else { return String(decoding: s._nfcCodeUnits, as: UTF8.self) }
+    var out = String.UnicodeScalarView(), segment = String.UnicodeScalarView()
+    func flush() {
+        guard !segment.isEmpty else { return }
+        out.append(contentsOf: String(decoding: String(segment)._nfcCodeUnits, as: UTF8.self).unicodeScalars)
+        segment.removeAll()
+    }
+    for u in s.unicodeScalars {
+        if isNewerThanTokenizersUnicode(u) { flush(); out.append(u) } else { segment.append(u) }
+    }
+    flush()
+    return String(out)
 }
 
 /// NFKC: compatibility decompositions from the generated table, then NFC.
@@ -55,7 +97,7 @@ func nfkcNormalize(_ s: String) -> String {
     var out = String.UnicodeScalarView()
     for u in s.unicodeScalars {
         var p: UnsafePointer<UInt32>? = nil
-        let n = Int(mk_nfkc_decompose(u.value, &p))
+        let n = isNewerThanTokenizersUnicode(u) ? 0 : Int(mk_nfkc_decompose(u.value, &p))
         if n == 0 { out.append(u); continue }
         for k in 0..<n { out.append(Unicode.Scalar(p![k])!) }
     }

@@ -167,9 +167,18 @@ func splitPieces(_ s: String, ranges: [Range<String.Index>], behavior: SplitBeha
 
 // MARK: - GPT-2 pattern
 
+/// Whether the regex engine of Python's `tokenizers` (Oniguruma, Unicode 16.0) sees an unassigned code point
+/// where the standard library (a newer Unicode) sees a character: such scalars are in no class but \S
+/// (found by differential fuzzing: CJK Extension J, Unicode 17, split from the symbols beside it).
+@inline(__always) func isNewerThanTokenizersRegex(_ u: Unicode.Scalar) -> Bool {
+    guard let age = u.properties.age else { return false }
+    return age.major > 16
+}
+
 /// Character classes of the GPT-2 pattern, with an ASCII table in front of the Unicode lookups.
 @inline(__always) func isLetter(_ u: Unicode.Scalar) -> Bool {
     if u.value < 0x80 { return (u.value | 0x20) >= 0x61 && (u.value | 0x20) <= 0x7A }
+    if isNewerThanTokenizersRegex(u) { return false }
     switch u.properties.generalCategory {
     case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return true
     default: return false
@@ -177,6 +186,7 @@ func splitPieces(_ s: String, ranges: [Range<String.Index>], behavior: SplitBeha
 }
 @inline(__always) func isNumber(_ u: Unicode.Scalar) -> Bool {
     if u.value < 0x80 { return u.value >= 0x30 && u.value <= 0x39 }
+    if isNewerThanTokenizersRegex(u) { return false }
     switch u.properties.generalCategory {
     case .decimalNumber, .letterNumber, .otherNumber: return true
     default: return false
@@ -184,11 +194,12 @@ func splitPieces(_ s: String, ranges: [Range<String.Index>], behavior: SplitBeha
 }
 @inline(__always) func isWhite(_ u: Unicode.Scalar) -> Bool {
     if u.value < 0x80 { return u.value == 0x20 || (u.value >= 0x09 && u.value <= 0x0D) }
-    return u.properties.isWhitespace
+    return u.properties.isWhitespace && !isNewerThanTokenizersRegex(u)
 }
 /// \w of Rust's regex: alphabetic, digit, mark, connector punctuation, join control.
 @inline(__always) func isWordChar(_ u: Unicode.Scalar) -> Bool {
     if u.value < 0x80 { return isLetter(u) || isNumber(u) || u == "_" }
+    if isNewerThanTokenizersRegex(u) { return false }
     let p = u.properties
     if p.isAlphabetic || p.isJoinControl { return true }
     switch p.generalCategory {
