@@ -3,7 +3,11 @@
 #include <stdatomic.h>
 #include <unistd.h>
 
-#if defined(__linux__) && defined(__GLIBC__)
+#ifndef __has_feature
+#define __has_feature(x) 0
+#endif
+// Not under AddressSanitizer, which interposes malloc itself (a second interposer crashes at the first free).
+#if defined(__linux__) && defined(__GLIBC__) && !__has_feature(address_sanitizer) && !defined(__SANITIZE_ADDRESS__)
 // glibc's own entry points, which stay reachable when the program defines malloc itself.
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
