@@ -26,7 +26,6 @@ public final class CUDASSDBackward: @unchecked Sendable {
         let gradFinal: CUDABuffer?
         // intermediates
         let dYp, dHout, dStates, ddecay, dCB, Z, gdt, dApart, dRaw64, dBh, dCh: CUDABuffer
-        let dtRaw: CUDABuffer
         // the gradients
         package let dX, dRaw, dBias, dA, dB, dC: CUDABuffer
         package let dD, dz, dInitial: CUDABuffer?
@@ -52,7 +51,7 @@ public final class CUDASSDBackward: @unchecked Sendable {
             // Z, d dt, the raw dt's gradient for the dt_bias sum and the A parts in float64
             dCB: try buf(squares), Z: try buf(2 * squares), gdt: try buf(2 * tokens * H), dApart: try buf(2 * b * H * nchunks),
             dRaw64: try buf(2 * tokens * H),
-            dBh: try buf(H * tokens * N), dCh: try buf(H * tokens * N), dtRaw: fwd.dt,
+            dBh: try buf(H * tokens * N), dCh: try buf(H * tokens * N),
             dX: try buf(tokens * H * P), dRaw: try buf(tokens * H), dBias: try buf(H), dA: try buf(H),
             dB: try buf(tokens * G * N), dC: try buf(tokens * G * N),
             dD: try input.D.map { try buf($0.count) }, dz: input.z == nil ? nil : try buf(tokens * H * P),
@@ -92,7 +91,7 @@ public final class CUDASSDBackward: @unchecked Sendable {
 
         let a5 = KernelArguments()
         for v in [b, L, H] { a5.add(Int32(v)) }
-        a5.add(p.dtRaw); a5.add(f.dtBias?.pointer ?? 0); a5.add(Int32(f.softplus ? 1 : 0)); a5.add(f.lo); a5.add(f.hi)
+        a5.add(f.dt); a5.add(f.dtBias?.pointer ?? 0); a5.add(Int32(f.softplus ? 1 : 0)); a5.add(f.lo); a5.add(f.hi)
         a5.add(p.gdt); a5.add(p.dRaw); a5.add(p.dRaw64)
         try kernels.dt.launch(grid: ((b * L * H + 255) / 256, 1, 1), block: (256, 1, 1), arguments: a5)
 

@@ -129,40 +129,11 @@ extension CUDAKernelSource {
         float* zcolW = zrowW + 2 * QC;    // [8][QC] per warp: Σ_t Z[t,s]
         float* dwW = zcolW + 8 * QC;      // [2][QC] per column half: dw_s
         int* stS = (int*)(dwW + 2 * QC);  // [QC] where t's sequence starts, relative to the chunk
-        for (int e = tid; e < QC * NS / 8; e += 256) {
-            const int t = e / (NS / 8), n8 = (e % (NS / 8)) * 8;
-            uint4 cv = make_uint4(0, 0, 0, 0), bv = cv;
-            if (t < q) {
-                const size_t i = (((size_t)r * L + t0 + t) * G + g) * NS + n8;
-                cv = *(const uint4*)(C + i);
-                bv = *(const uint4*)(B + i);
-            }
-            *(uint4*)(Cs + t * LDN + n8) = cv;
-            *(uint4*)(Bs + t * LDN + n8) = bv;
-        }
+        load_chunk_bc(B, C, Bs, Cs, (size_t)r * L + t0, G, g, q, tid);
         if (tid < QC) stS[tid] = (seqStart && tid < q ? seqStart[(size_t)r * L + t0 + tid] : 0) - t0;
         const int stLast = (seqStart ? seqStart[(size_t)r * L + t0 + q - 1] : 0) - t0;
         __syncthreads();
-        {   // C·Bᵀ on and below the diagonal, as the forward's scan
-            const int m0 = warp * 16;
-            u32 af[NS / 16][4];
-            for (int k = 0; k < NS / 16; k++) loadA(af[k], Cs, LDN, m0, k * 16, lane);
-            for (int n0 = 0; n0 < m0 + 16; n0 += 16) {
-                float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-                for (int k = 0; k < NS / 16; k++) {
-                    u32 bf[4];
-                    loadB2(bf, Bs, LDN, k * 16, n0, lane);
-                    mma16816(acc[0], af[k], bf);
-                    mma16816(acc[1], af[k], bf + 2);
-                }
-                const int t = m0 + (lane >> 2);
-                for (int j = 0; j < 2; j++) {
-                    const int s = n0 + j * 8 + (lane & 3) * 2;
-                    *(u32*)(CBs + t * LDQ + s) = pack2(acc[j][0], acc[j][1]);
-                    *(u32*)(CBs + (t + 8) * LDQ + s) = pack2(acc[j][2], acc[j][3]);
-                }
-            }
-        }
+        chunk_cb(Cs, Bs, CBs, warp, lane);
         // The lower triangle's 36 tiles in four pairs of m-tiles (pi, 7 − pi), 9 tiles a pair; warp w takes pair
         // pi = w % 4, tiles 0–4 of it when w < 4 and 5–8 when w ≥ 4 (pair tile i is (pi, i) for i ≤ pi, else
         // (7 − pi, i − pi − 1)), so every warp does 4 or 5 tiles and keeps their part of the group's dCB.
@@ -420,28 +391,16 @@ extension CUDAKernelSource {
         const int m0 = warp * 16, rr = m0 + (lane >> 2);
         float acc[NT][4];
         for (int j = 0; j < NT; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-        // the intra-chunk part: dC = dCB·B, dB = dCBᵀ·C
-        if (!isB) {
-            for (int kt = 0; kt <= warp; kt++) {
-                u32 af[4];
-                loadA(af, Ks, LDQ, m0, kt * 16, lane);
-                for (int j = 0; j < NT; j += 2) {
-                    u32 bf[4];
-                    loadB2T(bf, Os, LDH, kt * 16, j * 8, lane);
-                    mma16816(acc[j], af, bf);
-                    mma16816(acc[j + 1], af, bf + 2);
-                }
-            }
-        } else {
-            for (int kt = warp; kt < QC / 16; kt++) {
-                u32 af[4];
-                loadAT(af, Ks, LDQ, m0, kt * 16, lane);
-                for (int j = 0; j < NT; j += 2) {
-                    u32 bf[4];
-                    loadB2T(bf, Os, LDH, kt * 16, j * 8, lane);
-                    mma16816(acc[j], af, bf);
-                    mma16816(acc[j + 1], af, bf + 2);
-                }
+        // the intra-chunk part: dC = dCB·B over s ≤ t (tiles left of and on the diagonal), dB = dCBᵀ·C over t ≥ s
+        for (int kt = isB ? warp : 0; kt <= (isB ? QC / 16 - 1 : warp); kt++) {
+            u32 af[4];
+            if (isB) loadAT(af, Ks, LDQ, m0, kt * 16, lane);
+            else loadA(af, Ks, LDQ, m0, kt * 16, lane);
+            for (int j = 0; j < NT; j += 2) {
+                u32 bf[4];
+                loadB2T(bf, Os, LDH, kt * 16, j * 8, lane);
+                mma16816(acc[j], af, bf);
+                mma16816(acc[j + 1], af, bf + 2);
             }
         }
         // The next head's operands and factors are fetched into registers while this head computes.

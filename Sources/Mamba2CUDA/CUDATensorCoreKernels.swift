@@ -164,17 +164,7 @@ extension CUDAKernelSource {
         float* vS = wS + QC;                       // [QC] exp(cum_b − cum_s)·dt_s, b the first token of s's tile (≤ e^64·dt_s)
         float* eS = vS + QC;                       // [QC] exp(cum_t) where t takes the incoming state, else 0
         int* stS = (int*)(eS + QC);                // [QC] where t's sequence starts, relative to the chunk
-        for (int e = tid; e < QC * NS / 8; e += 256) {
-            const int t = e / (NS / 8), n8 = (e % (NS / 8)) * 8;
-            uint4 cv = make_uint4(0, 0, 0, 0), bv = cv;
-            if (t < q) {
-                const size_t i = (((size_t)r * L + t0 + t) * G + g) * NS + n8;
-                cv = *(const uint4*)(C + i);
-                bv = *(const uint4*)(B + i);
-            }
-            *(uint4*)(Cs + t * LDN + n8) = cv;
-            *(uint4*)(Bs + t * LDN + n8) = bv;
-        }
+        load_chunk_bc(B, C, Bs, Cs, (size_t)r * L + t0, G, g, q, tid);
         // Where each token's sequence starts (row positions; 0 for rows of one sequence). A token takes the
         // chunk's incoming state when its sequence began before the chunk, or is the row's first.
         const int st = packed && tid < q ? seqStart[(size_t)r * L + t0 + tid] : 0;
@@ -202,26 +192,7 @@ extension CUDAKernelSource {
         };
         fetch(h0);
         __syncthreads();
-        {   // CB (QC×QC) = C·Bᵀ: warp → 16 rows, the tiles on and below the diagonal (those above are never read)
-            const int m0 = warp * 16;
-            u32 af[NS / 16][4];
-            for (int k = 0; k < NS / 16; k++) loadA(af[k], Cs, LDN, m0, k * 16, lane);
-            for (int n0 = 0; n0 < m0 + 16; n0 += 16) {
-                float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-                for (int k = 0; k < NS / 16; k++) {
-                    u32 bf[4];
-                    loadB2(bf, Bs, LDN, k * 16, n0, lane);
-                    mma16816(acc[0], af[k], bf);
-                    mma16816(acc[1], af[k], bf + 2);
-                }
-                const int t = m0 + (lane >> 2);
-                for (int j = 0; j < 2; j++) {
-                    const int s = n0 + j * 8 + (lane & 3) * 2;
-                    *(u32*)(CBs + t * LDQ + s) = pack2(acc[j][0], acc[j][1]);
-                    *(u32*)(CBs + (t + 8) * LDQ + s) = pack2(acc[j][2], acc[j][3]);
-                }
-            }
-        }
+        chunk_cb(Cs, Bs, CBs, warp, lane);
         for (int h = h0; h < h0 + hb; h++) {
             __syncthreads();  // C·Bᵀ is complete / the previous head is done with Xs, Hs and the factors
             for (int k = 0; k < XR; k++) {
@@ -427,6 +398,45 @@ extension CUDAKernelSource {
     __device__ __forceinline__ uint4 scale8(uint4 v, float f) {
         const float2 a = unpack2(v.x), b = unpack2(v.y), c = unpack2(v.z), d = unpack2(v.w);
         return make_uint4(pack2(a.x * f, a.y * f), pack2(b.x * f, b.y * f), pack2(c.x * f, c.y * f), pack2(d.x * f, d.y * f));
+    }
+
+    // The chunk's C and B rows (QC × NS, group g, tokens from row offset rl) into shared memory, zeros past q.
+    __device__ __forceinline__ void load_chunk_bc(const u16* __restrict__ B, const u16* __restrict__ C, u16* Bs, u16* Cs,
+                                                  size_t rl, int G, int g, int q, int tid) {
+        for (int e = tid; e < QC * NS / 8; e += 256) {
+            const int t = e / (NS / 8), n8 = (e % (NS / 8)) * 8;
+            uint4 cv = make_uint4(0, 0, 0, 0), bv = cv;
+            if (t < q) {
+                const size_t i = ((rl + t) * G + g) * NS + n8;
+                cv = *(const uint4*)(C + i);
+                bv = *(const uint4*)(B + i);
+            }
+            *(uint4*)(Cs + t * LDN + n8) = cv;
+            *(uint4*)(Bs + t * LDN + n8) = bv;
+        }
+    }
+
+    // CB (QC×QC, 16-bit) = C·Bᵀ from Cs and Bs: warp → 16 rows, the tiles on and below the diagonal (those above
+    // are never read).
+    __device__ __forceinline__ void chunk_cb(const u16* Cs, const u16* Bs, u16* CBs, int warp, int lane) {
+        const int m0 = warp * 16;
+        u32 af[NS / 16][4];
+        for (int k = 0; k < NS / 16; k++) loadA(af[k], Cs, LDN, m0, k * 16, lane);
+        for (int n0 = 0; n0 < m0 + 16; n0 += 16) {
+            float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+            for (int k = 0; k < NS / 16; k++) {
+                u32 bf[4];
+                loadB2(bf, Bs, LDN, k * 16, n0, lane);
+                mma16816(acc[0], af[k], bf);
+                mma16816(acc[1], af[k], bf + 2);
+            }
+            const int t = m0 + (lane >> 2);
+            for (int j = 0; j < 2; j++) {
+                const int s = n0 + j * 8 + (lane & 3) * 2;
+                *(u32*)(CBs + t * LDQ + s) = pack2(acc[j][0], acc[j][1]);
+                *(u32*)(CBs + (t + 8) * LDQ + s) = pack2(acc[j][2], acc[j][3]);
+            }
+        }
     }
 
     // S (PH×NS, 16-bit, row-major) = Xwᵀ·Bs: Xw [QC][LDP] and Bs [QC][LDN] in shared memory, the block's 8 warps

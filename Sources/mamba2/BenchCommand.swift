@@ -197,20 +197,21 @@ extension BenchSSDKernelsCommand {
             let o = SSDOptions(form: .chunked, chunkSize: chunkSize, dtSoftplus: true)
             let launch: () throws -> Void
             var parts = ""
+            /// Median of 20 timed runs of one kernel (or pass), each ended by a device synchronize, in ms.
+            func median(_ body: () throws -> Void) throws -> String {
+                var ts: [Double] = []
+                for _ in 0..<20 { let t0 = monotonicSeconds(); try body(); try dev.synchronize(); ts.append(monotonicSeconds() - t0) }
+                return fixed(ts.sorted()[10] * 1000, 3)
+            }
             if let tc, backward {
                 let bw = try CUDATensorCoreSSDBackward(device: dev, elementType: tc.elementType, stateSize: stateSize)
                 let p = try bw.prepare(input, options: o, gradY: SSDInput.syntheticGradient(like: input.x), gradFinalStates: nil)
                 launch = { try bw.launch(p) }
                 if breakdown {
                     try bw.launch(p); try dev.synchronize()
-                    func median(_ body: () throws -> Void) throws -> Double {
-                        var ts: [Double] = []
-                        for _ in 0..<20 { let t0 = monotonicSeconds(); try body(); try dev.synchronize(); ts.append(monotonicSeconds() - t0) }
-                        return ts.sorted()[10]
-                    }
-                    parts += " forward \(fixed(try median { try tc.launch(p.fwd) } * 1000, 3))"
+                    parts += " forward \(try median { try tc.launch(p.fwd) })"
                     for (k, name) in CUDATensorCoreSSDBackward.kernelNames.enumerated() {
-                        parts += " \(name) \(fixed(try median { try bw.launchBackward(p, only: k) } * 1000, 3))"
+                        parts += " \(name) \(try median { try bw.launchBackward(p, only: k) })"
                     }
                 }
             } else if let tc {
@@ -219,9 +220,7 @@ extension BenchSSDKernelsCommand {
                 if breakdown {
                     try tc.launch(p); try dev.synchronize()
                     for (k, name) in ["state", "passing", "scan"].enumerated() {
-                        var ts: [Double] = []
-                        for _ in 0..<20 { let t0 = monotonicSeconds(); try tc.launch(p, only: k); try dev.synchronize(); ts.append(monotonicSeconds() - t0) }
-                        parts += " \(name) \(fixed(ts.sorted()[10] * 1000, 3))"
+                        parts += " \(name) \(try median { try tc.launch(p, only: k) })"
                     }
                 }
             } else if let plainBackward {

@@ -101,6 +101,17 @@ struct SSDBackwardTests {
 extension SSDBackwardTests {
     static func pairs(_ g: SSDGradients) -> [(String, Tensor?)] { g.named.map { ($0.name, $0.tensor) } }
 
+    /// Every gradient present on both sides or neither, and within `tolerance` relative where present.
+    static func expectAgree(_ fast: SSDGradients, _ ref: SSDGradients, within tolerance: Double, _ label: String) {
+        for ((name, a), (_, r)) in zip(pairs(fast), pairs(ref)) {
+            #expect((a == nil) == (r == nil), "\(name) presence")
+            if let a, let r {
+                let err = a.relativeError(to: r)
+                #expect(err < tolerance, "\(label) grad.\(name): \(err)")
+            }
+        }
+    }
+
     // The chunked backward reproduces the fixture too, at chunk sizes that divide L, that do not, and
     // one chunk. Tolerance 1e-4 relative (the bound): float32 GEMMs against float64 golden values.
     @Test("chunked backward reproduces ssd-small gradients", arguments: [32, 7, 256])
@@ -135,13 +146,7 @@ extension SSDBackwardTests {
             let o = SSDOptions(chunkSize: Q, dtSoftplus: true, dtLimit: limit)
             let ref = try SSD.backwardReference(input, options: o, gradY: gy, gradFinalStates: gf)
             let fast = try SSD.backward(input, options: o, gradY: gy, gradFinalStates: gf)
-            for ((name, a), (_, r)) in zip(Self.pairs(fast), Self.pairs(ref)) {
-                #expect((a == nil) == (r == nil), "\(name) presence")
-                if let a, let r {
-                    let err = a.relativeError(to: r)
-                    #expect(err < 1e-4, "seed \(rng.seed) Q=\(Q) limit \(limit) grad.\(name): \(err)")
-                }
-            }
+            Self.expectAgree(fast, ref, within: 1e-4, "seed \(rng.seed) Q=\(Q) limit \(limit)")
         }
     }
 
@@ -166,13 +171,7 @@ extension SSDBackwardTests {
         let o = SSDOptions(chunkSize: Q, dtSoftplus: true)
         let ref = try SSD.backwardReference(input, options: o, gradY: gy, gradFinalStates: gf)
         let fast = try SSD.backward(input, options: o, gradY: gy, gradFinalStates: gf)
-        for ((name, a), (_, r)) in zip(Self.pairs(fast), Self.pairs(ref)) {
-            #expect((a == nil) == (r == nil), "\(name) presence")
-            if let a, let r {
-                let err = a.relativeError(to: r)
-                #expect(err < 1e-4, "seed \(rng.seed) grad.\(name): \(err)")
-            }
-        }
+        Self.expectAgree(fast, ref, within: 1e-4, "seed \(rng.seed)")
     }
 
     // Packed rows: the gradients of two sequences packed into one row (seq_idx) equal those of each alone.

@@ -145,8 +145,6 @@ public struct Mamba2Config: Sendable, Equatable {
         do {
             return try decoder.decode(Mamba2Config.self, from: Data(bytes))
         } catch let e as DecodingError {
-            // JSONDecoder says only "not valid JSON" for malformed text: our reader names the byte at fault.
-            if case let .dataCorrupted(c) = e, c.codingPath.isEmpty { _ = try JSON.parse(bytes, source: source) }
             throw Mamba2Error.config(field: "\(source): " + e.fieldPath, reason: e.reason)
         } catch let Mamba2Error.config(field, reason) {
             throw Mamba2Error.config(field: "\(source): \(field)", reason: reason)

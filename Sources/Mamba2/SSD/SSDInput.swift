@@ -89,11 +89,8 @@ extension SSDInput {
     /// A fixed synthetic input of one sequence (the same numbers every call): what the `auto` form times
     /// itself on, and what the SSD benchmarks run.
     public static func synthetic(L: Int, H: Int, P: Int, G: Int, N: Int) -> SSDInput {
-        var seed: UInt64 = 42
-        func next() -> Float {
-            seed = seed &* 6364136223846793005 &+ 1442695040888963407
-            return Float(seed >> 40) / Float(1 << 24)
-        }
+        var g = SyntheticNumbers(seed: 42)
+        func next() -> Float { g.next() }
         func normalish(_ n: Int) -> [Float] { (0..<n).map { _ in (next() + next() + next() - 1.5) * 2 } }
         return SSDInput(x: Tensor(shape: [1, L, H, P], data: normalish(L * H * P)),
                         dt: Tensor(shape: [1, L, H], data: normalish(L * H)),
@@ -106,10 +103,16 @@ extension SSDInput {
 
     /// A deterministic stand-in output gradient shaped like `t` (values in about [−3, 3]), for timing backwards.
     public static func syntheticGradient(like t: Tensor) -> Tensor {
-        var seed: UInt64 = 7
-        return Tensor(shape: t.shape, data: (0..<t.count).map { _ in
-            seed = seed &* 6364136223846793005 &+ 1442695040888963407
-            return Float(seed >> 40) / Float(1 << 24) * 6 - 3
-        })
+        var g = SyntheticNumbers(seed: 7)
+        return Tensor(shape: t.shape, data: (0..<t.count).map { _ in g.next() * 6 - 3 })
+    }
+}
+
+/// The fixed sequence of the synthetic inputs: a 64-bit LCG, its top 24 bits as a float in [0, 1).
+struct SyntheticNumbers {
+    var seed: UInt64
+    mutating func next() -> Float {
+        seed = seed &* 6364136223846793005 &+ 1442695040888963407
+        return Float(seed >> 40) / Float(1 << 24)
     }
 }

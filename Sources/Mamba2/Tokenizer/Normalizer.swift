@@ -52,32 +52,31 @@ func isNewerThanTokenizersUnicode(_ u: Unicode.Scalar) -> Bool {
     return age.major > 9 || (age.major == 9 && age.minor > 0)
 }
 
-/// The four characters whose canonical decomposition starts with a non-starter (U+0344, U+0F73, U+0F75,
-/// U+0F81), decomposed: the standard library's NFC takes them as starters and leaves a mark before them
-/// unordered ("\u{309}\u{F73}" stayed so, where NFC gives U+0F71 U+0F72 U+0309; found by differential
+/// The canonical decomposition of the four characters whose decomposition starts with a non-starter
+/// (U+0344, U+0F73, U+0F75, U+0F81): the standard library's NFC takes them as starters and leaves a mark before
+/// them unordered ("\u{309}\u{F73}" stayed so, where NFC gives U+0F71 U+0F72 U+0309; found by differential
 /// fuzzing). They are excluded from composition, so decomposing them first changes nothing else.
-func expandingNonStarterDecompositions(_ s: String) -> String {
-    func expansion(_ u: Unicode.Scalar) -> [Unicode.Scalar]? {
-        switch u.value {
-        case 0x0344: return ["\u{0308}", "\u{0301}"]
-        case 0x0F73: return ["\u{0F71}", "\u{0F72}"]
-        case 0x0F75: return ["\u{0F71}", "\u{0F74}"]
-        case 0x0F81: return ["\u{0F71}", "\u{0F80}"]
-        default: return nil
-        }
+func nonStarterDecomposition(_ u: Unicode.Scalar) -> [Unicode.Scalar]? {
+    switch u.value {
+    case 0x0344: return ["\u{0308}", "\u{0301}"]
+    case 0x0F73: return ["\u{0F71}", "\u{0F72}"]
+    case 0x0F75: return ["\u{0F71}", "\u{0F74}"]
+    case 0x0F81: return ["\u{0F71}", "\u{0F80}"]
+    default: return nil
     }
-    guard s.unicodeScalars.contains(where: { expansion($0) != nil }) else { return s }
-    var out = String.UnicodeScalarView()
-    for u in s.unicodeScalars { if let e = expansion(u) { out.append(contentsOf: e) } else { out.append(u) } }
-    return String(out)
 }
 
-/// Canonical composition through the standard library's NFC (ASCII passes untouched), the text split
-/// around characters newer than Unicode 9.0, which stay as they are (`isNewerThanTokenizersUnicode`).
-func nfcNormalize(_ text: String) -> String {
-    if text.utf8.allSatisfy({ $0 < 0x80 }) { return text }
-    let s = expandingNonStarterDecompositions(text)
-    guard s.unicodeScalars.contains(where: isNewerThanTokenizersUnicode) else { return String(decoding: s._nfcCodeUnits, as: UTF8.self) }
+/// Canonical composition through the standard library's NFC (ASCII passes untouched). Characters newer than
+/// Unicode 9.0 stay where they are (`isNewerThanTokenizersUnicode`): the text is composed in the runs between
+/// them. The non-starter decompositions are made first. One pass finds whether either is needed.
+func nfcNormalize(_ s: String) -> String {
+    if s.utf8.allSatisfy({ $0 < 0x80 }) { return s }
+    var special = false
+    for u in s.unicodeScalars where u.value >= 0x344 && (nonStarterDecomposition(u) != nil || isNewerThanTokenizersUnicode(u)) {
+        special = true
+        break
+    }
+    guard special else { return String(decoding: s._nfcCodeUnits, as: UTF8.self) }
     var out = String.UnicodeScalarView(), segment = String.UnicodeScalarView()
     func flush() {
         guard !segment.isEmpty else { return }
@@ -85,7 +84,9 @@ func nfcNormalize(_ text: String) -> String {
         segment.removeAll()
     }
     for u in s.unicodeScalars {
-        if isNewerThanTokenizersUnicode(u) { flush(); out.append(u) } else { segment.append(u) }
+        if let d = nonStarterDecomposition(u) { segment.append(contentsOf: d) }
+        else if isNewerThanTokenizersUnicode(u) { flush(); out.append(u) }
+        else { segment.append(u) }
     }
     flush()
     return String(out)

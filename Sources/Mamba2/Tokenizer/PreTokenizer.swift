@@ -178,17 +178,15 @@ func splitPieces(_ s: String, ranges: [Range<String.Index>], behavior: SplitBeha
 /// Character classes of the GPT-2 pattern, with an ASCII table in front of the Unicode lookups.
 @inline(__always) func isLetter(_ u: Unicode.Scalar) -> Bool {
     if u.value < 0x80 { return (u.value | 0x20) >= 0x61 && (u.value | 0x20) <= 0x7A }
-    if isNewerThanTokenizersRegex(u) { return false }
     switch u.properties.generalCategory {
-    case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return true
+    case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return !isNewerThanTokenizersRegex(u)
     default: return false
     }
 }
 @inline(__always) func isNumber(_ u: Unicode.Scalar) -> Bool {
     if u.value < 0x80 { return u.value >= 0x30 && u.value <= 0x39 }
-    if isNewerThanTokenizersRegex(u) { return false }
     switch u.properties.generalCategory {
-    case .decimalNumber, .letterNumber, .otherNumber: return true
+    case .decimalNumber, .letterNumber, .otherNumber: return !isNewerThanTokenizersRegex(u)
     default: return false
     }
 }
