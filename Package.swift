@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "Mamba2Training", targets: ["Mamba2Training"]),
         // NVIDIA GPUs: `.cuda(n)` as a device for LanguageModel.load, the GPU backend and kernels.
         .library(name: "Mamba2CUDA", targets: ["Mamba2CUDA"]),
+        // Training on NVIDIA GPUs: the GPU's `TrainingBackend` for `Trainer`.
+        .library(name: "Mamba2CUDATraining", targets: ["Mamba2CUDATraining"]),
         // Models from the Hugging Face Hub.
         .library(name: "Mamba2Hub", targets: ["Mamba2Hub"]),
         // Benchmarks and the GPU self-tests.
@@ -45,8 +47,10 @@ let package = Package(
         .target(name: "Mamba2Training", dependencies: ["Mamba2", "CMamba2Kernels"]),
         // The GPU: devices, the kernel table and sources, the SSD and the model on the GPU, the GPU backend.
         .target(name: "Mamba2CUDA", dependencies: ["Mamba2", "CMamba2CUDA", "CMamba2Kernels"]),
+        // Training on the GPU as a `TrainingBackend` (the step itself, `CUDATrainer`, is in Mamba2CUDA).
+        .target(name: "Mamba2CUDATraining", dependencies: ["Mamba2", "Mamba2Training", "Mamba2CUDA"]),
         // Benchmarks behind `mamba2 bench` and the GPU self-tests behind `mamba2 selftest`.
-        .target(name: "Mamba2Diagnostics", dependencies: ["Mamba2", "Mamba2Training", "Mamba2CUDA", "CMamba2Kernels"]),
+        .target(name: "Mamba2Diagnostics", dependencies: ["Mamba2", "Mamba2Training", "Mamba2CUDA", "Mamba2CUDATraining", "CMamba2Kernels"]),
         // Models from the Hugging Face Hub, cached as huggingface_hub lays them out. Kept apart so the
         // core library needs no networking.
         .target(
@@ -61,7 +65,7 @@ let package = Package(
         .executableTarget(name: "mamba2-fuzz", dependencies: ["Mamba2"]),
         .executableTarget(
             name: "mamba2",
-            dependencies: ["Mamba2", "Mamba2Training", "Mamba2CUDA", "Mamba2Hub", "Mamba2Diagnostics",
+            dependencies: ["Mamba2", "Mamba2Training", "Mamba2CUDA", "Mamba2CUDATraining", "Mamba2Hub", "Mamba2Diagnostics",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             linkerSettings: [
                 .unsafeFlags(["-Xlinker", "-u", "-Xlinker", "cblas_sgemm", "-Xlinker", "-u", "-Xlinker", "openblas_set_num_threads",

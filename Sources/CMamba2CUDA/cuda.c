@@ -67,6 +67,7 @@ static struct {
     CUresult (*cuModuleLoadData)(CUmodule *, const void *);
     CUresult (*cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
     CUresult (*cuMemAlloc)(CUdeviceptr *, size_t);
+    CUresult (*cuMemGetInfo)(size_t *, size_t *);
     CUresult (*cuMemFree)(CUdeviceptr);
     CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void *,
                                void **, void **);
@@ -142,7 +143,7 @@ static int load_locked(char *err, int errlen) {
     SYM(cu, cuStreamDestroy, "cuStreamDestroy_v2"); SYM(cu, cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2");
     SYM(cu, cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2");
     SYM(cu, cuModuleLoadData, "cuModuleLoadData"); SYM(cu, cuModuleGetFunction, "cuModuleGetFunction");
-    SYM(cu, cuMemAlloc, "cuMemAlloc_v2"); SYM(cu, cuMemFree, "cuMemFree_v2");
+    SYM(cu, cuMemAlloc, "cuMemAlloc_v2"); SYM(cu, cuMemGetInfo, "cuMemGetInfo_v2"); SYM(cu, cuMemFree, "cuMemFree_v2");
     SYM(cu, cuLaunchKernel, "cuLaunchKernel");
     SYM(cu, cuFuncSetAttribute, "cuFuncSetAttribute"); SYM(cu, cuGetErrorString, "cuGetErrorString");
     SYM(rtc, nvrtcCreateProgram, "nvrtcCreateProgram"); SYM(rtc, nvrtcCompileProgram, "nvrtcCompileProgram");
@@ -419,3 +420,14 @@ int mkc_gemm_rows(mkc_device *d, int rows, int out, int in, const void *X, const
     return C.cublasGemmEx(d->blas, 1 /* T */, 0 /* N */, out, rows, in, &alpha, W, types[elementType], in, X, types[elementType], in,
                           &beta, Y, 0, out, compute, -1 /* CUBLAS_GEMM_DEFAULT */);
 }
+
+int mkc_gemm(mkc_device *d, int transA, int transB, int m, int n, int k, float alpha, const void *A, int lda, const void *B, int ldb,
+             int abType, float beta, void *Cm, int ldc, int cType, int pedantic) {
+    CUR(d);
+    static const int types[] = { 0 /* CUDA_R_32F */, 14 /* CUDA_R_16BF */, 2 /* CUDA_R_16F */ };
+    const int compute = abType == 0 && pedantic ? 69 /* CUBLAS_COMPUTE_32F_PEDANTIC */ : 68 /* CUBLAS_COMPUTE_32F */;
+    return C.cublasGemmEx(d->blas, transA, transB, m, n, k, &alpha, A, types[abType], lda, B, types[abType], ldb, &beta, Cm,
+                          types[cType], ldc, compute, -1 /* CUBLAS_GEMM_DEFAULT */);
+}
+
+int mkc_mem_info(mkc_device *d, size_t *freeBytes, size_t *totalBytes) { CUR(d); return C.cuMemGetInfo(freeBytes, totalBytes); }

@@ -18,6 +18,10 @@ public final class CUDADevice: @unchecked Sendable {
     public var architecture: String { "sm_\(computeCapability.major)\(computeCapability.minor)" }
     /// Every module this device compiled: name, whether its CUBIN came from the on-disk cache, seconds.
     public private(set) var compileLog: [(name: String, fromCache: Bool, seconds: Double)] = []
+    /// Bytes of `CUDABuffer`s this object holds now, and the most it has held (what a training step's peak
+    /// memory is measured by; cuBLAS's workspace and the context are not counted).
+    public internal(set) var allocatedBytes = 0
+    public internal(set) var peakAllocatedBytes = 0
     /// Modules compiled by this device object, by source name (each compiled once per object).
     var modules: [String: UnsafeMutableRawPointer] = [:]
 
@@ -87,6 +91,17 @@ public final class CUDADevice: @unchecked Sendable {
         guard r == 0 else { throw CUDADevice.error(r, "waiting for the device") }
     }
 
+    /// Free and total memory of the GPU as the driver reports it (all processes).
+    public func memoryInfo() throws -> (free: Int, total: Int) {
+        var free = 0, total = 0
+        let r = mkc_mem_info(handle, &free, &total)
+        guard r == 0 else { throw CUDADevice.error(r, "reading the memory in use") }
+        return (free, total)
+    }
+
+    /// Starts the peak of `peakAllocatedBytes` again from what is held now.
+    public func resetPeakMemory() { peakAllocatedBytes = allocatedBytes }
+
     /// Opens this device's cuBLAS handle (once).
     func openBLAS() throws {
         var err = [CChar](repeating: 0, count: 512)
@@ -135,21 +150,46 @@ public final class KernelArguments {
 }
 
 /// Device memory holding float32 values (`count` of them), or 16-bit values (`halves`).
-/// Freed when the last reference goes; it keeps its device open until then.
+/// Freed when the last reference goes; it keeps its device open until then. A view (`view(at:count:)`)
+/// is a range of another buffer, which it keeps alive and never frees.
 public final class CUDABuffer: @unchecked Sendable {
     public let device: CUDADevice
     public private(set) var pointer: UInt64 = 0
     public let count: Int
+    /// The buffer a view lies in (nil: this buffer owns its memory).
+    let owner: CUDABuffer?
+
+    /// `count` float32 slots of this buffer from slot `offset` (a view: no copy, no allocation).
+    public func view(at offset: Int, count n: Int) -> CUDABuffer {
+        precondition(offset >= 0 && n >= 0 && offset + n <= count, "view \(offset) + \(n) outside a buffer of \(count)")
+        return CUDABuffer(viewOf: self, offset: offset, count: n)
+    }
+
+    /// `n` 16-bit slots from 16-bit slot `offset` (which must be even: views start on 4-byte boundaries).
+    public func halfView(at offset: Int, count n: Int) -> CUDABuffer {
+        precondition(offset % 2 == 0, "a 16-bit view starts at an even element")
+        return view(at: offset / 2, count: (n + 1) / 2)
+    }
+
+    private init(viewOf parent: CUDABuffer, offset: Int, count n: Int) {
+        device = parent.device
+        owner = parent.owner ?? parent
+        pointer = parent.pointer + UInt64(offset * 4)
+        count = n
+    }
 
     public init(count: Int, on device: CUDADevice) throws {
         self.device = device
         self.count = count
+        owner = nil
         let (bytes, overflow) = max(count, 1).multipliedReportingOverflow(by: 4)
         guard !overflow else { throw Mamba2Error.invalidArgument("device", reason: "\(count) floats do not fit in memory") }
         let r = mkc_alloc(device.handle, bytes, &pointer)
         guard r == 0 else {
             throw Mamba2Error.invalidArgument("device", reason: "out of GPU memory: \(bytes) bytes more could not be allocated on \(device.name) (\(String(cString: mkc_error_string(r)))); lower the batch, the length or the model size")
         }
+        device.allocatedBytes += bytes
+        device.peakAllocatedBytes = max(device.peakAllocatedBytes, device.allocatedBytes)
     }
 
     /// 16-bit values (bf16 or fp16 bit patterns); `count` is then the number of float32 slots the
@@ -225,7 +265,12 @@ public final class CUDABuffer: @unchecked Sendable {
         guard r == 0 else { throw CUDADevice.error(r, "copying on the device") }
     }
 
-    deinit { if pointer != 0 { _ = mkc_free(device.handle, pointer) } }
+    deinit {
+        if owner == nil, pointer != 0 {
+            _ = mkc_free(device.handle, pointer)
+            device.allocatedBytes -= max(count, 1) * 4
+        }
+    }
 }
 
 func cString(_ chars: [CChar]) -> String {

@@ -50,6 +50,15 @@ public enum CUDAKernelTable {
                                  "ssd_tc_bwd_finish", "ssd_tc_bwd_heads"])
     }
 
+    /// The training step's kernels (`CUDAKernelSource.training`): activations in float32 (f32 mode) or bf16.
+    public static func training(bf16: Bool) -> CUDAModuleSpec {
+        CUDAModuleSpec(name: "training_\(bf16 ? "bf16" : "f32").cu",
+                       source: "#define ACT \(bf16 ? 1 : 0)\n" + CUDAKernelSource.halfConversions(f16: false) + CUDAKernelSource.training,
+                       kernels: ["t_embed", "t_embed_bwd", "t_rmsnorm", "t_rmsnorm_bwd", "t_conv", "t_conv_bwd_pre", "t_conv_bwd_in",
+                                 "t_gated_norm", "t_gated_norm_bwd", "t_cross_entropy", "t_neg_exp", "t_head_grads", "t_sumsq",
+                                 "t_adamw", "t_to_act", "t_fill_normal"])
+    }
+
     /// State sizes the tensor-core SSD is built for.
     public static let tensorCoreStateSizes = [32, 64, 96, 128]
 
@@ -58,6 +67,7 @@ public enum CUDAKernelTable {
         WeightType.allCases.map(model) + [plainSSD, plainSSDBackward]
             + [false, true].flatMap { f16 in tensorCoreStateSizes.map { tensorCoreSSD(f16: f16, stateSize: $0) } }
             + [false, true].flatMap { f16 in tensorCoreStateSizes.map { tensorCoreSSDBackward(f16: f16, stateSize: $0) } }
+            + [false, true].map { training(bf16: $0) }
     }
 }
 
@@ -133,5 +143,20 @@ package struct TensorCoreSSDBackwardKernels {
         gate = try m.entry("ssd_tc_bwd_gate"); dstates = try m.entry("ssd_tc_bwd_dstates"); passing = try m.entry("ssd_tc_bwd_passing")
         chunk = try m.entry("ssd_tc_bwd_chunk"); dbc = try m.entry("ssd_tc_bwd_dbc"); finish = try m.entry("ssd_tc_bwd_finish")
         heads = try m.entry("ssd_tc_bwd_heads")
+    }
+}
+
+/// The training step's kernels.
+package struct TrainingKernels {
+    package let embed, embedBackward, rmsnorm, rmsnormBackward, conv, convBackwardPre, convBackwardInput, gatedNorm,
+                gatedNormBackward, crossEntropy, negExp, headGradients, sumSquares, adamW, toAct, fillNormal: CUDAKernel
+    package init(device: CUDADevice, bf16: Bool) throws {
+        let m = try device.load(CUDAKernelTable.training(bf16: bf16))
+        embed = try m.entry("t_embed"); embedBackward = try m.entry("t_embed_bwd"); rmsnorm = try m.entry("t_rmsnorm")
+        rmsnormBackward = try m.entry("t_rmsnorm_bwd"); conv = try m.entry("t_conv"); convBackwardPre = try m.entry("t_conv_bwd_pre")
+        convBackwardInput = try m.entry("t_conv_bwd_in"); gatedNorm = try m.entry("t_gated_norm")
+        gatedNormBackward = try m.entry("t_gated_norm_bwd"); crossEntropy = try m.entry("t_cross_entropy"); negExp = try m.entry("t_neg_exp")
+        headGradients = try m.entry("t_head_grads"); sumSquares = try m.entry("t_sumsq"); adamW = try m.entry("t_adamw")
+        toAct = try m.entry("t_to_act"); fillNormal = try m.entry("t_fill_normal")
     }
 }

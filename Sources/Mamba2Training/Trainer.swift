@@ -20,6 +20,8 @@ public struct TrainingOptions: Sendable {
     public var evalBatches: Int = 4
     /// Checkpoint every this many steps (and at the end); 0: only at the end.
     public var saveEvery: Int = 100
+    /// Batches whose gradients are averaged into one optimizer step (rows × length tokens each).
+    public var accumulate: Int = 1
     public var optimizer = AdamW.Options()
     public init() {}
 
@@ -28,7 +30,7 @@ public struct TrainingOptions: Sendable {
         return .object([
             "steps": .number(Double(steps)), "rows": .number(Double(rows)), "length": .number(Double(length)),
             "seed": .string(String(seed)), "eval_every": .number(Double(evalEvery)), "eval_batches": .number(Double(evalBatches)),
-            "save_every": .number(Double(saveEvery)), "learning_rate": .number(Double(o.learningRate)),
+            "save_every": .number(Double(saveEvery)), "accumulate": .number(Double(accumulate)), "learning_rate": .number(Double(o.learningRate)),
             "min_learning_rate": .number(Double(o.minLearningRate)), "warmup_steps": .number(Double(o.warmupSteps)),
             "beta1": .number(Double(o.beta1)), "beta2": .number(Double(o.beta2)), "epsilon": .number(Double(o.epsilon)),
             "weight_decay": .number(Double(o.weightDecay)), "clip_norm": .number(Double(o.clipNorm)),
@@ -48,6 +50,7 @@ public struct TrainingOptions: Sendable {
         guard let s = j["seed"]?.stringValue, let seed = UInt64(s) else { throw Mamba2Error.io(path: source, reason: "field 'seed' missing") }
         self.seed = seed
         evalEvery = try int("eval_every"); evalBatches = try int("eval_batches"); saveEvery = try int("save_every")
+        accumulate = j["accumulate"] == nil ? 1 : try int("accumulate")  // runs saved before the option: 1
         optimizer.learningRate = Float(try num("learning_rate")); optimizer.minLearningRate = Float(try num("min_learning_rate"))
         optimizer.warmupSteps = try int("warmup_steps"); optimizer.totalSteps = steps
         optimizer.beta1 = Float(try num("beta1")); optimizer.beta2 = Float(try num("beta2")); optimizer.epsilon = Float(try num("epsilon"))
@@ -65,6 +68,7 @@ public struct TrainingOptions: Sendable {
         guard (2...16_777_216).contains(length) else { throw bad("length", "must be 2 ... 2^24 tokens, got \(length)") }
         guard rows * length <= 1 << 28 else { throw bad("batch × length", "\(rows) × \(length) tokens per step is more than 2^28") }
         guard evalEvery >= 0, saveEvery >= 0 else { throw bad(evalEvery < 0 ? "eval every" : "save every", "must be ≥ 0") }
+        guard (1...65_536).contains(accumulate) else { throw bad("accumulate", "must be 1 ... 65536 batches per step, got \(accumulate)") }
         guard (0...1_000_000).contains(evalBatches) else { throw bad("eval batches", "must be 0 ... 10^6, got \(evalBatches)") }
         let o = optimizer
         guard o.learningRate.isFinite, o.learningRate >= 0 else { throw bad("learning rate", "must be finite and ≥ 0, got \(o.learningRate)") }
@@ -102,6 +106,13 @@ public struct TrainingProgress: Sendable {
 ///   optimizer.safetensors (AdamW moments), trainer_state.json (step, options, loss history), loss.svg.
 /// Files are written to a temporary name and renamed, so an interrupted save never leaves a half file.
 public final class Trainer {
+    /// Makes the backend the steps run on from the model's config, its initial weights and AdamW's options.
+    public typealias BackendFactory = (Mamba2Config, Mamba2Weights, AdamW.Options) throws -> any TrainingBackend
+    /// The host's cores (`CPUTrainingBackend`).
+    public static func cpuBackend(_ config: Mamba2Config, _ weights: Mamba2Weights, _ options: AdamW.Options) throws -> any TrainingBackend {
+        try CPUTrainingBackend(config: config, weights: weights, optimizer: options)
+    }
+
     public let config: Mamba2Config
     public let options: TrainingOptions
     public let dataset: TextDataset
@@ -119,7 +130,7 @@ public final class Trainer {
     public private(set) var dataChanged = false
 
     public init(config: Mamba2Config, weights: Mamba2Weights, dataset: TextDataset, options: TrainingOptions,
-                directory: String, tokenizerJSON: String?) throws {
+                directory: String, tokenizerJSON: String?, backend makeBackend: BackendFactory = Trainer.cpuBackend) throws {
         try config.validate()
         guard dataset.idLimit <= config.vocabSize else {
             throw Mamba2Error.invalidArgument("data", reason: "token id \(dataset.idLimit - 1) does not fit the model's vocabulary of \(config.vocabSize)")
@@ -132,13 +143,14 @@ public final class Trainer {
         self.dataset = dataset
         self.directory = directory
         self.tokenizerJSON = tokenizerJSON
-        backend = try CPUTrainingBackend(config: config, weights: weights, optimizer: o.optimizer)
+        backend = try makeBackend(config, weights, o.optimizer)
         step = 0
     }
 
     /// Continues the run saved in `directory`. `steps` extends (or shortens) the run; the rest of the
     /// options are the saved ones, so the continuation equals an uninterrupted run.
-    public static func resume(directory: String, dataset: TextDataset, steps: Int? = nil) throws -> Trainer {
+    public static func resume(directory: String, dataset: TextDataset, steps: Int? = nil,
+                              backend makeBackend: BackendFactory = Trainer.cpuBackend) throws -> Trainer {
         let statePath = directory + "/trainer_state.json"
         guard MappedFile.exists(statePath) else { throw Mamba2Error.io(path: statePath, reason: "missing: not a checkpoint of mamba2 train") }
         let state = try JSON.parse(try MappedFile.readAll(statePath), source: statePath)
@@ -154,7 +166,7 @@ public final class Trainer {
         let tokPath = directory + "/tokenizer.json"
         let tok = MappedFile.exists(tokPath) ? String(decoding: try MappedFile.readAll(tokPath), as: UTF8.self) : nil
         let t = try Trainer(config: model.config, weights: model.weights, dataset: dataset, options: options, directory: directory,
-                            tokenizerJSON: tok)
+                            tokenizerJSON: tok, backend: makeBackend)
         let optPath = directory + "/optimizer.safetensors"
         let opt = try SafeTensorsFile(path: optPath)
         var moments: [String: [Float]] = [:]
@@ -192,17 +204,24 @@ public final class Trainer {
         return count > 0 ? total / Double(count) : .nan
     }
 
-    /// One optimizer step on the step's batch. Returns (loss, gradient norm, learning rate).
+    /// One optimizer step on the step's batches (`accumulate` of them: batch numbers (step − 1)·accumulate + 1
+    /// onwards, so that one batch a step is batch `step`). Returns (loss over their targets, gradient norm,
+    /// learning rate).
     public func trainStep() throws -> (loss: Double, gradientNorm: Float, learningRate: Float) {
-        let batch = try dataset.batch(step: step + 1, rows: options.rows, length: options.length, seed: options.seed)
-        let r = try backend.accumulate(batch)
-        guard r.loss.isFinite else {
-            throw Mamba2Error.invalidArgument("training", reason: "loss became \(r.loss) at step \(step + 1); lower the learning rate")
+        var total = 0.0, count = 0
+        for i in 0..<options.accumulate {
+            let batch = try dataset.batch(step: step * options.accumulate + i + 1, rows: options.rows, length: options.length, seed: options.seed)
+            let r = try backend.accumulate(batch)
+            guard r.loss.isFinite else {
+                throw Mamba2Error.invalidArgument("training", reason: "loss became \(r.loss) at step \(step + 1); lower the learning rate")
+            }
+            total += r.loss * Double(r.targets); count += r.targets
         }
+        let loss = total / Double(max(count, 1))
         let (norm, lr) = try backend.optimizerStep()
         step += 1
-        trainLoss.append((step, r.loss))
-        return (r.loss, norm, lr)
+        trainLoss.append((step, loss))
+        return (loss, norm, lr)
     }
 
     /// Runs to `options.steps`, validating and saving as configured; `progress` hears every step.
@@ -217,7 +236,7 @@ public final class Trainer {
             recent.append(dt)
             if recent.count > 20 { recent.removeFirst() }
             var p = TrainingProgress(step: step, steps: options.steps, loss: loss, learningRate: lr, gradientNorm: norm,
-                                     tokensPerSecond: Double(options.rows * options.length) / dt,
+                                     tokensPerSecond: Double(options.rows * options.length * options.accumulate) / dt,
                                      eta: recent.reduce(0, +) / Double(recent.count) * Double(options.steps - step))
             let last = step == options.steps
             if last || (options.evalEvery > 0 && step % options.evalEvery == 0) {

@@ -58,7 +58,7 @@ public struct TrainingBatch: Sendable {
     }
 
     /// Flat index of the first token of t's document (never before its row's start).
-    func documentStarts() -> [Int] {
+    public func documentStarts() -> [Int] {
         var starts = [Int](repeating: 0, count: rows * length)
         for t in 0..<(rows * length) {
             starts[t] = (t % length == 0 || documents[t] != documents[t - 1]) ? t : starts[t - 1]

@@ -300,11 +300,15 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "Rows per batch.") var batch: Int = 8
     @Option(help: "Tokens per row.") var length: Int = 512
     @Option(help: "Timed steps (after one warm-up step).") var steps: Int = 5
+    @Option(help: "cpu, cuda or cuda:N.") var device: DeviceChoice = .cpu
+    @Option(help: "GPU training precision: bf16 or f32.") var precision: CUDATrainer.Precision = .bf16
     @Option(help: "Also write the result as JSON to this file.") var json: String?
 
     func run() throws {
         try compute.apply()
+        guard batch >= 1, length >= 2, steps >= 1 else { throw ValidationError("--batch, --steps must be at least 1 and --length at least 2") }
         let c = try Mamba2Config.preset(preset, vocabSize: vocab)
+        if case let .cuda(n) = device { return try runGPU(c, ordinal: n) }
         var params = Dictionary(uniqueKeysWithValues: Mamba2Weights.random(c, seed: 1).namedTensors(c).map { ($0.0, $0.1.data) })
         var opt = AdamW()
         var rng = SplitMix64(seed: 2)
@@ -337,6 +341,50 @@ struct BenchTrainCommand: ParsableCommand {
                                    "length": .number(Double(length)), "tokens_per_second": .number(tok / mean),
                                    "step_seconds": .array(step.map { .number($0) }), "peak_resident_bytes": .number(Double(peakResidentBytes())),
                                    "threads": .number(Double(Parallel.threadCount))])
+            try writeFileAtomically(Array(o.serialized.utf8), to: json)
+        }
+    }
+
+    /// The whole step on the GPU (`CUDATrainer`): forward, backward and AdamW, each step waited for.
+    /// Peak memory is the most the trainer's buffers held (as PyTorch's max_memory_allocated counts tensors).
+    func runGPU(_ c: Mamba2Config, ordinal: Int) throws {
+        let gpu = try CUDADevice(ordinal: ordinal)
+        let peakFlops = try CUDATrainer.measuredBF16Peak(device: gpu)
+        gpu.resetPeakMemory()
+        let trainer = try CUDATrainer(device: gpu, randomWeights: c, seed: 1, precision: precision, decays: AdamW.decays)
+        var rng = SplitMix64(seed: 2)
+        let T = batch * length
+        let tokens = (0..<T).map { _ in Int32(rng.next() % UInt64(c.vocabSize)) }
+        let starts = (0..<T).map { Int32($0 / length * length) }
+        let targets = (0..<T).map { t in (t + 1) % length == 0 ? Int32(-1) : tokens[t + 1] }
+        let b = try CUDATrainer.Batch(rows: batch, length: length, tokens: tokens, documentStarts: starts, targets: targets)
+        let o = AdamW.Options()
+        let step = CUDATrainer.OptimizerStep(learningRate: 1e-4, beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon, weightDecay: o.weightDecay,
+                                             clipNorm: o.clipNorm)
+        var seconds: [Double] = []
+        var loss = 0.0
+        for i in 0...steps {
+            let t0 = monotonicSeconds()
+            loss = try trainer.accumulate(b)
+            _ = try trainer.optimizerStep(step)
+            if i > 0 { seconds.append(monotonicSeconds() - t0) }
+        }
+        let n = Mamba2Weights.parameterCount(c)
+        let sorted = seconds.sorted()
+        let median = sorted[sorted.count / 2]
+        let tps = Double(T) / median
+        let mfu = 6 * Double(n) * tps / peakFlops
+        let (free, total) = try gpu.memoryInfo()
+        print(table(["preset", "params", "batch×length", "precision", "tok/s", "step ms (median)", "MFU", "peak alloc", "GPU in use", "loss"],
+                    [[preset, countString(n), "\(batch)×\(length)", precision.rawValue, fixed(tps, 0), fixed(median * 1e3, 1),
+                      fixed(100 * mfu, 1) + "%", bytesString(gpu.peakAllocatedBytes), bytesString(total - free), fixed(loss, 3)]]))
+        print("device \(gpu.name); measured bf16 matrix-product peak \(fixed(peakFlops / 1e12, 0)) TFLOP/s (MFU = 6·params·tokens/s over it)")
+        if let json {
+            let o: JSON = .object(["preset": .string(preset), "parameters": .number(Double(n)), "batch": .number(Double(batch)),
+                                   "length": .number(Double(length)), "vocab": .number(Double(c.vocabSize)), "precision": .string(precision.rawValue),
+                                   "tokens_per_second": .number(tps), "step_seconds": .array(seconds.map { .number($0) }),
+                                   "peak_allocated_bytes": .number(Double(gpu.peakAllocatedBytes)), "device_used_bytes": .number(Double(total - free)),
+                                   "mfu": .number(mfu), "bf16_peak_flops": .number(peakFlops), "loss": .number(loss), "device": .string(gpu.name)])
             try writeFileAtomically(Array(o.serialized.utf8), to: json)
         }
     }

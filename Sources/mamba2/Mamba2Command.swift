@@ -39,6 +39,7 @@ struct DecodeWeightOptions: ParsableArguments {
 }
 
 extension WeightType: ExpressibleByArgument {}
+extension CUDATrainer.Precision: ExpressibleByArgument {}
 
 /// `--device cpu`, `cuda` (GPU 0) or `cuda:N`.
 enum DeviceChoice: ExpressibleByArgument, Equatable, CustomStringConvertible {

@@ -12,6 +12,9 @@ struct SelfTestCommand: ParsableCommand {
     @Option(help: "The reference fixtures (tiny-hf, tiny-hf-bf16, tiny-golden.safetensors, ssd-small*.safetensors) for the model and backward checks.")
     var fixtures: String = "Tests/Mamba2Tests/Fixtures"
 
+    @Option(help: "Run only these groups of checks, comma-separated: ssd, model, backend, backward, training (default: all).")
+    var only: String?
+
     @Option(help: "Write every CUDA module's source (NAME.cu) and entry points (kernels.json) into this folder and stop: what scripts/check_kernels.py compiles. Needs no GPU.")
     var dumpKernels: String?
 
@@ -35,9 +38,15 @@ struct SelfTestCommand: ParsableCommand {
         guard MappedFile.exists(fixtures + "/tiny-golden.safetensors") else {
             throw ValidationError("the fixtures are not at \(fixtures) (tiny-golden.safetensors missing): run from the repository root or give --fixtures DIR")
         }
-        let checks = try CUDASelfTest.run(device: gpu, seed: s) + CUDASelfTest.modelChecks(device: gpu, fixtures: fixtures, seed: s)
-            + CUDASelfTest.backendChecks(device: gpu, seed: s)
-            + CUDASelfTest.backwardChecks(device: gpu, fixtures: fixtures, seed: s)
+        let groups = ["ssd", "model", "backend", "backward", "training"]
+        let chosen = Set(only.map { $0.split(separator: ",").map { String($0) } } ?? groups)
+        guard chosen.isSubset(of: groups) else { throw ValidationError("--only takes " + groups.joined(separator: ", ")) }
+        var checks: [CUDASelfTest.Check] = []
+        if chosen.contains("ssd") { checks += try CUDASelfTest.run(device: gpu, seed: s) }
+        if chosen.contains("model") { checks += try CUDASelfTest.modelChecks(device: gpu, fixtures: fixtures, seed: s) }
+        if chosen.contains("backend") { checks += try CUDASelfTest.backendChecks(device: gpu, seed: s) }
+        if chosen.contains("backward") { checks += try CUDASelfTest.backwardChecks(device: gpu, fixtures: fixtures, seed: s) }
+        if chosen.contains("training") { checks += try CUDASelfTest.trainingChecks(device: gpu, fixtures: fixtures, seed: s) }
         for c in checks {
             print("\(c.passed ? "PASS" : "FAIL")  \(c.name): rel. error \(sci(c.relativeError)) (tolerance \(sci(c.tolerance)))\(c.allWritten ? "" : ", some outputs never written")")
         }

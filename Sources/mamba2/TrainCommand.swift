@@ -2,6 +2,7 @@ import ArgumentParser
 import Mamba2
 import Mamba2Training
 import Mamba2CUDA
+import Mamba2CUDATraining
 import Mamba2Diagnostics
 #if canImport(Glibc)
 import Glibc
@@ -15,18 +16,23 @@ nonisolated(unsafe) var interruptRequested: sig_atomic_t = 0
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Trains a Mamba-2 language model on text files (CPU), with checkpoints you can resume.",
+        abstract: "Trains a Mamba-2 language model on text files (CPU or GPU), with checkpoints you can resume.",
         discussion: """
         Model: --preset (tiny, small, 130m, 370m, 780m, 1.3b, 2.7b), --config FILE (config.json of either layout), or \
         --init-from DIR to fine-tune a checkpoint. Text: each file is a document; a line '<|endoftext|>' separates documents \
         within a file; every 50th document is held out for validation. Ids from --tokenizer FILE (tokenizer.json), the \
         model's own tokenizer.json with --init-from, or --bytes (UTF-8 bytes, vocabulary 257). Checkpoints go to --out \
         (config.json + model.safetensors in the Hugging Face layout, optimizer.safetensors, trainer_state.json, loss.svg); \
-        --resume continues one exactly, with the saved run's settings (only --steps may change them). Ctrl-C saves and \
-        stops.
+        --resume continues one exactly, with the saved run's settings (only --steps may change them), on either device. \
+        Ctrl-C saves and stops. --device cuda runs the whole step on the GPU (bf16 mixed precision by default, \
+        --precision f32 for checking).
         """)
 
     @OptionGroup var compute: ComputeOptions
+    @Option(help: "cpu, cuda or cuda:N: where the training step runs.") var device: DeviceChoice = .cpu
+    @Option(help: "GPU training precision: bf16 (mixed: bf16 matrix inputs and activations, float32 master weights, gradients and optimizer) or f32.")
+    var precision: CUDATrainer.Precision = .bf16
+    @Option(help: "Batches whose gradients are averaged into each optimizer step.") var accumulate: Int = 1
     @Argument(help: "Text files to train on.") var data: [String] = []
     @Option(help: "Checkpoint directory.") var out: String
     @Flag(help: "Continue the run saved in --out.") var resume = false
@@ -63,6 +69,16 @@ struct TrainCommand: ParsableCommand {
         default: throw ValidationError("--export-dtype must be f32, bf16 or f16")
         }
 
+        var gpu: CUDADevice?
+        let factory: Trainer.BackendFactory
+        switch device {
+        case .cpu: factory = Trainer.cpuBackend
+        case let .cuda(n):
+            let d = try CUDADevice(ordinal: n)
+            gpu = d
+            let precision = self.precision
+            factory = { try CUDATrainingBackend(device: d, config: $0, weights: $1, optimizer: $2, precision: precision) }
+        }
         let trainer: Trainer
         if resume {
             guard preset == nil, config == nil, initFrom == nil else {
@@ -74,7 +90,7 @@ struct TrainCommand: ParsableCommand {
             let tokPath = out + "/tokenizer.json"
             let encoding = try self.encoding(modelTokenizer: MappedFile.exists(tokPath) ? tokPath : nil)
             let dataset = try TextDataset(files: data, encoding: encoding)
-            trainer = try Trainer.resume(directory: out, dataset: dataset, steps: steps)
+            trainer = try Trainer.resume(directory: out, dataset: dataset, steps: steps, backend: factory)
             printErr("resumed \(out) at step \(trainer.step) of \(trainer.options.steps)")
             if trainer.dataChanged {
                 printErr("warning: the text differs from the saved run's (its fingerprint changed): training continues on the new text, so the run will not equal an uninterrupted one")
@@ -111,27 +127,39 @@ struct TrainCommand: ParsableCommand {
             }
             var o = TrainingOptions()
             o.steps = steps ?? 1000; o.rows = batch; o.length = length; o.seed = seed
-            o.evalEvery = evalEvery; o.evalBatches = evalBatches; o.saveEvery = saveEvery
+            o.evalEvery = evalEvery; o.evalBatches = evalBatches; o.saveEvery = saveEvery; o.accumulate = accumulate
             o.optimizer.learningRate = lr; o.optimizer.minLearningRate = minLr; o.optimizer.warmupSteps = warmup
             o.optimizer.weightDecay = weightDecay; o.optimizer.clipNorm = clip
-            trainer = try Trainer(config: cfg, weights: weights, dataset: dataset, options: o, directory: out, tokenizerJSON: tokJSON)
+            trainer = try Trainer(config: cfg, weights: weights, dataset: dataset, options: o, directory: out, tokenizerJSON: tokJSON,
+                                  backend: factory)
         }
         let c = trainer.config
         printErr("model: d_model \(c.dModel), \(c.nLayer) layers, state \(c.dState), heads \(c.nHeads)×\(c.headDim), vocab \(c.vocabSize) — \(countString(Mamba2Weights.parameterCount(c))) parameters")
-        printErr("data: \(countString(trainer.dataset.train.count)) training tokens, \(countString(trainer.dataset.validation.count)) validation tokens; \(trainer.options.rows)×\(trainer.options.length) tokens per step; threads \(Parallel.threadCount)")
+        let perStep = trainer.options.rows * trainer.options.length * trainer.options.accumulate
+        printErr("data: \(countString(trainer.dataset.train.count)) training tokens, \(countString(trainer.dataset.validation.count)) validation tokens; \(trainer.options.rows)×\(trainer.options.length)\(trainer.options.accumulate > 1 ? "×\(trainer.options.accumulate)" : "") tokens per step; " + (gpu == nil ? "threads \(Parallel.threadCount)" : "GPU \(gpu!.name), \(precision.rawValue)"))
+        // MFU: 6 · parameters · tokens/s over the bf16 matrix-product peak measured on this card now.
+        var peak: Double?
+        if let gpu {
+            peak = try CUDATrainer.measuredBF16Peak(device: gpu)
+            printErr("measured bf16 matrix-product peak: \(fixed(peak! / 1e12, 0)) TFLOP/s")
+        }
+        let parameters = Double(Mamba2Weights.parameterCount(c))
 
         signal(SIGINT) { _ in interruptRequested = 1 }
         let tty = isatty(2) != 0 && !plain
         let t0 = monotonicSeconds()
         var tokens = 0
         try trainer.run(progress: { p in
-            tokens += trainer.options.rows * trainer.options.length
+            tokens += perStep
             let avg = Double(tokens) / max(monotonicSeconds() - t0, 1e-9)
             let width = 24
             let filled = p.step * width / max(p.steps, 1)
             let bar = String(repeating: "=", count: filled) + (filled < width ? ">" : "") + String(repeating: " ", count: max(0, width - filled - 1))
             var line = "step \(p.step)/\(p.steps) [\(bar)] loss \(fixed(p.loss, 4)) | \(fixed(avg, 0)) tok/s | lr \(sci(Double(p.learningRate))) | ETA \(duration(p.eta))"
             if let v = p.validationLoss { line += " | val \(fixed(v, 4))" }
+            if let gpu, let peak {
+                line += " | MFU \(fixed(100 * 6 * parameters * p.tokensPerSecond / peak, 1))% | mem \(bytesString(gpu.peakAllocatedBytes))"
+            }
             if tty {
                 writeAll(2, "\r\u{1B}[K" + line + (p.validationLoss != nil || p.step == p.steps ? "\n" : ""))
             } else {

@@ -64,6 +64,12 @@ const char *mkc_blas_path(void);
 // X and W of elementType (0 f32, 1 bf16, 2 f16), Y float32, float32 accumulation (pedantic: no TF32
 // or other reduced-precision shortcuts for f32). Returns a cuBLAS status (0 = success).
 int mkc_gemm_rows(mkc_device *d, int rows, int out, int in, const void *X, const void *W, int elementType, float *Y, float beta, int pedantic);
+// Column-major C (m, n) = alpha·op(A)·op(B) + beta·C as cublasGemmEx: trans 0 N, 1 T; A and B of abType,
+// C of cType (0 f32, 1 bf16, 2 f16), float32 accumulation (pedantic: no TF32 for f32). A cuBLAS status.
+int mkc_gemm(mkc_device *d, int transA, int transB, int m, int n, int k, float alpha, const void *A, int lda, const void *B, int ldb,
+             int abType, float beta, void *C, int ldc, int cType, int pedantic);
+// Free and total device memory (cuMemGetInfo).
+int mkc_mem_info(mkc_device *d, size_t *freeBytes, size_t *totalBytes);
 // Lets a kernel use more than 48 KiB of dynamic shared memory (up to the device's opt-in limit).
 int mkc_set_max_shared(mkc_device *d, void *function, int bytes);
 // The driver's description of an error code returned by the calls above.
