@@ -54,7 +54,7 @@ public enum CUDAKernelTable {
     public static func training(bf16: Bool) -> CUDAModuleSpec {
         CUDAModuleSpec(name: "training_\(bf16 ? "bf16" : "f32").cu",
                        source: "#define ACT \(bf16 ? 1 : 0)\n" + CUDAKernelSource.halfConversions(f16: false) + CUDAKernelSource.training,
-                       kernels: ["t_embed", "t_embed_bwd", "t_rmsnorm", "t_rmsnorm_bwd", "t_conv", "t_conv_bwd_pre", "t_conv_bwd_in",
+                       kernels: ["t_embed", "t_embed_bwd", "t_rmsnorm", "t_rmsnorm_bwd", "t_conv4", "t_conv8", "t_conv_bwd4", "t_conv_bwd8",
                                  "t_gated_norm", "t_gated_norm_bwd", "t_cross_entropy", "t_neg_exp", "t_head_grads", "t_sumsq",
                                  "t_adamw", "t_to_act", "t_fill_normal"])
     }
@@ -148,13 +148,14 @@ package struct TensorCoreSSDBackwardKernels {
 
 /// The training step's kernels.
 package struct TrainingKernels {
-    package let embed, embedBackward, rmsnorm, rmsnormBackward, conv, convBackwardPre, convBackwardInput, gatedNorm,
+    package let embed, embedBackward, rmsnorm, rmsnormBackward, conv4, conv8, convBackward4, convBackward8, gatedNorm,
                 gatedNormBackward, crossEntropy, negExp, headGradients, sumSquares, adamW, toAct, fillNormal: CUDAKernel
     package init(device: CUDADevice, bf16: Bool) throws {
         let m = try device.load(CUDAKernelTable.training(bf16: bf16))
         embed = try m.entry("t_embed"); embedBackward = try m.entry("t_embed_bwd"); rmsnorm = try m.entry("t_rmsnorm")
-        rmsnormBackward = try m.entry("t_rmsnorm_bwd"); conv = try m.entry("t_conv"); convBackwardPre = try m.entry("t_conv_bwd_pre")
-        convBackwardInput = try m.entry("t_conv_bwd_in"); gatedNorm = try m.entry("t_gated_norm")
+        rmsnormBackward = try m.entry("t_rmsnorm_bwd"); conv4 = try m.entry("t_conv4"); conv8 = try m.entry("t_conv8")
+        convBackward4 = try m.entry("t_conv_bwd4"); convBackward8 = try m.entry("t_conv_bwd8")
+        gatedNorm = try m.entry("t_gated_norm")
         gatedNormBackward = try m.entry("t_gated_norm_bwd"); crossEntropy = try m.entry("t_cross_entropy"); negExp = try m.entry("t_neg_exp")
         headGradients = try m.entry("t_head_grads"); sumSquares = try m.entry("t_sumsq"); adamW = try m.entry("t_adamw")
         toAct = try m.entry("t_to_act"); fillNormal = try m.entry("t_fill_normal")

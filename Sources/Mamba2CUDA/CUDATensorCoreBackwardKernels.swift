@@ -13,13 +13,15 @@ extension CUDAKernelSource {
     ///   2. ssd_tc_bwd_passing (P·N/512, head, row): g_{c−1} = dH_c + decay_c·g_c backwards in float32,
     ///      writing each g_c in 16-bit and per-warp parts of d decay_c = ⟨g_c, h_in,c⟩; the initial
     ///      state's gradient in float32.
-    ///   3. ssd_tc_bwd_chunk (chunk, row, group; every head of the group in one block):
+    ///   3. ssd_tc_bwd_chunk (chunk, row, group × hsplit; the group's heads in hsplit parts, each part's dCB
+    ///      written apart, so that short inputs (few chunks) still fill the GPU):
     ///        dM = dY'·Xᵀ per 16×16 tile; Σ_heads dM∘E∘dt_s (the group's dCB) kept in registers across heads;
     ///        Z = dM∘CB∘E summed by rows and columns for the cum and dt gradients;
     ///        M = CB∘E∘dt_s made beside dM, tile by tile, into shared memory (16-bit);
     ///        dX = w∘(B·gᵀ) + Mᵀ·dY' + D·dY', Mᵀ's fragments by transposing loads of M;
     ///        dw_s = ⟨x_s, (B·gᵀ)_s⟩; D's gradient per chunk.
-    ///   4. ssd_tc_bwd_dbc (chunk, row, group × {dC, dB} × parts of N of 64 or 32): dC = dCB·B + Σ_h e∘(dY'_h·h_in,h),
+    ///   4. ssd_tc_bwd_dbc (chunk, row, group × {dC, dB} × parts of N of 64 or 32): the head parts' dCB summed;
+    ///      dC = dCB·B + Σ_h e∘(dY'_h·h_in,h),
     ///      dB = dCBᵀ·C + Σ_h w∘(X_h·g_h), float32 across heads, 16-bit out; and the cum gradient of the
     ///      incoming state's part, e_t·⟨C_t, (dY'·h_in)_t⟩.
     ///   5. ssd_tc_bwd_finish (chunk, row, head): dcum per token, its reverse cumulative sum into dt and A,
@@ -108,9 +110,10 @@ extension CUDAKernelSource {
             const u16* __restrict__ B, const u16* __restrict__ C, const float* __restrict__ D, int dPerChannel,
             const float* __restrict__ dtOut, const float* __restrict__ cumOut, const u16* __restrict__ dStates,
             const int* __restrict__ seqStart, u16* __restrict__ dX, u16* __restrict__ dCBsum, float* __restrict__ dcumP,
-            float* __restrict__ ddtP, float* __restrict__ wdw, float* __restrict__ Dpart) {
-        const int hpg = H / G;
-        const int c = blockIdx.x, r = blockIdx.y, g = blockIdx.z;
+            float* __restrict__ ddtP, float* __restrict__ wdw, float* __restrict__ Dpart, int hsplit) {
+        const int hpg = H / G, hpp = hpg / hsplit;
+        const int c = blockIdx.x, r = blockIdx.y, g = blockIdx.z / hsplit, part = blockIdx.z % hsplit;
+        const int h0 = g * hpg + part * hpp, h1 = h0 + hpp;  // this block's heads
         const int t0 = c * QC, q = min(QC, L - t0);
         const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
         extern __shared__ __align__(16) unsigned char smem[];
@@ -166,8 +169,8 @@ extension CUDAKernelSource {
                 drr = tid < q ? dtOut[rh * L + t0 + tid] : 0.f;
             }
         };
-        fetch(g * hpg);
-        for (int h = g * hpg; h < (g + 1) * hpg; h++) {
+        fetch(h0);
+        for (int h = h0; h < h1; h++) {
             const size_t rh = (size_t)r * H + h;
             __syncthreads();  // C·Bᵀ is made / the previous head is done with the shared arrays
             for (int k = 0; k < XR; k++) {
@@ -186,7 +189,7 @@ extension CUDAKernelSource {
                 elS[tid] = el;
                 wS[tid] = el * drr;
             }
-            if (h + 1 < (g + 1) * hpg) fetch(h + 1);
+            if (h + 1 < h1) fetch(h + 1);
             for (int k = lane; k < QC; k += 32) zcolW[warp * QC + k] = 0.f;
             __syncthreads();
             // (a) dM = dY'·Xᵀ tile by tile; dCB summed over heads; Z's row and column sums
@@ -327,8 +330,8 @@ extension CUDAKernelSource {
                 Dpart[(((size_t)r * nchunks + c) * H + h) * PH + p] = s;
             }
         }
-        // the group's dCB (16-bit), the tiles on and below the diagonal
-        u16* out = dCBsum + (((size_t)r * G + g) * nchunks + c) * QC * QC;
+        // this part's share of the group's dCB (16-bit), the tiles on and below the diagonal
+        u16* out = dCBsum + ((((size_t)r * G + g) * hsplit + part) * nchunks + c) * QC * QC;
         #pragma unroll
         for (int ii = 0; ii < 5; ii++) {
             if (ii >= tiles) break;
@@ -353,7 +356,7 @@ extension CUDAKernelSource {
             const u16* __restrict__ B, const u16* __restrict__ C, const float* __restrict__ dtOut,
             const float* __restrict__ cumOut, const u16* __restrict__ statesIn, const u16* __restrict__ dStates,
             const u16* __restrict__ dCBsum, const int* __restrict__ seqStart, u16* __restrict__ dB, u16* __restrict__ dC,
-            float* __restrict__ offP) {
+            float* __restrict__ offP, int hsplit) {
         const int hpg = H / G;
         const int c = blockIdx.x, r = blockIdx.y, g = blockIdx.z / (2 * NSPLIT), isB = blockIdx.z % (2 * NSPLIT) / NSPLIT,
                   half = blockIdx.z % NSPLIT;
@@ -367,11 +370,24 @@ extension CUDAKernelSource {
         u16* Vs = Cs + QC * LDH;          // [QC][LDP] dY' (dC) or X (dB) of the head
         u16* Ss = Vs + QC * LDP;          // [PH][LDH] h_in (dC) or g (dB) of the head, this half
         float* fS = (float*)(Ss + PH * LDH);  // [QC] e_t (dC) or w_s (dB)
-        const u16* kin = dCBsum + (((size_t)r * G + g) * nchunks + c) * QC * QC;
+        const u16* kin = dCBsum + (((size_t)r * G + g) * hsplit * nchunks + c) * QC * QC;
         for (int e = tid; e < QC * QC / 8; e += 256) {
             const int t = e / (QC / 8), s8 = (e % (QC / 8)) * 8;
-            // only tiles on and below the diagonal were written
-            *(uint4*)(Ks + t * LDQ + s8) = s8 / 16 <= t / 16 ? *(const uint4*)(kin + t * QC + s8) : make_uint4(0, 0, 0, 0);
+            // only tiles on and below the diagonal were written; the head parts' planes summed in float32
+            uint4 v = make_uint4(0, 0, 0, 0);
+            if (s8 / 16 <= t / 16) {
+                v = *(const uint4*)(kin + t * QC + s8);
+                if (hsplit > 1) {
+                    float2 a[4] = {unpack2(v.x), unpack2(v.y), unpack2(v.z), unpack2(v.w)};
+                    for (int k = 1; k < hsplit; k++) {
+                        const uint4 u = *(const uint4*)(kin + (size_t)k * nchunks * QC * QC + t * QC + s8);
+                        const float2 b[4] = {unpack2(u.x), unpack2(u.y), unpack2(u.z), unpack2(u.w)};
+                        for (int i = 0; i < 4; i++) { a[i].x += b[i].x; a[i].y += b[i].y; }
+                    }
+                    v = make_uint4(pack2(a[0].x, a[0].y), pack2(a[1].x, a[1].y), pack2(a[2].x, a[2].y), pack2(a[3].x, a[3].y));
+                }
+            }
+            *(uint4*)(Ks + t * LDQ + s8) = v;
         }
         for (int e = tid; e < QC * NH / 8; e += 256) {
             const int t = e / (NH / 8), n8 = (e % (NH / 8)) * 8;

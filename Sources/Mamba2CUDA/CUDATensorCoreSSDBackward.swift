@@ -16,6 +16,10 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
     let shared: (dstates: Int, chunk: Int, dbc: Int)
     public var device: CUDADevice { forward.device }
 
+    /// Head parts of the chunk kernel for the next `prepare` instead of `headSplits`' choice (the self-test
+    /// checks both one part and several); ignored unless it divides the heads per group.
+    package var headSplitsOverride: Int?
+
     public init(device: CUDADevice, elementType: CUDATensorCoreSSD.ElementType, stateSize N: Int) throws {
         forward = try CUDATensorCoreSSD(device: device, elementType: elementType, stateSize: N)
         kernels = try TensorCoreSSDBackwardKernels(device: device, f16: elementType == .f16, stateSize: N)
@@ -34,7 +38,9 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
         let dHout, dStates: CUDABuffer   // 16-bit (b, H, chunks, P, N)
         let ddecayPart: CUDABuffer       // (b, H, chunks, parts)
         let parts: Int
-        let dCBsum: CUDABuffer           // 16-bit (b, G, chunks, 128, 128)
+        let dCBsum: CUDABuffer           // 16-bit (b, G, hsplit, chunks, 128, 128)
+        /// Parts the heads of a group are split into in the chunk kernel (`headSplits`).
+        package let hsplit: Int
         package let dcumP, ddtP, wdw, offP: CUDABuffer  // float32 (b, H, L); offP a plane per part of N
         let dApart, dBiasPart: CUDABuffer       // (b, H, chunks)
         let Dpart: CUDABuffer?           // (b, chunks, H, P)
@@ -59,11 +65,13 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
         if input.z != nil { fwd.yPre = try halves(tokens * H * P) }
         let gy = try CUDABuffer(halves: forward.halves(gradY.data), on: device)
         let parts = P * N / 512 * 8
+        var hsplit = Self.headSplits(rows: b, chunks: nchunks, heads: H, groups: G, multiprocessors: device.multiprocessors)
+        if let o = headSplitsOverride, o >= 1, (H / G) % o == 0 { hsplit = o }
         return Prepared(
             fwd: fwd, gradY: gy, gradFinal: try gradFinalStates.map { try CUDABuffer($0.data, on: device) },
             dYp: input.z == nil ? gy : try halves(tokens * H * P),
             dHout: try halves(b * H * nchunks * P * N), dStates: try halves(b * H * nchunks * P * N),
-            ddecayPart: try floats(b * H * nchunks * parts), parts: parts, dCBsum: try halves(b * G * nchunks * Q * Q),
+            ddecayPart: try floats(b * H * nchunks * parts), parts: parts, dCBsum: try halves(b * G * hsplit * nchunks * Q * Q), hsplit: hsplit,
             dcumP: try floats(b * H * L), ddtP: try floats(b * H * L), wdw: try floats(b * H * L), offP: try floats(N / Self.splitWidth(stateSize: N) * b * H * L),
             dApart: try floats(b * H * nchunks), dBiasPart: try floats(b * H * nchunks),
             Dpart: input.D == nil ? nil : try floats(b * nchunks * H * P),
@@ -77,6 +85,16 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
     public func launch(_ p: Prepared) throws {
         try forward.launch(p.fwd)
         try launchBackward(p)
+    }
+
+    /// Parts the chunk kernel splits each group's heads into: the fewest (a divisor of the heads per group)
+    /// that make at least two blocks per SM, else one head a block. Each part repeats the chunk's C·Bᵀ and
+    /// writes its own dCB, summed by the dB/dC kernel. (Long inputs have chunks enough: 1 part; a 1.3b
+    /// training batch of 4 × 2,048 tokens has 64 chunks of 64 heads, which in one part each left half the
+    /// H200's SMs idle.)
+    static func headSplits(rows b: Int, chunks: Int, heads H: Int, groups G: Int, multiprocessors: Int) -> Int {
+        let hpg = H / G
+        return (1...hpg).first { hpg % $0 == 0 && b * chunks * G * $0 >= 2 * multiprocessors } ?? hpg
     }
 
     /// The dB/dC kernel's blocks take N in parts of this many columns (NH in the source).
@@ -112,13 +130,13 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
         for v in [L, H, G, nchunks] { a3.add(Int32(v)) }
         a3.add(f.x); a3.add(p.dYp); a3.add(f.B); a3.add(f.C); a3.add(f.D?.pointer ?? 0); a3.add(Int32(f.dPerChannel ? 1 : 0))
         a3.add(f.dtOut); a3.add(f.cumOut); a3.add(p.dStates); a3.add(seqStart); a3.add(p.dX); a3.add(p.dCBsum)
-        a3.add(p.dcumP); a3.add(p.ddtP); a3.add(p.wdw); a3.add(p.Dpart?.pointer ?? 0)
-        if run(3) { try kernels.chunk.launch(grid: (nchunks, b, G), block: (256, 1, 1), sharedBytes: shared.chunk, arguments: a3) }
+        a3.add(p.dcumP); a3.add(p.ddtP); a3.add(p.wdw); a3.add(p.Dpart?.pointer ?? 0); a3.add(Int32(p.hsplit))
+        if run(3) { try kernels.chunk.launch(grid: (nchunks, b, G * p.hsplit), block: (256, 1, 1), sharedBytes: shared.chunk, arguments: a3) }
 
         let a4 = KernelArguments()
         for v in [L, H, G, nchunks] { a4.add(Int32(v)) }
         a4.add(f.x); a4.add(p.dYp); a4.add(f.B); a4.add(f.C); a4.add(f.dtOut); a4.add(f.cumOut); a4.add(f.statesIn); a4.add(p.dStates)
-        a4.add(p.dCBsum); a4.add(seqStart); a4.add(p.dB); a4.add(p.dC); a4.add(p.offP)
+        a4.add(p.dCBsum); a4.add(seqStart); a4.add(p.dB); a4.add(p.dC); a4.add(p.offP); a4.add(Int32(p.hsplit))
         let splits = N / Self.splitWidth(stateSize: N)
         if run(4) { try kernels.dbc.launch(grid: (nchunks, b, G * 2 * splits), block: (256, 1, 1), sharedBytes: shared.dbc, arguments: a4) }
 

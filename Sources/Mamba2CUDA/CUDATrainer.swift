@@ -123,6 +123,9 @@ public final class CUDATrainer: @unchecked Sendable {
         }
         k = try TrainingKernels(device: device, bf16: bf16)
         mm = try CUDAMatmul(device: device, bf16: bf16)
+        let t = Self.convTokens, act = bf16 ? 2 : 4
+        for f in [k.conv4, k.conv8] { try f.allowSharedMemory((t + 7) * 256 * act + t * 4) }
+        for f in [k.convBackward4, k.convBackward8] { try f.allowSharedMemory((2 * t + 21) * 256 * act + (t + 7) * 4) }
 
         // The flat layout: decaying parameters first, each range starting at a multiple of 16 values (aligned
         // operands for cuBLAS, even offsets for the 16-bit mirror's views).
@@ -278,14 +281,14 @@ public final class CUDATrainer: @unchecked Sendable {
         let blocks = min((total + 255) / 256, 8 * max(device.multiprocessors, 1) * 8)
         let a = KernelArguments()
         a.add(Int64(total)); a.add(grads); a.add(scalars)
-        try k.sumSquares.launch(grid: (blocks, 1, 1), block: (256, 1, 1), arguments: a)
+        try part("optimizer norm") { try k.sumSquares.launch(grid: (blocks, 1, 1), block: (256, 1, 1), arguments: a) }
         let bc1 = 1 - pow(o.beta1, Float(optimizerSteps)), bc2 = 1 - pow(o.beta2, Float(optimizerSteps))
         let b = KernelArguments()
         b.add(Int64(total)); b.add(Int64(nDecay)); b.add(params); b.add(grads); b.add(m); b.add(v); b.add(mirror?.pointer ?? 0)
         for x in [o.learningRate, o.beta1, o.beta2, o.epsilon, o.weightDecay, bc1, bc2, scale, o.clipNorm] { b.add(x) }
         b.add(scalars)
-        try k.adamW.launch(grid: (blocks, 1, 1), block: (256, 1, 1), arguments: b)
-        try grads.fill(bitPattern: 0)
+        try part("optimizer AdamW") { try k.adamW.launch(grid: (blocks, 1, 1), block: (256, 1, 1), arguments: b) }
+        try part("optimizer zero grads") { try grads.fill(bitPattern: 0) }
         pendingBatches = 0
         try device.synchronize()
         let s = try scalars.download(2, as: Float.self)
@@ -306,7 +309,6 @@ public final class CUDATrainer: @unchecked Sendable {
         let y, gated, dy: CUDABuffer                 // (T, S) act
         let dGated: CUDABuffer                       // (T, S) f32
         let dzx: CUDABuffer                          // (T, E) act
-        let dpre: CUDABuffer                         // (T, CD) f32
         let dNormed, dresid: CUDABuffer              // (T, d) f32
         let dresidAct: CUDABuffer                    // (T, d) act
         let headRows: Int                            // rows of logits at a time
@@ -315,11 +317,11 @@ public final class CUDATrainer: @unchecked Sendable {
         let ssd: SSDWork
         init(rows: Int, length: Int, T: Int, tokens: CUDABuffer, docStart: CUDABuffer, targets: CUDABuffer, resid: [CUDABuffer], zx: [CUDABuffer],
              normed: CUDABuffer, x: CUDABuffer, B: CUDABuffer, C: CUDABuffer, dt: CUDABuffer, y: CUDABuffer, gated: CUDABuffer, dy: CUDABuffer,
-             dGated: CUDABuffer, dzx: CUDABuffer, dpre: CUDABuffer, dNormed: CUDABuffer, dresid: CUDABuffer, dresidAct: CUDABuffer,
+             dGated: CUDABuffer, dzx: CUDABuffer, dNormed: CUDABuffer, dresid: CUDABuffer, dresidAct: CUDABuffer,
              headRows: Int, logits: CUDABuffer, dlogits: CUDABuffer, ssd: SSDWork) {
             self.rows = rows; self.length = length; self.T = T; self.tokens = tokens; self.docStart = docStart; self.targets = targets
             self.resid = resid; self.zx = zx; self.normed = normed; self.x = x; self.B = B; self.C = C; self.dt = dt; self.y = y
-            self.gated = gated; self.dy = dy; self.dGated = dGated; self.dzx = dzx; self.dpre = dpre; self.dNormed = dNormed
+            self.gated = gated; self.dy = dy; self.dGated = dGated; self.dzx = dzx; self.dNormed = dNormed
             self.dresid = dresid; self.dresidAct = dresidAct; self.headRows = headRows; self.logits = logits; self.dlogits = dlogits
             self.ssd = ssd
         }
@@ -333,10 +335,27 @@ public final class CUDATrainer: @unchecked Sendable {
         let CB: CUDABuffer?                                        // plain only
         // backward
         let dHout, dStates: CUDABuffer
+        let hsplit: Int                                            // tensor cores' head parts (1: plain)
         let ddecayPart, dCBsum, dcumP, ddtP, wdw, offP, dApart, dBiasPart, Dpart: CUDABuffer?  // tensor cores
         let ddecay, dCB, Z, gdt, dApartPlain, dRaw64, dBh, dCh: CUDABuffer?                   // plain
         let parts: Int
         let dX, dB, dC, dRaw, dBias, dA, dD: CUDABuffer
+    }
+
+    /// With `profiling` set, every part of a step is waited for and timed (seconds summed by part name, in the
+    /// order first seen): a breakdown for `bench train --breakdown`, slower than an unprofiled step.
+    public var profiling = false
+    public private(set) var profile: [(part: String, seconds: Double)] = []
+    public func resetProfile() { profile = [] }
+
+    func part(_ name: String, _ body: () throws -> Void) throws {
+        guard profiling else { return try body() }
+        try device.synchronize()
+        let t0 = monotonicSeconds()
+        try body()
+        try device.synchronize()
+        let dt = monotonicSeconds() - t0
+        if let i = profile.firstIndex(where: { $0.part == name }) { profile[i].seconds += dt } else { profile.append((name, dt)) }
     }
 
     /// Bytes the logits of the head may take at once (float32 logits and their act gradient).
@@ -391,11 +410,12 @@ public final class CUDATrainer: @unchecked Sendable {
             let Q = CUDATensorCoreSSD.chunk, nchunks = (L + Q - 1) / Q
             let halves = rows * H * nchunks * P * N
             let parts = P * N / 512 * 8
+            let hsplit = CUDATensorCoreSSDBackward.headSplits(rows: rows, chunks: nchunks, heads: H, groups: G, multiprocessors: device.multiprocessors)
             ssd = SSDWork(
                 nchunks: nchunks, Q: Q, dtOut: try floatBuffer(rows * H * L), cumOut: try floatBuffer(rows * H * L),
                 states: try actBuffer(halves), statesIn: try actBuffer(halves), chunkDecay: try floatBuffer(rows * H * nchunks),
-                finalStates: try floatBuffer(rows * H * P * N), CB: nil, dHout: try actBuffer(halves), dStates: try actBuffer(halves),
-                ddecayPart: try floatBuffer(rows * H * nchunks * parts), dCBsum: try actBuffer(rows * G * nchunks * Q * Q),
+                finalStates: try floatBuffer(rows * H * P * N), CB: nil, dHout: try actBuffer(halves), dStates: try actBuffer(halves), hsplit: hsplit,
+                ddecayPart: try floatBuffer(rows * H * nchunks * parts), dCBsum: try actBuffer(rows * G * hsplit * nchunks * Q * Q),
                 dcumP: try floatBuffer(rows * H * L), ddtP: try floatBuffer(rows * H * L), wdw: try floatBuffer(rows * H * L),
                 offP: try floatBuffer(N / CUDATensorCoreSSDBackward.splitWidth(stateSize: N) * rows * H * L),
                 dApart: try floatBuffer(rows * H * nchunks), dBiasPart: try floatBuffer(rows * H * nchunks), Dpart: try floatBuffer(rows * nchunks * H * P),
@@ -411,7 +431,7 @@ public final class CUDATrainer: @unchecked Sendable {
                 nchunks: nchunks, Q: Q, dtOut: try floatBuffer(rows * H * L), cumOut: try floatBuffer(2 * rows * H * L),
                 states: try floatBuffer(states), statesIn: try floatBuffer(states), chunkDecay: try floatBuffer(rows * H * nchunks),
                 finalStates: try floatBuffer(rows * H * P * N), CB: try floatBuffer(squares), dHout: try floatBuffer(states),
-                dStates: try floatBuffer(states), ddecayPart: nil, dCBsum: nil, dcumP: nil, ddtP: nil, wdw: nil, offP: nil, dApart: nil,
+                dStates: try floatBuffer(states), hsplit: 1, ddecayPart: nil, dCBsum: nil, dcumP: nil, ddtP: nil, wdw: nil, offP: nil, dApart: nil,
                 dBiasPart: nil, Dpart: nil, ddecay: try floatBuffer(rows * H * nchunks), dCB: try floatBuffer(headSquares), Z: try floatBuffer(2 * headSquares),
                 gdt: try floatBuffer(2 * T * H), dApartPlain: try floatBuffer(2 * rows * H * nchunks), dRaw64: try floatBuffer(2 * T * H),
                 dBh: try floatBuffer(H * T * N), dCh: try floatBuffer(H * T * N), parts: 0,
@@ -423,9 +443,24 @@ public final class CUDATrainer: @unchecked Sendable {
             resid: try (0...c.nLayer).map { _ in try floatBuffer(T * d) }, zx: try (0..<c.nLayer).map { _ in try actBuffer(T * E) },
             normed: try actBuffer(T * d), x: try actBuffer(T * S), B: try actBuffer(T * G * N), C: try actBuffer(T * G * N),
             dt: try floatBuffer(T * H), y: try actBuffer(T * S), gated: try actBuffer(T * S), dy: try actBuffer(T * S),
-            dGated: try floatBuffer(T * S), dzx: try actBuffer(T * E), dpre: try floatBuffer(T * CD), dNormed: try floatBuffer(T * d),
+            dGated: try floatBuffer(T * S), dzx: try actBuffer(T * E), dNormed: try floatBuffer(T * d),
             dresid: try floatBuffer(T * d), dresidAct: try actBuffer(T * d), headRows: headRows,
             logits: try floatBuffer(headRows * V), dlogits: try actBuffer(headRows * V), ssd: ssd)
+    }
+
+    /// Tokens a thread of the conv kernels slides over (CT), and rows a block of the norms' backward takes (RB).
+    static let convTokens = 32, normRows = 16
+    /// The conv kernels' staged tiles (see their source): inputs, output gradients and document starts.
+    var convShared: (forward: Int, backward: Int) {
+        let t = Self.convTokens
+        return ((t + 7) * 256 * actSize + t * 4, (2 * t + 21) * 256 * actSize + (t + 7) * 4)
+    }
+
+    /// The gated norm's 16-byte path: bf16, and rows (S, E) and groups that are whole multiples of 8 values
+    /// (every released shape).
+    var gatedNormVector: Bool {
+        let c = config
+        return bf16 && c.dSSM % 8 == 0 && c.inProjSize % 8 == 0 && (c.dSSM / c.nGroups) % 8 == 0
     }
 
     /// Element size of activations, for addresses within act buffers.
@@ -440,17 +475,18 @@ public final class CUDATrainer: @unchecked Sendable {
     func conv(_ w: Workspace, layer l: Int, views lv: LayerViews) throws {
         let c = config
         let a = KernelArguments()
-        for v in [c.convDim, c.dConv, c.dSSM, c.nGroups * c.dState, c.nHeads, c.inProjSize, c.xbcOffset, c.dtOffset] { a.add(Int32(v)) }
+        for v in [w.T, c.convDim, c.dConv, c.dSSM, c.nGroups * c.dState, c.nHeads, c.inProjSize, c.xbcOffset, c.dtOffset] { a.add(Int32(v)) }
         a.add(w.zx[l]); a.add(w.docStart); a.add(lv.convW!); a.add(lv.convB?.pointer ?? 0); a.add(w.x); a.add(w.B); a.add(w.C); a.add(w.dt)
-        try k.conv.launch(grid: (w.T, (c.convDim + c.nHeads + 255) / 256, 1), block: (256, 1, 1), arguments: a)
+        try (config.dConv <= 4 ? k.conv4 : k.conv8).launch(grid: ((w.T + Self.convTokens - 1) / Self.convTokens, (c.convDim + c.nHeads + 255) / 256, 1), block: (256, 1, 1),
+                          sharedBytes: convShared.forward, arguments: a)
     }
 
     func gatedNorm(_ w: Workspace, layer l: Int, views lv: LayerViews) throws {
         let c = config
         let a = KernelArguments()
-        a.add(Int32(c.dSSM)); a.add(Int32(c.nGroups)); a.add(c.rmsNormEps); a.add(w.y); a.add(w.zx[l]); a.add(Int32(c.inProjSize))
-        a.add(lv.gateNorm!); a.add(w.gated)
-        try k.gatedNorm.launch(grid: (w.T, 1, 1), block: (256, 1, 1), arguments: a)
+        a.add(Int32(w.T)); a.add(Int32(c.dSSM)); a.add(Int32(c.nGroups)); a.add(c.rmsNormEps); a.add(w.y); a.add(w.zx[l]); a.add(Int32(c.inProjSize))
+        a.add(lv.gateNorm!); a.add(w.gated); a.add(Int32(gatedNormVector ? 1 : 0))
+        try k.gatedNorm.launch(grid: ((w.T + 7) / 8, 1, 1), block: (256, 1, 1), arguments: a)
     }
 
     /// The tensor-core SSD's forward and backward descriptions for layer l over the workspace.
@@ -465,7 +501,7 @@ public final class CUDATrainer: @unchecked Sendable {
             initial: nil, dPerChannel: c.dHasHeadDim, softplus: true, lo: c.dtLimit.lo, hi: c.dtLimit.hi, packed: w.packed, sequenceStates: nil)
         return CUDATensorCoreSSDBackward.Prepared(
             fwd: fwd, gradY: w.dy, gradFinal: nil, dYp: w.dy, dHout: s.dHout, dStates: s.dStates, ddecayPart: s.ddecayPart!, parts: s.parts,
-            dCBsum: s.dCBsum!, dcumP: s.dcumP!, ddtP: s.ddtP!, wdw: s.wdw!, offP: s.offP!, dApart: s.dApart!, dBiasPart: s.dBiasPart!,
+            dCBsum: s.dCBsum!, hsplit: s.hsplit, dcumP: s.dcumP!, ddtP: s.ddtP!, wdw: s.wdw!, offP: s.offP!, dApart: s.dApart!, dBiasPart: s.dBiasPart!,
             Dpart: s.Dpart, dX: s.dX, dB: s.dB, dC: s.dC, dRaw: s.dRaw, dBias: s.dBias, dA: s.dA, dD: s.dD, dz: nil, dInitial: nil)
     }
 
@@ -505,15 +541,19 @@ public final class CUDATrainer: @unchecked Sendable {
         for l in 0..<c.nLayer {
             let lv = try layerViews(params, l)
             let p = "backbone.layers.\(l).mixer."
-            try rmsnorm(w, x: w.resid[l], weight: lv.norm!)
-            try mm.forward(rows: w.T, out: E, in: d, x: w.normed.pointer, w: try weightAddress(p + "in_proj.weight"), y: w.zx[l].pointer,
-                           beta: 0, outputActivation: true)
-            try conv(w, layer: l, views: lv)
-            try ssdForward(w, layer: l, views: lv)
-            try gatedNorm(w, layer: l, views: lv)
-            try w.resid[l + 1].copy(bytes: w.T * d * 4, from: w.resid[l])
-            try mm.forward(rows: w.T, out: d, in: S, x: w.gated.pointer, w: try weightAddress(p + "out_proj.weight"), y: w.resid[l + 1].pointer,
-                           beta: 1, outputActivation: false)
+            try part("fwd rmsnorm") { try rmsnorm(w, x: w.resid[l], weight: lv.norm!) }
+            try part("fwd in_proj") {
+                try mm.forward(rows: w.T, out: E, in: d, x: w.normed.pointer, w: try weightAddress(p + "in_proj.weight"), y: w.zx[l].pointer,
+                               beta: 0, outputActivation: true)
+            }
+            try part("fwd conv") { try conv(w, layer: l, views: lv) }
+            try part("fwd ssd") { try ssdForward(w, layer: l, views: lv) }
+            try part("fwd gated norm") { try gatedNorm(w, layer: l, views: lv) }
+            try part("fwd residual copy") { try w.resid[l + 1].copy(bytes: w.T * d * 4, from: w.resid[l]) }
+            try part("fwd out_proj") {
+                try mm.forward(rows: w.T, out: d, in: S, x: w.gated.pointer, w: try weightAddress(p + "out_proj.weight"), y: w.resid[l + 1].pointer,
+                               beta: 1, outputActivation: false)
+            }
         }
     }
 
@@ -526,26 +566,28 @@ public final class CUDATrainer: @unchecked Sendable {
         let headName = c.tieEmbeddings ? "backbone.embedding.weight" : "lm_head.weight"
         let headW = try weightAddress(headName)
         let normF = try view(params, "backbone.norm_f.weight")
-        try rmsnorm(w, x: w.resid[c.nLayer], weight: normF)
+        try part("head rmsnorm") { try rmsnorm(w, x: w.resid[c.nLayer], weight: normF) }
         try scalars.fill(at: 2, words: 2, bitPattern: 0)
         var r0 = 0
         while r0 < T {
             let n = min(w.headRows, T - r0)
             let nf = w.normed.pointer + UInt64(r0 * d * actSize)
-            try mm.forward(rows: n, out: V, in: d, x: nf, w: headW, y: w.logits.pointer, beta: 0, outputActivation: false)
+            try part("head logits") { try mm.forward(rows: n, out: V, in: d, x: nf, w: headW, y: w.logits.pointer, beta: 0, outputActivation: false) }
             let a = KernelArguments()
             a.add(Int32(V)); a.add(w.logits); a.add(w.targets.pointer + UInt64(r0 * 4)); a.add(1 / Float(targets))
             a.add(scalars.pointer + 8); a.add(backward ? w.dlogits.pointer : 0)
-            try k.crossEntropy.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: a)
+            try part("head cross-entropy") { try k.crossEntropy.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: a) }
             if backward {
-                try mm.backwardInput(rows: n, out: V, in: d, dy: w.dlogits.pointer, w: headW, dx: w.dNormed.pointer + UInt64(r0 * d * 4), beta: 0)
-                try mm.backwardWeight(rows: n, out: V, in: d, dy: w.dlogits.pointer, x: nf, dw: try view(grads, headName).pointer)
+                try part("head dX") {
+                    try mm.backwardInput(rows: n, out: V, in: d, dy: w.dlogits.pointer, w: headW, dx: w.dNormed.pointer + UInt64(r0 * d * 4), beta: 0)
+                }
+                try part("head dW") { try mm.backwardWeight(rows: n, out: V, in: d, dy: w.dlogits.pointer, x: nf, dw: try view(grads, headName).pointer) }
             }
             r0 += n
         }
         guard backward else { return }
         try w.dresid.fill(bitPattern: 0)
-        try rmsnormBackward(w, x: w.resid[c.nLayer], weight: normF, grad: try view(grads, "backbone.norm_f.weight"))
+        try part("head rmsnorm backward") { try rmsnormBackward(w, x: w.resid[c.nLayer], weight: normF, grad: try view(grads, "backbone.norm_f.weight")) }
     }
 
     func rmsnormBackward(_ w: Workspace, x: CUDABuffer, weight: CUDABuffer, grad: CUDABuffer) throws {
@@ -553,7 +595,7 @@ public final class CUDATrainer: @unchecked Sendable {
         let a = KernelArguments()
         a.add(Int32(w.T)); a.add(Int32(d)); a.add(config.rmsNormEps); a.add(x); a.add(weight); a.add(w.dNormed); a.add(w.dresid)
         a.add(w.dresidAct); a.add(grad)
-        try k.rmsnormBackward.launch(grid: ((w.T + 31) / 32, 1, 1), block: (256, 1, 1), sharedBytes: d * 4, arguments: a)
+        try k.rmsnormBackward.launch(grid: ((w.T + Self.normRows - 1) / Self.normRows, 1, 1), block: (256, 1, 1), sharedBytes: d * 4, arguments: a)
     }
 
     func backward(_ w: Workspace) throws {
@@ -564,44 +606,49 @@ public final class CUDATrainer: @unchecked Sendable {
             let lv = try layerViews(params, l), gv = try layerViews(grads, l)
             let p = "backbone.layers.\(l).mixer."
             // recompute the block's inside from the saved zx
-            try conv(w, layer: l, views: lv)
-            try ssdForward(w, layer: l, views: lv)
-            try gatedNorm(w, layer: l, views: lv)
+            try part("bwd conv (recomputed)") { try conv(w, layer: l, views: lv) }
+            try part("bwd ssd forward (recomputed)") { try ssdForward(w, layer: l, views: lv) }
+            try part("bwd gated norm (recomputed)") { try gatedNorm(w, layer: l, views: lv) }
             // out_proj: dresid is this block's output gradient (dresidAct its copy in act)
-            try mm.backwardWeight(rows: w.T, out: d, in: S, dy: w.dresidAct.pointer, x: w.gated.pointer, dw: gv.outProj!.pointer)
-            try mm.backwardInput(rows: w.T, out: d, in: S, dy: w.dresidAct.pointer, w: try weightAddress(p + "out_proj.weight"),
-                                 dx: w.dGated.pointer, beta: 0)
+            try part("bwd out_proj dW") { try mm.backwardWeight(rows: w.T, out: d, in: S, dy: w.dresidAct.pointer, x: w.gated.pointer, dw: gv.outProj!.pointer) }
+            try part("bwd out_proj dX") {
+                try mm.backwardInput(rows: w.T, out: d, in: S, dy: w.dresidAct.pointer, w: try weightAddress(p + "out_proj.weight"),
+                                     dx: w.dGated.pointer, beta: 0)
+            }
             // gated norm → dy and dzx's z columns
             let ag = KernelArguments()
             ag.add(Int32(w.T)); ag.add(Int32(S)); ag.add(Int32(c.nGroups)); ag.add(c.rmsNormEps); ag.add(w.y); ag.add(w.zx[l]); ag.add(Int32(E))
-            ag.add(lv.gateNorm!); ag.add(w.dGated); ag.add(w.dy); ag.add(w.dzx); ag.add(gv.gateNorm!)
-            try k.gatedNormBackward.launch(grid: ((w.T + 31) / 32, 1, 1), block: (256, 1, 1), sharedBytes: S * 4, arguments: ag)
+            ag.add(lv.gateNorm!); ag.add(w.dGated); ag.add(w.dy); ag.add(w.dzx); ag.add(gv.gateNorm!); ag.add(Int32(gatedNormVector ? 1 : 0))
+            try part("bwd gated norm") { try k.gatedNormBackward.launch(grid: ((w.T + Self.normRows - 1) / Self.normRows, 1, 1), block: (256, 1, 1), sharedBytes: S * 4, arguments: ag) }
             // SSD
-            if let tc { try tc.launchBackward(try tcPrepared(w, layer: l, views: lv)) } else { try plain!.launch(plainPrepared(w, layer: l, views: lv)) }
+            try part("bwd ssd") {
+                if let tc { try tc.launchBackward(try tcPrepared(w, layer: l, views: lv)) } else { try plain!.launch(plainPrepared(w, layer: l, views: lv)) }
+            }
             let s = w.ssd
             let ah = KernelArguments()
             ah.add(Int32(H)); ah.add(Int32(nD)); ah.add(s.dA); ah.add(A.view(at: l * H, count: H)); ah.add(gv.aLog!); ah.add(s.dBias)
             ah.add(gv.dtBias!); ah.add(s.dD); ah.add(gv.D!)
-            try k.headGradients.launch(grid: (1, 1, 1), block: (256, 1, 1), arguments: ah)
+            try part("bwd head grads") { try k.headGradients.launch(grid: (1, 1, 1), block: (256, 1, 1), arguments: ah) }
             // conv + SiLU → dzx's xBC and dt columns, the conv's weight and bias gradients
             let ap = KernelArguments()
-            for v in [CD, c.dConv, S, c.nGroups * c.dState, H, E, c.xbcOffset, c.dtOffset] { ap.add(Int32(v)) }
+            for v in [w.T, CD, c.dConv, S, c.nGroups * c.dState, H, E, c.xbcOffset, c.dtOffset] { ap.add(Int32(v)) }
             ap.add(w.zx[l]); ap.add(w.docStart); ap.add(lv.convW!); ap.add(lv.convB?.pointer ?? 0); ap.add(s.dX); ap.add(s.dB); ap.add(s.dC)
-            ap.add(s.dRaw); ap.add(w.dpre); ap.add(w.dzx)
-            try k.convBackwardPre.launch(grid: (w.T, (CD + H + 255) / 256, 1), block: (256, 1, 1), arguments: ap)
-            let ai = KernelArguments()
-            for v in [w.T, CD, c.dConv, E, c.xbcOffset] { ai.add(Int32(v)) }
-            ai.add(w.zx[l]); ai.add(w.docStart); ai.add(lv.convW!); ai.add(w.dpre); ai.add(w.dzx); ai.add(gv.convW!); ai.add(gv.convB?.pointer ?? 0)
-            try k.convBackwardInput.launch(grid: ((w.T + 63) / 64, (CD + 255) / 256, 1), block: (256, 1, 1), arguments: ai)
+            ap.add(s.dRaw); ap.add(w.dzx); ap.add(gv.convW!); ap.add(gv.convB?.pointer ?? 0)
+            try part("bwd conv") {
+                try (c.dConv <= 4 ? k.convBackward4 : k.convBackward8).launch(grid: ((w.T + Self.convTokens - 1) / Self.convTokens, (CD + H + 255) / 256, 1), block: (256, 1, 1),
+                                          sharedBytes: convShared.backward, arguments: ap)
+            }
             // in_proj (its input recomputed) and the block norm
-            try rmsnorm(w, x: w.resid[l], weight: lv.norm!)
-            try mm.backwardWeight(rows: w.T, out: E, in: d, dy: w.dzx.pointer, x: w.normed.pointer, dw: gv.inProj!.pointer)
-            try mm.backwardInput(rows: w.T, out: E, in: d, dy: w.dzx.pointer, w: try weightAddress(p + "in_proj.weight"), dx: w.dNormed.pointer, beta: 0)
-            try rmsnormBackward(w, x: w.resid[l], weight: lv.norm!, grad: gv.norm!)
+            try part("bwd rmsnorm (recomputed)") { try rmsnorm(w, x: w.resid[l], weight: lv.norm!) }
+            try part("bwd in_proj dW") { try mm.backwardWeight(rows: w.T, out: E, in: d, dy: w.dzx.pointer, x: w.normed.pointer, dw: gv.inProj!.pointer) }
+            try part("bwd in_proj dX") {
+                try mm.backwardInput(rows: w.T, out: E, in: d, dy: w.dzx.pointer, w: try weightAddress(p + "in_proj.weight"), dx: w.dNormed.pointer, beta: 0)
+            }
+            try part("bwd rmsnorm") { try rmsnormBackward(w, x: w.resid[l], weight: lv.norm!, grad: gv.norm!) }
         }
         let a = KernelArguments()
         a.add(Int32(d)); a.add(w.tokens); a.add(w.dresid); a.add(try view(grads, "backbone.embedding.weight"))
-        try k.embedBackward.launch(grid: (w.T, 1, 1), block: (256, 1, 1), arguments: a)
+        try part("bwd embedding") { try k.embedBackward.launch(grid: (w.T, 1, 1), block: (256, 1, 1), arguments: a) }
     }
 }
 

@@ -12,7 +12,7 @@ extension CUDAKernelSource {
     ///
     /// Forward per layer: t_rmsnorm → in_proj → t_conv → SSD → t_gated_norm → out_proj (+ residual).
     /// Backward per layer (the conv, the SSD forward and both norms recomputed from the saved residual and zx):
-    /// out_proj' → t_gated_norm_bwd → SSD' → t_head_grads → t_conv_bwd_pre → t_conv_bwd_in → in_proj' →
+    /// out_proj' → t_gated_norm_bwd → SSD' → t_head_grads → t_conv_bwd → in_proj' →
     /// t_rmsnorm_bwd. Head: t_cross_entropy over chunks of rows. Optimizer: t_sumsq → t_adamw.
     static let training = #"""
     #if ACT == 0
@@ -64,30 +64,33 @@ extension CUDAKernelSource {
         for (int i = threadIdx.x; i < d; i += 256) out[(size_t)blockIdx.x * d + i] = ST(xr[i] * r * w[i]);
     }
 
-    // RMSNorm backward over RB rows a block (r recomputed from x): dx += r·g·w − x·r³·Σ(g·w·x)/d in place
-    // (the residual stream's gradient), its copy dxAct (act) when given (the next matrix product's input),
-    // and dw += Σ_rows g·x·r, summed in shared memory (d floats) and added once per block.
-    #define RB 32
+    // RMSNorm backward, a warp per row, RB rows a block (r recomputed from x): dx += r·g·w − x·r³·Σ(g·w·x)/d
+    // in place (the residual stream's gradient), its copy dxAct (act) when given (the next matrix product's
+    // input), and dw += Σ_rows g·x·r, summed in shared memory (d floats) and added once per block.
+    // (A block per row with block-wide reductions was latency-bound: 11 ms of a 1.3b step.)
+    #define RB 16
     extern "C" __global__ void __launch_bounds__(256) t_rmsnorm_bwd(int T, int d, float eps, const float* __restrict__ x,
                                                                      const float* __restrict__ w, const float* __restrict__ g,
                                                                      float* __restrict__ dx, act_t* __restrict__ dxAct, float* __restrict__ dw) {
         extern __shared__ float dws[];
-        __shared__ float red[16];
         for (int i = threadIdx.x; i < d; i += 256) dws[i] = 0.f;
+        __syncthreads();
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
         const int t1 = min(T, (int)(blockIdx.x * RB + RB));
-        for (int t = blockIdx.x * RB; t < t1; t++) {
+        for (int t = blockIdx.x * RB + warp; t < t1; t += 8) {
             const float* xr = x + (size_t)t * d;
             const float* gr = g + (size_t)t * d;
             float ss = 0.f, dot = 0.f;
-            for (int i = threadIdx.x; i < d; i += 256) { ss += xr[i] * xr[i]; dot += gr[i] * w[i] * xr[i]; }
-            const float2 s = block_sum2(ss, dot, red);
-            const float r = rsqrtf(s.x / d + eps), k = r * r * r * s.y / d;
-            for (int i = threadIdx.x; i < d; i += 256) {
+            for (int i = lane; i < d; i += 32) { const float xv = xr[i]; ss += xv * xv; dot += gr[i] * w[i] * xv; }
+            ss = warp_sum(ss); dot = warp_sum(dot);
+            const float r = rsqrtf(ss / d + eps), k = r * r * r * dot / d;
+            for (int i = lane; i < d; i += 32) {
                 const size_t e = (size_t)t * d + i;
-                const float v = dx[e] + r * gr[i] * w[i] - xr[i] * k;
+                const float xv = xr[i], gv = gr[i];
+                const float v = dx[e] + r * gv * w[i] - xv * k;
                 dx[e] = v;
                 if (dxAct) dxAct[e] = ST(v);
-                dws[i] += gr[i] * xr[i] * r;
+                atomicAdd(dws + i, gv * xv * r);
             }
         }
         __syncthreads();
@@ -95,138 +98,288 @@ extension CUDAKernelSource {
     }
 
     // The causal depthwise conv + SiLU of zx's xBC columns over each document, split into x (T, S), B, C
-    // (T, GN), and dt (T, H) float32 copied from zx. Grid (T, ⌈(CD + H) / 256⌉).
-    extern "C" __global__ void __launch_bounds__(256) t_conv(int CD, int K, int S, int GN, int H, int E, int xbcOff, int dtOff,
-                                                              const act_t* __restrict__ zx, const int* __restrict__ docStart,
-                                                              const float* __restrict__ convW, const float* __restrict__ convB,
-                                                              act_t* __restrict__ xo, act_t* __restrict__ bo, act_t* __restrict__ co,
-                                                              float* __restrict__ dt) {
-        const size_t t = blockIdx.x;
-        const int ch = blockIdx.y * 256 + threadIdx.x;
-        if (ch < CD) {
-            const long long ds = docStart[t];
-            float acc = convB ? convB[ch] : 0.f;
-            for (int k = 0; k < K; k++) {
-                const long long s = (long long)t - (K - 1) + k;
-                if (s >= ds) acc += convW[ch * K + k] * LD(zx[(size_t)s * E + xbcOff + ch]);
+    // (T, GN), and dt (T, H) float32 copied from zx. A block takes 256 channels × CT tokens: it first stages
+    // the inputs it needs (CT + K − 1 tokens) and the tokens' document starts in shared memory, every thread
+    // issuing its loads unrolled (many in flight), then each thread slides over its channel's column keeping
+    // the last 8 inputs in registers (win[j] = in[u − j]; taps wr[j] = w[K − 1 − j], zero past K ≤ 8); tap j
+    // counts when u − j is in u's document. Grid (⌈T / CT⌉, ⌈(CD + H) / 256⌉); dynamic shared memory
+    // (CT + 7)·256 act values + CT ints. (A thread per (token, channel), then a thread sliding over global
+    // memory, were latency-bound: 0.26 and 0.15 ms a 1.3b layer.)
+    // Both conv kernels are built for windows of KW = 4 (d_conv ≤ 4: every released model; half the registers
+    // and instructions of a window of 8) and KW = 8 (d_conv ≤ 8); the tiles are laid out for 8 either way.
+    #define CT 32
+    template <int KW>
+    __device__ __forceinline__ void conv_fwd(int T, int CD, int K, int S, int GN, int H, int E, int xbcOff, int dtOff,
+                                             const act_t* __restrict__ zx, const int* __restrict__ docStart,
+                                             const float* __restrict__ convW, const float* __restrict__ convB,
+                                             act_t* __restrict__ xo, act_t* __restrict__ bo, act_t* __restrict__ co,
+                                             float* __restrict__ dt) {
+        extern __shared__ __align__(16) unsigned char smem[];
+        act_t* zin = (act_t*)smem;                       // [CT + 7][256]: token t0 − 7 + row
+        int* dss = (int*)(zin + (CT + 7) * 256);         // [CT]
+        const int ch0 = blockIdx.y * 256, ch = ch0 + threadIdx.x;
+        const int t0 = blockIdx.x * CT, t1 = min(T, t0 + CT);
+        const int nc = min(256, CD - ch0);               // channels of this block that are conv channels
+        if (nc > 0) {
+            #pragma unroll 8
+            for (int e = threadIdx.x; e < (CT + 7) * 256; e += 256) {
+                const int row = e >> 8, col = e & 255, u = t0 - 7 + row;
+                zin[e] = u >= 0 && u < T && col < nc ? zx[(size_t)u * E + xbcOff + ch0 + col] : ST(0.f);
             }
-            const float v = acc * sigm(acc);
-            if (ch < S) xo[t * S + ch] = ST(v);
-            else if (ch < S + GN) bo[t * GN + ch - S] = ST(v);
-            else co[t * GN + ch - S - GN] = ST(v);
-        } else if (ch < CD + H) {
-            dt[t * H + ch - CD] = LD(zx[t * E + dtOff + ch - CD]);
+            if (threadIdx.x < CT) dss[threadIdx.x] = t0 + threadIdx.x < T ? docStart[t0 + threadIdx.x] : 0;
+            __syncthreads();
         }
-    }
-
-    // The conv's backward, first half: dpre (T, CD) float32 = d out·silu'(pre) (pre recomputed), d out taken
-    // from the SSD's dx, dB, dC; and zx's dt columns of dzx from the SSD's ddt (T, H). Grid as t_conv.
-    extern "C" __global__ void __launch_bounds__(256) t_conv_bwd_pre(
-            int CD, int K, int S, int GN, int H, int E, int xbcOff, int dtOff, const act_t* __restrict__ zx, const int* __restrict__ docStart,
-            const float* __restrict__ convW, const float* __restrict__ convB, const act_t* __restrict__ dxo, const act_t* __restrict__ dbo,
-            const act_t* __restrict__ dco, const float* __restrict__ ddt, float* __restrict__ dpre, act_t* __restrict__ dzx) {
-        const size_t t = blockIdx.x;
-        const int ch = blockIdx.y * 256 + threadIdx.x;
         if (ch < CD) {
-            const long long ds = docStart[t];
-            float acc = convB ? convB[ch] : 0.f;
-            for (int k = 0; k < K; k++) {
-                const long long s = (long long)t - (K - 1) + k;
-                if (s >= ds) acc += convW[ch * K + k] * LD(zx[(size_t)s * E + xbcOff + ch]);
-            }
-            const float go = ch < S ? LD(dxo[t * S + ch]) : ch < S + GN ? LD(dbo[t * GN + ch - S]) : LD(dco[t * GN + ch - S - GN]);
-            const float sg = sigm(acc);
-            dpre[t * CD + ch] = go * sg * (1.f + acc * (1.f - sg));
-        } else if (ch < CD + H) {
-            dzx[t * E + dtOff + ch - CD] = ST(ddt[t * H + ch - CD]);
-        }
-    }
-
-    // The conv's backward, second half, CT tokens × 256 channels a block: the input's gradient (zx's xBC
-    // columns of dzx) d in[s] = Σ_k w[k]·dpre[s + K − 1 − k] over the outputs that see s (same document),
-    // dW[ch, k] += Σ_t dpre[t]·in[t − (K − 1) + k] and dBias[ch] += Σ_t dpre[t], added once per block.
-    // Grid (⌈T / CT⌉, ⌈CD / 256⌉); K ≤ 8.
-    #define CT 64
-    extern "C" __global__ void __launch_bounds__(256) t_conv_bwd_in(
-            int T, int CD, int K, int E, int xbcOff, const act_t* __restrict__ zx, const int* __restrict__ docStart,
-            const float* __restrict__ convW, const float* __restrict__ dpre, act_t* __restrict__ dzx, float* __restrict__ dW,
-            float* __restrict__ dBias) {
-        const int ch = blockIdx.y * 256 + threadIdx.x;
-        if (ch >= CD) return;
-        float wacc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f}, bacc = 0.f;
-        const int s1 = min(T, (int)(blockIdx.x * CT + CT));
-        for (int s = blockIdx.x * CT; s < s1; s++) {
-            float gin = 0.f;
-            for (int k = 0; k < K; k++) {
-                const int t = s + K - 1 - k;
-                if (t < T && docStart[t] <= s) gin += convW[ch * K + k] * dpre[(size_t)t * CD + ch];
-            }
-            dzx[(size_t)s * E + xbcOff + ch] = ST(gin);
-            const float dp = dpre[(size_t)s * CD + ch];
-            bacc += dp;
-            const int ds = docStart[s];
+            float wr[KW], win[KW];
             #pragma unroll
-            for (int k = 0; k < 8; k++) {
-                const int src = s - (K - 1) + k;
-                if (k < K && src >= ds) wacc[k] += dp * LD(zx[(size_t)src * E + xbcOff + ch]);
+            for (int j = 0; j < KW; j++) {
+                wr[j] = j < K ? convW[ch * K + K - 1 - j] : 0.f;
+                win[j] = j < 7 ? LD(zin[(6 - j) * 256 + threadIdx.x]) : 0.f;  // in[t0 − 1 − j]; the loop shifts before it reads
             }
+            const float bias = convB ? convB[ch] : 0.f;
+            act_t* out = ch < S ? xo + ch : ch < S + GN ? bo + (ch - S) : co + (ch - S - GN);
+            const int ld = ch < S ? S : GN;
+            for (int u = t0; u < t1; u++) {
+                #pragma unroll
+                for (int j = KW - 1; j > 0; j--) win[j] = win[j - 1];
+                win[0] = LD(zin[(u - t0 + 7) * 256 + threadIdx.x]);
+                const int back = u - dss[u - t0];
+                float acc = bias;
+                #pragma unroll
+                for (int j = 0; j < KW; j++) if (j <= back) acc += wr[j] * win[j];
+                out[(size_t)u * ld] = ST(acc * sigm(acc));
+            }
+        } else if (ch < CD + H) {
+            for (int u = t0; u < t1; u++) dt[(size_t)u * H + ch - CD] = LD(zx[(size_t)u * E + dtOff + ch - CD]);
         }
-        for (int k = 0; k < K && k < 8; k++) atomicAdd(dW + ch * K + k, wacc[k]);
-        if (dBias) atomicAdd(dBias + ch, bacc);
+    }
+
+    // The conv's backward in one pass over the same tiles, CT outputs plus K − 1 tokens of halo staged with
+    // their inputs, output gradients (from the SSD's dx, dB, dC) and document starts: per token u the
+    // pre-activation (recomputed), dpre[u] = d out·silu'(pre); dW[ch, K − 1 − j] += dpre[u]·in[u − j] and
+    // dBias += dpre[u] for u in the block's range; and the input's gradient (dzx's xBC columns)
+    // d in[s] = Σ_j w[j]·dpre[s + K − 1 − j] over the outputs that see s (their document starts at or before s),
+    // written once dpre is known up to s + K − 1. zx's dt columns of dzx come from the SSD's ddt (T, H).
+    // Weight sums are added once per thread. Dynamic shared memory (2·CT + 14)·256 act values + (CT + 7) ints.
+    template <int KW>
+    __device__ __forceinline__ void conv_bwd(
+            int T, int CD, int K, int S, int GN, int H, int E, int xbcOff, int dtOff, const act_t* __restrict__ zx,
+            const int* __restrict__ docStart, const float* __restrict__ convW, const float* __restrict__ convB,
+            const act_t* __restrict__ dxo, const act_t* __restrict__ dbo, const act_t* __restrict__ dco, const float* __restrict__ ddt,
+            act_t* __restrict__ dzx, float* __restrict__ dW, float* __restrict__ dBias) {
+        extern __shared__ __align__(16) unsigned char smem[];
+        act_t* zin = (act_t*)smem;                       // [CT + 14][256]: token t0 − 7 + row
+        act_t* gos = zin + (CT + 14) * 256;              // [CT + 7][256]: token t0 + row
+        int* dss = (int*)(gos + (CT + 7) * 256);         // [CT + 7]
+        const int ch0 = blockIdx.y * 256, ch = ch0 + threadIdx.x;
+        const int t0 = blockIdx.x * CT, t1 = min(T, t0 + CT);
+        const int nc = min(256, CD - ch0);
+        if (nc > 0) {
+            #pragma unroll 8
+            for (int e = threadIdx.x; e < (CT + 14) * 256; e += 256) {
+                const int row = e >> 8, col = e & 255, u = t0 - 7 + row;
+                zin[e] = u >= 0 && u < T && col < nc ? zx[(size_t)u * E + xbcOff + ch0 + col] : ST(0.f);
+            }
+            #pragma unroll 8
+            for (int e = threadIdx.x; e < (CT + 7) * 256; e += 256) {
+                const int row = e >> 8, col = e & 255, u = t0 + row, c = ch0 + col;
+                act_t v = ST(0.f);
+                if (u < T && col < nc) v = c < S ? dxo[(size_t)u * S + c] : c < S + GN ? dbo[(size_t)u * GN + c - S] : dco[(size_t)u * GN + c - S - GN];
+                gos[e] = v;
+            }
+            if (threadIdx.x < CT + 7) dss[threadIdx.x] = t0 + threadIdx.x < T ? docStart[t0 + threadIdx.x] : 0x7fffffff;
+            __syncthreads();
+        }
+        if (ch < CD) {
+            float wr[KW], wf[KW], win[KW], dpw[KW], wacc[KW];
+            int dsw[KW];
+            #pragma unroll
+            for (int j = 0; j < KW; j++) {
+                wr[j] = j < K ? convW[ch * K + K - 1 - j] : 0.f;
+                wf[j] = j < K ? convW[ch * K + j] : 0.f;
+                win[j] = j < 7 ? LD(zin[(6 - j) * 256 + threadIdx.x]) : 0.f;  // in[t0 − 1 − j]
+                dpw[j] = 0.f; wacc[j] = 0.f; dsw[j] = 0x7fffffff;
+            }
+            const float bias = convB ? convB[ch] : 0.f;
+            float bacc = 0.f;
+            for (int u = t0; u < t1 + K - 1; u++) {
+                #pragma unroll
+                for (int j = KW - 1; j > 0; j--) { win[j] = win[j - 1]; dpw[j] = dpw[j - 1]; dsw[j] = dsw[j - 1]; }
+                const int row = u - t0;
+                win[0] = LD(zin[(row + 7) * 256 + threadIdx.x]);
+                const int ds = dss[row];
+                dsw[0] = ds;
+                float dp = 0.f;
+                if (u < T) {
+                    const int back = u - ds;
+                    float pre = bias;
+                    #pragma unroll
+                    for (int j = 0; j < KW; j++) if (j <= back) pre += wr[j] * win[j];
+                    const float sg = sigm(pre);
+                    dp = LD(gos[row * 256 + threadIdx.x]) * sg * (1.f + pre * (1.f - sg));
+                    if (u < t1) {
+                        bacc += dp;
+                        #pragma unroll
+                        for (int j = 0; j < KW; j++) if (j <= back) wacc[j] += dp * win[j];
+                    }
+                }
+                dpw[0] = dp;
+                const int s = u - (K - 1);
+                if (s >= t0) {
+                    float gin = 0.f;
+                    #pragma unroll
+                    for (int j = 0; j < KW; j++) if (dsw[j] <= s) gin += wf[j] * dpw[j];
+                    dzx[(size_t)s * E + xbcOff + ch] = ST(gin);
+                }
+            }
+            #pragma unroll
+            for (int j = 0; j < KW; j++) if (j < K) atomicAdd(dW + ch * K + K - 1 - j, wacc[j]);
+            if (dBias) atomicAdd(dBias + ch, bacc);
+        } else if (ch < CD + H) {
+            for (int u = t0; u < t1; u++) dzx[(size_t)u * E + dtOff + ch - CD] = ST(ddt[(size_t)u * H + ch - CD]);
+        }
+    }
+    #define CONV_FWD_ARGS int T, int CD, int K, int S, int GN, int H, int E, int xbcOff, int dtOff, const act_t* __restrict__ zx, \
+        const int* __restrict__ docStart, const float* __restrict__ convW, const float* __restrict__ convB, act_t* __restrict__ xo, \
+        act_t* __restrict__ bo, act_t* __restrict__ co, float* __restrict__ dt
+    #define CONV_BWD_ARGS int T, int CD, int K, int S, int GN, int H, int E, int xbcOff, int dtOff, const act_t* __restrict__ zx, \
+        const int* __restrict__ docStart, const float* __restrict__ convW, const float* __restrict__ convB, const act_t* __restrict__ dxo, \
+        const act_t* __restrict__ dbo, const act_t* __restrict__ dco, const float* __restrict__ ddt, act_t* __restrict__ dzx, \
+        float* __restrict__ dW, float* __restrict__ dBias
+    extern "C" __global__ void __launch_bounds__(256) t_conv4(CONV_FWD_ARGS) {
+        conv_fwd<4>(T, CD, K, S, GN, H, E, xbcOff, dtOff, zx, docStart, convW, convB, xo, bo, co, dt);
+    }
+    extern "C" __global__ void __launch_bounds__(256) t_conv8(CONV_FWD_ARGS) {
+        conv_fwd<8>(T, CD, K, S, GN, H, E, xbcOff, dtOff, zx, docStart, convW, convB, xo, bo, co, dt);
+    }
+    extern "C" __global__ void __launch_bounds__(256) t_conv_bwd4(CONV_BWD_ARGS) {
+        conv_bwd<4>(T, CD, K, S, GN, H, E, xbcOff, dtOff, zx, docStart, convW, convB, dxo, dbo, dco, ddt, dzx, dW, dBias);
+    }
+    extern "C" __global__ void __launch_bounds__(256) t_conv_bwd8(CONV_BWD_ARGS) {
+        conv_bwd<8>(T, CD, K, S, GN, H, E, xbcOff, dtOff, zx, docStart, convW, convB, dxo, dbo, dco, ddt, dzx, dW, dBias);
+    }
+
+    // Eight act values from 16 aligned bytes and back (the bf16 build's vector path of the gated norm).
+    #if ACT == 1
+    __device__ __forceinline__ void ld8(const u16* p, float* o) {
+        const uint4 v = *(const uint4*)p;
+        const u32 w[4] = {v.x, v.y, v.z, v.w};
+        #pragma unroll
+        for (int k = 0; k < 4; k++) { o[2 * k] = __uint_as_float(w[k] << 16); o[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u); }
+    }
+    __device__ __forceinline__ void st8(u16* p, const float* o) {
+        u32 w[4];
+        #pragma unroll
+        for (int k = 0; k < 4; k++) w[k] = (u32)from_f(o[2 * k]) | ((u32)from_f(o[2 * k + 1]) << 16);
+        *(uint4*)p = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+    #endif
+    __device__ __forceinline__ void ld8f(const float* p, float* o) {
+        const float4 a = *(const float4*)p, b = *(const float4*)(p + 4);
+        o[0] = a.x; o[1] = a.y; o[2] = a.z; o[3] = a.w; o[4] = b.x; o[5] = b.y; o[6] = b.z; o[7] = b.w;
     }
 
     // The gated RMSNorm (norm_before_gate = false): out (T, S) = v·r·w, v = y·silu(z), r per group of S / G
-    // channels; z is zx's first S columns. A block per token.
-    extern "C" __global__ void __launch_bounds__(256) t_gated_norm(int S, int G, float eps, const act_t* __restrict__ y,
+    // channels; z is zx's first S columns. A warp per token row, 8 rows a block; with vec (bf16, S, E and
+    // the group size multiples of 8) each lane moves 8 values at a time in 16-byte loads (scalar 2-byte
+    // loads left these kernels far from the memory's rate).
+    extern "C" __global__ void __launch_bounds__(256) t_gated_norm(int T, int S, int G, float eps, const act_t* __restrict__ y,
                                                                     const act_t* __restrict__ zx, int E, const float* __restrict__ w,
-                                                                    act_t* __restrict__ out) {
-        __shared__ float red[16];
-        const size_t t = blockIdx.x;
+                                                                    act_t* __restrict__ out, int vec) {
+        const int lane = threadIdx.x & 31, t = blockIdx.x * 8 + (threadIdx.x >> 5);
+        if (t >= T) return;
+        const size_t ro = (size_t)t * S, zo = (size_t)t * E;
         const int gs = S / G;
-        for (int g = 0; g < G; g++) {
+        for (int q = 0; q < G; q++) {
             float ss = 0.f;
-            for (int i = g * gs + threadIdx.x; i < (g + 1) * gs; i += 256) {
-                const float zv = LD(zx[t * E + i]), v = LD(y[t * S + i]) * zv * sigm(zv);
+    #if ACT == 1
+            if (vec) {
+                for (int i = q * gs + lane * 8; i < (q + 1) * gs; i += 256) {
+                    float yv[8], zv[8];
+                    ld8(y + ro + i, yv); ld8(zx + zo + i, zv);
+                    #pragma unroll
+                    for (int k = 0; k < 8; k++) { const float v = yv[k] * zv[k] * sigm(zv[k]); ss += v * v; }
+                }
+                const float r = rsqrtf(warp_sum(ss) / gs + eps);
+                for (int i = q * gs + lane * 8; i < (q + 1) * gs; i += 256) {
+                    float yv[8], zv[8], wv[8], o[8];
+                    ld8(y + ro + i, yv); ld8(zx + zo + i, zv); ld8f(w + i, wv);
+                    #pragma unroll
+                    for (int k = 0; k < 8; k++) o[k] = yv[k] * zv[k] * sigm(zv[k]) * r * wv[k];
+                    st8(out + ro + i, o);
+                }
+                continue;
+            }
+    #endif
+            for (int i = q * gs + lane; i < (q + 1) * gs; i += 32) {
+                const float zv = LD(zx[zo + i]), v = LD(y[ro + i]) * zv * sigm(zv);
                 ss += v * v;
             }
-            const float r = rsqrtf(block_sum2(ss, 0.f, red).x / gs + eps);
-            for (int i = g * gs + threadIdx.x; i < (g + 1) * gs; i += 256) {
-                const float zv = LD(zx[t * E + i]), v = LD(y[t * S + i]) * zv * sigm(zv);
-                out[t * S + i] = ST(v * r * w[i]);
+            const float r = rsqrtf(warp_sum(ss) / gs + eps);
+            for (int i = q * gs + lane; i < (q + 1) * gs; i += 32) {
+                const float zv = LD(zx[zo + i]), v = LD(y[ro + i]) * zv * sigm(zv);
+                out[ro + i] = ST(v * r * w[i]);
             }
         }
     }
 
-    // Its backward over RB tokens a block, from g = d out (T, S) float32: dv = r·g·w − v·r³·Σ(g·w·v)/gs;
-    // dy = dv·silu(z) (the SSD's output gradient), dz = dv·y·silu'(z) into dzx's z columns, dw += Σ g·v·r.
+    // Its backward, a warp per token row, RB rows a block, from g = d out (T, S) float32:
+    // dv = r·g·w − v·r³·Σ(g·w·v)/gs; dy = dv·silu(z) (the SSD's output gradient), dz = dv·y·silu'(z) into dzx's
+    // z columns, dw += Σ g·v·r (shared-memory sums, added once per block). vec as in the forward.
     extern "C" __global__ void __launch_bounds__(256) t_gated_norm_bwd(
             int T, int S, int G, float eps, const act_t* __restrict__ y, const act_t* __restrict__ zx, int E, const float* __restrict__ w,
-            const float* __restrict__ g, act_t* __restrict__ dy, act_t* __restrict__ dzx, float* __restrict__ dw) {
+            const float* __restrict__ g, act_t* __restrict__ dy, act_t* __restrict__ dzx, float* __restrict__ dw, int vec) {
         extern __shared__ float dws[];
-        __shared__ float red[16];
         for (int i = threadIdx.x; i < S; i += 256) dws[i] = 0.f;
+        __syncthreads();
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
         const int gs = S / G;
         const int t1 = min(T, (int)(blockIdx.x * RB + RB));
-        for (int t = blockIdx.x * RB; t < t1; t++) {
+        for (int t = blockIdx.x * RB + warp; t < t1; t += 8) {
             const size_t ro = (size_t)t * S, zo = (size_t)t * E;
             for (int q = 0; q < G; q++) {
                 float ss = 0.f, dot = 0.f;
-                for (int i = q * gs + threadIdx.x; i < (q + 1) * gs; i += 256) {
+    #if ACT == 1
+                if (vec) {
+                    for (int i = q * gs + lane * 8; i < (q + 1) * gs; i += 256) {
+                        float yv[8], zv[8], gv[8], wv[8];
+                        ld8(y + ro + i, yv); ld8(zx + zo + i, zv); ld8f(g + ro + i, gv); ld8f(w + i, wv);
+                        #pragma unroll
+                        for (int k = 0; k < 8; k++) { const float v = yv[k] * zv[k] * sigm(zv[k]); ss += v * v; dot += gv[k] * wv[k] * v; }
+                    }
+                    ss = warp_sum(ss); dot = warp_sum(dot);
+                    const float r = rsqrtf(ss / gs + eps), kk = r * r * r * dot / gs;
+                    for (int i = q * gs + lane * 8; i < (q + 1) * gs; i += 256) {
+                        float yv[8], zv[8], gv[8], wv[8], dyo[8], dzo[8];
+                        ld8(y + ro + i, yv); ld8(zx + zo + i, zv); ld8f(g + ro + i, gv); ld8f(w + i, wv);
+                        #pragma unroll
+                        for (int k = 0; k < 8; k++) {
+                            const float sg = sigm(zv[k]), v = yv[k] * zv[k] * sg, dv = r * gv[k] * wv[k] - v * kk;
+                            dyo[k] = dv * zv[k] * sg;
+                            dzo[k] = dv * yv[k] * sg * (1.f + zv[k] * (1.f - sg));
+                            atomicAdd(dws + i + k, gv[k] * v * r);
+                        }
+                        st8(dy + ro + i, dyo); st8(dzx + zo + i, dzo);
+                    }
+                    continue;
+                }
+    #endif
+                for (int i = q * gs + lane; i < (q + 1) * gs; i += 32) {
                     const float zv = LD(zx[zo + i]), v = LD(y[ro + i]) * zv * sigm(zv);
                     ss += v * v; dot += g[ro + i] * w[i] * v;
                 }
-                const float2 s = block_sum2(ss, dot, red);
-                const float r = rsqrtf(s.x / gs + eps), k = r * r * r * s.y / gs;
-                for (int i = q * gs + threadIdx.x; i < (q + 1) * gs; i += 256) {
-                    const float zv = LD(zx[zo + i]), yv = LD(y[ro + i]), sg = sigm(zv), v = yv * zv * sg;
-                    const float dv = r * g[ro + i] * w[i] - v * k;
+                ss = warp_sum(ss); dot = warp_sum(dot);
+                const float r = rsqrtf(ss / gs + eps), k = r * r * r * dot / gs;
+                for (int i = q * gs + lane; i < (q + 1) * gs; i += 32) {
+                    const float zv = LD(zx[zo + i]), yv = LD(y[ro + i]), sg = sigm(zv), v = yv * zv * sg, gv = g[ro + i];
+                    const float dv = r * gv * w[i] - v * k;
                     dy[ro + i] = ST(dv * zv * sg);
                     dzx[zo + i] = ST(dv * yv * sg * (1.f + zv * (1.f - sg)));
-                    dws[i] += g[ro + i] * v * r;
+                    atomicAdd(dws + i, gv * v * r);
                 }
             }
         }
-        __syncthreads();  // with several groups a column's sum was made by another thread than reads it here
+        __syncthreads();
         for (int i = threadIdx.x; i < S; i += 256) atomicAdd(dw + i, dws[i]);
     }
 

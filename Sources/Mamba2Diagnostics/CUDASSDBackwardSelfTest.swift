@@ -92,12 +92,15 @@ extension CUDASelfTest {
                     }
                     let gy = rounded(normal([b, L, H, P])), gf: Tensor? = what == "intra" || what == "initial" ? nil : normal([b, H, P, N])
                     let ref = try SSD.backwardReference(input, options: options, gradY: gy, gradFinalStates: gf)
+                    // the model-sized case with every head in one block of the chunk kernel (as long inputs run),
+                    // the small ones split over blocks (as short ones do)
+                    tc.headSplitsOverride = what == "model" ? 1 : nil
                     let p = try tc.prepare(input, options: options, gradY: gy, gradFinalStates: gf)
                     for buffer in p.gradientBuffers { try buffer.fill(bitPattern: 0x7FC0_7FC0) }
                     try tc.launch(p)
                     try device.synchronize()
                     let got = try tc.gradients(p, input: input)
-                    let label = "SSD backward tensor cores \(type.rawValue) b=\(b) L=\(L) H=\(H) G=\(G) N=\(N)"
+                    let label = "SSD backward tensor cores \(type.rawValue) b=\(b) L=\(L) H=\(H) G=\(G) N=\(N) head parts \(p.hsplit)"
                         + (what == "full" ? " D per channel, z, h0, dt clamp" : what == "packed" ? " packed, steep decay, z, h0"
                            : what == "intra" ? " one chunk" : what == "final" ? " one chunk, final-state gradient" : what == "initial" ? " one chunk, h0" : "")
                     // Tolerance: the 16-bit operands and intermediates (x, B, C, dy, C·Bᵀ, M, the state gradients) are

@@ -28,8 +28,9 @@ extension CUDASelfTest {
                             allWritten: fxLoss.isFinite))
 
         // 2. A fresh random model with every option the GPU trainer covers (2 groups, D per channel, dt clamp,
-        // untied head, conv bias, chunks that cut documents), two packed rows, against the CPU's float32.
-        let c2 = Mamba2Config(dModel: 48, nLayer: 2, vocabSize: 70, padVocabSizeMultiple: 8, dState: 12, dConv: 4, expand: 2,
+        // untied head, conv bias, chunks that cut documents, d_conv 6: the conv kernels' window of 8), two
+        // packed rows, against the CPU's float32.
+        let c2 = Mamba2Config(dModel: 48, nLayer: 2, vocabSize: 70, padVocabSizeMultiple: 8, dState: 12, dConv: 6, expand: 2,
                               headDim: 12, nGroups: 2, chunkSize: 32, dHasHeadDim: true, dtLimit: .init(0.002, 0.08),
                               convBias: true, tieEmbeddings: false)
         let m2 = try perturbedModel(c2, rng: &rng)
@@ -41,8 +42,10 @@ extension CUDASelfTest {
         checks.append(Check(name: "training f32 random model loss", relativeError: abs(loss2 - cpu2.loss) / cpu2.loss, tolerance: 1e-5,
                             allWritten: loss2.isFinite))
 
-        // 3. bf16 mixed precision (the tensor-core SSD: P = 64) against the CPU's float32 gradients.
-        let c3 = Mamba2Config(dModel: 128, nLayer: 2, vocabSize: 200, padVocabSizeMultiple: 16, dState: 64, dConv: 4, expand: 2,
+        // 3. bf16 mixed precision (the tensor-core SSD: P = 64) against the CPU's float32 gradients; d_model 256
+        // makes rows of multiples of 8 values, so the gated norm takes its 16-byte path (the 200-step run below,
+        // 4 heads, takes the scalar one).
+        let c3 = Mamba2Config(dModel: 256, nLayer: 2, vocabSize: 200, padVocabSizeMultiple: 16, dState: 64, dConv: 4, expand: 2,
                               headDim: 64, nGroups: 1, chunkSize: 128)
         let m3 = try perturbedModel(c3, rng: &rng)
         let b3 = try randomBatch(rows: 2, length: 300, vocab: c3.vocabSize, documents: true, rng: &rng)

@@ -302,6 +302,7 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "Timed steps (after one warm-up step).") var steps: Int = 5
     @Option(help: "cpu, cuda or cuda:N.") var device: DeviceChoice = .cpu
     @Option(help: "GPU training precision: bf16 or f32.") var precision: CUDATrainer.Precision = .bf16
+    @Flag(help: "With --device cuda: after the timed steps, one step with every part waited for and timed (a breakdown).") var breakdown = false
     @Option(help: "Also write the result as JSON to this file.") var json: String?
 
     func run() throws {
@@ -379,6 +380,17 @@ struct BenchTrainCommand: ParsableCommand {
                     [[preset, countString(n), "\(batch)×\(length)", precision.rawValue, fixed(tps, 0), fixed(median * 1e3, 1),
                       fixed(100 * mfu, 1) + "%", bytesString(gpu.peakAllocatedBytes), bytesString(total - free), fixed(loss, 3)]]))
         print("device \(gpu.name); measured bf16 matrix-product peak \(fixed(peakFlops / 1e12, 0)) TFLOP/s (MFU = 6·params·tokens/s over it)")
+        if breakdown {
+            trainer.profiling = true
+            trainer.resetProfile()
+            _ = try trainer.accumulate(b)
+            _ = try trainer.optimizerStep(step)
+            trainer.profiling = false
+            let sum = trainer.profile.reduce(0) { $0 + $1.seconds }
+            print(table(["part (all layers)", "ms", "share"],
+                        trainer.profile.sorted { $0.seconds > $1.seconds }.map { [$0.part, fixed($0.seconds * 1e3, 2), fixed(100 * $0.seconds / sum, 1) + "%"] }
+                            + [["sum (each part waited for)", fixed(sum * 1e3, 1), "100%"]]))
+        }
         if let json {
             let o: JSON = .object(["preset": .string(preset), "parameters": .number(Double(n)), "batch": .number(Double(batch)),
                                    "length": .number(Double(length)), "vocab": .number(Double(c.vocabSize)), "precision": .string(precision.rawValue),
