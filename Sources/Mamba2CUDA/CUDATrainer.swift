@@ -93,15 +93,16 @@ public final class CUDATrainer: @unchecked Sendable {
     /// Random weights (`Mamba2Weights.randomValues`' distributions), the large matrices drawn on the device
     /// (normal, std 0.02): benchmarks of released shapes need no host copy.
     public convenience init(device: CUDADevice, randomWeights c: Mamba2Config, seed: UInt64, precision: Precision,
-                            decays: (String) -> Bool) throws {
+                            decays: (String) -> Bool, recomputeSSD: Bool = false) throws {
         try self.init(device: device, config: c, values: Mamba2Weights.randomValues(c, seed: seed, matrices: false), precision: precision,
-                      decays: decays, missingDrawn: seed)
+                      decays: decays, missingDrawn: seed, recomputeSSD: recomputeSSD)
     }
 
     /// From float32 values under their state-spaces names; with `missingDrawn`, parameters left out are drawn
     /// on the device from that seed (normal, std 0.02).
     public init(device: CUDADevice, config c: Mamba2Config, values: [String: [Float]], precision: Precision,
-                decays: (String) -> Bool, missingDrawn: UInt64? = nil) throws {
+                decays: (String) -> Bool, missingDrawn: UInt64? = nil, recomputeSSD: Bool = false) throws {
+        self.recomputeSSD = recomputeSSD
         try c.validate()
         guard c.dMLP == 0 else { throw Mamba2Error.config(field: "d_ssm", reason: "GPU training does not cover the gated MLP branch (d_ssm < expand·d_model)") }
         guard !c.normBeforeGate else { throw Mamba2Error.config(field: "norm_before_gate", reason: "GPU training covers norm_before_gate = false (the released models) only") }
@@ -315,6 +316,10 @@ public final class CUDATrainer: @unchecked Sendable {
         let logits: CUDABuffer                       // (headRows, V) f32
         let dlogits: CUDABuffer                      // (headRows, V) act
         let ssd: SSDWork
+        /// Per layer, what the tensor-core SSD forward keeps for its backward when it is not recomputed: its
+        /// output y (T, S) act, dt and the chunk-local cumulative decay (b, H, L) f32, the chunks' incoming
+        /// states (b, H, chunks, P, N) 16-bit and decays (b, H, chunks): 2·S + 8·H + 2·H·P·N/128 bytes a token.
+        var saved: [SSDSaved] = []
         init(rows: Int, length: Int, T: Int, tokens: CUDABuffer, docStart: CUDABuffer, targets: CUDABuffer, resid: [CUDABuffer], zx: [CUDABuffer],
              normed: CUDABuffer, x: CUDABuffer, B: CUDABuffer, C: CUDABuffer, dt: CUDABuffer, y: CUDABuffer, gated: CUDABuffer, dy: CUDABuffer,
              dGated: CUDABuffer, dzx: CUDABuffer, dNormed: CUDABuffer, dresid: CUDABuffer, dresidAct: CUDABuffer,
@@ -327,6 +332,12 @@ public final class CUDATrainer: @unchecked Sendable {
         }
     }
     var works: [Workspace] = []
+
+    struct SSDSaved { let y, dtOut, cumOut, statesIn, chunkDecay: CUDABuffer }
+
+    /// Recompute the SSD forward in the backward instead of keeping its outputs per layer (less memory, about
+    /// a twentieth more time). The plain float32 SSD (f32 mode) always recomputes.
+    public let recomputeSSD: Bool
 
     /// The SSD's own scratch: the forward's saved values and the backward's intermediates and outputs.
     struct SSDWork {
@@ -438,7 +449,7 @@ public final class CUDATrainer: @unchecked Sendable {
                 dX: try floatBuffer(T * S), dB: try floatBuffer(T * G * N), dC: try floatBuffer(T * G * N), dRaw: try floatBuffer(T * H),
                 dBias: try floatBuffer(H), dA: try floatBuffer(H), dD: try floatBuffer(nD))
         }
-        return Workspace(
+        let w = Workspace(
             rows: rows, length: L, T: T, tokens: try floatBuffer(T), docStart: try floatBuffer(T), targets: try floatBuffer(T),
             resid: try (0...c.nLayer).map { _ in try floatBuffer(T * d) }, zx: try (0..<c.nLayer).map { _ in try actBuffer(T * E) },
             normed: try actBuffer(T * d), x: try actBuffer(T * S), B: try actBuffer(T * G * N), C: try actBuffer(T * G * N),
@@ -446,6 +457,20 @@ public final class CUDATrainer: @unchecked Sendable {
             dGated: try floatBuffer(T * S), dzx: try actBuffer(T * E), dNormed: try floatBuffer(T * d),
             dresid: try floatBuffer(T * d), dresidAct: try actBuffer(T * d), headRows: headRows,
             logits: try floatBuffer(headRows * V), dlogits: try actBuffer(headRows * V), ssd: ssd)
+        if tc != nil && !recomputeSSD {
+            let nchunks = ssd.nchunks
+            w.saved = try (0..<c.nLayer).map { _ in
+                SSDSaved(y: try actBuffer(T * S), dtOut: try floatBuffer(rows * H * L), cumOut: try floatBuffer(rows * H * L),
+                         statesIn: try actBuffer(rows * H * nchunks * P * N), chunkDecay: try floatBuffer(rows * H * nchunks))
+            }
+        }
+        return w
+    }
+
+    /// Layer l's SSD output and forward values: its own when kept, else the shared scratch.
+    func ssdOutputs(_ w: Workspace, layer l: Int) -> SSDSaved {
+        if l < w.saved.count { return w.saved[l] }
+        return SSDSaved(y: w.y, dtOut: w.ssd.dtOut, cumOut: w.ssd.cumOut, statesIn: w.ssd.statesIn, chunkDecay: w.ssd.chunkDecay)
     }
 
     /// Tokens a thread of the conv kernels slides over (CT), and rows a block of the norms' backward takes (RB).
@@ -484,20 +509,21 @@ public final class CUDATrainer: @unchecked Sendable {
     func gatedNorm(_ w: Workspace, layer l: Int, views lv: LayerViews) throws {
         let c = config
         let a = KernelArguments()
-        a.add(Int32(w.T)); a.add(Int32(c.dSSM)); a.add(Int32(c.nGroups)); a.add(c.rmsNormEps); a.add(w.y); a.add(w.zx[l]); a.add(Int32(c.inProjSize))
+        a.add(Int32(w.T)); a.add(Int32(c.dSSM)); a.add(Int32(c.nGroups)); a.add(c.rmsNormEps); a.add(ssdOutputs(w, layer: l).y); a.add(w.zx[l])
+        a.add(Int32(c.inProjSize))
         a.add(lv.gateNorm!); a.add(w.gated); a.add(Int32(gatedNormVector ? 1 : 0))
         try k.gatedNorm.launch(grid: ((w.T + 7) / 8, 1, 1), block: (256, 1, 1), arguments: a)
     }
 
     /// The tensor-core SSD's forward and backward descriptions for layer l over the workspace.
     func tcPrepared(_ w: Workspace, layer l: Int, views lv: LayerViews) throws -> CUDATensorCoreSSDBackward.Prepared {
-        let c = config, s = w.ssd
+        let c = config, s = w.ssd, o = ssdOutputs(w, layer: l)
         let (H, G) = (c.nHeads, c.nGroups)
         let fwd = CUDATensorCoreSSD.Prepared(
             b: w.rows, L: w.length, H: H, G: G, nchunks: s.nchunks,
             hb: try CUDATensorCoreSSD.headsPerBlock(rows: w.rows, chunks: s.nchunks, heads: H, groups: G),
-            x: w.x, dt: w.dt, A: A.view(at: l * H, count: H), B: w.B, C: w.C, y: w.y, dtOut: s.dtOut, cumOut: s.cumOut, states: s.states,
-            statesIn: s.statesIn, chunkDecay: s.chunkDecay, finalStates: s.finalStates, dtBias: lv.dtBias, D: lv.D, z: nil,
+            x: w.x, dt: w.dt, A: A.view(at: l * H, count: H), B: w.B, C: w.C, y: o.y, dtOut: o.dtOut, cumOut: o.cumOut, states: s.states,
+            statesIn: o.statesIn, chunkDecay: o.chunkDecay, finalStates: s.finalStates, dtBias: lv.dtBias, D: lv.D, z: nil,
             initial: nil, dPerChannel: c.dHasHeadDim, softplus: true, lo: c.dtLimit.lo, hi: c.dtLimit.hi, packed: w.packed, sequenceStates: nil)
         return CUDATensorCoreSSDBackward.Prepared(
             fwd: fwd, gradY: w.dy, gradFinal: nil, dYp: w.dy, dHout: s.dHout, dStates: s.dStates, ddecayPart: s.ddecayPart!, parts: s.parts,
@@ -607,7 +633,7 @@ public final class CUDATrainer: @unchecked Sendable {
             let p = "backbone.layers.\(l).mixer."
             // recompute the block's inside from the saved zx
             try part("bwd conv (recomputed)") { try conv(w, layer: l, views: lv) }
-            try part("bwd ssd forward (recomputed)") { try ssdForward(w, layer: l, views: lv) }
+            if w.saved.isEmpty { try part("bwd ssd forward (recomputed)") { try ssdForward(w, layer: l, views: lv) } }
             try part("bwd gated norm (recomputed)") { try gatedNorm(w, layer: l, views: lv) }
             // out_proj: dresid is this block's output gradient (dresidAct its copy in act)
             try part("bwd out_proj dW") { try mm.backwardWeight(rows: w.T, out: d, in: S, dy: w.dresidAct.pointer, x: w.gated.pointer, dw: gv.outProj!.pointer) }
@@ -617,7 +643,8 @@ public final class CUDATrainer: @unchecked Sendable {
             }
             // gated norm → dy and dzx's z columns
             let ag = KernelArguments()
-            ag.add(Int32(w.T)); ag.add(Int32(S)); ag.add(Int32(c.nGroups)); ag.add(c.rmsNormEps); ag.add(w.y); ag.add(w.zx[l]); ag.add(Int32(E))
+            ag.add(Int32(w.T)); ag.add(Int32(S)); ag.add(Int32(c.nGroups)); ag.add(c.rmsNormEps); ag.add(ssdOutputs(w, layer: l).y); ag.add(w.zx[l])
+            ag.add(Int32(E))
             ag.add(lv.gateNorm!); ag.add(w.dGated); ag.add(w.dy); ag.add(w.dzx); ag.add(gv.gateNorm!); ag.add(Int32(gatedNormVector ? 1 : 0))
             try part("bwd gated norm") { try k.gatedNormBackward.launch(grid: ((w.T + Self.normRows - 1) / Self.normRows, 1, 1), block: (256, 1, 1), sharedBytes: S * 4, arguments: ag) }
             // SSD

@@ -14,9 +14,10 @@ public final class CUDATrainingBackend: TrainingBackend {
     public var optimizerSteps: Int { trainer.optimizerSteps }
 
     public init(device: CUDADevice, config: Mamba2Config, weights: Mamba2Weights, optimizer options: AdamW.Options,
-                precision: CUDATrainer.Precision) throws {
+                precision: CUDATrainer.Precision, recomputeSSD: Bool = false) throws {
         let values = Dictionary(uniqueKeysWithValues: weights.namedTensors(config).map { ($0.0, $0.1.data) })
-        trainer = try CUDATrainer(device: device, config: config, values: values, precision: precision, decays: AdamW.decays)
+        trainer = try CUDATrainer(device: device, config: config, values: values, precision: precision, decays: AdamW.decays,
+                                  recomputeSSD: recomputeSSD)
         schedule = AdamW(options: options)
     }
 

@@ -51,10 +51,12 @@ extension CUDASelfTest {
         let b3 = try randomBatch(rows: 2, length: 300, vocab: c3.vocabSize, documents: true, rng: &rng)
         let cpu3 = try ModelGradients.compute(model: m3, batch: b3)
         let (loss3, g3) = try gpuGradients(device: device, model: m3, batch: b3, precision: .bf16)
+        let (_, g3r) = try gpuGradients(device: device, model: m3, batch: b3, precision: .bf16, recomputeSSD: true)
         // 5e-2 on gradients: a weight's gradient is a product of bf16-rounded operands (unit roundoff 2^-9 ≈
         // 2e-3) rounded again at each of about ten steps between the loss and it (logits' gradient, the
         // residual's act copy, dzx, the SSD's 16-bit dx/dB/dC/states, its 1e-2 tolerance); 1e-2 on the loss.
         checks += gradientChecks(g3, named(cpu3.gradients, c3), label: "training bf16 random model, packed rows", tolerance: 5e-2)
+        checks += gradientChecks(g3r, named(cpu3.gradients, c3), label: "training bf16 random model, SSD recomputed", tolerance: 5e-2)
         checks.append(Check(name: "training bf16 random model loss", relativeError: abs(loss3 - cpu3.loss) / cpu3.loss, tolerance: 1e-2,
                             allWritten: loss3.isFinite))
 
@@ -81,10 +83,11 @@ extension CUDASelfTest {
     }
 
     /// The loss and the gradient sums of one batch on the GPU.
-    static func gpuGradients(device: CUDADevice, model: Mamba2Model, batch: TrainingBatch, precision: CUDATrainer.Precision) throws
-        -> (Double, [String: [Float]]) {
+    static func gpuGradients(device: CUDADevice, model: Mamba2Model, batch: TrainingBatch, precision: CUDATrainer.Precision,
+                             recomputeSSD: Bool = false) throws -> (Double, [String: [Float]]) {
         let values = Dictionary(uniqueKeysWithValues: model.weights.namedTensors(model.config).map { ($0.0, $0.1.data) })
-        let t = try CUDATrainer(device: device, config: model.config, values: values, precision: precision, decays: AdamW.decays)
+        let t = try CUDATrainer(device: device, config: model.config, values: values, precision: precision, decays: AdamW.decays,
+                                recomputeSSD: recomputeSSD)
         let loss = try t.accumulate(try CUDATrainingBackend.deviceBatch(batch))
         return (loss, try t.gradients())
     }

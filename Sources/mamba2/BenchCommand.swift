@@ -303,6 +303,7 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "cpu, cuda or cuda:N.") var device: DeviceChoice = .cpu
     @Option(help: "GPU training precision: bf16 or f32.") var precision: CUDATrainer.Precision = .bf16
     @Flag(help: "With --device cuda: after the timed steps, one step with every part waited for and timed (a breakdown).") var breakdown = false
+    @Flag(help: "With --device cuda: recompute the SSD forward in the backward instead of keeping its outputs.") var recomputeSsd = false
     @Option(help: "Also write the result as JSON to this file.") var json: String?
 
     func run() throws {
@@ -352,7 +353,7 @@ struct BenchTrainCommand: ParsableCommand {
         let gpu = try CUDADevice(ordinal: ordinal)
         let peakFlops = try CUDATrainer.measuredBF16Peak(device: gpu)
         gpu.resetPeakMemory()
-        let trainer = try CUDATrainer(device: gpu, randomWeights: c, seed: 1, precision: precision, decays: AdamW.decays)
+        let trainer = try CUDATrainer(device: gpu, randomWeights: c, seed: 1, precision: precision, decays: AdamW.decays, recomputeSSD: recomputeSsd)
         var rng = SplitMix64(seed: 2)
         let T = batch * length
         let tokens = (0..<T).map { _ in Int32(rng.next() % UInt64(c.vocabSize)) }
@@ -396,7 +397,7 @@ struct BenchTrainCommand: ParsableCommand {
                                    "length": .number(Double(length)), "vocab": .number(Double(c.vocabSize)), "precision": .string(precision.rawValue),
                                    "tokens_per_second": .number(tps), "step_seconds": .array(seconds.map { .number($0) }),
                                    "peak_allocated_bytes": .number(Double(gpu.peakAllocatedBytes)), "device_used_bytes": .number(Double(total - free)),
-                                   "mfu": .number(mfu), "bf16_peak_flops": .number(peakFlops), "loss": .number(loss), "device": .string(gpu.name)])
+                                   "recompute_ssd": .bool(recomputeSsd), "mfu": .number(mfu), "bf16_peak_flops": .number(peakFlops), "loss": .number(loss), "device": .string(gpu.name)])
             try writeFileAtomically(Array(o.serialized.utf8), to: json)
         }
     }

@@ -33,6 +33,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "GPU training precision: bf16 (mixed: bf16 matrix inputs and activations, float32 master weights, gradients and optimizer) or f32.")
     var precision: CUDATrainer.Precision = .bf16
     @Option(help: "Batches whose gradients are averaged into each optimizer step.") var accumulate: Int = 1
+    @Flag(help: "GPU: recompute the SSD forward in the backward instead of keeping its outputs per layer (less memory for long sequences).")
+    var recomputeSsd = false
     @Argument(help: "Text files to train on.") var data: [String] = []
     @Option(help: "Checkpoint directory.") var out: String
     @Flag(help: "Continue the run saved in --out.") var resume = false
@@ -76,8 +78,8 @@ struct TrainCommand: ParsableCommand {
         case let .cuda(n):
             let d = try CUDADevice(ordinal: n)
             gpu = d
-            let precision = self.precision
-            factory = { try CUDATrainingBackend(device: d, config: $0, weights: $1, optimizer: $2, precision: precision) }
+            let (precision, recompute) = (self.precision, recomputeSsd)
+            factory = { try CUDATrainingBackend(device: d, config: $0, weights: $1, optimizer: $2, precision: precision, recomputeSSD: recompute) }
         }
         let trainer: Trainer
         if resume {
