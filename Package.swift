@@ -80,6 +80,7 @@ let package = Package(
         .testTarget(name: "Mamba2Tests", dependencies: ["Mamba2", "Mamba2TestSupport", "CAllocCounter", "CMamba2Kernels"], exclude: ["Fixtures"]),
         .testTarget(name: "Mamba2TrainingTests", dependencies: ["Mamba2Training", "Mamba2TestSupport"]),
         .testTarget(name: "Mamba2CUDATests", dependencies: ["Mamba2CUDA", "Mamba2TestSupport"]),
+        .testTarget(name: "Mamba2CUDATrainingTests", dependencies: ["Mamba2CUDATraining", "Mamba2TestSupport"]),
         .testTarget(name: "Mamba2HubTests", dependencies: ["Mamba2Hub", "Mamba2TestSupport"]),
         .testTarget(name: "Mamba2DiagnosticsTests", dependencies: ["Mamba2Diagnostics", "Mamba2TestSupport"]),
         .testTarget(name: "Mamba2CLITests", dependencies: ["Mamba2Training", "Mamba2TestSupport"]),
