@@ -1,5 +1,24 @@
 import Mamba2
 extension CUDAKernelSource {
+    /// The activation type of the model's and the training step's modules (after `halfConversions`, with ACT
+    /// defined: 0 float32, else the 16-bit type): act_t, LD (to float), ST (from float); and a warp's sum.
+    static let activationType = #"""
+    #if ACT == 0
+    typedef float act_t;
+    __device__ __forceinline__ float LD(float v) { return v; }
+    __device__ __forceinline__ float ST(float f) { return f; }
+    #else
+    typedef u16 act_t;
+    __device__ __forceinline__ float LD(u16 v) { return to_f(v); }
+    __device__ __forceinline__ u16 ST(float f) { return from_f(f); }
+    #endif
+    __device__ __forceinline__ float warp_sum(float v) {
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        return v;
+    }
+
+    """#
+
     /// The language model's kernels besides the SSD (`CUDAModel`), compiled per precision after
     /// `halfConversions`, with ACT prepended (0: float32, 1: bf16, 2: fp16): the type of the weight matrices, of the embedding and
     /// of the activations fed to matrix products. Everything else (the residual stream, norms, conv,
@@ -12,26 +31,16 @@ extension CUDAKernelSource {
     /// cuBLAS out_proj added into the residual. Decode (per layer): m_gemv (RMSNorm fused in front, the
     /// conv step in its epilogue) → m_ssd_step → m_gemv (gated RMSNorm in front, added into the residual);
     /// the whole token (embedding to argmax) is one CUDA graph.
-    static let model = #"""
+    static let model = activationType + #"""
     #if ACT == 0
-    typedef float act_t;
-    __device__ __forceinline__ float LD(float v) { return v; }
-    __device__ __forceinline__ float ST(float f) { return f; }
     #define VW 4
     #else
-    typedef u16 act_t;
-    __device__ __forceinline__ float LD(u16 v) { return to_f(v); }
-    __device__ __forceinline__ u16 ST(float f) { return from_f(f); }
     #define VW 8
     #endif
     __device__ __forceinline__ float silu(float v) { return v / (1.f + __expf(-v)); }
     // Stores v at element i of a float32 buffer (half = 0) or one of the activation type (half = 1).
     __device__ __forceinline__ void store(void* p, size_t i, float v, int half) {
         if (half) ((act_t*)p)[i] = ST(v); else ((float*)p)[i] = v;
-    }
-    __device__ __forceinline__ float warp_sum(float v) {
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        return v;
     }
     // Sum over a block of 256 threads; red holds 8 floats.
     __device__ float block_sum(float v, float* red) {

@@ -14,21 +14,8 @@ extension CUDAKernelSource {
     /// Backward per layer (the conv, the SSD forward and both norms recomputed from the saved residual and zx):
     /// out_proj' → t_gated_norm_bwd → SSD' → t_head_grads → t_conv_bwd → in_proj' →
     /// t_rmsnorm_bwd. Head: t_cross_entropy over chunks of rows. Optimizer: t_sumsq → t_adamw.
-    static let training = #"""
-    #if ACT == 0
-    typedef float act_t;
-    __device__ __forceinline__ float LD(float v) { return v; }
-    __device__ __forceinline__ float ST(float f) { return f; }
-    #else
-    typedef u16 act_t;
-    __device__ __forceinline__ float LD(u16 v) { return to_f(v); }
-    __device__ __forceinline__ u16 ST(float f) { return from_f(f); }
-    #endif
+    static let training = activationType + #"""
     __device__ __forceinline__ float sigm(float v) { return 1.f / (1.f + expf(-v)); }
-    __device__ __forceinline__ float warp_sum(float v) {
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        return v;
-    }
     // Sums of two values over a block of 256 threads (red: 16 floats).
     __device__ float2 block_sum2(float a, float b, float* red) {
         const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
