@@ -18,7 +18,7 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Trains a Mamba-2 language model on text files (CPU or GPU), with checkpoints you can resume.",
         discussion: """
-        Model: --preset (tiny, small, 130m, 370m, 780m, 1.3b, 2.7b), --config FILE (config.json of either layout), or \
+        Model: --preset (tiny, small, base, 130m, 370m, 780m, 1.3b, 2.7b), --config FILE (config.json of either layout), or \
         --init-from DIR to fine-tune a checkpoint. Text: each file is a document; a line '<|endoftext|>' separates documents \
         within a file; every 50th document is held out for validation. Ids from --tokenizer FILE (tokenizer.json), the \
         model's own tokenizer.json with --init-from, or --bytes (UTF-8 bytes, vocabulary 257). Checkpoints go to --out \
@@ -38,7 +38,7 @@ struct TrainCommand: ParsableCommand {
     @Argument(help: "Text files to train on.") var data: [String] = []
     @Option(help: "Checkpoint directory.") var out: String
     @Flag(help: "Continue the run saved in --out.") var resume = false
-    @Option(help: "Model shape: tiny, small, 130m, 370m, 780m, 1.3b, 2.7b.") var preset: String?
+    @Option(help: "Model shape: tiny, small, base, 130m, 370m, 780m, 1.3b, 2.7b.") var preset: String?
     @Option(help: "config.json giving the model shape.") var config: String?
     @Option(help: "Start from this model directory (either layout) instead of random weights.") var initFrom: String?
     @Option(help: "tokenizer.json for the text.") var tokenizer: String?
