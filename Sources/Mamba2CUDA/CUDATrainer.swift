@@ -126,6 +126,9 @@ public final class CUDATrainer: @unchecked Sendable {
         mm = try CUDAMatmul(device: device, bf16: bf16)
         let t = Self.convTokens, act = bf16 ? 2 : 4
         for f in [k.conv4, k.conv8] { try f.allowSharedMemory((t + 7) * 256 * act + t * 4) }
+        // the norms' backward sum their weight gradients in shared memory: d_model and d_ssm floats
+        if c.dModel * 4 > 48 * 1024 { try k.rmsnormBackward.allowSharedMemory(c.dModel * 4) }
+        if c.dSSM * 4 > 48 * 1024 { try k.gatedNormBackward.allowSharedMemory(c.dSSM * 4) }
         for f in [k.convBackward4, k.convBackward8] { try f.allowSharedMemory((2 * t + 21) * 256 * act + (t + 7) * 4) }
 
         // The flat layout: decaying parameters first, each range starting at a multiple of 16 values (aligned

@@ -27,7 +27,7 @@ public final class CUDATrainingBackend: TrainingBackend {
         let starts = b.documentStarts()
         var targets = [Int32](repeating: -1, count: T)
         for t in 0..<T where b.hasTarget(t) { targets[t] = Int32(b.tokens[t + 1]) }
-        return try CUDATrainer.Batch(rows: b.rows, length: b.length, tokens: b.tokens.map { Int32(truncatingIfNeeded: $0) },
+        return try CUDATrainer.Batch(rows: b.rows, length: b.length, tokens: b.tokens.map { Int32(clamping: $0) },  // an id past Int32 stays out of range
                                      documentStarts: starts.map { Int32($0) }, targets: targets)
     }
 
