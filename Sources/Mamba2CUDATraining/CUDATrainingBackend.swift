@@ -53,16 +53,11 @@ public final class CUDATrainingBackend: TrainingBackend {
 
     public func optimizerState() throws -> [(String, Tensor)] {
         let (m, v) = try trainer.moments()
-        return m.map { ("m." + $0.key, Tensor(shape: [$0.value.count], data: $0.value)) }
-            + v.map { ("v." + $0.key, Tensor(shape: [$0.value.count], data: $0.value)) }
+        return AdamW.momentTensors(m: m, v: v)
     }
 
     public func restore(parameters: [String: [Float]], optimizerStep: Int, moments: [String: [Float]]) throws {
-        var m: [String: [Float]] = [:], v: [String: [Float]] = [:]
-        for (key, value) in moments {
-            if key.hasPrefix("m.") { m[String(key.dropFirst(2))] = value }
-            if key.hasPrefix("v.") { v[String(key.dropFirst(2))] = value }
-        }
+        let (m, v) = AdamW.splitMoments(moments)
         try trainer.restore(parameters: parameters, optimizerSteps: optimizerStep, m: m, v: v)
     }
 }

@@ -34,16 +34,27 @@ public struct AdamW: Sendable {
     public init(options: Options, step: Int, state: [String: [Float]]) {
         self.options = options
         self.step = step
+        (m, v) = AdamW.splitMoments(state)
+    }
+
+    /// The moments by parameter, for saving ("m.NAME" and "v.NAME").
+    public var stateTensors: [(String, Tensor)] { AdamW.momentTensors(m: m, v: v) }
+
+    /// Moments by parameter name as a checkpoint names them ("m.NAME", "v.NAME"): the one naming of every
+    /// training backend's optimizer state.
+    public static func momentTensors(m: [String: [Float]], v: [String: [Float]]) -> [(String, Tensor)] {
+        m.map { ("m." + $0.key, Tensor(shape: [$0.value.count], data: $0.value)) }
+            + v.map { ("v." + $0.key, Tensor(shape: [$0.value.count], data: $0.value)) }
+    }
+
+    /// A checkpoint's optimizer tensors back into the moments by parameter name.
+    public static func splitMoments(_ state: [String: [Float]]) -> (m: [String: [Float]], v: [String: [Float]]) {
+        var m: [String: [Float]] = [:], v: [String: [Float]] = [:]
         for (key, value) in state {
             if key.hasPrefix("m.") { m[String(key.dropFirst(2))] = value }
             if key.hasPrefix("v.") { v[String(key.dropFirst(2))] = value }
         }
-    }
-
-    /// The moments by parameter, for saving ("m.NAME" and "v.NAME").
-    public var stateTensors: [(String, Tensor)] {
-        m.map { ("m." + $0.key, Tensor(shape: [$0.value.count], data: $0.value)) }
-            + v.map { ("v." + $0.key, Tensor(shape: [$0.value.count], data: $0.value)) }
+        return (m, v)
     }
 
     /// No weight decay for the SSM's own parameters, norms and biases (as mamba_ssm's optimizer groups).
