@@ -16,7 +16,7 @@ struct GenerateCommand: AsyncParsableCommand {
         abstract: "Generates text (or ids) from a prompt, streaming to stdout; a summary goes to stderr.")
 
     @OptionGroup var compute: ComputeOptions
-    @Option(help: "Model directory (config.json + weights [+ tokenizer.json]) or a Hugging Face repo id such as state-spaces/mamba2-130m (default: the small English model in Models/kjv-bytes).") var model: String?
+    @Option(help: "Model directory (config.json + weights [+ tokenizer.json]) or a Hugging Face repo id such as state-spaces/mamba2-130m (default: the small English model in \(LanguageModel.bundledModelRelativePath)).") var model: String?
     @Option(help: "Revision (branch, tag or commit) of a Hub repo.") var revision: String = "main"
     @Option(help: "tokenizer.json (default: the model's, or the bundled GPT-NeoX-20B one for state-spaces models).") var tokenizer: String?
     @Argument(help: "The prompt (or use --prompt, --prompt-file, --prompt-ids, or stdin).") var positionalPrompt: String?
@@ -42,7 +42,7 @@ struct GenerateCommand: AsyncParsableCommand {
     func run() async throws {
         try compute.apply()
         guard let model = model ?? LanguageModel.bundledModelPath else {
-            throw ValidationError("no --model given, and the bundled model (Models/kjv-bytes of the checkout this binary was built from, or MAMBA2_MODEL) was not found")
+            throw ValidationError("no --model given, and the bundled model (\(LanguageModel.bundledModelRelativePath) of the checkout this binary was built from, or MAMBA2_MODEL) was not found")
         }
         let modelDir = try await resolveModel(model, revision: revision)
         let t0 = monotonicSeconds()

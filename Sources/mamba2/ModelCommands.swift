@@ -37,12 +37,12 @@ func countString(_ n: Int) -> String {
 /// `--model DIR` for the commands that read a local model: the small English model that ships in the
 /// repository when none is named (as `generate` does).
 struct ModelOption: ParsableArguments {
-    @Option(help: "Model directory (config.json + weights; default: the bundled model, Models/kjv-bytes).") var model: String?
+    @Option(help: "Model directory (config.json + weights; default: the bundled model, \(LanguageModel.bundledModelRelativePath)).") var model: String?
 
     var directory: String {
         get throws {
             guard let dir = model ?? LanguageModel.bundledModelPath else {
-                throw ValidationError("no --model given, and the bundled model (Models/kjv-bytes of the checkout this binary was built from, or MAMBA2_MODEL) was not found")
+                throw ValidationError("no --model given, and the bundled model (\(LanguageModel.bundledModelRelativePath) of the checkout this binary was built from, or MAMBA2_MODEL) was not found")
             }
             return dir
         }

@@ -130,7 +130,7 @@ struct LinkingTests {
 
 @Suite("The model that ships")
 struct BundledModelTests {
-    // With no --model, generate uses Models/kjv-bytes (trained by mamba2 train, byte-level): the command
+    // With no --model, generate uses Models/english-bytes (trained by mamba2 train, byte-level): the command
     // succeeds, prints text that is valid UTF-8 and mostly letters and spaces, and the same seed repeats it.
     @Test("generate without --model uses the bundled English model")
     func bundled() throws {

@@ -30,12 +30,15 @@ public final class LanguageModel: Sendable {
         return MappedFile.exists(path) ? path : nil
     }
 
-    /// The directory of the small English model that ships in this repository (Models/kjv-bytes,
+    /// Where the model that ships lies inside the repository.
+    public static let bundledModelRelativePath = "Models/english-bytes"
+
+    /// The directory of the small English model that ships in this repository (Models/english-bytes,
     /// trained by `mamba2 train`), used when no model is named; MAMBA2_MODEL overrides it. nil when
     /// neither exists (e.g. a binary copied away from its checkout).
     public static var bundledModelPath: String? {
         if let env = environment("MAMBA2_MODEL") { return env }
-        let path = repositoryRoot + "/Models/kjv-bytes"
+        let path = repositoryRoot + "/" + bundledModelRelativePath
         return MappedFile.exists(path + "/config.json") ? path : nil
     }
 
