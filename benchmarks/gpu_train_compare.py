@@ -22,6 +22,7 @@ Usage (on the GPU machine): python3 benchmarks/gpu_train_compare.py --ours out/m
 """
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import time
@@ -78,6 +79,13 @@ def ours_stats(binary, name, batch, length, steps, out_json):
     text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     print(text, end="")
     return json.load(open(out_json))
+
+
+def machine():
+    """The host the run saw: its kernel (the GPU machines differ in runtime) and processor, for comparing runs."""
+    import platform
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    return {"kernel": platform.release(), "cpu": cpu, "cores": os.cpu_count()}
 
 
 def main():
@@ -139,11 +147,11 @@ def main():
     md = header + "\n".join(lines) + "\n"
     conv = f"causal-conv1d {conv_version} for the fused path" if conv_version else "no causal-conv1d: unfused path only"
     md += f"\nReference: {sdist} (Triton kernels; {conv}), torch {torch.__version__}, " \
-          f"{torch.cuda.get_device_name()}. MFU = 6 · parameters · tokens/s over the bf16 matrix-product peak our binary measured " \
+          f"{torch.cuda.get_device_name()}, host kernel {machine()['kernel']}. MFU = 6 · parameters · tokens/s over the bf16 matrix-product peak our binary measured " \
           f"({rows[0]['bf16_peak_flops'] / 1e12:.0f} TFLOP/s).\n"
     print(md)
     if a.json:
-        json.dump({"reference": sdist, "causal_conv1d": conv_version, "torch": torch.__version__, "device": torch.cuda.get_device_name(), "rows": rows}, open(a.json, "w"), indent=1)
+        json.dump({"reference": sdist, "causal_conv1d": conv_version, "machine": machine(), "torch": torch.__version__, "device": torch.cuda.get_device_name(), "rows": rows}, open(a.json, "w"), indent=1)
     if a.markdown:
         open(a.markdown, "w").write(md)
 

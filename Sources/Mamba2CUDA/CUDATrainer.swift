@@ -476,8 +476,9 @@ public final class CUDATrainer: @unchecked Sendable {
         return SSDSaved(y: w.y, dtOut: w.ssd.dtOut, cumOut: w.ssd.cumOut, statesIn: w.ssd.statesIn, chunkDecay: w.ssd.chunkDecay)
     }
 
-    /// Tokens a thread of the conv kernels slides over (CT), and rows a block of the norms' backward takes (RB).
-    static let convTokens = 32, normRows = 16
+    /// Tokens a thread of the conv kernels slides over (CT), and rows a block of the RMSNorm's backward (RB)
+    /// and of the gated norm's backward (GRB) takes.
+    static let convTokens = 32, normRows = 16, gatedNormRows = 32
     /// The conv kernels' staged tiles (see their source): inputs, output gradients and document starts.
     var convShared: (forward: Int, backward: Int) {
         let t = Self.convTokens
@@ -649,7 +650,7 @@ public final class CUDATrainer: @unchecked Sendable {
             ag.add(Int32(w.T)); ag.add(Int32(S)); ag.add(Int32(c.nGroups)); ag.add(c.rmsNormEps); ag.add(ssdOutputs(w, layer: l).y); ag.add(w.zx[l])
             ag.add(Int32(E))
             ag.add(lv.gateNorm!); ag.add(w.dGated); ag.add(w.dy); ag.add(w.dzx); ag.add(gv.gateNorm!); ag.add(Int32(gatedNormVector ? 1 : 0))
-            try part("bwd gated norm") { try k.gatedNormBackward.launch(grid: ((w.T + Self.normRows - 1) / Self.normRows, 1, 1), block: (256, 1, 1), sharedBytes: S * 4, arguments: ag) }
+            try part("bwd gated norm") { try k.gatedNormBackward.launch(grid: ((w.T + Self.gatedNormRows - 1) / Self.gatedNormRows, 1, 1), block: (256, 1, 1), sharedBytes: S * 4, arguments: ag) }
             // SSD
             try part("bwd ssd") {
                 if let tc { try tc.launchBackward(try tcPrepared(w, layer: l, views: lv)) } else { try plain!.launch(plainPrepared(w, layer: l, views: lv)) }

@@ -95,6 +95,38 @@ extension CUDAKernelSource {
     // Both conv kernels are built for windows of KW = 4 (d_conv ≤ 4: every released model; half the registers
     // and instructions of a window of 8) and KW = 8 (d_conv ≤ 8); the tiles are laid out for 8 either way.
     #define CT 32
+    // Whether the conv kernels may stage their tiles 8 values (16 bytes) a load: bf16, and every row start,
+    // column offset and the x/B/C boundaries whole multiples of 8 values (every released shape). One 2-byte
+    // load per value left the backward waiting on its loads for half its cycles at 1.3b.
+    __device__ __forceinline__ bool conv_vec(int CD, int S, int GN, int E, int xbcOff) {
+    #if ACT == 1
+        return CD % 8 == 0 && S % 8 == 0 && GN % 8 == 0 && E % 8 == 0 && xbcOff % 8 == 0;
+    #else
+        return false;
+    #endif
+    }
+    // Stages rows [u0, u0 + rows) of zx's xBC columns ch0 ..< ch0 + nc (zero outside [0, T) and past nc) into
+    // tile[row][256].
+    __device__ __forceinline__ void stage_zx(act_t* tile, int rows, int u0, int T, int E, int xbcOff, int ch0, int nc,
+                                             const act_t* __restrict__ zx, bool vec) {
+    #if ACT == 1
+        if (vec) {
+            #pragma unroll 4
+            for (int e = threadIdx.x; e < rows * 32; e += 256) {
+                const int row = e >> 5, col = (e & 31) * 8, u = u0 + row;
+                uint4 v = make_uint4(0, 0, 0, 0);
+                if (u >= 0 && u < T && col < nc) v = *(const uint4*)(zx + (size_t)u * E + xbcOff + ch0 + col);
+                *(uint4*)(tile + row * 256 + col) = v;
+            }
+            return;
+        }
+    #endif
+        #pragma unroll 8
+        for (int e = threadIdx.x; e < rows * 256; e += 256) {
+            const int row = e >> 8, col = e & 255, u = u0 + row;
+            tile[e] = u >= 0 && u < T && col < nc ? zx[(size_t)u * E + xbcOff + ch0 + col] : ST(0.f);
+        }
+    }
     template <int KW>
     __device__ __forceinline__ void conv_fwd(int T, int CD, int K, int S, int GN, int H, int E, int xbcOff, int dtOff,
                                              const act_t* __restrict__ zx, const int* __restrict__ docStart,
@@ -108,11 +140,7 @@ extension CUDAKernelSource {
         const int t0 = blockIdx.x * CT, t1 = min(T, t0 + CT);
         const int nc = min(256, CD - ch0);               // channels of this block that are conv channels
         if (nc > 0) {
-            #pragma unroll 8
-            for (int e = threadIdx.x; e < (CT + 7) * 256; e += 256) {
-                const int row = e >> 8, col = e & 255, u = t0 - 7 + row;
-                zin[e] = u >= 0 && u < T && col < nc ? zx[(size_t)u * E + xbcOff + ch0 + col] : ST(0.f);
-            }
+            stage_zx(zin, CT + 7, t0 - 7, T, E, xbcOff, ch0, nc, zx, conv_vec(CD, S, GN, E, xbcOff));
             if (threadIdx.x < CT) dss[threadIdx.x] = t0 + threadIdx.x < T ? docStart[t0 + threadIdx.x] : 0;
             __syncthreads();
         }
@@ -162,17 +190,28 @@ extension CUDAKernelSource {
         const int t0 = blockIdx.x * CT, t1 = min(T, t0 + CT);
         const int nc = min(256, CD - ch0);
         if (nc > 0) {
-            #pragma unroll 8
-            for (int e = threadIdx.x; e < (CT + 14) * 256; e += 256) {
-                const int row = e >> 8, col = e & 255, u = t0 - 7 + row;
-                zin[e] = u >= 0 && u < T && col < nc ? zx[(size_t)u * E + xbcOff + ch0 + col] : ST(0.f);
-            }
-            #pragma unroll 8
-            for (int e = threadIdx.x; e < (CT + 7) * 256; e += 256) {
-                const int row = e >> 8, col = e & 255, u = t0 + row, c = ch0 + col;
-                act_t v = ST(0.f);
-                if (u < T && col < nc) v = c < S ? dxo[(size_t)u * S + c] : c < S + GN ? dbo[(size_t)u * GN + c - S] : dco[(size_t)u * GN + c - S - GN];
-                gos[e] = v;
+            const bool vec = conv_vec(CD, S, GN, E, xbcOff);
+            stage_zx(zin, CT + 14, t0 - 7, T, E, xbcOff, ch0, nc, zx, vec);
+    #if ACT == 1
+            if (vec) {  // 8 channels never straddle x, B and C (S and GN are multiples of 8)
+                #pragma unroll 4
+                for (int e = threadIdx.x; e < (CT + 7) * 32; e += 256) {
+                    const int row = e >> 5, col = (e & 31) * 8, u = t0 + row, c = ch0 + col;
+                    uint4 v = make_uint4(0, 0, 0, 0);
+                    if (u < T && col < nc)
+                        v = *(const uint4*)(c < S ? dxo + (size_t)u * S + c : c < S + GN ? dbo + (size_t)u * GN + c - S : dco + (size_t)u * GN + c - S - GN);
+                    *(uint4*)(gos + row * 256 + col) = v;
+                }
+            } else
+    #endif
+            {
+                #pragma unroll 8
+                for (int e = threadIdx.x; e < (CT + 7) * 256; e += 256) {
+                    const int row = e >> 8, col = e & 255, u = t0 + row, c = ch0 + col;
+                    act_t v = ST(0.f);
+                    if (u < T && col < nc) v = c < S ? dxo[(size_t)u * S + c] : c < S + GN ? dbo[(size_t)u * GN + c - S] : dco[(size_t)u * GN + c - S - GN];
+                    gos[e] = v;
+                }
             }
             if (threadIdx.x < CT + 7) dss[threadIdx.x] = t0 + threadIdx.x < T ? docStart[t0 + threadIdx.x] : 0x7fffffff;
             __syncthreads();
@@ -310,9 +349,14 @@ extension CUDAKernelSource {
         }
     }
 
-    // Its backward, a warp per token row, RB rows a block, from g = d out (T, S) float32:
-    // dv = r·g·w − v·r³·Σ(g·w·v)/gs; dy = dv·silu(z) (the SSD's output gradient), dz = dv·y·silu'(z) into dzx's
-    // z columns, dw += Σ g·v·r (shared-memory sums, added once per block). vec as in the forward.
+    // Its backward, from g = d out (T, S) float32: dv = r·g·w − v·r³·Σ(g·w·v)/gs; dy = dv·silu(z) (the SSD's
+    // output gradient), dz = dv·y·silu'(z) into dzx's z columns, dw += Σ g·v·r. A block takes GRB rows, a warp
+    // GRB / 8 of them (rows base + warp, + 8, + 16, …). vec as in the forward; on it a warp first reduces each of
+    // its rows (r, r³·Σ g·w·v / gs), then walks the columns once, 8 values a lane, over all its rows, summing
+    // dw's parts in registers: one shared-memory atomic per column per warp instead of one per element (a row
+    // at a time, those atomics stalled the kernel: half its cycles waited on them at 1.3b). The block's sums
+    // go to dw once.
+    #define GRB 32
     extern "C" __global__ void __launch_bounds__(256) t_gated_norm_bwd(
             int T, int S, int G, float eps, const act_t* __restrict__ y, const act_t* __restrict__ zx, int E, const float* __restrict__ w,
             const float* __restrict__ g, act_t* __restrict__ dy, act_t* __restrict__ dzx, float* __restrict__ dw, int vec) {
@@ -321,13 +365,18 @@ extension CUDAKernelSource {
         __syncthreads();
         const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
         const int gs = S / G;
-        const int t1 = min(T, (int)(blockIdx.x * RB + RB));
-        for (int t = blockIdx.x * RB + warp; t < t1; t += 8) {
-            const size_t ro = (size_t)t * S, zo = (size_t)t * E;
-            for (int q = 0; q < G; q++) {
-                float ss = 0.f, dot = 0.f;
+        const int tb = blockIdx.x * GRB + warp;
     #if ACT == 1
-                if (vec) {
+        if (vec) {
+            for (int q = 0; q < G; q++) {
+                float r[GRB / 8], kk[GRB / 8];
+                #pragma unroll
+                for (int j = 0; j < GRB / 8; j++) {
+                    const int t = tb + 8 * j;
+                    r[j] = 0.f; kk[j] = 0.f;
+                    if (t >= T) continue;  // the same for the whole warp
+                    const size_t ro = (size_t)t * S, zo = (size_t)t * E;
+                    float ss = 0.f, dot = 0.f;
                     for (int i = q * gs + lane * 8; i < (q + 1) * gs; i += 256) {
                         float yv[8], zv[8], gv[8], wv[8];
                         ld8(y + ro + i, yv); ld8(zx + zo + i, zv); ld8f(g + ro + i, gv); ld8f(w + i, wv);
@@ -335,34 +384,54 @@ extension CUDAKernelSource {
                         for (int k = 0; k < 8; k++) { const float v = yv[k] * zv[k] * sigm(zv[k]); ss += v * v; dot += gv[k] * wv[k] * v; }
                     }
                     ss = warp_sum(ss); dot = warp_sum(dot);
-                    const float r = rsqrtf(ss / gs + eps), kk = r * r * r * dot / gs;
-                    for (int i = q * gs + lane * 8; i < (q + 1) * gs; i += 256) {
-                        float yv[8], zv[8], gv[8], wv[8], dyo[8], dzo[8];
-                        ld8(y + ro + i, yv); ld8(zx + zo + i, zv); ld8f(g + ro + i, gv); ld8f(w + i, wv);
+                    r[j] = rsqrtf(ss / gs + eps); kk[j] = r[j] * r[j] * r[j] * dot / gs;
+                }
+                for (int i = q * gs + lane * 8; i < (q + 1) * gs; i += 256) {
+                    float wv[8], acc[8];
+                    ld8f(w + i, wv);
+                    #pragma unroll
+                    for (int k = 0; k < 8; k++) acc[k] = 0.f;
+                    #pragma unroll
+                    for (int j = 0; j < GRB / 8; j++) {
+                        const int t = tb + 8 * j;
+                        if (t >= T) break;
+                        const size_t ro = (size_t)t * S, zo = (size_t)t * E;
+                        float yv[8], zv[8], gv[8], dyo[8], dzo[8];
+                        ld8(y + ro + i, yv); ld8(zx + zo + i, zv); ld8f(g + ro + i, gv);
                         #pragma unroll
                         for (int k = 0; k < 8; k++) {
-                            const float sg = sigm(zv[k]), v = yv[k] * zv[k] * sg, dv = r * gv[k] * wv[k] - v * kk;
+                            const float sg = sigm(zv[k]), v = yv[k] * zv[k] * sg, dv = r[j] * gv[k] * wv[k] - v * kk[j];
                             dyo[k] = dv * zv[k] * sg;
                             dzo[k] = dv * yv[k] * sg * (1.f + zv[k] * (1.f - sg));
-                            atomicAdd(dws + i + k, gv[k] * v * r);
+                            acc[k] += gv[k] * v * r[j];
                         }
                         st8(dy + ro + i, dyo); st8(dzx + zo + i, dzo);
                     }
-                    continue;
+                    #pragma unroll
+                    for (int k = 0; k < 8; k++) atomicAdd(dws + i + k, acc[k]);
                 }
+            }
+        } else
     #endif
-                for (int i = q * gs + lane; i < (q + 1) * gs; i += 32) {
-                    const float zv = LD(zx[zo + i]), v = LD(y[ro + i]) * zv * sigm(zv);
-                    ss += v * v; dot += g[ro + i] * w[i] * v;
-                }
-                ss = warp_sum(ss); dot = warp_sum(dot);
-                const float r = rsqrtf(ss / gs + eps), k = r * r * r * dot / gs;
-                for (int i = q * gs + lane; i < (q + 1) * gs; i += 32) {
-                    const float zv = LD(zx[zo + i]), yv = LD(y[ro + i]), sg = sigm(zv), v = yv * zv * sg, gv = g[ro + i];
-                    const float dv = r * gv * w[i] - v * k;
-                    dy[ro + i] = ST(dv * zv * sg);
-                    dzx[zo + i] = ST(dv * yv * sg * (1.f + zv * (1.f - sg)));
-                    atomicAdd(dws + i, gv * v * r);
+        {
+            const int t1 = min(T, (int)(blockIdx.x * GRB + GRB));
+            for (int t = tb; t < t1; t += 8) {
+                const size_t ro = (size_t)t * S, zo = (size_t)t * E;
+                for (int q = 0; q < G; q++) {
+                    float ss = 0.f, dot = 0.f;
+                    for (int i = q * gs + lane; i < (q + 1) * gs; i += 32) {
+                        const float zv = LD(zx[zo + i]), v = LD(y[ro + i]) * zv * sigm(zv);
+                        ss += v * v; dot += g[ro + i] * w[i] * v;
+                    }
+                    ss = warp_sum(ss); dot = warp_sum(dot);
+                    const float r = rsqrtf(ss / gs + eps), k = r * r * r * dot / gs;
+                    for (int i = q * gs + lane; i < (q + 1) * gs; i += 32) {
+                        const float zv = LD(zx[zo + i]), yv = LD(y[ro + i]), sg = sigm(zv), v = yv * zv * sg, gv = g[ro + i];
+                        const float dv = r * gv * w[i] - v * k;
+                        dy[ro + i] = ST(dv * zv * sg);
+                        dzx[zo + i] = ST(dv * yv * sg * (1.f + zv * (1.f - sg)));
+                        atomicAdd(dws + i, gv * v * r);
+                    }
                 }
             }
         }
