@@ -5,19 +5,21 @@ public struct TokenGenerator {
     /// Where the model runs; this generator owns row `row` of its table while it runs.
     public let backend: any Mamba2Backend
     public let tokenizer: Tokenizer?
-    public var sampler: Sampler
     public let row: Int
-    public private(set) var tokens: [Int]
     public private(set) var info: GenerationInfo
-    let parameters: GenerateParameters
+    /// Sampling, the context and the text: everything but the backend calls.
+    var sequence: GenerationSequence
     /// (padded vocab): the logits of the last token fed, reused token after token.
     var logits: [Float]
     /// The one-element row and token lists of a step, kept so that a step allocates nothing.
     var stepRows: [Int], stepTokens: [Int]
-    var decoder: StreamingDecoder?
-    var pendingText = ""
-    var finished = false
-    var lastToken: Int?
+
+    /// The prompt, then every token chosen.
+    public var tokens: [Int] { sequence.tokens }
+    public var sampler: Sampler {
+        get { sequence.sampler }
+        set { sequence.sampler = newValue }
+    }
 
     /// Prefills the prompt on `row` of the backend, from `state` if given, else from zero. Throws for an
     /// empty prompt or ids outside the vocabulary.
@@ -27,10 +29,8 @@ public struct TokenGenerator {
         guard !prompt.isEmpty else { throw Mamba2Error.invalidArgument("prompt", reason: "empty prompt: give at least one token") }
         self.backend = backend
         self.tokenizer = tokenizer
-        self.parameters = parameters
         self.row = row
-        sampler = Sampler(parameters: parameters)
-        decoder = tokenizer.map { StreamingDecoder(tokenizer: $0) }
+        sequence = GenerationSequence(prompt: prompt, parameters: parameters, tokenizer: tokenizer)
         try backend.reserveRows(row + 1)
         if let state { try backend.setState(state, row: row) } else { try backend.resetState(row: row) }
         var logits = [Float](repeating: 0, count: backend.config.paddedVocabSize)
@@ -39,7 +39,6 @@ public struct TokenGenerator {
         self.logits = logits
         stepRows = [row]
         stepTokens = [0]
-        tokens = prompt
         info = GenerationInfo(promptTokens: prompt.count, generatedTokens: 0, prefillSeconds: monotonicSeconds() - t0,
                               decodeSeconds: 0, stopReason: .maxTokens, device: backend.deviceDescription)
     }
@@ -58,71 +57,22 @@ public struct TokenGenerator {
     /// The next token and the text it completes (nil when a character is still incomplete or held back
     /// for a stop string), or nil when generation has ended.
     public mutating func next() throws -> (token: SampledToken, text: String?)? {
-        if finished { return nil }
-        if info.generatedTokens >= parameters.maxTokens { finished = true; info.stopReason = .maxTokens; return nil }
+        guard sequence.wantsToken() else { info.stopReason = sequence.stopReason; return nil }
         let t0 = monotonicSeconds()
         // The logits of the last token are in the workspace; a new token is fed only when asked for the next.
-        if let last = lastToken {
+        if let last = sequence.lastToken {
             stepTokens[0] = last
             try logits.withUnsafeMutableBufferPointer { try backend.step(stepTokens, rows: stepRows, logits: $0) }
         }
-        let chosen = logits.withUnsafeBufferPointer { sampler.sample($0, context: tokens[...]) }
+        let out = logits.withUnsafeBufferPointer { sequence.accept($0) }
         info.decodeSeconds += info.generatedTokens > 0 ? monotonicSeconds() - t0 : 0
-        tokens.append(chosen.id)
-        lastToken = chosen.id
         info.generatedTokens += 1
-        if parameters.stopTokenIDs.contains(chosen.id) {
-            finished = true
-            info.stopReason = .stopToken
-            return (chosen, nil)
-        }
-        guard var decoder else { return (chosen, nil) }
-        let piece = decoder.push(chosen.id)
-        self.decoder = decoder
-        guard let piece else { return (chosen, nil) }
-        return (chosen, emit(piece))
+        info.stopReason = sequence.stopReason
+        return out
     }
 
     /// Text still held back when generation ends.
-    public mutating func finishText() -> String? {
-        if var decoder, !finished || info.stopReason != .stopString {
-            if let rest = decoder.finish() { pendingText += rest }
-            self.decoder = decoder
-        }
-        if info.stopReason == .stopString { return nil }
-        let out = pendingText
-        pendingText = ""
-        return out.isEmpty ? nil : out
-    }
-
-    /// Appends text; returns what can be shown now, holding back a possible stop-string prefix.
-    mutating func emit(_ piece: String) -> String? {
-        pendingText += piece
-        let stops = parameters.stopStrings.filter { !$0.isEmpty }
-        if stops.isEmpty { defer { pendingText = "" }; return pendingText }
-        for s in stops {
-            if let r = pendingText.range(ofScalars: s) {
-                finished = true
-                info.stopReason = .stopString
-                let out = String(pendingText[..<r.lowerBound])
-                pendingText = ""
-                return out
-            }
-        }
-        // Hold back the longest tail that begins some stop string.
-        let scalars = Array(pendingText.unicodeScalars)
-        var hold = 0
-        for s in stops {
-            let ss = Array(s.unicodeScalars)
-            for k in stride(from: min(ss.count - 1, scalars.count), to: 0, by: -1) where Array(scalars.suffix(k)) == Array(ss.prefix(k)) {
-                hold = max(hold, k)
-                break
-            }
-        }
-        let out = String(String.UnicodeScalarView(scalars.dropLast(hold)))
-        pendingText = String(String.UnicodeScalarView(scalars.suffix(hold)))
-        return out
-    }
+    public mutating func finishText() -> String? { sequence.finishText() }
 }
 
 extension String {

@@ -1,0 +1,257 @@
+import Foundation
+import Synchronization
+
+/// Many generations at once on one backend, as a server runs them. Each running request holds a row of
+/// the backend's state table (a slot: its conv window and SSM state, fixed in size however long the
+/// text). Between decode steps, waiting prompts are prefilled together, packed, under a token budget;
+/// then every running sequence advances by one batched step. Requests join and leave at every step, and a
+/// request whose stream is dropped frees its slot at the next one. One thread owns the backend.
+///
+/// A sequence's tokens do not depend on what else runs: each samples with its own sampler, on its own
+/// row (the batched step computes each row as a step of that row alone would, up to float rounding).
+public final class ContinuousBatcher: @unchecked Sendable {
+    public struct Options: Sendable {
+        /// Rows of the backend's state table: requests that run at once.
+        public var slots: Int
+        /// Prompt tokens one prefill between two decode steps takes at most (a longer prompt goes alone), so
+        /// that new prompts do not stall the streams that run.
+        public var prefillTokenBudget: Int
+        /// Requests that may wait for a slot; more are refused (`SubmitError.queueFull`).
+        public var queueLimit: Int
+        public init(slots: Int = 8, prefillTokenBudget: Int = 4096, queueLimit: Int = 64) {
+            self.slots = slots; self.prefillTokenBudget = prefillTokenBudget; self.queueLimit = queueLimit
+        }
+    }
+
+    public enum SubmitError: Error, Sendable, CustomStringConvertible {
+        case queueFull(limit: Int)
+        case stopped
+        public var description: String {
+            switch self {
+            case let .queueFull(limit): "the queue is full (\(limit) requests wait for a slot); try again later"
+            case .stopped: "the server is shutting down"
+            }
+        }
+    }
+
+    /// Counters since start, and the queue and batch now.
+    public struct Metrics: Sendable {
+        public var requests = 0, promptTokens = 0, generatedTokens = 0, decodeSteps = 0, prefills = 0
+        public var waiting = 0, running = 0
+        /// Sum over decode steps of the rows they advanced (mean batch size = this / decodeSteps).
+        public var rowsStepped = 0
+    }
+
+    /// A request as the loop sees it. Only the loop thread touches it, except `cancelled`.
+    final class Job: @unchecked Sendable {
+        var sequence: GenerationSequence
+        let continuation: AsyncThrowingStream<Generation, Error>.Continuation
+        let cancelled = Atomic<Bool>(false)
+        var row = -1
+        var info: GenerationInfo
+        var decodeStart = 0.0
+        init(sequence: GenerationSequence, continuation: AsyncThrowingStream<Generation, Error>.Continuation, info: GenerationInfo) {
+            self.sequence = sequence; self.continuation = continuation; self.info = info
+        }
+    }
+
+    public let backend: any Mamba2Backend
+    public let tokenizer: Tokenizer?
+    public let options: Options
+    /// Guards `pending`, `stopping` and `metrics`; the loop waits on it for work.
+    let condition = NSCondition()
+    var pending: [Job] = []
+    var stopping = false
+    var metricsValue = Metrics()
+    var thread: Thread?
+
+    /// Starts the loop's thread. The backend is the batcher's from now on: use it for nothing else. Call
+    /// `stop()` when done (the thread keeps the batcher alive until then).
+    public init(backend: any Mamba2Backend, tokenizer: Tokenizer?, options: Options = Options()) throws {
+        guard options.slots >= 1, options.slots <= 4096 else {
+            throw Mamba2Error.invalidArgument("slots", reason: "must be in 1...4096, not \(options.slots)")
+        }
+        guard options.prefillTokenBudget >= 1, options.queueLimit >= 1 else {
+            throw Mamba2Error.invalidArgument("prefill budget / queue", reason: "the budget and the queue limit must be ≥ 1")
+        }
+        self.backend = backend
+        self.tokenizer = tokenizer
+        self.options = options
+        try backend.reserveRows(options.slots)
+        // The thread holds the batcher until `stop()` ends the loop.
+        let t = Thread { self.loop() }
+        t.name = "mamba2-batcher"
+        thread = t
+        t.start()
+    }
+
+    public var metrics: Metrics {
+        condition.lock(); defer { condition.unlock() }
+        return metricsValue
+    }
+
+    /// Queues a generation; its stream yields tokens and text as they come, then the summary. Throws at
+    /// once for bad parameters, an empty prompt or ids outside the vocabulary, a full queue, or after
+    /// `stop`. Dropping the stream (or cancelling the task that reads it) ends the request.
+    public func submit(prompt: [Int], parameters: GenerateParameters) throws -> AsyncThrowingStream<Generation, Error> {
+        try parameters.validate()
+        guard !prompt.isEmpty else { throw Mamba2Error.invalidArgument("prompt", reason: "empty prompt: give at least one token") }
+        let vocab = backend.config.vocabSize
+        if let bad = prompt.first(where: { $0 < 0 || $0 >= vocab }) {
+            throw Mamba2Error.invalidArgument("prompt", reason: "token id \(bad) is outside the vocabulary (0..<\(vocab))")
+        }
+        let (stream, continuation) = AsyncThrowingStream<Generation, Error>.makeStream()
+        let info = GenerationInfo(promptTokens: prompt.count, generatedTokens: 0, prefillSeconds: 0, decodeSeconds: 0,
+                                  stopReason: .maxTokens, device: backend.deviceDescription)
+        let job = Job(sequence: GenerationSequence(prompt: prompt, parameters: parameters, tokenizer: tokenizer),
+                      continuation: continuation, info: info)
+        condition.lock()
+        defer { condition.unlock() }
+        if stopping { throw SubmitError.stopped }
+        guard pending.count < options.queueLimit else {
+            throw SubmitError.queueFull(limit: options.queueLimit)
+        }
+        pending.append(job)
+        metricsValue.requests += 1
+        metricsValue.promptTokens += prompt.count
+        metricsValue.waiting = pending.count
+        continuation.onTermination = { [weak self] _ in
+            job.cancelled.store(true, ordering: .relaxed)
+            self?.wake()
+        }
+        condition.signal()
+        return stream
+    }
+
+    /// Stops taking requests; running and waiting ones are ended (their streams finish with what they
+    /// have, stop reason `cancelled`), and the loop's thread exits.
+    public func stop() {
+        condition.lock()
+        stopping = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    func wake() {
+        condition.lock(); condition.signal(); condition.unlock()
+    }
+
+    // MARK: the loop
+
+    func loop() {
+        let V = backend.config.paddedVocabSize
+        var free = Array((0..<options.slots).reversed())
+        var running: [Job] = []
+        var logits = [Float](repeating: 0, count: options.slots * V)
+        while true {
+            condition.lock()
+            while pending.isEmpty && running.isEmpty && !stopping { condition.wait() }
+            if stopping {
+                let rest = pending
+                pending = []
+                metricsValue.waiting = 0
+                condition.unlock()
+                for j in rest + running { j.sequence.cancel(); finish(j) }
+                return
+            }
+            // Admit waiting requests into free slots, packed under the prefill budget (the first always fits).
+            var admitted: [Job] = []
+            var budget = options.prefillTokenBudget
+            while let j = pending.first, admitted.count < free.count {
+                let n = j.sequence.promptCount
+                if !admitted.isEmpty && n > budget { break }
+                budget -= n
+                admitted.append(pending.removeFirst())
+            }
+            metricsValue.waiting = pending.count
+            condition.unlock()
+
+            // Requests whose readers left: free their slots.
+            running.removeAll { j in
+                guard j.cancelled.load(ordering: .relaxed) else { return false }
+                j.sequence.cancel(); finish(j); free.append(j.row)
+                return true
+            }
+            admitted.removeAll { j in
+                guard j.cancelled.load(ordering: .relaxed) else { return false }
+                j.sequence.cancel(); finish(j)
+                return true
+            }
+
+            if !admitted.isEmpty {
+                for j in admitted { j.row = free.removeLast() }
+                let t0 = monotonicSeconds()
+                do {
+                    for j in admitted { try backend.resetState(row: j.row) }
+                    try logits.withUnsafeMutableBufferPointer { buf in
+                        try backend.prefill(admitted.map { Array($0.sequence.tokens) }, rows: admitted.map(\.row),
+                                            lastLogits: UnsafeMutableBufferPointer(rebasing: buf[0..<(admitted.count * V)]))
+                    }
+                } catch {
+                    for j in admitted { j.continuation.finish(throwing: error); free.append(j.row) }
+                    admitted = []
+                }
+                let dt = monotonicSeconds() - t0
+                for (k, j) in admitted.enumerated() {
+                    j.info.prefillSeconds = dt
+                    j.decodeStart = monotonicSeconds()
+                    if j.sequence.wantsToken() {
+                        logits.withUnsafeBufferPointer { advance(j, UnsafeBufferPointer(rebasing: $0[(k * V)..<((k + 1) * V)])) }
+                    }
+                }
+                running += admitted
+                condition.lock(); metricsValue.prefills += 1; condition.unlock()
+            }
+
+            // One decode step for every sequence that wants another token.
+            running.removeAll { j in
+                if j.sequence.wantsToken() { return false }
+                finish(j); free.append(j.row)
+                return true
+            }
+            if running.isEmpty { publishRunning(0); continue }
+            let tokens = running.map { $0.sequence.lastToken! }
+            let rows = running.map(\.row)
+            do {
+                try logits.withUnsafeMutableBufferPointer { buf in
+                    try backend.step(tokens, rows: rows, logits: UnsafeMutableBufferPointer(rebasing: buf[0..<(rows.count * V)]))
+                }
+            } catch {
+                for j in running { j.continuation.finish(throwing: error); free.append(j.row) }
+                running = []
+                publishRunning(0)
+                continue
+            }
+            for (k, j) in running.enumerated() {
+                logits.withUnsafeBufferPointer { advance(j, UnsafeBufferPointer(rebasing: $0[(k * V)..<((k + 1) * V)])) }
+            }
+            condition.lock()
+            metricsValue.decodeSteps += 1
+            metricsValue.rowsStepped += rows.count
+            metricsValue.running = running.count
+            condition.unlock()
+        }
+    }
+
+    func publishRunning(_ n: Int) {
+        condition.lock(); metricsValue.running = n; condition.unlock()
+    }
+
+    /// Samples a job's next token from its logits and streams it.
+    func advance(_ j: Job, _ logits: UnsafeBufferPointer<Float>) {
+        let (token, text) = j.sequence.accept(logits)
+        j.info.generatedTokens += 1
+        j.continuation.yield(.token(token))
+        if let text, !text.isEmpty { j.continuation.yield(.chunk(text)) }
+        condition.lock(); metricsValue.generatedTokens += 1; condition.unlock()
+    }
+
+    /// Ends a job's stream: held-back text, then the summary.
+    func finish(_ j: Job) {
+        if let rest = j.sequence.finishText(), !rest.isEmpty { j.continuation.yield(.chunk(rest)) }
+        j.info.stopReason = j.sequence.stopReason
+        j.info.decodeSeconds = j.decodeStart > 0 ? monotonicSeconds() - j.decodeStart : 0
+        j.continuation.yield(.info(j.info))
+        j.continuation.finish()
+    }
+}
