@@ -18,11 +18,15 @@ let package = Package(
         .library(name: "Mamba2Hub", targets: ["Mamba2Hub"]),
         // Benchmarks and the GPU self-tests.
         .library(name: "Mamba2Diagnostics", targets: ["Mamba2Diagnostics"]),
+        // An OpenAI-compatible HTTP server over a continuously batched backend.
+        .library(name: "Mamba2Server", targets: ["Mamba2Server"]),
         .executable(name: "mamba2", targets: ["mamba2"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         // `swift package generate-documentation --target Mamba2`: the DocC catalog in Sources/Mamba2/Mamba2.docc.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
@@ -57,6 +61,12 @@ let package = Package(
             name: "Mamba2Hub",
             dependencies: ["Mamba2", .product(name: "AsyncHTTPClient", package: "async-http-client")]
         ),
+        // The OpenAI-compatible server (`mamba2 serve`): HTTP routes on Hummingbird over the core's
+        // ContinuousBatcher. Kept apart so the core needs no networking.
+        .target(
+            name: "Mamba2Server",
+            dependencies: ["Mamba2", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio")]
+        ),
         // The command line: parses arguments and calls the library. On Linux it links OpenBLAS's static
         // archive (the kernels' weak references then point into it), so the release binary starts on
         // machines without any BLAS shared library (the GPU machines have none). An executable's flags
@@ -65,8 +75,9 @@ let package = Package(
         .executableTarget(name: "mamba2-fuzz", dependencies: ["Mamba2"]),
         .executableTarget(
             name: "mamba2",
-            dependencies: ["Mamba2", "Mamba2Training", "Mamba2CUDA", "Mamba2CUDATraining", "Mamba2Hub", "Mamba2Diagnostics",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Mamba2", "Mamba2Training", "Mamba2CUDA", "Mamba2CUDATraining", "Mamba2Hub", "Mamba2Diagnostics", "Mamba2Server",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Hummingbird", package: "hummingbird")],
             linkerSettings: [
                 .unsafeFlags(["-Xlinker", "-u", "-Xlinker", "cblas_sgemm", "-Xlinker", "-u", "-Xlinker", "openblas_set_num_threads",
                               "-Xlinker", "-u", "-Xlinker", "openblas_get_config", "-Xlinker", "-l:libopenblas.a"], .when(platforms: [.linux])),
@@ -83,6 +94,8 @@ let package = Package(
         .testTarget(name: "Mamba2CUDATrainingTests", dependencies: ["Mamba2CUDATraining", "Mamba2TestSupport"]),
         .testTarget(name: "Mamba2HubTests", dependencies: ["Mamba2Hub", "Mamba2TestSupport"]),
         .testTarget(name: "Mamba2DiagnosticsTests", dependencies: ["Mamba2Diagnostics", "Mamba2TestSupport"]),
+        .testTarget(name: "Mamba2ServerTests", dependencies: ["Mamba2Server", "Mamba2TestSupport",
+                                                           .product(name: "HummingbirdTesting", package: "hummingbird")]),
         .testTarget(name: "Mamba2CLITests", dependencies: ["Mamba2Training", "Mamba2TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

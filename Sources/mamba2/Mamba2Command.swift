@@ -9,7 +9,7 @@ struct Mamba2Command: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mamba2",
         abstract: "Mamba-2 state space models in Swift: the SSD layer, checkpoints, inference.",
-        subcommands: [GenerateCommand.self, DemoCommand.self, TrainCommand.self, InfoCommand.self, LogitsCommand.self, PerplexityCommand.self, TokenizeCommand.self, DetokenizeCommand.self, BenchCommand.self, SelfTestCommand.self]
+        subcommands: [GenerateCommand.self, DemoCommand.self, TrainCommand.self, InfoCommand.self, LogitsCommand.self, PerplexityCommand.self, TokenizeCommand.self, DetokenizeCommand.self, ServeCommand.self, BenchCommand.self, SelfTestCommand.self]
     )
 }
 
