@@ -241,6 +241,10 @@ public struct CompletionServer: Sendable {
         metric("decode_steps_total", "counter", "Batched decode steps.", m.decodeSteps)
         metric("decode_rows_total", "counter", "Rows advanced by decode steps (mean batch = this / decode_steps_total).", m.rowsStepped)
         metric("prefills_total", "counter", "Packed prefills.", m.prefills)
+        metric("prefix_cache_hits_total", "counter", "Prompts that restored a cached prefix state.", m.cacheHits)
+        metric("prefix_cache_tokens_total", "counter", "Prompt tokens restored from the prefix cache instead of prefilled.", m.cachedTokens)
+        metric("prefix_cache_bytes", "gauge", "Bytes of states in the prefix cache.", m.cacheBytes)
+        metric("prefix_cache_entries", "gauge", "States in the prefix cache.", m.cacheEntries)
         metric("queue_depth", "gauge", "Requests waiting for a slot.", m.waiting)
         metric("running", "gauge", "Requests running.", m.running)
         return s

@@ -7,7 +7,7 @@ import Mamba2Diagnostics
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks that print tables (and JSON).",
-        subcommands: [BenchModelCommand.self, BenchSSDCommand.self, BenchSSDKernelsCommand.self, BenchTokenizerCommand.self, BenchTrainCommand.self], defaultSubcommand: BenchModelCommand.self
+        subcommands: [BenchModelCommand.self, BenchSSDCommand.self, BenchSSDKernelsCommand.self, BenchTokenizerCommand.self, BenchTrainCommand.self, BenchPrefixCacheCommand.self], defaultSubcommand: BenchModelCommand.self
     )
 }
 
@@ -400,5 +400,45 @@ struct BenchTrainCommand: ParsableCommand {
                                    "recompute_ssd": .bool(recomputeSsd), "mfu": .number(mfu), "bf16_peak_flops": .number(peakFlops), "loss": .number(loss), "device": .string(gpu.name)])
             try writeFileAtomically(Array(o.serialized.utf8), to: json)
         }
+    }
+}
+
+struct BenchPrefixCacheCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prefix-cache",
+        abstract: "Time to the first token of a follow-up that re-sends a conversation, with and without the prefix-state cache."
+    )
+    @OptionGroup var compute: ComputeOptions
+    @Option(help: "A released shape with random weights: 130m, 370m, 780m, 1.3b, 2.7b.") var shape: String = "130m"
+    @Option(help: "Tokens of the first turn's prompt.") var prefix: Int = 2000
+    @Option(help: "Tokens the first turn generates.") var answer: Int = 16
+    @Option(help: "New tokens of the follow-up.") var new: Int = 50
+    @Option(help: "Follow-ups timed per mode (median).") var repetitions: Int = 3
+    @OptionGroup var decodeWeights: DecodeWeightOptions
+    @OptionGroup var device: DeviceOptions
+    @Flag(help: "Print JSON instead of a table.") var json = false
+
+    func run() async throws {
+        try compute.apply()
+        guard prefix >= 1, answer >= 1, new >= 1, repetitions >= 1 else { throw ValidationError("--prefix, --answer, --new and --repetitions must be at least 1") }
+        guard let sh = ModelShape(rawValue: shape) else { throw ValidationError("--shape must be one of " + ModelShape.allCases.map(\.rawValue).joined(separator: ", ")) }
+        let place = device.device.computeDevice
+        let weightType = decodeWeights.parsed(for: place)
+        var bench = PrefixCacheBenchmark()
+        bench.prefix = prefix; bench.answer = answer; bench.followUp = new; bench.repetitions = repetitions
+        let rows = try await bench.run { try place.makeBackend(randomWeights: sh.config, seed: 1, weights: weightType) }
+        let off = rows.first { !$0.cache }!.medianSeconds, on = rows.first { $0.cache }!.medianSeconds
+        if json {
+            let items = rows.map { "{\"cache\":\($0.cache),\"median_seconds\":\($0.medianSeconds),\"seconds\":[\($0.seconds.map { "\($0)" }.joined(separator: ","))],\"cached_tokens\":\($0.cachedTokens)}" }
+            print("{\"shape\":\"\(shape)\",\"device\":\"\(place)\",\"weights\":\"\(weightType.rawValue)\",\"threads\":\(Parallel.threadCount),\"prefix\":\(prefix),\"answer\":\(answer),\"new\":\(new),"
+                  + "\"speedup\":\(off / on),\"rows\":[\(items.joined(separator: ","))]}")
+            return
+        }
+        print("mamba2-\(shape) (random weights), \(place), weights \(weightType.rawValue), \(Parallel.threadCount) threads; "
+              + "turn 1: \(prefix) prompt + \(answer) generated tokens; turn 2: all of them + \(new) new")
+        print(table(["prefix cache", "time to first token of turn 2 (median)", "each", "prompt tokens from the cache"], rows.map {
+            [$0.cache ? "on" : "off (--cache-mib 0)", fixed($0.medianSeconds * 1000, 1) + " ms", $0.seconds.map { fixed($0 * 1000, 1) }.joined(separator: ", "), String($0.cachedTokens)]
+        }), terminator: "")
+        print("speedup: \(fixed(off / on, 1))×")
     }
 }

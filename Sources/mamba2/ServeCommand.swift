@@ -25,6 +25,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Requests that run at once (rows of the state table).") var slots: Int = 8
     @Option(help: "Requests that may wait for a slot; more get 429.") var queue: Int = 64
     @Option(help: "Prompt tokens one prefill between decode steps takes at most.") var prefillBudget: Int = 4096
+    @Option(help: "MiB of prefix states kept (0: no cache): a prompt that extends a cached one prefills only the rest.") var cacheMib: Int = 512
     @Option(help: "Require 'Authorization: Bearer KEY' on /v1/*.") var apiKey: String?
     @Option(help: "The most max_tokens a request may ask for.") var maxTokensLimit: Int = 4096
     @Option(help: "The most prompt tokens a request may send (413 above).") var maxPromptTokens: Int = 65536
@@ -36,6 +37,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard (1...4096).contains(slots) else { throw ValidationError("--slots must be in 1...4096, not \(slots)") }
         guard (1...1_000_000).contains(queue) else { throw ValidationError("--queue must be in 1...1000000, not \(queue)") }
         guard (1...10_000_000).contains(prefillBudget) else { throw ValidationError("--prefill-budget must be in 1...10000000") }
+        guard (0...1_048_576).contains(cacheMib) else { throw ValidationError("--cache-mib must be in 0...1048576, not \(cacheMib)") }
         guard maxTokensLimit >= 1, maxPromptTokens >= 1 else { throw ValidationError("--max-tokens-limit and --max-prompt-tokens must be ≥ 1") }
     }
 
@@ -48,12 +50,13 @@ struct ServeCommand: AsyncParsableCommand {
         let place = device.device.computeDevice
         let lm = try LanguageModel.load(directory: modelDir, tokenizerPath: tokenizer, device: place, weights: decodeWeights.parsed(for: place))
         let batcher = try ContinuousBatcher(backend: lm.backend, tokenizer: lm.tokenizer,
-                                            options: .init(slots: slots, prefillTokenBudget: prefillBudget, queueLimit: queue))
+                                            options: .init(slots: slots, prefillTokenBudget: prefillBudget, queueLimit: queue,
+                                                           cacheBytes: cacheMib << 20))
         defer { batcher.stop() }
         let name = model.split(separator: "/").last.map(String.init) ?? model
         let server = CompletionServer(batcher: batcher, options: .init(host: host, port: port, modelName: name, apiKey: apiKey,
                                                                       maxTokensLimit: maxTokensLimit, maxPromptTokens: maxPromptTokens))
-        printErr("serving \(model) on http://\(host):\(port) (\(lm.backend.deviceDescription), weights \(lm.backend.weightType.rawValue), \(slots) slots)")
+        printErr("serving \(model) on http://\(host):\(port) (\(lm.backend.deviceDescription), weights \(lm.backend.weightType.rawValue), \(slots) slots, prefix cache \(cacheMib) MiB)")
         try await server.makeApplication().runService()
     }
 }

@@ -18,8 +18,11 @@ public final class ContinuousBatcher: @unchecked Sendable {
         public var prefillTokenBudget: Int
         /// Requests that may wait for a slot; more are refused (`SubmitError.queueFull`).
         public var queueLimit: Int
-        public init(slots: Int = 8, prefillTokenBudget: Int = 4096, queueLimit: Int = 64) {
-            self.slots = slots; self.prefillTokenBudget = prefillTokenBudget; self.queueLimit = queueLimit
+        /// Bytes of prefix states kept (0: no cache). The state at the end of each prompt and at the end of
+        /// each generation is kept; a prompt that extends one restores it and prefills only the rest.
+        public var cacheBytes: Int
+        public init(slots: Int = 8, prefillTokenBudget: Int = 4096, queueLimit: Int = 64, cacheBytes: Int = 0) {
+            self.slots = slots; self.prefillTokenBudget = prefillTokenBudget; self.queueLimit = queueLimit; self.cacheBytes = cacheBytes
         }
     }
 
@@ -40,6 +43,10 @@ public final class ContinuousBatcher: @unchecked Sendable {
         public var waiting = 0, running = 0
         /// Sum over decode steps of the rows they advanced (mean batch size = this / decodeSteps).
         public var rowsStepped = 0
+        /// Prompts that restored a cached prefix state, and the prompt tokens that saved prefilling.
+        public var cacheHits = 0, cachedTokens = 0
+        /// Bytes and entries in the prefix cache.
+        public var cacheBytes = 0, cacheEntries = 0
     }
 
     /// A request as the loop sees it. Only the loop thread touches it, except `cancelled`.
@@ -48,6 +55,8 @@ public final class ContinuousBatcher: @unchecked Sendable {
         let continuation: AsyncThrowingStream<Generation, Error>.Continuation
         let cancelled = Atomic<Bool>(false)
         var row = -1
+        /// Prompt tokens restored from the prefix cache (not prefilled).
+        var cached = 0
         var info: GenerationInfo
         var decodeStart = 0.0
         init(sequence: GenerationSequence, continuation: AsyncThrowingStream<Generation, Error>.Continuation, info: GenerationInfo) {
@@ -64,6 +73,8 @@ public final class ContinuousBatcher: @unchecked Sendable {
     var stopping = false
     var metricsValue = Metrics()
     var thread: Thread?
+    /// Only the loop thread touches it.
+    var cache: PrefixStateCache
 
     /// Starts the loop's thread. The backend is the batcher's from now on: use it for nothing else. Call
     /// `stop()` when done (the thread keeps the batcher alive until then).
@@ -77,6 +88,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
         self.backend = backend
         self.tokenizer = tokenizer
         self.options = options
+        cache = PrefixStateCache(capacityBytes: options.cacheBytes)
         try backend.reserveRows(options.slots)
         // The thread holds the batcher until `stop()` ends the loop.
         let t = Thread { self.loop() }
@@ -182,10 +194,21 @@ public final class ContinuousBatcher: @unchecked Sendable {
                 for j in admitted { j.row = free.removeLast() }
                 let t0 = monotonicSeconds()
                 do {
-                    for j in admitted { try backend.resetState(row: j.row) }
+                    // A prompt that extends a cached prefix starts from its state and prefills the rest.
+                    for j in admitted {
+                        if options.cacheBytes > 0, let hit = cache.longestPrefix(of: j.sequence.tokens) {
+                            try backend.setState(hit.state, row: j.row)
+                            j.cached = hit.count
+                        } else {
+                            try backend.resetState(row: j.row)
+                        }
+                    }
                     try logits.withUnsafeMutableBufferPointer { buf in
-                        try backend.prefill(admitted.map { Array($0.sequence.tokens) }, rows: admitted.map(\.row),
+                        try backend.prefill(admitted.map { Array($0.sequence.tokens[$0.cached...]) }, rows: admitted.map(\.row),
                                             lastLogits: UnsafeMutableBufferPointer(rebasing: buf[0..<(admitted.count * V)]))
+                    }
+                    if options.cacheBytes > 0 {
+                        for j in admitted { cache.insert(tokens: j.sequence.tokens, state: try backend.state(row: j.row)) }
                     }
                 } catch {
                     for j in admitted { j.continuation.finish(throwing: error); free.append(j.row) }
@@ -200,13 +223,17 @@ public final class ContinuousBatcher: @unchecked Sendable {
                     }
                 }
                 running += admitted
-                condition.lock(); metricsValue.prefills += 1; condition.unlock()
+                condition.lock()
+                metricsValue.prefills += 1
+                for j in admitted where j.cached > 0 { metricsValue.cacheHits += 1; metricsValue.cachedTokens += j.cached }
+                publishCache()
+                condition.unlock()
             }
 
             // One decode step for every sequence that wants another token.
             running.removeAll { j in
                 if j.sequence.wantsToken() { return false }
-                finish(j); free.append(j.row)
+                remember(j); finish(j); free.append(j.row)
                 return true
             }
             if running.isEmpty { publishRunning(0); continue }
@@ -231,6 +258,21 @@ public final class ContinuousBatcher: @unchecked Sendable {
             metricsValue.running = running.count
             condition.unlock()
         }
+    }
+
+    /// Call with the lock held.
+    func publishCache() {
+        metricsValue.cacheBytes = cache.usedBytes
+        metricsValue.cacheEntries = cache.count
+    }
+
+    /// Keeps the state of a sequence that ended normally, covering every token fed (all but the last
+    /// chosen): the next turn of a conversation re-sends them.
+    func remember(_ j: Job) {
+        guard options.cacheBytes > 0, j.row >= 0, j.sequence.stopReason != .cancelled, j.sequence.generatedCount >= 1,
+              let state = try? backend.state(row: j.row) else { return }
+        cache.insert(tokens: Array(j.sequence.tokens.dropLast()), state: state)
+        condition.lock(); publishCache(); condition.unlock()
     }
 
     func publishRunning(_ n: Int) {

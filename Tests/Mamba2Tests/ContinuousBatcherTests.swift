@@ -1,0 +1,112 @@
+// The prefix-state cache alone, and the continuous batcher with it: a follow-up prompt that extends an
+// earlier request restores its state and prefills only the rest, with the same tokens and log-probabilities
+// as a full prefill.
+import Foundation
+import Mamba2
+import Mamba2TestSupport
+import Testing
+
+@Suite("Prefix-state cache") struct PrefixStateCacheTests {
+    func state(_ c: Mamba2Config, _ v: Float) -> Mamba2State {
+        var s = Mamba2State(config: c)
+        for i in s.ssm.indices { s.ssm[i] = [Float](repeating: v, count: s.ssm[i].count) }
+        return s
+    }
+
+    @Test("the longest shorter prefix wins; equal length and other texts miss")
+    func longest() throws {
+        let c = try Mamba2Config.load(path: fixture("tiny-hf") + "/config.json")
+        var cache = PrefixStateCache(capacityBytes: 1 << 30)
+        cache.insert(tokens: [1, 2], state: state(c, 2))
+        cache.insert(tokens: [1, 2, 3, 4], state: state(c, 4))
+        cache.insert(tokens: [9, 9, 9], state: state(c, 9))
+        let found = cache.longestPrefix(of: [1, 2, 3, 4, 5])
+        let hit = try #require(found)
+        #expect(hit.count == 4 && hit.state == state(c, 4))
+        #expect(cache.longestPrefix(of: [1, 2, 3])?.count == 2)
+        #expect(cache.longestPrefix(of: [1, 2]) == nil)  // at least one token is left to prefill
+        #expect(cache.longestPrefix(of: [2, 1, 3]) == nil)
+        #expect(cache.hits == 2 && cache.misses == 2)
+    }
+
+    @Test("entries are evicted least recently used under the byte budget")
+    func eviction() throws {
+        let c = try Mamba2Config.load(path: fixture("tiny-hf") + "/config.json")
+        let size = Mamba2State(config: c).byteCount
+        var cache = PrefixStateCache(capacityBytes: 2 * size)
+        cache.insert(tokens: [1], state: state(c, 1))
+        cache.insert(tokens: [2], state: state(c, 2))
+        _ = cache.longestPrefix(of: [1, 5])  // [1] is now the more recent
+        cache.insert(tokens: [3], state: state(c, 3))
+        #expect(cache.count == 2 && cache.usedBytes == 2 * size && cache.evictions == 1)
+        #expect(cache.longestPrefix(of: [2, 5]) == nil)
+        #expect(cache.longestPrefix(of: [1, 5]) != nil && cache.longestPrefix(of: [3, 5]) != nil)
+        cache.insert(tokens: [3], state: state(c, 7))  // the same tokens replace their state
+        #expect(cache.count == 2 && cache.longestPrefix(of: [3, 5])?.state == state(c, 7))
+        var none = PrefixStateCache(capacityBytes: size - 1)
+        none.insert(tokens: [1], state: state(c, 1))
+        #expect(none.count == 0)
+    }
+}
+
+@Suite("Continuous batcher") struct ContinuousBatcherTests {
+    func run(_ b: ContinuousBatcher, _ prompt: [Int], _ p: GenerateParameters) async throws -> [SampledToken] {
+        var out: [SampledToken] = []
+        for try await e in try b.submit(prompt: prompt, parameters: p) { if case let .token(t) = e { out.append(t) } }
+        return out
+    }
+
+    @Test("a follow-up that extends a finished request restores its state: same tokens and logprobs as a full prefill")
+    func followUp() async throws {
+        let path = try #require(LanguageModel.bundledModelPath)
+        let cached = try LanguageModel.load(directory: path), plain = try LanguageModel.load(directory: path)
+        let withCache = try ContinuousBatcher(backend: cached.backend, tokenizer: cached.tokenizer, options: .init(slots: 2, cacheBytes: 64 << 20))
+        let without = try ContinuousBatcher(backend: plain.backend, tokenizer: plain.tokenizer, options: .init(slots: 2))
+        defer { withCache.stop(); without.stop() }
+        let tok = try #require(cached.tokenizer)
+        let p = GenerateParameters(maxTokens: 24, temperature: 0, topLogprobs: 5)
+        // Turn 1: a long prompt (several chunks of the model's 128), then its answer.
+        let first = tok.encode(String(repeating: "And it came to pass in those days, that the king spake unto his servants. ", count: 8))
+        let answer = try await run(withCache, first, p)
+        #expect(withCache.metrics.cacheHits == 0)
+        // Turn 2: the whole history and a new question.
+        let second = first + answer.map(\.id) + tok.encode(" Then said the king,")
+        let fast = try await run(withCache, second, p)
+        let m = withCache.metrics
+        #expect(m.cacheHits == 1)
+        // The state at the end of turn 1 covers every token fed: the prompt and all but the last answer token.
+        #expect(m.cachedTokens == first.count + answer.count - 1, "\(m)")
+        let full = try await run(without, second, p)
+        #expect(without.metrics.cacheHits == 0)
+        // Restoring the state and prefilling the rest cuts the text into chunks at other places than a full
+        // prefill; the float32 sums differ by rounding (~1e-6 relative per layer). 2e-4 on log-probabilities
+        // (magnitudes up to ~10) is about 1e-5 relative.
+        #expect(fast.map(\.id) == full.map(\.id))
+        for (a, b) in zip(fast, full) {
+            #expect(abs(a.logprob - b.logprob) <= 2e-4, "\(a.logprob) vs \(b.logprob)")
+            for (x, y) in zip(a.top, b.top) { #expect(x.id == y.id && abs(x.logprob - y.logprob) <= 2e-4) }
+        }
+    }
+
+    @Test("a dropped stream frees its slot; a full queue is refused; bad prompts are refused at submit")
+    func slotsAndQueue() async throws {
+        let path = try #require(LanguageModel.bundledModelPath)
+        let lm = try LanguageModel.load(directory: path)
+        let b = try ContinuousBatcher(backend: lm.backend, tokenizer: lm.tokenizer, options: .init(slots: 1, queueLimit: 1))
+        defer { b.stop() }
+        let p = GenerateParameters(maxTokens: 100_000, temperature: 0)
+        var long: AsyncThrowingStream<Generation, Error>? = try b.submit(prompt: [65], parameters: p)
+        for _ in 0..<500 where b.metrics.running == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(b.metrics.running == 1)
+        let waiting = try b.submit(prompt: [66], parameters: .init(maxTokens: 3, temperature: 0))
+        #expect(throws: ContinuousBatcher.SubmitError.self) { try b.submit(prompt: [67], parameters: p) }
+        long = nil  // the reader goes away: its slot goes to the waiting request
+        _ = long
+        var n = 0
+        for try await e in waiting { if case .token = e { n += 1 } }
+        #expect(n == 3)
+        #expect(throws: Mamba2Error.self) { try b.submit(prompt: [], parameters: p) }
+        #expect(throws: Mamba2Error.self) { try b.submit(prompt: [1_000_000], parameters: p) }
+        #expect(throws: Mamba2Error.self) { try b.submit(prompt: [1], parameters: .init(temperature: -1)) }
+    }
+}
