@@ -11,6 +11,14 @@ struct BenchCommand: ParsableCommand {
     )
 }
 
+/// A released shape by its name (--shape), or an error that lists the names.
+func parseShape(_ name: String) throws -> ModelShape {
+    guard let shape = ModelShape(rawValue: name) else {
+        throw ValidationError("--shape must be one of " + ModelShape.allCases.map(\.rawValue).joined(separator: ", "))
+    }
+    return shape
+}
+
 struct BenchModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
@@ -43,7 +51,7 @@ struct BenchModelCommand: ParsableCommand {
             stored = m.weights.storedDType
             backend = try place.makeBackend(model: m, weights: weightType); name = dir
         case let (nil, s?):
-            guard let sh = ModelShape(rawValue: s) else { throw ValidationError("--shape must be one of " + ModelShape.allCases.map(\.rawValue).joined(separator: ", ")) }
+            let sh = try parseShape(s)
             backend = try place.makeBackend(randomWeights: sh.config, seed: 1, weights: weightType); name = "mamba2-\(s) (random weights)"
         default:
             throw ValidationError("give exactly one of --model DIR or --shape NAME")
@@ -421,7 +429,7 @@ struct BenchPrefixCacheCommand: AsyncParsableCommand {
     func run() async throws {
         try compute.apply()
         guard prefix >= 1, answer >= 1, new >= 1, repetitions >= 1 else { throw ValidationError("--prefix, --answer, --new and --repetitions must be at least 1") }
-        guard let sh = ModelShape(rawValue: shape) else { throw ValidationError("--shape must be one of " + ModelShape.allCases.map(\.rawValue).joined(separator: ", ")) }
+        let sh = try parseShape(shape)
         let place = device.device.computeDevice
         let weightType = decodeWeights.parsed(for: place)
         var bench = PrefixCacheBenchmark()
