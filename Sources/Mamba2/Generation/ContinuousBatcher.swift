@@ -225,6 +225,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
                 running += admitted
                 condition.lock()
                 metricsValue.prefills += 1
+                metricsValue.generatedTokens += admitted.count { $0.sequence.generatedCount > 0 }
                 for j in admitted where j.cached > 0 { metricsValue.cacheHits += 1; metricsValue.cachedTokens += j.cached }
                 publishCache()
                 condition.unlock()
@@ -255,6 +256,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
             condition.lock()
             metricsValue.decodeSteps += 1
             metricsValue.rowsStepped += rows.count
+            metricsValue.generatedTokens += rows.count  // one token a row: counted once a step, not under the lock per token
             metricsValue.running = running.count
             condition.unlock()
         }
@@ -285,7 +287,6 @@ public final class ContinuousBatcher: @unchecked Sendable {
         j.info.generatedTokens += 1
         j.continuation.yield(.token(token))
         if let text, !text.isEmpty { j.continuation.yield(.chunk(text)) }
-        condition.lock(); metricsValue.generatedTokens += 1; condition.unlock()
     }
 
     /// Ends a job's stream: held-back text, then the summary.
