@@ -64,7 +64,7 @@ struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let e as ContinuousBatcher.SubmitError {
             switch e {
             case .queueFull: throw APIError(.tooManyRequests, "\(e)", type: "rate_limit_error", headers: [.retryAfter: "1"])
-            case .stopped: throw APIError(.serviceUnavailable, "\(e)", type: "server_error")
+            case .stopped, .draining: throw APIError(.serviceUnavailable, "\(e)", type: "server_error")
             }
         } catch {
             throw APIError(.internalServerError, "internal error: \(error)", type: "server_error")

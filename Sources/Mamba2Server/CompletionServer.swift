@@ -32,11 +32,14 @@ public struct ServerOptions: Sendable {
 public struct CompletionServer: Sendable {
     public let batcher: ContinuousBatcher
     public let options: ServerOptions
+    /// Give the same object to the batcher as its observer for the latency histograms.
+    public let metrics: ServerMetrics
     let created = Int(Date().timeIntervalSince1970)
 
-    public init(batcher: ContinuousBatcher, options: ServerOptions) {
+    public init(batcher: ContinuousBatcher, options: ServerOptions, metrics: ServerMetrics = ServerMetrics()) {
         self.batcher = batcher
         self.options = options
+        self.metrics = metrics
     }
 
     var tokenizer: Tokenizer? { batcher.tokenizer }
@@ -73,15 +76,13 @@ public struct CompletionServer: Sendable {
         }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                     body: .init(byteBuffer: ByteBuffer(string: prometheusText(batcher.metrics))))
+                     body: .init(byteBuffer: ByteBuffer(string: metrics.scrape(batcher.metrics))))
+        }
+        let document = OpenAPIDocument.json(options)
+        router.get("/openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: document)))
         }
         return router
-    }
-
-    /// The application on `options.host:port`; `runService()` serves until SIGINT or SIGTERM, then stops
-    /// taking connections and lets running requests end.
-    public func makeApplication() -> some ApplicationProtocol {
-        Application(router: makeRouter(), configuration: .init(address: .hostname(options.host, port: options.port), serverName: "mamba2"))
     }
 
     func requireTokenizer() throws -> Tokenizer {
@@ -124,7 +125,7 @@ public struct CompletionServer: Sendable {
                                    minP: r.min_p ?? 0, repetitionPenalty: r.repetition_penalty ?? 1,
                                    seed: r.seed.map { UInt64(bitPattern: $0) } ?? UInt64.random(in: 0...UInt64.max),
                                    stopStrings: stops.filter { !$0.isEmpty }, topLogprobs: r.logprobs == nil ? 0 : max(logprobs, 1))
-        if let eos = tokenizer?.endOfTextID { p.stopTokenIDs = [eos] }
+        if let eos = tokenizer?.endOfTextID, !(r.ignore_eos ?? false) { p.stopTokenIDs = [eos] }
         do { try p.validate() } catch let Mamba2Error.invalidArgument(name, reason) {
             throw APIError.badRequest("\(name) \(reason)", param: name)
         }
@@ -145,29 +146,42 @@ public struct CompletionServer: Sendable {
         if r.stream ?? false {
             let header = (id: id, created: Int(Date().timeIntervalSince1970), model: options.modelName)
             let tokenizer = tokenizer
+            let includeUsage = r.stream_options?.include_usage ?? false
+            let promptTokens = prompts.reduce(0) { $0 + $1.count }
             return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: ResponseBody { writer in
-                for (i, stream) in streams.enumerated() {
-                    var acc = ChoiceAccumulator(tokenizer: tokenizer, logprobs: wantLogprobs)
-                    if echo, let t = texts[i] {
-                        try await writer.write(Self.event(CompletionResponse(id: header.id, created: header.created, model: header.model,
-                                                                          choices: [.init(text: t, index: i)])))
-                    }
-                    for try await event in stream {
-                        switch event {
-                        case let .token(t): acc.add(t)
-                        case let .chunk(text):
-                            let lp = acc.take(text: text)
-                            try await writer.write(Self.event(CompletionResponse(id: header.id, created: header.created, model: header.model,
-                                                                              choices: [.init(text: text, index: i, logprobs: lp)])))
-                        case let .info(info):
-                            let lp = acc.take(text: "")
-                            try await writer.write(Self.event(CompletionResponse(
-                                id: header.id, created: header.created, model: header.model,
-                                choices: [.init(text: "", index: i, logprobs: lp, finish_reason: Self.finishReason(info.stopReason))])))
+                var completionTokens = 0
+                func chunk(_ choices: [CompletionResponse.Choice], usage: CompletionResponse.Usage? = nil) throws -> ByteBuffer {
+                    try Self.event(CompletionResponse(id: header.id, created: header.created, model: header.model, choices: choices, usage: usage))
+                }
+                do {
+                    for (i, stream) in streams.enumerated() {
+                        var acc = ChoiceAccumulator(tokenizer: tokenizer, logprobs: wantLogprobs)
+                        if echo, let t = texts[i] { try await writer.write(chunk([.init(text: t, index: i)])) }
+                        for try await event in stream {
+                            switch event {
+                            case let .token(t): acc.add(t)
+                            case let .chunk(text):
+                                try await writer.write(chunk([.init(text: text, index: i, logprobs: acc.take(text: text))]))
+                            case let .info(info):
+                                completionTokens += info.generatedTokens
+                                try await writer.write(chunk([.init(text: "", index: i, logprobs: acc.take(text: ""),
+                                                                    finish_reason: Self.finishReason(info.stopReason))]))
+                            }
                         }
                     }
+                    if includeUsage {
+                        try await writer.write(chunk([], usage: .init(prompt_tokens: promptTokens, completion_tokens: completionTokens,
+                                                                      total_tokens: promptTokens + completionTokens)))
+                    }
+                    try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                } catch let e as ContinuousBatcher.StreamError {
+                    // The status went out with the first event: the error is the stream's last event.
+                    let body = APIError.Body(error: .init(message: "\(e)", type: "server_error", param: nil, code: "reader_too_slow"))
+                    var b = ByteBuffer(string: "data: ")
+                    b.writeBytes(try Self.encoder.encode(body))
+                    b.writeString("\n\n")
+                    try? await writer.write(b)
                 }
-                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
                 try await writer.finish(nil)
             })
         }
@@ -228,26 +242,6 @@ public struct CompletionServer: Sendable {
         b.writeBytes(try encoder.encode(value))
         b.writeString("\n\n")
         return b
-    }
-
-    func prometheusText(_ m: ContinuousBatcher.Metrics) -> String {
-        var s = ""
-        func metric(_ name: String, _ type: String, _ help: String, _ value: Int) {
-            s += "# HELP mamba2_\(name) \(help)\n# TYPE mamba2_\(name) \(type)\nmamba2_\(name) \(value)\n"
-        }
-        metric("requests_total", "counter", "Generation requests accepted (one per prompt).", m.requests)
-        metric("prompt_tokens_total", "counter", "Prompt tokens accepted.", m.promptTokens)
-        metric("generated_tokens_total", "counter", "Tokens generated.", m.generatedTokens)
-        metric("decode_steps_total", "counter", "Batched decode steps.", m.decodeSteps)
-        metric("decode_rows_total", "counter", "Rows advanced by decode steps (mean batch = this / decode_steps_total).", m.rowsStepped)
-        metric("prefills_total", "counter", "Packed prefills.", m.prefills)
-        metric("prefix_cache_hits_total", "counter", "Prompts that restored a cached prefix state.", m.cacheHits)
-        metric("prefix_cache_tokens_total", "counter", "Prompt tokens restored from the prefix cache instead of prefilled.", m.cachedTokens)
-        metric("prefix_cache_bytes", "gauge", "Bytes of states in the prefix cache.", m.cacheBytes)
-        metric("prefix_cache_entries", "gauge", "States in the prefix cache.", m.cacheEntries)
-        metric("queue_depth", "gauge", "Requests waiting for a slot.", m.waiting)
-        metric("running", "gauge", "Requests running.", m.running)
-        return s
     }
 }
 

@@ -20,6 +20,15 @@ struct CompletionRequest: Decodable, Sendable {
     var best_of: Int?
     var suffix: String?
     var user: String?
+    var stream_options: StreamOptions?
+    /// vLLM's and llama.cpp's extension: keep generating past the end-of-text token (benchmarks).
+    var ignore_eos: Bool?
+}
+
+/// `stream_options`: with `include_usage`, a streamed completion ends with a chunk of no choices and the
+/// usage counts, as OpenAI's API sends it.
+struct StreamOptions: Decodable, Sendable {
+    var include_usage: Bool?
 }
 
 /// A prompt: a string, strings, token ids, or lists of token ids.

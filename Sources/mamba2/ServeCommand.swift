@@ -11,9 +11,10 @@ struct ServeCommand: AsyncParsableCommand {
         abstract: "An OpenAI-compatible HTTP server (POST /v1/completions, streamed or not) with continuous batching.",
         discussion: """
             Routes: POST /v1/completions, GET /v1/models, POST /v1/chat/completions (400: no chat template), \
-            POST /tokenize, POST /detokenize, GET /health, GET /metrics. Each running request holds a slot (one \
-            sequence's fixed-size state); requests join and leave the batch at every decode step. SIGINT or \
-            SIGTERM stops taking connections, then ends.
+            POST /tokenize, POST /detokenize, GET /health, GET /metrics, GET /openapi.json. Each running request \
+            holds a slot (one sequence's fixed-size state); requests join and leave the batch at every decode \
+            step. SIGINT or SIGTERM: new requests get 503, running ones have --shutdown-timeout seconds to \
+            finish before they are ended, then the server exits.
             """)
 
     @OptionGroup var compute: ComputeOptions
@@ -26,6 +27,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Requests that may wait for a slot; more get 429.") var queue: Int = 64
     @Option(help: "Prompt tokens one prefill between decode steps takes at most.") var prefillBudget: Int = 4096
     @Option(help: "MiB of prefix states kept (0: no cache): a prompt that extends a cached one prefills only the rest.") var cacheMib: Int = 512
+    @Option(help: "Also keep a long prompt's state every this many tokens (a multiple of the model's chunk size; 0: only at its end; default 1024 rounded up to one).") var cacheBlock: Int?
+    @Option(help: "Events a client may leave unread before its request is ended (bounds a slow reader's memory).") var streamBuffer: Int = 8192
+    @Option(help: "Seconds running requests get to finish after SIGTERM/SIGINT before they are ended.") var shutdownTimeout: Double = 10
     @Option(help: "Require 'Authorization: Bearer KEY' on /v1/*.") var apiKey: String?
     @Option(help: "The most max_tokens a request may ask for.") var maxTokensLimit: Int = 4096
     @Option(help: "The most prompt tokens a request may send (413 above).") var maxPromptTokens: Int = 65536
@@ -38,6 +42,9 @@ struct ServeCommand: AsyncParsableCommand {
         guard (1...1_000_000).contains(queue) else { throw ValidationError("--queue must be in 1...1000000, not \(queue)") }
         guard (1...10_000_000).contains(prefillBudget) else { throw ValidationError("--prefill-budget must be in 1...10000000") }
         guard (0...1_048_576).contains(cacheMib) else { throw ValidationError("--cache-mib must be in 0...1048576, not \(cacheMib)") }
+        if let cacheBlock { guard (0...1_048_576).contains(cacheBlock) else { throw ValidationError("--cache-block must be in 0...1048576") } }
+        guard (1...10_000_000).contains(streamBuffer) else { throw ValidationError("--stream-buffer must be in 1...10000000") }
+        guard shutdownTimeout >= 0, shutdownTimeout <= 86400 else { throw ValidationError("--shutdown-timeout must be in 0...86400 seconds") }
         guard maxTokensLimit >= 1, maxPromptTokens >= 1 else { throw ValidationError("--max-tokens-limit and --max-prompt-tokens must be ≥ 1") }
     }
 
@@ -49,14 +56,18 @@ struct ServeCommand: AsyncParsableCommand {
         let modelDir = try await resolveModel(model, revision: revision)
         let place = device.device.computeDevice
         let lm = try LanguageModel.load(directory: modelDir, tokenizerPath: tokenizer, device: place, weights: decodeWeights.parsed(for: place))
+        let metrics = ServerMetrics()
         let batcher = try ContinuousBatcher(backend: lm.backend, tokenizer: lm.tokenizer,
                                             options: .init(slots: slots, prefillTokenBudget: prefillBudget, queueLimit: queue,
-                                                           cacheBytes: cacheMib << 20))
+                                                           cacheBytes: cacheMib << 20, cacheBlockTokens: cacheBlock,
+                                                           streamBufferLimit: streamBuffer, observer: metrics))
         defer { batcher.stop() }
         let name = model.split(separator: "/").last.map(String.init) ?? model
         let server = CompletionServer(batcher: batcher, options: .init(host: host, port: port, modelName: name, apiKey: apiKey,
-                                                                      maxTokensLimit: maxTokensLimit, maxPromptTokens: maxPromptTokens))
+                                                                      maxTokensLimit: maxTokensLimit, maxPromptTokens: maxPromptTokens),
+                                      metrics: metrics)
         printErr("serving \(model) on http://\(host):\(port) (\(lm.backend.deviceDescription), weights \(lm.backend.weightType.rawValue), \(slots) slots, prefix cache \(cacheMib) MiB)")
-        try await server.makeApplication().runService()
+        try await server.run(shutdownTimeout: .milliseconds(Int64(shutdownTimeout * 1000)))
+        printErr("stopped")
     }
 }

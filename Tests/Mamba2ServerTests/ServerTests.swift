@@ -13,10 +13,11 @@ func makeServer(slots: Int = 8, queueLimit: Int = 64, apiKey: String? = nil, max
     throws -> (CompletionServer, LanguageModel) {
     let path = try #require(LanguageModel.bundledModelPath)
     let served = try LanguageModel.load(directory: path)
+    let metrics = ServerMetrics()
     let batcher = try ContinuousBatcher(backend: served.backend, tokenizer: served.tokenizer,
-                                        options: .init(slots: slots, prefillTokenBudget: 4096, queueLimit: queueLimit))
+                                        options: .init(slots: slots, prefillTokenBudget: 4096, queueLimit: queueLimit, observer: metrics))
     let server = CompletionServer(batcher: batcher, options: .init(modelName: "english-bytes", apiKey: apiKey, maxTokensLimit: 512,
-                                                                   maxPromptTokens: maxPromptTokens))
+                                                                   maxPromptTokens: maxPromptTokens), metrics: metrics)
     return (server, try LanguageModel.load(directory: path))
 }
 
@@ -189,6 +190,61 @@ func greedy(_ lm: LanguageModel, _ prompt: String, maxTokens: Int) throws -> (id
             let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
             #expect(metrics.contains("mamba2_requests_total 1"), "\(metrics)")
             #expect(metrics.contains("# TYPE mamba2_generated_tokens_total counter"))
+            // Histograms: one first token, and one decode step for each of the two tokens after it.
+            #expect(metrics.contains("# TYPE mamba2_time_to_first_token_seconds histogram"))
+            #expect(metrics.contains("mamba2_time_to_first_token_seconds_count 1"), "\(metrics)")
+            #expect(metrics.contains("mamba2_time_per_output_token_seconds_count 2"), "\(metrics)")
+            #expect(metrics.contains("mamba2_decode_batch_size_count 2"), "\(metrics)")
+            // Counters stay monotonic over scrapes.
+            _ = try await post(client, "/v1/completions", #"{"prompt": "Hi", "max_tokens": 3, "temperature": 0}"#)
+            let again = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            #expect(again.contains("mamba2_requests_total 2") && again.contains("mamba2_generated_tokens_total 6"), "\(again)")
+        }
+    }
+
+    @Test("GET /openapi.json: the document lists every route and this server's limits")
+    func openAPI() async throws {
+        let (server, _) = try makeServer()
+        defer { server.batcher.stop() }
+        let app = Application(router: server.makeRouter())
+        try await app.test(.router) { client in
+            let r = try await client.execute(uri: "/openapi.json", method: .get)
+            #expect(r.status == .ok)
+            let doc = try object(r)
+            #expect(doc["openapi"] as? String == "3.0.3")
+            let paths = try #require(doc["paths"] as? [String: [String: Any]])
+            let routes: [(String, String)] = [("/v1/completions", "post"), ("/v1/chat/completions", "post"), ("/v1/models", "get"),
+                                              ("/tokenize", "post"), ("/detokenize", "post"), ("/health", "get"), ("/metrics", "get"),
+                                              ("/openapi.json", "get")]
+            #expect(Set(paths.keys) == Set(routes.map(\.0)))
+            for (path, method) in routes {
+                #expect(paths[path]?[method] != nil, "\(method) \(path)")
+                // The route is there: not a 404 (other statuses depend on the body).
+                let status = try await client.execute(uri: path, method: method == "get" ? .get : .post).status
+                #expect(status != .notFound, "\(method) \(path)")
+            }
+            let schemas = try #require((doc["components"] as? [String: Any])?["schemas"] as? [String: Any])
+            let request = try #require(schemas["CompletionRequest"] as? [String: Any])
+            let maxTokens = try #require((request["properties"] as? [String: Any])?["max_tokens"] as? [String: Any])
+            #expect(maxTokens["maximum"] as? Int == 512)
+        }
+    }
+
+    @Test("stream_options.include_usage ends the stream with the usage; ignore_eos runs to max_tokens")
+    func streamedUsage() async throws {
+        let (server, _) = try makeServer()
+        defer { server.batcher.stop() }
+        let app = Application(router: server.makeRouter())
+        try await app.test(.router) { client in
+            let r = try await post(client, "/v1/completions", #"""
+                {"prompt": "A hacker is", "max_tokens": 40, "temperature": 0, "stream": true, "stream_options": {"include_usage": true}, "ignore_eos": true}
+                """#)
+            let events = String(buffer: r.body).components(separatedBy: "\n\n").filter { !$0.isEmpty }
+            #expect(events.last == "data: [DONE]")
+            let last = try #require(try JSONSerialization.jsonObject(with: Data(events[events.count - 2].dropFirst(6).utf8)) as? [String: Any])
+            #expect((last["choices"] as? [Any])?.isEmpty == true)
+            let usage = try #require(last["usage"] as? [String: Int])
+            #expect(usage["completion_tokens"] == 40 && usage["total_tokens"] == usage["prompt_tokens"]! + 40, "\(usage)")
         }
     }
 }
@@ -266,5 +322,17 @@ func greedy(_ lm: LanguageModel, _ prompt: String, maxTokens: Int) throws -> (id
             #expect(r.headers[.retryAfter] == "1")
         }
         _ = (running, waiting)  // both streams stay alive (and their requests in the batcher) until here
+    }
+
+    @Test("while draining for shutdown, new requests get 503")
+    func draining() async throws {
+        let (server, _) = try makeServer()
+        defer { server.batcher.stop() }
+        server.batcher.beginDraining()
+        let app = Application(router: server.makeRouter())
+        try await app.test(.router) { client in
+            let r = try await post(client, "/v1/completions", #"{"prompt": "x", "max_tokens": 5}"#)
+            try expectError(r, .serviceUnavailable, mentioning: "shutting down")
+        }
     }
 }

@@ -110,3 +110,84 @@ import Testing
         #expect(throws: Mamba2Error.self) { try b.submit(prompt: [1], parameters: .init(temperature: -1)) }
     }
 }
+
+@Suite("Continuous batcher: blocks, slow readers, draining") struct ContinuousBatcherBoundsTests {
+    func collect(_ s: AsyncThrowingStream<Generation, Error>) async throws -> [SampledToken] {
+        var out: [SampledToken] = []
+        for try await e in s { if case let .token(t) = e { out.append(t) } }
+        return out
+    }
+
+    @Test("a prompt sharing only the beginning of a long cached prompt restores the last block boundary: same logprobs as a full prefill")
+    func blockSnapshots() async throws {
+        let path = try #require(LanguageModel.bundledModelPath)
+        let cached = try LanguageModel.load(directory: path), plain = try LanguageModel.load(directory: path)
+        let chunk = cached.backend.config.chunkSize
+        let withCache = try ContinuousBatcher(backend: cached.backend, tokenizer: cached.tokenizer,
+                                              options: .init(slots: 2, cacheBytes: 256 << 20, cacheBlockTokens: chunk))
+        let without = try ContinuousBatcher(backend: plain.backend, tokenizer: plain.tokenizer, options: .init(slots: 2))
+        defer { withCache.stop(); without.stop() }
+        let vocab = cached.backend.config.vocabSize
+        // Fresh random token ids each run (a byte model: every id is a valid token).
+        let shared = (0..<(3 * chunk + chunk / 2)).map { _ in Int.random(in: 1..<vocab) }
+        let p = GenerateParameters(maxTokens: 6, temperature: 0, topLogprobs: 5)
+        _ = try await collect(try withCache.submit(prompt: shared, parameters: p))
+        // Kept: every block boundary of the first prompt, its end, and the end of its generation.
+        #expect(withCache.metrics.cacheEntries == 3 + 1 + 1, "\(withCache.metrics)")
+        let cut = 2 * chunk + chunk / 3
+        let second = Array(shared[0..<cut]) + (0..<40).map { _ in Int.random(in: 1..<vocab) }
+        let fast = try await collect(try withCache.submit(prompt: second, parameters: p))
+        #expect(withCache.metrics.cacheHits == 1 && withCache.metrics.cachedTokens == 2 * chunk, "\(withCache.metrics)")
+        let full = try await collect(try without.submit(prompt: second, parameters: p))
+        // The restored state was reached by prefilling whole chunks from the first token, as the full prefill
+        // cuts them too; what differs is only that the state crosses a call boundary in memory. Log-probabilities
+        // of magnitude ≤ ~10 in float32 carry ~1e-6 of rounding; 1e-5 relative (of max(1, |value|)) allows
+        // a few roundings' difference and no more.
+        #expect(fast.map(\.id) == full.map(\.id))
+        for (a, b) in zip(fast, full) {
+            for (x, y) in zip(a.top, b.top) {
+                #expect(x.id == y.id && abs(x.logprob - y.logprob) <= 1e-5 * max(1, abs(y.logprob)), "\(x.logprob) vs \(y.logprob)")
+            }
+        }
+    }
+
+    @Test("a reader that falls a whole buffer behind is ended with readerTooSlow and frees its slot")
+    func slowReader() async throws {
+        let path = try #require(LanguageModel.bundledModelPath)
+        let lm = try LanguageModel.load(directory: path)
+        let b = try ContinuousBatcher(backend: lm.backend, tokenizer: nil, options: .init(slots: 1, streamBufferLimit: 4))
+        defer { b.stop() }
+        let slow = try b.submit(prompt: [65, 66], parameters: .init(maxTokens: 10_000, temperature: 0))
+        // Nobody reads: after four events the request is ended, long before 10,000 tokens.
+        for _ in 0..<1000 where b.metrics.slowReaders == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(b.metrics.slowReaders == 1)
+        #expect(b.metrics.generatedTokens < 100, "\(b.metrics)")
+        var events = 0
+        await #expect(throws: ContinuousBatcher.StreamError.self) {
+            for try await _ in slow { events += 1 }
+        }
+        #expect(events == 4)
+        // The slot is free for the next request.
+        let next = try await collect(try b.submit(prompt: [67], parameters: .init(maxTokens: 3, temperature: 0)))
+        #expect(next.count == 3)
+    }
+
+    @Test("draining refuses new requests and lets running ones go on; stop ends them")
+    func draining() async throws {
+        let path = try #require(LanguageModel.bundledModelPath)
+        let lm = try LanguageModel.load(directory: path)
+        let b = try ContinuousBatcher(backend: lm.backend, tokenizer: nil, options: .init(slots: 2))
+        #expect(b.isIdle)
+        let running = try b.submit(prompt: [65], parameters: .init(maxTokens: 1_000_000, temperature: 0))
+        b.beginDraining()
+        #expect(throws: ContinuousBatcher.SubmitError.self) { try b.submit(prompt: [66], parameters: .init(maxTokens: 1)) }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(!b.isIdle)
+        b.stop()
+        var info: GenerationInfo?
+        for try await e in running { if case let .info(i) = e { info = i } }
+        #expect(info?.stopReason == .cancelled)
+        for _ in 0..<500 where !b.isIdle { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(b.isIdle)
+    }
+}

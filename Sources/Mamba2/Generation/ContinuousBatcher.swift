@@ -21,18 +21,44 @@ public final class ContinuousBatcher: @unchecked Sendable {
         /// Bytes of prefix states kept (0: no cache). The state at the end of each prompt and at the end of
         /// each generation is kept; a prompt that extends one restores it and prefills only the rest.
         public var cacheBytes: Int
-        public init(slots: Int = 8, prefillTokenBudget: Int = 4096, queueLimit: Int = 64, cacheBytes: Int = 0) {
+        /// With the cache on, a long prompt's state is also kept at every multiple of this many tokens (a
+        /// multiple of the model's chunk size; 0: only at the end), so that prompts sharing a long beginning
+        /// but not its end (a system prompt and different questions) restore the longest common block.
+        /// nil: 1024 rounded up to a multiple of the chunk size.
+        public var cacheBlockTokens: Int?
+        /// Events (tokens and text pieces) a request's stream holds for a reader that does not keep up; one
+        /// more ends the request with `StreamError.readerTooSlow` and frees its slot, so that a slow
+        /// reader costs bounded memory and never holds the batch back.
+        public var streamBufferLimit: Int
+        /// Told of first tokens and decode steps (a server's latency histograms); called on the loop's thread.
+        public var observer: (any ContinuousBatcherObserver)?
+        public init(slots: Int = 8, prefillTokenBudget: Int = 4096, queueLimit: Int = 64, cacheBytes: Int = 0,
+                    cacheBlockTokens: Int? = nil, streamBufferLimit: Int = 8192, observer: (any ContinuousBatcherObserver)? = nil) {
             self.slots = slots; self.prefillTokenBudget = prefillTokenBudget; self.queueLimit = queueLimit; self.cacheBytes = cacheBytes
+            self.cacheBlockTokens = cacheBlockTokens; self.streamBufferLimit = streamBufferLimit; self.observer = observer
+        }
+    }
+
+    /// How a request's stream can end other than normally.
+    public enum StreamError: Error, Sendable, CustomStringConvertible {
+        /// The reader left this many events unread: the request was ended to bound its memory.
+        case readerTooSlow(bufferedEvents: Int)
+        public var description: String {
+            switch self {
+            case let .readerTooSlow(n): "the client read too slowly: \(n) events waited unread, so the request was ended"
+            }
         }
     }
 
     public enum SubmitError: Error, Sendable, CustomStringConvertible {
         case queueFull(limit: Int)
         case stopped
+        case draining
         public var description: String {
             switch self {
             case let .queueFull(limit): "the queue is full (\(limit) requests wait for a slot); try again later"
-            case .stopped: "the server is shutting down"
+            case .stopped: "the server has stopped"
+            case .draining: "the server is shutting down and takes no new requests"
             }
         }
     }
@@ -47,6 +73,9 @@ public final class ContinuousBatcher: @unchecked Sendable {
         public var cacheHits = 0, cachedTokens = 0
         /// Bytes and entries in the prefix cache.
         public var cacheBytes = 0, cacheEntries = 0
+        /// Requests ended because their readers fell a whole stream buffer behind.
+        public var slowReaders = 0
+        public init() {}
     }
 
     /// A request as the loop sees it. Only the loop thread touches it, except `cancelled`.
@@ -59,6 +88,9 @@ public final class ContinuousBatcher: @unchecked Sendable {
         var cached = 0
         var info: GenerationInfo
         var decodeStart = 0.0
+        let submitted = monotonicSeconds()
+        /// The reader fell behind by the stream's whole buffer.
+        var tooSlow = false
         init(sequence: GenerationSequence, continuation: AsyncThrowingStream<Generation, Error>.Continuation, info: GenerationInfo) {
             self.sequence = sequence; self.continuation = continuation; self.info = info
         }
@@ -71,6 +103,11 @@ public final class ContinuousBatcher: @unchecked Sendable {
     let condition = NSCondition()
     var pending: [Job] = []
     var stopping = false
+    var draining = false
+    /// Requests submitted and not yet finished.
+    var live = 0
+    /// Snapshot interval within long prefills (0: none).
+    let blockTokens: Int
     var metricsValue = Metrics()
     var thread: Thread?
     /// Only the loop thread touches it.
@@ -82,9 +119,15 @@ public final class ContinuousBatcher: @unchecked Sendable {
         guard options.slots >= 1, options.slots <= 4096 else {
             throw Mamba2Error.invalidArgument("slots", reason: "must be in 1...4096, not \(options.slots)")
         }
-        guard options.prefillTokenBudget >= 1, options.queueLimit >= 1 else {
-            throw Mamba2Error.invalidArgument("prefill budget / queue", reason: "the budget and the queue limit must be ≥ 1")
+        guard options.prefillTokenBudget >= 1, options.queueLimit >= 1, options.streamBufferLimit >= 1 else {
+            throw Mamba2Error.invalidArgument("prefill budget / queue / stream buffer", reason: "the budget and the limits must be ≥ 1")
         }
+        let chunk = max(backend.config.chunkSize, 1)
+        let block = options.cacheBlockTokens ?? (1024 + chunk - 1) / chunk * chunk
+        guard block >= 0, block % chunk == 0 else {
+            throw Mamba2Error.invalidArgument("cache block", reason: "must be 0 or a multiple of the model's chunk size \(chunk), not \(block)")
+        }
+        blockTokens = options.cacheBytes > 0 ? block : 0
         self.backend = backend
         self.tokenizer = tokenizer
         self.options = options
@@ -112,7 +155,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
         if let bad = prompt.first(where: { $0 < 0 || $0 >= vocab }) {
             throw Mamba2Error.invalidArgument("prompt", reason: "token id \(bad) is outside the vocabulary (0..<\(vocab))")
         }
-        let (stream, continuation) = AsyncThrowingStream<Generation, Error>.makeStream()
+        let (stream, continuation) = AsyncThrowingStream<Generation, Error>.makeStream(bufferingPolicy: .bufferingOldest(options.streamBufferLimit))
         let info = GenerationInfo(promptTokens: prompt.count, generatedTokens: 0, prefillSeconds: 0, decodeSeconds: 0,
                                   stopReason: .maxTokens, device: backend.deviceDescription)
         let job = Job(sequence: GenerationSequence(prompt: prompt, parameters: parameters, tokenizer: tokenizer),
@@ -120,10 +163,12 @@ public final class ContinuousBatcher: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         if stopping { throw SubmitError.stopped }
+        if draining { throw SubmitError.draining }
         guard pending.count < options.queueLimit else {
             throw SubmitError.queueFull(limit: options.queueLimit)
         }
         pending.append(job)
+        live += 1
         metricsValue.requests += 1
         metricsValue.promptTokens += prompt.count
         metricsValue.waiting = pending.count
@@ -142,6 +187,19 @@ public final class ContinuousBatcher: @unchecked Sendable {
         stopping = true
         condition.signal()
         condition.unlock()
+    }
+
+    /// Takes no new requests (`submit` throws `.draining`) while running and waiting ones go on; `stop()`
+    /// then ends whatever is left. A server calls this when told to shut down, waits for `isIdle` up to
+    /// a bound, then stops.
+    public func beginDraining() {
+        condition.lock(); draining = true; condition.unlock()
+    }
+
+    /// No request runs or waits.
+    public var isIdle: Bool {
+        condition.lock(); defer { condition.unlock() }
+        return live == 0
     }
 
     func wake() {
@@ -203,15 +261,9 @@ public final class ContinuousBatcher: @unchecked Sendable {
                             try backend.resetState(row: j.row)
                         }
                     }
-                    try logits.withUnsafeMutableBufferPointer { buf in
-                        try backend.prefill(admitted.map { Array($0.sequence.tokens[$0.cached...]) }, rows: admitted.map(\.row),
-                                            lastLogits: UnsafeMutableBufferPointer(rebasing: buf[0..<(admitted.count * V)]))
-                    }
-                    if options.cacheBytes > 0 {
-                        for j in admitted { cache.insert(tokens: j.sequence.tokens, state: try backend.state(row: j.row)) }
-                    }
+                    try prefill(admitted, into: &logits)
                 } catch {
-                    for j in admitted { j.continuation.finish(throwing: error); free.append(j.row) }
+                    for j in admitted { j.continuation.finish(throwing: error); free.append(j.row); ended() }
                     admitted = []
                 }
                 let dt = monotonicSeconds() - t0
@@ -240,12 +292,13 @@ public final class ContinuousBatcher: @unchecked Sendable {
             if running.isEmpty { publishRunning(0); continue }
             let tokens = running.map { $0.sequence.lastToken! }
             let rows = running.map(\.row)
+            let stepStart = monotonicSeconds()
             do {
                 try logits.withUnsafeMutableBufferPointer { buf in
                     try backend.step(tokens, rows: rows, logits: UnsafeMutableBufferPointer(rebasing: buf[0..<(rows.count * V)]))
                 }
             } catch {
-                for j in running { j.continuation.finish(throwing: error); free.append(j.row) }
+                for j in running { j.continuation.finish(throwing: error); free.append(j.row); ended() }
                 running = []
                 publishRunning(0)
                 continue
@@ -253,12 +306,46 @@ public final class ContinuousBatcher: @unchecked Sendable {
             for (k, j) in running.enumerated() {
                 logits.withUnsafeBufferPointer { advance(j, UnsafeBufferPointer(rebasing: $0[(k * V)..<((k + 1) * V)])) }
             }
+            options.observer?.decodeStep(seconds: monotonicSeconds() - stepStart, rows: rows.count)
             condition.lock()
             metricsValue.decodeSteps += 1
             metricsValue.rowsStepped += rows.count
             metricsValue.generatedTokens += rows.count  // one token a row: counted once a step, not under the lock per token
             metricsValue.running = running.count
             condition.unlock()
+        }
+    }
+
+    /// Prefills the admitted prompts from where their states stand, packed, and leaves each one's next-token
+    /// logits at its index in `logits`. With the cache on, a prompt is cut at every multiple of the block
+    /// size (counted from its first token) and the state there is kept, as is the state at its end.
+    func prefill(_ jobs: [Job], into logits: inout [Float]) throws {
+        let V = backend.config.paddedVocabSize
+        var position = jobs.map(\.cached)
+        var scratch = [Float](repeating: 0, count: jobs.count * V)
+        while true {
+            var part: [Int] = [], pieces: [[Int]] = []
+            for (k, j) in jobs.enumerated() where position[k] < j.sequence.promptCount {
+                var end = j.sequence.promptCount
+                if blockTokens > 0 { end = min(end, (position[k] / blockTokens + 1) * blockTokens) }
+                part.append(k)
+                pieces.append(Array(j.sequence.tokens[position[k]..<end]))
+            }
+            if part.isEmpty { break }
+            try scratch.withUnsafeMutableBufferPointer { buf in
+                try backend.prefill(pieces, rows: part.map { jobs[$0].row },
+                                    lastLogits: UnsafeMutableBufferPointer(rebasing: buf[0..<(part.count * V)]))
+            }
+            for (m, k) in part.enumerated() {
+                position[k] += pieces[m].count
+                let j = jobs[k]
+                if position[k] == j.sequence.promptCount {
+                    logits.replaceSubrange((k * V)..<((k + 1) * V), with: scratch[(m * V)..<((m + 1) * V)])
+                }
+                if options.cacheBytes > 0, !cache.contains(Array(j.sequence.tokens[0..<position[k]])) {
+                    cache.insert(tokens: Array(j.sequence.tokens[0..<position[k]]), state: try backend.state(row: j.row))
+                }
+            }
         }
     }
 
@@ -285,16 +372,49 @@ public final class ContinuousBatcher: @unchecked Sendable {
     func advance(_ j: Job, _ logits: UnsafeBufferPointer<Float>) {
         let (token, text) = j.sequence.accept(logits)
         j.info.generatedTokens += 1
-        j.continuation.yield(.token(token))
-        if let text, !text.isEmpty { j.continuation.yield(.chunk(text)) }
+        if j.info.generatedTokens == 1 { options.observer?.firstToken(secondsSinceSubmit: monotonicSeconds() - j.submitted) }
+        send(j, .token(token))
+        if let text, !text.isEmpty { send(j, .chunk(text)) }
+    }
+
+    /// Yields an event; a reader whose buffer is full has its request ended at the next step.
+    func send(_ j: Job, _ e: Generation) {
+        if case .dropped = j.continuation.yield(e) {
+            j.tooSlow = true
+            j.cancelled.store(true, ordering: .relaxed)
+        }
+    }
+
+    /// Counts a request as done (the lock is taken here).
+    func ended() {
+        condition.lock(); live -= 1; condition.unlock()
     }
 
     /// Ends a job's stream: held-back text, then the summary.
     func finish(_ j: Job) {
+        defer { ended() }
+        if j.tooSlow {
+            metricsAdd { $0.slowReaders += 1 }
+            j.continuation.finish(throwing: StreamError.readerTooSlow(bufferedEvents: options.streamBufferLimit))
+            return
+        }
         if let rest = j.sequence.finishText(), !rest.isEmpty { j.continuation.yield(.chunk(rest)) }
         j.info.stopReason = j.sequence.stopReason
         j.info.decodeSeconds = j.decodeStart > 0 ? monotonicSeconds() - j.decodeStart : 0
         j.continuation.yield(.info(j.info))
         j.continuation.finish()
     }
+
+    func metricsAdd(_ f: (inout Metrics) -> Void) {
+        condition.lock(); f(&metricsValue); condition.unlock()
+    }
+}
+
+/// What a server measures of a batcher as it runs (latency histograms). Called on the batcher's thread:
+/// keep it quick.
+public protocol ContinuousBatcherObserver: Sendable {
+    /// A request's first token, this long after it was submitted (queueing and prefill included).
+    func firstToken(secondsSinceSubmit: Double)
+    /// A decode step that gave `rows` requests one token each in `seconds`.
+    func decodeStep(seconds: Double, rows: Int)
 }
