@@ -4,6 +4,7 @@
 prompts; errors arrive as the client's exceptions with the right status (400, 404, 401 with --api-key).
 Usage: scripts/test_server_openai.py BINARY   (exit 1 on the first failed check)"""
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -90,6 +91,36 @@ def main():
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    graceful_shutdown(binary)
+
+
+def graceful_shutdown(binary):
+    """SIGTERM during a long stream: the stream still ends properly (finish_reason, [DONE]) within the bound,
+    new requests are refused, and the process exits 0."""
+    timeout = 1.0
+    proc, port = start(binary, "--shutdown-timeout", str(timeout))
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=60)
+        stream = client.completions.create(model="x", prompt="And it came to pass", max_tokens=4000, temperature=0, stream=True,
+                                           extra_body={"ignore_eos": True})
+        chunks = iter(stream)
+        next(chunks)  # it runs
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices]
+        ended = time.monotonic() - t0
+        # The bound plus the time to end the step in flight and write the last events (a second is ample).
+        check(finish and finish[-1] == "length" and ended < timeout + 1.0, f"SIGTERM: the running stream ends within the bound ({ended:.2f} s)")
+        try:
+            client.completions.create(model="x", prompt="x", max_tokens=1)
+            refused = False
+        except (openai.APIStatusError, openai.APIConnectionError) as e:
+            refused = not isinstance(e, openai.APIStatusError) or e.status_code == 503
+        check(refused, "SIGTERM: new requests are refused (503 or no connection)")
+        check(proc.wait(timeout=10) == 0, f"SIGTERM: the server exits 0 within {time.monotonic() - t0:.2f} s")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 if __name__ == "__main__":

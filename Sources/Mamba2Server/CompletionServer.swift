@@ -78,7 +78,7 @@ public struct CompletionServer: Sendable {
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                      body: .init(byteBuffer: ByteBuffer(string: metrics.scrape(batcher.metrics))))
         }
-        let document = OpenAPIDocument.json(options)
+        let document = OpenAPIDocument.json(options, vocabSize: batcher.backend.config.vocabSize)
         router.get("/openapi.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: document)))
         }

@@ -2,8 +2,10 @@
 /// limits written in (the largest `max_tokens`, the body size). It is what schemathesis tests the server
 /// against (`scripts/test_server_schema.py`): every response must be one the document allows.
 enum OpenAPIDocument {
-    static func json(_ o: ServerOptions) -> String {
-        #"""
+    /// `vocabSize`: token ids are 0 ..< vocabSize.
+    static func json(_ o: ServerOptions, vocabSize: Int) -> String {
+        let maxID = vocabSize - 1
+        return #"""
         {
           "openapi": "3.0.3",
           "info": {
@@ -22,7 +24,10 @@ enum OpenAPIDocument {
                     "description": "The completion; with stream true, server-sent events of CompletionResponse chunks ending in 'data: [DONE]'.",
                     "content": {
                       "application/json": {"schema": {"$ref": "#/components/schemas/CompletionResponse"}},
-                      "text/event-stream": {"schema": {"type": "string"}}
+                      "text/event-stream": {"schema": {
+                        "description": "One server-sent event: its data is a CompletionResponse chunk as JSON, or [DONE] last.",
+                        "type": "object", "required": ["data"], "properties": {"data": {"type": "string"}, "event": {"type": "string"}}
+                      }}
                     }
                   },
                   "400": {"$ref": "#/components/responses/Error"},
@@ -75,7 +80,7 @@ enum OpenAPIDocument {
                 "operationId": "detokenize",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {
                   "type": "object", "required": ["tokens"],
-                  "properties": {"tokens": {"type": "array", "items": {"type": "integer", "format": "int64"}}}
+                  "properties": {"tokens": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": \#(maxID)}}}
                 }}}},
                 "responses": {
                   "200": {"description": "The text.", "content": {"application/json": {"schema": {
@@ -119,10 +124,10 @@ enum OpenAPIDocument {
                 "properties": {
                   "model": {"type": "string"},
                   "prompt": {"oneOf": [
-                    {"type": "string"},
-                    {"type": "array", "minItems": 1, "maxItems": 64, "items": {"type": "string"}},
-                    {"type": "array", "minItems": 1, "items": {"type": "integer", "format": "int64"}},
-                    {"type": "array", "minItems": 1, "maxItems": 64, "items": {"type": "array", "minItems": 1, "items": {"type": "integer", "format": "int64"}}}
+                    {"type": "string", "minLength": 1},
+                    {"type": "array", "minItems": 1, "maxItems": 64, "items": {"type": "string", "minLength": 1}},
+                    {"type": "array", "minItems": 1, "maxItems": \#(o.maxPromptTokens), "items": {"type": "integer", "minimum": 0, "maximum": \#(maxID)}},
+                    {"type": "array", "minItems": 1, "maxItems": 64, "items": {"type": "array", "minItems": 1, "maxItems": \#(o.maxPromptTokens), "items": {"type": "integer", "minimum": 0, "maximum": \#(maxID)}}}
                   ]},
                   "max_tokens": {"type": "integer", "minimum": 0, "maximum": \#(o.maxTokensLimit), "default": 16},
                   "temperature": {"type": "number", "minimum": 0, "default": 1},
