@@ -188,4 +188,5 @@ def main():
             json.dump(out, f, indent=1)
 
 
-main()
+if __name__ == "__main__":
+    main()

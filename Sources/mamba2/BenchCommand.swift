@@ -87,6 +87,9 @@ struct BenchModelCommand: ParsableCommand {
             return
         }
         print("model: \(name), \(countString(params)) parameters, weights \(dtype), on \(backend.deviceDescription)")
+        if device.device == .cpu {
+            print("decode GEMV kernels: " + bench.batches.map { "batch \($0) \(CPUBackend.decodeKernelPath(rows: $0))" }.joined(separator: ", "))
+        }
         print("read bandwidth \(fixed(bandwidth / 1e9, 1)) GB/s; a decoded token reads \(bytesString(Int(perToken))) (weights + state) → floor \(fixed(floor, 1)) tokens/s")
         var cells: [[String]] = []
         for r in results {

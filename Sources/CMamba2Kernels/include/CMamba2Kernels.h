@@ -30,6 +30,12 @@ void mk_sgemm_parallel(int transA, int transB, int M, int N, int K, float alpha,
 // streamed from memory once and dotted with all B rows of X, the rows of W split across `threads`
 // participants of the pool. W is (N, K) row-major in float32 (wtype 0), bfloat16 (1) or float16 (2);
 // arithmetic is float32. This is the memory-bound path: the bytes of W are the cost.
+// The decode GEMV's kernels: chosen from cpuid (MK_GEMV_AUTO, the default), or only the portable
+// vector-extension ones (MK_GEMV_PORTABLE), so that tests and benchmarks can run each path on one host.
+enum { MK_GEMV_AUTO = 0, MK_GEMV_PORTABLE = 1 };
+void mk_gemv_select(int path);
+// The kernel path a call with `batch` rows of X takes on this host, in words.
+const char *mk_gemv_path_name(int batch);
 void mk_gemv_rows(int B, int N, int K, const float *X, int ldx, const void *W, int wtype, const float *bias,
                   float *Y, int ldy, int threads);
 // float32 → bfloat16 and → float16, rounding to nearest even, n values.

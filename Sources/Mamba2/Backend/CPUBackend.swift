@@ -98,6 +98,9 @@ public final class CPUBackend: Mamba2Backend, @unchecked Sendable {
     }
 
     /// The host's read bandwidth as the decode step's access pattern achieves it: the decode GEMV streaming
+    /// The decode GEMV's kernel for `rows` rows on this host (chosen from cpuid), in words.
+    public static func decodeKernelPath(rows: Int) -> String { String(cString: mk_gemv_path_name(Int32(rows))) }
+
     /// a 512 MiB float32 matrix once with all threads, best of 3.
     public func measureReadBandwidth() throws -> Double {
         let (rows, cols) = (65536, 2048)
