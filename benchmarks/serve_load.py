@@ -106,18 +106,16 @@ async def one_request(session, url, prompt, max_tokens):
     return t_sent, t_first, t_last, tokens
 
 
-async def load(server, streams, warmup, seconds, prompt_tokens, max_tokens, vocab, seed):
-    url = f"http://127.0.0.1:{server.port}/v1/completions"
+async def drive(port, streams, window, prompt_tokens, max_tokens, vocab, seed):
+    """`streams` clients sending requests one after another until the window ends: (records, errors)."""
+    url = f"http://127.0.0.1:{port}/v1/completions"
     rng = random.Random(seed)
     records, errors = [], []
-    rss = []
-    t0 = time.monotonic()
-    window = (t0 + warmup, t0 + warmup + seconds)
     # A fresh connection per request: llama-server closes kept-alive connections between responses, which
     # made reused ones fail to send; both servers get the same treatment.
     connector = aiohttp.TCPConnector(limit=streams + 4, force_close=True)
     async with aiohttp.ClientSession(connector=connector) as session:
-        async def client(i):
+        async def client():
             while time.monotonic() < window[1]:
                 prompt = [rng.randrange(1000, vocab) for _ in range(prompt_tokens)]
                 try:
@@ -125,16 +123,41 @@ async def load(server, streams, warmup, seconds, prompt_tokens, max_tokens, voca
                 except Exception as e:  # noqa: BLE001 - every failure counts as an error
                     errors.append(f"{type(e).__name__}: {e}")
                     await asyncio.sleep(0.1)
+        await asyncio.gather(*[client() for _ in range(streams)])
+    return records, errors
 
-        async def sampler():
-            while time.monotonic() < window[1] + 1:
-                rss.append((time.monotonic(), rss_bytes(server.proc.pid)))
-                await asyncio.sleep(0.5)
 
-        await asyncio.gather(sampler(), *[client(i) for i in range(streams)])
-        scraped = {}
-        if server.name == "mamba2 serve":
-            # Our server's own view: the mean decode step and batch over the whole run.
+def drive_in_process(args):
+    return asyncio.run(drive(*args))
+
+
+async def load(server, streams, warmup, seconds, prompt_tokens, max_tokens, vocab, seed, processes):
+    """Drives the server (in `processes` client processes, so that parsing the events of many fast streams
+    does not make Python the bottleneck), samples its memory, and sums up the measured window."""
+    t0 = time.monotonic()
+    window = (t0 + warmup, t0 + warmup + seconds)
+    rss = []
+
+    async def sampler():
+        while time.monotonic() < window[1] + 1:
+            rss.append((time.monotonic(), rss_bytes(server.proc.pid)))
+            await asyncio.sleep(0.5)
+
+    shares = [streams // processes + (1 if i < streams % processes else 0) for i in range(processes)]
+    jobs = [(server.port, n, window, prompt_tokens, max_tokens, vocab, seed * 1000 + i) for i, n in enumerate(shares) if n > 0]
+    if len(jobs) == 1:
+        (records, errors), _ = await asyncio.gather(drive(*jobs[0]), sampler())
+    else:
+        import multiprocessing
+        loop = asyncio.get_running_loop()
+        with multiprocessing.get_context("fork").Pool(len(jobs)) as pool:
+            parts, _ = await asyncio.gather(loop.run_in_executor(None, pool.map, drive_in_process, jobs), sampler())
+        records = [r for rs, _ in parts for r in rs]
+        errors = [e for _, es in parts for e in es]
+    scraped = {}
+    if server.name == "mamba2 serve":
+        # Our server's own view: the mean decode step and batch over the whole run.
+        async with aiohttp.ClientSession() as session:
             async with session.get(f"http://127.0.0.1:{server.port}/metrics") as r:
                 for line in (await r.text()).splitlines():
                     if not line.startswith("#") and " " in line:
@@ -176,6 +199,8 @@ def main():
     ap.add_argument("--prompt-tokens", type=int, default=32)
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ours-args", default="", help="more arguments for mamba2 serve, as one string (e.g. '--cache-mib 0')")
+    ap.add_argument("--client-processes", type=int, default=1, help="client processes (use several where streams are fast: the GPU)")
     ap.add_argument("--device", default="cpu", help="ours: cpu or cuda")
     ap.add_argument("--weights-dtype", help="ours: f32, bf16 or f16 weights (default: the device's, f32 on the CPU)")
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "mamba2-serve-load"))
@@ -202,7 +227,7 @@ def main():
     for n in [int(x) for x in a.streams.split(",")]:
         plans = [("mamba2 serve", [a.ours, "serve", "--model", model, "--slots", str(n), "--threads", str(a.threads),
                                    "--device", a.device, "--max-tokens-limit", str(a.max_tokens), "--queue", str(4 * n)]
-                  + (["--weights-dtype", a.weights_dtype] if a.weights_dtype else []))]
+                  + (["--weights-dtype", a.weights_dtype] if a.weights_dtype else []) + a.ours_args.split())]
         if a.llama_server:
             ctx = n * (a.prompt_tokens + a.max_tokens + 64)
             plans.append(("llama-server", [a.llama_server, "-m", gguf, "-t", str(a.threads), "-tb", str(a.threads), "--parallel", str(n),
@@ -216,7 +241,8 @@ def main():
                     async def run():
                         async with aiohttp.ClientSession() as s:
                             await server.wait_ready(s)
-                        return await load(server, n, a.warmup, a.seconds, a.prompt_tokens, a.max_tokens, vocab, seed=n)
+                        return await load(server, n, a.warmup, a.seconds, a.prompt_tokens, a.max_tokens, vocab, seed=n,
+                                          processes=a.client_processes)
                     r = asyncio.run(run())
                 finally:
                     server.stop()
@@ -224,7 +250,8 @@ def main():
             results.append(r)
             print(json.dumps(r), flush=True)
     # The table: each of ours against llama-server at the same stream count.
-    print(f"\nhost {host}, shape {a.shape}, {a.threads} threads, device {a.device}, weights {a.weights_dtype or 'default'}, "
+    print(f"\nhost {host}, shape {a.shape}, ours with '{a.ours_args}'" if a.ours_args else f"\nhost {host}, shape {a.shape}", end="")
+    print(f", {a.threads} threads, device {a.device}, weights {a.weights_dtype or 'default'}, "
           f"prompt {a.prompt_tokens} tokens, max_tokens {a.max_tokens}, {a.seconds:.0f} s measured after {a.warmup:.0f} s")
     print("| server | streams | requests | errors | tokens/s | vs llama-server | TTFT p50 | TTFT p99 | RSS start / end / peak MiB |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -237,7 +264,7 @@ def main():
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"host": host, "shape": a.shape, "threads": a.threads, "device": a.device, "weights": a.weights_dtype,
-                       "prompt_tokens": a.prompt_tokens, "max_tokens": a.max_tokens, "seconds": a.seconds, "warmup": a.warmup,
+                       "prompt_tokens": a.prompt_tokens, "max_tokens": a.max_tokens, "seconds": a.seconds, "warmup": a.warmup, "ours_args": a.ours_args,
                        "results": results}, f, indent=1)
     if any(r["errors"] for r in results):
         sys.exit(1)

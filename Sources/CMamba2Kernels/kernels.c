@@ -329,3 +329,60 @@ int mk_nfkc_decompose(uint32_t cp, const uint32_t **out) {
     }
     return 0;
 }
+
+// ---- The sampler's reductions over a vocabulary of logits ----
+
+typedef float mk_v16 __attribute__((ext_vector_type(16), aligned(4)));
+typedef int mk_i16 __attribute__((ext_vector_type(16)));
+
+// exp(x) for x ≤ 0 in 16 lanes: x = k·ln2 + r with |r| ≤ ln2/2, a degree-6 polynomial for exp(r) (relative
+// error below 2e-7 on that range), scaled by 2^k through the exponent bits; below -87 it is 0. A libm call
+// per logit made the normalizer of a 50K vocabulary cost ~300 µs a row.
+// (A macro: a vector passed by value would change the ABI between the clones.)
+#define MK_EXP16_NONPOSITIVE(X) ({                                                                     \
+    mk_v16 x_ = (X);                                                                                   \
+    const mk_i16 under_ = x_ < -87.0f;                                                                 \
+    x_ = x_ < -87.0f ? (mk_v16)-87.0f : x_;                                                            \
+    const mk_v16 kf_ = __builtin_elementwise_floor(x_ * 1.44269504088896341f + 0.5f);                 \
+    const mk_v16 r_ = x_ - kf_ * 0.693359375f + kf_ * 2.12194440e-4f;                                  \
+    mk_v16 p_ = 1.9875691500e-4f;                                                                      \
+    p_ = p_ * r_ + 1.3981999507e-3f;                                                                   \
+    p_ = p_ * r_ + 8.3334519073e-3f;                                                                   \
+    p_ = p_ * r_ + 4.1665795894e-2f;                                                                   \
+    p_ = p_ * r_ + 1.6666665459e-1f;                                                                   \
+    p_ = p_ * r_ + 5.0000001201e-1f;                                                                   \
+    p_ = p_ * r_ * r_ + r_ + 1.0f;                                                                     \
+    const mk_i16 bits_ = (__builtin_convertvector(kf_, mk_i16) + 127) << 23;                          \
+    mk_v16 scale_;                                                                                     \
+    __builtin_memcpy(&scale_, &bits_, sizeof scale_);                                                  \
+    under_ ? (mk_v16)0.0f : p_ * scale_;                                                               \
+})
+
+MK_CLONES float mk_max_f32(int n, const float *x) {
+    float m = -INFINITY;
+    int i = 0;
+    if (n >= 16) {
+        mk_v16 v = *(const mk_v16 *)x;
+        for (i = 16; i + 16 <= n; i += 16) { mk_v16 u = *(const mk_v16 *)(x + i); v = u > v ? u : v; }
+        for (int l = 0; l < 16; l++) m = v[l] > m ? v[l] : m;
+    }
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+MK_CLONES float mk_log_sum_exp(int n, const float *x, float max) {
+    mk_v16 s = 0.0f;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) s += MK_EXP16_NONPOSITIVE(*(const mk_v16 *)(x + i) - max);
+    double total = 0;
+    for (int l = 0; l < 16; l++) total += s[l];
+    for (; i < n; i++) total += expf(x[i] - max);
+    return max + (float)log(total);
+}
+
+MK_CLONES int mk_argmax_f32(int n, const float *x) {
+    // The first index of the maximum, as a scalar scan would give it.
+    const float m = mk_max_f32(n, x);
+    for (int i = 0; i < n; i++) if (x[i] == m) return i;
+    return 0;
+}

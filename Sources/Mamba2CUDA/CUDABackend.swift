@@ -97,6 +97,13 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
         for r in rows { rowTokens[r] += 1; atZero[r] = false }
     }
 
+    public func stepArgmax(_ tokens: [Int], rows: [Int]) throws -> [(id: Int, logprob: Float)]? {
+        try checkRows(rows, count: tokens.count)
+        let out = try withRowsLeading(rows) { try model.stepArgmax(leadingRows: tokens) }
+        for r in rows { rowTokens[r] += 1; atZero[r] = false }
+        return out
+    }
+
     /// The decode step on any rows: their states swapped into rows 0..<n, stepped, swapped back.
     func stepRows(_ tokens: [Int], rows: [Int], logits: UnsafeMutableBufferPointer<Float>) throws {
         try withRowsLeading(rows) { try model.step(leadingRows: tokens, into: logits) }

@@ -56,10 +56,11 @@ public final class CUDAModel: @unchecked Sendable {
     package var logits1: CUDABuffer!          // (rows, padded_vocab)
     var normed1: CUDABuffer!          // (rows, max(d_model, d_ssm)) precision: cuBLAS's input for many rows
     var tokens1: CUDABuffer!          // (rows) int32: the tokens fed to the next step
+    var chosenLogprob1: CUDABuffer!   // (rows) f32: log-probability of each row's argmax (stepArgmax)
     let counter: CUDABuffer           // (1) int32: graph decode steps run
     var history: CUDABuffer?          // (steps, rows) int32: tokens chosen by graph decode
     var historyCapacity = 0
-    /// One decode graph per number of rows.
+    /// One decode graph per number of rows (n: greedy decode; −n: a step that returns logits).
     var graphs: [Int: CUDAGraph] = [:]
     /// Rows in use (set by prefill).
     public private(set) var rows = 0
@@ -183,6 +184,7 @@ public final class CUDAModel: @unchecked Sendable {
         logits1 = try CUDABuffer(count: n * c.paddedVocabSize, on: device)
         normed1 = try CUDABuffer(count: n * max(c.dModel, c.dSSM), on: device)
         tokens1 = try CUDABuffer(count: n, on: device)
+        chosenLogprob1 = try CUDABuffer(count: n, on: device)
         swapRow = (try CUDABuffer(count: convRow, on: device), try CUDABuffer(count: ssmRow, on: device))
         try device.synchronize()
         capacity = n

@@ -78,10 +78,17 @@ extension CUDAModel {
         try gemm(rows: n, out: c.paddedVocabSize, in: c.dModel, x: normed1, w: lmHead, y: logits1, accumulate: false)
     }
 
-    /// Queues one decode step of `rows` rows: tokens1 → logits1 (and with `greedy`, the argmax back into
-    /// tokens1, counted by `counter` and recorded in `history`).
-    func enqueueStep(rows n: Int, greedy: Bool) throws {
+    /// What a queued decode step does after the logits.
+    enum StepChoice { case none, greedyDecode, argmax }
+
+    /// Queues one decode step of `rows` rows: tokens1 → logits1; with `.greedyDecode`, the argmax back into
+    /// tokens1, counted by `counter` and recorded in `history`; with `.argmax`, the argmax into tokens1 and
+    /// its log-probability into chosenLogprob1.
+    func enqueueStep(rows n: Int, greedy: Bool) throws { try enqueueStep(rows: n, choice: greedy ? .greedyDecode : .none) }
+
+    func enqueueStep(rows n: Int, choice: StepChoice) throws {
         let V = config.paddedVocabSize
+        let greedy = choice == .greedyDecode
         let ae = KernelArguments()
         ae.add(Int32(config.dModel)); ae.add(tokens1); ae.add(embedding); ae.add(residual1); ae.add(greedy ? counter.pointer : 0)
         try k.embed.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: ae)
@@ -91,11 +98,34 @@ extension CUDAModel {
             try outProjection(rows: n, layer: i)
         }
         try head(rows: n)
-        if greedy {
+        if choice != .none {
             let aa = KernelArguments()
-            aa.add(Int32(V)); aa.add(logits1); aa.add(tokens1); aa.add(counter); aa.add(history?.pointer ?? 0); aa.add(Int32(historyCapacity))
+            aa.add(Int32(V)); aa.add(logits1); aa.add(tokens1); aa.add(greedy ? counter.pointer : 0)
+            aa.add(greedy ? history?.pointer ?? 0 : 0); aa.add(Int32(historyCapacity)); aa.add(greedy ? 0 : chosenLogprob1.pointer)
             try k.argmax.launch(grid: (n, 1, 1), block: (1024, 1, 1), arguments: aa, dependent: true)
         }
+    }
+
+    /// One step of rows 0..<tokens.count whose tokens are chosen on the device (argmax, with their
+    /// log-probabilities): only the choices come back, not the logits. Replayed as a graph per row count
+    /// (keyed by Int.min + n).
+    func stepArgmax(leadingRows tokens: [Int]) throws -> [(id: Int, logprob: Float)] {
+        let n = tokens.count
+        guard n > 0, n <= capacity else {
+            throw Mamba2Error.invalidArgument("tokens", reason: "\(n) tokens for \(capacity) rows of state on the GPU")
+        }
+        try config.checkTokens(tokens, argument: "tokens")
+        try tokens1.upload(tokens.map { Int32($0) })
+        let graph: CUDAGraph
+        if let g = graphs[Int.min + n] { graph = g } else {
+            graph = try CUDAGraph(on: device) { try enqueueStep(rows: n, choice: .argmax) }
+            graphs[Int.min + n] = graph
+        }
+        try graph.launch()
+        try device.synchronize()
+        let ids = try tokens1.download(n, as: Int32.self)
+        let lp = try chosenLogprob1.download(n, as: Float.self)
+        return (0..<n).map { (Int(ids[$0]), lp[$0]) }
     }
 
     /// Feeds one token per row (rows in use since prefill) and returns the logits (rows, padded vocab).
@@ -130,7 +160,14 @@ extension CUDAModel {
         }
         try config.checkTokens(tokens, argument: "tokens")
         try tokens1.upload(tokens.map { Int32($0) })
-        try enqueueStep(rows: n, greedy: false)
+        // Replayed as a graph, one per row count (keyed −n beside greedy decode's n): launching the step's
+        // ~150 kernels one by one cost more than running them at batch 64.
+        let graph: CUDAGraph
+        if let g = graphs[-n] { graph = g } else {
+            graph = try CUDAGraph(on: device) { try enqueueStep(rows: n, greedy: false) }
+            graphs[-n] = graph
+        }
+        try graph.launch()
         try device.synchronize()
         try logits1.download(into: logits)
     }

@@ -375,9 +375,11 @@ extension CUDAKernelSource {
     // Greedy choice on the device: tokens[r] = argmax of row r (the lowest index among equals); with a
     // counter (graph decode) also history[(counter − 1)·rows + r] while under capacity.
     extern "C" __global__ void __launch_bounds__(1024) m_argmax(int V, const float* __restrict__ logits, int* __restrict__ tokens,
-                                                               const int* counter, int* history, int capacity) {
+                                                               const int* counter, int* history, int capacity,
+                                                               float* __restrict__ logprob) {
         __shared__ float bv[32];
         __shared__ int bi[32];
+        __shared__ float red[32];
         const int r = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
         pdl_wait();
         const float* row = logits + (size_t)r * V;
@@ -401,6 +403,21 @@ extension CUDAKernelSource {
                 const int s = *counter - 1;
                 if (s >= 0 && s < capacity) history[(size_t)s * gridDim.x + r] = idx;
             }
+            bv[0] = best;
+        }
+        // With `logprob`: the chosen token's log-probability, −log Σ exp(v − max) (the row is in L2 now).
+        if (!logprob) return;
+        __syncthreads();
+        const float m = bv[0];
+        float sum = 0.f;
+        for (int i = threadIdx.x; i < V; i += 1024) sum += expf(row[i] - m);
+        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if (lane == 0) red[warp] = sum;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            float total = 0.f;
+            for (int w = 0; w < 32; w++) total += red[w];
+            logprob[r] = -logf(total);
         }
     }
 

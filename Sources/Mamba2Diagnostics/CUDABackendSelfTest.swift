@@ -1,3 +1,4 @@
+import Foundation
 import Mamba2
 import Mamba2CUDA
 import Mamba2Training
@@ -67,6 +68,25 @@ extension CUDASelfTest {
         check("backend: copied (row 1), restored (row 2) and reset (row 3) states step as on the CPU", got, want)
         let same = (0..<V).allSatisfy { got[$0] == got[V + $0] }
         checks.append(Check(name: "backend: a copied and a restored state give the same logits bit for bit", relativeError: same ? 0 : 1, tolerance: 0, allWritten: true))
+        // 4b. A step whose tokens the GPU chooses (argmax and its log-probability, only those sent back) against
+        //     the CPU's logits, argmax and log-softmax in float64: same tokens, log-probabilities within the
+        //     1e-4 the logits themselves meet. (Random weights: a top-2 margin below that would be a legitimate
+        //     flip; the check reports it rather than passing it.)
+        let t4 = tokens(3)
+        want = poisoned(3 * V)
+        try want.withUnsafeMutableBufferPointer { try cpu.step(t4, rows: [1, 2, 3], logits: $0) }
+        let chosen = try gpu.stepArgmax(t4, rows: [1, 2, 3]) ?? []
+        var wantIDs: [Int] = [], wantLP: [Float] = []
+        for r in 0..<3 {
+            let row = want[(r * V)..<((r + 1) * V)]
+            let best = row.indices.max { row[$0] < row[$1] || (row[$0] == row[$1] && $0 > $1) }! - r * V
+            let m = Double(row.max()!)
+            let logZ = m + Foundation.log(row.reduce(0.0) { $0 + Foundation.exp(Double($1) - m) })
+            wantIDs.append(best); wantLP.append(Float(Double(row[r * V + best]) - logZ))
+        }
+        checks.append(Check(name: "backend: stepArgmax of rows [1, 2, 3] chooses the CPU's argmax (\(chosen.map(\.id)) vs \(wantIDs))",
+                            relativeError: chosen.map(\.id) == wantIDs ? 0 : 1, tolerance: 0, allWritten: chosen.count == 3))
+        check("backend: stepArgmax log-probabilities vs the CPU's log-softmax", chosen.map(\.logprob), wantLP)
         // 5. Snapshots at a chunk boundary equal the state a full prefill reaches there.
         let long = tokens(600)
         try gpu.resetState(row: 4)

@@ -191,3 +191,39 @@ import Testing
         #expect(b.isIdle)
     }
 }
+
+@Suite("Continuous batcher: rows") struct ContinuousBatcherRowTests {
+    @Test("requests of different lengths through three slots: rows compact as they leave, tokens as alone")
+    func compaction() async throws {
+        let path = try #require(LanguageModel.bundledModelPath)
+        let lm = try LanguageModel.load(directory: path), alone = try LanguageModel.load(directory: path)
+        let tok = try #require(lm.tokenizer)
+        // The server tests' prompts, whose greedy margins over 30 tokens they check (no near ties).
+        let prompts = ["And it came to pass", "The quick brown fox", "A hacker is", "To install a package, run",
+                       "In the beginning", "Q: What is", "The LORD said unto Moses", "Debian is"]
+        let lengths = [5, 30, 12, 30, 1, 20, 8, 30]
+        var expected: [[Int]] = []
+        for (p, n) in zip(prompts, lengths) {
+            var gen = try alone.tokenGenerator(prompt: tok.encode(p), parameters: .init(maxTokens: n, temperature: 0))
+            var ids: [Int] = []
+            while let s = try gen.next() { ids.append(s.token.id) }
+            expected.append(ids)
+        }
+        let b = try ContinuousBatcher(backend: lm.backend, tokenizer: nil, options: .init(slots: 3))
+        defer { b.stop() }
+        let streams = try zip(prompts, lengths).map { try b.submit(prompt: tok.encode($0), parameters: .init(maxTokens: $1, temperature: 0)) }
+        var got = [[Int]](repeating: [], count: prompts.count)
+        try await withThrowingTaskGroup(of: (Int, [Int]).self) { group in
+            for (i, s) in streams.enumerated() {
+                group.addTask {
+                    var ids: [Int] = []
+                    for try await e in s { if case let .token(t) = e { ids.append(t.id) } }
+                    return (i, ids)
+                }
+            }
+            for try await (i, ids) in group { got[i] = ids }
+        }
+        #expect(got == expected)
+        #expect(b.metrics.rowsStepped > b.metrics.decodeSteps)
+    }
+}

@@ -1,4 +1,5 @@
 @testable import Mamba2
+import Foundation
 import CMamba2Kernels
 import Mamba2TestSupport
 import Testing
@@ -115,6 +116,27 @@ struct MathTests {
             Parallel.forEach(count) { h.p[$0] += 1 }
             #expect((0..<count).allSatisfy { hits[$0] == 1 })
             hits.deallocate()
+        }
+    }
+}
+
+@Suite("Sampler kernels") struct SamplerKernelTests {
+    // The vectorized log-sum-exp against a float64 sum of libm exps, over logits spread as a model's are
+    // (and a few far below the maximum, where exp underflows): the polynomial's 2e-7 relative error per
+    // term bounds the sum's; 1e-6 of the normalizer's magnitude allows for the float32 lanes' rounding.
+    @Test("log-sum-exp, max and argmax equal their plain definitions", arguments: [1, 15, 16, 17, 50_280])
+    func reductions(n: Int) {
+        var g = SystemRandomNumberGenerator()
+        var x = (0..<n).map { _ in Float.random(in: -12...12, using: &g) }
+        if n > 3 { x[n / 3] = -200; x[n - 1] = 30 }  // an underflowing term; the maximum last
+        if n > 3 { x[1] = 30 }                         // …and first at index 1: the first index wins
+        let m = x.max()!
+        let exact = Double(m) + log(x.reduce(0.0) { $0 + exp(Double($1) - Double(m)) })
+        x.withUnsafeBufferPointer { p in
+            #expect(mk_max_f32(Int32(n), p.baseAddress!) == m)
+            #expect(Int(mk_argmax_f32(Int32(n), p.baseAddress!)) == x.firstIndex(of: m)!)
+            let got = Double(mk_log_sum_exp(Int32(n), p.baseAddress!, m))
+            #expect(abs(got - exact) <= 1e-6 * max(1, abs(exact)), "\(got) vs \(exact)")
         }
     }
 }

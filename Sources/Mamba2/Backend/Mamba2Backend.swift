@@ -41,6 +41,11 @@ public protocol Mamba2Backend: AnyObject, Sendable {
     /// `steps` tokens chosen per row. (A device may keep the whole loop on itself: the GPU replays one CUDA
     /// graph per token.) The default steps through `step` and takes the argmax on the host.
     func decodeGreedy(first: [Int], rows: [Int], steps: Int) throws -> [[Int]]
+    /// One step whose next token per row is chosen where the logits are, by argmax, with its
+    /// log-probability (log-softmax of the raw logits), so that a device need not send the logits back: a
+    /// server whose running requests are all greedy steps through this. nil where the backend has nothing
+    /// faster than `step` and a host argmax (the default).
+    func stepArgmax(_ tokens: [Int], rows: [Int]) throws -> [(id: Int, logprob: Float)]?
     /// The read bandwidth of the memory the decode step streams the weights from, in bytes/s, as a
     /// decode-like access achieves it: the floor of a decode step is its bytes over this.
     func measureReadBandwidth() throws -> Double
@@ -88,6 +93,8 @@ extension ComputeDevice where Self == CPUDevice {
 }
 
 extension Mamba2Backend {
+    public func stepArgmax(_ tokens: [Int], rows: [Int]) throws -> [(id: Int, logprob: Float)]? { nil }
+
     public func decodeGreedy(first: [Int], rows: [Int], steps: Int) throws -> [[Int]] {
         try checkRows(rows, count: first.count)
         guard steps >= 1 else { throw Mamba2Error.invalidArgument("steps", reason: "at least 1, got \(steps)") }

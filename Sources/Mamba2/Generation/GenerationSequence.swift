@@ -36,7 +36,17 @@ public struct GenerationSequence: Sendable {
     /// Chooses the next token from the logits of the last token fed; returns it and the text that can be
     /// shown now (nil while a character is incomplete or held back for a stop string).
     public mutating func accept(_ logits: UnsafeBufferPointer<Float>) -> (token: SampledToken, text: String?) {
-        let chosen = sampler.sample(logits, context: tokens[...])
+        accept(chosen: sampler.sample(logits, context: tokens[...]))
+    }
+
+    /// Whether the sampler's choice is the plain argmax, with nothing else asked of the logits (greedy, no
+    /// repetition penalty, no alternatives): then a device may choose and `accept(chosen:)` takes it.
+    public var isPlainGreedy: Bool {
+        parameters.temperature == 0 && parameters.repetitionPenalty == 1 && parameters.topLogprobs == 0
+    }
+
+    /// Takes a token chosen elsewhere (a device's argmax for a plain greedy sequence).
+    public mutating func accept(chosen: SampledToken) -> (token: SampledToken, text: String?) {
         tokens.append(chosen.id)
         if parameters.stopTokenIDs.contains(chosen.id) {
             finished = true
