@@ -96,13 +96,15 @@ async def one_request(session, url, prompt, max_tokens):
             if "error" in event:
                 raise RuntimeError(f"stream error: {event['error']}")
             now = time.monotonic()
-            if any(c.get("text") for c in event.get("choices", [])):
+            # Every event that carries a choice marks progress (llama-server sends one per token, with empty
+            # text while a character is incomplete; ours one per piece of text).
+            if event.get("choices"):
                 t_first = t_first or now
                 t_last = now
             if event.get("usage"):
                 tokens = event["usage"]["completion_tokens"]
         if not done or tokens is None or t_first is None:
-            raise RuntimeError("stream ended without [DONE], usage or any text")
+            raise RuntimeError("stream ended without [DONE], usage or any choice")
     return t_sent, t_first, t_last, tokens
 
 
@@ -183,7 +185,9 @@ async def load(server, streams, warmup, seconds, prompt_tokens, max_tokens, voca
             "server_mean_decode_step_ms": 1000 * scraped["mamba2_time_per_output_token_seconds_sum"]
             / max(scraped["mamba2_time_per_output_token_seconds_count"], 1) if scraped else None,
             "server_mean_batch": scraped["mamba2_decode_batch_size_sum"] / max(scraped["mamba2_decode_batch_size_count"], 1) if scraped else None,
-            "server_prefills": scraped.get("mamba2_prefills_total")}
+            "server_prefills": scraped.get("mamba2_prefills_total"),
+            "server_mean_prefill_ms": 1000 * scraped["mamba2_prefill_seconds_sum"] / max(scraped["mamba2_prefill_seconds_count"], 1)
+            if scraped else None}
 
 
 def main():

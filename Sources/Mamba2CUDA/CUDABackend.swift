@@ -14,6 +14,9 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
     var rowTokens: [Int] = []
     /// Whether a row's state is all zeros (it then prefills through the chunked SSD).
     var atZero: [Bool] = []
+    /// Rows reset whose device memory is not zeroed yet: a prefill from zero overwrites a row's whole state
+    /// without reading it, so the 2 × layers fills of a reset wait until something reads the row.
+    var needsZero: [Bool] = []
 
     public init(model: CUDAModel, rows: Int = 1) throws {
         self.model = model
@@ -28,6 +31,7 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
         guard n > rowTokens.count else { return }
         try model.reserve(rows: n)
         atZero += [Bool](repeating: true, count: n - rowTokens.count)
+        needsZero += [Bool](repeating: false, count: n - rowTokens.count)
         rowTokens += [Int](repeating: 0, count: n - rowTokens.count)
     }
 
@@ -40,6 +44,8 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
         }
         let V = config.paddedVocabSize
         let fresh = sequences.indices.filter { atZero[rows[$0]] }
+        for i in fresh { needsZero[rows[i]] = false }  // overwritten whole
+        try materialize(sequences.indices.filter { !atZero[rows[$0]] }.map { rows[$0] })
         if !fresh.isEmpty {
             let logits = try model.prefill(fresh.map { sequences[$0] }, into: fresh.map { rows[$0] }, logits: lastLogits == nil ? .none : .last)
             if let logits, let lastLogits {
@@ -63,6 +69,7 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
             guard !s.isEmpty else { throw Mamba2Error.invalidArgument("sequences[\(i)]", reason: "empty sequence") }
             try config.checkTokens(s, argument: "sequences[\(i)]")
             if atZero[rows[i]] {
+                needsZero[rows[i]] = false
                 let t = try model.prefill([s], into: [rows[i]], logits: .all)!
                 out.append(Tensor(shape: [s.count, V], data: t.data))
             } else {
@@ -99,6 +106,7 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
 
     public func stepArgmax(_ tokens: [Int], rows: [Int]) throws -> [(id: Int, logprob: Float)]? {
         try checkRows(rows, count: tokens.count)
+        try materialize(rows)
         let out = try withRowsLeading(rows) { try model.stepArgmax(leadingRows: tokens) }
         for r in rows { rowTokens[r] += 1; atZero[r] = false }
         return out
@@ -106,6 +114,7 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
 
     /// The decode step on any rows: their states swapped into rows 0..<n, stepped, swapped back.
     func stepRows(_ tokens: [Int], rows: [Int], logits: UnsafeMutableBufferPointer<Float>) throws {
+        try materialize(rows)
         try withRowsLeading(rows) { try model.step(leadingRows: tokens, into: logits) }
     }
 
@@ -132,6 +141,7 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
 
     public func state(row: Int) throws -> Mamba2State {
         try checkRows([row], count: 1, argument: "row")
+        try materialize([row])
         let (conv, ssm) = try model.downloadState(row: row)
         return Mamba2State(conv: conv, ssm: ssm, tokens: rowTokens[row])
     }
@@ -140,6 +150,7 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
         try checkRows([row], count: 1, argument: "row")
         try state.check(config: config)
         try model.uploadState(row: row, conv: state.conv, ssm: state.ssm)
+        needsZero[row] = false
         rowTokens[row] = state.tokens
         atZero[row] = (state.conv + state.ssm).allSatisfy { $0.allSatisfy { $0 == 0 } }
     }
@@ -147,14 +158,27 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
     public func copyState(from source: Int, to destination: Int) throws {
         try checkRows([source], count: 1, argument: "source")
         try checkRows([destination], count: 1, argument: "destination")
-        try model.copyStateRow(from: source, to: destination)
+        if needsZero[source] {
+            needsZero[destination] = true
+        } else {
+            try model.copyStateRow(from: source, to: destination)
+            needsZero[destination] = false
+        }
         rowTokens[destination] = rowTokens[source]
         atZero[destination] = atZero[source]
     }
 
+    /// Zeroes the device memory of those rows a reset left for later.
+    func materialize(_ rows: [Int]) throws {
+        for r in rows where needsZero[r] {
+            try model.zeroStateRow(r)
+            needsZero[r] = false
+        }
+    }
+
     public func resetState(row: Int) throws {
         try checkRows([row], count: 1, argument: "row")
-        try model.zeroStateRow(row)
+        needsZero[row] = true
         rowTokens[row] = 0
         atZero[row] = true
     }
@@ -165,6 +189,7 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
         try checkRows(rows, count: first.count)
         guard steps >= 1 else { throw Mamba2Error.invalidArgument("steps", reason: "at least 1, got \(steps)") }
         try config.checkTokens(first, argument: "first")
+        try materialize(rows)
         let out = try withRowsLeading(rows) { try model.decodeGreedy(first: first, steps: steps) }
         for r in rows { rowTokens[r] += steps; atZero[r] = false }
         return out

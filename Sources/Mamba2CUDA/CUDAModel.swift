@@ -56,7 +56,10 @@ public final class CUDAModel: @unchecked Sendable {
     package var logits1: CUDABuffer!          // (rows, padded_vocab)
     var normed1: CUDABuffer!          // (rows, max(d_model, d_ssm)) precision: cuBLAS's input for many rows
     var tokens1: CUDABuffer!          // (rows) int32: the tokens fed to the next step
-    var chosenLogprob1: CUDABuffer!   // (rows) f32: log-probability of each row's argmax (stepArgmax)
+    var chosenLogprob1: CUDABuffer!   // (rows) f32: log-probability of each row's argmax (stepArgmax), right after tokens1
+    var choice1: CUDABuffer!          // (2, rows): tokens1 then chosenLogprob1
+    /// What tokens1 holds after a stepArgmax (its own choices), so that the next one need not upload them.
+    var tokensHeld: [Int32]?
     let counter: CUDABuffer           // (1) int32: graph decode steps run
     var history: CUDABuffer?          // (steps, rows) int32: tokens chosen by graph decode
     var historyCapacity = 0
@@ -183,8 +186,11 @@ public final class CUDAModel: @unchecked Sendable {
         y1 = try CUDABuffer(count: n * c.dSSM, on: device)
         logits1 = try CUDABuffer(count: n * c.paddedVocabSize, on: device)
         normed1 = try CUDABuffer(count: n * max(c.dModel, c.dSSM), on: device)
-        tokens1 = try CUDABuffer(count: n, on: device)
-        chosenLogprob1 = try CUDABuffer(count: n, on: device)
+        // tokens1 and chosenLogprob1 side by side: a step whose tokens the device chooses downloads both at once.
+        choice1 = try CUDABuffer(count: 2 * n, on: device)
+        tokens1 = choice1.view(at: 0, count: n)
+        chosenLogprob1 = choice1.view(at: n, count: n)
+        tokensHeld = nil
         swapRow = (try CUDABuffer(count: convRow, on: device), try CUDABuffer(count: ssmRow, on: device))
         try device.synchronize()
         capacity = n
@@ -273,6 +279,9 @@ public final class CUDAModel: @unchecked Sendable {
         let tokens: CUDABuffer        // (T) int32
     }
     var prefillBuffers: PrefillBuffers?
+    /// (rows) int32: which packed token ends each sequence, for the last-logits gather (kept: an allocation
+    /// and its free, which synchronizes, per prefill cost a server's admissions).
+    var gatherIndex: CUDABuffer?
 
     func buffers(tokens T: Int) throws -> PrefillBuffers {
         if let b = prefillBuffers, b.T >= T { return b }
@@ -346,7 +355,15 @@ public final class CUDAModel: @unchecked Sendable {
         }
         if staged, let targetRows {
             let (cr, sr) = (Self.convRowFloats(c) * 4, Self.ssmRowFloats(c) * 4)
+            // Consecutive target rows (what a server's batcher admits into) take one copy per layer and
+            // buffer, not one per row: 12 new rows of a 24-layer model were 576 copies.
+            let consecutive = targetRows.enumerated().allSatisfy { $0.element == targetRows[0] + $0.offset }
             for l in 0..<c.nLayer {
+                if consecutive {
+                    if cr > 0 { try convStates[l].copy(bytes: n * cr, from: staging.conv[l], at: 0, to: targetRows[0] * cr) }
+                    try ssmStates[l].copy(bytes: n * sr, from: staging.ssm[l], at: 0, to: targetRows[0] * sr)
+                    continue
+                }
                 for (s, r) in targetRows.enumerated() {
                     if cr > 0 { try convStates[l].copy(bytes: cr, from: staging.conv[l], at: s * cr, to: r * cr) }
                     try ssmStates[l].copy(bytes: sr, from: staging.ssm[l], at: s * sr, to: r * sr)
@@ -361,7 +378,8 @@ public final class CUDAModel: @unchecked Sendable {
         case .last:
             // The last token of each sequence gathered into the decode rows, then decode's head (final
             // RMSNorm and lm_head) over them.
-            let last = try CUDABuffer(count: n, on: device)
+            if gatherIndex == nil || gatherIndex!.count < n { gatherIndex = try CUDABuffer(count: max(n, capacity), on: device) }
+            let last = gatherIndex!
             try last.upload(packed?.lastTokens.map { Int32($0) } ?? (0..<n).map { Int32($0 * L + L - 1) })
             let ag = KernelArguments()
             ag.add(Int32(c.dModel)); ag.add(last); ag.add(buf.residual); ag.add(residual1)

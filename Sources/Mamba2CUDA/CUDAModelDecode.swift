@@ -115,7 +115,9 @@ extension CUDAModel {
             throw Mamba2Error.invalidArgument("tokens", reason: "\(n) tokens for \(capacity) rows of state on the GPU")
         }
         try config.checkTokens(tokens, argument: "tokens")
-        try tokens1.upload(tokens.map { Int32($0) })
+        let t32 = tokens.map { Int32($0) }
+        // In a steady batch the tokens fed are the ones the device chose last step, already in tokens1.
+        if t32 != tokensHeld { try tokens1.upload(t32) }
         let graph: CUDAGraph
         if let g = graphs[Int.min + n] { graph = g } else {
             graph = try CUDAGraph(on: device) { try enqueueStep(rows: n, choice: .argmax) }
@@ -123,9 +125,11 @@ extension CUDAModel {
         }
         try graph.launch()
         try device.synchronize()
-        let ids = try tokens1.download(n, as: Int32.self)
-        let lp = try chosenLogprob1.download(n, as: Float.self)
-        return (0..<n).map { (Int(ids[$0]), lp[$0]) }
+        // One download: the n ids, and past tokens1's capacity the n log-probabilities (rows ≤ capacity).
+        let both = try choice1.download(tokens1.count + n, as: Int32.self)
+        let ids = Array(both[0..<n])
+        tokensHeld = ids
+        return (0..<n).map { (Int(ids[$0]), Float(bitPattern: UInt32(bitPattern: both[tokens1.count + $0]))) }
     }
 
     /// Feeds one token per row (rows in use since prefill) and returns the logits (rows, padded vocab).
@@ -160,6 +164,7 @@ extension CUDAModel {
         }
         try config.checkTokens(tokens, argument: "tokens")
         try tokens1.upload(tokens.map { Int32($0) })
+        tokensHeld = nil
         // Replayed as a graph, one per row count (keyed −n beside greedy decode's n): launching the step's
         // ~150 kernels one by one cost more than running them at batch 64.
         let graph: CUDAGraph
@@ -194,6 +199,7 @@ extension CUDAModel {
             graphs[rows] = graph
         }
         try tokens1.upload(first.map { Int32($0) })
+        tokensHeld = nil
         try counter.fill(words: 1, bitPattern: 0)
         for _ in 0..<steps { try graph.launch() }
         try device.synchronize()
@@ -210,6 +216,7 @@ extension CUDAModel {
         let c = config
         _ = try prefill((0..<n).map { _ in [1, 2, 3, 4] }, logits: .none)
         try tokens1.upload([Int32](repeating: 5, count: n))
+        tokensHeld = nil
         let e = precision == .f32 ? 4 : 2
         func time(_ name: String, bytes: Int, _ body: () throws -> Void) throws -> (String, Double, Int) {
             let reps = 200

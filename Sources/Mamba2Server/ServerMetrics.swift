@@ -13,6 +13,7 @@ public final class ServerMetrics: ContinuousBatcherObserver, @unchecked Sendable
     let timeToFirstToken: DurationHistogram
     let timePerOutputToken: DurationHistogram
     let batchSize: ValueHistogram
+    let prefillTime: DurationHistogram
     let counters: [(KeyPath<ContinuousBatcher.Metrics, Int>, Counter)]
     let gauges: [(KeyPath<ContinuousBatcher.Metrics, Int>, Gauge)]
     /// The batcher's counters at the last scrape.
@@ -33,6 +34,10 @@ public final class ServerMetrics: ContinuousBatcherObserver, @unchecked Sendable
                       .milliseconds(80), .milliseconds(160), .milliseconds(320), .milliseconds(640), .milliseconds(1280)])
         batchSize = r.makeValueHistogram(descriptor: name("decode_batch_size", "Requests advanced by each decode step."),
                                          buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096])
+        prefillTime = r.makeDurationHistogram(
+            descriptor: name("prefill_seconds", "Duration of each packed prefill between decode steps (with its first tokens)."),
+            buckets: [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(20), .milliseconds(50),
+                      .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(10)])
         func counter(_ n: String, _ help: String, _ k: KeyPath<ContinuousBatcher.Metrics, Int>) -> (KeyPath<ContinuousBatcher.Metrics, Int>, Counter) {
             (k, r.makeCounter(descriptor: name(n, help)))
         }
@@ -62,6 +67,10 @@ public final class ServerMetrics: ContinuousBatcherObserver, @unchecked Sendable
         let ns = Int64(max(s, 0) * 1e9)
         for _ in 0..<rows { timePerOutputToken.recordNanoseconds(ns) }
         batchSize.record(Double(rows))
+    }
+
+    public func prefill(seconds s: Double, tokens: Int, requests: Int) {
+        prefillTime.recordNanoseconds(Int64(max(s, 0) * 1e9))
     }
 
     /// The text of a scrape, with the batcher's counters as they stand now.

@@ -29,6 +29,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "MiB of prefix states kept (0: no cache): a prompt that extends a cached one prefills only the rest.") var cacheMib: Int = 512
     @Option(help: "Also keep a long prompt's state every this many tokens (a multiple of the model's chunk size; 0: only at its end; default 1024 rounded up to one).") var cacheBlock: Int?
     @Option(help: "Keep no cached state for sequences shorter than this (default: 1 on the CPU, 512 on a GPU, where copying a state out costs about as much as prefilling that many tokens).") var cacheMinTokens: Int?
+    @Option(help: "While requests run, milliseconds a new one may wait for others to prefill with (fewer, larger prefills; unless an eighth of the slots can be filled at once).") var admissionDelayMs: Double = 20
     @Option(help: "Events a client may leave unread before its request is ended (bounds a slow reader's memory).") var streamBuffer: Int = 8192
     @Option(help: "Seconds running requests get to finish after SIGTERM/SIGINT before they are ended.") var shutdownTimeout: Double = 10
     @Option(help: "Require 'Authorization: Bearer KEY' on /v1/*.") var apiKey: String?
@@ -46,6 +47,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let cacheBlock { guard (0...1_048_576).contains(cacheBlock) else { throw ValidationError("--cache-block must be in 0...1048576") } }
         if let cacheMinTokens { guard (1...10_000_000).contains(cacheMinTokens) else { throw ValidationError("--cache-min-tokens must be in 1...10000000") } }
         guard (1...10_000_000).contains(streamBuffer) else { throw ValidationError("--stream-buffer must be in 1...10000000") }
+        guard admissionDelayMs >= 0, admissionDelayMs <= 10_000 else { throw ValidationError("--admission-delay-ms must be in 0...10000") }
         guard shutdownTimeout >= 0, shutdownTimeout <= 86400 else { throw ValidationError("--shutdown-timeout must be in 0...86400 seconds") }
         guard maxTokensLimit >= 1, maxPromptTokens >= 1 else { throw ValidationError("--max-tokens-limit and --max-prompt-tokens must be ≥ 1") }
     }
@@ -59,11 +61,12 @@ struct ServeCommand: AsyncParsableCommand {
         let place = device.device.computeDevice
         let lm = try LanguageModel.load(directory: modelDir, tokenizerPath: tokenizer, device: place, weights: decodeWeights.parsed(for: place))
         let metrics = ServerMetrics()
-        let batcher = try ContinuousBatcher(backend: lm.backend, tokenizer: lm.tokenizer,
-                                            options: .init(slots: slots, prefillTokenBudget: prefillBudget, queueLimit: queue,
-                                                           cacheBytes: cacheMib << 20, cacheBlockTokens: cacheBlock,
-                                                           cacheMinTokens: cacheMinTokens ?? (device.device == .cpu ? 1 : 512),
-                                                           streamBufferLimit: streamBuffer, observer: metrics))
+        var options = ContinuousBatcher.Options(slots: slots, prefillTokenBudget: prefillBudget, queueLimit: queue,
+                                                cacheBytes: cacheMib << 20, cacheBlockTokens: cacheBlock,
+                                                cacheMinTokens: cacheMinTokens ?? (device.device == .cpu ? 1 : 512),
+                                                streamBufferLimit: streamBuffer, observer: metrics)
+        options.admissionDelay = admissionDelayMs / 1000
+        let batcher = try ContinuousBatcher(backend: lm.backend, tokenizer: lm.tokenizer, options: options)
         defer { batcher.stop() }
         let name = model.split(separator: "/").last.map(String.init) ?? model
         let server = CompletionServer(batcher: batcher, options: .init(host: host, port: port, modelName: name, apiKey: apiKey,

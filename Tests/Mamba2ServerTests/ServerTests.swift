@@ -93,17 +93,7 @@ func greedy(_ lm: LanguageModel, _ prompt: String, maxTokens: Int) throws -> (id
             params.stopTokenIDs = [tokenizer.endOfTextID!]
             streams.append(try server.batcher.submit(prompt: tokenizer.encode(p), parameters: params))
         }
-        var got = [[Int]](repeating: [], count: prompts.count)
-        try await withThrowingTaskGroup(of: (Int, [Int]).self) { group in
-            for (i, s) in streams.enumerated() {
-                group.addTask {
-                    var ids: [Int] = []
-                    for try await e in s { if case let .token(t) = e { ids.append(t.id) } }
-                    return (i, ids)
-                }
-            }
-            for try await (i, ids) in group { got[i] = ids }
-        }
+        let got = try await collectTokens(streams)
         #expect(got == expected)
         let m = server.batcher.metrics
         #expect(m.rowsStepped > m.decodeSteps, "no decode step advanced more than one row: \(m)")

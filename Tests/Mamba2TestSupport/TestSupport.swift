@@ -249,3 +249,19 @@ extension String {
         return nil
     }
 }
+
+/// Reads generation streams concurrently (as a server's clients would) and returns each one's token ids.
+public func collectTokens(_ streams: [AsyncThrowingStream<Generation, Error>]) async throws -> [[Int]] {
+    var got = [[Int]](repeating: [], count: streams.count)
+    try await withThrowingTaskGroup(of: (Int, [Int]).self) { group in
+        for (i, s) in streams.enumerated() {
+            group.addTask {
+                var ids: [Int] = []
+                for try await e in s { if case let .token(t) = e { ids.append(t.id) } }
+                return (i, ids)
+            }
+        }
+        for try await (i, ids) in group { got[i] = ids }
+    }
+    return got
+}

@@ -212,17 +212,7 @@ import Testing
         let b = try ContinuousBatcher(backend: lm.backend, tokenizer: nil, options: .init(slots: 3))
         defer { b.stop() }
         let streams = try zip(prompts, lengths).map { try b.submit(prompt: tok.encode($0), parameters: .init(maxTokens: $1, temperature: 0)) }
-        var got = [[Int]](repeating: [], count: prompts.count)
-        try await withThrowingTaskGroup(of: (Int, [Int]).self) { group in
-            for (i, s) in streams.enumerated() {
-                group.addTask {
-                    var ids: [Int] = []
-                    for try await e in s { if case let .token(t) = e { ids.append(t.id) } }
-                    return (i, ids)
-                }
-            }
-            for try await (i, ids) in group { got[i] = ids }
-        }
+        let got = try await collectTokens(streams)
         #expect(got == expected)
         #expect(b.metrics.rowsStepped > b.metrics.decodeSteps)
     }

@@ -288,6 +288,8 @@ public final class ContinuousBatcher: @unchecked Sendable {
                     }
                 }
                 running += admitted
+                options.observer?.prefill(seconds: monotonicSeconds() - t0, tokens: admitted.reduce(0) { $0 + $1.sequence.promptCount - $1.cached },
+                                          requests: admitted.count)
                 condition.lock()
                 metricsValue.prefills += 1
                 metricsValue.generatedTokens += admitted.count { $0.sequence.generatedCount > 0 }
@@ -492,4 +494,11 @@ public protocol ContinuousBatcherObserver: Sendable {
     func firstToken(secondsSinceSubmit: Double)
     /// A decode step that gave `rows` requests one token each in `seconds`.
     func decodeStep(seconds: Double, rows: Int)
+    /// A packed prefill of `requests` prompts, `tokens` tokens in all (cached tokens not counted), with
+    /// their first tokens, in `seconds`.
+    func prefill(seconds: Double, tokens: Int, requests: Int)
+}
+
+extension ContinuousBatcherObserver {
+    public func prefill(seconds: Double, tokens: Int, requests: Int) {}
 }
