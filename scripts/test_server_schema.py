@@ -7,6 +7,7 @@ Usage: scripts/test_server_schema.py BINARY [MAX_EXAMPLES]   (exit 1 on any fail
 import os
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_server_openai import start  # noqa: E402
@@ -21,7 +22,8 @@ def main():
     try:
         r = subprocess.run([sys.executable, "-m", "schemathesis.cli", "run", f"http://127.0.0.1:{port}/openapi.json",
                             "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
-                            "--max-examples", examples, "--request-timeout", "120", "--no-color"])
+                            "--max-examples", examples, "--request-timeout", "120", "--no-color"],
+                           cwd=tempfile.mkdtemp(prefix="mamba2-schemathesis-"))  # it keeps a .schemathesis folder where it runs
         print("ok   schemathesis" if r.returncode == 0 else "FAIL schemathesis")
         sys.exit(r.returncode)
     finally:
