@@ -23,7 +23,9 @@ def main():
         r = subprocess.run([sys.executable, "-m", "schemathesis.cli", "run", f"http://127.0.0.1:{port}/openapi.json",
                             "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
                             "--max-examples", examples, "--request-timeout", "120", "--no-color"],
-                           cwd=tempfile.mkdtemp(prefix="mamba2-schemathesis-"))  # it keeps a .schemathesis folder where it runs
+                           cwd=tempfile.mkdtemp(prefix="mamba2-schemathesis-"),  # it keeps a .schemathesis folder where it runs
+                           env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                               os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)))
         print("ok   schemathesis" if r.returncode == 0 else "FAIL schemathesis")
         sys.exit(r.returncode)
     finally:
