@@ -66,6 +66,9 @@ struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             case .queueFull: throw APIError(.tooManyRequests, "\(e)", type: "rate_limit_error", headers: [.retryAfter: "1"])
             case .stopped, .draining: throw APIError(.serviceUnavailable, "\(e)", type: "server_error")
             }
+        } catch let e as ContinuousBatcher.StreamError {
+            // A response read more slowly than the batcher produced it (the server fell behind, not the client).
+            throw APIError(.serviceUnavailable, "\(e); the server is overloaded, try again", type: "server_error", headers: [.retryAfter: "1"])
         } catch {
             throw APIError(.internalServerError, "internal error: \(error)", type: "server_error")
         }
