@@ -112,6 +112,17 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
         return out
     }
 
+    public func queueArgmaxStep(_ tokens: [Int]) throws -> Bool {
+        let rows = Array(0..<tokens.count)
+        try checkRows(rows, count: tokens.count)
+        try materialize(rows)
+        try model.queueArgmax(leadingRows: tokens)
+        for r in rows { rowTokens[r] += 1; atZero[r] = false }
+        return true
+    }
+
+    public func collectArgmaxStep() throws -> [(id: Int, logprob: Float)] { try model.collectArgmax() }
+
     /// The decode step on any rows: their states swapped into rows 0..<n, stepped, swapped back.
     func stepRows(_ tokens: [Int], rows: [Int], logits: UnsafeMutableBufferPointer<Float>) throws {
         try materialize(rows)

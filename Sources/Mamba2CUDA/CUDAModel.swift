@@ -60,6 +60,10 @@ public final class CUDAModel: @unchecked Sendable {
     var choice1: CUDABuffer!          // (2, rows): tokens1 then chosenLogprob1
     /// What tokens1 holds after a stepArgmax (its own choices), so that the next one need not upload them.
     var tokensHeld: [Int32]?
+    /// Rows of a stepArgmax launched and not yet collected.
+    var argmaxInFlight: Int?
+    /// Its choices, once downloaded (before something else needed tokens1, or by collectArgmax).
+    var settledChoices: [(id: Int, logprob: Float)]?
     let counter: CUDABuffer           // (1) int32: graph decode steps run
     var history: CUDABuffer?          // (steps, rows) int32: tokens chosen by graph decode
     var historyCapacity = 0

@@ -110,11 +110,21 @@ extension CUDAModel {
     /// log-probabilities): only the choices come back, not the logits. Replayed as a graph per row count
     /// (keyed by Int.min + n).
     func stepArgmax(leadingRows tokens: [Int]) throws -> [(id: Int, logprob: Float)] {
+        try queueArgmax(leadingRows: tokens)
+        return try collectArgmax()
+    }
+
+    /// Launches that step and returns without waiting (`collectArgmax` takes its results).
+    func queueArgmax(leadingRows tokens: [Int]) throws {
         let n = tokens.count
         guard n > 0, n <= capacity else {
             throw Mamba2Error.invalidArgument("tokens", reason: "\(n) tokens for \(capacity) rows of state on the GPU")
         }
         try config.checkTokens(tokens, argument: "tokens")
+        try settleArgmax()
+        guard settledChoices == nil else {
+            throw Mamba2Error.invalidArgument("tokens", reason: "the choices of a queued step were not collected")
+        }
         let t32 = tokens.map { Int32($0) }
         // In a steady batch the tokens fed are the ones the device chose last step, already in tokens1.
         if t32 != tokensHeld { try tokens1.upload(t32) }
@@ -124,12 +134,26 @@ extension CUDAModel {
             graphs[Int.min + n] = graph
         }
         try graph.launch()
-        try device.synchronize()
-        // One download: the n ids, and past tokens1's capacity the n log-probabilities (rows ≤ capacity).
+        argmaxInFlight = n
+    }
+
+    /// Waits for the step `queueArgmax` launched and returns its choices.
+    func collectArgmax() throws -> [(id: Int, logprob: Float)] {
+        try settleArgmax()
+        guard let out = settledChoices else { throw Mamba2Error.invalidArgument("collectArgmax", reason: "no step was queued") }
+        settledChoices = nil
+        return out
+    }
+
+    /// Downloads the choices of a queued step before anything overwrites tokens1 (kept for collectArgmax).
+    func settleArgmax() throws {
+        guard let n = argmaxInFlight else { return }
+        argmaxInFlight = nil
+        // One download (it waits for the stream): the n ids, and past tokens1's capacity the n log-probabilities.
         let both = try choice1.download(tokens1.count + n, as: Int32.self)
         let ids = Array(both[0..<n])
         tokensHeld = ids
-        return (0..<n).map { (Int(ids[$0]), Float(bitPattern: UInt32(bitPattern: both[tokens1.count + $0]))) }
+        settledChoices = (0..<n).map { (Int(ids[$0]), Float(bitPattern: UInt32(bitPattern: both[tokens1.count + $0]))) }
     }
 
     /// Feeds one token per row (rows in use since prefill) and returns the logits (rows, padded vocab).
@@ -163,6 +187,7 @@ extension CUDAModel {
             throw Mamba2Error.invalidArgument("logits", reason: "room for \(logits.count) values, \(n) rows need \(n * config.paddedVocabSize)")
         }
         try config.checkTokens(tokens, argument: "tokens")
+        try settleArgmax()
         try tokens1.upload(tokens.map { Int32($0) })
         tokensHeld = nil
         // Replayed as a graph, one per row count (keyed −n beside greedy decode's n): launching the step's
@@ -198,6 +223,7 @@ extension CUDAModel {
             graph = try CUDAGraph(on: device) { try enqueueStep(rows: rows, greedy: true) }
             graphs[rows] = graph
         }
+        try settleArgmax()
         try tokens1.upload(first.map { Int32($0) })
         tokensHeld = nil
         try counter.fill(words: 1, bitPattern: 0)
@@ -215,6 +241,7 @@ extension CUDAModel {
     public func profileDecode(rows n: Int) throws -> [(kernel: String, microseconds: Double, bytes: Int)] {
         let c = config
         _ = try prefill((0..<n).map { _ in [1, 2, 3, 4] }, logits: .none)
+        try settleArgmax()
         try tokens1.upload([Int32](repeating: 5, count: n))
         tokensHeld = nil
         let e = precision == .f32 ? 4 : 2

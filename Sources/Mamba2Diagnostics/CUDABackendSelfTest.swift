@@ -96,6 +96,14 @@ extension CUDASelfTest {
         let c4 = try cpu.state(row: 4)
         check("backend: snapshot after 256 of 600 tokens, GPU vs CPU", (snap[0].conv + snap[0].ssm).flatMap { $0 }, (c4.conv + c4.ssm).flatMap { $0 })
 
+        // 5b. A server's batcher on the GPU (rows joining and leaving, greedy steps chosen on the device and
+        //     queued while the host streams) gives the tokens the CPU's batcher gives (host sampling, no
+        //     queueing): eight requests of different lengths through three slots.
+        let prompts8 = (0..<8).map { tokens(5 + 7 * $0) }, lengths8 = [5, 17, 9, 12, 3, 20, 1, 14]
+        let onGPU = try batchedGreedy(try CUDABackend(device: device, model: model, weights: .f32), prompts8, lengths8)
+        let onCPU = try batchedGreedy(try CPUBackend(model: model), prompts8, lengths8)
+        checks.append(Check(name: "batcher: 8 greedy requests of \(lengths8) tokens through 3 slots, GPU (queued device argmax) == CPU",
+                            relativeError: onGPU == onCPU ? 0 : 1, tolerance: 0, allWritten: onGPU.map(\.count) == lengths8))
         // 6. Two device objects of this GPU, each with its own stream, cuBLAS handle and kernels, driven at
         //    the same time from two threads: each gives the CPU's logits.
         let devices = [try CUDADevice(ordinal: device.ordinal), try CUDADevice(ordinal: device.ordinal)]
@@ -138,4 +146,34 @@ final class SideBySide: @unchecked Sendable {
     func run(_ i: Int, _ body: (UnsafeMutableBufferPointer<Float>) throws -> Void) {
         do { try outputs[i].withUnsafeMutableBufferPointer { try body($0) } } catch { errors[i] = error }
     }
+}
+
+/// The tokens a ContinuousBatcher gives each request (greedy), read to the end.
+func batchedGreedy(_ backend: any Mamba2Backend, _ prompts: [[Int]], _ lengths: [Int]) throws -> [[Int]] {
+    let batcher = try ContinuousBatcher(backend: backend, tokenizer: nil, options: .init(slots: 3))
+    defer { batcher.stop() }
+    let streams = try zip(prompts, lengths).map { try batcher.submit(prompt: $0, parameters: .init(maxTokens: $1, temperature: 0)) }
+    let box = TokenBox()
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        do {
+            var out: [[Int]] = []
+            for s in streams {
+                var ids: [Int] = []
+                for try await e in s { if case let .token(t) = e { ids.append(t.id) } }
+                out.append(ids)
+            }
+            box.set(.success(out))
+        } catch { box.set(.failure(error)) }
+        done.signal()
+    }
+    done.wait()
+    return try box.get()
+}
+
+final class TokenBox: @unchecked Sendable {
+    let lock = NSLock()
+    var result: Result<[[Int]], Error> = .success([])
+    func set(_ r: Result<[[Int]], Error>) { lock.lock(); result = r; lock.unlock() }
+    func get() throws -> [[Int]] { lock.lock(); defer { lock.unlock() }; return try result.get() }
 }

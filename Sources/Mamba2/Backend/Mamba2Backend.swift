@@ -46,6 +46,12 @@ public protocol Mamba2Backend: AnyObject, Sendable {
     /// server whose running requests are all greedy steps through this. nil where the backend has nothing
     /// faster than `step` and a host argmax (the default).
     func stepArgmax(_ tokens: [Int], rows: [Int]) throws -> [(id: Int, logprob: Float)]?
+    /// `stepArgmax` in two halves, so that the host can work while the device steps: queues the step of
+    /// rows 0..<tokens.count and returns at once (false: not supported, nothing queued; the default), and
+    /// `collectArgmaxStep` waits for it and returns its choices. Anything else done to the backend in
+    /// between runs after the queued step.
+    func queueArgmaxStep(_ tokens: [Int]) throws -> Bool
+    func collectArgmaxStep() throws -> [(id: Int, logprob: Float)]
     /// The read bandwidth of the memory the decode step streams the weights from, in bytes/s, as a
     /// decode-like access achieves it: the floor of a decode step is its bytes over this.
     func measureReadBandwidth() throws -> Double
@@ -94,6 +100,10 @@ extension ComputeDevice where Self == CPUDevice {
 
 extension Mamba2Backend {
     public func stepArgmax(_ tokens: [Int], rows: [Int]) throws -> [(id: Int, logprob: Float)]? { nil }
+    public func queueArgmaxStep(_ tokens: [Int]) throws -> Bool { false }
+    public func collectArgmaxStep() throws -> [(id: Int, logprob: Float)] {
+        throw Mamba2Error.invalidArgument("collectArgmaxStep", reason: "no step was queued")
+    }
 
     public func decodeGreedy(first: [Int], rows: [Int], steps: Int) throws -> [[Int]] {
         try checkRows(rows, count: first.count)

@@ -98,6 +98,9 @@ public final class ContinuousBatcher: @unchecked Sendable {
         let submitted = monotonicSeconds()
         /// The reader fell behind by the stream's whole buffer.
         var tooSlow = false
+        /// A queued step fed this request's last token: its state is a token ahead of its text until the
+        /// step's choice is taken (and stays so if it ends meanwhile).
+        var overstepped = false
         init(sequence: GenerationSequence, continuation: AsyncThrowingStream<Generation, Error>.Continuation, info: GenerationInfo) {
             self.sequence = sequence; self.continuation = continuation; self.info = info
         }
@@ -219,6 +222,8 @@ public final class ContinuousBatcher: @unchecked Sendable {
         let V = backend.config.paddedVocabSize
         var running: [Job] = []
         var logits = [Float](repeating: 0, count: options.slots * V)
+        /// The requests (rows 0..<n in order) of a greedy step queued on the backend and not yet collected.
+        var queued: [Job]?
         while true {
             condition.lock()
             while pending.isEmpty && running.isEmpty && !stopping { condition.wait() }
@@ -231,13 +236,13 @@ public final class ContinuousBatcher: @unchecked Sendable {
                 return
             }
             // Admit waiting requests into free slots, packed under the prefill budget (the first always fits).
-            // While others run, a prefill waits until an eighth of the slots can be filled or the oldest
+            // While others run, a prefill waits until a quarter of the slots can be filled or the oldest
             // request has waited `admissionDelay`: on a GPU a prefill of one short prompt cost ~5 ms, three
             // decode steps of 64 rows, and requests that end one by one had the server prefilling at every step.
             var admitted: [Job] = []
             var budget = options.prefillTokenBudget
             let free = options.slots - running.count
-            let gathered = pending.count >= min(free, max(1, options.slots / 8))
+            let gathered = pending.count >= min(free, max(1, options.slots / 4))
             let due = pending.first.map { monotonicSeconds() - $0.submitted >= options.admissionDelay } ?? false
             while running.isEmpty || gathered || due, let j = pending.first, admitted.count < free {
                 let n = j.sequence.promptCount
@@ -304,30 +309,49 @@ public final class ContinuousBatcher: @unchecked Sendable {
                 remember(j); finish(j)
                 return true
             }
-            if running.isEmpty { publishRunning(0); continue }
-            let tokens = running.map { $0.sequence.lastToken! }
-            let rows = running.map(\.row)
-            let stepStart = monotonicSeconds()
-            // All plain greedy: the backend may choose on its device and send back only the choices.
+            // The requests whose next tokens this iteration takes (in the order of `chosen`, or of the logits).
+            var stepped = running
             var chosen: [(id: Int, logprob: Float)]?
+            let stepStart = monotonicSeconds()
             do {
-                if running.allSatisfy({ $0.sequence.isPlainGreedy }) { chosen = try backend.stepArgmax(tokens, rows: rows) }
-                if chosen == nil {
-                    try logits.withUnsafeMutableBufferPointer { buf in
-                        try backend.step(tokens, rows: rows, logits: UnsafeMutableBufferPointer(rebasing: buf[0..<(rows.count * V)]))
+                if let q = queued {
+                    // A greedy step queued last time ran while the host streamed: take its choices for the
+                    // requests it stepped that still run (requests admitted since wait for the next step).
+                    queued = nil
+                    let r = try backend.collectArgmaxStep()
+                    let alive = Set(running.map { ObjectIdentifier($0) })
+                    stepped = []
+                    var c: [(id: Int, logprob: Float)] = []
+                    for (k, j) in q.enumerated() where alive.contains(ObjectIdentifier(j)) {
+                        stepped.append(j); c.append(r[k]); j.overstepped = false
+                    }
+                    chosen = c
+                } else {
+                    if running.isEmpty { publishRunning(0); continue }
+                    let tokens = running.map { $0.sequence.lastToken! }
+                    let rows = running.map(\.row)
+                    // All plain greedy: the backend may choose on its device and send back only the choices.
+                    if running.allSatisfy({ $0.sequence.isPlainGreedy }) { chosen = try backend.stepArgmax(tokens, rows: rows) }
+                    if chosen == nil {
+                        try logits.withUnsafeMutableBufferPointer { buf in
+                            try backend.step(tokens, rows: rows, logits: UnsafeMutableBufferPointer(rebasing: buf[0..<(rows.count * V)]))
+                        }
                     }
                 }
+                if let chosen, try queueNext(running, stepped: stepped, chosen: chosen) { queued = running }
             } catch {
+                queued = nil
                 for j in running { j.continuation.finish(throwing: error); ended() }
                 running = []
                 publishRunning(0)
                 continue
             }
+            let rows = stepped
             // Sampling is per row and independent: rows run in parallel when there are several (64 greedy
             // rows of a 50K vocabulary took ~16 ms on one thread, ten times a GPU's decode step).
             if let chosen {
                 // Streaming a token (detokenizing, waking its reader) is per row too: in parallel for many rows.
-                let jobs = running
+                let jobs = stepped
                 let take: @Sendable (Int) -> Void = { k in
                     self.advance(jobs[k], chosen: SampledToken(id: chosen[k].id, logprob: chosen[k].logprob, top: []))
                 }
@@ -335,7 +359,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
             } else {
                 logits.withUnsafeBufferPointer { buf in
                     let base = SharedPointer(UnsafeMutablePointer(mutating: buf.baseAddress!))
-                    let jobs = running
+                    let jobs = stepped
                     let sample: @Sendable (Int) -> Void = { k in self.advance(jobs[k], UnsafeBufferPointer(start: base.p + k * V, count: V)) }
                     if jobs.count >= 4 { DispatchQueue.concurrentPerform(iterations: jobs.count, execute: sample) } else { (0..<jobs.count).forEach(sample) }
                 }
@@ -348,6 +372,28 @@ public final class ContinuousBatcher: @unchecked Sendable {
             metricsValue.running = running.count
             condition.unlock()
         }
+    }
+
+    /// Queues the next greedy step on the backend before this step's tokens are streamed, so that the device
+    /// steps while the host detokenizes and wakes readers (on a GPU that host work was a tenth of a step).
+    /// Every running request is fed the token it was just given (or, if it joined since, the one its prefill
+    /// gave). A request that ends after all (its last token, a stop token or string) has stepped once more for
+    /// nothing; its state is then a token ahead of its text, so it is not kept in the prefix cache, and when
+    /// such a request would be kept there, nothing is queued. Needs rows 0..<n in order, all plain greedy.
+    func queueNext(_ running: [Job], stepped: [Job], chosen: [(id: Int, logprob: Float)]) throws -> Bool {
+        guard !running.isEmpty, running.allSatisfy({ $0.sequence.isPlainGreedy }),
+              running.enumerated().allSatisfy({ $0.element.row == $0.offset }) else { return false }
+        var next: [ObjectIdentifier: Int] = [:]
+        for (j, c) in zip(stepped, chosen) {
+            next[ObjectIdentifier(j)] = c.id
+            let p = j.sequence.parameters
+            let ends = j.sequence.generatedCount + 1 >= p.maxTokens || p.stopTokenIDs.contains(c.id)
+            if ends && options.cacheBytes > 0 && j.sequence.tokens.count >= options.cacheMinTokens { return false }
+        }
+        let tokens = running.map { next[ObjectIdentifier($0)] ?? $0.sequence.lastToken! }
+        guard try backend.queueArgmaxStep(tokens) else { return false }
+        for j in running { j.overstepped = true }
+        return true
     }
 
     /// Takes the requests `leaves` picks out of `running` and keeps the rest in rows 0..<n, in row order:
@@ -424,7 +470,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
     /// Keeps the state of a sequence that ended normally, covering every token fed (all but the last
     /// chosen): the next turn of a conversation re-sends them.
     func remember(_ j: Job) {
-        guard options.cacheBytes > 0, j.row >= 0, j.sequence.stopReason != .cancelled, j.sequence.generatedCount >= 1,
+        guard options.cacheBytes > 0, j.row >= 0, !j.overstepped, j.sequence.stopReason != .cancelled, j.sequence.generatedCount >= 1,
               j.sequence.tokens.count - 1 >= options.cacheMinTokens,
               let state = try? backend.state(row: j.row) else { return }
         cache.insert(tokens: Array(j.sequence.tokens.dropLast()), state: state)
