@@ -380,9 +380,7 @@ MK_CLONES float mk_log_sum_exp(int n, const float *x, float max) {
     return max + (float)log(total);
 }
 
-MK_CLONES int mk_argmax_f32(int n, const float *x) {
-    // The first index of the maximum, as a scalar scan would give it.
-    const float m = mk_max_f32(n, x);
-    for (int i = 0; i < n; i++) if (x[i] == m) return i;
+int mk_first_index_f32(int n, const float *x, float value) {
+    for (int i = 0; i < n; i++) if (x[i] == value) return i;
     return 0;
 }

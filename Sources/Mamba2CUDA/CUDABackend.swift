@@ -123,6 +123,10 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
 
     public func collectArgmaxStep() throws -> [(id: Int, logprob: Float)] { try model.collectArgmax() }
 
+    /// Measured on an H200 at the 130m shape: a 19 MB state copied to the host takes about as long as
+    /// prefilling ~500 tokens.
+    public var snapshotBreakEvenTokens: Int { 512 }
+
     /// The decode step on any rows: their states swapped into rows 0..<n, stepped, swapped back.
     func stepRows(_ tokens: [Int], rows: [Int], logits: UnsafeMutableBufferPointer<Float>) throws {
         try materialize(rows)

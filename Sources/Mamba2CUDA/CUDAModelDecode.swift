@@ -84,8 +84,6 @@ extension CUDAModel {
     /// Queues one decode step of `rows` rows: tokens1 → logits1; with `.greedyDecode`, the argmax back into
     /// tokens1, counted by `counter` and recorded in `history`; with `.argmax`, the argmax into tokens1 and
     /// its log-probability into chosenLogprob1.
-    func enqueueStep(rows n: Int, greedy: Bool) throws { try enqueueStep(rows: n, choice: greedy ? .greedyDecode : .none) }
-
     func enqueueStep(rows n: Int, choice: StepChoice) throws {
         let V = config.paddedVocabSize
         let greedy = choice == .greedyDecode
@@ -194,7 +192,7 @@ extension CUDAModel {
         // ~150 kernels one by one cost more than running them at batch 64.
         let graph: CUDAGraph
         if let g = graphs[-n] { graph = g } else {
-            graph = try CUDAGraph(on: device) { try enqueueStep(rows: n, greedy: false) }
+            graph = try CUDAGraph(on: device) { try enqueueStep(rows: n, choice: .none) }
             graphs[-n] = graph
         }
         try graph.launch()
@@ -220,7 +218,7 @@ extension CUDAModel {
         }
         let graph: CUDAGraph
         if let g = graphs[rows] { graph = g } else {
-            graph = try CUDAGraph(on: device) { try enqueueStep(rows: rows, greedy: true) }
+            graph = try CUDAGraph(on: device) { try enqueueStep(rows: rows, choice: .greedyDecode) }
             graphs[rows] = graph
         }
         try settleArgmax()
@@ -260,7 +258,7 @@ extension CUDAModel {
             try time("out_proj (+ gated norm)", bytes: c.dModel * c.dSSM * e) { try outProjection(rows: n, layer: 0) },
             try time("head (+ norm)", bytes: c.paddedVocabSize * c.dModel * e) { try head(rows: n) },
         ]
-        let g = try CUDAGraph(on: device) { try enqueueStep(rows: n, greedy: false) }
+        let g = try CUDAGraph(on: device) { try enqueueStep(rows: n, choice: .none) }
         try g.launch(); try device.synchronize()
         let t0 = monotonicSeconds()
         for _ in 0..<50 { try g.launch() }

@@ -28,8 +28,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Prompt tokens one prefill between decode steps takes at most.") var prefillBudget: Int = 4096
     @Option(help: "MiB of prefix states kept (0: no cache): a prompt that extends a cached one prefills only the rest.") var cacheMib: Int = 512
     @Option(help: "Also keep a long prompt's state every this many tokens (a multiple of the model's chunk size; 0: only at its end; default 1024 rounded up to one).") var cacheBlock: Int?
-    @Option(help: "Keep no cached state for sequences shorter than this (default: 1 on the CPU, 512 on a GPU, where copying a state out costs about as much as prefilling that many tokens).") var cacheMinTokens: Int?
-    @Option(help: "While requests run, milliseconds a new one may wait for others to prefill with (fewer, larger prefills; unless an eighth of the slots can be filled at once).") var admissionDelayMs: Double = 20
+    @Option(help: "Keep no cached state for sequences shorter than this (default: the device's break-even, 1 on the CPU, 512 on a GPU, where copying a state out costs about as much as prefilling that many tokens).") var cacheMinTokens: Int?
+    @Option(help: "While requests run, milliseconds a new one may wait for others to prefill with (fewer, larger prefills; unless a quarter of the slots can be filled at once).") var admissionDelayMs: Double = 20
     @Option(help: "Events a client may leave unread before its request is ended (bounds a slow reader's memory).") var streamBuffer: Int = 8192
     @Option(help: "Seconds running requests get to finish after SIGTERM/SIGINT before they are ended.") var shutdownTimeout: Double = 10
     @Option(help: "Require 'Authorization: Bearer KEY' on /v1/*.") var apiKey: String?
@@ -61,11 +61,9 @@ struct ServeCommand: AsyncParsableCommand {
         let place = device.device.computeDevice
         let lm = try LanguageModel.load(directory: modelDir, tokenizerPath: tokenizer, device: place, weights: decodeWeights.parsed(for: place))
         let metrics = ServerMetrics()
-        var options = ContinuousBatcher.Options(slots: slots, prefillTokenBudget: prefillBudget, queueLimit: queue,
-                                                cacheBytes: cacheMib << 20, cacheBlockTokens: cacheBlock,
-                                                cacheMinTokens: cacheMinTokens ?? (device.device == .cpu ? 1 : 512),
-                                                streamBufferLimit: streamBuffer, observer: metrics)
-        options.admissionDelay = admissionDelayMs / 1000
+        let options = ContinuousBatcher.Options(slots: slots, prefillTokenBudget: prefillBudget, queueLimit: queue,
+                                                cacheBytes: cacheMib << 20, cacheBlockTokens: cacheBlock, cacheMinTokens: cacheMinTokens,
+                                                streamBufferLimit: streamBuffer, admissionDelay: admissionDelayMs / 1000, observer: metrics)
         let batcher = try ContinuousBatcher(backend: lm.backend, tokenizer: lm.tokenizer, options: options)
         defer { batcher.stop() }
         let name = model.split(separator: "/").last.map(String.init) ?? model

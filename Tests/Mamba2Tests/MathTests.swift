@@ -134,7 +134,7 @@ struct MathTests {
         let exact = Double(m) + log(x.reduce(0.0) { $0 + exp(Double($1) - Double(m)) })
         x.withUnsafeBufferPointer { p in
             #expect(mk_max_f32(Int32(n), p.baseAddress!) == m)
-            #expect(Int(mk_argmax_f32(Int32(n), p.baseAddress!)) == x.firstIndex(of: m)!)
+            #expect(Int(mk_first_index_f32(Int32(n), p.baseAddress!, m)) == x.firstIndex(of: m)!)
             let got = Double(mk_log_sum_exp(Int32(n), p.baseAddress!, m))
             #expect(abs(got - exact) <= 1e-6 * max(1, abs(exact)), "\(got) vs \(exact)")
         }

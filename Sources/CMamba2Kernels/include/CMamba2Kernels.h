@@ -106,10 +106,11 @@ void mk_rmsnorm(size_t n, const float *x, const float *w, float eps, float *out)
 // points it decomposes to and points *out at them; 0 when it has none (keep the code point).
 int mk_nfkc_decompose(uint32_t cp, const uint32_t **out);
 
-// The sampler's reductions over n logits: the largest value (NaN-free input), the first index holding it,
-// and max + log Σ exp(x − max) (the log-softmax normalizer; vectorized exp, relative error below 2e-7).
+// The sampler's reductions over n logits: the largest value (NaN-free input), the first index holding a
+// value (the argmax, given the max), and max + log Σ exp(x − max) (the log-softmax normalizer; vectorized
+// exp, relative error below 2e-7).
 float mk_max_f32(int n, const float *x);
-int mk_argmax_f32(int n, const float *x);
+int mk_first_index_f32(int n, const float *x, float value);
 float mk_log_sum_exp(int n, const float *x, float max);
 
 #ifdef __cplusplus

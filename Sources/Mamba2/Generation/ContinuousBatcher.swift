@@ -30,19 +30,20 @@ public final class ContinuousBatcher: @unchecked Sendable {
         /// more ends the request with `StreamError.readerTooSlow` and frees its slot, so that a slow
         /// reader costs bounded memory and never holds the batch back.
         public var streamBufferLimit: Int
-        /// Sequences shorter than this many tokens are not kept in the cache: re-prefilling them costs about
-        /// what taking the snapshot does (on a GPU a 130m state is 19 MB to copy to the host, about as long as
-        /// prefilling ~500 tokens there; on a CPU prefilling is far slower than copying).
-        public var cacheMinTokens: Int
+        /// Sequences shorter than this many tokens are not kept in the cache (nil: the backend's
+        /// `snapshotBreakEvenTokens`, below which re-prefilling costs less than taking the snapshot).
+        public var cacheMinTokens: Int?
         /// Seconds the oldest waiting request may wait for others to gather before a prefill (only while
-        /// other requests run and fewer than an eighth of the slots could be filled).
-        public var admissionDelay: Double = 0.02
+        /// other requests run and fewer than a quarter of the slots could be filled).
+        public var admissionDelay: Double
         /// Told of first tokens and decode steps (a server's latency histograms); called on the loop's thread.
         public var observer: (any ContinuousBatcherObserver)?
         public init(slots: Int = 8, prefillTokenBudget: Int = 4096, queueLimit: Int = 64, cacheBytes: Int = 0,
-                    cacheBlockTokens: Int? = nil, cacheMinTokens: Int = 1, streamBufferLimit: Int = 8192, observer: (any ContinuousBatcherObserver)? = nil) {
+                    cacheBlockTokens: Int? = nil, cacheMinTokens: Int? = nil, streamBufferLimit: Int = 8192, admissionDelay: Double = 0.02,
+                    observer: (any ContinuousBatcherObserver)? = nil) {
             self.slots = slots; self.prefillTokenBudget = prefillTokenBudget; self.queueLimit = queueLimit; self.cacheBytes = cacheBytes
-            self.cacheBlockTokens = cacheBlockTokens; self.cacheMinTokens = cacheMinTokens; self.streamBufferLimit = streamBufferLimit; self.observer = observer
+            self.cacheBlockTokens = cacheBlockTokens; self.cacheMinTokens = cacheMinTokens; self.streamBufferLimit = streamBufferLimit
+            self.admissionDelay = admissionDelay; self.observer = observer
         }
     }
 
@@ -118,6 +119,8 @@ public final class ContinuousBatcher: @unchecked Sendable {
     var live = 0
     /// Snapshot interval within long prefills (0: none).
     let blockTokens: Int
+    /// Shortest sequence whose state the cache keeps.
+    let cacheMinTokens: Int
     var metricsValue = Metrics()
     var thread: Thread?
     /// Only the loop thread touches it.
@@ -138,6 +141,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
             throw Mamba2Error.invalidArgument("cache block", reason: "must be 0 or a multiple of the model's chunk size \(chunk), not \(block)")
         }
         blockTokens = options.cacheBytes > 0 ? block : 0
+        cacheMinTokens = max(options.cacheMinTokens ?? backend.snapshotBreakEvenTokens, 1)
         self.backend = backend
         self.tokenizer = tokenizer
         self.options = options
@@ -388,7 +392,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
             next[ObjectIdentifier(j)] = c.id
             let p = j.sequence.parameters
             let ends = j.sequence.generatedCount + 1 >= p.maxTokens || p.stopTokenIDs.contains(c.id)
-            if ends && options.cacheBytes > 0 && j.sequence.tokens.count >= options.cacheMinTokens { return false }
+            if ends && options.cacheBytes > 0 && j.sequence.tokens.count >= cacheMinTokens { return false }
         }
         let tokens = running.map { next[ObjectIdentifier($0)] ?? $0.sequence.lastToken! }
         guard try backend.queueArgmaxStep(tokens) else { return false }
@@ -454,8 +458,9 @@ public final class ContinuousBatcher: @unchecked Sendable {
                 if position[k] == j.sequence.promptCount {
                     logits.replaceSubrange((k * V)..<((k + 1) * V), with: scratch[(m * V)..<((m + 1) * V)])
                 }
-                if options.cacheBytes > 0, position[k] >= options.cacheMinTokens, !cache.contains(Array(j.sequence.tokens[0..<position[k]])) {
-                    cache.insert(tokens: Array(j.sequence.tokens[0..<position[k]]), state: try backend.state(row: j.row))
+                if options.cacheBytes > 0, position[k] >= cacheMinTokens {
+                    let prefix = Array(j.sequence.tokens[0..<position[k]])
+                    if !cache.contains(prefix) { cache.insert(tokens: prefix, state: try backend.state(row: j.row)) }
                 }
             }
         }
@@ -471,7 +476,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
     /// chosen): the next turn of a conversation re-sends them.
     func remember(_ j: Job) {
         guard options.cacheBytes > 0, j.row >= 0, !j.overstepped, j.sequence.stopReason != .cancelled, j.sequence.generatedCount >= 1,
-              j.sequence.tokens.count - 1 >= options.cacheMinTokens,
+              j.sequence.tokens.count - 1 >= cacheMinTokens,
               let state = try? backend.state(row: j.row) else { return }
         cache.insert(tokens: Array(j.sequence.tokens.dropLast()), state: state)
         condition.lock(); publishCache(); condition.unlock()

@@ -41,9 +41,7 @@ public struct GenerationSequence: Sendable {
 
     /// Whether the sampler's choice is the plain argmax, with nothing else asked of the logits (greedy, no
     /// repetition penalty, no alternatives): then a device may choose and `accept(chosen:)` takes it.
-    public var isPlainGreedy: Bool {
-        parameters.temperature == 0 && parameters.repetitionPenalty == 1 && parameters.topLogprobs == 0
-    }
+    public var isPlainGreedy: Bool { parameters.choosesArgmax && parameters.topLogprobs == 0 }
 
     /// Takes a token chosen elsewhere (a device's argmax for a plain greedy sequence).
     public mutating func accept(chosen: SampledToken) -> (token: SampledToken, text: String?) {

@@ -38,6 +38,10 @@ public struct GenerateParameters: Sendable {
         self.stopTokenIDs = stopTokenIDs; self.topLogprobs = topLogprobs
     }
 
+    /// The choice is the first index of the largest raw logit (greedy, no repetition penalty), so whoever
+    /// holds the logits can make it.
+    public var choosesArgmax: Bool { temperature == 0 && repetitionPenalty == 1 }
+
     public func validate() throws {
         guard maxTokens >= 0 else { throw Mamba2Error.invalidArgument("max_tokens", reason: "must be ≥ 0") }
         guard temperature >= 0, temperature.isFinite else { throw Mamba2Error.invalidArgument("temperature", reason: "must be ≥ 0") }
@@ -83,9 +87,9 @@ public struct Sampler: Sendable {
         // per logit cost ~300 µs a row at a 50K vocabulary).
         let maxLogit = mk_max_f32(Int32(V), logits.baseAddress!)
         let logZ = mk_log_sum_exp(Int32(V), logits.baseAddress!, maxLogit)
-        if p.temperature == 0 && p.repetitionPenalty == 1 {
-            // Greedy without a penalty: the first index of the largest logit, no copy.
-            return finish(Int(mk_argmax_f32(Int32(V), logits.baseAddress!)), logits, logZ)
+        if p.choosesArgmax {
+            // The first index of the largest logit, no copy.
+            return finish(Int(mk_first_index_f32(Int32(V), logits.baseAddress!, maxLogit)), logits, logZ)
         }
         if probs.count != V { probs = [Float](repeating: 0, count: V) }
 
