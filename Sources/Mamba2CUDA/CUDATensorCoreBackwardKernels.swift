@@ -20,7 +20,7 @@ extension CUDAKernelSource {
     ///        M = CB∘E∘dt_s made beside dM, tile by tile, into shared memory (16-bit);
     ///        dX = w∘(B·gᵀ) + Mᵀ·dY' + D·dY', Mᵀ's fragments by transposing loads of M;
     ///        dw_s = ⟨x_s, (B·gᵀ)_s⟩; D's gradient per chunk.
-    ///   4. ssd_tc_bwd_dbc (chunk, row, group × {dC, dB} × parts of N of 64 or 32): the head parts' dCB summed;
+    ///   4. ssd_tc_bwd_dbc (chunk × group × {dC, dB} × parts of N of 64 or 32, row): the head parts' dCB summed;
     ///      dC = dCB·B + Σ_h e∘(dY'_h·h_in,h),
     ///      dB = dCBᵀ·C + Σ_h w∘(X_h·g_h), float32 across heads, 16-bit out; and the cum gradient of the
     ///      incoming state's part, e_t·⟨C_t, (dY'·h_in)_t⟩.
@@ -28,6 +28,7 @@ extension CUDAKernelSource {
     ///      dt's chain through the clamp, softplus and dt_bias; A and dt_bias gradients per chunk.
     ///   6. ssd_tc_bwd_heads (head): the per-chunk A, dt_bias and D gradients summed (float64).
     static let ssdTensorCoreBackward = #"""
+    #define DPARTS 4  // D's per-chunk gradient in this many planes (quarters of the chunk), `CUDATensorCoreSSDBackward.dPartPlanes`
     __device__ __forceinline__ float sigm(float v) { return 1.f / (1.f + __expf(-v)); }
 
     extern "C" __global__ void ssd_tc_bwd_gate(long long n2, const u16* __restrict__ dY, const u16* __restrict__ z,
@@ -58,16 +59,28 @@ extension CUDAKernelSource {
             *(uint4*)(Cs + t * LDN + n8) = v;
         }
         const int st = seqStart && tid < q ? seqStart[(size_t)r * L + t0 + tid] : 0;
+        // The next head's dY' and e are fetched into registers while this head's product runs (as the
+        // forward's chunk-state kernel does with X): the loads no longer wait behind the barrier.
+        constexpr int YR = QC * PH / 8 / 256;
+        uint4 yr[YR];
+        float er = 0.f;
+        auto fetch = [&](int h) {
+            for (int k = 0; k < YR; k++) {
+                const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
+                yr[k] = t < q ? *(const uint4*)(dY + (((size_t)r * L + t0 + t) * H + h) * PH + p8) : make_uint4(0, 0, 0, 0);
+            }
+            if (tid < QC) er = cumOut[((size_t)r * H + h) * L + t0 + min(tid, q - 1)];  // a load only: e is made at the store
+        };
+        fetch(h0);
         for (int h = h0; h < h0 + hb; h++) {
             __syncthreads();  // the previous head is done with Ys and eS
-            if (tid < QC) eS[tid] = tid < q && (st < t0 || st == 0) ? __expf(fminf(cumOut[((size_t)r * H + h) * L + t0 + tid], 0.f)) : 0.f;
+            if (tid < QC) eS[tid] = tid < q && (st < t0 || st == 0) ? __expf(fminf(er, 0.f)) : 0.f;
             __syncthreads();
-            for (int e = tid; e < QC * PH / 8; e += 256) {
-                const int t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
-                uint4 v = make_uint4(0, 0, 0, 0);
-                if (t < q) v = scale8(*(const uint4*)(dY + (((size_t)r * L + t0 + t) * H + h) * PH + p8), eS[t]);
-                *(uint4*)(Ys + t * LDP + p8) = v;
+            for (int k = 0; k < YR; k++) {
+                const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
+                *(uint4*)(Ys + t * LDP + p8) = scale8(yr[k], eS[t]);
             }
+            if (h + 1 < h0 + hb) fetch(h + 1);
             __syncthreads();
             chunk_outer(Ys, Cs, dHout + (((size_t)r * H + h) * nchunks + c) * PH * NS, warp, lane);
         }
@@ -323,11 +336,18 @@ extension CUDAKernelSource {
                 dcumP[o] = zrowW[tid] + zrowW[QC + tid] - zc * dtS[tid] - dw * wS[tid];
                 ddtP[o] = zc + dw * elS[tid];
                 wdw[o] = dw * wS[tid];
-            } else if (D && tid >= QC && tid < QC + PH) {
-                const int p = tid - QC;
-                float s = 0.f;
-                for (int t = 0; t < q; t++) s += to_f(Ys[t * LDP + p]) * to_f(Xs[t * LDP + p]);
-                Dpart[(((size_t)r * nchunks + c) * H + h) * PH + p] = s;
+            } else if (D && tid >= QC) {  // (not the threads from q to QC of a short chunk)
+                // warps 4–7: D's gradient Σ_t dY'·x per channel pair over a quarter of the chunk each (plane
+                // qt of DPARTS), so that the block waits 32 tokens' products here instead of 128 (2 warps in
+                // series over the whole chunk cost the kernel 10–15% before)
+                const int u = tid - QC, p = (u & 31) * 2, qt = u >> 5;
+                float s0 = 0.f, s1 = 0.f;
+                for (int t = qt * 32; t < min(q, qt * 32 + 32); t++) {
+                    const float2 yv = unpack2(*(const u32*)(Ys + t * LDP + p)), xv = unpack2(*(const u32*)(Xs + t * LDP + p));
+                    s0 += yv.x * xv.x;
+                    s1 += yv.y * xv.y;
+                }
+                *(float2*)(Dpart + ((((size_t)r * nchunks + c) * DPARTS + qt) * H + h) * PH + p) = make_float2(s0, s1);
             }
         }
         // this part's share of the group's dCB (16-bit), the tiles on and below the diagonal
@@ -358,8 +378,11 @@ extension CUDAKernelSource {
             const u16* __restrict__ dCBsum, const int* __restrict__ seqStart, u16* __restrict__ dB, u16* __restrict__ dC,
             float* __restrict__ offP, int hsplit) {
         const int hpg = H / G;
-        const int c = blockIdx.x, r = blockIdx.y, g = blockIdx.z / (2 * NSPLIT), isB = blockIdx.z % (2 * NSPLIT) / NSPLIT,
-                  half = blockIdx.z % NSPLIT;
+        // x = chunk × (group, {dC, dB}, part of N) with the parts fastest: the blocks of one chunk run side by
+        // side, so the second read of dY', X, h_in and g by another part of N comes from L2, not from memory.
+        const int parts = G * 2 * NSPLIT, zi = blockIdx.x % parts;
+        const int c = blockIdx.x / parts, r = blockIdx.y, g = zi / (2 * NSPLIT), isB = zi % (2 * NSPLIT) / NSPLIT,
+                  half = zi % NSPLIT;
         const int t0 = c * QC, q = min(QC, L - t0);
         const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
         const size_t rL = (size_t)r * L + t0;
@@ -422,7 +445,7 @@ extension CUDAKernelSource {
         // The next head's operands and factors are fetched into registers while this head computes.
         constexpr int VR = QC * PH / 8 / 256, SR = (PH * NH / 8 + 255) / 256;
         uint4 vr[VR], sr[SR];
-        float fr = 0.f;
+        float cr = 0.f, cl = 0.f, dr = 0.f;  // the token's cum (and dt), the chunk's last cum
         const u16* vsrc = isB ? x : dY;
         auto fetch = [&](int h) {
             const size_t rh = (size_t)r * H + h;
@@ -435,13 +458,10 @@ extension CUDAKernelSource {
                 const int e = tid + k * 256, p = e / (NH / 8), n8 = (e % (NH / 8)) * 8;
                 if (e < PH * NH / 8) sr[k] = *(const uint4*)(ssrc + p * NS + n8);
             }
-            if (tid < QC) {
+            if (tid < QC) {  // loads only: the factor is made at the store, a head later, so they are not waited for here
                 const float* cum = cumOut + rh * L + t0;
-                fr = 0.f;
-                if (tid < q) {
-                    if (isB) fr = t0 + tid >= stLast ? __expf(fminf(cum[q - 1] - cum[tid], 0.f)) * dtOut[rh * L + t0 + tid] : 0.f;
-                    else fr = st < t0 || st == 0 ? __expf(fminf(cum[tid], 0.f)) : 0.f;
-                }
+                cr = cum[min(tid, q - 1)];
+                if (isB) { cl = cum[q - 1]; dr = tid < q ? dtOut[rh * L + t0 + tid] : 0.f; }
             }
         };
         fetch(g * hpg);
@@ -456,7 +476,14 @@ extension CUDAKernelSource {
                 const int e = tid + k * 256, p = e / (NH / 8), n8 = (e % (NH / 8)) * 8;
                 if (e < PH * NH / 8) *(uint4*)(Ss + p * LDH + n8) = sr[k];
             }
-            if (tid < QC) fS[tid] = fr;
+            if (tid < QC) {
+                float f = 0.f;
+                if (tid < q) {
+                    if (isB) f = t0 + tid >= stLast ? __expf(fminf(cl - cr, 0.f)) * dr : 0.f;
+                    else f = st < t0 || st == 0 ? __expf(fminf(cr, 0.f)) : 0.f;
+                }
+                fS[tid] = f;
+            }
             if (h + 1 < (g + 1) * hpg) fetch(h + 1);
             __syncthreads();
             float v[NT][4];
@@ -558,32 +585,40 @@ extension CUDAKernelSource {
         if (t == 0) dBiasPart[rh * nchunks + c] = (float)sb;
     }
 
-    extern "C" __global__ void ssd_tc_bwd_heads(int b, int H, int nchunks, const float* __restrict__ dApart,
+    extern "C" __global__ void __launch_bounds__(256) ssd_tc_bwd_heads(int b, int H, int nchunks, const float* __restrict__ dApart,
                                                 const float* __restrict__ dBiasPart, const float* __restrict__ Dpart, int dPerChannel,
                                                 float* __restrict__ dA, float* __restrict__ dBias, float* __restrict__ dD) {
-        const int h = blockIdx.x, t = threadIdx.x;  // 64 threads
-        __shared__ double red[64];
+        const int h = blockIdx.x, t = threadIdx.x;  // 256 threads
+        __shared__ double red[256];
+        auto total = [&](double v) -> double {  // the block's sum, in every thread
+            __syncthreads();  // every thread has read the previous total
+            red[t] = v;
+            __syncthreads();
+            for (int o = 128; o > 0; o >>= 1) { if (t < o) red[t] += red[t + o]; __syncthreads(); }
+            return red[0];
+        };
         double sa = 0.0, sb = 0.0;
-        for (int i = t; i < b * nchunks; i += 64) {
+        for (int i = t; i < b * nchunks; i += 256) {
             const size_t k = ((size_t)(i / nchunks) * H + h) * nchunks + i % nchunks;
             sa += dApart[k];
             sb += dBiasPart[k];
         }
-        for (int pass = 0; pass < 2; pass++) {
-            red[t] = pass == 0 ? sa : sb;
-            __syncthreads();
-            for (int o = 32; o > 0; o >>= 1) { if (t < o) red[t] += red[t + o]; __syncthreads(); }
-            if (t == 0) { if (pass == 0) dA[h] = (float)red[0]; else dBias[h] = (float)red[0]; }
-            __syncthreads();
-        }
+        sa = total(sa);
+        if (t == 0) dA[h] = (float)sa;
+        sb = total(sb);
+        if (t == 0) dBias[h] = (float)sb;
         if (!Dpart) return;
-        double sd = 0.0;  // channel p = t
-        for (int i = 0; i < b * nchunks; i++) sd += Dpart[((size_t)i * H + h) * PH + t];
-        if (dPerChannel) { dD[h * PH + t] = (float)sd; return; }
-        red[t] = sd;
-        __syncthreads();
-        for (int o = 32; o > 0; o >>= 1) { if (t < o) red[t] += red[t + o]; __syncthreads(); }
-        if (t == 0) dD[h] = (float)red[0];
+        double sd = 0.0;  // channel t % 64, every fourth plane from t / 64
+        for (int i = t >> 6; i < b * nchunks * DPARTS; i += 4) sd += Dpart[((size_t)i * H + h) * PH + (t & 63)];
+        if (dPerChannel) {
+            __syncthreads();
+            red[t] = sd;
+            __syncthreads();
+            if (t < PH) dD[h * PH + t] = (float)(red[t] + red[t + 64] + red[t + 128] + red[t + 192]);
+            return;
+        }
+        sd = total(sd);
+        if (t == 0) dD[h] = (float)sd;
     }
     """#
 

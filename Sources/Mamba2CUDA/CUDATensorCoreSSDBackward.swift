@@ -74,7 +74,7 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
             ddecayPart: try floats(b * H * nchunks * parts), parts: parts, dCBsum: try halves(b * G * hsplit * nchunks * Q * Q), hsplit: hsplit,
             dcumP: try floats(b * H * L), ddtP: try floats(b * H * L), wdw: try floats(b * H * L), offP: try floats(N / Self.splitWidth(stateSize: N) * b * H * L),
             dApart: try floats(b * H * nchunks), dBiasPart: try floats(b * H * nchunks),
-            Dpart: input.D == nil ? nil : try floats(b * nchunks * H * P),
+            Dpart: input.D == nil ? nil : try floats(b * nchunks * Self.dPartPlanes * H * P),
             dX: try halves(tokens * H * P), dB: try halves(tokens * G * N), dC: try halves(tokens * G * N),
             dRaw: try floats(tokens * H), dBias: try floats(H), dA: try floats(H),
             dD: try input.D.map { try floats($0.count) }, dz: input.z == nil ? nil : try halves(tokens * H * P),
@@ -96,6 +96,9 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
         let hpg = H / G
         return (1...hpg).first { hpg % $0 == 0 && b * chunks * G * $0 >= 2 * multiprocessors } ?? hpg
     }
+
+    /// D's per-chunk gradient is written in this many planes, a quarter of the chunk's tokens each (DPARTS in the source).
+    package static let dPartPlanes = 4
 
     /// The dB/dC kernel's blocks take N in parts of this many columns (NH in the source).
     static func splitWidth(stateSize N: Int) -> Int { N % 64 == 0 ? 64 : 32 }
@@ -138,7 +141,7 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
         a4.add(f.x); a4.add(p.dYp); a4.add(f.B); a4.add(f.C); a4.add(f.dtOut); a4.add(f.cumOut); a4.add(f.statesIn); a4.add(p.dStates)
         a4.add(p.dCBsum); a4.add(seqStart); a4.add(p.dB); a4.add(p.dC); a4.add(p.offP); a4.add(Int32(p.hsplit))
         let splits = N / Self.splitWidth(stateSize: N)
-        if run(4) { try kernels.dbc.launch(grid: (nchunks, b, G * 2 * splits), block: (256, 1, 1), sharedBytes: shared.dbc, arguments: a4) }
+        if run(4) { try kernels.dbc.launch(grid: (nchunks * G * 2 * splits, b, 1), block: (256, 1, 1), sharedBytes: shared.dbc, arguments: a4) }
 
         let a5 = KernelArguments()
         for v in [L, H, nchunks, p.parts] { a5.add(Int32(v)) }
@@ -150,7 +153,7 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
         let a6 = KernelArguments()
         a6.add(Int32(b)); a6.add(Int32(H)); a6.add(Int32(nchunks)); a6.add(p.dApart); a6.add(p.dBiasPart); a6.add(p.Dpart?.pointer ?? 0)
         a6.add(Int32(f.dPerChannel ? 1 : 0)); a6.add(p.dA); a6.add(p.dBias); a6.add(p.dD?.pointer ?? 0)
-        if run(6) { try kernels.heads.launch(grid: (H, 1, 1), block: (64, 1, 1), arguments: a6) }
+        if run(6) { try kernels.heads.launch(grid: (H, 1, 1), block: (256, 1, 1), arguments: a6) }
     }
 
     /// The gradients, downloaded (16-bit ones widened to float32).

@@ -432,7 +432,7 @@ public final class CUDATrainer: @unchecked Sendable {
                 ddecayPart: try floatBuffer(rows * H * nchunks * parts), dCBsum: try actBuffer(rows * G * hsplit * nchunks * Q * Q),
                 dcumP: try floatBuffer(rows * H * L), ddtP: try floatBuffer(rows * H * L), wdw: try floatBuffer(rows * H * L),
                 offP: try floatBuffer(N / CUDATensorCoreSSDBackward.splitWidth(stateSize: N) * rows * H * L),
-                dApart: try floatBuffer(rows * H * nchunks), dBiasPart: try floatBuffer(rows * H * nchunks), Dpart: try floatBuffer(rows * nchunks * H * P),
+                dApart: try floatBuffer(rows * H * nchunks), dBiasPart: try floatBuffer(rows * H * nchunks), Dpart: try floatBuffer(rows * nchunks * CUDATensorCoreSSDBackward.dPartPlanes * H * P),
                 ddecay: nil, dCB: nil, Z: nil, gdt: nil, dApartPlain: nil, dRaw64: nil, dBh: nil, dCh: nil, parts: parts,
                 dX: try actBuffer(T * S), dB: try actBuffer(T * G * N), dC: try actBuffer(T * G * N), dRaw: try floatBuffer(T * H),
                 dBias: try floatBuffer(H), dA: try floatBuffer(H), dD: try floatBuffer(nD))
