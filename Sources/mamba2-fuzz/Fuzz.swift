@@ -12,7 +12,7 @@ import Darwin
 #endif
 
 enum Harness: String, CaseIterable {
-    case safetensors, zip, pickle, config, tokenizer
+    case safetensors, zip, pickle, config, tokenizer, gguf
 
     /// Inputs larger than this are cut (the tokenizer's JSON parse and encode are superlinear in places).
     var sizeCap: Int { self == .tokenizer ? 16_384 : 1 << 20 }
@@ -33,6 +33,14 @@ enum Harness: String, CaseIterable {
             let ids = tok.encode(text)
             _ = tok.decode(ids)
             _ = tok.decode(ids.map { $0 &+ 1 })
+            return true
+        case .gguf:
+            // the file, then (when it parses) its model config, weights and tokenizer
+            let path = Harness.scratchPath
+            guard (try? writeFileAtomically(input, to: path)) != nil, let g = try? GGUFFile(path: path) else { return false }
+            for t in g.tensorList.prefix(8) { _ = g.floats(t) }
+            if let c = try? GGUFModel.config(g) { _ = try? GGUFModel.weights(g, config: c) }
+            if let tok = try? GGUFModel.tokenizer(g) { _ = tok.decode(tok.encode("ab a")) }
             return true
         case .safetensors, .zip, .pickle:
             let path = Harness.scratchPath
@@ -78,7 +86,25 @@ enum Harness: String, CaseIterable {
         let hf = Array(#"{"model_type": "mamba2", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 112, "head_dim": 16, "num_heads": 8, "state_size": 16, "n_groups": 1, "time_step_limit": [0.0, Infinity]}"#.utf8)
         let tok = Array(#"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2, "Ġ": 3, "Ġa": 4}, "merges": ["a b", "Ġ a"]}, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": true, "use_regex": true}, "decoder": {"type": "ByteLevel"}, "added_tokens": [{"id": 5, "content": "<|x|>", "special": true}]}"#.utf8) + [0] + Array("ab a<|x|> \u{301}b".utf8)
         let meta = Array(#"{"model": {"type": "BPE", "vocab": {"▁": 0, "a": 1, "<0x41>": 2}, "merges": [], "byte_fallback": true}, "pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": false}, "decoder": {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "▁"}, "content": " "}, {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}}"#.utf8) + [0] + Array("a A".utf8)
-        return [(.safetensors, "f32", st), (.safetensors, "bf16", st16), (.zip, "torch", torch), (.pickle, "torch", torch),
+        // A tiny GGUF model (2 layers, d_model 32, vocab 16) with a byte-level tokenizer, and a Q8_0 tensor.
+        var ggufMeta: [(String, GGUFFile.Value)] = [("general.architecture", .string("mamba2"))]
+        for (k, v) in [("embedding_length", 32), ("block_count", 1), ("ssm.conv_kernel", 4), ("ssm.inner_size", 64),
+                       ("ssm.state_size", 8), ("ssm.time_step_rank", 4), ("ssm.group_count", 1)] { ggufMeta.append(("mamba2." + k, .uint(UInt64(v)))) }
+        ggufMeta += [("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string("olmo")),
+                     ("tokenizer.ggml.tokens", .array(["a", "b", "ab", "Ġ", "Ġa", "<|x|>"].map { .string($0) })),
+                     ("tokenizer.ggml.token_type", .array([1, 1, 1, 1, 1, 3].map { .int($0) })),
+                     ("tokenizer.ggml.merges", .array(["a b", "Ġ a"].map { .string($0) }))]
+        func f32s(_ n: Int, _ v: Float) -> [UInt8] { [Float](repeating: v, count: n).withUnsafeBytes { Array($0) } }
+        let inProj = 2 * 64 + 2 * 8 + 4, convDim = 64 + 2 * 8
+        let ggufTensors: [(name: String, type: GGUFFile.TensorType, ne: [Int], data: [UInt8])] = [
+            ("token_embd.weight", .f32, [32, 16], f32s(512, 0.1)), ("output_norm.weight", .f32, [32], f32s(32, 1)),
+            ("blk.0.attn_norm.weight", .f32, [32], f32s(32, 1)), ("blk.0.ssm_in.weight", .f32, [32, inProj], f32s(32 * inProj, 0.01)),
+            ("blk.0.ssm_conv1d.weight", .f32, [4, convDim], f32s(4 * convDim, 0.2)), ("blk.0.ssm_conv1d.bias", .f32, [convDim], f32s(convDim, 0)),
+            ("blk.0.ssm_dt.bias", .f32, [4], f32s(4, -2)), ("blk.0.ssm_a", .f32, [1, 4], f32s(4, -1)), ("blk.0.ssm_d", .f32, [1, 4], f32s(4, 1)),
+            ("blk.0.ssm_norm.weight", .f32, [64, 1], f32s(64, 1)),
+            ("blk.0.ssm_out.weight", .q8_0, [64, 32], Array((0..<(64 * 32 / 32)).map { _ in [UInt8(0), 0x3C] + [UInt8](repeating: 3, count: 32) }.joined()))]
+        let gguf = GGUFFile.encode(metadata: ggufMeta, tensors: ggufTensors)
+        return [(.gguf, "tiny", gguf), (.safetensors, "f32", st), (.safetensors, "bf16", st16), (.zip, "torch", torch), (.pickle, "torch", torch),
                 (.config, "state-spaces", config), (.config, "hf", hf), (.tokenizer, "bytelevel", tok), (.tokenizer, "metaspace", meta)]
     }
 }

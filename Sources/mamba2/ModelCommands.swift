@@ -37,7 +37,7 @@ func countString(_ n: Int) -> String {
 /// `--model DIR` for the commands that read a local model: the small English model that ships in the
 /// repository when none is named (as `generate` does).
 struct ModelOption: ParsableArguments {
-    @Option(help: "Model directory (config.json + weights; default: the bundled model, \(LanguageModel.bundledModelRelativePath)).") var model: String?
+    @Option(help: "Model directory (config.json + weights) or a llama.cpp GGUF file (default: the bundled model, \(LanguageModel.bundledModelRelativePath)).") var model: String?
 
     var directory: String {
         get throws {

@@ -128,6 +128,19 @@ public struct ModelInfo: Sendable {
     public let files: [String]
 
     public init(directory: String) throws {
+        if GGUFFile.isGGUF(path: directory) {  // a GGUF file: its table, nothing converted
+            let g = try GGUFFile(path: directory)
+            config = try GGUFModel.config(g)
+            parameterCount = Mamba2Weights.parameterCount(config)
+            var counts: [String: Int] = [:]
+            for t in g.tensorList { counts[t.type.name, default: 0] += t.count }
+            dtypeCounts = counts
+            storedBytes = g.tensorList.reduce(0) { $0 + $1.byteCount }
+            loadedBytes = parameterCount * 4
+            stateBytesPerSequence = config.stateFloatsPerSequence * 4
+            files = [directory]
+            return
+        }
         config = try Mamba2Config.load(path: directory + "/config.json")
         let checked = try CheckpointLoader.check(config, tensors: try CheckpointLoader.readTensors(directory: directory))
         parameterCount = Mamba2Weights.parameterCount(config)

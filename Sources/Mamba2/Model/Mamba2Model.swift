@@ -51,7 +51,13 @@ public final class Mamba2Model: Sendable {
     }
 
     /// Loads `config.json` and the weights of a model directory (any layout `CheckpointLoader` reads).
+    /// Loads a model directory (config.json + weights) or a GGUF file (llama.cpp's, `general.architecture`
+    /// "mamba2"; F32, F16, BF16, Q8_0, Q4_0 and Q4_1 tensors, converted to float32).
     public static func load(directory: String, weightType: WeightType = .f32) throws -> Mamba2Model {
+        if GGUFFile.isGGUF(path: directory) {
+            let (config, weights, _) = try GGUFModel.load(path: directory)
+            return try Mamba2Model(config: config, weights: weights, weightType: weightType)
+        }
         let configPath = directory + "/config.json"
         guard MappedFile.exists(configPath) else { throw Mamba2Error.io(path: configPath, reason: "missing: a model directory needs config.json") }
         let config = try Mamba2Config.load(path: configPath)

@@ -32,7 +32,7 @@ final class BPEModel: Sendable {
     /// Word → ids, shared between calls (a word's ids never change).
     let cache = Mutex<[TokenKey: [Int]]>([:])
 
-    init(_ json: JSON, source: String) throws {
+    init(_ json: JSON, source: String, skipUnknownMerges: Bool = false) throws {
         guard let v = json["vocab"]?.objectValue else { throw TokenizerFormat.error(source, "BPE model without a vocab object") }
         var vocab: [TokenKey: Int] = [:]
         vocab.reserveCapacity(v.count)
@@ -54,10 +54,12 @@ final class BPEModel: Sendable {
                 a = x; b = y
             } else { throw TokenizerFormat.error(source, "merge #\(rank) is neither \"a b\" nor [\"a\", \"b\"]") }
             guard let ia = vocab[TokenKey(a)], let ib = vocab[TokenKey(b)] else {
+                if skipUnknownMerges { continue }
                 throw TokenizerFormat.error(source, "merge #\(rank) ('\(a)', '\(b)') names a token missing from the vocab")
             }
             let mergedName = a + (prefix.map { b.startsWithScalars($0) ? String(String.UnicodeScalarView(b.unicodeScalars.dropFirst($0.unicodeScalars.count))) : b } ?? b)
             guard let im = vocab[TokenKey(mergedName)] else {
+                if skipUnknownMerges { continue }
                 throw TokenizerFormat.error(source, "merge #\(rank) makes '\(mergedName)', which is missing from the vocab")
             }
             let key = UInt64(UInt32(ia)) << 32 | UInt64(UInt32(ib))

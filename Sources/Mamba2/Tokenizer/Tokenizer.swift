@@ -21,13 +21,19 @@ public final class Tokenizer: Sendable {
         try self.init(json: try JSON.parse(try MappedFile.readAll(path), source: path), source: path)
     }
 
-    public init(json: JSON, source: String) throws {
+    public convenience init(json: JSON, source: String) throws {
+        try self.init(json: json, source: source, skipUnknownMerges: false)
+    }
+
+    /// `skipUnknownMerges`: leave out merges that name tokens the vocabulary lacks instead of refusing the
+    /// file (a GGUF's vocabulary may be cut to the embedding's rows while its merges are not).
+    init(json: JSON, source: String, skipUnknownMerges: Bool) throws {
         guard json.objectValue != nil else { throw TokenizerFormat.error(source, "tokenizer.json is not a JSON object") }
         guard let modelJ = json["model"], modelJ != .null else { throw TokenizerFormat.error(source, "no 'model'") }
         if let t = modelJ["type"], t.stringValue == nil { throw TokenizerFormat.error(source, "model.type \(t.serialized) is not a string") }
         let type = modelJ["type"]?.stringValue ?? (modelJ["merges"] != nil ? "BPE" : "?")
         guard type == "BPE" else { throw TokenizerFormat.unsupported(source, "model", type) }
-        model = try BPEModel(modelJ, source: source)
+        model = try BPEModel(modelJ, source: source, skipUnknownMerges: skipUnknownMerges)
         func opt<T>(_ key: String, _ make: (JSON) throws -> T) throws -> T? {
             guard let j = json[key], j != .null else { return nil }
             return try make(j)
