@@ -86,7 +86,7 @@ let package = Package(
                            .product(name: "Hummingbird", package: "hummingbird")],
             linkerSettings: [
                 .unsafeFlags(["-Xlinker", "-u", "-Xlinker", "cblas_sgemm", "-Xlinker", "-u", "-Xlinker", "openblas_set_num_threads",
-                              "-Xlinker", "-u", "-Xlinker", "openblas_get_config", "-Xlinker", "-l:libopenblas.a"], .when(platforms: [.linux])),
+                              "-Xlinker", "-u", "-Xlinker", "openblas_get_config", "-Xlinker", "-u", "-Xlinker", "openblas_get_corename", "-Xlinker", "-l:libopenblas.a"], .when(platforms: [.linux])),
             ]
         ),
         // Test-only: counts heap allocations (decode must allocate nothing per token).

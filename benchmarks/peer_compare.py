@@ -2,15 +2,16 @@
 """Side-by-side CPU benchmark of this project against llama.cpp and transformers, same machine, same
 thread count, same random weights of a released Mamba-2 shape.
 
-  benchmarks/setup_peers.sh                       # once: the peers' virtual environment
-  /opt/peers/bin/python benchmarks/peer_compare.py --shape 130m --threads 2 --reps 3
+  benchmarks/setup_peers.sh                       # once: the peers' virtual environment and llama-bench
+  /opt/peers/bin/python benchmarks/peer_compare.py --shape 130m --threads 2 --reps 3 --llama-bench PATH
 
 Steps: (1) write a random mamba2-SHAPE checkpoint in the Hugging Face layout (float32 safetensors,
-initialized as mamba_ssm does); (2) convert it to GGUF f32, f16 and bf16 with the converter that ships inside
-the llama-cpp-python source package (fetched from PyPI with pip); (3) per repetition, interleaved:
-`mamba2 bench` (f32 and bf16 decode weights), llama.cpp f32, f16 and bf16 through llama-cpp-python, and
-transformers' Mamba2ForCausalLM on PyTorch CPU; (4) print one table of pp512 / tg128 tokens/s with
-ratios to llama.cpp, and write it as JSON.
+initialized as mamba_ssm does); (2) convert it to GGUF f32, f16, bf16 and q8_0 with the converter that ships
+inside the llama-cpp-python source package (fetched from PyPI with pip); (3) per repetition, interleaved:
+`mamba2 bench` (f32 and bf16 decode weights), llama.cpp's own `llama-bench` on each GGUF (-p 512 -n 128,
+one repetition per call, no Python in its timed loop; a type it cannot run on the host, e.g. a SIGILL, is
+reported as such), and transformers' Mamba2ForCausalLM on PyTorch CPU; (4) print one table of pp512 / tg128
+tokens/s with ratios to llama.cpp f32 and to llama.cpp's best 16/8-bit figure, and write it as JSON.
 """
 import argparse, glob, json, math, os, shutil, statistics, subprocess, sys, tarfile, tempfile, time
 
@@ -89,25 +90,17 @@ def bench_ours(binary, ckpt, threads, dtype):
     return res["pp512"], res["tg128"], j["peak_rss_bytes"]
 
 
-def bench_llama(gguf_path, threads, rng):
-    from llama_cpp import Llama
-    llm = Llama(model_path=gguf_path, n_ctx=1024, n_batch=512, n_ubatch=512, n_threads=threads, n_threads_batch=threads,
-                verbose=False)
-    V = 50277
-    prompt = [int(x) for x in rng.integers(0, V, 512)]
-    llm.reset()
-    t0 = time.perf_counter()
-    llm.eval(prompt)
-    pp = 512 / (time.perf_counter() - t0)
-    llm.reset()
-    llm.eval([int(x) for x in rng.integers(0, V, 4)])
-    tok = int(rng.integers(0, V))
-    t0 = time.perf_counter()
-    for _ in range(128):
-        llm.eval([tok])
-        tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-    tg = 128 / (time.perf_counter() - t0)
-    del llm
+def bench_llama(llama_bench, gguf_path, threads):
+    """llama.cpp's own benchmark: pp512 and tg128 tokens/s of one repetition (after its warm-up run), or
+    None when it cannot run this type here (it dies, e.g. with SIGILL on a host its kernels misjudge)."""
+    r = subprocess.run([llama_bench, "-m", gguf_path, "-p", "512", "-n", "128", "-t", str(threads), "-r", "1", "-o", "json"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"llama-bench failed on {os.path.basename(gguf_path)} (exit {r.returncode}): {r.stderr.strip()[-200:]}", file=sys.stderr)
+        return None
+    j = json.loads(r.stdout)
+    pp = next(x["avg_ts"] for x in j if x["n_prompt"] == 512 and x["n_gen"] == 0)
+    tg = next(x["avg_ts"] for x in j if x["n_gen"] == 128)
     return pp, tg
 
 
@@ -142,19 +135,21 @@ def main():
     ap.add_argument("--workdir", default="/tmp/mamba2-peers")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--json", default=None, help="write the results here as JSON")
+    ap.add_argument("--llama-bench", required=True, help="llama.cpp's llama-bench (benchmarks/setup_peers.sh builds it)")
     a = ap.parse_args()
     work = os.path.join(a.workdir, a.shape)
     ckpt = os.path.join(work, "hf")
     if not os.path.exists(os.path.join(ckpt, "model.safetensors")):
         write_checkpoint(a.shape, ckpt)
-    ggufs = {t: convert(ckpt, t, work) for t in ("f32", "f16", "bf16")}
+    ggufs = {t: convert(ckpt, t, work) for t in ("f32", "f16", "bf16", "q8_0")}
     torch_model = None
     if not a.no_torch:
         import torch
         from transformers import Mamba2ForCausalLM
         torch_model = Mamba2ForCausalLM.from_pretrained(ckpt, torch_dtype=torch.float32).eval()
     rng = np.random.default_rng(7)
-    rows = {k: {"pp": [], "tg": []} for k in ["mamba2-swift f32", "mamba2-swift bf16", "llama.cpp f32", "llama.cpp f16", "llama.cpp bf16", "transformers f32"]}
+    rows = {k: {"pp": [], "tg": []} for k in ["mamba2-swift f32", "mamba2-swift bf16", "llama.cpp f32", "llama.cpp f16", "llama.cpp bf16",
+                                                "llama.cpp q8_0", "transformers f32"]}
     rss = {}
     for rep in range(a.reps):  # interleaved: each repetition runs every peer once
         for dt in ("f32", "bf16"):
@@ -162,26 +157,28 @@ def main():
             rows[f"mamba2-swift {dt}"]["pp"].append(pp); rows[f"mamba2-swift {dt}"]["tg"].append(tg)
             rss[f"mamba2-swift {dt}"] = peak
         for t, path in ggufs.items():
-            pp, tg = bench_llama(path, a.threads, rng)
-            rows[f"llama.cpp {t}"]["pp"].append(pp); rows[f"llama.cpp {t}"]["tg"].append(tg)
+            res = bench_llama(a.llama_bench, path, a.threads)
+            if res is not None:
+                rows[f"llama.cpp {t}"]["pp"].append(res[0]); rows[f"llama.cpp {t}"]["tg"].append(res[1])
         if torch_model is not None:
             pp, tg = bench_torch(torch_model, a.threads, rng)
             rows["transformers f32"]["pp"].append(pp); rows["transformers f32"]["tg"].append(tg)
         print(f"repetition {rep + 1}/{a.reps} done", file=sys.stderr)
     base_pp = statistics.mean(rows["llama.cpp f32"]["pp"])
-    # The 16-bit baseline is llama.cpp's best 16-bit figure (f16 or bf16).
-    base_tg = {"f32": statistics.mean(rows["llama.cpp f32"]["tg"]),
-               "16": max(statistics.mean(rows["llama.cpp f16"]["tg"]), statistics.mean(rows["llama.cpp bf16"]["tg"]))}
-    print(f"mamba2-{a.shape} shape, random weights, {a.threads} threads, {a.reps} interleaved repetitions (mean ± sd)")
-    print(f"{'system':<20} {'pp512 tok/s':>16} {'vs llama f32':>13} {'tg128 tok/s':>16} {'vs llama f32':>13} {'vs llama 16-bit':>16}")
-    out = {"shape": a.shape, "threads": a.threads, "reps": a.reps, "rows": {}}
+    # The other baseline is llama.cpp's best figure over the 16- and 8-bit types that ran (f16, bf16, q8_0).
+    low = [statistics.mean(rows[f"llama.cpp {t}"]["tg"]) for t in ("f16", "bf16", "q8_0") if rows[f"llama.cpp {t}"]["tg"]]
+    base_tg = {"f32": statistics.mean(rows["llama.cpp f32"]["tg"]), "low": max(low) if low else float("nan")}
+    print(f"mamba2-{a.shape} shape, random weights, {a.threads} threads, {a.reps} interleaved repetitions (mean ± sd); llama.cpp by llama-bench")
+    print(f"{'system':<20} {'pp512 tok/s':>16} {'vs llama f32':>13} {'tg128 tok/s':>16} {'vs llama f32':>13} {'vs llama best 16/8-bit':>23}")
+    out = {"shape": a.shape, "threads": a.threads, "reps": a.reps, "llama": "llama-bench", "rows": {},
+           "did_not_run": [n for n, r in rows.items() if not r["pp"]]}
     for name, r in rows.items():
         if not r["pp"]:
             continue
         mp, mt = statistics.mean(r["pp"]), statistics.mean(r["tg"])
         sp = statistics.stdev(r["pp"]) if len(r["pp"]) > 1 else 0
         st = statistics.stdev(r["tg"]) if len(r["tg"]) > 1 else 0
-        print(f"{name:<20} {mp:>9.1f} ± {sp:<5.1f} {mp / base_pp:>12.2f}× {mt:>9.1f} ± {st:<5.1f} {mt / base_tg['f32']:>12.2f}× {mt / base_tg['16']:>15.2f}×")
+        print(f"{name:<20} {mp:>9.1f} ± {sp:<5.1f} {mp / base_pp:>12.2f}× {mt:>9.1f} ± {st:<5.1f} {mt / base_tg['f32']:>12.2f}× {mt / base_tg['low']:>22.2f}×")
         out["rows"][name] = {"pp512": r["pp"], "tg128": r["tg"]}
     if a.json:
         with open(a.json, "w") as f:

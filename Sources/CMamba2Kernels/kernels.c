@@ -27,6 +27,7 @@
 // otherwise libopenblas.so.0 is opened on first use; without either, the built-in GEMM runs.
 // Declared here rather than through cblas.h, whose install path differs between distributions.
 #include <dlfcn.h>
+#include <strings.h>
 #include <pthread.h>
 enum { MkRowMajor = 101, MkNoTrans = 111, MkTrans = 112 };
 typedef void (*mk_sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
@@ -34,12 +35,14 @@ void cblas_sgemm(int order, int transA, int transB, int M, int N, int K, float a
                  const float *B, int ldb, float beta, float *C, int ldc) __attribute__((weak));
 void openblas_set_num_threads(int n) __attribute__((weak));
 char *openblas_get_config(void) __attribute__((weak));
-static struct { mk_sgemm_fn sgemm; void (*setThreads)(int); char *(*config)(void); } mk_openblas;
+char *openblas_get_corename(void) __attribute__((weak));
+static struct { mk_sgemm_fn sgemm; void (*setThreads)(int); char *(*config)(void); char *(*corename)(void); } mk_openblas;
 static pthread_once_t mk_openblas_once = PTHREAD_ONCE_INIT;
 
 static void mk_openblas_find(void) {
     if (cblas_sgemm && openblas_set_num_threads && openblas_get_config) {
         mk_openblas.sgemm = cblas_sgemm; mk_openblas.setThreads = openblas_set_num_threads; mk_openblas.config = openblas_get_config;
+        mk_openblas.corename = openblas_get_corename;  // may be absent (a build without DYNAMIC_ARCH reports none)
         return;
     }
     static const char *const names[] = { "libopenblas.so.0", "libopenblas.so", NULL };
@@ -49,6 +52,7 @@ static void mk_openblas_find(void) {
         *(void **)&mk_openblas.sgemm = dlsym(h, "cblas_sgemm");
         *(void **)&mk_openblas.setThreads = dlsym(h, "openblas_set_num_threads");
         *(void **)&mk_openblas.config = dlsym(h, "openblas_get_config");
+        *(void **)&mk_openblas.corename = dlsym(h, "openblas_get_corename");
         if (mk_openblas.sgemm && mk_openblas.setThreads && mk_openblas.config) return;
         mk_openblas.sgemm = NULL;
     }
@@ -78,6 +82,44 @@ void mk_blas_set_threads(int n) {
 #else
     (void)n;
 #endif
+}
+
+// OpenBLAS's kernel family as it chose it at load time (openblas_get_corename), or NULL.
+const char *mk_blas_core(void) {
+#if MK_HAVE_OPENBLAS
+    if (mk_blas_is_builtin() || !mk_openblas.corename) return NULL;
+    return mk_openblas.corename();
+#else
+    return NULL;
+#endif
+}
+
+// The OpenBLAS kernel family this CPU should run, from cpuid (which also checks that the OS saves the
+// wide registers): "SkylakeX" with AVX-512 F/BW/VL/DQ, "Haswell" with AVX2 and FMA, else NULL (nothing
+// OpenBLAS's own detection could get wrong in a way that costs much).
+const char *mk_blas_preferred_core(void) {
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
+        && __builtin_cpu_supports("avx512dq")) return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+#endif
+    return NULL;
+}
+
+// The vector width an OpenBLAS x86-64 kernel family uses: 3 AVX-512, 2 AVX2, 1 AVX, 0 SSE (the generic
+// families, e.g. "Prescott", which OpenBLAS 0.3.21 picks for CPUs newer than it), -1 a name it does not know.
+int mk_blas_core_level(const char *name) {
+    if (!name) return -1;
+    static const char *const avx512[] = { "SkylakeX", "Cooperlake", "SapphireRapids", NULL };
+    static const char *const avx2[] = { "Haswell", "Zen", NULL };
+    static const char *const avx[] = { "Sandybridge", "Bulldozer", "Piledriver", "Steamroller", "Excavator", NULL };
+    static const char *const sse[] = { "Katmai", "Coppermine", "Northwood", "Prescott", "Banias", "Atom", "Core2", "Penryn",
+                                       "Dunnington", "Nehalem", "Opteron", "Opteron(SSE3)", "Barcelona", "Nano", "Bobcat", NULL };
+    const char *const *tables[] = { sse, avx, avx2, avx512 };
+    for (int level = 0; level < 4; level++)
+        for (const char *const *n = tables[level]; *n; n++)
+            if (strcasecmp(*n, name) == 0) return level;
+    return -1;
 }
 
 const char *mk_blas_name(void) {

@@ -89,6 +89,7 @@ struct BenchModelCommand: ParsableCommand {
         print("model: \(name), \(countString(params)) parameters, weights \(dtype), on \(backend.deviceDescription)")
         if device.device == .cpu {
             print("decode GEMV kernels: " + bench.batches.map { "batch \($0) \(CPUBackend.decodeKernelPath(rows: $0))" }.joined(separator: ", "))
+            print("BLAS (prefill GEMMs): \(BLAS.coreDescription)")
         }
         print("read bandwidth \(fixed(bandwidth / 1e9, 1)) GB/s; a decoded token reads \(bytesString(Int(perToken))) (weights + state) → floor \(fixed(floor, 1)) tokens/s")
         var cells: [[String]] = []
@@ -137,7 +138,7 @@ struct BenchSSDCommand: ParsableCommand {
             return
         }
         print("SSD layer: H=\(heads) P=\(headDim) N=\(stateSize) G=\(groups) Q=\(chunkSize) b=1, threads \(Parallel.threadCount)")
-        print("BLAS: \(BLAS.name); sgemm 1024³ measured \(fixed(sgemm, 1)) GFLOP/s")
+        print("BLAS: \(BLAS.name), \(BLAS.coreDescription); sgemm 1024³ measured \(fixed(sgemm, 1)) GFLOP/s")
         print("Flops credited per token: 5·H·P·N = \(5 * heads * headDim * stateSize) for every form\n")
         var cells: [[String]] = []
         for r in rows {

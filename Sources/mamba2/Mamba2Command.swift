@@ -11,6 +11,12 @@ struct Mamba2Command: AsyncParsableCommand {
         abstract: "Mamba-2 state space models in Swift: the SSD layer, checkpoints, inference.",
         subcommands: [GenerateCommand.self, DemoCommand.self, TrainCommand.self, InfoCommand.self, LogitsCommand.self, PerplexityCommand.self, TokenizeCommand.self, DetokenizeCommand.self, ServeCommand.self, BenchCommand.self, SelfTestCommand.self]
     )
+
+    /// The kernels of the host first (`BLASRestart`), then the command.
+    static func main() async {
+        BLASRestart.ifNeeded()
+        await main(nil)
+    }
 }
 
 /// Options every compute command shares.

@@ -49,6 +49,12 @@ void mk_blas_use_builtin(int on);
 int mk_blas_is_builtin(void);
 // A short name of the linked BLAS, for reports ("OpenBLAS 0.3.21 ...", "Accelerate").
 const char *mk_blas_name(void);
+// OpenBLAS's kernel family as chosen at load time ("Haswell", "Prescott", ...), or NULL (no OpenBLAS).
+const char *mk_blas_core(void);
+// The family this CPU should run, from cpuid: "SkylakeX", "Haswell", or NULL.
+const char *mk_blas_preferred_core(void);
+// A family's vector width: 3 AVX-512, 2 AVX2, 1 AVX, 0 SSE only, -1 unknown (or NULL).
+int mk_blas_core_level(const char *name);
 
 // ---- threads ----------------------------------------------------------------------------------------
 typedef void (*mk_task_fn)(void *ctx, int index);
