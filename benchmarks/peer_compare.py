@@ -8,7 +8,7 @@ thread count, same random weights of a released Mamba-2 shape.
 Steps: (1) write a random mamba2-SHAPE checkpoint in the Hugging Face layout (float32 safetensors,
 initialized as mamba_ssm does); (2) convert it to GGUF f32, f16, bf16 and q8_0 with the converter that ships
 inside the llama-cpp-python source package (fetched from PyPI with pip); (3) per repetition, interleaved:
-`mamba2 bench` (f32 and bf16 decode weights), llama.cpp's own `llama-bench` on each GGUF (-p 512 -n 128,
+`mamba2 bench` (f32, bf16 and Q8_0 decode weights), llama.cpp's own `llama-bench` on each GGUF (-p 512 -n 128,
 one repetition per call, no Python in its timed loop; a type it cannot run on the host, e.g. a SIGILL, is
 reported as such), and transformers' Mamba2ForCausalLM on PyTorch CPU; (4) print one table of pp512 / tg128
 tokens/s with ratios to llama.cpp f32 and to llama.cpp's best 16/8-bit figure, and write it as JSON.
@@ -148,11 +148,11 @@ def main():
         from transformers import Mamba2ForCausalLM
         torch_model = Mamba2ForCausalLM.from_pretrained(ckpt, torch_dtype=torch.float32).eval()
     rng = np.random.default_rng(7)
-    rows = {k: {"pp": [], "tg": []} for k in ["mamba2-swift f32", "mamba2-swift bf16", "llama.cpp f32", "llama.cpp f16", "llama.cpp bf16",
+    rows = {k: {"pp": [], "tg": []} for k in ["mamba2-swift f32", "mamba2-swift bf16", "mamba2-swift q8_0", "llama.cpp f32", "llama.cpp f16", "llama.cpp bf16",
                                                 "llama.cpp q8_0", "transformers f32"]}
     rss = {}
     for rep in range(a.reps):  # interleaved: each repetition runs every peer once
-        for dt in ("f32", "bf16"):
+        for dt in ("f32", "bf16", "q8_0"):
             pp, tg, peak = bench_ours(a.binary, ckpt, a.threads, dt)
             rows[f"mamba2-swift {dt}"]["pp"].append(pp); rows[f"mamba2-swift {dt}"]["tg"].append(tg)
             rss[f"mamba2-swift {dt}"] = peak

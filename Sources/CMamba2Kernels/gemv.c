@@ -4,6 +4,7 @@
 #include "CMamba2Kernels.h"
 #include <stdint.h>
 #include <string.h>
+#include <math.h>
 
 // The floating-point licences these loops were written for, per file rather than as package-wide flags
 // (which SwiftPM allows only as unsafeFlags, refused in a dependency): a·b + c may become one FMA, and sums
@@ -105,6 +106,92 @@ MK_GEMV_KERNEL(mk_gemv_bf16, uint16_t, bf16_to_f32(wr[k]), MK_LOAD_BF16)
 #if defined(__x86_64__) || defined(__aarch64__)
 MK_GEMV_KERNEL(mk_gemv_f16, _Float16, (float)wr[k], MK_LOAD_F16)
 #endif
+
+// Q8_0 weights, llama.cpp's block layout: per 32 weights of a row, an fp16 scale d then 32 int8 q (34 bytes;
+// weight = d·q), so a row of K weights is K/32 blocks (K a multiple of 32). Each block's 32 int8 become two
+// 16-lane float vectors in registers, are dotted with x, and the block's sum is scaled by d once: the same
+// products as the float32 kernel on the dequantized weights, from a quarter of the bytes.
+typedef int8_t mk_i8x16 __attribute__((ext_vector_type(16), aligned(1)));
+#define MK_Q8_BLOCK 34
+static inline float mk_h2f(const uint8_t *p) {
+#if defined(__x86_64__) || defined(__aarch64__)
+    _Float16 h;
+    memcpy(&h, p, 2);
+    return (float)h;
+#else
+    uint16_t h = (uint16_t)(p[0] | p[1] << 8);
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 31, m = h & 1023;
+    union { uint32_t u; float f; } c;
+    if (e == 0) { c.f = (float)m * (1.0f / 16777216.0f); c.u |= sign; return c.f; }
+    c.u = sign | (e == 31 ? 0x7F800000u | (m << 13) : ((e + 112) << 23) | (m << 13));
+    return c.f;
+#endif
+}
+#define MK_Q8_LO(b) (__builtin_convertvector(*(const mk_i8x16 *)((b) + 2), mk_f32x16))
+#define MK_Q8_HI(b) (__builtin_convertvector(*(const mk_i8x16 *)((b) + 18), mk_f32x16))
+
+MK_CLONES static void mk_gemv_q8_0(int B, int n0, int n1, int K, const float *X, int ldx, const uint8_t *W,
+                                   const float *bias, float *Y, int ldy) {
+    const int blocks = K / 32;
+    const size_t rowBytes = (size_t)blocks * MK_Q8_BLOCK;
+    for (int t0 = n0; t0 < n1; t0 += MK_GEMV_TILE) {
+        const int t1 = n1 - t0 < MK_GEMV_TILE ? n1 : t0 + MK_GEMV_TILE;
+        for (int b0 = 0; b0 < B; b0 += 4) {
+            const int nb = B - b0 < 4 ? B - b0 : 4;
+            const float *x0 = X + (size_t)b0 * ldx;
+            const float *x1 = nb > 1 ? x0 + ldx : x0, *x2 = nb > 2 ? x0 + 2 * (size_t)ldx : x0, *x3 = nb > 3 ? x0 + 3 * (size_t)ldx : x0;
+            for (int n = t0; n < t1; n++) {
+                const uint8_t *wr = W + (size_t)n * rowBytes;
+                mk_f32x16 a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                for (int k = 0; k < blocks; k++) {
+                    const uint8_t *blk = wr + (size_t)k * MK_Q8_BLOCK;
+                    const float d = mk_h2f(blk);
+                    const mk_f32x16 lo = MK_Q8_LO(blk), hi = MK_Q8_HI(blk);
+                    const int e = k * 32;
+                    a0 += (lo * MK_LOAD_F32(x0 + e) + hi * MK_LOAD_F32(x0 + e + 16)) * d;
+                    if (nb > 1) {  // one row (batch-1 decode) pays for one
+                        a1 += (lo * MK_LOAD_F32(x1 + e) + hi * MK_LOAD_F32(x1 + e + 16)) * d;
+                        a2 += (lo * MK_LOAD_F32(x2 + e) + hi * MK_LOAD_F32(x2 + e + 16)) * d;
+                        a3 += (lo * MK_LOAD_F32(x3 + e) + hi * MK_LOAD_F32(x3 + e + 16)) * d;
+                    }
+                }
+                const float bb = bias ? bias[n] : 0.0f;
+                float *y = Y + (size_t)b0 * ldy + n;
+                y[0] = MK_SUM16(a0) + bb;
+                if (nb > 1) y[ldy] = MK_SUM16(a1) + bb;
+                if (nb > 2) y[2 * (size_t)ldy] = MK_SUM16(a2) + bb;
+                if (nb > 3) y[3 * (size_t)ldy] = MK_SUM16(a3) + bb;
+            }
+        }
+    }
+}
+
+void mk_quantize_q8_0(size_t rows, size_t K, const float *in, uint8_t *out) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t b = 0; b < K / 32; b++) {
+            const float *x = in + r * K + b * 32;
+            uint8_t *blk = out + (r * (K / 32) + b) * MK_Q8_BLOCK;
+            float amax = 0;
+            for (int j = 0; j < 32; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+            // As llama.cpp quantizes (quantize_row_q8_0_ref, and gguf-py bit for bit): q = round(x·(1/d)) with
+            // the unrounded d = amax/127, d stored in fp16.
+            const float d0 = amax / 127.0f;
+#if defined(__x86_64__) || defined(__aarch64__)
+            const _Float16 dh = (_Float16)d0;
+            memcpy(blk, &dh, 2);
+#else
+            uint16_t bits = 0;  // (no fp16 type: not a target this package builds for)
+            memcpy(blk, &bits, 2);
+#endif
+            const float id = d0 != 0.0f ? 1.0f / d0 : 0.0f;
+            for (int j = 0; j < 32; j++) {
+                float v = roundf(x[j] * id);
+                v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+                blk[2 + j] = (uint8_t)(int8_t)v;
+            }
+        }
+}
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -225,6 +312,7 @@ static void mk_gemv_task(void *ctx, int i) {
         mk_gemv_f32(j->B, n0, n1, j->K, j->X, j->ldx, (const float *)j->W, j->bias, j->Y, j->ldy);
         break;
     case 1: mk_gemv_bf16(j->B, n0, n1, j->K, j->X, j->ldx, (const uint16_t *)j->W, j->bias, j->Y, j->ldy); break;
+    case 3: mk_gemv_q8_0(j->B, n0, n1, j->K, j->X, j->ldx, (const uint8_t *)j->W, j->bias, j->Y, j->ldy); break;
 #if defined(__x86_64__) || defined(__aarch64__)
     default: mk_gemv_f16(j->B, n0, n1, j->K, j->X, j->ldx, (const _Float16 *)j->W, j->bias, j->Y, j->ldy); break;
 #else

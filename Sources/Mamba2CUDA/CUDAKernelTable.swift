@@ -64,7 +64,7 @@ public enum CUDAKernelTable {
 
     /// Every variant the library can compile.
     public static var all: [CUDAModuleSpec] {
-        WeightType.allCases.map(model) + [plainSSD, plainSSDBackward]
+        WeightType.floatingPoint.map(model) + [plainSSD, plainSSDBackward]
             + [false, true].flatMap { f16 in tensorCoreStateSizes.map { tensorCoreSSD(f16: f16, stateSize: $0) } }
             + [false, true].flatMap { f16 in tensorCoreStateSizes.map { tensorCoreSSDBackward(f16: f16, stateSize: $0) } }
             + [false, true].map { training(bf16: $0) }

@@ -1,4 +1,5 @@
 import Mamba2
+import CMamba2Kernels
 import Mamba2TestSupport
 import Testing
 #if canImport(Glibc)
@@ -86,6 +87,34 @@ struct GGUFTests {
         let err = try Self.logits(q, prompt).relativeError(to: try Self.logits(f, prompt))
         #expect(err < 3e-2, "relative error \(err)")
         #expect(err > 0, "the Q8_0 weights are not the f32 ones: some error must show")
+    }
+
+    // Our Q8_0 quantization gives the converter's blocks byte for byte (from its f32 file's weights), and
+    // decoding with Q8_0 matrices (--weights-dtype q8_0) gives the logits of float32 matrices holding the same
+    // dequantized values: requantizing the Q8_0 file's weights is the identity, and the kernels differ only in
+    // summation order (1e-5 relative, as the GEMV tests), over 16 decode steps of a random prompt.
+    @Test("Q8_0 decode weights: the converter's blocks, and the dequantized model's logits")
+    func q8Decode() throws {
+        let q8 = try GGUFFile(path: Self.q8Path), f32 = try GGUFFile(path: Self.f32Path)
+        for t in q8.tensorList where t.type == .q8_0 {
+            let w = f32.floats(f32.tensors[t.name]!)
+            var ours = [UInt8](repeating: 0, count: t.byteCount)
+            w.withUnsafeBufferPointer { mk_quantize_q8_0(w.count / 32, 32, $0.baseAddress!, &ours) }
+            let theirs = q8.file.bytes(t.offset, t.byteCount)
+            let differing = zip(ours, theirs).filter { $0 != $1 }.count
+            #expect(differing == 0, "\(t.name): \(differing) of \(theirs.count) bytes differ from the converter's")
+        }
+        let (config, weights, _) = try GGUFModel.load(path: Self.q8Path)
+        let fast = try Mamba2Model(config: config, weights: weights, weightType: .q8_0)
+        let plain = try Mamba2Model(config: config, weights: weights, weightType: .f32)
+        let prompt = Self.randomPrompt(24)
+        var sf = [fast.newState()], sp = [plain.newState()]
+        _ = try fast.prefill([Array(prompt[0..<8])], states: &sf, logits: .none)
+        _ = try plain.prefill([Array(prompt[0..<8])], states: &sp, logits: .none)
+        for t in 8..<24 {
+            let a = try fast.step([prompt[t]], states: &sf), b = try plain.step([prompt[t]], states: &sp)
+            #expect(a.relativeError(to: b) < 1e-5, "step \(t): \(a.relativeError(to: b))")
+        }
     }
 
     // The tokenizer the 130m GGUF embeds (50,288 tokens, 50,009 merges, pre "olmo") encodes the corpus id

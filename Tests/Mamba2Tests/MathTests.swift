@@ -91,6 +91,43 @@ struct MathTests {
         }
     }
 
+    // The Q8_0 decode GEMV: each block's 32 int8 and fp16 scale as the plain GEMM sees them after
+    // dequantizing (w = d·q), at every batch remainder and odd row counts, K a multiple of 32, with a bias.
+    // Same products as the float32 path on the dequantized weights, summed in other orders: 1e-5 as above.
+    // The quantization itself: d = fp16(max|w|/127) and every weight within 0.56·d of its original.
+    @Test("decode GEMV on Q8_0 blocks equals the plain GEMM on their values", arguments: [1, 2, 3, 4, 5, 16, 17])
+    func decodeGEMVQ8(rows m: Int) {
+        var rng = SeededRNG()
+        for (n, k) in [(1001, 768), (7, 32), (130, 1536)] {
+            let a = rng.normal([m * k]).data, w = rng.normal([n * k]).data, bias = rng.normal([n]).data
+            var blocks = [UInt8](repeating: 0, count: n * k / 32 * 34)
+            w.withUnsafeBufferPointer { wp in mk_quantize_q8_0(n, k, wp.baseAddress!, &blocks) }
+            var deq = [Float](repeating: 0, count: n * k)
+            for b in 0..<(n * k / 32) {
+                let d = halfToFloat(UInt16(blocks[b * 34]) | UInt16(blocks[b * 34 + 1]) << 8)
+                let amax = w[(b * 32)..<(b * 32 + 32)].map { abs($0) }.max()!
+                #expect(d == halfToFloat(roundedTo16Bits([amax / 127], bfloat: false)[0]))
+                for j in 0..<32 {
+                    deq[b * 32 + j] = d * Float(Int8(bitPattern: blocks[b * 34 + 2 + j]))
+                    #expect(abs(deq[b * 32 + j] - w[b * 32 + j]) <= 0.56 * d)
+                }
+            }
+            var plain = [Float](repeating: 0, count: m * n)
+            a.withUnsafeBufferPointer { ap in deq.withUnsafeBufferPointer { wp in plain.withUnsafeMutableBufferPointer { cp in
+                BLAS.sgemm(transB: true, m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: wp.baseAddress!, ldb: k, c: cp.baseAddress!, ldc: n)
+            }}}
+            for i in 0..<m { for j in 0..<n { plain[i * n + j] += bias[j] } }
+            var out = [Float](repeating: .nan, count: m * n)
+            a.withUnsafeBufferPointer { ap in blocks.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
+                out.withUnsafeMutableBufferPointer { cp in
+                    mk_gemv_rows(Int32(m), Int32(n), Int32(k), ap.baseAddress!, Int32(k), wp.baseAddress!, 3, bp.baseAddress!,
+                                 cp.baseAddress!, Int32(n), 2)
+                }
+            }}}
+            #expect(Tensor(shape: [m, n], data: out).relativeError(to: Tensor(shape: [m, n], data: plain)) < 1e-5, "\(m)×\(n)×\(k)")
+        }
+    }
+
     // A parallel section started inside another runs (serially) instead of deadlocking on the busy pool;
     // sections from several threads at once take turns.
     @Test("nested and concurrent parallel sections complete", .timeLimit(.minutes(1)))

@@ -64,13 +64,18 @@ public protocol Mamba2Backend: AnyObject, Sendable {
     func profileDecode(rows: Int) throws -> [(part: String, microseconds: Double, bytes: Int)]
 }
 
-/// The element type a backend holds its weight matrices in (arithmetic and states stay float32).
+/// The element type a backend holds its weight matrices in (arithmetic and states stay float32). `q8_0` is
+/// llama.cpp's 8-bit block type (per 32 weights an fp16 scale and 32 int8: 8.5 bits a weight), CPU decode only.
 public enum WeightType: String, Sendable, CaseIterable, Codable {
-    case f32, bf16, f16
-    /// The code the C and CUDA kernels take (0 f32, 1 bf16, 2 f16).
-    package var code: Int32 { switch self { case .f32: 0; case .bf16: 1; case .f16: 2 } }
-    /// Bytes of one matrix element.
-    public var byteCount: Int { self == .f32 ? 4 : 2 }
+    case f32, bf16, f16, q8_0
+    /// The code the C and CUDA kernels take (0 f32, 1 bf16, 2 f16, 3 Q8_0).
+    package var code: Int32 { switch self { case .f32: 0; case .bf16: 1; case .f16: 2; case .q8_0: 3 } }
+    /// Bytes of `count` matrix elements (for Q8_0 a multiple of 32).
+    public func bytes(_ count: Int) -> Int {
+        switch self { case .f32: count * 4; case .bf16, .f16: count * 2; case .q8_0: count / 32 * 34 }
+    }
+    /// The types a GPU holds matrices in (Q8_0 is a CPU decode type).
+    public static let floatingPoint: [WeightType] = [.f32, .bf16, .f16]
 }
 
 /// A place to run a model: `.cpu`, or `.cuda(ordinal)` once `Mamba2CUDA` is imported. It turns a loaded

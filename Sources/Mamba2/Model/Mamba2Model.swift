@@ -40,7 +40,22 @@ public final class Mamba2Model: Sendable {
         }
         A = weights.layers.map { $0.aLog.map { -exp($0) } }
         self.weightType = weightType
-        func half(_ w: [Float]) -> [UInt16] { roundedTo16Bits(w, bfloat: weightType == .bf16) }
+        // The decode copies: 16-bit values, or Q8_0 blocks (34 bytes, 17 UInt16s, per 32 weights of a row).
+        func half(_ w: [Float]) -> [UInt16] {
+            guard weightType == .q8_0 else { return roundedTo16Bits(w, bfloat: weightType == .bf16) }
+            // blocks are 32 consecutive weights, so with every row length a multiple of 32 the whole matrix
+            // quantizes as rows of 32
+            var out = [UInt16](repeating: 0, count: w.count / 32 * 17)
+            w.withUnsafeBufferPointer { wp in out.withUnsafeMutableBytes { op in
+                mk_quantize_q8_0(w.count / 32, 32, wp.baseAddress!, op.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            }}
+            return out
+        }
+        if weightType == .q8_0 {
+            guard c.dModel % 32 == 0, c.dInner % 32 == 0 else {
+                throw Mamba2Error.invalidArgument("weights", reason: "Q8_0 needs d_model (\(c.dModel)) and d_inner (\(c.dInner)) to be multiples of 32")
+            }
+        }
         if weightType == .f32 {
             halfInProj = []; halfOutProj = []; halfHead = []
         } else {
@@ -77,7 +92,7 @@ public final class Mamba2Model: Sendable {
         let matrices = c.nLayer * (c.inProjSize * c.dModel + c.dModel * c.dInner) + embedding  // + the head
         let untiedEmbedding = c.tieEmbeddings ? 0 : embedding - c.dModel  // all but one row stays unread
         let rest = Mamba2Weights.parameterCount(c) - matrices - untiedEmbedding
-        return matrices * (type == .f32 ? 4 : 2) + rest * 4
+        return type.bytes(matrices) + rest * 4
     }
 
     /// Which logits `prefill` returns.
