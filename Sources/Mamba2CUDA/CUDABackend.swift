@@ -24,9 +24,6 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
     }
 
     public convenience init(device: CUDADevice, model: Mamba2Model, weights: WeightType) throws {
-        guard WeightType.floatingPoint.contains(weights) else {
-            throw Mamba2Error.invalidArgument("weights", reason: "\(weights.rawValue) is a CPU decode type; on a GPU use f32, bf16 or f16")
-        }
         try self.init(model: try CUDAModel(device: device, model: model, precision: weights))
     }
 

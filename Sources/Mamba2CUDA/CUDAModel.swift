@@ -106,6 +106,9 @@ public final class CUDAModel: @unchecked Sendable {
     /// Builds the model from float32 values under their state-spaces names (`Mamba2Weights.expectedShapes`);
     /// a matrix left out is allocated but not set.
     init(device: CUDADevice, config c: Mamba2Config, precision: Precision, values: [String: [Float]]) throws {
+        guard WeightType.floatingPoint.contains(precision) else {
+            throw Mamba2Error.invalidArgument("weights", reason: "\(precision.rawValue) is a CPU decode type; on a GPU use f32, bf16 or f16")
+        }
         try c.validate()
         guard c.dMLP == 0 else {
             throw Mamba2Error.invalidArgument("config", reason: "d_ssm (\(c.dSSM)) < expand·d_model (\(c.dInner)): the gated-MLP branch is not on the GPU")
