@@ -47,6 +47,13 @@ typedef _Float16 mk_h16x16 __attribute__((ext_vector_type(16), aligned(2)));
 // whatever the batch (walking all weight rows per block of X read them B/4 times: batch 16 decoded
 // barely faster than batch 4).
 #define MK_GEMV_TILE 4
+// Rows b0 … b0 + 3 of X as x0 … x3, nb of them real (past the last row they repeat row b0, so the loops
+// have no branch).
+#define MK_X_BLOCK(X, ldx, B, b0)                                                                     \
+    const int nb = (B) - (b0) < 4 ? (B) - (b0) : 4;                                                   \
+    const float *x0 = (X) + (size_t)(b0) * (ldx);                                                     \
+    const float *x1 = nb > 1 ? x0 + (ldx) : x0, *x2 = nb > 2 ? x0 + 2 * (size_t)(ldx) : x0,           \
+                *x3 = nb > 3 ? x0 + 3 * (size_t)(ldx) : x0
 #define MK_GEMV_KERNEL(NAME, WT, LOAD, VLOAD)                                                          \
     MK_CLONES static void NAME(int B, int n0, int n1, int K, const float *X, int ldx, const WT *W,     \
                                const float *bias, float *Y, int ldy) {                                 \
@@ -71,11 +78,7 @@ typedef _Float16 mk_h16x16 __attribute__((ext_vector_type(16), aligned(2)));
         for (int t0 = n0; t0 < n1; t0 += MK_GEMV_TILE) {                                               \
             const int t1 = n1 - t0 < MK_GEMV_TILE ? n1 : t0 + MK_GEMV_TILE;                            \
             for (int b0 = 0; b0 < B; b0 += 4) {                                                        \
-                const int nb = B - b0 < 4 ? B - b0 : 4;                                                \
-                const float *x0 = X + (size_t)b0 * ldx;                                                \
-                const float *x1 = nb > 1 ? x0 + ldx : x0;                                              \
-                const float *x2 = nb > 2 ? x0 + 2 * (size_t)ldx : x0;                                  \
-                const float *x3 = nb > 3 ? x0 + 3 * (size_t)ldx : x0;                                  \
+                MK_X_BLOCK(X, ldx, B, b0);                                                             \
                 for (int n = t0; n < t1; n++) {                                                        \
                     const WT *wr = W + (size_t)n * K;                                                  \
                     mk_f32x16 v0 = 0, v1 = 0, v2 = 0, v3 = 0;                                          \
@@ -137,9 +140,7 @@ MK_CLONES static void mk_gemv_q8_0(int B, int n0, int n1, int K, const float *X,
     for (int t0 = n0; t0 < n1; t0 += MK_GEMV_TILE) {
         const int t1 = n1 - t0 < MK_GEMV_TILE ? n1 : t0 + MK_GEMV_TILE;
         for (int b0 = 0; b0 < B; b0 += 4) {
-            const int nb = B - b0 < 4 ? B - b0 : 4;
-            const float *x0 = X + (size_t)b0 * ldx;
-            const float *x1 = nb > 1 ? x0 + ldx : x0, *x2 = nb > 2 ? x0 + 2 * (size_t)ldx : x0, *x3 = nb > 3 ? x0 + 3 * (size_t)ldx : x0;
+            MK_X_BLOCK(X, ldx, B, b0);
             for (int n = t0; n < t1; n++) {
                 const uint8_t *wr = W + (size_t)n * rowBytes;
                 mk_f32x16 a0 = 0, a1 = 0, a2 = 0, a3 = 0;
@@ -214,9 +215,7 @@ __attribute__((target("avx2,fma"))) static void mk_gemv_f32_avx2(int B, int n0, 
     for (int t0 = n0; t0 < n1; t0 += MK_GEMV_TILE_AVX2) {
         const int t1 = n1 - t0 < MK_GEMV_TILE_AVX2 ? n1 : t0 + MK_GEMV_TILE_AVX2;
         for (int b0 = 0; b0 < B; b0 += 4) {
-            const int nb = B - b0 < 4 ? B - b0 : 4;
-            const float *x0 = X + (size_t)b0 * ldx;
-            const float *x1 = nb > 1 ? x0 + ldx : x0, *x2 = nb > 2 ? x0 + 2 * (size_t)ldx : x0, *x3 = nb > 3 ? x0 + 3 * (size_t)ldx : x0;
+            MK_X_BLOCK(X, ldx, B, b0);
             for (int n = t0; n < t1; n += 3) {
                 // Three weight rows against four rows of X: 12 accumulators, 7 loads for 12 FMAs. Rows past
                 // the tile's end repeat the last one (computed, not written).
