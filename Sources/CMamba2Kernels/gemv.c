@@ -110,6 +110,7 @@ MK_GEMV_KERNEL(mk_gemv_bf16, uint16_t, bf16_to_f32(wr[k]), MK_LOAD_BF16)
 MK_GEMV_KERNEL(mk_gemv_f16, _Float16, (float)wr[k], MK_LOAD_F16)
 #endif
 
+#if defined(__x86_64__) || defined(__aarch64__)
 // Q8_0 weights, llama.cpp's block layout: per 32 weights of a row, an fp16 scale d then 32 int8 q (34 bytes;
 // weight = d·q), so a row of K weights is K/32 blocks (K a multiple of 32). Each block's 32 int8 become two
 // 16-lane float vectors in registers, are dotted with x, and the block's sum is scaled by d once: the same
@@ -117,18 +118,9 @@ MK_GEMV_KERNEL(mk_gemv_f16, _Float16, (float)wr[k], MK_LOAD_F16)
 typedef int8_t mk_i8x16 __attribute__((ext_vector_type(16), aligned(1)));
 #define MK_Q8_BLOCK 34
 static inline float mk_h2f(const uint8_t *p) {
-#if defined(__x86_64__) || defined(__aarch64__)
     _Float16 h;
     memcpy(&h, p, 2);
     return (float)h;
-#else
-    uint16_t h = (uint16_t)(p[0] | p[1] << 8);
-    const uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 31, m = h & 1023;
-    union { uint32_t u; float f; } c;
-    if (e == 0) { c.f = (float)m * (1.0f / 16777216.0f); c.u |= sign; return c.f; }
-    c.u = sign | (e == 31 ? 0x7F800000u | (m << 13) : ((e + 112) << 23) | (m << 13));
-    return c.f;
-#endif
 }
 #define MK_Q8_LO(b) (__builtin_convertvector(*(const mk_i8x16 *)((b) + 2), mk_f32x16))
 #define MK_Q8_HI(b) (__builtin_convertvector(*(const mk_i8x16 *)((b) + 18), mk_f32x16))
@@ -177,13 +169,8 @@ void mk_quantize_q8_0(size_t rows, size_t K, const float *in, uint8_t *out) {
             // As llama.cpp quantizes (quantize_row_q8_0_ref, and gguf-py bit for bit): q = round(x·(1/d)) with
             // the unrounded d = amax/127, d stored in fp16.
             const float d0 = amax / 127.0f;
-#if defined(__x86_64__) || defined(__aarch64__)
             const _Float16 dh = (_Float16)d0;
             memcpy(blk, &dh, 2);
-#else
-            uint16_t bits = 0;  // (no fp16 type: not a target this package builds for)
-            memcpy(blk, &bits, 2);
-#endif
             const float id = d0 != 0.0f ? 1.0f / d0 : 0.0f;
             for (int j = 0; j < 32; j++) {
                 float v = roundf(x[j] * id);
@@ -192,6 +179,7 @@ void mk_quantize_q8_0(size_t rows, size_t K, const float *in, uint8_t *out) {
             }
         }
 }
+#endif  // Q8_0: the targets with a half-precision type, as the F16 kernel
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -311,8 +299,8 @@ static void mk_gemv_task(void *ctx, int i) {
         mk_gemv_f32(j->B, n0, n1, j->K, j->X, j->ldx, (const float *)j->W, j->bias, j->Y, j->ldy);
         break;
     case 1: mk_gemv_bf16(j->B, n0, n1, j->K, j->X, j->ldx, (const uint16_t *)j->W, j->bias, j->Y, j->ldy); break;
-    case 3: mk_gemv_q8_0(j->B, n0, n1, j->K, j->X, j->ldx, (const uint8_t *)j->W, j->bias, j->Y, j->ldy); break;
 #if defined(__x86_64__) || defined(__aarch64__)
+    case 3: mk_gemv_q8_0(j->B, n0, n1, j->K, j->X, j->ldx, (const uint8_t *)j->W, j->bias, j->Y, j->ldy); break;
     default: mk_gemv_f16(j->B, n0, n1, j->K, j->X, j->ldx, (const _Float16 *)j->W, j->bias, j->Y, j->ldy); break;
 #else
     default: break;

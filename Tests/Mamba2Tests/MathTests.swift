@@ -94,7 +94,8 @@ struct MathTests {
     // The Q8_0 decode GEMV: each block's 32 int8 and fp16 scale as the plain GEMM sees them after
     // dequantizing (w = d·q), at every batch remainder and odd row counts, K a multiple of 32, with a bias.
     // Same products as the float32 path on the dequantized weights, summed in other orders: 1e-5 as above.
-    // The quantization itself: d = fp16(max|w|/127) and every weight within 0.56·d of its original.
+    // The quantization itself: d = fp16(max|w|/127) and every weight within 0.57·d of its original (half a
+    // step of the unrounded scale, plus 127 times d's fp16 rounding of at most 2⁻¹¹·d).
     @Test("decode GEMV on Q8_0 blocks equals the plain GEMM on their values", arguments: [1, 2, 3, 4, 5, 16, 17])
     func decodeGEMVQ8(rows m: Int) {
         var rng = SeededRNG()
@@ -109,7 +110,7 @@ struct MathTests {
                 #expect(d == halfToFloat(roundedTo16Bits([amax / 127], bfloat: false)[0]))
                 for j in 0..<32 {
                     deq[b * 32 + j] = d * Float(Int8(bitPattern: blocks[b * 34 + 2 + j]))
-                    #expect(abs(deq[b * 32 + j] - w[b * 32 + j]) <= 0.56 * d)
+                    #expect(abs(deq[b * 32 + j] - w[b * 32 + j]) <= 0.57 * d)
                 }
             }
             var plain = [Float](repeating: 0, count: m * n)

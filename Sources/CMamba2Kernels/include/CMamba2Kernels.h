@@ -39,7 +39,7 @@ const char *mk_gemv_path_name(int batch);
 void mk_gemv_rows(int B, int N, int K, const float *X, int ldx, const void *W, int wtype, const float *bias,
                   float *Y, int ldy, int threads);
 // rows × K float32 weights (K a multiple of 32) → Q8_0 blocks (34 bytes per 32: fp16 d = max|w|/127, int8 q =
-// round(w/d)), as llama.cpp quantizes; wtype 3 of mk_gemv_rows reads them.
+// round(w/d)), as llama.cpp quantizes; wtype 3 of mk_gemv_rows reads them. x86-64 and arm64 (they have _Float16).
 void mk_quantize_q8_0(size_t rows, size_t K, const float *in, uint8_t *out);
 // float32 → bfloat16 and → float16, rounding to nearest even, n values.
 void mk_f32_to_bf16(size_t n, const float *in, uint16_t *out);

@@ -51,11 +51,11 @@ public protocol Mamba2Backend: AnyObject, Sendable {
     /// `collectArgmaxStep` waits for it and returns its choices. Anything else done to the backend in
     /// between runs after the queued step.
     func queueArgmaxStep(_ tokens: [Int]) throws -> Bool
+    func collectArgmaxStep() throws -> [(id: Int, logprob: Float)]
     /// Sequences shorter than this are cheaper to prefill again than to snapshot with `state(row:)`: a
     /// cache of prefix states keeps none shorter (1, the default: on a CPU prefilling is far slower than
     /// copying a state; a GPU copies it to the host over the bus).
     var snapshotBreakEvenTokens: Int { get }
-    func collectArgmaxStep() throws -> [(id: Int, logprob: Float)]
     /// The read bandwidth of the memory the decode step streams the weights from, in bytes/s, as a
     /// decode-like access achieves it: the floor of a decode step is its bytes over this.
     func measureReadBandwidth() throws -> Double

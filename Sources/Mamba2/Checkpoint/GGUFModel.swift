@@ -68,12 +68,11 @@ public enum GGUFModel {
             if used > 0, used <= rows, (used + 15) / 16 * 16 == rows { vocab = used; pad = 16 }
         }
         let dSSD = g.tensors["blk.0.ssm_d"]?.count
-        var c = Mamba2Config(dModel: dModel, nLayer: nLayer, vocabSize: vocab, padVocabSizeMultiple: pad, dState: dState,
+        let c = Mamba2Config(dModel: dModel, nLayer: nLayer, vocabSize: vocab, padVocabSizeMultiple: pad, dState: dState,
                              dConv: dConv, expand: dInner / dModel, headDim: dInner / heads, nGroups: groups,
                              dSSM: dInner, dHasHeadDim: dSSD == dInner && dInner != heads,
                              projBias: g.tensors["blk.0.ssm_in.bias"] != nil, convBias: g.tensors["blk.0.ssm_conv1d.bias"] != nil,
                              rmsNormEps: eps, tieEmbeddings: g.tensors["output.weight"] == nil)
-        c.layout = .huggingFace
         try c.validate()
         return c
     }

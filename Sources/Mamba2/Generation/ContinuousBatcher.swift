@@ -350,7 +350,6 @@ public final class ContinuousBatcher: @unchecked Sendable {
                 publishRunning(0)
                 continue
             }
-            let rows = stepped
             // Sampling is per row and independent: rows run in parallel when there are several (64 greedy
             // rows of a 50K vocabulary took ~16 ms on one thread, ten times a GPU's decode step).
             if let chosen {
@@ -368,11 +367,11 @@ public final class ContinuousBatcher: @unchecked Sendable {
                     if jobs.count >= 4 { DispatchQueue.concurrentPerform(iterations: jobs.count, execute: sample) } else { (0..<jobs.count).forEach(sample) }
                 }
             }
-            options.observer?.decodeStep(seconds: monotonicSeconds() - stepStart, rows: rows.count)
+            options.observer?.decodeStep(seconds: monotonicSeconds() - stepStart, rows: stepped.count)
             condition.lock()
             metricsValue.decodeSteps += 1
-            metricsValue.rowsStepped += rows.count
-            metricsValue.generatedTokens += rows.count  // one token a row: counted once a step, not under the lock per token
+            metricsValue.rowsStepped += stepped.count
+            metricsValue.generatedTokens += stepped.count  // one token a row: counted once a step, not under the lock per token
             metricsValue.running = running.count
             condition.unlock()
         }

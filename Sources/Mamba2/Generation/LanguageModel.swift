@@ -55,14 +55,11 @@ public final class LanguageModel: Sendable {
     /// default when nil: f32 on the CPU, bf16 on a GPU).
     public static func load(directory: String, tokenizerPath: String? = nil, device: some ComputeDevice = .cpu,
                             weights: WeightType? = nil) throws -> LanguageModel {
-        if GGUFFile.isGGUF(path: directory) {
-            // a GGUF file: its own tokenizer unless one is given
-            let (config, w, file) = try GGUFModel.load(path: directory)
-            let model = try Mamba2Model(config: config, weights: w)
-            let tokenizer = try tokenizerPath.map { try Tokenizer(path: $0) } ?? GGUFModel.tokenizer(file)
+        let model = try Mamba2Model.load(directory: directory)
+        if GGUFFile.isGGUF(path: directory) {  // a GGUF file: its own tokenizer unless one is given
+            let tokenizer = try tokenizerPath.map { try Tokenizer(path: $0) } ?? GGUFModel.tokenizer(try GGUFFile(path: directory))
             return try LanguageModel(model: model, tokenizer: tokenizer, device: device, weights: weights)
         }
-        let model = try Mamba2Model.load(directory: directory)
         var path = tokenizerPath
         if path == nil, MappedFile.exists(directory + "/tokenizer.json") { path = directory + "/tokenizer.json" }
         if path == nil, model.config.layout == .stateSpaces, model.config.vocabSize >= 50277 { path = bundledTokenizerPath }

@@ -41,7 +41,7 @@ public final class Mamba2Model: Sendable {
         A = weights.layers.map { $0.aLog.map { -exp($0) } }
         self.weightType = weightType
         // The decode copies: 16-bit values, or Q8_0 blocks (34 bytes, 17 UInt16s, per 32 weights of a row).
-        func half(_ w: [Float]) -> [UInt16] {
+        func decodeCopy(_ w: [Float]) -> [UInt16] {
             guard weightType == .q8_0 else { return roundedTo16Bits(w, bfloat: weightType == .bf16) }
             // blocks are 32 consecutive weights, so with every row length a multiple of 32 the whole matrix
             // quantizes as rows of 32
@@ -59,9 +59,9 @@ public final class Mamba2Model: Sendable {
         if weightType == .f32 {
             halfInProj = []; halfOutProj = []; halfHead = []
         } else {
-            halfInProj = weights.layers.map { half($0.inProj) }
-            halfOutProj = weights.layers.map { half($0.outProj) }
-            halfHead = half(weights.lmHead ?? weights.embedding)
+            halfInProj = weights.layers.map { decodeCopy($0.inProj) }
+            halfOutProj = weights.layers.map { decodeCopy($0.outProj) }
+            halfHead = decodeCopy(weights.lmHead ?? weights.embedding)
         }
     }
 
