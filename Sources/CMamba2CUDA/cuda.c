@@ -72,6 +72,7 @@ static struct {
     CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void *,
                                void **, void **);
     CUresult (*cuFuncSetAttribute)(CUfunction, int, int);
+    CUresult (*cuOccupancyMaxActiveBlocksPerMultiprocessor)(int *, CUfunction, int, size_t);
     CUresult (*cuGetErrorString)(CUresult, const char **);
     nvrtcResult (*nvrtcCreateProgram)(nvrtcProgram *, const char *, const char *, int, const char *const *, const char *const *);
     nvrtcResult (*nvrtcCompileProgram)(nvrtcProgram, int, const char *const *);
@@ -146,6 +147,7 @@ static int load_locked(char *err, int errlen) {
     SYM(cu, cuMemAlloc, "cuMemAlloc_v2"); SYM(cu, cuMemGetInfo, "cuMemGetInfo_v2"); SYM(cu, cuMemFree, "cuMemFree_v2");
     SYM(cu, cuLaunchKernel, "cuLaunchKernel");
     SYM(cu, cuFuncSetAttribute, "cuFuncSetAttribute"); SYM(cu, cuGetErrorString, "cuGetErrorString");
+    SYM(cu, cuOccupancyMaxActiveBlocksPerMultiprocessor, "cuOccupancyMaxActiveBlocksPerMultiprocessor");
     SYM(rtc, nvrtcCreateProgram, "nvrtcCreateProgram"); SYM(rtc, nvrtcCompileProgram, "nvrtcCompileProgram");
     SYM(rtc, nvrtcGetProgramLogSize, "nvrtcGetProgramLogSize"); SYM(rtc, nvrtcGetProgramLog, "nvrtcGetProgramLog");
     SYM(rtc, nvrtcGetCUBINSize, "nvrtcGetCUBINSize"); SYM(rtc, nvrtcGetCUBIN, "nvrtcGetCUBIN");
@@ -351,6 +353,11 @@ int mkc_synchronize(mkc_device *d) { CUR(d); return C.cuStreamSynchronize(d->str
 int mkc_set_max_shared(mkc_device *d, void *fn, int bytes) {
     CUR(d);
     return C.cuFuncSetAttribute((CUfunction)fn, 8, bytes);  // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+}
+
+int mkc_blocks_per_sm(mkc_device *d, void *fn, int blockSize, int sharedBytes, int *blocks) {
+    CUR(d);
+    return C.cuOccupancyMaxActiveBlocksPerMultiprocessor(blocks, (CUfunction)fn, blockSize, (size_t)sharedBytes);
 }
 
 int mkc_capture_begin(mkc_device *d) { CUR(d); return C.cuStreamBeginCapture(d->stream, 1 /* CU_STREAM_CAPTURE_MODE_THREAD_LOCAL */); }

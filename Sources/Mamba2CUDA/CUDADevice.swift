@@ -128,6 +128,14 @@ public struct CUDAKernel: @unchecked Sendable {
     }
 
     /// Allows `bytes` of dynamic shared memory (over the default 48 KiB).
+    /// Blocks of this kernel one multiprocessor runs at once (the occupancy calculator's answer).
+    public func blocksPerMultiprocessor(threads: Int, sharedBytes: Int = 0) throws -> Int {
+        var n: Int32 = 0
+        let r = mkc_blocks_per_sm(device.handle, function, Int32(threads), Int32(sharedBytes), &n)
+        guard r == 0 else { throw CUDADevice.error(r, "asking the occupancy of a kernel") }
+        return Int(n)
+    }
+
     public func allowSharedMemory(_ bytes: Int) throws {
         let r = mkc_set_max_shared(device.handle, function, Int32(bytes))
         guard r == 0 else { throw CUDADevice.error(r, "allowing \(bytes) bytes of shared memory") }
@@ -304,4 +312,5 @@ public final class CUDAGraph: @unchecked Sendable {
 
     deinit { mkc_graph_destroy(device.handle, exec) }
 }
+
 

@@ -53,10 +53,12 @@ public enum CUDAKernelTable {
     /// The training step's kernels (`CUDAKernelSource.training`): activations in float32 (f32 mode) or bf16.
     public static func training(bf16: Bool) -> CUDAModuleSpec {
         CUDAModuleSpec(name: "training_\(bf16 ? "bf16" : "f32").cu",
-                       source: "#define ACT \(bf16 ? 1 : 0)\n" + CUDAKernelSource.halfConversions(f16: false) + CUDAKernelSource.training,
+                       source: "#define ACT \(bf16 ? 1 : 0)\n" + CUDAKernelSource.halfConversions(f16: false) + CUDAKernelSource.training
+                               + CUDAKernelSource.trainingNorms,
                        kernels: ["t_embed", "t_embed_bwd", "t_rmsnorm", "t_rmsnorm_bwd", "t_conv4", "t_conv8", "t_conv_bwd4", "t_conv_bwd8",
                                  "t_gated_norm", "t_gated_norm_bwd", "t_cross_entropy", "t_neg_exp", "t_head_grads", "t_sumsq",
-                                 "t_adamw", "t_to_act", "t_fill_normal"])
+                                 "t_adamw", "t_to_act", "t_fill_normal", "t_rmsnorm_rows", "t_rmsnorm_bwd_rows", "t_gated_norm_rows",
+                                 "t_gated_norm_bwd_rows"])
     }
 
     /// State sizes the tensor-core SSD is built for.
@@ -150,6 +152,8 @@ package struct TensorCoreSSDBackwardKernels {
 package struct TrainingKernels {
     package let embed, embedBackward, rmsnorm, rmsnormBackward, conv4, conv8, convBackward4, convBackward8, gatedNorm,
                 gatedNormBackward, crossEntropy, negExp, headGradients, sumSquares, adamW, toAct, fillNormal: CUDAKernel
+    /// The norms' row kernels (`CUDAKernelSource.trainingNorms`).
+    package let rmsnormRows, rmsnormBackwardRows, gatedNormRows, gatedNormBackwardRows: CUDAKernel
     package init(device: CUDADevice, bf16: Bool) throws {
         let m = try device.load(CUDAKernelTable.training(bf16: bf16))
         embed = try m.entry("t_embed"); embedBackward = try m.entry("t_embed_bwd"); rmsnorm = try m.entry("t_rmsnorm")
@@ -159,5 +163,7 @@ package struct TrainingKernels {
         gatedNormBackward = try m.entry("t_gated_norm_bwd"); crossEntropy = try m.entry("t_cross_entropy"); negExp = try m.entry("t_neg_exp")
         headGradients = try m.entry("t_head_grads"); sumSquares = try m.entry("t_sumsq"); adamW = try m.entry("t_adamw")
         toAct = try m.entry("t_to_act"); fillNormal = try m.entry("t_fill_normal")
+        rmsnormRows = try m.entry("t_rmsnorm_rows"); rmsnormBackwardRows = try m.entry("t_rmsnorm_bwd_rows")
+        gatedNormRows = try m.entry("t_gated_norm_rows"); gatedNormBackwardRows = try m.entry("t_gated_norm_bwd_rows")
     }
 }

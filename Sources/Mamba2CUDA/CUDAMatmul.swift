@@ -37,12 +37,12 @@ package struct CUDAMatmul {
                                                          UnsafeMutableRawPointer(bitPattern: UInt(y)), d[1], outputActivation ? ab : 0, 1))
     }
 
-    /// dX (rows, in) = dY (rows, out) · W (out, in) + beta·dX, float32.
-    package func backwardInput(rows: Int, out: Int, in inF: Int, dy: UInt64, w: UInt64, dx: UInt64, beta: Float) throws {
+    /// dX (rows, in) = dY (rows, out) · W (out, in) + beta·dX, float32 (outputActivation false) or the input type.
+    package func backwardInput(rows: Int, out: Int, in inF: Int, dy: UInt64, w: UInt64, dx: UInt64, beta: Float, outputActivation: Bool = false) throws {
         let d = try Self.dims(rows, out, inF)
         // column-major: dXᵀ (in, rows) = W as (in, out) · dYᵀ (out, rows)
         try call("\(rows)×\(out) · \(out)×\(inF)", mkc_gemm(device.handle, 0, 0, d[2], d[0], d[1], 1, Self.ptr(w), d[2], Self.ptr(dy), d[1], ab, beta,
-                                                         UnsafeMutableRawPointer(bitPattern: UInt(dx)), d[2], 0, 1))
+                                                         UnsafeMutableRawPointer(bitPattern: UInt(dx)), d[2], outputActivation ? ab : 0, 1))
     }
 
     /// dW (out, in) += dYᵀ (out, rows) · X (rows, in), float32 (beta 1: gradients accumulate).

@@ -14,9 +14,10 @@ import Darwin
 ///   mirror                (total) bf16 copy of params (bf16 mode): the matrix products' weights
 ///   A                     (n_layer, H) = −exp(A_log), remade before each forward
 /// Per batch shape (`Workspace`), saved by the forward for the backward, per layer: the residual stream
-/// entering it (T, d_model) float32 and in_proj's output zx (T, in_proj_size) in the activation type, i.e.
-/// 4·d_model + 2·in_proj_size bytes a token a layer in bf16 (9.8 KB at 130m). The rest of the block (both
-/// norms, the conv, the SSD forward) is recomputed in the backward from those two.
+/// entering it (T, d_model) float32, in_proj's output zx (T, in_proj_size) in the activation type and (bf16,
+/// unless `recomputeSSD`) the SSD's output y (T, d_ssm), i.e. 4·d_model + 2·in_proj_size + 2·d_ssm bytes a
+/// token a layer (12.8 KB at 130m). The rest of the block (the conv, the SSD's chunk states, both norms'
+/// outputs) is recomputed in the backward from those.
 ///
 /// Precision: `.bf16` (default) as mamba_ssm trains under autocast: bf16 matrix inputs and activations,
 /// float32 accumulation, residual stream, norms' statistics, weight gradients, master weights and optimizer;
@@ -74,6 +75,17 @@ public final class CUDATrainer: @unchecked Sendable {
     let slotIndex: [String: Int]
     /// Values in the flat buffers (with alignment gaps), and how many of them (from the start) decay.
     let total, nDecay: Int
+    /// The flat buffers' leading range of matrices whose gradient one product writes whole per batch.
+    let productEnd: Int
+    static func writtenByProduct(_ name: String) -> Bool {
+        name.hasPrefix("backbone.layers.") && (name.hasSuffix(".mixer.in_proj.weight") || name.hasSuffix(".mixer.out_proj.weight"))
+    }
+    /// The weight gradients' beta for a parameter: 0 where the step's first batch writes it whole (the rest of
+    /// the buffer was zeroed at that batch's start), else 1 (gradients accumulate).
+    func gradientBeta(_ name: String) throws -> Float {
+        let offset = try slot(name).offset
+        return pendingBatches == 0 && offset < productEnd ? 0 : 1
+    }
     let params, grads, m, v: CUDABuffer
     let mirror: CUDABuffer?
     let A: CUDABuffer
@@ -129,21 +141,37 @@ public final class CUDATrainer: @unchecked Sendable {
         // the norms' backward sum their weight gradients in shared memory: d_model and d_ssm floats
         if c.dModel * 4 > 48 * 1024 { try k.rmsnormBackward.allowSharedMemory(c.dModel * 4) }
         if c.dSSM * 4 > 48 * 1024 { try k.gatedNormBackward.allowSharedMemory(c.dSSM * 4) }
+        let st = Self.rowStages(actSize: act), rowKernels = Self.rowKernels(c, actSize: act)
+        if rowKernels.norm {
+            try k.rmsnormRows.allowSharedMemory(Self.rowShared(columns: c.dModel, stage: st.norm))
+            try k.rmsnormBackwardRows.allowSharedMemory(Self.rowShared(columns: c.dModel, stage: st.normBackward))
+        }
+        if rowKernels.gated {
+            try k.gatedNormRows.allowSharedMemory(Self.rowShared(columns: c.dSSM, stage: st.gated))
+            try k.gatedNormBackwardRows.allowSharedMemory(Self.rowShared(columns: c.dSSM, stage: st.gatedBackward))
+        }
         for f in [k.convBackward4, k.convBackward8] { try f.allowSharedMemory((2 * t + 21) * 256 * act + (t + 7) * 4) }
 
         // The flat layout: decaying parameters first, each range starting at a multiple of 16 values (aligned
-        // operands for cuBLAS, even offsets for the 16-bit mirror's views).
+        // operands for cuBLAS, even offsets for the 16-bit mirror's views); within each group the blocks'
+        // in_proj and out_proj matrices first: their gradients are written whole by one product per batch, so
+        // a step's first batch writes them with beta 0 instead of zeroing them first (1.2 ms of a 1.3b step).
         let shapes = Mamba2Weights.expectedShapes(c)
         var slots: [Slot] = []
         var offset = 0
+        var productEnd = 0
         for wantDecay in [true, false] {
-            for (name, shape) in shapes where decays(name) == wantDecay {
-                let n = shape.reduce(1, *)
-                slots.append(Slot(name: name, offset: offset, count: n, decays: wantDecay))
-                offset = (offset + n + 15) / 16 * 16
+            for product in [true, false] {
+                for (name, shape) in shapes where decays(name) == wantDecay && Self.writtenByProduct(name) == product {
+                    let n = shape.reduce(1, *)
+                    slots.append(Slot(name: name, offset: offset, count: n, decays: wantDecay))
+                    offset = (offset + n + 15) / 16 * 16
+                    if product && productEnd == slots[slots.count - 1].offset { productEnd = offset }
+                }
             }
         }
         self.slots = slots
+        self.productEnd = productEnd
         slotIndex = Dictionary(uniqueKeysWithValues: slots.enumerated().map { ($1.name, $0) })
         total = offset
         nDecay = slots.last { $0.decays }.map { ($0.offset + $0.count + 15) / 16 * 16 } ?? 0
@@ -254,6 +282,7 @@ public final class CUDATrainer: @unchecked Sendable {
     /// Adds the gradients of `batch`'s mean loss to the pending sum; returns that loss.
     public func accumulate(_ batch: Batch) throws -> Double {
         let w = try workspace(batch)
+        if pendingBatches == 0 && productEnd < total { try grads.fill(at: productEnd, words: total - productEnd, bitPattern: 0) }
         try forward(w)
         try head(w, targets: batch.targetCount, backward: true)
         try backward(w)
@@ -292,8 +321,7 @@ public final class CUDATrainer: @unchecked Sendable {
         for x in [o.learningRate, o.beta1, o.beta2, o.epsilon, o.weightDecay, bc1, bc2, scale, o.clipNorm] { b.add(x) }
         b.add(scalars)
         try part("optimizer AdamW") { try k.adamW.launch(grid: (blocks, 1, 1), block: (256, 1, 1), arguments: b) }
-        try part("optimizer zero grads") { try grads.fill(bitPattern: 0) }
-        pendingBatches = 0
+        pendingBatches = 0  // the next batch overwrites or zeroes the gradients
         try device.synchronize()
         let s = try scalars.download(2, as: Float.self)
         let sumsq = s.withUnsafeBytes { $0.load(as: Double.self) }
@@ -310,19 +338,24 @@ public final class CUDATrainer: @unchecked Sendable {
         let normed: CUDABuffer                       // (T, d) act
         let x, B, C: CUDABuffer                      // (T, S), (T, G·N) ×2 act
         let dt: CUDABuffer                           // (T, H) f32 raw
-        let y, gated, dy: CUDABuffer                 // (T, S) act
-        let dGated: CUDABuffer                       // (T, S) f32
+        let y: CUDABuffer                            // (T, S) act (one value when the layers keep theirs)
+        let gated, dy: CUDABuffer                    // (T, S) act
+        let dGated: CUDABuffer                       // (T, S) act
         let dzx: CUDABuffer                          // (T, E) act
-        let dNormed, dresid: CUDABuffer              // (T, d) f32
+        let dNormed: CUDABuffer                      // (T, d) act
+        let dresid: CUDABuffer                       // (T, d) f32
         let dresidAct: CUDABuffer                    // (T, d) act
         let headRows: Int                            // rows of logits at a time
         let logits: CUDABuffer                       // (headRows, V) f32
         let dlogits: CUDABuffer                      // (headRows, V) act
         let ssd: SSDWork
-        /// Per layer, what the tensor-core SSD forward keeps for its backward when it is not recomputed: its
-        /// output y (T, S) act, dt and the chunk-local cumulative decay (b, H, L) f32, the chunks' incoming
-        /// states (b, H, chunks, P, N) 16-bit and decays (b, H, chunks): 2·S + 8·H + 2·H·P·N/128 bytes a token.
-        var saved: [SSDSaved] = []
+        /// The norms' row kernels' launches for T rows (nil: `training`'s kernels).
+        var rowLaunches: (norm: RowLaunch?, normBackward: RowLaunch?, gated: RowLaunch?, gatedBackward: RowLaunch?)?
+        /// Per layer, the tensor-core SSD's output y (T, S) act when it is not recomputed (2·S bytes a token):
+        /// the gated norm's input. What its backward reads besides (dt, the cumulative decay, the chunks'
+        /// incoming states: 8·H + 2·H·P·N/128 bytes a token, as much as y again at N = 128) is remade there
+        /// by the forward's state and passing kernels, about 40% of the forward's time.
+        var savedY: [CUDABuffer] = []
         init(rows: Int, length: Int, T: Int, tokens: CUDABuffer, docStart: CUDABuffer, targets: CUDABuffer, resid: [CUDABuffer], zx: [CUDABuffer],
              normed: CUDABuffer, x: CUDABuffer, B: CUDABuffer, C: CUDABuffer, dt: CUDABuffer, y: CUDABuffer, gated: CUDABuffer, dy: CUDABuffer,
              dGated: CUDABuffer, dzx: CUDABuffer, dNormed: CUDABuffer, dresid: CUDABuffer, dresidAct: CUDABuffer,
@@ -336,10 +369,8 @@ public final class CUDATrainer: @unchecked Sendable {
     }
     var works: [Workspace] = []
 
-    struct SSDSaved { let y, dtOut, cumOut, statesIn, chunkDecay: CUDABuffer }
-
-    /// Recompute the SSD forward in the backward instead of keeping its outputs per layer (less memory, about
-    /// a twentieth more time). The plain float32 SSD (f32 mode) always recomputes.
+    /// Recompute the SSD forward in the backward instead of keeping its output per layer (less memory, about
+    /// a thirtieth more time). The plain float32 SSD (f32 mode) always recomputes.
     public let recomputeSSD: Bool
 
     /// The SSD's own scratch: the forward's saved values and the backward's intermediates and outputs.
@@ -372,8 +403,10 @@ public final class CUDATrainer: @unchecked Sendable {
         if let i = profile.firstIndex(where: { $0.part == name }) { profile[i].seconds += dt } else { profile.append((name, dt)) }
     }
 
-    /// Bytes the logits of the head may take at once (float32 logits and their act gradient).
-    public var headBudgetBytes = 1 << 30
+    /// Bytes the logits of the head may take at once (float32 logits and their act gradient): 512 MiB takes
+    /// 1,780 rows at a time at 1.3b (50,288 columns), the peak memory 0.5 GiB under a 1 GiB budget's; smaller
+    /// budgets slow the head's weight gradient, which reads and writes its float32 sum once per chunk.
+    public var headBudgetBytes = 1 << 29
 
     func actBuffer(_ n: Int) throws -> CUDABuffer { try CUDABuffer(count: bf16 ? max((n + 1) / 2, 1) : max(n, 1), on: device) }
     func floatBuffer(_ n: Int) throws -> CUDABuffer { try CUDABuffer(count: max(n, 1), on: device) }
@@ -452,29 +485,26 @@ public final class CUDATrainer: @unchecked Sendable {
                 dX: try floatBuffer(T * S), dB: try floatBuffer(T * G * N), dC: try floatBuffer(T * G * N), dRaw: try floatBuffer(T * H),
                 dBias: try floatBuffer(H), dA: try floatBuffer(H), dD: try floatBuffer(nD))
         }
+        let keepY = tc != nil && !recomputeSSD
         let w = Workspace(
             rows: rows, length: L, T: T, tokens: try floatBuffer(T), docStart: try floatBuffer(T), targets: try floatBuffer(T),
             resid: try (0...c.nLayer).map { _ in try floatBuffer(T * d) }, zx: try (0..<c.nLayer).map { _ in try actBuffer(T * E) },
             normed: try actBuffer(T * d), x: try actBuffer(T * S), B: try actBuffer(T * G * N), C: try actBuffer(T * G * N),
-            dt: try floatBuffer(T * H), y: try actBuffer(T * S), gated: try actBuffer(T * S), dy: try actBuffer(T * S),
-            dGated: try floatBuffer(T * S), dzx: try actBuffer(T * E), dNormed: try floatBuffer(T * d),
+            dt: try floatBuffer(T * H), y: try actBuffer(keepY ? 1 : T * S), gated: try actBuffer(T * S), dy: try actBuffer(T * S),
+            dGated: try actBuffer(T * S), dzx: try actBuffer(T * E), dNormed: try actBuffer(T * d),
             dresid: try floatBuffer(T * d), dresidAct: try actBuffer(T * d), headRows: headRows,
             logits: try floatBuffer(headRows * V), dlogits: try actBuffer(headRows * V), ssd: ssd)
-        if tc != nil && !recomputeSSD {
-            let nchunks = ssd.nchunks
-            w.saved = try (0..<c.nLayer).map { _ in
-                SSDSaved(y: try actBuffer(T * S), dtOut: try floatBuffer(rows * H * L), cumOut: try floatBuffer(rows * H * L),
-                         statesIn: try actBuffer(rows * H * nchunks * P * N), chunkDecay: try floatBuffer(rows * H * nchunks))
-            }
-        }
+        if keepY { w.savedY = try (0..<c.nLayer).map { _ in try actBuffer(T * S) } }
+        let st = Self.rowStages(actSize: actSize), use = Self.rowKernels(c, actSize: actSize)
+        w.rowLaunches = (use.norm ? try rowLaunch(k.rmsnormRows, T: T, columns: d, stage: st.norm) : nil,
+                         use.norm ? try rowLaunch(k.rmsnormBackwardRows, T: T, columns: d, stage: st.normBackward) : nil,
+                         use.gated ? try rowLaunch(k.gatedNormRows, T: T, columns: S, stage: st.gated) : nil,
+                         use.gated ? try rowLaunch(k.gatedNormBackwardRows, T: T, columns: S, stage: st.gatedBackward) : nil)
         return w
     }
 
-    /// Layer l's SSD output and forward values: its own when kept, else the shared scratch.
-    func ssdOutputs(_ w: Workspace, layer l: Int) -> SSDSaved {
-        if l < w.saved.count { return w.saved[l] }
-        return SSDSaved(y: w.y, dtOut: w.ssd.dtOut, cumOut: w.ssd.cumOut, statesIn: w.ssd.statesIn, chunkDecay: w.ssd.chunkDecay)
-    }
+    /// Layer l's SSD output: its own when kept, else the shared scratch.
+    func ssdOutput(_ w: Workspace, layer l: Int) -> CUDABuffer { l < w.savedY.count ? w.savedY[l] : w.y }
 
     /// Tokens a thread of the conv kernels slides over (CT), and rows a block of the RMSNorm's backward (RB)
     /// and of the gated norm's backward (GRB) takes.
@@ -495,10 +525,48 @@ public final class CUDATrainer: @unchecked Sendable {
     /// Element size of activations, for addresses within act buffers.
     var actSize: Int { bf16 ? 2 : 4 }
 
-    func rmsnorm(_ w: Workspace, x: CUDABuffer, weight: CUDABuffer) throws {
+    /// The norms' row kernels (`CUDAKernelSource.trainingNorms`): a thread per 8 columns (rounded up to a
+    /// warp), a pipeline of `rowPipeline` stages of `stage` bytes a thread in shared memory.
+    static let rowPipeline = 4
+    static func rowThreads(_ columns: Int) -> Int { (columns / 8 + 31) / 32 * 32 }
+    /// Stage bytes a thread: the forward's x (8 floats); the backward's x, g (8 act values), dx; the gated
+    /// norm's y, z, g.
+    static func rowStages(actSize: Int) -> (norm: Int, normBackward: Int, gated: Int, gatedBackward: Int) {
+        (32, 64 + 8 * actSize, 2 * 8 * actSize, 3 * 8 * actSize)
+    }
+    static func rowShared(columns: Int, stage: Int) -> Int { rowPipeline * rowThreads(columns) * stage }
+    /// Whether the norms take the row kernels: rows and column offsets whole multiples of 8 values, at most
+    /// 8,192 columns, at most 64 groups, the pipeline within 200 KB of shared memory.
+    static func rowKernels(_ c: Mamba2Config, actSize: Int) -> (norm: Bool, gated: Bool) {
+        let st = rowStages(actSize: actSize)
+        let norm = c.dModel % 8 == 0 && c.dModel <= 8192 && rowShared(columns: c.dModel, stage: st.normBackward) <= 200 * 1024
+        let gated = c.dSSM % 8 == 0 && c.dSSM <= 8192 && c.inProjSize % 8 == 0 && c.nGroups <= 64 && (c.dSSM / c.nGroups) % 8 == 0
+            && rowShared(columns: c.dSSM, stage: st.gatedBackward) <= 200 * 1024
+        return (norm, gated)
+    }
+
+    /// A row kernel's launch over T rows: as many blocks as the GPU runs at once (at most T), each a
+    /// contiguous range of `rows` rows, so that no partial wave trails.
+    struct RowLaunch { let grid, rows, threads, shared: Int }
+    func rowLaunch(_ f: CUDAKernel, T: Int, columns: Int, stage: Int) throws -> RowLaunch {
+        let threads = Self.rowThreads(columns), shared = Self.rowShared(columns: columns, stage: stage)
+        let resident = max(1, try f.blocksPerMultiprocessor(threads: threads, sharedBytes: shared)) * max(device.multiprocessors, 1)
+        let rows = (T + min(T, resident) - 1) / min(T, resident)
+        return RowLaunch(grid: (T + rows - 1) / rows, rows: rows, threads: threads, shared: shared)
+    }
+
+    /// normed = RMSNorm(x)·weight; with copy, x is copied there as well (the next layer's residual stream).
+    func rmsnorm(_ w: Workspace, x: CUDABuffer, weight: CUDABuffer, copy: CUDABuffer? = nil) throws {
+        let d = config.dModel
         let a = KernelArguments()
-        a.add(Int32(config.dModel)); a.add(config.rmsNormEps); a.add(x); a.add(weight); a.add(w.normed)
-        try k.rmsnorm.launch(grid: (w.T, 1, 1), block: (256, 1, 1), arguments: a)
+        if let r = w.rowLaunches?.norm {
+            a.add(Int32(w.T)); a.add(Int32(d)); a.add(Int32(r.rows)); a.add(config.rmsNormEps); a.add(x); a.add(weight)
+            a.add(w.normed); a.add(copy?.pointer ?? 0)
+            try k.rmsnormRows.launch(grid: (r.grid, 1, 1), block: (r.threads, 1, 1), sharedBytes: r.shared, arguments: a)
+        } else {
+            a.add(Int32(d)); a.add(config.rmsNormEps); a.add(x); a.add(weight); a.add(w.normed); a.add(copy?.pointer ?? 0)
+            try k.rmsnorm.launch(grid: (w.T, 1, 1), block: (256, 1, 1), arguments: a)
+        }
     }
 
     func conv(_ w: Workspace, layer l: Int, views lv: LayerViews) throws {
@@ -513,7 +581,12 @@ public final class CUDATrainer: @unchecked Sendable {
     func gatedNorm(_ w: Workspace, layer l: Int, views lv: LayerViews) throws {
         let c = config
         let a = KernelArguments()
-        a.add(Int32(w.T)); a.add(Int32(c.dSSM)); a.add(Int32(c.nGroups)); a.add(c.rmsNormEps); a.add(ssdOutputs(w, layer: l).y); a.add(w.zx[l])
+        if let r = w.rowLaunches?.gated {
+            a.add(Int32(w.T)); a.add(Int32(c.dSSM)); a.add(Int32(c.nGroups)); a.add(Int32(r.rows)); a.add(c.rmsNormEps); a.add(ssdOutput(w, layer: l))
+            a.add(w.zx[l]); a.add(Int32(c.inProjSize)); a.add(lv.gateNorm!); a.add(w.gated)
+            return try k.gatedNormRows.launch(grid: (r.grid, 1, 1), block: (r.threads, 1, 1), sharedBytes: r.shared, arguments: a)
+        }
+        a.add(Int32(w.T)); a.add(Int32(c.dSSM)); a.add(Int32(c.nGroups)); a.add(c.rmsNormEps); a.add(ssdOutput(w, layer: l)); a.add(w.zx[l])
         a.add(Int32(c.inProjSize))
         a.add(lv.gateNorm!); a.add(w.gated); a.add(Int32(gatedNormVector ? 1 : 0))
         try k.gatedNorm.launch(grid: ((w.T + 7) / 8, 1, 1), block: (256, 1, 1), arguments: a)
@@ -521,13 +594,13 @@ public final class CUDATrainer: @unchecked Sendable {
 
     /// The tensor-core SSD's forward and backward descriptions for layer l over the workspace.
     func tcPrepared(_ w: Workspace, layer l: Int, views lv: LayerViews) throws -> CUDATensorCoreSSDBackward.Prepared {
-        let c = config, s = w.ssd, o = ssdOutputs(w, layer: l)
+        let c = config, s = w.ssd
         let (H, G) = (c.nHeads, c.nGroups)
         let fwd = CUDATensorCoreSSD.Prepared(
             b: w.rows, L: w.length, H: H, G: G, nchunks: s.nchunks,
             hb: try CUDATensorCoreSSD.headsPerBlock(rows: w.rows, chunks: s.nchunks, heads: H, groups: G),
-            x: w.x, dt: w.dt, A: A.view(at: l * H, count: H), B: w.B, C: w.C, y: o.y, dtOut: o.dtOut, cumOut: o.cumOut, states: s.states,
-            statesIn: o.statesIn, chunkDecay: o.chunkDecay, finalStates: s.finalStates, dtBias: lv.dtBias, D: lv.D, z: nil,
+            x: w.x, dt: w.dt, A: A.view(at: l * H, count: H), B: w.B, C: w.C, y: ssdOutput(w, layer: l), dtOut: s.dtOut, cumOut: s.cumOut,
+            states: s.states, statesIn: s.statesIn, chunkDecay: s.chunkDecay, finalStates: s.finalStates, dtBias: lv.dtBias, D: lv.D, z: nil,
             initial: nil, dPerChannel: c.dHasHeadDim, softplus: true, lo: c.dtLimit.lo, hi: c.dtLimit.hi, packed: w.packed, sequenceStates: nil)
         return CUDATensorCoreSSDBackward.Prepared(
             fwd: fwd, gradY: w.dy, gradFinal: nil, dYp: w.dy, dHout: s.dHout, dStates: s.dStates, ddecayPart: s.ddecayPart!, parts: s.parts,
@@ -571,7 +644,8 @@ public final class CUDATrainer: @unchecked Sendable {
         for l in 0..<c.nLayer {
             let lv = try layerViews(params, l)
             let p = "backbone.layers.\(l).mixer."
-            try part("fwd rmsnorm") { try rmsnorm(w, x: w.resid[l], weight: lv.norm!) }
+            // the next layer's residual stream starts as a copy of this one's (out_proj adds into it)
+            try part("fwd rmsnorm") { try rmsnorm(w, x: w.resid[l], weight: lv.norm!, copy: w.resid[l + 1]) }
             try part("fwd in_proj") {
                 try mm.forward(rows: w.T, out: E, in: d, x: w.normed.pointer, w: try weightAddress(p + "in_proj.weight"), y: w.zx[l].pointer,
                                beta: 0, outputActivation: true)
@@ -579,7 +653,6 @@ public final class CUDATrainer: @unchecked Sendable {
             try part("fwd conv") { try conv(w, layer: l, views: lv) }
             try part("fwd ssd") { try ssdForward(w, layer: l, views: lv) }
             try part("fwd gated norm") { try gatedNorm(w, layer: l, views: lv) }
-            try part("fwd residual copy") { try w.resid[l + 1].copy(bytes: w.T * d * 4, from: w.resid[l]) }
             try part("fwd out_proj") {
                 try mm.forward(rows: w.T, out: d, in: S, x: w.gated.pointer, w: try weightAddress(p + "out_proj.weight"), y: w.resid[l + 1].pointer,
                                beta: 1, outputActivation: false)
@@ -609,7 +682,8 @@ public final class CUDATrainer: @unchecked Sendable {
             try part("head cross-entropy") { try k.crossEntropy.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: a) }
             if backward {
                 try part("head dX") {
-                    try mm.backwardInput(rows: n, out: V, in: d, dy: w.dlogits.pointer, w: headW, dx: w.dNormed.pointer + UInt64(r0 * d * 4), beta: 0)
+                    try mm.backwardInput(rows: n, out: V, in: d, dy: w.dlogits.pointer, w: headW, dx: w.dNormed.pointer + UInt64(r0 * d * actSize), beta: 0,
+                                         outputActivation: true)
                 }
                 try part("head dW") { try mm.backwardWeight(rows: n, out: V, in: d, dy: w.dlogits.pointer, x: nf, dw: try view(grads, headName).pointer) }
             }
@@ -617,17 +691,30 @@ public final class CUDATrainer: @unchecked Sendable {
         }
         guard backward else { return }
         try w.dresid.fill(bitPattern: 0)
-        try part("head rmsnorm backward") { try rmsnormBackward(w, x: w.resid[c.nLayer], weight: normF, grad: try view(grads, "backbone.norm_f.weight")) }
+        try part("head rmsnorm backward") {
+            try rmsnormBackward(w, x: w.resid[c.nLayer], weight: normF, grad: try view(grads, "backbone.norm_f.weight"), remakeOutput: false)
+        }
     }
 
-    func rmsnormBackward(_ w: Workspace, x: CUDABuffer, weight: CUDABuffer, grad: CUDABuffer) throws {
+    /// The RMSNorm's backward from dNormed into dresid (and dresidAct); the row kernel also remakes normed
+    /// when `remakeOutput` (in_proj's weight gradient reads it next).
+    func rmsnormBackward(_ w: Workspace, x: CUDABuffer, weight: CUDABuffer, grad: CUDABuffer, remakeOutput: Bool) throws {
         let d = config.dModel
         let a = KernelArguments()
-        a.add(Int32(w.T)); a.add(Int32(d)); a.add(config.rmsNormEps); a.add(x); a.add(weight); a.add(w.dNormed); a.add(w.dresid)
-        a.add(w.dresidAct); a.add(grad)
-        try k.rmsnormBackward.launch(grid: ((w.T + Self.normRows - 1) / Self.normRows, 1, 1), block: (256, 1, 1), sharedBytes: d * 4, arguments: a)
+        if let r = w.rowLaunches?.normBackward {
+            a.add(Int32(w.T)); a.add(Int32(d)); a.add(Int32(r.rows)); a.add(config.rmsNormEps); a.add(x); a.add(weight); a.add(w.dNormed)
+            a.add(w.dresid); a.add(w.dresidAct); a.add(remakeOutput ? w.normed.pointer : 0); a.add(grad)
+            try k.rmsnormBackwardRows.launch(grid: (r.grid, 1, 1), block: (r.threads, 1, 1), sharedBytes: r.shared, arguments: a)
+        } else {
+            a.add(Int32(w.T)); a.add(Int32(d)); a.add(config.rmsNormEps); a.add(x); a.add(weight); a.add(w.dNormed); a.add(w.dresid)
+            a.add(w.dresidAct); a.add(grad)
+            try k.rmsnormBackward.launch(grid: ((w.T + Self.normRows - 1) / Self.normRows, 1, 1), block: (256, 1, 1), sharedBytes: d * 4, arguments: a)
+        }
     }
 
+    /// The layers' backward, last to first. (Running the weight gradients' products on a second stream beside
+    /// the memory-bound kernels after them was tried: no gain at 370m or 1.3b, since cuBLAS's products hold
+    /// every multiprocessor while they run.)
     func backward(_ w: Workspace) throws {
         let c = config
         let (d, E, S, H, CD) = (c.dModel, c.inProjSize, c.dSSM, c.nHeads, c.convDim)
@@ -635,22 +722,40 @@ public final class CUDATrainer: @unchecked Sendable {
         for l in stride(from: c.nLayer - 1, through: 0, by: -1) {
             let lv = try layerViews(params, l), gv = try layerViews(grads, l)
             let p = "backbone.layers.\(l).mixer."
-            // recompute the block's inside from the saved zx
+            // recompute the block's inside from the saved zx (and y): the conv's outputs, and the SSD's
+            // chunk states (or its whole forward)
             try part("bwd conv (recomputed)") { try conv(w, layer: l, views: lv) }
-            if w.saved.isEmpty { try part("bwd ssd forward (recomputed)") { try ssdForward(w, layer: l, views: lv) } }
-            try part("bwd gated norm (recomputed)") { try gatedNorm(w, layer: l, views: lv) }
-            // out_proj: dresid is this block's output gradient (dresidAct its copy in act)
-            try part("bwd out_proj dW") { try mm.backwardWeight(rows: w.T, out: d, in: S, dy: w.dresidAct.pointer, x: w.gated.pointer, dw: gv.outProj!.pointer) }
+            if w.savedY.isEmpty {
+                try part("bwd ssd forward (recomputed)") { try ssdForward(w, layer: l, views: lv) }
+            } else {
+                let fwd = try tcPrepared(w, layer: l, views: lv).fwd
+                try part("bwd ssd states (recomputed)") { try tc!.forward.launch(fwd, only: 0); try tc!.forward.launch(fwd, only: 1) }
+            }
+            // out_proj's input gradient (dresidAct: this block's output gradient in act), the gated norm's
+            // backward → dy and dzx's z columns (the row kernel remakes the norm's output), out_proj's dW
             try part("bwd out_proj dX") {
                 try mm.backwardInput(rows: w.T, out: d, in: S, dy: w.dresidAct.pointer, w: try weightAddress(p + "out_proj.weight"),
-                                     dx: w.dGated.pointer, beta: 0)
+                                     dx: w.dGated.pointer, beta: 0, outputActivation: true)
             }
-            // gated norm → dy and dzx's z columns
             let ag = KernelArguments()
-            ag.add(Int32(w.T)); ag.add(Int32(S)); ag.add(Int32(c.nGroups)); ag.add(c.rmsNormEps); ag.add(ssdOutputs(w, layer: l).y); ag.add(w.zx[l])
-            ag.add(Int32(E))
-            ag.add(lv.gateNorm!); ag.add(w.dGated); ag.add(w.dy); ag.add(w.dzx); ag.add(gv.gateNorm!); ag.add(Int32(gatedNormVector ? 1 : 0))
-            try part("bwd gated norm") { try k.gatedNormBackward.launch(grid: ((w.T + Self.gatedNormRows - 1) / Self.gatedNormRows, 1, 1), block: (256, 1, 1), sharedBytes: S * 4, arguments: ag) }
+            if let r = w.rowLaunches?.gatedBackward {
+                ag.add(Int32(w.T)); ag.add(Int32(S)); ag.add(Int32(c.nGroups)); ag.add(Int32(r.rows)); ag.add(c.rmsNormEps)
+                ag.add(ssdOutput(w, layer: l)); ag.add(w.zx[l]); ag.add(Int32(E)); ag.add(lv.gateNorm!); ag.add(w.dGated); ag.add(w.dy); ag.add(w.dzx)
+                ag.add(w.gated); ag.add(gv.gateNorm!)
+                try part("bwd gated norm") {
+                    try k.gatedNormBackwardRows.launch(grid: (r.grid, 1, 1), block: (r.threads, 1, 1), sharedBytes: r.shared, arguments: ag)
+                }
+            } else {
+                try part("bwd gated norm (recomputed)") { try gatedNorm(w, layer: l, views: lv) }
+                ag.add(Int32(w.T)); ag.add(Int32(S)); ag.add(Int32(c.nGroups)); ag.add(c.rmsNormEps); ag.add(ssdOutput(w, layer: l)); ag.add(w.zx[l])
+                ag.add(Int32(E))
+                ag.add(lv.gateNorm!); ag.add(w.dGated); ag.add(w.dy); ag.add(w.dzx); ag.add(gv.gateNorm!); ag.add(Int32(gatedNormVector ? 1 : 0))
+                try part("bwd gated norm") { try k.gatedNormBackward.launch(grid: ((w.T + Self.gatedNormRows - 1) / Self.gatedNormRows, 1, 1), block: (256, 1, 1), sharedBytes: S * 4, arguments: ag) }
+            }
+            let outBeta = try gradientBeta(p + "out_proj.weight"), inBeta = try gradientBeta(p + "in_proj.weight")
+            try part("bwd out_proj dW") {
+                try mm.backwardWeight(rows: w.T, out: d, in: S, dy: w.dresidAct.pointer, x: w.gated.pointer, dw: gv.outProj!.pointer, beta: outBeta)
+            }
             // SSD
             try part("bwd ssd") {
                 if let tc { try tc.launchBackward(try tcPrepared(w, layer: l, views: lv)) } else { try plain!.launch(plainPrepared(w, layer: l, views: lv)) }
@@ -669,13 +774,17 @@ public final class CUDATrainer: @unchecked Sendable {
                 try (c.dConv <= 4 ? k.convBackward4 : k.convBackward8).launch(grid: ((w.T + Self.convTokens - 1) / Self.convTokens, (CD + H + 255) / 256, 1), block: (256, 1, 1),
                                           sharedBytes: convShared.backward, arguments: ap)
             }
-            // in_proj (its input recomputed) and the block norm
-            try part("bwd rmsnorm (recomputed)") { try rmsnorm(w, x: w.resid[l], weight: lv.norm!) }
-            try part("bwd in_proj dW") { try mm.backwardWeight(rows: w.T, out: E, in: d, dy: w.dzx.pointer, x: w.normed.pointer, dw: gv.inProj!.pointer) }
+            // in_proj's input gradient, the block norm's backward (the row kernel remakes in_proj's input),
+            // in_proj's dW
             try part("bwd in_proj dX") {
-                try mm.backwardInput(rows: w.T, out: E, in: d, dy: w.dzx.pointer, w: try weightAddress(p + "in_proj.weight"), dx: w.dNormed.pointer, beta: 0)
+                try mm.backwardInput(rows: w.T, out: E, in: d, dy: w.dzx.pointer, w: try weightAddress(p + "in_proj.weight"), dx: w.dNormed.pointer, beta: 0,
+                                     outputActivation: true)
             }
-            try part("bwd rmsnorm") { try rmsnormBackward(w, x: w.resid[l], weight: lv.norm!, grad: gv.norm!) }
+            try part("bwd rmsnorm") { try rmsnormBackward(w, x: w.resid[l], weight: lv.norm!, grad: gv.norm!, remakeOutput: true) }
+            if w.rowLaunches?.normBackward == nil { try part("bwd rmsnorm (recomputed)") { try rmsnorm(w, x: w.resid[l], weight: lv.norm!) } }
+            try part("bwd in_proj dW") {
+                try mm.backwardWeight(rows: w.T, out: E, in: d, dy: w.dzx.pointer, x: w.normed.pointer, dw: gv.inProj!.pointer, beta: inBeta)
+            }
         }
         let a = KernelArguments()
         a.add(Int32(d)); a.add(w.tokens); a.add(w.dresid); a.add(try view(grads, "backbone.embedding.weight"))

@@ -10,12 +10,23 @@ extension CUDAKernelSource {
     /// CD = conv_dim = S + 2·G·N; K = d_conv; docStart[t] = the flat index of the first token of t's document
     /// (never before its row's start): the conv's taps and the SSD's state stop there.
     ///
-    /// Forward per layer: t_rmsnorm → in_proj → t_conv → SSD → t_gated_norm → out_proj (+ residual).
-    /// Backward per layer (the conv, the SSD forward and both norms recomputed from the saved residual and zx):
-    /// out_proj' → t_gated_norm_bwd → SSD' → t_head_grads → t_conv_bwd → in_proj' →
-    /// t_rmsnorm_bwd. Head: t_cross_entropy over chunks of rows. Optimizer: t_sumsq → t_adamw.
+    /// Forward per layer: t_rmsnorm (copying the residual stream on) → in_proj → t_conv → SSD → t_gated_norm →
+    /// out_proj (+ residual). Backward per layer (the conv, the SSD's chunk states and both norms' outputs
+    /// recomputed from the saved residual, zx and y): out_proj dX → t_gated_norm_bwd → out_proj dW → SSD' →
+    /// t_head_grads → t_conv_bwd → in_proj dX → t_rmsnorm_bwd → in_proj dW. Where rows allow, the norms run
+    /// as `trainingNorms`' row kernels, whose backward remakes the forward's output on the way.
+    /// Head: t_cross_entropy over chunks of rows. Optimizer: t_sumsq → t_adamw.
     static let training = activationType + #"""
     __device__ __forceinline__ float sigm(float v) { return 1.f / (1.f + expf(-v)); }
+    // The conv's sigmoid: in bf16 the fast exponential and division (about 2 ulp, far below bf16's rounding;
+    // the conv kernels were bound by their instructions), in the f32 checking mode the accurate ones.
+    __device__ __forceinline__ float csigm(float v) {
+    #if ACT == 1
+        return __fdividef(1.f, 1.f + __expf(-v));
+    #else
+        return sigm(v);
+    #endif
+    }
     // Sums of two values over a block of 256 threads (red: 16 floats).
     __device__ float2 block_sum2(float a, float b, float* red) {
         const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -40,24 +51,27 @@ extension CUDAKernelSource {
         for (int i = threadIdx.x; i < d; i += blockDim.x) atomicAdd(dE + tok * d + i, dresid[t * d + i]);
     }
 
-    // out (T, d) = x·r·w, r = 1/sqrt(mean(x²) + eps); a block per row.
+    // out (T, d) = x·r·w, r = 1/sqrt(mean(x²) + eps); a block per row; with copy, x copied there too.
     extern "C" __global__ void __launch_bounds__(256) t_rmsnorm(int d, float eps, const float* __restrict__ x, const float* __restrict__ w,
-                                                                 act_t* __restrict__ out) {
+                                                                 act_t* __restrict__ out, float* __restrict__ copy) {
         __shared__ float red[16];
         const float* xr = x + (size_t)blockIdx.x * d;
         float ss = 0.f;
         for (int i = threadIdx.x; i < d; i += 256) ss += xr[i] * xr[i];
         const float r = rsqrtf(block_sum2(ss, 0.f, red).x / d + eps);
-        for (int i = threadIdx.x; i < d; i += 256) out[(size_t)blockIdx.x * d + i] = ST(xr[i] * r * w[i]);
+        for (int i = threadIdx.x; i < d; i += 256) {
+            out[(size_t)blockIdx.x * d + i] = ST(xr[i] * r * w[i]);
+            if (copy) copy[(size_t)blockIdx.x * d + i] = xr[i];
+        }
     }
 
-    // RMSNorm backward, a warp per row, RB rows a block (r recomputed from x): dx += r·g·w − x·r³·Σ(g·w·x)/d
+    // RMSNorm backward from g = d out (act), a warp per row, RB rows a block (r recomputed from x): dx += r·g·w − x·r³·Σ(g·w·x)/d
     // in place (the residual stream's gradient), its copy dxAct (act) when given (the next matrix product's
     // input), and dw += Σ_rows g·x·r, summed in shared memory (d floats) and added once per block.
     // (A block per row with block-wide reductions was latency-bound: 11 ms of a 1.3b step.)
     #define RB 16
     extern "C" __global__ void __launch_bounds__(256) t_rmsnorm_bwd(int T, int d, float eps, const float* __restrict__ x,
-                                                                     const float* __restrict__ w, const float* __restrict__ g,
+                                                                     const float* __restrict__ w, const act_t* __restrict__ g,
                                                                      float* __restrict__ dx, act_t* __restrict__ dxAct, float* __restrict__ dw) {
         extern __shared__ float dws[];
         for (int i = threadIdx.x; i < d; i += 256) dws[i] = 0.f;
@@ -66,14 +80,14 @@ extension CUDAKernelSource {
         const int t1 = min(T, (int)(blockIdx.x * RB + RB));
         for (int t = blockIdx.x * RB + warp; t < t1; t += 8) {
             const float* xr = x + (size_t)t * d;
-            const float* gr = g + (size_t)t * d;
+            const act_t* gr = g + (size_t)t * d;
             float ss = 0.f, dot = 0.f;
-            for (int i = lane; i < d; i += 32) { const float xv = xr[i]; ss += xv * xv; dot += gr[i] * w[i] * xv; }
+            for (int i = lane; i < d; i += 32) { const float xv = xr[i]; ss += xv * xv; dot += LD(gr[i]) * w[i] * xv; }
             ss = warp_sum(ss); dot = warp_sum(dot);
             const float r = rsqrtf(ss / d + eps), k = r * r * r * dot / d;
             for (int i = lane; i < d; i += 32) {
                 const size_t e = (size_t)t * d + i;
-                const float xv = xr[i], gv = gr[i];
+                const float xv = xr[i], gv = LD(gr[i]);
                 const float v = dx[e] + r * gv * w[i] - xv * k;
                 dx[e] = v;
                 if (dxAct) dxAct[e] = ST(v);
@@ -154,15 +168,21 @@ extension CUDAKernelSource {
             const float bias = convB ? convB[ch] : 0.f;
             act_t* out = ch < S ? xo + ch : ch < S + GN ? bo + (ch - S) : co + (ch - S - GN);
             const int ld = ch < S ? S : GN;
-            for (int u = t0; u < t1; u++) {
+            // unrolled whole: the window's shifts become register renames (a loop over u spent most of the
+            // kernel's instructions moving them)
+            #pragma unroll
+            for (int r = 0; r < CT; r++) {
+                const int u = t0 + r;
                 #pragma unroll
                 for (int j = KW - 1; j > 0; j--) win[j] = win[j - 1];
-                win[0] = LD(zin[(u - t0 + 7) * 256 + threadIdx.x]);
-                const int back = u - dss[u - t0];
-                float acc = bias;
-                #pragma unroll
-                for (int j = 0; j < KW; j++) if (j <= back) acc += wr[j] * win[j];
-                out[(size_t)u * ld] = ST(acc * sigm(acc));
+                win[0] = LD(zin[(r + 7) * 256 + threadIdx.x]);
+                if (u < t1) {
+                    const int back = u - dss[r];
+                    float acc = bias;
+                    #pragma unroll
+                    for (int j = 0; j < KW; j++) if (j <= back) acc += wr[j] * win[j];
+                    out[(size_t)u * ld] = ST(acc * csigm(acc));
+                }
             }
         } else if (ch < CD + H) {
             for (int u = t0; u < t1; u++) dt[(size_t)u * H + ch - CD] = LD(zx[(size_t)u * E + dtOff + ch - CD]);
@@ -228,10 +248,13 @@ extension CUDAKernelSource {
             }
             const float bias = convB ? convB[ch] : 0.f;
             float bacc = 0.f;
-            for (int u = t0; u < t1 + K - 1; u++) {
+            // unrolled whole as the forward's loop; rows past t1 + K − 1 do nothing
+            #pragma unroll
+            for (int row = 0; row < CT + KW - 1; row++) {
+                const int u = t0 + row;
+                if (u >= t1 + K - 1) break;
                 #pragma unroll
                 for (int j = KW - 1; j > 0; j--) { win[j] = win[j - 1]; dpw[j] = dpw[j - 1]; dsw[j] = dsw[j - 1]; }
-                const int row = u - t0;
                 win[0] = LD(zin[(row + 7) * 256 + threadIdx.x]);
                 const int ds = dss[row];
                 dsw[0] = ds;
@@ -241,7 +264,7 @@ extension CUDAKernelSource {
                     float pre = bias;
                     #pragma unroll
                     for (int j = 0; j < KW; j++) if (j <= back) pre += wr[j] * win[j];
-                    const float sg = sigm(pre);
+                    const float sg = csigm(pre);
                     dp = LD(gos[row * 256 + threadIdx.x]) * sg * (1.f + pre * (1.f - sg));
                     if (u < t1) {
                         bacc += dp;
@@ -349,7 +372,7 @@ extension CUDAKernelSource {
         }
     }
 
-    // Its backward, from g = d out (T, S) float32: dv = r·g·w − v·r³·Σ(g·w·v)/gs; dy = dv·silu(z) (the SSD's
+    // Its backward, from g = d out (T, S) act: dv = r·g·w − v·r³·Σ(g·w·v)/gs; dy = dv·silu(z) (the SSD's
     // output gradient), dz = dv·y·silu'(z) into dzx's z columns, dw += Σ g·v·r. A block takes GRB rows, a warp
     // GRB / 8 of them (rows base + warp, + 8, + 16, …). vec as in the forward; on it a warp first reduces each of
     // its rows (r, r³·Σ g·w·v / gs), then walks the columns once, 8 values a lane, over all its rows, summing
@@ -359,7 +382,7 @@ extension CUDAKernelSource {
     #define GRB 32
     extern "C" __global__ void __launch_bounds__(256) t_gated_norm_bwd(
             int T, int S, int G, float eps, const act_t* __restrict__ y, const act_t* __restrict__ zx, int E, const float* __restrict__ w,
-            const float* __restrict__ g, act_t* __restrict__ dy, act_t* __restrict__ dzx, float* __restrict__ dw, int vec) {
+            const act_t* __restrict__ g, act_t* __restrict__ dy, act_t* __restrict__ dzx, float* __restrict__ dw, int vec) {
         extern __shared__ float dws[];
         for (int i = threadIdx.x; i < S; i += 256) dws[i] = 0.f;
         __syncthreads();
@@ -379,7 +402,7 @@ extension CUDAKernelSource {
                     float ss = 0.f, dot = 0.f;
                     for (int i = q * gs + lane * 8; i < (q + 1) * gs; i += 256) {
                         float yv[8], zv[8], gv[8], wv[8];
-                        ld8(y + ro + i, yv); ld8(zx + zo + i, zv); ld8f(g + ro + i, gv); ld8f(w + i, wv);
+                        ld8(y + ro + i, yv); ld8(zx + zo + i, zv); ld8(g + ro + i, gv); ld8f(w + i, wv);
                         #pragma unroll
                         for (int k = 0; k < 8; k++) { const float v = yv[k] * zv[k] * sigm(zv[k]); ss += v * v; dot += gv[k] * wv[k] * v; }
                     }
@@ -397,7 +420,7 @@ extension CUDAKernelSource {
                         if (t >= T) break;
                         const size_t ro = (size_t)t * S, zo = (size_t)t * E;
                         float yv[8], zv[8], gv[8], dyo[8], dzo[8];
-                        ld8(y + ro + i, yv); ld8(zx + zo + i, zv); ld8f(g + ro + i, gv);
+                        ld8(y + ro + i, yv); ld8(zx + zo + i, zv); ld8(g + ro + i, gv);
                         #pragma unroll
                         for (int k = 0; k < 8; k++) {
                             const float sg = sigm(zv[k]), v = yv[k] * zv[k] * sg, dv = r[j] * gv[k] * wv[k] - v * kk[j];
@@ -421,12 +444,12 @@ extension CUDAKernelSource {
                     float ss = 0.f, dot = 0.f;
                     for (int i = q * gs + lane; i < (q + 1) * gs; i += 32) {
                         const float zv = LD(zx[zo + i]), v = LD(y[ro + i]) * zv * sigm(zv);
-                        ss += v * v; dot += g[ro + i] * w[i] * v;
+                        ss += v * v; dot += LD(g[ro + i]) * w[i] * v;
                     }
                     ss = warp_sum(ss); dot = warp_sum(dot);
                     const float r = rsqrtf(ss / gs + eps), k = r * r * r * dot / gs;
                     for (int i = q * gs + lane; i < (q + 1) * gs; i += 32) {
-                        const float zv = LD(zx[zo + i]), yv = LD(y[ro + i]), sg = sigm(zv), v = yv * zv * sg, gv = g[ro + i];
+                        const float zv = LD(zx[zo + i]), yv = LD(y[ro + i]), sg = sigm(zv), v = yv * zv * sg, gv = LD(g[ro + i]);
                         const float dv = r * gv * w[i] - v * k;
                         dy[ro + i] = ST(dv * zv * sg);
                         dzx[zo + i] = ST(dv * yv * sg * (1.f + zv * (1.f - sg)));

@@ -54,7 +54,7 @@ extension CUDASelfTest {
         config.chunkSize = 256
         let weights = Mamba2Weights.random(config, seed: seed)
         var rng = SplitMix64(seed: seed ^ 0x5EED)
-        for precision in CUDAModel.Precision.allCases {
+        for precision in WeightType.floatingPoint {  // the types a GPU holds (Q8_0 is a CPU decode type)
             // 2 rows take the fused matrix-vector kernels in decode, 6 rows cuBLAS (captured into the graph too).
             let rows = precision == .f32 ? 2 : 6
             let prompts = (0..<rows).map { _ in (0..<300).map { _ in Int(rng.next() % 1000) } }

@@ -72,6 +72,8 @@ int mkc_gemm(mkc_device *d, int transA, int transB, int m, int n, int k, float a
 int mkc_mem_info(mkc_device *d, size_t *freeBytes, size_t *totalBytes);
 // Lets a kernel use more than 48 KiB of dynamic shared memory (up to the device's opt-in limit).
 int mkc_set_max_shared(mkc_device *d, void *function, int bytes);
+/// Blocks of `blockSize` threads (and sharedBytes of dynamic shared memory) one multiprocessor holds at once.
+int mkc_blocks_per_sm(mkc_device *d, void *function, int blockSize, int sharedBytes, int *blocks);
 // The driver's description of an error code returned by the calls above.
 const char *mkc_error_string(int code);
 
