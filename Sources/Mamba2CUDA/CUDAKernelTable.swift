@@ -54,11 +54,11 @@ public enum CUDAKernelTable {
     public static func training(bf16: Bool) -> CUDAModuleSpec {
         CUDAModuleSpec(name: "training_\(bf16 ? "bf16" : "f32").cu",
                        source: "#define ACT \(bf16 ? 1 : 0)\n" + CUDAKernelSource.halfConversions(f16: false) + CUDAKernelSource.training
-                               + CUDAKernelSource.trainingNorms,
+                               + CUDAKernelSource.trainingNorms + CUDAKernelSource.trainingConv,
                        kernels: ["t_embed", "t_embed_bwd", "t_rmsnorm", "t_rmsnorm_bwd", "t_conv4", "t_conv8", "t_conv_bwd4", "t_conv_bwd8",
                                  "t_gated_norm", "t_gated_norm_bwd", "t_cross_entropy", "t_neg_exp", "t_head_grads", "t_sumsq",
                                  "t_adamw", "t_to_act", "t_fill_normal", "t_rmsnorm_rows", "t_rmsnorm_bwd_rows", "t_gated_norm_rows",
-                                 "t_gated_norm_bwd_rows"])
+                                 "t_gated_norm_bwd_rows", "t_conv_seg4", "t_conv_seg8", "t_conv_seg_bwd4", "t_conv_seg_bwd8"])
     }
 
     /// State sizes the tensor-core SSD is built for.
@@ -154,6 +154,8 @@ package struct TrainingKernels {
                 gatedNormBackward, crossEntropy, negExp, headGradients, sumSquares, adamW, toAct, fillNormal: CUDAKernel
     /// The norms' row kernels (`CUDAKernelSource.trainingNorms`).
     package let rmsnormRows, rmsnormBackwardRows, gatedNormRows, gatedNormBackwardRows: CUDAKernel
+    /// The conv's streaming kernels (`CUDAKernelSource.trainingConv`).
+    package let convSegment4, convSegment8, convSegmentBackward4, convSegmentBackward8: CUDAKernel
     package init(device: CUDADevice, bf16: Bool) throws {
         let m = try device.load(CUDAKernelTable.training(bf16: bf16))
         embed = try m.entry("t_embed"); embedBackward = try m.entry("t_embed_bwd"); rmsnorm = try m.entry("t_rmsnorm")
@@ -165,5 +167,7 @@ package struct TrainingKernels {
         toAct = try m.entry("t_to_act"); fillNormal = try m.entry("t_fill_normal")
         rmsnormRows = try m.entry("t_rmsnorm_rows"); rmsnormBackwardRows = try m.entry("t_rmsnorm_bwd_rows")
         gatedNormRows = try m.entry("t_gated_norm_rows"); gatedNormBackwardRows = try m.entry("t_gated_norm_bwd_rows")
+        convSegment4 = try m.entry("t_conv_seg4"); convSegment8 = try m.entry("t_conv_seg8")
+        convSegmentBackward4 = try m.entry("t_conv_seg_bwd4"); convSegmentBackward8 = try m.entry("t_conv_seg_bwd8")
     }
 }

@@ -146,6 +146,11 @@ public final class CUDATrainer: @unchecked Sendable {
             try k.rmsnormRows.allowSharedMemory(Self.rowShared(columns: c.dModel, stage: st.norm))
             try k.rmsnormBackwardRows.allowSharedMemory(Self.rowShared(columns: c.dModel, stage: st.normBackward))
         }
+        if Self.segmentConv(c) {
+            let sh = Self.segmentShared(actSize: act)
+            for f in [k.convSegment4, k.convSegment8] { try f.allowSharedMemory(sh.forward) }
+            for f in [k.convSegmentBackward4, k.convSegmentBackward8] { try f.allowSharedMemory(sh.backward) }
+        }
         if rowKernels.gated {
             try k.gatedNormRows.allowSharedMemory(Self.rowShared(columns: c.dSSM, stage: st.gated))
             try k.gatedNormBackwardRows.allowSharedMemory(Self.rowShared(columns: c.dSSM, stage: st.gatedBackward))
@@ -349,6 +354,9 @@ public final class CUDATrainer: @unchecked Sendable {
         let logits: CUDABuffer                       // (headRows, V) f32
         let dlogits: CUDABuffer                      // (headRows, V) act
         let ssd: SSDWork
+        /// The conv's streaming kernels' segments (tokens a block walks) and grids for T rows (nil: `training`'s
+        /// tile kernels).
+        var convSegments: (forward: (segment: Int, grid: Int), backward: (segment: Int, grid: Int))?
         /// The norms' row kernels' launches for T rows (nil: `training`'s kernels).
         var rowLaunches: (norm: RowLaunch?, normBackward: RowLaunch?, gated: RowLaunch?, gatedBackward: RowLaunch?)?
         /// Per layer, the tensor-core SSD's output y (T, S) act when it is not recomputed (2·S bytes a token):
@@ -495,6 +503,18 @@ public final class CUDATrainer: @unchecked Sendable {
             dresid: try floatBuffer(T * d), dresidAct: try actBuffer(T * d), headRows: headRows,
             logits: try floatBuffer(headRows * V), dlogits: try actBuffer(headRows * V), ssd: ssd)
         if keepY { w.savedY = try (0..<c.nLayer).map { _ in try actBuffer(T * S) } }
+        if Self.segmentConv(c) {
+            let sh = Self.segmentShared(actSize: actSize), tiles = (c.convDim + c.nHeads + 255) / 256
+            func plan(_ f: CUDAKernel, _ shared: Int) throws -> (segment: Int, grid: Int) {
+                let resident = max(1, try f.blocksPerMultiprocessor(threads: 256, sharedBytes: shared)) * max(device.multiprocessors, 1)
+                let segments = max(1, resident / tiles), tileTokens = Self.segmentTile
+                let segment = ((T + segments - 1) / segments + tileTokens - 1) / tileTokens * tileTokens
+                return (segment, (T + segment - 1) / segment)
+            }
+            let K8 = c.dConv > 4
+            w.convSegments = (try plan(K8 ? k.convSegment8 : k.convSegment4, sh.forward),
+                              try plan(K8 ? k.convSegmentBackward8 : k.convSegmentBackward4, sh.backward))
+        }
         let st = Self.rowStages(actSize: actSize), use = Self.rowKernels(c, actSize: actSize)
         w.rowLaunches = (use.norm ? try rowLaunch(k.rmsnormRows, T: T, columns: d, stage: st.norm) : nil,
                          use.norm ? try rowLaunch(k.rmsnormBackwardRows, T: T, columns: d, stage: st.normBackward) : nil,
@@ -569,9 +589,28 @@ public final class CUDATrainer: @unchecked Sendable {
         }
     }
 
+    /// The conv's streaming kernels (`CUDAKernelSource.trainingConv`): taken where every row start, column
+    /// offset and the x/B/C boundaries are whole multiples of 8 values; tiles of `segmentTile` tokens, two in
+    /// shared memory at a time (forward: inputs; backward: inputs and output gradients) with their document
+    /// starts.
+    static let segmentTile = 32
+    static func segmentConv(_ c: Mamba2Config) -> Bool {
+        [c.convDim, c.dSSM, c.nGroups * c.dState, c.inProjSize, c.xbcOffset].allSatisfy { $0 % 8 == 0 }
+    }
+    static func segmentShared(actSize: Int) -> (forward: Int, backward: Int) {
+        let t = segmentTile
+        return (2 * (t * 256 * actSize + t * 4), 2 * (2 * t * 256 * actSize + t * 4))
+    }
+
     func conv(_ w: Workspace, layer l: Int, views lv: LayerViews) throws {
         let c = config
         let a = KernelArguments()
+        if let seg = w.convSegments?.forward {
+            for v in [w.T, c.convDim, c.dConv, c.dSSM, c.nGroups * c.dState, c.nHeads, c.inProjSize, c.xbcOffset, c.dtOffset, seg.segment] { a.add(Int32(v)) }
+            a.add(w.zx[l]); a.add(w.docStart); a.add(lv.convW!); a.add(lv.convB?.pointer ?? 0); a.add(w.x); a.add(w.B); a.add(w.C); a.add(w.dt)
+            return try (c.dConv <= 4 ? k.convSegment4 : k.convSegment8).launch(grid: (seg.grid, (c.convDim + c.nHeads + 255) / 256, 1), block: (256, 1, 1),
+                                                                               sharedBytes: Self.segmentShared(actSize: actSize).forward, arguments: a)
+        }
         for v in [w.T, c.convDim, c.dConv, c.dSSM, c.nGroups * c.dState, c.nHeads, c.inProjSize, c.xbcOffset, c.dtOffset] { a.add(Int32(v)) }
         a.add(w.zx[l]); a.add(w.docStart); a.add(lv.convW!); a.add(lv.convB?.pointer ?? 0); a.add(w.x); a.add(w.B); a.add(w.C); a.add(w.dt)
         try (config.dConv <= 4 ? k.conv4 : k.conv8).launch(grid: ((w.T + Self.convTokens - 1) / Self.convTokens, (c.convDim + c.nHeads + 255) / 256, 1), block: (256, 1, 1),
@@ -767,12 +806,19 @@ public final class CUDATrainer: @unchecked Sendable {
             try part("bwd head grads") { try k.headGradients.launch(grid: (1, 1, 1), block: (256, 1, 1), arguments: ah) }
             // conv + SiLU → dzx's xBC and dt columns, the conv's weight and bias gradients
             let ap = KernelArguments()
+            let seg = w.convSegments?.backward
             for v in [w.T, CD, c.dConv, S, c.nGroups * c.dState, H, E, c.xbcOffset, c.dtOffset] { ap.add(Int32(v)) }
+            if let seg { ap.add(Int32(seg.segment)) }
             ap.add(w.zx[l]); ap.add(w.docStart); ap.add(lv.convW!); ap.add(lv.convB?.pointer ?? 0); ap.add(s.dX); ap.add(s.dB); ap.add(s.dC)
             ap.add(s.dRaw); ap.add(w.dzx); ap.add(gv.convW!); ap.add(gv.convB?.pointer ?? 0)
             try part("bwd conv") {
-                try (c.dConv <= 4 ? k.convBackward4 : k.convBackward8).launch(grid: ((w.T + Self.convTokens - 1) / Self.convTokens, (CD + H + 255) / 256, 1), block: (256, 1, 1),
-                                          sharedBytes: convShared.backward, arguments: ap)
+                if let seg {
+                    try (c.dConv <= 4 ? k.convSegmentBackward4 : k.convSegmentBackward8).launch(
+                        grid: (seg.grid, (CD + H + 255) / 256, 1), block: (256, 1, 1), sharedBytes: Self.segmentShared(actSize: actSize).backward, arguments: ap)
+                } else {
+                    try (c.dConv <= 4 ? k.convBackward4 : k.convBackward8).launch(grid: ((w.T + Self.convTokens - 1) / Self.convTokens, (CD + H + 255) / 256, 1),
+                                                                                  block: (256, 1, 1), sharedBytes: convShared.backward, arguments: ap)
+                }
             }
             // in_proj's input gradient, the block norm's backward (the row kernel remakes in_proj's input),
             // in_proj's dW

@@ -141,6 +141,37 @@ extension CUDAKernelSource {
             tile[e] = u >= 0 && u < T && col < nc ? zx[(size_t)u * E + xbcOff + ch0 + col] : ST(0.f);
         }
     }
+    // A thread's channel over the block's tokens. PLAIN: every token of the tile is at least K − 1 tokens into
+    // its document, so every tap counts and the per-tap document test goes (most tiles of packed training
+    // batches; the test was a sixth of the loop's instructions).
+    template <int KW, bool PLAIN>
+    __device__ __forceinline__ void conv_fwd_column(int t0, int t1, int K, int ch, const act_t* zin, const int* dss,
+                                                    const float* __restrict__ convW, const float* __restrict__ convB,
+                                                    act_t* __restrict__ out, int ld) {
+        float wr[KW], win[KW];
+        #pragma unroll
+        for (int j = 0; j < KW; j++) {
+            wr[j] = j < K ? convW[ch * K + K - 1 - j] : 0.f;
+            win[j] = j < 7 ? LD(zin[(6 - j) * 256 + threadIdx.x]) : 0.f;  // in[t0 − 1 − j]; the loop shifts before it reads
+        }
+        const float bias = convB ? convB[ch] : 0.f;
+        // unrolled whole: the window's shifts become register renames (a loop over u spent most of the
+        // kernel's instructions moving them)
+        #pragma unroll
+        for (int r = 0; r < CT; r++) {
+            const int u = t0 + r;
+            #pragma unroll
+            for (int j = KW - 1; j > 0; j--) win[j] = win[j - 1];
+            win[0] = LD(zin[(r + 7) * 256 + threadIdx.x]);
+            if (u < t1) {
+                const int back = u - dss[r];
+                float acc = bias;
+                #pragma unroll
+                for (int j = 0; j < KW; j++) if (PLAIN || j <= back) acc += wr[j] * win[j];
+                out[(size_t)u * ld] = ST(acc * csigm(acc));
+            }
+        }
+    }
     template <int KW>
     __device__ __forceinline__ void conv_fwd(int T, int CD, int K, int S, int GN, int H, int E, int xbcOff, int dtOff,
                                              const act_t* __restrict__ zx, const int* __restrict__ docStart,
@@ -153,37 +184,18 @@ extension CUDAKernelSource {
         const int ch0 = blockIdx.y * 256, ch = ch0 + threadIdx.x;
         const int t0 = blockIdx.x * CT, t1 = min(T, t0 + CT);
         const int nc = min(256, CD - ch0);               // channels of this block that are conv channels
+        bool plain = false;
         if (nc > 0) {
             stage_zx(zin, CT + 7, t0 - 7, T, E, xbcOff, ch0, nc, zx, conv_vec(CD, S, GN, E, xbcOff));
             if (threadIdx.x < CT) dss[threadIdx.x] = t0 + threadIdx.x < T ? docStart[t0 + threadIdx.x] : 0;
             __syncthreads();
+            plain = __syncthreads_and((int)threadIdx.x >= t1 - t0 || dss[threadIdx.x] <= t0 + (int)threadIdx.x - (K - 1));
         }
         if (ch < CD) {
-            float wr[KW], win[KW];
-            #pragma unroll
-            for (int j = 0; j < KW; j++) {
-                wr[j] = j < K ? convW[ch * K + K - 1 - j] : 0.f;
-                win[j] = j < 7 ? LD(zin[(6 - j) * 256 + threadIdx.x]) : 0.f;  // in[t0 − 1 − j]; the loop shifts before it reads
-            }
-            const float bias = convB ? convB[ch] : 0.f;
             act_t* out = ch < S ? xo + ch : ch < S + GN ? bo + (ch - S) : co + (ch - S - GN);
             const int ld = ch < S ? S : GN;
-            // unrolled whole: the window's shifts become register renames (a loop over u spent most of the
-            // kernel's instructions moving them)
-            #pragma unroll
-            for (int r = 0; r < CT; r++) {
-                const int u = t0 + r;
-                #pragma unroll
-                for (int j = KW - 1; j > 0; j--) win[j] = win[j - 1];
-                win[0] = LD(zin[(r + 7) * 256 + threadIdx.x]);
-                if (u < t1) {
-                    const int back = u - dss[r];
-                    float acc = bias;
-                    #pragma unroll
-                    for (int j = 0; j < KW; j++) if (j <= back) acc += wr[j] * win[j];
-                    out[(size_t)u * ld] = ST(acc * csigm(acc));
-                }
-            }
+            if (plain) conv_fwd_column<KW, true>(t0, t1, K, ch, zin, dss, convW, convB, out, ld);
+            else conv_fwd_column<KW, false>(t0, t1, K, ch, zin, dss, convW, convB, out, ld);
         } else if (ch < CD + H) {
             for (int u = t0; u < t1; u++) dt[(size_t)u * H + ch - CD] = LD(zx[(size_t)u * E + dtOff + ch - CD]);
         }
@@ -196,6 +208,61 @@ extension CUDAKernelSource {
     // d in[s] = Σ_j w[j]·dpre[s + K − 1 − j] over the outputs that see s (their document starts at or before s),
     // written once dpre is known up to s + K − 1. zx's dt columns of dzx come from the SSD's ddt (T, H).
     // Weight sums are added once per thread. Dynamic shared memory (2·CT + 14)·256 act values + (CT + 7) ints.
+    // A thread's channel over the block's tokens and halo; PLAIN as in the forward (every token of the tile
+    // and its halo at least K − 1 tokens into its document: every tap counts).
+    template <int KW, bool PLAIN>
+    __device__ __forceinline__ void conv_bwd_column(int T, int t0, int t1, int K, int ch, int E, int xbcOff, const act_t* zin,
+                                                    const act_t* gos, const int* dss, const float* __restrict__ convW,
+                                                    const float* __restrict__ convB, act_t* __restrict__ dzx, float* __restrict__ dW,
+                                                    float* __restrict__ dBias) {
+        float wr[KW], wf[KW], win[KW], dpw[KW], wacc[KW];
+        int dsw[KW];
+        #pragma unroll
+        for (int j = 0; j < KW; j++) {
+            wr[j] = j < K ? convW[ch * K + K - 1 - j] : 0.f;
+            wf[j] = j < K ? convW[ch * K + j] : 0.f;
+            win[j] = j < 7 ? LD(zin[(6 - j) * 256 + threadIdx.x]) : 0.f;  // in[t0 − 1 − j]
+            dpw[j] = 0.f; wacc[j] = 0.f; dsw[j] = 0x7fffffff;
+        }
+        const float bias = convB ? convB[ch] : 0.f;
+        float bacc = 0.f;
+        // unrolled whole as the forward's loop; rows past t1 + K − 1 do nothing
+        #pragma unroll
+        for (int row = 0; row < CT + KW - 1; row++) {
+            const int u = t0 + row;
+            if (u >= t1 + K - 1) break;
+            #pragma unroll
+            for (int j = KW - 1; j > 0; j--) { win[j] = win[j - 1]; dpw[j] = dpw[j - 1]; dsw[j] = dsw[j - 1]; }
+            win[0] = LD(zin[(row + 7) * 256 + threadIdx.x]);
+            const int ds = dss[row];
+            dsw[0] = ds;
+            float dp = 0.f;
+            if (u < T) {
+                const int back = u - ds;
+                float pre = bias;
+                #pragma unroll
+                for (int j = 0; j < KW; j++) if (PLAIN || j <= back) pre += wr[j] * win[j];
+                const float sg = csigm(pre);
+                dp = LD(gos[row * 256 + threadIdx.x]) * sg * (1.f + pre * (1.f - sg));
+                if (u < t1) {
+                    bacc += dp;
+                    #pragma unroll
+                    for (int j = 0; j < KW; j++) if (PLAIN || j <= back) wacc[j] += dp * win[j];
+                }
+            }
+            dpw[0] = dp;
+            const int s = u - (K - 1);
+            if (s >= t0) {
+                float gin = 0.f;
+                #pragma unroll
+                for (int j = 0; j < KW; j++) if (PLAIN || dsw[j] <= s) gin += wf[j] * dpw[j];
+                dzx[(size_t)s * E + xbcOff + ch] = ST(gin);
+            }
+        }
+        #pragma unroll
+        for (int j = 0; j < KW; j++) if (j < K) atomicAdd(dW + ch * K + K - 1 - j, wacc[j]);
+        if (dBias) atomicAdd(dBias + ch, bacc);
+    }
     template <int KW>
     __device__ __forceinline__ void conv_bwd(
             int T, int CD, int K, int S, int GN, int H, int E, int xbcOff, int dtOff, const act_t* __restrict__ zx,
@@ -209,6 +276,7 @@ extension CUDAKernelSource {
         const int ch0 = blockIdx.y * 256, ch = ch0 + threadIdx.x;
         const int t0 = blockIdx.x * CT, t1 = min(T, t0 + CT);
         const int nc = min(256, CD - ch0);
+        bool plain = false;
         if (nc > 0) {
             const bool vec = conv_vec(CD, S, GN, E, xbcOff);
             stage_zx(zin, CT + 14, t0 - 7, T, E, xbcOff, ch0, nc, zx, vec);
@@ -235,55 +303,11 @@ extension CUDAKernelSource {
             }
             if (threadIdx.x < CT + 7) dss[threadIdx.x] = t0 + threadIdx.x < T ? docStart[t0 + threadIdx.x] : 0x7fffffff;
             __syncthreads();
+            plain = __syncthreads_and((int)threadIdx.x >= t1 + K - 1 - t0 || dss[threadIdx.x] <= t0 + (int)threadIdx.x - (K - 1));
         }
         if (ch < CD) {
-            float wr[KW], wf[KW], win[KW], dpw[KW], wacc[KW];
-            int dsw[KW];
-            #pragma unroll
-            for (int j = 0; j < KW; j++) {
-                wr[j] = j < K ? convW[ch * K + K - 1 - j] : 0.f;
-                wf[j] = j < K ? convW[ch * K + j] : 0.f;
-                win[j] = j < 7 ? LD(zin[(6 - j) * 256 + threadIdx.x]) : 0.f;  // in[t0 − 1 − j]
-                dpw[j] = 0.f; wacc[j] = 0.f; dsw[j] = 0x7fffffff;
-            }
-            const float bias = convB ? convB[ch] : 0.f;
-            float bacc = 0.f;
-            // unrolled whole as the forward's loop; rows past t1 + K − 1 do nothing
-            #pragma unroll
-            for (int row = 0; row < CT + KW - 1; row++) {
-                const int u = t0 + row;
-                if (u >= t1 + K - 1) break;
-                #pragma unroll
-                for (int j = KW - 1; j > 0; j--) { win[j] = win[j - 1]; dpw[j] = dpw[j - 1]; dsw[j] = dsw[j - 1]; }
-                win[0] = LD(zin[(row + 7) * 256 + threadIdx.x]);
-                const int ds = dss[row];
-                dsw[0] = ds;
-                float dp = 0.f;
-                if (u < T) {
-                    const int back = u - ds;
-                    float pre = bias;
-                    #pragma unroll
-                    for (int j = 0; j < KW; j++) if (j <= back) pre += wr[j] * win[j];
-                    const float sg = csigm(pre);
-                    dp = LD(gos[row * 256 + threadIdx.x]) * sg * (1.f + pre * (1.f - sg));
-                    if (u < t1) {
-                        bacc += dp;
-                        #pragma unroll
-                        for (int j = 0; j < KW; j++) if (j <= back) wacc[j] += dp * win[j];
-                    }
-                }
-                dpw[0] = dp;
-                const int s = u - (K - 1);
-                if (s >= t0) {
-                    float gin = 0.f;
-                    #pragma unroll
-                    for (int j = 0; j < KW; j++) if (dsw[j] <= s) gin += wf[j] * dpw[j];
-                    dzx[(size_t)s * E + xbcOff + ch] = ST(gin);
-                }
-            }
-            #pragma unroll
-            for (int j = 0; j < KW; j++) if (j < K) atomicAdd(dW + ch * K + K - 1 - j, wacc[j]);
-            if (dBias) atomicAdd(dBias + ch, bacc);
+            if (plain) conv_bwd_column<KW, true>(T, t0, t1, K, ch, E, xbcOff, zin, gos, dss, convW, convB, dzx, dW, dBias);
+            else conv_bwd_column<KW, false>(T, t0, t1, K, ch, E, xbcOff, zin, gos, dss, convW, convB, dzx, dW, dBias);
         } else if (ch < CD + H) {
             for (int u = t0; u < t1; u++) dzx[(size_t)u * E + dtOff + ch - CD] = ST(ddt[(size_t)u * H + ch - CD]);
         }
