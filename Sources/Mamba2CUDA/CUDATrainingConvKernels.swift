@@ -18,7 +18,7 @@ extension CUDAKernelSource {
     /// documents (every tap counts: the per-tap test goes).
     static let trainingConv = #"""
 
-    #define SCT 32
+    #define SCT CT  // conv_rows (in `training`) walks CT tokens
     __device__ __forceinline__ void cp16z(void* smem, const void* g, bool ok) {
         const unsigned a = (unsigned)__cvta_generic_to_shared(smem);
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(a), "l"(g), "r"(ok ? 16 : 0) : "memory");
@@ -50,25 +50,6 @@ extension CUDAKernelSource {
             const int u = s0 + i / nd, h = c0 - CD + i % nd;
             if (grad) dzx[(size_t)u * E + dtOff + h] = ST(ddt[(size_t)u * H + h]);
             else dt[(size_t)u * H + h] = LD(zx[(size_t)u * E + dtOff + h]);
-        }
-    }
-
-    template <int KW, bool PLAIN>
-    __device__ __forceinline__ void seg_fwd_rows(int t0, int tEnd, int K, const act_t* tile, const int* dss, const float* wr, float* win,
-                                                 float bias, act_t* __restrict__ out, int ld) {
-        #pragma unroll
-        for (int r = 0; r < SCT; r++) {
-            const int u = t0 + r;
-            #pragma unroll
-            for (int j = KW - 1; j > 0; j--) win[j] = win[j - 1];
-            win[0] = LD(tile[r * 256 + threadIdx.x]);
-            if (u < tEnd) {
-                const int back = u - dss[r];
-                float acc = bias;
-                #pragma unroll
-                for (int j = 0; j < KW; j++) if (PLAIN || j <= back) acc += wr[j] * win[j];
-                out[(size_t)u * ld] = ST(acc * csigm(acc));
-            }
         }
     }
 
@@ -116,8 +97,8 @@ extension CUDAKernelSource {
             const int* dss = dsb + (k & 1) * SCT;
             const bool plain = __syncthreads_and((int)threadIdx.x >= min(SCT, s1 - t0) || dss[threadIdx.x] <= t0 + (int)threadIdx.x - (K - 1));
             if (ch < CD) {
-                if (plain) seg_fwd_rows<KW, true>(t0, s1, K, tile, dss, wr, win, bias, out, ld);
-                else seg_fwd_rows<KW, false>(t0, s1, K, tile, dss, wr, win, bias, out, ld);
+                if (plain) conv_rows<KW, true>(t0, s1, K, tile, dss, wr, win, bias, out, ld);
+                else conv_rows<KW, false>(t0, s1, K, tile, dss, wr, win, bias, out, ld);
             }
             __syncthreads();
         }

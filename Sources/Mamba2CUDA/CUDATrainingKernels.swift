@@ -141,6 +141,28 @@ extension CUDAKernelSource {
             tile[e] = u >= 0 && u < T && col < nc ? zx[(size_t)u * E + xbcOff + ch0 + col] : ST(0.f);
         }
     }
+    // The conv's forward over CT tokens t0 + r of a tile (tile[r][256], the thread's column), those before tEnd
+    // written: the window of the last KW inputs shifts in registers (unrolled whole: the shifts become register
+    // renames; a loop over u spent most of the kernel's instructions moving them); tap j counts when u − j is in
+    // u's document (dss[r]: u's document start), or always when PLAIN.
+    template <int KW, bool PLAIN>
+    __device__ __forceinline__ void conv_rows(int t0, int tEnd, int K, const act_t* tile, const int* dss, const float* wr, float* win,
+                                              float bias, act_t* __restrict__ out, int ld) {
+        #pragma unroll
+        for (int r = 0; r < CT; r++) {
+            const int u = t0 + r;
+            #pragma unroll
+            for (int j = KW - 1; j > 0; j--) win[j] = win[j - 1];
+            win[0] = LD(tile[r * 256 + threadIdx.x]);
+            if (u < tEnd) {
+                const int back = u - dss[r];
+                float acc = bias;
+                #pragma unroll
+                for (int j = 0; j < KW; j++) if (PLAIN || j <= back) acc += wr[j] * win[j];
+                out[(size_t)u * ld] = ST(acc * csigm(acc));
+            }
+        }
+    }
     // A thread's channel over the block's tokens. PLAIN: every token of the tile is at least K − 1 tokens into
     // its document, so every tap counts and the per-tap document test goes (most tiles of packed training
     // batches; the test was a sixth of the loop's instructions).
@@ -154,23 +176,7 @@ extension CUDAKernelSource {
             wr[j] = j < K ? convW[ch * K + K - 1 - j] : 0.f;
             win[j] = j < 7 ? LD(zin[(6 - j) * 256 + threadIdx.x]) : 0.f;  // in[t0 − 1 − j]; the loop shifts before it reads
         }
-        const float bias = convB ? convB[ch] : 0.f;
-        // unrolled whole: the window's shifts become register renames (a loop over u spent most of the
-        // kernel's instructions moving them)
-        #pragma unroll
-        for (int r = 0; r < CT; r++) {
-            const int u = t0 + r;
-            #pragma unroll
-            for (int j = KW - 1; j > 0; j--) win[j] = win[j - 1];
-            win[0] = LD(zin[(r + 7) * 256 + threadIdx.x]);
-            if (u < t1) {
-                const int back = u - dss[r];
-                float acc = bias;
-                #pragma unroll
-                for (int j = 0; j < KW; j++) if (PLAIN || j <= back) acc += wr[j] * win[j];
-                out[(size_t)u * ld] = ST(acc * csigm(acc));
-            }
-        }
+        conv_rows<KW, PLAIN>(t0, t1, K, zin + 7 * 256, dss, wr, win, convB ? convB[ch] : 0.f, out, ld);
     }
     template <int KW>
     __device__ __forceinline__ void conv_fwd(int T, int CD, int K, int S, int GN, int H, int E, int xbcOff, int dtOff,

@@ -93,6 +93,18 @@ extension CUDAKernelSource {
     __device__ __forceinline__ void cpA(unsigned char* s, const act_t* g) { cp16(s, g); if (SA == 32) cp16(s + 16, (const unsigned char*)g + 16); }
     __device__ __forceinline__ void cpF(unsigned char* s, const float* g) { cp16(s, g); cp16(s + 16, g + 4); }
 
+    // A row kernel's thread: its 8 weights (and zeroed sums of their gradients); at the end, those sums added.
+    __device__ __forceinline__ void row_weights(const float* __restrict__ w, int c, bool on, float* wv, float* acc) {
+        #pragma unroll
+        for (int k = 0; k < 8; k++) acc[k] = 0.f;
+        if (on) unF(ldF(w + c), wv);
+    }
+    __device__ __forceinline__ void row_weight_grads(float* __restrict__ dw, int c, bool on, const float* acc) {
+        if (!on) return;
+        #pragma unroll
+        for (int k = 0; k < 8; k++) atomicAdd(dw + c + k, acc[k]);
+    }
+
     // RMSNorm forward: out (T, d) = x·r·w in act, r = 1/sqrt(mean(x²) + eps); with copy, x is also copied
     // there (the next layer's residual stream, which out_proj then adds into). Stage: x (32 bytes a thread).
     extern "C" __global__ void __launch_bounds__(1024) t_rmsnorm_rows(int T, int d, int rows, float eps, const float* __restrict__ x,
@@ -148,9 +160,7 @@ extension CUDAKernelSource {
         #define SDr(u) (ST0(u) + nt * (32 + SA) + threadIdx.x * 32)
         #define ISSUE(u) { if (on && (u) < t1) { const size_t e = (size_t)(u) * d + c; cpF(SXr(u), x + e); cpA(SGr(u), g + e); cpF(SDr(u), dx + e); } cp_commit(); }
         float wv[8], acc[8];
-        #pragma unroll
-        for (int k = 0; k < 8; k++) acc[k] = 0.f;
-        if (on) unF(ldF(w + c), wv);
+        row_weights(w, c, on, wv, acc);
         for (int u = t0; u < t0 + PIPE - 1; u++) ISSUE(u)
         for (int t = t0, it = 0; t < t1; t++, it++) {
             ISSUE(t + PIPE - 1)
@@ -179,10 +189,7 @@ extension CUDAKernelSource {
                 if (normed) stA(normed + e, pkA(o));
             }
         }
-        if (on) {
-            #pragma unroll
-            for (int k = 0; k < 8; k++) atomicAdd(dw + c + k, acc[k]);
-        }
+        row_weight_grads(dw, c, on, acc);
         #undef ISSUE
         #undef SXr
         #undef SGr
@@ -248,9 +255,7 @@ extension CUDAKernelSource {
         #define ISSUE(u) { if (on && (u) < t1) { cpA(SL(u, 0), y + (size_t)(u) * S + c); cpA(SL(u, 1), zx + (size_t)(u) * E + c); \
                                                   cpA(SL(u, 2), g + (size_t)(u) * S + c); } cp_commit(); }
         float wv[8], acc[8];
-        #pragma unroll
-        for (int k = 0; k < 8; k++) acc[k] = 0.f;
-        if (on) unF(ldF(w + c), wv);
+        row_weights(w, c, on, wv, acc);
         for (int u = t0; u < t0 + PIPE - 1; u++) ISSUE(u)
         for (int t = t0, it = 0; t < t1; t++, it++) {
             ISSUE(t + PIPE - 1)
@@ -283,10 +288,7 @@ extension CUDAKernelSource {
                 stA(dy + ro, pkA(dyo)); stA(dzx + zo, pkA(dzo)); stA(gated + ro, pkA(o));
             }
         }
-        if (on) {
-            #pragma unroll
-            for (int k = 0; k < 8; k++) atomicAdd(dw + c + k, acc[k]);
-        }
+        row_weight_grads(dw, c, on, acc);
         #undef ISSUE
         #undef SL
     }
