@@ -104,41 +104,6 @@ extension CUDAKernelSource {
         }
     }
 
-    // One token u of the backward for a thread's channel: the pre-activation (recomputed), dp = d out·silu'(pre)
-    // into the window dpw (ds its document start into dsw), the weight and bias sums when acc, and the input
-    // gradient of s = u − (K − 1) once dp is known up to u (when s ≥ s0): Σ_j w[j]·dp[s + K − 1 − j] over the
-    // outputs whose document holds s.
-    template <int KW, bool PLAIN>
-    __device__ __forceinline__ void seg_bwd_token(int u, int T, int s0, int K, float xin, float go, int ds, const float* wr, const float* wf,
-                                                  float* win, float* dpw, int* dsw, float* wacc, float& bacc, float bias, bool acc,
-                                                  act_t* __restrict__ dzxc, int E) {
-        #pragma unroll
-        for (int j = KW - 1; j > 0; j--) { win[j] = win[j - 1]; dpw[j] = dpw[j - 1]; dsw[j] = dsw[j - 1]; }
-        win[0] = xin; dsw[0] = ds;
-        float dp = 0.f;
-        if (u < T) {
-            const int back = u - ds;
-            float pre = bias;
-            #pragma unroll
-            for (int j = 0; j < KW; j++) if (PLAIN || j <= back) pre += wr[j] * win[j];
-            const float sg = csigm(pre);
-            dp = go * sg * (1.f + pre * (1.f - sg));
-            if (acc) {
-                bacc += dp;
-                #pragma unroll
-                for (int j = 0; j < KW; j++) if (PLAIN || j <= back) wacc[j] += dp * win[j];
-            }
-        }
-        dpw[0] = dp;
-        const int s = u - (K - 1);
-        if (s >= s0 && s < T) {
-            float gin = 0.f;
-            #pragma unroll
-            for (int j = 0; j < KW; j++) if (PLAIN || dsw[j] <= s) gin += wf[j] * dpw[j];
-            dzxc[(size_t)s * E] = ST(gin);
-        }
-    }
-
     template <int KW, bool PLAIN>
     __device__ __forceinline__ void seg_bwd_rows(int t0, int rows, int T, int s0, int K, const act_t* tin, const act_t* tgo, const int* dss,
                                                  const float* wr, const float* wf, float* win, float* dpw, int* dsw, float* wacc, float& bacc,
@@ -146,7 +111,7 @@ extension CUDAKernelSource {
         #pragma unroll
         for (int r = 0; r < SCT; r++) {
             if (r >= rows) break;
-            seg_bwd_token<KW, PLAIN>(t0 + r, T, s0, K, LD(tin[r * 256 + threadIdx.x]), LD(tgo[r * 256 + threadIdx.x]), dss[r], wr, wf, win, dpw,
+            conv_bwd_token<KW, PLAIN>(t0 + r, T, s0, K, LD(tin[r * 256 + threadIdx.x]), LD(tgo[r * 256 + threadIdx.x]), dss[r], wr, wf, win, dpw,
                                      dsw, wacc, bacc, bias, true, dzxc, E);
         }
     }
@@ -224,7 +189,7 @@ extension CUDAKernelSource {
             // the K − 1 tokens past the segment: their dp completes this segment's last input gradients
             for (int u = s1; u < s1 + K - 1; u++) {
                 const bool in = u < T;
-                seg_bwd_token<KW, false>(u, T, s0, K, in ? LD(zc[(size_t)u * E + threadIdx.x]) : 0.f, in ? goAt(u) : 0.f,
+                conv_bwd_token<KW, false>(u, T, s0, K, in ? LD(zc[(size_t)u * E + threadIdx.x]) : 0.f, in ? goAt(u) : 0.f,
                                          in ? docStart[u] : 0x7fffffff, wr, wf, win, dpw, dsw, wacc, bacc, bias, false, dzxc, E);
             }
             #pragma unroll

@@ -214,6 +214,41 @@ extension CUDAKernelSource {
     // d in[s] = Σ_j w[j]·dpre[s + K − 1 − j] over the outputs that see s (their document starts at or before s),
     // written once dpre is known up to s + K − 1. zx's dt columns of dzx come from the SSD's ddt (T, H).
     // Weight sums are added once per thread. Dynamic shared memory (2·CT + 14)·256 act values + (CT + 7) ints.
+    // One token u of the backward for a thread's channel: the pre-activation (recomputed), dp = d out·silu'(pre)
+    // into the window dpw (ds its document start into dsw), the weight and bias sums when acc, and the input
+    // gradient of s = u − (K − 1) once dp is known up to u (when s ≥ s0): Σ_j w[j]·dp[s + K − 1 − j] over the
+    // outputs whose document holds s.
+    template <int KW, bool PLAIN>
+    __device__ __forceinline__ void conv_bwd_token(int u, int T, int s0, int K, float xin, float go, int ds, const float* wr, const float* wf,
+                                                  float* win, float* dpw, int* dsw, float* wacc, float& bacc, float bias, bool acc,
+                                                  act_t* __restrict__ dzxc, int E) {
+        #pragma unroll
+        for (int j = KW - 1; j > 0; j--) { win[j] = win[j - 1]; dpw[j] = dpw[j - 1]; dsw[j] = dsw[j - 1]; }
+        win[0] = xin; dsw[0] = ds;
+        float dp = 0.f;
+        if (u < T) {
+            const int back = u - ds;
+            float pre = bias;
+            #pragma unroll
+            for (int j = 0; j < KW; j++) if (PLAIN || j <= back) pre += wr[j] * win[j];
+            const float sg = csigm(pre);
+            dp = go * sg * (1.f + pre * (1.f - sg));
+            if (acc) {
+                bacc += dp;
+                #pragma unroll
+                for (int j = 0; j < KW; j++) if (PLAIN || j <= back) wacc[j] += dp * win[j];
+            }
+        }
+        dpw[0] = dp;
+        const int s = u - (K - 1);
+        if (s >= s0 && s < T) {
+            float gin = 0.f;
+            #pragma unroll
+            for (int j = 0; j < KW; j++) if (PLAIN || dsw[j] <= s) gin += wf[j] * dpw[j];
+            dzxc[(size_t)s * E] = ST(gin);
+        }
+    }
+
     // A thread's channel over the block's tokens and halo; PLAIN as in the forward (every token of the tile
     // and its halo at least K − 1 tokens into its document: every tap counts).
     template <int KW, bool PLAIN>
@@ -237,33 +272,8 @@ extension CUDAKernelSource {
         for (int row = 0; row < CT + KW - 1; row++) {
             const int u = t0 + row;
             if (u >= t1 + K - 1) break;
-            #pragma unroll
-            for (int j = KW - 1; j > 0; j--) { win[j] = win[j - 1]; dpw[j] = dpw[j - 1]; dsw[j] = dsw[j - 1]; }
-            win[0] = LD(zin[(row + 7) * 256 + threadIdx.x]);
-            const int ds = dss[row];
-            dsw[0] = ds;
-            float dp = 0.f;
-            if (u < T) {
-                const int back = u - ds;
-                float pre = bias;
-                #pragma unroll
-                for (int j = 0; j < KW; j++) if (PLAIN || j <= back) pre += wr[j] * win[j];
-                const float sg = csigm(pre);
-                dp = LD(gos[row * 256 + threadIdx.x]) * sg * (1.f + pre * (1.f - sg));
-                if (u < t1) {
-                    bacc += dp;
-                    #pragma unroll
-                    for (int j = 0; j < KW; j++) if (PLAIN || j <= back) wacc[j] += dp * win[j];
-                }
-            }
-            dpw[0] = dp;
-            const int s = u - (K - 1);
-            if (s >= t0) {
-                float gin = 0.f;
-                #pragma unroll
-                for (int j = 0; j < KW; j++) if (PLAIN || dsw[j] <= s) gin += wf[j] * dpw[j];
-                dzx[(size_t)s * E + xbcOff + ch] = ST(gin);
-            }
+            conv_bwd_token<KW, PLAIN>(u, T, t0, K, LD(zin[(row + 7) * 256 + threadIdx.x]), LD(gos[row * 256 + threadIdx.x]), dss[row], wr, wf,
+                                      win, dpw, dsw, wacc, bacc, bias, u < t1, dzx + xbcOff + ch, E);
         }
         #pragma unroll
         for (int j = 0; j < KW; j++) if (j < K) atomicAdd(dW + ch * K + K - 1 - j, wacc[j]);

@@ -32,16 +32,12 @@ extension CUDAKernelSource {
         for (int k = 0; k < 4; k++) w[k] = (u32)from_f(o[2 * k]) | ((u32)from_f(o[2 * k + 1]) << 16);
         return make_uint4(w[0], w[1], w[2], w[3]);
     }
-    #else
-    struct apk { float4 a, b; };
-    __device__ __forceinline__ apk ldA(const act_t* p) { apk v; v.a = *(const float4*)p; v.b = *(const float4*)(p + 4); return v; }
-    __device__ __forceinline__ void stA(act_t* p, apk v) { *(float4*)p = v.a; *(float4*)(p + 4) = v.b; }
-    __device__ __forceinline__ void unA(apk v, float* o) {
-        o[0] = v.a.x; o[1] = v.a.y; o[2] = v.a.z; o[3] = v.a.w; o[4] = v.b.x; o[5] = v.b.y; o[6] = v.b.z; o[7] = v.b.w;
-    }
-    __device__ __forceinline__ apk pkA(const float* o) {
-        apk v; v.a = make_float4(o[0], o[1], o[2], o[3]); v.b = make_float4(o[4], o[5], o[6], o[7]); return v;
-    }
+    #else  // float32 activations: the float32 pack below
+    #define apk fpk
+    #define ldA ldF
+    #define stA stF
+    #define unA unF
+    #define pkA pkF
     #endif
     struct fpk { float4 a, b; };
     __device__ __forceinline__ fpk ldF(const float* p) { fpk v; v.a = *(const float4*)p; v.b = *(const float4*)(p + 4); return v; }
