@@ -96,6 +96,28 @@ struct MathTests {
     // Same products as the float32 path on the dequantized weights, summed in other orders: 1e-5 as above.
     // The quantization itself: d = fp16(max|w|/127) and every weight within 0.57·d of its original (half a
     // step of the unrounded scale, plus 127 times d's fp16 rounding of at most 2⁻¹¹·d).
+    @Test("the bandwidth probe's streaming read sums every word once, whatever the length and threads")
+    func streamRead() {
+        var rng = SeededRNG()
+        // lengths around the 16-word vector loop and its tail, and one that leaves threads without words
+        for count in [0, 1, 2, 15, 16, 17, 31, 1000, 100_003] {
+            let words = (0..<count).map { _ in rng.next() }
+            let want = words.reduce(0, &+)
+            for threads in [1, 2, 3, 7] {
+                let got = words.withUnsafeBufferPointer { mk_stream_read($0.baseAddress, count, Int32(threads)) }
+                #expect(got == want, "\(count) words on \(threads) threads (seed \(rng.seed))")
+            }
+        }
+    }
+
+    @Test("the host's read bandwidth is measured, not assumed")
+    func readBandwidth() throws {
+        let backend = try CPUBackend(model: Mamba2Model.load(directory: fixture("tiny-hf")))
+        let b = try backend.measureReadBandwidth()
+        // between 100 MB/s (slower than any host this runs on) and 10 TB/s (faster than any CPU memory)
+        #expect(b > 1e8 && b < 1e13, "\(b) bytes/s")
+    }
+
     @Test("decode GEMV on Q8_0 blocks equals the plain GEMM on their values", arguments: [1, 2, 3, 4, 5, 16, 17])
     func decodeGEMVQ8(rows m: Int) {
         var rng = SeededRNG()

@@ -59,6 +59,11 @@ const char *mk_blas_preferred_core(void);
 // A family's vector width: 3 AVX-512, 2 AVX2, 1 AVX, 0 SSE only, -1 unknown (or NULL).
 int mk_blas_core_level(const char *name);
 
+// ---- memory -----------------------------------------------------------------------------------------
+// Reads `count` 64-bit words from p once, split evenly over `threads` threads of the pool, and returns their
+// wrapping sum: a plain streaming read, timed by the caller as the memory's read rate.
+uint64_t mk_stream_read(const void *p, size_t count, int threads);
+
 // ---- threads ----------------------------------------------------------------------------------------
 typedef void (*mk_task_fn)(void *ctx, int index);
 // Runs fn(ctx, i) for i in [0, count) on a persistent pool of `threads` participants (the caller is
