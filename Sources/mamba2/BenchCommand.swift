@@ -316,7 +316,7 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "cpu, cuda or cuda:N.") var device: DeviceChoice = .cpu
     @Option(help: "GPU training precision: bf16 or f32.") var precision: CUDATrainer.Precision = .bf16
     @Flag(help: "With --device cuda: after the timed steps, one step with every part waited for and timed (a breakdown).") var breakdown = false
-    @Flag(help: "With --device cuda: recompute the SSD forward in the backward instead of keeping its outputs.") var recomputeSsd = false
+    @Flag(help: "With --device cuda: recompute the SSD forward in the backward instead of keeping its output y per layer.") var recomputeSsd = false
     @Option(help: "Also write the result as JSON to this file.") var json: String?
 
     func run() throws {

@@ -33,7 +33,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "GPU training precision: bf16 (mixed: bf16 matrix inputs and activations, float32 master weights, gradients and optimizer) or f32.")
     var precision: CUDATrainer.Precision = .bf16
     @Option(help: "Batches whose gradients are averaged into each optimizer step.") var accumulate: Int = 1
-    @Flag(help: "GPU: recompute the SSD forward in the backward instead of keeping its outputs per layer (less memory for long sequences).")
+    @Flag(help: "GPU: recompute the SSD forward in the backward instead of keeping its output y per layer (less memory for long sequences).")
     var recomputeSsd = false
     @Argument(help: "Text files to train on.") var data: [String] = []
     @Option(help: "Checkpoint directory.") var out: String
