@@ -457,7 +457,7 @@ public final class CUDATrainer: @unchecked Sendable {
     func makeWorkspace(rows: Int, length L: Int) throws -> Workspace {
         let c = config
         let T = rows * L
-        let (d, E, S, CD, H, G, N, P, V) = (c.dModel, c.inProjSize, c.dSSM, c.convDim, c.nHeads, c.nGroups, c.dState, c.headDim, c.paddedVocabSize)
+        let (d, E, S, H, G, N, P, V) = (c.dModel, c.inProjSize, c.dSSM, c.nHeads, c.nGroups, c.dState, c.headDim, c.paddedVocabSize)
         let headRows = max(1, min(T, headBudgetBytes / (V * (bf16 ? 6 : 8))))
         let nD = c.dHasHeadDim ? S : H
         let ssd: SSDWork
@@ -506,7 +506,7 @@ public final class CUDATrainer: @unchecked Sendable {
         if Self.segmentConv(c) {
             let sh = Self.segmentShared(actSize: actSize), tiles = (c.convDim + c.nHeads + 255) / 256
             func plan(_ f: CUDAKernel, _ shared: Int) throws -> (segment: Int, grid: Int) {
-                let resident = max(1, try f.blocksPerMultiprocessor(threads: 256, sharedBytes: shared)) * max(device.multiprocessors, 1)
+                let resident = try residentBlocks(f, threads: 256, shared: shared)
                 let segments = max(1, resident / tiles), tileTokens = Self.segmentTile
                 let segment = ((T + segments - 1) / segments + tileTokens - 1) / tileTokens * tileTokens
                 return (segment, (T + segment - 1) / segment)
@@ -565,12 +565,17 @@ public final class CUDATrainer: @unchecked Sendable {
         return (norm, gated)
     }
 
+    /// Blocks of `f` the whole GPU runs at once (the streaming kernels' grids: one wave, no tail).
+    func residentBlocks(_ f: CUDAKernel, threads: Int, shared: Int) throws -> Int {
+        max(1, try f.blocksPerMultiprocessor(threads: threads, sharedBytes: shared)) * max(device.multiprocessors, 1)
+    }
+
     /// A row kernel's launch over T rows: as many blocks as the GPU runs at once (at most T), each a
     /// contiguous range of `rows` rows, so that no partial wave trails.
     struct RowLaunch { let grid, rows, threads, shared: Int }
     func rowLaunch(_ f: CUDAKernel, T: Int, columns: Int, stage: Int) throws -> RowLaunch {
         let threads = Self.rowThreads(columns), shared = Self.rowShared(columns: columns, stage: stage)
-        let resident = max(1, try f.blocksPerMultiprocessor(threads: threads, sharedBytes: shared)) * max(device.multiprocessors, 1)
+        let resident = try residentBlocks(f, threads: threads, shared: shared)
         let rows = (T + min(T, resident) - 1) / min(T, resident)
         return RowLaunch(grid: (T + rows - 1) / rows, rows: rows, threads: threads, shared: shared)
     }
@@ -735,8 +740,8 @@ public final class CUDATrainer: @unchecked Sendable {
         }
     }
 
-    /// The RMSNorm's backward from dNormed into dresid (and dresidAct); the row kernel also remakes normed
-    /// when `remakeOutput` (in_proj's weight gradient reads it next).
+    /// The RMSNorm's backward from dNormed into dresid (and dresidAct); with `remakeOutput`, normed is made
+    /// again too (in_proj's weight gradient reads it next): by the row kernel on its way, else by the forward.
     func rmsnormBackward(_ w: Workspace, x: CUDABuffer, weight: CUDABuffer, grad: CUDABuffer, remakeOutput: Bool) throws {
         let d = config.dModel
         let a = KernelArguments()
@@ -748,7 +753,27 @@ public final class CUDATrainer: @unchecked Sendable {
             a.add(Int32(w.T)); a.add(Int32(d)); a.add(config.rmsNormEps); a.add(x); a.add(weight); a.add(w.dNormed); a.add(w.dresid)
             a.add(w.dresidAct); a.add(grad)
             try k.rmsnormBackward.launch(grid: ((w.T + Self.normRows - 1) / Self.normRows, 1, 1), block: (256, 1, 1), sharedBytes: d * 4, arguments: a)
+            if remakeOutput { try rmsnorm(w, x: x, weight: weight) }
         }
+    }
+
+    /// The gated norm's backward from dGated into dy and dzx's z columns (and its weight's gradient), making
+    /// its output `gated` again on the way (out_proj's weight gradient reads it next): the row kernel in one
+    /// pass, else the forward kernel, then the backward's.
+    func gatedNormBackward(_ w: Workspace, layer l: Int, views lv: LayerViews, grads gv: LayerViews) throws {
+        let c = config
+        let (S, E) = (c.dSSM, c.inProjSize)
+        let a = KernelArguments()
+        if let r = w.rowLaunches?.gatedBackward {
+            a.add(Int32(w.T)); a.add(Int32(S)); a.add(Int32(c.nGroups)); a.add(Int32(r.rows)); a.add(c.rmsNormEps)
+            a.add(ssdOutput(w, layer: l)); a.add(w.zx[l]); a.add(Int32(E)); a.add(lv.gateNorm!); a.add(w.dGated); a.add(w.dy); a.add(w.dzx)
+            a.add(w.gated); a.add(gv.gateNorm!)
+            return try k.gatedNormBackwardRows.launch(grid: (r.grid, 1, 1), block: (r.threads, 1, 1), sharedBytes: r.shared, arguments: a)
+        }
+        try gatedNorm(w, layer: l, views: lv)
+        a.add(Int32(w.T)); a.add(Int32(S)); a.add(Int32(c.nGroups)); a.add(c.rmsNormEps); a.add(ssdOutput(w, layer: l)); a.add(w.zx[l])
+        a.add(Int32(E)); a.add(lv.gateNorm!); a.add(w.dGated); a.add(w.dy); a.add(w.dzx); a.add(gv.gateNorm!); a.add(Int32(gatedNormVector ? 1 : 0))
+        try k.gatedNormBackward.launch(grid: ((w.T + Self.gatedNormRows - 1) / Self.gatedNormRows, 1, 1), block: (256, 1, 1), sharedBytes: S * 4, arguments: a)
     }
 
     /// The layers' backward, last to first. (Running the weight gradients' products on a second stream beside
@@ -764,11 +789,11 @@ public final class CUDATrainer: @unchecked Sendable {
             // recompute the block's inside from the saved zx (and y): the conv's outputs, and the SSD's
             // chunk states (or its whole forward)
             try part("bwd conv (recomputed)") { try conv(w, layer: l, views: lv) }
-            if w.savedY.isEmpty {
-                try part("bwd ssd forward (recomputed)") { try ssdForward(w, layer: l, views: lv) }
+            let tcp = tc == nil ? nil : try tcPrepared(w, layer: l, views: lv)
+            if let tcp, let tc, !w.savedY.isEmpty {
+                try part("bwd ssd states (recomputed)") { try tc.forward.launch(tcp.fwd, only: 0); try tc.forward.launch(tcp.fwd, only: 1) }
             } else {
-                let fwd = try tcPrepared(w, layer: l, views: lv).fwd
-                try part("bwd ssd states (recomputed)") { try tc!.forward.launch(fwd, only: 0); try tc!.forward.launch(fwd, only: 1) }
+                try part("bwd ssd forward (recomputed)") { try ssdForward(w, layer: l, views: lv) }
             }
             // out_proj's input gradient (dresidAct: this block's output gradient in act), the gated norm's
             // backward → dy and dzx's z columns (the row kernel remakes the norm's output), out_proj's dW
@@ -776,28 +801,14 @@ public final class CUDATrainer: @unchecked Sendable {
                 try mm.backwardInput(rows: w.T, out: d, in: S, dy: w.dresidAct.pointer, w: try weightAddress(p + "out_proj.weight"),
                                      dx: w.dGated.pointer, beta: 0, outputActivation: true)
             }
-            let ag = KernelArguments()
-            if let r = w.rowLaunches?.gatedBackward {
-                ag.add(Int32(w.T)); ag.add(Int32(S)); ag.add(Int32(c.nGroups)); ag.add(Int32(r.rows)); ag.add(c.rmsNormEps)
-                ag.add(ssdOutput(w, layer: l)); ag.add(w.zx[l]); ag.add(Int32(E)); ag.add(lv.gateNorm!); ag.add(w.dGated); ag.add(w.dy); ag.add(w.dzx)
-                ag.add(w.gated); ag.add(gv.gateNorm!)
-                try part("bwd gated norm") {
-                    try k.gatedNormBackwardRows.launch(grid: (r.grid, 1, 1), block: (r.threads, 1, 1), sharedBytes: r.shared, arguments: ag)
-                }
-            } else {
-                try part("bwd gated norm (recomputed)") { try gatedNorm(w, layer: l, views: lv) }
-                ag.add(Int32(w.T)); ag.add(Int32(S)); ag.add(Int32(c.nGroups)); ag.add(c.rmsNormEps); ag.add(ssdOutput(w, layer: l)); ag.add(w.zx[l])
-                ag.add(Int32(E))
-                ag.add(lv.gateNorm!); ag.add(w.dGated); ag.add(w.dy); ag.add(w.dzx); ag.add(gv.gateNorm!); ag.add(Int32(gatedNormVector ? 1 : 0))
-                try part("bwd gated norm") { try k.gatedNormBackward.launch(grid: ((w.T + Self.gatedNormRows - 1) / Self.gatedNormRows, 1, 1), block: (256, 1, 1), sharedBytes: S * 4, arguments: ag) }
-            }
+            try part("bwd gated norm") { try gatedNormBackward(w, layer: l, views: lv, grads: gv) }
             let outBeta = try gradientBeta(p + "out_proj.weight"), inBeta = try gradientBeta(p + "in_proj.weight")
             try part("bwd out_proj dW") {
                 try mm.backwardWeight(rows: w.T, out: d, in: S, dy: w.dresidAct.pointer, x: w.gated.pointer, dw: gv.outProj!.pointer, beta: outBeta)
             }
             // SSD
             try part("bwd ssd") {
-                if let tc { try tc.launchBackward(try tcPrepared(w, layer: l, views: lv)) } else { try plain!.launch(plainPrepared(w, layer: l, views: lv)) }
+                if let tc, let tcp { try tc.launchBackward(tcp) } else { try plain!.launch(plainPrepared(w, layer: l, views: lv)) }
             }
             let s = w.ssd
             let ah = KernelArguments()
@@ -827,7 +838,6 @@ public final class CUDATrainer: @unchecked Sendable {
                                      outputActivation: true)
             }
             try part("bwd rmsnorm") { try rmsnormBackward(w, x: w.resid[l], weight: lv.norm!, grad: gv.norm!, remakeOutput: true) }
-            if w.rowLaunches?.normBackward == nil { try part("bwd rmsnorm (recomputed)") { try rmsnorm(w, x: w.resid[l], weight: lv.norm!) } }
             try part("bwd in_proj dW") {
                 try mm.backwardWeight(rows: w.T, out: E, in: d, dy: w.dzx.pointer, x: w.normed.pointer, dw: gv.inProj!.pointer, beta: inBeta)
             }
