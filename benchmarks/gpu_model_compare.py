@@ -75,9 +75,10 @@ def reference_decode_tps(torch, model, batch, tokens, runs):
     return batch * tokens / (tl - ts)
 
 
-def ours(binary, shape, prompt, generate, batches, runs):
+def ours(binary, shape, prompt, generate, batches, runs, state="f32"):
     out = subprocess.run([binary, "bench", "--device", "cuda", "--weights-dtype", "bf16", "--shape", shape, "--prompt", str(prompt),
-                          "--generate", str(generate), "--batch", ",".join(map(str, batches)), "--repetitions", str(runs), "--json"],
+                          "--generate", str(generate), "--batch", ",".join(map(str, batches)), "--repetitions", str(runs), "--json",
+                          "--state-dtype", state],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out)
 
@@ -91,6 +92,7 @@ def main():
     ap.add_argument("--batches", default="1,16")
     ap.add_argument("--generate", type=int, default=128)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--state-dtypes", default="f32", help="our decode state types, comma-separated (f32, bf16): a decode row each")
     ap.add_argument("--json", required=True)
     ap.add_argument("--markdown", required=True)
     a = ap.parse_args()
@@ -99,17 +101,23 @@ def main():
     sdist = load_reference_package(a.peers)
     prompts = [int(x) for x in a.prompts.split(",")]
     batches = [int(x) for x in a.batches.split(",")]
+    states = a.state_dtypes.split(",")
     rows = []
     for shape in a.shapes.split(","):
         d, n = SHAPES[shape]
         mine = {}
         for p in prompts:
-            r = ours(a.ours, shape, p, a.generate, batches if p == prompts[0] else [1], a.runs)
+            r = ours(a.ours, shape, p, a.generate, batches if p == prompts[0] else [1], a.runs, state=states[0])
             for x in r["results"]:
                 if x["test"].startswith("pp"):
                     mine[("prefill", p)] = x["ms"]
                 elif p == prompts[0]:
-                    mine[("decode", x["batch"])] = x["median_tokens_per_s"]
+                    mine[("decode", x["batch"], states[0])] = x["median_tokens_per_s"]
+        for st in states[1:]:
+            r = ours(a.ours, shape, prompts[0], a.generate, batches, a.runs, state=st)
+            for x in r["results"]:
+                if not x["test"].startswith("pp"):
+                    mine[("decode", x["batch"], st)] = x["median_tokens_per_s"]
         model = reference_model(torch, d, n)
         for p in prompts:
             ref = reference_prefill_ms(torch, model, p, a.runs)
@@ -118,9 +126,11 @@ def main():
             print(rows[-1], flush=True)
         for b in batches:
             ref = reference_decode_tps(torch, model, b, a.generate, a.runs)
-            rows.append({"shape": shape, "test": f"decode batch {b}", "unit": "tokens/s", "reference": ref,
-                         "ours": mine[("decode", b)], "speedup": mine[("decode", b)] / ref})
-            print(rows[-1], flush=True)
+            for st in states:
+                label = f"decode batch {b}" + ("" if st == "f32" else f" ({st} state)")
+                rows.append({"shape": shape, "test": label, "unit": "tokens/s", "reference": ref,
+                             "ours": mine[("decode", b, st)], "speedup": mine[("decode", b, st)] / ref})
+                print(rows[-1], flush=True)
         del model
         torch.cuda.empty_cache()
     meta = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": __import__("triton").__version__,

@@ -10,6 +10,7 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
     public var weightType: WeightType { model.precision }
     public var deviceDescription: String { "cuda:\(model.device.ordinal) (\(model.device.name))" }
     public var rowCapacity: Int { rowTokens.count }
+    public var ssmStateValueBytes: Int { model.stateBytes }
     /// Tokens each row has consumed.
     var rowTokens: [Int] = []
     /// Whether a row's state is all zeros (it then prefills through the chunked SSD).
@@ -237,13 +238,19 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
 /// An NVIDIA GPU as a place to run a model: `.cuda(0)`.
 public struct CUDAComputeDevice: ComputeDevice {
     public let ordinal: Int
+    /// The decode state's element type of the models it makes.
+    public var stateType: CUDAModel.StateType = .f32
     public init(ordinal: Int) { self.ordinal = ordinal }
     public func makeBackend(model: Mamba2Model, weights: WeightType) throws -> any Mamba2Backend {
-        try CUDABackend(device: try CUDADevice(ordinal: ordinal), model: model, weights: weights)
+        let m = try CUDAModel(device: try CUDADevice(ordinal: ordinal), model: model, precision: weights)
+        m.stateType = stateType
+        return try CUDABackend(model: m)
     }
     /// The large matrices are drawn on the device (`CUDAModel(randomWeights:)`): no host copy of them.
     public func makeBackend(randomWeights config: Mamba2Config, seed: UInt64, weights: WeightType) throws -> any Mamba2Backend {
-        try CUDABackend(model: try CUDAModel(device: try CUDADevice(ordinal: ordinal), randomWeights: config, seed: seed, precision: weights))
+        let m = try CUDAModel(device: try CUDADevice(ordinal: ordinal), randomWeights: config, seed: seed, precision: weights)
+        m.stateType = stateType
+        return try CUDABackend(model: m)
     }
     public var defaultWeightType: WeightType { .bf16 }
     public var description: String { "cuda:\(ordinal)" }

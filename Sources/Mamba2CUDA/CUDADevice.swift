@@ -237,6 +237,16 @@ public final class CUDABuffer: @unchecked Sendable {
         guard r == 0 else { throw CUDADevice.error(r, "copying from the device") }
     }
 
+    /// n 16-bit values from 16-bit slot `offset` (a bf16 state's rows).
+    public func download(halves n: Int, at offset: Int) throws -> [UInt16] {
+        precondition(offset >= 0 && (offset + n) * 2 <= count * 4)
+        return try [UInt16](unsafeUninitializedCapacity: n) { buf, initialized in
+            let r = mkc_copy_to_host(device.handle, buf.baseAddress, pointer + UInt64(offset * 2), n * 2)
+            initialized = n
+            guard r == 0 else { throw CUDADevice.error(r, "copying from the device") }
+        }
+    }
+
     /// The first n values of a plain type.
     public func download<T: BitwiseCopyable>(_ n: Int, as: T.Type) throws -> [T] {
         var failure: Error?

@@ -19,6 +19,11 @@ public final class CUDAModel: @unchecked Sendable {
     /// accumulation, the residual stream and states are float32.
     public typealias Precision = WeightType
 
+    /// The decode state's element type. float32 is the default; bf16 halves the bytes a decode step moves
+    /// through its state (what mamba_ssm keeps for a bf16 model), rounding the state once per token. Prefill
+    /// computes in float32 and rounds its final states.
+    public enum StateType: String, CaseIterable, Sendable { case f32, bf16 }
+
     public let device: CUDADevice
     public let config: Mamba2Config
     public let precision: Precision
@@ -44,6 +49,18 @@ public final class CUDAModel: @unchecked Sendable {
     let lmHead: CUDABuffer            // the embedding itself when tied
     let normF: CUDABuffer             // (d_model) f32
 
+    /// The decode state's element type (`StateType`); changing it drops the rows held.
+    public var stateType: StateType = .f32 {
+        didSet {
+            guard stateType != oldValue else { return }
+            capacity = 0; rows = 0; convStates = []; ssmStates = []; staging = ([], []); stagingRows = 0; graphs = [:]
+        }
+    }
+    /// Bytes of one SSM state value.
+    var stateBytes: Int { stateType == .bf16 ? 2 : 4 }
+    /// (rows, H, P, N) f32: prefill's final SSM states of one layer before they are rounded into a bf16 state.
+    var stateScratch: CUDABuffer?
+
     /// Rows the states and decode buffers hold now.
     public private(set) var capacity = 0
     var convStates: [CUDABuffer] = []  // per layer (capacity, d_conv − 1, conv_dim)
@@ -55,6 +72,12 @@ public final class CUDAModel: @unchecked Sendable {
     var y1: CUDABuffer!               // (rows, d_ssm)
     package var logits1: CUDABuffer!          // (rows, padded_vocab)
     var normed1: CUDABuffer!          // (rows, max(d_model, d_ssm)) precision: cuBLAS's input for many rows
+    /// The streaming decode's hand-overs (`CUDAKernelSource.decodeStream`): a product's input times its
+    /// norm's weight, in the precision, and the producer's partial sums of squares per row.
+    var xhModel: CUDABuffer!          // (rows, d_model) precision: into in_proj and the head
+    var xhSSM: CUDABuffer!            // (rows, d_ssm) precision: into out_proj
+    var ssqModel: CUDABuffer!         // (rows, streamSlotsModel) f32: from the embedding or out_proj
+    var ssqSSM: CUDABuffer!           // (rows, H·P/32) f32: from the SSD step
     var tokens1: CUDABuffer!          // (rows) int32: the tokens fed to the next step
     var chosenLogprob1: CUDABuffer!   // (rows) f32: log-probability of each row's argmax (stepArgmax), right after tokens1
     var choice1: CUDABuffer!          // (2, rows): tokens1 then chosenLogprob1
@@ -69,6 +92,11 @@ public final class CUDAModel: @unchecked Sendable {
     var historyCapacity = 0
     /// One decode graph per number of rows (n: greedy decode; −n: a step that returns logits).
     var graphs: [Int: CUDAGraph] = [:]
+    /// Decode on the plain m_gemv / cuBLAS path even where the streaming one applies (its reference in
+    /// the self-test).
+    package var plainDecode = false { didSet { graphs = [:] } }
+    /// Decode on the streaming path at every row count it serves (1–16), not only where it is the default.
+    package var forceStreaming = false { didSet { graphs = [:] } }
     /// Rows in use (set by prefill).
     public private(set) var rows = 0
     /// One row's conv window and SSM state: the middle of a swap of two rows.
@@ -125,6 +153,7 @@ public final class CUDAModel: @unchecked Sendable {
         self.precision = precision
         k = try ModelKernels(device: device, precision: precision)
         try k.gemv.allowSharedMemory(Self.gemvRows * max(c.dModel, c.dSSM) * 4)
+        for kernel in k.gemvTC.values { try kernel.allowSharedMemory(Self.streamSharedLimit) }
         let tcShape = c.headDim == CUDATensorCoreSSD.headDim && c.dState % 32 == 0 && c.dState <= 128
         if precision != .f32 && tcShape {
             tc = try CUDATensorCoreSSD(device: device, elementType: precision == .bf16 ? .bf16 : .f16, stateSize: c.dState)
@@ -177,28 +206,32 @@ public final class CUDAModel: @unchecked Sendable {
         history = nil
         historyCapacity = 0
         let (convRow, ssmRow) = (Self.convRowFloats(c), Self.ssmRowFloats(c))
-        func grown(_ old: [CUDABuffer], rowFloats: Int) throws -> [CUDABuffer] {
+        func grown(_ old: [CUDABuffer], rowBytes: Int) throws -> [CUDABuffer] {
             try (0..<c.nLayer).map { l in
-                let b = try CUDABuffer(count: n * rowFloats, on: device)
+                let b = try CUDABuffer(bytes: n * rowBytes, on: device)
                 try b.fill(bitPattern: 0)
-                if l < old.count { try b.copy(bytes: capacity * rowFloats * 4, from: old[l]) }
+                if l < old.count { try b.copy(bytes: capacity * rowBytes, from: old[l]) }
                 return b
             }
         }
-        convStates = try grown(convStates, rowFloats: convRow)
-        ssmStates = try grown(ssmStates, rowFloats: ssmRow)
+        convStates = try grown(convStates, rowBytes: convRow * 4)
+        ssmStates = try grown(ssmStates, rowBytes: ssmRow * stateBytes)
         residual1 = try CUDABuffer(count: n * c.dModel, on: device)
         zx1 = try CUDABuffer(count: n * c.inProjSize, on: device)
         xbc1 = try CUDABuffer(count: n * c.convDim, on: device)
         y1 = try CUDABuffer(count: n * c.dSSM, on: device)
         logits1 = try CUDABuffer(count: n * c.paddedVocabSize, on: device)
         normed1 = try CUDABuffer(count: n * max(c.dModel, c.dSSM), on: device)
+        xhModel = try CUDABuffer(bytes: n * c.dModel * 2, on: device)
+        xhSSM = try CUDABuffer(bytes: n * c.dSSM * 2, on: device)
+        ssqModel = try CUDABuffer(count: n * streamSlotsModel, on: device)
+        ssqSSM = try CUDABuffer(count: n * streamSlotsSSM, on: device)
         // tokens1 and chosenLogprob1 side by side: a step whose tokens the device chooses downloads both at once.
         choice1 = try CUDABuffer(count: 2 * n, on: device)
         tokens1 = choice1.view(at: 0, count: n)
         chosenLogprob1 = choice1.view(at: n, count: n)
         tokensHeld = nil
-        swapRow = (try CUDABuffer(count: convRow, on: device), try CUDABuffer(count: ssmRow, on: device))
+        swapRow = (try CUDABuffer(count: convRow, on: device), try CUDABuffer(bytes: ssmRow * stateBytes, on: device))
         try device.synchronize()
         capacity = n
     }
@@ -219,6 +252,11 @@ public final class CUDAModel: @unchecked Sendable {
                 n = cr
                 if cr > 0 { try CUDABuffer.download(convStates[l], at: row * cr, into: b) }
             })
+            if stateType == .bf16 {
+                let h = try ssmStates[l].download(halves: sr, at: row * sr)
+                ssm.append(floatsFrom16Bits(h, bfloat: true))
+                continue
+            }
             ssm.append(try [Float](unsafeUninitializedCapacity: sr) { b, n in
                 n = sr
                 try CUDABuffer.download(ssmStates[l], at: row * sr, into: b)
@@ -234,7 +272,11 @@ public final class CUDAModel: @unchecked Sendable {
         for l in 0..<config.nLayer {
             precondition(conv[l].count == cr && ssm[l].count == sr)
             try convStates[l].upload(conv[l], atFloat: row * cr)
-            try ssmStates[l].upload(ssm[l], atFloat: row * sr)
+            if stateType == .bf16 {
+                try ssmStates[l].upload(roundedTo16Bits(ssm[l], bfloat: true), atFloat: row * sr / 2)  // sr is even (H·P·N, P even)
+            } else {
+                try ssmStates[l].upload(ssm[l], atFloat: row * sr)
+            }
         }
     }
 
@@ -242,7 +284,7 @@ public final class CUDAModel: @unchecked Sendable {
     public func copyStateRow(from source: Int, to destination: Int) throws {
         precondition(source >= 0 && source < capacity && destination >= 0 && destination < capacity)
         guard source != destination else { return }
-        let (cr, sr) = (Self.convRowFloats(config) * 4, Self.ssmRowFloats(config) * 4)
+        let (cr, sr) = (Self.convRowFloats(config) * 4, Self.ssmRowFloats(config) * stateBytes)
         for l in 0..<config.nLayer {
             try convStates[l].copy(bytes: cr, from: convStates[l], at: source * cr, to: destination * cr)
             try ssmStates[l].copy(bytes: sr, from: ssmStates[l], at: source * sr, to: destination * sr)
@@ -255,14 +297,15 @@ public final class CUDAModel: @unchecked Sendable {
         let (cr, sr) = (Self.convRowFloats(config), Self.ssmRowFloats(config))
         for l in 0..<config.nLayer {
             if cr > 0 { try convStates[l].fill(at: row * cr, words: cr, bitPattern: 0) }
-            try ssmStates[l].fill(at: row * sr, words: sr, bitPattern: 0)
+            let words = sr * stateBytes / 4
+            try ssmStates[l].fill(at: row * words, words: words, bitPattern: 0)
         }
     }
 
     /// Exchanges the states of two rows through `swapRow` (queued on the stream).
     func swapStateRows(_ a: Int, _ b: Int) throws {
         guard a != b, let (tc, ts) = swapRow else { return }
-        let (cr, sr) = (Self.convRowFloats(config) * 4, Self.ssmRowFloats(config) * 4)
+        let (cr, sr) = (Self.convRowFloats(config) * 4, Self.ssmRowFloats(config) * stateBytes)
         for l in 0..<config.nLayer {
             for (buf, tmp, n) in [(convStates[l], tc, cr), (ssmStates[l], ts, sr)] where n > 0 {
                 try tmp.copy(bytes: n, from: buf, at: a * n)
@@ -355,13 +398,23 @@ public final class CUDAModel: @unchecked Sendable {
             ac.add(buf.x); ac.add(buf.B); ac.add(buf.C); ac.add(buf.dt); ac.add(states.conv[i])
             ac.add(packed?.seqStart.pointer ?? 0); ac.add(packed?.tokenEnd.pointer ?? 0); ac.add(packed?.tokenSequence.pointer ?? 0)
             try k.convPrefill.launch(grid: ((c.convDim + H + 255) / 256, L, b), block: (256, 1, 1), arguments: ac)
-            try ssd(rows: b, length: L, layer: l, buffers: buf, states: states.ssm[i], packed: packed)
+            if stateType == .bf16 {
+                // The SSD's final states in float32, then rounded into the bf16 rows.
+                let count = n * Self.ssmRowFloats(c)
+                if stateScratch == nil || stateScratch!.count < count { stateScratch = try CUDABuffer(count: count, on: device) }
+                try ssd(rows: b, length: L, layer: l, buffers: buf, states: stateScratch!, packed: packed)
+                let ar = KernelArguments()
+                ar.add(count); ar.add(stateScratch!); ar.add(states.ssm[i])
+                try k.toBF16.launch(grid: (min((count + 255) / 256, 4096), 1, 1), block: (256, 1, 1), arguments: ar)
+            } else {
+                try ssd(rows: b, length: L, layer: l, buffers: buf, states: states.ssm[i], packed: packed)
+            }
             try gatedNorm(rows: T, y: buf.y, yHalf: half, z: buf.zx, w: l.gateNorm, out: buf.normed)
             try gemm(rows: T, out: c.dModel, in: c.dSSM, x: buf.normed, w: l.outProj, y: buf.residual, accumulate: true)
             if let bias = l.outProjBias { try addBias(rows: T, n: c.dModel, y: buf.residual, bias: bias) }
         }
         if staged, let targetRows {
-            let (cr, sr) = (Self.convRowFloats(c) * 4, Self.ssmRowFloats(c) * 4)
+            let (cr, sr) = (Self.convRowFloats(c) * 4, Self.ssmRowFloats(c) * stateBytes)
             // Consecutive target rows (what a server's batcher admits into) take one copy per layer and
             // buffer, not one per row: 12 new rows of a 24-layer model were 576 copies.
             let consecutive = targetRows.enumerated().allSatisfy { $0.element == targetRows[0] + $0.offset }
@@ -391,7 +444,7 @@ public final class CUDAModel: @unchecked Sendable {
             let ag = KernelArguments()
             ag.add(Int32(c.dModel)); ag.add(last); ag.add(buf.residual); ag.add(residual1)
             try k.gatherRows.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: ag)
-            try head(rows: n)
+            try head(rows: n, handedOver: false)
             try device.synchronize()
             return Tensor(shape: [n, V], data: try logits1.download(n * V, as: Float.self))
         case .all:
@@ -412,7 +465,7 @@ public final class CUDAModel: @unchecked Sendable {
         guard n > stagingRows else { return }
         let c = config
         staging = (try (0..<c.nLayer).map { _ in try CUDABuffer(count: max(n * Self.convRowFloats(c), 1), on: device) },
-                   try (0..<c.nLayer).map { _ in try CUDABuffer(count: n * Self.ssmRowFloats(c), on: device) })
+                   try (0..<c.nLayer).map { _ in try CUDABuffer(bytes: n * Self.ssmRowFloats(c) * stateBytes, on: device) })
         stagingRows = n
     }
 

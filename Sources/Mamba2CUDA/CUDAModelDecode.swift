@@ -29,6 +29,11 @@ extension CUDAModel {
     /// gemvRows rows one m_gemv (the conv step in its epilogue), more rows RMSNorm → cuBLAS → m_conv_step.
     func inProjection(rows n: Int, layer i: Int) throws {
         let c = config, l = layers[i]
+        if streamsInputs(rows: n) {
+            try streamProduct(rows: n, in: c.dModel, out: c.inProjSize, xh: xhModel, ssq: ssqModel, slots: streamSlotsModel, w: l.inProj,
+                              bias: l.inProjBias, y: zx1, ldy: c.inProjSize, accumulate: false, conv: (l, convStates[i]))
+            return
+        }
         if n <= Self.gemvRows {
             try gemv(rows: n, in: c.dModel, out: c.inProjSize, mode: 1, x: residual1.pointer, ldx: c.dModel, normW: l.norm, z: 0, ldz: 0,
                      groups: 1, w: l.inProj, bias: l.inProjBias, y: zx1, ldy: c.inProjSize, accumulate: false, conv: (l, convStates[i]))
@@ -43,19 +48,30 @@ extension CUDAModel {
         try k.convStep.launch(grid: ((c.convDim + 255) / 256, n, 1), block: (256, 1, 1), arguments: a)
     }
 
-    /// Decode's SSD step of layer i for `n` rows: xbc1 and dt (in zx1) in, the layer's state updated, y1 out.
+    /// Decode's SSD step of layer i for `n` rows: xbc1 and dt (in zx1) in, the layer's state updated; y1
+    /// out for the gated norm, or when out_proj streams, handed over to it (xhSSM / ssqSSM).
     func ssdStep(rows n: Int, layer i: Int) throws {
         let c = config, l = layers[i]
+        let fast = ssdStepChannels == 64  // m_ssd_step_n128: 8 channels a warp
+        let handOver = streams(rows: n)
         let a = KernelArguments()
         for v in [c.nHeads, c.headDim, c.dState, c.nGroups, c.dSSM, c.convDim] { a.add(Int32(v)) }
         a.add(xbc1); a.add(zx1); a.add(Int32(c.inProjSize)); a.add(Int32(c.dSSM + c.convDim)); a.add(l.dtBias); a.add(l.A)
-        a.add(c.dtLimit.lo); a.add(c.dtLimit.hi); a.add(l.D); a.add(Int32(c.dHasHeadDim ? 1 : 0)); a.add(ssmStates[i]); a.add(y1)
-        try k.ssdStep.launch(grid: ((c.headDim + 3) / 4, c.nHeads, n), block: (128, 1, 1), arguments: a, dependent: true)
+        a.add(c.dtLimit.lo); a.add(c.dtLimit.hi); a.add(l.D); a.add(Int32(c.dHasHeadDim ? 1 : 0)); a.add(ssmStates[i])
+        a.add(Int32(stateType == .bf16 ? 1 : 0)); a.add(handOver ? 0 : y1.pointer)
+        a.add(l.gateNorm); a.add(Int32(c.normBeforeGate ? 1 : 0)); a.add(handOver ? xhSSM.pointer : 0); a.add(ssqSSM)
+        try (fast ? k.ssdStepN128 : k.ssdStep).launch(grid: (streamSlotsSSM, n, 1), block: (256, 1, 1), arguments: a, dependent: true)
     }
 
     /// Decode's out_proj of layer i, the gated RMSNorm in front, added into the residual.
     func outProjection(rows n: Int, layer i: Int) throws {
         let c = config, l = layers[i]
+        if streams(rows: n) {
+            try streamProduct(rows: n, in: c.dSSM, out: c.dModel, xh: xhSSM, ssq: ssqSSM, slots: streamSlotsSSM, w: l.outProj,
+                              bias: l.outProjBias, y: residual1, ldy: c.dModel, accumulate: true,
+                              next: !streamsInputs(rows: n) ? nil : i + 1 < layers.count ? layers[i + 1].norm : normF)
+            return
+        }
         if n <= Self.gemvRows {
             try gemv(rows: n, in: c.dSSM, out: c.dModel, mode: 2, x: y1.pointer, ldx: c.dSSM, normW: l.gateNorm, z: zx1.pointer,
                      ldz: c.inProjSize, groups: c.nGroups, w: l.outProj, bias: l.outProjBias, y: residual1, ldy: c.dModel, accumulate: true)
@@ -66,9 +82,15 @@ extension CUDAModel {
         if let bias = l.outProjBias { try addBias(rows: n, n: c.dModel, y: residual1, bias: bias) }
     }
 
-    /// Decode's head: the final RMSNorm, then logits1 (rows, padded vocab).
-    func head(rows n: Int) throws {
+    /// Decode's head: the final RMSNorm, then logits1 (rows, padded vocab). `handedOver`: the last
+    /// out_proj handed its result over (a streaming decode step), else residual1 is read as it is.
+    func head(rows n: Int, handedOver: Bool = true) throws {
         let c = config
+        if handedOver && streamsInputs(rows: n) {
+            try streamProduct(rows: n, in: c.dModel, out: c.paddedVocabSize, xh: xhModel, ssq: ssqModel, slots: streamSlotsModel, w: lmHead,
+                              bias: nil, y: logits1, ldy: c.paddedVocabSize, accumulate: false)
+            return
+        }
         if n <= Self.gemvRows {
             try gemv(rows: n, in: c.dModel, out: c.paddedVocabSize, mode: 1, x: residual1.pointer, ldx: c.dModel, normW: normF, z: 0,
                      ldz: 0, groups: 1, w: lmHead, bias: nil, y: logits1, ldy: c.paddedVocabSize, accumulate: false)
@@ -87,9 +109,13 @@ extension CUDAModel {
     func enqueueStep(rows n: Int, choice: StepChoice) throws {
         let V = config.paddedVocabSize
         let greedy = choice == .greedyDecode
-        let ae = KernelArguments()
-        ae.add(Int32(config.dModel)); ae.add(tokens1); ae.add(embedding); ae.add(residual1); ae.add(greedy ? counter.pointer : 0)
-        try k.embed.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: ae)
+        if streamsInputs(rows: n) {
+            try streamEmbed(rows: n, counter: greedy ? counter : nil)
+        } else {
+            let ae = KernelArguments()
+            ae.add(Int32(config.dModel)); ae.add(tokens1); ae.add(embedding); ae.add(residual1); ae.add(greedy ? counter.pointer : 0)
+            try k.embed.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: ae)
+        }
         for i in layers.indices {
             try inProjection(rows: n, layer: i)
             try ssdStep(rows: n, layer: i)
@@ -254,7 +280,7 @@ extension CUDAModel {
         // Each part as decode runs it for n rows (fused matrix-vector kernels up to gemvRows rows, cuBLAS beyond).
         var out: [(String, Double, Int)] = [
             try time("in_proj (+ norm, conv step)", bytes: c.inProjSize * c.dModel * e) { try inProjection(rows: n, layer: 0) },
-            try time("ssd step", bytes: 2 * n * c.nHeads * c.headDim * c.dState * 4) { try ssdStep(rows: n, layer: 0) },
+            try time("ssd step", bytes: 2 * n * c.nHeads * c.headDim * c.dState * stateBytes) { try ssdStep(rows: n, layer: 0) },
             try time("out_proj (+ gated norm)", bytes: c.dModel * c.dSSM * e) { try outProjection(rows: n, layer: 0) },
             try time("head (+ norm)", bytes: c.paddedVocabSize * c.dModel * e) { try head(rows: n) },
         ]

@@ -75,6 +75,30 @@ extension CUDAKernelSource {
                                                                  const float* __restrict__ w, act_t* __restrict__ out) {
         __shared__ float red[8];
         const float* xr = x + (size_t)blockIdx.x * ldx;
+        if ((ldx & 3) == 0 && (d & 3) == 0 && d <= 256 * 4 * 8) {
+            // A row held in registers, its loads issued together (a loop of loads was a chain of round trips:
+            // decode's few rows took 4.8 µs at d = 2,560).
+            const float4* x4 = (const float4*)xr;
+            float4 v[8];
+            float s = 0.f;
+            #pragma unroll
+            for (int k = 0; k < 8; k++) {
+                const int i = threadIdx.x + 256 * k;
+                if (i < d / 4) { v[k] = x4[i]; s += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w; }
+            }
+            const float inv = rsqrtf(block_sum(s, red) / d + eps);
+            act_t* o = out + (size_t)blockIdx.x * d;
+            #pragma unroll
+            for (int k = 0; k < 8; k++) {
+                const int i = threadIdx.x + 256 * k;
+                if (i < d / 4) {
+                    const float4 wv = ((const float4*)w)[i];
+                    o[4 * i] = ST(v[k].x * inv * wv.x); o[4 * i + 1] = ST(v[k].y * inv * wv.y);
+                    o[4 * i + 2] = ST(v[k].z * inv * wv.z); o[4 * i + 3] = ST(v[k].w * inv * wv.w);
+                }
+            }
+            return;
+        }
         float ss = 0.f;
         for (int i = threadIdx.x; i < d; i += 256) ss += xr[i] * xr[i];
         const float inv = rsqrtf(block_sum(ss, red) / d + eps);
@@ -91,6 +115,40 @@ extension CUDAKernelSource {
         const size_t row = blockIdx.x;
         const float* zr = z + row * ldz;
         const int gs = dSsm / G;
+        if (!yHalf && (ldz & 3) == 0 && (gs & 3) == 0 && gs <= 256 * 4 * 8) {
+            // A group held in registers, its loads issued together (the loop below took 21 µs for decode's
+            // 16 rows of d_ssm = 5,120: a chain of round trips per thread).
+            for (int g = 0; g < G; g++) {
+                const float4* y4 = (const float4*)((const float*)y + row * dSsm + g * gs);
+                const float4* z4 = (const float4*)(zr + g * gs);
+                float4 v[8], sz[8];
+                float s = 0.f;
+                #pragma unroll
+                for (int k = 0; k < 8; k++) {
+                    const int i = threadIdx.x + 256 * k;
+                    if (i < gs / 4) {
+                        v[k] = y4[i];
+                        const float4 zv = z4[i];
+                        sz[k] = make_float4(silu(zv.x), silu(zv.y), silu(zv.z), silu(zv.w));
+                        if (!nbg) { v[k].x *= sz[k].x; v[k].y *= sz[k].y; v[k].z *= sz[k].z; v[k].w *= sz[k].w; }
+                        s += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
+                    }
+                }
+                const float inv = rsqrtf(block_sum(s, red) / gs + eps);
+                act_t* o = out + row * dSsm + g * gs;
+                #pragma unroll
+                for (int k = 0; k < 8; k++) {
+                    const int i = threadIdx.x + 256 * k;
+                    if (i < gs / 4) {
+                        const float4 wv = ((const float4*)(w + g * gs))[i];
+                        const float4 m = nbg ? sz[k] : make_float4(1.f, 1.f, 1.f, 1.f);
+                        o[4 * i] = ST(v[k].x * inv * wv.x * m.x); o[4 * i + 1] = ST(v[k].y * inv * wv.y * m.y);
+                        o[4 * i + 2] = ST(v[k].z * inv * wv.z * m.z); o[4 * i + 3] = ST(v[k].w * inv * wv.w * m.w);
+                    }
+                }
+            }
+            return;
+        }
         for (int g = 0; g < G; g++) {
             float ss = 0.f;
             for (int i = g * gs + threadIdx.x; i < (g + 1) * gs; i += 256) {
@@ -173,37 +231,6 @@ extension CUDAKernelSource {
                                            float* __restrict__ convState, float* __restrict__ xbc) {
         const int ch = blockIdx.x * 256 + threadIdx.x, r = blockIdx.y;
         if (ch < convDim) conv_step_channel(r, ch, zx[(size_t)r * ld + xbcOffset + ch], convDim, dConv, convW, convB, convState, xbc);
-    }
-
-    // Decode's SSD step: a warp per channel p (4 per block), lanes along N (coalesced state), grid
-    // (P / 4, H, rows), so that even one row spreads over many SMs:
-    // h ← exp(dt·A)·h + dt·x_p·B,  y_p = h·C + D·x_p. dt = softplus(dt_raw + dt_bias), clamped to [lo, hi].
-    extern "C" __global__ void __launch_bounds__(128) m_ssd_step(
-            int H, int P, int N, int G, int dSsm, int convDim, const float* __restrict__ xbc, const float* __restrict__ zx,
-            int ld, int dtOffset, const float* __restrict__ dtBias, const float* __restrict__ A, float lo, float hi,
-            const float* __restrict__ D, int dPerChannel, float* __restrict__ state, float* __restrict__ y) {
-        const int h = blockIdx.y, r = blockIdx.z, lane = threadIdx.x & 31;
-        const int p = blockIdx.x * 4 + (threadIdx.x >> 5);
-        pdl_wait();
-        if (p >= P) return;
-        const float u = zx[(size_t)r * ld + dtOffset + h] + dtBias[h];
-        float dt = u <= 20.f ? log1pf(expf(u)) : u;
-        dt = fminf(fmaxf(dt, lo), hi);
-        const float decay = expf(dt * A[h]);
-        const int g = h / (H / G);
-        const float* xr = xbc + (size_t)r * convDim;
-        const float* B = xr + dSsm + g * N;
-        const float* C = xr + dSsm + G * N + g * N;
-        const float xp = xr[h * P + p], dx = dt * xp;
-        float* s = state + (((size_t)r * H + h) * P + p) * N;
-        float acc = 0.f;
-        for (int n = lane; n < N; n += 32) {
-            const float v = decay * s[n] + dx * B[n];
-            s[n] = v;
-            acc += v * C[n];
-        }
-        acc = warp_sum(acc);
-        if (lane == 0) y[(size_t)r * dSsm + h * P + p] = acc + (D ? (dPerChannel ? D[h * P + p] : D[h]) : 0.f) * xp;
     }
 
     // Decode's matrix-vector products for up to GB rows: Y[r][o] (+)= Σ_i W[o][i]·x̂[r][i] + bias[o], W (out, in)

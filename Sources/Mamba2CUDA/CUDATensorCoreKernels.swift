@@ -322,10 +322,25 @@ extension CUDAKernelSource {
     }
     """#
 
+    /// D (16×8, float32) += A (16×16) · B (16×8) on tensor cores, inputs fp16 where MMA_F16 is set, else bf16
+    /// (the tensor-core SSD's and decode's streaming products).
+    static let mma16816 = #"""
+    __device__ __forceinline__ void mma16816(float* d, const u32* a, const u32* b) {
+    #if MMA_F16
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    #else
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    #endif
+    }
+
+    """#
     /// What the tensor-core kernels share (forward and backward), compiled after `halfConversions` with NS,
     /// PH, QC and ELEM_F16 defined: the padded shared-memory strides, 16-bit packing, the m16n8k16 product,
     /// ldmatrix fragment loads, and the chunk's outer product (w∘X)ᵀ·B.
-    static let tensorCoreCommon = #"""
+    static let tensorCoreCommon = tensorCoreCommonHead + "\n#define MMA_F16 ELEM_F16\n" + mma16816 + tensorCoreCommonTail
+    static let tensorCoreCommonHead = #"""
     #define PAD 8
     #define LDN (NS + PAD)
     #define LDP (PH + PAD)
@@ -349,15 +364,8 @@ extension CUDAKernelSource {
         return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
     #endif
     }
-    __device__ __forceinline__ void mma16816(float* d, const u32* a, const u32* b) {
-    #if ELEM_F16
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-    #else
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-    #endif
-    }
+    """#
+    static let tensorCoreCommonTail = #"""
 
     __device__ __forceinline__ unsigned smem_addr(const void* p) {
         unsigned a;

@@ -122,6 +122,52 @@ extension CUDASelfTest {
                 wantMixedSteps += try cpu.step(tokens, states: &mixedStates).data
             }
             check("model random \(precision.rawValue): 4 decode steps of the \(lengths.count) packed prompts vs CPU", gotMixedSteps, wantMixedSteps, tol)
+            // 3. The streaming decode (bf16, 1–16 rows; by default 2–8) against the plain path it replaces, at
+            //    1, 4, 9 (two n-tiles, the second partial) and 16 rows. Both round the products' inputs to bf16, in other
+            //    places (the streaming path before the norm's scale), so the bound is the bf16 one above.
+            if precision == .bf16 {
+                gpu.forceStreaming = true
+                defer { gpu.forceStreaming = false }
+                for n in [1, 4, 9, 16] {
+                    let p = (0..<n).map { _ in (0..<40).map { _ in Int(rng.next() % 1000) } }
+                    let feed = (0..<4).map { _ in (0..<n).map { _ in Int(rng.next() % 1000) } }
+                    var runs: [[Float]] = []
+                    for plain in [true, false] {
+                        gpu.plainDecode = plain
+                        _ = try gpu.prefill(p, logits: .none)
+                        var out: [Float] = []
+                        for t in feed {
+                            try gpu.logits1.fill(bitPattern: Float.nan.bitPattern)
+                            out += try gpu.step(t).data
+                        }
+                        runs.append(out)
+                    }
+                    gpu.plainDecode = false
+                    let name = "model random bf16: streaming decode vs the plain path, \(n) rows × 4 steps"
+                    if gpu.streams(rows: n) { check(name, runs[1], runs[0], tol) } else {
+                        checks.append(Check(name: name + " (streaming path NOT taken)", relativeError: 1, tolerance: 0, allWritten: true))
+                    }
+                }
+                // 4. A bf16 decode state against the float32 one over 1,000 tokens, the same tokens fed to both
+                //    (1 row: the streaming step; 20 rows: the plain one). The state is rounded once per token
+                //    (2^-9 relative); its errors decay with the state as its contents do, so the logits stay
+                //    within a few roundings of the float32 state's: bound 4e-2 over the whole run.
+                for n in [1, 20] {
+                    let p = (0..<n).map { _ in (0..<40).map { _ in Int(rng.next() % 1000) } }
+                    let feed = (0..<1000).map { _ in (0..<n).map { _ in Int(rng.next() % 1000) } }
+                    var runs: [[Float]] = []
+                    for type in [CUDAModel.StateType.f32, .bf16] {
+                        gpu.stateType = type
+                        _ = try gpu.prefill(p, logits: .none)
+                        var out: [Float] = []
+                        out.reserveCapacity(1000 * n * config.paddedVocabSize)
+                        for t in feed { out += try gpu.step(t).data }
+                        runs.append(out)
+                    }
+                    gpu.stateType = .f32
+                    check("model random bf16: bf16 decode state vs float32 over 1,000 tokens, \(n) rows", runs[1], runs[0], 4e-2)
+                }
+            }
         }
         return checks
     }

@@ -15,7 +15,7 @@ public enum CUDASelfTest {
     }
 
     public static func run(device: CUDADevice, seed: UInt64) throws -> [Check] {
-        // The model's own decode step kernel (float32 build), fed as the model feeds it: x, B, C in one row
+        // The model's own decode step kernels (float32 build), fed as the model feeds it: x, B, C in one row
         // (x | B | C, conv_dim = H·P + 2·G·N), dt raw in another (ld = H, offset 0).
         let kernels = try ModelKernels(device: device, precision: .f32)
         var rng = SplitMix64(seed: seed)
@@ -39,8 +39,12 @@ public enum CUDASelfTest {
             for v in [H, P, N, G, H * P, H * P + 2 * G * N] { args.add(Int32(v)) }
             args.add(try CUDABuffer(x + B + C, on: device)); args.add(try CUDABuffer(dtRaw, on: device)); args.add(Int32(H)); args.add(Int32(0))
             args.add(try CUDABuffer(dtBias, on: device)); args.add(try CUDABuffer(A, on: device)); args.add(Float(0)); args.add(Float.infinity)
-            args.add(try CUDABuffer(D, on: device)); args.add(Int32(perChannel ? 1 : 0)); args.add(stateGPU); args.add(yGPU)
-            try kernels.ssdStep.launch(grid: ((P + 3) / 4, H, 1), block: (128, 1, 1), arguments: args)
+            args.add(try CUDABuffer(D, on: device)); args.add(Int32(perChannel ? 1 : 0)); args.add(stateGPU); args.add(Int32(0)); args.add(yGPU)
+            args.add(UInt64(0)); args.add(Int32(0)); args.add(UInt64(0)); args.add(UInt64(0))  // no hand-over to a streaming out_proj
+            // The 130m shape takes m_ssd_step_n128 (64 channels a block), the odd one m_ssd_step (32, masked).
+            let n128 = N == 128 && P % 64 == 0
+            try (n128 ? kernels.ssdStepN128 : kernels.ssdStep).launch(grid: (H * ((P + (n128 ? 63 : 31)) / (n128 ? 64 : 32)), 1, 1),
+                                                                      block: (256, 1, 1), arguments: args)
             try device.synchronize()
             let y = try yGPU.download(), s = try stateGPU.download()
             checks.append(Check(name: "ssd decode step H=\(H) P=\(P) N=\(N) G=\(G)\(perChannel ? " D per channel" : "") y",

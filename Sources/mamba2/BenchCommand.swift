@@ -39,7 +39,7 @@ struct BenchModelCommand: ParsableCommand {
     func run() throws {
         try compute.apply()
         guard prompt >= 1, generate >= 1, repetitions >= 1 else { throw ValidationError("--prompt, --generate and --repetitions must be at least 1") }
-        let place = device.device.computeDevice
+        let place = try device.place()
         let weightType = decodeWeights.parsed(for: place)
         let backend: any Mamba2Backend
         let name: String
@@ -435,7 +435,7 @@ struct BenchPrefixCacheCommand: AsyncParsableCommand {
         try compute.apply()
         guard prefix >= 1, answer >= 1, new >= 1, repetitions >= 1 else { throw ValidationError("--prefix, --answer, --new and --repetitions must be at least 1") }
         let sh = try parseShape(shape)
-        let place = device.device.computeDevice
+        let place = try device.place()
         let weightType = decodeWeights.parsed(for: place)
         var bench = PrefixCacheBenchmark()
         bench.prefix = prefix; bench.answer = answer; bench.followUp = new; bench.repetitions = repetitions

@@ -46,7 +46,7 @@ struct GenerateCommand: AsyncParsableCommand {
         }
         let modelDir = try await resolveModel(model, revision: revision)
         let t0 = monotonicSeconds()
-        let place = device.device.computeDevice
+        let place = try device.place()
         let lm = try LanguageModel.load(directory: modelDir, tokenizerPath: tokenizer, device: place, weights: decodeWeights.parsed(for: place))
         let loadSeconds = monotonicSeconds() - t0
         var params = GenerateParameters(maxTokens: maxTokens, temperature: temperature, topK: topK, topP: topP, minP: minP,

@@ -45,6 +45,7 @@ struct DecodeWeightOptions: ParsableArguments {
 }
 
 extension WeightType: ExpressibleByArgument {}
+extension CUDAModel.StateType: ExpressibleByArgument {}
 extension CUDATrainer.Precision: ExpressibleByArgument {}
 
 /// `--device cpu`, `cuda` (GPU 0) or `cuda:N`.
@@ -75,5 +76,21 @@ enum DeviceChoice: ExpressibleByArgument, Equatable, CustomStringConvertible {
 struct DeviceOptions: ParsableArguments {
     @Option(help: "cpu, cuda or cuda:N: run on an NVIDIA GPU (needs its driver, NVRTC and cuBLAS).")
     var device: DeviceChoice = .cpu
+
+    @Option(help: "With --device cuda: the decode state's element type, f32 or bf16 (as mamba_ssm keeps it for a bf16 model: half the state's bytes per token, the state rounded once per token).")
+    var stateDtype: CUDAModel.StateType = .f32
+
+    /// The place the options name, its state type set.
+    func place() throws -> any ComputeDevice {
+        switch device {
+        case .cpu:
+            guard stateDtype == .f32 else { throw ValidationError("--state-dtype \(stateDtype.rawValue) is for --device cuda: the CPU keeps its state in float32") }
+            return CPUDevice()
+        case let .cuda(n):
+            var d = CUDAComputeDevice(ordinal: n)
+            d.stateType = stateDtype
+            return d
+        }
+    }
 
 }

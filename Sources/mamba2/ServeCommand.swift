@@ -58,7 +58,7 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("no --model given, and the bundled model (\(LanguageModel.bundledModelRelativePath) of the checkout this binary was built from, or MAMBA2_MODEL) was not found")
         }
         let modelDir = try await resolveModel(model, revision: revision)
-        let place = device.device.computeDevice
+        let place = try device.place()
         let lm = try LanguageModel.load(directory: modelDir, tokenizerPath: tokenizer, device: place, weights: decodeWeights.parsed(for: place))
         let metrics = ServerMetrics()
         let options = ContinuousBatcher.Options(slots: slots, prefillTokenBudget: prefillBudget, queueLimit: queue,

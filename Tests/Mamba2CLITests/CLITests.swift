@@ -93,6 +93,8 @@ struct CLITests {
         (["generate", "--model", "TINY", "--prompt-ids", "1", "--device", "cuda"], "libcuda.so.1"),
         (["generate", "--model", "TINY", "--prompt-ids", "1", "--device", "gpu"], "--device"),
         (["generate", "--model", "TINY", "--prompt-ids", "1", "--device", "cuda", "--weights-dtype", "fp8"], "--weights-dtype"),
+        (["generate", "--model", "TINY", "--prompt-ids", "1", "--state-dtype", "bf16"], "--state-dtype"),
+        (["generate", "--model", "TINY", "--prompt-ids", "1", "--device", "cuda", "--state-dtype", "f8"], "--state-dtype"),
         (["bench", "--shape", "130m", "--device", "cuda"], "libcuda.so.1"),
         (["bench", "ssd-kernels", "--device", "cuda", "--dtype", "bf16"], "libcuda.so.1"),
         (["bench", "ssd-kernels", "--device", "tpu"], "--device"),

@@ -24,6 +24,25 @@ struct CUDAWithoutGPUTests {
         #expect(CUDAKernelTable.model(.f16).source.hasPrefix("#define ACT 2\n"))
     }
 
+    @Test("the streaming decode's stages: whole 256-column steps that divide the inputs, and fit shared memory")
+    func streamStages() {
+        // d_model and d_ssm of the released shapes (130m … 2.7b) and rows 1–16.
+        for n in [768, 1024, 1536, 2048, 2560, 3072, 4096, 5120] {
+            for rows in 1...CUDAModel.streamRows {
+                let columns = CUDAModel.streamColumns(rows: rows, in: n)
+                #expect(columns % 256 == 0 && n % columns == 0 && columns <= 1280, "in \(n), \(rows) rows: \(columns) columns")
+                guard let stages = CUDAModel.streamStages(rows: rows, in: n) else {
+                    Issue.record("in \(n), \(rows) rows: no ring fits")
+                    continue
+                }
+                #expect(CUDAModel.streamDepths.contains(stages) && stages >= 3, "in \(n), \(rows) rows: \(stages) stages")
+                #expect(CUDAModel.streamShared(stages: stages, columns: columns, rows: rows, in: n) <= CUDAModel.streamSharedLimit)
+            }
+        }
+        // A stage of 16 rows × 1,280 columns where the inputs leave room (2.7b's in_proj at one row).
+        #expect(CUDAModel.streamColumns(rows: 1, in: 2560) == 1280)
+    }
+
     // Asserts on every host: a GPU number the driver does not list is refused (with no driver, every number
     // is); where there is no driver, loading a model onto the GPU names what is missing.
     @Test("asking for a GPU that is not there is an error that names what is missing")

@@ -62,6 +62,8 @@ public protocol Mamba2Backend: AnyObject, Sendable {
     /// The time of each part of a decode step of `rows` rows, with the bytes each reads, where the device
     /// can time its parts alone (the GPU); else an error that says so.
     func profileDecode(rows: Int) throws -> [(part: String, microseconds: Double, bytes: Int)]
+    /// Bytes of one SSM state value as decode keeps it (4, the default; 2 for a GPU's bf16 state).
+    var ssmStateValueBytes: Int { get }
 }
 
 /// The element type a backend holds its weight matrices in (arithmetic and states stay float32). `q8_0` is
@@ -141,8 +143,11 @@ extension Mamba2Backend {
     /// Bytes one decode step of one row reads: every weight once in the backend's matrix type (the tied head
     /// reads the embedding), plus the row's state read and written.
     public var bytesPerDecodedToken: Int {
-        Mamba2Model.decodeWeightBytes(config, matrices: weightType) + 2 * config.stateFloatsPerSequence * 4
+        let ssm = config.nLayer * config.nHeads * config.headDim * config.dState
+        return Mamba2Model.decodeWeightBytes(config, matrices: weightType) + 2 * ((config.stateFloatsPerSequence - ssm) * 4 + ssm * ssmStateValueBytes)
     }
+
+    public var ssmStateValueBytes: Int { 4 }
 
     /// Prefills one sequence on `row`, taking a copy of the state after each of `offsets` tokens (each in
     /// 1..<sequence.count, increasing): what a prefix cache keeps. Choose offsets on chunk boundaries

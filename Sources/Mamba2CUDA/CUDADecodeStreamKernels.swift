@@ -1,0 +1,334 @@
+import Mamba2
+extension CUDAKernelSource {
+    /// Decode's streaming kernels for bf16 weights and up to 16 rows (appended to the model module; the
+    /// plain `m_gemv` path stays for float32 weights, fp16, groups > 1 and unaligned shapes, and as their
+    /// reference in the self-test).
+    ///
+    /// Hand-over: a product's input reaches it already multiplied by its norm's weight, in the activation
+    /// type, xh[r][k] = ST(v[k]·w[k]), where v is the un-normalized input (the residual stream for the block
+    /// norm and the final norm; y·silu(z), or y with norm_before_gate, for the gated norm), together with the
+    /// producer's partial sums of v² in ssq[r][slot], one per producer block in a fixed order. The consumer
+    /// scales its dot products by rsqrt(Σ ssq / in + eps) per row: RMSNorm's scale is one number per row
+    /// (per group: hence G = 1 only) and commutes with the product. So no product re-reads float32
+    /// activations or reduces them in every block (at 16 rows that was 8 MB of L2 reads per block), and
+    /// the only change in the arithmetic is where bf16 rounds (before the scale instead of after).
+    ///
+    /// Per token: m_embed_x → per layer [m_gemv_tc (in_proj, conv step in its epilogue) → m_ssd_step →
+    /// m_gemv_tc (out_proj into the residual, handing over to the next norm)] → m_gemv_tc (head).
+    static let decodeStream = "\n#define MMA_F16 (ACT == 2)\n" + mma16816 + decodeStreamKernels
+    static let decodeStreamKernels = #"""
+    __device__ __forceinline__ unsigned ds_smem(const void* p) {
+        unsigned a;
+        asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+        return a;
+    }
+    // The tensor memory accelerator's 1-D bulk copies (sm_90): one thread moves a row segment global →
+    // shared, its completion counted in bytes on an mbarrier that the consumers wait on with a phase parity.
+    // (Per-thread cp.async of 16 bytes capped the products at about 2.4 TB/s however deep the ring: the
+    // requests a multiprocessor tracks ran out before the bytes in flight did.)
+    __device__ __forceinline__ void ds_mbar_init(unsigned bar) {
+        asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" :: "r"(bar) : "memory");
+    }
+    __device__ __forceinline__ void ds_mbar_expect(unsigned bar, unsigned bytes) {
+        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" :: "r"(bar), "r"(bytes) : "memory");
+    }
+    __device__ __forceinline__ void ds_bulk(unsigned dst, const void* src, unsigned bytes, unsigned bar) {
+        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n"
+                     :: "r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
+    }
+    __device__ __forceinline__ void ds_mbar_wait(unsigned bar, unsigned parity) {
+        asm volatile("{\n .reg .pred p;\n DS_WAIT:\n mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n @!p bra DS_WAIT;\n}\n"
+                     :: "r"(bar), "r"(parity) : "memory");
+    }
+    // Programmatic dependent launch with the next kernel let in first: it may then become resident (and
+    // stream its weights) while this one waits and runs. Safe whenever it is let in: its own wait still
+    // waits for this grid to complete.
+    __device__ __forceinline__ void pdl_early() {
+        asm volatile("griddepcontrol.launch_dependents;" :::);
+        asm volatile("griddepcontrol.wait;" ::: "memory");
+    }
+    // The decode state's 16-bit form is bfloat16 whatever the activation type (as mamba_ssm keeps it in
+    // the model's dtype, bf16 for the released checkpoints): round to nearest even.
+    __device__ __forceinline__ float ds_bf(u16 v) { return __uint_as_float((u32)v << 16); }
+    __device__ __forceinline__ u16 ds_to_bf(float f) {
+        u16 v;
+        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(v) : "f"(f));
+        return v;
+    }
+
+    // dst[i] = bf16(src[i]): prefill's float32 final states into a bf16 decode state.
+    extern "C" __global__ void m_to_bf16(size_t n, const float* __restrict__ src, u16* __restrict__ dst) {
+        for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) dst[i] = ds_to_bf(src[i]);
+    }
+
+    // residual (rows, d) = E[tokens], handed to layer 0's norm: xh = ST(residual·normW), ssq[r] = Σ residual²
+    // in slot 0 of the row's nslots (the others 0: the layout the out_proj's hand-over fills). Block 0 also
+    // advances the decode-step counter (graph decode).
+    extern "C" __global__ void __launch_bounds__(256) m_embed_x(int d, const int* __restrict__ tokens, const act_t* __restrict__ E,
+                                                               float* __restrict__ residual, int* counter, const float* __restrict__ normW,
+                                                               act_t* __restrict__ xh, float* __restrict__ ssq, int nslots) {
+        __shared__ float red[8];
+        pdl_wait();
+        const size_t t = blockIdx.x, tok = tokens[t];
+        float s = 0.f;
+        for (int i = threadIdx.x; i < d; i += 256) {
+            const float v = LD(E[tok * d + i]);
+            residual[t * d + i] = v;
+            xh[t * d + i] = ST(v * normW[i]);
+            s += v * v;
+        }
+        s = block_sum(s, red);
+        for (int i = threadIdx.x; i < nslots; i += 256) ssq[t * nslots + i] = i == 0 ? s : 0.f;
+        if (counter && t == 0 && threadIdx.x == 0) *counter += 1;
+    }
+
+    // Decode's SSD step (every decode path): a block per (CPW·8 channels of a head, row), a warp per CPW
+    // channels whose states it loads together (CPW × N/32 values per lane in flight: the step is bound by
+    // the bytes a multiprocessor has in flight, so a bf16 state needs as many values in flight as a float32
+    // one to go twice as fast), lanes along N:
+    //   h ← exp(dt·A)·h + dt·x_p·B,  y_p = h·C + D·x_p,  dt = softplus(dt_raw + dt_bias) clamped to [lo, hi];
+    // the state float32 (sh = 0) or bf16 (sh = 1; y from the unrounded h, as mamba_ssm's state update).
+    // With y, y (rows, d_ssm) float32 for the gated norm; with xh, the hand-over to the streaming out_proj:
+    // v = y·silu(z) (nbg = 0) or y (nbg = 1), xh = ST(v·w·[silu(z) if nbg]), the block's Σ v² into
+    // ssq[r][blockIdx.x]. NPL = N/32 when fixed at compile time, else 0 (from N: any N ≤ 256 and any P,
+    // lanes past N and channels past P masked).
+    // PAIRS: a lane takes N's values two at a time (n = 2·lane + 64·j + {0, 1}: 8-byte float32 or 4-byte
+    // bf16 loads and stores, twice the bytes per instruction; NPL even).
+    template <int CPW, int NPL, int PAIRS>
+    __device__ __forceinline__ void ssd_step_body(
+            int H, int P, int N, int G, int dSsm, int convDim, const float* __restrict__ xbc, const float* __restrict__ zx,
+            int ld, int dtOffset, const float* __restrict__ dtBias, const float* __restrict__ A, float lo, float hi,
+            const float* __restrict__ D, int dPerChannel, void* __restrict__ state, int sh, float* __restrict__ yOut,
+            const float* __restrict__ gateW, int nbg, act_t* __restrict__ xh, float* __restrict__ ssq) {
+        constexpr int MAXK = NPL > 0 ? NPL : 8;
+        __shared__ float red[8];
+        const int per = (P + 8 * CPW - 1) / (8 * CPW), h = blockIdx.x / per, r = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        const int p0 = (blockIdx.x % per) * 8 * CPW + warp * CPW, npl = NPL > 0 ? NPL : (N + 31) / 32;
+        pdl_early();
+        const float* xr = xbc + (size_t)r * convDim;
+        const float* zr = zx + (size_t)r * ld;
+        const int g = h / (H / G);
+        const float* B = xr + dSsm + g * N;
+        const float* C = xr + dSsm + G * N + g * N;
+        const size_t base = (((size_t)r * H + h) * P + p0) * N;
+        float bv[MAXK], cv[MAXK], s[CPW][MAXK];
+        auto nof = [&](int k) { return PAIRS ? 2 * lane + (k & 1) + 64 * (k >> 1) : lane + 32 * k; };  // lane's k-th n
+        #pragma unroll
+        for (int i = 0; i < CPW; i++)
+            #pragma unroll
+            for (int k = 0; k < MAXK; k++) {
+                if (PAIRS) {  // NPL fixed and N = 32·NPL: no masks
+                    if (k & 1) continue;
+                    const size_t e = base + (size_t)i * N + nof(k);
+                    if (sh) { const u32 v = *(const u32*)((const u16*)state + e); s[i][k] = ds_bf(v & 0xffffu); s[i][k + 1] = ds_bf(v >> 16); }
+                    else { const float2 v = *(const float2*)((const float*)state + e); s[i][k] = v.x; s[i][k + 1] = v.y; }
+                    continue;
+                }
+                s[i][k] = 0.f;
+                if (k < npl && lane + 32 * k < N && p0 + i < P) {
+                    const size_t e = base + (size_t)i * N + lane + 32 * k;
+                    s[i][k] = sh ? ds_bf(((const u16*)state)[e]) : ((const float*)state)[e];
+                }
+            }
+        #pragma unroll
+        for (int k = 0; k < MAXK; k++) {
+            const bool ok = k < npl && nof(k) < N;
+            bv[k] = ok ? B[nof(k)] : 0.f;
+            cv[k] = ok ? C[nof(k)] : 0.f;
+        }
+        const float u = zr[dtOffset + h] + dtBias[h];
+        float dt = u <= 20.f ? log1pf(expf(u)) : u;
+        dt = fminf(fmaxf(dt, lo), hi);
+        const float decay = expf(dt * A[h]);
+        float mine = 0.f;  // lane i < CPW keeps channel p0 + i's y
+        #pragma unroll
+        for (int i = 0; i < CPW; i++) {
+            if (p0 + i >= P) break;  // the same for the whole warp
+            const float xp = xr[h * P + p0 + i], dx = dt * xp;
+            float acc = 0.f;
+            #pragma unroll
+            for (int k = 0; k < MAXK; k++) if (k < npl && nof(k) < N) {
+                const float v = decay * s[i][k] + dx * bv[k];
+                s[i][k] = v;
+                acc += v * cv[k];
+                if (PAIRS) {
+                    if (!(k & 1)) continue;  // stored with its pair below
+                    const size_t e = base + (size_t)i * N + nof(k - 1);
+                    if (sh) *(u32*)((u16*)state + e) = (u32)ds_to_bf(s[i][k - 1]) | ((u32)ds_to_bf(v) << 16);
+                    else *(float2*)((float*)state + e) = make_float2(s[i][k - 1], v);
+                    continue;
+                }
+                const size_t e = base + (size_t)i * N + lane + 32 * k;
+                if (sh) ((u16*)state)[e] = ds_to_bf(v); else ((float*)state)[e] = v;
+            }
+            const float y = warp_sum(acc) + (D ? (dPerChannel ? D[h * P + p0 + i] : D[h]) : 0.f) * xp;
+            if (lane == i) mine = y;
+        }
+        const int c = h * P + p0 + lane;
+        const bool owner = lane < CPW && p0 + lane < P;
+        if (yOut && owner) yOut[(size_t)r * dSsm + c] = mine;
+        if (!xh) return;
+        float sq = 0.f;
+        if (owner) {
+            const float sz = silu(zr[c]);
+            const float v = nbg ? mine : mine * sz;
+            xh[(size_t)r * dSsm + c] = ST(v * gateW[c] * (nbg ? sz : 1.f));
+            sq = v * v;
+        }
+        sq = block_sum(sq, red);
+        if (threadIdx.x == 0) ssq[(size_t)r * gridDim.x + blockIdx.x] = sq;
+    }
+    #define SSD_STEP_ARGS int H, int P, int N, int G, int dSsm, int convDim, const float* __restrict__ xbc, const float* __restrict__ zx, \
+            int ld, int dtOffset, const float* __restrict__ dtBias, const float* __restrict__ A, float lo, float hi, \
+            const float* __restrict__ D, int dPerChannel, void* __restrict__ state, int sh, float* __restrict__ yOut, \
+            const float* __restrict__ gateW, int nbg, act_t* __restrict__ xh, float* __restrict__ ssq
+    #define SSD_STEP_PASS H, P, N, G, dSsm, convDim, xbc, zx, ld, dtOffset, dtBias, A, lo, hi, D, dPerChannel, state, sh, yOut, gateW, nbg, xh, ssq
+    // Any N up to 256 and any P: 4 channels a warp.
+    extern "C" __global__ void __launch_bounds__(256) m_ssd_step(SSD_STEP_ARGS) { ssd_step_body<4, 0, 0>(SSD_STEP_PASS); }
+    // The released models' N = 128 with P % 64 == 0: 8 channels a warp, 32 state values per lane in flight,
+    // in pairs.
+    extern "C" __global__ void __launch_bounds__(256) m_ssd_step_n128(SSD_STEP_ARGS) { ssd_step_body<8, 4, 1>(SSD_STEP_PASS); }
+
+    // Decode's matrix products for bf16 weights and up to 16 rows on tensor cores, the weights streamed once:
+    //   Y[r][o] (+)= inv[r]·Σ_k W[o][k]·xh[r][k] + bias[o],  inv[r] = rsqrt(Σ_slots ssq[r] / in + eps).
+    // A block per SM owns a balanced range of W's rows (all rows of the batch, so a weight is read once)
+    // and streams it in stages of 16 rows × 256 columns (8 KB) through a ring of S stages in shared memory
+    // (bulk copies, a row segment each). The first S − 1 stages are requested before waiting for the previous kernel: weights do not
+    // depend on it, so memory stays busy across the kernel boundary and while xh is staged. In a stage each
+    // warp multiplies its 32 columns with two m16n8k16 products per 8 batch rows (weights as A, xh as B);
+    // a thread takes its A and B values as 16 contiguous bytes (columns 8c..8c+7 for its chunk c): the
+    // product sums over k in any order, so the fragments' k order only has to agree between A and B.
+    // Stage rows lie 576 bytes apart, so that a quarter-warp's loads (two rows, 64 bytes each) hit distinct banks.
+    // At a tile's end the 8 warps' partial sums meet in shared memory and one thread per (output, row) adds
+    // them in order, applies inv, bias, the residual (accumulate), the conv step (outputs that are conv
+    // inputs, as m_conv_step), and with nextW hands the result on to the next norm: xhOut = ST(Y·nextW) and
+    // the tile's Σ Y² into ssqOut[r][blockIdx.x·tilesPerBlock + tile] (a block's unused slots get 0).
+    template <int S>
+    __device__ __forceinline__ void gemv_tc_body(
+            int nr, int in, int out, const act_t* __restrict__ xh, const float* __restrict__ ssq, int nslots, float eps,
+            const act_t* __restrict__ W, const float* __restrict__ bias, float* __restrict__ Y, int ldy, int accumulate,
+            int convOffset, int convDim, int dConv, const float* __restrict__ convW, const float* __restrict__ convB,
+            float* __restrict__ convState, float* __restrict__ xbc, const float* __restrict__ nextW, act_t* __restrict__ xhOut,
+            float* __restrict__ ssqOut, int tilesPerBlock, int KS) {
+    #if ACT != 0
+        const int ROW = KS * 2 + 64;  // a stage row's bytes in shared memory: 64 bytes of padding spread the banks
+        extern __shared__ __align__(128) unsigned char ds_smem_buf[];
+        unsigned char* ring = ds_smem_buf;                           // [S][16][ROW bytes]
+        act_t* xs = (act_t*)(ds_smem_buf + S * 16 * ROW);            // [nr][in + 32]
+        __shared__ float red[8][16][17];                             // [warp][output][row]
+        __shared__ float inv[16], ssp[8][16];
+        __shared__ __align__(8) unsigned long long bars[S];          // a stage landed (one per ring slot)
+        const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+        const int ldx = in + 32;
+        const int o0 = (int)((long long)out * blockIdx.x / gridDim.x), o1 = (int)((long long)out * (blockIdx.x + 1) / gridDim.x);
+        const int ntile = (o1 - o0 + 15) / 16, nks = in / KS, nstage = ntile * nks;
+        // Lanes 0..15 of warp 0 request stage q, a row each, of its tile's rows that exist (rows past o1 are
+        // not copied: their outputs are not kept, and a row of A reaches only its own outputs). The
+        // barrier's byte count may see a copy land before lane 0 expects it: it counts below zero until then.
+        auto issue = [&](int q) {
+            if (tid >= 16 || q >= nstage) return;
+            const int tile = q / nks, ks = q - tile * nks, rows = min(16, o1 - o0 - tile * 16);
+            const unsigned bar = ds_smem(&bars[q % S]), dst = ds_smem(ring + (q % S) * 16 * ROW);
+            if (tid == 0) ds_mbar_expect(bar, rows * KS * 2);
+            if (tid < rows) ds_bulk(dst + tid * ROW, W + (size_t)(o0 + tile * 16 + tid) * in + ks * KS, KS * 2, bar);
+        };
+        if (tid == 0) {
+            for (int i = 0; i < S; i++) ds_mbar_init(ds_smem(&bars[i]));
+            asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        }
+        for (int q = 0; q < S - 1; q++) issue(q);
+        pdl_wait();
+        // xh (nr rows of `in`) into shared memory, 8 loads of 16 bytes in flight per thread.
+        const int cpr = in / 8, nch = nr * cpr;
+        for (int b0 = tid; b0 < nch; b0 += 256 * 8) {
+            uint4 v[8];
+            #pragma unroll
+            for (int k = 0; k < 8; k++) { const int c = b0 + 256 * k; if (c < nch) v[k] = __ldcg((const uint4*)(xh + (size_t)(c / cpr) * in) + c % cpr); }
+            #pragma unroll
+            for (int k = 0; k < 8; k++) { const int c = b0 + 256 * k; if (c < nch) *(uint4*)(xs + (c / cpr) * ldx + (c % cpr) * 8) = v[k]; }
+        }
+        for (int b = warp; b < nr; b += 8) {  // each row's scale, its partial sums added in a fixed order
+            float s = 0.f;
+            for (int i = lane; i < nslots; i += 32) s += __ldcg(ssq + (size_t)b * nslots + i);
+            s = warp_sum(s);
+            if (lane == 0) inv[b] = rsqrtf(s / in + eps);
+        }
+        __syncthreads();  // xs, inv and the barriers' initialization seen by all
+        const int NT = nr > 8 ? 2 : 1;
+        const int ch = warp * 4 + t;  // this thread's 16-byte chunk of a stage row
+        float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+        for (int q = 0; q < nstage; q++) {
+            ds_mbar_wait(ds_smem(&bars[q % S]), (q / S) & 1);  // stage q has landed
+            __syncthreads();  // and every thread is done with stage q − 1, whose slot takes q + S − 1
+            if (tid < 16) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // those reads before the copy's writes
+            issue(q + S - 1);
+            const int tile = q / nks, ks = q - tile * nks;
+            const unsigned char* slot = ring + (q % S) * 16 * ROW;
+            for (int c0 = 0; c0 < KS / 8; c0 += 32) {  // 256 columns at a time: 32 per warp
+                const uint4 lo = *(const uint4*)(slot + g * ROW + (c0 + ch) * 16);
+                const uint4 hi = *(const uint4*)(slot + (g + 8) * ROW + (c0 + ch) * 16);
+                const u32 a1[4] = {lo.x, hi.x, lo.y, hi.y}, a2[4] = {lo.z, hi.z, lo.w, hi.w};
+                #pragma unroll
+                for (int j = 0; j < 2; j++) {
+                    if (j < NT) {
+                        const int n = j * 8 + g;
+                        const uint4 bv = n < nr ? *(const uint4*)(xs + n * ldx + ks * KS + (c0 + ch) * 8) : make_uint4(0, 0, 0, 0);
+                        const u32 b1[2] = {bv.x, bv.y}, b2[2] = {bv.z, bv.w};
+                        mma16816(acc[j], a1, b1);
+                        mma16816(acc[j], a2, b2);
+                    }
+                }
+            }
+            if (ks == nks - 1) {  // the tile's end: the warps' sums meet
+                #pragma unroll
+                for (int j = 0; j < 2; j++) {
+                    if (j < NT) {
+                        red[warp][g][j * 8 + 2 * t] = acc[j][0]; red[warp][g][j * 8 + 2 * t + 1] = acc[j][1];
+                        red[warp][g + 8][j * 8 + 2 * t] = acc[j][2]; red[warp][g + 8][j * 8 + 2 * t + 1] = acc[j][3];
+                    }
+                    acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+                }
+                __syncthreads();
+                const int ol = tid >> 4, b = tid & 15, o = o0 + tile * 16 + ol;
+                float sq = 0.f;
+                if (b < nr && o < o1) {
+                    float s = 0.f;
+                    #pragma unroll
+                    for (int w = 0; w < 8; w++) s += red[w][ol][b];
+                    float* dst = Y + (size_t)b * ldy + o;
+                    const float val = (accumulate ? __ldcg(dst) : 0.f) + s * inv[b] + (bias ? bias[o] : 0.f);
+                    *dst = val;
+                    const int c = o - convOffset;
+                    if (convState && c >= 0 && c < convDim) conv_step_channel(b, c, val, convDim, dConv, convW, convB, convState, xbc);
+                    if (nextW) { xhOut[(size_t)b * out + o] = ST(val * nextW[o]); sq = val * val; }
+                }
+                if (nextW) {
+                    sq += __shfl_xor_sync(0xffffffffu, sq, 16);  // lanes l and l ^ 16 hold the same row
+                    if (lane < 16) ssp[warp][lane] = sq;
+                    __syncthreads();
+                    if (tid < nr) {
+                        float s = 0.f;
+                        for (int w = 0; w < 8; w++) s += ssp[w][tid];
+                        ssqOut[(size_t)tid * gridDim.x * tilesPerBlock + blockIdx.x * tilesPerBlock + tile] = s;
+                    }
+                }
+            }
+        }
+        if (nextW && tid < nr)
+            for (int j = ntile; j < tilesPerBlock; j++) ssqOut[(size_t)tid * gridDim.x * tilesPerBlock + blockIdx.x * tilesPerBlock + j] = 0.f;
+    #endif
+    }
+    #define DS_GEMV_ARGS int nr, int in, int out, const act_t* __restrict__ xh, const float* __restrict__ ssq, int nslots, float eps, \
+            const act_t* __restrict__ W, const float* __restrict__ bias, float* __restrict__ Y, int ldy, int accumulate, int convOffset, \
+            int convDim, int dConv, const float* __restrict__ convW, const float* __restrict__ convB, float* __restrict__ convState, \
+            float* __restrict__ xbc, const float* __restrict__ nextW, act_t* __restrict__ xhOut, float* __restrict__ ssqOut, int tilesPerBlock, int KS
+    #define DS_GEMV_PASS nr, in, out, xh, ssq, nslots, eps, W, bias, Y, ldy, accumulate, convOffset, convDim, dConv, convW, convB, convState, \
+            xbc, nextW, xhOut, ssqOut, tilesPerBlock, KS
+    // Ring depths: the deepest that fits beside the staged rows is launched.
+    extern "C" __global__ void __launch_bounds__(256, 1) m_gemv_tc2(DS_GEMV_ARGS) { gemv_tc_body<2>(DS_GEMV_PASS); }
+    extern "C" __global__ void __launch_bounds__(256, 1) m_gemv_tc3(DS_GEMV_ARGS) { gemv_tc_body<3>(DS_GEMV_PASS); }
+    extern "C" __global__ void __launch_bounds__(256, 1) m_gemv_tc4(DS_GEMV_ARGS) { gemv_tc_body<4>(DS_GEMV_PASS); }
+    extern "C" __global__ void __launch_bounds__(256, 1) m_gemv_tc6(DS_GEMV_ARGS) { gemv_tc_body<6>(DS_GEMV_PASS); }
+
+    """#
+}

@@ -1,0 +1,100 @@
+import Mamba2
+/// Decode's streaming path (`CUDAKernelSource.decodeStream`): bf16 weights, 1–16 rows, each weight read
+/// once per step for all rows on tensor cores, norms handed over by their producers. Taken by default for
+/// 2–8 rows where the shape allows it (`streams(rows:)`); otherwise decode runs the plain m_gemv / cuBLAS
+/// path, which stays as its reference.
+extension CUDAModel {
+    /// Rows the streaming kernels serve at most (two n-tiles of 8 in the products).
+    package static let streamRows = 16
+
+    /// Dynamic shared memory the streaming products may ask for (227 KB a block, less their static 9.1 KB).
+    package static let streamSharedLimit = 217 * 1024 - 128
+
+    /// Columns per stage of the streamed weights for `rows` rows of `in` inputs: the most, up to 1,280, that
+    /// are a multiple of 256 (8 warps × 32), divide `in`, and leave room for 3 stages beside the staged
+    /// rows. Each stage costs a wait and a barrier of every warp: stages of 16 rows × 256 columns held
+    /// 2.7b's products to about 1 TB/s, × 1,280 columns reached 2.1 TB/s and the head 3.9 TB/s.
+    package static func streamColumns(rows: Int, in: Int) -> Int {
+        let fits = stride(from: min(1280, `in`) / 256 * 256, through: 256, by: -256).filter { `in` % $0 == 0 }
+        return fits.first { streamShared(stages: 3, columns: $0, rows: rows, in: `in`) <= streamSharedLimit } ?? 256
+    }
+
+    /// A product's shared memory: `stages` stages of 16 rows × `columns` (rows 64 bytes apart beyond their
+    /// length) and `rows` staged inputs of `in` (32 apart).
+    package static func streamShared(stages: Int, columns: Int, rows: Int, in: Int) -> Int {
+        stages * 16 * (columns * 2 + 64) + rows * (`in` + 32) * 2
+    }
+
+    /// The ring depths compiled (m_gemv_tc<depth>).
+    package static let streamDepths = [2, 3, 4, 6]
+
+    /// Stages of the ring for these rows and inputs, the deepest that fits; nil when not even 2 fit.
+    package static func streamStages(rows: Int, in: Int) -> Int? {
+        let columns = streamColumns(rows: rows, in: `in`)
+        return streamDepths.reversed().first { streamShared(stages: $0, columns: columns, rows: rows, in: `in`) <= streamSharedLimit }
+    }
+
+    /// Whether decode of `n` rows takes the streaming path: bf16 weights (fp16's range does not hold an
+    /// un-normalized residual safely), one norm group, shapes in whole stages; and by default only 2–8 rows,
+    /// where it measured faster (2.7b on the H200, whole step: 2 rows 3.14 against 3.55 ms, 4 rows 3.62
+    /// against 5.96, 8 rows 4.50 against 4.67; at 1 row 2.80 against 2.64 and at 16 rows 6.90 against 5.91,
+    /// where cuBLAS reads the weights once as well). `forceStreaming` takes it at 1–16 (the self-test).
+    package func streams(rows n: Int) -> Bool {
+        let c = config
+        return !plainDecode && precision == .bf16 && n >= (forceStreaming ? 1 : 2) && n <= (forceStreaming ? Self.streamRows : 8) && c.dModel % 256 == 0
+            && c.dSSM % 256 == 0 && c.nGroups == 1 && c.headDim % 32 == 0 && c.dState % 32 == 0 && c.dState <= 256
+            && Self.streamStages(rows: n, in: c.dModel) != nil && Self.streamStages(rows: n, in: c.dSSM) != nil
+    }
+
+    /// Whether in_proj and the head stream too (then the embedding and out_proj hand over to them): at one
+    /// row m_gemv's single-row kernel measured faster for them (2.7b on the H200: in_proj 21.2 against
+    /// 25.4 µs, the head 61.8 against 66.0), not for out_proj (14.6 against 12.2).
+    func streamsInputs(rows n: Int) -> Bool { n > 1 && streams(rows: n) }
+
+    /// Blocks of a streaming product: one per multiprocessor.
+    var streamBlocks: Int { device.multiprocessors }
+
+    /// 16-row tiles the busiest block of a product with `out` outputs takes.
+    func streamTilesPerBlock(out: Int) -> Int { ((out + streamBlocks - 1) / streamBlocks + 15) / 16 }
+
+    /// Partial sums of squares per row handed to out_proj by the SSD step (a block per 32 or 64 channels).
+    var streamSlotsSSM: Int { config.nHeads * ((config.headDim + (ssdStepChannels - 1)) / ssdStepChannels) }
+
+    /// Channels per block of the SSD step (m_ssd_step_n128 takes 64, m_ssd_step 32).
+    var ssdStepChannels: Int { config.dState == 128 && config.headDim % 64 == 0 ? 64 : 32 }
+
+    /// Partial sums of squares per row handed to in_proj and the head (out_proj's tiles; the embedding
+    /// fills the first and zeros the rest).
+    var streamSlotsModel: Int { streamBlocks * streamTilesPerBlock(out: config.dModel) }
+
+    /// The embedding, handed to layer 0's norm.
+    func streamEmbed(rows n: Int, counter: CUDABuffer?) throws {
+        let c = config
+        let a = KernelArguments()
+        a.add(Int32(c.dModel)); a.add(tokens1); a.add(embedding); a.add(residual1); a.add(counter?.pointer ?? 0)
+        a.add(layers[0].norm); a.add(xhModel); a.add(ssqModel); a.add(Int32(streamSlotsModel))
+        try k.embedX.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: a, dependent: true)
+    }
+
+    /// Y (+)= inv·W·xh + bias for `n` rows; with `conv`, the conv step of the outputs that are conv inputs;
+    /// with `next`, the result handed to the next norm (its weight) through xhModel / ssqModel.
+    func streamProduct(rows n: Int, in: Int, out: Int, xh: CUDABuffer, ssq: CUDABuffer, slots: Int, w: CUDABuffer, bias: CUDABuffer?,
+                       y: CUDABuffer, ldy: Int, accumulate: Bool, conv: (layer: Layer, state: CUDABuffer)? = nil,
+                       next: CUDABuffer? = nil) throws {
+        let c = config
+        guard let stages = Self.streamStages(rows: n, in: `in`) else {
+            throw Mamba2Error.invalidArgument("rows", reason: "\(n) rows of \(`in`) inputs do not fit the streaming product's shared memory")
+        }
+        let a = KernelArguments()
+        a.add(Int32(n)); a.add(Int32(`in`)); a.add(Int32(out)); a.add(xh); a.add(ssq); a.add(Int32(slots)); a.add(c.rmsNormEps)
+        a.add(w); a.add(bias?.pointer ?? 0); a.add(y); a.add(Int32(ldy)); a.add(Int32(accumulate ? 1 : 0))
+        a.add(Int32(c.dSSM)); a.add(Int32(c.convDim)); a.add(Int32(c.dConv)); a.add(conv?.layer.convW.pointer ?? 0)
+        a.add(conv?.layer.convB?.pointer ?? 0); a.add(conv?.state.pointer ?? 0); a.add(conv == nil ? 0 : xbc1.pointer)
+        a.add(next?.pointer ?? 0); a.add(next == nil ? 0 : xhModel.pointer); a.add(next == nil ? 0 : ssqModel.pointer)
+        let columns = Self.streamColumns(rows: n, in: `in`)
+        a.add(Int32(streamTilesPerBlock(out: out))); a.add(Int32(columns))
+        try k.gemvTC[stages]!.launch(grid: (streamBlocks, 1, 1), block: (256, 1, 1),
+                                     sharedBytes: Self.streamShared(stages: stages, columns: columns, rows: n, in: `in`),
+                                     arguments: a, dependent: true)
+    }
+}
