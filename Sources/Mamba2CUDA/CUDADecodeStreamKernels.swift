@@ -13,15 +13,10 @@ extension CUDAKernelSource {
     /// activations or reduces them in every block (at 16 rows that was 8 MB of L2 reads per block), and
     /// the only change in the arithmetic is where bf16 rounds (before the scale instead of after).
     ///
-    /// Per token: m_embed_x → per layer [m_gemv_tc (in_proj, conv step in its epilogue) → m_ssd_step →
+    /// Per token: m_embed (with the hand-over) → per layer [m_gemv_tc (in_proj, conv step in its epilogue) → m_ssd_step →
     /// m_gemv_tc (out_proj into the residual, handing over to the next norm)] → m_gemv_tc (head).
-    static let decodeStream = "\n#define MMA_F16 (ACT == 2)\n" + mma16816 + decodeStreamKernels
+    static let decodeStream = "\n#define MMA_F16 (ACT == 2)\n" + tensorCoreHelpers + decodeStreamKernels
     static let decodeStreamKernels = #"""
-    __device__ __forceinline__ unsigned ds_smem(const void* p) {
-        unsigned a;
-        asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
-        return a;
-    }
     // The tensor memory accelerator's 1-D bulk copies (sm_90): one thread moves a row segment global →
     // shared, its completion counted in bytes on an mbarrier that the consumers wait on with a phase parity.
     // (Per-thread cp.async of 16 bytes capped the products at about 2.4 TB/s however deep the ring: the
@@ -59,27 +54,6 @@ extension CUDAKernelSource {
     // dst[i] = bf16(src[i]): prefill's float32 final states into a bf16 decode state.
     extern "C" __global__ void m_to_bf16(size_t n, const float* __restrict__ src, u16* __restrict__ dst) {
         for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) dst[i] = ds_to_bf(src[i]);
-    }
-
-    // residual (rows, d) = E[tokens], handed to layer 0's norm: xh = ST(residual·normW), ssq[r] = Σ residual²
-    // in slot 0 of the row's nslots (the others 0: the layout the out_proj's hand-over fills). Block 0 also
-    // advances the decode-step counter (graph decode).
-    extern "C" __global__ void __launch_bounds__(256) m_embed_x(int d, const int* __restrict__ tokens, const act_t* __restrict__ E,
-                                                               float* __restrict__ residual, int* counter, const float* __restrict__ normW,
-                                                               act_t* __restrict__ xh, float* __restrict__ ssq, int nslots) {
-        __shared__ float red[8];
-        pdl_wait();
-        const size_t t = blockIdx.x, tok = tokens[t];
-        float s = 0.f;
-        for (int i = threadIdx.x; i < d; i += 256) {
-            const float v = LD(E[tok * d + i]);
-            residual[t * d + i] = v;
-            xh[t * d + i] = ST(v * normW[i]);
-            s += v * v;
-        }
-        s = block_sum(s, red);
-        for (int i = threadIdx.x; i < nslots; i += 256) ssq[t * nslots + i] = i == 0 ? s : 0.f;
-        if (counter && t == 0 && threadIdx.x == 0) *counter += 1;
     }
 
     // Decode's SSD step (every decode path): a block per (CPW·8 channels of a head, row), a warp per CPW
@@ -228,12 +202,12 @@ extension CUDAKernelSource {
         auto issue = [&](int q) {
             if (tid >= 16 || q >= nstage) return;
             const int tile = q / nks, ks = q - tile * nks, rows = min(16, o1 - o0 - tile * 16);
-            const unsigned bar = ds_smem(&bars[q % S]), dst = ds_smem(ring + (q % S) * 16 * ROW);
+            const unsigned bar = smem_addr(&bars[q % S]), dst = smem_addr(ring + (q % S) * 16 * ROW);
             if (tid == 0) ds_mbar_expect(bar, rows * KS * 2);
             if (tid < rows) ds_bulk(dst + tid * ROW, W + (size_t)(o0 + tile * 16 + tid) * in + ks * KS, KS * 2, bar);
         };
         if (tid == 0) {
-            for (int i = 0; i < S; i++) ds_mbar_init(ds_smem(&bars[i]));
+            for (int i = 0; i < S; i++) ds_mbar_init(smem_addr(&bars[i]));
             asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
         }
         for (int q = 0; q < S - 1; q++) issue(q);
@@ -258,7 +232,7 @@ extension CUDAKernelSource {
         const int ch = warp * 4 + t;  // this thread's 16-byte chunk of a stage row
         float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
         for (int q = 0; q < nstage; q++) {
-            ds_mbar_wait(ds_smem(&bars[q % S]), (q / S) & 1);  // stage q has landed
+            ds_mbar_wait(smem_addr(&bars[q % S]), (q / S) & 1);  // stage q has landed
             __syncthreads();  // and every thread is done with stage q − 1, whose slot takes q + S − 1
             if (tid < 16) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // those reads before the copy's writes
             issue(q + S - 1);

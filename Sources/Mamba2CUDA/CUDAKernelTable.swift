@@ -17,7 +17,7 @@ public enum CUDAKernelTable {
                        source: "#define ACT \(precision.code)\n" + CUDAKernelSource.halfConversions(f16: precision == .f16) + CUDAKernelSource.model
                            + CUDAKernelSource.decodeStream,
                        kernels: ["m_embed", "m_rmsnorm", "m_gated_norm", "m_add_bias", "m_gather_rows", "m_conv_prefill", "m_conv_step",
-                                 "m_ssd_step", "m_ssd_step_n128", "m_gemv", "m_argmax", "m_fill_normal", "m_embed_x", "m_to_bf16"]
+                                 "m_ssd_step", "m_ssd_step_n128", "m_gemv", "m_argmax", "m_fill_normal", "m_to_bf16"]
                            + CUDAModel.streamDepths.map { "m_gemv_tc\($0)" })
     }
 
@@ -100,7 +100,7 @@ extension CUDADevice {
 package struct ModelKernels {
     package let embed, rmsnorm, gatedNorm, addBias, gatherRows, convPrefill, convStep, ssdStep, gemv, argmax, fillNormal: CUDAKernel
     /// Decode's streaming path (bf16 weights, up to 16 rows): `CUDAKernelSource.decodeStream`.
-    package let embedX, ssdStepN128, toBF16: CUDAKernel
+    package let ssdStepN128, toBF16: CUDAKernel
     /// m_gemv_tc by ring depth.
     package let gemvTC: [Int: CUDAKernel]
     package init(device: CUDADevice, precision: WeightType) throws {
@@ -109,7 +109,7 @@ package struct ModelKernels {
         addBias = try m.entry("m_add_bias"); gatherRows = try m.entry("m_gather_rows"); convPrefill = try m.entry("m_conv_prefill")
         convStep = try m.entry("m_conv_step"); ssdStep = try m.entry("m_ssd_step"); gemv = try m.entry("m_gemv")
         argmax = try m.entry("m_argmax"); fillNormal = try m.entry("m_fill_normal")
-        embedX = try m.entry("m_embed_x"); ssdStepN128 = try m.entry("m_ssd_step_n128"); toBF16 = try m.entry("m_to_bf16")
+        ssdStepN128 = try m.entry("m_ssd_step_n128"); toBF16 = try m.entry("m_to_bf16")
         gemvTC = try Dictionary(uniqueKeysWithValues: CUDAModel.streamDepths.map { ($0, try m.entry("m_gemv_tc\($0)")) })
     }
 }

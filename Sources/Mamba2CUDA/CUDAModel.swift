@@ -92,11 +92,10 @@ public final class CUDAModel: @unchecked Sendable {
     var historyCapacity = 0
     /// One decode graph per number of rows (n: greedy decode; −n: a step that returns logits).
     var graphs: [Int: CUDAGraph] = [:]
-    /// Decode on the plain m_gemv / cuBLAS path even where the streaming one applies (its reference in
-    /// the self-test).
-    package var plainDecode = false { didSet { graphs = [:] } }
-    /// Decode on the streaming path at every row count it serves (1–16), not only where it is the default.
-    package var forceStreaming = false { didSet { graphs = [:] } }
+    /// Which decode path runs: `.automatic` picks per row count (`streams(rows:)`); the self-test forces
+    /// `.plain` (m_gemv / cuBLAS, the reference) or `.streaming` (at every row count it serves, 1–16).
+    package enum DecodePath: Sendable { case automatic, plain, streaming }
+    package var decodePath = DecodePath.automatic { didSet { graphs = [:] } }
     /// Rows in use (set by prefill).
     public private(set) var rows = 0
     /// One row's conv window and SSM state: the middle of a swap of two rows.
@@ -384,6 +383,7 @@ public final class CUDAModel: @unchecked Sendable {
         try buf.tokens.upload(sequences.joined().map { Int32($0) })
         let a0 = KernelArguments()
         a0.add(Int32(c.dModel)); a0.add(buf.tokens); a0.add(embedding); a0.add(buf.residual); a0.add(UInt64(0))
+        a0.add(UInt64(0)); a0.add(UInt64(0)); a0.add(UInt64(0)); a0.add(Int32(0))  // no hand-over
         try k.embed.launch(grid: (T, 1, 1), block: (256, 1, 1), arguments: a0)
         let (H, G, N) = (c.nHeads, c.nGroups, c.dState)
         let half = tc != nil

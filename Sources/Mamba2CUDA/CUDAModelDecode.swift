@@ -29,7 +29,7 @@ extension CUDAModel {
     /// gemvRows rows one m_gemv (the conv step in its epilogue), more rows RMSNorm → cuBLAS → m_conv_step.
     func inProjection(rows n: Int, layer i: Int) throws {
         let c = config, l = layers[i]
-        if streamsInputs(rows: n) {
+        if streams(rows: n) {
             try streamProduct(rows: n, in: c.dModel, out: c.inProjSize, xh: xhModel, ssq: ssqModel, slots: streamSlotsModel, w: l.inProj,
                               bias: l.inProjBias, y: zx1, ldy: c.inProjSize, accumulate: false, conv: (l, convStates[i]))
             return
@@ -69,7 +69,7 @@ extension CUDAModel {
         if streams(rows: n) {
             try streamProduct(rows: n, in: c.dSSM, out: c.dModel, xh: xhSSM, ssq: ssqSSM, slots: streamSlotsSSM, w: l.outProj,
                               bias: l.outProjBias, y: residual1, ldy: c.dModel, accumulate: true,
-                              next: !streamsInputs(rows: n) ? nil : i + 1 < layers.count ? layers[i + 1].norm : normF)
+                              next: i + 1 < layers.count ? layers[i + 1].norm : normF)
             return
         }
         if n <= Self.gemvRows {
@@ -86,7 +86,7 @@ extension CUDAModel {
     /// out_proj handed its result over (a streaming decode step), else residual1 is read as it is.
     func head(rows n: Int, handedOver: Bool = true) throws {
         let c = config
-        if handedOver && streamsInputs(rows: n) {
+        if handedOver && streams(rows: n) {
             try streamProduct(rows: n, in: c.dModel, out: c.paddedVocabSize, xh: xhModel, ssq: ssqModel, slots: streamSlotsModel, w: lmHead,
                               bias: nil, y: logits1, ldy: c.paddedVocabSize, accumulate: false)
             return
@@ -109,13 +109,12 @@ extension CUDAModel {
     func enqueueStep(rows n: Int, choice: StepChoice) throws {
         let V = config.paddedVocabSize
         let greedy = choice == .greedyDecode
-        if streamsInputs(rows: n) {
-            try streamEmbed(rows: n, counter: greedy ? counter : nil)
-        } else {
-            let ae = KernelArguments()
-            ae.add(Int32(config.dModel)); ae.add(tokens1); ae.add(embedding); ae.add(residual1); ae.add(greedy ? counter.pointer : 0)
-            try k.embed.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: ae)
-        }
+        // The embedding, handed to layer 0's norm when the products stream.
+        let handOver = streams(rows: n)
+        let ae = KernelArguments()
+        ae.add(Int32(config.dModel)); ae.add(tokens1); ae.add(embedding); ae.add(residual1); ae.add(greedy ? counter.pointer : 0)
+        ae.add(handOver ? layers[0].norm.pointer : 0); ae.add(xhModel); ae.add(ssqModel); ae.add(Int32(streamSlotsModel))
+        try k.embed.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: ae)
         for i in layers.indices {
             try inProjection(rows: n, layer: i)
             try ssdStep(rows: n, layer: i)

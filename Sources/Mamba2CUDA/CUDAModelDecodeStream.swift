@@ -38,18 +38,14 @@ extension CUDAModel {
     /// un-normalized residual safely), one norm group, shapes in whole stages; and by default only 2–8 rows,
     /// where it measured faster (2.7b on the H200, whole step: 2 rows 3.14 against 3.55 ms, 4 rows 3.62
     /// against 5.96, 8 rows 4.50 against 4.67; at 1 row 2.80 against 2.64 and at 16 rows 6.90 against 5.91,
-    /// where cuBLAS reads the weights once as well). `forceStreaming` takes it at 1–16 (the self-test).
+    /// where cuBLAS reads the weights once as well). `decodePath` forces it on (1–16 rows) or off.
     package func streams(rows n: Int) -> Bool {
         let c = config
-        return !plainDecode && precision == .bf16 && n >= (forceStreaming ? 1 : 2) && n <= (forceStreaming ? Self.streamRows : 8) && c.dModel % 256 == 0
+        let rows = decodePath == .streaming ? 1...Self.streamRows : 2...8
+        return decodePath != .plain && precision == .bf16 && rows.contains(n) && c.dModel % 256 == 0
             && c.dSSM % 256 == 0 && c.nGroups == 1 && c.headDim % 32 == 0 && c.dState % 32 == 0 && c.dState <= 256
             && Self.streamStages(rows: n, in: c.dModel) != nil && Self.streamStages(rows: n, in: c.dSSM) != nil
     }
-
-    /// Whether in_proj and the head stream too (then the embedding and out_proj hand over to them): at one
-    /// row m_gemv's single-row kernel measured faster for them (2.7b on the H200: in_proj 21.2 against
-    /// 25.4 µs, the head 61.8 against 66.0), not for out_proj (14.6 against 12.2).
-    func streamsInputs(rows n: Int) -> Bool { n > 1 && streams(rows: n) }
 
     /// Blocks of a streaming product: one per multiprocessor.
     var streamBlocks: Int { device.multiprocessors }
@@ -66,15 +62,6 @@ extension CUDAModel {
     /// Partial sums of squares per row handed to in_proj and the head (out_proj's tiles; the embedding
     /// fills the first and zeros the rest).
     var streamSlotsModel: Int { streamBlocks * streamTilesPerBlock(out: config.dModel) }
-
-    /// The embedding, handed to layer 0's norm.
-    func streamEmbed(rows n: Int, counter: CUDABuffer?) throws {
-        let c = config
-        let a = KernelArguments()
-        a.add(Int32(c.dModel)); a.add(tokens1); a.add(embedding); a.add(residual1); a.add(counter?.pointer ?? 0)
-        a.add(layers[0].norm); a.add(xhModel); a.add(ssqModel); a.add(Int32(streamSlotsModel))
-        try k.embedX.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: a, dependent: true)
-    }
 
     /// Y (+)= inv·W·xh + bias for `n` rows; with `conv`, the conv step of the outputs that are conv inputs;
     /// with `next`, the result handed to the next norm (its weight) through xhModel / ssqModel.

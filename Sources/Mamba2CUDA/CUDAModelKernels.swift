@@ -62,12 +62,25 @@ extension CUDAKernelSource {
         asm volatile("griddepcontrol.launch_dependents;" :::);
     }
 
-    // residual (T, d) = E[tokens]. Block 0 also advances the decode-step counter (graph decode).
-    extern "C" __global__ void m_embed(int d, const int* __restrict__ tokens, const act_t* __restrict__ E,
-                                       float* __restrict__ residual, int* counter) {
+    // residual (T, d) = E[tokens]. Block 0 also advances the decode-step counter (graph decode). With normW,
+    // handed to layer 0's norm as the streaming decode takes it (`decodeStream`): xh = ST(residual·normW) and
+    // Σ residual² in slot 0 of the row's nslots (the others 0: the layout out_proj's hand-over fills).
+    extern "C" __global__ void __launch_bounds__(256) m_embed(int d, const int* __restrict__ tokens, const act_t* __restrict__ E,
+                                                             float* __restrict__ residual, int* counter, const float* __restrict__ normW,
+                                                             act_t* __restrict__ xh, float* __restrict__ ssq, int nslots) {
+        __shared__ float red[8];
+        pdl_wait();
         const size_t t = blockIdx.x, tok = tokens[t];
-        for (int i = threadIdx.x; i < d; i += blockDim.x) residual[t * d + i] = LD(E[tok * d + i]);
+        float s = 0.f;
+        for (int i = threadIdx.x; i < d; i += 256) {
+            const float v = LD(E[tok * d + i]);
+            residual[t * d + i] = v;
+            if (normW) { xh[t * d + i] = ST(v * normW[i]); s += v * v; }
+        }
         if (counter && t == 0 && threadIdx.x == 0) *counter += 1;
+        if (!normW) return;  // uniform across the block
+        s = block_sum(s, red);
+        for (int i = threadIdx.x; i < nslots; i += 256) ssq[t * nslots + i] = i == 0 ? s : 0.f;
     }
 
     // out (T, d) = x · rsqrt(mean(x²) + eps) · w, one block per row; x read at row stride ldx.

@@ -322,9 +322,14 @@ extension CUDAKernelSource {
     }
     """#
 
-    /// D (16×8, float32) += A (16×16) · B (16×8) on tensor cores, inputs fp16 where MMA_F16 is set, else bf16
-    /// (the tensor-core SSD's and decode's streaming products).
-    static let mma16816 = #"""
+    /// D (16×8, float32) += A (16×16) · B (16×8) on tensor cores, inputs fp16 where MMA_F16 is set, else bf16,
+    /// and a generic pointer's shared-memory address (the tensor-core SSD's and decode's streaming products).
+    static let tensorCoreHelpers = #"""
+    __device__ __forceinline__ unsigned smem_addr(const void* p) {
+        unsigned a;
+        asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+        return a;
+    }
     __device__ __forceinline__ void mma16816(float* d, const u32* a, const u32* b) {
     #if MMA_F16
         asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
@@ -339,7 +344,7 @@ extension CUDAKernelSource {
     /// What the tensor-core kernels share (forward and backward), compiled after `halfConversions` with NS,
     /// PH, QC and ELEM_F16 defined: the padded shared-memory strides, 16-bit packing, the m16n8k16 product,
     /// ldmatrix fragment loads, and the chunk's outer product (w∘X)ᵀ·B.
-    static let tensorCoreCommon = tensorCoreCommonHead + "\n#define MMA_F16 ELEM_F16\n" + mma16816 + tensorCoreCommonTail
+    static let tensorCoreCommon = tensorCoreCommonHead + "\n#define MMA_F16 ELEM_F16\n" + tensorCoreHelpers + tensorCoreCommonTail
     static let tensorCoreCommonHead = #"""
     #define PAD 8
     #define LDN (NS + PAD)
@@ -367,11 +372,6 @@ extension CUDAKernelSource {
     """#
     static let tensorCoreCommonTail = #"""
 
-    __device__ __forceinline__ unsigned smem_addr(const void* p) {
-        unsigned a;
-        asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
-        return a;
-    }
     // Four 8×8 16-bit matrices: lane i gives the address of row (i % 8) of matrix i / 8.
     __device__ __forceinline__ void ldsm4(u32* r, const u16* rowAddress) {
         asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
