@@ -126,44 +126,38 @@ extension CUDASelfTest {
             //    1, 4, 9 (two n-tiles, the second partial) and 16 rows. Both round the products' inputs to bf16, in other
             //    places (the streaming path before the norm's scale), so the bound is the bf16 one above.
             if precision == .bf16 {
-                for n in [1, 4, 9, 16] {
+                // n rows of 40 random tokens prefilled, then `steps` random tokens a row, the logits poisoned
+                // before each step; once per setting, on the same tokens.
+                func decodeRuns(rows n: Int, steps: Int, settings: [() -> Void]) throws -> [[Float]] {
                     let p = (0..<n).map { _ in (0..<40).map { _ in Int(rng.next() % 1000) } }
-                    let feed = (0..<4).map { _ in (0..<n).map { _ in Int(rng.next() % 1000) } }
-                    var runs: [[Float]] = []
-                    for path in [CUDAModel.DecodePath.plain, .streaming] {
-                        gpu.decodePath = path
+                    let feed = (0..<steps).map { _ in (0..<n).map { _ in Int(rng.next() % 1000) } }
+                    return try settings.map { set in
+                        set()
                         _ = try gpu.prefill(p, logits: .none)
                         var out: [Float] = []
+                        out.reserveCapacity(steps * n * config.paddedVocabSize)
                         for t in feed {
                             try gpu.logits1.fill(bitPattern: Float.nan.bitPattern)
                             out += try gpu.step(t).data
                         }
-                        runs.append(out)
+                        return out
                     }
+                }
+                for n in [1, 4, 9, 16] {
+                    let runs = try decodeRuns(rows: n, steps: 4, settings: [{ gpu.decodePath = .plain }, { gpu.decodePath = .streaming }])
                     let name = "model random bf16: streaming decode vs the plain path, \(n) rows × 4 steps"
                     if gpu.streams(rows: n) { check(name, runs[1], runs[0], tol) } else {  // still .streaming here
                         checks.append(Check(name: name + " (streaming path NOT taken)", relativeError: 1, tolerance: 0, allWritten: true))
                     }
                 }
-                // 4. A bf16 decode state against the float32 one over 1,000 tokens, the same tokens fed to both
-                //    (1 row: the streaming step; 20 rows: the plain one). The state is rounded once per token
-                //    (2^-9 relative); its errors decay with the state as its contents do, so the logits stay
-                //    within a few roundings of the float32 state's: the bf16 bound above (about 8 roundings),
-                //    over the whole run. 1 row on the streaming path (its SSD step hands over to out_proj),
-                //    20 rows on cuBLAS (the step writes y).
+                // 4. A bf16 decode state against the float32 one over 1,000 tokens, the same tokens fed to both.
+                //    The state is rounded once per token (2^-9 relative); its errors decay with the state as its
+                //    contents do, so the logits stay within a few roundings of the float32 state's: the bf16
+                //    bound above (about 8 roundings), over the whole run. 1 row on the streaming path (its SSD
+                //    step hands over to out_proj), 20 rows on cuBLAS (the step writes y).
                 for (n, path) in [(1, CUDAModel.DecodePath.streaming), (20, .automatic)] {
                     gpu.decodePath = path
-                    let p = (0..<n).map { _ in (0..<40).map { _ in Int(rng.next() % 1000) } }
-                    let feed = (0..<1000).map { _ in (0..<n).map { _ in Int(rng.next() % 1000) } }
-                    var runs: [[Float]] = []
-                    for type in [CUDAModel.StateType.f32, .bf16] {
-                        gpu.stateType = type
-                        _ = try gpu.prefill(p, logits: .none)
-                        var out: [Float] = []
-                        out.reserveCapacity(1000 * n * config.paddedVocabSize)
-                        for t in feed { out += try gpu.step(t).data }
-                        runs.append(out)
-                    }
+                    let runs = try decodeRuns(rows: n, steps: 1000, settings: [{ gpu.stateType = .f32 }, { gpu.stateType = .bf16 }])
                     gpu.stateType = .f32
                     check("model random bf16: bf16 decode state vs float32 over 1,000 tokens, \(n) rows", runs[1], runs[0], tol)
                 }
