@@ -12,6 +12,9 @@ public struct ModelBenchmark {
         public var test: String          // "pp512", "tg128", "tg128 b4"
         public var batch: Int
         public var tokensPerSecond: [Double]
+        /// ppN on the CPU: per repetition, the share of the prefill's thread time spent in matrix products
+        /// (the projections and the head; `GEMMProfile`). Empty elsewhere.
+        public var productShare: [Double] = []
         public var mean: Double { tokensPerSecond.reduce(0, +) / Double(max(tokensPerSecond.count, 1)) }
         public var sd: Double {
             let m = mean
@@ -70,9 +73,14 @@ public struct ModelBenchmark {
         for _ in 0..<repetitions {
             let prompt = randomTokens(promptTokens)
             try backend.resetState(row: 0)  // outside the timing: the row back at zero, as a new request finds it
+            GEMMProfile.reset()
+            GEMMProfile.enabled = true
             let t0 = monotonicSeconds()
             try prefillOne(prompt)
-            pp.tokensPerSecond.append(Double(promptTokens) / (monotonicSeconds() - t0))
+            let elapsed = monotonicSeconds() - t0
+            GEMMProfile.enabled = false
+            pp.tokensPerSecond.append(Double(promptTokens) / elapsed)
+            if GEMMProfile.seconds > 0 { pp.productShare.append(GEMMProfile.seconds / (elapsed * Double(Parallel.threadCount))) }
             for (k, b) in batches.enumerated() {
                 let rows = Array(0..<b)
                 for r in rows { try backend.resetState(row: r) }

@@ -79,9 +79,14 @@ struct BenchModelCommand: ParsableCommand {
         if json {
             let rows = results.map { r in
                 "{\"test\":\"\(r.test)\",\"batch\":\(r.batch),\"tokens_per_s\":\(r.mean),\"sd\":\(r.sd),\"median_tokens_per_s\":\(r.median),"
-                    + "\"ms\":\(r.medianMilliseconds(prompt: prompt, generate: generate)),\"runs\":[\(r.tokensPerSecond.map { "\($0)" }.joined(separator: ","))]}"
+                    + "\"ms\":\(r.medianMilliseconds(prompt: prompt, generate: generate)),"
+                    + (r.productShare.isEmpty ? "" : "\"product_share\":[\(r.productShare.map { "\($0)" }.joined(separator: ","))],") + "\"runs\":[\(r.tokensPerSecond.map { "\($0)" }.joined(separator: ","))]}"
             }
-            print("{\"model\":\"\(name)\",\"device\":\"\(backend.deviceDescription)\",\"parameters\":\(params),\"weights_dtype\":\"\(dtype)\",\"threads\":\(Parallel.threadCount),"
+            let paths = device.device == .cpu
+                ? "\"cpu_kernels\":\"\(CPUKernelLevel.current.rawValue)\",\"prefill_products\":\"\(PrefillGEMM.path(weightType, k: backend.config.dModel))\","
+                    + "\"decode_kernels\":\"\(CPUBackend.decodeKernelPath(rows: bench.batches.first ?? 1))\","
+                : ""
+            print("{\"model\":\"\(name)\",\"device\":\"\(backend.deviceDescription)\",\"parameters\":\(params),\"weights_dtype\":\"\(dtype)\",\"threads\":\(Parallel.threadCount)," + paths
                   + "\"read_bandwidth_bytes_per_s\":\(bandwidth),\"bytes_per_decoded_token\":\(Int(perToken)),\"decode_floor_tokens_per_s\":\(floor),"
                   + "\"peak_rss_bytes\":\(peakResidentBytes()),\"load_seconds\":\(loadSeconds),\"results\":[\(rows.joined(separator: ","))]}")
             return
@@ -89,16 +94,18 @@ struct BenchModelCommand: ParsableCommand {
         print("model: \(name), \(countString(params)) parameters, weights \(dtype), on \(backend.deviceDescription)")
         if device.device == .cpu {
             print("decode GEMV kernels: " + bench.batches.map { "batch \($0) \(CPUBackend.decodeKernelPath(rows: $0))" }.joined(separator: ", "))
-            print("BLAS (prefill GEMMs): \(BLAS.coreDescription)")
+            print("CPU kernels: \(CPUKernelLevel.current.rawValue) (this host: \(CPUKernelLevel.host.rawValue)); prefill products: \(PrefillGEMM.path(weightType, k: backend.config.dModel))")
+            print("BLAS (float32 prefill GEMMs): \(BLAS.coreDescription)")
         }
         print("read bandwidth \(fixed(bandwidth / 1e9, 1)) GB/s; a decoded token reads \(bytesString(Int(perToken))) (weights + state) → floor \(fixed(floor, 1)) tokens/s")
         var cells: [[String]] = []
         for r in results {
             let share = r.test.hasPrefix("tg") && r.batch == 1 ? fixed(r.mean / floor * 100, 0) + "%" : "-"
+            let products = r.productShare.isEmpty ? "-" : fixed(r.productShare.reduce(0, +) / Double(r.productShare.count) * 100, 0) + "%"
             cells.append([name.count > 28 ? String(name.prefix(28)) : name, dtype, r.test,
-                          fixed(r.mean, 2) + " ± " + fixed(r.sd, 2), fixed(r.median, 2), share])
+                          fixed(r.mean, 2) + " ± " + fixed(r.sd, 2), fixed(r.median, 2), share, products])
         }
-        print(table(["model", "weights", "test", "tokens/s", "median", "of floor"], cells), terminator: "")
+        print(table(["model", "weights", "test", "tokens/s", "median", "of floor", "in products"], cells), terminator: "")
         print("peak memory \(bytesString(peakResidentBytes()))")
     }
 }

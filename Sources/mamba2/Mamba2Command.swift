@@ -24,7 +24,16 @@ struct ComputeOptions: ParsableArguments {
     @Option(name: .long, help: "Threads to use (default: all cores).")
     var threads: Int?
 
+    @Option(name: .long, help: "Cap the CPU kernels' instruction set: generic, avx2, avx512, avx512-bf16, amx (default: the best this host runs, found from cpuid).")
+    var cpuKernels: CPUKernelLevel?
+
     func apply() throws {
+        if let cpuKernels {
+            guard cpuKernels <= CPUKernelLevel.host else {
+                throw ValidationError("--cpu-kernels \(cpuKernels.rawValue): this host runs at most \(CPUKernelLevel.host.rawValue)")
+            }
+            CPUKernelLevel.limit = cpuKernels
+        }
         if let threads {
             guard (1...Parallel.maxThreads).contains(threads) else {
                 throw ValidationError("--threads must be between 1 and \(Parallel.maxThreads), got \(threads)")
@@ -45,6 +54,7 @@ struct DecodeWeightOptions: ParsableArguments {
 }
 
 extension WeightType: ExpressibleByArgument {}
+extension CPUKernelLevel: ExpressibleByArgument {}
 extension CUDAModel.StateType: ExpressibleByArgument {}
 extension CUDATrainer.Precision: ExpressibleByArgument {}
 

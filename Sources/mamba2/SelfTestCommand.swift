@@ -6,8 +6,9 @@ import Mamba2Diagnostics
 
 struct SelfTestCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "selftest", abstract: "GPU-versus-CPU checks inside the release binary (fresh random inputs).")
-    @Option(help: "Device to check: cuda or cuda:N.") var device: DeviceChoice = .cuda(0)
+        commandName: "selftest", abstract: "Checks inside the release binary (fresh random inputs): the GPU against the CPU, or the CPU's kernel paths.")
+    @Option(help: "Device to check: cuda or cuda:N (GPU against CPU), or cpu (every CPU kernel path this host runs against float64 sums and the fixtures).")
+    var device: DeviceChoice = .cuda(0)
     @Option(help: "Seed of the random inputs (default: fresh).") var seed: UInt64?
     @Option(help: "The reference fixtures (tiny-hf, tiny-hf-bf16, tiny-golden.safetensors, ssd-small*.safetensors) for the model and backward checks.")
     var fixtures: String = "Tests/Mamba2Tests/Fixtures"
@@ -30,14 +31,24 @@ struct SelfTestCommand: ParsableCommand {
             print("\(CUDAKernelTable.all.count) modules written to \(dumpKernels)")
             return
         }
-        guard case let .cuda(ordinal) = device else { throw ValidationError("--device must be cuda or cuda:N (the CPU is checked by scripts/test)") }
+        let s = seed ?? UInt64.random(in: 0...UInt64.max)
+        func checkFixtures() throws {
+            guard MappedFile.exists(fixtures + "/tiny-golden.safetensors") else {
+                throw ValidationError("the fixtures are not at \(fixtures) (tiny-golden.safetensors missing): run from the repository root or give --fixtures DIR")
+            }
+        }
+        guard case let .cuda(ordinal) = device else {
+            if only != nil { throw ValidationError("--only chooses among the GPU's groups; --device cpu runs the CPU kernel checks") }
+            try checkFixtures()
+            print("CPU kernels: this host runs \(CPUKernelLevel.supported.map(\.rawValue).joined(separator: ", ")); BLAS \(BLAS.coreDescription)")
+            print("seed: \(s)")
+            try report(CPUKernelSelfTest.gemmChecks(seed: s) + CPUKernelSelfTest.fixtureChecks(fixtures: fixtures))
+            return
+        }
         let gpu = try CUDADevice(ordinal: ordinal)
         print("device: \(gpu.name), \(bytesString(gpu.totalMemory)), compute capability \(gpu.computeCapability.major).\(gpu.computeCapability.minor), kernels built for \(gpu.architecture)")
-        let s = seed ?? UInt64.random(in: 0...UInt64.max)
         print("seed: \(s)")
-        guard MappedFile.exists(fixtures + "/tiny-golden.safetensors") else {
-            throw ValidationError("the fixtures are not at \(fixtures) (tiny-golden.safetensors missing): run from the repository root or give --fixtures DIR")
-        }
+        try checkFixtures()
         let groups = ["ssd", "model", "backend", "backward", "training"]
         let chosen = Set(only.map { $0.split(separator: ",").map { String($0) } } ?? groups)
         guard chosen.isSubset(of: groups) else { throw ValidationError("--only takes " + groups.joined(separator: ", ")) }
@@ -47,14 +58,19 @@ struct SelfTestCommand: ParsableCommand {
         if chosen.contains("backend") { checks += try CUDASelfTest.backendChecks(device: gpu, seed: s) }
         if chosen.contains("backward") { checks += try CUDASelfTest.backwardChecks(device: gpu, fixtures: fixtures, seed: s) }
         if chosen.contains("training") { checks += try CUDASelfTest.trainingChecks(device: gpu, fixtures: fixtures, seed: s) }
+        print("cuBLAS: \(CUDAModel.blasPath)")
+        let cached = gpu.compileLog.filter(\.fromCache).count
+        print("kernels: \(gpu.compileLog.count) modules, \(cached) loaded from the on-disk cache, \(gpu.compileLog.count - cached) compiled by NVRTC; \(fixed(gpu.compileLog.reduce(0) { $0 + $1.seconds }, 2)) s in all")
+        try report(checks)
+    }
+
+    /// Prints each check and the count; fails the command when one failed.
+    func report(_ checks: [CUDASelfTest.Check]) throws {
         for c in checks {
             print("\(c.passed ? "PASS" : "FAIL")  \(c.name): rel. error \(sci(c.relativeError)) (tolerance \(sci(c.tolerance)))\(c.allWritten ? "" : ", some outputs never written")")
         }
         let failed = checks.filter { !$0.passed }.count
         print("\(checks.count - failed) passed, \(failed) failed")
-        print("cuBLAS: \(CUDAModel.blasPath)")
-        let cached = gpu.compileLog.filter(\.fromCache).count
-        print("kernels: \(gpu.compileLog.count) modules, \(cached) loaded from the on-disk cache, \(gpu.compileLog.count - cached) compiled by NVRTC; \(fixed(gpu.compileLog.reduce(0) { $0 + $1.seconds }, 2)) s in all")
         if failed > 0 { throw ExitCode.failure }
     }
 }

@@ -67,6 +67,20 @@ struct CLITests {
         #expect(r.out.contains("63.54K") && r.out.contains("BF16") && r.out.contains("state-spaces"))
     }
 
+    // The CPU self-test runs every kernel path this host has (its first line names them) and passes; a cap
+    // above the host's best is refused naming the option.
+    @Test("selftest --device cpu checks every path the host runs")
+    func cpuSelfTest() throws {
+        let r = try runCLI(["selftest", "--device", "cpu", "--fixtures", fixturesDir])
+        #expect(r.status == 0, "\(r.out)\(r.err)")
+        #expect(r.out.contains(" passed, 0 failed"), "\(r.out)")
+        for level in CPUKernelLevel.supported { #expect(r.out.contains("gemm \(level.rawValue) "), "\(level)") }
+        if let above = CPUKernelLevel.allCases.first(where: { $0 > CPUKernelLevel.host }) {
+            let capped = try runCLI(["bench", "model", "--shape", "130m", "--cpu-kernels", above.rawValue])
+            #expect(capped.status != 0 && capped.err.contains("--cpu-kernels \(above.rawValue): this host runs at most"), "\(capped.err)")
+        }
+    }
+
     @Test("tokenize and detokenize, one string and JSON lines")
     func tokenize() throws {
         let tok = repoRoot + "/Tokenizers/gpt-neox-20b/tokenizer.json"
@@ -90,6 +104,8 @@ struct CLITests {
         (["tokenize", "--tokenizer", "/nonexistent.json", "--text", "a"], "/nonexistent.json"),
         (["bench", "ssd", "--lengths", "0"], "--lengths"),
         (["selftest", "--device", "cuda"], "libcuda.so.1"),
+        (["bench", "model", "--shape", "130m", "--cpu-kernels", "avx1024"], "--cpu-kernels"),
+        (["selftest", "--device", "cpu", "--fixtures", "/nonexistent"], "/nonexistent"),
         (["generate", "--model", "TINY", "--prompt-ids", "1", "--device", "cuda"], "libcuda.so.1"),
         (["generate", "--model", "TINY", "--prompt-ids", "1", "--device", "gpu"], "--device"),
         (["generate", "--model", "TINY", "--prompt-ids", "1", "--device", "cuda", "--weights-dtype", "fp8"], "--weights-dtype"),

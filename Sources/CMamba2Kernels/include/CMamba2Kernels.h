@@ -59,6 +59,25 @@ const char *mk_blas_preferred_core(void);
 // A family's vector width: 3 AVX-512, 2 AVX2, 1 AVX, 0 SSE only, -1 unknown (or NULL).
 int mk_blas_core_level(const char *name);
 
+// ---- prefill GEMM ------------------------------------------------------------------------------------
+// The instruction sets the CPU kernels may use, in order: the host's best (MK_CPU_AUTO), or a limit that
+// turns the better ones off so that every path runs and is timed on one host.
+enum { MK_CPU_AUTO = 0, MK_CPU_GENERIC = 1, MK_CPU_AVX2 = 2, MK_CPU_AVX512 = 3, MK_CPU_AVX512BF16 = 4, MK_CPU_AMX = 5 };
+void mk_cpu_limit(int level);
+// The best level this host runs (cpuid, the OS's saved state, and for AMX the kernel's permission).
+int mk_cpu_host_level(void);
+// The level in use: the host's, capped by the limit.
+int mk_cpu_level(void);
+const char *mk_cpu_level_name(int level);
+// Y (M, N) = X (M, K) · Wᵀ (+ bias) for many rows (prefill). W (N, K) row-major: float32 (wtype 0), bfloat16
+// (1), float16 (2) or Q8_0 blocks (3, K a multiple of 32). Float32 sums; bf16 weights on the avx512-bf16 and
+// amx paths multiply bf16-rounded X. Threads split Y's columns. Returns 0, −1 for bad arguments, −2 when
+// its scratch (a few hundred KB per thread) cannot be allocated.
+int mk_gemm(int M, int N, int K, const float *X, int ldx, const void *W, int wtype, const float *bias, float *Y, int ldy,
+            int threads);
+// The path mk_gemm takes for weights of wtype on this host, as mk_cpu_level_name names it.
+const char *mk_gemm_path_name(int wtype);
+
 // ---- memory -----------------------------------------------------------------------------------------
 // Reads `count` 64-bit words from p once, split evenly over `threads` threads of the pool, and returns their
 // wrapping sum: a plain streaming read, timed by the caller as the memory's read rate.

@@ -45,12 +45,13 @@ public enum BLAS {
 
     /// Runs a GEMM; while benchmarks profile, adds its thread time (wall time × threads it used).
     @inline(__always)
-    static func profiled(threads: Int, _ gemm: () -> Void) {
+    static func profiled<R>(threads: Int, _ gemm: () -> R) -> R {
         _ = configured
-        guard GEMMProfile.enabled else { gemm(); return }
+        guard GEMMProfile.enabled else { return gemm() }
         let t0 = monotonicSeconds()
-        gemm()
+        let r = gemm()
         GEMMProfile.add((monotonicSeconds() - t0) * Double(threads))
+        return r
     }
 
     /// Route every GEMM through the plain built-in loop (true) or the linked BLAS (false).

@@ -129,7 +129,8 @@ public final class Mamba2Model: Sendable {
         for l in 0..<c.nLayer {
             let w = weights.layers[l]
             addAndNorm(&residual, hidden, weight: w.norm, rows: T, into: &normed)
-            project(normed, rows: T, inFeatures: D, weight: w.inProj, bias: w.inProjBias, outFeatures: E, into: &zx)
+            prefillProject(normed, rows: T, inFeatures: D, weight: w.inProj, half: weightType == .f32 ? nil : halfInProj[l],
+                           bias: w.inProjBias, outFeatures: E, into: &zx)
             // Causal conv + SiLU over x, B, C, per sequence from its conv history; then the new history.
             for s in 0..<sequences.count {
                 let (t0, n) = (starts[s], sequences[s].count)
@@ -148,7 +149,8 @@ public final class Mamba2Model: Sendable {
             let stateSize = c.nHeads * c.headDim * c.dState
             for s in 0..<sequences.count { states[s].ssm[l] = Array(out.sequenceStates.data[(s * stateSize)..<((s + 1) * stateSize)]) }
             gate(y: out.y.data, zx: zx, rows: T, layer: l, into: &gated)
-            project(gated, rows: T, inFeatures: c.dInner, weight: w.outProj, bias: w.outProjBias, outFeatures: D, into: &hidden)
+            prefillProject(gated, rows: T, inFeatures: c.dInner, weight: w.outProj, half: weightType == .f32 ? nil : halfOutProj[l],
+                           bias: w.outProjBias, outFeatures: D, into: &hidden)
         }
         for s in 0..<sequences.count { states[s].tokens += sequences[s].count }
         if mode == .none { return [] }
@@ -290,12 +292,35 @@ public final class Mamba2Model: Sendable {
         }}}
     }
 
+    /// out (rows, outFeatures) = input · weightᵀ + bias in the prefill: through the own kernels with the
+    /// decode copy `half` (nil for float32 weights) where `PrefillGEMM.takes` says so (bf16 weights on
+    /// AMX / AVX512-BF16 hosts, or every product with the BLAS switched off), else the float32 weights
+    /// through the BLAS.
+    func prefillProject(_ input: [Float], rows: Int, inFeatures: Int, weight: [Float], half: [UInt16]?, bias: [Float]?,
+                        outFeatures: Int, into out: inout [Float]) {
+        let type = half == nil ? WeightType.f32 : weightType
+        guard PrefillGEMM.takes(type, k: inFeatures) else {
+            project(input, rows: rows, inFeatures: inFeatures, weight: weight, bias: bias, outFeatures: outFeatures, into: &out)
+            return
+        }
+        input.withUnsafeBufferPointer { ip in out.withUnsafeMutableBufferPointer { op in
+            func run(_ w: UnsafeRawPointer, _ b: UnsafePointer<Float>?) {
+                PrefillGEMM.multiply(rows: rows, n: outFeatures, k: inFeatures, x: ip.baseAddress!, w: w, type: type, bias: b,
+                                     y: op.baseAddress!)
+            }
+            func withBias(_ w: UnsafeRawPointer) {
+                if let bias { bias.withUnsafeBufferPointer { run(w, $0.baseAddress!) } } else { run(w, nil) }
+            }
+            if let half { half.withUnsafeBytes { withBias($0.baseAddress!) } } else { weight.withUnsafeBytes { withBias($0.baseAddress!) } }
+        }}
+    }
+
     /// Logits (rows, padded vocab) of normed hidden rows, through the (tied) head.
     func head(_ normed: [Float], rows: Int) -> Tensor {
         let V = config.paddedVocabSize
         var logits = [Float](repeating: 0, count: rows * V)
-        project(normed, rows: rows, inFeatures: config.dModel, weight: weights.lmHead ?? weights.embedding, bias: nil,
-                outFeatures: V, into: &logits)
+        prefillProject(normed, rows: rows, inFeatures: config.dModel, weight: weights.lmHead ?? weights.embedding,
+                       half: weightType == .f32 ? nil : halfHead, bias: nil, outFeatures: V, into: &logits)
         return Tensor(shape: [rows, V], data: logits)
     }
 
@@ -304,9 +329,13 @@ public final class Mamba2Model: Sendable {
     func convHistory(old: [Float], zx: [Float], rows: Range<Int>) -> [Float] {
         let c = config, K1 = c.dConv - 1, C = c.convDim, E = c.inProjSize
         if K1 == 0 { return old }
-        var combined = old  // (K1, C), oldest first, then the new rows
-        for t in rows { combined += zx[(t * E + c.xbcOffset)..<(t * E + c.xbcOffset + C)] }
-        return Array(combined.suffix(K1 * C))
+        // Only the last K1 rows can survive: the old history's tail, then this sequence's last rows (a
+        // 512-token prompt no longer copies all 512 of them first).
+        let new = rows.suffix(K1)
+        var combined = Array(old.suffix((K1 - new.count) * C))  // (K1, C), oldest first
+        combined.reserveCapacity(K1 * C)
+        for t in new { combined += zx[(t * E + c.xbcOffset)..<(t * E + c.xbcOffset + C)] }
+        return combined
     }
 
     /// SSD inputs of one layer from the projections and the conv output.

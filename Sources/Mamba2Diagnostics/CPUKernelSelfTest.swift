@@ -1,0 +1,106 @@
+import CMamba2Kernels
+import Mamba2
+
+/// The CPU kernels' checks for `mamba2 selftest --device cpu` and the tests: every instruction-set path this
+/// host runs (generic … amx), each weight type, against float64 sums; and the reference fixtures (mamba_ssm's
+/// logits of the tiny model) through each path. Inputs are fresh for each seed.
+public enum CPUKernelSelfTest {
+    public typealias Check = CUDASelfTest.Check
+
+    /// Products of shapes that cross every edge (rows past a strip, columns past a panel, k past a block, k
+    /// not a multiple of 32 for the float32 paths) for each level and weight type. The error of an element is
+    /// |y − Σ x·w (float64, on the weights as held)| over Σ |x·w| + |bias|; its bound: (K + 2)·2⁻²⁴ for float32
+    /// sums in any order, plus 2⁻⁸ where the bf16 paths round x to bf16 (relative 2⁻⁹ per term, doubled as room
+    /// for the sums' own rounding).
+    public static func gemmChecks(seed: UInt64, levels: [CPUKernelLevel] = CPUKernelLevel.supported) -> [Check] {
+        var rng = SplitMix64(seed: seed)
+        var checks: [Check] = []
+        let saved = CPUKernelLevel.limit
+        defer { CPUKernelLevel.limit = saved }
+        let shapes = [(1, 16, 32), (5, 33, 64), (37, 100, 96), (33, 45, 70), (70, 50, 2048), (100, 300, 512), (129, 77, 1536)]
+        for level in levels {
+            CPUKernelLevel.limit = level
+            for type in [WeightType.f32, .bf16, .f16, .q8_0] {
+                for (m, n, k) in shapes where type != .q8_0 || k % 32 == 0 {
+                    let x = (0..<(m * k)).map { _ in rng.normal() }
+                    let w = (0..<(n * k)).map { _ in rng.normal() }
+                    let bias = (0..<n).map { _ in rng.normal() }
+                    let (held, exact) = heldWeights(w, rows: n, k: k, type: type)
+                    var y = [Float](repeating: .nan, count: m * n)
+                    let rc = held.withUnsafeBytes { hp in
+                        mk_gemm(Int32(m), Int32(n), Int32(k), x, Int32(k), hp.baseAddress!, type.code, bias, &y, Int32(n), 2)
+                    }
+                    let path = String(cString: mk_gemm_path_name(type.code))
+                    let bf16 = path == "avx512-bf16" || path == "amx"
+                    let bound = Double(k + 2) * 0x1p-24 + (bf16 && k % 32 == 0 ? 0x1p-8 : 0)
+                    var worst = 0.0, written = rc == 0
+                    for i in 0..<m {
+                        for j in 0..<n {
+                            var sum = Double(bias[j]), scale = abs(Double(bias[j]))
+                            for t in 0..<k {
+                                let p = Double(x[i * k + t]) * Double(exact[j * k + t])
+                                sum += p; scale += abs(p)
+                            }
+                            let got = Double(y[i * n + j])
+                            if got.isNaN { written = false }
+                            worst = max(worst, abs(got - sum) / scale)
+                        }
+                    }
+                    checks.append(Check(name: "gemm \(level.rawValue) \(type.rawValue) \(m)×\(n)×\(k) (path \(path)): error over Σ|x·w|",
+                                        relativeError: worst, tolerance: bound, allWritten: written))
+                }
+            }
+        }
+        return checks
+    }
+
+    /// Weights rows × k as a model holds them in `type` (the bytes mk_gemm reads) and their exact values.
+    static func heldWeights(_ w: [Float], rows: Int, k: Int, type: WeightType) -> (held: [UInt8], exact: [Float]) {
+        switch type {
+        case .f32:
+            return (w.withUnsafeBytes { Array($0) }, w)
+        case .bf16, .f16:
+            let h = roundedTo16Bits(w, bfloat: type == .bf16)
+            return (h.withUnsafeBytes { Array($0) }, floatsFrom16Bits(h, bfloat: type == .bf16))
+        case .q8_0:
+            var q = [UInt8](repeating: 0, count: w.count / 32 * 34)
+            mk_quantize_q8_0(rows, k, w, &q)
+            var exact = [Float](repeating: 0, count: w.count)
+            for b in 0..<(w.count / 32) {
+                let d = floatsFrom16Bits([UInt16(q[b * 34]) | UInt16(q[b * 34 + 1]) << 8], bfloat: false)[0]
+                for i in 0..<32 { exact[b * 32 + i] = d * Float(Int8(bitPattern: q[b * 34 + 2 + i])) }
+            }
+            return (q, exact)
+        }
+    }
+
+    /// The tiny model's prefill logits (2 × 37 tokens) against mamba_ssm's through each level's kernels, the
+    /// BLAS switched off so that the float32 products take them too: float32 weights against `logits` (1e-4, as
+    /// the GPU's check), bf16 weights against `logits_bf16_weights` (mamba_ssm with bf16 weights; 1e-2, as the
+    /// GPU's: the bf16 paths round the activations as it does, the float32 ones do not).
+    public static func fixtureChecks(fixtures: String, levels: [CPUKernelLevel] = CPUKernelLevel.supported) throws -> [Check] {
+        let golden = try SafeTensorsFile(path: fixtures + "/tiny-golden.safetensors")
+        let flat = golden["input_ids"]!.ints()
+        let ids = [Array(flat[0..<37]), Array(flat[37..<74])]
+        let savedLimit = CPUKernelLevel.limit, savedBuiltin = BLAS.useBuiltin
+        defer { CPUKernelLevel.limit = savedLimit; BLAS.useBuiltin = savedBuiltin }
+        var checks: [Check] = []
+        for level in levels {
+            CPUKernelLevel.limit = level
+            for builtin in [true, false] where builtin || level == CPUKernelLevel.host {
+                BLAS.useBuiltin = builtin
+                for (dir, type, key, tol) in [("tiny-hf", WeightType.f32, "logits", 1e-4), ("tiny-hf-bf16", .bf16, "logits_bf16_weights", 1e-2)] {
+                    let model = try Mamba2Model.load(directory: fixtures + "/" + dir, weightType: type)
+                    var states = ids.map { _ in model.newState() }
+                    let got = try model.prefill(ids, states: &states, logits: .all).flatMap(\.data)
+                    let want = try golden.tensor(key).data
+                    let err = Tensor(shape: [got.count], data: got).relativeError(to: Tensor(shape: [want.count], data: want))
+                    let path = PrefillGEMM.path(type, k: model.config.dModel)
+                    checks.append(Check(name: "model \(dir) \(type.rawValue), kernels \(level.rawValue), prefill products \(path): logits of 2 × 37 tokens vs mamba_ssm's",
+                                        relativeError: err, tolerance: tol, allWritten: !got.contains { $0.isNaN }))
+                }
+            }
+        }
+        return checks
+    }
+}
