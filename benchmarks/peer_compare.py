@@ -12,6 +12,12 @@ inside the llama-cpp-python source package (fetched from PyPI with pip); (3) per
 one repetition per call, no Python in its timed loop; a type it cannot run on the host, e.g. a SIGILL, is
 reported as such), and transformers' Mamba2ForCausalLM on PyTorch CPU; (4) print one table of pp512 / tg128
 tokens/s with ratios to llama.cpp f32 and to llama.cpp's best 16/8-bit figure, and write it as JSON.
+
+Where a checkpoint cannot be converted (the GPU machine: no transformers, 64 MiB of carried files),
+`--random-gguf` writes the four GGUFs directly with benchmarks/random_gguf.py (numpy and gguf-py only; the
+layout llama.cpp's converter writes) and both systems read the same files; there is no transformers row.
+`--levels avx512-bf16,avx512` adds rows of our bf16 run with `--cpu-kernels` capped at each level: the same
+run with a path (AMX, AVX512-BF16) switched off.
 """
 import argparse, glob, json, math, os, shutil, statistics, subprocess, sys, tarfile, tempfile, time
 
@@ -82,12 +88,35 @@ def convert(ckpt, outtype, workdir):
     return out
 
 
-def bench_ours(binary, ckpt, threads, dtype):
+def bench_ours(binary, ckpt, threads, dtype, level=None):
+    cap = ["--cpu-kernels", level] if level else []
     r = subprocess.run([binary, "bench", "--model", ckpt, "--threads", str(threads), "--repetitions", "1",
-                        "--weights-dtype", dtype, "--json"], check=True, capture_output=True, text=True)
+                        "--weights-dtype", dtype, "--json"] + cap, check=True, capture_output=True, text=True)
     j = json.loads(r.stdout)
     res = {x["test"]: x["tokens_per_s"] for x in j["results"]}
-    return res["pp512"], res["tg128"], j["peak_rss_bytes"]
+    return res["pp512"], res["tg128"], j["peak_rss_bytes"], j.get("prefill_products", "?")
+
+
+def random_ggufs(shape, work):
+    """The four GGUFs written by random_gguf.py (same seed: the same weights rounded to each type)."""
+    os.makedirs(work, exist_ok=True)
+    out = {}
+    for t in ("f32", "f16", "bf16", "q8_0"):
+        path = os.path.join(work, f"random-{t}.gguf")
+        if not os.path.exists(path):
+            subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks/random_gguf.py"), "--shape", shape, "--type", t,
+                            "--tokenizer-gguf", os.path.join(ROOT, "Tests/Mamba2Tests/Fixtures/gguf/neox-tokenizer.gguf"),
+                            "--out", path], check=True)
+        out[t] = path
+    return out
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown"
 
 
 def bench_llama(llama_bench, gguf_path, threads):
@@ -136,26 +165,36 @@ def main():
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--json", default=None, help="write the results here as JSON")
     ap.add_argument("--llama-bench", required=True, help="llama.cpp's llama-bench (benchmarks/setup_peers.sh builds it)")
+    ap.add_argument("--random-gguf", action="store_true",
+                    help="write random GGUFs with random_gguf.py instead of converting a checkpoint; both systems read them; no transformers")
+    ap.add_argument("--levels", default="", help="extra rows: our bf16 run with --cpu-kernels capped at each of these levels, comma-separated")
     a = ap.parse_args()
     work = os.path.join(a.workdir, a.shape)
-    ckpt = os.path.join(work, "hf")
-    if not os.path.exists(os.path.join(ckpt, "model.safetensors")):
-        write_checkpoint(a.shape, ckpt)
-    ggufs = {t: convert(ckpt, t, work) for t in ("f32", "f16", "bf16", "q8_0")}
+    if a.random_gguf:
+        ggufs = random_ggufs(a.shape, work)
+        models = {t: ggufs[t] for t in ("f32", "bf16", "q8_0")}  # ours reads the file of its own type
+    else:
+        ckpt = os.path.join(work, "hf")
+        if not os.path.exists(os.path.join(ckpt, "model.safetensors")):
+            write_checkpoint(a.shape, ckpt)
+        ggufs = {t: convert(ckpt, t, work) for t in ("f32", "f16", "bf16", "q8_0")}
+        models = {t: ckpt for t in ("f32", "bf16", "q8_0")}
+    levels = [x for x in a.levels.split(",") if x]
     torch_model = None
-    if not a.no_torch:
+    if not a.no_torch and not a.random_gguf:
         import torch
         from transformers import Mamba2ForCausalLM
         torch_model = Mamba2ForCausalLM.from_pretrained(ckpt, torch_dtype=torch.float32).eval()
     rng = np.random.default_rng(7)
-    rows = {k: {"pp": [], "tg": []} for k in ["mamba2-swift f32", "mamba2-swift bf16", "mamba2-swift q8_0", "llama.cpp f32", "llama.cpp f16", "llama.cpp bf16",
-                                                "llama.cpp q8_0", "transformers f32"]}
-    rss = {}
+    ours = [(f"mamba2-swift {dt}", dt, None) for dt in ("f32", "bf16", "q8_0")] + [(f"mamba2-swift bf16 ({lv})", "bf16", lv) for lv in levels]
+    rows = {k: {"pp": [], "tg": []} for k in [n for n, _, _ in ours] + ["llama.cpp f32", "llama.cpp f16", "llama.cpp bf16",
+                                                                          "llama.cpp q8_0", "transformers f32"]}
+    rss, paths = {}, {}
     for rep in range(a.reps):  # interleaved: each repetition runs every peer once
-        for dt in ("f32", "bf16", "q8_0"):
-            pp, tg, peak = bench_ours(a.binary, ckpt, a.threads, dt)
-            rows[f"mamba2-swift {dt}"]["pp"].append(pp); rows[f"mamba2-swift {dt}"]["tg"].append(tg)
-            rss[f"mamba2-swift {dt}"] = peak
+        for name, dt, level in ours:
+            pp, tg, peak, path = bench_ours(a.binary, models[dt], a.threads, dt, level)
+            rows[name]["pp"].append(pp); rows[name]["tg"].append(tg)
+            rss[name] = peak; paths[name] = path
         for t, path in ggufs.items():
             res = bench_llama(a.llama_bench, path, a.threads)
             if res is not None:
@@ -169,16 +208,18 @@ def main():
     low = [statistics.mean(rows[f"llama.cpp {t}"]["tg"]) for t in ("f16", "bf16", "q8_0") if rows[f"llama.cpp {t}"]["tg"]]
     base_tg = {"f32": statistics.mean(rows["llama.cpp f32"]["tg"]), "low": max(low) if low else float("nan")}
     print(f"mamba2-{a.shape} shape, random weights, {a.threads} threads, {a.reps} interleaved repetitions (mean ± sd); llama.cpp by llama-bench")
-    print(f"{'system':<20} {'pp512 tok/s':>16} {'vs llama f32':>13} {'tg128 tok/s':>16} {'vs llama f32':>13} {'vs llama best 16/8-bit':>23}")
-    out = {"shape": a.shape, "threads": a.threads, "reps": a.reps, "llama": "llama-bench", "rows": {},
-           "did_not_run": [n for n, r in rows.items() if not r["pp"]]}
+    print("host: " + cpu_model() + "; our prefill products: " + ", ".join(f"{n[13:]}: {p}" for n, p in paths.items()))
+    print(f"{'system':<28} {'pp512 tok/s':>16} {'vs llama f32':>13} {'tg128 tok/s':>16} {'vs llama f32':>13} {'vs llama best 16/8-bit':>23}")
+    out = {"shape": a.shape, "threads": a.threads, "reps": a.reps, "llama": "llama-bench", "rows": {}, "prefill_products": paths,
+           "weights": "random GGUFs (random_gguf.py)" if a.random_gguf else "random checkpoint converted by llama.cpp's converter",
+           "cpu": cpu_model(), "did_not_run": [n for n, r in rows.items() if not r["pp"]]}
     for name, r in rows.items():
         if not r["pp"]:
             continue
         mp, mt = statistics.mean(r["pp"]), statistics.mean(r["tg"])
         sp = statistics.stdev(r["pp"]) if len(r["pp"]) > 1 else 0
         st = statistics.stdev(r["tg"]) if len(r["tg"]) > 1 else 0
-        print(f"{name:<20} {mp:>9.1f} ± {sp:<5.1f} {mp / base_pp:>12.2f}× {mt:>9.1f} ± {st:<5.1f} {mt / base_tg['f32']:>12.2f}× {mt / base_tg['low']:>22.2f}×")
+        print(f"{name:<28} {mp:>9.1f} ± {sp:<5.1f} {mp / base_pp:>12.2f}× {mt:>9.1f} ± {st:<5.1f} {mt / base_tg['f32']:>12.2f}× {mt / base_tg['low']:>22.2f}×")
         out["rows"][name] = {"pp512": r["pp"], "tg128": r["tg"]}
     if a.json:
         with open(a.json, "w") as f:

@@ -17,4 +17,15 @@ tar -xzf "$work"/llama_cpp_python-0.3.36.tar.gz -C "$work"
 cmake -S "$work"/llama_cpp_python-0.3.36/vendor/llama.cpp -B "$VENV/llama.cpp-build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DGGML_BLAS=OFF >/dev/null
 cmake --build "$VENV/llama.cpp-build" -j2 --target llama-bench >/dev/null  # about 10 minutes on 2 cores
+# LLAMA_BENCH_AMX=1: also a llama-bench for an AVX-512 / AMX Xeon built on any x86-64 host (the GPU machine's CPU,
+# timed by peer_compare.py --random-gguf there): native detection off, the instruction sets named, no OpenMP
+# (its runtime may be missing there), the ggml libraries linked in.
+if [ "${LLAMA_BENCH_AMX:-}" = 1 ]; then
+    cmake -S "$work"/llama_cpp_python-0.3.36/vendor/llama.cpp -B "$VENV/llama.cpp-build-amx" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON \
+        -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AMX_TILE=ON -DGGML_AMX_INT8=ON -DGGML_AMX_BF16=ON \
+        -DGGML_OPENMP=OFF -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DGGML_BLAS=OFF >/dev/null
+    cmake --build "$VENV/llama.cpp-build-amx" -j2 --target llama-bench >/dev/null
+    echo "AMX llama-bench: $VENV/llama.cpp-build-amx/bin/llama-bench"
+fi
 echo "peers installed in $VENV; llama-bench is $VENV/llama.cpp-build/bin/llama-bench"
