@@ -153,6 +153,19 @@ static void mk_weight_row(const void *W, int wtype, int K, int n, int k0, int kc
         }
         break;
     }
+    case 4: {
+        // Q4_0: per 32 weights an fp16 scale d and 16 bytes, low nibbles weights 0–15, high 16–31; w = d·(q − 8).
+        const uint8_t *row = (const uint8_t *)W + (size_t)n * (K / 32) * 18;
+        for (; k < end; k += 32) {
+            const uint8_t *blk = row + (size_t)(k / 32) * 18;
+            _Float16 d;
+            memcpy(&d, blk, 2);
+            const float df = (float)d;
+            for (int i = 0; i < 32 && k + i < end; i++)
+                out[k + i - k0] = df * (float)((i < 16 ? blk[2 + i] & 15 : blk[2 + i - 16] >> 4) - 8);
+        }
+        break;
+    }
 #endif
     default: break;
     }
@@ -512,7 +525,7 @@ static int mk_gemm_level_for(int wtype, int K) {
 int mk_gemm(int M, int N, int K, const float *X, int ldx, const void *W, int wtype, const float *bias, float *Y, int ldy,
             int threads) {
     if (M <= 0 || N <= 0) return 0;
-    if (K <= 0 || ldx < K || ldy < N || (wtype == 3 && K % 32) || wtype < 0 || wtype > 3) return -1;
+    if (K <= 0 || ldx < K || ldy < N || (wtype >= 3 && K % 32) || wtype < 0 || wtype > 4) return -1;
     mk_gemm_job job;
     memset(&job, 0, sizeof job);
     job.M = M; job.N = N; job.K = K; job.X = X; job.ldx = ldx; job.W = W; job.wtype = wtype; job.bias = bias;

@@ -189,7 +189,74 @@ void mk_quantize_q8_0(size_t rows, size_t K, const float *in, uint8_t *out) {
             }
         }
 }
-#endif  // Q8_0: the targets with a half-precision type, as the F16 kernel
+// Q4_0 weights, llama.cpp's block layout: per 32 weights of a row, an fp16 scale d then 16 bytes whose low
+// nibbles are weights 0–15 and high nibbles weights 16–31, each w = d·(q − 8) (18 bytes, 4.5 bits a weight).
+// As the Q8_0 kernel: the nibbles become two 16-lane float vectors in registers, dotted with x, the block's sum
+// scaled by d once.
+typedef uint8_t mk_u8x16 __attribute__((ext_vector_type(16), aligned(1)));
+#define MK_Q4_BLOCK 18
+#define MK_Q4_LO(b) (__builtin_convertvector(*(const mk_u8x16 *)((b) + 2) & (uint8_t)0x0F, mk_f32x16) - 8.0f)
+#define MK_Q4_HI(b) (__builtin_convertvector(*(const mk_u8x16 *)((b) + 2) >> (uint8_t)4, mk_f32x16) - 8.0f)
+
+MK_CLONES static void mk_gemv_q4_0(int B, int n0, int n1, int K, const float *X, int ldx, const uint8_t *W,
+                                   const float *bias, float *Y, int ldy) {
+    const int blocks = K / 32;
+    const size_t rowBytes = (size_t)blocks * MK_Q4_BLOCK;
+    for (int t0 = n0; t0 < n1; t0 += MK_GEMV_TILE) {
+        const int t1 = n1 - t0 < MK_GEMV_TILE ? n1 : t0 + MK_GEMV_TILE;
+        for (int b0 = 0; b0 < B; b0 += 4) {
+            MK_X_BLOCK(X, ldx, B, b0);
+            for (int n = t0; n < t1; n++) {
+                const uint8_t *wr = W + (size_t)n * rowBytes;
+                mk_f32x16 a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                for (int k = 0; k < blocks; k++) {
+                    const uint8_t *blk = wr + (size_t)k * MK_Q4_BLOCK;
+                    if (nb == 1 && (k & 3) == 0) __builtin_prefetch(blk + MK_GEMV_AHEAD);  // 72 bytes: about a line
+                    const float d = mk_h2f(blk);
+                    const mk_f32x16 lo = MK_Q4_LO(blk), hi = MK_Q4_HI(blk);
+                    const int e = k * 32;
+                    a0 += (lo * MK_LOAD_F32(x0 + e) + hi * MK_LOAD_F32(x0 + e + 16)) * d;
+                    if (nb > 1) {  // one row (batch-1 decode) pays for one
+                        a1 += (lo * MK_LOAD_F32(x1 + e) + hi * MK_LOAD_F32(x1 + e + 16)) * d;
+                        a2 += (lo * MK_LOAD_F32(x2 + e) + hi * MK_LOAD_F32(x2 + e + 16)) * d;
+                        a3 += (lo * MK_LOAD_F32(x3 + e) + hi * MK_LOAD_F32(x3 + e + 16)) * d;
+                    }
+                }
+                const float bb = bias ? bias[n] : 0.0f;
+                float *y = Y + (size_t)b0 * ldy + n;
+                y[0] = MK_SUM16(a0) + bb;
+                if (nb > 1) y[ldy] = MK_SUM16(a1) + bb;
+                if (nb > 2) y[2 * (size_t)ldy] = MK_SUM16(a2) + bb;
+                if (nb > 3) y[3 * (size_t)ldy] = MK_SUM16(a3) + bb;
+            }
+        }
+    }
+}
+
+void mk_quantize_q4_0(size_t rows, size_t K, const float *in, uint8_t *out) {
+#pragma clang fp contract(off)  // x·(1/d) + 8.5 rounded twice, as numpy and llama.cpp's C reference round it
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t b = 0; b < K / 32; b++) {
+            const float *x = in + r * K + b * 32;
+            uint8_t *blk = out + (r * (K / 32) + b) * MK_Q4_BLOCK;
+            // As llama.cpp quantizes (quantize_row_q4_0_ref, and gguf-py bit for bit): d = the value of largest
+            // magnitude / −8 (so that it maps to q = 0), q = min(15, trunc(x·(1/d) + 8.5)), d stored in fp16.
+            float amax = 0.0f, max = 0.0f;
+            for (int j = 0; j < 32; j++)
+                if (fabsf(x[j]) > amax) { amax = fabsf(x[j]); max = x[j]; }
+            const float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            const _Float16 dh = (_Float16)d;
+            memcpy(blk, &dh, 2);
+            for (int j = 0; j < 16; j++) {
+                int q0 = (int)(x[j] * id + 8.5f), q1 = (int)(x[j + 16] * id + 8.5f);
+                q0 = q0 > 15 ? 15 : (q0 < 0 ? 0 : q0);
+                q1 = q1 > 15 ? 15 : (q1 < 0 ? 0 : q1);
+                blk[2 + j] = (uint8_t)(q0 | (q1 << 4));
+            }
+        }
+    }
+}
+#endif  // Q8_0 and Q4_0: the targets with a half-precision type, as the F16 kernel
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -311,6 +378,7 @@ static void mk_gemv_task(void *ctx, int i) {
     case 1: mk_gemv_bf16(j->B, n0, n1, j->K, j->X, j->ldx, (const uint16_t *)j->W, j->bias, j->Y, j->ldy); break;
 #if defined(__x86_64__) || defined(__aarch64__)
     case 3: mk_gemv_q8_0(j->B, n0, n1, j->K, j->X, j->ldx, (const uint8_t *)j->W, j->bias, j->Y, j->ldy); break;
+    case 4: mk_gemv_q4_0(j->B, n0, n1, j->K, j->X, j->ldx, (const uint8_t *)j->W, j->bias, j->Y, j->ldy); break;
     default: mk_gemv_f16(j->B, n0, n1, j->K, j->X, j->ldx, (const _Float16 *)j->W, j->bias, j->Y, j->ldy); break;
 #else
     default: break;

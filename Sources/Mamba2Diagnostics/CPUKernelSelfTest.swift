@@ -20,8 +20,8 @@ public enum CPUKernelSelfTest {
         let shapes = [(1, 16, 32), (5, 33, 64), (37, 100, 96), (33, 45, 70), (70, 50, 2048), (100, 300, 512), (129, 77, 1536)]
         for level in levels {
             CPUKernelLevel.limit = level
-            for type in [WeightType.f32, .bf16, .f16, .q8_0] {
-                for (m, n, k) in shapes where type != .q8_0 || k % 32 == 0 {
+            for type in WeightType.allCases {
+                for (m, n, k) in shapes where !type.isBlockQuantized || k % 32 == 0 {
                     let x = (0..<(m * k)).map { _ in rng.normal() }
                     let w = (0..<(n * k)).map { _ in rng.normal() }
                     let bias = (0..<n).map { _ in rng.normal() }
@@ -69,6 +69,18 @@ public enum CPUKernelSelfTest {
             for b in 0..<(w.count / 32) {
                 let d = floatsFrom16Bits([UInt16(q[b * 34]) | UInt16(q[b * 34 + 1]) << 8], bfloat: false)[0]
                 for i in 0..<32 { exact[b * 32 + i] = d * Float(Int8(bitPattern: q[b * 34 + 2 + i])) }
+            }
+            return (q, exact)
+        case .q4_0:
+            var q = [UInt8](repeating: 0, count: w.count / 32 * 18)
+            mk_quantize_q4_0(rows, k, w, &q)
+            var exact = [Float](repeating: 0, count: w.count)
+            for b in 0..<(w.count / 32) {
+                let d = floatsFrom16Bits([UInt16(q[b * 18]) | UInt16(q[b * 18 + 1]) << 8], bfloat: false)[0]
+                for i in 0..<16 {
+                    exact[b * 32 + i] = d * Float(Int(q[b * 18 + 2 + i] & 15) - 8)
+                    exact[b * 32 + 16 + i] = d * Float(Int(q[b * 18 + 2 + i] >> 4) - 8)
+                }
             }
             return (q, exact)
         }

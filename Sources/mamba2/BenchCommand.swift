@@ -203,7 +203,7 @@ extension BenchSSDKernelsCommand {
         case .f32: tc = nil
         case .bf16: tc = try CUDATensorCoreSSD(device: dev, elementType: .bf16, stateSize: stateSize)
         case .f16: tc = try CUDATensorCoreSSD(device: dev, elementType: .f16, stateSize: stateSize)
-        case .q8_0: throw ValidationError("--dtype q8_0 is a decode weight type; the SSD kernels take f32, bf16 or f16")
+        case .q8_0, .q4_0: throw ValidationError("--dtype \(dtype.rawValue) is a decode weight type; the SSD kernels take f32, bf16 or f16")
         }
         var rows: [String] = []
         var cells: [[String]] = []

@@ -15,8 +15,8 @@ struct CPUKernelTests {
     func products() {
         let seed = UInt64.random(in: 0...UInt64.max)
         let checks = CPUKernelSelfTest.gemmChecks(seed: seed)
-        // 7 shapes for f32, bf16, f16 and the 6 with k a multiple of 32 for Q8_0, per level: none skipped.
-        #expect(checks.count == CPUKernelLevel.supported.count * (3 * 7 + 6))
+        // 7 shapes for f32, bf16, f16 and the 6 with k a multiple of 32 for Q8_0 and Q4_0, per level: none skipped.
+        #expect(checks.count == CPUKernelLevel.supported.count * (3 * 7 + 2 * 6))
         for c in checks { #expect(c.passed, "seed \(seed): \(c.name): \(c.relativeError) > \(c.tolerance), all written \(c.allWritten)") }
     }
 

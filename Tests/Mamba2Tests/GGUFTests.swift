@@ -116,6 +116,36 @@ struct GGUFTests {
         }
     }
 
+    // Q4_0 likewise: our quantization gives gguf-py's blocks (the converter's own quantizer) byte for byte from the
+    // f32 file's weights, and Q4_0 decode weights give the logits of float32 matrices holding the dequantized
+    // values (1e-5 relative, the summation order), over 16 decode steps of a random prompt.
+    @Test("Q4_0 decode weights: gguf-py's blocks, and the dequantized model's logits")
+    func q4Decode() throws {
+        let q4 = try GGUFFile(path: fixture("gguf/tiny-q4_0.gguf")), f32 = try GGUFFile(path: Self.f32Path)
+        var checked = 0
+        for t in q4.tensorList where t.type == .q4_0 {
+            let w = f32.floats(f32.tensors[t.name]!)
+            var ours = [UInt8](repeating: 0, count: t.byteCount)
+            w.withUnsafeBufferPointer { mk_quantize_q4_0(w.count / 32, 32, $0.baseAddress!, &ours) }
+            let theirs = q4.file.bytes(t.offset, t.byteCount)
+            let differing = zip(ours, theirs).filter { $0 != $1 }.count
+            #expect(differing == 0, "\(t.name): \(differing) of \(theirs.count) bytes differ from gguf-py's")
+            checked += 1
+        }
+        #expect(checked == 5)  // the embedding and in_proj / out_proj of both layers
+        let (config, weights, _) = try GGUFModel.load(path: fixture("gguf/tiny-q4_0.gguf"))
+        let fast = try Mamba2Model(config: config, weights: weights, weightType: .q4_0)
+        let plain = try Mamba2Model(config: config, weights: weights, weightType: .f32)
+        let prompt = Self.randomPrompt(24)
+        var sf = [fast.newState()], sp = [plain.newState()]
+        _ = try fast.prefill([Array(prompt[0..<8])], states: &sf, logits: .none)
+        _ = try plain.prefill([Array(prompt[0..<8])], states: &sp, logits: .none)
+        for t in 8..<24 {
+            let a = try fast.step([prompt[t]], states: &sf), b = try plain.step([prompt[t]], states: &sp)
+            #expect(a.relativeError(to: b) < 1e-5, "step \(t): \(a.relativeError(to: b))")
+        }
+    }
+
     // The tokenizer the 130m GGUF embeds (50,288 tokens, 50,009 merges, pre "olmo") encodes the corpus id
     // for id as Python's tokenizers does with GPT-NeoX-20B's tokenizer.json, and decodes likewise.
     @Test("the embedded GPT-NeoX tokenizer gives tokenizer.json's ids")

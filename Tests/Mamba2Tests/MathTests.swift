@@ -151,6 +151,46 @@ struct MathTests {
         }
     }
 
+    // Q4_0 as llama.cpp makes it: d = (the value of largest magnitude)/−8 in fp16, every weight within d/2 + the
+    // fp16 rounding of d times 8 of its value (q = trunc(w/d + 8.5) is round-to-nearest of w/d, clamped at 15 for
+    // the largest positive), and the GEMV on the blocks equal to the plain GEMM on their values (1e-5, the float32
+    // sums' order).
+    @Test("decode GEMV on Q4_0 blocks equals the plain GEMM on their values", arguments: [1, 3, 4, 5, 16])
+    func decodeGEMVQ4(rows m: Int) {
+        var rng = SeededRNG()
+        for (n, k) in [(1001, 768), (7, 32), (130, 1536)] {
+            let a = rng.normal([m * k]).data, w = rng.normal([n * k]).data, bias = rng.normal([n]).data
+            var blocks = [UInt8](repeating: 0, count: n * k / 32 * 18)
+            w.withUnsafeBufferPointer { wp in mk_quantize_q4_0(n, k, wp.baseAddress!, &blocks) }
+            var deq = [Float](repeating: 0, count: n * k)
+            for b in 0..<(n * k / 32) {
+                let d = halfToFloat(UInt16(blocks[b * 18]) | UInt16(blocks[b * 18 + 1]) << 8)
+                let block = w[(b * 32)..<(b * 32 + 32)]
+                let extreme = block.max { abs($0) < abs($1) }!
+                #expect(d == halfToFloat(roundedTo16Bits([extreme / -8], bfloat: false)[0]))
+                for j in 0..<32 {
+                    let byte = blocks[b * 18 + 2 + j % 16]
+                    deq[b * 32 + j] = d * Float(Int(j < 16 ? byte & 15 : byte >> 4) - 8)
+                    // half a step, the step's own fp16 rounding over 8 steps, and the clamp of +8d to 7d
+                    #expect(abs(deq[b * 32 + j] - w[b * 32 + j]) <= 1.01 * abs(d) + 1e-6, "block \(b) weight \(j)")
+                }
+            }
+            var plain = [Float](repeating: 0, count: m * n)
+            a.withUnsafeBufferPointer { ap in deq.withUnsafeBufferPointer { wp in plain.withUnsafeMutableBufferPointer { cp in
+                BLAS.sgemm(transB: true, m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: wp.baseAddress!, ldb: k, c: cp.baseAddress!, ldc: n)
+            }}}
+            for i in 0..<m { for j in 0..<n { plain[i * n + j] += bias[j] } }
+            var out = [Float](repeating: .nan, count: m * n)
+            a.withUnsafeBufferPointer { ap in blocks.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
+                out.withUnsafeMutableBufferPointer { cp in
+                    mk_gemv_rows(Int32(m), Int32(n), Int32(k), ap.baseAddress!, Int32(k), wp.baseAddress!, 4, bp.baseAddress!,
+                                 cp.baseAddress!, Int32(n), 2)
+                }
+            }}}
+            #expect(Tensor(shape: [m, n], data: out).relativeError(to: Tensor(shape: [m, n], data: plain)) < 1e-5, "\(m)×\(n)×\(k)")
+        }
+    }
+
     // A parallel section started inside another runs (serially) instead of deadlocking on the busy pool;
     // sections from several threads at once take turns.
     @Test("nested and concurrent parallel sections complete", .timeLimit(.minutes(1)))

@@ -41,6 +41,10 @@ void mk_gemv_rows(int B, int N, int K, const float *X, int ldx, const void *W, i
 // rows × K float32 weights (K a multiple of 32) → Q8_0 blocks (34 bytes per 32: fp16 d = max|w|/127, int8 q =
 // round(w/d)), as llama.cpp quantizes; wtype 3 of mk_gemv_rows reads them. x86-64 and arm64 (they have _Float16).
 void mk_quantize_q8_0(size_t rows, size_t K, const float *in, uint8_t *out);
+// rows × K float32 weights (K a multiple of 32) → Q4_0 blocks (18 bytes per 32: fp16 d = (the value of largest
+// magnitude)/−8, 16 bytes of 4-bit q = min(15, trunc(w/d + 8.5)), weights 0–15 in the low nibbles, 16–31 in the
+// high), as llama.cpp quantizes; wtype 4 of mk_gemv_rows and mk_gemm reads them.
+void mk_quantize_q4_0(size_t rows, size_t K, const float *in, uint8_t *out);
 // float32 → bfloat16 and → float16, rounding to nearest even, n values.
 void mk_f32_to_bf16(size_t n, const float *in, uint16_t *out);
 void mk_f32_to_f16(size_t n, const float *in, uint16_t *out);
@@ -70,7 +74,7 @@ int mk_cpu_host_level(void);
 int mk_cpu_level(void);
 const char *mk_cpu_level_name(int level);
 // Y (M, N) = X (M, K) · Wᵀ (+ bias) for many rows (prefill). W (N, K) row-major: float32 (wtype 0), bfloat16
-// (1), float16 (2) or Q8_0 blocks (3, K a multiple of 32). Float32 sums; bf16 weights on the avx512-bf16 and
+// (1), float16 (2), Q8_0 blocks (3) or Q4_0 blocks (4; both K a multiple of 32). Float32 sums; bf16 weights on the avx512-bf16 and
 // amx paths multiply bf16-rounded X. Threads split Y's columns. Returns 0, −1 for bad arguments, −2 when
 // its scratch (a few hundred KB per thread) cannot be allocated.
 int mk_gemm(int M, int N, int K, const float *X, int ldx, const void *W, int wtype, const float *bias, float *Y, int ldy,

@@ -66,17 +66,20 @@ public protocol Mamba2Backend: AnyObject, Sendable {
     var ssmStateValueBytes: Int { get }
 }
 
-/// The element type a backend holds its weight matrices in (arithmetic and states stay float32). `q8_0` is
-/// llama.cpp's 8-bit block type (per 32 weights an fp16 scale and 32 int8: 8.5 bits a weight), CPU decode only.
+/// The element type a backend holds its weight matrices in (arithmetic and states stay float32). `q8_0` and
+/// `q4_0` are llama.cpp's block types (per 32 weights an fp16 scale and 32 int8, or 32 4-bit values: 8.5 and 4.5
+/// bits a weight), CPU only.
 public enum WeightType: String, Sendable, CaseIterable, Codable {
-    case f32, bf16, f16, q8_0
-    /// The code the C and CUDA kernels take (0 f32, 1 bf16, 2 f16, 3 Q8_0).
-    package var code: Int32 { switch self { case .f32: 0; case .bf16: 1; case .f16: 2; case .q8_0: 3 } }
-    /// Bytes of `count` matrix elements (for Q8_0 a multiple of 32).
+    case f32, bf16, f16, q8_0, q4_0
+    /// The code the C and CUDA kernels take (0 f32, 1 bf16, 2 f16, 3 Q8_0, 4 Q4_0).
+    package var code: Int32 { switch self { case .f32: 0; case .bf16: 1; case .f16: 2; case .q8_0: 3; case .q4_0: 4 } }
+    /// Bytes of `count` matrix elements (for the block types a multiple of 32).
     public func bytes(_ count: Int) -> Int {
-        switch self { case .f32: count * 4; case .bf16, .f16: count * 2; case .q8_0: count / 32 * 34 }
+        switch self { case .f32: count * 4; case .bf16, .f16: count * 2; case .q8_0: count / 32 * 34; case .q4_0: count / 32 * 18 }
     }
-    /// The types a GPU holds matrices in (Q8_0 is a CPU decode type).
+    /// Whether the type is one of llama.cpp's blocks of 32 (rows must be multiples of 32 long).
+    public var isBlockQuantized: Bool { self == .q8_0 || self == .q4_0 }
+    /// The types a GPU holds matrices in (Q8_0 and Q4_0 are CPU types).
     public static let floatingPoint: [WeightType] = [.f32, .bf16, .f16]
 }
 

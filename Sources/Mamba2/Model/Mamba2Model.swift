@@ -40,20 +40,22 @@ public final class Mamba2Model: Sendable {
         }
         A = weights.layers.map { $0.aLog.map { -exp($0) } }
         self.weightType = weightType
-        // The decode copies: 16-bit values, or Q8_0 blocks (34 bytes, 17 UInt16s, per 32 weights of a row).
+        // The decode copies: 16-bit values, or Q8_0 / Q4_0 blocks (34 / 18 bytes, 17 / 9 UInt16s, per 32 weights).
         func decodeCopy(_ w: [Float]) -> [UInt16] {
-            guard weightType == .q8_0 else { return roundedTo16Bits(w, bfloat: weightType == .bf16) }
+            guard weightType.isBlockQuantized else { return roundedTo16Bits(w, bfloat: weightType == .bf16) }
             // blocks are 32 consecutive weights, so with every row length a multiple of 32 the whole matrix
             // quantizes as rows of 32
-            var out = [UInt16](repeating: 0, count: w.count / 32 * 17)
+            var out = [UInt16](repeating: 0, count: weightType.bytes(w.count) / 2)
             w.withUnsafeBufferPointer { wp in out.withUnsafeMutableBytes { op in
-                mk_quantize_q8_0(w.count / 32, 32, wp.baseAddress!, op.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                let o = op.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                if weightType == .q8_0 { mk_quantize_q8_0(w.count / 32, 32, wp.baseAddress!, o) }
+                else { mk_quantize_q4_0(w.count / 32, 32, wp.baseAddress!, o) }
             }}
             return out
         }
-        if weightType == .q8_0 {
+        if weightType.isBlockQuantized {
             guard c.dModel % 32 == 0, c.dInner % 32 == 0 else {
-                throw Mamba2Error.invalidArgument("weights", reason: "Q8_0 needs d_model (\(c.dModel)) and d_inner (\(c.dInner)) to be multiples of 32")
+                throw Mamba2Error.invalidArgument("weights", reason: "\(weightType.rawValue.uppercased()) needs d_model (\(c.dModel)) and d_inner (\(c.dInner)) to be multiples of 32")
             }
         }
         if weightType == .f32 {
