@@ -134,40 +134,46 @@ static inline float mk_h2f(const uint8_t *p) {
 #define MK_Q8_LO(b) (__builtin_convertvector(*(const mk_i8x16 *)((b) + 2), mk_f32x16))
 #define MK_Q8_HI(b) (__builtin_convertvector(*(const mk_i8x16 *)((b) + 18), mk_f32x16))
 
-MK_CLONES static void mk_gemv_q8_0(int B, int n0, int n1, int K, const float *X, int ldx, const uint8_t *W,
-                                   const float *bias, float *Y, int ldy) {
-    const int blocks = K / 32;
-    const size_t rowBytes = (size_t)blocks * MK_Q8_BLOCK;
-    for (int t0 = n0; t0 < n1; t0 += MK_GEMV_TILE) {
-        const int t1 = n1 - t0 < MK_GEMV_TILE ? n1 : t0 + MK_GEMV_TILE;
-        for (int b0 = 0; b0 < B; b0 += 4) {
-            MK_X_BLOCK(X, ldx, B, b0);
-            for (int n = t0; n < t1; n++) {
-                const uint8_t *wr = W + (size_t)n * rowBytes;
-                mk_f32x16 a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-                for (int k = 0; k < blocks; k++) {
-                    const uint8_t *blk = wr + (size_t)k * MK_Q8_BLOCK;
-                    if (nb == 1 && (k & 1) == 0) __builtin_prefetch(blk + MK_GEMV_AHEAD);  // 68 bytes: about a line
-                    const float d = mk_h2f(blk);
-                    const mk_f32x16 lo = MK_Q8_LO(blk), hi = MK_Q8_HI(blk);
-                    const int e = k * 32;
-                    a0 += (lo * MK_LOAD_F32(x0 + e) + hi * MK_LOAD_F32(x0 + e + 16)) * d;
-                    if (nb > 1) {  // one row (batch-1 decode) pays for one
-                        a1 += (lo * MK_LOAD_F32(x1 + e) + hi * MK_LOAD_F32(x1 + e + 16)) * d;
-                        a2 += (lo * MK_LOAD_F32(x2 + e) + hi * MK_LOAD_F32(x2 + e + 16)) * d;
-                        a3 += (lo * MK_LOAD_F32(x3 + e) + hi * MK_LOAD_F32(x3 + e + 16)) * d;
-                    }
-                }
-                const float bb = bias ? bias[n] : 0.0f;
-                float *y = Y + (size_t)b0 * ldy + n;
-                y[0] = MK_SUM16(a0) + bb;
-                if (nb > 1) y[ldy] = MK_SUM16(a1) + bb;
-                if (nb > 2) y[2 * (size_t)ldy] = MK_SUM16(a2) + bb;
-                if (nb > 3) y[3 * (size_t)ldy] = MK_SUM16(a3) + bb;
-            }
-        }
+// One kernel per block type (BLOCK bytes per 32 weights, an fp16 d first; LO and HI give weights 0–15 and 16–31
+// of a block as floats before the scale; PF_MASK: prefetch on the blocks k with k & PF_MASK == 0, about one
+// cache line apart). The block's sum is scaled by d once.
+#define MK_BLOCK_GEMV_KERNEL(NAME, BLOCK, LO, HI, PF_MASK)                                             \
+    MK_CLONES static void NAME(int B, int n0, int n1, int K, const float *X, int ldx, const uint8_t *W, \
+                               const float *bias, float *Y, int ldy) {                                 \
+        const int blocks = K / 32;                                                                     \
+        const size_t rowBytes = (size_t)blocks * (BLOCK);                                              \
+        for (int t0 = n0; t0 < n1; t0 += MK_GEMV_TILE) {                                               \
+            const int t1 = n1 - t0 < MK_GEMV_TILE ? n1 : t0 + MK_GEMV_TILE;                            \
+            for (int b0 = 0; b0 < B; b0 += 4) {                                                        \
+                MK_X_BLOCK(X, ldx, B, b0);                                                             \
+                for (int n = t0; n < t1; n++) {                                                        \
+                    const uint8_t *wr = W + (size_t)n * rowBytes;                                      \
+                    mk_f32x16 a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                          \
+                    for (int k = 0; k < blocks; k++) {                                                 \
+                        const uint8_t *blk = wr + (size_t)k * (BLOCK);                                 \
+                        if (nb == 1 && (k & (PF_MASK)) == 0) __builtin_prefetch(blk + MK_GEMV_AHEAD);  \
+                        const float d = mk_h2f(blk);                                                   \
+                        const mk_f32x16 lo = LO(blk), hi = HI(blk);                                    \
+                        const int e = k * 32;                                                          \
+                        a0 += (lo * MK_LOAD_F32(x0 + e) + hi * MK_LOAD_F32(x0 + e + 16)) * d;          \
+                        if (nb > 1) { /* one row (batch-1 decode) pays for one */                      \
+                            a1 += (lo * MK_LOAD_F32(x1 + e) + hi * MK_LOAD_F32(x1 + e + 16)) * d;      \
+                            a2 += (lo * MK_LOAD_F32(x2 + e) + hi * MK_LOAD_F32(x2 + e + 16)) * d;      \
+                            a3 += (lo * MK_LOAD_F32(x3 + e) + hi * MK_LOAD_F32(x3 + e + 16)) * d;      \
+                        }                                                                              \
+                    }                                                                                  \
+                    const float bb = bias ? bias[n] : 0.0f;                                            \
+                    float *y = Y + (size_t)b0 * ldy + n;                                               \
+                    y[0] = MK_SUM16(a0) + bb;                                                          \
+                    if (nb > 1) y[ldy] = MK_SUM16(a1) + bb;                                            \
+                    if (nb > 2) y[2 * (size_t)ldy] = MK_SUM16(a2) + bb;                                \
+                    if (nb > 3) y[3 * (size_t)ldy] = MK_SUM16(a3) + bb;                                \
+                }                                                                                      \
+            }                                                                                          \
+        }                                                                                              \
     }
-}
+
+MK_BLOCK_GEMV_KERNEL(mk_gemv_q8_0, MK_Q8_BLOCK, MK_Q8_LO, MK_Q8_HI, 1)  // 68 bytes per two blocks
 
 void mk_quantize_q8_0(size_t rows, size_t K, const float *in, uint8_t *out) {
     for (size_t r = 0; r < rows; r++)
@@ -191,47 +197,13 @@ void mk_quantize_q8_0(size_t rows, size_t K, const float *in, uint8_t *out) {
 }
 // Q4_0 weights, llama.cpp's block layout: per 32 weights of a row, an fp16 scale d then 16 bytes whose low
 // nibbles are weights 0–15 and high nibbles weights 16–31, each w = d·(q − 8) (18 bytes, 4.5 bits a weight).
-// As the Q8_0 kernel: the nibbles become two 16-lane float vectors in registers, dotted with x, the block's sum
-// scaled by d once.
+// As the Q8_0 kernel: the nibbles become two 16-lane float vectors in registers.
 typedef uint8_t mk_u8x16 __attribute__((ext_vector_type(16), aligned(1)));
 #define MK_Q4_BLOCK 18
 #define MK_Q4_LO(b) (__builtin_convertvector(*(const mk_u8x16 *)((b) + 2) & (uint8_t)0x0F, mk_f32x16) - 8.0f)
 #define MK_Q4_HI(b) (__builtin_convertvector(*(const mk_u8x16 *)((b) + 2) >> (uint8_t)4, mk_f32x16) - 8.0f)
 
-MK_CLONES static void mk_gemv_q4_0(int B, int n0, int n1, int K, const float *X, int ldx, const uint8_t *W,
-                                   const float *bias, float *Y, int ldy) {
-    const int blocks = K / 32;
-    const size_t rowBytes = (size_t)blocks * MK_Q4_BLOCK;
-    for (int t0 = n0; t0 < n1; t0 += MK_GEMV_TILE) {
-        const int t1 = n1 - t0 < MK_GEMV_TILE ? n1 : t0 + MK_GEMV_TILE;
-        for (int b0 = 0; b0 < B; b0 += 4) {
-            MK_X_BLOCK(X, ldx, B, b0);
-            for (int n = t0; n < t1; n++) {
-                const uint8_t *wr = W + (size_t)n * rowBytes;
-                mk_f32x16 a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-                for (int k = 0; k < blocks; k++) {
-                    const uint8_t *blk = wr + (size_t)k * MK_Q4_BLOCK;
-                    if (nb == 1 && (k & 3) == 0) __builtin_prefetch(blk + MK_GEMV_AHEAD);  // 72 bytes: about a line
-                    const float d = mk_h2f(blk);
-                    const mk_f32x16 lo = MK_Q4_LO(blk), hi = MK_Q4_HI(blk);
-                    const int e = k * 32;
-                    a0 += (lo * MK_LOAD_F32(x0 + e) + hi * MK_LOAD_F32(x0 + e + 16)) * d;
-                    if (nb > 1) {  // one row (batch-1 decode) pays for one
-                        a1 += (lo * MK_LOAD_F32(x1 + e) + hi * MK_LOAD_F32(x1 + e + 16)) * d;
-                        a2 += (lo * MK_LOAD_F32(x2 + e) + hi * MK_LOAD_F32(x2 + e + 16)) * d;
-                        a3 += (lo * MK_LOAD_F32(x3 + e) + hi * MK_LOAD_F32(x3 + e + 16)) * d;
-                    }
-                }
-                const float bb = bias ? bias[n] : 0.0f;
-                float *y = Y + (size_t)b0 * ldy + n;
-                y[0] = MK_SUM16(a0) + bb;
-                if (nb > 1) y[ldy] = MK_SUM16(a1) + bb;
-                if (nb > 2) y[2 * (size_t)ldy] = MK_SUM16(a2) + bb;
-                if (nb > 3) y[3 * (size_t)ldy] = MK_SUM16(a3) + bb;
-            }
-        }
-    }
-}
+MK_BLOCK_GEMV_KERNEL(mk_gemv_q4_0, MK_Q4_BLOCK, MK_Q4_LO, MK_Q4_HI, 3)  // 72 bytes per four blocks
 
 void mk_quantize_q4_0(size_t rows, size_t K, const float *in, uint8_t *out) {
 #pragma clang fp contract(off)  // x·(1/d) + 8.5 rounded twice, as numpy and llama.cpp's C reference round it

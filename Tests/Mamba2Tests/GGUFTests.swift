@@ -94,26 +94,11 @@ struct GGUFTests {
     // summation order (1e-5 relative, as the GEMV tests), over 16 decode steps of a random prompt.
     @Test("Q8_0 decode weights: the converter's blocks, and the dequantized model's logits")
     func q8Decode() throws {
-        let q8 = try GGUFFile(path: Self.q8Path), f32 = try GGUFFile(path: Self.f32Path)
-        for t in q8.tensorList where t.type == .q8_0 {
-            let w = f32.floats(f32.tensors[t.name]!)
-            var ours = [UInt8](repeating: 0, count: t.byteCount)
-            w.withUnsafeBufferPointer { mk_quantize_q8_0(w.count / 32, 32, $0.baseAddress!, &ours) }
-            let theirs = q8.file.bytes(t.offset, t.byteCount)
-            let differing = zip(ours, theirs).filter { $0 != $1 }.count
-            #expect(differing == 0, "\(t.name): \(differing) of \(theirs.count) bytes differ from the converter's")
-        }
+        #expect(try Self.expectOurBlocks(in: Self.q8Path, type: .q8_0, quantize: mk_quantize_q8_0) == 5)
         let (config, weights, _) = try GGUFModel.load(path: Self.q8Path)
         let fast = try Mamba2Model(config: config, weights: weights, weightType: .q8_0)
         let plain = try Mamba2Model(config: config, weights: weights, weightType: .f32)
-        let prompt = Self.randomPrompt(24)
-        var sf = [fast.newState()], sp = [plain.newState()]
-        _ = try fast.prefill([Array(prompt[0..<8])], states: &sf, logits: .none)
-        _ = try plain.prefill([Array(prompt[0..<8])], states: &sp, logits: .none)
-        for t in 8..<24 {
-            let a = try fast.step([prompt[t]], states: &sf), b = try plain.step([prompt[t]], states: &sp)
-            #expect(a.relativeError(to: b) < 1e-5, "step \(t): \(a.relativeError(to: b))")
-        }
+        try Self.expectSameDecode(fast, plain)
     }
 
     // Q4_0 likewise: our quantization gives gguf-py's blocks (the converter's own quantizer) byte for byte from the
@@ -121,22 +106,36 @@ struct GGUFTests {
     // values (1e-5 relative, the summation order), over 16 decode steps of a random prompt.
     @Test("Q4_0 decode weights: gguf-py's blocks, and the dequantized model's logits")
     func q4Decode() throws {
-        let q4 = try GGUFFile(path: fixture("gguf/tiny-q4_0.gguf")), f32 = try GGUFFile(path: Self.f32Path)
-        var checked = 0
-        for t in q4.tensorList where t.type == .q4_0 {
-            let w = f32.floats(f32.tensors[t.name]!)
-            var ours = [UInt8](repeating: 0, count: t.byteCount)
-            w.withUnsafeBufferPointer { mk_quantize_q4_0(w.count / 32, 32, $0.baseAddress!, &ours) }
-            let theirs = q4.file.bytes(t.offset, t.byteCount)
-            let differing = zip(ours, theirs).filter { $0 != $1 }.count
-            #expect(differing == 0, "\(t.name): \(differing) of \(theirs.count) bytes differ from gguf-py's")
-            checked += 1
-        }
-        #expect(checked == 5)  // the embedding and in_proj / out_proj of both layers
+        // the embedding and in_proj / out_proj of both layers
+        #expect(try Self.expectOurBlocks(in: fixture("gguf/tiny-q4_0.gguf"), type: .q4_0, quantize: mk_quantize_q4_0) == 5)
         let (config, weights, _) = try GGUFModel.load(path: fixture("gguf/tiny-q4_0.gguf"))
         let fast = try Mamba2Model(config: config, weights: weights, weightType: .q4_0)
         let plain = try Mamba2Model(config: config, weights: weights, weightType: .f32)
-        let prompt = Self.randomPrompt(24)
+        try Self.expectSameDecode(fast, plain)
+    }
+
+    /// Our quantizer on the f32 file's weights gives the blocks of each `type` tensor of the file at `path` byte for
+    /// byte; returns how many tensors were compared.
+    static func expectOurBlocks(in path: String, type: GGUFFile.TensorType,
+                                quantize: (Int, Int, UnsafePointer<Float>?, UnsafeMutablePointer<UInt8>?) -> Void) throws -> Int {
+        let q = try GGUFFile(path: path), f32 = try GGUFFile(path: f32Path)
+        var checked = 0
+        for t in q.tensorList where t.type == type {
+            let w = f32.floats(f32.tensors[t.name]!)
+            var ours = [UInt8](repeating: 0, count: t.byteCount)
+            w.withUnsafeBufferPointer { quantize(w.count / 32, 32, $0.baseAddress!, &ours) }
+            let theirs = q.file.bytes(t.offset, t.byteCount)
+            let differing = zip(ours, theirs).filter { $0 != $1 }.count
+            #expect(differing == 0, "\(t.name): \(differing) of \(theirs.count) bytes differ from the file's")
+            checked += 1
+        }
+        return checked
+    }
+
+    /// 16 decode steps of a random prompt (after an 8-token prefill) give the same logits on both models within
+    /// 1e-5 relative (the kernels differ in summation order only).
+    static func expectSameDecode(_ fast: Mamba2Model, _ plain: Mamba2Model) throws {
+        let prompt = randomPrompt(24)
         var sf = [fast.newState()], sp = [plain.newState()]
         _ = try fast.prefill([Array(prompt[0..<8])], states: &sf, logits: .none)
         _ = try plain.prefill([Array(prompt[0..<8])], states: &sp, logits: .none)

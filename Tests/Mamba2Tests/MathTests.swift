@@ -135,19 +135,7 @@ struct MathTests {
                     #expect(abs(deq[b * 32 + j] - w[b * 32 + j]) <= 0.57 * d)
                 }
             }
-            var plain = [Float](repeating: 0, count: m * n)
-            a.withUnsafeBufferPointer { ap in deq.withUnsafeBufferPointer { wp in plain.withUnsafeMutableBufferPointer { cp in
-                BLAS.sgemm(transB: true, m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: wp.baseAddress!, ldb: k, c: cp.baseAddress!, ldc: n)
-            }}}
-            for i in 0..<m { for j in 0..<n { plain[i * n + j] += bias[j] } }
-            var out = [Float](repeating: .nan, count: m * n)
-            a.withUnsafeBufferPointer { ap in blocks.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
-                out.withUnsafeMutableBufferPointer { cp in
-                    mk_gemv_rows(Int32(m), Int32(n), Int32(k), ap.baseAddress!, Int32(k), wp.baseAddress!, 3, bp.baseAddress!,
-                                 cp.baseAddress!, Int32(n), 2)
-                }
-            }}}
-            #expect(Tensor(shape: [m, n], data: out).relativeError(to: Tensor(shape: [m, n], data: plain)) < 1e-5, "\(m)×\(n)×\(k)")
+            expectBlockGEMV(m: m, n: n, k: k, a: a, blocks: blocks, type: .q8_0, values: deq, bias: bias)
         }
     }
 
@@ -175,20 +163,26 @@ struct MathTests {
                     #expect(abs(deq[b * 32 + j] - w[b * 32 + j]) <= 1.01 * abs(d) + 1e-6, "block \(b) weight \(j)")
                 }
             }
-            var plain = [Float](repeating: 0, count: m * n)
-            a.withUnsafeBufferPointer { ap in deq.withUnsafeBufferPointer { wp in plain.withUnsafeMutableBufferPointer { cp in
-                BLAS.sgemm(transB: true, m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: wp.baseAddress!, ldb: k, c: cp.baseAddress!, ldc: n)
-            }}}
-            for i in 0..<m { for j in 0..<n { plain[i * n + j] += bias[j] } }
-            var out = [Float](repeating: .nan, count: m * n)
-            a.withUnsafeBufferPointer { ap in blocks.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
-                out.withUnsafeMutableBufferPointer { cp in
-                    mk_gemv_rows(Int32(m), Int32(n), Int32(k), ap.baseAddress!, Int32(k), wp.baseAddress!, 4, bp.baseAddress!,
-                                 cp.baseAddress!, Int32(n), 2)
-                }
-            }}}
-            #expect(Tensor(shape: [m, n], data: out).relativeError(to: Tensor(shape: [m, n], data: plain)) < 1e-5, "\(m)×\(n)×\(k)")
+            expectBlockGEMV(m: m, n: n, k: k, a: a, blocks: blocks, type: .q4_0, values: deq, bias: bias)
         }
+    }
+
+    /// The decode GEMV (mk_gemv_rows) on weights held as `blocks` of `type` equals the plain GEMM on their
+    /// `values` within 1e-5 relative (the float32 sums' order).
+    func expectBlockGEMV(m: Int, n: Int, k: Int, a: [Float], blocks: [UInt8], type: WeightType, values deq: [Float], bias: [Float]) {
+        var plain = [Float](repeating: 0, count: m * n)
+        a.withUnsafeBufferPointer { ap in deq.withUnsafeBufferPointer { wp in plain.withUnsafeMutableBufferPointer { cp in
+            BLAS.sgemm(transB: true, m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: wp.baseAddress!, ldb: k, c: cp.baseAddress!, ldc: n)
+        }}}
+        for i in 0..<m { for j in 0..<n { plain[i * n + j] += bias[j] } }
+        var out = [Float](repeating: .nan, count: m * n)
+        a.withUnsafeBufferPointer { ap in blocks.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
+            out.withUnsafeMutableBufferPointer { cp in
+                mk_gemv_rows(Int32(m), Int32(n), Int32(k), ap.baseAddress!, Int32(k), wp.baseAddress!, type.code, bp.baseAddress!,
+                             cp.baseAddress!, Int32(n), 2)
+            }
+        }}}
+        #expect(Tensor(shape: [m, n], data: out).relativeError(to: Tensor(shape: [m, n], data: plain)) < 1e-5, "\(type) \(m)×\(n)×\(k)")
     }
 
     // A parallel section started inside another runs (serially) instead of deadlocking on the busy pool;
