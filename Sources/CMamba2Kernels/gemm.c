@@ -1,5 +1,5 @@
 // Prefill projections: Y (M, N) = X (M, K) · Wᵀ (+ bias) for many rows M (a prompt's tokens), W (N, K)
-// row-major in float32, bfloat16, float16 or Q8_0 blocks, as the model holds it. Compute-bound, so unlike
+// row-major in float32, bfloat16, float16, Q8_0 or Q4_0 blocks, as the model holds it. Compute-bound, so unlike
 // the decode GEMV (gemv.c) the operands are put in the layouts the micro-kernels want, once per call.
 //
 // Float32 paths (any weight type; the weights converted while packed):
@@ -14,12 +14,13 @@
 //   results come out transposed (n × m) and are stored into Y's rows.
 // Micro-kernels, one per instruction set, chosen from cpuid at run time (a limit set by mk_cpu_limit turns
 // the better ones off, so that each can be tested and timed on one host):
-//   generic      4 × 16   clang vector extension (the reference the others are tested against)
+//   generic      4 × 16   clang vector extension (every path is tested against float64 sums: selftest --device cpu)
 //   avx2         6 × 16   8-lane FMA: 12 accumulators, 2 weight loads and 6 broadcasts per k
 //   avx512      12 × 32   16-lane FMA: 24 accumulators
 //   avx512-bf16 12 × 32   12 rows of W × 32 rows of X, vdpbf16ps on pairs of k: 24 accumulators
 //   amx         32 × 32   AMX-BF16: four 16 × 16 float32 tiles of C, two of W (16 rows × 32 k), two of X
 #include "CMamba2Kernels.h"
+#include "element_types.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,29 +97,13 @@ const char *mk_cpu_level_name(int level) {
     }
 }
 
-// The path a product with weights of `wtype` takes: the bf16 ones only for bf16 weights.
-static int mk_gemm_level(int wtype) {
-    int l = mk_cpu_level();
-    if (wtype != 1 && l > MK_CPU_AVX512) l = MK_CPU_AVX512;
-    return l;
+// The bf16 paths only for bf16 weights and K a multiple of 32 (a tile's depth; every released shape's).
+int mk_gemm_path(int wtype, int K) {
+    const int l = mk_cpu_level();
+    return l > MK_CPU_AVX512 && (wtype != 1 || K % 32) ? MK_CPU_AVX512 : l;
 }
-
-const char *mk_gemm_path_name(int wtype) { return mk_cpu_level_name(mk_gemm_level(wtype)); }  // K a multiple of 32
 
 // ---- packing ------------------------------------------------------------------------------------------
-
-static inline float mk_bf16_f32(uint16_t h) {
-    union { uint32_t u; float f; } c;
-    c.u = (uint32_t)h << 16;
-    return c.f;
-}
-
-static inline uint16_t mk_f32_bf16(float f) {
-    union { float f; uint32_t u; } c;
-    c.f = f;
-    if ((c.u & 0x7F800000u) == 0x7F800000u && (c.u & 0x7FFFFFu)) return 0x7FC0;  // NaN stays NaN
-    return (uint16_t)((c.u + 0x7FFFu + ((c.u >> 16) & 1u)) >> 16);
-}
 
 // Elements k0 … k0 + kc − 1 of weight row n as float32 (past K: zeros).
 static void mk_weight_row(const void *W, int wtype, int K, int n, int k0, int kc, float *out) {
@@ -132,7 +117,7 @@ static void mk_weight_row(const void *W, int wtype, int K, int n, int k0, int kc
     }
     case 1: {
         const uint16_t *w = (const uint16_t *)W + (size_t)n * K;
-        for (; k < end; k++) out[k - k0] = mk_bf16_f32(w[k]);
+        for (; k < end; k++) out[k - k0] = mk_bf16_to_f32(w[k]);
         break;
     }
 #if defined(__x86_64__) || defined(__aarch64__)
@@ -142,25 +127,21 @@ static void mk_weight_row(const void *W, int wtype, int K, int n, int k0, int kc
         break;
     }
     case 3: {
-        // Q8_0: per 32 weights an fp16 scale d and 32 int8 q (34 bytes); w = d·q. k0 is a multiple of 32.
-        const uint8_t *row = (const uint8_t *)W + (size_t)n * (K / 32) * 34;
+        // Q8_0 (element_types.h); k0 is a multiple of 32.
+        const uint8_t *row = (const uint8_t *)W + (size_t)n * (K / 32) * MK_Q8_BLOCK;
         for (; k < end; k += 32) {
-            const uint8_t *blk = row + (size_t)(k / 32) * 34;
-            _Float16 d;
-            memcpy(&d, blk, 2);
-            const float df = (float)d;
+            const uint8_t *blk = row + (size_t)(k / 32) * MK_Q8_BLOCK;
+            const float df = mk_h2f(blk);
             for (int i = 0; i < 32 && k + i < end; i++) out[k + i - k0] = df * (float)(int8_t)blk[2 + i];
         }
         break;
     }
     case 4: {
-        // Q4_0: per 32 weights an fp16 scale d and 16 bytes, low nibbles weights 0–15, high 16–31; w = d·(q − 8).
-        const uint8_t *row = (const uint8_t *)W + (size_t)n * (K / 32) * 18;
+        // Q4_0 (element_types.h)
+        const uint8_t *row = (const uint8_t *)W + (size_t)n * (K / 32) * MK_Q4_BLOCK;
         for (; k < end; k += 32) {
-            const uint8_t *blk = row + (size_t)(k / 32) * 18;
-            _Float16 d;
-            memcpy(&d, blk, 2);
-            const float df = (float)d;
+            const uint8_t *blk = row + (size_t)(k / 32) * MK_Q4_BLOCK;
+            const float df = mk_h2f(blk);
             for (int i = 0; i < 32 && k + i < end; i++)
                 out[k + i - k0] = df * (float)((i < 16 ? blk[2 + i] & 15 : blk[2 + i - 16] >> 4) - 8);
         }
@@ -195,7 +176,7 @@ static void mk_pack_x_pairs(const float *X, int ldx, int M, int K, int p0, int p
             const int m = p * 16 + i;
             if (m < M) {
                 const float *x = X + (size_t)m * ldx;
-                for (int k = 0; k < K; k++) panel[(size_t)(k / 2) * 32 + i * 2 + (k & 1)] = mk_f32_bf16(x[k]);
+                for (int k = 0; k < K; k++) panel[(size_t)(k / 2) * 32 + i * 2 + (k & 1)] = mk_f32_to_bf16_one(x[k]);
             } else
                 for (int k = 0; k < K; k++) panel[(size_t)(k / 2) * 32 + i * 2 + (k & 1)] = 0;
         }
@@ -261,8 +242,8 @@ static inline void mk_store_t(int mr, int nr, const float *r, int rs, float *C, 
 }
 
 // ---- micro-kernels ------------------------------------------------------------------------------------
-// Each: a packed strip A of X ([kc][MR], mr ≤ MR rows real, the others zeros; the bf16 ones read rows of X
-// in bf16 instead), a packed panel B, kc terms → C (stride ldc), nr ≤ NR columns real.
+// The float32 ones: a packed strip A of X ([kc][MR], mr ≤ MR rows real, the others zeros) and a packed panel B
+// of W, kc terms → C (stride ldc), nr ≤ NR columns real. The bf16 ones (below) turn the roles.
 
 typedef float mk_v16 __attribute__((ext_vector_type(16), aligned(4)));
 
@@ -483,7 +464,8 @@ static void mk_gemm_task_bf16(const mk_gemm_job *j, int part) {
             const int n = u * NR, nr = j->N - n < NR ? j->N - n : NR;
             const uint16_t *Wb = W + (size_t)n * K;
             if (j->level == MK_CPU_AMX && nr < NR) {
-                // A tile reads 16 whole rows: the last block's rows are copied with zero rows after them.
+                // A tile reads 16 whole rows: the last block's rows are copied with zero rows after them (once per
+                // k block of 1,024: once for K ≤ 1,024, three times for 2.7b's in_proj; left as it ran on the AMX host).
                 uint16_t *copy = (uint16_t *)(j->scratch + (size_t)part * j->scratchPart);
                 memcpy(copy, Wb, (size_t)nr * K * 2);
                 memset(copy + (size_t)nr * K, 0, (size_t)(NR - nr) * K * 2);
@@ -515,13 +497,6 @@ static void mk_gemm_task(void *ctx, int part) {
     mk_gemm_task_f32(j, part);
 }
 
-// The path for weights of wtype and rows of K: the bf16 ones only for bf16 weights and K a multiple of 32
-// (a tile's depth; every released shape's).
-static int mk_gemm_level_for(int wtype, int K) {
-    const int l = mk_gemm_level(wtype);
-    return l > MK_CPU_AVX512 && K % 32 ? MK_CPU_AVX512 : l;
-}
-
 int mk_gemm(int M, int N, int K, const float *X, int ldx, const void *W, int wtype, const float *bias, float *Y, int ldy,
             int threads) {
     if (M <= 0 || N <= 0) return 0;
@@ -530,7 +505,7 @@ int mk_gemm(int M, int N, int K, const float *X, int ldx, const void *W, int wty
     memset(&job, 0, sizeof job);
     job.M = M; job.N = N; job.K = K; job.X = X; job.ldx = ldx; job.W = W; job.wtype = wtype; job.bias = bias;
     job.Y = Y; job.ldy = ldy;
-    job.level = mk_gemm_level_for(wtype, K);
+    job.level = mk_gemm_path(wtype, K);
     const int bf16 = job.level >= MK_CPU_AVX512BF16;
     switch (job.level) {
     case MK_CPU_AVX2: job.MR = 6; job.NR = 16; break;

@@ -2,6 +2,7 @@
 // or float16, arithmetic in float32. Memory-bound: each weight row is streamed once and dotted with all
 // B rows of X (kept in cache); rows of W are split across the pool's threads.
 #include "CMamba2Kernels.h"
+#include "element_types.h"
 #include <stdint.h>
 #include <string.h>
 #include <math.h>
@@ -18,11 +19,6 @@
 #define MK_CLONES
 #endif
 
-static inline float bf16_to_f32(uint16_t h) {
-    union { uint32_t u; float f; } c;
-    c.u = (uint32_t)h << 16;
-    return c.f;
-}
 
 // Explicit 16-lane vectors (clang's vector extension), so that the dot products vectorize the same way
 // at any optimization level and without fast-math flags: VLOAD reads 16 weights of row `wr` from k as floats.
@@ -114,7 +110,7 @@ typedef _Float16 mk_h16x16 __attribute__((ext_vector_type(16), aligned(2)));
     }
 
 MK_GEMV_KERNEL(mk_gemv_f32, float, wr[k], MK_LOAD_F32)
-MK_GEMV_KERNEL(mk_gemv_bf16, uint16_t, bf16_to_f32(wr[k]), MK_LOAD_BF16)
+MK_GEMV_KERNEL(mk_gemv_bf16, uint16_t, mk_bf16_to_f32(wr[k]), MK_LOAD_BF16)
 #if defined(__x86_64__) || defined(__aarch64__)
 MK_GEMV_KERNEL(mk_gemv_f16, _Float16, (float)wr[k], MK_LOAD_F16)
 #endif
@@ -125,12 +121,6 @@ MK_GEMV_KERNEL(mk_gemv_f16, _Float16, (float)wr[k], MK_LOAD_F16)
 // 16-lane float vectors in registers, are dotted with x, and the block's sum is scaled by d once: the same
 // products as the float32 kernel on the dequantized weights, from a quarter of the bytes.
 typedef int8_t mk_i8x16 __attribute__((ext_vector_type(16), aligned(1)));
-#define MK_Q8_BLOCK 34
-static inline float mk_h2f(const uint8_t *p) {
-    _Float16 h;
-    memcpy(&h, p, 2);
-    return (float)h;
-}
 #define MK_Q8_LO(b) (__builtin_convertvector(*(const mk_i8x16 *)((b) + 2), mk_f32x16))
 #define MK_Q8_HI(b) (__builtin_convertvector(*(const mk_i8x16 *)((b) + 18), mk_f32x16))
 
@@ -199,7 +189,6 @@ void mk_quantize_q8_0(size_t rows, size_t K, const float *in, uint8_t *out) {
 // nibbles are weights 0–15 and high nibbles weights 16–31, each w = d·(q − 8) (18 bytes, 4.5 bits a weight).
 // As the Q8_0 kernel: the nibbles become two 16-lane float vectors in registers.
 typedef uint8_t mk_u8x16 __attribute__((ext_vector_type(16), aligned(1)));
-#define MK_Q4_BLOCK 18
 #define MK_Q4_LO(b) (__builtin_convertvector(*(const mk_u8x16 *)((b) + 2) & (uint8_t)0x0F, mk_f32x16) - 8.0f)
 #define MK_Q4_HI(b) (__builtin_convertvector(*(const mk_u8x16 *)((b) + 2) >> (uint8_t)4, mk_f32x16) - 8.0f)
 
@@ -367,12 +356,7 @@ void mk_gemv_rows(int B, int N, int K, const float *X, int ldx, const void *W, i
 }
 
 void mk_f32_to_bf16(size_t n, const float *in, uint16_t *out) {
-    for (size_t i = 0; i < n; i++) {
-        union { float f; uint32_t u; } c;
-        c.f = in[i];
-        if ((c.u & 0x7F800000u) == 0x7F800000u && (c.u & 0x7FFFFFu)) { out[i] = 0x7FC0; continue; }  // NaN
-        out[i] = (uint16_t)((c.u + 0x7FFFu + ((c.u >> 16) & 1u)) >> 16);
-    }
+    for (size_t i = 0; i < n; i++) out[i] = mk_f32_to_bf16_one(in[i]);
 }
 
 void mk_f32_to_f16(size_t n, const float *in, uint16_t *out) {

@@ -139,10 +139,12 @@ struct MathTests {
         }
     }
 
-    // Q4_0 as llama.cpp makes it: d = (the value of largest magnitude)/−8 in fp16, every weight within d/2 + the
-    // fp16 rounding of d times 8 of its value (q = trunc(w/d + 8.5) is round-to-nearest of w/d, clamped at 15 for
-    // the largest positive), and the GEMV on the blocks equal to the plain GEMM on their values (1e-5, the float32
-    // sums' order).
+    // Q4_0 as llama.cpp makes it: d = (the value of largest magnitude)/−8 in fp16, and every weight within |d| of
+    // its value: q = trunc(w/d + 8.5) rounds w/d to the nearest step (half a step), except that a value of the
+    // largest magnitude with the other sign (w/d up to 8) clamps at q = 15 (a whole step); d's fp16 rounding
+    // (2⁻¹¹ relative) times |q − 8| ≤ 8 adds 2⁻⁸ of d, and taking |d| from the rounded d another 2⁻¹⁰ of room.
+    // The GEMV on the blocks equals the plain GEMM on their values (1e-5, the float32 sums' order), the values
+    // read by the GGUF reader's dequantization.
     @Test("decode GEMV on Q4_0 blocks equals the plain GEMM on their values", arguments: [1, 3, 4, 5, 16])
     func decodeGEMVQ4(rows m: Int) {
         var rng = SeededRNG()
@@ -150,17 +152,13 @@ struct MathTests {
             let a = rng.normal([m * k]).data, w = rng.normal([n * k]).data, bias = rng.normal([n]).data
             var blocks = [UInt8](repeating: 0, count: n * k / 32 * 18)
             w.withUnsafeBufferPointer { wp in mk_quantize_q4_0(n, k, wp.baseAddress!, &blocks) }
-            var deq = [Float](repeating: 0, count: n * k)
+            let deq = blocks.withUnsafeBytes { GGUFFile.decode(.q4_0, $0.baseAddress!, count: n * k) }
             for b in 0..<(n * k / 32) {
                 let d = halfToFloat(UInt16(blocks[b * 18]) | UInt16(blocks[b * 18 + 1]) << 8)
-                let block = w[(b * 32)..<(b * 32 + 32)]
-                let extreme = block.max { abs($0) < abs($1) }!
+                let extreme = w[(b * 32)..<(b * 32 + 32)].max { abs($0) < abs($1) }!
                 #expect(d == halfToFloat(roundedTo16Bits([extreme / -8], bfloat: false)[0]))
                 for j in 0..<32 {
-                    let byte = blocks[b * 18 + 2 + j % 16]
-                    deq[b * 32 + j] = d * Float(Int(j < 16 ? byte & 15 : byte >> 4) - 8)
-                    // half a step, the step's own fp16 rounding over 8 steps, and the clamp of +8d to 7d
-                    #expect(abs(deq[b * 32 + j] - w[b * 32 + j]) <= 1.01 * abs(d) + 1e-6, "block \(b) weight \(j)")
+                    #expect(abs(deq[b * 32 + j] - w[b * 32 + j]) <= abs(d) * (1 + 0x1p-8) * (1 + 0x1p-10), "block \(b) weight \(j)")
                 }
             }
             expectBlockGEMV(m: m, n: n, k: k, a: a, blocks: blocks, type: .q4_0, values: deq, bias: bias)

@@ -79,8 +79,9 @@ const char *mk_cpu_level_name(int level);
 // its scratch (a few hundred KB per thread) cannot be allocated.
 int mk_gemm(int M, int N, int K, const float *X, int ldx, const void *W, int wtype, const float *bias, float *Y, int ldy,
             int threads);
-// The path mk_gemm takes for weights of wtype on this host, as mk_cpu_level_name names it.
-const char *mk_gemm_path_name(int wtype);
+// The level mk_gemm runs at for weights of wtype with rows of K on this host (the bf16 levels only for bf16
+// weights and K a multiple of 32).
+int mk_gemm_path(int wtype, int K);
 
 // ---- memory -----------------------------------------------------------------------------------------
 // Reads `count` 64-bit words from p once, split evenly over `threads` threads of the pool, and returns their

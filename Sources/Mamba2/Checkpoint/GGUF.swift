@@ -182,13 +182,17 @@ public struct GGUFFile: @unchecked Sendable {
 
     /// The tensor's values as float32, row-major in `shape` (16-bit widened exactly, blocks dequantized).
     public func floats(_ t: TensorInfo) -> [Float] {
-        let n = t.count
-        guard n > 0, let base = file.base else { return [] }
-        let p = base + t.offset
+        guard t.count > 0, let base = file.base else { return [] }
+        return Self.decode(t.type, base + t.offset, count: t.count)
+    }
+
+    /// `n` values of `type` stored at `p` as float32 (n a multiple of 32 for the block types; the caller
+    /// guarantees n / blockElements · blockBytes bytes are readable there).
+    public static func decode(_ type: TensorType, _ p: UnsafeRawPointer, count n: Int) -> [Float] {
         var out = [Float](repeating: 0, count: n)
         out.withUnsafeMutableBufferPointer { o in
             let dst = o.baseAddress!
-            switch t.type {
+            switch type {
             case .f32:
                 memcpy(dst, p, n * 4)
             case .f16:
@@ -202,9 +206,9 @@ public struct GGUFFile: @unchecked Sendable {
                     for j in 0..<32 { dst[b * 32 + j] = d * Float(Int8(bitPattern: block.load(fromByteOffset: 2 + j, as: UInt8.self))) }
                 }
             case .q4_0, .q4_1:
-                let minimum = t.type == .q4_1
+                let minimum = type == .q4_1
                 for b in 0..<n / 32 {
-                    let block = p + b * t.type.blockBytes
+                    let block = p + b * type.blockBytes
                     let d = halfToFloat(block.loadUnaligned(as: UInt16.self))
                     let m = minimum ? halfToFloat(block.loadUnaligned(fromByteOffset: 2, as: UInt16.self)) : 0
                     let qs = block + (minimum ? 4 : 2)

@@ -11,7 +11,7 @@ public enum CPUKernelLevel: String, CaseIterable, Comparable, Sendable {
         case .avx512BF16: Int32(MK_CPU_AVX512BF16); case .amx: Int32(MK_CPU_AMX) }
     }
 
-    init(code: Int32) { self = Self.allCases.first { $0.code == code } ?? .generic }
+    package init(code: Int32) { self = Self.allCases.first { $0.code == code } ?? .generic }
 
     public static func < (a: Self, b: Self) -> Bool { a.code < b.code }
 

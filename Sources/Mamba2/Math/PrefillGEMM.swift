@@ -1,7 +1,7 @@
 import CMamba2Kernels
 
 /// The prefill's matrix products Y (rows, N) = X (rows, K) · Wᵀ (+ bias) through the project's own kernels
-/// (`mk_gemm`), with W in the type the model holds it (float32, bf16, fp16 or Q8_0 blocks, row-major).
+/// (`mk_gemm`), with W in the type the model holds it (float32, bf16, fp16, Q8_0 or Q4_0 blocks, row-major).
 ///
 /// Which products take them: bf16 weights where the host has AMX or AVX512-BF16 (bf16 tile or pair products,
 /// activations rounded to bf16, float32 sums: on an AMX host about 3× OpenBLAS's float32 GEMM); and every
@@ -11,14 +11,18 @@ import CMamba2Kernels
 package enum PrefillGEMM {
     /// Whether a product with weights of `type` and rows of length `k` takes the own kernels on this host.
     package static func takes(_ type: WeightType, k: Int) -> Bool {
-        if BLAS.useBuiltin { return true }
-        return type == .bf16 && k % 32 == 0 && CPUKernelLevel.current >= .avx512BF16
+        BLAS.useBuiltin || level(type, k: k) >= .avx512BF16
+    }
+
+    /// The level mk_gemm runs a product at (the bf16 ones only for bf16 weights and k a multiple of 32).
+    package static func level(_ type: WeightType, k: Int) -> CPUKernelLevel {
+        CPUKernelLevel(code: mk_gemm_path(type.code, Int32(k)))
     }
 
     /// The path a product with weights of `type` takes, in words ("amx", "OpenBLAS (SkylakeX)", ...).
-    package static func path(_ type: WeightType, k: Int = 4096) -> String {
+    package static func path(_ type: WeightType, k: Int) -> String {
         guard takes(type, k: k) else { return BLAS.core.map { "OpenBLAS (\($0))" } ?? BLAS.name }
-        return String(cString: mk_gemm_path_name(type.code))
+        return level(type, k: k).rawValue
     }
 
     /// y (rows, n) = x (rows, k) · Wᵀ + bias, W (n, k) of `type` at `w`.
