@@ -517,7 +517,10 @@ int mk_gemm(int M, int N, int K, const float *X, int ldx, const void *W, int wty
     job.KC = bf16 ? MK_KC16 : MK_KC;
     job.units = (N + job.NR - 1) / job.NR;
     const double flops = 2.0 * M * N * K;
-    job.parts = threads < 1 || flops < 4e6 ? 1 : (threads < job.units ? threads : job.units);
+    // Four parts per thread, taken as threads come free (a core slowed by a neighbour takes fewer; equal
+    // halves had one thread of two wait a third of the time on the shared 2-core Xeon).
+    const int parts = threads < 1 ? 1 : 4 * threads;
+    job.parts = flops < 4e6 ? 1 : (parts < job.units ? parts : job.units);
     if (bf16) job.scratchPart = job.level == MK_CPU_AMX ? ((size_t)job.NR * K * 2 + 63) / 64 * 64 : 0;
     else job.scratchPart = ((size_t)MK_NC * job.KC * 4 + sizeof(float) * (size_t)job.KC + 63) / 64 * 64;
     // The packed X: float32 strips of MR rows, or bf16 pairs in panels of 16 rows (rows to a multiple of 32).

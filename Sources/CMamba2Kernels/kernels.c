@@ -231,52 +231,6 @@ float mk_softplus(float x) { return x <= 20.0f ? log1pf(expf(x)) : x; }
 
 // ---- SSD --------------------------------------------------------------------------------------------
 MK_CLONES
-void mk_ssd_scan(int L, int P, int N, float *state, const float *decay, const float *dt,
-                 const float *x, long xs, const float *B, long bs, const float *C, long cs, float *y, long ys) {
-    enum { TB = 32 };  // tokens per block: B and C of a block (2·TB·N floats) stay in L1/L2
-    for (int t0 = 0; t0 < L; t0 += TB) {
-        const int t1 = L < t0 + TB ? L : t0 + TB;
-        int p = 0;
-        // Four state rows at a time share each load of B_t and C_t: 1.5 loads per state value instead of 3
-        // (the loop is load-bound; 1.3-1.4× on the mamba2-130m head, 512 tokens, here).
-        for (; p + 4 <= P; p += 4) {
-            float *s0 = state + (size_t)p * N, *s1 = s0 + N, *s2 = s1 + N, *s3 = s2 + N;
-            for (int t = t0; t < t1; t++) {
-                const float a = decay[t];
-                const float *xt = x + (size_t)t * xs + p;
-                const float x0 = dt[t] * xt[0], x1 = dt[t] * xt[1], x2 = dt[t] * xt[2], x3 = dt[t] * xt[3];
-                const float *b = B + (size_t)t * bs, *c = C + (size_t)t * cs;
-                float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-                for (int n = 0; n < N; n++) {
-                    const float bn = b[n], cn = c[n];
-                    const float v0 = a * s0[n] + x0 * bn, v1 = a * s1[n] + x1 * bn;
-                    const float v2 = a * s2[n] + x2 * bn, v3 = a * s3[n] + x3 * bn;
-                    s0[n] = v0; s1[n] = v1; s2[n] = v2; s3[n] = v3;
-                    a0 += v0 * cn; a1 += v1 * cn; a2 += v2 * cn; a3 += v3 * cn;
-                }
-                float *yt = y + (size_t)t * ys + p;
-                yt[0] = a0; yt[1] = a1; yt[2] = a2; yt[3] = a3;
-            }
-        }
-        for (; p < P; p++) {
-            float *s = state + (size_t)p * N;
-            for (int t = t0; t < t1; t++) {
-                const float a = decay[t];
-                const float xp = dt[t] * x[(size_t)t * xs + p];
-                const float *b = B + (size_t)t * bs, *c = C + (size_t)t * cs;
-                float acc = 0.0f;
-                for (int n = 0; n < N; n++) {
-                    float v = a * s[n] + xp * b[n];
-                    s[n] = v;
-                    acc += v * c[n];
-                }
-                y[(size_t)t * ys + p] = acc;
-            }
-        }
-    }
-}
-
-MK_CLONES
 void mk_ssd_decay_mask(int Q, const float *CB, int ldcb, const double *cum, const float *dt, float *M, int ldm,
                        float *decay) {
     for (int t = 0; t < Q; t++) {

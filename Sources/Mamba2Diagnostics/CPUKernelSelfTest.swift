@@ -1,5 +1,10 @@
 import CMamba2Kernels
 import Mamba2
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The CPU kernels' checks for `mamba2 selftest --device cpu` and the tests: every instruction-set path this
 /// host runs (generic … amx), each weight type, against float64 sums; and the reference fixtures (mamba_ssm's
@@ -48,6 +53,61 @@ public enum CPUKernelSelfTest {
                     checks.append(Check(name: "gemm \(level.rawValue) \(type.rawValue) \(m)×\(n)×\(k) (path \(path.rawValue)): error over Σ|x·w|",
                                         relativeError: worst, tolerance: bound, allWritten: written))
                 }
+            }
+        }
+        return checks
+    }
+
+    /// The SSD recurrence of one head (`mk_ssd_scan`: the transposed form on AVX2 / AVX-512 hosts for L ≥ 8, else
+    /// the plain one) at each level, on shapes that cross its edges (one token, L odd and below the transposed
+    /// form's threshold, P not a multiple of a vector, blocks of 64 columns and single vectors, N = 1), against a
+    /// float64 recurrence from a random state. Scales: S_t = decay_t·S_{t−1} + |dt_t·x_t|·|B_t| (S_0 = |state|,
+    /// float64), which bounds |state_t| and the size of what its rounding acts on. Bounds: the state (2L + 2)·2⁻²⁴
+    /// of S (at most two roundings per step of every element, each carried on with a decay ≤ 1, and the last);
+    /// y_t (2L + N + 4)·2⁻²⁴ of Σ_n S_t[p, n]·|C_t[n]| (the state's error, and N + 2 more for the sum over n).
+    public static func scanChecks(seed: UInt64, levels: [CPUKernelLevel] = CPUKernelLevel.supported) -> [Check] {
+        var rng = SplitMix64(seed: seed)
+        var checks: [Check] = []
+        let saved = CPUKernelLevel.limit
+        defer { CPUKernelLevel.limit = saved }
+        let shapes = [(1, 64, 128), (7, 64, 128), (8, 16, 1), (37, 48, 17), (64, 64, 128), (129, 80, 64), (33, 24, 16)]
+        for level in levels {
+            CPUKernelLevel.limit = level
+            for (L, P, N) in shapes {
+                let x = (0..<(L * P)).map { _ in rng.normal() }
+                let B = (0..<(L * N)).map { _ in rng.normal() }, C = (0..<(L * N)).map { _ in rng.normal() }
+                let dt = (0..<L).map { _ in Float(rng.uniform() * 0.1 + 1e-3) }
+                let a = Float(-1 - 15 * rng.uniform())
+                let decay = dt.map { Float(exp(Double($0 * a))) }
+                let start = (0..<(P * N)).map { _ in rng.normal() }
+                var state = start
+                var y = [Float](repeating: .nan, count: L * P)
+                mk_ssd_scan(Int32(L), Int32(P), Int32(N), &state, decay, dt, x, P, B, N, C, N, &y, P)
+                let form = mk_ssd_scan_form(Int32(L), Int32(P)) == 1 ? "transposed" : "plain"
+                var s = start.map(Double.init), mag = start.map { abs(Double($0)) }
+                var yErr = 0.0, written = !y.contains { $0.isNaN }
+                for t in 0..<L {
+                    let d = Double(decay[t]), xs = (0..<P).map { Double(dt[t]) * Double(x[t * P + $0]) }
+                    for p in 0..<P {
+                        var want = 0.0, scale = 0.0
+                        for n in 0..<N {
+                            let i = p * N + n, b = Double(B[t * N + n]), c = Double(C[t * N + n])
+                            s[i] = d * s[i] + xs[p] * b
+                            mag[i] = d * mag[i] + abs(xs[p] * b)
+                            want += s[i] * c
+                            scale += mag[i] * abs(c)
+                        }
+                        yErr = max(yErr, abs(Double(y[t * P + p]) - want) / (scale * Double(2 * L + N + 4) * 0x1p-24))
+                    }
+                }
+                var sErr = 0.0
+                for i in 0..<(P * N) where mag[i] > 0 {
+                    sErr = max(sErr, abs(Double(state[i]) - s[i]) / (mag[i] * Double(2 * L + 2) * 0x1p-24))
+                }
+                if state.contains(where: { $0.isNaN }) { written = false }
+                // Each error is over its own bound, so both must stay ≤ 1.
+                checks.append(Check(name: "ssd scan \(level.rawValue) L=\(L) P=\(P) N=\(N) (form \(form)): error over its bound (y, state)",
+                                    relativeError: max(yErr, sErr), tolerance: 1, allWritten: written))
             }
         }
         return checks

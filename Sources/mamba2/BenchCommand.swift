@@ -85,6 +85,7 @@ struct BenchModelCommand: ParsableCommand {
             let paths = device.device == .cpu
                 ? "\"cpu_kernels\":\"\(CPUKernelLevel.current.rawValue)\",\"prefill_products\":\"\(PrefillGEMM.path(weightType, k: backend.config.dModel))\","
                     + "\"decode_kernels\":\"\(CPUBackend.decodeKernelPath(rows: bench.batches.first ?? 1))\","
+                    + "\"ssd_scan\":\"\(SSDRecurrent.scanPath(tokens: prompt, headDim: backend.config.headDim))\","
                 : ""
             print("{\"model\":\"\(name)\",\"device\":\"\(backend.deviceDescription)\",\"parameters\":\(params),\"weights_dtype\":\"\(dtype)\",\"threads\":\(Parallel.threadCount)," + paths
                   + "\"read_bandwidth_bytes_per_s\":\(bandwidth),\"bytes_per_decoded_token\":\(Int(perToken)),\"decode_floor_tokens_per_s\":\(floor),"
@@ -94,7 +95,7 @@ struct BenchModelCommand: ParsableCommand {
         print("model: \(name), \(countString(params)) parameters, weights \(dtype), on \(backend.deviceDescription)")
         if device.device == .cpu {
             print("decode GEMV kernels: " + bench.batches.map { "batch \($0) \(CPUBackend.decodeKernelPath(rows: $0))" }.joined(separator: ", "))
-            print("CPU kernels: \(CPUKernelLevel.current.rawValue) (this host: \(CPUKernelLevel.host.rawValue)); prefill products: \(PrefillGEMM.path(weightType, k: backend.config.dModel))")
+            print("CPU kernels: \(CPUKernelLevel.current.rawValue) (this host: \(CPUKernelLevel.host.rawValue)); prefill products: \(PrefillGEMM.path(weightType, k: backend.config.dModel)); SSD scan of the prompt: \(SSDRecurrent.scanPath(tokens: prompt, headDim: backend.config.headDim))")
             print("BLAS (float32 prefill GEMMs): \(BLAS.coreDescription)")
         }
         print("read bandwidth \(fixed(bandwidth / 1e9, 1)) GB/s; a decoded token reads \(bytesString(Int(perToken))) (weights + state) → floor \(fixed(floor, 1)) tokens/s")

@@ -42,7 +42,7 @@ struct SelfTestCommand: ParsableCommand {
             try checkFixtures()
             print("CPU kernels: this host runs \(CPUKernelLevel.supported.map(\.rawValue).joined(separator: ", ")); BLAS \(BLAS.coreDescription)")
             print("seed: \(s)")
-            try report(CPUKernelSelfTest.gemmChecks(seed: s) + CPUKernelSelfTest.fixtureChecks(fixtures: fixtures))
+            try report(CPUKernelSelfTest.gemmChecks(seed: s) + CPUKernelSelfTest.scanChecks(seed: s) + CPUKernelSelfTest.fixtureChecks(fixtures: fixtures))
             return
         }
         let gpu = try CUDADevice(ordinal: ordinal)

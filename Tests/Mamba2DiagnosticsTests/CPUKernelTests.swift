@@ -20,6 +20,20 @@ struct CPUKernelTests {
         for c in checks { #expect(c.passed, "seed \(seed): \(c.name): \(c.relativeError) > \(c.tolerance), all written \(c.allWritten)") }
     }
 
+    // The SSD recurrence at every level (the transposed form where the host has AVX2 / AVX-512, the plain one
+    // below its threshold and at `generic`) × seven edge-crossing shapes against a float64 recurrence, fresh
+    // inputs; each error over its bound (stated in CPUKernelSelfTest.scanChecks) must stay ≤ 1.
+    @Test("every SSD scan path agrees with a float64 recurrence")
+    func scans() {
+        let seed = UInt64.random(in: 0...UInt64.max)
+        let checks = CPUKernelSelfTest.scanChecks(seed: seed)
+        #expect(checks.count == CPUKernelLevel.supported.count * 7)
+        for c in checks { #expect(c.passed, "seed \(seed): \(c.name): \(c.relativeError) > \(c.tolerance), all written \(c.allWritten)") }
+        // The fast form is the one in use where the host allows it (the 130m head: P = 64).
+        if CPUKernelLevel.host >= .avx2 { #expect(SSDRecurrent.scanPath(tokens: 512, headDim: 64).hasPrefix("transposed")) }
+        #expect(SSDRecurrent.scanPath(tokens: 1, headDim: 64) == "plain")
+    }
+
     // The tiny model's prefill logits through each path (the BLAS off, so the float32 products take the own
     // kernels too) against mamba_ssm's: 1e-4 for float32 weights, 1e-2 for bf16 weights.
     @Test("the reference fixtures pass through every path")

@@ -104,9 +104,14 @@ float mk_softplus(float x);
 // The recurrence of one head over L tokens: for each t,
 //   state (P, N) <- decay[t] * state + (dt[t] * x_t) ⊗ B_t;   y_t[p] = state[p, :] · C_t.
 // x_t = x + t*xs (P floats), B_t = B + t*bs, C_t = C + t*cs (N floats), y_t = y + t*ys (P floats).
-// Loops run over time inside each state row, so a row stays in L1 while a block of tokens streams by.
+// Runs in the form mk_ssd_scan_form names (ssd_scan.c): the state transposed, P across vector lanes, for
+// longer inputs on AVX2 / AVX-512 hosts; else mk_ssd_scan_plain, the reference (any sizes, the decode step).
 void mk_ssd_scan(int L, int P, int N, float *state, const float *decay, const float *dt,
                  const float *x, long xs, const float *B, long bs, const float *C, long cs, float *y, long ys);
+void mk_ssd_scan_plain(int L, int P, int N, float *state, const float *decay, const float *dt,
+                       const float *x, long xs, const float *B, long bs, const float *C, long cs, float *y, long ys);
+// 1 when mk_ssd_scan takes the transposed form for L tokens of head dimension P on this host (and level), else 0.
+int mk_ssd_scan_form(int L, int P);
 // Intra-chunk decay matrix of one head, lower triangle: M[t, s] = CB[t, s] * exp(min(cum[t] - cum[s], 0)) * dt[s]
 // with cum the inclusive cumulative sum of dt·A over the chunk (double, so long spans keep precision)
 // for s <= t, 0 above the diagonal. CB (Q, Q) row stride ldcb, M (Q, Q) row stride ldm. When decay is not

@@ -8,7 +8,14 @@ import Darwin
 /// The recurrent form: one token at a time, h_t = exp(dt_t·A)·h_{t−1} + dt_t·x_t⊗B_t, y_t = h_t·C_t.
 /// Linear in L, memory of one (P, N) state per head. The plain reference every other form is tested
 /// against, and (one token long) the decode step. Threaded over (row, head), vectorized over N.
-enum SSDRecurrent {
+package enum SSDRecurrent {
+    /// The scan kernel a recurrence of `tokens` tokens of head dimension P takes on this host ("transposed
+    /// avx512", "plain"; mk_ssd_scan_form).
+    package static func scanPath(tokens: Int, headDim P: Int) -> String {
+        mk_ssd_scan_form(Int32(clamping: tokens), Int32(clamping: P)) == 1
+            ? "transposed " + (CPUKernelLevel.current >= .avx512 ? "avx512" : "avx2") : "plain"
+    }
+
     /// Writes the SSM output (before D and the gate) to y (b, L, H, P) and the states.
     static func run(_ pr: SSDProblem, y: UnsafeMutablePointer<Float>, finalStates: UnsafeMutablePointer<Float>,
                     sequenceStates: UnsafeMutablePointer<Float>) {
