@@ -2,18 +2,7 @@
 #include "CMamba2Kernels.h"
 #include <math.h>
 #include <string.h>
-
-// The floating-point licences these loops were written for, per file rather than as package-wide flags
-// (which SwiftPM allows only as unsafeFlags, refused in a dependency): a·b + c may become one FMA, and sums
-// may be reassociated so the vectorizer can split them into lanes. NaN and infinity keep their meaning.
-#pragma clang fp contract(fast)
-#pragma clang fp reassociate(on)
-
-#if defined(__x86_64__) && defined(__linux__)
-#define MK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MK_CLONES
-#endif
+#include "vector_loops.h"
 
 // ---- BLAS -------------------------------------------------------------------------------------------
 #if defined(__APPLE__)

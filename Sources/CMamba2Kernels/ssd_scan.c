@@ -13,15 +13,7 @@
 // time, capped by mk_cpu_limit) and P is a multiple of the vector width; else the plain one.
 #include "CMamba2Kernels.h"
 #include <stdlib.h>
-
-#pragma clang fp contract(fast)
-#pragma clang fp reassociate(on)
-
-#if defined(__x86_64__) && defined(__linux__)
-#define MK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MK_CLONES
-#endif
+#include "vector_loops.h"
 
 // Below this many tokens the copies of the state in and out cost more than the form saves.
 #define MK_SCAN_TRANSPOSED_MIN 8
