@@ -5,35 +5,14 @@ prompts; errors arrive as the client's exceptions with the right status (400, 40
 Usage: scripts/test_server_openai.py BINARY   (exit 1 on the first failed check)"""
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import openai
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def start(binary, *extra):
-    port = free_port()
-    proc = subprocess.Popen([binary, "serve", "--port", str(port), "--threads", "2", *extra], stderr=subprocess.PIPE, text=True)
-    for _ in range(600):  # the model loads, then the server listens
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            if proc.poll() is not None:
-                sys.exit(f"mamba2 serve exited: {proc.stderr.read()}")
-            time.sleep(0.1)
-    proc.kill()
-    sys.exit("mamba2 serve did not listen within 60 s")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from server_process import start  # noqa: E402
 
 
 def check(cond, what):

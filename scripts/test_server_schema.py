@@ -10,7 +10,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server_openai import start  # noqa: E402
+from server_process import start  # noqa: E402
 
 
 def main():
