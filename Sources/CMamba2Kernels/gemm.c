@@ -126,24 +126,16 @@ static void mk_weight_row(const void *W, int wtype, int K, int n, int k0, int kc
         for (; k < end; k++) out[k - k0] = (float)w[k];
         break;
     }
-    case 3: {
-        // Q8_0 (element_types.h); k0 is a multiple of 32.
-        const uint8_t *row = (const uint8_t *)W + (size_t)n * (K / 32) * MK_Q8_BLOCK;
-        for (; k < end; k += 32) {
-            const uint8_t *blk = row + (size_t)(k / 32) * MK_Q8_BLOCK;
-            const float df = mk_h2f(blk);
-            for (int i = 0; i < 32 && k + i < end; i++) out[k + i - k0] = df * (float)(int8_t)blk[2 + i];
-        }
-        break;
-    }
+    case 3:
     case 4: {
-        // Q4_0 (element_types.h)
-        const uint8_t *row = (const uint8_t *)W + (size_t)n * (K / 32) * MK_Q4_BLOCK;
+        // Q8_0 / Q4_0 blocks (element_types.h); k0 is a multiple of 32.
+        const int bytes = wtype == 3 ? MK_Q8_BLOCK : MK_Q4_BLOCK;
+        const uint8_t *row = (const uint8_t *)W + (size_t)n * (K / 32) * bytes;
         for (; k < end; k += 32) {
-            const uint8_t *blk = row + (size_t)(k / 32) * MK_Q4_BLOCK;
+            const uint8_t *blk = row + (size_t)(k / 32) * bytes;
             const float df = mk_h2f(blk);
             for (int i = 0; i < 32 && k + i < end; i++)
-                out[k + i - k0] = df * (float)((i < 16 ? blk[2 + i] & 15 : blk[2 + i - 16] >> 4) - 8);
+                out[k + i - k0] = df * (float)(wtype == 3 ? (int8_t)blk[2 + i] : (i < 16 ? blk[2 + i] & 15 : blk[2 + i - 16] >> 4) - 8);
         }
         break;
     }
@@ -217,25 +209,15 @@ static void mk_pack_task(void *ctx, int part) {
     else mk_pack_x(j->X, j->ldx, j->M, j->K, j->KC, j->MR, u0, u1, (float *)j->out);
 }
 
-// Adds (or stores, acc = 0) an MR' × NR' block of results to C, only mr × nr of it real, plus bias on the
-// last k block. r is row-major with stride rs.
-static inline void mk_store(int mr, int nr, const float *r, int rs, float *C, long ldc, int acc, const float *bias) {
-    for (int i = 0; i < mr; i++) {
-        float *c = C + (size_t)i * ldc;
-        const float *s = r + (size_t)i * rs;
-        for (int j = 0; j < nr; j++) {
-            float v = s[j] + (bias ? bias[j] : 0.0f);
-            c[j] = acc ? c[j] + v : v;
-        }
-    }
-}
-
-// The same for a block of results held transposed: r[j·rs + i] is row i, column j.
-static inline void mk_store_t(int mr, int nr, const float *r, int rs, float *C, long ldc, int acc, const float *bias) {
+// Adds (or stores, acc = 0) a block of results to C, only mr × nr of it real, plus bias on the last k block.
+// Row i, column j of the block is r[i·rs + j·cs]: cs = 1 row-major (the float32 kernels), rs = 1 transposed
+// (the bf16 ones).
+static inline void mk_store(int mr, int nr, const float *r, int rs, int cs, float *C, long ldc, int acc,
+                            const float *bias) {
     for (int i = 0; i < mr; i++) {
         float *c = C + (size_t)i * ldc;
         for (int j = 0; j < nr; j++) {
-            float v = r[(size_t)j * rs + i] + (bias ? bias[j] : 0.0f);
+            float v = r[(size_t)i * rs + (size_t)j * cs] + (bias ? bias[j] : 0.0f);
             c[j] = acc ? c[j] + v : v;
         }
     }
@@ -257,7 +239,7 @@ static void mk_gemm_k_generic(int mr, int kc, const float *A, const float *B, fl
     }
     float r[4][16];
     for (int j = 0; j < 16; j++) { r[0][j] = c0[j]; r[1][j] = c1[j]; r[2][j] = c2[j]; r[3][j] = c3[j]; }
-    mk_store(mr, nr, &r[0][0], 16, C, ldc, acc, bias);
+    mk_store(mr, nr, &r[0][0], 16, 1, C, ldc, acc, bias);
 }
 
 #if defined(__x86_64__)
@@ -286,7 +268,7 @@ __attribute__((target("avx2,fma"))) static void mk_gemm_k_avx2(int mr, int kc, c
     }
     float r[6][16];
     for (int i = 0; i < 6; i++) { _mm256_storeu_ps(r[i], c[i][0]); _mm256_storeu_ps(r[i] + 8, c[i][1]); }
-    mk_store(mr, nr, &r[0][0], 16, C, ldc, acc, bias);
+    mk_store(mr, nr, &r[0][0], 16, 1, C, ldc, acc, bias);
 }
 
 // Stores 12 × 32 accumulators (c[i][0] columns 0–15, c[i][1] 16–31).
@@ -305,7 +287,7 @@ __attribute__((target("avx2,fma"))) static void mk_gemm_k_avx2(int mr, int kc, c
         } else {                                                                                              \
             float r[12][32];                                                                                  \
             for (int i = 0; i < 12; i++) { _mm512_storeu_ps(r[i], c[i][0]); _mm512_storeu_ps(r[i] + 16, c[i][1]); } \
-            mk_store(mr, nr, &r[0][0], 32, C, ldc, acc, bias);                                                \
+            mk_store(mr, nr, &r[0][0], 32, 1, C, ldc, acc, bias);                                                \
         }                                                                                                     \
     } while (0)
 
@@ -346,7 +328,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void mk_g
     }
     float r[12][32];
     for (int i = 0; i < 12; i++) { _mm512_storeu_ps(r[i], c[i][0]); _mm512_storeu_ps(r[i] + 16, c[i][1]); }
-    mk_store_t(mr, nr, &r[0][0], 32, C, ldc, acc, bias);
+    mk_store(mr, nr, &r[0][0], 1, 32, C, ldc, acc, bias);
 }
 
 #if defined(__linux__)
@@ -374,7 +356,7 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) static void mk_gemm_k_amx(
     _tile_stored(1, &r[0][16], 128);
     _tile_stored(2, &r[16][0], 128);
     _tile_stored(3, &r[16][16], 128);
-    mk_store_t(mr, nr, &r[0][0], 32, C, ldc, acc, bias);
+    mk_store(mr, nr, &r[0][0], 1, 32, C, ldc, acc, bias);
 }
 
 typedef struct {
@@ -517,9 +499,7 @@ int mk_gemm(int M, int N, int K, const float *X, int ldx, const void *W, int wty
     job.KC = bf16 ? MK_KC16 : MK_KC;
     job.units = (N + job.NR - 1) / job.NR;
     const double flops = 2.0 * M * N * K;
-    // Four parts per thread, taken as threads come free (a core slowed by a neighbour takes fewer; equal
-    // halves had one thread of two wait a third of the time on the shared 2-core Xeon).
-    const int parts = threads < 1 ? 1 : 4 * threads;
+    const int parts = threads < 1 ? 1 : MK_PARTS_PER_THREAD * threads;
     job.parts = flops < 4e6 ? 1 : (parts < job.units ? parts : job.units);
     if (bf16) job.scratchPart = job.level == MK_CPU_AMX ? ((size_t)job.NR * K * 2 + 63) / 64 * 64 : 0;
     else job.scratchPart = ((size_t)MK_NC * job.KC * 4 + sizeof(float) * (size_t)job.KC + 63) / 64 * 64;

@@ -46,6 +46,16 @@ typedef _Float16 mk_h16x16 __attribute__((ext_vector_type(16), aligned(2)));
     const float *x0 = (X) + (size_t)(b0) * (ldx);                                                     \
     const float *x1 = nb > 1 ? x0 + (ldx) : x0, *x2 = nb > 2 ? x0 + 2 * (size_t)(ldx) : x0,           \
                 *x3 = nb > 3 ? x0 + 3 * (size_t)(ldx) : x0
+// Y's rows b0 … b0 + nb − 1 at column n get the sums s0 … s3 (the real ones) plus the bias.
+#define MK_STORE_X_BLOCK(Y, ldy, b0, n, bias, s0, s1, s2, s3)                                        \
+    do {                                                                                              \
+        const float bb = (bias) ? (bias)[n] : 0.0f;                                                   \
+        float *y = (Y) + (size_t)(b0) * (ldy) + (n);                                                  \
+        y[0] = (s0) + bb;                                                                             \
+        if (nb > 1) y[ldy] = (s1) + bb;                                                               \
+        if (nb > 2) y[2 * (size_t)(ldy)] = (s2) + bb;                                                 \
+        if (nb > 3) y[3 * (size_t)(ldy)] = (s3) + bb;                                                 \
+    } while (0)
 #define MK_GEMV_KERNEL(NAME, WT, LOAD, VLOAD)                                                          \
     MK_CLONES static void NAME(int B, int n0, int n1, int K, const float *X, int ldx, const WT *W,     \
                                const float *bias, float *Y, int ldy) {                                 \
@@ -86,12 +96,7 @@ typedef _Float16 mk_h16x16 __attribute__((ext_vector_type(16), aligned(2)));
                         const float w = LOAD;                                                          \
                         a0 += w * x0[k]; a1 += w * x1[k]; a2 += w * x2[k]; a3 += w * x3[k];            \
                     }                                                                                  \
-                    const float bb = bias ? bias[n] : 0.0f;                                            \
-                    float *y = Y + (size_t)b0 * ldy + n;                                               \
-                    y[0] = a0 + bb;                                                                    \
-                    if (nb > 1) y[ldy] = a1 + bb;                                                      \
-                    if (nb > 2) y[2 * (size_t)ldy] = a2 + bb;                                          \
-                    if (nb > 3) y[3 * (size_t)ldy] = a3 + bb;                                          \
+                    MK_STORE_X_BLOCK(Y, ldy, b0, n, bias, a0, a1, a2, a3);                             \
                 }                                                                                      \
             }                                                                                          \
         }                                                                                              \
@@ -140,12 +145,7 @@ typedef int8_t mk_i8x16 __attribute__((ext_vector_type(16), aligned(1)));
                             a3 += (lo * MK_LOAD_F32(x3 + e) + hi * MK_LOAD_F32(x3 + e + 16)) * d;      \
                         }                                                                              \
                     }                                                                                  \
-                    const float bb = bias ? bias[n] : 0.0f;                                            \
-                    float *y = Y + (size_t)b0 * ldy + n;                                               \
-                    y[0] = MK_SUM16(a0) + bb;                                                          \
-                    if (nb > 1) y[ldy] = MK_SUM16(a1) + bb;                                            \
-                    if (nb > 2) y[2 * (size_t)ldy] = MK_SUM16(a2) + bb;                                \
-                    if (nb > 3) y[3 * (size_t)ldy] = MK_SUM16(a3) + bb;                                \
+                    MK_STORE_X_BLOCK(Y, ldy, b0, n, bias, MK_SUM16(a0), MK_SUM16(a1), MK_SUM16(a2), MK_SUM16(a3)); \
                 }                                                                                      \
             }                                                                                          \
         }                                                                                              \
@@ -274,20 +274,10 @@ __attribute__((target("avx2,fma"))) static void mk_gemv_f32_avx2(int B, int n0, 
 }
 #endif
 
-// Which kernels run: chosen from cpuid once (MK_GEMV_AUTO), or the portable ones for tests and
-// comparisons (mk_gemv_select(MK_GEMV_PORTABLE)).
-static int mk_gemv_path = MK_GEMV_AUTO;
-
-void mk_gemv_select(int path) { mk_gemv_path = path; }
-
+// The hand-written AVX2 kernel: on AVX2 hosts without AVX-512 (where the 16-lane kernel splits each vector
+// in two), unless the kernels are capped at generic (mk_cpu_limit), so that the portable one runs and is tested.
 static int mk_gemv_avx2_batch(void) {
-#if defined(__x86_64__)
-    static int has = -1;
-    if (has < 0) has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !__builtin_cpu_supports("avx512f");
-    return mk_gemv_path == MK_GEMV_AUTO && has;
-#else
-    return 0;
-#endif
+    return mk_cpu_host_level() == MK_CPU_AVX2 && mk_cpu_level() == MK_CPU_AVX2;
 }
 
 const char *mk_gemv_path_name(int batch) {

@@ -123,12 +123,13 @@ MK_SCAN_BLOCK(mk_scan_avx2_wide, "avx2,fma", mk_scan_v8, 8, 2)
 MK_SCAN_BLOCK(mk_scan_avx2_one, "avx2,fma", mk_scan_v8, 8, 1)
 #endif
 
-// The form mk_ssd_scan takes for these sizes: 1 transposed (AVX2 or AVX-512 lanes), 0 plain.
+// The form mk_ssd_scan takes for these sizes: the transposed one on AVX-512 (MK_CPU_AVX512) or AVX2 (MK_CPU_AVX2)
+// lanes, or 0, the plain one.
 int mk_ssd_scan_form(int L, int P) {
 #if defined(__x86_64__)
-    const int level = mk_cpu_level();
+    const int level = mk_cpu_level() >= MK_CPU_AVX512 ? MK_CPU_AVX512 : mk_cpu_level();
     if (L < MK_SCAN_TRANSPOSED_MIN || level < MK_CPU_AVX2) return 0;
-    return P % (level >= MK_CPU_AVX512 ? 16 : 8) == 0;
+    return P % (level == MK_CPU_AVX512 ? 16 : 8) == 0 ? level : 0;
 #else
     (void)L; (void)P;
     return 0;
@@ -138,10 +139,11 @@ int mk_ssd_scan_form(int L, int P) {
 void mk_ssd_scan(int L, int P, int N, float *state, const float *decay, const float *dt, const float *x, long xs,
                  const float *B, long bs, const float *C, long cs, float *y, long ys) {
 #if defined(__x86_64__)
-    float *st = mk_ssd_scan_form(L, P) ? malloc(sizeof(float) * (size_t)P * (size_t)N) : NULL;
+    const int form = mk_ssd_scan_form(L, P);
+    float *st = form ? malloc(sizeof(float) * (size_t)P * (size_t)N) : NULL;
     if (st) {
         for (int p = 0; p < P; p++) for (int n = 0; n < N; n++) st[(size_t)n * P + p] = state[(size_t)p * N + n];
-        const int avx512 = mk_cpu_level() >= MK_CPU_AVX512, W = avx512 ? 16 : 8, block = avx512 ? 64 : 16;
+        const int avx512 = form == MK_CPU_AVX512, W = avx512 ? 16 : 8, block = avx512 ? 64 : 16;
         int p0 = 0;
         for (; p0 + block <= P; p0 += block)
             (avx512 ? mk_scan_avx512_wide : mk_scan_avx2_wide)(L, P, N, st, p0, decay, dt, x, xs, B, bs, C, cs, y, ys);

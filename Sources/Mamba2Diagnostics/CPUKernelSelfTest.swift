@@ -20,11 +20,8 @@ public enum CPUKernelSelfTest {
     public static func gemmChecks(seed: UInt64, levels: [CPUKernelLevel] = CPUKernelLevel.supported) -> [Check] {
         var rng = SplitMix64(seed: seed)
         var checks: [Check] = []
-        let saved = CPUKernelLevel.limit
-        defer { CPUKernelLevel.limit = saved }
         let shapes = [(1, 16, 32), (5, 33, 64), (37, 100, 96), (33, 45, 70), (70, 50, 2048), (100, 300, 512), (129, 77, 1536)]
-        for level in levels {
-            CPUKernelLevel.limit = level
+        atEachLevel(levels) { level in
             for type in WeightType.allCases {
                 for (m, n, k) in shapes where !type.isBlockQuantized || k % 32 == 0 {
                     let x = (0..<(m * k)).map { _ in rng.normal() }
@@ -68,11 +65,8 @@ public enum CPUKernelSelfTest {
     public static func scanChecks(seed: UInt64, levels: [CPUKernelLevel] = CPUKernelLevel.supported) -> [Check] {
         var rng = SplitMix64(seed: seed)
         var checks: [Check] = []
-        let saved = CPUKernelLevel.limit
-        defer { CPUKernelLevel.limit = saved }
         let shapes = [(1, 64, 128), (7, 64, 128), (8, 16, 1), (37, 48, 17), (64, 64, 128), (129, 80, 64), (33, 24, 16)]
-        for level in levels {
-            CPUKernelLevel.limit = level
+        atEachLevel(levels) { level in
             for (L, P, N) in shapes {
                 let x = (0..<(L * P)).map { _ in rng.normal() }
                 let B = (0..<(L * N)).map { _ in rng.normal() }, C = (0..<(L * N)).map { _ in rng.normal() }
@@ -83,7 +77,7 @@ public enum CPUKernelSelfTest {
                 var state = start
                 var y = [Float](repeating: .nan, count: L * P)
                 mk_ssd_scan(Int32(L), Int32(P), Int32(N), &state, decay, dt, x, P, B, N, C, N, &y, P)
-                let form = mk_ssd_scan_form(Int32(L), Int32(P)) == 1 ? "transposed" : "plain"
+                let form = SSDRecurrent.scanPath(tokens: L, headDim: P)
                 var s = start.map(Double.init), mag = start.map { abs(Double($0)) }
                 var yErr = 0.0, written = !y.contains { $0.isNaN }
                 for t in 0..<L {
@@ -113,6 +107,16 @@ public enum CPUKernelSelfTest {
         return checks
     }
 
+    /// Runs body with the kernels capped at each level in turn, then restores the cap in force before.
+    static func atEachLevel(_ levels: [CPUKernelLevel], _ body: (CPUKernelLevel) throws -> Void) rethrows {
+        let saved = CPUKernelLevel.limit
+        defer { CPUKernelLevel.limit = saved }
+        for level in levels {
+            CPUKernelLevel.limit = level
+            try body(level)
+        }
+    }
+
     /// Weights rows × k as a model holds them in `type` (the bytes mk_gemm reads) and their exact values.
     static func heldWeights(_ w: [Float], rows: Int, k: Int, type: WeightType) -> (held: [UInt8], exact: [Float]) {
         switch type {
@@ -138,11 +142,10 @@ public enum CPUKernelSelfTest {
         let golden = try SafeTensorsFile(path: fixtures + "/tiny-golden.safetensors")
         let flat = golden["input_ids"]!.ints()
         let ids = [Array(flat[0..<37]), Array(flat[37..<74])]
-        let savedLimit = CPUKernelLevel.limit, savedBuiltin = BLAS.useBuiltin
-        defer { CPUKernelLevel.limit = savedLimit; BLAS.useBuiltin = savedBuiltin }
+        let savedBuiltin = BLAS.useBuiltin
+        defer { BLAS.useBuiltin = savedBuiltin }
         var checks: [Check] = []
-        for level in levels {
-            CPUKernelLevel.limit = level
+        try atEachLevel(levels) { level in
             for builtin in [true, false] where builtin || level == CPUKernelLevel.host {
                 BLAS.useBuiltin = builtin
                 for (dir, type, key) in [("tiny-hf", WeightType.f32, "logits"), ("tiny-hf-bf16", .bf16, "logits_bf16_weights")] {

@@ -30,10 +30,8 @@ void mk_sgemm_parallel(int transA, int transB, int M, int N, int K, float alpha,
 // streamed from memory once and dotted with all B rows of X, the rows of W split across `threads`
 // participants of the pool. W is (N, K) row-major in float32 (wtype 0), bfloat16 (1) or float16 (2);
 // arithmetic is float32. This is the memory-bound path: the bytes of W are the cost.
-// The decode GEMV's kernels: chosen from cpuid (MK_GEMV_AUTO, the default), or only the portable
-// vector-extension ones (MK_GEMV_PORTABLE), so that tests and benchmarks can run each path on one host.
-enum { MK_GEMV_AUTO = 0, MK_GEMV_PORTABLE = 1 };
-void mk_gemv_select(int path);
+// The decode GEMV's hand-written AVX2 kernel runs on AVX2 hosts (without AVX-512) unless mk_cpu_limit caps the
+// kernels at MK_CPU_GENERIC; the other kernels are compiled for each instruction set and chosen by the loader.
 // The kernel path a call with `batch` rows of X takes on this host, in words.
 const char *mk_gemv_path_name(int batch);
 void mk_gemv_rows(int B, int N, int K, const float *X, int ldx, const void *W, int wtype, const float *bias,
@@ -93,6 +91,10 @@ typedef void (*mk_task_fn)(void *ctx, int index);
 // Runs fn(ctx, i) for i in [0, count) on a persistent pool of `threads` participants (the caller is
 // one); returns when all are done. Allocates nothing per call.
 void mk_pool_run(int count, int threads, mk_task_fn fn, void *ctx);
+// Parts of work cut per participant (Parallel.forEach's stripes, mk_gemm's parts), taken from the pool's shared
+// counter as participants come free: on a shared host one core is often slower than another (a neighbour on its
+// sibling), and one equal share each had the faster thread wait for the slower (a third of a 2-core prefill).
+enum { MK_PARTS_PER_THREAD = 4 };
 
 // ---- elementwise ------------------------------------------------------------------------------------
 // y[i] = y[i] * silu(z[i])
@@ -110,7 +112,8 @@ void mk_ssd_scan(int L, int P, int N, float *state, const float *decay, const fl
                  const float *x, long xs, const float *B, long bs, const float *C, long cs, float *y, long ys);
 void mk_ssd_scan_plain(int L, int P, int N, float *state, const float *decay, const float *dt,
                        const float *x, long xs, const float *B, long bs, const float *C, long cs, float *y, long ys);
-// 1 when mk_ssd_scan takes the transposed form for L tokens of head dimension P on this host (and level), else 0.
+// The form mk_ssd_scan takes for L tokens of head dimension P on this host (and level): the transposed one on the
+// lanes of MK_CPU_AVX512 or MK_CPU_AVX2 (that level returned), or 0, the plain one.
 int mk_ssd_scan_form(int L, int P);
 // Intra-chunk decay matrix of one head, lower triangle: M[t, s] = CB[t, s] * exp(min(cum[t] - cum[s], 0)) * dt[s]
 // with cum the inclusive cumulative sum of dt·A over the chunk (double, so long spans keep precision)

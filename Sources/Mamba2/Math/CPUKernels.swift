@@ -25,10 +25,7 @@ public enum CPUKernelLevel: String, CaseIterable, Comparable, Sendable {
     /// A cap above the host's best means the host's best.
     public static var limit: CPUKernelLevel? {
         get { current == host ? nil : current }
-        set {
-            mk_cpu_limit(newValue?.code ?? Int32(MK_CPU_AUTO))
-            mk_gemv_select(newValue == .generic ? Int32(MK_GEMV_PORTABLE) : Int32(MK_GEMV_AUTO))
-        }
+        set { mk_cpu_limit(newValue?.code ?? Int32(MK_CPU_AUTO)) }
     }
 
     /// The level the kernels use now: the host's best, capped by `limit`.

@@ -16,15 +16,10 @@ public enum Parallel {
         return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }()
 
-    /// Stripes of work per thread in `forEach` (and parts per thread of a prefill GEMM, mk_gemm).
-    static let stripesPerThread = 4
-
     /// Runs body(i) for i in 0..<count, spread over `threadCount` threads; returns when all are done.
     /// Work goes to a persistent pool of threads (CMamba2Kernels' mk_pool_run) in contiguous stripes,
-    /// four per thread, taken as threads come free: on a shared host one core is often slower than the
-    /// other (a neighbour on its sibling), and equal shares had the faster thread wait for it (a third of
-    /// the prefill's SSD time on the 2-core Xeon). Nothing is allocated per call, so the decode step can
-    /// use it per token.
+    /// MK_PARTS_PER_THREAD per thread, taken as threads come free (a slower core takes fewer). Nothing is
+    /// allocated per call, so the decode step can use it per token.
     @inline(__always)
     public static func forEach(_ count: Int, _ body: (Int) -> Void) {
         if count <= 0 { return }
@@ -33,7 +28,7 @@ public enum Parallel {
             for i in 0..<count { body(i) }
             return
         }
-        let stripes = min(count, threads * stripesPerThread)
+        let stripes = min(count, threads * Int(MK_PARTS_PER_THREAD))
         // The closure is handed to the pool by address: never stored, never escaping, no allocation.
         withoutActuallyEscaping(body) { body in withUnsafePointer(to: body) { bodyPointer in
             var job = StripedJob(count: count, stripes: stripes, body: UnsafeRawPointer(bodyPointer))

@@ -12,8 +12,8 @@ package enum SSDRecurrent {
     /// The scan kernel a recurrence of `tokens` tokens of head dimension P takes on this host ("transposed
     /// avx512", "plain"; mk_ssd_scan_form).
     package static func scanPath(tokens: Int, headDim P: Int) -> String {
-        mk_ssd_scan_form(Int32(clamping: tokens), Int32(clamping: P)) == 1
-            ? "transposed " + (CPUKernelLevel.current >= .avx512 ? "avx512" : "avx2") : "plain"
+        let form = mk_ssd_scan_form(Int32(clamping: tokens), Int32(clamping: P))
+        return form == 0 ? "plain" : "transposed " + CPUKernelLevel(code: form).rawValue
     }
 
     /// Writes the SSM output (before D and the gate) to y (b, L, H, P) and the states.
