@@ -9,9 +9,11 @@ extension CUDAKernelSource {
     /// h_in, w_s = exp(cum_last − cum_s)·dt_s for s in the chunk's last sequence.
     ///   0. ssd_tc_bwd_gate (with z): dY' = dY·silu(z), dz = dY·y'·silu'(z) (y' saved by the forward).
     ///   1. ssd_tc_bwd_dstates (chunk, row, head blocks): dH_c = (e∘dY')ᵀ·C per head, the forward's
-    ///      chunk-state product with dY' for X and C for B (`chunk_outer`), 16-bit.
-    ///   2. ssd_tc_bwd_passing (P·N/512, head, row): g_{c−1} = dH_c + decay_c·g_c backwards in float32,
-    ///      writing each g_c in 16-bit and per-warp parts of d decay_c = ⟨g_c, h_in,c⟩; the initial
+    ///      chunk-state product with dY' for X and C for B (`chunk_outer`), 16-bit, scaled by exp(−cum_0) so that
+    ///      steep decays stay in fp16's range (the scale exp(cum_0) beside it, float32).
+    ///   2. ssd_tc_bwd_passing (P·N/512, head, row): g_{c−1} = dH_c + decay_c·g_c backwards in float32 (dH_c unscaled),
+    ///      writing each g_c in 16-bit (divided by a bound on its size, gScale, for the same reason) and per-warp
+    ///      parts of d decay_c = ⟨g_c, h_in,c⟩; the initial
     ///      state's gradient in float32.
     ///   3. ssd_tc_bwd_chunk (chunk, row, group × hsplit; the group's heads in hsplit parts, each part's dCB
     ///      written apart, so that short inputs (few chunks) still fill the GPU):
@@ -43,7 +45,7 @@ extension CUDAKernelSource {
 
     extern "C" __global__ void __launch_bounds__(256, 2) ssd_tc_bwd_dstates(
             int L, int H, int G, int nchunks, int hb, const u16* __restrict__ dY, const u16* __restrict__ C,
-            const float* __restrict__ cumOut, const int* __restrict__ seqStart, u16* __restrict__ dHout) {
+            const float* __restrict__ cumOut, const int* __restrict__ seqStart, u16* __restrict__ dHout, float* __restrict__ dHscale) {
         const int hpg = H / G, nhb = hpg / hb;
         const int c = blockIdx.x, r = blockIdx.y, g = blockIdx.z / nhb, h0 = g * hpg + (blockIdx.z % nhb) * hb;
         const int t0 = c * QC, q = min(QC, L - t0);
@@ -52,6 +54,7 @@ extension CUDAKernelSource {
         u16* Cs = (u16*)smem;         // [QC][LDN]
         u16* Ys = Cs + QC * LDN;      // [QC][LDP]: e∘dY' of the head
         float* eS = (float*)(Ys + QC * LDP);  // [QC]
+        __shared__ float mS;                  // the head's cum at the chunk's first token (e's scale)
         for (int e = tid; e < QC * NS / 8; e += 256) {
             const int t = e / (NS / 8), n8 = (e % (NS / 8)) * 8;
             uint4 v = make_uint4(0, 0, 0, 0);
@@ -74,7 +77,18 @@ extension CUDAKernelSource {
         fetch(h0);
         for (int h = h0; h < h0 + hb; h++) {
             __syncthreads();  // the previous head is done with Ys and eS
-            if (tid < QC) eS[tid] = tid < q && (st < t0 || st == 0) ? __expf(fminf(er, 0.f)) : 0.f;
+            // e_t = exp(cum_t) is taken over the tokens of the sequence the chunk began in, whose cum falls from
+            // the first token on: the product is made of e_t·exp(−cum_0) ≤ 1 and dH stored in 16-bit divided by
+            // exp(cum_0), which the passing kernel multiplies back in float32. (Stored as it is, with steep decays
+            // e fell below fp16's range, 6e-8, within a token or two and so did dH: the initial state's gradient
+            // came out zero or subnormal-rounded.)
+            if (tid == 0) {
+                const float m = q > 0 && (st < t0 || st == 0) ? fminf(er, 0.f) : 0.f;
+                mS = m;
+                dHscale[((size_t)r * H + h) * nchunks + c] = __expf(m);
+            }
+            __syncthreads();
+            if (tid < QC) eS[tid] = tid < q && (st < t0 || st == 0) ? __expf(fminf(er - mS, 0.f)) : 0.f;
             __syncthreads();
             for (int k = 0; k < YR; k++) {
                 const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
@@ -87,34 +101,45 @@ extension CUDAKernelSource {
     }
 
     extern "C" __global__ void __launch_bounds__(256) ssd_tc_bwd_passing(
-            int H, int nchunks, const u16* __restrict__ dHout, const float* __restrict__ chunkDecay,
-            const u16* __restrict__ statesIn, const float* __restrict__ gradFinal, u16* __restrict__ dStates,
+            int H, int nchunks, const u16* __restrict__ dHout, const float* __restrict__ dHscale, const float* __restrict__ chunkDecay,
+            const u16* __restrict__ statesIn, const float* __restrict__ gradFinal, u16* __restrict__ dStates, float* __restrict__ gScale,
             float* __restrict__ ddecayPart, float* __restrict__ gInit) {
         const int e = (blockIdx.x * 256 + threadIdx.x) * 2, h = blockIdx.y, r = blockIdx.z;
         const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, parts = gridDim.x * 8;
         const size_t base = ((size_t)r * H + h) * nchunks, PN = (size_t)PH * NS;
         float2 g = gradFinal ? *(const float2*)(gradFinal + ((size_t)r * H + h) * PN + e) : make_float2(0.f, 0.f);
-        auto step = [&](int c, u32 hraw, u32 draw, float a) {
-            *(u32*)(dStates + (base + c) * PN + e) = pack2(g.x, g.y);
+        // g_c is stored in 16-bit divided by sc, a bound on its size that every block computes alike from the
+        // chunks' scalars (|g_{c−1}| ≤ ds_c·|dH_c/ds_c| + a_c·|g_c|): with steep decays g shrinks below fp16's
+        // range from chunk to chunk as dH does; its consumers multiply sc back in float32.
+        float sc = 1.f;
+        auto step = [&](int c, u32 hraw, u32 draw, float a, float ds) {
+            const float inv = 1.f / sc;
+            *(u32*)(dStates + (base + c) * PN + e) = pack2(g.x * inv, g.y * inv);
+            if (blockIdx.x == 0 && threadIdx.x == 0) gScale[base + c] = sc;
             const float2 hv = unpack2(hraw);
             float part = g.x * hv.x + g.y * hv.y;
             for (int o = 16; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
             if (lane == 0) ddecayPart[(base + c) * parts + blockIdx.x * 8 + warp] = part;
-            const float2 dh = unpack2(draw);
-            g = make_float2(dh.x + a * g.x, dh.y + a * g.y);
+            const float2 dh = unpack2(draw);  // dH_c / ds (ds = exp(cum at the chunk's first token))
+            g = make_float2(dh.x * ds + a * g.x, dh.y * ds + a * g.y);
+            sc = fmaxf(ds, a * sc);
+            if (!(sc > 0.f)) sc = 1.f;  // everything underflowed float32 too: g is 0 or nearly, any scale holds it
         };
         int c = nchunks - 1;
         for (; c >= 15; c -= 16) {  // loads first: they do not depend on the running gradient
             u32 hv[16], dh[16];
-            float a[16];
+            float a[16], ds[16];
             for (int i = 0; i < 16; i++) {
                 hv[i] = *(const u32*)(statesIn + (base + c - i) * PN + e);
                 dh[i] = *(const u32*)(dHout + (base + c - i) * PN + e);
                 a[i] = chunkDecay[base + c - i];
+                ds[i] = dHscale[base + c - i];
             }
-            for (int i = 0; i < 16; i++) step(c - i, hv[i], dh[i], a[i]);
+            for (int i = 0; i < 16; i++) step(c - i, hv[i], dh[i], a[i], ds[i]);
         }
-        for (; c >= 0; c--) step(c, *(const u32*)(statesIn + (base + c) * PN + e), *(const u32*)(dHout + (base + c) * PN + e), chunkDecay[base + c]);
+        for (; c >= 0; c--)
+            step(c, *(const u32*)(statesIn + (base + c) * PN + e), *(const u32*)(dHout + (base + c) * PN + e), chunkDecay[base + c],
+                 dHscale[base + c]);
         if (gInit) *(float2*)(gInit + ((size_t)r * H + h) * PN + e) = g;
     }
 
@@ -122,7 +147,7 @@ extension CUDAKernelSource {
             int L, int H, int G, int nchunks, const u16* __restrict__ x, const u16* __restrict__ dY,
             const u16* __restrict__ B, const u16* __restrict__ C, const float* __restrict__ D, int dPerChannel,
             const float* __restrict__ dtOut, const float* __restrict__ cumOut, const u16* __restrict__ dStates,
-            const int* __restrict__ seqStart, u16* __restrict__ dX, u16* __restrict__ dCBsum, float* __restrict__ dcumP,
+            const float* __restrict__ gScale, const int* __restrict__ seqStart, u16* __restrict__ dX, u16* __restrict__ dCBsum, float* __restrict__ dcumP,
             float* __restrict__ ddtP, float* __restrict__ wdw, float* __restrict__ Dpart, int hsplit) {
         const int hpg = H / G, hpp = hpg / hsplit;
         const int c = blockIdx.x, r = blockIdx.y, g = blockIdx.z / hsplit, part = blockIdx.z % hsplit;
@@ -289,6 +314,8 @@ extension CUDAKernelSource {
                         mma16816(acc[j + 1], af, bf + 2);
                     }
                 }
+                const float gs = gScale[rh * nchunks + c];  // g was stored divided by it
+                for (int j = 0; j < 4; j++) { acc[j][0] *= gs; acc[j][1] *= gs; acc[j][2] *= gs; acc[j][3] *= gs; }
                 float d0 = 0.f, d1 = 0.f;
                 for (int j = 0; j < 4; j++) {
                     const int p = n0 + j * 8 + (lane & 3) * 2;
@@ -375,7 +402,7 @@ extension CUDAKernelSource {
             int L, int H, int G, int nchunks, const u16* __restrict__ x, const u16* __restrict__ dY,
             const u16* __restrict__ B, const u16* __restrict__ C, const float* __restrict__ dtOut,
             const float* __restrict__ cumOut, const u16* __restrict__ statesIn, const u16* __restrict__ dStates,
-            const u16* __restrict__ dCBsum, const int* __restrict__ seqStart, u16* __restrict__ dB, u16* __restrict__ dC,
+            const float* __restrict__ gScale, const u16* __restrict__ dCBsum, const int* __restrict__ seqStart, u16* __restrict__ dB, u16* __restrict__ dC,
             float* __restrict__ offP, int hsplit) {
         const int hpg = H / G;
         // x = chunk × (group, {dC, dB}, part of N) with the parts fastest: the blocks of one chunk run side by
@@ -445,7 +472,7 @@ extension CUDAKernelSource {
         // The next head's operands and factors are fetched into registers while this head computes.
         constexpr int VR = QC * PH / 8 / 256, SR = (PH * NH / 8 + 255) / 256;
         uint4 vr[VR], sr[SR];
-        float cr = 0.f, cl = 0.f, dr = 0.f;  // the token's cum (and dt), the chunk's last cum
+        float cr = 0.f, cl = 0.f, dr = 0.f, gs = 1.f;  // the token's cum (and dt), the chunk's last cum, g's scale
         const u16* vsrc = isB ? x : dY;
         auto fetch = [&](int h) {
             const size_t rh = (size_t)r * H + h;
@@ -461,7 +488,7 @@ extension CUDAKernelSource {
             if (tid < QC) {  // loads only: the factor is made at the store, a head later, so they are not waited for here
                 const float* cum = cumOut + rh * L + t0;
                 cr = cum[min(tid, q - 1)];
-                if (isB) { cl = cum[q - 1]; dr = tid < q ? dtOut[rh * L + t0 + tid] : 0.f; }
+                if (isB) { cl = cum[q - 1]; dr = tid < q ? dtOut[rh * L + t0 + tid] : 0.f; gs = gScale[rh * nchunks + c]; }
             }
         };
         fetch(g * hpg);
@@ -479,7 +506,7 @@ extension CUDAKernelSource {
             if (tid < QC) {
                 float f = 0.f;
                 if (tid < q) {
-                    if (isB) f = t0 + tid >= stLast ? __expf(fminf(cl - cr, 0.f)) * dr : 0.f;
+                    if (isB) f = t0 + tid >= stLast ? __expf(fminf(cl - cr, 0.f)) * dr * gs : 0.f;  // g stored divided by gs
                     else f = st < t0 || st == 0 ? __expf(fminf(cr, 0.f)) : 0.f;
                 }
                 fS[tid] = f;

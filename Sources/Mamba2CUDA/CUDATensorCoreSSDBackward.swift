@@ -35,7 +35,10 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
         let gradY: CUDABuffer            // 16-bit (b, L, H, P)
         let gradFinal: CUDABuffer?       // float32 (b, H, P, N)
         let dYp: CUDABuffer              // 16-bit: gradY itself without a gate
-        let dHout, dStates: CUDABuffer   // 16-bit (b, H, chunks, P, N)
+        let dHout: CUDABuffer            // 16-bit (b, H, chunks, P, N), divided by dHscale
+        let dHscale: CUDABuffer          // float32 (b, H, chunks): exp(cum at the chunk's first token)
+        let dStates: CUDABuffer          // 16-bit (b, H, chunks, P, N), divided by gScale
+        let gScale: CUDABuffer           // float32 (b, H, chunks): a bound on the size of g_c
         let ddecayPart: CUDABuffer       // (b, H, chunks, parts)
         let parts: Int
         let dCBsum: CUDABuffer           // 16-bit (b, G, hsplit, chunks, 128, 128)
@@ -70,7 +73,8 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
         return Prepared(
             fwd: fwd, gradY: gy, gradFinal: try gradFinalStates.map { try CUDABuffer($0.data, on: device) },
             dYp: input.z == nil ? gy : try halves(tokens * H * P),
-            dHout: try halves(b * H * nchunks * P * N), dStates: try halves(b * H * nchunks * P * N),
+            dHout: try halves(b * H * nchunks * P * N), dHscale: try floats(b * H * nchunks), dStates: try halves(b * H * nchunks * P * N),
+            gScale: try floats(b * H * nchunks),
             ddecayPart: try floats(b * H * nchunks * parts), parts: parts, dCBsum: try halves(b * G * hsplit * nchunks * Q * Q), hsplit: hsplit,
             dcumP: try floats(b * H * L), ddtP: try floats(b * H * L), wdw: try floats(b * H * L), offP: try floats(N / Self.splitWidth(stateSize: N) * b * H * L),
             dApart: try floats(b * H * nchunks), dBiasPart: try floats(b * H * nchunks),
@@ -121,25 +125,25 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
         }
         let a1 = KernelArguments()
         for v in [L, H, G, nchunks, f.hb] { a1.add(Int32(v)) }
-        a1.add(p.dYp); a1.add(f.C); a1.add(f.cumOut); a1.add(seqStart); a1.add(p.dHout)
+        a1.add(p.dYp); a1.add(f.C); a1.add(f.cumOut); a1.add(seqStart); a1.add(p.dHout); a1.add(p.dHscale)
         if run(1) { try kernels.dstates.launch(grid: (nchunks, b, G * (H / G / f.hb)), block: (256, 1, 1), sharedBytes: shared.dstates, arguments: a1) }
 
         let a2 = KernelArguments()
-        a2.add(Int32(H)); a2.add(Int32(nchunks)); a2.add(p.dHout); a2.add(f.chunkDecay); a2.add(f.statesIn)
-        a2.add(p.gradFinal?.pointer ?? 0); a2.add(p.dStates); a2.add(p.ddecayPart); a2.add(p.dInitial?.pointer ?? 0)
+        a2.add(Int32(H)); a2.add(Int32(nchunks)); a2.add(p.dHout); a2.add(p.dHscale); a2.add(f.chunkDecay); a2.add(f.statesIn)
+        a2.add(p.gradFinal?.pointer ?? 0); a2.add(p.dStates); a2.add(p.gScale); a2.add(p.ddecayPart); a2.add(p.dInitial?.pointer ?? 0)
         if run(2) { try kernels.passing.launch(grid: (P * N / 512, H, b), block: (256, 1, 1), arguments: a2) }
 
         let a3 = KernelArguments()
         for v in [L, H, G, nchunks] { a3.add(Int32(v)) }
         a3.add(f.x); a3.add(p.dYp); a3.add(f.B); a3.add(f.C); a3.add(f.D?.pointer ?? 0); a3.add(Int32(f.dPerChannel ? 1 : 0))
-        a3.add(f.dtOut); a3.add(f.cumOut); a3.add(p.dStates); a3.add(seqStart); a3.add(p.dX); a3.add(p.dCBsum)
+        a3.add(f.dtOut); a3.add(f.cumOut); a3.add(p.dStates); a3.add(p.gScale); a3.add(seqStart); a3.add(p.dX); a3.add(p.dCBsum)
         a3.add(p.dcumP); a3.add(p.ddtP); a3.add(p.wdw); a3.add(p.Dpart?.pointer ?? 0); a3.add(Int32(p.hsplit))
         if run(3) { try kernels.chunk.launch(grid: (nchunks, b, G * p.hsplit), block: (256, 1, 1), sharedBytes: shared.chunk, arguments: a3) }
 
         let a4 = KernelArguments()
         for v in [L, H, G, nchunks] { a4.add(Int32(v)) }
         a4.add(f.x); a4.add(p.dYp); a4.add(f.B); a4.add(f.C); a4.add(f.dtOut); a4.add(f.cumOut); a4.add(f.statesIn); a4.add(p.dStates)
-        a4.add(p.dCBsum); a4.add(seqStart); a4.add(p.dB); a4.add(p.dC); a4.add(p.offP); a4.add(Int32(p.hsplit))
+        a4.add(p.gScale); a4.add(p.dCBsum); a4.add(seqStart); a4.add(p.dB); a4.add(p.dC); a4.add(p.offP); a4.add(Int32(p.hsplit))
         let splits = N / Self.splitWidth(stateSize: N)
         if run(4) { try kernels.dbc.launch(grid: (nchunks * G * 2 * splits, b, 1), block: (256, 1, 1), sharedBytes: shared.dbc, arguments: a4) }
 

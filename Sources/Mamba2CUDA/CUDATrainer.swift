@@ -389,7 +389,7 @@ public final class CUDATrainer: @unchecked Sendable {
         // backward
         let dHout, dStates: CUDABuffer
         let hsplit: Int                                            // tensor cores' head parts (1: plain)
-        let ddecayPart, dCBsum, dcumP, ddtP, wdw, offP, dApart, dBiasPart, Dpart: CUDABuffer?  // tensor cores
+        let ddecayPart, dCBsum, dcumP, ddtP, wdw, offP, dApart, dBiasPart, Dpart, dHscale, gScale: CUDABuffer?  // tensor cores
         let ddecay, dCB, Z, gdt, dApartPlain, dRaw64, dBh, dCh: CUDABuffer?                   // plain
         let parts: Int
         let dX, dB, dC, dRaw, dBias, dA, dD: CUDABuffer
@@ -474,6 +474,7 @@ public final class CUDATrainer: @unchecked Sendable {
                 dcumP: try floatBuffer(rows * H * L), ddtP: try floatBuffer(rows * H * L), wdw: try floatBuffer(rows * H * L),
                 offP: try floatBuffer(N / CUDATensorCoreSSDBackward.splitWidth(stateSize: N) * rows * H * L),
                 dApart: try floatBuffer(rows * H * nchunks), dBiasPart: try floatBuffer(rows * H * nchunks), Dpart: try floatBuffer(rows * nchunks * CUDATensorCoreSSDBackward.dPartPlanes * H * P),
+                dHscale: try floatBuffer(rows * H * nchunks), gScale: try floatBuffer(rows * H * nchunks),
                 ddecay: nil, dCB: nil, Z: nil, gdt: nil, dApartPlain: nil, dRaw64: nil, dBh: nil, dCh: nil, parts: parts,
                 dX: try actBuffer(T * S), dB: try actBuffer(T * G * N), dC: try actBuffer(T * G * N), dRaw: try floatBuffer(T * H),
                 dBias: try floatBuffer(H), dA: try floatBuffer(H), dD: try floatBuffer(nD))
@@ -487,7 +488,7 @@ public final class CUDATrainer: @unchecked Sendable {
                 states: try floatBuffer(states), statesIn: try floatBuffer(states), chunkDecay: try floatBuffer(rows * H * nchunks),
                 finalStates: try floatBuffer(rows * H * P * N), CB: try floatBuffer(squares), dHout: try floatBuffer(states),
                 dStates: try floatBuffer(states), hsplit: 1, ddecayPart: nil, dCBsum: nil, dcumP: nil, ddtP: nil, wdw: nil, offP: nil, dApart: nil,
-                dBiasPart: nil, Dpart: nil, ddecay: try floatBuffer(rows * H * nchunks), dCB: try floatBuffer(headSquares), Z: try floatBuffer(2 * headSquares),
+                dBiasPart: nil, Dpart: nil, dHscale: nil, gScale: nil, ddecay: try floatBuffer(rows * H * nchunks), dCB: try floatBuffer(headSquares), Z: try floatBuffer(2 * headSquares),
                 gdt: try floatBuffer(2 * T * H), dApartPlain: try floatBuffer(2 * rows * H * nchunks), dRaw64: try floatBuffer(2 * T * H),
                 dBh: try floatBuffer(H * T * N), dCh: try floatBuffer(H * T * N), parts: 0,
                 dX: try floatBuffer(T * S), dB: try floatBuffer(T * G * N), dC: try floatBuffer(T * G * N), dRaw: try floatBuffer(T * H),
@@ -647,7 +648,7 @@ public final class CUDATrainer: @unchecked Sendable {
             states: s.states, statesIn: s.statesIn, chunkDecay: s.chunkDecay, finalStates: s.finalStates, dtBias: lv.dtBias, D: lv.D, z: nil,
             initial: nil, dPerChannel: c.dHasHeadDim, softplus: true, lo: c.dtLimit.lo, hi: c.dtLimit.hi, packed: w.packed, sequenceStates: nil)
         return CUDATensorCoreSSDBackward.Prepared(
-            fwd: fwd, gradY: w.dy, gradFinal: nil, dYp: w.dy, dHout: s.dHout, dStates: s.dStates, ddecayPart: s.ddecayPart!, parts: s.parts,
+            fwd: fwd, gradY: w.dy, gradFinal: nil, dYp: w.dy, dHout: s.dHout, dHscale: s.dHscale!, dStates: s.dStates, gScale: s.gScale!, ddecayPart: s.ddecayPart!, parts: s.parts,
             dCBsum: s.dCBsum!, hsplit: s.hsplit, dcumP: s.dcumP!, ddtP: s.ddtP!, wdw: s.wdw!, offP: s.offP!, dApart: s.dApart!, dBiasPart: s.dBiasPart!,
             Dpart: s.Dpart, dX: s.dX, dB: s.dB, dC: s.dC, dRaw: s.dRaw, dBias: s.dBias, dA: s.dA, dD: s.dD, dz: nil, dInitial: nil)
     }
