@@ -438,3 +438,4 @@ int mkc_gemm(mkc_device *d, int transA, int transB, int m, int n, int k, float a
 }
 
 int mkc_mem_info(mkc_device *d, size_t *freeBytes, size_t *totalBytes) { CUR(d); return C.cuMemGetInfo(freeBytes, totalBytes); }
+void *mkc_stream_handle(mkc_device *d) { return (void *)d->stream; }

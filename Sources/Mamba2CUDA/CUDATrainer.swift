@@ -86,7 +86,9 @@ public final class CUDATrainer: @unchecked Sendable {
         let offset = try slot(name).offset
         return pendingBatches == 0 && offset < productEnd ? 0 : 1
     }
-    let params, grads, m, v: CUDABuffer
+    let params, m, v: CUDABuffer
+    /// The gradients' flat buffer (what data parallelism all-reduces).
+    package let grads: CUDABuffer
     let mirror: CUDABuffer?
     let A: CUDABuffer
     /// [Σ g² (float64), Σ loss (float64)]
@@ -286,28 +288,49 @@ public final class CUDATrainer: @unchecked Sendable {
 
     /// Adds the gradients of `batch`'s mean loss to the pending sum; returns that loss.
     public func accumulate(_ batch: Batch) throws -> Double {
+        try queueAccumulate(batch, normalizer: Double(batch.targetCount))
+        return try collectLoss(normalizer: Double(batch.targetCount))
+    }
+
+    /// Queues `accumulate`'s work on the device and returns without waiting (`collectLoss` waits): the loss
+    /// summed over the batch's targets and divided by `normalizer` — its own target count for its mean; the
+    /// whole step's count when several devices each take part of one batch (data parallelism), so that the
+    /// gradients summed over devices are the whole batch's mean.
+    public func queueAccumulate(_ batch: Batch, normalizer: Double) throws {
+        guard batch.targetCount > 0 else { throw Mamba2Error.invalidArgument("batch", reason: "no position has a next token of its own document") }
+        guard normalizer > 0 else { throw Mamba2Error.invalidArgument("normalizer", reason: "must be positive, got \(normalizer)") }
         let w = try workspace(batch)
         if pendingBatches == 0 && productEnd < total { try grads.fill(at: productEnd, words: total - productEnd, bitPattern: 0) }
         try forward(w)
-        try head(w, targets: batch.targetCount, backward: true)
+        try head(w, normalizer: normalizer, backward: true)
         try backward(w)
         pendingBatches += 1
-        return try readLoss(targets: batch.targetCount)
     }
+
+    /// Counts a batch this device took no part of (data parallelism with fewer rows than devices): nothing is
+    /// added to the gradients, which are zeroed if it is the step's first.
+    public func skipBatch() throws {
+        if pendingBatches == 0 { try grads.fill(bitPattern: 0) }
+        pendingBatches += 1
+    }
+
+    /// Waits for the queued batch and returns its loss (summed over its targets, divided by `normalizer`).
+    public func collectLoss(normalizer: Double) throws -> Double { try readLoss(normalizer: normalizer) }
 
     /// The mean loss of `batch`, no gradients.
     public func loss(_ batch: Batch) throws -> Double {
         let w = try workspace(batch)
         try forward(w)
-        try head(w, targets: batch.targetCount, backward: false)
-        return try readLoss(targets: batch.targetCount)
+        guard batch.targetCount > 0 else { throw Mamba2Error.invalidArgument("batch", reason: "no position has a next token of its own document") }
+        try head(w, normalizer: Double(batch.targetCount), backward: false)
+        return try readLoss(normalizer: Double(batch.targetCount))
     }
 
-    func readLoss(targets: Int) throws -> Double {
+    func readLoss(normalizer: Double) throws -> Double {
         try device.synchronize()
         let s = try scalars.download(4, as: Float.self)
         let sum = s.withUnsafeBytes { $0.load(fromByteOffset: 8, as: Double.self) }
-        return sum / Double(targets)
+        return sum / normalizer
     }
 
     /// One AdamW step with the mean of the accumulated gradients; returns their global norm before clipping.
@@ -707,10 +730,10 @@ public final class CUDATrainer: @unchecked Sendable {
 
     /// The final norm, the tied (or own) head and the cross-entropy, `headRows` rows of logits at a time; with
     /// `backward`, the head's gradients and the final norm's, leaving d loss/d residual in dresid.
-    func head(_ w: Workspace, targets: Int, backward: Bool) throws {
+    /// The loss is summed over the targets and divided by `normalizer` (the gradients with it).
+    func head(_ w: Workspace, normalizer: Double, backward: Bool) throws {
         let c = config
         let (d, V, T) = (c.dModel, c.paddedVocabSize, w.T)
-        guard targets > 0 else { throw Mamba2Error.invalidArgument("batch", reason: "no position has a next token of its own document") }
         let headName = c.tieEmbeddings ? "backbone.embedding.weight" : "lm_head.weight"
         let headW = try weightAddress(headName)
         let normF = try view(params, "backbone.norm_f.weight")
@@ -722,7 +745,7 @@ public final class CUDATrainer: @unchecked Sendable {
             let nf = w.normed.pointer + UInt64(r0 * d * actSize)
             try part("head logits") { try mm.forward(rows: n, out: V, in: d, x: nf, w: headW, y: w.logits.pointer, beta: 0, outputActivation: false) }
             let a = KernelArguments()
-            a.add(Int32(V)); a.add(w.logits); a.add(w.targets.pointer + UInt64(r0 * 4)); a.add(1 / Float(targets))
+            a.add(Int32(V)); a.add(w.logits); a.add(w.targets.pointer + UInt64(r0 * 4)); a.add(Float(1 / normalizer))
             a.add(scalars.pointer + 8); a.add(backward ? w.dlogits.pointer : 0)
             try part("head cross-entropy") { try k.crossEntropy.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: a) }
             if backward {

@@ -13,8 +13,11 @@ struct SelfTestCommand: ParsableCommand {
     @Option(help: "The reference fixtures (tiny-hf, tiny-hf-bf16, tiny-golden.safetensors, ssd-small*.safetensors) for the model and backward checks.")
     var fixtures: String = "Tests/Mamba2Tests/Fixtures"
 
-    @Option(help: "Run only these groups of checks, comma-separated: ssd, model, backend, backward, training (default: all).")
+    @Option(help: "Run only these groups of checks, comma-separated: ssd, model, backend, backward, training, collectives (default: all).")
     var only: String?
+
+    @Option(help: "With --device cuda: also check the collectives (NCCL's all-reduce) across GPUs 0..<N of this machine.")
+    var gpus: Int?
 
     @Option(help: "Write every CUDA module's source (NAME.cu) and entry points (kernels.json) into this folder and stop: what scripts/check_kernels.py compiles. Needs no GPU.")
     var dumpKernels: String?
@@ -45,20 +48,32 @@ struct SelfTestCommand: ParsableCommand {
             try report(CPUKernelSelfTest.gemmChecks(seed: s) + CPUKernelSelfTest.scanChecks(seed: s) + CPUKernelSelfTest.fixtureChecks(fixtures: fixtures))
             return
         }
+        if let gpus {
+            guard gpus >= 1 else { throw ValidationError("--gpus takes 1 or more, got \(gpus)") }
+            let present = CUDADevice.count
+            guard gpus <= present else { throw ValidationError("--gpus \(gpus): this machine's driver sees \(present) GPU\(present == 1 ? "" : "s")") }
+        }
         let gpu = try CUDADevice(ordinal: ordinal)
         print("device: \(gpu.name), \(bytesString(gpu.totalMemory)), compute capability \(gpu.computeCapability.major).\(gpu.computeCapability.minor), kernels built for \(gpu.architecture)")
         print("seed: \(s)")
         try checkFixtures()
-        let groups = ["ssd", "model", "backend", "backward", "training"]
-        let chosen = Set(only.map { $0.split(separator: ",").map { String($0) } } ?? groups)
+        let groups = ["ssd", "model", "backend", "backward", "training", "collectives"]
+        // the collectives only with --gpus (which says across how many GPUs)
+        let chosen = Set(only.map { $0.split(separator: ",").map { String($0) } } ?? groups.filter { $0 != "collectives" || gpus != nil })
         guard chosen.isSubset(of: groups) else { throw ValidationError("--only takes " + groups.joined(separator: ", ")) }
+        if chosen.contains("collectives") && gpus == nil { throw ValidationError("the collectives group needs --gpus N (across how many GPUs)") }
         var checks: [CUDASelfTest.Check] = []
         if chosen.contains("ssd") { checks += try CUDASelfTest.run(device: gpu, seed: s) }
         if chosen.contains("model") { checks += try CUDASelfTest.modelChecks(device: gpu, fixtures: fixtures, seed: s) }
         if chosen.contains("backend") { checks += try CUDASelfTest.backendChecks(device: gpu, seed: s) }
         if chosen.contains("backward") { checks += try CUDASelfTest.backwardChecks(device: gpu, fixtures: fixtures, seed: s) }
         if chosen.contains("training") { checks += try CUDASelfTest.trainingChecks(device: gpu, fixtures: fixtures, seed: s) }
-        print("cuBLAS: \(CUDAModel.blasPath)")
+        if chosen.contains("collectives"), let gpus {
+            let devices = try (0..<gpus).map { try $0 == ordinal ? gpu : CUDADevice(ordinal: $0) }
+            checks += try CUDASelfTest.collectiveChecks(devices: devices, seed: s)
+            if let nccl = CUDACommunicator.library { print("NCCL: \(nccl.path), version \(nccl.version)") }
+        }
+        if !CUDAModel.blasPath.isEmpty { print("cuBLAS: \(CUDAModel.blasPath)") }
         let cached = gpu.compileLog.filter(\.fromCache).count
         print("kernels: \(gpu.compileLog.count) modules, \(cached) loaded from the on-disk cache, \(gpu.compileLog.count - cached) compiled by NVRTC; \(fixed(gpu.compileLog.reduce(0) { $0 + $1.seconds }, 2)) s in all")
         try report(checks)

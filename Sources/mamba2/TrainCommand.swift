@@ -59,6 +59,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Weights dtype of the export: f32, bf16, f16.") var exportDtype: String = "bf16"
     @Option(help: "Save and stop once this step is reached (train in sittings; continue with --resume).") var stopAfter: Int?
     @Flag(help: "One progress line per step even on a terminal.") var plain = false
+    @Option(help: "With --device cuda: data parallelism over GPUs 0..<N of this machine (each batch's rows dealt out, gradients summed through NCCL).")
+    var gpus: Int?
 
     func run() throws {
         try compute.apply()
@@ -79,8 +81,19 @@ struct TrainCommand: ParsableCommand {
             let d = try CUDADevice(ordinal: n)
             gpu = d
             let (precision, recompute) = (self.precision, recomputeSsd)
-            factory = { try CUDATrainingBackend(device: d, config: $0, weights: $1, optimizer: $2, precision: precision, recomputeSSD: recompute) }
+            if let gpus {
+                guard gpus >= 1 else { throw ValidationError("--gpus takes 1 or more, got \(gpus)") }
+                guard n == 0 else { throw ValidationError("--gpus N takes GPUs 0..<N: give --device cuda, not cuda:\(n)") }
+                let present = CUDADevice.count
+                guard gpus <= present else { throw ValidationError("--gpus \(gpus): this machine's driver sees \(present) GPU\(present == 1 ? "" : "s")") }
+                let devices = try [d] + (1..<gpus).map { try CUDADevice(ordinal: $0) }
+                factory = { try CUDADataParallelTrainingBackend(devices: devices, config: $0, weights: $1, optimizer: $2, precision: precision,
+                                                                recomputeSSD: recompute) }
+            } else {
+                factory = { try CUDATrainingBackend(device: d, config: $0, weights: $1, optimizer: $2, precision: precision, recomputeSSD: recompute) }
+            }
         }
+        if gpus != nil, case .cpu = device { throw ValidationError("--gpus needs --device cuda") }
         let trainer: Trainer
         if resume {
             guard preset == nil, config == nil, initFrom == nil else {

@@ -56,4 +56,39 @@ struct CUDATrainingWithoutGPUTests {
         }
         #expect((try? CUDATrainer.Batch(rows: 2, length: 4, tokens: tokens, documentStarts: [0, 0, 2, 2, 4, 4, 4, 7], targets: targets)) != nil)
     }
+
+    // Data parallelism deals a batch's rows out to the GPUs: contiguous ranges in order that cover every row
+    // once, sizes within one of each other (the first GPUs take the extra rows), none for GPUs past the rows;
+    // the parts' targets add up to the whole batch's (a row's targets never depend on another row), which is
+    // what each GPU's loss is divided by. Fresh random batches each run.
+    @Test("data parallelism deals every row to one GPU, the parts' targets summing to the batch's")
+    func dataParallelSplit() throws {
+        var rng = SeededRNG()
+        for rows in 1...9 {
+            let length = 20
+            var tokens: [Int] = [], docs: [Int32] = []
+            var doc: Int32 = 0
+            for _ in 0..<rows {
+                for t in 0..<length {
+                    if t > 0 && rng.next() % 5 == 0 { doc += 1 }
+                    tokens.append(Int(rng.next() % 300)); docs.append(doc)
+                }
+                doc += 1
+            }
+            let batch = try TrainingBatch(rows: rows, length: length, tokens: tokens, documents: docs)
+            let whole = try CUDATrainingBackend.deviceBatch(batch).targetCount
+            for gpus in 1...6 {
+                let ranges = (0..<gpus).map { CUDADataParallelTrainingBackend.rows(of: rows, gpu: $0, of: gpus) }
+                #expect(ranges.first?.lowerBound == 0 && ranges.last?.upperBound == rows, "\(rows) rows, \(gpus) GPUs")
+                #expect(zip(ranges, ranges.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound }, "\(rows) rows, \(gpus) GPUs")
+                let sizes = ranges.map(\.count)
+                #expect(sizes.max()! - sizes.min()! <= 1 && sizes == sizes.sorted(by: >), "\(sizes)")
+                let parts = try CUDADataParallelTrainingBackend.split(batch, gpus: gpus)
+                #expect(parts.map { $0 == nil } == sizes.map { $0 == 0 })
+                #expect(parts.compactMap { $0 }.flatMap(\.tokens) == tokens)
+                let targets = try parts.compactMap { $0 }.reduce(0) { $0 + (try CUDATrainingBackend.deviceBatch($1).targetCount) }
+                #expect(targets == whole, "\(rows) rows, \(gpus) GPUs")
+            }
+        }
+    }
 }

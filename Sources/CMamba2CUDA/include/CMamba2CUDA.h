@@ -76,6 +76,26 @@ int mkc_set_max_shared(mkc_device *d, void *function, int bytes);
 int mkc_blocks_per_sm(mkc_device *d, void *function, int blockSize, int sharedBytes, int *blocks);
 // The driver's description of an error code returned by the calls above.
 const char *mkc_error_string(int code);
+// The device's stream as the driver's handle (CUstream, which the runtime's cudaStream_t is): for libraries
+// that take a stream, as NCCL does.
+void *mkc_stream_handle(mkc_device *d);
+
+// NCCL (libnccl.so.2), loaded on first use (nccl.c): from $MAMBA2_NCCL_LIBRARY (the library or its folder),
+// the loader's path, or a Python package folder (nvidia/nccl/lib). Sets NCCL_NVLS_ENABLE=0 first. 0, or
+// non-zero with a message; nccl_path says which file was loaded.
+int mkc_nccl_load(char *err, int errlen);
+const char *mkc_nccl_path(void);
+int mkc_nccl_version(int *version);
+// One communicator per GPU of this process (ncclCommInitAll): comms[i] for the GPU numbered ordinals[i].
+int mkc_nccl_init_all(const int *ordinals, int count, void **comms, char *err, int errlen);
+void mkc_nccl_destroy(void *comm);
+// Calls for several GPUs from one thread go between group_start and group_end. NCCL status codes.
+int mkc_nccl_group_start(void);
+int mkc_nccl_group_end(void);
+// In-place sum over the communicator's GPUs of `count` elements at buffer (elementType 0 f32, 1 bf16, 2 f16),
+// queued on the device's stream.
+int mkc_nccl_all_reduce_sum(mkc_device *d, void *comm, uint64_t buffer, size_t count, int elementType);
+const char *mkc_nccl_error(int code);
 
 #ifdef __cplusplus
 }
