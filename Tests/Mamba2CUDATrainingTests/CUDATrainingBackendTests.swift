@@ -12,20 +12,27 @@ struct CUDATrainingWithoutGPUTests {
     // The device batch says for every token where its document starts (a flat index, never before its row)
     // and what it predicts: the next token of its own document, or −1 at a document's or a row's end. Fresh
     // random rows and document lengths each run; compared with TrainingBatch's own rules.
-    @Test("the device batch carries each token's document start and target")
-    func deviceBatch() throws {
-        var rng = SeededRNG()
-        let rows = 3, length = 50
+    /// Rows of random tokens below `vocab`, a new document after about one token in `documentEvery` and at
+    /// every row's start.
+    static func randomBatch(rows: Int, length: Int, vocab: UInt64, documentEvery: UInt64, rng: inout SeededRNG) throws -> TrainingBatch {
         var tokens: [Int] = [], docs: [Int32] = []
         var doc: Int32 = 0
         for _ in 0..<rows {
             for t in 0..<length {
-                if t > 0 && rng.next() % 7 == 0 { doc += 1 }
-                tokens.append(Int(rng.next() % 1000)); docs.append(doc)
+                if t > 0 && rng.next() % documentEvery == 0 { doc += 1 }
+                tokens.append(Int(rng.next() % vocab)); docs.append(doc)
             }
             doc += 1
         }
-        let batch = try TrainingBatch(rows: rows, length: length, tokens: tokens, documents: docs)
+        return try TrainingBatch(rows: rows, length: length, tokens: tokens, documents: docs)
+    }
+
+    @Test("the device batch carries each token's document start and target")
+    func deviceBatch() throws {
+        var rng = SeededRNG()
+        let rows = 3, length = 50
+        let batch = try Self.randomBatch(rows: rows, length: length, vocab: 1000, documentEvery: 7, rng: &rng)
+        let (tokens, docs) = (batch.tokens, batch.documents)
         let b = try CUDATrainingBackend.deviceBatch(batch)
         #expect(b.tokens == tokens.map { Int32($0) })
         #expect(b.targetCount == batch.targetCount)
@@ -65,17 +72,8 @@ struct CUDATrainingWithoutGPUTests {
     func dataParallelSplit() throws {
         var rng = SeededRNG()
         for rows in 1...9 {
-            let length = 20
-            var tokens: [Int] = [], docs: [Int32] = []
-            var doc: Int32 = 0
-            for _ in 0..<rows {
-                for t in 0..<length {
-                    if t > 0 && rng.next() % 5 == 0 { doc += 1 }
-                    tokens.append(Int(rng.next() % 300)); docs.append(doc)
-                }
-                doc += 1
-            }
-            let batch = try TrainingBatch(rows: rows, length: length, tokens: tokens, documents: docs)
+            let batch = try Self.randomBatch(rows: rows, length: 20, vocab: 300, documentEvery: 5, rng: &rng)
+            let tokens = batch.tokens
             let whole = try CUDATrainingBackend.deviceBatch(batch).targetCount
             for gpus in 1...6 {
                 let ranges = (0..<gpus).map { CUDADataParallelTrainingBackend.rows(of: rows, gpu: $0, of: gpus) }
