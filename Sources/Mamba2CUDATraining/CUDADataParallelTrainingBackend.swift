@@ -29,6 +29,15 @@ public final class CUDADataParallelTrainingBackend: TrainingBackend {
         schedule = AdamW(options: options)
     }
 
+    /// Over trainers already made (one per GPU, the same weights: for instance each drawn on its device from
+    /// the same seed).
+    public init(trainers: [CUDATrainer], optimizer options: AdamW.Options) throws {
+        guard !trainers.isEmpty else { throw Mamba2Error.invalidArgument("gpus", reason: "no GPUs given") }
+        self.trainers = trainers
+        communicator = try CUDACommunicator(devices: trainers.map(\.device))
+        schedule = AdamW(options: options)
+    }
+
     /// Rows [start, end) of a batch that GPU i of n takes: the first rows % n GPUs one row more.
     public static func rows(of rows: Int, gpu i: Int, of n: Int) -> Range<Int> {
         let base = rows / n, extra = rows % n

@@ -2,6 +2,7 @@ import ArgumentParser
 import Mamba2
 import Mamba2Training
 import Mamba2CUDA
+import Mamba2CUDATraining
 import Mamba2Diagnostics
 
 struct BenchCommand: ParsableCommand {
@@ -326,11 +327,17 @@ struct BenchTrainCommand: ParsableCommand {
     @Flag(help: "With --device cuda: after the timed steps, one step with every part waited for and timed (a breakdown).") var breakdown = false
     @Flag(help: "With --device cuda: recompute the SSD forward in the backward instead of keeping its output y per layer.") var recomputeSsd = false
     @Option(help: "Also write the result as JSON to this file.") var json: String?
+    @Option(help: "With --device cuda: data parallelism over GPUs 0..<N, --batch rows on each (global batch N × batch), timed beside one GPU's data-parallel step.")
+    var gpus: Int?
 
     func run() throws {
         try compute.apply()
         guard batch >= 1, length >= 2, steps >= 1 else { throw ValidationError("--batch, --steps must be at least 1 and --length at least 2") }
         let c = try Mamba2Config.preset(preset, vocabSize: vocab)
+        if let gpus {
+            guard case .cuda = device else { throw ValidationError("--gpus needs --device cuda") }
+            return try runDataParallel(c, gpus: gpus)
+        }
         if case let .cuda(n) = device { return try runGPU(c, ordinal: n) }
         var params = Dictionary(uniqueKeysWithValues: Mamba2Weights.random(c, seed: 1).namedTensors(c).map { ($0.0, $0.1.data) })
         var opt = AdamW()
@@ -419,6 +426,51 @@ struct BenchTrainCommand: ParsableCommand {
                                    "tokens_per_second": .number(tps), "step_seconds": .array(seconds.map { .number($0) }),
                                    "peak_allocated_bytes": .number(Double(gpu.peakAllocatedBytes)), "device_used_bytes": .number(Double(total - free)),
                                    "recompute_ssd": .bool(recomputeSsd), "mfu": .number(mfu), "bf16_peak_flops": .number(peakFlops), "loss": .number(loss), "device": .string(gpu.name)])
+            try writeFileAtomically(Array(o.serialized.utf8), to: json)
+        }
+    }
+}
+
+extension BenchTrainCommand {
+    /// Data parallelism over GPUs 0..<gpus, `batch` rows each, against the same backend over GPU 0 alone (its
+    /// step with the gradients' all-reduce, over one GPU a copy of nothing): tokens/s of each and their ratio.
+    func runDataParallel(_ c: Mamba2Config, gpus: Int) throws {
+        let present = CUDADevice.count
+        guard gpus >= 1, gpus <= present else { throw ValidationError("--gpus \(gpus): this machine's driver sees \(present) GPU\(present == 1 ? "" : "s")") }
+        let devices = try (0..<gpus).map { try CUDADevice(ordinal: $0) }
+        var options = AdamW.Options()
+        options.learningRate = 1e-4; options.warmupSteps = 0
+        var rows: [(gpus: Int, tps: Double, ms: Double, loss: Double)] = []
+        for n in Set([1, gpus]).sorted() {
+            // fresh trainers for each run, every GPU drawing the same weights from the same seed on the device
+            let trainers = try devices.prefix(n).map {
+                try CUDATrainer(device: $0, randomWeights: c, seed: 1, precision: precision, decays: AdamW.decays, recomputeSSD: recomputeSsd)
+            }
+            let dp = try CUDADataParallelTrainingBackend(trainers: trainers, optimizer: options)
+            var rng = SplitMix64(seed: 2)
+            let T = n * batch * length
+            let b = try TrainingBatch(rows: n * batch, length: length, tokens: (0..<T).map { _ in Int(rng.next() % UInt64(c.vocabSize)) },
+                                      documents: (0..<T).map { Int32($0 / length) })
+            var seconds: [Double] = [], loss = 0.0
+            for i in 0...steps {
+                let t0 = monotonicSeconds()
+                loss = try dp.accumulate(b).loss
+                _ = try dp.optimizerStep()
+                if i > 0 { seconds.append(monotonicSeconds() - t0) }
+            }
+            let median = seconds.sorted()[seconds.count / 2]
+            rows.append((n, Double(T) / median, median * 1e3, loss))
+        }
+        let one = rows[0].tps
+        print(table(["preset", "params", "GPUs", "batch×length per GPU", "precision", "tok/s", "step ms (median)", "vs 1 GPU", "loss"],
+                    rows.map { [preset, countString(Mamba2Weights.parameterCount(c)), "\($0.gpus)", "\(batch)×\(length)", precision.rawValue,
+                                fixed($0.tps, 0), fixed($0.ms, 1), fixed($0.tps / one, 2) + "×", fixed($0.loss, 3)] }))
+        print("devices \(devices.map(\.name).joined(separator: ", ")); NCCL \(CUDACommunicator.library.map { "\($0.path) \($0.version)" } ?? "not loaded")")
+        if let json {
+            let o: JSON = .object(["preset": .string(preset), "parameters": .number(Double(Mamba2Weights.parameterCount(c))),
+                                   "batch_per_gpu": .number(Double(batch)), "length": .number(Double(length)), "precision": .string(precision.rawValue),
+                                   "runs": .array(rows.map { .object(["gpus": .number(Double($0.gpus)), "tokens_per_second": .number($0.tps),
+                                                                      "step_ms": .number($0.ms), "loss": .number($0.loss)]) })])
             try writeFileAtomically(Array(o.serialized.utf8), to: json)
         }
     }
