@@ -19,18 +19,12 @@ writes it), converted to GGUF f32 by the converter in the llama-cpp-python sdist
 Python, aiohttp and numpy only besides the binaries, so it also runs on the GPU machine (--device cuda, our
 server only: pass no --llama-server).
 """
-import argparse, asyncio, json, os, random, signal, socket, statistics, subprocess, sys, tempfile, time
+import argparse, asyncio, json, os, random, signal, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
 import aiohttp  # noqa: E402
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from server_process import free_port  # noqa: E402
 
 
 def rss_bytes(pid):

@@ -45,6 +45,16 @@ public final class CUDADevice: @unchecked Sendable {
 
     deinit { mkc_device_close(handle) }
 
+    /// GPUs 0..<n (for --gpus N), `first` standing for GPU 0 when given; an error naming how many the driver
+    /// sees when n is out of range.
+    public static func first(_ n: Int, reusing first: CUDADevice? = nil) throws -> [CUDADevice] {
+        let present = count
+        guard n >= 1, n <= present else {
+            throw Mamba2Error.invalidArgument("gpus", reason: "\(n) GPUs asked for; this machine's driver sees \(present)")
+        }
+        return try (0..<n).map { i in if let first, first.ordinal == i { first } else { try CUDADevice(ordinal: i) } }
+    }
+
     /// GPUs the driver sees; 0 where there is no driver.
     public static var count: Int {
         var err = [CChar](repeating: 0, count: 512)

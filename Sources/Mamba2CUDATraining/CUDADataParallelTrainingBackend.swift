@@ -18,15 +18,12 @@ public final class CUDADataParallelTrainingBackend: TrainingBackend {
     public var config: Mamba2Config { trainers[0].config }
     public var optimizerSteps: Int { trainers[0].optimizerSteps }
 
-    public init(devices: [CUDADevice], config: Mamba2Config, weights: Mamba2Weights, optimizer options: AdamW.Options,
-                precision: CUDATrainer.Precision, recomputeSSD: Bool = false) throws {
-        guard !devices.isEmpty else { throw Mamba2Error.invalidArgument("gpus", reason: "no GPUs given") }
+    public convenience init(devices: [CUDADevice], config: Mamba2Config, weights: Mamba2Weights, optimizer options: AdamW.Options,
+                            precision: CUDATrainer.Precision, recomputeSSD: Bool = false) throws {
         let values = Dictionary(uniqueKeysWithValues: weights.namedTensors(config).map { ($0.0, $0.1.data) })
-        trainers = try devices.map {
+        try self.init(trainers: try devices.map {
             try CUDATrainer(device: $0, config: config, values: values, precision: precision, decays: AdamW.decays, recomputeSSD: recomputeSSD)
-        }
-        communicator = try CUDACommunicator(devices: devices)
-        schedule = AdamW(options: options)
+        }, optimizer: options)
     }
 
     /// Over trainers already made (one per GPU, the same weights: for instance each drawn on its device from

@@ -435,9 +435,7 @@ extension BenchTrainCommand {
     /// Data parallelism over GPUs 0..<gpus, `batch` rows each, against the same backend over GPU 0 alone (its
     /// step with the gradients' all-reduce, over one GPU a copy of nothing): tokens/s of each and their ratio.
     func runDataParallel(_ c: Mamba2Config, gpus: Int) throws {
-        let present = CUDADevice.count
-        guard gpus >= 1, gpus <= present else { throw ValidationError("--gpus \(gpus): this machine's driver sees \(present) GPU\(present == 1 ? "" : "s")") }
-        let devices = try (0..<gpus).map { try CUDADevice(ordinal: $0) }
+        let devices = try CUDADevice.first(gpus)
         var options = AdamW.Options()
         options.learningRate = 1e-4; options.warmupSteps = 0
         var rows: [(gpus: Int, tps: Double, ms: Double, loss: Double)] = []

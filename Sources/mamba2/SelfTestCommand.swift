@@ -48,12 +48,8 @@ struct SelfTestCommand: ParsableCommand {
             try report(CPUKernelSelfTest.gemmChecks(seed: s) + CPUKernelSelfTest.scanChecks(seed: s) + CPUKernelSelfTest.fixtureChecks(fixtures: fixtures))
             return
         }
-        if let gpus {
-            guard gpus >= 1 else { throw ValidationError("--gpus takes 1 or more, got \(gpus)") }
-            let present = CUDADevice.count
-            guard gpus <= present else { throw ValidationError("--gpus \(gpus): this machine's driver sees \(present) GPU\(present == 1 ? "" : "s")") }
-        }
         let gpu = try CUDADevice(ordinal: ordinal)
+        let devices = try gpus.map { try CUDADevice.first($0, reusing: gpu) }
         print("device: \(gpu.name), \(bytesString(gpu.totalMemory)), compute capability \(gpu.computeCapability.major).\(gpu.computeCapability.minor), kernels built for \(gpu.architecture)")
         print("seed: \(s)")
         try checkFixtures()
@@ -68,8 +64,7 @@ struct SelfTestCommand: ParsableCommand {
         if chosen.contains("backend") { checks += try CUDASelfTest.backendChecks(device: gpu, seed: s) }
         if chosen.contains("backward") { checks += try CUDASelfTest.backwardChecks(device: gpu, fixtures: fixtures, seed: s) }
         if chosen.contains("training") { checks += try CUDASelfTest.trainingChecks(device: gpu, fixtures: fixtures, seed: s) }
-        if chosen.contains("collectives"), let gpus {
-            let devices = try (0..<gpus).map { try $0 == ordinal ? gpu : CUDADevice(ordinal: $0) }
+        if chosen.contains("collectives"), let devices {
             checks += try CUDASelfTest.collectiveChecks(devices: devices, seed: s)
             if let nccl = CUDACommunicator.library { print("NCCL: \(nccl.path), version \(nccl.version)") }
         }

@@ -82,11 +82,8 @@ struct TrainCommand: ParsableCommand {
             gpu = d
             let (precision, recompute) = (self.precision, recomputeSsd)
             if let gpus {
-                guard gpus >= 1 else { throw ValidationError("--gpus takes 1 or more, got \(gpus)") }
                 guard n == 0 else { throw ValidationError("--gpus N takes GPUs 0..<N: give --device cuda, not cuda:\(n)") }
-                let present = CUDADevice.count
-                guard gpus <= present else { throw ValidationError("--gpus \(gpus): this machine's driver sees \(present) GPU\(present == 1 ? "" : "s")") }
-                let devices = try [d] + (1..<gpus).map { try CUDADevice(ordinal: $0) }
+                let devices = try CUDADevice.first(gpus, reusing: d)
                 factory = { try CUDADataParallelTrainingBackend(devices: devices, config: $0, weights: $1, optimizer: $2, precision: precision,
                                                                 recomputeSSD: recompute) }
             } else {

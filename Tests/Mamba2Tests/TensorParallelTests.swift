@@ -81,15 +81,14 @@ struct TensorParallelTests {
         }
     }
 
-    /// The unsplit model's greedy tokens (argmax, the lowest index among equals) after a prompt.
+    /// The unsplit model's greedy tokens (the sampler's argmax) after a prompt.
     func greedyUnsplit(_ model: Mamba2Model, prompt: [Int], steps: Int) throws -> [Int] {
         var states = [model.newState()]
         var last = try model.prefill([prompt], states: &states, logits: .last)[0].data
         var out: [Int] = []
         for _ in 0..<steps {
-            let id = last.indices.max { last[$0] < last[$1] || (last[$0] == last[$1] && $0 > $1) }!
-            out.append(id)
-            last = try model.step([id], states: &states).data
+            out.append(TensorParallelReference.argmax(last))
+            last = try model.step([out.last!], states: &states).data
         }
         return out
     }

@@ -15,12 +15,19 @@ public struct TensorParallelReference: Sendable {
     public let plan: TensorParallelPlan
     /// Per rank, per layer: the rank's shard.
     public let shards: [[Mamba2LayerWeights]]
+    /// Per rank, per layer, made once from the shard (so that its slices are what is checked): the conv filter
+    /// transposed to (K, local conv_dim) as the conv kernel takes it, and A = −exp(A_log), (H/R).
+    let filters: [[[Float]]], A: [[[Float]]]
 
     public init(model: Mamba2Model, ranks: Int) throws {
         let plan = try TensorParallelPlan(config: model.config, ranks: ranks)
+        let c = model.config
         self.model = model
         self.plan = plan
         shards = (0..<ranks).map { r in model.weights.layers.map { plan.shard($0, rank: r) } }
+        let (K, C) = (c.dConv, plan.localConvDim)
+        filters = shards.map { $0.map { w in (0..<(K * C)).map { i in w.convWeight[i % C * K + i / C] } } }
+        A = shards.map { $0.map { w in w.aLog.map { -exp($0) } } }
     }
 
     /// One sequence from the zero state: logits (T, padded vocab) and the state after it.
@@ -43,18 +50,23 @@ public struct TensorParallelReference: Sendable {
         return logits
     }
 
-    /// Greedy decoding: the prompt, then `steps` tokens each the argmax (lowest index among equals) of the last logits.
+    /// Greedy decoding: the prompt, then `steps` tokens each the argmax of the last logits (the sampler's:
+    /// the first index of the largest).
     public func greedy(prompt: [Int], steps: Int) throws -> [Int] {
         var (logits, state) = try prefill(prompt)
         var out: [Int] = []
         var last = Array(logits.data.suffix(model.config.paddedVocabSize))
         for _ in 0..<steps {
-            let id = last.indices.max { last[$0] < last[$1] || (last[$0] == last[$1] && $0 > $1) }!
-            out.append(id)
-            logits = try step(id, state: &state)
+            out.append(Self.argmax(last))
+            logits = try step(out.last!, state: &state)
             last = logits.data
         }
         return out
+    }
+
+    /// The first index of the largest value, as greedy sampling chooses.
+    static func argmax(_ v: [Float]) -> Int {
+        v.withUnsafeBufferPointer { Int(mk_first_index_f32(Int32($0.count), $0.baseAddress!, mk_max_f32(Int32($0.count), $0.baseAddress!))) }
     }
 
     /// The model around the ranks: embedding, per layer [residual add → norm → each rank's in_proj and
@@ -81,14 +93,6 @@ public struct TensorParallelReference: Sendable {
         return model.head(normed, rows: T)
     }
 
-    /// A rank's filter as (K, C), as the conv kernel takes it.
-    func filter(_ w: Mamba2LayerWeights) -> [Float] {
-        let (K, C) = (model.config.dConv, plan.localConvDim)
-        var wT = [Float](repeating: 0, count: K * C)
-        for ch in 0..<C { for k in 0..<K { wT[k * C + ch] = w.convWeight[ch * K + k] } }
-        return wT
-    }
-
     /// A rank's conv and chunked SSD over a prompt from the zero state; writes its part of the state.
     func prefillMixer(layer l: Int, rank r: Int, zx z: [Float], rows T: Int, state: inout Mamba2State) throws -> [Float] {
         let c = model.config, p = plan, w = shards[r][l]
@@ -96,7 +100,7 @@ public struct TensorParallelReference: Sendable {
                                             p.localInProjSize, p.localConvDim)
         var xbc = [Float](repeating: 0, count: T * C)
         z.withUnsafeBufferPointer { zp in
-            mk_causal_conv_silu(Int32(T), Int32(C), Int32(K), zp.baseAddress! + 2 * M + S, E, nil, filter(w), w.convBias, &xbc, C)
+            mk_causal_conv_silu(Int32(T), Int32(C), Int32(K), zp.baseAddress! + 2 * M + S, E, nil, filters[r][l], w.convBias, &xbc, C)
         }
         // the conv history: the last K − 1 inputs (zeros before the first token), into the global channels
         let channels = p.convChannels(rank: r)
@@ -113,7 +117,7 @@ public struct TensorParallelReference: Sendable {
             dt += z[(t * E + 2 * M + S + C)..<(t * E + E)]
         }
         let input = SSDInput(x: Tensor(shape: [1, T, Hr, P], data: x), dt: Tensor(shape: [1, T, Hr], data: dt),
-                             A: Tensor(shape: [Hr], data: w.aLog.map { -exp($0) }), B: Tensor(shape: [1, T, g, N], data: B),
+                             A: Tensor(shape: [Hr], data: A[r][l]), B: Tensor(shape: [1, T, g, N], data: B),
                              C: Tensor(shape: [1, T, g, N], data: Cm),
                              D: c.dHasHeadDim ? Tensor(shape: [Hr, P], data: w.D) : Tensor(shape: [Hr], data: w.D),
                              dtBias: Tensor(shape: [Hr], data: w.dtBias))
@@ -134,7 +138,7 @@ public struct TensorParallelReference: Sendable {
         for k in 0..<K1 { for (j, ch) in channels.enumerated() { hist[k * C + j] = old.conv[l][k * c.convDim + ch] } }
         var xbc = [Float](repeating: 0, count: C)
         z.withUnsafeBufferPointer { zp in
-            mk_causal_conv_silu(1, Int32(C), Int32(K), zp.baseAddress! + 2 * M + S, p.localInProjSize, hist, filter(w), w.convBias, &xbc, C)
+            mk_causal_conv_silu(1, Int32(C), Int32(K), zp.baseAddress! + 2 * M + S, p.localInProjSize, hist, filters[r][l], w.convBias, &xbc, C)
         }
         for k in 0..<K1 {
             for (j, ch) in channels.enumerated() {
@@ -144,10 +148,9 @@ public struct TensorParallelReference: Sendable {
         let hs = p.heads(rank: r), h0 = hs.lowerBound * P * N
         var ssm = Array(old.ssm[l][h0..<(h0 + Hr * P * N)])
         var y = [Float](repeating: 0, count: S)
-        let A = w.aLog.map { -exp($0) }
         xbc.withUnsafeBufferPointer { xp in
             let x = xp.baseAddress!
-            mk_ssd_decode_step(Int32(Hr), Int32(P), Int32(N), Int32(g), Array(z[(2 * M + S + C)...]), w.dtBias, A, c.dtLimit.lo, c.dtLimit.hi,
+            mk_ssd_decode_step(Int32(Hr), Int32(P), Int32(N), Int32(g), Array(z[(2 * M + S + C)...]), w.dtBias, A[r][l], c.dtLimit.lo, c.dtLimit.hi,
                                x, x + S, x + S + g * N, w.D, c.dHasHeadDim ? 1 : 0, &ssm, &y, 1)
         }
         state.ssm[l].replaceSubrange(h0..<(h0 + Hr * P * N), with: ssm)
@@ -160,15 +163,14 @@ public struct TensorParallelReference: Sendable {
     func combine(layer l: Int, zx: [[Float]], y: [[Float]], rows T: Int) -> [Float] {
         let c = model.config, p = plan
         let (D, E, S, M, gs) = (c.dModel, p.localInProjSize, p.localSSM, p.localMLP, c.dSSM / c.nGroups)
+        // v: what the norm normalizes, y·silu(z) (or y alone when the norm comes before the gate), per rank (T, S)
+        let v = (0..<p.ranks).map { r in
+            (0..<(T * S)).map { i in c.normBeforeGate ? y[r][i] : y[r][i] * silu(zx[r][i / S * E + 2 * M + i % S]) }
+        }
         var sumsq = [Double](repeating: 0, count: T * c.nGroups)
         for r in 0..<p.ranks {
             let ch0 = p.channels(rank: r).lowerBound
-            for t in 0..<T {
-                for j in 0..<S {
-                    let v = gatedValue(y[r][t * S + j], z: zx[r][t * E + 2 * M + j])
-                    sumsq[t * c.nGroups + (ch0 + j) / gs] += Double(v * v)
-                }
-            }
+            for t in 0..<T { for j in 0..<S { sumsq[t * c.nGroups + (ch0 + j) / gs] += Double(v[r][t * S + j] * v[r][t * S + j]) } }
         }
         var sum = [Float](repeating: 0, count: T * D)
         for r in 0..<p.ranks {
@@ -180,7 +182,7 @@ public struct TensorParallelReference: Sendable {
                 for j in 0..<S {
                     let zv = zx[r][zr + 2 * M + j]
                     let scale = Float(1 / (sumsq[t * c.nGroups + (ch0 + j) / gs] / Double(gs) + Double(c.rmsNormEps)).squareRoot())
-                    let normedValue = gatedValue(y[r][t * S + j], z: zv) * scale * w.gateNorm[j]
+                    let normedValue = v[r][t * S + j] * scale * w.gateNorm[j]
                     gated[gr + M + j] = c.normBeforeGate ? normedValue * silu(zv) : normedValue
                 }
             }
@@ -190,9 +192,6 @@ public struct TensorParallelReference: Sendable {
         }
         return sum
     }
-
-    /// What the gated norm normalizes: y·silu(z), or y alone when the norm comes before the gate.
-    func gatedValue(_ y: Float, z: Float) -> Float { model.config.normBeforeGate ? y : y * silu(z) }
 
     func silu(_ v: Float) -> Float { v / (1 + exp(-v)) }
 }
