@@ -93,9 +93,17 @@ public final class CUDAModel: @unchecked Sendable {
     /// One decode graph per number of rows (n: greedy decode; −n: a step that returns logits).
     var graphs: [Int: CUDAGraph] = [:]
     /// Which decode path runs: `.automatic` picks per row count (`streams(rows:)`); the self-test forces
-    /// `.plain` (m_gemv / cuBLAS, the reference) or `.streaming` (at every row count it serves, 1–16).
-    package enum DecodePath: Sendable { case automatic, plain, streaming }
+    /// `.plain` (m_gemv / cuBLAS, the reference), `.streaming` (at every row count it serves, 1–16) or
+    /// `.persistent` (one row as one kernel, an experiment: `persistent(rows:)`; other row counts as
+    /// `.automatic`).
+    package enum DecodePath: Sendable { case automatic, plain, streaming, persistent }
     package var decodePath = DecodePath.automatic { didSet { graphs = [:] } }
+    /// The persistent decode's layer table (13 addresses a layer), grid barrier (count, generation) and
+    /// hand-over sums (two per multiprocessor): `preparePersistent`.
+    var persistentTable, persistentBarrier, persistentSSQ: CUDABuffer?
+    /// Whether this model's shape and device allow the persistent decode (bf16, one group, sm_90, the ring
+    /// fits and a block of it is resident on each multiprocessor).
+    var persistentShapeFits = false
     /// Rows in use (set by prefill).
     public private(set) var rows = 0
     /// One row's conv window and SSM state: the middle of a swap of two rows.
@@ -153,6 +161,7 @@ public final class CUDAModel: @unchecked Sendable {
         k = try ModelKernels(device: device, precision: precision)
         try k.gemv.allowSharedMemory(Self.gemvRows * max(c.dModel, c.dSSM) * 4)
         for kernel in k.gemvTC.values { try kernel.allowSharedMemory(Self.streamSharedLimit) }
+        persistentShapeFits = Self.persistentFits(c, precision: precision, device: device, kernels: k)
         let tcShape = c.headDim == CUDATensorCoreSSD.headDim && c.dState % 32 == 0 && c.dState <= 128
         if precision != .f32 && tcShape {
             tc = try CUDATensorCoreSSD(device: device, elementType: precision == .bf16 ? .bf16 : .f16, stateSize: c.dState)
@@ -231,6 +240,7 @@ public final class CUDAModel: @unchecked Sendable {
         chosenLogprob1 = choice1.view(at: n, count: n)
         tokensHeld = nil
         swapRow = (try CUDABuffer(count: convRow, on: device), try CUDABuffer(bytes: ssmRow * stateBytes, on: device))
+        try preparePersistent()
         try device.synchronize()
         capacity = n
     }

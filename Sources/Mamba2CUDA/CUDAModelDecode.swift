@@ -107,8 +107,18 @@ extension CUDAModel {
     /// tokens1, counted by `counter` and recorded in `history`; with `.argmax`, the argmax into tokens1 and
     /// its log-probability into chosenLogprob1.
     func enqueueStep(rows n: Int, choice: StepChoice) throws {
-        let V = config.paddedVocabSize
         let greedy = choice == .greedyDecode
+        if persistent(rows: n) {
+            // The embedding hands over to layer 0's norm through persistentSSQ's first half (a slot per block).
+            let ae = KernelArguments()
+            ae.add(Int32(config.dModel)); ae.add(tokens1); ae.add(embedding); ae.add(residual1); ae.add(greedy ? counter.pointer : 0)
+            ae.add(layers[0].norm.pointer); ae.add(xhModel); ae.add(persistentSSQ?.pointer ?? 0); ae.add(Int32(device.multiprocessors))
+            try k.embed.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: ae)
+            try persistentStep()
+            try head(rows: n, handedOver: false)
+            try enqueueChoice(rows: n, choice: choice)
+            return
+        }
         // The embedding, handed to layer 0's norm when the products stream.
         let handOver = streams(rows: n)
         let ae = KernelArguments()
@@ -121,6 +131,13 @@ extension CUDAModel {
             try outProjection(rows: n, layer: i)
         }
         try head(rows: n)
+        try enqueueChoice(rows: n, choice: choice)
+    }
+
+    /// The step's choice after the logits (`StepChoice`).
+    func enqueueChoice(rows n: Int, choice: StepChoice) throws {
+        let V = config.paddedVocabSize
+        let greedy = choice == .greedyDecode
         if choice != .none {
             let aa = KernelArguments()
             aa.add(Int32(V)); aa.add(logits1); aa.add(tokens1); aa.add(greedy ? counter.pointer : 0)
@@ -283,12 +300,27 @@ extension CUDAModel {
             try time("out_proj (+ gated norm)", bytes: c.dModel * c.dSSM * e) { try outProjection(rows: n, layer: 0) },
             try time("head (+ norm)", bytes: c.paddedVocabSize * c.dModel * e) { try head(rows: n) },
         ]
-        let g = try CUDAGraph(on: device) { try enqueueStep(rows: n, choice: .none) }
-        try g.launch(); try device.synchronize()
-        let t0 = monotonicSeconds()
-        for _ in 0..<50 { try g.launch() }
-        try device.synchronize()
-        out.append(("whole step (\(c.nLayer) layers)", (monotonicSeconds() - t0) / 50 * 1e6, decodeWeightBytes))
+        func wholeStep(_ name: String) throws -> (String, Double, Int) {
+            let g = try CUDAGraph(on: device) { try enqueueStep(rows: n, choice: .none) }
+            try g.launch(); try device.synchronize()
+            let t0 = monotonicSeconds()
+            for _ in 0..<50 { try g.launch() }
+            try device.synchronize()
+            return (name, (monotonicSeconds() - t0) / 50 * 1e6, decodeWeightBytes)
+        }
+        if n == 1 && persistentShapeFits {
+            // The per-layer kernels and the persistent kernel in the same run (whichever decode takes), with the
+            // persistent kernel's phases.
+            let chosen = decodePath, taken = persistent(rows: 1)
+            defer { decodePath = chosen }
+            decodePath = .plain
+            out.append(try wholeStep("whole step (\(c.nLayer) layers, per-layer kernels\(taken ? "" : ", taken"))"))
+            decodePath = .persistent
+            out.append(try wholeStep("whole step (\(c.nLayer) layers, one persistent kernel\(taken ? ", taken" : ""))"))
+            out += try persistentPhases()
+        } else {
+            out.append(try wholeStep("whole step (\(c.nLayer) layers)"))
+        }
         return out
     }
 }

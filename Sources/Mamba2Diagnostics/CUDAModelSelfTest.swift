@@ -150,19 +150,51 @@ extension CUDASelfTest {
                         checks.append(Check(name: name + " (streaming path NOT taken)", relativeError: 1, tolerance: 0, allWritten: true))
                     }
                 }
+                // The persistent decode (one row as one kernel, by default at 1 row) against the plain path, on
+                // the same arithmetic as the streaming path (bf16 inputs handed over before the norm's scale):
+                // the same bf16 bound.
+                let persistentRuns = try decodeRuns(rows: 1, steps: 4, settings: [{ gpu.decodePath = .plain }, { gpu.decodePath = .persistent }])
+                let persistentName = "model random bf16: persistent decode vs the plain path, 1 row × 4 steps"
+                if gpu.persistent(rows: 1) { check(persistentName, persistentRuns[1], persistentRuns[0], tol) } else {
+                    checks.append(Check(name: persistentName + " (persistent path NOT taken)", relativeError: 1, tolerance: 0, allWritten: true))
+                }
                 // 4. A bf16 decode state against the float32 one over 1,000 tokens, the same tokens fed to both.
                 //    The state is rounded once per token (2^-9 relative); its errors decay with the state as its
                 //    contents do, so the logits stay within a few roundings of the float32 state's: the bf16
                 //    bound above (about 8 roundings), over the whole run. 1 row on the streaming path (its SSD
                 //    step hands over to out_proj), 20 rows on cuBLAS (the step writes y).
-                for (n, path) in [(1, CUDAModel.DecodePath.streaming), (20, .automatic)] {
+                for (n, path) in [(1, CUDAModel.DecodePath.streaming), (1, .persistent), (20, .automatic)] {
                     gpu.decodePath = path
                     let runs = try decodeRuns(rows: n, steps: 1000, settings: [{ gpu.stateType = .f32 }, { gpu.stateType = .bf16 }])
                     gpu.stateType = .f32
-                    check("model random bf16: bf16 decode state vs float32 over 1,000 tokens, \(n) rows", runs[1], runs[0], tol)
+                    check("model random bf16: bf16 decode state vs float32 over 1,000 tokens, \(n) rows (\(path))", runs[1], runs[0], tol)
                 }
                 gpu.decodePath = .automatic
             }
+        }
+        // 5. The persistent decode's general kernel (any N and P: here N = 48, P = 48, 3 layers), with the
+        //    projections' biases, D per channel, the norm before the gate and an untied head, against the plain
+        //    path over 6 steps of 1 row (the same bf16 bound as above: both round the products' inputs to bf16).
+        var odd = Mamba2Config(dModel: 192, nLayer: 3, vocabSize: 500, dState: 48, headDim: 48, dHasHeadDim: true, projBias: true,
+                               tieEmbeddings: false, normBeforeGate: true, layout: .stateSpaces)
+        odd.chunkSize = 64
+        let oddCPU = try Mamba2Model(config: odd, weights: Mamba2Weights.random(odd, seed: seed ^ 0x0DD))
+        let oddGPU = try CUDAModel(device: device, model: oddCPU, precision: .bf16)
+        let oddPrompt = [(0..<50).map { _ in Int(rng.next() % 500) }]
+        let oddFeed = (0..<6).map { _ in [Int(rng.next() % 500)] }
+        let oddRuns = try [CUDAModel.DecodePath.plain, .persistent].map { path in
+            oddGPU.decodePath = path
+            _ = try oddGPU.prefill(oddPrompt, logits: .none)
+            var out: [Float] = []
+            for t in oddFeed {
+                try oddGPU.logits1.fill(bitPattern: Float.nan.bitPattern)
+                out += try oddGPU.step(t).data
+            }
+            return out
+        }
+        let oddName = "model random bf16 N=48 P=48, biases, D per channel, norm before gate: persistent decode vs the plain path, 6 steps"
+        if oddGPU.persistent(rows: 1) { check(oddName, oddRuns[1], oddRuns[0], 1.6e-2) } else {
+            checks.append(Check(name: oddName + " (persistent path NOT taken)", relativeError: 1, tolerance: 0, allWritten: true))
         }
         return checks
     }

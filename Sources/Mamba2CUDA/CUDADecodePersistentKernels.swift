@@ -1,0 +1,339 @@
+import Mamba2
+extension CUDAKernelSource {
+    /// Decode of one row as one persistent kernel (bf16 weights, one norm group, sm_90; appended to the model
+    /// module after `decodeStream`, whose bulk copies, SSD step and hand-overs it uses). Faster than the
+    /// per-layer kernels for layers up to about 40 MB, slower beyond (`CUDAModel.persistentLayerBytes`).
+    ///
+    /// Why: as a chain of short kernels (in_proj, SSD step, out_proj per layer) 2.7b's products read their
+    /// weights at 1.8–2.6 TB/s against the head's 4.2: each kernel loses microseconds to its ramp, its
+    /// tail and the boundary, and nothing streams weights meanwhile. Weights do not depend on the
+    /// activations, so here one block per multiprocessor runs every layer, and a producer warp
+    /// streams the block's share of every matrix, in the order they are used, through a ring of shared
+    /// memory: across phase boundaries, grid barriers and the SSD step, the copies stay in flight.
+    ///
+    /// Per layer (a job is whole rows of one matrix, so one contiguous bulk copy; blocks claim jobs from a
+    /// counter per phase, so a multiprocessor that streams faster takes more of them):
+    ///   A. in_proj: x̂ = xhModel (the residual × the norm's weight, bf16, handed over) staged in shared
+    ///      memory; a consumer warp per job (its rows · x̂ · inv, inv = rsqrt(Σ ssq / d + eps)), + bias into
+    ///      zx; the outputs that are conv inputs take the conv step (conv_step_channel) into xbc.
+    ///   — grid barrier —
+    ///   B. SSD step: a warp per (head, CPW channels) (`ssd_step_warp`), handing y·silu(z) × the gate norm's
+    ///      weight over as xhSSM, with the block's Σ v² into ssqSSM[block].
+    ///   — grid barrier —
+    ///   C. out_proj: x̂ = xhSSM; the products added into the residual (+ bias), handed over to the next
+    ///      norm (the next layer's, or norm_f): xhModel = ST(residual · w), the block's Σ residual² into
+    ///      ssqModel[block].
+    ///   — grid barrier —
+    /// The head follows as m_gemv (one long product it already streams at 3–4 TB/s: inside this kernel the
+    /// 130m head took 37.6 µs against its 25.2).
+    ///
+    /// The ring: 8 · spw slots of `slotBytes`, a "full" mbarrier each (the producer's expected bytes, the
+    /// copy's completion) and an "empty" one (the consuming warp's arrival). Job q (counted across the whole
+    /// kernel in the producer's order) is consumed by warp q % 8 in that warp's spw slots in turn. (A ring
+    /// shared by all warps let a warp two uses ahead pass a slot's parity wait on stale weights.) Each
+    /// phase ends with a marker job (no rows) for each warp.
+    ///
+    /// The grid barriers: all blocks are resident (one per multiprocessor, asked for by the host from the
+    /// occupancy); `pbar` holds the launch count (word 0), a counter per barrier of the kernel
+    /// (`pd_grid_sync`) and one per phase's claims, zeroed once when the states are allocated: each grows
+    /// by a known amount per launch, so none is reset between tokens. Activations written in the kernel
+    /// are read with __ldcg (through L2: another block wrote them).
+    static let decodePersistent = #"""
+    // Pointers of one layer (13 × 8 bytes, as CUDAModel.preparePersistent writes them).
+    struct PersistentLayer {
+        const act_t* inProj; const float* inProjBias; const float* convW; const float* convB; float* convState;
+        const float* dtBias; const float* A; const float* D; void* state; const float* gateNorm;
+        const act_t* outProj; const float* outProjBias; const float* nextNorm;
+    };
+    // What a row's epilogue needs, loaded before its product (`jobs`).
+    struct PDRow { float v[9]; };
+    #define PD_CONSUMERS 256
+    #define PD_JOB_ROWS 8
+    #define PD_MAX_SLOTS 16
+
+    __device__ __forceinline__ void pd_consumers_sync() { asm volatile("bar.sync 1, 256;" ::: "memory"); }
+    __device__ __forceinline__ unsigned pd_ld_acquire(const unsigned* p) {
+        unsigned v;
+        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+        return v;
+    }
+    // Grid barrier k of this launch: each block adds 1 to its own counter (fire and forget) and waits until
+    // the counter reaches (epoch + 1) · blocks: counters only grow, one per barrier of the kernel (32 words
+    // apart), so nothing is reset between tokens; the epoch (launches so far) advances at the kernel's end.
+    // A wait that does not end (a block never arrived: an earlier launch failed half-way) traps after
+    // seconds instead of hanging the process.
+    __device__ __forceinline__ void pd_grid_sync(unsigned* pbar, int k, unsigned epoch) {
+        pd_consumers_sync();
+        if (threadIdx.x == 0) {
+            unsigned* c = pbar + 32 * (k + 1);
+            const unsigned target = (epoch + 1) * gridDim.x;
+            // Release: the block's writes before the bar.sync above are ordered before the arrival (cumulative).
+            asm volatile("red.release.gpu.global.add.u32 [%0], 1;" :: "l"(c) : "memory");
+            for (unsigned spins = 0; (int)(pd_ld_acquire(c) - target) < 0; spins++)
+                if (spins > (1u << 26)) asm volatile("trap;");
+        }
+        pd_consumers_sync();
+    }
+    __device__ __forceinline__ void pd_mbar_init(unsigned bar) {
+        asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" :: "r"(bar) : "memory");
+    }
+    __device__ __forceinline__ void pd_mbar_arrive(unsigned bar) {
+        asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" :: "r"(bar) : "memory");
+    }
+
+    // A job's rows lie `pd_stride(in)` bytes apart in its slot (each its own bulk copy): ≡ 64 (mod 128), so
+    // that the 8 lanes of a quarter-warp, reading 64 bytes of each of two rows, hit distinct banks.
+    __device__ __forceinline__ int pd_stride(int in) { return (in * 2 + 127) / 128 * 128 + 64; }
+
+    // The rows of one job (nj ≤ 8, `in` % 32 == 0) against x̂ (in, bf16 in shared memory) on tensor cores:
+    // m16n8k16 products with the weight rows as B's 8 columns and x̂ as A's row 0 (rows 1–15 zero). A lane
+    // (g = lane / 4, t = lane % 4) reads 16 contiguous bytes of row g, 8 values of k, for two products: the
+    // products sum over k in any order, so k only has to be permuted alike in A and B (values 8t..8t+7 of
+    // each 32 play logical k 2t, 2t+1, 2t+8, 2t+9 of the first product and of the second). As a loop of
+    // FMAs on unpacked bf16 the consumers took ~5 µs for 25 KB of weights, slower than the stream.
+    // Returns row `lane`'s sum in lane `lane` (lanes < nj).
+    __device__ __forceinline__ float pd_job_dot(const unsigned char* slot, const act_t* xs, int in, int nj) {
+    #if ACT == 1
+        const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, stride = pd_stride(in);
+        const bool rowOk = g < nj, xOk = g == 0;
+        const unsigned char* row = slot + (size_t)g * stride + t * 16;
+        const act_t* xr = xs + t * 8;
+        // Four accumulators: consecutive products do not wait on each other's results (a chain of products
+        // is bound by the tensor core's latency, not its rate).
+        float d[4][4] = {};
+        const int steps = in / 32;  // in % 64 == 0 is not required: an odd last step adds zero weights
+        #pragma unroll 2
+        for (int st = 0; st < steps; st += 2) {
+            #pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const bool ok = st + h < steps;
+                const uint4 w = rowOk && ok ? *(const uint4*)(row + (st + h) * 64) : make_uint4(0, 0, 0, 0);
+                const uint4 x = xOk && ok ? *(const uint4*)(xr + (st + h) * 32) : make_uint4(0, 0, 0, 0);
+                const u32 a1[4] = {x.x, 0u, x.y, 0u}, a2[4] = {x.z, 0u, x.w, 0u};
+                const u32 b1[2] = {w.x, w.y}, b2[2] = {w.z, w.w};
+                mma16816(d[2 * h], a1, b1);
+                mma16816(d[2 * h + 1], a2, b2);
+            }
+        }
+        // Lanes 0..3 hold rows 2t, 2t + 1 (row 0 of D); row j goes to lane j.
+        const float r0 = (d[0][0] + d[1][0]) + (d[2][0] + d[3][0]), r1 = (d[0][1] + d[1][1]) + (d[2][1] + d[3][1]);
+        const float s0 = __shfl_sync(0xffffffffu, r0, lane >> 1), s1 = __shfl_sync(0xffffffffu, r1, lane >> 1);
+        return (lane & 1) ? s1 : s0;
+    #else
+        return 0.f;
+    #endif
+    }
+
+    // x̂ (`in` values, bf16) into shared memory and its row's norm scale rsqrt(Σ ssq[0..nslots) / in + eps).
+    __device__ __forceinline__ float pd_stage(act_t* xs, const act_t* xh, int in, const float* ssq, int nslots, float eps,
+                                              float* scale) {
+        const int tid = threadIdx.x, n16 = in / 8;
+        for (int c = tid; c < n16; c += PD_CONSUMERS) ((uint4*)xs)[c] = __ldcg((const uint4*)xh + c);
+        if (tid < 32) {  // up to 256 slots, every load issued before the first is used
+            float v[8];
+            #pragma unroll
+            for (int k = 0; k < 8; k++) v[k] = tid + 32 * k < nslots ? __ldcg(ssq + tid + 32 * k) : 0.f;
+            float s = 0.f;
+            #pragma unroll
+            for (int k = 0; k < 8; k++) s += v[k];
+            s = warp_sum(s);
+            if (tid == 0) *scale = rsqrtf(s / in + eps);
+        }
+        pd_consumers_sync();
+        return *scale;
+    }
+
+    // With a trace (bench --profile): %globaltimer (ns) at the phase boundaries of block 0's first consumer
+    // thread, PD_MARKS a layer.
+    #define PD_MARKS 8
+    __device__ __forceinline__ unsigned long long pd_now() {
+        unsigned long long t;
+        asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+        return t;
+    }
+
+    template <int CPW, int NPL, int PAIRS>
+    __device__ __forceinline__ void persistent_body(
+            int nLayer, int dModel, int inSize, int dSsm, int convDim, int dConv, int H, int P, int N, float eps, float lo,
+            float hi, int dPerChannel, int nbg, int sh, const PersistentLayer* __restrict__ layers, float* residual, float* zx,
+            float* xbc, act_t* xhModel, act_t* xhSSM, float* ssqModel, float* ssqSSM, unsigned* pbar, int slotBytes, int spw, unsigned long long* trace) {
+        extern __shared__ __align__(128) unsigned char pd_smem[];
+        const int nslots = 8 * spw;
+        act_t* xs = (act_t*)(pd_smem + (size_t)nslots * slotBytes);  // [max(dModel, dSsm)]
+        __shared__ __align__(8) unsigned long long full[PD_MAX_SLOTS], empty[PD_MAX_SLOTS];
+        __shared__ float red[8], scale;
+        const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, b = blockIdx.x;
+        // Rows per job: as many as a slot holds, up to 8 (a job's products cost about the same for 1 row as for
+        // 8: their chain of k steps, not their rows; 1-row out_proj jobs made 2.7b's step 10% slower).
+        const int jobIn = min(PD_JOB_ROWS, slotBytes / pd_stride(dModel)), jobSsm = min(PD_JOB_ROWS, slotBytes / pd_stride(dSsm));
+        __shared__ int metaRow[PD_MAX_SLOTS], metaRows[PD_MAX_SLOTS];  // a slot's first row and rows (0: end of a phase)
+        __shared__ unsigned epochS;
+        if (tid == 0) {
+            for (int i = 0; i < nslots; i++) { pd_mbar_init(smem_addr(&full[i])); pd_mbar_init(smem_addr(&empty[i])); }
+            asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+            // Launches before this one (word 0), read before any thread of the block can reach a barrier: block 0
+            // advances it after the last one. (The previous launch completed before the embedding started.)
+            epochS = *(volatile unsigned*)pbar;
+        }
+        __syncthreads();
+        const unsigned epoch = epochS;
+        asm volatile("griddepcontrol.launch_dependents;" :::);
+        // Job q (counted across the kernel by this block) belongs to warp q % 8, whose spw slots it takes in
+        // turn: a slot is only ever consumed by one warp, in order, so a wait on its parity cannot see a use
+        // two behind.
+        auto slotOf = [&](int q) { return (q % 8) * spw + (q / 8) % spw; };
+        auto useOf = [&](int q) { return (q / 8) / spw; };
+        if (warp == 8) {
+            // The producer: claims the jobs of each phase (weights do not depend on the previous kernel or phase:
+            // no wait) from a counter the blocks share, two at a time, and streams them as soon as a slot is
+            // free: a block that streams faster takes more, so the grid barriers do not wait for the slowest
+            // multiprocessor's fixed share. After a phase, one end marker per warp.
+            if (lane != 0) return;
+            int q = 0;
+            auto put = [&](const act_t* W, int in, int r, int rows) {
+                const int slot = slotOf(q), u = useOf(q);
+                q++;
+                if (u > 0) ds_mbar_wait(smem_addr(&empty[slot]), (u - 1) & 1);
+                metaRow[slot] = r; metaRows[slot] = rows;
+                const unsigned bar = smem_addr(&full[slot]);
+                if (rows == 0) { pd_mbar_arrive(bar); return; }
+                asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+                ds_mbar_expect(bar, (unsigned)(rows * in * 2));
+                const unsigned dst = smem_addr(pd_smem + (size_t)slot * slotBytes);
+                for (int j = 0; j < rows; j++) ds_bulk(dst + j * pd_stride(in), W + (size_t)(r + j) * in, in * 2, bar);
+            };
+            // Phase p's counter grows by its units + one failed claim per block each launch: its base is known.
+            auto phase = [&](int p, const act_t* W, int in, int rows, int jr) {
+                const int nJ = (rows + jr - 1) / jr, units = (nJ + 1) / 2;
+                unsigned* c = pbar + 32 * (3 * nLayer + 1 + p);
+                const unsigned base = epoch * (unsigned)(units + gridDim.x);
+                int k = (int)(atomicAdd(c, 1u) - base);
+                while (k < units) {
+                    const int next = (int)(atomicAdd(c, 1u) - base);  // in flight while unit k is issued
+                    for (int j = 2 * k; j < min(2 * k + 2, nJ); j++) put(W, in, j * jr, min(jr, rows - j * jr));
+                    k = next;
+                }
+                for (int i = 0; i < 8; i++) put(nullptr, 0, 0, 0);
+            };
+            for (int l = 0; l < nLayer; l++) {
+                phase(2 * l, layers[l].inProj, dModel, inSize, jobIn);
+                phase(2 * l + 1, layers[l].outProj, dSsm, dModel, jobSsm);
+            }
+            return;
+        }
+        // The consumers: this warp's jobs (q = warp, warp + 8, …) until the phase's end marker. `pre` loads what
+        // a row's epilogue needs into registers before the product, so that it adds no round trip after it.
+        int q = warp;
+        auto jobs = [&](int in, auto&& pre, auto&& epilogue) {
+            for (;; q += 8) {
+                const int slot = slotOf(q);
+                ds_mbar_wait(smem_addr(&full[slot]), useOf(q) & 1);
+                const int r = metaRow[slot], rows = metaRows[slot];
+                PDRow ctx = {};
+                if (lane < rows) ctx = pre(r + lane);
+                const float s = rows ? pd_job_dot(pd_smem + (size_t)slot * slotBytes, xs, in, rows) : 0.f;
+                __syncwarp();
+                if (lane == 0) pd_mbar_arrive(smem_addr(&empty[slot]));
+                if (rows == 0) { q += 8; return; }
+                if (lane < rows) epilogue(r + lane, s, ctx);
+            }
+        };
+        const bool tracing = trace && b == 0 && tid == 0;
+        asm volatile("griddepcontrol.wait;" ::: "memory");  // the embedding's hand-over
+        const int per = (P + CPW - 1) / CPW;
+        for (int l = 0; l < nLayer; l++) {
+            const PersistentLayer L = layers[l];
+            unsigned long long* mark = trace + (size_t)l * PD_MARKS;
+            if (tracing) mark[0] = pd_now();
+            // A. in_proj (+ bias), the conv step of conv inputs.
+            float inv = pd_stage(xs, xhModel, dModel, ssqModel, gridDim.x, eps, &scale);
+            if (tracing) mark[1] = pd_now();
+            const bool conv4 = dConv == 4;
+            jobs(dModel, [&](int o) {
+                PDRow x;
+                x.v[0] = L.inProjBias ? L.inProjBias[o] : 0.f;
+                const int c = o - dSsm;
+                if (conv4 && c >= 0 && c < convDim) {  // the conv window: bias, 4 taps, 3 inputs held
+                    x.v[1] = L.convB ? L.convB[c] : 0.f;
+                    const float4 w = *(const float4*)(L.convW + (size_t)c * 4);
+                    x.v[2] = w.x; x.v[3] = w.y; x.v[4] = w.z; x.v[5] = w.w;
+                    for (int k = 0; k < 3; k++) x.v[6 + k] = L.convState[(size_t)k * convDim + c];
+                }
+                return x;
+            }, [&](int o, float s, const PDRow& x) {
+                const float val = s * inv + x.v[0];
+                zx[o] = val;
+                const int c = o - dSsm;
+                if (c < 0 || c >= convDim) return;
+                if (!conv4) { conv_step_channel(0, c, val, convDim, dConv, L.convW, L.convB, L.convState, xbc); return; }
+                // As conv_step_channel: bias + w₃·new, then the held inputs in order; the window shifts by one.
+                float acc = x.v[1] + x.v[5] * val;
+                for (int k = 0; k < 3; k++) acc += x.v[2 + k] * x.v[6 + k];
+                L.convState[c] = x.v[7];
+                L.convState[(size_t)convDim + c] = x.v[8];
+                L.convState[(size_t)2 * convDim + c] = val;
+                xbc[c] = silu(acc);
+            });
+            if (tracing) mark[2] = pd_now();
+            // The SSD step's state does not depend on phase A: its lines start for L2 before the barrier.
+            for (int item = b * 8 + warp; item < H * per; item += gridDim.x * 8)
+                ssd_state_prefetch(0, item / per, (item % per) * CPW, CPW, H, P, N, L.state, sh);
+            pd_grid_sync(pbar, 3 * l, epoch);
+            if (tracing) mark[3] = pd_now();
+            // B. The SSD step, handing over to out_proj.
+            float sq = 0.f;
+            for (int item = b * 8 + warp; item < H * per; item += gridDim.x * 8)
+                sq += ssd_step_warp<CPW, NPL, PAIRS>(0, item / per, (item % per) * CPW, H, P, N, 1, dSsm, convDim, xbc, zx, inSize,
+                                                     dSsm + convDim, L.dtBias, L.A, lo, hi, L.D, dPerChannel, L.state, sh, nullptr,
+                                                     L.gateNorm, nbg, xhSSM);
+            sq = warp_sum(sq);
+            if (lane == 0) red[warp] = sq;
+            pd_consumers_sync();
+            if (tid == 0) { float t = 0.f; for (int w = 0; w < 8; w++) t += red[w]; ssqSSM[b] = t; }
+            if (tracing) mark[4] = pd_now();
+            pd_grid_sync(pbar, 3 * l + 1, epoch);
+            if (tracing) mark[5] = pd_now();
+            // C. out_proj into the residual, handed over to the next norm.
+            inv = pd_stage(xs, xhSSM, dSsm, ssqSSM, gridDim.x, eps, &scale);
+            float rs = 0.f;
+            jobs(dSsm, [&](int o) {
+                PDRow x;
+                x.v[0] = __ldcg(residual + o); x.v[1] = L.outProjBias ? L.outProjBias[o] : 0.f; x.v[2] = L.nextNorm[o];
+                return x;
+            }, [&](int o, float s, const PDRow& x) {
+                const float val = x.v[0] + s * inv + x.v[1];
+                residual[o] = val;
+                xhModel[o] = ST(val * x.v[2]);
+                rs += val * val;
+            });
+            rs = warp_sum(rs);
+            if (lane == 0) red[warp] = rs;
+            pd_consumers_sync();
+            if (tid == 0) { float t = 0.f; for (int w = 0; w < 8; w++) t += red[w]; ssqModel[b] = t; }
+            if (tracing) mark[6] = pd_now();
+            pd_grid_sync(pbar, 3 * l + 2, epoch);
+            if (tracing) mark[7] = pd_now();
+        }
+        // Every block has read the epoch (all passed the last barrier): the next launch counts one more.
+        if (b == 0 && tid == 0) *(volatile unsigned*)pbar = epoch + 1;
+    }
+    #define PD_ARGS int nLayer, int dModel, int inSize, int dSsm, int convDim, int dConv, int H, int P, int N, float eps, float lo, \
+            float hi, int dPerChannel, int nbg, int sh, const PersistentLayer* __restrict__ layers, float* residual, float* zx, \
+            float* xbc, act_t* xhModel, act_t* xhSSM, float* ssqModel, float* ssqSSM, unsigned* pbar, int slotBytes, int spw, \
+            unsigned long long* trace
+    #define PD_PASS nLayer, dModel, inSize, dSsm, convDim, dConv, H, P, N, eps, lo, hi, dPerChannel, nbg, sh, layers, residual, zx, xbc, \
+            xhModel, xhSSM, ssqModel, ssqSSM, pbar, slotBytes, spw, trace
+    // 8 consumer warps and the producer warp. Any N ≤ 256 and P: 4 channels a warp; N = 128: 8, in pairs.
+    extern "C" __global__ void __launch_bounds__(288, 1) m_decode_persistent(PD_ARGS) {
+    #if ACT == 1
+        persistent_body<4, 0, 0>(PD_PASS);
+    #endif
+    }
+    extern "C" __global__ void __launch_bounds__(288, 1) m_decode_persistent_n128(PD_ARGS) {
+    #if ACT == 1
+        persistent_body<8, 4, 1>(PD_PASS);
+    #endif
+    }
+
+    """#
+}

@@ -1,0 +1,131 @@
+import Mamba2
+/// Decode of one row as one persistent kernel (`CUDAKernelSource.decodePersistent`): every layer and the
+/// head in one launch, a block per multiprocessor streaming its share of the weights through a ring in
+/// shared memory across the phases. Taken by default at one row for models whose layers are small enough
+/// (`persistent(rows:)`); the per-layer kernels stay for larger ones and as its reference (the self-test
+/// checks it against the plain path; `bench --profile` times both and the persistent kernel's phases).
+extension CUDAModel {
+    /// The ring for this shape: 8 warps × `perWarp` slots, as large as fit beside the staged input (in
+    /// multiples of 128 bytes), each holding at least one row of the longer matrix rows (d_model or d_ssm
+    /// inputs, at the kernel's padded stride, pd_stride); nil when they do not fit.
+    static func persistentRing(_ c: Mamba2Config) -> (slotBytes: Int, perWarp: Int)? {
+        let longest = (max(c.dModel, c.dSSM) * 2 + 127) / 128 * 128 + 64
+        let perWarp = 1  // one slot a warp: two of half the size measured no faster (2.7b: 3.07 against 3.07 ms)
+        let slotBytes = (streamSharedLimit - longest) / (8 * perWarp) / 128 * 128
+        return slotBytes >= longest ? (slotBytes, perWarp) : nil
+    }
+
+    /// Dynamic shared memory of the persistent kernel.
+    static func persistentShared(_ c: Mamba2Config, ring: (slotBytes: Int, perWarp: Int)) -> Int {
+        8 * ring.perWarp * ring.slotBytes + max(c.dModel, c.dSSM) * 2
+    }
+
+    /// Whether the shape and device allow the persistent decode (whatever the path chosen): bf16 weights
+    /// (fp16's range does not hold the handed-over residual safely), one norm group, N ≤ 256, sm_90 (bulk
+    /// copies, mbarriers), d_model and d_ssm multiples of 32 (the products' k steps), the ring fits, and a
+    /// block of it is resident on a multiprocessor (the grid barrier needs every block resident at once).
+    static func persistentFits(_ c: Mamba2Config, precision: Precision, device: CUDADevice, kernels k: ModelKernels) -> Bool {
+        guard precision == .bf16, c.nGroups == 1, c.dState <= 256, device.computeCapability.major >= 9, c.dModel % 32 == 0,
+              c.dSSM % 32 == 0,
+              let ring = persistentRing(c) else { return false }
+        let kernel = persistentKernel(c, k)
+        let shared = persistentShared(c, ring: ring)
+        guard (try? kernel.allowSharedMemory(shared)) != nil else { return false }
+        return ((try? kernel.blocksPerMultiprocessor(threads: 288, sharedBytes: shared)) ?? 0) >= 1
+    }
+
+    /// m_decode_persistent_n128 (8 channels a warp, in pairs) for N = 128 with P % 8 == 0, else the general one.
+    static func persistentKernel(_ c: Mamba2Config, _ k: ModelKernels) -> CUDAKernel {
+        c.dState == 128 && c.headDim % 8 == 0 ? k.decodePersistentN128 : k.decodePersistent
+    }
+
+    /// A layer's matrices (in_proj and out_proj, bf16) up to which one row decodes as the persistent kernel by
+    /// default. Measured on the H200, whole step against the per-layer kernels (`bench --profile`): 130m (7.5
+    /// MB a layer) 347 against 412 µs, 370m (13 MB) 716 against 930, 780m (29 MB) 1,095 against 1,195;
+    /// 1.3b (52 MB) 1,635 against 1,550 and 2.7b (81 MB) 2,852 against 2,621 are slower: a phase's fixed
+    /// costs (grid barriers, staging, the SSD step) grow with the memory traffic queued in front of them,
+    /// and the ring (about 200 KB a multiprocessor) hides less of a larger layer's gaps.
+    static let persistentLayerBytes = 40_000_000
+
+    /// Whether decode of `n` rows runs as the persistent kernel: one row, when forced, or by default when the
+    /// layer's matrices are within `persistentLayerBytes`.
+    package func persistent(rows n: Int) -> Bool {
+        guard n == 1, persistentShapeFits else { return false }
+        let c = config, layerBytes = (c.inProjSize + c.dSSM) * c.dModel * 2
+        return decodePath == .persistent || (decodePath == .automatic && layerBytes <= Self.persistentLayerBytes)
+    }
+
+    /// The per-layer pointer table (`PersistentLayer`, 13 addresses a layer) and the grid barriers' counters,
+    /// made when the states are (re)allocated: the table names each layer's state buffers.
+    func preparePersistent() throws {
+        guard persistentShapeFits else { return }
+        var table: [UInt64] = []
+        for (i, l) in layers.enumerated() {
+            let next = i + 1 < layers.count ? layers[i + 1].norm : normF
+            table += [l.inProj.pointer, l.inProjBias?.pointer ?? 0, l.convW.pointer, l.convB?.pointer ?? 0, convStates[i].pointer,
+                      l.dtBias.pointer, l.A.pointer, l.D.pointer, ssmStates[i].pointer, l.gateNorm.pointer, l.outProj.pointer,
+                      l.outProjBias?.pointer ?? 0, next.pointer]
+        }
+        let buffer = try CUDABuffer(bytes: table.count * 8, on: device)
+        try buffer.upload(table)
+        persistentTable = buffer
+        // The launch count, a counter per grid barrier (3 a layer) and one per phase's job claims (2 a layer),
+        // 128 bytes apart: all zero here, and zeroed again with every new set of states (a launch that failed
+        // half-way would leave them uneven).
+        let barrier = try CUDABuffer(count: 32 * (5 * layers.count + 1), on: device)
+        try barrier.fill(bitPattern: 0)
+        persistentBarrier = barrier
+        persistentSSQ = try CUDABuffer(count: 2 * device.multiprocessors, on: device)
+    }
+
+    /// Queues the layers of one row's decode step (the embedding has handed over to layer 0's norm through
+    /// xhModel and persistentSSQ's first half): residual1 out, for the head. With `trace`, block 0 records its
+    /// phase boundaries there (`persistentPhases`).
+    func persistentStep(trace: CUDABuffer? = nil) throws {
+        let c = config
+        guard let ring = Self.persistentRing(c), let table = persistentTable, let bar = persistentBarrier, let ssq = persistentSSQ else {
+            throw Mamba2Error.invalidArgument("decode", reason: "the persistent decode was not prepared for this model")
+        }
+        let nb = device.multiprocessors
+        let a = KernelArguments()
+        for v in [c.nLayer, c.dModel, c.inProjSize, c.dSSM, c.convDim, c.dConv, c.nHeads, c.headDim, c.dState] {
+            a.add(Int32(v))
+        }
+        a.add(c.rmsNormEps); a.add(c.dtLimit.lo); a.add(c.dtLimit.hi); a.add(Int32(c.dHasHeadDim ? 1 : 0))
+        a.add(Int32(c.normBeforeGate ? 1 : 0)); a.add(Int32(stateType == .bf16 ? 1 : 0)); a.add(table)
+        a.add(residual1); a.add(zx1); a.add(xbc1); a.add(xhModel); a.add(xhSSM); a.add(ssq.pointer); a.add(ssq.pointer + UInt64(4 * nb))
+        a.add(bar); a.add(Int32(ring.slotBytes)); a.add(Int32(ring.perWarp))
+        a.add(trace?.pointer ?? 0)
+        try Self.persistentKernel(c, k).launch(grid: (nb, 1, 1), block: (288, 1, 1), sharedBytes: Self.persistentShared(c, ring: ring), arguments: a,
+                                    dependent: true)
+    }
+}
+
+extension CUDAModel {
+    /// Marks a layer of the trace holds (PD_MARKS in the kernel).
+    static let persistentMarks = 8
+
+    /// Where one persistent decode step spends its time, from block 0's clock (%globaltimer), averaged over
+    /// the layers: for `bench --profile`. Each phase's time includes waiting for its weights.
+    func persistentPhases() throws -> [(kernel: String, microseconds: Double, bytes: Int)] {
+        let c = config, m = Self.persistentMarks
+        let trace = try CUDABuffer(count: 2 * c.nLayer * m, on: device)
+        let ae = KernelArguments()
+        ae.add(Int32(c.dModel)); ae.add(tokens1); ae.add(embedding); ae.add(residual1); ae.add(UInt64(0))
+        ae.add(layers[0].norm.pointer); ae.add(xhModel); ae.add(persistentSSQ?.pointer ?? 0); ae.add(Int32(device.multiprocessors))
+        for _ in 0..<3 {  // the last run's marks are kept
+            try k.embed.launch(grid: (1, 1, 1), block: (256, 1, 1), arguments: ae)
+            try persistentStep(trace: trace)
+        }
+        try device.synchronize()
+        let t = try trace.download(c.nLayer * m, as: UInt64.self)
+        let names = ["stage in_proj's input", "in_proj jobs (+ conv step)", "grid barrier 1 (+ state prefetch)", "SSD step",
+                     "grid barrier 2", "stage out_proj's input + out_proj jobs", "grid barrier 3"]
+        var out: [(String, Double, Int)] = []
+        for (i, name) in names.enumerated() {
+            let sum = (0..<c.nLayer).reduce(0.0) { $0 + Double(Int64(bitPattern: t[$1 * m + i + 1] &- t[$1 * m + i])) }
+            out.append(("persistent, per layer: " + name, sum / Double(c.nLayer) / 1e3, 0))
+        }
+        return out
+    }
+}
