@@ -74,6 +74,13 @@ extension CUDAKernelSource {
         }
         pd_consumers_sync();
     }
+    // The consumers' sum of v (one value a thread) into *dst, the warps added in order (red: 8 floats).
+    __device__ __forceinline__ void pd_block_total(float v, float* red, float* dst) {
+        v = warp_sum(v);
+        if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+        pd_consumers_sync();
+        if (threadIdx.x == 0) { float t = 0.f; for (int w = 0; w < 8; w++) t += red[w]; *dst = t; }
+    }
     __device__ __forceinline__ void pd_mbar_init(unsigned bar) {
         asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" :: "r"(bar) : "memory");
     }
@@ -286,10 +293,7 @@ extension CUDAKernelSource {
                 sq += ssd_step_warp<CPW, NPL, PAIRS>(0, item / per, (item % per) * CPW, H, P, N, 1, dSsm, convDim, xbc, zx, inSize,
                                                      dSsm + convDim, L.dtBias, L.A, lo, hi, L.D, dPerChannel, L.state, sh, nullptr,
                                                      L.gateNorm, nbg, xhSSM);
-            sq = warp_sum(sq);
-            if (lane == 0) red[warp] = sq;
-            pd_consumers_sync();
-            if (tid == 0) { float t = 0.f; for (int w = 0; w < 8; w++) t += red[w]; ssqSSM[b] = t; }
+            pd_block_total(sq, red, ssqSSM + b);
             if (tracing) mark[4] = pd_now();
             pd_grid_sync(pbar, 3 * l + 1, epoch);
             if (tracing) mark[5] = pd_now();
@@ -306,10 +310,7 @@ extension CUDAKernelSource {
                 xhModel[o] = ST(val * x.v[2]);
                 rs += val * val;
             });
-            rs = warp_sum(rs);
-            if (lane == 0) red[warp] = rs;
-            pd_consumers_sync();
-            if (tid == 0) { float t = 0.f; for (int w = 0; w < 8; w++) t += red[w]; ssqModel[b] = t; }
+            pd_block_total(rs, red, ssqModel + b);
             if (tracing) mark[6] = pd_now();
             pd_grid_sync(pbar, 3 * l + 2, epoch);
             if (tracing) mark[7] = pd_now();
