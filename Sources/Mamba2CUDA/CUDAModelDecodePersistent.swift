@@ -1,7 +1,7 @@
 import Mamba2
-/// Decode of one row as one persistent kernel (`CUDAKernelSource.decodePersistent`): every layer and the
-/// head in one launch, a block per multiprocessor streaming its share of the weights through a ring in
-/// shared memory across the phases. Taken by default at one row for models whose layers are small enough
+/// Decode of one row as one persistent kernel (`CUDAKernelSource.decodePersistent`): every layer in one
+/// launch (the head follows as m_gemv), a block per multiprocessor streaming its share of the weights
+/// through a ring in shared memory across the phases. Taken by default at one row for models whose layers are small enough
 /// (`persistent(rows:)`); the per-layer kernels stay for larger ones and as its reference (the self-test
 /// checks it against the plain path; `bench --profile` times both and the persistent kernel's phases).
 extension CUDAModel {
@@ -41,8 +41,8 @@ extension CUDAModel {
 
     /// A layer's matrices (in_proj and out_proj, bf16) up to which one row decodes as the persistent kernel by
     /// default. Measured on the H200, whole step against the per-layer kernels (`bench --profile`): 130m (7.5
-    /// MB a layer) 347 against 412 µs, 370m (13 MB) 716 against 930, 780m (29 MB) 1,095 against 1,195;
-    /// 1.3b (52 MB) 1,635 against 1,550 and 2.7b (81 MB) 2,852 against 2,621 are slower: a phase's fixed
+    /// MB a layer) 338 against 415 µs, 370m (13 MB) 723 against 937, 780m (29 MB) 1,129 against 1,201;
+    /// 1.3b (52 MB) 1,646 against 1,553 and 2.7b (81 MB) 2,874 against 2,623 are slower: a phase's fixed
     /// costs (grid barriers, staging, the SSD step) grow with the memory traffic queued in front of them,
     /// and the ring (about 200 KB a multiprocessor) hides less of a larger layer's gaps.
     static let persistentLayerBytes = 40_000_000
