@@ -109,22 +109,13 @@ extension CUDAModel {
     func enqueueStep(rows n: Int, choice: StepChoice) throws {
         let greedy = choice == .greedyDecode
         if persistent(rows: n) {
-            // The embedding hands over to layer 0's norm through persistentSSQ's first half (a slot per block).
-            let ae = KernelArguments()
-            ae.add(Int32(config.dModel)); ae.add(tokens1); ae.add(embedding); ae.add(residual1); ae.add(greedy ? counter.pointer : 0)
-            ae.add(layers[0].norm.pointer); ae.add(xhModel); ae.add(persistentSSQ?.pointer ?? 0); ae.add(Int32(device.multiprocessors))
-            try k.embed.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: ae)
+            try enqueueEmbedding(rows: n, counting: greedy, handOver: (persistentSSQ, device.multiprocessors))
             try persistentStep()
             try head(rows: n, handedOver: false)
             try enqueueChoice(rows: n, choice: choice)
             return
         }
-        // The embedding, handed to layer 0's norm when the products stream.
-        let handOver = streams(rows: n)
-        let ae = KernelArguments()
-        ae.add(Int32(config.dModel)); ae.add(tokens1); ae.add(embedding); ae.add(residual1); ae.add(greedy ? counter.pointer : 0)
-        ae.add(handOver ? layers[0].norm.pointer : 0); ae.add(xhModel); ae.add(ssqModel); ae.add(Int32(streamSlotsModel))
-        try k.embed.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: ae)
+        try enqueueEmbedding(rows: n, counting: greedy, handOver: streams(rows: n) ? (ssqModel, streamSlotsModel) : nil)
         for i in layers.indices {
             try inProjection(rows: n, layer: i)
             try ssdStep(rows: n, layer: i)
@@ -132,6 +123,17 @@ extension CUDAModel {
         }
         try head(rows: n)
         try enqueueChoice(rows: n, choice: choice)
+    }
+
+    /// residual1 = the embedding of tokens1 (`counting`: graph decode's step counter advances). With `handOver`,
+    /// also layer 0's norm handed over (xhModel, and the sums of squares into the first of `slots` slots a row
+    /// of that buffer): the streaming products' and the persistent kernel's input.
+    func enqueueEmbedding(rows n: Int, counting: Bool, handOver: (ssq: CUDABuffer?, slots: Int)?) throws {
+        let a = KernelArguments()
+        a.add(Int32(config.dModel)); a.add(tokens1); a.add(embedding); a.add(residual1); a.add(counting ? counter.pointer : 0)
+        a.add(handOver == nil ? 0 : layers[0].norm.pointer); a.add(xhModel); a.add(handOver?.ssq?.pointer ?? 0)
+        a.add(Int32(handOver?.slots ?? 0))
+        try k.embed.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: a)
     }
 
     /// The step's choice after the logits (`StepChoice`).

@@ -110,11 +110,8 @@ extension CUDAModel {
     func persistentPhases() throws -> [(kernel: String, microseconds: Double, bytes: Int)] {
         let c = config, m = Self.persistentMarks
         let trace = try CUDABuffer(count: 2 * c.nLayer * m, on: device)
-        let ae = KernelArguments()
-        ae.add(Int32(c.dModel)); ae.add(tokens1); ae.add(embedding); ae.add(residual1); ae.add(UInt64(0))
-        ae.add(layers[0].norm.pointer); ae.add(xhModel); ae.add(persistentSSQ?.pointer ?? 0); ae.add(Int32(device.multiprocessors))
         for _ in 0..<3 {  // the last run's marks are kept
-            try k.embed.launch(grid: (1, 1, 1), block: (256, 1, 1), arguments: ae)
+            try enqueueEmbedding(rows: 1, counting: false, handOver: (persistentSSQ, device.multiprocessors))
             try persistentStep(trace: trace)
         }
         try device.synchronize()
