@@ -310,19 +310,21 @@ extension CUDAModel {
             try device.synchronize()
             return (name, (monotonicSeconds() - t0) / 50 * 1e6, decodeWeightBytes)
         }
-        if n == 1 && persistentShapeFits {
-            // The per-layer kernels and the persistent kernel in the same run (whichever decode takes), with the
-            // persistent kernel's phases.
-            let chosen = decodePath, taken = persistent(rows: 1)
-            defer { decodePath = chosen }
-            decodePath = .plain
-            out.append(try wholeStep("whole step (\(c.nLayer) layers, per-layer kernels\(taken ? "" : ", taken"))"))
-            decodePath = .persistent
-            out.append(try wholeStep("whole step (\(c.nLayer) layers, one persistent kernel\(taken ? ", taken" : ""))"))
-            out += try persistentPhases()
-        } else {
-            out.append(try wholeStep("whole step (\(c.nLayer) layers)"))
+        // The whole step on every path that serves n rows, in the same run (the one decode takes by default
+        // marked), then the persistent kernel's phases.
+        let chosen = decodePath
+        defer { decodePath = chosen }
+        decodePath = .automatic
+        let taken = persistent(rows: n) ? DecodePath.persistent : streams(rows: n) ? .streaming : .plain
+        var paths: [(DecodePath, String)] = [(.plain, n <= Self.gemvRows ? "m_gemv" : "cuBLAS")]
+        decodePath = .streaming
+        if streams(rows: n) { paths.append((.streaming, "streaming products")) }
+        if n == 1 && persistentShapeFits { paths.append((.persistent, "one persistent kernel")) }
+        for (path, name) in paths {
+            decodePath = path
+            out.append(try wholeStep("whole step (\(c.nLayer) layers, \(name)\(path == taken ? ", taken" : ""))"))
         }
+        if n == 1 && persistentShapeFits { out += try persistentPhases() }
         return out
     }
 }

@@ -126,22 +126,8 @@ extension CUDASelfTest {
             //    1, 4, 9 (two n-tiles, the second partial) and 16 rows. Both round the products' inputs to bf16, in other
             //    places (the streaming path before the norm's scale), so the bound is the bf16 one above.
             if precision == .bf16 {
-                // n rows of 40 random tokens prefilled, then `steps` random tokens a row, the logits poisoned
-                // before each step; once per setting, on the same tokens.
                 func decodeRuns(rows n: Int, steps: Int, settings: [() -> Void]) throws -> [[Float]] {
-                    let p = (0..<n).map { _ in (0..<40).map { _ in Int(rng.next() % 1000) } }
-                    let feed = (0..<steps).map { _ in (0..<n).map { _ in Int(rng.next() % 1000) } }
-                    return try settings.map { set in
-                        set()
-                        _ = try gpu.prefill(p, logits: .none)
-                        var out: [Float] = []
-                        out.reserveCapacity(steps * n * config.paddedVocabSize)
-                        for t in feed {
-                            try gpu.logits1.fill(bitPattern: Float.nan.bitPattern)
-                            out += try gpu.step(t).data
-                        }
-                        return out
-                    }
+                    try Self.decodeRuns(gpu, rows: n, steps: steps, settings: settings, rng: &rng)
                 }
                 for n in [1, 4, 9, 16] {
                     let runs = try decodeRuns(rows: n, steps: 4, settings: [{ gpu.decodePath = .plain }, { gpu.decodePath = .streaming }])
@@ -180,22 +166,31 @@ extension CUDASelfTest {
         odd.chunkSize = 64
         let oddCPU = try Mamba2Model(config: odd, weights: Mamba2Weights.random(odd, seed: seed ^ 0x0DD))
         let oddGPU = try CUDAModel(device: device, model: oddCPU, precision: .bf16)
-        let oddPrompt = [(0..<50).map { _ in Int(rng.next() % 500) }]
-        let oddFeed = (0..<6).map { _ in [Int(rng.next() % 500)] }
-        let oddRuns = try [CUDAModel.DecodePath.plain, .persistent].map { path in
-            oddGPU.decodePath = path
-            _ = try oddGPU.prefill(oddPrompt, logits: .none)
-            var out: [Float] = []
-            for t in oddFeed {
-                try oddGPU.logits1.fill(bitPattern: Float.nan.bitPattern)
-                out += try oddGPU.step(t).data
-            }
-            return out
-        }
+        let oddRuns = try Self.decodeRuns(oddGPU, rows: 1, steps: 6, settings: [{ oddGPU.decodePath = .plain }, { oddGPU.decodePath = .persistent }],
+                                          rng: &rng)
         let oddName = "model random bf16 N=48 P=48, biases, D per channel, norm before gate: persistent decode vs the plain path, 6 steps"
         if oddGPU.persistent(rows: 1) { check(oddName, oddRuns[1], oddRuns[0], 1.6e-2) } else {
             checks.append(Check(name: oddName + " (persistent path NOT taken)", relativeError: 1, tolerance: 0, allWritten: true))
         }
         return checks
+    }
+
+    /// n rows of 40 random tokens prefilled, then `steps` random tokens a row, the logits poisoned (NaN) before
+    /// each step; once per setting (a decode path, a state type), on the same tokens: the logits of each.
+    static func decodeRuns(_ gpu: CUDAModel, rows n: Int, steps: Int, settings: [() -> Void], rng: inout SplitMix64) throws -> [[Float]] {
+        let V = gpu.config.vocabSize
+        let p = (0..<n).map { _ in (0..<40).map { _ in Int(rng.next() % UInt64(V)) } }
+        let feed = (0..<steps).map { _ in (0..<n).map { _ in Int(rng.next() % UInt64(V)) } }
+        return try settings.map { set in
+            set()
+            _ = try gpu.prefill(p, logits: .none)
+            var out: [Float] = []
+            out.reserveCapacity(steps * n * gpu.config.paddedVocabSize)
+            for t in feed {
+                try gpu.logits1.fill(bitPattern: Float.nan.bitPattern)
+                out += try gpu.step(t).data
+            }
+            return out
+        }
     }
 }
