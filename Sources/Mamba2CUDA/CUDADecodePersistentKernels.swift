@@ -2,7 +2,7 @@ import Mamba2
 extension CUDAKernelSource {
     /// Decode of one row as one persistent kernel (bf16 weights, one norm group, sm_90; appended to the model
     /// module after `decodeStream`, whose bulk copies, SSD step and hand-overs it uses). Faster than the
-    /// per-layer kernels for layers up to about 60 MB, slower beyond (`CUDAModel.persistentLayerBytes`).
+    /// per-layer kernels for layers up to about 40 MB, as fast or slower beyond (`CUDAModel.persistentLayerBytes`).
     ///
     /// Why: as a chain of short kernels (in_proj, SSD step, out_proj per layer) 2.7b's products read their
     /// weights at 1.8–2.6 TB/s against the head's 4.2: each kernel loses microseconds to its ramp, its
