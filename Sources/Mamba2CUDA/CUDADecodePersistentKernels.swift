@@ -2,7 +2,7 @@ import Mamba2
 extension CUDAKernelSource {
     /// Decode of one row as one persistent kernel (bf16 weights, one norm group, sm_90; appended to the model
     /// module after `decodeStream`, whose bulk copies, SSD step and hand-overs it uses). Faster than the
-    /// per-layer kernels for layers up to about 40 MB, as fast or slower beyond (`CUDAModel.persistentLayerBytes`).
+    /// per-layer kernels for layers up to about 60 MB, slower beyond (`CUDAModel.persistentLayerBytes`).
     ///
     /// Why: as a chain of short kernels (in_proj, SSD step, out_proj per layer) 2.7b's products read their
     /// weights at 1.8–2.6 TB/s against the head's 4.2: each kernel loses microseconds to its ramp, its
@@ -193,7 +193,7 @@ extension CUDAKernelSource {
         auto useOf = [&](int q) { return (q / 8) / spw; };
         if (warp == 8) {
             // The producer: claims the jobs of each phase (weights do not depend on the previous kernel or phase:
-            // no wait) from a counter the blocks share, two at a time, and streams them as soon as a slot is
+            // no wait) from a counter the blocks share, one at a time, and streams them as soon as a slot is
             // free: a block that streams faster takes more, so the grid barriers do not wait for the slowest
             // multiprocessor's fixed share. After a phase, one end marker per warp.
             if (lane != 0) return;
@@ -234,19 +234,20 @@ extension CUDAKernelSource {
                     prefetch(residual + r);
                 }
             };
-            // Phase p's counter grows by its units + one failed claim per block each launch: its base is known.
+            // Phase p's counter grows by its jobs + one failed claim per block each launch: its base is known.
+            // One job a claim: claims of two jobs left the phase's last blocks a job behind (1.3b's grid barrier
+            // after out_proj 5–9 µs against 2.5; whole step 1,545–1,552 µs against 1,398–1,401, same run; 2.7b
+            // 2,754–2,760 against 2,679–2,691); four a claim were slower still (1.3b 1,779).
             auto phase = [&](int p, const act_t* W, int in, int rows, int jr) {
-                const int nJ = (rows + jr - 1) / jr, units = (nJ + 1) / 2;
+                const int nJ = (rows + jr - 1) / jr;
                 unsigned* c = pbar + 32 * (3 * nLayer + 1 + p);
-                const unsigned base = epoch * (unsigned)(units + gridDim.x);
-                int k = (int)(atomicAdd(c, 1u) - base);
-                while (k < units) {
-                    const int next = (int)(atomicAdd(c, 1u) - base);  // in flight while unit k is issued
-                    for (int j = 2 * k; j < min(2 * k + 2, nJ); j++) {
-                        epilogueData(p, j * jr, min(jr, rows - j * jr));
-                        put(W, in, j * jr, min(jr, rows - j * jr));
-                    }
-                    k = next;
+                const unsigned base = epoch * (unsigned)(nJ + gridDim.x);
+                int j = (int)(atomicAdd(c, 1u) - base);
+                while (j < nJ) {
+                    const int next = (int)(atomicAdd(c, 1u) - base);  // in flight while job j is issued
+                    epilogueData(p, j * jr, min(jr, rows - j * jr));
+                    put(W, in, j * jr, min(jr, rows - j * jr));
+                    j = next;
                 }
                 for (int i = 0; i < 8; i++) put(nullptr, 0, 0, 0);
             };

@@ -42,12 +42,11 @@ extension CUDAModel {
     /// A layer's matrices (in_proj and out_proj, bf16) up to which one row decodes as the persistent kernel by
     /// default. Measured on the H200, whole step against the per-layer kernels (`bench --profile`, same run):
     /// 130m (7.5 MB a layer) 343 against 412 µs, 370m (13 MB) 703 against 931, 780m (29 MB) 1,019 against
-    /// 1,193. 1.3b (52 MB) depends on the machine: 1,364–1,420 against 1,550 on two, 1,523–1,598 against
-    /// 1,549–1,552 on two others (the grid barrier after out_proj 8–9 µs instead of 2–3), so it stays on the
-    /// per-layer kernels; 2.7b (81 MB) 2,750 against 2,624 is slower: a phase's fixed costs (grid barriers,
-    /// staging, the SSD step) grow with the memory traffic queued in front of them, and the ring (about 200 KB
-    /// a multiprocessor) hides less of a larger layer's gaps.
-    static let persistentLayerBytes = 40_000_000
+    /// 1,193; 1.3b (52 MB) 1,398–1,401 against 1,555 with one job a claim (with two it varied between machines,
+    /// 1,364–1,598 against 1,549). 2.7b (81 MB) 2,679–2,691 against 2,624 is slower: a phase's fixed costs
+    /// (grid barriers, staging, the SSD step) grow with the memory traffic queued in front of them, and the
+    /// ring (about 200 KB a multiprocessor) hides less of a larger layer's gaps.
+    static let persistentLayerBytes = 60_000_000
 
     /// Whether decode of `n` rows runs as the persistent kernel: one row, when forced, or by default when the
     /// layer's matrices are within `persistentLayerBytes`.
