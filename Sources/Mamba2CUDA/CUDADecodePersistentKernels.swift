@@ -81,9 +81,6 @@ extension CUDAKernelSource {
         pd_consumers_sync();
         if (threadIdx.x == 0) { float t = 0.f; for (int w = 0; w < 8; w++) t += red[w]; *dst = t; }
     }
-    __device__ __forceinline__ void pd_mbar_init(unsigned bar) {
-        asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" :: "r"(bar) : "memory");
-    }
     __device__ __forceinline__ void pd_mbar_arrive(unsigned bar) {
         asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" :: "r"(bar) : "memory");
     }
@@ -177,7 +174,7 @@ extension CUDAKernelSource {
         __shared__ int metaRow[PD_MAX_SLOTS], metaRows[PD_MAX_SLOTS];  // a slot's first row and rows (0: end of a phase)
         __shared__ unsigned epochS;
         if (tid == 0) {
-            for (int i = 0; i < nslots; i++) { pd_mbar_init(smem_addr(&full[i])); pd_mbar_init(smem_addr(&empty[i])); }
+            for (int i = 0; i < nslots; i++) { ds_mbar_init(smem_addr(&full[i])); ds_mbar_init(smem_addr(&empty[i])); }
             asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
             // Launches before this one (word 0), read before any thread of the block can reach a barrier: block 0
             // advances it after the last one. (The previous launch completed before the embedding started.)
@@ -218,15 +215,15 @@ extension CUDAKernelSource {
             // loads out altogether (wrong results, timing only) gained nothing, so the gain is presumably on the
             // stores to the same lines (the conv window, the residual), which now meet them in L2.
             auto prefetch = [&](const void* a) { asm volatile("prefetch.global.L2 [%0];" :: "l"(a)); };
-            auto epilogueData = [&](int p, int r, int n) {
-                const PersistentLayer& L = layers[p / 2];
+            // L is the phase's layer, read once per phase (not per job: the copies' memory clobbers would reload it).
+            auto epilogueData = [&](const PersistentLayer& L, int p, int r, int n) {
                 if (p % 2 == 0) {
                     if (L.inProjBias) prefetch(L.inProjBias + r);
                     const int c0 = max(r - dSsm, 0), c1 = min(r + n - dSsm, convDim);
                     if (c0 < c1) {
-                        prefetch(L.convW + (size_t)c0 * 4); prefetch(L.convW + (size_t)(c1 - 1) * 4);
+                        prefetch(L.convW + (size_t)c0 * dConv); prefetch(L.convW + (size_t)(c1 - 1) * dConv);
                         if (L.convB) prefetch(L.convB + c0);
-                        for (int k = 0; k < 3; k++) prefetch(L.convState + (size_t)k * convDim + c0);
+                        for (int k = 0; k < dConv - 1; k++) prefetch(L.convState + (size_t)k * convDim + c0);
                     }
                 } else {
                     if (L.outProjBias) prefetch(L.outProjBias + r);
@@ -240,12 +237,13 @@ extension CUDAKernelSource {
             // 2,754–2,760 against 2,679–2,691); four a claim were slower still (1.3b 1,779).
             auto phase = [&](int p, const act_t* W, int in, int rows, int jr) {
                 const int nJ = (rows + jr - 1) / jr;
+                const PersistentLayer L = layers[p / 2];
                 unsigned* c = pbar + 32 * (3 * nLayer + 1 + p);
                 const unsigned base = epoch * (unsigned)(nJ + gridDim.x);
                 int j = (int)(atomicAdd(c, 1u) - base);
                 while (j < nJ) {
                     const int next = (int)(atomicAdd(c, 1u) - base);  // in flight while job j is issued
-                    epilogueData(p, j * jr, min(jr, rows - j * jr));
+                    epilogueData(L, p, j * jr, min(jr, rows - j * jr));
                     put(W, in, j * jr, min(jr, rows - j * jr));
                     j = next;
                 }

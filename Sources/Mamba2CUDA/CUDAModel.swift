@@ -92,14 +92,14 @@ public final class CUDAModel: @unchecked Sendable {
     var historyCapacity = 0
     /// One decode graph per number of rows (n: greedy decode; −n: a step that returns logits).
     var graphs: [Int: CUDAGraph] = [:]
-    /// Which decode path runs: `.automatic` picks per row count (`streams(rows:)`); the self-test forces
-    /// `.plain` (m_gemv / cuBLAS, the reference), `.streaming` (at every row count it serves, 1–16) or
-    /// `.persistent` (one row as one kernel, an experiment: `persistent(rows:)`; other row counts as
-    /// `.automatic`).
+    /// Which decode path runs: `.automatic` picks per row count (`persistent(rows:)`, then `streams(rows:)`);
+    /// the self-test and `bench --profile` force `.plain` (m_gemv / cuBLAS, the reference), `.streaming` (at
+    /// every row count it serves, 1–16) or `.persistent` (one row as one kernel at any layer size; other row
+    /// counts as `.automatic`).
     package enum DecodePath: Sendable { case automatic, plain, streaming, persistent }
     package var decodePath = DecodePath.automatic { didSet { graphs = [:] } }
-    /// The persistent decode's layer table (13 addresses a layer), grid barrier (count, generation) and
-    /// hand-over sums (two per multiprocessor): `preparePersistent`.
+    /// The persistent decode's layer table (13 addresses a layer), counters (the launch count, one per grid
+    /// barrier, one per phase's job claims) and hand-over sums (two per multiprocessor): `preparePersistent`.
     var persistentTable, persistentBarrier, persistentSSQ: CUDABuffer?
     /// Whether this model's shape and device allow the persistent decode (bf16, one group, sm_90, the ring
     /// fits and a block of it is resident on each multiprocessor).
