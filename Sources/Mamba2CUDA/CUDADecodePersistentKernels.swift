@@ -348,17 +348,17 @@ extension CUDAKernelSource {
     #define PD_ARGS int nLayer, int dModel, int inSize, int dSsm, int convDim, int dConv, int H, int P, int N, float eps, float lo, \
             float hi, int dPerChannel, int nbg, int sh, const PersistentLayer* __restrict__ layers, float* residual, float* zx, \
             float* xbc, act_t* xhModel, act_t* xhSSM, float* ssqModel, float* ssqSSM, unsigned* pbar, int slotBytes, int spw, \
-            unsigned long long* trace
+            unsigned long long* trace, int pairsFrom
     #define PD_PASS nLayer, dModel, inSize, dSsm, convDim, dConv, H, P, N, eps, lo, hi, dPerChannel, nbg, sh, layers, residual, zx, xbc, \
-            xhModel, xhSSM, ssqModel, ssqSSM, pbar, slotBytes, spw, trace
+            xhModel, xhSSM, ssqModel, ssqSSM, pbar, slotBytes, spw, trace, pairsFrom
     // 8 consumer warps and the producer warp. Any N ≤ 256 and P: 4 channels a warp; N = 128: 8, in pairs.
     extern "C" __global__ void __launch_bounds__(288, 1) m_decode_persistent(PD_ARGS) {
-    #if ACT == 1
+    #if ACT == 1 && SM90
         persistent_body<4, 0, 0>(PD_PASS);
     #endif
     }
     extern "C" __global__ void __launch_bounds__(288, 1) m_decode_persistent_n128(PD_ARGS) {
-    #if ACT == 1
+    #if ACT == 1 && SM90
         persistent_body<8, 4, 1>(PD_PASS);
     #endif
     }

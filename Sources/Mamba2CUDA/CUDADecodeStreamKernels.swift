@@ -20,27 +20,40 @@ extension CUDAKernelSource {
     // The tensor memory accelerator's 1-D bulk copies (sm_90): one thread moves a row segment global →
     // shared, its completion counted in bytes on an mbarrier that the consumers wait on with a phase parity.
     // (Per-thread cp.async of 16 bytes capped the products at about 2.4 TB/s however deep the ring: the
-    // requests a multiprocessor tracks ran out before the bytes in flight did.)
+    // requests a multiprocessor tracks ran out before the bytes in flight did.) Compiled for sm_90 and
+    // later only: before it, the kernels that use them (the streaming products, the persistent decode) are
+    // empty and the host never launches them (`streams(rows:)`, `persistentFits`), and programmatic
+    // dependent launch is off.
     __device__ __forceinline__ void ds_mbar_init(unsigned bar) {
+    #if SM90
         asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" :: "r"(bar) : "memory");
+    #endif
     }
     __device__ __forceinline__ void ds_mbar_expect(unsigned bar, unsigned bytes) {
+    #if SM90
         asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" :: "r"(bar), "r"(bytes) : "memory");
+    #endif
     }
     __device__ __forceinline__ void ds_bulk(unsigned dst, const void* src, unsigned bytes, unsigned bar) {
+    #if SM90
         asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n"
                      :: "r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
+    #endif
     }
     __device__ __forceinline__ void ds_mbar_wait(unsigned bar, unsigned parity) {
+    #if SM90
         asm volatile("{\n .reg .pred p;\n DS_WAIT:\n mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n @!p bra DS_WAIT;\n}\n"
                      :: "r"(bar), "r"(parity) : "memory");
+    #endif
     }
     // Programmatic dependent launch with the next kernel let in first: it may then become resident (and
     // stream its weights) while this one waits and runs. Safe whenever it is let in: its own wait still
     // waits for this grid to complete.
     __device__ __forceinline__ void pdl_early() {
+    #if SM90
         asm volatile("griddepcontrol.launch_dependents;" :::);
         asm volatile("griddepcontrol.wait;" ::: "memory");
+    #endif
     }
     // The decode state's 16-bit form is bfloat16 whatever the activation type (as mamba_ssm keeps it in
     // the model's dtype, bf16 for the released checkpoints): round to nearest even.
@@ -213,7 +226,7 @@ extension CUDAKernelSource {
             int convOffset, int convDim, int dConv, const float* __restrict__ convW, const float* __restrict__ convB,
             float* __restrict__ convState, float* __restrict__ xbc, const float* __restrict__ nextW, act_t* __restrict__ xhOut,
             float* __restrict__ ssqOut, int tilesPerBlock, int KS) {
-    #if ACT != 0
+    #if ACT != 0 && SM90
         const int ROW = KS * 2 + 64;  // a stage row's bytes in shared memory: 64 bytes of padding spread the banks
         extern __shared__ __align__(128) unsigned char ds_smem_buf[];
         unsigned char* ring = ds_smem_buf;                           // [S][16][ROW bytes]

@@ -126,12 +126,14 @@ public struct CUDAKernel: @unchecked Sendable {
 
     /// Launches with the given grid and block and the kernel's parameters in order.
     /// `dependent`: may start before the previous kernel ends (programmatic dependent launch); only for
-    /// kernels that wait for it (griddepcontrol.wait) before reading its outputs.
+    /// kernels that wait for it (griddepcontrol.wait) before reading its outputs. Before sm_90 (no such
+    /// launch; the kernels' waits compile to nothing) it is an ordinary launch.
     public func launch(grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
                        arguments: KernelArguments, dependent: Bool = false) throws {
         var args: [UnsafeMutableRawPointer?] = arguments.storage
+        let early = dependent && device.computeCapability.major >= 9
         let r = args.withUnsafeMutableBufferPointer { a in
-            (dependent ? mkc_launch_dependent : mkc_launch)(device.handle, function, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block.0),
+            (early ? mkc_launch_dependent : mkc_launch)(device.handle, function, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block.0),
                                                             UInt32(block.1), UInt32(block.2), UInt32(sharedBytes), a.baseAddress)
         }
         guard r == 0 else { throw CUDADevice.error(r, "launching a kernel") }

@@ -160,7 +160,9 @@ public final class CUDAModel: @unchecked Sendable {
         self.precision = precision
         k = try ModelKernels(device: device, precision: precision)
         try k.gemv.allowSharedMemory(Self.gemvRows * max(c.dModel, c.dSSM) * 4)
-        for kernel in k.gemvTC.values { try kernel.allowSharedMemory(Self.streamSharedLimit) }
+        if device.computeCapability.major >= 9 {  // the streaming products (sm_90 only) ask for more than sm_80/89 have
+            for kernel in k.gemvTC.values { try kernel.allowSharedMemory(Self.streamSharedLimit) }
+        }
         persistentShapeFits = Self.persistentFits(c, precision: precision, device: device, kernels: k)
         let tcShape = c.headDim == CUDATensorCoreSSD.headDim && c.dState % 32 == 0 && c.dState <= 128
         if precision != .f32 && tcShape {

@@ -56,10 +56,18 @@ extension CUDAKernelSource {
 
     // Programmatic dependent launch (sm_90): a kernel launched with that attribute may start while the
     // kernel before it finishes; it does what does not depend on it (loading weights), then waits here
-    // until the previous kernel is complete and its writes visible, then lets the next kernel start.
+    // until the previous kernel is complete and its writes visible, then lets the next kernel start. Before
+    // sm_90 the host launches without the attribute (stream order alone), and this is nothing.
+    #if __CUDA_ARCH__ >= 900
+    #define SM90 1
+    #else
+    #define SM90 0
+    #endif
     __device__ __forceinline__ void pdl_wait() {
+    #if SM90
         asm volatile("griddepcontrol.wait;" ::: "memory");
         asm volatile("griddepcontrol.launch_dependents;" :::);
+    #endif
     }
 
     // residual (T, d) = E[tokens]. Block 0 also advances the decode-step counter (graph decode). With normW,
