@@ -2,7 +2,7 @@ import Mamba2
 extension CUDAKernelSource {
     /// Decode of one row as one persistent kernel (bf16 weights, one norm group, sm_90; appended to the model
     /// module after `decodeStream`, whose bulk copies, SSD step and hand-overs it uses). Faster than the
-    /// per-layer kernels for layers up to about 60 MB, slower beyond (`CUDAModel.persistentLayerBytes`).
+    /// per-layer kernels at every released size, 130m–2.7b (`CUDAModel.persistentLayerBytes`).
     ///
     /// Why: as a chain of short kernels (in_proj, SSD step, out_proj per layer) 2.7b's products read their
     /// weights at 1.8–2.6 TB/s against the head's 4.2: each kernel loses microseconds to its ramp, its
@@ -89,14 +89,80 @@ extension CUDAKernelSource {
     // that the 8 lanes of a quarter-warp, reading 64 bytes of each of two rows, hit distinct banks.
     __device__ __forceinline__ int pd_stride(int in) { return (in * 2 + 127) / 128 * 128 + 64; }
 
-    // The rows of one job (nj ≤ 8, `in` % 32 == 0) against x̂ (in, bf16 in shared memory) on tensor cores:
-    // m16n8k16 products with the weight rows as B's 8 columns and x̂ as A's row 0 (rows 1–15 zero). A lane
-    // (g = lane / 4, t = lane % 4) reads 16 contiguous bytes of row g, 8 values of k, for two products: the
-    // products sum over k in any order, so k only has to be permuted alike in A and B (values 8t..8t+7 of
-    // each 32 play logical k 2t, 2t+1, 2t+8, 2t+9 of the first product and of the second). As a loop of
-    // FMAs on unpacked bf16 the consumers took ~5 µs for 25 KB of weights, slower than the stream.
-    // Returns row `lane`'s sum in lane `lane` (lanes < nj).
-    __device__ __forceinline__ float pd_job_dot(const unsigned char* slot, const act_t* xs, int in, int nj) {
+    // A job's dot products: the rows of one job (nj ≤ 8, `in` % 32 == 0) against x̂ (in, bf16 in shared memory)
+    // by one warp on tensor cores (m16n8k16 products, float32 sums), in one of two layouts. Each returns row
+    // `lane`'s sum in lane `lane` (lanes < nj). The kernel takes pd_job_dot_pairs for inputs of at least
+    // `pairsFrom` values (CUDAModel.persistentPairsFrom), pd_job_dot_row for shorter ones.
+    //
+    // pd_job_dot_pairs: two rows at a time, every value of A a weight. For rows j, j + 1, A's row s (s < 8) is
+    // row j's chunk s of each 256 k (32 values: columns 256i + 32s + …), A's row 8 + s is row j + 1's, and B's
+    // column s is x̂'s chunk s. Of D only the diagonal is wanted, D[s][s] and D[8 + s][s] (rows j and j + 1
+    // over chunk s), and Σ_s of it is the rows' dot products: a k step covers 256 values of both rows, where
+    // pd_job_dot_row's covers 32. A lane (g = lane / 4, t = lane % 4) reads 16 contiguous bytes of chunk g
+    // (8 values of k) of each row and of x̂ for two products: the products sum over k in any order, so k only
+    // has to be permuted alike in A and B (values 0–1 and 2–3 play logical k 2t, 2t + 1 and 2t + 8, 2t + 9 of
+    // the first product, 4–7 of the second). A quarter-warp reads 128 contiguous bytes of a row: no bank
+    // conflicts. D[s][s] sits in lane (s, s / 2), in c0 or c1 by s's parity, D[8 + s][s] in c2 or c3; the 8
+    // rows' values are then summed over the warp by halving exchanges (9 shuffles), leaving row g's total in
+    // lanes 4g..4g+3.
+    // Why: with pd_job_dot_row, 2.7b's out_proj jobs (2 rows × 5,120) were chains of 160 dependent k steps
+    // (~6.5 µs a job), and a layer's products took 26 µs of its 41 (leaving the products out: 2,938 → 1,927
+    // µs a step, same run). Whole step, same run, two rounds (µs, row / pairs for every input): 2.7b 2,872 /
+    // 2,494, 1.3b 1,418 / 1,347, 780m 1,049 / 1,041, 370m 755 / 802, 130m 355 / 384: the pairs' fixed cost
+    // (the diagonal's shuffles) loses on short inputs, whose jobs are a few k steps either way.
+    __device__ __forceinline__ float pd_job_dot_pairs(const unsigned char* slot, const act_t* xs, int in, int nj) {
+    #if ACT == 1
+        const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, stride = pd_stride(in);
+        const int np = (nj + 1) / 2, steps = (in + 255) / 256, nchunk = in / 32;
+        float d[4][2][4] = {};  // [pair][product][fragment]
+        #pragma unroll 2
+        for (int i = 0; i < steps; i++) {
+            const int ck = i * 8 + g;
+            const bool ok = ck < nchunk;
+            const size_t off = (size_t)ck * 64 + t * 16;
+            const uint4 x = ok ? *(const uint4*)((const unsigned char*)xs + off) : make_uint4(0, 0, 0, 0);
+            const u32 b1[2] = {x.x, x.y}, b2[2] = {x.z, x.w};
+            #pragma unroll
+            for (int p = 0; p < 4; p++) {
+                if (p >= np) break;
+                const uint4 w0 = ok ? *(const uint4*)(slot + (size_t)(2 * p) * stride + off) : make_uint4(0, 0, 0, 0);
+                const uint4 w1 = ok && 2 * p + 1 < nj ? *(const uint4*)(slot + (size_t)(2 * p + 1) * stride + off) : make_uint4(0, 0, 0, 0);
+                const u32 a1[4] = {w0.x, w1.x, w0.y, w1.y}, a2[4] = {w0.z, w1.z, w0.w, w1.w};
+                mma16816(d[p][0], a1, b1);
+                mma16816(d[p][1], a2, b2);
+            }
+        }
+        // This lane's diagonal values (zero off the diagonal): rows 2p (c0/c1) and 2p + 1 (c2/c3).
+        const bool diag = t == (g >> 1), odd = g & 1;
+        float v[8];
+        #pragma unroll
+        for (int p = 0; p < 4; p++) {
+            v[2 * p] = diag ? (odd ? d[p][0][1] + d[p][1][1] : d[p][0][0] + d[p][1][0]) : 0.f;
+            v[2 * p + 1] = diag ? (odd ? d[p][0][3] + d[p][1][3] : d[p][0][2] + d[p][1][2]) : 0.f;
+        }
+        // Halving exchanges: after xor 16, 8, 4 a lane holds one row's partial (row g, lane bits 4..2), summed
+        // over the 8 lanes that differ in those bits; xor 1 and 2 add the rest.
+        #pragma unroll
+        for (int h = 4, m = 16; h >= 1; h >>= 1, m >>= 1) {
+            const bool up = lane & m;
+            #pragma unroll
+            for (int i = 0; i < h; i++) {
+                const float send = up ? v[i] : v[i + h], keep = up ? v[i + h] : v[i];
+                v[i] = keep + __shfl_xor_sync(0xffffffffu, send, m);
+            }
+        }
+        float r = v[0];
+        r += __shfl_xor_sync(0xffffffffu, r, 1);
+        r += __shfl_xor_sync(0xffffffffu, r, 2);
+        return __shfl_sync(0xffffffffu, r, (lane & 7) * 4);
+    #else
+        return 0.f;
+    #endif
+    }
+
+    // pd_job_dot_row: the weight rows as B's 8 columns and x̂ as A's row 0 (rows 1–15 zero). A lane reads 16
+    // contiguous bytes of row g, 8 values of k, for two products (k permuted alike in A and B as above).
+    __device__ __forceinline__ float pd_job_dot_row(const unsigned char* slot, const act_t* xs, int in, int nj) {
     #if ACT == 1
         const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, stride = pd_stride(in);
         const bool rowOk = g < nj, xOk = g == 0;
@@ -161,7 +227,7 @@ extension CUDAKernelSource {
     __device__ __forceinline__ void persistent_body(
             int nLayer, int dModel, int inSize, int dSsm, int convDim, int dConv, int H, int P, int N, float eps, float lo,
             float hi, int dPerChannel, int nbg, int sh, const PersistentLayer* __restrict__ layers, float* residual, float* zx,
-            float* xbc, act_t* xhModel, act_t* xhSSM, float* ssqModel, float* ssqSSM, unsigned* pbar, int slotBytes, int spw, unsigned long long* trace) {
+            float* xbc, act_t* xhModel, act_t* xhSSM, float* ssqModel, float* ssqSSM, unsigned* pbar, int slotBytes, int spw, unsigned long long* trace, int pairsFrom) {
         extern __shared__ __align__(128) unsigned char pd_smem[];
         const int nslots = 8 * spw;
         act_t* xs = (act_t*)(pd_smem + (size_t)nslots * slotBytes);  // [max(dModel, dSsm)]
@@ -265,7 +331,8 @@ extension CUDAKernelSource {
                 const int r = metaRow[slot], rows = metaRows[slot];
                 PDRow ctx = {};
                 if (lane < rows) ctx = pre(r + lane);
-                const float s = rows ? pd_job_dot(pd_smem + (size_t)slot * slotBytes, xs, in, rows) : 0.f;
+                const unsigned char* w = pd_smem + (size_t)slot * slotBytes;
+                const float s = rows == 0 ? 0.f : in >= pairsFrom ? pd_job_dot_pairs(w, xs, in, rows) : pd_job_dot_row(w, xs, in, rows);
                 __syncwarp();
                 if (lane == 0) pd_mbar_arrive(smem_addr(&empty[slot]));
                 if (rows == 0) { q += 8; return; }

@@ -98,6 +98,10 @@ public final class CUDAModel: @unchecked Sendable {
     /// counts as `.automatic`).
     package enum DecodePath: Sendable { case automatic, plain, streaming, persistent }
     package var decodePath = DecodePath.automatic { didSet { graphs = [:] } }
+    /// The persistent decode's dot products take the two-rows-at-a-time layout for inputs of at least this many
+    /// values (`CUDAKernelSource.decodePersistent`, pd_job_dot_pairs), the x̂-as-row-0 one below it. The
+    /// self-test forces each (0: pairs everywhere; Int.max: never) against the plain path.
+    package var persistentPairsFrom = CUDAModel.persistentPairsInput { didSet { graphs = [:] } }
     /// The persistent decode's layer table (13 addresses a layer), counters (the launch count, one per grid
     /// barrier, one per phase's job claims) and hand-over sums (two per multiprocessor): `preparePersistent`.
     var persistentTable, persistentBarrier, persistentSSQ: CUDABuffer?

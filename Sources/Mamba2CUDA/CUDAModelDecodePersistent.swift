@@ -10,7 +10,7 @@ extension CUDAModel {
     /// inputs, at the kernel's padded stride, pd_stride); nil when they do not fit.
     static func persistentRing(_ c: Mamba2Config) -> (slotBytes: Int, perWarp: Int)? {
         let longest = (max(c.dModel, c.dSSM) * 2 + 127) / 128 * 128 + 64
-        let perWarp = 1  // one slot a warp: two of half the size measured no faster (2.7b: 3.07 against 3.07 ms)
+        let perWarp = 1  // one slot a warp: two of half the size measured no faster (2.7b: 3.07 against 3.07 ms; later 3.84 against 2.94)
         let slotBytes = (streamSharedLimit - longest) / (8 * perWarp) / 128 * 128
         return slotBytes >= longest ? (slotBytes, perWarp) : nil
     }
@@ -40,13 +40,19 @@ extension CUDAModel {
     }
 
     /// A layer's matrices (in_proj and out_proj, bf16) up to which one row decodes as the persistent kernel by
-    /// default. Measured on the H200, whole step against the per-layer kernels (`bench --profile`, same run):
-    /// 130m (7.5 MB a layer) 343 against 412 µs, 370m (13 MB) 703 against 931, 780m (29 MB) 1,019 against
-    /// 1,193; 1.3b (52 MB) 1,398–1,401 against 1,555 with one job a claim (with two it varied between machines,
-    /// 1,364–1,598 against 1,549). 2.7b (81 MB) 2,679–2,691 against 2,624 is slower: a phase's fixed costs
-    /// (grid barriers, staging, the SSD step) grow with the memory traffic queued in front of them, and the
-    /// ring (about 200 KB a multiprocessor) hides less of a larger layer's gaps.
-    static let persistentLayerBytes = 60_000_000
+    /// default: every released size (2.7b's layers are 81 MB). Measured on the H200, whole step against the
+    /// per-layer kernels (`bench --profile`, same run, two rounds): 130m 355 against 412 µs, 370m 755 against
+    /// 931, 780m 1,037–1,049 against 1,193, 1.3b 1,347 against 1,550, 2.7b 2,494 against 2,622. Larger layers
+    /// are unmeasured: there the ring (about 200 KB a multiprocessor) hides less of each phase's fixed costs
+    /// (grid barriers, staging, the SSD step), which grow with the memory traffic queued in front of them.
+    static let persistentLayerBytes = 100_000_000
+
+    /// `persistentPairsFrom`'s default: the two-rows-at-a-time dot products for inputs of at least 2,560 values.
+    /// Same run, two rounds, the pairs for every input against none (whole step, µs): 2.7b (inputs 2,560 and
+    /// 5,120) 2,494 against 2,872, 1.3b (2,048 and 4,096) 1,347 against 1,418 (its in_proj phase the same
+    /// either way), 780m (1,536 and 3,072) 1,041 against 1,049, 370m (1,024 and 2,048) 802 against 755, 130m
+    /// (768 and 1,536) 384 against 355.
+    package static let persistentPairsInput = 2560
 
     /// Whether decode of `n` rows runs as the persistent kernel: one row, when forced, or by default when the
     /// layer's matrices are within `persistentLayerBytes`.
@@ -97,6 +103,7 @@ extension CUDAModel {
         a.add(residual1); a.add(zx1); a.add(xbc1); a.add(xhModel); a.add(xhSSM); a.add(ssq.pointer); a.add(ssq.pointer + UInt64(4 * nb))
         a.add(bar); a.add(Int32(ring.slotBytes)); a.add(Int32(ring.perWarp))
         a.add(trace?.pointer ?? 0)
+        a.add(Int32(clamping: persistentPairsFrom))
         try Self.persistentKernel(c, k).launch(grid: (nb, 1, 1), block: (288, 1, 1), sharedBytes: Self.persistentShared(c, ring: ring), arguments: a,
                                     dependent: true)
     }

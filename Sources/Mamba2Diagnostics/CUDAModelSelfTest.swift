@@ -138,11 +138,15 @@ extension CUDASelfTest {
                 }
                 // The persistent decode (one row as one kernel, by default at 1 row) against the plain path, on
                 // the same arithmetic as the streaming path (bf16 inputs handed over before the norm's scale):
-                // the same bf16 bound.
-                let persistentRuns = try decodeRuns(rows: 1, steps: 4, settings: [{ gpu.decodePath = .plain }, { gpu.decodePath = .persistent }])
-                let persistentName = "model random bf16: persistent decode vs the plain path, 1 row × 4 steps"
-                if gpu.persistent(rows: 1) { check(persistentName, persistentRuns[1], persistentRuns[0], tol) } else {
-                    checks.append(Check(name: persistentName + " (persistent path NOT taken)", relativeError: 1, tolerance: 0, allWritten: true))
+                // the same bf16 bound. Each of its two dot-product layouts is forced for every input (this
+                // model's inputs are below the size where the default changes layout).
+                let persistentRuns = try decodeRuns(rows: 1, steps: 4, settings: [{ gpu.decodePath = .plain }] + Self.persistentLayouts(gpu))
+                gpu.persistentPairsFrom = CUDAModel.persistentPairsInput
+                for (i, layout) in Self.persistentLayoutNames.enumerated() {
+                    let name = "model random bf16: persistent decode (\(layout)) vs the plain path, 1 row × 4 steps"
+                    if gpu.persistent(rows: 1) { check(name, persistentRuns[1 + i], persistentRuns[0], tol) } else {
+                        checks.append(Check(name: name + " (persistent path NOT taken)", relativeError: 1, tolerance: 0, allWritten: true))
+                    }
                 }
                 // 4. A bf16 decode state against the float32 one over 1,000 tokens, the same tokens fed to both.
                 //    The state is rounded once per token (2^-9 relative); its errors decay with the state as its
@@ -172,11 +176,13 @@ extension CUDASelfTest {
         odd.chunkSize = 64
         let oddCPU = try Mamba2Model(config: odd, weights: Mamba2Weights.random(odd, seed: seed ^ 0x0DD))
         let oddGPU = try CUDAModel(device: device, model: oddCPU, precision: .bf16)
-        let oddRuns = try Self.decodeRuns(oddGPU, rows: 1, steps: 6, settings: [{ oddGPU.decodePath = .plain }, { oddGPU.decodePath = .persistent }],
+        let oddRuns = try Self.decodeRuns(oddGPU, rows: 1, steps: 6, settings: [{ oddGPU.decodePath = .plain }] + Self.persistentLayouts(oddGPU),
                                           rng: &rng)
-        let oddName = "model random bf16 N=48 P=48, biases, D per channel, norm before gate: persistent decode vs the plain path, 6 steps"
-        if oddGPU.persistent(rows: 1) { check(oddName, oddRuns[1], oddRuns[0], Self.bf16LogitsBound) } else {
-            checks.append(Check(name: oddName + " (persistent path NOT taken)", relativeError: 1, tolerance: 0, allWritten: true))
+        for (i, layout) in Self.persistentLayoutNames.enumerated() {
+            let name = "model random bf16 N=48 P=48, biases, D per channel, norm before gate: persistent decode (\(layout)) vs the plain path, 6 steps"
+            if oddGPU.persistent(rows: 1) { check(name, oddRuns[1 + i], oddRuns[0], Self.bf16LogitsBound) } else {
+                checks.append(Check(name: name + " (persistent path NOT taken)", relativeError: 1, tolerance: 0, allWritten: true))
+            }
         }
         return checks
     }
@@ -188,6 +194,12 @@ extension CUDASelfTest {
 
     /// n rows of 40 random tokens prefilled, then `steps` random tokens a row, the logits poisoned (NaN) before
     /// each step; once per setting (a decode path, a state type), on the same tokens: the logits of each.
+    /// The persistent decode with each dot-product layout forced for every input (`persistentPairsFrom`).
+    static func persistentLayouts(_ gpu: CUDAModel) -> [() -> Void] {
+        [{ gpu.decodePath = .persistent; gpu.persistentPairsFrom = 0 }, { gpu.decodePath = .persistent; gpu.persistentPairsFrom = .max }]
+    }
+    static let persistentLayoutNames = ["dot products two rows at a time", "dot products with x̂ as row 0"]
+
     static func decodeRuns(_ gpu: CUDAModel, rows n: Int, steps: Int, settings: [() -> Void], rng: inout SplitMix64) throws -> [[Float]] {
         let V = gpu.config.vocabSize
         let p = (0..<n).map { _ in (0..<40).map { _ in Int(rng.next() % UInt64(V)) } }
