@@ -103,12 +103,18 @@ extension CUDAModel {
     /// What a queued decode step does after the logits.
     enum StepChoice { case none, greedyDecode, argmax }
 
+    /// The path a decode step of n rows runs under the current `decodePath`: the persistent kernel, else the
+    /// per-layer kernels with the streaming products (`streams(rows:)`) or the plain ones (m_gemv / cuBLAS).
+    package func decodePathTaken(rows n: Int) -> DecodePath {
+        persistent(rows: n) ? .persistent : streams(rows: n) ? .streaming : .plain
+    }
+
     /// Queues one decode step of `rows` rows: tokens1 → logits1; with `.greedyDecode`, the argmax back into
     /// tokens1, counted by `counter` and recorded in `history`; with `.argmax`, the argmax into tokens1 and
     /// its log-probability into chosenLogprob1.
     func enqueueStep(rows n: Int, choice: StepChoice) throws {
         let greedy = choice == .greedyDecode
-        if persistent(rows: n) {
+        if decodePathTaken(rows: n) == .persistent {
             try enqueueEmbedding(rows: n, counting: greedy, handOver: (persistentSSQ, device.multiprocessors))
             try persistentStep()
             try head(rows: n, handedOver: false)
@@ -315,7 +321,7 @@ extension CUDAModel {
         let chosen = decodePath
         defer { decodePath = chosen }
         decodePath = .automatic
-        let taken = persistent(rows: n) ? DecodePath.persistent : streams(rows: n) ? .streaming : .plain
+        let taken = decodePathTaken(rows: n)
         var paths: [(DecodePath, String)] = [(.plain, n <= Self.gemvRows ? "m_gemv" : "cuBLAS")]
         decodePath = .streaming
         if streams(rows: n) { paths.append((.streaming, "streaming products")) }

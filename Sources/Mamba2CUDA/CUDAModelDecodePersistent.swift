@@ -10,7 +10,7 @@ extension CUDAModel {
     /// inputs, at the kernel's padded stride, pd_stride); nil when they do not fit.
     static func persistentRing(_ c: Mamba2Config) -> (slotBytes: Int, perWarp: Int)? {
         let longest = (max(c.dModel, c.dSSM) * 2 + 127) / 128 * 128 + 64
-        let perWarp = 1  // one slot a warp: two of half the size measured no faster (2.7b: 3.07 against 3.07 ms; later 3.84 against 2.94)
+        let perWarp = 1  // one slot a warp: two of half the size were slower (2.7b: 2,743 against 2,475–2,482 µs, same run)
         let slotBytes = (streamSharedLimit - longest) / (8 * perWarp) / 128 * 128
         return slotBytes >= longest ? (slotBytes, perWarp) : nil
     }

@@ -156,7 +156,7 @@ extension CUDASelfTest {
                 for (n, path) in [(1, CUDAModel.DecodePath.streaming), (1, .persistent), (20, .automatic)] {
                     gpu.decodePath = path
                     let name = "model random bf16: bf16 decode state vs float32 over 1,000 tokens, \(n) rows (\(path))"
-                    let taken = path == .streaming ? gpu.streams(rows: n) : path == .persistent ? gpu.persistent(rows: n) : true
+                    let taken = path == .automatic || gpu.decodePathTaken(rows: n) == path
                     guard taken else {
                         checks.append(Check(name: name + " (path NOT taken)", relativeError: 1, tolerance: 0, allWritten: true))
                         continue
@@ -192,14 +192,14 @@ extension CUDASelfTest {
     /// relative: 8 · 2^-9 ≈ 1.6e-2 (see the random model's checks).
     static let bf16LogitsBound = 1.6e-2
 
-    /// n rows of 40 random tokens prefilled, then `steps` random tokens a row, the logits poisoned (NaN) before
-    /// each step; once per setting (a decode path, a state type), on the same tokens: the logits of each.
     /// The persistent decode with each dot-product layout forced for every input (`persistentPairsFrom`).
     static func persistentLayouts(_ gpu: CUDAModel) -> [() -> Void] {
         [{ gpu.decodePath = .persistent; gpu.persistentPairsFrom = 0 }, { gpu.decodePath = .persistent; gpu.persistentPairsFrom = .max }]
     }
     static let persistentLayoutNames = ["dot products two rows at a time", "dot products with x̂ as row 0"]
 
+    /// n rows of 40 random tokens prefilled, then `steps` random tokens a row, the logits poisoned (NaN) before
+    /// each step; once per setting (a decode path, a state type), on the same tokens: the logits of each.
     static func decodeRuns(_ gpu: CUDAModel, rows n: Int, steps: Int, settings: [() -> Void], rng: inout SplitMix64) throws -> [[Float]] {
         let V = gpu.config.vocabSize
         let p = (0..<n).map { _ in (0..<40).map { _ in Int(rng.next() % UInt64(V)) } }
