@@ -110,35 +110,70 @@ extension CUDAKernelSource {
     // µs a step, same run). Whole step, same run, two rounds (µs, row / pairs for every input): 2.7b 2,872 /
     // 2,494, 1.3b 1,418 / 1,347, 780m 1,049 / 1,041, 370m 755 / 802, 130m 355 / 384: the pairs' fixed cost
     // (the diagonal's shuffles) loses on short inputs, whose jobs are a few k steps either way.
-    __device__ __forceinline__ float pd_job_dot_pairs(const unsigned char* slot, const act_t* xs, int in, int nj) {
+    // NP pairs of rows (NP = ⌈nj / 2⌉, a template argument, so that no branch splits a k step): every load of
+    // step i + 1 is issued before step i's products, so that one step's shared-memory latency hides behind the
+    // previous step's products instead of sitting in front of each pair's. Measured on the H200 against the
+    // loop with a branch per pair and no loads ahead (bench --profile, same run, two rounds, whole step at one
+    // row): 2.7b 2,276–2,277 µs against 2,477–2,479 (a job's products: in_proj's 5 rows 1.44 µs against 2.69,
+    // out_proj's 2 rows 1.79 against 2.53), 1.3b 1,399–1,400 against 1,443–1,444. Two sets of sums for
+    // single pairs (chains of half the length) gained nothing (2,298–2,300 against 2,305–2,307).
+    template <int NP>
+    __device__ __forceinline__ void pd_dot_pairs_np(const unsigned char* slot, const act_t* xs, int in, int nj, float (&v)[8]) {
     #if ACT == 1
         const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, stride = pd_stride(in);
-        const int np = (nj + 1) / 2, steps = (in + 255) / 256, nchunk = in / 32;
-        float d[4][2][4] = {};  // [pair][product][fragment]
-        #pragma unroll 2
-        for (int i = 0; i < steps; i++) {
+        const int steps = (in + 255) / 256, nchunk = in / 32;
+        float d[NP][2][4] = {};  // [pair][product][fragment]
+        uint4 x, w[NP][2];
+        // Step i's fragments: chunk 8i + g of x̂ and of each row (zero past the input or the job's rows).
+        auto load = [&](int i, uint4& xo, uint4 (&wo)[NP][2]) {
             const int ck = i * 8 + g;
             const bool ok = ck < nchunk;
             const size_t off = (size_t)ck * 64 + t * 16;
-            const uint4 x = ok ? *(const uint4*)((const unsigned char*)xs + off) : make_uint4(0, 0, 0, 0);
+            xo = ok ? *(const uint4*)((const unsigned char*)xs + off) : make_uint4(0, 0, 0, 0);
+            #pragma unroll
+            for (int p = 0; p < NP; p++) {
+                wo[p][0] = ok ? *(const uint4*)(slot + (size_t)(2 * p) * stride + off) : make_uint4(0, 0, 0, 0);
+                wo[p][1] = ok && 2 * p + 1 < nj ? *(const uint4*)(slot + (size_t)(2 * p + 1) * stride + off) : make_uint4(0, 0, 0, 0);
+            }
+        };
+        load(0, x, w);
+        for (int i = 0; i < steps; i++) {
+            uint4 xn, wn[NP][2];
+            load(i + 1, xn, wn);  // past the last step nothing is read (ck ≥ nchunk)
             const u32 b1[2] = {x.x, x.y}, b2[2] = {x.z, x.w};
             #pragma unroll
-            for (int p = 0; p < 4; p++) {
-                if (p >= np) break;
-                const uint4 w0 = ok ? *(const uint4*)(slot + (size_t)(2 * p) * stride + off) : make_uint4(0, 0, 0, 0);
-                const uint4 w1 = ok && 2 * p + 1 < nj ? *(const uint4*)(slot + (size_t)(2 * p + 1) * stride + off) : make_uint4(0, 0, 0, 0);
-                const u32 a1[4] = {w0.x, w1.x, w0.y, w1.y}, a2[4] = {w0.z, w1.z, w0.w, w1.w};
+            for (int p = 0; p < NP; p++) {
+                const u32 a1[4] = {w[p][0].x, w[p][1].x, w[p][0].y, w[p][1].y}, a2[4] = {w[p][0].z, w[p][1].z, w[p][0].w, w[p][1].w};
                 mma16816(d[p][0], a1, b1);
                 mma16816(d[p][1], a2, b2);
             }
+            x = xn;
+            #pragma unroll
+            for (int p = 0; p < NP; p++) { w[p][0] = wn[p][0]; w[p][1] = wn[p][1]; }
         }
         // This lane's diagonal values (zero off the diagonal): rows 2p (c0/c1) and 2p + 1 (c2/c3).
         const bool diag = t == (g >> 1), odd = g & 1;
-        float v[8];
         #pragma unroll
         for (int p = 0; p < 4; p++) {
-            v[2 * p] = diag ? (odd ? d[p][0][1] + d[p][1][1] : d[p][0][0] + d[p][1][0]) : 0.f;
-            v[2 * p + 1] = diag ? (odd ? d[p][0][3] + d[p][1][3] : d[p][0][2] + d[p][1][2]) : 0.f;
+            if (p < NP) {
+                v[2 * p] = diag ? (odd ? d[p][0][1] + d[p][1][1] : d[p][0][0] + d[p][1][0]) : 0.f;
+                v[2 * p + 1] = diag ? (odd ? d[p][0][3] + d[p][1][3] : d[p][0][2] + d[p][1][2]) : 0.f;
+            } else {
+                v[2 * p] = v[2 * p + 1] = 0.f;
+            }
+        }
+    #endif
+    }
+
+    __device__ __forceinline__ float pd_job_dot_pairs(const unsigned char* slot, const act_t* xs, int in, int nj) {
+    #if ACT == 1
+        const int lane = threadIdx.x & 31;
+        float v[8];
+        switch ((nj + 1) / 2) {
+            case 1: pd_dot_pairs_np<1>(slot, xs, in, nj, v); break;
+            case 2: pd_dot_pairs_np<2>(slot, xs, in, nj, v); break;
+            case 3: pd_dot_pairs_np<3>(slot, xs, in, nj, v); break;
+            default: pd_dot_pairs_np<4>(slot, xs, in, nj, v); break;
         }
         // Halving exchanges: after xor 16, 8, 4 a lane holds one row's partial (row g, lane bits 4..2), summed
         // over the 8 lanes that differ in those bits; xor 1 and 2 add the rest.

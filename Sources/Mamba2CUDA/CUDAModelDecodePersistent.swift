@@ -47,12 +47,13 @@ extension CUDAModel {
     /// (grid barriers, staging, the SSD step), which grow with the memory traffic queued in front of them.
     static let persistentLayerBytes = 100_000_000
 
-    /// `persistentPairsFrom`'s default: the two-rows-at-a-time dot products for inputs of at least 2,560 values.
-    /// Same run, two rounds, the pairs for every input against none (whole step, µs): 2.7b (inputs 2,560 and
-    /// 5,120) 2,494 against 2,872, 1.3b (2,048 and 4,096) 1,347 against 1,418 (its in_proj phase the same
-    /// either way), 780m (1,536 and 3,072) 1,041 against 1,049, 370m (1,024 and 2,048) 802 against 755, 130m
-    /// (768 and 1,536) 384 against 355.
-    package static let persistentPairsInput = 2560
+    /// `persistentPairsFrom`'s default: the two-rows-at-a-time dot products for inputs of at least 2,048 values.
+    /// With the pairs' loads issued a step ahead (H200, same run, two rounds, whole step µs, pairs from 2,048
+    /// against from 2,560): 1.3b (inputs 2,048 and 4,096) 1,262 against 1,321–1,323, 370m (1,024 and 2,048)
+    /// 763–765 against 776–777; from 1,536: 780m (1,536 and 3,072) 983–988 against 1,005, but 130m (768 and
+    /// 1,536) 370 against 368, so 1,536 stays on the other layout. (Before the loads ahead, the pairs won only
+    /// from 2,560: 1.3b 1,347 against 1,418 for every input, 370m 802 against 755.)
+    package static let persistentPairsInput = 2048
 
     /// Whether decode of `n` rows runs as the persistent kernel: one row, when forced, or by default when the
     /// layer's matrices are within `persistentLayerBytes`.
