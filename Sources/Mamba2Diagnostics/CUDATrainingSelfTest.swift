@@ -69,10 +69,35 @@ extension CUDASelfTest {
         for b in [b2, b2b] { _ = try cpuB.accumulate(b); _ = try gpuB.accumulate(b) }
         let (nc, _) = try cpuB.optimizerStep()
         let (ng, _) = try gpuB.optimizerStep()
-        // 1e-4: a first AdamW step moves each element by about ±lr whatever its gradient's size, so an element
-        // whose gradient is near zero and differs in sign between the two (float32 sums in other orders, ~1e-6
-        // relative) lands 2·lr away: rare, but the parameters' relative error then reaches ~1e-5
-        checks += gradientChecks(try gpuB.parameters(), try cpuB.parameters(), label: "training AdamW step (2 batches accumulated, clipped)",
+        // A first AdamW step moves an element by lr·g/(|g| + eps), about ±lr whatever the gradient's size, so an
+        // element whose accumulated gradient cancels to near zero moves by up to 2·lr more on one side when float32
+        // sums in other orders differ in its sign or size (seen once: the embedding's relative error 3e-4). Such
+        // elements (the two sides' accumulated gradients, computed apart, more than 1e-3 of it apart) are left out;
+        // at most 1% of a tensor may be (2 elements of a tensor under 200: one of 96 was seen), so that a wrong
+        // gradient cannot hide there (the gradients have their own checks above).
+        let cpu2b = try ModelGradients.compute(model: m2, batch: b2b)
+        let (_, g2b) = try gpuGradients(device: device, model: m2, batch: b2b, precision: .f32)
+        let want2 = named(cpu2.gradients, c2), want2b = named(cpu2b.gradients, c2)
+        var settled: [String: [Bool]] = [:]
+        for (name, a) in want2 {
+            let b = want2b[name]!, ga = g2[name] ?? [], gb = g2b[name] ?? []
+            settled[name] = a.indices.map { i in
+                guard i < ga.count, i < gb.count else { return true }  // a missing tensor fails in gradientChecks
+                let w = a[i] + b[i]
+                return abs((ga[i] + gb[i]) - w) <= 1e-3 * abs(w)
+            }
+        }
+        let keep = { (p: [String: [Float]]) in
+            Dictionary(uniqueKeysWithValues: p.map { name, v in
+                (name, settled[name].map { m in v.indices.filter { $0 >= m.count || m[$0] }.map { v[$0] } } ?? v)
+            })
+        }
+        let unsettled = settled.values.reduce(0) { $0 + $1.count { !$0 } }, total = settled.values.reduce(0) { $0 + $1.count }
+        let worst = settled.values.map { m in Double(m.count { !$0 }) / Double(max(2, m.count / 100)) }.max() ?? 0
+        checks.append(Check(name: "training AdamW step: elements left out as unsettled (\(unsettled) of \(total)), a tensor's most against those allowed",
+                            relativeError: worst, tolerance: 1, allWritten: true))
+        // 1e-4: float32 on both sides, the same arithmetic in other orders, on the settled elements
+        checks += gradientChecks(keep(try gpuB.parameters()), keep(try cpuB.parameters()), label: "training AdamW step (2 batches accumulated, clipped)",
                                  tolerance: 1e-4)
         checks.append(Check(name: "training AdamW step gradient norm", relativeError: Double(abs(ng - nc) / nc), tolerance: 1e-5, allWritten: ng.isFinite))
 
