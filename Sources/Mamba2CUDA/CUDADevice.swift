@@ -16,6 +16,10 @@ public final class CUDADevice: @unchecked Sendable {
     public let multiprocessors: Int
     /// "sm_90" for an H100/H200: kernels are compiled for the device's own architecture.
     public var architecture: String { "sm_\(computeCapability.major)\(computeCapability.minor)" }
+    /// Whether the device has Hopper's (sm_90) bulk copies, mbarrier byte counts and programmatic dependent
+    /// launch. The kernels built on them (the streaming products, the persistent decode) compile to empty
+    /// bodies before sm_90; the host chooses them, and launches dependently, only where this holds.
+    public var hasSM90Features: Bool { computeCapability.major >= 9 }
     /// Every module this device compiled: name, whether its CUBIN came from the on-disk cache, seconds.
     public private(set) var compileLog: [(name: String, fromCache: Bool, seconds: Double)] = []
     /// Bytes of `CUDABuffer`s this object holds now, and the most it has held (what a training step's peak
@@ -131,7 +135,7 @@ public struct CUDAKernel: @unchecked Sendable {
     public func launch(grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
                        arguments: KernelArguments, dependent: Bool = false) throws {
         var args: [UnsafeMutableRawPointer?] = arguments.storage
-        let early = dependent && device.computeCapability.major >= 9
+        let early = dependent && device.hasSM90Features
         let r = args.withUnsafeMutableBufferPointer { a in
             (early ? mkc_launch_dependent : mkc_launch)(device.handle, function, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block.0),
                                                             UInt32(block.1), UInt32(block.2), UInt32(sharedBytes), a.baseAddress)

@@ -164,7 +164,7 @@ public final class CUDAModel: @unchecked Sendable {
         self.precision = precision
         k = try ModelKernels(device: device, precision: precision)
         try k.gemv.allowSharedMemory(Self.gemvRows * max(c.dModel, c.dSSM) * 4)
-        if device.computeCapability.major >= 9 {  // the streaming products (sm_90 only) ask for more than sm_80/89 have
+        if device.hasSM90Features {  // the streaming products (sm_90 only) ask for more than sm_80/89 have
             for kernel in k.gemvTC.values { try kernel.allowSharedMemory(Self.streamSharedLimit) }
         }
         persistentShapeFits = Self.persistentFits(c, precision: precision, device: device, kernels: k)

@@ -25,7 +25,7 @@ extension CUDAModel {
     /// copies, mbarriers), d_model and d_ssm multiples of 32 (the products' k steps), the ring fits, and a
     /// block of it is resident on a multiprocessor (the grid barrier needs every block resident at once).
     static func persistentFits(_ c: Mamba2Config, precision: Precision, device: CUDADevice, kernels k: ModelKernels) -> Bool {
-        guard precision == .bf16, c.nGroups == 1, c.dState <= 256, device.computeCapability.major >= 9, c.dModel % 32 == 0,
+        guard precision == .bf16, c.nGroups == 1, c.dState <= 256, device.hasSM90Features, c.dModel % 32 == 0,
               c.dSSM % 32 == 0,
               let ring = persistentRing(c) else { return false }
         let kernel = persistentKernel(c, k)
@@ -41,8 +41,8 @@ extension CUDAModel {
 
     /// A layer's matrices (in_proj and out_proj, bf16) up to which one row decodes as the persistent kernel by
     /// default: every released size (2.7b's layers are 81 MB). Measured on the H200, whole step against the
-    /// per-layer kernels (`bench --profile`, same run, two rounds): 130m 355 against 412 µs, 370m 755 against
-    /// 931, 780m 1,037–1,049 against 1,193, 1.3b 1,347 against 1,550, 2.7b 2,494 against 2,622. Larger layers
+    /// per-layer kernels (`bench --profile`, same run): 130m 370 against 414 µs, 370m 766 against 936, 780m
+    /// 1,008 against 1,199, 1.3b 1,256 against 1,556, 2.7b 2,276 against 2,625. Larger layers
     /// are unmeasured: there the ring (about 200 KB a multiprocessor) hides less of each phase's fixed costs
     /// (grid barriers, staging, the SSD step), which grow with the memory traffic queued in front of them.
     static let persistentLayerBytes = 100_000_000

@@ -42,7 +42,7 @@ extension CUDAModel {
     package func streams(rows n: Int) -> Bool {
         let c = config
         let rows = decodePath == .streaming ? 1...Self.streamRows : 2...8
-        return decodePath != .plain && precision == .bf16 && device.computeCapability.major >= 9 && rows.contains(n) && c.dModel % 256 == 0
+        return decodePath != .plain && precision == .bf16 && device.hasSM90Features && rows.contains(n) && c.dModel % 256 == 0
             && c.dSSM % 256 == 0 && c.nGroups == 1 && c.headDim % 32 == 0 && c.dState % 32 == 0 && c.dState <= 256
             && Self.streamStages(rows: n, in: c.dModel) != nil && Self.streamStages(rows: n, in: c.dSSM) != nil
     }

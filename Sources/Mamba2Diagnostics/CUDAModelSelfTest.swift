@@ -10,11 +10,8 @@ extension CUDASelfTest {
     /// - fixtures: the directory holding tiny-hf, tiny-hf-bf16 and tiny-golden.safetensors.
     public static func modelChecks(device: CUDADevice, fixtures: String, seed: UInt64) throws -> [Check] {
         var checks: [Check] = []
-        func rel(_ a: [Float], _ b: [Float]) -> Double {
-            Tensor(shape: [a.count], data: a).relativeError(to: Tensor(shape: [b.count], data: b))
-        }
         func check(_ name: String, _ got: [Float], _ want: [Float], _ tol: Double) {
-            checks.append(Check(name: name, relativeError: rel(got, want), tolerance: tol, allWritten: !got.contains { $0.isNaN }))
+            checks.append(Check(name: name, got: got, want: want, tolerance: tol))
         }
         // 1. The fixtures: tiny-hf in f32 (TF32 off: cuBLAS pedantic) against the float32 weights' logits,
         //    1e-4 (the bound); tiny-hf-bf16 in bf16 (weights exact, activations rounded to bf16 before
@@ -133,21 +130,14 @@ extension CUDASelfTest {
                     let runs = try decodeRuns(rows: n, steps: 4, settings: [{ gpu.decodePath = .plain }, { gpu.decodePath = .streaming }])
                     let name = "model random bf16: streaming decode vs the plain path, \(n) rows × 4 steps"
                     if gpu.streams(rows: n) { check(name, runs[1], runs[0], tol) } else {  // still .streaming here
-                        checks.append(Check(name: name + " (streaming path NOT taken)", relativeError: 1, tolerance: 0, allWritten: true))
+                        checks.append(.notTaken(name, path: "streaming path"))
                     }
                 }
                 // The persistent decode (one row as one kernel, by default at 1 row) against the plain path, on
                 // the same arithmetic as the streaming path (bf16 inputs handed over before the norm's scale):
                 // the same bf16 bound. Each of its two dot-product layouts is forced for every input (this
                 // model's inputs are below the size where the default changes layout).
-                let persistentRuns = try decodeRuns(rows: 1, steps: 4, settings: [{ gpu.decodePath = .plain }] + Self.persistentLayouts(gpu))
-                gpu.persistentPairsFrom = CUDAModel.persistentPairsInput
-                for (i, layout) in Self.persistentLayoutNames.enumerated() {
-                    let name = "model random bf16: persistent decode (\(layout)) vs the plain path, 1 row × 4 steps"
-                    if gpu.persistent(rows: 1) { check(name, persistentRuns[1 + i], persistentRuns[0], tol) } else {
-                        checks.append(Check(name: name + " (persistent path NOT taken)", relativeError: 1, tolerance: 0, allWritten: true))
-                    }
-                }
+                checks += try Self.persistentLayoutChecks(gpu, label: "model random bf16", steps: 4, tolerance: tol, rng: &rng)
                 // 4. A bf16 decode state against the float32 one over 1,000 tokens, the same tokens fed to both.
                 //    The state is rounded once per token (2^-9 relative); its errors decay with the state as its
                 //    contents do, so the logits stay within a few roundings of the float32 state's: the bf16
@@ -158,7 +148,7 @@ extension CUDASelfTest {
                     let name = "model random bf16: bf16 decode state vs float32 over 1,000 tokens, \(n) rows (\(path))"
                     let taken = path == .automatic || gpu.decodePathTaken(rows: n) == path
                     guard taken else {
-                        checks.append(Check(name: name + " (path NOT taken)", relativeError: 1, tolerance: 0, allWritten: true))
+                        checks.append(.notTaken(name, path: "path"))
                         continue
                     }
                     let runs = try decodeRuns(rows: n, steps: 1000, settings: [{ gpu.stateType = .f32 }, { gpu.stateType = .bf16 }])
@@ -176,14 +166,8 @@ extension CUDASelfTest {
         odd.chunkSize = 64
         let oddCPU = try Mamba2Model(config: odd, weights: Mamba2Weights.random(odd, seed: seed ^ 0x0DD))
         let oddGPU = try CUDAModel(device: device, model: oddCPU, precision: .bf16)
-        let oddRuns = try Self.decodeRuns(oddGPU, rows: 1, steps: 6, settings: [{ oddGPU.decodePath = .plain }] + Self.persistentLayouts(oddGPU),
-                                          rng: &rng)
-        for (i, layout) in Self.persistentLayoutNames.enumerated() {
-            let name = "model random bf16 N=48 P=48, biases, D per channel, norm before gate: persistent decode (\(layout)) vs the plain path, 6 steps"
-            if oddGPU.persistent(rows: 1) { check(name, oddRuns[1 + i], oddRuns[0], Self.bf16LogitsBound) } else {
-                checks.append(Check(name: name + " (persistent path NOT taken)", relativeError: 1, tolerance: 0, allWritten: true))
-            }
-        }
+        checks += try Self.persistentLayoutChecks(oddGPU, label: "model random bf16 N=48 P=48, biases, D per channel, norm before gate",
+                                                  steps: 6, tolerance: Self.bf16LogitsBound, rng: &rng)
         return checks
     }
 
@@ -192,11 +176,21 @@ extension CUDASelfTest {
     /// relative: 8 · 2^-9 ≈ 1.6e-2 (see the random model's checks).
     static let bf16LogitsBound = 1.6e-2
 
-    /// The persistent decode with each dot-product layout forced for every input (`persistentPairsFrom`).
-    static func persistentLayouts(_ gpu: CUDAModel) -> [() -> Void] {
-        [{ gpu.decodePath = .persistent; gpu.persistentPairsFrom = 0 }, { gpu.decodePath = .persistent; gpu.persistentPairsFrom = .max }]
+    /// The persistent decode with each of its dot-product layouts forced for every input (`persistentPairsFrom`)
+    /// against the plain path, 1 row over `steps` steps of the same tokens: a check per layout, failing when the
+    /// persistent path is not taken. The default layout choice is restored after.
+    static func persistentLayoutChecks(_ gpu: CUDAModel, label: String, steps: Int, tolerance: Double, rng: inout SplitMix64) throws -> [Check] {
+        let layouts = [("dot products two rows at a time", 0), ("dot products with x̂ as row 0", Int.max)]
+        let runs = try decodeRuns(gpu, rows: 1, steps: steps, settings: [{ gpu.decodePath = .plain }] + layouts.map { _, from in
+            { gpu.decodePath = .persistent; gpu.persistentPairsFrom = from }
+        }, rng: &rng)
+        gpu.persistentPairsFrom = CUDAModel.persistentPairsInput
+        return layouts.enumerated().map { i, layout in
+            let name = "\(label): persistent decode (\(layout.0)) vs the plain path, 1 row × \(steps) steps"
+            return gpu.persistent(rows: 1) ? Check(name: name, got: runs[1 + i], want: runs[0], tolerance: tolerance)
+                : .notTaken(name, path: "persistent path")
+        }
     }
-    static let persistentLayoutNames = ["dot products two rows at a time", "dot products with x̂ as row 0"]
 
     /// n rows of 40 random tokens prefilled, then `steps` random tokens a row, the logits poisoned (NaN) before
     /// each step; once per setting (a decode path, a state type), on the same tokens: the logits of each.

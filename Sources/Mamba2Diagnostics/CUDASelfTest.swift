@@ -12,6 +12,19 @@ public enum CUDASelfTest {
         public var tolerance: Double
         public var allWritten: Bool
         public var passed: Bool { allWritten && relativeError <= tolerance }
+        public init(name: String, relativeError: Double, tolerance: Double, allWritten: Bool) {
+            self.name = name; self.relativeError = relativeError; self.tolerance = tolerance; self.allWritten = allWritten
+        }
+        /// `got` against `want`: the relative error of the whole; a NaN left in `got` (an output never written
+        /// over its poison) fails whatever the error.
+        public init(name: String, got: [Float], want: [Float], tolerance: Double) {
+            let error = Tensor(shape: [got.count], data: got).relativeError(to: Tensor(shape: [want.count], data: want))
+            self.init(name: name, relativeError: error, tolerance: tolerance, allWritten: !got.contains { $0.isNaN })
+        }
+        /// A comparison whose path was not taken (the model or device does not allow it): a failure, not a skip.
+        public static func notTaken(_ name: String, path: String) -> Check {
+            Check(name: name + " (\(path) NOT taken)", relativeError: 1, tolerance: 0, allWritten: true)
+        }
     }
 
     public static func run(device: CUDADevice, seed: UInt64) throws -> [Check] {
