@@ -233,6 +233,12 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
         defer { for r in 0..<rows { rowTokens[r] = 0; atZero[r] = false } }  // the profile leaves its states behind
         return try model.profileDecode(rows: rows).map { ($0.kernel, $0.microseconds, $0.bytes) }
     }
+
+    public func profilePrefill(tokens: Int) throws -> [(part: String, milliseconds: Double, bytes: Int, flops: Double)] {
+        try reserveRows(1)
+        defer { rowTokens[0] = 0; atZero[0] = false }  // the profile leaves its state behind
+        return try model.profilePrefill(tokens: tokens)
+    }
 }
 
 /// An NVIDIA GPU as a place to run a model: `.cuda(0)`.

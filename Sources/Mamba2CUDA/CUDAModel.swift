@@ -102,6 +102,9 @@ public final class CUDAModel: @unchecked Sendable {
     /// values (`CUDAKernelSource.decodePersistent`, pd_job_dot_pairs), the x̂-as-row-0 one below it. The
     /// self-test forces each (0: pairs everywhere; Int.max: never) against the plain path.
     package var persistentPairsFrom = CUDAModel.persistentPairsInput { didSet { graphs = [:] } }
+    /// Prefill's conv runs m_conv_prefill (a thread per channel and token, the reference) instead of
+    /// m_conv_prefill_run: the self-test compares the two.
+    package var plainPrefillConv = false
     /// The persistent decode's layer table (13 addresses a layer), counters (the launch count, one per grid
     /// barrier, one per phase's job claims) and hand-over sums (two per multiprocessor): `preparePersistent`.
     var persistentTable, persistentBarrier, persistentSSQ: CUDABuffer?
@@ -401,19 +404,12 @@ public final class CUDAModel: @unchecked Sendable {
         a0.add(Int32(c.dModel)); a0.add(buf.tokens); a0.add(embedding); a0.add(buf.residual); a0.add(UInt64(0))
         a0.add(UInt64(0)); a0.add(UInt64(0)); a0.add(UInt64(0)); a0.add(Int32(0))  // no hand-over
         try k.embed.launch(grid: (T, 1, 1), block: (256, 1, 1), arguments: a0)
-        let (H, G, N) = (c.nHeads, c.nGroups, c.dState)
         let half = tc != nil
         for (i, l) in layers.enumerated() {
             try rmsnorm(rows: T, x: buf.residual, ldx: c.dModel, w: l.norm, out: buf.normed)
             try gemm(rows: T, out: c.inProjSize, in: c.dModel, x: buf.normed, w: l.inProj, y: buf.zx, accumulate: false)
             if let bias = l.inProjBias { try addBias(rows: T, n: c.inProjSize, y: buf.zx, bias: bias) }
-            let ac = KernelArguments()
-            for v in [L, c.convDim, c.dConv, c.dSSM, G * N, H] { ac.add(Int32(v)) }
-            ac.add(buf.zx); ac.add(Int32(c.inProjSize)); ac.add(Int32(c.dSSM)); ac.add(Int32(c.dSSM + c.convDim))
-            ac.add(l.convW); ac.add(l.convB?.pointer ?? 0); ac.add(Int32(half ? 1 : 0))
-            ac.add(buf.x); ac.add(buf.B); ac.add(buf.C); ac.add(buf.dt); ac.add(states.conv[i])
-            ac.add(packed?.seqStart.pointer ?? 0); ac.add(packed?.tokenEnd.pointer ?? 0); ac.add(packed?.tokenSequence.pointer ?? 0)
-            try k.convPrefill.launch(grid: ((c.convDim + H + 255) / 256, L, b), block: (256, 1, 1), arguments: ac)
+            try convPrefill(rows: b, length: L, layer: l, buffers: buf, convState: states.conv[i], packed: packed)
             if stateType == .bf16 {
                 // The SSD's final states in float32, then rounded into the bf16 rows.
                 let count = n * Self.ssmRowFloats(c)
@@ -477,6 +473,31 @@ public final class CUDAModel: @unchecked Sendable {
     var staging: (conv: [CUDABuffer], ssm: [CUDABuffer]) = ([], [])
     var stagingRows = 0
 
+    /// Prefill's causal conv over the in_proj output (zx): x, B, C (16-bit for the tensor-core SSD) and raw dt
+    /// out, each row's (or packed sequence's) last inputs left in `convState`. m_conv_prefill_run (two channels
+    /// and a run of tokens a thread) where d_conv ≤ 4 and the sizes it pairs are even, else, or with
+    /// `plainPrefillConv`, m_conv_prefill (its reference).
+    func convPrefill(rows b: Int, length L: Int, layer l: Layer, buffers buf: PrefillBuffers, convState: CUDABuffer,
+                     packed: CUDAPackedRows?) throws {
+        let c = config
+        let a = KernelArguments()
+        for v in [L, c.convDim, c.dConv, c.dSSM, c.nGroups * c.dState, c.nHeads] { a.add(Int32(v)) }
+        a.add(buf.zx); a.add(Int32(c.inProjSize)); a.add(Int32(c.dSSM)); a.add(Int32(c.dSSM + c.convDim))
+        a.add(l.convW); a.add(l.convB?.pointer ?? 0); a.add(Int32(tc != nil ? 1 : 0))
+        a.add(buf.x); a.add(buf.B); a.add(buf.C); a.add(buf.dt); a.add(convState)
+        a.add(packed?.seqStart.pointer ?? 0); a.add(packed?.tokenEnd.pointer ?? 0); a.add(packed?.tokenSequence.pointer ?? 0)
+        let even = [c.convDim, c.dSSM, c.nGroups * c.dState, c.inProjSize].allSatisfy { $0 % 2 == 0 }
+        if c.dConv <= Self.convRunTaps && even && !plainPrefillConv {
+            try k.convPrefillRun.launch(grid: ((c.convDim + c.nHeads + 511) / 512, (L + Self.convRun - 1) / Self.convRun, b), block: (256, 1, 1),
+                                        arguments: a)
+        } else {
+            try k.convPrefill.launch(grid: ((c.convDim + c.nHeads + 255) / 256, L, b), block: (256, 1, 1), arguments: a)
+        }
+    }
+
+    /// m_conv_prefill_run's tokens per thread (CONV_RUN) and the most taps it serves (KW).
+    static let convRun = 8, convRunTaps = 4
+
     func reserveStaging(rows n: Int) throws {
         guard n > stagingRows else { return }
         let c = config
@@ -497,8 +518,12 @@ public final class CUDAModel: @unchecked Sendable {
         let a = KernelArguments()
         a.add(Int32(c.dSSM)); a.add(Int32(c.nGroups)); a.add(c.rmsNormEps); a.add(Int32(c.normBeforeGate ? 1 : 0))
         a.add(y); a.add(Int32(yHalf ? 1 : 0)); a.add(z); a.add(Int32(c.inProjSize)); a.add(w); a.add(out)
-        try k.gatedNorm.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a)
+        try k.gatedNorm.launch(grid: (rows, 1, 1), block: (Self.gatedNormThreads(groupSize: c.dSSM / c.nGroups), 1, 1), arguments: a)
     }
+
+    /// m_gated_norm's block: enough threads (a multiple of 32, 256–1,024) for a group of `groupSize` values to
+    /// fit 4 × 4 values a thread (2.7b's 5,120: 320 threads).
+    static func gatedNormThreads(groupSize: Int) -> Int { min(1024, max(256, ((groupSize + 15) / 16 + 31) / 32 * 32)) }
 
     func addBias(rows: Int, n: Int, y: CUDABuffer, bias: CUDABuffer) throws {
         let a = KernelArguments()

@@ -42,14 +42,14 @@ extension CUDAKernelSource {
     __device__ __forceinline__ void store(void* p, size_t i, float v, int half) {
         if (half) ((act_t*)p)[i] = ST(v); else ((float*)p)[i] = v;
     }
-    // Sum over a block of 256 threads; red holds 8 floats.
+    // Sum over a block (a whole number of warps, up to 1,024 threads); red holds a float per warp.
     __device__ float block_sum(float v, float* red) {
         const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
         v = warp_sum(v);
         if (lane == 0) red[warp] = v;
         __syncthreads();
         float s = 0.f;
-        for (int w = 0; w < 8; w++) s += red[w];
+        for (int w = 0; w < (int)(blockDim.x >> 5); w++) s += red[w];
         __syncthreads();
         return s;
     }
@@ -128,27 +128,40 @@ extension CUDAKernelSource {
 
     // The gated RMSNorm of mamba_ssm, per group of d_ssm / G channels, one block per token row:
     // norm_before_gate = 0: rmsnorm(y·silu(z))·w; 1: rmsnorm(y)·w·silu(z). y is float32 (yHalf = 0) or
-    // the activation type; z is read from zx at row stride ldz.
-    extern "C" __global__ void __launch_bounds__(256) m_gated_norm(int dSsm, int G, float eps, int nbg, const void* __restrict__ y,
-                                                                    int yHalf, const float* __restrict__ z, int ldz,
-                                                                    const float* __restrict__ w, act_t* __restrict__ out) {
-        __shared__ float red[8];
+    // the activation type; z is read from zx at row stride ldz. Blocks of 256–1,024 threads (a multiple of
+    // 32; `CUDAModel.gatedNormThreads`): enough that a group fits 4 × 4 values a thread.
+    #define GN_NV 4
+    extern "C" __global__ void __launch_bounds__(1024) m_gated_norm(int dSsm, int G, float eps, int nbg, const void* __restrict__ y,
+                                                                     int yHalf, const float* __restrict__ z, int ldz,
+                                                                     const float* __restrict__ w, act_t* __restrict__ out) {
+        __shared__ float red[32];
         const size_t row = blockIdx.x;
         const float* zr = z + row * ldz;
-        const int gs = dSsm / G;
-        if (!yHalf && (ldz & 3) == 0 && (gs & 3) == 0 && gs <= 256 * 4 * 8) {
-            // A group held in registers, its loads issued together (the loop below took 21 µs for decode's
-            // 16 rows of d_ssm = 5,120: a chain of round trips per thread).
+        const int gs = dSsm / G, nt = blockDim.x;
+        if ((!yHalf || sizeof(act_t) == 2) && (ldz & 3) == 0 && (gs & 3) == 0 && gs / 4 <= GN_NV * nt) {
+            // A group held in registers, its loads issued together (a loop of loads, as below, took 21 µs for
+            // decode's 16 rows of d_ssm = 5,120, and 0.82 ms for prefill's 16,384 rows of 2.7b with a 16-bit y: a
+            // chain of round trips per thread). y four values at a time: 16 bytes of float32 or 8 of 16-bit
+            // values; four outputs stored at a time. At most 4 × 4 values a thread (so the block is as wide as
+            // the group needs): with 8 × 4 a thread in blocks of 256, 97 registers left room for 2 blocks a
+            // multiprocessor and prefill's 2.7b rows ran at 1.8 TB/s (0.376 ms); now 57 registers, 2.8 TB/s
+            // (0.237 ms, H200, bench --profile).
             for (int g = 0; g < G; g++) {
-                const float4* y4 = (const float4*)((const float*)y + row * dSsm + g * gs);
+                const size_t y0 = row * dSsm + g * gs;
                 const float4* z4 = (const float4*)(zr + g * gs);
-                float4 v[8], sz[8];
+                float4 v[GN_NV], sz[GN_NV];
                 float s = 0.f;
                 #pragma unroll
-                for (int k = 0; k < 8; k++) {
-                    const int i = threadIdx.x + 256 * k;
+                for (int k = 0; k < GN_NV; k++) {
+                    const int i = threadIdx.x + nt * k;
                     if (i < gs / 4) {
-                        v[k] = y4[i];
+                        if (yHalf) {
+                            const uint2 h = ((const uint2*)((const act_t*)y + y0))[i];
+                            const act_t* e = (const act_t*)&h;
+                            v[k] = make_float4(LD(e[0]), LD(e[1]), LD(e[2]), LD(e[3]));
+                        } else {
+                            v[k] = ((const float4*)((const float*)y + y0))[i];
+                        }
                         const float4 zv = z4[i];
                         sz[k] = make_float4(silu(zv.x), silu(zv.y), silu(zv.z), silu(zv.w));
                         if (!nbg) { v[k].x *= sz[k].x; v[k].y *= sz[k].y; v[k].z *= sz[k].z; v[k].w *= sz[k].w; }
@@ -158,13 +171,15 @@ extension CUDAKernelSource {
                 const float inv = rsqrtf(block_sum(s, red) / gs + eps);
                 act_t* o = out + row * dSsm + g * gs;
                 #pragma unroll
-                for (int k = 0; k < 8; k++) {
-                    const int i = threadIdx.x + 256 * k;
+                for (int k = 0; k < GN_NV; k++) {
+                    const int i = threadIdx.x + nt * k;
                     if (i < gs / 4) {
                         const float4 wv = ((const float4*)(w + g * gs))[i];
                         const float4 m = nbg ? sz[k] : make_float4(1.f, 1.f, 1.f, 1.f);
-                        o[4 * i] = ST(v[k].x * inv * wv.x * m.x); o[4 * i + 1] = ST(v[k].y * inv * wv.y * m.y);
-                        o[4 * i + 2] = ST(v[k].z * inv * wv.z * m.z); o[4 * i + 3] = ST(v[k].w * inv * wv.w * m.w);
+                        act_t e[4] = {ST(v[k].x * inv * wv.x * m.x), ST(v[k].y * inv * wv.y * m.y), ST(v[k].z * inv * wv.z * m.z),
+                                      ST(v[k].w * inv * wv.w * m.w)};
+                        if (sizeof(act_t) == 2) *(uint2*)(o + 4 * i) = *(const uint2*)e;
+                        else *(float4*)(o + 4 * i) = *(const float4*)e;
                     }
                 }
             }
@@ -172,13 +187,13 @@ extension CUDAKernelSource {
         }
         for (int g = 0; g < G; g++) {
             float ss = 0.f;
-            for (int i = g * gs + threadIdx.x; i < (g + 1) * gs; i += 256) {
+            for (int i = g * gs + threadIdx.x; i < (g + 1) * gs; i += nt) {
                 float v = yHalf ? LD(((const act_t*)y)[row * dSsm + i]) : ((const float*)y)[row * dSsm + i];
                 if (!nbg) v *= silu(zr[i]);
                 ss += v * v;
             }
             const float inv = rsqrtf(block_sum(ss, red) / gs + eps);
-            for (int i = g * gs + threadIdx.x; i < (g + 1) * gs; i += 256) {
+            for (int i = g * gs + threadIdx.x; i < (g + 1) * gs; i += nt) {
                 float v = yHalf ? LD(((const act_t*)y)[row * dSsm + i]) : ((const float*)y)[row * dSsm + i];
                 v = nbg ? v * inv * w[i] * silu(zr[i]) : v * silu(zr[i]) * inv * w[i];
                 out[row * dSsm + i] = ST(v);
@@ -229,6 +244,82 @@ extension CUDAKernelSource {
         } else if (ch < convDim + H) {
             dtOut[tok * H + ch - convDim] = row[dtOffset + ch - convDim];
         }
+    }
+
+    // m_conv_prefill's work, two channels and a run of CONV_RUN (8) consecutive tokens a thread (taps K ≤ KW, KW
+    // fixed at compile time): the run's inputs loaded together (8 bytes each), the window of the last KW inputs
+    // carried in registers, so each input is read once and a thread has CONV_RUN loads in flight
+    // (m_conv_prefill reads K inputs a token, one 4-byte round trip after another: 0.88 ms for 2.7b's 16,384
+    // tokens, 0.6 TB/s). Measured on the H200 at those 16,384 tokens (bench --profile, same run, two rounds):
+    // 0.212–0.230 ms with runs of 8 tokens (76 registers: 3 blocks a multiprocessor), 0.282 with runs of 16
+    // (100 registers: 2 blocks), 0.281 with one channel and 16 tokens a thread (4-byte loads). Arithmetic in the same order as m_conv_prefill (bias, then taps k = 0..K − 1), so both
+    // give the same bits; it stays as the path for other shapes (odd sizes, K > KW) and as this one's reference
+    // in the self-test. Needs even conv_dim, d_ssm, G·N, ld and xbcOffset (pairs never straddle x, B, C or dt;
+    // 8-byte loads and 4-byte stores aligned). Grid (⌈(conv_dim + H) / 512⌉, ⌈L / CONV_RUN⌉, rows).
+    __device__ __forceinline__ void store2(void* p, size_t i, float a, float b, int half) {
+        if (half) { const act_t e[2] = {ST(a), ST(b)}; *(u32*)((act_t*)p + i) = *(const u32*)e; }
+        else *(float2*)((float*)p + i) = make_float2(a, b);
+    }
+    template <int KW, int CONV_RUN>
+    __device__ __forceinline__ void conv_prefill_run(
+            int L, int convDim, int K, int dSsm, int GN, int H, const float* __restrict__ zx, int ld, int xbcOffset,
+            int dtOffset, const float* __restrict__ convW, const float* __restrict__ convB, int half, void* xOut, void* bOut,
+            void* cOut, float* __restrict__ dtOut, float* __restrict__ convState, const int* __restrict__ seqStart,
+            const int* __restrict__ seqEnd, const int* __restrict__ seqIndex) {
+        const int ch = 2 * (blockIdx.x * 256 + threadIdx.x), t0 = blockIdx.y * CONV_RUN, r = blockIdx.z, n = min(CONV_RUN, L - t0);
+        const size_t tok0 = (size_t)r * L + t0;
+        if (ch >= convDim) {  // dt columns ch − convDim and the next
+            #pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int hd = ch + e - convDim;
+                if (hd >= H) break;
+                #pragma unroll
+                for (int i = 0; i < CONV_RUN; i++) if (i < n) dtOut[(tok0 + i) * H + hd] = zx[(tok0 + i) * ld + dtOffset + hd];
+            }
+            return;
+        }
+        const float* col = zx + xbcOffset + ch;
+        float2 in[CONV_RUN], h[KW], wr[KW];
+        #pragma unroll
+        for (int i = 0; i < CONV_RUN; i++) in[i] = i < n ? *(const float2*)(col + (tok0 + i) * ld) : make_float2(0.f, 0.f);
+        #pragma unroll
+        for (int j = 0; j < KW; j++) {  // h[j] = input t0 − 1 − j (the shift below moves it to j + 1 first)
+            h[j] = j < K - 1 && t0 - 1 - j >= 0 ? *(const float2*)(col + (tok0 - 1 - j) * ld) : make_float2(0.f, 0.f);
+            // tap K − 1 − j meets input t − j
+            wr[j] = j < K ? make_float2(convW[(size_t)ch * K + K - 1 - j], convW[(size_t)(ch + 1) * K + K - 1 - j]) : make_float2(0.f, 0.f);
+        }
+        const float2 bias = convB ? make_float2(convB[ch], convB[ch + 1]) : make_float2(0.f, 0.f);
+        void* out = ch < dSsm ? xOut : ch < dSsm + GN ? bOut : cOut;
+        const int ldo = ch < dSsm ? dSsm : GN, co = ch < dSsm ? ch : ch < dSsm + GN ? ch - dSsm : ch - dSsm - GN;
+        #pragma unroll
+        for (int i = 0; i < CONV_RUN; i++) {
+            if (i >= n) break;  // the same for the whole block
+            #pragma unroll
+            for (int j = KW - 1; j > 0; j--) h[j] = h[j - 1];
+            h[0] = in[i];
+            const int t = t0 + i;
+            const size_t tok = tok0 + i;
+            const int st = seqStart ? seqStart[tok] : 0;
+            float2 acc = bias;
+            #pragma unroll
+            for (int j = KW - 1; j >= 0; j--)
+                if (j < K && t - j >= st) { acc.x += wr[j].x * h[j].x; acc.y += wr[j].y * h[j].y; }
+            store2(out, tok * ldo + co, silu(acc.x), silu(acc.y), half);
+            const int en = seqStart ? seqEnd[tok] : L, sr = seqStart ? seqIndex[tok] : r;
+            float* state = convState + (size_t)sr * (K - 1) * convDim + ch;
+            const int k = t - (en - (K - 1));  // the slot of this input in the final conv state
+            if (k >= 0) *(float2*)(state + (size_t)k * convDim) = in[i];
+            if (t == st)  // shorter than d_conv − 1
+                for (int s2 = 0; s2 < K - 1 - (en - st); s2++) *(float2*)(state + (size_t)s2 * convDim) = make_float2(0.f, 0.f);
+        }
+    }
+    extern "C" __global__ void __launch_bounds__(256) m_conv_prefill_run(
+            int L, int convDim, int K, int dSsm, int GN, int H, const float* __restrict__ zx, int ld, int xbcOffset,
+            int dtOffset, const float* __restrict__ convW, const float* __restrict__ convB, int half, void* xOut, void* bOut,
+            void* cOut, float* __restrict__ dtOut, float* __restrict__ convState, const int* __restrict__ seqStart,
+            const int* __restrict__ seqEnd, const int* __restrict__ seqIndex) {
+        conv_prefill_run<4, 8>(L, convDim, K, dSsm, GN, H, zx, ld, xbcOffset, dtOffset, convW, convB, half, xOut, bOut, cOut, dtOut,
+                            convState, seqStart, seqEnd, seqIndex);
     }
 
     // Decode's conv step of one channel of one row: the window [state, new input nv], SiLU into xbc, and the

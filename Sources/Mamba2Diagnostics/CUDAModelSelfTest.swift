@@ -111,6 +111,26 @@ extension CUDASelfTest {
             let gotMixed = try gpu.prefill(mixed, logits: .last)!
             check("model random \(precision.rawValue): packed prefill of prompts of \(lengths) tokens, last logits vs CPU",
                   gotMixed.data, wantMixed.flatMap(\.data), tol)
+            // The conv with a run of tokens per thread (m_conv_prefill_run, the default) against the thread per
+            // token it replaces (m_conv_prefill), over the same batch of equal rows and the same packed prompts:
+            // the same sums in the same order, and nothing after the conv that varies from run to run (the SSD
+            // kernels and cuBLAS's products add in a fixed order), so logits and states must agree to the bit.
+            for (label, batch) in [("\(rows) rows × 300 tokens", prompts), ("packed prompts of \(lengths) tokens", mixed)] {
+                var runs: [[Float]] = []
+                for plain in [false, true] {
+                    gpu.plainPrefillConv = plain
+                    var out = try gpu.prefill(batch, logits: .last)!.data
+                    for r in batch.indices {
+                        let st = try gpu.downloadState(row: r)
+                        out += st.conv.flatMap { $0 } + st.ssm.flatMap { $0 }
+                    }
+                    runs.append(out)
+                }
+                gpu.plainPrefillConv = false
+                check("model random \(precision.rawValue): prefill conv, a run of tokens per thread vs a thread per token, \(label): "
+                      + "last logits and states bit for bit", runs[0], runs[1], 0)
+            }
+            _ = try gpu.prefill(mixed, logits: .none)  // the packed prompts' states again, for the steps below
             var gotMixedSteps: [Float] = [], wantMixedSteps: [Float] = []
             for _ in 0..<4 {
                 let tokens = mixed.map { _ in Int(rng.next() % 1000) }

@@ -35,7 +35,7 @@ struct BenchModelCommand: ParsableCommand {
     @OptionGroup var decodeWeights: DecodeWeightOptions
     @OptionGroup var device: DeviceOptions
     @Flag(help: "Print JSON instead of a table.") var json = false
-    @Flag(help: "With --device cuda: time each decode kernel alone (replayed in a graph) instead.") var profile = false
+    @Flag(help: "With --device cuda: time each decode kernel alone (replayed in a graph), and each part of a --prompt-token prefill, instead.") var profile = false
 
     func run() throws {
         try compute.apply()
@@ -66,6 +66,11 @@ struct BenchModelCommand: ParsableCommand {
                 }
             }
             print(table(["decode part", "rows", "µs per launch (in a graph)", "weights/state read"], cells), terminator: "")
+            let parts = try backend.profilePrefill(tokens: prompt)
+            print(table(["prefill part", "tokens", "ms", "bytes moved at least", "products"], parts.map { r in
+                [r.part, String(prompt), fixed(r.milliseconds, 3), r.bytes == 0 ? "-" : fixed(Double(r.bytes) / r.milliseconds / 1e6, 0) + " GB/s",
+                 r.flops == 0 ? "-" : fixed(r.flops / r.milliseconds / 1e9, 0) + " TFLOP/s"]
+            }), terminator: "")
             return
         }
         var bench = ModelBenchmark(backend: backend)

@@ -62,6 +62,9 @@ public protocol Mamba2Backend: AnyObject, Sendable {
     /// The time of each part of a decode step of `rows` rows, with the bytes each reads, where the device
     /// can time its parts alone (the GPU); else an error that says so.
     func profileDecode(rows: Int) throws -> [(part: String, microseconds: Double, bytes: Int)]
+    /// The time of each part of one layer's prefill of `tokens` tokens and of the whole prefill, with the bytes
+    /// each must move and the products' operations, where the device can time its parts alone; else an error.
+    func profilePrefill(tokens: Int) throws -> [(part: String, milliseconds: Double, bytes: Int, flops: Double)]
     /// Bytes of one SSM state value as decode keeps it (4, the default; 2 for a GPU's bf16 state).
     var ssmStateValueBytes: Int { get }
 }
@@ -141,6 +144,10 @@ extension Mamba2Backend {
 
     public func profileDecode(rows: Int) throws -> [(part: String, microseconds: Double, bytes: Int)] {
         throw Mamba2Error.invalidArgument("profile", reason: "timing the parts of a decode step alone is implemented for the GPU (\(deviceDescription) has none)")
+    }
+
+    public func profilePrefill(tokens: Int) throws -> [(part: String, milliseconds: Double, bytes: Int, flops: Double)] {
+        throw Mamba2Error.invalidArgument("profile", reason: "timing the parts of a prefill alone is implemented for the GPU (\(deviceDescription) has none)")
     }
 
     /// Bytes one decode step of one row reads: every weight once in the backend's matrix type (the tied head
