@@ -417,17 +417,6 @@ int mkc_blas_open(mkc_device *d, char *err, int errlen) {
 
 const char *mkc_blas_path(void) { return C.blasPath; }
 
-int mkc_gemm_rows(mkc_device *d, int rows, int out, int in, const void *X, const void *W, int elementType, float *Y, float beta, int pedantic) {
-    CUR(d);
-    // Row-major Y (rows, out) = X (rows, in) · Wᵀ with W (out, in) row-major: in cuBLAS's column-major
-    // terms Yᵀ (out, rows) = op(W) · Xᵀ, W read transposed. elementType: 0 f32, 1 bf16, 2 f16.
-    static const int types[] = { 0 /* CUDA_R_32F */, 14 /* CUDA_R_16BF */, 2 /* CUDA_R_16F */ };
-    const float alpha = 1.f;
-    const int compute = elementType == 0 && pedantic ? 69 /* CUBLAS_COMPUTE_32F_PEDANTIC */ : 68 /* CUBLAS_COMPUTE_32F */;
-    return C.cublasGemmEx(d->blas, 1 /* T */, 0 /* N */, out, rows, in, &alpha, W, types[elementType], in, X, types[elementType], in,
-                          &beta, Y, 0, out, compute, -1 /* CUBLAS_GEMM_DEFAULT */);
-}
-
 int mkc_gemm(mkc_device *d, int transA, int transB, int m, int n, int k, float alpha, const void *A, int lda, const void *B, int ldb,
              int abType, float beta, void *Cm, int ldc, int cType, int pedantic) {
     CUR(d);

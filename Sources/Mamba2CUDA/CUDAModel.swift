@@ -340,7 +340,7 @@ public final class CUDAModel: @unchecked Sendable {
         let T: Int
         let residual: CUDABuffer      // (T, d_model) f32
         let normed: CUDABuffer        // (T, max(d_model, d_ssm)) precision: the matrix products' input
-        let zx: CUDABuffer            // (T, in_proj_size) f32
+        let zx: CUDABuffer            // (T, in_proj_size) f32 room: float32, or the 16-bit type (`zxHalf`)
         let x, B, C: CUDABuffer       // (T, d_ssm), (T, G·N) ×2: f32 room, 16-bit for the tensor cores
         let dt: CUDABuffer            // (T, H) f32, raw
         let y: CUDABuffer             // (T, d_ssm) f32 room
@@ -363,10 +363,12 @@ public final class CUDAModel: @unchecked Sendable {
         return b
     }
 
-    func gemm(rows: Int, out: Int, in: Int, x: CUDABuffer, w: CUDABuffer, y: CUDABuffer, accumulate: Bool) throws {
-        let r = mkc_gemm_rows(device.handle, Int32(rows), Int32(out), Int32(`in`), UnsafeRawPointer(bitPattern: UInt(x.pointer)),
-                              UnsafeRawPointer(bitPattern: UInt(w.pointer)), precision.code,
-                              UnsafeMutablePointer<Float>(bitPattern: UInt(y.pointer)), accumulate ? 1 : 0, 1)
+    /// Y (rows, out) (+)= X (rows, in) · Wᵀ on cuBLAS, float32 sums; Y float32, or with `yHalf` the 16-bit type.
+    func gemm(rows: Int, out: Int, in: Int, x: CUDABuffer, w: CUDABuffer, y: CUDABuffer, accumulate: Bool, yHalf: Bool = false) throws {
+        // column-major: Yᵀ (out, rows) = op_T(W as (in, out)) · Xᵀ (in, rows)
+        let r = mkc_gemm(device.handle, 1, 0, Int32(out), Int32(rows), Int32(`in`), 1, UnsafeRawPointer(bitPattern: UInt(w.pointer)), Int32(`in`),
+                         UnsafeRawPointer(bitPattern: UInt(x.pointer)), Int32(`in`), precision.code, accumulate ? 1 : 0,
+                         UnsafeMutableRawPointer(bitPattern: UInt(y.pointer)), Int32(out), yHalf ? precision.code : 0, 1)
         guard r == 0 else { throw Mamba2Error.invalidArgument("device", reason: "cuBLAS GEMM (\(rows)×\(`in`) · \(`in`)×\(out)) failed with status \(r)") }
     }
 
@@ -407,8 +409,7 @@ public final class CUDAModel: @unchecked Sendable {
         let half = tc != nil
         for (i, l) in layers.enumerated() {
             try rmsnorm(rows: T, x: buf.residual, ldx: c.dModel, w: l.norm, out: buf.normed)
-            try gemm(rows: T, out: c.inProjSize, in: c.dModel, x: buf.normed, w: l.inProj, y: buf.zx, accumulate: false)
-            if let bias = l.inProjBias { try addBias(rows: T, n: c.inProjSize, y: buf.zx, bias: bias) }
+            try inProjection(tokens: T, layer: l, buffers: buf)
             try convPrefill(rows: b, length: L, layer: l, buffers: buf, convState: states.conv[i], packed: packed)
             if stateType == .bf16 {
                 // The SSD's final states in float32, then rounded into the bf16 rows.
@@ -421,9 +422,9 @@ public final class CUDAModel: @unchecked Sendable {
             } else {
                 try ssd(rows: b, length: L, layer: l, buffers: buf, states: states.ssm[i], packed: packed)
             }
-            try gatedNorm(rows: T, y: buf.y, yHalf: half, z: buf.zx, w: l.gateNorm, out: buf.normed)
+            try gatedNorm(rows: T, y: buf.y, yHalf: half, z: buf.zx, zHalf: zxHalf, w: l.gateNorm, out: buf.normed)
             try gemm(rows: T, out: c.dModel, in: c.dSSM, x: buf.normed, w: l.outProj, y: buf.residual, accumulate: true)
-            if let bias = l.outProjBias { try addBias(rows: T, n: c.dModel, y: buf.residual, bias: bias) }
+            if let bias = l.outProjBias { try addBias(rows: T, n: c.dModel, y: buf.residual, half: false, bias: bias) }
         }
         if staged, let targetRows {
             let (cr, sr) = (Self.convRowFloats(c) * 4, Self.ssmRowFloats(c) * stateBytes)
@@ -473,6 +474,20 @@ public final class CUDAModel: @unchecked Sendable {
     var staging: (conv: [CUDABuffer], ssm: [CUDABuffer]) = ([], [])
     var stagingRows = 0
 
+    /// Whether prefill's in_proj output (zx) is kept in the 16-bit type of a 16-bit model, as mamba_ssm keeps
+    /// it (its Linear's output dtype): half its bytes written by the product and read by the conv and the
+    /// gated norm (2.7b at 16,384 tokens: a layer's in_proj, conv and gated norm 1.70 → 1.5x ms). Float32
+    /// models keep it in float32. Decode's zx1 stays float32.
+    var zxHalf: Bool { precision != .f32 }
+
+    /// Prefill's in_proj over T token rows: zx = normed · in_projᵀ (+ bias), in float32 or the 16-bit type
+    /// (`zxHalf`: cuBLAS rounds its float32 sums once; with a bias, once more after adding it).
+    func inProjection(tokens T: Int, layer l: Layer, buffers buf: PrefillBuffers) throws {
+        let c = config
+        try gemm(rows: T, out: c.inProjSize, in: c.dModel, x: buf.normed, w: l.inProj, y: buf.zx, accumulate: false, yHalf: zxHalf)
+        if let bias = l.inProjBias { try addBias(rows: T, n: c.inProjSize, y: buf.zx, half: zxHalf, bias: bias) }
+    }
+
     /// Prefill's causal conv over the in_proj output (zx): x, B, C (16-bit for the tensor-core SSD) and raw dt
     /// out, each row's (or packed sequence's) last inputs left in `convState`. m_conv_prefill_run (two channels
     /// and a run of tokens a thread) where d_conv ≤ 4 and the sizes it pairs are even, else, or with
@@ -482,21 +497,22 @@ public final class CUDAModel: @unchecked Sendable {
         let c = config
         let a = KernelArguments()
         for v in [L, c.convDim, c.dConv, c.dSSM, c.nGroups * c.dState, c.nHeads] { a.add(Int32(v)) }
-        a.add(buf.zx); a.add(Int32(c.inProjSize)); a.add(Int32(c.dSSM)); a.add(Int32(c.dSSM + c.convDim))
+        a.add(buf.zx); a.add(Int32(zxHalf ? 1 : 0)); a.add(Int32(c.inProjSize)); a.add(Int32(c.dSSM)); a.add(Int32(c.dSSM + c.convDim))
         a.add(l.convW); a.add(l.convB?.pointer ?? 0); a.add(Int32(tc != nil ? 1 : 0))
         a.add(buf.x); a.add(buf.B); a.add(buf.C); a.add(buf.dt); a.add(convState)
         a.add(packed?.seqStart.pointer ?? 0); a.add(packed?.tokenEnd.pointer ?? 0); a.add(packed?.tokenSequence.pointer ?? 0)
         let even = [c.convDim, c.dSSM, c.nGroups * c.dState, c.inProjSize].allSatisfy { $0 % 2 == 0 }
         if c.dConv <= Self.convRunTaps && even && !plainPrefillConv {
-            try k.convPrefillRun.launch(grid: ((c.convDim + c.nHeads + 511) / 512, (L + Self.convRun - 1) / Self.convRun, b), block: (256, 1, 1),
-                                        arguments: a)
+            let run = zxHalf ? 16 : 8  // tokens a thread (CONV_RUN of m_conv_prefill_run_h / m_conv_prefill_run)
+            try (zxHalf ? k.convPrefillRunHalf : k.convPrefillRun).launch(grid: ((c.convDim + c.nHeads + 511) / 512, (L + run - 1) / run, b),
+                                                                         block: (256, 1, 1), arguments: a)
         } else {
             try k.convPrefill.launch(grid: ((c.convDim + c.nHeads + 255) / 256, L, b), block: (256, 1, 1), arguments: a)
         }
     }
 
-    /// m_conv_prefill_run's tokens per thread (CONV_RUN) and the most taps it serves (KW).
-    static let convRun = 8, convRunTaps = 4
+    /// The most taps m_conv_prefill_run serves (KW).
+    static let convRunTaps = 4
 
     func reserveStaging(rows n: Int) throws {
         guard n > stagingRows else { return }
@@ -513,11 +529,11 @@ public final class CUDAModel: @unchecked Sendable {
     }
 
     /// m_gated_norm over token rows: y (f32 or 16-bit) gated by z (in zx), normalized per group.
-    func gatedNorm(rows: Int, y: CUDABuffer, yHalf: Bool, z: CUDABuffer, w: CUDABuffer, out: CUDABuffer) throws {
+    func gatedNorm(rows: Int, y: CUDABuffer, yHalf: Bool, z: CUDABuffer, zHalf: Bool, w: CUDABuffer, out: CUDABuffer) throws {
         let c = config
         let a = KernelArguments()
         a.add(Int32(c.dSSM)); a.add(Int32(c.nGroups)); a.add(c.rmsNormEps); a.add(Int32(c.normBeforeGate ? 1 : 0))
-        a.add(y); a.add(Int32(yHalf ? 1 : 0)); a.add(z); a.add(Int32(c.inProjSize)); a.add(w); a.add(out)
+        a.add(y); a.add(Int32(yHalf ? 1 : 0)); a.add(z); a.add(Int32(zHalf ? 1 : 0)); a.add(Int32(c.inProjSize)); a.add(w); a.add(out)
         try k.gatedNorm.launch(grid: (rows, 1, 1), block: (Self.gatedNormThreads(groupSize: c.dSSM / c.nGroups), 1, 1), arguments: a)
     }
 
@@ -525,9 +541,10 @@ public final class CUDAModel: @unchecked Sendable {
     /// fit 4 × 4 values a thread (2.7b's 5,120: 320 threads).
     static func gatedNormThreads(groupSize: Int) -> Int { min(1024, max(256, ((groupSize + 15) / 16 + 31) / 32 * 32)) }
 
-    func addBias(rows: Int, n: Int, y: CUDABuffer, bias: CUDABuffer) throws {
+    /// Y (rows, n) += bias; Y float32 or (`half`) the 16-bit type.
+    func addBias(rows: Int, n: Int, y: CUDABuffer, half: Bool, bias: CUDABuffer) throws {
         let a = KernelArguments()
-        a.add(Int32(n)); a.add(y); a.add(bias)
+        a.add(Int32(n)); a.add(y); a.add(Int32(half ? 1 : 0)); a.add(bias)
         try k.addBias.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a)
     }
 

@@ -41,7 +41,7 @@ extension CUDAModel {
         }
         try rmsnorm(rows: n, x: residual1, ldx: c.dModel, w: l.norm, out: normed1)
         try gemm(rows: n, out: c.inProjSize, in: c.dModel, x: normed1, w: l.inProj, y: zx1, accumulate: false)
-        if let bias = l.inProjBias { try addBias(rows: n, n: c.inProjSize, y: zx1, bias: bias) }
+        if let bias = l.inProjBias { try addBias(rows: n, n: c.inProjSize, y: zx1, half: false, bias: bias) }
         let a = KernelArguments()
         a.add(Int32(c.convDim)); a.add(Int32(c.dConv)); a.add(zx1); a.add(Int32(c.inProjSize)); a.add(Int32(c.dSSM))
         a.add(l.convW); a.add(l.convB?.pointer ?? 0); a.add(convStates[i]); a.add(xbc1)
@@ -77,9 +77,9 @@ extension CUDAModel {
                      ldz: c.inProjSize, groups: c.nGroups, w: l.outProj, bias: l.outProjBias, y: residual1, ldy: c.dModel, accumulate: true)
             return
         }
-        try gatedNorm(rows: n, y: y1, yHalf: false, z: zx1, w: l.gateNorm, out: normed1)
+        try gatedNorm(rows: n, y: y1, yHalf: false, z: zx1, zHalf: false, w: l.gateNorm, out: normed1)
         try gemm(rows: n, out: c.dModel, in: c.dSSM, x: normed1, w: l.outProj, y: residual1, accumulate: true)
-        if let bias = l.outProjBias { try addBias(rows: n, n: c.dModel, y: residual1, bias: bias) }
+        if let bias = l.outProjBias { try addBias(rows: n, n: c.dModel, y: residual1, half: false, bias: bias) }
     }
 
     /// Decode's head: the final RMSNorm, then logits1 (rows, padded vocab). `handedOver`: the last

@@ -25,7 +25,8 @@ extension CUDAKernelSource {
     /// dt, A, D, states, accumulation) is float32, as in mamba_ssm with residual_in_fp32.
     ///
     /// Glossary: rows = sequences (b), L tokens each, T = b·L token rows in prefill; d = d_model;
-    /// zx = the in_proj output (T, in_proj_size) = [z (d_ssm) | xBC (conv_dim) | dt (H)].
+    /// zx = the in_proj output (T, in_proj_size) = [z (d_ssm) | xBC (conv_dim) | dt (H)]: in prefill of a
+    /// 16-bit model in the activation type (as mamba_ssm keeps it), else float32.
     ///
     /// Prefill (per layer): m_rmsnorm → cuBLAS in_proj → m_conv_prefill → SSD kernels → m_gated_norm →
     /// cuBLAS out_proj added into the residual. Decode (per layer): m_gemv (RMSNorm fused in front, the
@@ -41,6 +42,10 @@ extension CUDAKernelSource {
     // Stores v at element i of a float32 buffer (half = 0) or one of the activation type (half = 1).
     __device__ __forceinline__ void store(void* p, size_t i, float v, int half) {
         if (half) ((act_t*)p)[i] = ST(v); else ((float*)p)[i] = v;
+    }
+    // Element i of a float32 buffer (half = 0) or of one of the activation type (half = 1), as float.
+    __device__ __forceinline__ float load(const void* p, size_t i, int half) {
+        return half ? LD(((const act_t*)p)[i]) : ((const float*)p)[i];
     }
     // Sum over a block (a whole number of warps, up to 1,024 threads); red holds a float per warp.
     __device__ float block_sum(float v, float* red) {
@@ -132,13 +137,13 @@ extension CUDAKernelSource {
     // 32; `CUDAModel.gatedNormThreads`): enough that a group fits 4 × 4 values a thread.
     #define GN_NV 4
     extern "C" __global__ void __launch_bounds__(1024) m_gated_norm(int dSsm, int G, float eps, int nbg, const void* __restrict__ y,
-                                                                     int yHalf, const float* __restrict__ z, int ldz,
+                                                                     int yHalf, const void* __restrict__ z, int zHalf, int ldz,
                                                                      const float* __restrict__ w, act_t* __restrict__ out) {
         __shared__ float red[32];
         const size_t row = blockIdx.x;
-        const float* zr = z + row * ldz;
+        const size_t zr = row * ldz;  // z's row, an element index (float32 or 16-bit: zHalf)
         const int gs = dSsm / G, nt = blockDim.x;
-        if ((!yHalf || sizeof(act_t) == 2) && (ldz & 3) == 0 && (gs & 3) == 0 && gs / 4 <= GN_NV * nt) {
+        if ((!(yHalf || zHalf) || sizeof(act_t) == 2) && (ldz & 3) == 0 && (gs & 3) == 0 && gs / 4 <= GN_NV * nt) {
             // A group held in registers, its loads issued together (a loop of loads, as below, took 21 µs for
             // decode's 16 rows of d_ssm = 5,120, and 0.82 ms for prefill's 16,384 rows of 2.7b with a 16-bit y: a
             // chain of round trips per thread). y four values at a time: 16 bytes of float32 or 8 of 16-bit
@@ -147,8 +152,7 @@ extension CUDAKernelSource {
             // multiprocessor and prefill's 2.7b rows ran at 1.8 TB/s (0.376 ms); now 57 registers, 2.8 TB/s
             // (0.237 ms, H200, bench --profile).
             for (int g = 0; g < G; g++) {
-                const size_t y0 = row * dSsm + g * gs;
-                const float4* z4 = (const float4*)(zr + g * gs);
+                const size_t y0 = row * dSsm + g * gs, z0 = zr + g * gs;
                 float4 v[GN_NV], sz[GN_NV];
                 float s = 0.f;
                 #pragma unroll
@@ -162,7 +166,14 @@ extension CUDAKernelSource {
                         } else {
                             v[k] = ((const float4*)((const float*)y + y0))[i];
                         }
-                        const float4 zv = z4[i];
+                        float4 zv;
+                        if (zHalf) {
+                            const uint2 h = ((const uint2*)((const act_t*)z + z0))[i];
+                            const act_t* e = (const act_t*)&h;
+                            zv = make_float4(LD(e[0]), LD(e[1]), LD(e[2]), LD(e[3]));
+                        } else {
+                            zv = ((const float4*)((const float*)z + z0))[i];
+                        }
                         sz[k] = make_float4(silu(zv.x), silu(zv.y), silu(zv.z), silu(zv.w));
                         if (!nbg) { v[k].x *= sz[k].x; v[k].y *= sz[k].y; v[k].z *= sz[k].z; v[k].w *= sz[k].w; }
                         s += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
@@ -189,13 +200,14 @@ extension CUDAKernelSource {
             float ss = 0.f;
             for (int i = g * gs + threadIdx.x; i < (g + 1) * gs; i += nt) {
                 float v = yHalf ? LD(((const act_t*)y)[row * dSsm + i]) : ((const float*)y)[row * dSsm + i];
-                if (!nbg) v *= silu(zr[i]);
+                if (!nbg) v *= silu(load(z, zr + i, zHalf));
                 ss += v * v;
             }
             const float inv = rsqrtf(block_sum(ss, red) / gs + eps);
             for (int i = g * gs + threadIdx.x; i < (g + 1) * gs; i += nt) {
                 float v = yHalf ? LD(((const act_t*)y)[row * dSsm + i]) : ((const float*)y)[row * dSsm + i];
-                v = nbg ? v * inv * w[i] * silu(zr[i]) : v * silu(zr[i]) * inv * w[i];
+                const float sz = silu(load(z, zr + i, zHalf));
+                v = nbg ? v * inv * w[i] * sz : v * sz * inv * w[i];
                 out[row * dSsm + i] = ST(v);
             }
         }
@@ -208,22 +220,26 @@ extension CUDAKernelSource {
         for (int i = threadIdx.x; i < d; i += blockDim.x) dst[(size_t)blockIdx.x * d + i] = s[i];
     }
 
-    extern "C" __global__ void m_add_bias(int n, float* __restrict__ Y, const float* __restrict__ bias) {
-        for (int i = threadIdx.x; i < n; i += blockDim.x) Y[(size_t)blockIdx.x * n + i] += bias[i];
+    extern "C" __global__ void m_add_bias(int n, void* __restrict__ Y, int half, const float* __restrict__ bias) {
+        for (int i = threadIdx.x; i < n; i += blockDim.x) {
+            const size_t e = (size_t)blockIdx.x * n + i;
+            store(Y, e, load(Y, e, half) + bias[i], half);
+        }
     }
 
     // Prefill's causal depthwise conv + SiLU over L tokens of each row, from a zero state, splitting the
-    // result into the SSD's x (T, d_ssm), B and C (T, G·N) (float32 or the activation type: half), copying
+    // result into the SSD's x (T, d_ssm), B and C (T, G·N) (float32 or the activation type: half; zx is read
+    // as float32 or the activation type: zxHalf), copying
     // dt (T, H) out of zx, and leaving the last d_conv − 1 inputs as the row's conv state
     // (rows, d_conv − 1, conv_dim). Grid (⌈(conv_dim + H) / 256⌉, L, rows).
     extern "C" __global__ void __launch_bounds__(256) m_conv_prefill(
-            int L, int convDim, int dConv, int dSsm, int GN, int H, const float* __restrict__ zx, int ld, int xbcOffset,
+            int L, int convDim, int dConv, int dSsm, int GN, int H, const void* __restrict__ zx, int zxHalf, int ld, int xbcOffset,
             int dtOffset, const float* __restrict__ convW, const float* __restrict__ convB, int half, void* xOut, void* bOut,
             void* cOut, float* __restrict__ dtOut, float* __restrict__ convState, const int* __restrict__ seqStart,
             const int* __restrict__ seqEnd, const int* __restrict__ seqIndex) {
         const int ch = blockIdx.x * 256 + threadIdx.x, t = blockIdx.y, r = blockIdx.z;
         const size_t tok = (size_t)r * L + t;
-        const float* row = zx + tok * ld;
+        const size_t row = tok * ld;  // zx's row, an element index (float32 or 16-bit: zxHalf)
         // Packed prompts (seqStart non-null): the taps stop at the sequence's start, and its conv state is
         // kept in its own row (seqIndex); otherwise each row is one sequence.
         const int st = seqStart ? seqStart[tok] : 0, en = seqStart ? seqEnd[tok] : L, sr = seqStart ? seqIndex[tok] : r;
@@ -231,7 +247,7 @@ extension CUDAKernelSource {
             float acc = convB ? convB[ch] : 0.f;
             for (int k = 0; k < dConv; k++) {
                 const int tt = t - (dConv - 1) + k;
-                if (tt >= st) acc += convW[ch * dConv + k] * zx[((size_t)r * L + tt) * ld + xbcOffset + ch];
+                if (tt >= st) acc += convW[ch * dConv + k] * load(zx, ((size_t)r * L + tt) * ld + xbcOffset + ch, zxHalf);
             }
             const float v = silu(acc);
             if (ch < dSsm) store(xOut, tok * dSsm + ch, v, half);
@@ -239,10 +255,10 @@ extension CUDAKernelSource {
             else store(cOut, tok * GN + ch - dSsm - GN, v, half);
             float* state = convState + (size_t)sr * (dConv - 1) * convDim + ch;
             const int k = t - (en - (dConv - 1));  // the slot of this input in the final conv state
-            if (k >= 0) state[(size_t)k * convDim] = row[xbcOffset + ch];
+            if (k >= 0) state[(size_t)k * convDim] = load(zx, row + xbcOffset + ch, zxHalf);
             if (t == st) for (int s = 0; s < dConv - 1 - (en - st); s++) state[(size_t)s * convDim] = 0.f;  // shorter than d_conv − 1
         } else if (ch < convDim + H) {
-            dtOut[tok * H + ch - convDim] = row[dtOffset + ch - convDim];
+            dtOut[tok * H + ch - convDim] = load(zx, row + dtOffset + ch - convDim, zxHalf);
         }
     }
 
@@ -257,12 +273,25 @@ extension CUDAKernelSource {
     // in the self-test. Needs even conv_dim, d_ssm, G·N, ld and xbcOffset (pairs never straddle x, B, C or dt;
     // 8-byte loads and 4-byte stores aligned). Grid (⌈(conv_dim + H) / 512⌉, ⌈L / CONV_RUN⌉, rows).
     __device__ __forceinline__ void store2(void* p, size_t i, float a, float b, int half) {
-        if (half) { const act_t e[2] = {ST(a), ST(b)}; *(u32*)((act_t*)p + i) = *(const u32*)e; }
+        if (half) *(u32*)((act_t*)p + i) = (u32)ST(a) | ((u32)ST(b) << 16);  // (16-bit types only: act_t is u16)
         else *(float2*)((float*)p + i) = make_float2(a, b);
     }
-    template <int KW, int CONV_RUN>
+    // Two adjacent values of zx (the first at an even element i) as loaded: 8 bytes of float32 (ZH = 0), or
+    // (ZH = 1) 4 bytes of the 16-bit type (act_t is u16 then), kept packed until used (half the registers).
+    template <int ZH> struct ZPair;
+    template <> struct ZPair<0> {
+        float2 v;
+        __device__ __forceinline__ static ZPair load(const void* p, size_t i) { return {*(const float2*)((const float*)p + i)}; }
+        __device__ __forceinline__ float2 get() const { return v; }
+    };
+    template <> struct ZPair<1> {
+        u32 v;
+        __device__ __forceinline__ static ZPair load(const void* p, size_t i) { return {*(const u32*)((const act_t*)p + i)}; }
+        __device__ __forceinline__ float2 get() const { return make_float2(LD((act_t)(v & 0xffffu)), LD((act_t)(v >> 16))); }
+    };
+    template <int KW, int CONV_RUN, int ZH>
     __device__ __forceinline__ void conv_prefill_run(
-            int L, int convDim, int K, int dSsm, int GN, int H, const float* __restrict__ zx, int ld, int xbcOffset,
+            int L, int convDim, int K, int dSsm, int GN, int H, const void* __restrict__ zx, int zxHalf, int ld, int xbcOffset,
             int dtOffset, const float* __restrict__ convW, const float* __restrict__ convB, int half, void* xOut, void* bOut,
             void* cOut, float* __restrict__ dtOut, float* __restrict__ convState, const int* __restrict__ seqStart,
             const int* __restrict__ seqEnd, const int* __restrict__ seqIndex) {
@@ -274,17 +303,18 @@ extension CUDAKernelSource {
                 const int hd = ch + e - convDim;
                 if (hd >= H) break;
                 #pragma unroll
-                for (int i = 0; i < CONV_RUN; i++) if (i < n) dtOut[(tok0 + i) * H + hd] = zx[(tok0 + i) * ld + dtOffset + hd];
+                for (int i = 0; i < CONV_RUN; i++) if (i < n) dtOut[(tok0 + i) * H + hd] = load(zx, (tok0 + i) * ld + dtOffset + hd, zxHalf);
             }
             return;
         }
-        const float* col = zx + xbcOffset + ch;
-        float2 in[CONV_RUN], h[KW], wr[KW];
+        const size_t e0 = xbcOffset + ch;
+        ZPair<ZH> in[CONV_RUN];
+        float2 h[KW], wr[KW];
         #pragma unroll
-        for (int i = 0; i < CONV_RUN; i++) in[i] = i < n ? *(const float2*)(col + (tok0 + i) * ld) : make_float2(0.f, 0.f);
+        for (int i = 0; i < CONV_RUN; i++) if (i < n) in[i] = ZPair<ZH>::load(zx, (tok0 + i) * ld + e0);
         #pragma unroll
         for (int j = 0; j < KW; j++) {  // h[j] = input t0 − 1 − j (the shift below moves it to j + 1 first)
-            h[j] = j < K - 1 && t0 - 1 - j >= 0 ? *(const float2*)(col + (tok0 - 1 - j) * ld) : make_float2(0.f, 0.f);
+            h[j] = j < K - 1 && t0 - 1 - j >= 0 ? ZPair<ZH>::load(zx, (tok0 - 1 - j) * ld + e0).get() : make_float2(0.f, 0.f);
             // tap K − 1 − j meets input t − j
             wr[j] = j < K ? make_float2(convW[(size_t)ch * K + K - 1 - j], convW[(size_t)(ch + 1) * K + K - 1 - j]) : make_float2(0.f, 0.f);
         }
@@ -296,7 +326,7 @@ extension CUDAKernelSource {
             if (i >= n) break;  // the same for the whole block
             #pragma unroll
             for (int j = KW - 1; j > 0; j--) h[j] = h[j - 1];
-            h[0] = in[i];
+            h[0] = in[i].get();
             const int t = t0 + i;
             const size_t tok = tok0 + i;
             const int st = seqStart ? seqStart[tok] : 0;
@@ -308,19 +338,21 @@ extension CUDAKernelSource {
             const int en = seqStart ? seqEnd[tok] : L, sr = seqStart ? seqIndex[tok] : r;
             float* state = convState + (size_t)sr * (K - 1) * convDim + ch;
             const int k = t - (en - (K - 1));  // the slot of this input in the final conv state
-            if (k >= 0) *(float2*)(state + (size_t)k * convDim) = in[i];
+            if (k >= 0) *(float2*)(state + (size_t)k * convDim) = h[0];
             if (t == st)  // shorter than d_conv − 1
                 for (int s2 = 0; s2 < K - 1 - (en - st); s2++) *(float2*)(state + (size_t)s2 * convDim) = make_float2(0.f, 0.f);
         }
     }
-    extern "C" __global__ void __launch_bounds__(256) m_conv_prefill_run(
-            int L, int convDim, int K, int dSsm, int GN, int H, const float* __restrict__ zx, int ld, int xbcOffset,
-            int dtOffset, const float* __restrict__ convW, const float* __restrict__ convB, int half, void* xOut, void* bOut,
-            void* cOut, float* __restrict__ dtOut, float* __restrict__ convState, const int* __restrict__ seqStart,
-            const int* __restrict__ seqEnd, const int* __restrict__ seqIndex) {
-        conv_prefill_run<4, 8>(L, convDim, K, dSsm, GN, H, zx, ld, xbcOffset, dtOffset, convW, convB, half, xOut, bOut, cOut, dtOut,
-                            convState, seqStart, seqEnd, seqIndex);
-    }
+    #define CONV_RUN_ARGS int L, int convDim, int K, int dSsm, int GN, int H, const void* __restrict__ zx, int zxHalf, int ld, \
+            int xbcOffset, int dtOffset, const float* __restrict__ convW, const float* __restrict__ convB, int half, void* xOut, \
+            void* bOut, void* cOut, float* __restrict__ dtOut, float* __restrict__ convState, const int* __restrict__ seqStart, \
+            const int* __restrict__ seqEnd, const int* __restrict__ seqIndex
+    #define CONV_RUN_PASS L, convDim, K, dSsm, GN, H, zx, zxHalf, ld, xbcOffset, dtOffset, convW, convB, half, xOut, bOut, cOut, dtOut, \
+            convState, seqStart, seqEnd, seqIndex
+    // float32 zx: runs of 8 tokens; 16-bit zx (`CUDAModel.zxHalf`): runs of 16, so that a thread has as many
+    // bytes in flight (with runs of 8 its 4-byte loads held 2.7b's conv to 0.28 ms against float32's 0.21).
+    extern "C" __global__ void __launch_bounds__(256) m_conv_prefill_run(CONV_RUN_ARGS) { conv_prefill_run<4, 8, 0>(CONV_RUN_PASS); }
+    extern "C" __global__ void __launch_bounds__(256) m_conv_prefill_run_h(CONV_RUN_ARGS) { conv_prefill_run<4, 16, 1>(CONV_RUN_PASS); }
 
     // Decode's conv step of one channel of one row: the window [state, new input nv], SiLU into xbc, and the
     // state shifted by one (only the caller's thread touches this channel's window).

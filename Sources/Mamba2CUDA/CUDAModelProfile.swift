@@ -13,6 +13,7 @@ extension CUDAModel {
         let l = layers[0]
         let e = precision == .f32 ? 4 : 2      // a weight's and a product input's bytes
         let a16 = tc != nil ? 2 : 4            // x, B, C and y as the SSD keeps them
+        let z = zxHalf ? 2 : 4                 // the in_proj output's values
         let scratchStates = try CUDABuffer(bytes: Self.ssmRowFloats(c) * 4, on: device)
         let scratchConv = try CUDABuffer(count: max(Self.convRowFloats(c), 1), on: device)
         func time(_ name: String, bytes: Int, flops: Double = 0, reps: Int = 10, _ body: () throws -> Void) throws -> (String, Double, Int, Double) {
@@ -29,17 +30,17 @@ extension CUDAModel {
         let (D, I, S, X) = (c.dModel, c.inProjSize, c.dSSM, c.convDim)
         var out = [
             try time("rmsnorm", bytes: T * D * (4 + e)) { try rmsnorm(rows: T, x: buf.residual, ldx: D, w: l.norm, out: buf.normed) },
-            try time("in_proj product", bytes: T * D * e + I * D * e + T * I * 4, flops: 2.0 * Double(T) * Double(D) * Double(I)) {
-                try gemm(rows: T, out: I, in: D, x: buf.normed, w: l.inProj, y: buf.zx, accumulate: false)
+            try time("in_proj product", bytes: T * D * e + I * D * e + T * I * z, flops: 2.0 * Double(T) * Double(D) * Double(I)) {
+                try inProjection(tokens: T, layer: l, buffers: buf)
             },
-            try time("conv", bytes: T * (X + c.nHeads) * 4 + T * X * a16) {
+            try time("conv", bytes: T * (X + c.nHeads) * z + T * X * a16) {
                 try convPrefill(rows: 1, length: T, layer: l, buffers: buf, convState: scratchConv, packed: nil)
             },
             try time("ssd", bytes: T * (2 * S + 2 * c.nGroups * c.dState) * a16 + T * c.nHeads * 4) {
                 try ssd(rows: 1, length: T, layer: l, buffers: buf, states: scratchStates, packed: nil)
             },
-            try time("gated norm", bytes: T * S * (a16 + 4 + e)) {
-                try gatedNorm(rows: T, y: buf.y, yHalf: tc != nil, z: buf.zx, w: l.gateNorm, out: buf.normed)
+            try time("gated norm", bytes: T * S * (a16 + z + e)) {
+                try gatedNorm(rows: T, y: buf.y, yHalf: tc != nil, z: buf.zx, zHalf: zxHalf, w: l.gateNorm, out: buf.normed)
             },
             try time("out_proj product", bytes: T * S * e + D * S * e + 2 * T * D * 4, flops: 2.0 * Double(T) * Double(S) * Double(D)) {
                 try gemm(rows: T, out: D, in: S, x: buf.normed, w: l.outProj, y: buf.residual, accumulate: true)

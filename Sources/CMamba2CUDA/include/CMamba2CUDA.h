@@ -60,10 +60,6 @@ void mkc_graph_destroy(mkc_device *d, void *exec);
 // cuBLAS (libcublas.so.13/.12), loaded on first use; a handle per device; blas_path says which file was loaded.
 int mkc_blas_open(mkc_device *d, char *err, int errlen);
 const char *mkc_blas_path(void);
-// Row-major Y (rows, out) = X (rows, in) · Wᵀ + beta·Y, W (out, in) row-major as PyTorch stores a Linear;
-// X and W of elementType (0 f32, 1 bf16, 2 f16), Y float32, float32 accumulation (pedantic: no TF32
-// or other reduced-precision shortcuts for f32). Returns a cuBLAS status (0 = success).
-int mkc_gemm_rows(mkc_device *d, int rows, int out, int in, const void *X, const void *W, int elementType, float *Y, float beta, int pedantic);
 // Column-major C (m, n) = alpha·op(A)·op(B) + beta·C as cublasGemmEx: trans 0 N, 1 T; A and B of abType,
 // C of cType (0 f32, 1 bf16, 2 f16), float32 accumulation (pedantic: no TF32 for f32). A cuBLAS status.
 int mkc_gemm(mkc_device *d, int transA, int transB, int m, int n, int k, float alpha, const void *A, int lda, const void *B, int ldb,
