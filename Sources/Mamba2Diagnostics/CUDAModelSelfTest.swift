@@ -187,6 +187,24 @@ extension CUDASelfTest {
         odd.chunkSize = 64
         let oddCPU = try Mamba2Model(config: odd, weights: Mamba2Weights.random(odd, seed: seed ^ 0x0DD))
         let oddGPU = try CUDAModel(device: device, model: oddCPU, precision: .bf16)
+        // Its prefill against the CPU on the matrices rounded to bf16 as the GPU holds them: the in_proj bias added
+        // to the 16-bit in_proj output, the plain SSD (P = 48) on float32 x, B, C; last logits of 3 × 50 tokens,
+        // the bf16 bound (the random model's above).
+        var oddRounded = oddCPU.weights
+        func bf16(_ v: [Float]) -> [Float] { floatsFrom16Bits(roundedTo16Bits(v, bfloat: true), bfloat: true) }
+        oddRounded.embedding = bf16(oddRounded.embedding)
+        oddRounded.lmHead = oddRounded.lmHead.map(bf16)
+        for i in oddRounded.layers.indices {
+            oddRounded.layers[i].inProj = bf16(oddRounded.layers[i].inProj); oddRounded.layers[i].outProj = bf16(oddRounded.layers[i].outProj)
+        }
+        let oddReference = try Mamba2Model(config: odd, weights: oddRounded)
+        let oddPrompts = (0..<3).map { _ in (0..<50).map { _ in Int(rng.next() % UInt64(odd.vocabSize)) } }
+        var oddStates = oddPrompts.map { _ in oddReference.newState() }
+        let oddWant = try oddReference.prefill(oddPrompts, states: &oddStates, logits: .last)
+        _ = try oddGPU.prefill(oddPrompts, logits: .none)  // allocates the rows' buffers, so the logits can be poisoned
+        try oddGPU.logits1.fill(bitPattern: Float.nan.bitPattern)
+        check("model random bf16 N=48 P=48, biases, D per channel, norm before gate (plain SSD): prefill 3 × 50 tokens, last logits vs CPU",
+              try oddGPU.prefill(oddPrompts, logits: .last)!.data, oddWant.flatMap(\.data), Self.bf16LogitsBound)
         checks += try Self.persistentLayoutChecks(oddGPU, label: "model random bf16 N=48 P=48, biases, D per channel, norm before gate",
                                                   steps: 6, tolerance: Self.bf16LogitsBound, rng: &rng)
         return checks
