@@ -262,16 +262,19 @@ extension CUDAKernelSource {
         }
     }
 
-    // m_conv_prefill's work, two channels and a run of CONV_RUN (8) consecutive tokens a thread (taps K ≤ KW, KW
-    // fixed at compile time): the run's inputs loaded together (8 bytes each), the window of the last KW inputs
-    // carried in registers, so each input is read once and a thread has CONV_RUN loads in flight
-    // (m_conv_prefill reads K inputs a token, one 4-byte round trip after another: 0.88 ms for 2.7b's 16,384
-    // tokens, 0.6 TB/s). Measured on the H200 at those 16,384 tokens (bench --profile, same run, two rounds):
-    // 0.212–0.230 ms with runs of 8 tokens (76 registers: 3 blocks a multiprocessor), 0.282 with runs of 16
-    // (100 registers: 2 blocks), 0.281 with one channel and 16 tokens a thread (4-byte loads). Arithmetic in the same order as m_conv_prefill (bias, then taps k = 0..K − 1), so both
-    // give the same bits; it stays as the path for other shapes (odd sizes, K > KW) and as this one's reference
-    // in the self-test. Needs even conv_dim, d_ssm, G·N, ld and xbcOffset (pairs never straddle x, B, C or dt;
-    // 8-byte loads and 4-byte stores aligned). Grid (⌈(conv_dim + H) / 512⌉, ⌈L / CONV_RUN⌉, rows).
+    // m_conv_prefill's work, two channels and a run of CONV_RUN consecutive tokens a thread (taps K ≤ KW, KW
+    // fixed at compile time): the run's inputs loaded together, the window of the last KW inputs carried in
+    // registers, so each input is read once and a thread has CONV_RUN loads in flight (m_conv_prefill reads K
+    // inputs a token, one 4-byte round trip after another: 0.88 ms for 2.7b's 16,384 tokens, 0.6 TB/s).
+    // Runs of 8 tokens for a float32 zx (8-byte loads), of 16 for a 16-bit one (4-byte loads: as many bytes in
+    // flight). Measured on the H200 at those 16,384 tokens (bench --profile): float32 zx, same run, two rounds,
+    // 0.212–0.230 ms with runs of 8 (76 registers: 3 blocks a multiprocessor), 0.282 with runs of 16 (100
+    // registers: 2 blocks), 0.281 with one channel and 16 tokens a thread; 16-bit zx 0.284 with runs of 8 and
+    // 0.210 with runs of 16 (80 registers), in separate runs. Arithmetic in the same order as m_conv_prefill
+    // (bias, then taps k = 0..K − 1), so both give the same bits; it stays as the path for other shapes (odd
+    // sizes, K > KW) and as this one's reference in the self-test. Needs even conv_dim, d_ssm, G·N, ld and
+    // xbcOffset (pairs never straddle x, B, C or dt; loads and stores aligned). Grid (⌈(conv_dim + H) / 512⌉,
+    // ⌈L / CONV_RUN⌉, rows).
     __device__ __forceinline__ void store2(void* p, size_t i, float a, float b, int half) {
         if (half) *(u32*)((act_t*)p + i) = (u32)ST(a) | ((u32)ST(b) << 16);  // (16-bit types only: act_t is u16)
         else *(float2*)((float*)p + i) = make_float2(a, b);
@@ -303,7 +306,7 @@ extension CUDAKernelSource {
                 const int hd = ch + e - convDim;
                 if (hd >= H) break;
                 #pragma unroll
-                for (int i = 0; i < CONV_RUN; i++) if (i < n) dtOut[(tok0 + i) * H + hd] = load(zx, (tok0 + i) * ld + dtOffset + hd, zxHalf);
+                for (int i = 0; i < CONV_RUN; i++) if (i < n) dtOut[(tok0 + i) * H + hd] = load(zx, (tok0 + i) * ld + dtOffset + hd, ZH);
             }
             return;
         }
@@ -349,8 +352,7 @@ extension CUDAKernelSource {
             const int* __restrict__ seqEnd, const int* __restrict__ seqIndex
     #define CONV_RUN_PASS L, convDim, K, dSsm, GN, H, zx, zxHalf, ld, xbcOffset, dtOffset, convW, convB, half, xOut, bOut, cOut, dtOut, \
             convState, seqStart, seqEnd, seqIndex
-    // float32 zx: runs of 8 tokens; 16-bit zx (`CUDAModel.zxHalf`): runs of 16, so that a thread has as many
-    // bytes in flight (with runs of 8 its 4-byte loads held 2.7b's conv to 0.28 ms against float32's 0.21).
+    // A float32 zx (zxHalf = 0) and a 16-bit one (zxHalf = 1, `CUDAModel.zxHalf`): the host picks by zxHalf.
     extern "C" __global__ void __launch_bounds__(256) m_conv_prefill_run(CONV_RUN_ARGS) { conv_prefill_run<4, 8, 0>(CONV_RUN_PASS); }
     extern "C" __global__ void __launch_bounds__(256) m_conv_prefill_run_h(CONV_RUN_ARGS) { conv_prefill_run<4, 16, 1>(CONV_RUN_PASS); }
 

@@ -54,7 +54,8 @@ extension CUDAModel {
             _ = try prefill([seq], logits: .none)
             best = min(best, (monotonicSeconds() - t0) * 1e3)
         }
-        let flops = 2.0 * Double(T) * Double(Mamba2Weights.parameterCount(c) - c.vocabSize * D)
+        // 2 operations a parameter a token, but for the embedding (a lookup) and the head (not run here).
+        let flops = 2.0 * Double(T) * Double(Mamba2Weights.parameterCount(c) - c.paddedVocabSize * D * (c.tieEmbeddings ? 1 : 2))
         out.append(("whole prefill (\(c.nLayer) layers, no logits)", best, 0, flops))
         return out
     }
