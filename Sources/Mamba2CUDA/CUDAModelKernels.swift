@@ -47,6 +47,18 @@ extension CUDAKernelSource {
     __device__ __forceinline__ float load(const void* p, size_t i, int half) {
         return half ? LD(((const act_t*)p)[i]) : ((const float*)p)[i];
     }
+    // Elements base + 4i .. base + 4i + 3 as floats: 16 bytes of float32, or (half, a 16-bit activation type
+    // only) 8 of the activation type.
+    __device__ __forceinline__ float4 load4(const void* p, size_t base, int i, int half) {
+    #if ACT != 0
+        if (half) {
+            const uint2 h = ((const uint2*)((const act_t*)p + base))[i];
+            const act_t* e = (const act_t*)&h;
+            return make_float4(LD(e[0]), LD(e[1]), LD(e[2]), LD(e[3]));
+        }
+    #endif
+        return ((const float4*)((const float*)p + base))[i];
+    }
     // Sum over a block (a whole number of warps, up to 1,024 threads); red holds a float per warp.
     __device__ float block_sum(float v, float* red) {
         const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -159,21 +171,8 @@ extension CUDAKernelSource {
                 for (int k = 0; k < GN_NV; k++) {
                     const int i = threadIdx.x + nt * k;
                     if (i < gs / 4) {
-                        if (yHalf) {
-                            const uint2 h = ((const uint2*)((const act_t*)y + y0))[i];
-                            const act_t* e = (const act_t*)&h;
-                            v[k] = make_float4(LD(e[0]), LD(e[1]), LD(e[2]), LD(e[3]));
-                        } else {
-                            v[k] = ((const float4*)((const float*)y + y0))[i];
-                        }
-                        float4 zv;
-                        if (zHalf) {
-                            const uint2 h = ((const uint2*)((const act_t*)z + z0))[i];
-                            const act_t* e = (const act_t*)&h;
-                            zv = make_float4(LD(e[0]), LD(e[1]), LD(e[2]), LD(e[3]));
-                        } else {
-                            zv = ((const float4*)((const float*)z + z0))[i];
-                        }
+                        v[k] = load4(y, y0, i, yHalf);
+                        const float4 zv = load4(z, z0, i, zHalf);
                         sz[k] = make_float4(silu(zv.x), silu(zv.y), silu(zv.z), silu(zv.w));
                         if (!nbg) { v[k].x *= sz[k].x; v[k].y *= sz[k].y; v[k].z *= sz[k].z; v[k].w *= sz[k].w; }
                         s += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;

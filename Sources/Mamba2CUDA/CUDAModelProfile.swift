@@ -2,6 +2,20 @@ import Mamba2
 /// Timing each part of prefill and decode alone (`bench --device cuda --profile`): where a step's time goes.
 
 extension CUDAModel {
+    /// Seconds per launch of `body`'s kernels: captured `reps` times into a graph, replayed once untimed, then
+    /// `rounds` timed replays, the fastest kept.
+    func secondsPerLaunch(reps: Int, rounds: Int, _ body: () throws -> Void) throws -> Double {
+        let g = try CUDAGraph(on: device) { for _ in 0..<reps { try body() } }
+        try g.launch(); try device.synchronize()
+        var best = Double.infinity
+        for _ in 0..<rounds {
+            let t0 = monotonicSeconds()
+            try g.launch(); try device.synchronize()
+            best = min(best, (monotonicSeconds() - t0) / Double(reps))
+        }
+        return best
+    }
+
     /// Milliseconds of each part of one layer's prefill of one sequence of `tokens` tokens (layer 0's weights,
     /// each part captured `reps` times into a graph and the graph replayed), and of the whole prefill, with the
     /// bytes each must move at least and the products' floating-point operations: for `bench --profile`.
@@ -16,16 +30,8 @@ extension CUDAModel {
         let z = zxHalf ? 2 : 4                 // the in_proj output's values
         let scratchStates = try CUDABuffer(bytes: Self.ssmRowFloats(c) * 4, on: device)
         let scratchConv = try CUDABuffer(count: max(Self.convRowFloats(c), 1), on: device)
-        func time(_ name: String, bytes: Int, flops: Double = 0, reps: Int = 10, _ body: () throws -> Void) throws -> (String, Double, Int, Double) {
-            let g = try CUDAGraph(on: device) { for _ in 0..<reps { try body() } }
-            try g.launch(); try device.synchronize()
-            var best = Double.infinity
-            for _ in 0..<3 {
-                let t0 = monotonicSeconds()
-                try g.launch(); try device.synchronize()
-                best = min(best, (monotonicSeconds() - t0) / Double(reps) * 1e3)
-            }
-            return (name, best, bytes, flops)
+        func time(_ name: String, bytes: Int, flops: Double = 0, _ body: () throws -> Void) throws -> (String, Double, Int, Double) {
+            (name, try secondsPerLaunch(reps: 10, rounds: 3, body) * 1e3, bytes, flops)
         }
         let (D, I, S, X) = (c.dModel, c.inProjSize, c.dSSM, c.convDim)
         var out = [
@@ -73,12 +79,7 @@ extension CUDAModel {
         tokensHeld = nil
         let e = precision == .f32 ? 4 : 2
         func time(_ name: String, bytes: Int, _ body: () throws -> Void) throws -> (String, Double, Int) {
-            let reps = 200
-            let g = try CUDAGraph(on: device) { for _ in 0..<reps { try body() } }
-            try g.launch(); try device.synchronize()
-            let t0 = monotonicSeconds()
-            try g.launch(); try device.synchronize()
-            return (name, (monotonicSeconds() - t0) / Double(reps) * 1e6, bytes)
+            (name, try secondsPerLaunch(reps: 200, rounds: 1, body) * 1e6, bytes)
         }
         // Each part as decode runs it for n rows (fused matrix-vector kernels up to gemvRows rows, cuBLAS beyond).
         var out: [(String, Double, Int)] = [

@@ -61,15 +61,7 @@ extension CUDASelfTest {
             // and C·Bᵀ; prefill also rounds the in_proj output, as mamba_ssm does, before the conv, so x, B and C
             // round twice), each 2^-9 (bf16) or 2^-12 (fp16) relative: added up, 1.6e-2 and 2e-3 (seen: up to
             // 6.2e-3 and 7.6e-4 over six runs on the H200 before that rounding).
-            var w = weights
-            if precision != .f32 {
-                func round(_ v: [Float]) -> [Float] {
-                    floatsFrom16Bits(roundedTo16Bits(v, bfloat: precision == .bf16), bfloat: precision == .bf16)
-                }
-                w.embedding = round(w.embedding)
-                for i in w.layers.indices { w.layers[i].inProj = round(w.layers[i].inProj); w.layers[i].outProj = round(w.layers[i].outProj) }
-            }
-            let cpu = try Mamba2Model(config: config, weights: w)
+            let cpu = try Mamba2Model(config: config, weights: Self.matricesAsHeld(weights, precision: precision))
             let gpu = try CUDAModel(device: device, model: cpu, precision: precision)
             let tol = precision == .f32 ? 1e-4 : precision == .bf16 ? Self.bf16LogitsBound : 2e-3
             var states = (0..<rows).map { _ in cpu.newState() }
@@ -190,14 +182,7 @@ extension CUDASelfTest {
         // Its prefill against the CPU on the matrices rounded to bf16 as the GPU holds them: the in_proj bias added
         // to the 16-bit in_proj output, the plain SSD (P = 48) on float32 x, B, C; last logits of 3 × 50 tokens,
         // the bf16 bound (the random model's above).
-        var oddRounded = oddCPU.weights
-        func bf16(_ v: [Float]) -> [Float] { floatsFrom16Bits(roundedTo16Bits(v, bfloat: true), bfloat: true) }
-        oddRounded.embedding = bf16(oddRounded.embedding)
-        oddRounded.lmHead = oddRounded.lmHead.map(bf16)
-        for i in oddRounded.layers.indices {
-            oddRounded.layers[i].inProj = bf16(oddRounded.layers[i].inProj); oddRounded.layers[i].outProj = bf16(oddRounded.layers[i].outProj)
-        }
-        let oddReference = try Mamba2Model(config: odd, weights: oddRounded)
+        let oddReference = try Mamba2Model(config: odd, weights: Self.matricesAsHeld(oddCPU.weights, precision: .bf16))
         let oddPrompts = (0..<3).map { _ in (0..<50).map { _ in Int(rng.next() % UInt64(odd.vocabSize)) } }
         var oddStates = oddPrompts.map { _ in oddReference.newState() }
         let oddWant = try oddReference.prefill(oddPrompts, states: &oddStates, logits: .last)
@@ -214,6 +199,18 @@ extension CUDASelfTest {
     /// path of a logit (per layer the in_proj and out_proj inputs, the SSD's x, B, C and C·Bᵀ), each 2^-9
     /// relative: 8 · 2^-9 ≈ 1.6e-2 (see the random model's checks).
     static let bf16LogitsBound = 1.6e-2
+
+    /// The weights with the matrices a GPU model of `precision` holds (embedding, head, in_proj, out_proj)
+    /// rounded to that type and back: a CPU model on them isolates the GPU's arithmetic from the rounding.
+    static func matricesAsHeld(_ weights: Mamba2Weights, precision: WeightType) -> Mamba2Weights {
+        guard precision != .f32 else { return weights }
+        func round(_ v: [Float]) -> [Float] { floatsFrom16Bits(roundedTo16Bits(v, bfloat: precision == .bf16), bfloat: precision == .bf16) }
+        var w = weights
+        w.embedding = round(w.embedding)
+        w.lmHead = w.lmHead.map(round)
+        for i in w.layers.indices { w.layers[i].inProj = round(w.layers[i].inProj); w.layers[i].outProj = round(w.layers[i].outProj) }
+        return w
+    }
 
     /// The persistent decode with each of its dot-product layouts forced for every input (`persistentPairsFrom`)
     /// against the plain path, 1 row over `steps` steps of the same tokens: a check per layout, failing when the
