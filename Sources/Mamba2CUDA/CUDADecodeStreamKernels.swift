@@ -64,11 +64,44 @@ extension CUDAKernelSource {
         return v;
     }
 
+    // Two values rounded as ds_to_bf, packed (lo in the low half) by one instruction.
+    __device__ __forceinline__ u32 ds_to_bf2(float lo, float hi) {
+        u32 v;
+        asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(v) : "f"(hi), "f"(lo));
+        return v;
+    }
+
     // dst[i] = bf16(src[i]): prefill's float32 final states into a bf16 decode state.
     extern "C" __global__ void m_to_bf16(size_t n, const float* __restrict__ src, u16* __restrict__ dst) {
         for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) dst[i] = ds_to_bf(src[i]);
     }
 
+    // The warp sums of CPW values a lane (CPW a power of two ≤ 32) by halving exchanges: at distance 16 a lane
+    // keeps half its values and adds its partner's share of them, and so on, until each holds one value, then
+    // plain exchanges for the distances left. Channel i's total ends in lanes i·32/CPW .. (i + 1)·32/CPW − 1.
+    // Each channel's sum is added in warp_sum's tree (pairs 16 apart, then 8, ...; an addition is commutative),
+    // so the totals are bit for bit warp_sum's, in CPW − 1 + 5 − log2(CPW) shuffles instead of 5·CPW.
+    template <int CPW>
+    __device__ __forceinline__ float warp_sums_halving(float (&v)[CPW]) {
+        const int lane = threadIdx.x & 31;
+        // Constant loop bounds (a level's count of values as a condition), so that both loops unroll and v
+        // stays in registers (with the bound h itself, 16 values went to the stack).
+        #pragma unroll
+        for (int level = 0; (CPW >> level) > 1; level++) {
+            const int h = CPW >> (level + 1), m = 16 >> level;
+            const bool up = lane & m;
+            #pragma unroll
+            for (int i = 0; i < CPW / 2; i++) {
+                if (i >= h) break;
+                const float send = up ? v[i] : v[i + h], keep = up ? v[i + h] : v[i];
+                v[i] = keep + __shfl_xor_sync(0xffffffffu, send, m);
+            }
+        }
+        float r = v[0];
+        #pragma unroll
+        for (int m = 32 / CPW / 2; m >= 1; m >>= 1) r += __shfl_xor_sync(0xffffffffu, r, m);
+        return r;
+    }
     // Decode's SSD step (every decode path): a block per (CPW·8 channels of a head, row), a warp per CPW
     // channels whose states it loads together (CPW × N/32 values per lane in flight: the step is bound by
     // the bytes a multiprocessor has in flight, so a bf16 state needs as many values in flight as a float32
@@ -137,30 +170,35 @@ extension CUDAKernelSource {
         float dt = u <= 20.f ? log1pf(expf(u)) : u;
         dt = fminf(fmaxf(dt, lo), hi);
         const float decay = expf(dt * A[h]);
-        float mine = 0.f;  // lane i < CPW keeps channel p0 + i's y
+        // Every channel's sum of h·C over N first (acc[i], this lane's share), then all CPW sums reduced over
+        // the warp together (warp_sums_halving): a warp_sum per channel made 16 channels a chain of 80 shuffles.
+        float acc[CPW];
         #pragma unroll
         for (int i = 0; i < CPW; i++) {
-            if (p0 + i >= P) break;  // the same for the whole warp
+            acc[i] = 0.f;
+            if (p0 + i >= P) continue;  // the same for the whole warp
             const float xp = xin[i], dx = dt * xp;
-            float acc = 0.f;
             #pragma unroll
             for (int k = 0; k < MAXK; k++) if (k < npl && nof(k) < N) {
                 const float v = decay * s[i][k] + dx * bv[k];
                 s[i][k] = v;
-                acc += v * cv[k];
+                acc[i] += v * cv[k];
                 if (PAIRS) {
                     if (!(k & 1)) continue;  // stored with its pair below
                     const size_t e = base + (size_t)i * N + nof(k - 1);
-                    if (sh) *(u32*)((u16*)state + e) = (u32)ds_to_bf(s[i][k - 1]) | ((u32)ds_to_bf(v) << 16);
+                    if (sh) *(u32*)((u16*)state + e) = ds_to_bf2(s[i][k - 1], v);
                     else *(float2*)((float*)state + e) = make_float2(s[i][k - 1], v);
                     continue;
                 }
                 const size_t e = base + (size_t)i * N + lane + 32 * k;
                 if (sh) ((u16*)state)[e] = ds_to_bf(v); else ((float*)state)[e] = v;
             }
-            const float y = warp_sum(acc) + dd[i] * xp;
-            if (lane == i) mine = y;
         }
+        // Lane i < CPW keeps channel p0 + i's y.
+        const float total = __shfl_sync(0xffffffffu, warp_sums_halving<CPW>(acc), lane * (32 / CPW) & 31);
+        float mine = 0.f;
+        #pragma unroll
+        for (int i = 0; i < CPW; i++) if (lane == i) mine = total + dd[i] * xin[i];
         const int c = h * P + p0 + lane;
         const bool owner = lane < CPW && p0 + lane < P;
         if (yOut && owner) yOut[(size_t)r * dSsm + c] = mine;
@@ -185,8 +223,8 @@ extension CUDAKernelSource {
             const float* __restrict__ D, int dPerChannel, void* __restrict__ state, int sh, float* __restrict__ yOut,
             const float* __restrict__ gateW, int nbg, act_t* __restrict__ xh, float* __restrict__ ssq) {
         __shared__ float red[8];
-        const int per = (P + 8 * CPW - 1) / (8 * CPW), h = blockIdx.x / per, r = blockIdx.y, warp = threadIdx.x >> 5;
-        const int p0 = (blockIdx.x % per) * 8 * CPW + warp * CPW;
+        const int warps = blockDim.x >> 5, per = (P + warps * CPW - 1) / (warps * CPW), h = blockIdx.x / per, r = blockIdx.y;
+        const int warp = threadIdx.x >> 5, p0 = (blockIdx.x % per) * warps * CPW + warp * CPW;
         pdl_early();
         float sq = ssd_step_warp<CPW, NPL, PAIRS>(r, h, p0, H, P, N, G, dSsm, convDim, xbc, zx, ld, dtOffset, dtBias, A, lo, hi, D,
                                                    dPerChannel, state, sh, yOut, gateW, nbg, xh);
@@ -204,6 +242,129 @@ extension CUDAKernelSource {
     // The released models' N = 128 with P % 64 == 0: 8 channels a warp, 32 state values per lane in flight,
     // in pairs.
     extern "C" __global__ void __launch_bounds__(256) m_ssd_step_n128(SSD_STEP_ARGS) { ssd_step_body<8, 4, 1>(SSD_STEP_PASS); }
+
+    // Decode's SSD step of a bf16 state at N = 128 and P % 64 == 0 on the per-layer paths (`CUDAModel.ssdStepRing`):
+    // the same arithmetic as m_ssd_step_n128 (its reference in the self-test, bit for bit), its work as items
+    // (row, head, 64 channels), whose 64 × 128 state values are contiguous. There a block an item makes each
+    // multiprocessor a few rounds of load, compute, store, each waiting out the memory's latency (2.7b's 16
+    // rows: 18.6–18.8 µs for 21 MB read). Here blocks stay resident and take items in turn: thread 0
+    // bulk-copies item j + S's state into a ring of S stages in shared memory while item j is computed, and
+    // each item's other inputs (B, C, x, z, dt; L2 hits) are loaded an item ahead (16 rows: 13.5 µs).
+    // 4 warps of 16 channels, lanes along N in pairs (n = 2·lane + 64·j + {0, 1}); SB: the state's bytes a
+    // value (compiled for 2 only: a float32 state stays on m_ssd_step_n128, `ssdStepRing`). y into yOut, or
+    // the hand-over to the streaming out_proj (xh, ssq) as m_ssd_step.
+    struct RingSmalls { float bv[4], cv[4], xin[16], dd[16], zc, u; };
+    template <int SB>
+    __device__ __forceinline__ void ssd_step_ring_body(
+            int items, int H, int P, int G, int dSsm, int convDim, const float* __restrict__ xbc, const float* __restrict__ zx,
+            int ld, int dtOffset, const float* __restrict__ dtBias, const float* __restrict__ A, float lo, float hi,
+            const float* __restrict__ D, int dPerChannel, void* __restrict__ state, float* __restrict__ yOut,
+            const float* __restrict__ gateW, int nbg, act_t* __restrict__ xh, float* __restrict__ ssq, int S) {
+    #if SM90
+        constexpr int N = 128, ITEM = 64 * N * SB;  // an item's state bytes
+        extern __shared__ __align__(128) unsigned char ring[];  // [S][ITEM]
+        __shared__ __align__(8) unsigned long long full[8];
+        __shared__ float red[4];
+        const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+        const int per = P / 64, slots = H * per;
+        const int mine = (items - (int)blockIdx.x + (int)gridDim.x - 1) / (int)gridDim.x;  // items blockIdx.x + j·gridDim.x
+        auto itemOf = [&](int j) { return (int)blockIdx.x + j * (int)gridDim.x; };
+        auto issue = [&](int j) {  // thread 0: item j's state into stage j % S
+            if (j >= mine) return;
+            const unsigned bar = smem_addr(&full[j % S]);
+            ds_mbar_expect(bar, ITEM);
+            ds_bulk(smem_addr(ring + (size_t)(j % S) * ITEM), (const unsigned char*)state + (size_t)itemOf(j) * ITEM, ITEM, bar);
+        };
+        if (tid == 0) {
+            for (int i = 0; i < S; i++) ds_mbar_init(smem_addr(&full[i]));
+            asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        }
+        // The first copies wait for the previous kernel too: with every kernel letting the next one in early, a
+        // chain of them may be resident at once, so nothing here proves this layer's last step has finished
+        // writing the state (weights, which nothing writes, are the only reads issued before the wait).
+        pdl_early();
+        if (tid == 0) for (int j = 0; j < S; j++) issue(j);
+        __syncthreads();  // the barriers' initialization seen by all
+        auto nof = [&](int k) { return 2 * lane + (k & 1) + 64 * (k >> 1); };
+        auto load = [&](int j, RingSmalls& m) {
+            const int it = itemOf(j), r = it / slots, slot = it % slots, h = slot / per, c0 = h * P + (slot % per) * 64 + warp * 16;
+            const float* xr = xbc + (size_t)r * convDim;
+            const float* zr = zx + (size_t)r * ld;
+            const int g = h / (H / G);
+            #pragma unroll
+            for (int k = 0; k < 4; k++) { m.bv[k] = __ldcg(xr + dSsm + g * N + nof(k)); m.cv[k] = __ldcg(xr + dSsm + G * N + g * N + nof(k)); }
+            #pragma unroll
+            for (int i = 0; i < 16; i++) { m.xin[i] = __ldcg(xr + c0 + i); m.dd[i] = D ? (dPerChannel ? D[c0 + i] : D[h]) : 0.f; }
+            m.zc = lane < 16 && xh ? __ldcg(zr + c0 + lane) : 0.f;
+            m.u = __ldcg(zr + dtOffset + h) + dtBias[h];
+        };
+        RingSmalls cur, next;
+        if (mine > 0) load(0, cur);
+        for (int j = 0; j < mine; j++) {
+            if (j + 1 < mine) load(j + 1, next);
+            const int it = itemOf(j), r = it / slots, slot = it % slots, h = slot / per, c0 = h * P + (slot % per) * 64 + warp * 16;
+            float dt = cur.u <= 20.f ? log1pf(expf(cur.u)) : cur.u;
+            dt = fminf(fmaxf(dt, lo), hi);
+            const float decay = expf(dt * A[h]);
+            ds_mbar_wait(smem_addr(&full[j % S]), (j / S) & 1);
+            const unsigned char* st = ring + (size_t)(j % S) * ITEM + (size_t)warp * 16 * N * SB;
+            unsigned char* out = (unsigned char*)state + (size_t)it * ITEM + (size_t)warp * 16 * N * SB;
+            float acc[16];
+            #pragma unroll
+            for (int i = 0; i < 16; i++) {
+                const float dx = dt * cur.xin[i];
+                float sv[4];
+                #pragma unroll
+                for (int k = 0; k < 4; k += 2) {
+                    const size_t e = (size_t)i * N + nof(k);
+                    if (SB == 2) { const u32 v = *(const u32*)(st + e * 2); sv[k] = ds_bf(v & 0xffffu); sv[k + 1] = ds_bf(v >> 16); }
+                    else { const float2 v = *(const float2*)(st + e * 4); sv[k] = v.x; sv[k + 1] = v.y; }
+                }
+                acc[i] = 0.f;
+                #pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    const float v = decay * sv[k] + dx * cur.bv[k];
+                    sv[k] = v;
+                    acc[i] += v * cur.cv[k];
+                }
+                #pragma unroll
+                for (int k = 0; k < 4; k += 2) {
+                    const size_t e = (size_t)i * N + nof(k);
+                    if (SB == 2) *(u32*)(out + e * 2) = ds_to_bf2(sv[k], sv[k + 1]);
+                    else *(float2*)(out + e * 4) = make_float2(sv[k], sv[k + 1]);
+                }
+            }
+            const float total = __shfl_sync(0xffffffffu, warp_sums_halving<16>(acc), lane * 2 & 31);
+            float y = 0.f;
+            #pragma unroll
+            for (int i = 0; i < 16; i++) if (lane == i) y = total + cur.dd[i] * cur.xin[i];
+            if (yOut && lane < 16) yOut[(size_t)r * dSsm + c0 + lane] = y;
+            if (xh) {
+                float sq = 0.f;
+                if (lane < 16) {
+                    const float sz = silu(cur.zc), v = nbg ? y : y * sz;
+                    xh[(size_t)r * dSsm + c0 + lane] = ST(v * gateW[c0 + lane] * (nbg ? sz : 1.f));
+                    sq = v * v;
+                }
+                sq = block_sum(sq, red);
+                if (tid == 0) ssq[(size_t)r * slots + slot] = sq;
+            }
+            __syncthreads();  // every warp is done with stage j % S, which takes item j + S
+            if (tid == 0) {
+                asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // those reads before the copy's writes
+                issue(j + S);
+            }
+            cur = next;
+        }
+    #endif
+    }
+    #define SSD_RING_ARGS int items, int H, int P, int G, int dSsm, int convDim, const float* __restrict__ xbc, \
+            const float* __restrict__ zx, int ld, int dtOffset, const float* __restrict__ dtBias, const float* __restrict__ A, float lo, \
+            float hi, const float* __restrict__ D, int dPerChannel, void* __restrict__ state, float* __restrict__ yOut, \
+            const float* __restrict__ gateW, int nbg, act_t* __restrict__ xh, float* __restrict__ ssq, int S
+    #define SSD_RING_PASS items, H, P, G, dSsm, convDim, xbc, zx, ld, dtOffset, dtBias, A, lo, hi, D, dPerChannel, state, yOut, gateW, \
+            nbg, xh, ssq, S
+    extern "C" __global__ void __launch_bounds__(128) m_ssd_step_ring_bf16(SSD_RING_ARGS) { ssd_step_ring_body<2>(SSD_RING_PASS); }
 
     // Decode's matrix products for bf16 weights and up to 16 rows on tensor cores, the weights streamed once:
     //   Y[r][o] (+)= inv[r]·Σ_k W[o][k]·xh[r][k] + bias[o],  inv[r] = rsqrt(Σ_slots ssq[r] / in + eps).

@@ -17,7 +17,7 @@ public enum CUDAKernelTable {
                        source: "#define ACT \(precision.code)\n" + CUDAKernelSource.halfConversions(f16: precision == .f16) + CUDAKernelSource.model
                            + CUDAKernelSource.decodeStream + CUDAKernelSource.decodePersistent,
                        kernels: ["m_embed", "m_rmsnorm", "m_gated_norm", "m_add_bias", "m_gather_rows", "m_conv_prefill", "m_conv_prefill_run", "m_conv_prefill_run_h", "m_conv_step",
-                                 "m_ssd_step", "m_ssd_step_n128", "m_gemv", "m_argmax", "m_fill_normal", "m_to_bf16",
+                                 "m_ssd_step", "m_ssd_step_n128", "m_ssd_step_ring_bf16", "m_gemv", "m_argmax", "m_fill_normal", "m_to_bf16",
                                  "m_decode_persistent", "m_decode_persistent_n128"]
                            + CUDAModel.streamDepths.map { "m_gemv_tc\($0)" })
     }
@@ -101,7 +101,7 @@ extension CUDADevice {
 package struct ModelKernels {
     package let embed, rmsnorm, gatedNorm, addBias, gatherRows, convPrefill, convPrefillRun, convPrefillRunHalf, convStep, ssdStep, gemv, argmax, fillNormal: CUDAKernel
     /// Decode's streaming path (bf16 weights, up to 16 rows): `CUDAKernelSource.decodeStream`.
-    package let ssdStepN128, toBF16: CUDAKernel
+    package let ssdStepN128, ssdStepRingBF16, toBF16: CUDAKernel
     /// m_gemv_tc by ring depth.
     package let gemvTC: [Int: CUDAKernel]
     /// One row's decode as one kernel (`CUDAKernelSource.decodePersistent`).
@@ -113,7 +113,8 @@ package struct ModelKernels {
         convPrefillRun = try m.entry("m_conv_prefill_run"); convPrefillRunHalf = try m.entry("m_conv_prefill_run_h")
         convStep = try m.entry("m_conv_step"); ssdStep = try m.entry("m_ssd_step"); gemv = try m.entry("m_gemv")
         argmax = try m.entry("m_argmax"); fillNormal = try m.entry("m_fill_normal")
-        ssdStepN128 = try m.entry("m_ssd_step_n128"); toBF16 = try m.entry("m_to_bf16")
+        ssdStepN128 = try m.entry("m_ssd_step_n128"); ssdStepRingBF16 = try m.entry("m_ssd_step_ring_bf16")
+        toBF16 = try m.entry("m_to_bf16")
         gemvTC = try Dictionary(uniqueKeysWithValues: CUDAModel.streamDepths.map { ($0, try m.entry("m_gemv_tc\($0)")) })
         decodePersistent = try m.entry("m_decode_persistent"); decodePersistentN128 = try m.entry("m_decode_persistent_n128")
     }

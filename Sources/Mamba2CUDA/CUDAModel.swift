@@ -105,6 +105,11 @@ public final class CUDAModel: @unchecked Sendable {
     /// Prefill's conv runs m_conv_prefill (a thread per channel and token, the reference) instead of
     /// m_conv_prefill_run: the self-test compares the two.
     package var plainPrefillConv = false
+    /// Decode's SSD step of a bf16 state runs m_ssd_step_n128 (a block an item) instead of
+    /// m_ssd_step_ring_bf16 (`ssdStepRing`): the self-test compares the two.
+    package var referenceSSDStep = false { didSet { graphs = [:] } }
+    /// Blocks of m_ssd_step_ring_bf16 resident at once on the device (asked once).
+    var ssdRingBlocks: Int?
     /// The persistent decode's layer table (13 addresses a layer), counters (the launch count, one per grid
     /// barrier, one per phase's job claims) and hand-over sums (two per multiprocessor): `preparePersistent`.
     var persistentTable, persistentBarrier, persistentSSQ: CUDABuffer?
@@ -526,7 +531,7 @@ public final class CUDAModel: @unchecked Sendable {
     func rmsnorm(rows: Int, x: CUDABuffer, ldx: Int, w: CUDABuffer, out: CUDABuffer) throws {
         let a = KernelArguments()
         a.add(Int32(config.dModel)); a.add(config.rmsNormEps); a.add(x); a.add(Int32(ldx)); a.add(w); a.add(out)
-        try k.rmsnorm.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a)
+        try k.rmsnorm.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a, dependent: true)
     }
 
     /// m_gated_norm over token rows: y (f32 or 16-bit) gated by z (in zx), normalized per group.
@@ -535,7 +540,8 @@ public final class CUDAModel: @unchecked Sendable {
         let a = KernelArguments()
         a.add(Int32(c.dSSM)); a.add(Int32(c.nGroups)); a.add(c.rmsNormEps); a.add(Int32(c.normBeforeGate ? 1 : 0))
         a.add(y); a.add(Int32(yHalf ? 1 : 0)); a.add(z); a.add(Int32(zHalf ? 1 : 0)); a.add(Int32(c.inProjSize)); a.add(w); a.add(out)
-        try k.gatedNorm.launch(grid: (rows, 1, 1), block: (Self.gatedNormThreads(groupSize: c.dSSM / c.nGroups), 1, 1), arguments: a)
+        try k.gatedNorm.launch(grid: (rows, 1, 1), block: (Self.gatedNormThreads(groupSize: c.dSSM / c.nGroups), 1, 1), arguments: a,
+                             dependent: true)
     }
 
     /// m_gated_norm's block: enough threads (a multiple of 32, 256–1,024) for a group of `groupSize` values to
@@ -546,7 +552,7 @@ public final class CUDAModel: @unchecked Sendable {
     func addBias(rows: Int, n: Int, y: CUDABuffer, half: Bool, bias: CUDABuffer) throws {
         let a = KernelArguments()
         a.add(Int32(n)); a.add(y); a.add(Int32(half ? 1 : 0)); a.add(bias)
-        try k.addBias.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a)
+        try k.addBias.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a, dependent: true)
     }
 
     /// The SSD's scratch for one prefill shape (rows, length): dt after softplus and the cumulative decay

@@ -45,7 +45,7 @@ extension CUDAModel {
         let a = KernelArguments()
         a.add(Int32(c.convDim)); a.add(Int32(c.dConv)); a.add(zx1); a.add(Int32(c.inProjSize)); a.add(Int32(c.dSSM))
         a.add(l.convW); a.add(l.convB?.pointer ?? 0); a.add(convStates[i]); a.add(xbc1)
-        try k.convStep.launch(grid: ((c.convDim + 255) / 256, n, 1), block: (256, 1, 1), arguments: a)
+        try k.convStep.launch(grid: ((c.convDim + 255) / 256, n, 1), block: (256, 1, 1), arguments: a, dependent: true)
     }
 
     /// Decode's SSD step of layer i for `n` rows: xbc1 and dt (in zx1) in, the layer's state updated; y1
@@ -54,6 +54,7 @@ extension CUDAModel {
         let c = config, l = layers[i]
         let fast = ssdStepChannels == 64  // m_ssd_step_n128: 8 channels a warp
         let handOver = streams(rows: n)
+        if ssdStepRing { return try ssdStepThroughRing(rows: n, layer: i, handOver: handOver) }
         let a = KernelArguments()
         for v in [c.nHeads, c.headDim, c.dState, c.nGroups, c.dSSM, c.convDim] { a.add(Int32(v)) }
         a.add(xbc1); a.add(zx1); a.add(Int32(c.inProjSize)); a.add(Int32(c.dSSM + c.convDim)); a.add(l.dtBias); a.add(l.A)
@@ -61,6 +62,42 @@ extension CUDAModel {
         a.add(Int32(stateType == .bf16 ? 1 : 0)); a.add(handOver ? 0 : y1.pointer)
         a.add(l.gateNorm); a.add(Int32(c.normBeforeGate ? 1 : 0)); a.add(handOver ? xhSSM.pointer : 0); a.add(ssqSSM)
         try (fast ? k.ssdStepN128 : k.ssdStep).launch(grid: (streamSlotsSSM, n, 1), block: (256, 1, 1), arguments: a, dependent: true)
+    }
+
+    /// Whether decode's SSD step runs m_ssd_step_ring_bf16: a bf16 state at N = 128 with P % 64 == 0, on sm_90
+    /// (bulk copies). Measured on the H200, 2.7b (`bench --profile`, two rounds of the same run; the step alone,
+    /// ring against a block an item, µs): 1 row 3.13 / 3.71–3.75, 4 rows 4.17 / 6.99–7.07, 16 rows
+    /// 11.4–11.5 / 18.6–18.8; the whole step at 16 rows 3,858 against 4,026, at 4 rows 3,264 against 3,508.
+    /// With the first copies moved after the wait (final): 3.46, 4.66 and 13.5 µs, whole step 3,893 and 3,339.
+    /// A float32 state stays on m_ssd_step_n128, already at 4.0 TB/s at 16 rows (20.7 µs for 84 MB); a ring of
+    /// 3 stages of 32 KB, tried before the halving sums left the stack, took 24.9 µs there.
+    package var ssdStepRing: Bool {
+        stateType == .bf16 && ssdStepChannels == 64 && device.hasSM90Features && !referenceSSDStep
+    }
+
+    /// Stages of m_ssd_step_ring_bf16's ring (an item's 64 × 128 bf16 state values, 16 KB, each): three
+    /// blocks of 4 stages fit a multiprocessor.
+    static let ssdRingStages = 4
+
+    /// The SSD step of layer i through the ring: resident blocks (as many as fit) taking the n rows' items
+    /// (row, head, 64 channels) in turn.
+    func ssdStepThroughRing(rows n: Int, layer i: Int, handOver: Bool) throws {
+        let c = config, l = layers[i]
+        let shared = Self.ssdRingStages * 64 * 128 * 2
+        if ssdRingBlocks == nil {
+            try k.ssdStepRingBF16.allowSharedMemory(shared)
+            ssdRingBlocks = max(1, try k.ssdStepRingBF16.blocksPerMultiprocessor(threads: 128, sharedBytes: shared)) * device.multiprocessors
+        }
+        let items = n * streamSlotsSSM
+        let a = KernelArguments()
+        a.add(Int32(items))
+        for v in [c.nHeads, c.headDim, c.nGroups, c.dSSM, c.convDim] { a.add(Int32(v)) }
+        a.add(xbc1); a.add(zx1); a.add(Int32(c.inProjSize)); a.add(Int32(c.dSSM + c.convDim)); a.add(l.dtBias); a.add(l.A)
+        a.add(c.dtLimit.lo); a.add(c.dtLimit.hi); a.add(l.D); a.add(Int32(c.dHasHeadDim ? 1 : 0)); a.add(ssmStates[i])
+        a.add(handOver ? 0 : y1.pointer); a.add(l.gateNorm); a.add(Int32(c.normBeforeGate ? 1 : 0)); a.add(handOver ? xhSSM.pointer : 0)
+        a.add(ssqSSM); a.add(Int32(Self.ssdRingStages))
+        try k.ssdStepRingBF16.launch(grid: (min(items, ssdRingBlocks!), 1, 1), block: (128, 1, 1), sharedBytes: shared, arguments: a,
+                                     dependent: true)
     }
 
     /// Decode's out_proj of layer i, the gated RMSNorm in front, added into the residual.

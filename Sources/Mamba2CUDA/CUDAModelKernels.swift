@@ -112,6 +112,7 @@ extension CUDAKernelSource {
     extern "C" __global__ void __launch_bounds__(256) m_rmsnorm(int d, float eps, const float* __restrict__ x, int ldx,
                                                                  const float* __restrict__ w, act_t* __restrict__ out) {
         __shared__ float red[8];
+        pdl_wait();
         const float* xr = x + (size_t)blockIdx.x * ldx;
         if ((ldx & 3) == 0 && (d & 3) == 0 && d <= 256 * 4 * 8) {
             // A row held in registers, its loads issued together (a loop of loads was a chain of round trips:
@@ -152,6 +153,7 @@ extension CUDAKernelSource {
                                                                      int yHalf, const void* __restrict__ z, int zHalf, int ldz,
                                                                      const float* __restrict__ w, act_t* __restrict__ out) {
         __shared__ float red[32];
+        pdl_wait();
         const size_t row = blockIdx.x;
         const size_t zr = row * ldz;  // z's row, an element index (float32 or 16-bit: zHalf)
         const int gs = dSsm / G, nt = blockDim.x;
@@ -220,6 +222,7 @@ extension CUDAKernelSource {
     }
 
     extern "C" __global__ void m_add_bias(int n, void* __restrict__ Y, int half, const float* __restrict__ bias) {
+        pdl_wait();
         for (int i = threadIdx.x; i < n; i += blockDim.x) {
             const size_t e = (size_t)blockIdx.x * n + i;
             store(Y, e, load(Y, e, half) + bias[i], half);
@@ -375,6 +378,7 @@ extension CUDAKernelSource {
                                            const float* __restrict__ convW, const float* __restrict__ convB,
                                            float* __restrict__ convState, float* __restrict__ xbc) {
         const int ch = blockIdx.x * 256 + threadIdx.x, r = blockIdx.y;
+        pdl_wait();
         if (ch < convDim) conv_step_channel(r, ch, zx[(size_t)r * ld + xbcOffset + ch], convDim, dConv, convW, convB, convState, xbc);
     }
 

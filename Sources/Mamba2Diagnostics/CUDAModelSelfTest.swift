@@ -169,9 +169,32 @@ extension CUDASelfTest {
                     check(name, runs[1], runs[0], tol)
                 }
                 gpu.decodePath = .automatic
+                // 5. Decode's SSD step of a bf16 state (m_ssd_step_ring_bf16: resident blocks, the states bulk-copied
+                //    through a ring in shared memory) against the block-an-item step it replaces (m_ssd_step_n128),
+                //    20 rows on cuBLAS (the step writes y): the same sums in the same order, so the logits and the
+                //    states agree to the bit. (A float32 state has only the block-an-item step.)
+                gpu.stateType = .bf16
+                let ringName = "model random bf16: decode's SSD step of a bf16 state through a ring vs a block an item, 20 rows × 6 steps: "
+                    + "logits and states bit for bit"
+                if gpu.ssdStepRing {
+                    var stepRuns: [[Float]] = []
+                    let start = rng  // the same prompts and tokens for both
+                    for reference in [true, false] {
+                        var same = start
+                        var out = try Self.decodeRuns(gpu, rows: 20, steps: 6, settings: [{ gpu.referenceSSDStep = reference }], rng: &same)[0]
+                        rng = same
+                        for r in 0..<20 { out += try gpu.downloadState(row: r).ssm.flatMap { $0 } }
+                        stepRuns.append(out)
+                    }
+                    gpu.referenceSSDStep = false
+                    check(ringName, stepRuns[1], stepRuns[0], 0)
+                } else {
+                    checks.append(.notTaken(ringName, path: "ring SSD step"))
+                }
+                gpu.stateType = .f32
             }
         }
-        // 5. The persistent decode's general kernel (any N and P: here N = 48, P = 48, 3 layers), with the
+        // 6. The persistent decode's general kernel (any N and P: here N = 48, P = 48, 3 layers), with the
         //    projections' biases, D per channel, the norm before the gate and an untied head, against the plain
         //    path over 6 steps of 1 row (the same bf16 bound as above: both round the products' inputs to bf16).
         var odd = Mamba2Config(dModel: 192, nLayer: 3, vocabSize: 500, dState: 48, headDim: 48, dHasHeadDim: true, projBias: true,
