@@ -529,10 +529,20 @@ public final class CUDAModel: @unchecked Sendable {
     }
 
     func rmsnorm(rows: Int, x: CUDABuffer, ldx: Int, w: CUDABuffer, out: CUDABuffer) throws {
+        let d = config.dModel
         let a = KernelArguments()
-        a.add(Int32(config.dModel)); a.add(config.rmsNormEps); a.add(x); a.add(Int32(ldx)); a.add(w); a.add(out)
+        if Self.rmsnormWarpRows(rows: rows, d: d, ldx: ldx) {
+            a.add(Int32(rows)); a.add(Int32(d)); a.add(config.rmsNormEps); a.add(x); a.add(Int32(ldx)); a.add(w); a.add(out)
+            try k.rmsnormRows.launch(grid: ((rows + 7) / 8, 1, 1), block: (256, 1, 1), arguments: a, dependent: true)
+            return
+        }
+        a.add(Int32(d)); a.add(config.rmsNormEps); a.add(x); a.add(Int32(ldx)); a.add(w); a.add(out)
         try k.rmsnorm.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a, dependent: true)
     }
+
+    /// Whether an RMSNorm of `rows` rows takes m_rmsnorm_rows (a warp per row): rows of up to 1,024 values in
+    /// 16-byte groups, and enough of them to fill the device (prefill; decode's few rows keep a block each).
+    static func rmsnormWarpRows(rows: Int, d: Int, ldx: Int) -> Bool { d <= 1024 && d % 4 == 0 && ldx % 4 == 0 && rows >= 256 }
 
     /// m_gated_norm over token rows: y (f32 or 16-bit) gated by z (in zx), normalized per group.
     func gatedNorm(rows: Int, y: CUDABuffer, yHalf: Bool, z: CUDABuffer, zHalf: Bool, w: CUDABuffer, out: CUDABuffer) throws {
