@@ -102,6 +102,8 @@ extension CUDAKernelSource {
         for (int m = 32 / CPW / 2; m >= 1; m >>= 1) r += __shfl_xor_sync(0xffffffffu, r, m);
         return r;
     }
+    // dt = softplus(dt_raw + dt_bias) (u), clamped to [lo, hi].
+    __device__ __forceinline__ float ssd_dt(float u, float lo, float hi) { return fminf(fmaxf(u <= 20.f ? log1pf(expf(u)) : u, lo), hi); }
     // Decode's SSD step (every decode path): a block per (CPW·8 channels of a head, row), a warp per CPW
     // channels whose states it loads together (CPW × N/32 values per lane in flight: the step is bound by
     // the bytes a multiprocessor has in flight, so a bf16 state needs as many values in flight as a float32
@@ -166,10 +168,7 @@ extension CUDAKernelSource {
             dd[i] = ok && D ? (dPerChannel ? D[h * P + p0 + i] : D[h]) : 0.f;
         }
         const float zc = lane < CPW && p0 + lane < P && xh ? __ldcg(zr + h * P + p0 + lane) : 0.f;
-        const float u = __ldcg(zr + dtOffset + h) + dtBias[h];
-        float dt = u <= 20.f ? log1pf(expf(u)) : u;
-        dt = fminf(fmaxf(dt, lo), hi);
-        const float decay = expf(dt * A[h]);
+        const float dt = ssd_dt(__ldcg(zr + dtOffset + h) + dtBias[h], lo, hi), decay = expf(dt * A[h]);
         // Every channel's sum of h·C over N first (acc[i], this lane's share), then all CPW sums reduced over
         // the warp together (warp_sums_halving): a warp_sum per channel made 16 channels a chain of 80 shuffles.
         float acc[CPW];
@@ -250,18 +249,17 @@ extension CUDAKernelSource {
     // rows: 18.6–18.8 µs for 21 MB read). Here blocks stay resident and take items in turn: thread 0
     // bulk-copies item j + S's state into a ring of S stages in shared memory while item j is computed, and
     // each item's other inputs (B, C, x, z, dt; L2 hits) are loaded an item ahead (16 rows: 13.5 µs).
-    // 4 warps of 16 channels, lanes along N in pairs (n = 2·lane + 64·j + {0, 1}); SB: the state's bytes a
-    // value (compiled for 2 only: a float32 state stays on m_ssd_step_n128, `ssdStepRing`). y into yOut, or
-    // the hand-over to the streaming out_proj (xh, ssq) as m_ssd_step.
+    // 4 warps of 16 channels, lanes along N in pairs (n = 2·lane + 64·j + {0, 1}). y into yOut, or the
+    // hand-over to the streaming out_proj (xh, ssq) as m_ssd_step. A float32 state stays on m_ssd_step_n128
+    // (`CUDAModel.ssdStepRing`).
     struct RingSmalls { float bv[4], cv[4], xin[16], dd[16], zc, u; };
-    template <int SB>
-    __device__ __forceinline__ void ssd_step_ring_body(
+    extern "C" __global__ void __launch_bounds__(128) m_ssd_step_ring_bf16(
             int items, int H, int P, int G, int dSsm, int convDim, const float* __restrict__ xbc, const float* __restrict__ zx,
             int ld, int dtOffset, const float* __restrict__ dtBias, const float* __restrict__ A, float lo, float hi,
             const float* __restrict__ D, int dPerChannel, void* __restrict__ state, float* __restrict__ yOut,
             const float* __restrict__ gateW, int nbg, act_t* __restrict__ xh, float* __restrict__ ssq, int S) {
     #if SM90
-        constexpr int N = 128, ITEM = 64 * N * SB;  // an item's state bytes
+        constexpr int N = 128, ITEM = 64 * N * 2;  // an item's state bytes (bf16)
         extern __shared__ __align__(128) unsigned char ring[];  // [S][ITEM]
         __shared__ __align__(8) unsigned long long full[8];
         __shared__ float red[4];
@@ -303,12 +301,10 @@ extension CUDAKernelSource {
         for (int j = 0; j < mine; j++) {
             if (j + 1 < mine) load(j + 1, next);
             const int it = itemOf(j), r = it / slots, slot = it % slots, h = slot / per, c0 = h * P + (slot % per) * 64 + warp * 16;
-            float dt = cur.u <= 20.f ? log1pf(expf(cur.u)) : cur.u;
-            dt = fminf(fmaxf(dt, lo), hi);
-            const float decay = expf(dt * A[h]);
+            const float dt = ssd_dt(cur.u, lo, hi), decay = expf(dt * A[h]);
             ds_mbar_wait(smem_addr(&full[j % S]), (j / S) & 1);
-            const unsigned char* st = ring + (size_t)(j % S) * ITEM + (size_t)warp * 16 * N * SB;
-            unsigned char* out = (unsigned char*)state + (size_t)it * ITEM + (size_t)warp * 16 * N * SB;
+            const unsigned char* st = ring + (size_t)(j % S) * ITEM + (size_t)warp * 16 * N * 2;
+            unsigned char* out = (unsigned char*)state + (size_t)it * ITEM + (size_t)warp * 16 * N * 2;
             float acc[16];
             #pragma unroll
             for (int i = 0; i < 16; i++) {
@@ -317,8 +313,8 @@ extension CUDAKernelSource {
                 #pragma unroll
                 for (int k = 0; k < 4; k += 2) {
                     const size_t e = (size_t)i * N + nof(k);
-                    if (SB == 2) { const u32 v = *(const u32*)(st + e * 2); sv[k] = ds_bf(v & 0xffffu); sv[k + 1] = ds_bf(v >> 16); }
-                    else { const float2 v = *(const float2*)(st + e * 4); sv[k] = v.x; sv[k + 1] = v.y; }
+                    const u32 v = *(const u32*)(st + e * 2);
+                    sv[k] = ds_bf(v & 0xffffu); sv[k + 1] = ds_bf(v >> 16);
                 }
                 acc[i] = 0.f;
                 #pragma unroll
@@ -330,8 +326,7 @@ extension CUDAKernelSource {
                 #pragma unroll
                 for (int k = 0; k < 4; k += 2) {
                     const size_t e = (size_t)i * N + nof(k);
-                    if (SB == 2) *(u32*)(out + e * 2) = ds_to_bf2(sv[k], sv[k + 1]);
-                    else *(float2*)(out + e * 4) = make_float2(sv[k], sv[k + 1]);
+                    *(u32*)(out + e * 2) = ds_to_bf2(sv[k], sv[k + 1]);
                 }
             }
             const float total = __shfl_sync(0xffffffffu, warp_sums_halving<16>(acc), lane * 2 & 31);
@@ -358,13 +353,6 @@ extension CUDAKernelSource {
         }
     #endif
     }
-    #define SSD_RING_ARGS int items, int H, int P, int G, int dSsm, int convDim, const float* __restrict__ xbc, \
-            const float* __restrict__ zx, int ld, int dtOffset, const float* __restrict__ dtBias, const float* __restrict__ A, float lo, \
-            float hi, const float* __restrict__ D, int dPerChannel, void* __restrict__ state, float* __restrict__ yOut, \
-            const float* __restrict__ gateW, int nbg, act_t* __restrict__ xh, float* __restrict__ ssq, int S
-    #define SSD_RING_PASS items, H, P, G, dSsm, convDim, xbc, zx, ld, dtOffset, dtBias, A, lo, hi, D, dPerChannel, state, yOut, gateW, \
-            nbg, xh, ssq, S
-    extern "C" __global__ void __launch_bounds__(128) m_ssd_step_ring_bf16(SSD_RING_ARGS) { ssd_step_ring_body<2>(SSD_RING_PASS); }
 
     // Decode's matrix products for bf16 weights and up to 16 rows on tensor cores, the weights streamed once:
     //   Y[r][o] (+)= inv[r]·Σ_k W[o][k]·xh[r][k] + bias[o],  inv[r] = rsqrt(Σ_slots ssq[r] / in + eps).

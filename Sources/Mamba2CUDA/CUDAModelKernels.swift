@@ -59,6 +59,12 @@ extension CUDAKernelSource {
     #endif
         return ((const float4*)((const float*)p + base))[i];
     }
+    // Four values into elements 4i .. 4i + 3 of an activation-type buffer: one 16-byte (float32) or 8-byte
+    // (16-bit) store.
+    __device__ __forceinline__ void store4(act_t* p, int i, float a, float b, float c, float d) {
+        const act_t e[4] = {ST(a), ST(b), ST(c), ST(d)};
+        if (sizeof(act_t) == 2) *(uint2*)(p + 4 * i) = *(const uint2*)e; else *(float4*)(p + 4 * i) = *(const float4*)e;
+    }
     // Sum over a block (a whole number of warps, up to 1,024 threads); red holds a float per warp.
     __device__ float block_sum(float v, float* red) {
         const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -169,8 +175,7 @@ extension CUDAKernelSource {
             const int i = lane + 32 * k;
             if (i >= d / 4) break;
             const float4 wv = ((const float4*)w)[i];
-            act_t e[4] = {ST(v[k].x * inv * wv.x), ST(v[k].y * inv * wv.y), ST(v[k].z * inv * wv.z), ST(v[k].w * inv * wv.w)};
-            if (sizeof(act_t) == 2) *(uint2*)(o + 4 * i) = *(const uint2*)e; else *(float4*)(o + 4 * i) = *(const float4*)e;
+            store4(o, i, v[k].x * inv * wv.x, v[k].y * inv * wv.y, v[k].z * inv * wv.z, v[k].w * inv * wv.w);
         }
     }
     extern "C" __global__ void __launch_bounds__(256) m_rmsnorm_rows(int rows, int d, float eps, const float* __restrict__ x, int ldx,
@@ -223,10 +228,8 @@ extension CUDAKernelSource {
                     if (i < gs / 4) {
                         const float4 wv = ((const float4*)(w + g * gs))[i];
                         const float4 m = nbg ? sz[k] : make_float4(1.f, 1.f, 1.f, 1.f);
-                        act_t e[4] = {ST(v[k].x * inv * wv.x * m.x), ST(v[k].y * inv * wv.y * m.y), ST(v[k].z * inv * wv.z * m.z),
-                                      ST(v[k].w * inv * wv.w * m.w)};
-                        if (sizeof(act_t) == 2) *(uint2*)(o + 4 * i) = *(const uint2*)e;
-                        else *(float4*)(o + 4 * i) = *(const float4*)e;
+                        store4(o, i, v[k].x * inv * wv.x * m.x, v[k].y * inv * wv.y * m.y, v[k].z * inv * wv.z * m.z,
+                               v[k].w * inv * wv.w * m.w);
                     }
                 }
             }
@@ -235,13 +238,13 @@ extension CUDAKernelSource {
         for (int g = 0; g < G; g++) {
             float ss = 0.f;
             for (int i = g * gs + threadIdx.x; i < (g + 1) * gs; i += nt) {
-                float v = yHalf ? LD(((const act_t*)y)[row * dSsm + i]) : ((const float*)y)[row * dSsm + i];
+                float v = load(y, row * dSsm + i, yHalf);
                 if (!nbg) v *= silu(load(z, zr + i, zHalf));
                 ss += v * v;
             }
             const float inv = rsqrtf(block_sum(ss, red) / gs + eps);
             for (int i = g * gs + threadIdx.x; i < (g + 1) * gs; i += nt) {
-                float v = yHalf ? LD(((const act_t*)y)[row * dSsm + i]) : ((const float*)y)[row * dSsm + i];
+                float v = load(y, row * dSsm + i, yHalf);
                 const float sz = silu(load(z, zr + i, zHalf));
                 v = nbg ? v * inv * w[i] * sz : v * sz * inv * w[i];
                 out[row * dSsm + i] = ST(v);
