@@ -215,6 +215,29 @@ extension CUDASelfTest {
               try oddGPU.prefill(oddPrompts, logits: .last)!.data, oddWant.flatMap(\.data), Self.bf16LogitsBound)
         checks += try Self.persistentLayoutChecks(oddGPU, label: "model random bf16 N=48 P=48, biases, D per channel, norm before gate",
                                                   steps: 6, tolerance: Self.bf16LogitsBound, rng: &rng)
+        // 5. Two groups with the norm before the gate on the tensor-core SSD (P = 64): prefill's gated norm then takes
+        //    its 16-bit path (eight values a thread) a group at a time, once with the gate after the norm. Prefill's
+        //    last logits and 4 decode steps (the fused matrix-vector kernels' grouped norm) against the CPU on the
+        //    matrices as held, the bf16 bound.
+        var grouped = Mamba2Config(dModel: 256, nLayer: 2, vocabSize: 500, dState: 64, nGroups: 2, normBeforeGate: true,
+                                   layout: .stateSpaces)
+        grouped.chunkSize = 64
+        let groupedCPU = try Mamba2Model(config: grouped, weights: Mamba2Weights.random(grouped, seed: seed ^ 0x6209))
+        let groupedGPU = try CUDAModel(device: device, model: groupedCPU, precision: .bf16)
+        let groupedReference = try Mamba2Model(config: grouped, weights: Self.matricesAsHeld(groupedCPU.weights, precision: .bf16))
+        let groupedPrompts = (0..<3).map { _ in (0..<100).map { _ in Int(rng.next() % UInt64(grouped.vocabSize)) } }
+        var groupedStates = groupedPrompts.map { _ in groupedReference.newState() }
+        var groupedWant = try groupedReference.prefill(groupedPrompts, states: &groupedStates, logits: .last).flatMap(\.data)
+        _ = try groupedGPU.prefill(groupedPrompts, logits: .none)
+        try groupedGPU.logits1.fill(bitPattern: Float.nan.bitPattern)
+        var groupedGot = try groupedGPU.prefill(groupedPrompts, logits: .last)!.data
+        for _ in 0..<4 {
+            let tokens = groupedPrompts.map { _ in Int(rng.next() % UInt64(grouped.vocabSize)) }
+            groupedGot += try groupedGPU.step(tokens).data
+            groupedWant += try groupedReference.step(tokens, states: &groupedStates).data
+        }
+        check("model random bf16 G=2 N=64, norm before gate (tensor-core SSD): prefill 3 × 100 tokens and 4 decode steps, logits vs CPU",
+              groupedGot, groupedWant, Self.bf16LogitsBound)
         return checks
     }
 
