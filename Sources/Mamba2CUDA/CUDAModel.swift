@@ -551,16 +551,17 @@ public final class CUDAModel: @unchecked Sendable {
         a.add(Int32(c.dSSM)); a.add(Int32(c.nGroups)); a.add(c.rmsNormEps); a.add(Int32(c.normBeforeGate ? 1 : 0))
         a.add(y); a.add(Int32(yHalf ? 1 : 0)); a.add(z); a.add(Int32(zHalf ? 1 : 0)); a.add(Int32(c.inProjSize)); a.add(w); a.add(out)
         let gs = c.dSSM / c.nGroups
+        // The kernel's own test for its 16-byte path (16-bit y and z, 8-aligned z rows and groups).
         let eight = precision != .f32 && yHalf && zHalf && c.inProjSize % 8 == 0 && gs % 8 == 0
         try k.gatedNorm.launch(grid: (rows, 1, 1), block: (Self.gatedNormThreads(groupSize: gs, eight: eight), 1, 1), arguments: a,
                              dependent: true)
     }
 
-    /// m_gated_norm's block: enough threads (a multiple of 32, 256–1,024) for a group of `groupSize` values to
-    /// fit 4 × 4 values a thread (2.7b's 5,120: 320 threads); with `eight` (16-bit y and z, the kernel's 16-byte
-    /// path: GN_NV8 = 2 groups of 8 a thread) from 32 threads on (2.7b: 320; 130m's 1,536: 96).
+    /// m_gated_norm's block: enough threads (a multiple of 32, up to 1,024) for a group of `groupSize` values to
+    /// fit 16 values a thread, 4 × 4 or (`eight`: 16-bit y and z, the kernel's 16-byte path) 2 × 8 (2.7b's 5,120:
+    /// 320 threads); at least 256 on the 4 × 4 path, 32 on the 16-byte one (130m's 1,536: 96).
     static func gatedNormThreads(groupSize: Int, eight: Bool = false) -> Int {
-        eight ? min(1024, max(32, ((groupSize + 15) / 16 + 31) / 32 * 32)) : min(1024, max(256, ((groupSize + 15) / 16 + 31) / 32 * 32))
+        min(1024, max(eight ? 32 : 256, ((groupSize + 15) / 16 + 31) / 32 * 32))
     }
 
     /// Y (rows, n) += bias; Y float32 or (`half`) the 16-bit type.

@@ -200,45 +200,50 @@ extension CUDASelfTest {
         var odd = Mamba2Config(dModel: 192, nLayer: 3, vocabSize: 500, dState: 48, headDim: 48, dHasHeadDim: true, projBias: true,
                                tieEmbeddings: false, normBeforeGate: true, layout: .stateSpaces)
         odd.chunkSize = 64
-        let oddCPU = try Mamba2Model(config: odd, weights: Mamba2Weights.random(odd, seed: seed ^ 0x0DD))
-        let oddGPU = try CUDAModel(device: device, model: oddCPU, precision: .bf16)
         // Its prefill against the CPU on the matrices rounded to bf16 as the GPU holds them: the in_proj bias added
         // to the 16-bit in_proj output, the plain SSD (P = 48) on float32 x, B, C; last logits of 3 × 50 tokens,
         // the bf16 bound (the random model's above).
-        let oddReference = try Mamba2Model(config: odd, weights: Self.matricesAsHeld(oddCPU.weights, precision: .bf16))
-        let oddPrompts = (0..<3).map { _ in (0..<50).map { _ in Int(rng.next() % UInt64(odd.vocabSize)) } }
-        var oddStates = oddPrompts.map { _ in oddReference.newState() }
-        let oddWant = try oddReference.prefill(oddPrompts, states: &oddStates, logits: .last)
-        _ = try oddGPU.prefill(oddPrompts, logits: .none)  // allocates the rows' buffers, so the logits can be poisoned
-        try oddGPU.logits1.fill(bitPattern: Float.nan.bitPattern)
+        let oddRun = try Self.bf16AgainstCPU(odd, seed: seed ^ 0x0DD, device: device, rows: 3, tokens: 50, steps: 0, rng: &rng)
+        let oddGPU = oddRun.gpu
         check("model random bf16 N=48 P=48, biases, D per channel, norm before gate (plain SSD): prefill 3 × 50 tokens, last logits vs CPU",
-              try oddGPU.prefill(oddPrompts, logits: .last)!.data, oddWant.flatMap(\.data), Self.bf16LogitsBound)
+              oddRun.got, oddRun.want, Self.bf16LogitsBound)
         checks += try Self.persistentLayoutChecks(oddGPU, label: "model random bf16 N=48 P=48, biases, D per channel, norm before gate",
                                                   steps: 6, tolerance: Self.bf16LogitsBound, rng: &rng)
-        // 5. Two groups with the norm before the gate on the tensor-core SSD (P = 64): prefill's gated norm then takes
-        //    its 16-bit path (eight values a thread) a group at a time, once with the gate after the norm. Prefill's
-        //    last logits and 4 decode steps (the fused matrix-vector kernels' grouped norm) against the CPU on the
+        // 7. Two groups with the norm before the gate on the tensor-core SSD (P = 64): prefill's gated norm then takes
+        //    its 16-bit path (eight values a thread) a group at a time, with the gate after the norm. Prefill's last
+        //    logits and 4 decode steps (the fused matrix-vector kernels' grouped norm) against the CPU on the
         //    matrices as held, the bf16 bound.
         var grouped = Mamba2Config(dModel: 256, nLayer: 2, vocabSize: 500, dState: 64, nGroups: 2, normBeforeGate: true,
                                    layout: .stateSpaces)
         grouped.chunkSize = 64
-        let groupedCPU = try Mamba2Model(config: grouped, weights: Mamba2Weights.random(grouped, seed: seed ^ 0x6209))
-        let groupedGPU = try CUDAModel(device: device, model: groupedCPU, precision: .bf16)
-        let groupedReference = try Mamba2Model(config: grouped, weights: Self.matricesAsHeld(groupedCPU.weights, precision: .bf16))
-        let groupedPrompts = (0..<3).map { _ in (0..<100).map { _ in Int(rng.next() % UInt64(grouped.vocabSize)) } }
-        var groupedStates = groupedPrompts.map { _ in groupedReference.newState() }
-        var groupedWant = try groupedReference.prefill(groupedPrompts, states: &groupedStates, logits: .last).flatMap(\.data)
-        _ = try groupedGPU.prefill(groupedPrompts, logits: .none)
-        try groupedGPU.logits1.fill(bitPattern: Float.nan.bitPattern)
-        var groupedGot = try groupedGPU.prefill(groupedPrompts, logits: .last)!.data
-        for _ in 0..<4 {
-            let tokens = groupedPrompts.map { _ in Int(rng.next() % UInt64(grouped.vocabSize)) }
-            groupedGot += try groupedGPU.step(tokens).data
-            groupedWant += try groupedReference.step(tokens, states: &groupedStates).data
-        }
+        let groupedRun = try Self.bf16AgainstCPU(grouped, seed: seed ^ 0x6209, device: device, rows: 3, tokens: 100, steps: 4, rng: &rng)
         check("model random bf16 G=2 N=64, norm before gate (tensor-core SSD): prefill 3 × 100 tokens and 4 decode steps, logits vs CPU",
-              groupedGot, groupedWant, Self.bf16LogitsBound)
+              groupedRun.got, groupedRun.want, Self.bf16LogitsBound)
         return checks
+    }
+
+    /// A bf16 GPU model of `config` with random weights against the CPU model on its matrices as the GPU holds
+    /// them (`matricesAsHeld`, so the comparison isolates the GPU's arithmetic): a prefill of `rows` random prompts
+    /// of `tokens` tokens (last logits), then `steps` decode steps of random tokens, the GPU's logits poisoned with
+    /// NaN before each so that nothing left unwritten can pass. The GPU model is returned for further checks.
+    static func bf16AgainstCPU(_ config: Mamba2Config, seed: UInt64, device: CUDADevice, rows: Int, tokens: Int, steps: Int,
+                               rng: inout SplitMix64) throws -> (gpu: CUDAModel, got: [Float], want: [Float]) {
+        let cpu = try Mamba2Model(config: config, weights: Mamba2Weights.random(config, seed: seed))
+        let gpu = try CUDAModel(device: device, model: cpu, precision: .bf16)
+        let reference = try Mamba2Model(config: config, weights: matricesAsHeld(cpu.weights, precision: .bf16))
+        let prompts = (0..<rows).map { _ in (0..<tokens).map { _ in Int(rng.next() % UInt64(config.vocabSize)) } }
+        var states = prompts.map { _ in reference.newState() }
+        var want = try reference.prefill(prompts, states: &states, logits: .last).flatMap(\.data)
+        _ = try gpu.prefill(prompts, logits: .none)  // allocates the rows' buffers, so the logits can be poisoned
+        try gpu.logits1.fill(bitPattern: Float.nan.bitPattern)
+        var got = try gpu.prefill(prompts, logits: .last)!.data
+        for _ in 0..<steps {
+            let next = prompts.map { _ in Int(rng.next() % UInt64(config.vocabSize)) }
+            try gpu.logits1.fill(bitPattern: Float.nan.bitPattern)
+            got += try gpu.step(next).data
+            want += try reference.step(next, states: &states).data
+        }
+        return (gpu, got, want)
     }
 
     /// The bound on bf16 logits against the CPU or another decode path: about 8 roundings to bf16 lie on the
