@@ -34,7 +34,7 @@ extension CUDAModel {
                               bias: l.inProjBias, y: zx1, ldy: c.inProjSize, accumulate: false, conv: (l, convStates[i]))
             return
         }
-        if n <= Self.gemvRows {
+        if n <= plainGEMVRows {
             try gemv(rows: n, in: c.dModel, out: c.inProjSize, mode: 1, x: residual1.pointer, ldx: c.dModel, normW: l.norm, z: 0, ldz: 0,
                      groups: 1, w: l.inProj, bias: l.inProjBias, y: zx1, ldy: c.inProjSize, accumulate: false, conv: (l, convStates[i]))
             return
@@ -109,7 +109,7 @@ extension CUDAModel {
                               next: i + 1 < layers.count ? layers[i + 1].norm : normF)
             return
         }
-        if n <= Self.gemvRows {
+        if n <= plainGEMVRows {
             try gemv(rows: n, in: c.dSSM, out: c.dModel, mode: 2, x: y1.pointer, ldx: c.dSSM, normW: l.gateNorm, z: zx1.pointer,
                      ldz: c.inProjSize, groups: c.nGroups, w: l.outProj, bias: l.outProjBias, y: residual1, ldy: c.dModel, accumulate: true)
             return
@@ -128,7 +128,7 @@ extension CUDAModel {
                               bias: nil, y: logits1, ldy: c.paddedVocabSize, accumulate: false)
             return
         }
-        if n <= Self.gemvRows {
+        if n <= plainGEMVRows {
             try gemv(rows: n, in: c.dModel, out: c.paddedVocabSize, mode: 1, x: residual1.pointer, ldx: c.dModel, normW: normF, z: 0,
                      ldz: 0, groups: 1, w: lmHead, bias: nil, y: logits1, ldy: c.paddedVocabSize, accumulate: false)
             return

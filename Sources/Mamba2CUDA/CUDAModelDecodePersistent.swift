@@ -59,8 +59,7 @@ extension CUDAModel {
     /// layer's matrices are within `persistentLayerBytes`.
     package func persistent(rows n: Int) -> Bool {
         guard n == 1, persistentShapeFits else { return false }
-        let c = config, layerBytes = (c.inProjSize + c.dSSM) * c.dModel * 2
-        return decodePath == .persistent || (decodePath == .automatic && layerBytes <= Self.persistentLayerBytes)
+        return decodePath == .persistent || (decodePath == .automatic && Self.layerMatrixBytes(config) <= Self.persistentLayerBytes)
     }
 
     /// The per-layer pointer table (`PersistentLayer`, 13 addresses a layer) and the grid barriers' counters,

@@ -1,7 +1,7 @@
 import Mamba2
 /// Decode's streaming path (`CUDAKernelSource.decodeStream`): bf16 weights, 1–16 rows, each weight read
 /// once per step for all rows on tensor cores, norms handed over by their producers. Taken by default for
-/// 2–8 rows where the shape allows it (`streams(rows:)`); otherwise decode runs the plain m_gemv / cuBLAS
+/// 2–8 rows of models up to 780m (`streamLayerBytes`) where the shape allows it (`streams(rows:)`); otherwise decode runs the plain m_gemv / cuBLAS
 /// path, which stays as its reference.
 extension CUDAModel {
     /// Rows the streaming kernels serve at most (two n-tiles of 8 in the products).
@@ -35,17 +35,31 @@ extension CUDAModel {
     }
 
     /// Whether decode of `n` rows takes the streaming path: bf16 weights (fp16's range does not hold an
-    /// un-normalized residual safely), one norm group, shapes in whole stages; and by default only 2–8 rows,
-    /// where it measured faster (2.7b on the H200, whole step: 2 rows 3.14 against 3.55 ms, 4 rows 3.62
-    /// against 5.96, 8 rows 4.50 against 4.67; at 1 row 2.80 against 2.64 and at 16 rows 6.90 against 5.91,
-    /// where cuBLAS reads the weights once as well). `decodePath` forces it on (1–16 rows) or off.
+    /// un-normalized residual safely), one norm group, shapes in whole stages; and by default only 2–8 rows of
+    /// models whose layers' matrices are within `streamLayerBytes`, where it measured faster than the plain
+    /// path (m_gemv up to 4 rows, cuBLAS beyond; for larger layers cuBLAS at every row count from 2, see
+    /// `plainGEMVRows`). `decodePath` forces it on (1–16 rows) or off.
     package func streams(rows n: Int) -> Bool {
         let c = config
-        let rows = decodePath == .streaming ? 1...Self.streamRows : 2...8
-        return decodePath != .plain && precision == .bf16 && device.hasSM90Features && rows.contains(n) && c.dModel % 256 == 0
+        let forced = decodePath == .streaming
+        let rowsOK = forced ? (1...Self.streamRows).contains(n) : (2...8).contains(n) && Self.layerMatrixBytes(c) <= Self.streamLayerBytes
+        return decodePath != .plain && precision == .bf16 && device.hasSM90Features && rowsOK && c.dModel % 256 == 0
             && c.dSSM % 256 == 0 && c.nGroups == 1 && c.headDim % 32 == 0 && c.dState % 32 == 0 && c.dState <= 256
             && Self.streamStages(rows: n, in: c.dModel) != nil && Self.streamStages(rows: n, in: c.dSSM) != nil
     }
+
+    /// Bytes of one layer's matrices (in_proj and out_proj, bf16): what decode streams a layer.
+    static func layerMatrixBytes(_ c: Mamba2Config) -> Int { (c.inProjSize + c.dSSM) * c.dModel * 2 }
+
+    /// A layer's matrices up to which decode of 2–8 rows takes the streaming products by default; larger layers
+    /// take cuBLAS from 2 rows. Measured on the H200 (`bench --profile --state-dtype bf16`, one run, whole step
+    /// µs, streaming / cuBLAS / m_gemv; `results/gpu-decode-paths.txt`): 2.7b (81 MB a layer) at 2, 3, 4, 8 rows
+    /// 3,088 / 2,708 / 3,377, 3,198 / 2,789 / 4,487, 3,410 / 2,914 / 5,685, 4,004 / 3,260; 1.3b (52 MB)
+    /// 1,787 / 1,684, 1,846 / 1,711, 1,899 / 1,754, 2,222 / 1,956; but 370m (13 MB) 949 / 1,195, 981 / 1,252,
+    /// 1,011 / 1,230, 1,138 / 1,147 and 130m (5 MB) 432 / 524, 448 / 540, 458 / 532, 488 / 550. (When the rule
+    /// was set, cuBLAS's path at 8 rows was slower than streaming's: its SSD step and norms have gained since.)
+    /// 780m's layers (29 MB) stay on the streaming path, unmeasured against cuBLAS at these rows.
+    static let streamLayerBytes = 30_000_000
 
     /// Blocks of a streaming product: one per multiprocessor.
     var streamBlocks: Int { device.multiprocessors }

@@ -102,13 +102,20 @@ extension CUDAModel {
         defer { decodePath = chosen }
         decodePath = .automatic
         let taken = decodePathTaken(rows: n)
-        var paths: [(DecodePath, String)] = [(.plain, n <= Self.gemvRows ? "m_gemv" : "cuBLAS")]
+        var paths: [(DecodePath, String)] = [(.plain, n <= plainGEMVRows ? "m_gemv" : "cuBLAS")]
         decodePath = .streaming
         if streams(rows: n) { paths.append((.streaming, "streaming products")) }
         if n == 1 && persistentShapeFits { paths.append((.persistent, "one persistent kernel")) }
         for (path, name) in paths {
             decodePath = path
             out.append(try wholeStep("whole step (\(c.nLayer) layers, \(name)\(path == taken ? ", taken" : ""))"))
+        }
+        if n <= plainGEMVRows {  // the plain path with cuBLAS's products at these rows too
+            let limit = plainGEMVRows
+            defer { plainGEMVRows = limit }
+            plainGEMVRows = 0
+            decodePath = .plain
+            out.append(try wholeStep("whole step (\(c.nLayer) layers, cuBLAS)"))
         }
         if n == 1 && persistentShapeFits { out += try persistentPhases() }
         return out
