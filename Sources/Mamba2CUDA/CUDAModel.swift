@@ -102,9 +102,8 @@ public final class CUDAModel: @unchecked Sendable {
     /// values (`CUDAKernelSource.decodePersistent`, pd_job_dot_pairs), the x̂-as-row-0 one below it. The
     /// self-test forces each (0: pairs everywhere; Int.max: never) against the plain path.
     package var persistentPairsFrom = CUDAModel.persistentPairsInput { didSet { graphs = [:] } }
-    /// Rows up to which the plain decode path runs its products as m_gemv (cuBLAS beyond): `gemvRows`, or 1 for
-    /// layers beyond `streamLayerBytes`, whose 2–4 rows cuBLAS serves fastest (2.7b at 2 rows 2,708 µs against
-    /// m_gemv's 3,377 and streaming's 3,088); `bench --profile` lowers it to time cuBLAS at those rows too.
+    /// Rows up to which the plain decode path runs its products as m_gemv (cuBLAS beyond): set from the shape
+    /// (`plainGEMVRowsDefault`); `bench --profile` lowers it to time cuBLAS at those rows too.
     package var plainGEMVRows = CUDAModel.gemvRows { didSet { graphs = [:] } }
     /// Prefill's conv runs m_conv_prefill (a thread per channel and token, the reference) instead of
     /// m_conv_prefill_run: the self-test compares the two.
@@ -180,7 +179,7 @@ public final class CUDAModel: @unchecked Sendable {
             for kernel in k.gemvTC.values { try kernel.allowSharedMemory(Self.streamSharedLimit) }
         }
         persistentShapeFits = Self.persistentFits(c, precision: precision, device: device, kernels: k)
-        if Self.layerMatrixBytes(c) > Self.streamLayerBytes { plainGEMVRows = 1 }
+        plainGEMVRows = Self.plainGEMVRowsDefault(c)
         let tcShape = c.headDim == CUDATensorCoreSSD.headDim && c.dState % 32 == 0 && c.dState <= 128
         if precision != .f32 && tcShape {
             tc = try CUDATensorCoreSSD(device: device, elementType: precision == .bf16 ? .bf16 : .f16, stateSize: c.dState)

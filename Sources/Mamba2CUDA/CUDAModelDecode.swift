@@ -23,7 +23,7 @@ extension CUDAModel {
 
     /// Rows one m_gemv block serves (GB in the kernel); decode of more rows runs its products on cuBLAS,
     /// where a weight is read once for all rows however many there are.
-    static let gemvRows = 4
+    package static let gemvRows = 4
 
     /// Decode's in_proj for `n` rows of layer i: the block's RMSNorm in front, then the conv step. Up to
     /// gemvRows rows one m_gemv (the conv step in its epilogue), more rows RMSNorm → cuBLAS → m_conv_step.

@@ -1,8 +1,8 @@
 import Mamba2
 /// Decode's streaming path (`CUDAKernelSource.decodeStream`): bf16 weights, 1–16 rows, each weight read
 /// once per step for all rows on tensor cores, norms handed over by their producers. Taken by default for
-/// 2–8 rows of models up to 780m (`streamLayerBytes`) where the shape allows it (`streams(rows:)`); otherwise decode runs the plain m_gemv / cuBLAS
-/// path, which stays as its reference.
+/// 2–8 rows of models up to 780m (`streamLayerBytes`) where the shape allows it (`streams(rows:)`); otherwise
+/// decode runs the plain m_gemv / cuBLAS path, which stays as its reference.
 extension CUDAModel {
     /// Rows the streaming kernels serve at most (two n-tiles of 8 in the products).
     package static let streamRows = 16
@@ -49,7 +49,7 @@ extension CUDAModel {
     }
 
     /// Bytes of one layer's matrices (in_proj and out_proj, bf16): what decode streams a layer.
-    static func layerMatrixBytes(_ c: Mamba2Config) -> Int { (c.inProjSize + c.dSSM) * c.dModel * 2 }
+    package static func layerMatrixBytes(_ c: Mamba2Config) -> Int { (c.inProjSize + c.dSSM) * c.dModel * 2 }
 
     /// A layer's matrices up to which decode of 2–8 rows takes the streaming products by default; larger layers
     /// take cuBLAS from 2 rows. Measured on the H200 (`bench --profile --state-dtype bf16`, one run, whole step
@@ -59,7 +59,13 @@ extension CUDAModel {
     /// 1,011 / 1,230, 1,138 / 1,147 and 130m (5 MB) 432 / 524, 448 / 540, 458 / 532, 488 / 550. (When the rule
     /// was set, cuBLAS's path at 8 rows was slower than streaming's: its SSD step and norms have gained since.)
     /// 780m's layers (29 MB) stay on the streaming path, unmeasured against cuBLAS at these rows.
-    static let streamLayerBytes = 30_000_000
+    package static let streamLayerBytes = 30_000_000
+
+    /// `plainGEMVRows` for this shape: m_gemv up to `gemvRows` rows, or only at 1 row for layers beyond
+    /// `streamLayerBytes` (their 2–8 rows take cuBLAS, measured above).
+    package static func plainGEMVRowsDefault(_ c: Mamba2Config) -> Int {
+        layerMatrixBytes(c) > streamLayerBytes ? 1 : gemvRows
+    }
 
     /// Blocks of a streaming product: one per multiprocessor.
     var streamBlocks: Int { device.multiprocessors }

@@ -132,7 +132,7 @@ extension CUDASelfTest {
                 wantMixedSteps += try cpu.step(tokens, states: &mixedStates).data
             }
             check("model random \(precision.rawValue): 4 decode steps of the \(lengths.count) packed prompts vs CPU", gotMixedSteps, wantMixedSteps, tol)
-            // 3. The streaming decode (bf16, 1–16 rows; by default 2–8) against the plain path it replaces, at
+            // 3. The streaming decode (bf16, 1–16 rows; by default 2–8 for layers up to 30 MB) against the plain path it replaces, at
             //    1, 4, 9 (two n-tiles, the second partial) and 16 rows. Both round the products' inputs to bf16, in other
             //    places (the streaming path before the norm's scale), so the bound is the bf16 one above.
             if precision == .bf16 {

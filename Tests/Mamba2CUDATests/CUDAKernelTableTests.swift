@@ -43,6 +43,19 @@ struct CUDAWithoutGPUTests {
         #expect(CUDAModel.streamColumns(rows: 1, in: 2560) == 1280)
     }
 
+    @Test("decode's default path at 2–8 rows by layer size: streaming for 130m–780m, cuBLAS for 1.3b and 2.7b")
+    func decodePathBySize() {
+        // As measured on the H200 (results/gpu-decode-paths.txt): a shape moving across streamLayerBytes, by a
+        // change of the threshold or of what it counts, changes which path its batches decode on.
+        for shape in ModelShape.allCases {
+            let c = shape.config, large = shape == .b13 || shape == .b27
+            #expect((CUDAModel.layerMatrixBytes(c) > CUDAModel.streamLayerBytes) == large, "\(shape.rawValue)")
+            #expect(CUDAModel.plainGEMVRowsDefault(c) == (large ? 1 : CUDAModel.gemvRows), "\(shape.rawValue)")
+        }
+        // 2.7b's layer: in_proj (2 · 5,120 + 2 · 128 + 80 rows) and out_proj (2,560 rows), 2,560 bf16 inputs each.
+        #expect(CUDAModel.layerMatrixBytes(ModelShape.b27.config) == (10_576 + 5_120) * 2_560 * 2)
+    }
+
     // Asserts on every host: a GPU number the driver does not list is refused (with no driver, every number
     // is); where there is no driver, loading a model onto the GPU names what is missing.
     @Test("asking for a GPU that is not there is an error that names what is missing")
