@@ -76,6 +76,9 @@ public final class CUDAModel: @unchecked Sendable {
     /// norm's weight, in the precision, and the producer's partial sums of squares per row.
     var xhModel: CUDABuffer!          // (rows, d_model) precision: into in_proj and the head
     var xhSSM: CUDABuffer!            // (rows, d_ssm) precision: into out_proj
+    /// Whether `gateHandOver` may be taken (MAMBA2_GATE_HANDOVER=0 turns it off, for timing it against the gated norm kernel).
+    package var gateHandOverAllowed = environment("MAMBA2_GATE_HANDOVER") != "0" { didSet { graphs = [:] } }
+    var outProduct1: CUDABuffer!      // (rows, d_model) f32: out_proj's product before its gated norm's scale (`gateHandOver`)
     var ssqModel: CUDABuffer!         // (rows, streamSlotsModel) f32: from the embedding or out_proj
     var ssqSSM: CUDABuffer!           // (rows, H·P/32) f32: from the SSD step
     var tokens1: CUDABuffer!          // (rows) int32: the tokens fed to the next step
@@ -246,6 +249,7 @@ public final class CUDAModel: @unchecked Sendable {
         zx1 = try CUDABuffer(count: n * c.inProjSize, on: device)
         xbc1 = try CUDABuffer(count: n * c.convDim, on: device)
         y1 = try CUDABuffer(count: n * c.dSSM, on: device)
+        outProduct1 = try CUDABuffer(count: n * c.dModel, on: device)
         logits1 = try CUDABuffer(count: n * c.paddedVocabSize, on: device)
         normed1 = try CUDABuffer(count: n * max(c.dModel, c.dSSM), on: device)
         xhModel = try CUDABuffer(bytes: n * c.dModel * 2, on: device)
@@ -532,16 +536,29 @@ public final class CUDAModel: @unchecked Sendable {
         stagingRows = n
     }
 
-    func rmsnorm(rows: Int, x: CUDABuffer, ldx: Int, w: CUDABuffer, out: CUDABuffer) throws {
+    /// RMSNorm of rows of x (d_model) into out. With `pending` (decode on cuBLAS with the gated norm handed
+    /// over, `gateHandOver`): first x += rsqrt(Σ ssq / d_ssm + eps)·product (+ bias), the previous out_proj's.
+    func rmsnorm(rows: Int, x: CUDABuffer, ldx: Int, w: CUDABuffer, out: CUDABuffer, pending: PendingOutProjection? = nil) throws {
         let d = config.dModel
         let a = KernelArguments()
-        if Self.rmsnormWarpRows(rows: rows, d: d, ldx: ldx) {
+        if pending == nil && Self.rmsnormWarpRows(rows: rows, d: d, ldx: ldx) {
             a.add(Int32(rows)); a.add(Int32(d)); a.add(config.rmsNormEps); a.add(x); a.add(Int32(ldx)); a.add(w); a.add(out)
             try k.rmsnormRows.launch(grid: ((rows + 7) / 8, 1, 1), block: (256, 1, 1), arguments: a, dependent: true)
             return
         }
         a.add(Int32(d)); a.add(config.rmsNormEps); a.add(x); a.add(Int32(ldx)); a.add(w); a.add(out)
+        a.add(pending?.product.pointer ?? 0); a.add(pending?.ssq.pointer ?? 0); a.add(Int32(pending?.slots ?? 0))
+        a.add(Int32(config.dSSM)); a.add(pending?.bias?.pointer ?? 0)
         try k.rmsnorm.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a, dependent: true)
+    }
+
+    /// An out_proj product not yet added into the residual (decode on cuBLAS with the gated norm handed over):
+    /// product (rows, d_model) float32 of the unnormalized gated y, the SSD step's sums of squares (rows,
+    /// slots), and out_proj's bias.
+    struct PendingOutProjection {
+        let product, ssq: CUDABuffer
+        let slots: Int
+        let bias: CUDABuffer?
     }
 
     /// Whether an RMSNorm of `rows` rows takes m_rmsnorm_rows (a warp per row): rows of up to 1,024 values in

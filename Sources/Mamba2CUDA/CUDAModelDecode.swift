@@ -21,13 +21,28 @@ extension CUDAModel {
                                 block: (256, 1, 1), sharedBytes: min(rows, Self.gemvRows) * `in` * 4, arguments: a, dependent: true)
     }
 
+    /// Whether decode of n rows on the cuBLAS path hands the gated norm over, as the streaming products do: the
+    /// SSD step writes xhSSM = ST(y·silu(z)·w) with its partial sums of squares, out_proj multiplies that
+    /// unnormalized input, and the next norm adds the product into the residual scaled by the row's
+    /// rsqrt(Σ v² / d_ssm + eps) (`rmsnorm(pending:)`): the gated norm's kernel and its boundary leave the
+    /// layer. One group only (the scale is one number per row) and 16-bit weights (xhSSM is 16-bit).
+    /// Measured on the H200 (`results/gpu-decode-gate-handover.txt`, tg128 tokens/s, kernel / handed over, bf16
+    /// state): 1.3b 2 rows 1,214 / 1,335, 8 rows 4,121 / 4,468, 16 rows 6,716 / 7,070; 2.7b 4 rows 1,335 / 1,420,
+    /// 16 rows 4,134 / 4,249; 130m 16 rows 25,369 / 26,351, but 64 rows 68,462 / 67,623 and 256 rows 117,529 /
+    /// 113,341: so up to `gateHandOverRows` rows.
+    package func gateHandOver(rows n: Int) -> Bool {
+        gateHandOverAllowed && n > plainGEMVRows && n <= Self.gateHandOverRows && !streams(rows: n) && precision != .f32
+            && config.nGroups == 1
+    }
+    package static let gateHandOverRows = 16
+
     /// Rows one m_gemv block serves (GB in the kernel); decode of more rows runs its products on cuBLAS,
     /// where a weight is read once for all rows however many there are.
     package static let gemvRows = 4
 
     /// Decode's in_proj for `n` rows of layer i: the block's RMSNorm in front, then the conv step. Up to
     /// gemvRows rows one m_gemv (the conv step in its epilogue), more rows RMSNorm → cuBLAS → m_conv_step.
-    func inProjection(rows n: Int, layer i: Int) throws {
+    func inProjection(rows n: Int, layer i: Int, pending: PendingOutProjection? = nil) throws {
         let c = config, l = layers[i]
         if streams(rows: n) {
             try streamProduct(rows: n, in: c.dModel, out: c.inProjSize, xh: xhModel, ssq: ssqModel, slots: streamSlotsModel, w: l.inProj,
@@ -39,7 +54,7 @@ extension CUDAModel {
                      groups: 1, w: l.inProj, bias: l.inProjBias, y: zx1, ldy: c.inProjSize, accumulate: false, conv: (l, convStates[i]))
             return
         }
-        try rmsnorm(rows: n, x: residual1, ldx: c.dModel, w: l.norm, out: normed1)
+        try rmsnorm(rows: n, x: residual1, ldx: c.dModel, w: l.norm, out: normed1, pending: pending)
         try gemm(rows: n, out: c.inProjSize, in: c.dModel, x: normed1, w: l.inProj, y: zx1, accumulate: false)
         if let bias = l.inProjBias { try addBias(rows: n, n: c.inProjSize, y: zx1, half: false, bias: bias) }
         let a = KernelArguments()
@@ -53,7 +68,7 @@ extension CUDAModel {
     func ssdStep(rows n: Int, layer i: Int) throws {
         let c = config, l = layers[i]
         let fast = ssdStepChannels == 64  // m_ssd_step_n128: 8 channels a warp
-        let handOver = streams(rows: n)
+        let handOver = streams(rows: n) || gateHandOver(rows: n)
         if ssdStepRing { return try ssdStepThroughRing(rows: n, layer: i, handOver: handOver) }
         let a = KernelArguments()
         for v in [c.nHeads, c.headDim, c.dState, c.nGroups, c.dSSM, c.convDim] { a.add(Int32(v)) }
@@ -114,6 +129,10 @@ extension CUDAModel {
                      ldz: c.inProjSize, groups: c.nGroups, w: l.outProj, bias: l.outProjBias, y: residual1, ldy: c.dModel, accumulate: true)
             return
         }
+        if gateHandOver(rows: n) {  // the gated norm's scale and out_proj's bias wait for the next norm (`rmsnorm(pending:)`)
+            try gemm(rows: n, out: c.dModel, in: c.dSSM, x: xhSSM, w: l.outProj, y: outProduct1, accumulate: false)
+            return
+        }
         try gatedNorm(rows: n, y: y1, yHalf: false, z: zx1, zHalf: false, w: l.gateNorm, out: normed1)
         try gemm(rows: n, out: c.dModel, in: c.dSSM, x: normed1, w: l.outProj, y: residual1, accumulate: true)
         if let bias = l.outProjBias { try addBias(rows: n, n: c.dModel, y: residual1, half: false, bias: bias) }
@@ -121,7 +140,7 @@ extension CUDAModel {
 
     /// Decode's head: the final RMSNorm, then logits1 (rows, padded vocab). `handedOver`: the last
     /// out_proj handed its result over (a streaming decode step), else residual1 is read as it is.
-    func head(rows n: Int, handedOver: Bool = true) throws {
+    func head(rows n: Int, handedOver: Bool = true, pending: PendingOutProjection? = nil) throws {
         let c = config
         if handedOver && streams(rows: n) {
             try streamProduct(rows: n, in: c.dModel, out: c.paddedVocabSize, xh: xhModel, ssq: ssqModel, slots: streamSlotsModel, w: lmHead,
@@ -133,7 +152,7 @@ extension CUDAModel {
                      ldz: 0, groups: 1, w: lmHead, bias: nil, y: logits1, ldy: c.paddedVocabSize, accumulate: false)
             return
         }
-        try rmsnorm(rows: n, x: residual1, ldx: c.dModel, w: normF, out: normed1)
+        try rmsnorm(rows: n, x: residual1, ldx: c.dModel, w: normF, out: normed1, pending: pending)
         try gemm(rows: n, out: c.paddedVocabSize, in: c.dModel, x: normed1, w: lmHead, y: logits1, accumulate: false)
     }
 
@@ -159,12 +178,17 @@ extension CUDAModel {
             return
         }
         try enqueueEmbedding(rows: n, counting: greedy, handOver: streams(rows: n) ? (ssqModel, streamSlotsModel) : nil)
+        // on cuBLAS with the gated norm handed over, each out_proj's product is added in by the next norm
+        let handOver = gateHandOver(rows: n)
+        func pending(after i: Int) -> PendingOutProjection? {
+            handOver && i >= 0 ? PendingOutProjection(product: outProduct1, ssq: ssqSSM, slots: streamSlotsSSM, bias: layers[i].outProjBias) : nil
+        }
         for i in layers.indices {
-            try inProjection(rows: n, layer: i)
+            try inProjection(rows: n, layer: i, pending: pending(after: i - 1))
             try ssdStep(rows: n, layer: i)
             try outProjection(rows: n, layer: i)
         }
-        try head(rows: n)
+        try head(rows: n, pending: pending(after: layers.count - 1))
         try enqueueChoice(rows: n, choice: choice)
     }
 

@@ -141,21 +141,41 @@ extension CUDAKernelSource {
     }
 
     // out (T, d) = x · rsqrt(mean(x²) + eps) · w, one block per row; x read at row stride ldx.
-    extern "C" __global__ void __launch_bounds__(256) m_rmsnorm(int d, float eps, const float* __restrict__ x, int ldx,
-                                                                 const float* __restrict__ w, act_t* __restrict__ out) {
+    // With `pend` (decode on cuBLAS, the gated norm handed over): first the previous out_proj's product is
+    // added into the residual row, scaled by that gated norm's rsqrt(Σ pssq[row][0..slots) / pin + eps) (one
+    // group), plus its bias: x[row] += inv·pend[row] (+ pbias), written back; then the RMSNorm of the sum.
+    extern "C" __global__ void __launch_bounds__(256) m_rmsnorm(int d, float eps, float* __restrict__ x, int ldx,
+                                                                 const float* __restrict__ w, act_t* __restrict__ out,
+                                                                 const float* __restrict__ pend, const float* __restrict__ pssq,
+                                                                 int slots, int pin, const float* __restrict__ pbias) {
         __shared__ float red[8];
         pdl_wait();
-        const float* xr = x + (size_t)blockIdx.x * ldx;
+        float* xr = x + (size_t)blockIdx.x * ldx;
+        float pinv = 0.f;
+        if (pend) {
+            float q = 0.f;
+            for (int i = threadIdx.x; i < slots; i += 256) q += __ldcg(pssq + (size_t)blockIdx.x * slots + i);
+            pinv = rsqrtf(block_sum(q, red) / pin + eps);
+        }
         if ((ldx & 3) == 0 && (d & 3) == 0 && d <= 256 * 4 * 8) {
             // A row held in registers, its loads issued together (a loop of loads was a chain of round trips:
             // decode's few rows took 4.8 µs at d = 2,560).
-            const float4* x4 = (const float4*)xr;
+            float4* x4 = (float4*)xr;
             float4 v[8];
             float s = 0.f;
             #pragma unroll
             for (int k = 0; k < 8; k++) {
                 const int i = threadIdx.x + 256 * k;
-                if (i < d / 4) { v[k] = x4[i]; s += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w; }
+                if (i < d / 4) {
+                    v[k] = x4[i];
+                    if (pend) {
+                        const float4 u = ((const float4*)(pend + (size_t)blockIdx.x * d))[i];
+                        const float4 b = pbias ? ((const float4*)pbias)[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+                        v[k] = make_float4(v[k].x + pinv * u.x + b.x, v[k].y + pinv * u.y + b.y, v[k].z + pinv * u.z + b.z, v[k].w + pinv * u.w + b.w);
+                        x4[i] = v[k];
+                    }
+                    s += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
+                }
             }
             const float inv = rsqrtf(block_sum(s, red) / d + eps);
             act_t* o = out + (size_t)blockIdx.x * d;
@@ -171,7 +191,10 @@ extension CUDAKernelSource {
             return;
         }
         float ss = 0.f;
-        for (int i = threadIdx.x; i < d; i += 256) ss += xr[i] * xr[i];
+        for (int i = threadIdx.x; i < d; i += 256) {
+            if (pend) xr[i] += pinv * pend[(size_t)blockIdx.x * d + i] + (pbias ? pbias[i] : 0.f);
+            ss += xr[i] * xr[i];
+        }
         const float inv = rsqrtf(block_sum(ss, red) / d + eps);
         for (int i = threadIdx.x; i < d; i += 256) out[(size_t)blockIdx.x * d + i] = ST(xr[i] * inv * w[i]);
     }

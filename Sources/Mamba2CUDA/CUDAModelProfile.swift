@@ -84,8 +84,12 @@ extension CUDAModel {
         // Each part as decode runs it for n rows (fused matrix-vector kernels up to gemvRows rows, cuBLAS beyond).
         var out: [(String, Double, Int)] = [
             try time("in_proj (+ norm, conv step)", bytes: c.inProjSize * c.dModel * e) { try inProjection(rows: n, layer: 0) },
-            try time("ssd step", bytes: 2 * n * c.nHeads * c.headDim * c.dState * stateBytes) { try ssdStep(rows: n, layer: 0) },
-            try time("out_proj (+ gated norm)", bytes: c.dModel * c.dSSM * e) { try outProjection(rows: n, layer: 0) },
+            try time(gateHandOver(rows: n) ? "ssd step (+ gate, handed over)" : "ssd step", bytes: 2 * n * c.nHeads * c.headDim * c.dState * stateBytes) {
+                try ssdStep(rows: n, layer: 0)
+            },
+            try time(gateHandOver(rows: n) ? "out_proj (its scale in the next norm)" : "out_proj (+ gated norm)", bytes: c.dModel * c.dSSM * e) {
+                try outProjection(rows: n, layer: 0)
+            },
             try time("head (+ norm)", bytes: c.paddedVocabSize * c.dModel * e) { try head(rows: n) },
         ]
         func wholeStep(_ name: String) throws -> (String, Double, Int) {

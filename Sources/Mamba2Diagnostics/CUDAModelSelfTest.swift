@@ -146,6 +146,17 @@ extension CUDASelfTest {
                         checks.append(.notTaken(name, path: "streaming path"))
                     }
                 }
+                // Decode on cuBLAS with the gated norm handed over (the SSD step writes y·silu(z)·w in bf16 and its
+                // sums of squares; the next norm scales out_proj's product) against the gated norm's own kernel, at
+                // 6 and 16 rows: bf16 rounds before the norm's scale instead of after, as on the streaming path, so
+                // the same bf16 bound.
+                for n in [6, CUDAModel.gateHandOverRows] {
+                    gpu.decodePath = .plain
+                    let runs = try decodeRuns(rows: n, steps: 4, settings: [{ gpu.gateHandOverAllowed = false }, { gpu.gateHandOverAllowed = true }])
+                    let name = "model random bf16: gated norm handed over vs its kernel on cuBLAS, \(n) rows × 4 steps"
+                    if gpu.gateHandOver(rows: n) { check(name, runs[1], runs[0], tol) } else { checks.append(.notTaken(name, path: "gated norm hand-over")) }
+                    gpu.decodePath = .automatic
+                }
                 // The persistent decode (one row as one kernel, by default at 1 row) against the plain path, on
                 // the same arithmetic as the streaming path (bf16 inputs handed over before the norm's scale):
                 // the same bf16 bound. Each of its two dot-product layouts is forced for every input (this
