@@ -250,14 +250,14 @@ extension CUDAKernelSource {
     // bulk-copies item j + S's state into a ring of S stages in shared memory while item j is computed, and
     // each item's other inputs (B, C, x, z, dt; L2 hits) are loaded an item ahead (16 rows: 13.5 µs).
     // 4 warps of 16 channels, lanes along N in pairs (n = 2·lane + 64·j + {0, 1}). y into yOut, or the
-    // hand-over to the streaming out_proj (xh, ssq) as m_ssd_step. A float32 state stays on m_ssd_step_n128
+    // hand-over (xh, and ssq: a slot an item, or with ssqPerWarp a slot a warp, `CUDAModel.ssqSlotsSSM`). A float32 state stays on m_ssd_step_n128
     // (`CUDAModel.ssdStepRing`).
     struct RingSmalls { float bv[4], cv[4], xin[16], dd[16], zc, u; };
     extern "C" __global__ void __launch_bounds__(128) m_ssd_step_ring_bf16(
             int items, int H, int P, int G, int dSsm, int convDim, const float* __restrict__ xbc, const float* __restrict__ zx,
             int ld, int dtOffset, const float* __restrict__ dtBias, const float* __restrict__ A, float lo, float hi,
             const float* __restrict__ D, int dPerChannel, void* __restrict__ state, float* __restrict__ yOut,
-            const float* __restrict__ gateW, int nbg, act_t* __restrict__ xh, float* __restrict__ ssq, int S) {
+            const float* __restrict__ gateW, int nbg, act_t* __restrict__ xh, float* __restrict__ ssq, int S, int ssqPerWarp) {
     #if SM90
         constexpr int N = 128, ITEM = 64 * N * 2;  // an item's state bytes (bf16)
         extern __shared__ __align__(128) unsigned char ring[];  // [S][ITEM]
@@ -341,8 +341,13 @@ extension CUDAKernelSource {
                     xh[(size_t)r * dSsm + c0 + lane] = ST(v * gateW[c0 + lane] * (nbg ? sz : 1.f));
                     sq = v * v;
                 }
-                sq = block_sum(sq, red);
-                if (tid == 0) ssq[(size_t)r * slots + slot] = sq;
+                if (ssqPerWarp) {  // a partial sum a warp (4 an item): no block sum's two barriers in every item
+                    sq = warp_sum(sq);
+                    if (lane == 0) ssq[((size_t)r * slots + slot) * 4 + warp] = sq;
+                } else {
+                    sq = block_sum(sq, red);
+                    if (tid == 0) ssq[(size_t)r * slots + slot] = sq;
+                }
             }
             __syncthreads();  // every warp is done with stage j % S, which takes item j + S
             if (tid == 0) {

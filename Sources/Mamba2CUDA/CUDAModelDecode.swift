@@ -110,7 +110,7 @@ extension CUDAModel {
         a.add(xbc1); a.add(zx1); a.add(Int32(c.inProjSize)); a.add(Int32(c.dSSM + c.convDim)); a.add(l.dtBias); a.add(l.A)
         a.add(c.dtLimit.lo); a.add(c.dtLimit.hi); a.add(l.D); a.add(Int32(c.dHasHeadDim ? 1 : 0)); a.add(ssmStates[i])
         a.add(handOver ? 0 : y1.pointer); a.add(l.gateNorm); a.add(Int32(c.normBeforeGate ? 1 : 0)); a.add(handOver ? xhSSM.pointer : 0)
-        a.add(ssqSSM); a.add(Int32(Self.ssdRingStages))
+        a.add(ssqSSM); a.add(Int32(Self.ssdRingStages)); a.add(Int32(ssqPerWarp(rows: n) ? 1 : 0))
         try k.ssdStepRingBF16.launch(grid: (min(items, ssdRingBlocks!), 1, 1), block: (128, 1, 1), sharedBytes: shared, arguments: a,
                                      dependent: true)
     }
@@ -119,7 +119,7 @@ extension CUDAModel {
     func outProjection(rows n: Int, layer i: Int) throws {
         let c = config, l = layers[i]
         if streams(rows: n) {
-            try streamProduct(rows: n, in: c.dSSM, out: c.dModel, xh: xhSSM, ssq: ssqSSM, slots: streamSlotsSSM, w: l.outProj,
+            try streamProduct(rows: n, in: c.dSSM, out: c.dModel, xh: xhSSM, ssq: ssqSSM, slots: ssqSlotsSSM(rows: n), w: l.outProj,
                               bias: l.outProjBias, y: residual1, ldy: c.dModel, accumulate: true,
                               next: i + 1 < layers.count ? layers[i + 1].norm : normF)
             return
@@ -181,7 +181,7 @@ extension CUDAModel {
         // on cuBLAS with the gated norm handed over, each out_proj's product is added in by the next norm
         let handOver = gateHandOver(rows: n)
         func pending(after i: Int) -> PendingOutProjection? {
-            handOver && i >= 0 ? PendingOutProjection(product: outProduct1, ssq: ssqSSM, slots: streamSlotsSSM, bias: layers[i].outProjBias) : nil
+            handOver && i >= 0 ? PendingOutProjection(product: outProduct1, ssq: ssqSSM, slots: ssqSlotsSSM(rows: n), bias: layers[i].outProjBias) : nil
         }
         for i in layers.indices {
             try inProjection(rows: n, layer: i, pending: pending(after: i - 1))

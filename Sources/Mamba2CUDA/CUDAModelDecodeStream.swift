@@ -76,6 +76,18 @@ extension CUDAModel {
     /// Partial sums of squares per row handed to out_proj by the SSD step (a block per 32 or 64 channels).
     var streamSlotsSSM: Int { config.nHeads * ((config.headDim + (ssdStepChannels - 1)) / ssdStepChannels) }
 
+    /// Partial sums of squares a row the SSD step hands over to n rows' out_proj (ssqSSM): a block's, or through
+    /// the ring on cuBLAS a warp's (4 an item: `ssqPerWarp`).
+    func ssqSlotsSSM(rows n: Int) -> Int { ssqPerWarp(rows: n) ? 4 * streamSlotsSSM : streamSlotsSSM }
+
+    /// Whether the ring's SSD step hands over a partial sum of squares a warp instead of a block's: on cuBLAS
+    /// (`gateHandOver`), where it measured faster on two H200s (`results/gpu-decode-gate-handover.txt`, tg128
+    /// tokens/s, bf16 state, a block's / a warp's; first machine: 2.7b 4 rows 1,461 / 1,535, 16 rows 4,306 / 4,434,
+    /// 1.3b 16 rows 7,076 / 7,381, 130m 16 rows 26,362 / 28,950; second, the final build: 1,453 / 1,462, 4,309 /
+    /// 4,342, 7,014 / 7,052, 26,395 / 26,864), not on the streaming path, where each product block sums the slots
+    /// (130m 8 rows, a warp's everywhere: 16,259 / 16,037).
+    func ssqPerWarp(rows n: Int) -> Bool { ssdStepRing && gateHandOver(rows: n) }
+
     /// Channels per block of the SSD step (m_ssd_step_n128 takes 64, m_ssd_step 32).
     var ssdStepChannels: Int { config.dState == 128 && config.headDim % 64 == 0 ? 64 : 32 }
 
