@@ -255,7 +255,7 @@ public final class CUDAModel: @unchecked Sendable {
         xhModel = try CUDABuffer(bytes: n * c.dModel * 2, on: device)
         xhSSM = try CUDABuffer(bytes: n * c.dSSM * 2, on: device)
         ssqModel = try CUDABuffer(count: n * streamSlotsModel, on: device)
-        ssqSSM = try CUDABuffer(count: n * 4 * streamSlotsSSM, on: device)  // room for the ring's slot a warp
+        ssqSSM = try CUDABuffer(count: n * Self.ssdRingWarps * streamSlotsSSM, on: device)  // room for the ring's slot a warp
         // tokens1 and chosenLogprob1 side by side: a step whose tokens the device chooses downloads both at once.
         choice1 = try CUDABuffer(count: 2 * n, on: device)
         tokens1 = choice1.view(at: 0, count: n)

@@ -94,6 +94,9 @@ extension CUDAModel {
     /// blocks of 4 stages fit a multiprocessor.
     static let ssdRingStages = 4
 
+    /// Warps of an m_ssd_step_ring_bf16 block (its __launch_bounds__(128)): 16 of an item's 64 channels each.
+    static let ssdRingWarps = 4
+
     /// The SSD step of layer i through the ring: resident blocks (as many as fit) taking the n rows' items
     /// (row, head, 64 channels) in turn.
     func ssdStepThroughRing(rows n: Int, layer i: Int, handOver: Bool) throws {
@@ -111,7 +114,7 @@ extension CUDAModel {
         a.add(c.dtLimit.lo); a.add(c.dtLimit.hi); a.add(l.D); a.add(Int32(c.dHasHeadDim ? 1 : 0)); a.add(ssmStates[i])
         a.add(handOver ? 0 : y1.pointer); a.add(l.gateNorm); a.add(Int32(c.normBeforeGate ? 1 : 0)); a.add(handOver ? xhSSM.pointer : 0)
         a.add(ssqSSM); a.add(Int32(Self.ssdRingStages)); a.add(Int32(ssqPerWarp(rows: n) ? 1 : 0))
-        try k.ssdStepRingBF16.launch(grid: (min(items, ssdRingBlocks!), 1, 1), block: (128, 1, 1), sharedBytes: shared, arguments: a,
+        try k.ssdStepRingBF16.launch(grid: (min(items, ssdRingBlocks!), 1, 1), block: (32 * Self.ssdRingWarps, 1, 1), sharedBytes: shared, arguments: a,
                                      dependent: true)
     }
 

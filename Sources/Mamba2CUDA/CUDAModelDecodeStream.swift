@@ -77,8 +77,8 @@ extension CUDAModel {
     var streamSlotsSSM: Int { config.nHeads * ((config.headDim + (ssdStepChannels - 1)) / ssdStepChannels) }
 
     /// Partial sums of squares a row the SSD step hands over to n rows' out_proj (ssqSSM): a block's, or through
-    /// the ring on cuBLAS a warp's (4 an item: `ssqPerWarp`).
-    func ssqSlotsSSM(rows n: Int) -> Int { ssqPerWarp(rows: n) ? 4 * streamSlotsSSM : streamSlotsSSM }
+    /// the ring on cuBLAS a warp's (`ssdRingWarps` an item: `ssqPerWarp`).
+    package func ssqSlotsSSM(rows n: Int) -> Int { ssqPerWarp(rows: n) ? Self.ssdRingWarps * streamSlotsSSM : streamSlotsSSM }
 
     /// Whether the ring's SSD step hands over a partial sum of squares a warp instead of a block's: on cuBLAS
     /// (`gateHandOver`), where it measured faster on two H200s (`results/gpu-decode-gate-handover.txt`, tg128
@@ -86,7 +86,7 @@ extension CUDAModel {
     /// 1.3b 16 rows 7,076 / 7,381, 130m 16 rows 26,362 / 28,950; second, the final build: 1,453 / 1,462, 4,309 /
     /// 4,342, 7,014 / 7,052, 26,395 / 26,864), not on the streaming path, where each product block sums the slots
     /// (130m 8 rows, a warp's everywhere: 16,259 / 16,037).
-    func ssqPerWarp(rows n: Int) -> Bool { ssdStepRing && gateHandOver(rows: n) }
+    package func ssqPerWarp(rows n: Int) -> Bool { ssdStepRing && gateHandOver(rows: n) }
 
     /// Channels per block of the SSD step (m_ssd_step_n128 takes 64, m_ssd_step 32).
     var ssdStepChannels: Int { config.dState == 128 && config.headDim % 64 == 0 ? 64 : 32 }

@@ -149,13 +149,17 @@ extension CUDASelfTest {
                 // Decode on cuBLAS with the gated norm handed over (the SSD step writes y·silu(z)·w in bf16 and its
                 // sums of squares; the next norm scales out_proj's product) against the gated norm's own kernel, at
                 // 6 and 16 rows: bf16 rounds before the norm's scale instead of after, as on the streaming path, so
-                // the same bf16 bound.
-                for n in [6, CUDAModel.gateHandOverRows] {
+                // the same bf16 bound. With a bf16 state the step runs through the ring, which hands over a sum of
+                // squares a warp (`ssqPerWarp`), and the norm sums 4 slots an item.
+                for (n, state) in [(6, CUDAModel.StateType.f32), (CUDAModel.gateHandOverRows, .f32), (CUDAModel.gateHandOverRows, .bf16)] {
                     gpu.decodePath = .plain
+                    gpu.stateType = state
                     let runs = try decodeRuns(rows: n, steps: 4, settings: [{ gpu.gateHandOverAllowed = false }, { gpu.gateHandOverAllowed = true }])
-                    let name = "model random bf16: gated norm handed over vs its kernel on cuBLAS, \(n) rows × 4 steps"
-                    if gpu.gateHandOver(rows: n) { check(name, runs[1], runs[0], tol) } else { checks.append(.notTaken(name, path: "gated norm hand-over")) }
+                    let name = "model random bf16: gated norm handed over vs its kernel on cuBLAS, \(n) rows × 4 steps, \(state) state"
+                    let taken = gpu.gateHandOver(rows: n) && gpu.ssqPerWarp(rows: n) == (state == .bf16)
+                    if taken { check(name, runs[1], runs[0], tol) } else { checks.append(.notTaken(name, path: "gated norm hand-over")) }
                     gpu.decodePath = .automatic
+                    gpu.stateType = .f32
                 }
                 // The persistent decode (one row as one kernel, by default at 1 row) against the plain path, on
                 // the same arithmetic as the streaming path (bf16 inputs handed over before the norm's scale):
