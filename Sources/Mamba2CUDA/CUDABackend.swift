@@ -6,9 +6,13 @@ import Mamba2
 /// other than 0..<n first moves their states into those rows (swaps on the device) and back after.
 public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
     public let model: CUDAModel
-    public var config: Mamba2Config { model.config }
+    public var config: Mamba2Config { model.modelConfig }
     public var weightType: WeightType { model.precision }
-    public var deviceDescription: String { "cuda:\(model.device.ordinal) (\(model.device.name))" }
+    public var deviceDescription: String {
+        let devices = model.rankDevices
+        guard devices.count > 1 else { return "cuda:\(model.device.ordinal) (\(model.device.name))" }
+        return "cuda:\(devices.map { String($0.ordinal) }.joined(separator: "+")) (\(model.device.name), tensor-parallel \(devices.count))"
+    }
     public var rowCapacity: Int { rowTokens.count }
     public var ssmStateValueBytes: Int { model.stateBytes }
     /// Tokens each row has consumed.
@@ -229,32 +233,58 @@ public final class CUDABackend: Mamba2Backend, @unchecked Sendable {
     }
 
     public func profileDecode(rows: Int) throws -> [(part: String, microseconds: Double, bytes: Int)] {
+        try refuseProfileOfRanks()
         try reserveRows(rows)
         defer { for r in 0..<rows { rowTokens[r] = 0; atZero[r] = false } }  // the profile leaves its states behind
         return try model.profileDecode(rows: rows).map { ($0.kernel, $0.microseconds, $0.bytes) }
     }
 
     public func profilePrefill(tokens: Int) throws -> [(part: String, milliseconds: Double, bytes: Int, flops: Double)] {
+        try refuseProfileOfRanks()
         try reserveRows(1)
         defer { rowTokens[0] = 0; atZero[0] = false }  // the profile leaves its state behind
         return try model.profilePrefill(tokens: tokens)
     }
+
+    /// Timing a decode step's or a prefill's parts alone is for one device.
+    func refuseProfileOfRanks() throws {
+        guard model.peers.isEmpty else {
+            throw Mamba2Error.invalidArgument("profile", reason: "the parts of a tensor-parallel step are timed on one GPU only: profile without --tensor-parallel")
+        }
+    }
 }
 
-/// An NVIDIA GPU as a place to run a model: `.cuda(0)`.
+/// An NVIDIA GPU as a place to run a model: `.cuda(0)`; with `tensorParallel` N > 1, GPUs ordinal..<ordinal+N,
+/// the model split across them (`CUDAModel.tensorParallel`).
 public struct CUDAComputeDevice: ComputeDevice {
     public let ordinal: Int
     /// The decode state's element type of the models it makes.
     public var stateType: CUDAModel.StateType = .f32
+    /// GPUs the model is split across (1: not split).
+    public var tensorParallel = 1
     public init(ordinal: Int) { self.ordinal = ordinal }
+
+    /// The GPUs of the split, each opened once; an error naming how many the driver sees when they are not there.
+    func devices() throws -> [CUDADevice] {
+        let present = CUDADevice.count
+        guard tensorParallel >= 1, ordinal + tensorParallel <= present else {
+            throw Mamba2Error.invalidArgument("tensor-parallel", reason: "GPUs \(ordinal)..<\(ordinal + tensorParallel) asked for; this machine's driver sees \(present)")
+        }
+        return try (ordinal..<(ordinal + tensorParallel)).map { try CUDADevice(ordinal: $0) }
+    }
+
     public func makeBackend(model: Mamba2Model, weights: WeightType) throws -> any Mamba2Backend {
-        let m = try CUDAModel(device: try CUDADevice(ordinal: ordinal), model: model, precision: weights)
+        let m = tensorParallel > 1
+            ? try CUDAModel.tensorParallel(devices: try devices(), model: model, precision: weights)
+            : try CUDAModel(device: try CUDADevice(ordinal: ordinal), model: model, precision: weights)
         m.stateType = stateType
         return try CUDABackend(model: m)
     }
     /// The large matrices are drawn on the device (`CUDAModel(randomWeights:)`): no host copy of them.
     public func makeBackend(randomWeights config: Mamba2Config, seed: UInt64, weights: WeightType) throws -> any Mamba2Backend {
-        let m = try CUDAModel(device: try CUDADevice(ordinal: ordinal), randomWeights: config, seed: seed, precision: weights)
+        let m = tensorParallel > 1
+            ? try CUDAModel.tensorParallel(devices: try devices(), randomWeights: config, seed: seed, precision: weights)
+            : try CUDAModel(device: try CUDADevice(ordinal: ordinal), randomWeights: config, seed: seed, precision: weights)
         m.stateType = stateType
         return try CUDABackend(model: m)
     }

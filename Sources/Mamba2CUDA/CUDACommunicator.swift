@@ -5,7 +5,7 @@ import CMamba2CUDA
 /// communicator per device, ranks in the order given. The door that tensor-parallel inference (a block's
 /// all-reduce) and data-parallel training (the gradients') go through; `mamba2 selftest --device cuda --gpus N`
 /// checks it. NCCL takes each GPU once: two `CUDADevice` objects of one GPU cannot both be ranks.
-public final class CUDACommunicator: @unchecked Sendable {
+public final class CUDACommunicator: CUDARankReduction, @unchecked Sendable {
     public let devices: [CUDADevice]
     let comms: [UnsafeMutableRawPointer?]
 
@@ -57,6 +57,36 @@ public final class CUDACommunicator: @unchecked Sendable {
         for i in devices.indices {
             let r = mkc_nccl_all_reduce_sum(devices[i].handle, comms[i], buffers[i].pointer, count, type.rawValue)
             if r != 0 && first == 0 { first = r }
+        }
+        try check(mkc_nccl_group_end(), "ending the group")
+        try check(first, "queuing an all-reduce")
+    }
+
+    /// The same for several tensors in one NCCL group (one launch a device): sets[k][i] is rank i's buffer of
+    /// tensor k, counts[k] its float32 elements.
+    public func allReduceSum(_ sets: [[CUDABuffer]], counts: [Int]) throws {
+        guard sets.count == counts.count else {
+            throw Mamba2Error.invalidArgument("buffers", reason: "\(sets.count) sets of buffers for \(counts.count) counts")
+        }
+        for (k, set) in sets.enumerated() {
+            guard set.count == devices.count else {
+                throw Mamba2Error.invalidArgument("buffers", reason: "set \(k) has \(set.count) buffers for \(devices.count) devices")
+            }
+            for (i, (b, d)) in zip(set, devices).enumerated() {
+                guard b.device === d else { throw Mamba2Error.invalidArgument("buffers[\(k)][\(i)]", reason: "lies on another device than rank \(i)'s") }
+                let (bytes, overflow) = counts[k].multipliedReportingOverflow(by: 4)
+                guard counts[k] >= 0, !overflow, bytes <= b.count * 4 else {
+                    throw Mamba2Error.invalidArgument("count", reason: "\(counts[k]) elements do not fit buffers[\(k)][\(i)] (\(b.count * 4) bytes)")
+                }
+            }
+        }
+        try check(mkc_nccl_group_start(), "starting a group")
+        var first: Int32 = 0
+        for (set, n) in zip(sets, counts) {
+            for i in devices.indices {
+                let r = mkc_nccl_all_reduce_sum(devices[i].handle, comms[i], set[i].pointer, n, ElementType.f32.rawValue)
+                if r != 0 && first == 0 { first = r }
+            }
         }
         try check(mkc_nccl_group_end(), "ending the group")
         try check(first, "queuing an all-reduce")

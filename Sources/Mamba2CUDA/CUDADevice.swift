@@ -312,31 +312,50 @@ func cString(_ chars: [CChar]) -> String {
     return String(decoding: bytes, as: UTF8.self)
 }
 
-/// A captured sequence of kernel launches, replayed with one call (a CUDA graph).
+/// A captured sequence of kernel launches, replayed with one call (a CUDA graph). Captured on several devices'
+/// streams at once (the ranks of a tensor-parallel model, their NCCL calls included), it is one graph a
+/// device, launched in the order given.
 public final class CUDAGraph: @unchecked Sendable {
-    let device: CUDADevice
-    let exec: UnsafeMutableRawPointer
+    let parts: [(device: CUDADevice, exec: UnsafeMutableRawPointer)]
 
     /// Captures what `body` launches on `device`'s stream (nothing runs while capturing).
-    public init(on device: CUDADevice, capturing body: () throws -> Void) throws {
-        self.device = device
-        var r = mkc_capture_begin(device.handle)
-        guard r == 0 else { throw CUDADevice.error(r, "starting a graph capture") }
+    public convenience init(on device: CUDADevice, capturing body: () throws -> Void) throws {
+        try self.init(on: [device], capturing: body)
+    }
+
+    /// Captures what `body` launches on each of `devices`' streams (a device given twice is captured once).
+    public init(on devices: [CUDADevice], capturing body: () throws -> Void) throws {
+        var unique: [CUDADevice] = []
+        for d in devices where !unique.contains(where: { $0 === d }) { unique.append(d) }
+        var begun: [CUDADevice] = []
         var failure: Error?
-        do { try body() } catch { failure = error }
-        var e: UnsafeMutableRawPointer?
-        r = mkc_capture_end(device.handle, &e)
-        if let failure { throw failure }
-        guard r == 0, let e else { throw CUDADevice.error(r, "instantiating a captured graph") }
-        exec = e
+        for d in unique {
+            let r = mkc_capture_begin(d.handle)
+            guard r == 0 else { failure = CUDADevice.error(r, "starting a graph capture on cuda:\(d.ordinal)"); break }
+            begun.append(d)
+        }
+        if failure == nil { do { try body() } catch { failure = error } }
+        var made: [(device: CUDADevice, exec: UnsafeMutableRawPointer)] = []
+        for d in begun {
+            var e: UnsafeMutableRawPointer?
+            let r = mkc_capture_end(d.handle, &e)  // every capture begun is ended, whatever failed
+            if r == 0, let e { made.append((d, e)) } else if failure == nil {
+                failure = CUDADevice.error(r, "instantiating a captured graph on cuda:\(d.ordinal)")
+            }
+        }
+        if let failure {
+            for (d, e) in made { mkc_graph_destroy(d.handle, e) }
+            throw failure
+        }
+        parts = made
     }
 
     public func launch() throws {
-        let r = mkc_graph_launch(device.handle, exec)
-        guard r == 0 else { throw CUDADevice.error(r, "launching a graph") }
+        for (d, e) in parts {
+            let r = mkc_graph_launch(d.handle, e)
+            guard r == 0 else { throw CUDADevice.error(r, "launching a graph on cuda:\(d.ordinal)") }
+        }
     }
 
-    deinit { mkc_graph_destroy(device.handle, exec) }
+    deinit { for (d, e) in parts { mkc_graph_destroy(d.handle, e) } }
 }
-
-

@@ -16,7 +16,7 @@ public enum CUDAKernelTable {
         CUDAModuleSpec(name: "model_\(precision.rawValue).cu",
                        source: "#define ACT \(precision.code)\n" + CUDAKernelSource.halfConversions(f16: precision == .f16) + CUDAKernelSource.model
                            + CUDAKernelSource.decodeStream + CUDAKernelSource.decodePersistent,
-                       kernels: ["m_embed", "m_rmsnorm", "m_rmsnorm_rows", "m_gated_norm", "m_add_bias", "m_gather_rows", "m_conv_prefill", "m_conv_prefill_run", "m_conv_prefill_run_h", "m_conv_step",
+                       kernels: ["m_embed", "m_rmsnorm", "m_rmsnorm_rows", "m_gated_norm", "m_add_into", "m_add_bias", "m_gather_rows", "m_conv_prefill", "m_conv_prefill_run", "m_conv_prefill_run_h", "m_conv_step",
                                  "m_ssd_step", "m_ssd_step_n128", "m_ssd_step_ring_bf16", "m_gemv", "m_argmax", "m_fill_normal", "m_to_bf16",
                                  "m_decode_persistent", "m_decode_persistent_n128"]
                            + CUDAModel.streamDepths.map { "m_gemv_tc\($0)" })
@@ -99,7 +99,7 @@ extension CUDADevice {
 
 /// The model module's kernels as typed fields: call sites name a field, never a string.
 package struct ModelKernels {
-    package let embed, rmsnorm, rmsnormRows, gatedNorm, addBias, gatherRows, convPrefill, convPrefillRun, convPrefillRunHalf, convStep, ssdStep, gemv, argmax, fillNormal: CUDAKernel
+    package let embed, rmsnorm, rmsnormRows, gatedNorm, addInto, addBias, gatherRows, convPrefill, convPrefillRun, convPrefillRunHalf, convStep, ssdStep, gemv, argmax, fillNormal: CUDAKernel
     /// Decode's streaming path (bf16 weights, up to 16 rows): `CUDAKernelSource.decodeStream`.
     package let ssdStepN128, ssdStepRingBF16, toBF16: CUDAKernel
     /// m_gemv_tc by ring depth.
@@ -109,7 +109,7 @@ package struct ModelKernels {
     package init(device: CUDADevice, precision: WeightType) throws {
         let m = try device.load(CUDAKernelTable.model(precision))
         embed = try m.entry("m_embed"); rmsnorm = try m.entry("m_rmsnorm"); rmsnormRows = try m.entry("m_rmsnorm_rows")
-        gatedNorm = try m.entry("m_gated_norm")
+        gatedNorm = try m.entry("m_gated_norm"); addInto = try m.entry("m_add_into")
         addBias = try m.entry("m_add_bias"); gatherRows = try m.entry("m_gather_rows"); convPrefill = try m.entry("m_conv_prefill")
         convPrefillRun = try m.entry("m_conv_prefill_run"); convPrefillRunHalf = try m.entry("m_conv_prefill_run_h")
         convStep = try m.entry("m_conv_step"); ssdStep = try m.entry("m_ssd_step"); gemv = try m.entry("m_gemv")

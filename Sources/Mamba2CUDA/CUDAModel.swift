@@ -54,6 +54,7 @@ public final class CUDAModel: @unchecked Sendable {
         didSet {
             guard stateType != oldValue else { return }
             capacity = 0; rows = 0; convStates = []; ssmStates = []; staging = ([], []); stagingRows = 0; graphs = [:]
+            for p in peers { p.stateType = stateType }
         }
     }
     /// Bytes of one SSM state value.
@@ -124,6 +125,13 @@ public final class CUDAModel: @unchecked Sendable {
     var persistentShapeFits = false
     /// Rows in use (set by prefill).
     public private(set) var rows = 0
+    /// Tensor parallelism (`CUDAModelTensorParallel.swift`): this rank's place in the split, set on every rank;
+    /// on rank 0, which drives them all, the other ranks and how their out_proj products are added.
+    var tensorParallel: TensorParallelRank?
+    var peers: [CUDAModel] = []
+    var reduction: (any CUDARankReduction)?
+    /// Every rank this model drives: itself, then its peers (itself alone without tensor parallelism).
+    var ranks: [CUDAModel] { [self] + peers }
     /// One row's conv window and SSM state: the middle of a swap of two rows.
     var swapRow: (CUDABuffer, CUDABuffer)?
 
@@ -229,6 +237,7 @@ public final class CUDAModel: @unchecked Sendable {
     /// Makes room for `n` rows of state and decode buffers. Rows already there keep their states; new rows
     /// start at zero.
     func reserve(rows n: Int) throws {
+        for p in peers { try p.reserve(rows: n) }
         guard n > capacity else { return }
         let c = config
         graphs = [:]
@@ -253,7 +262,7 @@ public final class CUDAModel: @unchecked Sendable {
         logits1 = try CUDABuffer(count: n * c.paddedVocabSize, on: device)
         normed1 = try CUDABuffer(count: n * max(c.dModel, c.dSSM), on: device)
         xhModel = try CUDABuffer(bytes: n * c.dModel * 2, on: device)
-        xhSSM = try CUDABuffer(bytes: n * c.dSSM * 2, on: device)
+        xhSSM = try CUDABuffer(bytes: n * c.dSSM * (precision == .f32 ? 4 : 2), on: device)  // tensor parallelism hands over in float32 too
         ssqModel = try CUDABuffer(count: n * streamSlotsModel, on: device)
         ssqSSM = try CUDABuffer(count: n * Self.ssdRingWarps * streamSlotsSSM, on: device)  // room for the ring's slot a warp
         // tokens1 and chosenLogprob1 side by side: a step whose tokens the device chooses downloads both at once.
@@ -273,9 +282,15 @@ public final class CUDAModel: @unchecked Sendable {
 
     // MARK: state rows
 
-    /// Row `row`'s state, every layer, copied to the host.
+    /// Row `row`'s state, every layer, copied to the host (with tensor parallelism, gathered from the ranks
+    /// into the whole model's layout).
     public func downloadState(row: Int) throws -> (conv: [[Float]], ssm: [[Float]]) {
         precondition(row >= 0 && row < capacity)
+        return peers.isEmpty ? try downloadOwnState(row: row) : try downloadRankStates(row: row)
+    }
+
+    /// Row `row`'s state as this device holds it (a rank's part: its conv channels and heads).
+    func downloadOwnState(row: Int) throws -> (conv: [[Float]], ssm: [[Float]]) {
         let (cr, sr) = (Self.convRowFloats(config), Self.ssmRowFloats(config))
         var conv: [[Float]] = [], ssm: [[Float]] = []
         for l in 0..<config.nLayer {
@@ -299,6 +314,11 @@ public final class CUDAModel: @unchecked Sendable {
     /// Sets row `row`'s state from host values (per layer, the sizes of `downloadState`).
     public func uploadState(row: Int, conv: [[Float]], ssm: [[Float]]) throws {
         precondition(row >= 0 && row < capacity)
+        try peers.isEmpty ? uploadOwnState(row: row, conv: conv, ssm: ssm) : uploadRankStates(row: row, conv: conv, ssm: ssm)
+    }
+
+    /// Sets row `row`'s state as this device holds it (a rank's part).
+    func uploadOwnState(row: Int, conv: [[Float]], ssm: [[Float]]) throws {
         let (cr, sr) = (Self.convRowFloats(config), Self.ssmRowFloats(config))
         for l in 0..<config.nLayer {
             precondition(conv[l].count == cr && ssm[l].count == sr)
@@ -315,6 +335,7 @@ public final class CUDAModel: @unchecked Sendable {
     public func copyStateRow(from source: Int, to destination: Int) throws {
         precondition(source >= 0 && source < capacity && destination >= 0 && destination < capacity)
         guard source != destination else { return }
+        for p in peers { try p.copyStateRow(from: source, to: destination) }
         let (cr, sr) = (Self.convRowFloats(config) * 4, Self.ssmRowFloats(config) * stateBytes)
         for l in 0..<config.nLayer {
             try convStates[l].copy(bytes: cr, from: convStates[l], at: source * cr, to: destination * cr)
@@ -325,6 +346,7 @@ public final class CUDAModel: @unchecked Sendable {
     /// Sets row `row`'s state to zeros (queued on the stream).
     public func zeroStateRow(_ row: Int) throws {
         precondition(row >= 0 && row < capacity)
+        for p in peers { try p.zeroStateRow(row) }
         let (cr, sr) = (Self.convRowFloats(config), Self.ssmRowFloats(config))
         for l in 0..<config.nLayer {
             if cr > 0 { try convStates[l].fill(at: row * cr, words: cr, bitPattern: 0) }
@@ -336,6 +358,7 @@ public final class CUDAModel: @unchecked Sendable {
     /// Exchanges the states of two rows through `swapRow` (queued on the stream).
     func swapStateRows(_ a: Int, _ b: Int) throws {
         guard a != b, let (tc, ts) = swapRow else { return }
+        for p in peers { try p.swapStateRows(a, b) }
         let (cr, sr) = (Self.convRowFloats(config) * 4, Self.ssmRowFloats(config) * stateBytes)
         for l in 0..<config.nLayer {
             for (buf, tmp, n) in [(convStates[l], tc, cr), (ssmStates[l], ts, sr)] where n > 0 {
@@ -358,6 +381,10 @@ public final class CUDAModel: @unchecked Sendable {
         let dt: CUDABuffer            // (T, H) f32, raw
         let y: CUDABuffer             // (T, d_ssm) f32 room
         let tokens: CUDABuffer        // (T) int32
+        /// Tensor parallelism: this rank's out_proj product before the ranks' sum, and its gated norm's sums of
+        /// squares where the norm's group spans ranks.
+        let product: CUDABuffer?      // (T, d_model) f32
+        let ssq: CUDABuffer?          // (T, G held) f32
     }
     var prefillBuffers: PrefillBuffers?
     /// (rows) int32: which packed token ends each sequence, for the last-logits gather (kept: an allocation
@@ -371,7 +398,9 @@ public final class CUDAModel: @unchecked Sendable {
             T: T, residual: try CUDABuffer(count: T * c.dModel, on: device), normed: try CUDABuffer(count: T * max(c.dModel, c.dSSM), on: device),
             zx: try CUDABuffer(count: T * c.inProjSize, on: device), x: try CUDABuffer(count: T * c.dSSM, on: device),
             B: try CUDABuffer(count: T * c.nGroups * c.dState, on: device), C: try CUDABuffer(count: T * c.nGroups * c.dState, on: device),
-            dt: try CUDABuffer(count: T * c.nHeads, on: device), y: try CUDABuffer(count: T * c.dSSM, on: device), tokens: try CUDABuffer(count: T, on: device))
+            dt: try CUDABuffer(count: T * c.nHeads, on: device), y: try CUDABuffer(count: T * c.dSSM, on: device), tokens: try CUDABuffer(count: T, on: device),
+            product: tensorParallel == nil ? nil : try CUDABuffer(count: T * c.dModel, on: device),
+            ssq: tensorParallel?.plan.normSpansRanks == true ? try CUDABuffer(count: T * c.nGroups, on: device) : nil)
         prefillBuffers = b
         return b
     }
@@ -398,64 +427,21 @@ public final class CUDAModel: @unchecked Sendable {
             throw Mamba2Error.invalidArgument("sequences", reason: "give at least one sequence, none of them empty (lengths \(sequences.map(\.count)))")
         }
         for s in sequences { try c.checkTokens(s, argument: "sequences") }
-        let packed = sequences.allSatisfy({ $0.count == sequences[0].count }) ? nil : try CUDAPackedRows(on: device, lengths: sequences.map(\.count))
-        // rows × length of the kernels' layout: one row of all tokens when packed
-        let (b, L) = packed == nil ? (sequences.count, sequences[0].count) : (1, sequences.reduce(0) { $0 + $1.count })
-        let T = b * L
         let n = sequences.count
-        // States land in rows 0..<n, or for other target rows first in staging rows past the table's end.
-        let staged = targetRows.map { $0 != Array(0..<n) } ?? false
         if let targetRows {
             precondition(targetRows.count == n && targetRows.allSatisfy { $0 >= 0 && $0 < capacity } && Set(targetRows).count == n)
-            if staged { try reserveStaging(rows: n) }
-        } else {
-            try reserve(rows: n)
-            rows = n
         }
-        let states: (conv: [CUDABuffer], ssm: [CUDABuffer]) = staged ? staging : (convStates, ssmStates)
-        let buf = try buffers(tokens: T)
-        try buf.tokens.upload(sequences.joined().map { Int32($0) })
-        let a0 = KernelArguments()
-        a0.add(Int32(c.dModel)); a0.add(buf.tokens); a0.add(embedding); a0.add(buf.residual); a0.add(UInt64(0))
-        a0.add(UInt64(0)); a0.add(UInt64(0)); a0.add(UInt64(0)); a0.add(Int32(0))  // no hand-over
-        try k.embed.launch(grid: (T, 1, 1), block: (256, 1, 1), arguments: a0)
-        let half = tc != nil
-        for (i, l) in layers.enumerated() {
-            try rmsnorm(rows: T, x: buf.residual, ldx: c.dModel, w: l.norm, out: buf.normed)
-            try inProjection(tokens: T, layer: l, buffers: buf)
-            try convPrefill(rows: b, length: L, layer: l, buffers: buf, convState: states.conv[i], packed: packed)
-            if stateType == .bf16 {
-                // The SSD's final states in float32, then rounded into the bf16 rows.
-                let count = n * Self.ssmRowFloats(c)
-                if stateScratch == nil || stateScratch!.count < count { stateScratch = try CUDABuffer(count: count, on: device) }
-                try ssd(rows: b, length: L, layer: l, buffers: buf, states: stateScratch!, packed: packed)
-                let ar = KernelArguments()
-                ar.add(count); ar.add(stateScratch!); ar.add(states.ssm[i])
-                try k.toBF16.launch(grid: (min((count + 255) / 256, 4096), 1, 1), block: (256, 1, 1), arguments: ar)
-            } else {
-                try ssd(rows: b, length: L, layer: l, buffers: buf, states: states.ssm[i], packed: packed)
-            }
-            try gatedNorm(rows: T, y: buf.y, yHalf: half, z: buf.zx, zHalf: zxHalf, w: l.gateNorm, out: buf.normed)
-            try gemm(rows: T, out: c.dModel, in: c.dSSM, x: buf.normed, w: l.outProj, y: buf.residual, accumulate: true)
-            if let bias = l.outProjBias { try addBias(rows: T, n: c.dModel, y: buf.residual, half: false, bias: bias) }
+        // Each rank embeds, then layer by layer runs its part; with tensor parallelism the ranks' out_proj
+        // products are added across ranks after every layer and each rank's next norm adds the sum in.
+        let passes = try ranks.map { try $0.beginPrefill(sequences, into: targetRows) }
+        for i in layers.indices {
+            for (m, pass) in zip(ranks, passes) { try m.prefillLayer(i, pass: pass) }
+            if tensorParallel != nil { try reducePrefillProducts(passes) }
         }
-        if staged, let targetRows {
-            let (cr, sr) = (Self.convRowFloats(c) * 4, Self.ssmRowFloats(c) * stateBytes)
-            // Consecutive target rows (what a server's batcher admits into) take one copy per layer and
-            // buffer, not one per row: 12 new rows of a 24-layer model were 576 copies.
-            let consecutive = targetRows.enumerated().allSatisfy { $0.element == targetRows[0] + $0.offset }
-            for l in 0..<c.nLayer {
-                if consecutive {
-                    if cr > 0 { try convStates[l].copy(bytes: n * cr, from: staging.conv[l], at: 0, to: targetRows[0] * cr) }
-                    try ssmStates[l].copy(bytes: n * sr, from: staging.ssm[l], at: 0, to: targetRows[0] * sr)
-                    continue
-                }
-                for (s, r) in targetRows.enumerated() {
-                    if cr > 0 { try convStates[l].copy(bytes: cr, from: staging.conv[l], at: s * cr, to: r * cr) }
-                    try ssmStates[l].copy(bytes: sr, from: staging.ssm[l], at: s * sr, to: r * sr)
-                }
-            }
-        }
+        for (m, pass) in zip(ranks, passes) { try m.placePrefillStates(pass, into: targetRows) }
+        let (T, buf) = (passes[0].T, passes[0].buf)
+        // The last layer's product, added in by the final norm (its output is the head's input for `.all`).
+        if tensorParallel != nil { try rmsnorm(rows: T, x: buf.residual, ldx: c.dModel, w: normF, out: buf.normed, pending: prefillPending(after: layers.count - 1, pass: passes[0])) }
         let V = c.paddedVocabSize
         switch mode {
         case .none:
@@ -466,7 +452,8 @@ public final class CUDAModel: @unchecked Sendable {
             // RMSNorm and lm_head) over them.
             if gatherIndex == nil || gatherIndex!.count < n { gatherIndex = try CUDABuffer(count: max(n, capacity), on: device) }
             let last = gatherIndex!
-            try last.upload(packed?.lastTokens.map { Int32($0) } ?? (0..<n).map { Int32($0 * L + L - 1) })
+            let L = passes[0].L
+            try last.upload(passes[0].packed?.lastTokens.map { Int32($0) } ?? (0..<n).map { Int32($0 * L + L - 1) })
             let ag = KernelArguments()
             ag.add(Int32(c.dModel)); ag.add(last); ag.add(buf.residual); ag.add(residual1)
             try k.gatherRows.launch(grid: (n, 1, 1), block: (256, 1, 1), arguments: ag)
@@ -474,11 +461,94 @@ public final class CUDAModel: @unchecked Sendable {
             try device.synchronize()
             return Tensor(shape: [n, V], data: try logits1.download(n * V, as: Float.self))
         case .all:
-            try rmsnorm(rows: T, x: buf.residual, ldx: c.dModel, w: normF, out: buf.normed)
+            if tensorParallel == nil { try rmsnorm(rows: T, x: buf.residual, ldx: c.dModel, w: normF, out: buf.normed) }
             let out = try CUDABuffer(count: T * V, on: device)
             try gemm(rows: T, out: V, in: c.dModel, x: buf.normed, w: lmHead, y: out, accumulate: false)
             try device.synchronize()
             return Tensor(shape: [T, V], data: try out.download())
+        }
+    }
+
+    /// One rank's prefill of some sequences: their layout and where their states go.
+    struct PrefillPass {
+        let b, L, T, n: Int             // rows × length of the kernels' layout (one row of all tokens when packed)
+        let packed: CUDAPackedRows?
+        let staged: Bool                // states land in staging rows first (`targetRows` other than 0..<n)
+        let states: (conv: [CUDABuffer], ssm: [CUDABuffer])
+        let buf: PrefillBuffers
+    }
+
+    /// Lays the sequences out (rows of one length, or packed into one row), makes room for their states, and
+    /// embeds their tokens into the residual.
+    func beginPrefill(_ sequences: [[Int]], into targetRows: [Int]?) throws -> PrefillPass {
+        let c = config
+        let packed = sequences.allSatisfy({ $0.count == sequences[0].count }) ? nil : try CUDAPackedRows(on: device, lengths: sequences.map(\.count))
+        let (b, L) = packed == nil ? (sequences.count, sequences[0].count) : (1, sequences.reduce(0) { $0 + $1.count })
+        let n = sequences.count
+        // States land in rows 0..<n, or for other target rows first in staging rows past the table's end.
+        let staged = targetRows.map { $0 != Array(0..<n) } ?? false
+        if targetRows != nil {
+            if staged { try reserveStaging(rows: n) }
+        } else {
+            try reserve(rows: n)
+            rows = n
+        }
+        let buf = try buffers(tokens: b * L)
+        try buf.tokens.upload(sequences.joined().map { Int32($0) })
+        let a0 = KernelArguments()
+        a0.add(Int32(c.dModel)); a0.add(buf.tokens); a0.add(embedding); a0.add(buf.residual); a0.add(UInt64(0))
+        a0.add(UInt64(0)); a0.add(UInt64(0)); a0.add(UInt64(0)); a0.add(Int32(0))  // no hand-over
+        try k.embed.launch(grid: (b * L, 1, 1), block: (256, 1, 1), arguments: a0)
+        return PrefillPass(b: b, L: L, T: b * L, n: n, packed: packed, staged: staged, states: staged ? staging : (convStates, ssmStates), buf: buf)
+    }
+
+    /// Layer i of a prefill pass: norm, in_proj, conv, SSD, gated norm, out_proj. Without tensor parallelism
+    /// out_proj adds into the residual; with it, into this rank's product (`prefillPending`).
+    func prefillLayer(_ i: Int, pass p: PrefillPass) throws {
+        let c = config, l = layers[i], buf = p.buf, T = p.T
+        try rmsnorm(rows: T, x: buf.residual, ldx: c.dModel, w: l.norm, out: buf.normed, pending: prefillPending(after: i - 1, pass: p))
+        try inProjection(tokens: T, layer: l, buffers: buf)
+        try convPrefill(rows: p.b, length: p.L, layer: l, buffers: buf, convState: p.states.conv[i], packed: p.packed)
+        if stateType == .bf16 {
+            // The SSD's final states in float32, then rounded into the bf16 rows.
+            let count = p.n * Self.ssmRowFloats(c)
+            if stateScratch == nil || stateScratch!.count < count { stateScratch = try CUDABuffer(count: count, on: device) }
+            try ssd(rows: p.b, length: p.L, layer: l, buffers: buf, states: stateScratch!, packed: p.packed)
+            let ar = KernelArguments()
+            ar.add(count); ar.add(stateScratch!); ar.add(p.states.ssm[i])
+            try k.toBF16.launch(grid: (min((count + 255) / 256, 4096), 1, 1), block: (256, 1, 1), arguments: ar)
+        } else {
+            try ssd(rows: p.b, length: p.L, layer: l, buffers: buf, states: p.states.ssm[i], packed: p.packed)
+        }
+        if let tp = tensorParallel {
+            try gatedNorm(rows: T, y: buf.y, yHalf: tc != nil, z: buf.zx, zHalf: zxHalf, w: l.gateNorm, out: buf.normed,
+                          ssqOut: tp.plan.normSpansRanks ? buf.ssq : nil)
+            try gemm(rows: T, out: c.dModel, in: c.dSSM, x: buf.normed, w: l.outProj, y: buf.product!, accumulate: false)
+            return
+        }
+        try gatedNorm(rows: T, y: buf.y, yHalf: tc != nil, z: buf.zx, zHalf: zxHalf, w: l.gateNorm, out: buf.normed)
+        try gemm(rows: T, out: c.dModel, in: c.dSSM, x: buf.normed, w: l.outProj, y: buf.residual, accumulate: true)
+        if let bias = l.outProjBias { try addBias(rows: T, n: c.dModel, y: buf.residual, half: false, bias: bias) }
+    }
+
+    /// Moves a pass's states from staging into their target rows (consecutive rows, what a server's batcher
+    /// admits into, take one copy per layer and buffer, not one per row: 12 new rows of a 24-layer model were
+    /// 576 copies).
+    func placePrefillStates(_ p: PrefillPass, into targetRows: [Int]?) throws {
+        guard p.staged, let targetRows else { return }
+        let (cr, sr) = (Self.convRowFloats(config) * 4, Self.ssmRowFloats(config) * stateBytes)
+        let n = p.n
+        let consecutive = targetRows.enumerated().allSatisfy { $0.element == targetRows[0] + $0.offset }
+        for l in 0..<config.nLayer {
+            if consecutive {
+                if cr > 0 { try convStates[l].copy(bytes: n * cr, from: staging.conv[l], at: 0, to: targetRows[0] * cr) }
+                try ssmStates[l].copy(bytes: n * sr, from: staging.ssm[l], at: 0, to: targetRows[0] * sr)
+                continue
+            }
+            for (s, r) in targetRows.enumerated() {
+                if cr > 0 { try convStates[l].copy(bytes: cr, from: staging.conv[l], at: s * cr, to: r * cr) }
+                try ssmStates[l].copy(bytes: sr, from: staging.ssm[l], at: s * sr, to: r * sr)
+            }
         }
     }
 
@@ -547,18 +617,21 @@ public final class CUDAModel: @unchecked Sendable {
             return
         }
         a.add(Int32(d)); a.add(config.rmsNormEps); a.add(x); a.add(Int32(ldx)); a.add(w); a.add(out)
-        a.add(pending?.product.pointer ?? 0); a.add(pending?.ssq.pointer ?? 0); a.add(Int32(pending?.slots ?? 0))
-        a.add(Int32(config.dSSM)); a.add(pending?.bias?.pointer ?? 0)
+        a.add(pending?.product.pointer ?? 0); a.add(pending?.ssq?.pointer ?? 0); a.add(Int32(pending?.slots ?? 0))
+        a.add(Int32(pending?.groupSize ?? config.dSSM)); a.add(pending?.bias?.pointer ?? 0)
         try k.rmsnorm.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a, dependent: true)
     }
 
-    /// An out_proj product not yet added into the residual (decode on cuBLAS with the gated norm handed over):
-    /// product (rows, d_model) float32 of the unnormalized gated y, the SSD step's sums of squares (rows,
-    /// slots), and out_proj's bias.
+    /// An out_proj product not yet added into the residual (decode on cuBLAS with the gated norm handed over,
+    /// and tensor parallelism): product (rows, d_model) float32 of the unnormalized gated y, the sums of
+    /// squares of its norm (rows, slots) over groups of `groupSize` channels (no sums: the product was
+    /// normalized already), and out_proj's bias.
     struct PendingOutProjection {
-        let product, ssq: CUDABuffer
+        let product: CUDABuffer
+        let ssq: CUDABuffer?
         let slots: Int
         let bias: CUDABuffer?
+        let groupSize: Int
     }
 
     /// Whether an RMSNorm of `rows` rows takes m_rmsnorm_rows (a warp per row): rows of up to 1,024 values in
@@ -566,11 +639,15 @@ public final class CUDAModel: @unchecked Sendable {
     static func rmsnormWarpRows(rows: Int, d: Int, ldx: Int) -> Bool { d <= 1024 && d % 4 == 0 && ldx % 4 == 0 && rows >= 256 }
 
     /// m_gated_norm over token rows: y (f32 or 16-bit) gated by z (in zx), normalized per group.
-    func gatedNorm(rows: Int, y: CUDABuffer, yHalf: Bool, z: CUDABuffer, zHalf: Bool, w: CUDABuffer, out: CUDABuffer) throws {
+    /// With `ssqOut` (rows, G): each group's sum of squares written there and the values left unscaled (tensor
+    /// parallelism, the group spanning ranks).
+    func gatedNorm(rows: Int, y: CUDABuffer, yHalf: Bool, z: CUDABuffer, zHalf: Bool, w: CUDABuffer, out: CUDABuffer,
+                   ssqOut: CUDABuffer? = nil) throws {
         let c = config
         let a = KernelArguments()
         a.add(Int32(c.dSSM)); a.add(Int32(c.nGroups)); a.add(c.rmsNormEps); a.add(Int32(c.normBeforeGate ? 1 : 0))
         a.add(y); a.add(Int32(yHalf ? 1 : 0)); a.add(z); a.add(Int32(zHalf ? 1 : 0)); a.add(Int32(c.inProjSize)); a.add(w); a.add(out)
+        a.add(ssqOut?.pointer ?? 0)
         let gs = c.dSSM / c.nGroups
         // The kernel's own test for its 16-byte path (16-bit y and z, 8-aligned z rows and groups).
         let eight = precision != .f32 && yHalf && zHalf && c.inProjSize % 8 == 0 && gs % 8 == 0

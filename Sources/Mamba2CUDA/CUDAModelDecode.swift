@@ -31,7 +31,8 @@ extension CUDAModel {
     /// 16 rows 4,134 / 4,249; 130m 16 rows 25,369 / 26,351, but 64 rows 68,462 / 67,623 and 256 rows 117,529 /
     /// 113,341: so up to `gateHandOverRows` rows.
     package func gateHandOver(rows n: Int) -> Bool {
-        gateHandOverAllowed && n > plainGEMVRows && n <= Self.gateHandOverRows && !streams(rows: n) && precision != .f32
+        if let tp = tensorParallel { return tp.plan.normSpansRanks }  // the norm's sums then go through the all-reduce
+        return gateHandOverAllowed && n > plainGEMVRows && n <= Self.gateHandOverRows && !streams(rows: n) && precision != .f32
             && config.nGroups == 1
     }
     package static let gateHandOverRows = 16
@@ -136,6 +137,11 @@ extension CUDAModel {
             try gemm(rows: n, out: c.dModel, in: c.dSSM, x: xhSSM, w: l.outProj, y: outProduct1, accumulate: false)
             return
         }
+        if tensorParallel != nil {  // the norm local to the rank: its product waits for the ranks' sum
+            try gatedNorm(rows: n, y: y1, yHalf: false, z: zx1, zHalf: false, w: l.gateNorm, out: normed1)
+            try gemm(rows: n, out: c.dModel, in: c.dSSM, x: normed1, w: l.outProj, y: outProduct1, accumulate: false)
+            return
+        }
         try gatedNorm(rows: n, y: y1, yHalf: false, z: zx1, zHalf: false, w: l.gateNorm, out: normed1)
         try gemm(rows: n, out: c.dModel, in: c.dSSM, x: normed1, w: l.outProj, y: residual1, accumulate: true)
         if let bias = l.outProjBias { try addBias(rows: n, n: c.dModel, y: residual1, half: false, bias: bias) }
@@ -172,6 +178,7 @@ extension CUDAModel {
     /// tokens1, counted by `counter` and recorded in `history`; with `.argmax`, the argmax into tokens1 and
     /// its log-probability into chosenLogprob1.
     func enqueueStep(rows n: Int, choice: StepChoice) throws {
+        if tensorParallel != nil { return try enqueueRanksStep(rows: n, choice: choice) }
         let greedy = choice == .greedyDecode
         if decodePathTaken(rows: n) == .persistent {
             try enqueueEmbedding(rows: n, counting: greedy, handOver: (persistentSSQ, device.multiprocessors))
@@ -184,7 +191,8 @@ extension CUDAModel {
         // on cuBLAS with the gated norm handed over, each out_proj's product is added in by the next norm
         let handOver = gateHandOver(rows: n)
         func pending(after i: Int) -> PendingOutProjection? {
-            handOver && i >= 0 ? PendingOutProjection(product: outProduct1, ssq: ssqSSM, slots: ssqSlotsSSM(rows: n), bias: layers[i].outProjBias) : nil
+            handOver && i >= 0 ? PendingOutProjection(product: outProduct1, ssq: ssqSSM, slots: ssqSlotsSSM(rows: n), bias: layers[i].outProjBias,
+                                                      groupSize: config.dSSM) : nil
         }
         for i in layers.indices {
             try inProjection(rows: n, layer: i, pending: pending(after: i - 1))
@@ -239,10 +247,10 @@ extension CUDAModel {
         }
         let t32 = tokens.map { Int32($0) }
         // In a steady batch the tokens fed are the ones the device chose last step, already in tokens1.
-        if t32 != tokensHeld { try tokens1.upload(t32) }
+        if t32 != tokensHeld { for m in ranks { try m.tokens1.upload(t32) } }
         let graph: CUDAGraph
         if let g = graphs[Int.min + n] { graph = g } else {
-            graph = try CUDAGraph(on: device) { try enqueueStep(rows: n, choice: .argmax) }
+            graph = try CUDAGraph(on: ranks.map(\.device)) { try enqueueStep(rows: n, choice: .argmax) }
             graphs[Int.min + n] = graph
         }
         try graph.launch()
@@ -300,13 +308,13 @@ extension CUDAModel {
         }
         try config.checkTokens(tokens, argument: "tokens")
         try settleArgmax()
-        try tokens1.upload(tokens.map { Int32($0) })
+        for m in ranks { try m.tokens1.upload(tokens.map { Int32($0) }) }
         tokensHeld = nil
         // Replayed as a graph, one per row count (keyed −n beside greedy decode's n): launching the step's
         // ~150 kernels one by one cost more than running them at batch 64.
         let graph: CUDAGraph
         if let g = graphs[-n] { graph = g } else {
-            graph = try CUDAGraph(on: device) { try enqueueStep(rows: n, choice: .none) }
+            graph = try CUDAGraph(on: ranks.map(\.device)) { try enqueueStep(rows: n, choice: .none) }
             graphs[-n] = graph
         }
         try graph.launch()
@@ -332,13 +340,15 @@ extension CUDAModel {
         }
         let graph: CUDAGraph
         if let g = graphs[rows] { graph = g } else {
-            graph = try CUDAGraph(on: device) { try enqueueStep(rows: rows, choice: .greedyDecode) }
+            graph = try CUDAGraph(on: ranks.map(\.device)) { try enqueueStep(rows: rows, choice: .greedyDecode) }
             graphs[rows] = graph
         }
         try settleArgmax()
-        try tokens1.upload(first.map { Int32($0) })
+        for m in ranks {
+            try m.tokens1.upload(first.map { Int32($0) })
+            try m.counter.fill(words: 1, bitPattern: 0)
+        }
         tokensHeld = nil
-        try counter.fill(words: 1, bitPattern: 0)
         for _ in 0..<steps { try graph.launch() }
         try device.synchronize()
         let h = try history!.download(steps * rows, as: Int32.self)

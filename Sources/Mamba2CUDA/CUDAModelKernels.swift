@@ -143,7 +143,8 @@ extension CUDAKernelSource {
     // out (T, d) = x · rsqrt(mean(x²) + eps) · w, one block per row; x read at row stride ldx.
     // With `pend` (decode on cuBLAS, the gated norm handed over): first the previous out_proj's product is
     // added into the residual row, scaled by that gated norm's rsqrt(Σ pssq[row][0..slots) / pin + eps) (one
-    // group), plus its bias: x[row] += inv·pend[row] (+ pbias), written back; then the RMSNorm of the sum.
+    // group; without pssq by 1), plus its bias: x[row] += inv·pend[row] (+ pbias), written back; then the
+    // RMSNorm of the sum.
     extern "C" __global__ void __launch_bounds__(256) m_rmsnorm(int d, float eps, float* __restrict__ x, int ldx,
                                                                  const float* __restrict__ w, act_t* __restrict__ out,
                                                                  const float* __restrict__ pend, const float* __restrict__ pssq,
@@ -152,10 +153,12 @@ extension CUDAKernelSource {
         pdl_wait();
         float* xr = x + (size_t)blockIdx.x * ldx;
         float pinv = 0.f;
-        if (pend) {
+        if (pend && pssq) {
             float q = 0.f;
             for (int i = threadIdx.x; i < slots; i += 256) q += __ldcg(pssq + (size_t)blockIdx.x * slots + i);
             pinv = rsqrtf(block_sum(q, red) / pin + eps);
+        } else if (pend) {
+            pinv = 1.f;  // a product already normalized (tensor parallelism with the norm local to each rank)
         }
         if ((ldx & 3) == 0 && (d & 3) == 0 && d <= 256 * 4 * 8) {
             // A row held in registers, its loads issued together (a loop of loads was a chain of round trips:
@@ -240,9 +243,18 @@ extension CUDAKernelSource {
     // and z (prefill of a 16-bit model) 2 × 8.
     #define GN_NV 4
     #define GN_NV8 2
+    // The gated norm's scale of a group whose squares sum to `sum`: rsqrt(sum / gs + eps); with ssqOut (tensor
+    // parallelism, the group spanning ranks) the sum is written there for the ranks to add, and the values
+    // leave unscaled (scale 1): the next RMSNorm applies the scale to out_proj's summed product.
+    __device__ __forceinline__ float gn_scale(float sum, int gs, float eps, float* ssqOut, size_t slot) {
+        if (!ssqOut) return rsqrtf(sum / gs + eps);
+        if (threadIdx.x == 0) ssqOut[slot] = sum;
+        return 1.f;
+    }
     extern "C" __global__ void __launch_bounds__(1024) m_gated_norm(int dSsm, int G, float eps, int nbg, const void* __restrict__ y,
                                                                      int yHalf, const void* __restrict__ z, int zHalf, int ldz,
-                                                                     const float* __restrict__ w, act_t* __restrict__ out) {
+                                                                     const float* __restrict__ w, act_t* __restrict__ out,
+                                                                     float* __restrict__ ssqOut) {
         __shared__ float red[32];
         pdl_wait();
         const size_t row = blockIdx.x;
@@ -278,7 +290,7 @@ extension CUDAKernelSource {
                         }
                     }
                 }
-                const float inv = rsqrtf(block_sum(s, red) / gs + eps);
+                const float inv = gn_scale(block_sum(s, red), gs, eps, ssqOut, row * G + g);
                 #pragma unroll
                 for (int k = 0; k < GN_NV8; k++) {
                     const int i = threadIdx.x + nt * k;
@@ -318,7 +330,7 @@ extension CUDAKernelSource {
                         s += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
                     }
                 }
-                const float inv = rsqrtf(block_sum(s, red) / gs + eps);
+                const float inv = gn_scale(block_sum(s, red), gs, eps, ssqOut, row * G + g);
                 act_t* o = out + row * dSsm + g * gs;
                 #pragma unroll
                 for (int k = 0; k < GN_NV; k++) {
@@ -340,7 +352,7 @@ extension CUDAKernelSource {
                 if (!nbg) v *= silu(load(z, zr + i, zHalf));
                 ss += v * v;
             }
-            const float inv = rsqrtf(block_sum(ss, red) / gs + eps);
+            const float inv = gn_scale(block_sum(ss, red), gs, eps, ssqOut, row * G + g);
             for (int i = g * gs + threadIdx.x; i < (g + 1) * gs; i += nt) {
                 float v = load(y, row * dSsm + i, yHalf);
                 const float sz = silu(load(z, zr + i, zHalf));
@@ -348,6 +360,12 @@ extension CUDAKernelSource {
                 out[row * dSsm + i] = ST(v);
             }
         }
+    }
+
+    // dst[i] += src[i], n floats: the all-reduce of tensor-parallel ranks that share one device (the self-test's
+    // stand-in for NCCL).
+    extern "C" __global__ void m_add_into(size_t n, float* __restrict__ dst, const float* __restrict__ src) {
+        for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) dst[i] += src[i];
     }
 
     // Y (T, n) += bias (n): the projections' optional biases in prefill.

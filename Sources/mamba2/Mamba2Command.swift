@@ -90,15 +90,21 @@ struct DeviceOptions: ParsableArguments {
     @Option(help: "With --device cuda: the decode state's element type, f32 or bf16 (as mamba_ssm keeps it for a bf16 model: half the state's bytes per token, the state rounded once per token).")
     var stateDtype: CUDAModel.StateType = .f32
 
-    /// The place the options name, its state type set.
+    @Option(help: "With --device cuda:N: split the model across GPUs N..<N+K (heads and groups, as the paper's tensor parallelism; one all-reduce a layer through NCCL). The heads must divide by K.")
+    var tensorParallel: Int = 1
+
+    /// The place the options name, its state type and split set.
     func place() throws -> any ComputeDevice {
+        guard tensorParallel >= 1, tensorParallel <= 1024 else { throw ValidationError("--tensor-parallel must be in 1...1024, got \(tensorParallel)") }
         switch device {
         case .cpu:
             guard stateDtype == .f32 else { throw ValidationError("--state-dtype \(stateDtype.rawValue) is for --device cuda: the CPU keeps its state in float32") }
+            guard tensorParallel == 1 else { throw ValidationError("--tensor-parallel is for --device cuda: the CPU runs the model whole") }
             return CPUDevice()
         case let .cuda(n):
             var d = CUDAComputeDevice(ordinal: n)
             d.stateType = stateDtype
+            d.tensorParallel = tensorParallel
             return d
         }
     }

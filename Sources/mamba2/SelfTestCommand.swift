@@ -13,10 +13,10 @@ struct SelfTestCommand: ParsableCommand {
     @Option(help: "The reference fixtures (tiny-hf, tiny-hf-bf16, tiny-golden.safetensors, ssd-small*.safetensors) for the model and backward checks.")
     var fixtures: String = "Tests/Mamba2Tests/Fixtures"
 
-    @Option(help: "Run only these groups of checks, comma-separated: ssd, model, backend, backward, training, collectives (default: all).")
+    @Option(help: "Run only these groups of checks, comma-separated: ssd, model, backend, backward, training, tensor-parallel, collectives (default: all).")
     var only: String?
 
-    @Option(help: "With --device cuda: also check the collectives (NCCL's all-reduce) across GPUs 0..<N of this machine.")
+    @Option(help: "With --device cuda: also check the collectives (NCCL's all-reduce) and the tensor-parallel split across GPUs 0..<N of this machine.")
     var gpus: Int?
 
     @Option(help: "Write every CUDA module's source (NAME.cu) and entry points (kernels.json) into this folder and stop: what scripts/check_kernels.py compiles. Needs no GPU.")
@@ -53,7 +53,7 @@ struct SelfTestCommand: ParsableCommand {
         print("device: \(gpu.name), \(bytesString(gpu.totalMemory)), compute capability \(gpu.computeCapability.major).\(gpu.computeCapability.minor), kernels built for \(gpu.architecture)")
         print("seed: \(s)")
         try checkFixtures()
-        let groups = ["ssd", "model", "backend", "backward", "training", "collectives"]
+        let groups = ["ssd", "model", "backend", "backward", "training", "tensor-parallel", "collectives"]
         // the collectives only with --gpus (which says across how many GPUs)
         let chosen = Set(only.map { $0.split(separator: ",").map { String($0) } } ?? groups.filter { $0 != "collectives" || gpus != nil })
         guard chosen.isSubset(of: groups) else { throw ValidationError("--only takes " + groups.joined(separator: ", ")) }
@@ -64,6 +64,7 @@ struct SelfTestCommand: ParsableCommand {
         if chosen.contains("backend") { checks += try CUDASelfTest.backendChecks(device: gpu, seed: s) }
         if chosen.contains("backward") { checks += try CUDASelfTest.backwardChecks(device: gpu, fixtures: fixtures, seed: s) }
         if chosen.contains("training") { checks += try CUDASelfTest.trainingChecks(device: gpu, fixtures: fixtures, seed: s) }
+        if chosen.contains("tensor-parallel") { checks += try CUDASelfTest.tensorParallelChecks(device: gpu, devices: devices, seed: s) }
         if chosen.contains("collectives"), let devices {
             checks += try CUDASelfTest.collectiveChecks(devices: devices, seed: s)
             if let nccl = CUDACommunicator.library { print("NCCL: \(nccl.path), version \(nccl.version)") }

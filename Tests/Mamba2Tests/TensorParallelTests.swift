@@ -123,6 +123,19 @@ struct TensorParallelTests {
             let s = p.shard(w, rank: ranks - 1)
             #expect(s.inProj.count == p.localInProjSize * c.dModel && s.outProj.count == c.dModel * p.localInner)
             #expect(s.convWeight.count == p.localConvDim * c.dConv && s.gateNorm.count == p.localSSM && s.aLog.count == p.localHeads)
+            // the rank's block as a model of its own sizes (what a GPU rank is built from): a valid config whose
+            // expected shapes are exactly the shard's
+            let local = p.localConfig
+            try local.validate()
+            #expect(local.inProjSize == p.localInProjSize && local.convDim == p.localConvDim && local.dInner == p.localInner)
+            #expect(local.nHeads == p.localHeads && local.dSSM == p.localSSM && local.nGroups == p.localGroups)
+            #expect(p.normGroupSize == c.dSSM / c.nGroups)
+            var whole = Mamba2Weights.random(c, seed: 2)
+            whole.layers = whole.layers.map { p.shard($0, rank: 0) }
+            let named = Dictionary(uniqueKeysWithValues: whole.namedTensors(local).map { ($0.0, $0.1.data.count) })
+            for (name, shape) in Mamba2Weights.expectedShapes(local) {
+                #expect(named[name] == shape.reduce(1, *), "\(name) G=\(groups) ranks=\(ranks)")
+            }
         }
     }
 

@@ -52,8 +52,11 @@ public struct Mamba2Config: Sendable, Equatable {
     }
 
     // MARK: derived sizes (names as in mamba_ssm)
-    /// Inner width, expand · d_model.
-    public var dInner: Int { expand * dModel }
+    /// Inner width, expand · d_model (a tensor-parallel rank's block: its own part, `shardInner`).
+    public var dInner: Int { shardInner ?? expand * dModel }
+    /// A tensor-parallel rank's d_inner (`TensorParallelPlan.localConfig`): its part of the inner width is not
+    /// expand · d_model for any whole expand. nil for a whole model.
+    package var shardInner: Int? = nil
     /// H: heads, d_ssm / headdim.
     public var nHeads: Int { dSSM / headDim }
     /// Width of the gated MLP branch (0 for every released checkpoint).

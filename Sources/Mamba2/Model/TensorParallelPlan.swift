@@ -54,6 +54,21 @@ public struct TensorParallelPlan: Sendable {
     /// A rank's out_proj columns: d_mlp/R + d_ssm/R.
     public var localInner: Int { localMLP + localSSM }
 
+    /// One rank's block as a model of its own sizes: H/R heads, d_ssm/R channels, the groups it holds, d_inner/R
+    /// wide (the shapes of `shard`'s weights; the embedding, norms and head are the whole model's). A device runs a
+    /// rank's part with its ordinary kernels at these sizes; only where the gated norm's group spans ranks
+    /// (`normSpansRanks`) does its RMS need the other ranks' sums of squares (over `normGroupSize` channels).
+    public var localConfig: Mamba2Config {
+        var c = config
+        c.dSSM = localSSM
+        c.nGroups = localGroups
+        c.shardInner = localInner
+        return c
+    }
+
+    /// Channels of one gated-norm group in the whole model (d_ssm / G): the RMS's divisor on every rank.
+    public var normGroupSize: Int { config.dSSM / config.nGroups }
+
     public func heads(rank r: Int) -> Range<Int> { (r * localHeads)..<((r + 1) * localHeads) }
     /// The rank's SSM channels (of d_ssm): its heads' P channels each.
     public func channels(rank r: Int) -> Range<Int> { (r * localSSM)..<((r + 1) * localSSM) }

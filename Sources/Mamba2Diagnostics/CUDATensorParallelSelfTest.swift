@@ -1,0 +1,109 @@
+import Mamba2
+import Mamba2CUDA
+
+/// The tensor-parallel split on GPUs (`CUDAModel.tensorParallel`) against the unsplit model on one GPU, in
+/// `mamba2 selftest --device cuda --only tensor-parallel`: R = 2 and 4 ranks sharing the one device (their
+/// all-reduce a kernel), and with `--gpus N` (N ≥ 2) N ranks on N GPUs through NCCL. Each compares prefill
+/// logits (two prompts of different lengths, packed), the states left, decode steps' logits, and greedy
+/// tokens, for groups that span ranks (G = 1, the released checkpoints: the gated norm's sums all-reduced) and
+/// groups local to each rank (G = 4), float32 and bf16.
+extension CUDASelfTest {
+    public static func tensorParallelChecks(device: CUDADevice, devices: [CUDADevice]?, seed: UInt64) throws -> [Check] {
+        var rng = SplitMix64(seed: seed ^ 0x7E45_0A12)
+        var checks: [Check] = []
+        // (groups, norm before gate, D per channel, d_state): N = 128 with P = 64 takes the ring SSD step with a bf16 state.
+        for (G, nbg, perChannel, N) in [(1, false, false, 128), (4, false, true, 64), (1, true, false, 64)] {
+            let model = try randomModel(groups: G, normBeforeGate: nbg, dPerChannel: perChannel, dState: N, rng: &rng)
+            var layouts: [[CUDADevice]] = [[device, device], [device, device, device, device]]
+            if let devices, devices.count >= 2 { layouts.append(devices) }
+            for ranks in layouts where G % ranks.count == 0 || G == 1 {
+                let nccl = !ranks.allSatisfy { $0 === ranks[0] }
+                for (precision, state) in [(WeightType.f32, CUDAModel.StateType.f32), (.bf16, .bf16)] {
+                    let what = "tensor parallel \(ranks.count) ranks \(nccl ? "on \(ranks.count) GPUs (NCCL)" : "on one GPU")"
+                        + ", G=\(G)\(nbg ? " norm before gate" : "")\(perChannel ? " D per channel" : "") N=\(N), \(precision.rawValue)"
+                        + " weights, \(state.rawValue) state"
+                    checks += try compareSplit(model: model, ranks: ranks, unsplitDevice: ranks[0], precision: precision, state: state,
+                                               what: what, rng: &rng)
+                }
+            }
+        }
+        return checks
+    }
+
+    /// A small model whose per-channel parameters are random too (norm weights, D, dt_bias, A, biases), so a
+    /// slice from the wrong place shows; projections scaled up so the SSD and norms see activations of order one.
+    static func randomModel(groups: Int, normBeforeGate: Bool, dPerChannel: Bool, dState: Int, rng: inout SplitMix64) throws -> Mamba2Model {
+        let c = Mamba2Config(dModel: 256, nLayer: 2, vocabSize: 300, padVocabSizeMultiple: 16, dState: dState, dConv: 4, expand: 2,
+                             headDim: 64, nGroups: groups, chunkSize: 64, dHasHeadDim: dPerChannel, projBias: true, normBeforeGate: normBeforeGate)
+        var w = Mamba2Weights.random(c, seed: rng.next())
+        func normal(_ n: Int, mean: Float, sd: Float) -> [Float] { (0..<n).map { _ in mean + sd * rng.normal() } }
+        for i in w.layers.indices {
+            w.layers[i].norm = normal(c.dModel, mean: 1, sd: 0.3)
+            w.layers[i].gateNorm = normal(c.dSSM, mean: 1, sd: 0.3)
+            w.layers[i].D = normal(w.layers[i].D.count, mean: 1, sd: 0.5)
+            w.layers[i].dtBias = w.layers[i].dtBias.map { $0 + 0.5 * rng.normal() }
+            w.layers[i].aLog = normal(c.nHeads, mean: 1, sd: 0.5)
+            w.layers[i].inProjBias = normal(c.inProjSize, mean: 0, sd: 0.1)
+            w.layers[i].convBias = normal(c.convDim, mean: 0, sd: 0.2)
+            w.layers[i].outProjBias = normal(c.dModel, mean: 0, sd: 0.1)
+            w.layers[i].inProj = w.layers[i].inProj.map { $0 * 5 }
+            w.layers[i].outProj = w.layers[i].outProj.map { $0 * 3 }
+        }
+        return try Mamba2Model(config: c, weights: w)
+    }
+
+    /// The split against the unsplit model: prefill logits of two packed prompts, every layer's state of row 1,
+    /// six decode steps' logits at 2 rows (then 5 rows from a state set on both), and 12 greedy tokens.
+    /// Tolerances: float32 weights 1e-4 relative — the split reorders sums (out_proj's over d_inner in R parts,
+    /// the all-reduce, cuBLAS blocking of other shapes), a few ulps an operation through two layers (~1e-6);
+    /// a slice from the wrong place moves the logits by order one. bf16 weights 3e-2: the split rounds other
+    /// values to bf16 (out_proj's input before the norm's scale, as the hand-over does: `gateHandOver`, whose own
+    /// check allows 1.6e-2 for one layer), compounded over two layers and decode steps. Greedy tokens must be
+    /// equal in float32 (the ISSUE's test); in bf16 the share that differ is reported against 0.25 (a near-tie
+    /// flips on a rounding).
+    static func compareSplit(model: Mamba2Model, ranks: [CUDADevice], unsplitDevice: CUDADevice, precision: WeightType,
+                             state: CUDAModel.StateType, what: String, rng: inout SplitMix64) throws -> [Check] {
+        let c = model.config
+        let whole = try CUDAModel(device: unsplitDevice, model: model, precision: precision)
+        let split = try CUDAModel.tensorParallel(devices: ranks, model: model, precision: precision)
+        whole.stateType = state
+        split.stateType = state
+        let tol = precision == .f32 ? 1e-4 : 3e-2
+        func tokens(_ n: Int) -> [Int] { (0..<n).map { _ in Int(rng.next() % UInt64(c.vocabSize)) } }
+        var checks: [Check] = []
+        let prompts = [tokens(150), tokens(77)]
+        let a = try whole.prefill(prompts, logits: .last)!, b = try split.prefill(prompts, logits: .last)!
+        checks.append(Check(name: "\(what): prefill logits", got: b.data, want: a.data, tolerance: tol))
+        let sa = try whole.downloadState(row: 1), sb = try split.downloadState(row: 1)
+        checks.append(Check(name: "\(what): prefill states (conv and SSM, every layer)", got: (sb.conv + sb.ssm).flatMap { $0 },
+                            want: (sa.conv + sa.ssm).flatMap { $0 }, tolerance: tol))
+        var stepA: [Float] = [], stepB: [Float] = []
+        for _ in 0..<6 {
+            let t = tokens(2)
+            stepA += try whole.step(t).data
+            stepB += try split.step(t).data
+        }
+        checks.append(Check(name: "\(what): 6 decode steps of 2 rows, logits", got: stepB, want: stepA, tolerance: tol))
+        // Row 1's state (the whole model's) set into row 3 of both from the host — the split takes its part of the
+        // whole layout — among 4 rows prefilled alike, then a step of 5 rows.
+        let s = try whole.downloadState(row: 1)
+        let five = (0..<5).map { _ in tokens(30) }
+        for m in [whole, split] {
+            _ = try m.prefill(five, logits: .none)
+            try m.uploadState(row: 3, conv: s.conv, ssm: s.ssm)
+        }
+        let next = tokens(5)
+        checks.append(Check(name: "\(what): row 1's state set into row 3 from the host, then a step of 5 rows, logits",
+                            got: try split.step(next).data, want: try whole.step(next).data, tolerance: tol))
+        // Greedy decode (a CUDA graph a step on every device) from the same prompts.
+        let first = tokens(2)
+        _ = try whole.prefill(prompts, logits: .none)
+        _ = try split.prefill(prompts, logits: .none)
+        let ga = try whole.decodeGreedy(first: first, steps: 12), gb = try split.decodeGreedy(first: first, steps: 12)
+        let differ = zip(ga.joined(), gb.joined()).filter { $0 != $1 }.count
+        let share = Double(differ) / Double(ga.joined().count)
+        checks.append(Check(name: "\(what): greedy tokens, 2 rows × 12 steps (\(differ) differ)", relativeError: share,
+                            tolerance: precision == .f32 ? 0 : 0.25, allWritten: true))
+        return checks
+    }
+}
