@@ -18,6 +18,7 @@ typedef int nvrtcResult;
 typedef void *nvrtcProgram;
 typedef void *CUstream;
 typedef void *CUgraph;
+typedef void *CUevent;
 typedef void *CUgraphExec;
 typedef void *cublasHandle_t;
 // cuLaunchKernelEx's configuration, as cuda.h (12.0+) lays it out.
@@ -55,6 +56,10 @@ static struct {
     CUresult (*cuStreamDestroy)(CUstream);
     CUresult (*cuDevicePrimaryCtxRelease)(CUdevice);
     CUresult (*cuMemcpyDtoDAsync)(CUdeviceptr, CUdeviceptr, size_t, CUstream);
+    CUresult (*cuEventCreate)(CUevent *, unsigned);
+    CUresult (*cuEventRecord)(CUevent, CUstream);
+    CUresult (*cuStreamWaitEvent)(CUstream, CUevent, unsigned);
+    CUresult (*cuEventDestroy)(CUevent);
     // cuBLAS, loaded on first use (mkc_blas_open).
     int blasLoaded;
     int (*cublasDestroy)(cublasHandle_t);
@@ -92,6 +97,7 @@ struct mkc_device {
     CUdevice dev;
     CUcontext ctx;
     CUstream stream;
+    CUstream side;  // a second stream (collectives beside the compute), made on first use
     cublasHandle_t blas;
     CUdeviceptr blasWorkspace;
 };
@@ -143,6 +149,8 @@ static int load_locked(char *err, int errlen) {
     SYM(cu, cuGraphDestroy, "cuGraphDestroy"); SYM(cu, cuGraphExecDestroy, "cuGraphExecDestroy");
     SYM(cu, cuStreamDestroy, "cuStreamDestroy_v2"); SYM(cu, cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2");
     SYM(cu, cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2");
+    SYM(cu, cuEventCreate, "cuEventCreate"); SYM(cu, cuEventRecord, "cuEventRecord");
+    SYM(cu, cuStreamWaitEvent, "cuStreamWaitEvent"); SYM(cu, cuEventDestroy, "cuEventDestroy_v2");
     SYM(cu, cuModuleLoadData, "cuModuleLoadData"); SYM(cu, cuModuleGetFunction, "cuModuleGetFunction");
     SYM(cu, cuMemAlloc, "cuMemAlloc_v2"); SYM(cu, cuMemGetInfo, "cuMemGetInfo_v2"); SYM(cu, cuMemFree, "cuMemFree_v2");
     SYM(cu, cuLaunchKernel, "cuLaunchKernel");
@@ -191,6 +199,7 @@ void mkc_device_close(mkc_device *d) {
     if (d->blas) C.cublasDestroy(d->blas);
     if (d->blasWorkspace) C.cuMemFree(d->blasWorkspace);
     C.cuStreamDestroy(d->stream);
+    if (d->side) { C.cuStreamSynchronize(d->side); C.cuStreamDestroy(d->side); }
     C.cuDevicePrimaryCtxRelease(d->dev);
     free(d);
 }
@@ -428,3 +437,24 @@ int mkc_gemm(mkc_device *d, int transA, int transB, int m, int n, int k, float a
 
 int mkc_mem_info(mkc_device *d, size_t *freeBytes, size_t *totalBytes) { CUR(d); return C.cuMemGetInfo(freeBytes, totalBytes); }
 void *mkc_stream_handle(mkc_device *d) { return (void *)d->stream; }
+
+static CUstream pick_stream(mkc_device *d, int side) { return side ? d->side : d->stream; }
+int mkc_side_stream_open(mkc_device *d) {
+    if (d->side) return 0;
+    CUR(d);
+    return C.cuStreamCreate(&d->side, 1 /* CU_STREAM_NON_BLOCKING */);
+}
+void *mkc_side_stream_handle(mkc_device *d) { return (void *)d->side; }
+int mkc_side_synchronize(mkc_device *d) { if (!d->side) return 0; CUR(d); return C.cuStreamSynchronize(d->side); }
+int mkc_event_create(mkc_device *d, void **event) { CUR(d); return C.cuEventCreate((CUevent *)event, 2 /* CU_EVENT_DISABLE_TIMING */); }
+int mkc_event_record(mkc_device *d, void *event, int side) {
+    if (side && !d->side) return 1;
+    CUR(d);
+    return C.cuEventRecord((CUevent)event, pick_stream(d, side));
+}
+int mkc_stream_wait_event(mkc_device *d, void *event, int side) {
+    if (side && !d->side) return 1;
+    CUR(d);
+    return C.cuStreamWaitEvent(pick_stream(d, side), (CUevent)event, 0);
+}
+void mkc_event_destroy(mkc_device *d, void *event) { if (event) { CUR(d); C.cuEventDestroy((CUevent)event); } }

@@ -133,4 +133,12 @@ int mkc_nccl_all_reduce_sum(mkc_device *d, void *comm, uint64_t buffer, size_t c
     return N.allReduce((const void *)buffer, (void *)buffer, count, types[elementType], 0, (ncclComm_t)comm, mkc_stream_handle(d));
 }
 
+int mkc_nccl_all_reduce_sum_side(mkc_device *d, void *comm, uint64_t buffer, size_t count, int elementType) {
+    if (!N.loaded) return -1;
+    static const int types[] = { 7, 9, 6 };
+    void *stream = mkc_side_stream_handle(d);
+    if (elementType < 0 || elementType > 2 || !stream) return -1;
+    return N.allReduce((const void *)buffer, (void *)buffer, count, types[elementType], 0, (ncclComm_t)comm, stream);
+}
+
 const char *mkc_nccl_error(int code) { return N.loaded ? N.getErrorString(code) : "NCCL is not loaded"; }

@@ -64,7 +64,11 @@ public final class CUDACommunicator: CUDARankReduction, @unchecked Sendable {
 
     /// The same for several tensors in one NCCL group (one launch a device): sets[k][i] is rank i's buffer of
     /// tensor k, counts[k] its float32 elements.
-    public func allReduceSum(_ sets: [[CUDABuffer]], counts: [Int]) throws {
+    public func allReduceSum(_ sets: [[CUDABuffer]], counts: [Int]) throws { try allReduceSum(sets, counts: counts, side: false) }
+
+    /// The same, queued on each device's side stream with `side` (`CUDADevice.openSideStream`; the caller orders
+    /// it after the gradients' producers with `CUDAEvent`s): data-parallel training's buckets beside the backward.
+    public func allReduceSum(_ sets: [[CUDABuffer]], counts: [Int], side: Bool) throws {
         guard sets.count == counts.count else {
             throw Mamba2Error.invalidArgument("buffers", reason: "\(sets.count) sets of buffers for \(counts.count) counts")
         }
@@ -84,7 +88,8 @@ public final class CUDACommunicator: CUDARankReduction, @unchecked Sendable {
         var first: Int32 = 0
         for (set, n) in zip(sets, counts) {
             for i in devices.indices {
-                let r = mkc_nccl_all_reduce_sum(devices[i].handle, comms[i], set[i].pointer, n, ElementType.f32.rawValue)
+                let r = side ? mkc_nccl_all_reduce_sum_side(devices[i].handle, comms[i], set[i].pointer, n, ElementType.f32.rawValue)
+                    : mkc_nccl_all_reduce_sum(devices[i].handle, comms[i], set[i].pointer, n, ElementType.f32.rawValue)
                 if r != 0 && first == 0 { first = r }
             }
         }

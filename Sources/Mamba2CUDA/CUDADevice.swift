@@ -359,3 +359,47 @@ public final class CUDAGraph: @unchecked Sendable {
 
     deinit { for (d, e) in parts { mkc_graph_destroy(d.handle, e) } }
 }
+
+/// A point in one of a device's two streams that the other can wait for: the main stream (compute) and the
+/// side stream (collectives beside it, `CUDADevice.openSideStream`).
+public final class CUDAEvent: @unchecked Sendable {
+    let device: CUDADevice
+    let handle: UnsafeMutableRawPointer
+
+    public init(on device: CUDADevice) throws {
+        var e: UnsafeMutableRawPointer?
+        let r = mkc_event_create(device.handle, &e)
+        guard r == 0, let e else { throw CUDADevice.error(r, "creating an event") }
+        self.device = device
+        handle = e
+    }
+
+    /// Records the event at the end of what is queued now on the main stream (`side`: on the side stream).
+    public func record(side: Bool = false) throws {
+        let r = mkc_event_record(device.handle, handle, side ? 1 : 0)
+        guard r == 0 else { throw CUDADevice.error(r, "recording an event on the \(side ? "side" : "main") stream") }
+    }
+
+    /// Makes the main stream (`side`: the side stream) wait, before what is queued on it next, for the work
+    /// before the event's last record.
+    public func wait(side: Bool = false) throws {
+        let r = mkc_stream_wait_event(device.handle, handle, side ? 1 : 0)
+        guard r == 0 else { throw CUDADevice.error(r, "waiting for an event on the \(side ? "side" : "main") stream") }
+    }
+
+    deinit { mkc_event_destroy(device.handle, handle) }
+}
+
+extension CUDADevice {
+    /// Makes the device's side stream (once): collectives queued there run beside the main stream's kernels.
+    public func openSideStream() throws {
+        let r = mkc_side_stream_open(handle)
+        guard r == 0 else { throw CUDADevice.error(r, "creating a second stream") }
+    }
+
+    /// Waits for the side stream's work.
+    public func synchronizeSide() throws {
+        let r = mkc_side_synchronize(handle)
+        guard r == 0 else { throw CUDADevice.error(r, "waiting for the side stream") }
+    }
+}

@@ -77,6 +77,22 @@ public final class CUDATrainer: @unchecked Sendable {
     let total, nDecay: Int
     /// The flat buffers' leading range of matrices whose gradient one product writes whole per batch.
     let productEnd: Int
+    /// Called after each layer's backward is queued (the last layer first) with the layer's index: from there
+    /// that layer's in_proj and out_proj gradients (`layerGradients`) are final for the batch. Data parallelism
+    /// records an event there and all-reduces them beside the rest of the backward.
+    public var afterLayerBackward: ((Int) throws -> Void)?
+
+    /// The flat gradients' range holding layer l's in_proj and out_proj (the layers' matrices lie first, in
+    /// layer order); nil where the layout does not put them there.
+    public func layerGradients(_ l: Int) -> Range<Int>? {
+        guard let i = slotIndex["backbone.layers.\(l).mixer.in_proj.weight"], slots[i].offset < productEnd else { return nil }
+        let next = slotIndex["backbone.layers.\(l + 1).mixer.in_proj.weight"].map { slots[$0].offset } ?? productEnd
+        return slots[i].offset..<min(next, productEnd)
+    }
+
+    /// The rest of the flat gradients (embedding, head, norms, vectors): final once the whole backward is.
+    public var otherGradients: Range<Int> { productEnd..<total }
+
     static func writtenByProduct(_ name: String) -> Bool {
         name.hasPrefix("backbone.layers.") && (name.hasSuffix(".mixer.in_proj.weight") || name.hasSuffix(".mixer.out_proj.weight"))
     }
@@ -865,6 +881,7 @@ public final class CUDATrainer: @unchecked Sendable {
             try part("bwd in_proj dW") {
                 try mm.backwardWeight(rows: w.T, out: E, in: d, dy: w.dzx.pointer, x: w.normed.pointer, dw: gv.inProj!.pointer, beta: inBeta)
             }
+            try afterLayerBackward?(l)
         }
         let a = KernelArguments()
         a.add(Int32(d)); a.add(w.tokens); a.add(w.dresid); a.add(try view(grads, "backbone.embedding.weight"))

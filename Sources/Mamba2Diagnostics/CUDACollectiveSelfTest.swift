@@ -41,7 +41,8 @@ extension CUDASelfTest {
 
     /// Two optimizer steps of data-parallel training over `devices` against one GPU's (another object of GPU
     /// 0), float32, the same weights and batches: 2N + 1 rows (dealt out unevenly), then one row (GPUs past it
-    /// take none), accumulated into one step, then a second step. The losses, the gradients' norms and the
+    /// take none), accumulated into one step (its gradients all-reduced in buckets beside the second batch's
+    /// backward), then a second step (all-reduced whole). The losses, the gradients' norms and the
     /// weights after the steps.
     static func dataParallelChecks(devices: [CUDADevice], rng: inout SplitMix64) throws -> [Check] {
         let c = Mamba2Config(dModel: 128, nLayer: 2, vocabSize: 64, padVocabSizeMultiple: 16, dState: 32, dConv: 4, expand: 2,
@@ -51,6 +52,9 @@ extension CUDASelfTest {
         opts.learningRate = 1e-3; opts.warmupSteps = 0; opts.totalSteps = 10
         let one = try CUDATrainingBackend(device: try CUDADevice(ordinal: devices[0].ordinal), config: c, weights: weights, optimizer: opts, precision: .f32)
         let dp = try CUDADataParallelTrainingBackend(devices: devices, config: c, weights: weights, optimizer: opts, precision: .f32)
+        // step 1's two batches: the second all-reduces its gradients in buckets beside its backward; step 2's one
+        // batch (not the declared count) all-reduces them whole before the step: both paths against one GPU
+        dp.batchesPerStep = 2
         let n = devices.count
         var worstLoss = 0.0, worstNorm = 0.0
         for rows in [[2 * n + 1, 1], [n]] {  // step 1: two batches accumulated; step 2: one

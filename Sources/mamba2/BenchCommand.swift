@@ -450,6 +450,7 @@ extension BenchTrainCommand {
                 try CUDATrainer(device: $0, randomWeights: c, seed: 1, precision: precision, decays: AdamW.decays, recomputeSSD: recomputeSsd)
             }
             let dp = try CUDADataParallelTrainingBackend(trainers: trainers, optimizer: options)
+            dp.batchesPerStep = 1  // the gradients all-reduced in buckets beside the backward
             var rng = SplitMix64(seed: 2)
             let T = n * batch * length
             let b = try TrainingBatch(rows: n * batch, length: length, tokens: (0..<T).map { _ in Int(rng.next() % UInt64(c.vocabSize)) },

@@ -145,6 +145,8 @@ struct TrainCommand: ParsableCommand {
             trainer = try Trainer(config: cfg, weights: weights, dataset: dataset, options: o, directory: out, tokenizerJSON: tokJSON,
                                   backend: factory)
         }
+        // data parallelism all-reduces the gradients beside the backward of each step's last batch
+        (trainer.backend as? CUDADataParallelTrainingBackend)?.batchesPerStep = trainer.options.accumulate
         let c = trainer.config
         printErr("model: d_model \(c.dModel), \(c.nLayer) layers, state \(c.dState), heads \(c.nHeads)×\(c.headDim), vocab \(c.vocabSize) — \(countString(Mamba2Weights.parameterCount(c))) parameters")
         let perStep = trainer.options.rows * trainer.options.length * trainer.options.accumulate

@@ -75,6 +75,15 @@ const char *mkc_error_string(int code);
 // The device's stream as the driver's handle (CUstream, which the runtime's cudaStream_t is): for libraries
 // that take a stream, as NCCL does.
 void *mkc_stream_handle(mkc_device *d);
+// A second stream of the device (made by side_stream_open; NULL before): collectives beside the compute.
+int mkc_side_stream_open(mkc_device *d);
+void *mkc_side_stream_handle(mkc_device *d);
+int mkc_side_synchronize(mkc_device *d);
+// Events between the device's two streams (side = 0: the main stream, 1: the side stream).
+int mkc_event_create(mkc_device *d, void **event);
+int mkc_event_record(mkc_device *d, void *event, int side);
+int mkc_stream_wait_event(mkc_device *d, void *event, int side);
+void mkc_event_destroy(mkc_device *d, void *event);
 
 // NCCL (libnccl.so.2), loaded on first use (nccl.c): from $MAMBA2_NCCL_LIBRARY (the library or its folder),
 // the loader's path, or a Python package folder (nvidia/nccl/lib). Sets NCCL_NVLS_ENABLE=0 first. 0, or
@@ -91,6 +100,8 @@ int mkc_nccl_group_end(void);
 // In-place sum over the communicator's GPUs of `count` elements at buffer (elementType 0 f32, 1 bf16, 2 f16),
 // queued on the device's stream.
 int mkc_nccl_all_reduce_sum(mkc_device *d, void *comm, uint64_t buffer, size_t count, int elementType);
+// The same on the device's side stream (mkc_side_stream_open first).
+int mkc_nccl_all_reduce_sum_side(mkc_device *d, void *comm, uint64_t buffer, size_t count, int elementType);
 const char *mkc_nccl_error(int code);
 
 #ifdef __cplusplus
