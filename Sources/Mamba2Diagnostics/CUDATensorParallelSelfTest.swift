@@ -6,7 +6,7 @@ import Mamba2CUDA
 /// all-reduce a kernel), and with `--gpus N` (N ≥ 2) N ranks on N GPUs through NCCL. Each compares prefill
 /// logits (two prompts of different lengths, packed), the states left, decode steps' logits, and greedy
 /// tokens, for groups that span ranks (G = 1, the released checkpoints: the gated norm's sums all-reduced) and
-/// groups local to each rank (G = 4), float32 and bf16.
+/// groups local to each rank (G = 4), float32 and bf16; then the backend protocol's checks over the split.
 extension CUDASelfTest {
     public static func tensorParallelChecks(device: CUDADevice, devices: [CUDADevice]?, seed: UInt64) throws -> [Check] {
         var rng = SplitMix64(seed: seed ^ 0x7E45_0A12)
@@ -25,6 +25,17 @@ extension CUDASelfTest {
                     checks += try compareSplit(model: model, ranks: ranks, unsplitDevice: ranks[0], precision: precision, state: state,
                                                what: what, rng: &rng)
                 }
+            }
+        }
+        // The protocol's checks through a backend over the split (what generate and serve run): rows out of
+        // order, state copies and restores, device-chosen steps, the server's batcher.
+        let bm = try backendModel(seed: rng.next())
+        var splits: [[CUDADevice]] = [[device, device]]
+        if let devices, devices.count >= 2 { splits.append(devices) }
+        for ranks in splits {
+            let where_ = ranks.allSatisfy({ $0 === ranks[0] }) ? "on one GPU" : "on \(ranks.count) GPUs (NCCL)"
+            checks += try protocolChecks(label: "tensor parallel \(ranks.count) ranks \(where_), backend", model: bm, rng: &rng) {
+                try CUDABackend(model: try CUDAModel.tensorParallel(devices: ranks, model: bm, precision: .f32))
             }
         }
         return checks
