@@ -46,20 +46,7 @@ extension CUDASelfTest {
     static func randomModel(groups: Int, normBeforeGate: Bool, dPerChannel: Bool, dState: Int, rng: inout SplitMix64) throws -> Mamba2Model {
         let c = Mamba2Config(dModel: 256, nLayer: 2, vocabSize: 300, padVocabSizeMultiple: 16, dState: dState, dConv: 4, expand: 2,
                              headDim: 64, nGroups: groups, chunkSize: 64, dHasHeadDim: dPerChannel, projBias: true, normBeforeGate: normBeforeGate)
-        var w = Mamba2Weights.random(c, seed: rng.next())
-        func normal(_ n: Int, mean: Float, sd: Float) -> [Float] { (0..<n).map { _ in mean + sd * rng.normal() } }
-        for i in w.layers.indices {
-            w.layers[i].norm = normal(c.dModel, mean: 1, sd: 0.3)
-            w.layers[i].gateNorm = normal(c.dSSM, mean: 1, sd: 0.3)
-            w.layers[i].D = normal(w.layers[i].D.count, mean: 1, sd: 0.5)
-            w.layers[i].dtBias = w.layers[i].dtBias.map { $0 + 0.5 * rng.normal() }
-            w.layers[i].aLog = normal(c.nHeads, mean: 1, sd: 0.5)
-            w.layers[i].inProjBias = normal(c.inProjSize, mean: 0, sd: 0.1)
-            w.layers[i].convBias = normal(c.convDim, mean: 0, sd: 0.2)
-            w.layers[i].outProjBias = normal(c.dModel, mean: 0, sd: 0.1)
-            w.layers[i].inProj = w.layers[i].inProj.map { $0 * 5 }
-            w.layers[i].outProj = w.layers[i].outProj.map { $0 * 3 }
-        }
+        let w = Mamba2Weights.randomPerChannel(c, seed: rng.next(), inScale: 5, outScale: 3)
         return try Mamba2Model(config: c, weights: w)
     }
 

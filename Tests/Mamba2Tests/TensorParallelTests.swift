@@ -14,21 +14,7 @@ struct TensorParallelTests {
         let c = Mamba2Config(dModel: 32, nLayer: 2, vocabSize: 61, dState: 16, expand: 2, headDim: 8, nGroups: groups,
                              chunkSize: 16, dSSM: dSSM, dHasHeadDim: dPerChannel, projBias: true, normBeforeGate: normBeforeGate)
         let seed = UInt64.random(in: 0...UInt64.max)
-        var w = Mamba2Weights.random(c, seed: seed)
-        var rng = SplitMix64(seed: seed ^ 0x7E45_0A11)
-        func normal(_ n: Int, mean: Float, sd: Float) -> [Float] { (0..<n).map { _ in mean + sd * rng.normal() } }
-        for i in w.layers.indices {
-            w.layers[i].norm = normal(c.dModel, mean: 1, sd: 0.3)
-            w.layers[i].gateNorm = normal(c.dSSM, mean: 1, sd: 0.3)
-            w.layers[i].D = normal(w.layers[i].D.count, mean: 1, sd: 0.5)
-            w.layers[i].dtBias = w.layers[i].dtBias.map { $0 + 0.5 * rng.normal() }
-            w.layers[i].aLog = normal(c.nHeads, mean: 1, sd: 0.5)
-            w.layers[i].inProjBias = normal(c.inProjSize, mean: 0, sd: 0.1)
-            w.layers[i].convBias = normal(c.convDim, mean: 0, sd: 0.2)
-            w.layers[i].outProjBias = normal(c.dModel, mean: 0, sd: 0.1)
-            w.layers[i].inProj = w.layers[i].inProj.map { $0 * 20 }
-            w.layers[i].outProj = w.layers[i].outProj.map { $0 * 10 }
-        }
+        let w = Mamba2Weights.randomPerChannel(c, seed: seed, inScale: 20, outScale: 10)
         return (try Mamba2Model(config: c, weights: w), seed)
     }
 

@@ -93,6 +93,31 @@ public struct Mamba2Weights: Sendable {
         self.storedDType = storedDType
     }
 
+    /// `random`'s weights with every per-channel parameter random too (both norms' weights, D, dt_bias, A, every
+    /// bias; `c.projBias` sets whether the projections have biases), and the projections scaled by `inScale` and
+    /// `outScale`: checks of a split or a kernel where a value taken from the wrong channel must show (the
+    /// defaults' ones and zeros hide it), the SSD and the norms working on activations of order one.
+    public static func randomPerChannel(_ c: Mamba2Config, seed: UInt64, inScale: Float, outScale: Float) -> Mamba2Weights {
+        var w = random(c, seed: seed)
+        var rng = SplitMix64(seed: seed ^ 0x7E45_0A11)
+        func normal(_ n: Int, mean: Float, sd: Float) -> [Float] { (0..<n).map { _ in mean + sd * rng.normal() } }
+        for i in w.layers.indices {
+            w.layers[i].norm = normal(c.dModel, mean: 1, sd: 0.3)
+            w.layers[i].gateNorm = normal(c.dSSM, mean: 1, sd: 0.3)
+            w.layers[i].D = normal(w.layers[i].D.count, mean: 1, sd: 0.5)
+            w.layers[i].dtBias = w.layers[i].dtBias.map { $0 + 0.5 * rng.normal() }
+            w.layers[i].aLog = normal(c.nHeads, mean: 1, sd: 0.5)
+            if c.projBias {
+                w.layers[i].inProjBias = normal(c.inProjSize, mean: 0, sd: 0.1)
+                w.layers[i].outProjBias = normal(c.dModel, mean: 0, sd: 0.1)
+            }
+            if c.convBias { w.layers[i].convBias = normal(c.convDim, mean: 0, sd: 0.2) }
+            w.layers[i].inProj = w.layers[i].inProj.map { $0 * inScale }
+            w.layers[i].outProj = w.layers[i].outProj.map { $0 * outScale }
+        }
+        return w
+    }
+
     /// Random weights initialized as `mamba_ssm` does (for benchmarks of a named shape, and training from
     /// scratch): dt_bias = softplus⁻¹(log-uniform dt in [1e-3, 0.1]), A_log = log U(1, 16), D = 1,
     /// norms 1, projections and embedding normal with std 0.02.
