@@ -267,6 +267,7 @@ public struct CUDAComputeDevice: ComputeDevice {
     /// The GPUs of the split, each opened once; an error naming how many the driver sees when they are not there.
     func devices() throws -> [CUDADevice] {
         let present = CUDADevice.count
+        if present == 0 { _ = try CUDADevice(ordinal: ordinal) }  // no GPU or driver: its own error says which
         guard tensorParallel >= 1, ordinal + tensorParallel <= present else {
             throw Mamba2Error.invalidArgument("tensor-parallel", reason: "GPUs \(ordinal)..<\(ordinal + tensorParallel) asked for; this machine's driver sees \(present)")
         }
