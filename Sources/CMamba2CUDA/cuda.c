@@ -445,7 +445,6 @@ int mkc_side_stream_open(mkc_device *d) {
     return C.cuStreamCreate(&d->side, 1 /* CU_STREAM_NON_BLOCKING */);
 }
 void *mkc_side_stream_handle(mkc_device *d) { return (void *)d->side; }
-int mkc_side_synchronize(mkc_device *d) { if (!d->side) return 0; CUR(d); return C.cuStreamSynchronize(d->side); }
 int mkc_event_create(mkc_device *d, void **event) { CUR(d); return C.cuEventCreate((CUevent *)event, 2 /* CU_EVENT_DISABLE_TIMING */); }
 int mkc_event_record(mkc_device *d, void *event, int side) {
     if (side && !d->side) return 1;

@@ -125,18 +125,11 @@ void mkc_nccl_destroy(void *comm) { if (comm && N.loaded) N.commDestroy((ncclCom
 int mkc_nccl_group_start(void) { return N.loaded ? N.groupStart() : -1; }
 int mkc_nccl_group_end(void) { return N.loaded ? N.groupEnd() : -1; }
 
-int mkc_nccl_all_reduce_sum(mkc_device *d, void *comm, uint64_t buffer, size_t count, int elementType) {
+int mkc_nccl_all_reduce_sum(mkc_device *d, void *comm, uint64_t buffer, size_t count, int elementType, int side) {
     if (!N.loaded) return -1;
     // ncclFloat32 = 7, ncclBfloat16 = 9, ncclFloat16 = 6; ncclSum = 0; in place (send = receive).
     static const int types[] = { 7, 9, 6 };
-    if (elementType < 0 || elementType > 2) return -1;
-    return N.allReduce((const void *)buffer, (void *)buffer, count, types[elementType], 0, (ncclComm_t)comm, mkc_stream_handle(d));
-}
-
-int mkc_nccl_all_reduce_sum_side(mkc_device *d, void *comm, uint64_t buffer, size_t count, int elementType) {
-    if (!N.loaded) return -1;
-    static const int types[] = { 7, 9, 6 };
-    void *stream = mkc_side_stream_handle(d);
+    void *stream = side ? mkc_side_stream_handle(d) : mkc_stream_handle(d);
     if (elementType < 0 || elementType > 2 || !stream) return -1;
     return N.allReduce((const void *)buffer, (void *)buffer, count, types[elementType], 0, (ncclComm_t)comm, stream);
 }

@@ -268,14 +268,15 @@ public struct CUDAComputeDevice: ComputeDevice {
     func devices() throws -> [CUDADevice] {
         let present = CUDADevice.count
         if present == 0 { _ = try CUDADevice(ordinal: ordinal) }  // no GPU or driver: its own error says which
-        guard tensorParallel >= 1, ordinal + tensorParallel <= present else {
+        guard tensorParallel >= 1 else { throw Mamba2Error.invalidArgument("tensor-parallel", reason: "must be at least 1, got \(tensorParallel)") }
+        guard ordinal + tensorParallel <= present else {
             throw Mamba2Error.invalidArgument("tensor-parallel", reason: "GPUs \(ordinal)..<\(ordinal + tensorParallel) asked for; this machine's driver sees \(present)")
         }
         return try (ordinal..<(ordinal + tensorParallel)).map { try CUDADevice(ordinal: $0) }
     }
 
     public func makeBackend(model: Mamba2Model, weights: WeightType) throws -> any Mamba2Backend {
-        let m = tensorParallel > 1
+        let m = tensorParallel != 1
             ? try CUDAModel.tensorParallel(devices: try devices(), model: model, precision: weights)
             : try CUDAModel(device: try CUDADevice(ordinal: ordinal), model: model, precision: weights)
         m.stateType = stateType
@@ -283,7 +284,7 @@ public struct CUDAComputeDevice: ComputeDevice {
     }
     /// The large matrices are drawn on the device (`CUDAModel(randomWeights:)`): no host copy of them.
     public func makeBackend(randomWeights config: Mamba2Config, seed: UInt64, weights: WeightType) throws -> any Mamba2Backend {
-        let m = tensorParallel > 1
+        let m = tensorParallel != 1
             ? try CUDAModel.tensorParallel(devices: try devices(), randomWeights: config, seed: seed, precision: weights)
             : try CUDAModel(device: try CUDADevice(ordinal: ordinal), randomWeights: config, seed: seed, precision: weights)
         m.stateType = stateType

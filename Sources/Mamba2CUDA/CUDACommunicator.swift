@@ -42,45 +42,29 @@ public final class CUDACommunicator: CUDARankReduction, @unchecked Sendable {
     /// buffers[i] ← Σ_j buffers[j] over the first `count` elements, on every device, queued on each device's
     /// stream (the devices' calls grouped, so one thread drives them all without deadlock).
     public func allReduceSum(_ buffers: [CUDABuffer], count: Int, type: ElementType = .f32) throws {
-        guard buffers.count == devices.count else {
-            throw Mamba2Error.invalidArgument("buffers", reason: "\(buffers.count) buffers for \(devices.count) devices")
-        }
-        for (i, (b, d)) in zip(buffers, devices).enumerated() {
-            guard b.device === d else { throw Mamba2Error.invalidArgument("buffers[\(i)]", reason: "lies on another device than rank \(i)'s") }
-            let (bytes, overflow) = count.multipliedReportingOverflow(by: type.bytes)
-            guard count >= 0, !overflow, bytes <= b.count * 4 else {
-                throw Mamba2Error.invalidArgument("count", reason: "\(count) elements do not fit buffers[\(i)] (\(b.count * 4) bytes)")
-            }
-        }
-        try check(mkc_nccl_group_start(), "starting a group")
-        var first: Int32 = 0
-        for i in devices.indices {
-            let r = mkc_nccl_all_reduce_sum(devices[i].handle, comms[i], buffers[i].pointer, count, type.rawValue)
-            if r != 0 && first == 0 { first = r }
-        }
-        try check(mkc_nccl_group_end(), "ending the group")
-        try check(first, "queuing an all-reduce")
+        try allReduceSum([buffers], counts: [count], type: type)
     }
 
     /// The same for several tensors in one NCCL group (one launch a device): sets[k][i] is rank i's buffer of
     /// tensor k, counts[k] its float32 elements.
-    public func allReduceSum(_ sets: [[CUDABuffer]], counts: [Int]) throws { try allReduceSum(sets, counts: counts, side: false) }
+    public func allReduceSum(_ sets: [[CUDABuffer]], counts: [Int]) throws { try allReduceSum(sets, counts: counts, type: .f32) }
 
-    /// The same, queued on each device's side stream with `side` (`CUDADevice.openSideStream`; the caller orders
-    /// it after the gradients' producers with `CUDAEvent`s): data-parallel training's buckets beside the backward.
-    public func allReduceSum(_ sets: [[CUDABuffer]], counts: [Int], side: Bool) throws {
+    /// The same in `type`; with `side`, queued on each device's side stream (`CUDADevice.openSideStream`; the
+    /// caller orders it after the values' producers with `CUDAEvent`s: data-parallel training's buckets beside the
+    /// backward).
+    public func allReduceSum(_ sets: [[CUDABuffer]], counts: [Int], type: ElementType, side: Bool = false) throws {
         guard sets.count == counts.count else {
             throw Mamba2Error.invalidArgument("buffers", reason: "\(sets.count) sets of buffers for \(counts.count) counts")
         }
         for (k, set) in sets.enumerated() {
             guard set.count == devices.count else {
-                throw Mamba2Error.invalidArgument("buffers", reason: "set \(k) has \(set.count) buffers for \(devices.count) devices")
+                throw Mamba2Error.invalidArgument("buffers", reason: "\(set.count) buffers for \(devices.count) devices")
             }
             for (i, (b, d)) in zip(set, devices).enumerated() {
-                guard b.device === d else { throw Mamba2Error.invalidArgument("buffers[\(k)][\(i)]", reason: "lies on another device than rank \(i)'s") }
-                let (bytes, overflow) = counts[k].multipliedReportingOverflow(by: 4)
+                guard b.device === d else { throw Mamba2Error.invalidArgument("buffers[\(i)]", reason: "lies on another device than rank \(i)'s") }
+                let (bytes, overflow) = counts[k].multipliedReportingOverflow(by: type.bytes)
                 guard counts[k] >= 0, !overflow, bytes <= b.count * 4 else {
-                    throw Mamba2Error.invalidArgument("count", reason: "\(counts[k]) elements do not fit buffers[\(k)][\(i)] (\(b.count * 4) bytes)")
+                    throw Mamba2Error.invalidArgument("count", reason: "\(counts[k]) elements do not fit buffers[\(i)] (\(b.count * 4) bytes)")
                 }
             }
         }
@@ -88,8 +72,7 @@ public final class CUDACommunicator: CUDARankReduction, @unchecked Sendable {
         var first: Int32 = 0
         for (set, n) in zip(sets, counts) {
             for i in devices.indices {
-                let r = side ? mkc_nccl_all_reduce_sum_side(devices[i].handle, comms[i], set[i].pointer, n, ElementType.f32.rawValue)
-                    : mkc_nccl_all_reduce_sum(devices[i].handle, comms[i], set[i].pointer, n, ElementType.f32.rawValue)
+                let r = mkc_nccl_all_reduce_sum(devices[i].handle, comms[i], set[i].pointer, n, type.rawValue, side ? 1 : 0)
                 if r != 0 && first == 0 { first = r }
             }
         }

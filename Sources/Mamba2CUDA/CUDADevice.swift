@@ -396,10 +396,4 @@ extension CUDADevice {
         let r = mkc_side_stream_open(handle)
         guard r == 0 else { throw CUDADevice.error(r, "creating a second stream") }
     }
-
-    /// Waits for the side stream's work.
-    public func synchronizeSide() throws {
-        let r = mkc_side_synchronize(handle)
-        guard r == 0 else { throw CUDADevice.error(r, "waiting for the side stream") }
-    }
 }

@@ -137,14 +137,12 @@ extension CUDAModel {
             try gemm(rows: n, out: c.dModel, in: c.dSSM, x: xhSSM, w: l.outProj, y: outProduct1, accumulate: false)
             return
         }
-        if tensorParallel != nil {  // the norm local to the rank: its product waits for the ranks' sum
-            try gatedNorm(rows: n, y: y1, yHalf: false, z: zx1, zHalf: false, w: l.gateNorm, out: normed1)
-            try gemm(rows: n, out: c.dModel, in: c.dSSM, x: normed1, w: l.outProj, y: outProduct1, accumulate: false)
-            return
-        }
         try gatedNorm(rows: n, y: y1, yHalf: false, z: zx1, zHalf: false, w: l.gateNorm, out: normed1)
-        try gemm(rows: n, out: c.dModel, in: c.dSSM, x: normed1, w: l.outProj, y: residual1, accumulate: true)
-        if let bias = l.outProjBias { try addBias(rows: n, n: c.dModel, y: residual1, half: false, bias: bias) }
+        // with tensor parallelism (the norm local to the rank) the product waits for the ranks' sum, which the
+        // next norm adds in with the bias
+        let waits = tensorParallel != nil
+        try gemm(rows: n, out: c.dModel, in: c.dSSM, x: normed1, w: l.outProj, y: waits ? outProduct1 : residual1, accumulate: !waits)
+        if !waits, let bias = l.outProjBias { try addBias(rows: n, n: c.dModel, y: residual1, half: false, bias: bias) }
     }
 
     /// Decode's head: the final RMSNorm, then logits1 (rows, padded vocab). `handedOver`: the last
@@ -226,6 +224,12 @@ extension CUDAModel {
         }
     }
 
+    /// Writes the tokens a step feeds into tokens1, on every rank (each embeds them itself).
+    func feed(_ tokens: [Int32]) throws {
+        try tokens1.upload(tokens)
+        for p in peers { try p.tokens1.upload(tokens) }
+    }
+
     /// One step of rows 0..<tokens.count whose tokens are chosen on the device (argmax, with their
     /// log-probabilities): only the choices come back, not the logits. Replayed as a graph per row count
     /// (keyed by Int.min + n).
@@ -247,10 +251,10 @@ extension CUDAModel {
         }
         let t32 = tokens.map { Int32($0) }
         // In a steady batch the tokens fed are the ones the device chose last step, already in tokens1.
-        if t32 != tokensHeld { for m in ranks { try m.tokens1.upload(t32) } }
+        if t32 != tokensHeld { try feed(t32) }
         let graph: CUDAGraph
         if let g = graphs[Int.min + n] { graph = g } else {
-            graph = try CUDAGraph(on: ranks.map(\.device)) { try enqueueStep(rows: n, choice: .argmax) }
+            graph = try CUDAGraph(on: rankDevices) { try enqueueStep(rows: n, choice: .argmax) }
             graphs[Int.min + n] = graph
         }
         try graph.launch()
@@ -308,13 +312,13 @@ extension CUDAModel {
         }
         try config.checkTokens(tokens, argument: "tokens")
         try settleArgmax()
-        for m in ranks { try m.tokens1.upload(tokens.map { Int32($0) }) }
+        try feed(tokens.map { Int32($0) })
         tokensHeld = nil
         // Replayed as a graph, one per row count (keyed −n beside greedy decode's n): launching the step's
         // ~150 kernels one by one cost more than running them at batch 64.
         let graph: CUDAGraph
         if let g = graphs[-n] { graph = g } else {
-            graph = try CUDAGraph(on: ranks.map(\.device)) { try enqueueStep(rows: n, choice: .none) }
+            graph = try CUDAGraph(on: rankDevices) { try enqueueStep(rows: n, choice: .none) }
             graphs[-n] = graph
         }
         try graph.launch()
@@ -340,14 +344,12 @@ extension CUDAModel {
         }
         let graph: CUDAGraph
         if let g = graphs[rows] { graph = g } else {
-            graph = try CUDAGraph(on: ranks.map(\.device)) { try enqueueStep(rows: rows, choice: .greedyDecode) }
+            graph = try CUDAGraph(on: rankDevices) { try enqueueStep(rows: rows, choice: .greedyDecode) }
             graphs[rows] = graph
         }
         try settleArgmax()
-        for m in ranks {
-            try m.tokens1.upload(first.map { Int32($0) })
-            try m.counter.fill(words: 1, bitPattern: 0)
-        }
+        try feed(first.map { Int32($0) })
+        for m in ranks { try m.counter.fill(words: 1, bitPattern: 0) }
         tokensHeld = nil
         for _ in 0..<steps { try graph.launch() }
         try device.synchronize()

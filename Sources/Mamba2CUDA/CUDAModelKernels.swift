@@ -152,13 +152,11 @@ extension CUDAKernelSource {
         __shared__ float red[8];
         pdl_wait();
         float* xr = x + (size_t)blockIdx.x * ldx;
-        float pinv = 0.f;
+        float pinv = 1.f;  // without sums: a product already normalized (tensor parallelism, the norm local to each rank)
         if (pend && pssq) {
             float q = 0.f;
             for (int i = threadIdx.x; i < slots; i += 256) q += __ldcg(pssq + (size_t)blockIdx.x * slots + i);
             pinv = rsqrtf(block_sum(q, red) / pin + eps);
-        } else if (pend) {
-            pinv = 1.f;  // a product already normalized (tensor parallelism with the norm local to each rank)
         }
         if ((ldx & 3) == 0 && (d & 3) == 0 && d <= 256 * 4 * 8) {
             // A row held in registers, its loads issued together (a loop of loads was a chain of round trips:

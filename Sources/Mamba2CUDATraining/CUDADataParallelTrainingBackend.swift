@@ -64,13 +64,13 @@ public final class CUDADataParallelTrainingBackend: TrainingBackend {
     /// Queues the buckets' all-reduces on the side streams, each after its producers (the batch's backward is
     /// queued, its layer events recorded).
     func queueBuckets() throws {
-        for (i, t) in trainers.enumerated() { try endEvents[i].record() }
+        for e in endEvents { try e.record() }
         func reduce(_ ranges: [Range<Int>]) throws {
             try communicator.allReduceSum([zip(trainers, ranges).map { $0.grads.view(at: $1.lowerBound, count: $1.count) }], counts: [ranges[0].count],
-                                          side: true)
+                                          type: .f32, side: true)
         }
         for l in stride(from: config.nLayer - 1, through: 0, by: -1) {
-            for (i, _) in trainers.enumerated() { try layerEvents[i][l].wait(side: true) }
+            for events in layerEvents { try events[l].wait(side: true) }
             try reduce(trainers.map { $0.layerGradients(l)! })
         }
         for e in endEvents { try e.wait(side: true) }

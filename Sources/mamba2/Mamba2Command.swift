@@ -95,7 +95,6 @@ struct DeviceOptions: ParsableArguments {
 
     /// The place the options name, its state type and split set.
     func place() throws -> any ComputeDevice {
-        guard tensorParallel >= 1, tensorParallel <= 1024 else { throw ValidationError("--tensor-parallel must be in 1...1024, got \(tensorParallel)") }
         switch device {
         case .cpu:
             guard stateDtype == .f32 else { throw ValidationError("--state-dtype \(stateDtype.rawValue) is for --device cuda: the CPU keeps its state in float32") }

@@ -78,7 +78,6 @@ void *mkc_stream_handle(mkc_device *d);
 // A second stream of the device (made by side_stream_open; NULL before): collectives beside the compute.
 int mkc_side_stream_open(mkc_device *d);
 void *mkc_side_stream_handle(mkc_device *d);
-int mkc_side_synchronize(mkc_device *d);
 // Events between the device's two streams (side = 0: the main stream, 1: the side stream).
 int mkc_event_create(mkc_device *d, void **event);
 int mkc_event_record(mkc_device *d, void *event, int side);
@@ -98,10 +97,8 @@ void mkc_nccl_destroy(void *comm);
 int mkc_nccl_group_start(void);
 int mkc_nccl_group_end(void);
 // In-place sum over the communicator's GPUs of `count` elements at buffer (elementType 0 f32, 1 bf16, 2 f16),
-// queued on the device's stream.
-int mkc_nccl_all_reduce_sum(mkc_device *d, void *comm, uint64_t buffer, size_t count, int elementType);
-// The same on the device's side stream (mkc_side_stream_open first).
-int mkc_nccl_all_reduce_sum_side(mkc_device *d, void *comm, uint64_t buffer, size_t count, int elementType);
+// queued on the device's stream (side = 1: its side stream, mkc_side_stream_open first).
+int mkc_nccl_all_reduce_sum(mkc_device *d, void *comm, uint64_t buffer, size_t count, int elementType, int side);
 const char *mkc_nccl_error(int code);
 
 #ifdef __cplusplus
