@@ -114,6 +114,11 @@ extension CUDAModel {
             decodePath = path
             out.append(try wholeStep("whole step (\(c.nLayer) layers, \(name)\(path == taken ? ", taken" : ""))"))
         }
+        if paths.contains(where: { $0.0 == .streaming }) {  // its products alone, as the streaming path runs them at n rows
+            decodePath = .streaming
+            out.append(try time("in_proj, streaming (+ conv step)", bytes: c.inProjSize * c.dModel * e) { try inProjection(rows: n, layer: 0) })
+            out.append(try time("out_proj, streaming (+ hand-over)", bytes: c.dModel * c.dSSM * e) { try outProjection(rows: n, layer: 0) })
+        }
         if n <= plainGEMVRows {  // the plain path with cuBLAS's products at these rows too
             let limit = plainGEMVRows
             defer { plainGEMVRows = limit }
