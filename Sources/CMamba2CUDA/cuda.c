@@ -69,6 +69,21 @@ static struct {
     int (*cublasGemmEx)(cublasHandle_t, int, int, int, int, int, const void *, const void *, int, int, const void *, int, int,
                         const void *, void *, int, int, int, int);
     char blasPath[512];
+    // cuBLASLt, loaded beside cuBLAS when all of these are there (ltLoaded): decode's tuned products.
+    int ltLoaded;
+    int (*cublasLtCreate)(void **);
+    int (*cublasLtDestroy)(void *);
+    int (*cublasLtMatmulDescCreate)(void **, int, int);
+    int (*cublasLtMatmulDescDestroy)(void *);
+    int (*cublasLtMatmulDescSetAttribute)(void *, int, const void *, size_t);
+    int (*cublasLtMatrixLayoutCreate)(void **, int, uint64_t, uint64_t, int64_t);
+    int (*cublasLtMatrixLayoutDestroy)(void *);
+    int (*cublasLtMatmulPreferenceCreate)(void **);
+    int (*cublasLtMatmulPreferenceDestroy)(void *);
+    int (*cublasLtMatmulPreferenceSetAttribute)(void *, int, const void *, size_t);
+    int (*cublasLtMatmulAlgoGetHeuristic)(void *, void *, void *, void *, void *, void *, void *, int, void *, int *);
+    int (*cublasLtMatmul)(void *, void *, const void *, const void *, void *, const void *, void *, const void *, const void *, void *,
+                          void *, void *, const void *, void *, size_t, CUstream);
     CUresult (*cuModuleLoadData)(CUmodule *, const void *);
     CUresult (*cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
     CUresult (*cuMemAlloc)(CUdeviceptr *, size_t);
@@ -100,7 +115,11 @@ struct mkc_device {
     CUstream side;  // a second stream (collectives beside the compute), made on first use
     cublasHandle_t blas;
     CUdeviceptr blasWorkspace;
+    void *lt;  // cuBLASLt handle, made by the first mkc_lt_plan_create
 };
+
+// cuBLAS's workspace per device (mkc_blas_open), which cuBLASLt's tuned products share.
+#define BLAS_WORKSPACE_BYTES ((size_t)32 << 20)
 
 #define CUR(d) C.cuCtxSetCurrent((d)->ctx)
 
@@ -197,6 +216,7 @@ void mkc_device_close(mkc_device *d) {
     CUR(d);
     C.cuStreamSynchronize(d->stream);
     if (d->blas) C.cublasDestroy(d->blas);
+    if (d->lt) C.cublasLtDestroy(d->lt);
     if (d->blasWorkspace) C.cuMemFree(d->blasWorkspace);
     C.cuStreamDestroy(d->stream);
     if (d->side) { C.cuStreamSynchronize(d->side); C.cuStreamDestroy(d->side); }
@@ -392,7 +412,18 @@ static int blas_load(char *err, int errlen) {
     static const char *const blases[] = { "libcublas.so.13", "libcublas.so.12", "/usr/local/cuda/lib64/libcublas.so.13",
                                           "/usr/local/cuda/lib64/libcublas.so.12", "/usr/lib/x86_64-linux-gnu/libcublas.so.13",
                                           "/usr/lib/x86_64-linux-gnu/libcublas.so.12", NULL };
-    for (int i = 0; lts[i]; i++) if (dlopen(lts[i], RTLD_NOW | RTLD_GLOBAL)) break;
+    void *lt = NULL;
+    for (int i = 0; lts[i] && !lt; i++) lt = dlopen(lts[i], RTLD_NOW | RTLD_GLOBAL);
+    if (lt) {  // optional: without it, decode's products stay on cublasGemmEx
+        int all = 1;
+#define LTSYM(field) do { *(void **)&C.field = dlsym(lt, #field); all = all && C.field; } while (0)
+        LTSYM(cublasLtCreate); LTSYM(cublasLtDestroy); LTSYM(cublasLtMatmulDescCreate); LTSYM(cublasLtMatmulDescDestroy);
+        LTSYM(cublasLtMatmulDescSetAttribute); LTSYM(cublasLtMatrixLayoutCreate); LTSYM(cublasLtMatrixLayoutDestroy);
+        LTSYM(cublasLtMatmulPreferenceCreate); LTSYM(cublasLtMatmulPreferenceDestroy); LTSYM(cublasLtMatmulPreferenceSetAttribute);
+        LTSYM(cublasLtMatmulAlgoGetHeuristic); LTSYM(cublasLtMatmul);
+#undef LTSYM
+        C.ltLoaded = all;
+    }
     void *h = NULL;
     for (int i = 0; blases[i] && !h; i++) {
         h = dlopen(blases[i], RTLD_NOW | RTLD_LOCAL);
@@ -418,7 +449,7 @@ int mkc_blas_open(mkc_device *d, char *err, int errlen) {
     if (r) { snprintf(err, errlen, "cublasCreate failed with status %d", r); return 1; }
     if ((r = C.cublasSetStream(handle, d->stream))) { snprintf(err, errlen, "cublasSetStream failed with status %d", r); C.cublasDestroy(handle); return 1; }
     // A workspace of our own, so that products captured into CUDA graphs allocate nothing.
-    const size_t wsBytes = 32u << 20;
+    const size_t wsBytes = BLAS_WORKSPACE_BYTES;
     if (C.cublasSetWorkspace && C.cuMemAlloc(&d->blasWorkspace, wsBytes) == 0) C.cublasSetWorkspace(handle, (void *)d->blasWorkspace, wsBytes);
     d->blas = handle;
     return 0;
@@ -433,6 +464,61 @@ int mkc_gemm(mkc_device *d, int transA, int transB, int m, int n, int k, float a
     const int compute = abType == 0 && pedantic ? 69 /* CUBLAS_COMPUTE_32F_PEDANTIC */ : 68 /* CUBLAS_COMPUTE_32F */;
     return C.cublasGemmEx(d->blas, transA, transB, m, n, k, &alpha, A, types[abType], lda, B, types[abType], ldb, &beta, Cm,
                           types[cType], ldc, compute, -1 /* CUBLAS_GEMM_DEFAULT */);
+}
+
+// cublasLtMatmulHeuristicResult_t as cublasLt.h lays it out (96 bytes).
+typedef struct { uint64_t algo[8]; size_t workspaceSize; int state; float wavesCount; int reserved[4]; } lt_result;
+struct mkc_lt_plan {
+    void *desc, *a, *b, *c;
+    int count;
+    lt_result results[MKC_LT_MAX_ALGOS];
+};
+
+void mkc_lt_plan_destroy(mkc_lt_plan *p) {
+    if (!p) return;
+    if (p->desc) C.cublasLtMatmulDescDestroy(p->desc);
+    if (p->a) C.cublasLtMatrixLayoutDestroy(p->a);
+    if (p->b) C.cublasLtMatrixLayoutDestroy(p->b);
+    if (p->c) C.cublasLtMatrixLayoutDestroy(p->c);
+    free(p);
+}
+
+int mkc_lt_plan_create(mkc_device *d, int transA, int transB, int m, int n, int k, int lda, int ldb, int ldc, int abType, int cType,
+                       int maxAlgos, mkc_lt_plan **out) {
+    *out = NULL;
+    if (!C.ltLoaded || !d->blas) return -1;
+    CUR(d);
+    if (!d->lt && C.cublasLtCreate(&d->lt)) { d->lt = NULL; return -1; }
+    static const int types[] = { 0 /* CUDA_R_32F */, 14 /* CUDA_R_16BF */, 2 /* CUDA_R_16F */ };
+    mkc_lt_plan *p = calloc(1, sizeof *p);
+    if (!p) return -1;
+    const int32_t ta = transA, tb = transB;
+    void *pref = NULL;
+    const uint64_t ws = d->blasWorkspace ? BLAS_WORKSPACE_BYTES : 0;
+    int r = C.cublasLtMatmulDescCreate(&p->desc, 68 /* CUBLAS_COMPUTE_32F */, 0 /* CUDA_R_32F scale */);
+    if (!r) r = C.cublasLtMatmulDescSetAttribute(p->desc, 3 /* CUBLASLT_MATMUL_DESC_TRANSA */, &ta, sizeof ta);
+    if (!r) r = C.cublasLtMatmulDescSetAttribute(p->desc, 4 /* CUBLASLT_MATMUL_DESC_TRANSB */, &tb, sizeof tb);
+    if (!r) r = C.cublasLtMatrixLayoutCreate(&p->a, types[abType], transA ? k : m, transA ? m : k, lda);
+    if (!r) r = C.cublasLtMatrixLayoutCreate(&p->b, types[abType], transB ? n : k, transB ? k : n, ldb);
+    if (!r) r = C.cublasLtMatrixLayoutCreate(&p->c, types[cType], m, n, ldc);
+    if (!r) r = C.cublasLtMatmulPreferenceCreate(&pref);
+    if (!r) r = C.cublasLtMatmulPreferenceSetAttribute(pref, 1 /* CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES */, &ws, sizeof ws);
+    if (!r) r = C.cublasLtMatmulAlgoGetHeuristic(d->lt, p->desc, p->a, p->b, p->c, p->c, pref,
+                                                 maxAlgos < MKC_LT_MAX_ALGOS ? maxAlgos : MKC_LT_MAX_ALGOS, p->results, &p->count);
+    if (pref) C.cublasLtMatmulPreferenceDestroy(pref);
+    if (r || p->count <= 0) { mkc_lt_plan_destroy(p); return r ? r : -1; }
+    *out = p;
+    return 0;
+}
+
+int mkc_lt_plan_count(const mkc_lt_plan *p) { return p ? p->count : 0; }
+
+int mkc_lt_matmul(mkc_device *d, const mkc_lt_plan *p, int index, float alpha, const void *A, const void *B, float beta, void *Cm) {
+    if (!p || index < 0 || index >= p->count) return -1;
+    CUR(d);
+    const lt_result *res = &p->results[index];
+    return C.cublasLtMatmul(d->lt, p->desc, &alpha, A, p->a, B, p->b, &beta, Cm, p->c, Cm, p->c, res->algo,
+                            res->workspaceSize ? (void *)d->blasWorkspace : NULL, res->workspaceSize, d->stream);
 }
 
 int mkc_mem_info(mkc_device *d, size_t *freeBytes, size_t *totalBytes) { CUR(d); return C.cuMemGetInfo(freeBytes, totalBytes); }

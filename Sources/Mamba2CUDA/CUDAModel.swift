@@ -96,6 +96,13 @@ public final class CUDAModel: @unchecked Sendable {
     var historyCapacity = 0
     /// One decode graph per number of rows (n: greedy decode; −n: a step that returns logits).
     var graphs: [Int: CUDAGraph] = [:]
+    /// Decode's cuBLAS products, the algorithm timing chose per shape (`CUDADecodeProducts.swift`).
+    var decodeProducts: [DecodeProductShape: DecodeProductChoice] = [:]
+    /// Seconds spent timing them so far.
+    package var decodeTuneSeconds = 0.0
+    /// Whether decode's cuBLAS products are timed and the fastest algorithm kept (else cublasGemmEx's own
+    /// choice): the self-test compares the two.
+    package var decodeProductTuning = true { didSet { graphs = [:]; decodeProducts = [:] } }
     /// Which decode path runs: `.automatic` picks per row count (`persistent(rows:)`, then `streams(rows:)`);
     /// the self-test and `bench --profile` force `.plain` (m_gemv / cuBLAS, the reference), `.streaming` (at
     /// every row count it serves, 1–16) or `.persistent` (one row as one kernel at any layer size; other row

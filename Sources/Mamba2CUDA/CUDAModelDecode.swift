@@ -56,7 +56,7 @@ extension CUDAModel {
             return
         }
         try rmsnorm(rows: n, x: residual1, ldx: c.dModel, w: l.norm, out: normed1, pending: pending)
-        try gemm(rows: n, out: c.inProjSize, in: c.dModel, x: normed1, w: l.inProj, y: zx1, accumulate: false)
+        try decodeGEMM(rows: n, out: c.inProjSize, in: c.dModel, x: normed1, w: l.inProj, y: zx1, accumulate: false)
         if let bias = l.inProjBias { try addBias(rows: n, n: c.inProjSize, y: zx1, half: false, bias: bias) }
         let a = KernelArguments()
         a.add(Int32(c.convDim)); a.add(Int32(c.dConv)); a.add(zx1); a.add(Int32(c.inProjSize)); a.add(Int32(c.dSSM))
@@ -134,14 +134,14 @@ extension CUDAModel {
             return
         }
         if gateHandOver(rows: n) {  // the gated norm's scale and out_proj's bias wait for the next norm (`rmsnorm(pending:)`)
-            try gemm(rows: n, out: c.dModel, in: c.dSSM, x: xhSSM, w: l.outProj, y: outProduct1, accumulate: false)
+            try decodeGEMM(rows: n, out: c.dModel, in: c.dSSM, x: xhSSM, w: l.outProj, y: outProduct1, accumulate: false)
             return
         }
         try gatedNorm(rows: n, y: y1, yHalf: false, z: zx1, zHalf: false, w: l.gateNorm, out: normed1)
         // with tensor parallelism (the norm local to the rank) the product waits for the ranks' sum, which the
         // next norm adds in with the bias
         let waits = tensorParallel != nil
-        try gemm(rows: n, out: c.dModel, in: c.dSSM, x: normed1, w: l.outProj, y: waits ? outProduct1 : residual1, accumulate: !waits)
+        try decodeGEMM(rows: n, out: c.dModel, in: c.dSSM, x: normed1, w: l.outProj, y: waits ? outProduct1 : residual1, accumulate: !waits)
         if !waits, let bias = l.outProjBias { try addBias(rows: n, n: c.dModel, y: residual1, half: false, bias: bias) }
     }
 
@@ -160,7 +160,13 @@ extension CUDAModel {
             return
         }
         try rmsnorm(rows: n, x: residual1, ldx: c.dModel, w: normF, out: normed1, pending: pending)
-        try gemm(rows: n, out: c.paddedVocabSize, in: c.dModel, x: normed1, w: lmHead, y: logits1, accumulate: false)
+        try decodeGEMM(rows: n, out: c.paddedVocabSize, in: c.dModel, x: normed1, w: lmHead, y: logits1, accumulate: false)
+    }
+
+    /// The graph of one decode step of n rows, its cuBLAS products tuned first (`tuneDecodeProducts`).
+    func captureStep(rows n: Int, choice: StepChoice) throws -> CUDAGraph {
+        try tuneDecodeProducts(rows: n)
+        return try CUDAGraph(on: rankDevices) { try enqueueStep(rows: n, choice: choice) }
     }
 
     /// What a queued decode step does after the logits.
@@ -254,7 +260,7 @@ extension CUDAModel {
         if t32 != tokensHeld { try feed(t32) }
         let graph: CUDAGraph
         if let g = graphs[Int.min + n] { graph = g } else {
-            graph = try CUDAGraph(on: rankDevices) { try enqueueStep(rows: n, choice: .argmax) }
+            graph = try captureStep(rows: n, choice: .argmax)
             graphs[Int.min + n] = graph
         }
         try graph.launch()
@@ -318,7 +324,7 @@ extension CUDAModel {
         // ~150 kernels one by one cost more than running them at batch 64.
         let graph: CUDAGraph
         if let g = graphs[-n] { graph = g } else {
-            graph = try CUDAGraph(on: rankDevices) { try enqueueStep(rows: n, choice: .none) }
+            graph = try captureStep(rows: n, choice: .none)
             graphs[-n] = graph
         }
         try graph.launch()
@@ -344,7 +350,7 @@ extension CUDAModel {
         }
         let graph: CUDAGraph
         if let g = graphs[rows] { graph = g } else {
-            graph = try CUDAGraph(on: rankDevices) { try enqueueStep(rows: rows, choice: .greedyDecode) }
+            graph = try captureStep(rows: rows, choice: .greedyDecode)
             graphs[rows] = graph
         }
         try settleArgmax()

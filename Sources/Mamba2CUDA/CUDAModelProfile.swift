@@ -93,7 +93,7 @@ extension CUDAModel {
             try time("head (+ norm)", bytes: c.paddedVocabSize * c.dModel * e) { try head(rows: n) },
         ]
         func wholeStep(_ name: String) throws -> (String, Double, Int) {
-            let g = try CUDAGraph(on: device) { try enqueueStep(rows: n, choice: .none) }
+            let g = try captureStep(rows: n, choice: .none)
             try g.launch(); try device.synchronize()
             let t0 = monotonicSeconds()
             for _ in 0..<50 { try g.launch() }
@@ -127,6 +127,20 @@ extension CUDAModel {
             out.append(try wholeStep("whole step (\(c.nLayer) layers, cuBLAS)"))
         }
         if n == 1 && persistentShapeFits { out += try persistentPhases() }
+        decodePath = chosen
+        if tunesDecodeProducts(rows: n) {  // what timing chose for the cuBLAS products (each product, 8 layers' weights in turn)
+            decodeProductTuning = true  // afresh, to time the tuning itself
+            let spent = decodeTuneSeconds
+            try tuneDecodeProducts(rows: n)
+            out.append(("tuning the cuBLAS products (3 shapes)", (decodeTuneSeconds - spent) * 1e6, 0))
+            for p in decodeProductChoices(rows: n) {
+                out.append(("\(p.name) product, cublasGemmEx (timed)", p.gemmEx, p.bytes))
+                out.append(("\(p.name) product, taken: \(p.choice)", p.microseconds, p.bytes))
+            }
+            decodeProductTuning = false  // the whole step again with cublasGemmEx's own choices, in the same run
+            defer { decodeProductTuning = true }
+            out.append(try wholeStep("whole step (\(c.nLayer) layers, cuBLAS, cublasGemmEx's own choices)"))
+        }
         return out
     }
 }

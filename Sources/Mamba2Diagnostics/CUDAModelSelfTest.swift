@@ -161,6 +161,18 @@ extension CUDASelfTest {
                     gpu.decodePath = .automatic
                     gpu.stateType = .f32
                 }
+                // Decode's cuBLAS products on the algorithms timing chose (cuBLASLt's candidates and cublasGemmEx, the
+                // fastest per shape) against cublasGemmEx's own choice, at 16 and 24 rows: other tiles and splits of k add
+                // in other orders, so the bf16 bound.
+                for n in [16, 24] {
+                    gpu.decodePath = .plain
+                    let runs = try decodeRuns(rows: n, steps: 4, settings: [{ gpu.decodeProductTuning = false }, { gpu.decodeProductTuning = true }])
+                    let name = "model random bf16: decode's cuBLAS products, tuned vs cublasGemmEx's own choice, \(n) rows × 4 steps"
+                    if gpu.tunesDecodeProducts(rows: n) { check(name, runs[1], runs[0], tol) } else {
+                        checks.append(.notTaken(name, path: "tuned cuBLAS products"))
+                    }
+                    gpu.decodePath = .automatic
+                }
                 // The persistent decode (one row as one kernel, by default at 1 row) against the plain path, on
                 // the same arithmetic as the streaming path (bf16 inputs handed over before the norm's scale):
                 // the same bf16 bound. Each of its two dot-product layouts is forced for every input (this

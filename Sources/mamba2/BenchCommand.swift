@@ -62,7 +62,7 @@ struct BenchModelCommand: ParsableCommand {
             var cells: [[String]] = []
             for b in try parseInts(batch, option: "--batch") {
                 for r in try backend.profileDecode(rows: b) {
-                    cells.append([r.part, String(b), fixed(r.microseconds, 2), fixed(Double(r.bytes) / r.microseconds / 1e3, 0) + " GB/s"])
+                    cells.append([r.part, String(b), fixed(r.microseconds, 2), r.bytes == 0 ? "-" : fixed(Double(r.bytes) / r.microseconds / 1e3, 0) + " GB/s"])
                 }
             }
             print(table(["decode part", "rows", "µs per launch (in a graph)", "weights/state read"], cells), terminator: "")

@@ -64,6 +64,17 @@ const char *mkc_blas_path(void);
 // C of cType (0 f32, 1 bf16, 2 f16), float32 accumulation (pedantic: no TF32 for f32). A cuBLAS status.
 int mkc_gemm(mkc_device *d, int transA, int transB, int m, int n, int k, float alpha, const void *A, int lda, const void *B, int ldb,
              int abType, float beta, void *C, int ldc, int cType, int pedantic);
+// cuBLASLt's candidates for one product shape (mkc_gemm's arguments without the operands): up to maxAlgos (at most
+// MKC_LT_MAX_ALGOS) of its heuristic's algorithms, best first, for the caller to time. Non-zero when cuBLASLt is not
+// there or finds none (then plan is NULL and the caller keeps mkc_gemm).
+#define MKC_LT_MAX_ALGOS 16
+typedef struct mkc_lt_plan mkc_lt_plan;
+int mkc_lt_plan_create(mkc_device *d, int transA, int transB, int m, int n, int k, int lda, int ldb, int ldc, int abType, int cType,
+                       int maxAlgos, mkc_lt_plan **plan);
+int mkc_lt_plan_count(const mkc_lt_plan *plan);
+void mkc_lt_plan_destroy(mkc_lt_plan *plan);
+// The product with candidate `index` of the plan, on the device's stream (its workspace: cuBLAS's). A cuBLAS status.
+int mkc_lt_matmul(mkc_device *d, const mkc_lt_plan *plan, int index, float alpha, const void *A, const void *B, float beta, void *C);
 // Free and total device memory (cuMemGetInfo).
 int mkc_mem_info(mkc_device *d, size_t *freeBytes, size_t *totalBytes);
 // Lets a kernel use more than 48 KiB of dynamic shared memory (up to the device's opt-in limit).
