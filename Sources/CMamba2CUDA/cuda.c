@@ -468,6 +468,7 @@ int mkc_gemm(mkc_device *d, int transA, int transB, int m, int n, int k, float a
 
 // cublasLtMatmulHeuristicResult_t as cublasLt.h lays it out (96 bytes).
 typedef struct { uint64_t algo[8]; size_t workspaceSize; int state; float wavesCount; int reserved[4]; } lt_result;
+_Static_assert(sizeof(lt_result) == 96, "cublasLtMatmulHeuristicResult_t is 96 bytes");
 struct mkc_lt_plan {
     void *desc, *a, *b, *c;
     int count;

@@ -58,13 +58,13 @@ public final class CUDACommunicator: CUDARankReduction, @unchecked Sendable {
         }
         for (k, set) in sets.enumerated() {
             guard set.count == devices.count else {
-                throw Mamba2Error.invalidArgument("buffers", reason: "\(set.count) buffers for \(devices.count) devices")
+                throw Mamba2Error.invalidArgument("buffers[\(k)]", reason: "\(set.count) buffers for \(devices.count) devices")
             }
             for (i, (b, d)) in zip(set, devices).enumerated() {
-                guard b.device === d else { throw Mamba2Error.invalidArgument("buffers[\(i)]", reason: "lies on another device than rank \(i)'s") }
+                guard b.device === d else { throw Mamba2Error.invalidArgument("buffers[\(k)][\(i)]", reason: "lies on another device than rank \(i)'s") }
                 let (bytes, overflow) = counts[k].multipliedReportingOverflow(by: type.bytes)
                 guard counts[k] >= 0, !overflow, bytes <= b.count * 4 else {
-                    throw Mamba2Error.invalidArgument("count", reason: "\(counts[k]) elements do not fit buffers[\(i)] (\(b.count * 4) bytes)")
+                    throw Mamba2Error.invalidArgument("count", reason: "\(counts[k]) elements do not fit buffers[\(k)][\(i)] (\(b.count * 4) bytes)")
                 }
             }
         }

@@ -84,10 +84,8 @@ extension CUDAModel {
     /// Times each product decode of n rows runs on cuBLAS, cublasGemmEx against cuBLASLt's candidates, and keeps the
     /// fastest (once per shape). Runs the products on the decode buffers, whose contents no step carries over
     /// (the step starts from the embedding); call it outside a graph capture.
-    func tuneDecodeProducts(rows n: Int) throws {
+    package func tuneDecodeProducts(rows n: Int) throws {
         guard tunesDecodeProducts(rows: n) else { return }
-        let t0 = monotonicSeconds()
-        defer { decodeTuneSeconds += monotonicSeconds() - t0 }
         for p in decodeCuBLASProducts(rows: n) where decodeProducts[p.shape] == nil {
             // Up to 8 layers' weights in turn, 8 products a launch, as a decode step meets them (from memory: 8 of the
             // smallest released model's in_proj are 41 MB, 2.7b's 430 MB, against the H200's 50 MB of L2).
@@ -109,10 +107,10 @@ extension CUDAModel {
             var choice = DecodeProductChoice.gemmEx(microseconds: gemmEx)
             var best = gemmEx
             if let plan = CUDALtPlan(device: device, rows: s.rows, out: s.out, in: s.in, precision: precision, maxAlgorithms: Self.decodeTuneCandidates) {
-                for i in 0..<plan.count {
+                for i in 0..<plan.count where decodeProductCandidate == nil || decodeProductCandidate == i {
                     // A candidate that fails (cuBLASLt may offer one this shape's sizes or alignment refuse) is skipped.
                     guard let t = try? microseconds({ try ltProduct(plan, i, x: p.x, w: $0, y: p.y, accumulate: s.accumulate) }) else { continue }
-                    if t < best { best = t; choice = .lt(plan, index: i, microseconds: t, gemmEx: gemmEx) }
+                    if t < best || decodeProductCandidate != nil { best = t; choice = .lt(plan, index: i, microseconds: t, gemmEx: gemmEx) }
                 }
             }
             decodeProducts[p.shape] = choice
@@ -121,7 +119,7 @@ extension CUDAModel {
 
     /// What tuning chose for decode of n rows, a line per product, for `bench --profile`: (name, µs chosen, µs of
     /// cublasGemmEx, the choice, the weight bytes a product reads).
-    func decodeProductChoices(rows n: Int) -> [(name: String, microseconds: Double, gemmEx: Double, choice: String, bytes: Int)] {
+    package func decodeProductChoices(rows n: Int) -> [(name: String, microseconds: Double, gemmEx: Double, choice: String, bytes: Int)] {
         decodeCuBLASProducts(rows: n).compactMap { p in
             let bytes = p.shape.out * p.shape.in * (precision == .f32 ? 4 : 2)
             switch decodeProducts[p.shape] {

@@ -98,11 +98,12 @@ public final class CUDAModel: @unchecked Sendable {
     var graphs: [Int: CUDAGraph] = [:]
     /// Decode's cuBLAS products, the algorithm timing chose per shape (`CUDADecodeProducts.swift`).
     var decodeProducts: [DecodeProductShape: DecodeProductChoice] = [:]
-    /// Seconds spent timing them so far.
-    package var decodeTuneSeconds = 0.0
     /// Whether decode's cuBLAS products are timed and the fastest algorithm kept (else cublasGemmEx's own
     /// choice): the self-test compares the two.
     package var decodeProductTuning = true { didSet { graphs = [:]; decodeProducts = [:] } }
+    /// With a value, tuning takes cuBLASLt's candidate of that index for every product where it runs, whatever its
+    /// speed (the self-test checks candidates against cublasGemmEx this way).
+    package var decodeProductCandidate: Int? { didSet { graphs = [:]; decodeProducts = [:] } }
     /// Which decode path runs: `.automatic` picks per row count (`persistent(rows:)`, then `streams(rows:)`);
     /// the self-test and `bench --profile` force `.plain` (m_gemv / cuBLAS, the reference), `.streaming` (at
     /// every row count it serves, 1–16) or `.persistent` (one row as one kernel at any layer size; other row

@@ -129,10 +129,10 @@ extension CUDAModel {
         if n == 1 && persistentShapeFits { out += try persistentPhases() }
         decodePath = chosen
         if tunesDecodeProducts(rows: n) {  // what timing chose for the cuBLAS products (each product, 8 layers' weights in turn)
-            decodeProductTuning = true  // afresh, to time the tuning itself
-            let spent = decodeTuneSeconds
+            decodeProducts = [:]  // timed afresh, to time the tuning itself
+            let t0 = monotonicSeconds()
             try tuneDecodeProducts(rows: n)
-            out.append(("tuning the cuBLAS products (3 shapes)", (decodeTuneSeconds - spent) * 1e6, 0))
+            out.append(("tuning the cuBLAS products (3 shapes)", (monotonicSeconds() - t0) * 1e6, 0))
             for p in decodeProductChoices(rows: n) {
                 out.append(("\(p.name) product, cublasGemmEx (timed)", p.gemmEx, p.bytes))
                 out.append(("\(p.name) product, taken: \(p.choice)", p.microseconds, p.bytes))
