@@ -252,8 +252,11 @@ extension CUDAKernelSource {
     // 4 warps of 16 channels, lanes along N in pairs (n = 2·lane + 64·j + {0, 1}). y into yOut, or the
     // hand-over (xh, and ssq: a slot an item, or with ssqPerWarp a slot a warp, `CUDAModel.ssqSlotsSSM`). A float32 state stays on m_ssd_step_n128
     // (`CUDAModel.ssdStepRing`).
-    struct RingSmalls { float bv[4], cv[4], xin[16], dd[16], zc, u; };
-    extern "C" __global__ void __launch_bounds__(128) m_ssd_step_ring_bf16(
+    // Lane i < 16 of a warp holds its channel c0 + i's x and D (the other lanes take x by shuffles as they need it):
+    // with all 16 of each in every lane, twice over (this item's and the next's), the kernel took 204 registers a
+    // thread and only 2 blocks fitted a multiprocessor (8 warps to hide every wait).
+    struct RingSmalls { float bv[4], cv[4], x, d, zc, u; };
+    extern "C" __global__ void __launch_bounds__(128, 4) m_ssd_step_ring_bf16(
             int items, int H, int P, int G, int dSsm, int convDim, const float* __restrict__ xbc, const float* __restrict__ zx,
             int ld, int dtOffset, const float* __restrict__ dtBias, const float* __restrict__ A, float lo, float hi,
             const float* __restrict__ D, int dPerChannel, void* __restrict__ state, float* __restrict__ yOut,
@@ -291,8 +294,8 @@ extension CUDAKernelSource {
             const int g = h / (H / G);
             #pragma unroll
             for (int k = 0; k < 4; k++) { m.bv[k] = __ldcg(xr + dSsm + g * N + nof(k)); m.cv[k] = __ldcg(xr + dSsm + G * N + g * N + nof(k)); }
-            #pragma unroll
-            for (int i = 0; i < 16; i++) { m.xin[i] = __ldcg(xr + c0 + i); m.dd[i] = D ? (dPerChannel ? D[c0 + i] : D[h]) : 0.f; }
+            m.x = lane < 16 ? __ldcg(xr + c0 + lane) : 0.f;
+            m.d = lane < 16 && D ? (dPerChannel ? D[c0 + lane] : D[h]) : 0.f;
             m.zc = lane < 16 && xh ? __ldcg(zr + c0 + lane) : 0.f;
             m.u = __ldcg(zr + dtOffset + h) + dtBias[h];
         };
@@ -308,7 +311,7 @@ extension CUDAKernelSource {
             float acc[16];
             #pragma unroll
             for (int i = 0; i < 16; i++) {
-                const float dx = dt * cur.xin[i];
+                const float dx = dt * __shfl_sync(0xffffffffu, cur.x, i);
                 float sv[4];
                 #pragma unroll
                 for (int k = 0; k < 4; k += 2) {
@@ -330,9 +333,7 @@ extension CUDAKernelSource {
                 }
             }
             const float total = __shfl_sync(0xffffffffu, warp_sums_halving<16>(acc), lane * 2 & 31);
-            float y = 0.f;
-            #pragma unroll
-            for (int i = 0; i < 16; i++) if (lane == i) y = total + cur.dd[i] * cur.xin[i];
+            const float y = lane < 16 ? total + cur.d * cur.x : 0.f;
             if (yOut && lane < 16) yOut[(size_t)r * dSsm + c0 + lane] = y;
             if (xh) {
                 float sq = 0.f;

@@ -123,8 +123,8 @@ public final class CUDAModel: @unchecked Sendable {
     /// Decode's SSD step of a bf16 state runs m_ssd_step_n128 (a block an item) instead of
     /// m_ssd_step_ring_bf16 (`ssdStepRing`): the self-test compares the two.
     package var referenceSSDStep = false { didSet { graphs = [:] } }
-    /// Blocks of m_ssd_step_ring_bf16 resident at once on the device (asked once).
-    var ssdRingBlocks: Int?
+    /// Blocks of m_ssd_step_ring_bf16 resident at once on the device, per number of ring stages (asked once each).
+    var ssdRingBlocks: [Int: Int] = [:]
     /// The persistent decode's layer table (13 addresses a layer), counters (the launch count, one per grid
     /// barrier, one per phase's job claims) and hand-over sums (two per multiprocessor): `preparePersistent`.
     var persistentTable, persistentBarrier, persistentSSQ: CUDABuffer?

@@ -91,21 +91,25 @@ extension CUDAModel {
         stateType == .bf16 && ssdStepChannels == 64 && device.hasSM90Features && !referenceSSDStep
     }
 
-    /// Stages of m_ssd_step_ring_bf16's ring (an item's 64 × 128 bf16 state values, 16 KB, each): three
-    /// blocks of 4 stages fit a multiprocessor.
-    static let ssdRingStages = 4
+    /// Stages of m_ssd_step_ring_bf16's ring for n rows (an item's 64 × 128 bf16 state values, 16 KB, each). Its
+    /// 128 registers a thread let 4 blocks share a multiprocessor (3 with 4 stages: the shared memory). Measured
+    /// on the H200, 2.7b, bf16 state, one run (`results/gpu-decode-ssd-ring-stages.txt`; 4 / 3 / 2 stages): the
+    /// step alone at 16 rows 14.0 / 13.3 / 12.8 µs, the whole step 3,636 / 3,659 / 3,517 µs, tg128 at 16 rows
+    /// 4,290 / 4,461 / 4,412 tokens/s, at 8 rows 2,680 / 2,566 / 2,568: so 2 stages past 8 rows, 4 up to it.
+    static func ssdRingStages(rows n: Int) -> Int { n > 8 ? 2 : 4 }
 
-    /// Warps of an m_ssd_step_ring_bf16 block (its __launch_bounds__(128)): 16 of an item's 64 channels each.
+    /// Warps of an m_ssd_step_ring_bf16 block (its __launch_bounds__(128, 4)): 16 of an item's 64 channels each.
     static let ssdRingWarps = 4
 
     /// The SSD step of layer i through the ring: resident blocks (as many as fit) taking the n rows' items
     /// (row, head, 64 channels) in turn.
     func ssdStepThroughRing(rows n: Int, layer i: Int, handOver: Bool) throws {
         let c = config, l = layers[i]
-        let shared = Self.ssdRingStages * 64 * 128 * 2
-        if ssdRingBlocks == nil {
+        let stages = Self.ssdRingStages(rows: n)
+        let shared = stages * 64 * 128 * 2
+        if ssdRingBlocks[stages] == nil {
             try k.ssdStepRingBF16.allowSharedMemory(shared)
-            ssdRingBlocks = max(1, try k.ssdStepRingBF16.blocksPerMultiprocessor(threads: 128, sharedBytes: shared)) * device.multiprocessors
+            ssdRingBlocks[stages] = max(1, try k.ssdStepRingBF16.blocksPerMultiprocessor(threads: 128, sharedBytes: shared)) * device.multiprocessors
         }
         let items = n * streamSlotsSSM
         let a = KernelArguments()
@@ -114,8 +118,8 @@ extension CUDAModel {
         a.add(xbc1); a.add(zx1); a.add(Int32(c.inProjSize)); a.add(Int32(c.dSSM + c.convDim)); a.add(l.dtBias); a.add(l.A)
         a.add(c.dtLimit.lo); a.add(c.dtLimit.hi); a.add(l.D); a.add(Int32(c.dHasHeadDim ? 1 : 0)); a.add(ssmStates[i])
         a.add(handOver ? 0 : y1.pointer); a.add(l.gateNorm); a.add(Int32(c.normBeforeGate ? 1 : 0)); a.add(handOver ? xhSSM.pointer : 0)
-        a.add(ssqSSM); a.add(Int32(Self.ssdRingStages)); a.add(Int32(ssqPerWarp(rows: n) ? 1 : 0))
-        try k.ssdStepRingBF16.launch(grid: (min(items, ssdRingBlocks!), 1, 1), block: (32 * Self.ssdRingWarps, 1, 1), sharedBytes: shared, arguments: a,
+        a.add(ssqSSM); a.add(Int32(stages)); a.add(Int32(ssqPerWarp(rows: n) ? 1 : 0))
+        try k.ssdStepRingBF16.launch(grid: (min(items, ssdRingBlocks[stages]!), 1, 1), block: (32 * Self.ssdRingWarps, 1, 1), sharedBytes: shared, arguments: a,
                                      dependent: true)
     }
 
