@@ -78,6 +78,7 @@ static struct {
     int (*cublasLtMatmulDescSetAttribute)(void *, int, const void *, size_t);
     int (*cublasLtMatrixLayoutCreate)(void **, int, uint64_t, uint64_t, int64_t);
     int (*cublasLtMatrixLayoutDestroy)(void *);
+    int (*cublasLtMatrixLayoutSetAttribute)(void *, int, const void *, size_t);
     int (*cublasLtMatmulPreferenceCreate)(void **);
     int (*cublasLtMatmulPreferenceDestroy)(void *);
     int (*cublasLtMatmulPreferenceSetAttribute)(void *, int, const void *, size_t);
@@ -419,6 +420,7 @@ static int blas_load(char *err, int errlen) {
 #define LTSYM(field) do { *(void **)&C.field = dlsym(lt, #field); all = all && C.field; } while (0)
         LTSYM(cublasLtCreate); LTSYM(cublasLtDestroy); LTSYM(cublasLtMatmulDescCreate); LTSYM(cublasLtMatmulDescDestroy);
         LTSYM(cublasLtMatmulDescSetAttribute); LTSYM(cublasLtMatrixLayoutCreate); LTSYM(cublasLtMatrixLayoutDestroy);
+        LTSYM(cublasLtMatrixLayoutSetAttribute);
         LTSYM(cublasLtMatmulPreferenceCreate); LTSYM(cublasLtMatmulPreferenceDestroy); LTSYM(cublasLtMatmulPreferenceSetAttribute);
         LTSYM(cublasLtMatmulAlgoGetHeuristic); LTSYM(cublasLtMatmul);
 #undef LTSYM
@@ -484,8 +486,17 @@ void mkc_lt_plan_destroy(mkc_lt_plan *p) {
     free(p);
 }
 
+// A layout's batch: `batch` matrices `stride` elements apart (nothing set for one).
+static int lt_layout_batch(void *layout, int batch, int64_t stride) {
+    if (batch <= 1) return 0;
+    const int32_t count = batch;
+    int r = C.cublasLtMatrixLayoutSetAttribute(layout, 5 /* CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT */, &count, sizeof count);
+    if (!r) r = C.cublasLtMatrixLayoutSetAttribute(layout, 6 /* CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET */, &stride, sizeof stride);
+    return r;
+}
+
 int mkc_lt_plan_create(mkc_device *d, int transA, int transB, int m, int n, int k, int lda, int ldb, int ldc, int abType, int cType,
-                       int maxAlgos, mkc_lt_plan **out) {
+                       int batch, int64_t strideA, int64_t strideB, int64_t strideC, int maxAlgos, mkc_lt_plan **out) {
     *out = NULL;
     if (!C.ltLoaded || !d->blas) return -1;
     CUR(d);
@@ -502,6 +513,9 @@ int mkc_lt_plan_create(mkc_device *d, int transA, int transB, int m, int n, int 
     if (!r) r = C.cublasLtMatrixLayoutCreate(&p->a, types[abType], transA ? k : m, transA ? m : k, lda);
     if (!r) r = C.cublasLtMatrixLayoutCreate(&p->b, types[abType], transB ? n : k, transB ? k : n, ldb);
     if (!r) r = C.cublasLtMatrixLayoutCreate(&p->c, types[cType], m, n, ldc);
+    if (!r) r = lt_layout_batch(p->a, batch, strideA);
+    if (!r) r = lt_layout_batch(p->b, batch, strideB);
+    if (!r) r = lt_layout_batch(p->c, batch, strideC);
     if (!r) r = C.cublasLtMatmulPreferenceCreate(&pref);
     if (!r) r = C.cublasLtMatmulPreferenceSetAttribute(pref, 1 /* CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES */, &ws, sizeof ws);
     if (!r) r = C.cublasLtMatmulAlgoGetHeuristic(d->lt, p->desc, p->a, p->b, p->c, p->c, pref,

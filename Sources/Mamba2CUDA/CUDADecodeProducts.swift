@@ -9,16 +9,21 @@ import CMamba2CUDA
 /// each product (in_proj, out_proj, head) and cublasGemmEx are timed on this model's own weights, every layer's
 /// in turn so that they come from memory as in a decode step, and the fastest runs that product from then on.
 
-/// cuBLASLt's candidate algorithms for one product shape (`mkc_lt_plan`).
+/// cuBLASLt's candidate algorithms for one product shape (`mkc_lt_plan`); with `slices` > 1, the product cut along its
+/// input into that many equal slices, run as one batched product whose partial outputs lie `rows · out` values apart
+/// (their consumer adds them: `DecodeProductShape.sliceable`).
 final class CUDALtPlan {
     let pointer: OpaquePointer
     let count: Int
 
     /// Nil where cuBLASLt is not loaded or has no candidate for the shape (cublasGemmEx then stays).
-    init?(device: CUDADevice, rows: Int, out: Int, in: Int, precision: WeightType, maxAlgorithms: Int) {
+    init?(device: CUDADevice, rows: Int, out: Int, in: Int, slices: Int = 1, precision: WeightType, maxAlgorithms: Int) {
         var p: OpaquePointer?
-        guard let m = Int32(exactly: out), let n = Int32(exactly: rows), let k = Int32(exactly: `in`),
-              mkc_lt_plan_create(device.handle, 1, 0, m, n, k, k, k, m, precision.code, 0, Int32(maxAlgorithms), &p) == 0, let p else { return nil }
+        let (k, partial) = (`in` / slices, rows.multipliedReportingOverflow(by: out))
+        guard slices >= 1, `in` % slices == 0, !partial.overflow, let m = Int32(exactly: out), let n = Int32(exactly: rows),
+              let kk = Int32(exactly: k), let lda = Int32(exactly: `in`),
+              mkc_lt_plan_create(device.handle, 1, 0, m, n, kk, lda, lda, m, precision.code, 0, Int32(slices), Int64(k), Int64(k),
+                                 Int64(partial.partialValue), Int32(maxAlgorithms), &p) == 0, let p else { return nil }
         pointer = p
         count = Int(mkc_lt_plan_count(p))
     }
@@ -27,33 +32,57 @@ final class CUDALtPlan {
 }
 
 extension CUDAModel {
-    /// One decode product's shape: y (rows, out) (+)= x (rows, in) · Wᵀ.
+    /// One decode product's shape: y (rows, out) (+)= x (rows, in) · Wᵀ. `sliceable`: its consumer adds up
+    /// partial products (`DecodeProductChoice.slices` of them, `rows · out` values apart), so the product may be
+    /// cut along its input.
     package struct DecodeProductShape: Hashable, Sendable {
         package let rows, out, `in`: Int
         package let accumulate: Bool
+        package let sliceable: Bool
     }
 
-    /// How a decode product runs: cublasGemmEx, or candidate `index` of a cuBLASLt plan; with the times measured
-    /// (µs a product: cublasGemmEx's and the chosen one's) for `bench --profile`.
-    enum DecodeProductChoice {
-        case gemmEx(microseconds: Double)
-        case lt(CUDALtPlan, index: Int, microseconds: Double, gemmEx: Double)
+    /// How a decode product runs: cublasGemmEx (`lt` nil), or candidate `index` of a cuBLASLt plan, over `slices`
+    /// slices of its input; with the times measured (µs a product) for `bench --profile`: the chosen one's,
+    /// cublasGemmEx's, and the fastest at each slice count timed.
+    struct DecodeProductChoice {
+        let lt: (plan: CUDALtPlan, index: Int)?
+        let slices: Int
+        let microseconds: Double
+        let gemmEx: Double
+        let bestBySlices: [Int: Double]
     }
 
     /// Rows up to which decode's cuBLAS products are tuned (beyond, cublasGemmEx): each new row count costs its
-    /// timing once (`decodeTuneSeconds`).
+    /// timing once (tens of milliseconds on the H200: `bench --profile` times it).
     package static let decodeTuneRows = 64
 
-    /// cuBLASLt candidates timed per product shape.
+    /// cuBLASLt candidates timed per product shape and slice count.
     static let decodeTuneCandidates = 8
 
-    /// y (rows, out) (+)= x · Wᵀ for decode, on the algorithm chosen for its shape (cublasGemmEx until tuned).
-    func decodeGEMM(rows n: Int, out: Int, in: Int, x: CUDABuffer, w: CUDABuffer, y: CUDABuffer, accumulate: Bool) throws {
-        let shape = DecodeProductShape(rows: n, out: out, in: `in`, accumulate: accumulate)
-        guard case .lt(let plan, let index, _, _)? = decodeProducts[shape] else {
+    /// Slice counts timed for a sliceable product (besides 1), where its input divides into slices of whole 16-byte
+    /// groups. Why: cuBLAS runs 2.7b's out_proj (2,560 × 5,120) at 8–16 rows as split-K with a reduction kernel of
+    /// its own at 2.0–2.1 TB/s; the same product as 4 batched slices of 1,280 took 10.0 µs against 13.1 (PyTorch's
+    /// cuBLAS on the H200, CUDA graphs, 8 layers' weights in turn; 1.3b's 2,048 × 4,096: 7.6 against 10.9), and the
+    /// next norm, which reads the product anyway, adds the slices instead of the reduction kernel.
+    static let decodeSliceCounts = [2, 4, 8]
+
+    /// The most slices a sliceable product's output buffer has room for (`outProduct1`).
+    static var decodeMaxSlices: Int { decodeSliceCounts.max() ?? 1 }
+
+    /// y (rows, out) (+)= x · Wᵀ for decode, on the algorithm chosen for its shape (cublasGemmEx until tuned). A
+    /// sliceable product may leave `decodeSlices` partial products in y, `rows · out` values apart, for its consumer.
+    func decodeGEMM(rows n: Int, out: Int, in: Int, x: CUDABuffer, w: CUDABuffer, y: CUDABuffer, accumulate: Bool,
+                    sliceable: Bool = false) throws {
+        let shape = DecodeProductShape(rows: n, out: out, in: `in`, accumulate: accumulate, sliceable: sliceable)
+        guard let lt = decodeProducts[shape]?.lt else {
             return try gemm(rows: n, out: out, in: `in`, x: x, w: w, y: y, accumulate: accumulate)
         }
-        try ltProduct(plan, index, x: x, w: w, y: y, accumulate: accumulate)
+        try ltProduct(lt.plan, lt.index, x: x, w: w, y: y, accumulate: accumulate)
+    }
+
+    /// The partial products a sliceable product of this shape leaves for its consumer (1 until tuned).
+    func decodeSlices(rows n: Int, out: Int, in: Int) -> Int {
+        decodeProducts[DecodeProductShape(rows: n, out: out, in: `in`, accumulate: false, sliceable: true)]?.slices ?? 1
     }
 
     private func ltProduct(_ plan: CUDALtPlan, _ index: Int, x: CUDABuffer, w: CUDABuffer, y: CUDABuffer, accumulate: Bool) throws {
@@ -67,10 +96,13 @@ extension CUDAModel {
         let c = config
         let handOver = gateHandOver(rows: n)
         return [
-            ("in_proj", DecodeProductShape(rows: n, out: c.inProjSize, in: c.dModel, accumulate: false), normed1, zx1, layers.map(\.inProj)),
-            ("out_proj", DecodeProductShape(rows: n, out: c.dModel, in: c.dSSM, accumulate: !handOver), handOver ? xhSSM : normed1,
-             handOver ? outProduct1 : residual1, layers.map(\.outProj)),
-            ("head", DecodeProductShape(rows: n, out: c.paddedVocabSize, in: c.dModel, accumulate: false), normed1, logits1, [lmHead]),
+            ("in_proj", DecodeProductShape(rows: n, out: c.inProjSize, in: c.dModel, accumulate: false, sliceable: false), normed1, zx1,
+             layers.map(\.inProj)),
+            // handed over, out_proj's product waits for the next norm, which adds its slices (`rmsnorm(pending:)`)
+            ("out_proj", DecodeProductShape(rows: n, out: c.dModel, in: c.dSSM, accumulate: !handOver, sliceable: handOver),
+             handOver ? xhSSM : normed1, handOver ? outProduct1 : residual1, layers.map(\.outProj)),
+            ("head", DecodeProductShape(rows: n, out: c.paddedVocabSize, in: c.dModel, accumulate: false, sliceable: false), normed1, logits1,
+             [lmHead]),
         ]
     }
 
@@ -81,9 +113,11 @@ extension CUDAModel {
             && !streams(rows: n) && !persistent(rows: n)
     }
 
-    /// Times each product decode of n rows runs on cuBLAS, cublasGemmEx against cuBLASLt's candidates, and keeps the
-    /// fastest (once per shape). Runs the products on the decode buffers, whose contents no step carries over
-    /// (the step starts from the embedding); call it outside a graph capture.
+    /// Times each product decode of n rows runs on cuBLAS, cublasGemmEx against cuBLASLt's candidates (and for a
+    /// sliceable product, its candidates at each of `decodeSliceCounts`), and keeps the fastest (once per shape).
+    /// Runs the products on the decode buffers, whose contents no step carries over (the step starts from the
+    /// embedding); call it outside a graph capture. `decodeProductCandidate` and `decodeProductSliceCount` force a
+    /// candidate and a slice count whatever their speed (the self-test).
     package func tuneDecodeProducts(rows n: Int) throws {
         guard tunesDecodeProducts(rows: n) else { return }
         for p in decodeCuBLASProducts(rows: n) where decodeProducts[p.shape] == nil {
@@ -104,29 +138,39 @@ extension CUDAModel {
             }
             let s = p.shape
             let gemmEx = try microseconds { try gemm(rows: s.rows, out: s.out, in: s.in, x: p.x, w: $0, y: p.y, accumulate: s.accumulate) }
-            var choice = DecodeProductChoice.gemmEx(microseconds: gemmEx)
-            var best = gemmEx
-            if let plan = CUDALtPlan(device: device, rows: s.rows, out: s.out, in: s.in, precision: precision, maxAlgorithms: Self.decodeTuneCandidates) {
+            let forcedSlices = s.sliceable ? decodeProductSliceCount : nil
+            var choice = DecodeProductChoice(lt: nil, slices: 1, microseconds: gemmEx, gemmEx: gemmEx, bestBySlices: [1: gemmEx])
+            var best = forcedSlices.map { _ in Double.infinity } ?? gemmEx
+            var bestBySlices = [1: gemmEx]
+            let sliceCounts = [1] + (s.sliceable && s.rows <= Self.gateHandOverRows ? Self.decodeSliceCounts.filter { s.in % (8 * $0) == 0 } : [])
+            for slices in sliceCounts where forcedSlices == nil || forcedSlices == slices {
+                guard let plan = CUDALtPlan(device: device, rows: s.rows, out: s.out, in: s.in, slices: slices, precision: precision,
+                                            maxAlgorithms: Self.decodeTuneCandidates) else { continue }
                 for i in 0..<plan.count where decodeProductCandidate == nil || decodeProductCandidate == i {
                     // A candidate that fails (cuBLASLt may offer one this shape's sizes or alignment refuse) is skipped.
                     guard let t = try? microseconds({ try ltProduct(plan, i, x: p.x, w: $0, y: p.y, accumulate: s.accumulate) }) else { continue }
-                    if t < best || decodeProductCandidate != nil { best = t; choice = .lt(plan, index: i, microseconds: t, gemmEx: gemmEx) }
+                    bestBySlices[slices] = min(bestBySlices[slices] ?? .infinity, t)
+                    if t < best || decodeProductCandidate != nil {
+                        best = t
+                        choice = DecodeProductChoice(lt: (plan, i), slices: slices, microseconds: t, gemmEx: gemmEx, bestBySlices: [:])
+                    }
                 }
             }
-            decodeProducts[p.shape] = choice
+            decodeProducts[p.shape] = DecodeProductChoice(lt: choice.lt, slices: choice.slices, microseconds: choice.microseconds,
+                                                          gemmEx: gemmEx, bestBySlices: bestBySlices)
         }
     }
 
-    /// What tuning chose for decode of n rows, a line per product, for `bench --profile`: (name, µs chosen, µs of
-    /// cublasGemmEx, the choice, the weight bytes a product reads).
-    package func decodeProductChoices(rows n: Int) -> [(name: String, microseconds: Double, gemmEx: Double, choice: String, bytes: Int)] {
+    /// What tuning chose for decode of n rows, a line per product, for `bench --profile` and the self-test: (name, µs
+    /// chosen, µs of cublasGemmEx, the choice in words, the cuBLASLt candidate taken (nil: cublasGemmEx), its slices,
+    /// the fastest µs at each slice count timed, the weight bytes a product reads).
+    package func decodeProductChoices(rows n: Int) -> [(name: String, microseconds: Double, gemmEx: Double, choice: String, candidate: Int?,
+                                                        slices: Int, bestBySlices: [Int: Double], bytes: Int)] {
         decodeCuBLASProducts(rows: n).compactMap { p in
+            guard let c = decodeProducts[p.shape] else { return nil }
             let bytes = p.shape.out * p.shape.in * (precision == .f32 ? 4 : 2)
-            switch decodeProducts[p.shape] {
-            case .gemmEx(let t)?: return (p.name, t, t, "cublasGemmEx", bytes)
-            case .lt(_, let i, let t, let g)?: return (p.name, t, g, "cuBLASLt candidate \(i)", bytes)
-            case nil: return nil
-            }
+            let words = c.lt.map { "cuBLASLt candidate \($0.index)" + (c.slices > 1 ? ", \(c.slices) slices of k" : "") } ?? "cublasGemmEx"
+            return (p.name, c.microseconds, c.gemmEx, words, c.lt?.index, c.slices, c.bestBySlices, bytes)
         }
     }
 }

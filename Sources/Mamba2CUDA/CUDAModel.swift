@@ -79,7 +79,8 @@ public final class CUDAModel: @unchecked Sendable {
     var xhSSM: CUDABuffer!            // (rows, d_ssm) precision: into out_proj
     /// Whether `gateHandOver` may be taken (MAMBA2_GATE_HANDOVER=0 turns it off, for timing it against the gated norm kernel).
     package var gateHandOverAllowed = environment("MAMBA2_GATE_HANDOVER") != "0" { didSet { graphs = [:] } }
-    var outProduct1: CUDABuffer!      // (rows, d_model) f32: out_proj's product before its gated norm's scale (`gateHandOver`)
+    var outProduct1: CUDABuffer!      // (slices, rows, d_model) f32: out_proj's product before its gated norm's scale (`gateHandOver`), in up to
+                                      // decodeMaxSlices partial products at up to gateHandOverRows rows (`decodeSlices`)
     var ssqModel: CUDABuffer!         // (rows, streamSlotsModel) f32: from the embedding or out_proj
     var ssqSSM: CUDABuffer!           // (rows, H·P/32) f32: from the SSD step
     var tokens1: CUDABuffer!          // (rows) int32: the tokens fed to the next step
@@ -104,6 +105,8 @@ public final class CUDAModel: @unchecked Sendable {
     /// With a value, tuning takes cuBLASLt's candidate of that index for every product where it runs, whatever its
     /// speed (the self-test checks candidates against cublasGemmEx this way).
     package var decodeProductCandidate: Int? { didSet { graphs = [:]; decodeProducts = [:] } }
+    /// With a value, tuning cuts every sliceable product into that many slices (`decodeSliceCounts`), whatever its speed.
+    package var decodeProductSliceCount: Int? { didSet { graphs = [:]; decodeProducts = [:] } }
     /// Which decode path runs: `.automatic` picks per row count (`persistent(rows:)`, then `streams(rows:)`);
     /// the self-test and `bench --profile` force `.plain` (m_gemv / cuBLAS, the reference), `.streaming` (at
     /// every row count it serves, 1–16) or `.persistent` (one row as one kernel at any layer size; other row
@@ -266,7 +269,7 @@ public final class CUDAModel: @unchecked Sendable {
         zx1 = try CUDABuffer(count: n * c.inProjSize, on: device)
         xbc1 = try CUDABuffer(count: n * c.convDim, on: device)
         y1 = try CUDABuffer(count: n * c.dSSM, on: device)
-        outProduct1 = try CUDABuffer(count: n * c.dModel, on: device)
+        outProduct1 = try CUDABuffer(count: max(n, Self.decodeMaxSlices * min(n, Self.gateHandOverRows)) * c.dModel, on: device)
         logits1 = try CUDABuffer(count: n * c.paddedVocabSize, on: device)
         normed1 = try CUDABuffer(count: n * max(c.dModel, c.dSSM), on: device)
         xhModel = try CUDABuffer(bytes: n * c.dModel * 2, on: device)
@@ -615,7 +618,7 @@ public final class CUDAModel: @unchecked Sendable {
     }
 
     /// RMSNorm of rows of x (d_model) into out. With `pending` (decode on cuBLAS with the gated norm handed
-    /// over, `gateHandOver`): first x += rsqrt(Σ ssq / d_ssm + eps)·product (+ bias), the previous out_proj's.
+    /// over, `gateHandOver`): first x += rsqrt(Σ ssq / d_ssm + eps)·Σ product slices (+ bias), the previous out_proj's.
     func rmsnorm(rows: Int, x: CUDABuffer, ldx: Int, w: CUDABuffer, out: CUDABuffer, pending: PendingOutProjection? = nil) throws {
         let d = config.dModel
         let a = KernelArguments()
@@ -627,19 +630,22 @@ public final class CUDAModel: @unchecked Sendable {
         a.add(Int32(d)); a.add(config.rmsNormEps); a.add(x); a.add(Int32(ldx)); a.add(w); a.add(out)
         a.add(pending?.product.pointer ?? 0); a.add(pending?.ssq?.pointer ?? 0); a.add(Int32(pending?.slots ?? 0))
         a.add(Int32(pending?.groupSize ?? config.dSSM)); a.add(pending?.bias?.pointer ?? 0)
+        a.add(Int32(pending?.slices ?? 1)); a.add(Int32(rows * d))
         try k.rmsnorm.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a, dependent: true)
     }
 
     /// An out_proj product not yet added into the residual (decode on cuBLAS with the gated norm handed over,
     /// and tensor parallelism): product (rows, d_model) float32 of the unnormalized gated y, the sums of
     /// squares of its norm (rows, slots) over groups of `groupSize` channels (no sums: the product was
-    /// normalized already), and out_proj's bias.
+    /// normalized already), and out_proj's bias. With `slices` > 1 the product is that many partial products,
+    /// rows · d_model values apart, to be added (`decodeSlices`).
     struct PendingOutProjection {
         let product: CUDABuffer
         let ssq: CUDABuffer?
         let slots: Int
         let bias: CUDABuffer?
         let groupSize: Int
+        var slices = 1
     }
 
     /// Whether an RMSNorm of `rows` rows takes m_rmsnorm_rows (a warp per row): rows of up to 1,024 values in

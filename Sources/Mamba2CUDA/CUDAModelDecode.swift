@@ -138,7 +138,7 @@ extension CUDAModel {
             return
         }
         if gateHandOver(rows: n) {  // the gated norm's scale and out_proj's bias wait for the next norm (`rmsnorm(pending:)`)
-            try decodeGEMM(rows: n, out: c.dModel, in: c.dSSM, x: xhSSM, w: l.outProj, y: outProduct1, accumulate: false)
+            try decodeGEMM(rows: n, out: c.dModel, in: c.dSSM, x: xhSSM, w: l.outProj, y: outProduct1, accumulate: false, sliceable: true)
             return
         }
         try gatedNorm(rows: n, y: y1, yHalf: false, z: zx1, zHalf: false, w: l.gateNorm, out: normed1)
@@ -200,7 +200,7 @@ extension CUDAModel {
         let handOver = gateHandOver(rows: n)
         func pending(after i: Int) -> PendingOutProjection? {
             handOver && i >= 0 ? PendingOutProjection(product: outProduct1, ssq: ssqSSM, slots: ssqSlotsSSM(rows: n), bias: layers[i].outProjBias,
-                                                      groupSize: config.dSSM) : nil
+                                                      groupSize: config.dSSM, slices: decodeSlices(rows: n, out: config.dModel, in: config.dSSM)) : nil
         }
         for i in layers.indices {
             try inProjection(rows: n, layer: i, pending: pending(after: i - 1))

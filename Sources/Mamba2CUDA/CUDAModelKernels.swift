@@ -144,11 +144,13 @@ extension CUDAKernelSource {
     // With `pend` (decode on cuBLAS, the gated norm handed over): first the previous out_proj's product is
     // added into the residual row, scaled by that gated norm's rsqrt(Σ pssq[row][0..slots) / pin + eps) (one
     // group; without pssq by 1), plus its bias: x[row] += inv·pend[row] (+ pbias), written back; then the
-    // RMSNorm of the sum.
+    // RMSNorm of the sum. The product may come as `pslices` partial products (slices of its input, in slice
+    // order), `pstride` values apart: they are added here (`CUDAModel.decodeSlices`).
     extern "C" __global__ void __launch_bounds__(256) m_rmsnorm(int d, float eps, float* __restrict__ x, int ldx,
                                                                  const float* __restrict__ w, act_t* __restrict__ out,
                                                                  const float* __restrict__ pend, const float* __restrict__ pssq,
-                                                                 int slots, int pin, const float* __restrict__ pbias) {
+                                                                 int slots, int pin, const float* __restrict__ pbias, int pslices,
+                                                                 int pstride) {
         __shared__ float red[8];
         pdl_wait();
         float* xr = x + (size_t)blockIdx.x * ldx;
@@ -170,7 +172,12 @@ extension CUDAKernelSource {
                 if (i < d / 4) {
                     v[k] = x4[i];
                     if (pend) {
-                        const float4 u = ((const float4*)(pend + (size_t)blockIdx.x * d))[i];
+                        const float* pr = pend + (size_t)blockIdx.x * d;
+                        float4 u = ((const float4*)pr)[i];
+                        for (int q = 1; q < pslices; q++) {
+                            const float4 t = ((const float4*)(pr + (size_t)q * pstride))[i];
+                            u.x += t.x; u.y += t.y; u.z += t.z; u.w += t.w;
+                        }
                         const float4 b = pbias ? ((const float4*)pbias)[i] : make_float4(0.f, 0.f, 0.f, 0.f);
                         v[k] = make_float4(v[k].x + pinv * u.x + b.x, v[k].y + pinv * u.y + b.y, v[k].z + pinv * u.z + b.z, v[k].w + pinv * u.w + b.w);
                         x4[i] = v[k];
@@ -193,7 +200,11 @@ extension CUDAKernelSource {
         }
         float ss = 0.f;
         for (int i = threadIdx.x; i < d; i += 256) {
-            if (pend) xr[i] += pinv * pend[(size_t)blockIdx.x * d + i] + (pbias ? pbias[i] : 0.f);
+            if (pend) {
+                float u = 0.f;
+                for (int q = 0; q < pslices; q++) u += pend[(size_t)q * pstride + (size_t)blockIdx.x * d + i];
+                xr[i] += pinv * u + (pbias ? pbias[i] : 0.f);
+            }
             ss += xr[i] * xr[i];
         }
         const float inv = rsqrtf(block_sum(ss, red) / d + eps);

@@ -163,27 +163,34 @@ extension CUDASelfTest {
                 }
                 // Decode's cuBLAS products on cuBLASLt's algorithms against cublasGemmEx's own choice, at 16 and 24 rows:
                 // as tuning chose (which may be cublasGemmEx itself), and with candidates 0 and 1 forced for every
-                // product, so that cuBLASLt's path is surely run (a product that did not take it fails the check).
-                // Only the order of the float32 sums differs (other tiles, other splits of k): the logits can part
-                // only where that moves a bf16 rounding of an activation by one ulp, so the bound is one bf16 ulp at
-                // the logits' scale, 2^-8 (the bf16 bound above is for roundings in other places, everywhere).
+                // product, so that cuBLASLt's path is surely run (a product that did not take it fails the check);
+                // at 16 rows out_proj's product (handed over to the next norm) is also forced into 2 and 4 slices of
+                // its input, which that norm adds. Only the order of the float32 sums differs (other tiles, other
+                // splits of k): the logits can part only where that moves a bf16 rounding of an activation by one
+                // ulp, so the bound is one bf16 ulp at the logits' scale, 2^-8 (the bf16 bound above is for roundings
+                // in other places, everywhere).
                 let orderTol = 0x1p-8
-                for n in [16, 24] {
+                for n in [CUDAModel.gateHandOverRows, 24] {
                     gpu.decodePath = .plain
-                    let forced: [Int?] = [nil, 0, 1]
-                    let runs = try decodeRuns(rows: n, steps: 4, settings: [{ gpu.decodeProductTuning = false }]
-                                              + forced.map { i in { gpu.decodeProductTuning = true; gpu.decodeProductCandidate = i } })
-                    for (k, i) in forced.enumerated() {
-                        gpu.decodeProductCandidate = i
+                    let forced: [(candidate: Int?, slices: Int?)] = [(nil, nil), (0, nil), (1, nil)]
+                        + (n <= CUDAModel.gateHandOverRows ? [(0, 2), (0, 4)] : [])
+                    let runs = try decodeRuns(rows: n, steps: 4, settings: [{ gpu.decodeProductTuning = false }] + forced.map { f in
+                        { gpu.decodeProductTuning = true; gpu.decodeProductCandidate = f.candidate; gpu.decodeProductSliceCount = f.slices }
+                    })
+                    for (k, f) in forced.enumerated() {
+                        gpu.decodeProductCandidate = f.candidate
+                        gpu.decodeProductSliceCount = f.slices
                         try gpu.tuneDecodeProducts(rows: n)
-                        let how = i.map { "cuBLASLt candidate \($0)" } ?? "tuned"
+                        let how = f.candidate.map { "cuBLASLt candidate \($0)" + (f.slices.map { ", out_proj in \($0) slices" } ?? "") } ?? "tuned"
                         let name = "model random bf16: decode's cuBLAS products, \(how) vs cublasGemmEx's own choice, \(n) rows × 4 steps"
                         let choices = gpu.decodeProductChoices(rows: n)
                         let taken = gpu.tunesDecodeProducts(rows: n) && choices.count == 3
-                            && (i == nil || choices.allSatisfy { $0.choice == "cuBLASLt candidate \(i!)" })
+                            && (f.candidate == nil || choices.allSatisfy { $0.candidate == f.candidate })
+                            && (f.slices == nil || choices.contains { $0.name == "out_proj" && $0.slices == f.slices })
                         if taken { check(name, runs[1 + k], runs[0], orderTol) } else { checks.append(.notTaken(name, path: how)) }
                     }
                     gpu.decodeProductCandidate = nil
+                    gpu.decodeProductSliceCount = nil
                     gpu.decodePath = .automatic
                 }
                 // The persistent decode (one row as one kernel, by default at 1 row) against the plain path, on

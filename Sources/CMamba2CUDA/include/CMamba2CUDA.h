@@ -65,12 +65,13 @@ const char *mkc_blas_path(void);
 int mkc_gemm(mkc_device *d, int transA, int transB, int m, int n, int k, float alpha, const void *A, int lda, const void *B, int ldb,
              int abType, float beta, void *C, int ldc, int cType, int pedantic);
 // cuBLASLt's candidates for one product shape (mkc_gemm's arguments without the operands): up to maxAlgos (at most
-// MKC_LT_MAX_ALGOS) of its heuristic's algorithms, best first, for the caller to time. Non-zero when cuBLASLt is not
-// there or finds none (then plan is NULL and the caller keeps mkc_gemm).
+// MKC_LT_MAX_ALGOS) of its heuristic's algorithms, best first, for the caller to time. With batch > 1, `batch` such
+// products whose A, B and C lie strideA, strideB, strideC elements apart (one for each slice of k, say). Non-zero
+// when cuBLASLt is not there or finds none (then plan is NULL and the caller keeps mkc_gemm).
 #define MKC_LT_MAX_ALGOS 16
 typedef struct mkc_lt_plan mkc_lt_plan;
 int mkc_lt_plan_create(mkc_device *d, int transA, int transB, int m, int n, int k, int lda, int ldb, int ldc, int abType, int cType,
-                       int maxAlgos, mkc_lt_plan **plan);
+                       int batch, int64_t strideA, int64_t strideB, int64_t strideC, int maxAlgos, mkc_lt_plan **plan);
 int mkc_lt_plan_count(const mkc_lt_plan *plan);
 void mkc_lt_plan_destroy(mkc_lt_plan *plan);
 // The product with candidate `index` of the plan, on the device's stream (its workspace: cuBLAS's). A cuBLAS status.
