@@ -19,9 +19,10 @@ final class CUDALtPlan {
     /// Nil where cuBLASLt is not loaded or has no candidate for the shape (cublasGemmEx then stays).
     init?(device: CUDADevice, rows: Int, out: Int, in: Int, slices: Int = 1, precision: WeightType, maxAlgorithms: Int) {
         var p: OpaquePointer?
+        guard slices >= 1, `in` % slices == 0 else { return nil }
         let (k, partial) = (`in` / slices, rows.multipliedReportingOverflow(by: out))
-        guard slices >= 1, `in` % slices == 0, !partial.overflow, let m = Int32(exactly: out), let n = Int32(exactly: rows),
-              let kk = Int32(exactly: k), let lda = Int32(exactly: `in`),
+        guard !partial.overflow, let m = Int32(exactly: out), let n = Int32(exactly: rows), let kk = Int32(exactly: k),
+              let lda = Int32(exactly: `in`),
               mkc_lt_plan_create(device.handle, 1, 0, m, n, kk, lda, lda, m, precision.code, 0, Int32(slices), Int64(k), Int64(k),
                                  Int64(partial.partialValue), Int32(maxAlgorithms), &p) == 0, let p else { return nil }
         pointer = p

@@ -630,7 +630,8 @@ public final class CUDAModel: @unchecked Sendable {
         a.add(Int32(d)); a.add(config.rmsNormEps); a.add(x); a.add(Int32(ldx)); a.add(w); a.add(out)
         a.add(pending?.product.pointer ?? 0); a.add(pending?.ssq?.pointer ?? 0); a.add(Int32(pending?.slots ?? 0))
         a.add(Int32(pending?.groupSize ?? config.dSSM)); a.add(pending?.bias?.pointer ?? 0)
-        a.add(Int32(pending?.slices ?? 1)); a.add(Int32(rows * d))
+        let slices = pending?.slices ?? 1  // decode's few rows: their slices' stride fits (prefill has none)
+        a.add(Int32(slices)); a.add(Int32(slices > 1 ? rows * d : 0))
         try k.rmsnorm.launch(grid: (rows, 1, 1), block: (256, 1, 1), arguments: a, dependent: true)
     }
 
