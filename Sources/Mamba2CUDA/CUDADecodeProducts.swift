@@ -20,7 +20,8 @@ final class CUDALtPlan {
     init?(device: CUDADevice, rows: Int, out: Int, in: Int, slices: Int = 1, precision: WeightType, maxAlgorithms: Int) {
         var p: OpaquePointer?
         guard slices >= 1, `in` % slices == 0 else { return nil }
-        let (k, partial) = (`in` / slices, rows.multipliedReportingOverflow(by: out))
+        let k = `in` / slices  // a slice's inputs, and the distance between slices in A's and B's rows
+        let partial = rows.multipliedReportingOverflow(by: out)  // the distance between partial products
         guard !partial.overflow, let m = Int32(exactly: out), let n = Int32(exactly: rows), let kk = Int32(exactly: k),
               let lda = Int32(exactly: `in`),
               mkc_lt_plan_create(device.handle, 1, 0, m, n, kk, lda, lda, m, precision.code, 0, Int32(slices), Int64(k), Int64(k),
@@ -64,8 +65,10 @@ extension CUDAModel {
     /// groups. Why: cuBLAS runs 2.7b's out_proj (2,560 × 5,120) at 8–16 rows as split-K with a reduction kernel of
     /// its own at 2.0–2.1 TB/s; the same product as 4 batched slices of 1,280 took 10.0 µs against 13.1 (PyTorch's
     /// cuBLAS on the H200, CUDA graphs, 8 layers' weights in turn; 1.3b's 2,048 × 4,096: 7.6 against 10.9), and the
-    /// next norm, which reads the product anyway, adds the slices instead of the reduction kernel.
-    static let decodeSliceCounts = [2, 4, 8]
+    /// next norm, which reads the product anyway, adds the slices instead of the reduction kernel. Not 8: the norm (a
+    /// block a row) reads the slices in turn, and with 8 allowed tuning took them for 2.7b (9.45 µs against 9.58 in 2)
+    /// while the whole step lost (3,594 µs against 3,553 unsliced, same run); with 2 and 4, 3,495–3,511 against 3,556.
+    static let decodeSliceCounts = [2, 4]
 
     /// The most slices a sliceable product's output buffer has room for (`outProduct1`).
     static var decodeMaxSlices: Int { decodeSliceCounts.max() ?? 1 }
@@ -81,10 +84,14 @@ extension CUDAModel {
         try ltProduct(lt.plan, lt.index, x: x, w: w, y: y, accumulate: accumulate)
     }
 
-    /// The partial products a sliceable product of this shape leaves for its consumer (1 until tuned).
-    func decodeSlices(rows n: Int, out: Int, in: Int) -> Int {
-        decodeProducts[DecodeProductShape(rows: n, out: out, in: `in`, accumulate: false, sliceable: true)]?.slices ?? 1
+    /// out_proj's shape at n rows when its product is handed over to the next norm (`gateHandOver`), which adds it
+    /// into the residual and so may take it in slices.
+    func handedOverOutProjShape(rows n: Int) -> DecodeProductShape {
+        DecodeProductShape(rows: n, out: config.dModel, in: config.dSSM, accumulate: false, sliceable: true)
     }
+
+    /// The partial products out_proj leaves for the next norm at n rows, handed over (1 until tuned).
+    func decodeSlices(rows n: Int) -> Int { decodeProducts[handedOverOutProjShape(rows: n)]?.slices ?? 1 }
 
     private func ltProduct(_ plan: CUDALtPlan, _ index: Int, x: CUDABuffer, w: CUDABuffer, y: CUDABuffer, accumulate: Bool) throws {
         let r = mkc_lt_matmul(device.handle, plan.pointer, Int32(index), 1, UnsafeRawPointer(bitPattern: UInt(w.pointer)),
@@ -100,7 +107,8 @@ extension CUDAModel {
             ("in_proj", DecodeProductShape(rows: n, out: c.inProjSize, in: c.dModel, accumulate: false, sliceable: false), normed1, zx1,
              layers.map(\.inProj)),
             // handed over, out_proj's product waits for the next norm, which adds its slices (`rmsnorm(pending:)`)
-            ("out_proj", DecodeProductShape(rows: n, out: c.dModel, in: c.dSSM, accumulate: !handOver, sliceable: handOver),
+            ("out_proj", handOver ? handedOverOutProjShape(rows: n)
+                                  : DecodeProductShape(rows: n, out: c.dModel, in: c.dSSM, accumulate: true, sliceable: false),
              handOver ? xhSSM : normed1, handOver ? outProduct1 : residual1, layers.map(\.outProj)),
             ("head", DecodeProductShape(rows: n, out: c.paddedVocabSize, in: c.dModel, accumulate: false, sliceable: false), normed1, logits1,
              [lmHead]),
@@ -140,10 +148,11 @@ extension CUDAModel {
             let s = p.shape
             let gemmEx = try microseconds { try gemm(rows: s.rows, out: s.out, in: s.in, x: p.x, w: $0, y: p.y, accumulate: s.accumulate) }
             let forcedSlices = s.sliceable ? decodeProductSliceCount : nil
-            var choice = DecodeProductChoice(lt: nil, slices: 1, microseconds: gemmEx, gemmEx: gemmEx, bestBySlices: [1: gemmEx])
-            var best = forcedSlices.map { _ in Double.infinity } ?? gemmEx
+            // cublasGemmEx unless a candidate is faster (or forced); a forced slice count rules cublasGemmEx out.
+            var taken: (lt: (plan: CUDALtPlan, index: Int)?, slices: Int, microseconds: Double) = (nil, 1, forcedSlices == nil ? gemmEx : .infinity)
             var bestBySlices = [1: gemmEx]
-            let sliceCounts = [1] + (s.sliceable && s.rows <= Self.gateHandOverRows ? Self.decodeSliceCounts.filter { s.in % (8 * $0) == 0 } : [])
+            // (A sliceable product is handed over, so at most gateHandOverRows rows: outProduct1's room for slices.)
+            let sliceCounts = [1] + (s.sliceable ? Self.decodeSliceCounts.filter { s.in % (8 * $0) == 0 } : [])
             for slices in sliceCounts where forcedSlices == nil || forcedSlices == slices {
                 guard let plan = CUDALtPlan(device: device, rows: s.rows, out: s.out, in: s.in, slices: slices, precision: precision,
                                             maxAlgorithms: Self.decodeTuneCandidates) else { continue }
@@ -151,14 +160,11 @@ extension CUDAModel {
                     // A candidate that fails (cuBLASLt may offer one this shape's sizes or alignment refuse) is skipped.
                     guard let t = try? microseconds({ try ltProduct(plan, i, x: p.x, w: $0, y: p.y, accumulate: s.accumulate) }) else { continue }
                     bestBySlices[slices] = min(bestBySlices[slices] ?? .infinity, t)
-                    if t < best || decodeProductCandidate != nil {
-                        best = t
-                        choice = DecodeProductChoice(lt: (plan, i), slices: slices, microseconds: t, gemmEx: gemmEx, bestBySlices: [:])
-                    }
+                    if t < taken.microseconds || decodeProductCandidate != nil { taken = ((plan, i), slices, t) }
                 }
             }
-            decodeProducts[p.shape] = DecodeProductChoice(lt: choice.lt, slices: choice.slices, microseconds: choice.microseconds,
-                                                          gemmEx: gemmEx, bestBySlices: bestBySlices)
+            decodeProducts[p.shape] = DecodeProductChoice(lt: taken.lt, slices: taken.slices, microseconds: taken.microseconds, gemmEx: gemmEx,
+                                                          bestBySlices: bestBySlices)
         }
     }
 

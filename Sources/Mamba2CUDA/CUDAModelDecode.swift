@@ -200,7 +200,7 @@ extension CUDAModel {
         let handOver = gateHandOver(rows: n)
         func pending(after i: Int) -> PendingOutProjection? {
             handOver && i >= 0 ? PendingOutProjection(product: outProduct1, ssq: ssqSSM, slots: ssqSlotsSSM(rows: n), bias: layers[i].outProjBias,
-                                                      groupSize: config.dSSM, slices: decodeSlices(rows: n, out: config.dModel, in: config.dSSM)) : nil
+                                                      groupSize: config.dSSM, slices: decodeSlices(rows: n)) : nil
         }
         for i in layers.indices {
             try inProjection(rows: n, layer: i, pending: pending(after: i - 1))

@@ -142,8 +142,8 @@ extension CUDAModel {
             }
             if decodeProductChoices(rows: n).contains(where: { $0.slices > 1 }) {  // again with every product whole, in the same run
                 decodeProductSliceCount = 1
+                defer { decodeProductSliceCount = nil }
                 out.append(try wholeStep("whole step (\(c.nLayer) layers, cuBLAS, tuned, no product in slices)"))
-                decodeProductSliceCount = nil
             }
             decodeProductTuning = false  // the whole step again with cublasGemmEx's own choices, in the same run
             defer { decodeProductTuning = true }
