@@ -46,12 +46,18 @@ extension CUDAModel {
     /// How a decode product runs: cublasGemmEx (`lt` nil), or candidate `index` of a cuBLASLt plan, over `slices`
     /// slices of its input; with the times measured (µs a product) for `bench --profile`: the chosen one's,
     /// cublasGemmEx's, and the fastest at each slice count timed.
-    struct DecodeProductChoice {
+    package struct DecodeProductChoice {
         let lt: (plan: CUDALtPlan, index: Int)?
-        let slices: Int
-        let microseconds: Double
-        let gemmEx: Double
-        let bestBySlices: [Int: Double]
+        package let slices: Int
+        package let microseconds: Double
+        package let gemmEx: Double
+        package let bestBySlices: [Int: Double]
+        /// The cuBLASLt candidate taken (nil: cublasGemmEx).
+        package var candidate: Int? { lt?.index }
+        /// The choice in words, for `bench --profile`.
+        package var words: String {
+            lt.map { "cuBLASLt candidate \($0.index)" + (slices > 1 ? ", \(slices) slices of k" : "") } ?? "cublasGemmEx"
+        }
     }
 
     /// Rows up to which decode's cuBLAS products are tuned (beyond, cublasGemmEx): each new row count costs its
@@ -168,16 +174,11 @@ extension CUDAModel {
         }
     }
 
-    /// What tuning chose for decode of n rows, a line per product, for `bench --profile` and the self-test: (name, µs
-    /// chosen, µs of cublasGemmEx, the choice in words, the cuBLASLt candidate taken (nil: cublasGemmEx), its slices,
-    /// the fastest µs at each slice count timed, the weight bytes a product reads).
-    package func decodeProductChoices(rows n: Int) -> [(name: String, microseconds: Double, gemmEx: Double, choice: String, candidate: Int?,
-                                                        slices: Int, bestBySlices: [Int: Double], bytes: Int)] {
+    /// What tuning chose for decode of n rows, a line per product, for `bench --profile` and the self-test: the
+    /// product's name, the weight bytes it reads, and the choice.
+    package func decodeProductChoices(rows n: Int) -> [(name: String, bytes: Int, choice: DecodeProductChoice)] {
         decodeCuBLASProducts(rows: n).compactMap { p in
-            guard let c = decodeProducts[p.shape] else { return nil }
-            let bytes = p.shape.out * p.shape.in * (precision == .f32 ? 4 : 2)
-            let words = c.lt.map { "cuBLASLt candidate \($0.index)" + (c.slices > 1 ? ", \(c.slices) slices of k" : "") } ?? "cublasGemmEx"
-            return (p.name, c.microseconds, c.gemmEx, words, c.lt?.index, c.slices, c.bestBySlices, bytes)
+            decodeProducts[p.shape].map { (p.name, p.shape.out * p.shape.in * (precision == .f32 ? 4 : 2), $0) }
         }
     }
 }

@@ -133,14 +133,14 @@ extension CUDAModel {
             let t0 = monotonicSeconds()
             try tuneDecodeProducts(rows: n)
             out.append(("tuning the cuBLAS products (3 shapes)", (monotonicSeconds() - t0) * 1e6, 0))
-            for p in decodeProductChoices(rows: n) {
-                out.append(("\(p.name) product, cublasGemmEx (timed)", p.gemmEx, p.bytes))
+            for (name, bytes, p) in decodeProductChoices(rows: n) {
+                out.append(("\(name) product, cublasGemmEx (timed)", p.gemmEx, bytes))
                 for (slices, t) in p.bestBySlices.sorted(by: { $0.key < $1.key }) where p.bestBySlices.count > 1 {
-                    out.append(("\(p.name) product, fastest in \(slices) slice\(slices == 1 ? "" : "s") of k", t, p.bytes))
+                    out.append(("\(name) product, fastest in \(slices) slice\(slices == 1 ? "" : "s") of k", t, bytes))
                 }
-                out.append(("\(p.name) product, taken: \(p.choice)", p.microseconds, p.bytes))
+                out.append(("\(name) product, taken: \(p.words)", p.microseconds, bytes))
             }
-            if decodeProductChoices(rows: n).contains(where: { $0.slices > 1 }) {  // again with every product whole, in the same run
+            if decodeProductChoices(rows: n).contains(where: { $0.choice.slices > 1 }) {  // again with every product whole, in the same run
                 decodeProductSliceCount = 1
                 defer { decodeProductSliceCount = nil }
                 out.append(try wholeStep("whole step (\(c.nLayer) layers, cuBLAS, tuned, no product in slices)"))

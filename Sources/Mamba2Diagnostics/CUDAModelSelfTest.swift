@@ -185,8 +185,8 @@ extension CUDASelfTest {
                         let name = "model random bf16: decode's cuBLAS products, \(how) vs cublasGemmEx's own choice, \(n) rows × 4 steps"
                         let choices = gpu.decodeProductChoices(rows: n)
                         let taken = gpu.tunesDecodeProducts(rows: n) && choices.count == 3
-                            && (f.candidate == nil || choices.allSatisfy { $0.candidate == f.candidate })
-                            && (f.slices == nil || choices.contains { $0.name == "out_proj" && $0.slices == f.slices })
+                            && (f.candidate == nil || choices.allSatisfy { $0.choice.candidate == f.candidate })
+                            && (f.slices == nil || choices.contains { $0.name == "out_proj" && $0.choice.slices == f.slices })
                         if taken { check(name, runs[1 + k], runs[0], orderTol) } else { checks.append(.notTaken(name, path: how)) }
                     }
                     gpu.decodeProductCandidate = nil
