@@ -39,8 +39,9 @@ public enum CUDAKernelTable {
         CUDAModuleSpec(name: "ssd_tc_\(f16 ? "f16" : "bf16")_\(N).cu",
                        source: "#define ELEM_F16 \(f16 ? 1 : 0)\n#define NS \(N)\n#define PH 64\n#define QC 128\n"
                            + CUDAKernelSource.halfConversions(f16: f16) + CUDAKernelSource.tensorCoreCommon + CUDAKernelSource.ssdTensorCore
+                           + "\n" + CUDAKernelSource.ssdFused
                            + "\n#define SQ_ELEM u16\n#define SQ_F(v) to_f(v)\n#define SQ_CUM float\n" + CUDAKernelSource.ssdSequenceStates,
-                       kernels: ["ssd_tc_state", "ssd_tc_passing", "ssd_tc_scan", "ssd_sequence_states"])
+                       kernels: ["ssd_tc_state", "ssd_tc_passing", "ssd_tc_scan", "ssd_sequence_states"] + (N % 64 == 0 ? ["ssd_tc_fused"] : []))
     }
 
     /// The tensor-core SSD backward for 16-bit inputs and state size N (runs after `tensorCoreSSD`'s forward).
@@ -145,10 +146,17 @@ package struct PlainSSDBackwardKernels {
 /// The tensor-core SSD's kernels.
 package struct TensorCoreSSDKernels {
     package let state, passing, scan, sequenceStates: CUDAKernel
+    /// The fused forward (N = 64 or 128 only; nil otherwise).
+    package let fusedKernel: CUDAKernel?
+    package var fused: CUDAKernel { get throws {
+        guard let fusedKernel else { throw Mamba2Error.invalidArgument("state size", reason: "the fused SSD kernel takes N = 64 or 128") }
+        return fusedKernel
+    } }
     package init(device: CUDADevice, f16: Bool, stateSize: Int) throws {
         let m = try device.load(CUDAKernelTable.tensorCoreSSD(f16: f16, stateSize: stateSize))
         state = try m.entry("ssd_tc_state"); passing = try m.entry("ssd_tc_passing"); scan = try m.entry("ssd_tc_scan")
         sequenceStates = try m.entry("ssd_sequence_states")
+        fusedKernel = stateSize % 64 == 0 ? try m.entry("ssd_tc_fused") : nil
     }
 }
 

@@ -692,6 +692,8 @@ public final class CUDAModel: @unchecked Sendable {
         let rows, length: Int
         let dt, cum, states, statesIn, chunkDecay: CUDABuffer
         let CB: CUDABuffer?
+        /// The fused tensor-core SSD's look-back buffers, made the first time a prefill takes that kernel.
+        var fused: CUDATensorCoreSSD.FusedBuffers? = nil
     }
     var ssdScratch: SSDScratch?
     var packedFinal: CUDABuffer?
@@ -731,11 +733,17 @@ public final class CUDAModel: @unchecked Sendable {
             let Q = CUDATensorCoreSSD.chunk
             let s = try scratch(rows: b, length: L, chunk: Q)
             let nchunks = (L + Q - 1) / Q
-            let p = CUDATensorCoreSSD.Prepared(
-                b: b, L: L, H: H, G: G, nchunks: nchunks, hb: try CUDATensorCoreSSD.headsPerBlock(rows: b, chunks: nchunks, heads: H, groups: G),
+            let fused = tc.fusedApplies(packed: packed != nil)
+            if fused, ssdScratch?.fused == nil {
+                ssdScratch?.fused = try CUDATensorCoreSSD.FusedBuffers(rows: b, heads: H, chunks: nchunks, stateSize: N, on: device)
+            }
+            var p = CUDATensorCoreSSD.Prepared(
+                b: b, L: L, H: H, G: G, nchunks: nchunks,
+                hb: try CUDATensorCoreSSD.headsPerBlock(rows: b, chunks: nchunks, heads: H, groups: G),
                 x: buf.x, dt: buf.dt, A: l.A, B: buf.B, C: buf.C, y: buf.y, dtOut: s.dt, cumOut: s.cum, states: s.states,
                 statesIn: s.statesIn, chunkDecay: s.chunkDecay, finalStates: finalStates, dtBias: l.dtBias, D: l.D, z: nil,
                 initial: nil, dPerChannel: c.dHasHeadDim, softplus: true, lo: lo, hi: hi, packed: packed, sequenceStates: sequenceStates)
+            if fused { p.fused = ssdScratch?.fused }
             try tc.launch(p)
         } else {
             let Q = min(c.chunkSize, 256)

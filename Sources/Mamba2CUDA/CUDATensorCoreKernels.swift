@@ -33,6 +33,167 @@ extension CUDAKernelSource {
     /// Blocks of steps 1 and 3 take `hb` heads of a group each (grid z = groups × heads per group / hb),
     /// so that long single sequences still fill the GPU.
     static let ssdTensorCore = #"""
+    // The scan's work units (ssd_tc_scan and ssd_tc_fused): a warp computes Y for two units of 16 rows by CW
+    // columns, balanced: rows of m-tile `warp` for the first half of the columns and rows of m-tile 7 − warp for
+    // the second (the intra-chunk work of an m-tile grows with it); each m-tile's fragments are then built twice.
+    // A warp per m-tile for all columns (fragments built once, warps unbalanced) measured 1–3% slower on the H200
+    // (benchmarks/results/gpu-ssd-scan-units.md).
+    #define CW (PH / 2)
+    #define NTU (CW / 8)
+    __device__ __forceinline__ int scan_unit_row(int u, int warp) { return (u == 0 ? warp : QC / 16 - 1 - warp) * 16; }
+
+    // acc += C·h_inᵀ for the unit at (um0, n0): C [QC][LDN], h_in [PH][LDN] in shared memory.
+    __device__ __forceinline__ void unit_state_in(float (*acc)[4], const u16* Cs, const u16* Hs, int um0, int n0, int lane) {
+        for (int k0 = 0; k0 < NS; k0 += 16) {
+            u32 af[4];
+            loadA(af, Cs, LDN, um0, k0, lane);
+            for (int j = 0; j < NTU; j += 2) {
+                u32 bf[4];
+                loadB2(bf, Hs, LDN, k0, n0 + j * 8, lane);
+                mma16816(acc[j], af, bf);
+                mma16816(acc[j + 1], af, bf + 2);
+            }
+        }
+    }
+
+    // acc += M·X for the unit at (um0, n0), M = CB ∘ exp(cum_t − cum_s) ∘ dt_s (s ≤ t, same sequence where
+    // `packed`), the A fragment of M made in registers: element (t, s) of fragment row t ∈ {ur, ur + 8},
+    // columns s ∈ {s0, s0 + 1, s0 + 8, s0 + 9}. cumS, dtS, wS, vS, stS: the per-token factors (see ssd_tc_scan).
+    __device__ __forceinline__ void unit_intra(float (*acc)[4], const u16* CBs, const u16* Xs, const float* cumS, const float* dtS,
+                                               const float* wS, const float* vS, const int* stS, bool packed, int um0, int n0, int lane) {
+        const int ur = um0 + (lane >> 2);
+        const float ct0 = cumS[ur], ct1 = cumS[ur + 8];
+        const int st0 = packed ? stS[ur] : 0, st1 = packed ? stS[ur + 8] : 0;
+        for (int k0 = 0; k0 <= um0; k0 += 16) {
+            const int s0 = k0 + (lane & 3) * 2;
+            const float2 c00 = unpack2(*(const u32*)(CBs + ur * LDQ + s0)), c01 = unpack2(*(const u32*)(CBs + ur * LDQ + s0 + 8));
+            const float2 c10 = unpack2(*(const u32*)(CBs + (ur + 8) * LDQ + s0)), c11 = unpack2(*(const u32*)(CBs + (ur + 8) * LDQ + s0 + 8));
+            float2 w00, w01, w10, w11;  // the decay × dt of each: w<row><column pair>
+            if (k0 < um0) {
+                // a tile left of the diagonal: exp(cum_t − cum_s) = exp(cum_t − cum_e)·exp(cum_e − cum_s),
+                // e the tile's last token; both factors ≤ 1 since cum never increases, so neither
+                // overflows, and the second (times dt_s) is wS, made once per head.
+                const float ce = cumS[k0 + 15];
+                const float a0 = __expf(ct0 - ce), a1 = __expf(ct1 - ce);
+                const float2 wa = *(const float2*)(wS + s0), wb = *(const float2*)(wS + s0 + 8);
+                w00 = make_float2(wa.x * a0, wa.y * a0); w01 = make_float2(wb.x * a0, wb.y * a0);
+                w10 = make_float2(wa.x * a1, wa.y * a1); w11 = make_float2(wb.x * a1, wb.y * a1);
+            } else if (cumS[k0] - cumS[k0 + 15] < 64.f) {
+                // the diagonal tile, its decay split at its first token b: exp(cum_t − cum_b) ≤ 1 times
+                // vS = exp(cum_b − cum_s)·dt_s, which stays under e^64·dt_s in such a tile; masked s ≤ t
+                const float cb = cumS[k0];
+                const float a0 = __expf(ct0 - cb), a1 = __expf(ct1 - cb);
+                const float2 va = *(const float2*)(vS + s0), vb = *(const float2*)(vS + s0 + 8);
+                w00 = make_float2(s0 <= ur ? va.x * a0 : 0.f, s0 + 1 <= ur ? va.y * a0 : 0.f);
+                w01 = make_float2(s0 + 8 <= ur ? vb.x * a0 : 0.f, s0 + 9 <= ur ? vb.y * a0 : 0.f);
+                w10 = make_float2(s0 <= ur + 8 ? va.x * a1 : 0.f, s0 + 1 <= ur + 8 ? va.y * a1 : 0.f);
+                w11 = make_float2(s0 + 8 <= ur + 8 ? vb.x * a1 : 0.f, s0 + 9 <= ur + 8 ? vb.y * a1 : 0.f);
+            } else {
+                // the diagonal tile of a steeper decay: each factor exact, masked s ≤ t
+                auto f = [&](int t, float ct, int s) { return s <= t ? __expf(fminf(ct - cumS[s], 0.f)) * dtS[s] : 0.f; };
+                w00 = make_float2(f(ur, ct0, s0), f(ur, ct0, s0 + 1)); w01 = make_float2(f(ur, ct0, s0 + 8), f(ur, ct0, s0 + 9));
+                w10 = make_float2(f(ur + 8, ct1, s0), f(ur + 8, ct1, s0 + 1)); w11 = make_float2(f(ur + 8, ct1, s0 + 8), f(ur + 8, ct1, s0 + 9));
+            }
+            if (packed) {  // tokens of an earlier sequence are masked
+                if (s0 < st0) w00.x = 0.f;
+                if (s0 + 1 < st0) w00.y = 0.f;
+                if (s0 + 8 < st0) w01.x = 0.f;
+                if (s0 + 9 < st0) w01.y = 0.f;
+                if (s0 < st1) w10.x = 0.f;
+                if (s0 + 1 < st1) w10.y = 0.f;
+                if (s0 + 8 < st1) w11.x = 0.f;
+                if (s0 + 9 < st1) w11.y = 0.f;
+            }
+            u32 af[4] = {pack2(c00.x * w00.x, c00.y * w00.y), pack2(c10.x * w10.x, c10.y * w10.y),
+                         pack2(c01.x * w01.x, c01.y * w01.y), pack2(c11.x * w11.x, c11.y * w11.y)};
+            for (int j = 0; j < NTU; j += 2) {
+                u32 bf[4];
+                loadB2T(bf, Xs, LDP, k0, n0 + j * 8, lane);
+                mma16816(acc[j], af, bf);
+                mma16816(acc[j + 1], af, bf + 2);
+            }
+        }
+    }
+
+    // D·x, the gate and the 16-bit output of the unit at (um0, n0): tokens from row offset rl (row·L + t0), q of them.
+    __device__ __forceinline__ void unit_store_y(float (*acc)[4], const u16* Xs, const float* __restrict__ D, int dPerChannel, float dHead,
+                                                 const u16* __restrict__ z, u16* __restrict__ y, u16* __restrict__ yPre, size_t rl,
+                                                 int H, int h, int q, int um0, int n0, int lane) {
+        const int ur = um0 + (lane >> 2);
+        for (int half = 0; half < 2; half++) {
+            const int t = ur + half * 8;
+            if (t >= q) continue;
+            const size_t row = ((rl + t) * H + h) * PH + n0 + (lane & 3) * 2;
+            const u16* xs = Xs + t * LDP + n0 + (lane & 3) * 2;
+            for (int j = 0; j < NTU; j++) {
+                float y0 = acc[j][half * 2], y1 = acc[j][half * 2 + 1];
+                if (D) {
+                    const float2 xv = unpack2(*(const u32*)(xs + j * 8));
+                    if (dPerChannel) {
+                        const float2 d = *(const float2*)(D + h * PH + n0 + j * 8 + (lane & 3) * 2);
+                        y0 += d.x * xv.x;
+                        y1 += d.y * xv.y;
+                    } else {
+                        y0 += dHead * xv.x;
+                        y1 += dHead * xv.y;
+                    }
+                }
+                if (yPre) *(u32*)(yPre + row + j * 8) = pack2(y0, y1);  // before the gate, for the backward's dz
+                if (z) {
+                    const float2 zv = unpack2(*(const u32*)(z + row + j * 8));
+                    y0 *= zv.x / (1.f + __expf(-zv.x));
+                    y1 *= zv.y / (1.f + __expf(-zv.y));
+                }
+                *(u32*)(y + row + j * 8) = pack2(y0, y1);
+            }
+        }
+    }
+
+    // Y of work unit u of a warp: the incoming state, C·h_inᵀ, each row scaled by exp(cum_t) (eS: or 0), then M·X
+    // within the chunk, D·x, the gate and the 16-bit output (ssd_tc_scan's and ssd_tc_fused's last step).
+    __device__ __forceinline__ void unit_y(int u, int warp, int lane, const u16* CBs, const u16* Cs, const u16* Hs, const u16* Xs,
+                                           const float* cumS, const float* dtS, const float* wS, const float* vS, const float* eS,
+                                           const int* stS, bool packed, const float* __restrict__ D, int dPerChannel, float dHead,
+                                           const u16* __restrict__ z, u16* __restrict__ y, u16* __restrict__ yPre, size_t rl, int H, int h, int q) {
+        const int um0 = scan_unit_row(u, warp), ur = um0 + (lane >> 2), n0 = u * CW;
+        float acc[NTU][4];
+        for (int j = 0; j < NTU; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+        unit_state_in(acc, Cs, Hs, um0, n0, lane);
+        const float e0 = eS[ur], e1 = eS[ur + 8];
+        for (int j = 0; j < NTU; j++) { acc[j][0] *= e0; acc[j][1] *= e0; acc[j][2] *= e1; acc[j][3] *= e1; }
+        unit_intra(acc, CBs, Xs, cumS, dtS, wS, vS, stS, packed, um0, n0, lane);
+        unit_store_y(acc, Xs, D, dPerChannel, dHead, z, y, yPre, rl, H, h, q, um0, n0, lane);
+    }
+
+    // dt of the chunk's tokens (q of them, from row offset rl = row·L + t0) for heads h0 … h0 + hb − 1 into
+    // dtAll[hh][QC], 0 past the row's end: bias, softplus, clamp. Heads fastest, so the loads are contiguous;
+    // threads tid, tid + nthreads, ….
+    __device__ __forceinline__ void chunk_dt(float* dtAll, const float* __restrict__ dtRaw, const float* __restrict__ dtBias,
+                                             int softplus, float lo, float hi, size_t rl, int H, int h0, int hb, int q, int tid, int nthreads) {
+        const bool clamp = !(lo == 0.f && isinf(hi));
+        for (int e = tid; e < hb * QC; e += nthreads) {
+            const int t = e / hb, hh = e % hb, h = h0 + hh;
+            float d = 0.f;
+            if (t < q) {
+                d = dtRaw[(rl + t) * H + h] + (dtBias ? dtBias[h] : 0.f);
+                if (softplus) d = d <= 20.f ? log1pf(expf(d)) : d;
+                if (clamp) d = fminf(fmaxf(d, lo), hi);
+            }
+            dtAll[hh * QC + t] = d;
+        }
+    }
+
+    // One warp's cumulative decay of a head over the chunk: the lane's tokens 4·lane … 4·lane + 3 of dRow (dt)
+    // into d, their cum_t = Σ_{s ≤ t} dt_s·a into cum (a shuffle scan of the lane totals); returns the chunk's total.
+    __device__ __forceinline__ float warp_chunk_cum(const float* dRow, float a, int lane, float* d, float* cum) {
+        float run = 0.f;
+        for (int i = 0; i < 4; i++) { d[i] = dRow[lane * 4 + i]; run += d[i] * a; cum[i] = run; }
+        float incl = run;
+        for (int o = 1; o < 32; o <<= 1) { const float u = __shfl_up_sync(0xffffffffu, incl, o); if (lane >= o) incl += u; }
+        for (int i = 0; i < 4; i++) cum[i] += incl - run;
+        return __shfl_sync(0xffffffffu, incl, 31);
+    }
+
     extern "C" __global__ void __launch_bounds__(256, 2) ssd_tc_state(
             int L, int H, int G, int nchunks, int hb, const u16* __restrict__ x, const float* __restrict__ dtRaw,
             const float* __restrict__ dtBias, const float* __restrict__ A, int softplus, float lo, float hi,
@@ -42,7 +203,6 @@ extension CUDAKernelSource {
         const int c = blockIdx.x, r = blockIdx.y, g = blockIdx.z / nhb, h0 = g * hpg + (blockIdx.z % nhb) * hb;
         const int t0 = c * QC, q = min(QC, L - t0);
         const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-        const bool clamp = !(lo == 0.f && isinf(hi));
         // Packed rows: the chunk's state is that of its last token's sequence (tokens before that sequence's
         // start are left out), and it carries the incoming state only when that sequence began before the
         // chunk (or is the row's first, which owns the initial state).
@@ -67,32 +227,17 @@ extension CUDAKernelSource {
             }
         };
         fetch(h0);
-        // dt for all of the block's heads at once (heads fastest: the loads are contiguous) ...
-        for (int e = tid; e < hb * QC; e += 256) {
-            const int t = e / hb, hh = e % hb, h = h0 + hh;
-            float d = 0.f;
-            if (t < q) {
-                d = dtRaw[((size_t)r * L + t0 + t) * H + h] + (dtBias ? dtBias[h] : 0.f);
-                if (softplus) d = d <= 20.f ? log1pf(expf(d)) : d;
-                if (clamp) d = fminf(fmaxf(d, lo), hi);
-            }
-            wAll[hh * QC + t] = d;
-        }
+        // dt for all of the block's heads at once ...
+        chunk_dt(wAll, dtRaw, dtBias, softplus, lo, hi, (size_t)r * L + t0, H, h0, hb, q, tid, 256);
         __syncthreads();
-        // ... then one warp per head: the cumulative decay (each lane 4 tokens, a shuffle scan of the lane
-        // totals), written for the scan kernel, and the chunk-state weights w.
+        // ... then one warp per head: the cumulative decay, written for the scan kernel, and the chunk-state weights w.
         for (int hh = warp; hh < hb; hh += 8) {
             const int h = h0 + hh;
-            const float a = A[h];
             float d[4], v[4];
-            float run = 0.f;
-            for (int i = 0; i < 4; i++) { d[i] = wAll[hh * QC + lane * 4 + i]; run += d[i] * a; v[i] = run; }
-            float incl = run;
-            for (int o = 1; o < 32; o <<= 1) { const float u = __shfl_up_sync(0xffffffffu, incl, o); if (lane >= o) incl += u; }
-            const float off = incl - run, total = __shfl_sync(0xffffffffu, incl, 31);
+            const float total = warp_chunk_cum(wAll + hh * QC, A[h], lane, d, v);
             for (int i = 0; i < 4; i++) {
                 const int t = lane * 4 + i;
-                const float cum = v[i] + off;
+                const float cum = v[i];
                 if (t < q) {
                     dtOut[((size_t)r * H + h) * L + t0 + t] = d[i];
                     cumOut[((size_t)r * H + h) * L + t0 + t] = cum;
@@ -212,112 +357,11 @@ extension CUDAKernelSource {
             }
             if (h + 1 < h0 + hb) fetch(h + 1);
             __syncthreads();
-            // Two work units per warp, balanced: rows of m-tile `warp` for the first half of the columns and
-            // rows of m-tile 7 − warp for the second (the intra-chunk work of an m-tile grows with it); each
-            // m-tile's fragments are then built twice. A warp per m-tile for all columns (fragments built
-            // once, warps unbalanced) measured 1–3% slower on the H200 (benchmarks/results/gpu-ssd-scan-units.md).
-            constexpr int CW = PH / 2, NTU = CW / 8;
+            // Two work units per warp (scan_unit_row)
             const float dHead = D && !dPerChannel ? D[h] : 0.f;
-            for (int u = 0; u < 2; u++) {
-                const int um0 = (u == 0 ? warp : QC / 16 - 1 - warp) * 16, ur = um0 + (lane >> 2), n0 = u * CW;
-                float acc[NTU][4];
-                for (int j = 0; j < NTU; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-                // 1. the incoming state, C·h_inᵀ, each row then scaled by exp(cum_t) (or 0)
-                for (int k0 = 0; k0 < NS; k0 += 16) {
-                    u32 af[4];
-                    loadA(af, Cs, LDN, um0, k0, lane);
-                    for (int j = 0; j < NTU; j += 2) {
-                        u32 bf[4];
-                        loadB2(bf, Hs, LDN, k0, n0 + j * 8, lane);
-                        mma16816(acc[j], af, bf);
-                        mma16816(acc[j + 1], af, bf + 2);
-                    }
-                }
-                const float e0 = eS[ur], e1 = eS[ur + 8];
-                for (int j = 0; j < NTU; j++) { acc[j][0] *= e0; acc[j][1] *= e0; acc[j][2] *= e1; acc[j][3] *= e1; }
-                // 2. within the chunk, M·X with M = CB ∘ exp(cum_t − cum_s) ∘ dt_s (s ≤ t, same sequence), the A
-                // fragment of M made in registers: element (t, s) of fragment row t ∈ {ur, ur + 8}, columns
-                // s ∈ {s0, s0 + 1, s0 + 8, s0 + 9}.
-                const float ct0 = cumS[ur], ct1 = cumS[ur + 8];
-                const int st0 = stS[ur], st1 = stS[ur + 8];
-                for (int k0 = 0; k0 <= um0; k0 += 16) {
-                    const int s0 = k0 + (lane & 3) * 2;
-                    const float2 c00 = unpack2(*(const u32*)(CBs + ur * LDQ + s0)), c01 = unpack2(*(const u32*)(CBs + ur * LDQ + s0 + 8));
-                    const float2 c10 = unpack2(*(const u32*)(CBs + (ur + 8) * LDQ + s0)), c11 = unpack2(*(const u32*)(CBs + (ur + 8) * LDQ + s0 + 8));
-                    float2 w00, w01, w10, w11;  // the decay × dt of each: w<row><column pair>
-                    if (k0 < um0) {
-                        // a tile left of the diagonal: exp(cum_t − cum_s) = exp(cum_t − cum_e)·exp(cum_e − cum_s),
-                        // e the tile's last token; both factors ≤ 1 since cum never increases, so neither
-                        // overflows, and the second (times dt_s) is wS, made once per head.
-                        const float ce = cumS[k0 + 15];
-                        const float a0 = __expf(ct0 - ce), a1 = __expf(ct1 - ce);
-                        const float2 wa = *(const float2*)(wS + s0), wb = *(const float2*)(wS + s0 + 8);
-                        w00 = make_float2(wa.x * a0, wa.y * a0); w01 = make_float2(wb.x * a0, wb.y * a0);
-                        w10 = make_float2(wa.x * a1, wa.y * a1); w11 = make_float2(wb.x * a1, wb.y * a1);
-                    } else if (cumS[k0] - cumS[k0 + 15] < 64.f) {
-                        // the diagonal tile, its decay split at its first token b: exp(cum_t − cum_b) ≤ 1 times
-                        // vS = exp(cum_b − cum_s)·dt_s, which stays under e^64·dt_s in such a tile; masked s ≤ t
-                        const float cb = cumS[k0];
-                        const float a0 = __expf(ct0 - cb), a1 = __expf(ct1 - cb);
-                        const float2 va = *(const float2*)(vS + s0), vb = *(const float2*)(vS + s0 + 8);
-                        w00 = make_float2(s0 <= ur ? va.x * a0 : 0.f, s0 + 1 <= ur ? va.y * a0 : 0.f);
-                        w01 = make_float2(s0 + 8 <= ur ? vb.x * a0 : 0.f, s0 + 9 <= ur ? vb.y * a0 : 0.f);
-                        w10 = make_float2(s0 <= ur + 8 ? va.x * a1 : 0.f, s0 + 1 <= ur + 8 ? va.y * a1 : 0.f);
-                        w11 = make_float2(s0 + 8 <= ur + 8 ? vb.x * a1 : 0.f, s0 + 9 <= ur + 8 ? vb.y * a1 : 0.f);
-                    } else {
-                        // the diagonal tile of a steeper decay: each factor exact, masked s ≤ t
-                        auto f = [&](int t, float ct, int s) { return s <= t ? __expf(fminf(ct - cumS[s], 0.f)) * dtS[s] : 0.f; };
-                        w00 = make_float2(f(ur, ct0, s0), f(ur, ct0, s0 + 1)); w01 = make_float2(f(ur, ct0, s0 + 8), f(ur, ct0, s0 + 9));
-                        w10 = make_float2(f(ur + 8, ct1, s0), f(ur + 8, ct1, s0 + 1)); w11 = make_float2(f(ur + 8, ct1, s0 + 8), f(ur + 8, ct1, s0 + 9));
-                    }
-                    if (packed) {  // tokens of an earlier sequence are masked
-                        if (s0 < st0) w00.x = 0.f;
-                        if (s0 + 1 < st0) w00.y = 0.f;
-                        if (s0 + 8 < st0) w01.x = 0.f;
-                        if (s0 + 9 < st0) w01.y = 0.f;
-                        if (s0 < st1) w10.x = 0.f;
-                        if (s0 + 1 < st1) w10.y = 0.f;
-                        if (s0 + 8 < st1) w11.x = 0.f;
-                        if (s0 + 9 < st1) w11.y = 0.f;
-                    }
-                    u32 af[4] = {pack2(c00.x * w00.x, c00.y * w00.y), pack2(c10.x * w10.x, c10.y * w10.y),
-                                 pack2(c01.x * w01.x, c01.y * w01.y), pack2(c11.x * w11.x, c11.y * w11.y)};
-                    for (int j = 0; j < NTU; j += 2) {
-                        u32 bf[4];
-                        loadB2T(bf, Xs, LDP, k0, n0 + j * 8, lane);
-                        mma16816(acc[j], af, bf);
-                        mma16816(acc[j + 1], af, bf + 2);
-                    }
-                }
-                // 3. D·x, the gate, the 16-bit output
-                for (int half = 0; half < 2; half++) {
-                    const int t = ur + half * 8;
-                    if (t >= q) continue;
-                    const size_t row = (((size_t)r * L + t0 + t) * H + h) * PH + n0 + (lane & 3) * 2;
-                    const u16* xs = Xs + t * LDP + n0 + (lane & 3) * 2;
-                    for (int j = 0; j < NTU; j++) {
-                        float y0 = acc[j][half * 2], y1 = acc[j][half * 2 + 1];
-                        if (D) {
-                            const float2 xv = unpack2(*(const u32*)(xs + j * 8));
-                            if (dPerChannel) {
-                                const float2 d = *(const float2*)(D + h * PH + n0 + j * 8 + (lane & 3) * 2);
-                                y0 += d.x * xv.x;
-                                y1 += d.y * xv.y;
-                            } else {
-                                y0 += dHead * xv.x;
-                                y1 += dHead * xv.y;
-                            }
-                        }
-                        if (yPre) *(u32*)(yPre + row + j * 8) = pack2(y0, y1);  // before the gate, for the backward's dz
-                        if (z) {
-                            const float2 zv = unpack2(*(const u32*)(z + row + j * 8));
-                            y0 *= zv.x / (1.f + __expf(-zv.x));
-                            y1 *= zv.y / (1.f + __expf(-zv.y));
-                        }
-                        *(u32*)(y + row + j * 8) = pack2(y0, y1);
-                    }
-                }
-            }
+            for (int u = 0; u < 2; u++)
+                unit_y(u, warp, lane, CBs, Cs, Hs, Xs, cumS, dtS, wS, vS, eS, stS, packed, D, dPerChannel, dHead, z, y, yPre,
+                       (size_t)r * L + t0, H, h, q);
         }
     }
     """#
@@ -447,16 +491,14 @@ extension CUDAKernelSource {
         }
     }
 
-    // S (PH×NS, 16-bit, row-major) = Xwᵀ·Bs: Xw [QC][LDP] and Bs [QC][LDN] in shared memory, the block's 8 warps
-    // each taking a share of S's tiles (the chunk state of the forward, the state gradient of the backward).
-    __device__ __forceinline__ void chunk_outer(const u16* Xw, const u16* Bs, u16* S, int warp, int lane) {
     #if NS % 64 == 0
-        // S (PH×NS) = (w∘X)ᵀ (PH×QC) · B (QC×NS): warp → two m-tiles (32 rows: warp % 2) × a quarter of the
-        // n-tiles (warp / 2), so each k-step loads 2 A and NT/2 B fragment pairs for 2·NT products (at N = 128,
-        // 4 ldmatrix per 8 mma instead of 5 with a warp per m-tile: 0.32 → 0.29 ms for 65,536 tokens).
+    // S (PH×NS) = (w∘X)ᵀ (PH×QC) · B (QC×NS) into float32 registers: warp → two m-tiles (32 rows: warp % 2) × a
+    // quarter of the n-tiles (warp / 2), so each k-step loads 2 A and NT/2 B fragment pairs for 2·NT products (at
+    // N = 128, 4 ldmatrix per 8 mma instead of 5 with a warp per m-tile: 0.32 → 0.29 ms for 65,536 tokens).
+    // Element acc[i][j][k] is S's (m0 + 16i + lane/4 + 8·(k/2), (nbase + j)·8 + 2·(lane % 4) + k % 2).
+    __device__ __forceinline__ void chunk_outer_acc(const u16* Xw, const u16* Bs, float (*acc)[NS / 32][4], int warp, int lane) {
         constexpr int NT = NS / 32;
         const int m0 = (warp & 1) * 32, nbase = (warp >> 1) * NT;
-        float acc[2][NT][4];
         for (int i = 0; i < 2; i++) for (int j = 0; j < NT; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
         for (int k0 = 0; k0 < QC; k0 += 16) {
             u32 a0[4], a1[4];
@@ -471,6 +513,17 @@ extension CUDAKernelSource {
                 mma16816(acc[1][j + 1], a1, bf + 2);
             }
         }
+    }
+    #endif
+
+    // S (PH×NS, 16-bit, row-major) = Xwᵀ·Bs: Xw [QC][LDP] and Bs [QC][LDN] in shared memory, the block's 8 warps
+    // each taking a share of S's tiles (the chunk state of the forward, the state gradient of the backward).
+    __device__ __forceinline__ void chunk_outer(const u16* Xw, const u16* Bs, u16* S, int warp, int lane) {
+    #if NS % 64 == 0
+        constexpr int NT = NS / 32;
+        const int m0 = (warp & 1) * 32, nbase = (warp >> 1) * NT;
+        float acc[2][NT][4];
+        chunk_outer_acc(Xw, Bs, acc, warp, lane);
         for (int i = 0; i < 2; i++) {
             const int p = m0 + i * 16 + (lane >> 2);
             for (int j = 0; j < NT; j++) {

@@ -7,6 +7,8 @@ import CMamba2Kernels
 /// Head dimension 64 and state sizes 32, 64, 96 or 128 (the released Mamba-2 models use 128); chunks of
 /// 128 tokens whatever the options' chunk size (the result does not depend on it).
 /// Packed rows (seqIdx) included; a state per sequence (`sequenceInitialStates`) is not taken yet.
+/// Two forwards (`path`): the three kernels (state, passing, scan; the default) and the fused kernel of
+/// `CUDAKernelSource.ssdFused` (one pass, the chunk states handed over by a look-back between blocks).
 public final class CUDATensorCoreSSD: @unchecked Sendable {
     public enum ElementType: String, Sendable { case bf16, f16 }
     public let device: CUDADevice
@@ -29,6 +31,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         shared = CUDAKernelSource.tensorCoreShared(stateSize: N)
         try kernels.state.allowSharedMemory(shared.state)
         try kernels.scan.allowSharedMemory(shared.scan)
+        if N % 64 == 0 { try kernels.fused.allowSharedMemory(CUDAKernelSource.fusedSSDShared(stateSize: N, headsPerBlock: Self.maxHeadsPerBlock)) }
     }
 
     /// Float32 values as 16-bit patterns of this element type.
@@ -53,7 +56,44 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         /// Packed rows, and the (S, H, P, N) state at the end of each of their sequences.
         var packed: CUDAPackedRows? = nil
         package var sequenceStates: CUDABuffer? = nil
+        /// Set: `launch` runs the fused kernel (`ssd_tc_fused`) with these look-back buffers instead of the three
+        /// kernels (`states` then holds the published chunk states, in the fused kernel's own layout).
+        package var fused: FusedBuffers? = nil
     }
+
+    /// The fused kernel's look-back buffers: each chunk's state after it in float32 (b, H, chunks, P·N), and a
+    /// ticket counter followed by a flag word per (row, head, chunk, warp), zeroed before each launch.
+    package struct FusedBuffers {
+        let inclusive, flags: CUDABuffer
+        let flagWords: Int
+        package init(rows b: Int, heads H: Int, chunks nchunks: Int, stateSize N: Int, on device: CUDADevice) throws {
+            func product(_ v: [Int]) throws -> Int {
+                try v.reduce(1) { acc, d in
+                    let (m, o) = acc.multipliedReportingOverflow(by: d)
+                    guard !o else { throw Mamba2Error.invalidArgument("x", reason: "the fused SSD's look-back buffers overflow Int") }
+                    return m
+                }
+            }
+            let stateCount = try product([b, H, nchunks, CUDATensorCoreSSD.headDim, N])
+            flagWords = try product([2, 1 + (try product([b, H, nchunks, 8]))])
+            inclusive = try CUDABuffer(count: stateCount, on: device)
+            flags = try CUDABuffer(count: flagWords, on: device)
+        }
+    }
+
+    /// Which forward `prepare` sets up: `.chunks`, the three kernels (the default, and the fused kernel's
+    /// reference), or `.fused`, the one-kernel forward where it applies (rows of one sequence each, N = 64 or
+    /// 128; else the three). The fused kernel is not the default: on the H200 it ran 0.73–0.82 ms against the
+    /// three kernels' 0.67–0.69 at N = 64 and 0.98–1.12 against 0.96–0.97 at N = 128 (65,536 tokens, 32 heads;
+    /// benchmarks/results/gpu-ssd-fused.txt).
+    public enum Path: String, Sendable, CaseIterable { case fused, chunks }
+    public var path: Path = .chunks
+
+    /// Whether the fused kernel takes a problem of this state size (packed rows and the pre-gate output go to the three kernels).
+    public func fusedApplies(packed: Bool, wantsPreGate: Bool = false) -> Bool {
+        path == .fused && stateSize % 64 == 0 && !packed && !wantsPreGate
+    }
+
 
     /// Heads per block: as many as keep at least 256 blocks (two per SM on an H100/H200), since C·Bᵀ is
     /// made once per block (measured on the H200, 65,536 tokens in 512 chunks: 32 heads per block 1.03 ms,
@@ -82,9 +122,10 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         }
         let nchunks = (pr.L + Self.chunk - 1) / Self.chunk
         let (b, L, H, P, G, N) = (pr.b, pr.L, pr.H, pr.P, pr.G, pr.N)
-        let hb = try Self.headsPerBlock(rows: b, chunks: nchunks, heads: H, groups: G)
         let packed = try CUDAPackedRows(on: device, pr)
-        return Prepared(
+        let fused = fusedApplies(packed: packed != nil)
+        let hb = try Self.headsPerBlock(rows: b, chunks: nchunks, heads: H, groups: G)
+        var p = Prepared(
             b: b, L: L, H: H, G: G, nchunks: nchunks, hb: hb,
             x: try CUDABuffer(halves: halves(input.x.data), on: device), dt: try CUDABuffer(input.dt.data, on: device), A: try CUDABuffer(input.A.data, on: device),
             B: try CUDABuffer(halves: halves(input.B.data), on: device), C: try CUDABuffer(halves: halves(input.C.data), on: device),
@@ -96,12 +137,26 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
             z: try input.z.map { try CUDABuffer(halves: halves($0.data), on: device) }, initial: try input.initialStates.map { try CUDABuffer($0.data, on: device) },
             dPerChannel: input.D?.shape.count == 2, softplus: options.dtSoftplus, lo: options.dtLimit.lo, hi: options.dtLimit.hi,
             packed: packed, sequenceStates: try packed.map { try CUDABuffer(count: $0.count * H * P * N, on: device) })
+        if fused { p.fused = try FusedBuffers(rows: b, heads: H, chunks: nchunks, stateSize: N, on: device) }
+        return p
     }
 
     /// Launches the three kernels (asynchronously; cudaSynchronize waits); `only` launches one of them
     /// (0, 1, 2: state, passing, scan), for timing each.
     public func launch(_ p: Prepared, only: Int? = nil) throws {
         let N = stateSize
+        if let f = p.fused, only == nil, p.packed == nil, p.yPre == nil {
+            try f.flags.fill(words: f.flagWords, bitPattern: 0)
+            let a = KernelArguments()
+            for v in [p.b, p.L, p.H, p.G, p.nchunks, p.hb] { a.add(Int32(v)) }
+            a.add(p.x); a.add(p.dt); a.add(p.dtBias?.pointer ?? 0); a.add(p.A); a.add(Int32(p.softplus ? 1 : 0)); a.add(p.lo); a.add(p.hi)
+            a.add(p.B); a.add(p.C); a.add(p.D?.pointer ?? 0); a.add(Int32(p.dPerChannel ? 1 : 0)); a.add(p.z?.pointer ?? 0)
+            a.add(p.initial?.pointer ?? 0); a.add(p.finalStates); a.add(p.states); a.add(f.inclusive); a.add(f.flags); a.add(p.y)
+            let blocks = p.b * p.nchunks * p.G * (p.H / p.G / p.hb)
+            try kernels.fused.launch(grid: (blocks, 1, 1), block: (512, 1, 1),
+                                     sharedBytes: CUDAKernelSource.fusedSSDShared(stateSize: N, headsPerBlock: p.hb), arguments: a)
+            return
+        }
         let a1 = KernelArguments()
         for v in [p.L, p.H, p.G, p.nchunks, p.hb] { a1.add(Int32(v)) }
         a1.add(p.x); a1.add(p.dt); a1.add(p.dtBias?.pointer ?? 0); a1.add(p.A); a1.add(Int32(p.softplus ? 1 : 0))

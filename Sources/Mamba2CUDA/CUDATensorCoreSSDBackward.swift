@@ -22,6 +22,7 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
 
     public init(device: CUDADevice, elementType: CUDATensorCoreSSD.ElementType, stateSize N: Int) throws {
         forward = try CUDATensorCoreSSD(device: device, elementType: elementType, stateSize: N)
+        forward.path = .chunks  // the backward reads the three kernels' dt, cum and incoming states
         kernels = try TensorCoreSSDBackwardKernels(device: device, f16: elementType == .f16, stateSize: N)
         shared = CUDAKernelSource.tensorCoreBackwardShared(stateSize: N)
         try kernels.dstates.allowSharedMemory(shared.dstates)

@@ -113,7 +113,8 @@ public enum CUDASelfTest {
         for type in [CUDATensorCoreSSD.ElementType.bf16, .f16] {
             for N in [64, 128] {
                 let tc = try CUDATensorCoreSSD(device: device, elementType: type, stateSize: N)
-                for (b, L, H, G, options, packed) in [(2, 300, 4, 2, true, false), (1, 2048, 24, 1, false, false), (2, 300, 4, 1, true, true)] {
+                for (b, L, H, G, options, packed) in [(2, 300, 4, 2, true, false), (1, 2048, 24, 1, false, false), (3, 8000, 8, 1, true, false),
+                                                      (2, 300, 4, 1, true, true)] {
                     func normal(_ shape: [Int]) -> Tensor { Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in rng.normal() }) }
                     func rounded(_ t: Tensor) -> Tensor { Tensor(shape: t.shape, data: tc.floats(tc.halves(t.data))) }
                     let P = 64
@@ -132,26 +133,46 @@ public enum CUDASelfTest {
                     }
                     let opts = SSDOptions(form: .chunked, chunkSize: 256, dtSoftplus: true, dtLimit: options && !packed ? (0.001, 0.1) : (0, .infinity))
                     let cpu = try SSD.run(input, options: opts)
-                    let p = try tc.prepare(input, options: opts)
-                    let nan: UInt16 = type == .bf16 ? 0x7FC0 : 0x7E00
-                    try p.y.upload([UInt16](repeating: nan, count: b * L * H * P))
-                    try tc.launch(p)
-                    try device.synchronize()
-                    let y = tc.floats(try p.y.download(b * L * H * P, as: UInt16.self)), s = try p.finalStates.download()
                     let tol = type == .bf16 ? 1e-2 : 2e-3
                     let what = packed ? " packed \(cpu.sequenceStates.shape[0]) sequences, steep decay, D per channel, z, h0" : options ? " D per channel, z, h0, dt clamp" : ""
-                    let label = "tensor-core SSD \(type.rawValue) b=\(b) L=\(L) H=\(H) P=\(P) G=\(G) N=\(N)" + what
-                    checks.append(Check(name: label + " y", relativeError: Tensor(shape: cpu.y.shape, data: y).relativeError(to: cpu.y),
-                                        tolerance: tol, allWritten: !y.contains { $0.isNaN }))
-                    checks.append(Check(name: label + " final states",
-                                        relativeError: Tensor(shape: cpu.finalStates.shape, data: s).relativeError(to: cpu.finalStates),
-                                        tolerance: tol, allWritten: !s.contains { $0.isNaN }))
-                    if let out = p.sequenceStates {
-                        // the states of sequences ending inside a row go through one 16-bit incoming chunk state more
-                        let q = try out.download()
-                        checks.append(Check(name: label + " sequence states",
-                                            relativeError: Tensor(shape: cpu.sequenceStates.shape, data: q).relativeError(to: cpu.sequenceStates),
-                                            tolerance: tol, allWritten: q.count == cpu.sequenceStates.count && !q.contains { $0.isNaN }))
+                    // The three kernels, then (where it applies) the fused kernel, each against the CPU, and the
+                    // fused against the three: they round the same values the same way but for the order of the
+                    // float32 sums over chunks and within y, so they may differ by one 16-bit rounding of some
+                    // outputs: at most 2^-8 (bf16) or 2^-11 (fp16) relative.
+                    var chunksOut: (y: [Float], s: [Float])? = nil
+                    for path in [CUDATensorCoreSSD.Path.chunks, .fused] {
+                        tc.path = path
+                        if path == .fused && !tc.fusedApplies(packed: packed) { continue }
+                        let p = try tc.prepare(input, options: opts)
+                        let nan: UInt16 = type == .bf16 ? 0x7FC0 : 0x7E00
+                        try p.y.upload([UInt16](repeating: nan, count: b * L * H * P))
+                        try p.finalStates.fill(bitPattern: 0x7FC0_0000)
+                        try tc.launch(p)
+                        try device.synchronize()
+                        let y = tc.floats(try p.y.download(b * L * H * P, as: UInt16.self)), s = try p.finalStates.download()
+                        let label = "tensor-core SSD \(path == .fused ? "fused" : "3 kernels") \(type.rawValue) b=\(b) L=\(L) H=\(H) P=\(P) G=\(G) N=\(N)" + what
+                        if let c = chunksOut {
+                            let bound = type == .bf16 ? 0x1p-8 : 0x1p-11
+                            checks.append(Check(name: label + " y against the 3 kernels", relativeError: Tensor(shape: cpu.y.shape, data: y).relativeError(to: Tensor(shape: cpu.y.shape, data: c.y)),
+                                                tolerance: bound, allWritten: !y.contains { $0.isNaN }))
+                            checks.append(Check(name: label + " final states against the 3 kernels",
+                                                relativeError: Tensor(shape: cpu.finalStates.shape, data: s).relativeError(to: Tensor(shape: cpu.finalStates.shape, data: c.s)),
+                                                tolerance: bound, allWritten: !s.contains { $0.isNaN }))
+                        } else {
+                            chunksOut = (y, s)
+                        }
+                        checks.append(Check(name: label + " y", relativeError: Tensor(shape: cpu.y.shape, data: y).relativeError(to: cpu.y),
+                                            tolerance: tol, allWritten: !y.contains { $0.isNaN }))
+                        checks.append(Check(name: label + " final states",
+                                            relativeError: Tensor(shape: cpu.finalStates.shape, data: s).relativeError(to: cpu.finalStates),
+                                            tolerance: tol, allWritten: !s.contains { $0.isNaN }))
+                        if let out = p.sequenceStates {
+                            // the states of sequences ending inside a row go through one 16-bit incoming chunk state more
+                            let q = try out.download()
+                            checks.append(Check(name: label + " sequence states",
+                                                relativeError: Tensor(shape: cpu.sequenceStates.shape, data: q).relativeError(to: cpu.sequenceStates),
+                                                tolerance: tol, allWritten: q.count == cpu.sequenceStates.count && !q.contains { $0.isNaN }))
+                        }
                     }
                 }
             }

@@ -190,6 +190,8 @@ struct BenchSSDKernelsCommand: ParsableCommand {
     @Flag(help: "With a 16-bit dtype: also time each kernel alone (the forward's three, or with --backward the forward and each backward kernel).") var breakdown = false
     @Flag(help: "Time forward + backward (gradients of every input from a given output gradient) instead of the forward.")
     var backward = false
+    @Option(help: "With a 16-bit dtype, the forward: chunks (the three kernels, the default) or fused (one kernel, where it applies).")
+    var path: CUDATensorCoreSSD.Path = .chunks
 
     func run() throws {
         guard case let .cuda(ordinal) = device else { throw ValidationError("--device must be cuda or cuda:N: these are the GPU's kernels (bench ssd times the CPU's forms)") }
@@ -212,6 +214,7 @@ extension BenchSSDKernelsCommand {
         case .f16: tc = try CUDATensorCoreSSD(device: dev, elementType: .f16, stateSize: stateSize)
         case .q8_0, .q4_0: throw ValidationError("--dtype \(dtype.rawValue) is a decode weight type; the SSD kernels take f32, bf16 or f16")
         }
+        tc?.path = path
         var rows: [String] = []
         var cells: [[String]] = []
         for L in try parseInts(lengths, option: "--lengths") {
@@ -244,7 +247,9 @@ extension BenchSSDKernelsCommand {
             } else if let tc {
                 let p = try tc.prepare(input, options: o)
                 launch = { try tc.launch(p) }
-                if breakdown {
+                if breakdown, p.fused != nil {
+                    parts = "(fused: one kernel)"
+                } else if breakdown {
                     try tc.launch(p); try dev.synchronize()
                     for (k, name) in ["state", "passing", "scan"].enumerated() {
                         parts += " \(name) \(try median { try tc.launch(p, only: k) })"
@@ -274,10 +279,13 @@ extension BenchSSDKernelsCommand {
             print("{\"device\":\"\(dev.name)\",\"dtype\":\"\(dtype)\",\"backward\":\(backward),\"H\":\(heads),\"P\":\(headDim),\"N\":\(stateSize),\"G\":\(groups),\"Q\":\(chunkSize),\"rows\":[\(rows.joined(separator: ","))]}")
             return
         }
-        print("GPU chunked SSD \(backward ? "forward + backward" : "forward") on \(dev.name): H=\(heads) P=\(headDim) N=\(stateSize) G=\(groups) Q=\(chunkSize), \(dtype), median of \(repetitions)")
+        let pathNote = tc.map { ", path \($0.fusedApplies(packed: false) && !backward ? "fused" : "chunks")" } ?? ""
+        print("GPU chunked SSD \(backward ? "forward + backward" : "forward") on \(dev.name): H=\(heads) P=\(headDim) N=\(stateSize) G=\(groups) Q=\(chunkSize), \(dtype)\(pathNote), median of \(repetitions)")
         print(table(["L", "b", "median ms", "min ms", "Mtok/s"] + (breakdown ? ["ms per kernel"] : []), cells), terminator: "")
     }
 }
+
+extension CUDATensorCoreSSD.Path: ExpressibleByArgument {}
 
 /// Positive integers separated by commas (sizes, lengths, batches).
 func parseInts(_ s: String, option: String) throws -> [Int] { try parseIntegers(s, option: option, minimum: 1) }
