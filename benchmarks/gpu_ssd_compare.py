@@ -100,6 +100,7 @@ def main():
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--ours-dtype", default="bf16", help="f32 (our plain kernels), bf16 or f16 (tensor cores)")
     ap.add_argument("--backward", action="store_true", help="time forward + backward")
+    ap.add_argument("--fused", action="store_true", help="also time our fused forward (bench ssd-kernels --path fused)")
     ap.add_argument("--json", required=True)
     ap.add_argument("--markdown", required=True)
     a = ap.parse_args()
@@ -133,11 +134,14 @@ def main():
             flash[L] = graph_median_ms(torch, fa, a.runs)
         del q, k, v
     for N in states:
-        ours = json.loads(subprocess.run(
-            [a.ours, "bench", "ssd-kernels", "--device", "cuda", "--lengths", a.lengths, "--tokens", str(a.tokens), "--heads", str(H),
-             "--head-dim", str(P), "--state-size", str(N), "--groups", str(G), "--chunk-size", str(Q),
-             "--repetitions", str(a.runs), "--dtype", a.ours_dtype, "--json"] + (["--backward"] if a.backward else []), check=True, capture_output=True, text=True).stdout)
+        def run_ours(extra):
+            return json.loads(subprocess.run(
+                [a.ours, "bench", "ssd-kernels", "--device", "cuda", "--lengths", a.lengths, "--tokens", str(a.tokens), "--heads", str(H),
+                 "--head-dim", str(P), "--state-size", str(N), "--groups", str(G), "--chunk-size", str(Q),
+                 "--repetitions", str(a.runs), "--dtype", a.ours_dtype, "--json"] + extra, check=True, capture_output=True, text=True).stdout)
+        ours = run_ours(["--backward"] if a.backward else [])
         ours_ms = {r["L"]: r["ms"] for r in ours["rows"]}
+        fused_ms = {r["L"]: r["ms"] for r in run_ours(["--path", "fused"])["rows"]} if a.fused else {}
         for L in lengths:
             b = a.tokens // L
             x = torch.randn(b, L, H, P, device=dev, dtype=torch.bfloat16)
@@ -163,6 +167,8 @@ def main():
             rows.append({"L": L, "batch": b, "N": N, "reference_triton_bf16_ms": ref, "flash_attention_2_bf16_ms": flash[L],
                          "ours_ms": ours_ms[L], "ours_dtype": ours["dtype"], "speedup": ref / ours_ms[L],
                          "speedup_vs_flash": flash[L] / ours_ms[L]})
+            if a.fused:
+                rows[-1].update({"ours_fused_ms": fused_ms[L], "speedup_fused": ref / fused_ms[L]})
             del x, dt, B, C
             torch.cuda.empty_cache()
     meta = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "reference": sdist,
@@ -173,11 +179,13 @@ def main():
         json.dump({"meta": meta, "rows": rows}, f, indent=1)
     lines = [f"SSD {meta['pass']} on {meta['gpu']}: H={H}, P={P}, G={G}, chunk {Q}, batch × length = {a.tokens} tokens; "
              f"median of {a.runs} (CUDA events over graph replays for the reference and FlashAttention-2).", "",
-             "| L | N | reference Triton (bf16) ms | FlashAttention-2 (bf16) ms | ours ms (dtype) | speedup (ref / ours) |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| L | N | reference Triton (bf16) ms | FlashAttention-2 (bf16) ms | ours ms (dtype) | speedup (ref / ours) |"
+             + (" ours fused ms | speedup (ref / fused) |" if a.fused else ""),
+             "| --- | --- | --- | --- | --- | --- |" + (" --- | --- |" if a.fused else "")]
     for r in rows:
         lines.append(f"| {r['L']} | {r['N']} | {r['reference_triton_bf16_ms']:.3f} | {r['flash_attention_2_bf16_ms']:.3f} | "
-                     f"{r['ours_ms']:.3f} ({r['ours_dtype']}) | {r['speedup']:.3f} |")
+                     f"{r['ours_ms']:.3f} ({r['ours_dtype']}) | {r['speedup']:.3f} |"
+                     + (f" {r['ours_fused_ms']:.3f} | {r['speedup_fused']:.3f} |" if a.fused else ""))
     with open(a.markdown, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
