@@ -64,36 +64,12 @@ extension CUDAKernelSource {
         const int ur = um0 + (lane >> 2);
         const float ct0 = cumS[ur], ct1 = cumS[ur + 8];
         const int st0 = packed ? stS[ur] : 0, st1 = packed ? stS[ur + 8] : 0;
-        for (int k0 = 0; k0 <= um0; k0 += 16) {
+        // One k-tile: its fragment of M from CB and the decay × dt of each element (w<row><column pair>), masked to
+        // the row's sequence where packed, times X.
+        auto tile = [&](int k0, float2 w00, float2 w01, float2 w10, float2 w11) {
             const int s0 = k0 + (lane & 3) * 2;
             const float2 c00 = unpack2(*(const u32*)(CBs + ur * LDQ + s0)), c01 = unpack2(*(const u32*)(CBs + ur * LDQ + s0 + 8));
             const float2 c10 = unpack2(*(const u32*)(CBs + (ur + 8) * LDQ + s0)), c11 = unpack2(*(const u32*)(CBs + (ur + 8) * LDQ + s0 + 8));
-            float2 w00, w01, w10, w11;  // the decay × dt of each: w<row><column pair>
-            if (k0 < um0) {
-                // a tile left of the diagonal: exp(cum_t − cum_s) = exp(cum_t − cum_e)·exp(cum_e − cum_s),
-                // e the tile's last token; both factors ≤ 1 since cum never increases, so neither
-                // overflows, and the second (times dt_s) is wS, made once per head.
-                const float ce = cumS[k0 + 15];
-                const float a0 = __expf(ct0 - ce), a1 = __expf(ct1 - ce);
-                const float2 wa = *(const float2*)(wS + s0), wb = *(const float2*)(wS + s0 + 8);
-                w00 = make_float2(wa.x * a0, wa.y * a0); w01 = make_float2(wb.x * a0, wb.y * a0);
-                w10 = make_float2(wa.x * a1, wa.y * a1); w11 = make_float2(wb.x * a1, wb.y * a1);
-            } else if (cumS[k0] - cumS[k0 + 15] < 64.f) {
-                // the diagonal tile, its decay split at its first token b: exp(cum_t − cum_b) ≤ 1 times
-                // vS = exp(cum_b − cum_s)·dt_s, which stays under e^64·dt_s in such a tile; masked s ≤ t
-                const float cb = cumS[k0];
-                const float a0 = __expf(ct0 - cb), a1 = __expf(ct1 - cb);
-                const float2 va = *(const float2*)(vS + s0), vb = *(const float2*)(vS + s0 + 8);
-                w00 = make_float2(s0 <= ur ? va.x * a0 : 0.f, s0 + 1 <= ur ? va.y * a0 : 0.f);
-                w01 = make_float2(s0 + 8 <= ur ? vb.x * a0 : 0.f, s0 + 9 <= ur ? vb.y * a0 : 0.f);
-                w10 = make_float2(s0 <= ur + 8 ? va.x * a1 : 0.f, s0 + 1 <= ur + 8 ? va.y * a1 : 0.f);
-                w11 = make_float2(s0 + 8 <= ur + 8 ? vb.x * a1 : 0.f, s0 + 9 <= ur + 8 ? vb.y * a1 : 0.f);
-            } else {
-                // the diagonal tile of a steeper decay: each factor exact, masked s ≤ t
-                auto f = [&](int t, float ct, int s) { return s <= t ? __expf(fminf(ct - cumS[s], 0.f)) * dtS[s] : 0.f; };
-                w00 = make_float2(f(ur, ct0, s0), f(ur, ct0, s0 + 1)); w01 = make_float2(f(ur, ct0, s0 + 8), f(ur, ct0, s0 + 9));
-                w10 = make_float2(f(ur + 8, ct1, s0), f(ur + 8, ct1, s0 + 1)); w11 = make_float2(f(ur + 8, ct1, s0 + 8), f(ur + 8, ct1, s0 + 9));
-            }
             if (packed) {  // tokens of an earlier sequence are masked
                 if (s0 < st0) w00.x = 0.f;
                 if (s0 + 1 < st0) w00.y = 0.f;
@@ -112,6 +88,36 @@ extension CUDAKernelSource {
                 mma16816(acc[j], af, bf);
                 mma16816(acc[j + 1], af, bf + 2);
             }
+        };
+        // The tiles left of the diagonal, two at a time (their chains of loads, exponentials and products are
+        // independent): exp(cum_t − cum_s) = exp(cum_t − cum_e)·exp(cum_e − cum_s), e the tile's last token; both
+        // factors ≤ 1 since cum never increases, so neither overflows, and the second (times dt_s) is wS, made once per head.
+        #pragma unroll 2
+        for (int k0 = 0; k0 < um0; k0 += 16) {
+            const int s0 = k0 + (lane & 3) * 2;
+            const float ce = cumS[k0 + 15];
+            const float a0 = __expf(ct0 - ce), a1 = __expf(ct1 - ce);
+            const float2 wa = *(const float2*)(wS + s0), wb = *(const float2*)(wS + s0 + 8);
+            tile(k0, make_float2(wa.x * a0, wa.y * a0), make_float2(wb.x * a0, wb.y * a0),
+                 make_float2(wa.x * a1, wa.y * a1), make_float2(wb.x * a1, wb.y * a1));
+        }
+        // The diagonal tile, masked s ≤ t.
+        const int k0 = um0, s0 = k0 + (lane & 3) * 2;
+        if (cumS[k0] - cumS[k0 + 15] < 64.f) {
+            // its decay split at its first token b: exp(cum_t − cum_b) ≤ 1 times vS = exp(cum_b − cum_s)·dt_s, which
+            // stays under e^64·dt_s in such a tile
+            const float cb = cumS[k0];
+            const float a0 = __expf(ct0 - cb), a1 = __expf(ct1 - cb);
+            const float2 va = *(const float2*)(vS + s0), vb = *(const float2*)(vS + s0 + 8);
+            tile(k0, make_float2(s0 <= ur ? va.x * a0 : 0.f, s0 + 1 <= ur ? va.y * a0 : 0.f),
+                 make_float2(s0 + 8 <= ur ? vb.x * a0 : 0.f, s0 + 9 <= ur ? vb.y * a0 : 0.f),
+                 make_float2(s0 <= ur + 8 ? va.x * a1 : 0.f, s0 + 1 <= ur + 8 ? va.y * a1 : 0.f),
+                 make_float2(s0 + 8 <= ur + 8 ? vb.x * a1 : 0.f, s0 + 9 <= ur + 8 ? vb.y * a1 : 0.f));
+        } else {
+            // a steeper decay: each factor exact
+            auto f = [&](int t, float ct, int s) { return s <= t ? __expf(fminf(ct - cumS[s], 0.f)) * dtS[s] : 0.f; };
+            tile(k0, make_float2(f(ur, ct0, s0), f(ur, ct0, s0 + 1)), make_float2(f(ur, ct0, s0 + 8), f(ur, ct0, s0 + 9)),
+                 make_float2(f(ur + 8, ct1, s0), f(ur + 8, ct1, s0 + 1)), make_float2(f(ur + 8, ct1, s0 + 8), f(ur + 8, ct1, s0 + 9)));
         }
     }
 
