@@ -91,14 +91,8 @@ extension CUDAKernelSource {
         float* vS = wS + QC;
         float* eS = vS + QC;                        // [QC] exp(cum_t)
         if (grp == 0) load_chunk_bc(B, C, Bs, Cs, (size_t)r * L + t0, G, g, q, gtid);
-        constexpr int XR = QC * PH / 8 / 256;  // the next head's X, fetched while this head computes
-        uint4 xr[XR];
-        auto fetch = [&](int h) {
-            for (int k = 0; k < XR; k++) {
-                const int e = gtid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
-                xr[k] = t < q ? *(const uint4*)(x + (((size_t)r * L + t0 + t) * H + h) * PH + p8) : make_uint4(0, 0, 0, 0);
-            }
-        };
+        uint4 xr[XR];  // the group's next head's X, fetched while this head computes
+        auto fetch = [&](int h) { fetch_head_x(xr, x, (size_t)r * L + t0, H, h, q, gtid); };
         if (grp < hb) fetch(h0 + grp);
         if (grp == 1) chunk_dt(dtAll, dtRaw, dtBias, softplus, lo, hi, (size_t)r * L + t0, H, h0, hb, q, gtid, 256);
         __syncthreads();

@@ -171,6 +171,16 @@ extension CUDAKernelSource {
         unit_store_y(acc, Xs, D, dPerChannel, dHead, z, y, yPre, rl, H, h, q, um0, n0, lane);
     }
 
+    // The head's X of the chunk (QC × PH, 16-bit, zeros past the row's end q) into registers, XR 16-byte pieces a
+    // thread (tid < 256): rl = row·L + t0, the kernels' "next head's X, fetched while this head computes".
+    #define XR (QC * PH / 8 / 256)
+    __device__ __forceinline__ void fetch_head_x(uint4* xr, const u16* __restrict__ x, size_t rl, int H, int h, int q, int tid) {
+        for (int k = 0; k < XR; k++) {
+            const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
+            xr[k] = t < q ? *(const uint4*)(x + ((rl + t) * H + h) * PH + p8) : make_uint4(0, 0, 0, 0);
+        }
+    }
+
     // dt of the chunk's tokens (q of them, from row offset rl = row·L + t0) for heads h0 … h0 + hb − 1 into
     // dtAll[hh][QC], 0 past the row's end: bias, softplus, clamp. Heads fastest, so the loads are contiguous;
     // threads tid, tid + nthreads, ….
@@ -224,14 +234,8 @@ extension CUDAKernelSource {
             if (t < q) v = *(const uint4*)(B + (((size_t)r * L + t0 + t) * G + g) * NS + n8);
             *(uint4*)(Bs + t * LDN + n8) = v;
         }
-        constexpr int XR = QC * PH / 8 / 256;  // the next head's X, fetched while this head computes
-        uint4 xr[XR];
-        auto fetch = [&](int h) {
-            for (int k = 0; k < XR; k++) {
-                const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
-                xr[k] = t < q ? *(const uint4*)(x + (((size_t)r * L + t0 + t) * H + h) * PH + p8) : make_uint4(0, 0, 0, 0);
-            }
-        };
+        uint4 xr[XR];  // the next head's X, fetched while this head computes
+        auto fetch = [&](int h) { fetch_head_x(xr, x, (size_t)r * L + t0, H, h, q, tid); };
         fetch(h0);
         // dt for all of the block's heads at once ...
         chunk_dt(wAll, dtRaw, dtBias, softplus, lo, hi, (size_t)r * L + t0, H, h0, hb, q, tid, 256);
@@ -321,15 +325,12 @@ extension CUDAKernelSource {
         const int st = packed && tid < q ? seqStart[(size_t)r * L + t0 + tid] : 0;
         if (tid < QC) stS[tid] = st - t0;
         // The next head's X, incoming state and per-token factors are fetched into registers while this head computes.
-        constexpr int XR = QC * PH / 8 / 256, HR = PH * NS / 8 / 256;
+        constexpr int HR = PH * NS / 8 / 256;
         uint4 xr[XR];
         uint4 hr[HR];
         float cr = 0.f, dr = 0.f, ce = 0.f, cb = 0.f;  // cum_t, dt_t, cum at the end and start of t's tile
         auto fetch = [&](int h) {
-            for (int k = 0; k < XR; k++) {
-                const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
-                xr[k] = t < q ? *(const uint4*)(x + (((size_t)r * L + t0 + t) * H + h) * PH + p8) : make_uint4(0, 0, 0, 0);
-            }
+            fetch_head_x(xr, x, (size_t)r * L + t0, H, h, q, tid);
             const u16* hin = statesIn + (((size_t)r * H + h) * nchunks + c) * PH * NS;
             for (int k = 0; k < HR; k++) hr[k] = *(const uint4*)(hin + (tid + k * 256) * 8);
             if (tid < QC) {  // loads only: the factors are made when they are stored, after this head's work
