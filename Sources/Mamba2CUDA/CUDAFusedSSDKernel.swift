@@ -87,7 +87,6 @@ extension CUDAKernelSource {
         float* dtAll = (float*)(Bs + QC * LDN + 4 * QC * LDP);  // [hb][QC] dt_t of each head
         float* cumAll = dtAll + hb * QC;            // [hb][QC] cum_t (past the row's end: its last value)
         float* wS = cumAll + hb * QC + grp * 3 * QC;  // [QC] the group's head's tile factors for the scan's M
-
         float* vS = wS + QC;
         float* eS = vS + QC;                        // [QC] exp(cum_t)
         if (grp == 0) load_chunk_bc(B, C, Bs, Cs, (size_t)r * L + t0, G, g, q, gtid);

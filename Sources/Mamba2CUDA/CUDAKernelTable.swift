@@ -147,16 +147,12 @@ package struct PlainSSDBackwardKernels {
 package struct TensorCoreSSDKernels {
     package let state, passing, scan, sequenceStates: CUDAKernel
     /// The fused forward (N = 64 or 128 only; nil otherwise).
-    package let fusedKernel: CUDAKernel?
-    package var fused: CUDAKernel { get throws {
-        guard let fusedKernel else { throw Mamba2Error.invalidArgument("state size", reason: "the fused SSD kernel takes N = 64 or 128") }
-        return fusedKernel
-    } }
+    package let fused: CUDAKernel?
     package init(device: CUDADevice, f16: Bool, stateSize: Int) throws {
         let m = try device.load(CUDAKernelTable.tensorCoreSSD(f16: f16, stateSize: stateSize))
         state = try m.entry("ssd_tc_state"); passing = try m.entry("ssd_tc_passing"); scan = try m.entry("ssd_tc_scan")
         sequenceStates = try m.entry("ssd_sequence_states")
-        fusedKernel = stateSize % 64 == 0 ? try m.entry("ssd_tc_fused") : nil
+        fused = stateSize % 64 == 0 ? try m.entry("ssd_tc_fused") : nil
     }
 }
 

@@ -733,17 +733,16 @@ public final class CUDAModel: @unchecked Sendable {
             let Q = CUDATensorCoreSSD.chunk
             let s = try scratch(rows: b, length: L, chunk: Q)
             let nchunks = (L + Q - 1) / Q
-            let fused = tc.fusedApplies(packed: packed != nil)
-            if fused, ssdScratch?.fused == nil {
-                ssdScratch?.fused = try CUDATensorCoreSSD.FusedBuffers(rows: b, heads: H, chunks: nchunks, stateSize: N, on: device)
-            }
             var p = CUDATensorCoreSSD.Prepared(
                 b: b, L: L, H: H, G: G, nchunks: nchunks,
                 hb: try CUDATensorCoreSSD.headsPerBlock(rows: b, chunks: nchunks, heads: H, groups: G),
                 x: buf.x, dt: buf.dt, A: l.A, B: buf.B, C: buf.C, y: buf.y, dtOut: s.dt, cumOut: s.cum, states: s.states,
                 statesIn: s.statesIn, chunkDecay: s.chunkDecay, finalStates: finalStates, dtBias: l.dtBias, D: l.D, z: nil,
                 initial: nil, dPerChannel: c.dHasHeadDim, softplus: true, lo: lo, hi: hi, packed: packed, sequenceStates: sequenceStates)
-            if fused { p.fused = ssdScratch?.fused }
+            if tc.fusedApplies(packed: packed != nil) {
+                if ssdScratch?.fused == nil { ssdScratch?.fused = try CUDATensorCoreSSD.FusedBuffers(rows: b, heads: H, chunks: nchunks, stateSize: N, on: device) }
+                p.fused = ssdScratch?.fused
+            }
             try tc.launch(p)
         } else {
             let Q = min(c.chunkSize, 256)

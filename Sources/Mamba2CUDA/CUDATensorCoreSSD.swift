@@ -31,7 +31,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         shared = CUDAKernelSource.tensorCoreShared(stateSize: N)
         try kernels.state.allowSharedMemory(shared.state)
         try kernels.scan.allowSharedMemory(shared.scan)
-        if N % 64 == 0 { try kernels.fused.allowSharedMemory(CUDAKernelSource.fusedSSDShared(stateSize: N, headsPerBlock: Self.maxHeadsPerBlock)) }
+        try kernels.fused?.allowSharedMemory(CUDAKernelSource.fusedSSDShared(stateSize: N, headsPerBlock: Self.maxHeadsPerBlock))
     }
 
     /// Float32 values as 16-bit patterns of this element type.
@@ -89,11 +89,9 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
     public enum Path: String, Sendable, CaseIterable { case fused, chunks }
     public var path: Path = .chunks
 
-    /// Whether the fused kernel takes a problem of this state size (packed rows and the pre-gate output go to the three kernels).
-    public func fusedApplies(packed: Bool, wantsPreGate: Bool = false) -> Bool {
-        path == .fused && stateSize % 64 == 0 && !packed && !wantsPreGate
-    }
-
+    /// Whether `prepare` sets up the fused kernel: asked for, compiled for this state size, and rows of one sequence
+    /// each (packed rows go to the three kernels).
+    public func fusedApplies(packed: Bool) -> Bool { path == .fused && kernels.fused != nil && !packed }
 
     /// Heads per block: as many as keep at least 256 blocks (two per SM on an H100/H200), since C·Bᵀ is
     /// made once per block (measured on the H200, 65,536 tokens in 512 chunks: 32 heads per block 1.03 ms,
@@ -141,11 +139,12 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         return p
     }
 
-    /// Launches the three kernels (asynchronously; cudaSynchronize waits); `only` launches one of them
-    /// (0, 1, 2: state, passing, scan), for timing each.
+    /// Launches the fused kernel where `p.fused` is set, else the three kernels (asynchronously; cudaSynchronize
+    /// waits); `only` launches one of the three (0, 1, 2: state, passing, scan), for timing each. A pre-gate output
+    /// asked for after `prepare` (`yPre`) takes the three kernels, which write it.
     public func launch(_ p: Prepared, only: Int? = nil) throws {
         let N = stateSize
-        if let f = p.fused, only == nil, p.packed == nil, p.yPre == nil {
+        if let f = p.fused, let kernel = kernels.fused, only == nil, p.packed == nil, p.yPre == nil {
             try f.flags.fill(words: f.flagWords, bitPattern: 0)
             let a = KernelArguments()
             for v in [p.b, p.L, p.H, p.G, p.nchunks, p.hb] { a.add(Int32(v)) }
@@ -153,7 +152,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
             a.add(p.B); a.add(p.C); a.add(p.D?.pointer ?? 0); a.add(Int32(p.dPerChannel ? 1 : 0)); a.add(p.z?.pointer ?? 0)
             a.add(p.initial?.pointer ?? 0); a.add(p.finalStates); a.add(p.states); a.add(f.inclusive); a.add(f.flags); a.add(p.y)
             let blocks = p.b * p.nchunks * p.G * (p.H / p.G / p.hb)
-            try kernels.fused.launch(grid: (blocks, 1, 1), block: (512, 1, 1),
+            try kernel.launch(grid: (blocks, 1, 1), block: (512, 1, 1),
                                      sharedBytes: CUDAKernelSource.fusedSSDShared(stateSize: N, headsPerBlock: p.hb), arguments: a)
             return
         }

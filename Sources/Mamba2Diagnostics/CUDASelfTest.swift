@@ -137,8 +137,10 @@ public enum CUDASelfTest {
                     let what = packed ? " packed \(cpu.sequenceStates.shape[0]) sequences, steep decay, D per channel, z, h0" : options ? " D per channel, z, h0, dt clamp" : ""
                     // The three kernels, then (where it applies) the fused kernel, each against the CPU, and the
                     // fused against the three: they round the same values the same way but for the order of the
-                    // float32 sums over chunks and within y, so they may differ by one 16-bit rounding of some
-                    // outputs: at most 2^-8 (bf16) or 2^-11 (fp16) relative.
+                    // float32 sums over chunks and within y. So y, rounded to 16 bits last, may differ by one 16-bit
+                    // rounding of some outputs: at most 2^-8 (bf16) or 2^-11 (fp16) relative; the final states, float32
+                    // sums of the same 16-bit chunk states in another order over at most 63 chunks, by a few float32
+                    // roundings (2^-24 each) of terms no larger than the states: 1e-5.
                     var chunksOut: (y: [Float], s: [Float])? = nil
                     for path in [CUDATensorCoreSSD.Path.chunks, .fused] {
                         tc.path = path
@@ -157,7 +159,7 @@ public enum CUDASelfTest {
                                                 tolerance: bound, allWritten: !y.contains { $0.isNaN }))
                             checks.append(Check(name: label + " final states against the 3 kernels",
                                                 relativeError: Tensor(shape: cpu.finalStates.shape, data: s).relativeError(to: Tensor(shape: cpu.finalStates.shape, data: c.s)),
-                                                tolerance: bound, allWritten: !s.contains { $0.isNaN }))
+                                                tolerance: 1e-5, allWritten: !s.contains { $0.isNaN }))
                         } else {
                             chunksOut = (y, s)
                         }
