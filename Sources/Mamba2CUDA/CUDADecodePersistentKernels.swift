@@ -9,21 +9,22 @@ extension CUDAKernelSource {
     /// tail and the boundary, and nothing streams weights meanwhile. Weights do not depend on the
     /// activations, so here one block per multiprocessor runs every layer, and a producer warp
     /// streams the block's share of every matrix, in the order they are used, through a ring of shared
-    /// memory: across phase boundaries, grid barriers and the SSD step, the copies stay in flight.
+    /// memory: across phase boundaries, hand-overs and the SSD step, the copies stay in flight.
     ///
     /// Per layer (a job is whole rows of one matrix, so one contiguous bulk copy; blocks claim jobs from a
     /// counter per phase, so a multiprocessor that streams faster takes more of them):
-    ///   A. in_proj: x̂ = xhModel (the residual × the norm's weight, bf16, handed over) staged in shared
-    ///      memory; a consumer warp per job (its rows · x̂ · inv, inv = rsqrt(Σ ssq / d + eps)), + bias into
-    ///      zx; the outputs that are conv inputs take the conv step (conv_step_channel) into xbc.
-    ///   — grid barrier —
-    ///   B. SSD step: a warp per (head, CPW channels) (`ssd_step_warp`), handing y·silu(z) × the gate norm's
-    ///      weight over as xhSSM, with the block's Σ v² into ssqSSM[block].
-    ///   — grid barrier —
-    ///   C. out_proj: x̂ = xhSSM; the products added into the residual (+ bias), handed over to the next
-    ///      norm (the next layer's, or norm_f): xhModel = ST(residual · w), the block's Σ residual² into
-    ///      ssqModel[block].
-    ///   — grid barrier —
+    ///   A. in_proj: x̂ (the residual × the norm's weight, bf16: the embedding's xhModel at layer 0, else the
+    ///      tagged words of the last out_proj) staged in shared memory once every block's sum of squares is
+    ///      there; a consumer warp per job (its rows · x̂ · inv, inv = rsqrt(Σ ssq / d + eps)), + bias: z and dt
+    ///      handed over as tagged words, the conv inputs through the conv step (conv_step_value), tagged too.
+    ///      Each job counted (in_proj's finished jobs, a hint for the SSD step's start).
+    ///   B. SSD step: a warp per (head, CPW channels) (`ssd_step_y`, its activations from the tagged words once
+    ///      in_proj's count is complete), handing y·silu(z) × the gate norm's weight over in bf16 pairs, with the
+    ///      block's Σ v².
+    ///   C. out_proj: x̂ = the gated y, staged once every block's Σ v² is there; the products added into the
+    ///      residual (+ bias), handed over to the next norm (the next layer's, or norm_f): the residual and
+    ///      ST(residual · w) in pairs, with the block's Σ residual². The last layer leaves the residual in
+    ///      `residual` for the head.
     /// The head follows as m_gemv (one long product it already streams at 3–4 TB/s: inside this kernel the
     /// 130m head took 37.6 µs against its 25.2).
     ///
@@ -33,11 +34,14 @@ extension CUDAKernelSource {
     /// shared by all warps let a warp two uses ahead pass a slot's parity wait on stale weights.) Each
     /// phase ends with a marker job (no rows) for each warp.
     ///
-    /// The grid barriers: all blocks are resident (one per multiprocessor, asked for by the host from the
-    /// occupancy); `pbar` holds the launch count (word 0), a counter per barrier of the kernel
-    /// (`pd_grid_sync`) and one per phase's claims, zeroed once when the states are allocated: each grows
-    /// by a known amount per launch, so none is reset between tokens. Activations written in the kernel
-    /// are read with __ldcg (through L2: another block wrote them).
+    /// The hand-overs (pd_word, below) replace grid barriers: every value a block reads that another block
+    /// wrote in this launch carries the tag of its layer and launch. All blocks are resident (one per
+    /// multiprocessor, asked for by the host from the occupancy), so a block waiting for another's words
+    /// cannot wait forever. Why one buffer of each suffices (no word is overwritten before all its readers
+    /// read it): a block writes layer l + 1's words only after it has seen every block's sum of squares of an
+    /// earlier phase, which each block writes after its own reads of layer l's. `pbar` holds the launch count
+    /// (word 0), a counter per phase's claims and one of in_proj's finished jobs a layer, zeroed once when the
+    /// states are allocated: each grows by a known amount per launch, so none is reset between tokens.
     static let decodePersistent = #"""
     // Pointers of one layer (13 × 8 bytes, as CUDAModel.preparePersistent writes them).
     struct PersistentLayer {
@@ -52,34 +56,76 @@ extension CUDAKernelSource {
     #define PD_MAX_SLOTS 16
 
     __device__ __forceinline__ void pd_consumers_sync() { asm volatile("bar.sync 1, 256;" ::: "memory"); }
-    __device__ __forceinline__ unsigned pd_ld_acquire(const unsigned* p) {
+    __device__ __forceinline__ unsigned pd_ld_relaxed(const unsigned* p) {
         unsigned v;
-        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+        asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p));
         return v;
     }
-    // Grid barrier k of this launch: each block adds 1 to its own counter (fire and forget) and waits until
-    // the counter reaches (epoch + 1) · blocks: counters only grow, one per barrier of the kernel (32 words
-    // apart), so nothing is reset between tokens; the epoch (launches so far) advances at the kernel's end.
-    // A wait that does not end (a block never arrived: an earlier launch failed half-way) traps after
-    // seconds instead of hanging the process.
-    __device__ __forceinline__ void pd_grid_sync(unsigned* pbar, int k, unsigned epoch) {
-        pd_consumers_sync();
-        if (threadIdx.x == 0) {
-            unsigned* c = pbar + 32 * (k + 1);
-            const unsigned target = (epoch + 1) * gridDim.x;
-            // Release: the block's writes before the bar.sync above are ordered before the arrival (cumulative).
-            asm volatile("red.release.gpu.global.add.u32 [%0], 1;" :: "l"(c) : "memory");
-            for (unsigned spins = 0; (int)(pd_ld_acquire(c) - target) < 0; spins++)
-                if (spins > (1u << 26)) asm volatile("trap;");
-        }
-        pd_consumers_sync();
+    // The hand-overs between blocks are tagged words (pd_word): a 32-bit value (a float, or two bf16) in the low
+    // half and, in the high half, the tag of the layer that wrote it (pd_tag: launches so far × layers + layer + 1),
+    // stored and loaded as one aligned 64-bit access, which is single-copy atomic: a reader that sees its tag sees
+    // the value written with it. Both are .relaxed.gpu (served by L2, never a stale L1 line), and nothing else is
+    // ordered by them: every value another block wrote in this launch is read through its own tag.
+    // Why: in place of a grid barrier (every block's release, then a poll, then the loads of what it guarded:
+    // three round trips through L2, each 1.5–3 µs under the stream of weight copies) a reader issues the loads of
+    // what it needs at once and issues again only those not yet written. 2.7b, H200, whole step at one row, same
+    // run (temporary builds): 2,228–2,232 µs with the grid barriers, 1,754 with none at all (wrong results). With
+    // the tagged words (results/gpu-decode-tagged-handovers.txt): 2.7b 2,020–2,029 µs against 2,233–2,236, 1.3b
+    // 1,203 against 1,223, 130m 331 against 353.
+    typedef unsigned long long pd_word;
+    // The tagged hand-overs, kernel parameters (an address held in registers across the layer loop spilled):
+    // hoxhM (d_model / 2: the next norm's input, bf16 pairs), hossqM (a block's Σ residual²), hozx (in_proj's
+    // outputs z and dt, at their places in zx), hoxbc (the conv step's outputs), hoxhS (d_ssm / 2: the gated y,
+    // bf16 pairs), hossqS (a block's Σ v²), hores (d_model: the residual, float32); zeroed with the states.
+    #define PD_HAND_OVERS pd_word* hoxhM, pd_word* hossqM, pd_word* hozx, pd_word* hoxbc, pd_word* hoxhS, pd_word* hossqS, pd_word* hores
+    __device__ __forceinline__ void pd_put(pd_word* p, u32 v, u32 tag) {
+        asm volatile("st.relaxed.gpu.global.b64 [%0], %1;" :: "l"(p), "l"(((pd_word)tag << 32) | v) : "memory");
     }
-    // The consumers' sum of v (one value a thread) into *dst, the warps added in order (red: 8 floats).
-    __device__ __forceinline__ void pd_block_total(float v, float* red, float* dst) {
+    __device__ __forceinline__ pd_word pd_get(const pd_word* p) {
+        pd_word w;
+        asm volatile("ld.relaxed.gpu.global.b64 %0, [%1];" : "=l"(w) : "l"(p));
+        return w;
+    }
+    __device__ __forceinline__ bool pd_has(pd_word w, u32 tag) { return (u32)(w >> 32) == tag; }
+    // Two activations rounded as ST, packed (lo in the low half) for a tagged word.
+    __device__ __forceinline__ u32 pd_pair(float lo, float hi) { return (u32)ST(lo) | ((u32)ST(hi) << 16); }
+    // The tag of layer l of launch `epoch` (never 0, what the buffers hold when zeroed, for 2^32 − 1 layers).
+    __device__ __forceinline__ u32 pd_tag(unsigned epoch, int nLayer, int l) {
+        return (u32)(((unsigned long long)epoch * nLayer + l) % 0xffffffffull) + 1u;
+    }
+    // The SSD step's activations from the tagged words in_proj's epilogue wrote (ssd_step_y).
+    struct SsdSrcTagged {
+        typedef pd_word word;
+        static constexpr bool polls = true;
+        const pd_word* xr; const pd_word* zr; u32 tag;
+        // in_proj's count of finished jobs and the count at which this layer's are all done: lane 0 waits for it,
+        // backing off, before the warp loads its words (a word that is not there yet is loaded again). Polling
+        // the words themselves instead, every warp of the grid re-reading its 18 words a lane back to back, made
+        // 2.7b's step 2,488 µs against 2,230 with grid barriers: the readers crowded L2, whose queues are full of
+        // weight copies already.
+        const unsigned* done; unsigned target;
+        __device__ __forceinline__ void gate() const {
+            if ((threadIdx.x & 31) == 0) {
+                for (unsigned spins = 0, ns = 32; (int)(pd_ld_relaxed(done) - target) < 0; spins++) {
+                    if (spins > (1u << 24)) asm volatile("trap;");
+                    __nanosleep(ns);
+                    ns = min(ns * 2, 256u);
+                }
+            }
+            __syncwarp();
+        }
+        __device__ __forceinline__ word x(int i) const { return pd_get(xr + i); }
+        __device__ __forceinline__ word z(int i) const { return pd_get(zr + i); }
+        __device__ __forceinline__ word none() const { return (pd_word)tag << 32; }
+        __device__ __forceinline__ bool ready(word w) const { return pd_has(w, tag); }
+        __device__ __forceinline__ float val(word w) const { return __uint_as_float((u32)w); }
+    };
+    // The consumers' sum of v (one value a thread) into the tagged word *dst, the warps added in order (red: 8 floats).
+    __device__ __forceinline__ void pd_block_total(float v, float* red, pd_word* dst, u32 tag) {
         v = warp_sum(v);
         if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
         pd_consumers_sync();
-        if (threadIdx.x == 0) { float t = 0.f; for (int w = 0; w < 8; w++) t += red[w]; *dst = t; }
+        if (threadIdx.x == 0) { float t = 0.f; for (int w = 0; w < 8; w++) t += red[w]; pd_put(dst, __float_as_uint(t), tag); }
     }
     __device__ __forceinline__ void pd_mbar_arrive(unsigned bar) {
         asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" :: "r"(bar) : "memory");
@@ -249,6 +295,56 @@ extension CUDAKernelSource {
         return *scale;
     }
 
+    // pd_stage from tagged words (`tag`): x̂'s bf16 pairs (in / 2 words; thread t takes words t + 256j) and the
+    // nslots ≤ 256 sums of squares (warp 0 also takes slots t + 32k), every word a thread takes issued at once;
+    // those not there yet issued again, together, after a pause, until all are: one round trip after the last
+    // writer. (Warp 0 waiting for the sums first, then every thread loading x̂, took a round trip more: the
+    // whole step at 130m 368 µs against 353 with grid barriers, same run.)
+    #define PD_STAGE_WORDS 16
+    __device__ __forceinline__ float pd_stage_tagged(act_t* xs, const pd_word* xh, int in, const pd_word* ssq, int nslots, float eps,
+                                                     float* scale, u32 tag) {
+        const int tid = threadIdx.x, nw = in / 2;
+        const bool sums = tid < 32;
+        float s = 0.f;
+        for (int c0 = 0; c0 < nw || (sums && c0 == 0); c0 += PD_CONSUMERS * PD_STAGE_WORDS) {
+            pd_word w[PD_STAGE_WORDS], v[8];
+            auto xat = [&](int j) { return c0 + tid + PD_CONSUMERS * j; };
+            auto sat = [&](int k) { return tid + 32 * k; };
+            const bool withSums = sums && c0 == 0;
+            #pragma unroll
+            for (int j = 0; j < PD_STAGE_WORDS; j++) w[j] = xat(j) < nw ? pd_get(xh + xat(j)) : (pd_word)tag << 32;
+            #pragma unroll
+            for (int k = 0; k < 8; k++) v[k] = withSums && sat(k) < nslots ? pd_get(ssq + sat(k)) : (pd_word)tag << 32;
+            for (unsigned spins = 0, ns = 32;; spins++) {
+                bool all = true;
+                #pragma unroll
+                for (int j = 0; j < PD_STAGE_WORDS; j++) all = all && pd_has(w[j], tag);
+                #pragma unroll
+                for (int k = 0; k < 8; k++) all = all && pd_has(v[k], tag);
+                if (all) break;
+                if (spins > (1u << 24)) asm volatile("trap;");  // a writer that never came: fail, not hang
+                __nanosleep(ns);
+                ns = min(ns * 2, 256u);
+                #pragma unroll
+                for (int j = 0; j < PD_STAGE_WORDS; j++) if (!pd_has(w[j], tag)) w[j] = pd_get(xh + xat(j));
+                #pragma unroll
+                for (int k = 0; k < 8; k++) if (!pd_has(v[k], tag)) v[k] = pd_get(ssq + sat(k));
+            }
+            #pragma unroll
+            for (int j = 0; j < PD_STAGE_WORDS; j++) if (xat(j) < nw) ((u32*)xs)[xat(j)] = (u32)w[j];
+            if (withSums) {
+                #pragma unroll
+                for (int k = 0; k < 8; k++) s += __uint_as_float((u32)v[k]);
+            }
+        }
+        if (sums) {
+            s = warp_sum(s);
+            if (tid == 0) *scale = rsqrtf(s / in + eps);
+        }
+        pd_consumers_sync();
+        return *scale;
+    }
+
     // With a trace (bench --profile): %globaltimer (ns) at the phase boundaries of block 0's first consumer
     // thread, PD_MARKS a layer.
     #define PD_MARKS 8
@@ -261,8 +357,9 @@ extension CUDAKernelSource {
     template <int CPW, int NPL, int PAIRS>
     __device__ __forceinline__ void persistent_body(
             int nLayer, int dModel, int inSize, int dSsm, int convDim, int dConv, int H, int P, int N, float eps, float lo,
-            float hi, int dPerChannel, int nbg, int sh, const PersistentLayer* __restrict__ layers, float* residual, float* zx,
-            float* xbc, act_t* xhModel, act_t* xhSSM, float* ssqModel, float* ssqSSM, unsigned* pbar, int slotBytes, int spw, unsigned long long* trace, int pairsFrom) {
+            float hi, int dPerChannel, int nbg, int sh, const PersistentLayer* __restrict__ layers, float* residual,
+            const act_t* xhModel, const float* ssqModel, PD_HAND_OVERS, unsigned* pbar, int slotBytes, int spw,
+            unsigned long long* trace, int pairsFrom) {
         extern __shared__ __align__(128) unsigned char pd_smem[];
         const int nslots = 8 * spw;
         act_t* xs = (act_t*)(pd_smem + (size_t)nslots * slotBytes);  // [max(dModel, dSsm)]
@@ -270,15 +367,17 @@ extension CUDAKernelSource {
         __shared__ float red[8], scale;
         const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, b = blockIdx.x;
         // Rows per job: as many as a slot holds, up to 8 (a job's products cost about the same for 1 row as for
-        // 8: their chain of k steps, not their rows; 1-row out_proj jobs made 2.7b's step 10% slower).
-        const int jobIn = min(PD_JOB_ROWS, slotBytes / pd_stride(dModel)), jobSsm = min(PD_JOB_ROWS, slotBytes / pd_stride(dSsm));
+        // 8: their chain of k steps, not their rows; 1-row out_proj jobs made 2.7b's step 10% slower). out_proj's
+        // jobs are whole pairs of rows (the host asks for two to fit), so that x̂'s pairs are written whole.
+        const int jobIn = min(PD_JOB_ROWS, slotBytes / pd_stride(dModel)), jobSsm = min(PD_JOB_ROWS, slotBytes / pd_stride(dSsm)) & ~1;
         __shared__ int metaRow[PD_MAX_SLOTS], metaRows[PD_MAX_SLOTS];  // a slot's first row and rows (0: end of a phase)
         __shared__ unsigned epochS;
         if (tid == 0) {
             for (int i = 0; i < nslots; i++) { ds_mbar_init(smem_addr(&full[i])); ds_mbar_init(smem_addr(&empty[i])); }
             asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-            // Launches before this one (word 0), read before any thread of the block can reach a barrier: block 0
-            // advances it after the last one. (The previous launch completed before the embedding started.)
+            // Launches before this one (word 0), read before any thread of the block can hand anything over:
+            // block 0 advances it after the last layer, which every block's hand-overs come before. (The previous
+            // launch completed before the embedding started.)
             epochS = *(volatile unsigned*)pbar;
         }
         __syncthreads();
@@ -292,8 +391,8 @@ extension CUDAKernelSource {
         if (warp == 8) {
             // The producer: claims the jobs of each phase (weights do not depend on the previous kernel or phase:
             // no wait) from a counter the blocks share, one at a time, and streams them as soon as a slot is
-            // free: a block that streams faster takes more, so the grid barriers do not wait for the slowest
-            // multiprocessor's fixed share. After a phase, one end marker per warp.
+            // free: a block that streams faster takes more, so no phase waits for the slowest multiprocessor's
+            // fixed share. After a phase, one end marker per warp.
             if (lane != 0) return;
             int q = 0;
             auto put = [&](const act_t* W, int in, int r, int rows) {
@@ -308,13 +407,13 @@ extension CUDAKernelSource {
                 const unsigned dst = smem_addr(pd_smem + (size_t)slot * slotBytes);
                 for (int j = 0; j < rows; j++) ds_bulk(dst + j * pd_stride(in), W + (size_t)(r + j) * in, in * 2, bar);
             };
-            // The epilogue's per-row data of a claimed job (the conv window and its filter, the residual, biases,
-            // the next norm's weight) fetched into L2 as the job is claimed, so that the consumer's loads and
-            // stores of it meet L2 instead of memory behind the queued copies. Measured on the H200 (whole step,
-            // 1 row, same runs): 1.3b 1,397–1,420 µs against 1,648 without, 2.7b 2,808 against 2,879 (on another
-            // machine 1.3b took 1,523–1,559, its grid barrier after out_proj 8–9 µs instead of 2–3). Leaving those
-            // loads out altogether (wrong results, timing only) gained nothing, so the gain is presumably on the
-            // stores to the same lines (the conv window, the residual), which now meet them in L2.
+            // The epilogue's per-row data of a claimed job (the conv window and its filter, biases, the next
+            // norm's weight) fetched into L2 as the job is claimed, so that the consumer's loads and stores of it
+            // meet L2 instead of memory behind the queued copies. Measured on the H200 (whole step, 1 row, same
+            // runs): 1.3b 1,397–1,420 µs against 1,648 without, 2.7b 2,808 against 2,879 (on another machine 1.3b
+            // took 1,523–1,559, its grid barrier after out_proj 8–9 µs instead of 2–3). Leaving those loads out
+            // altogether (wrong results, timing only) gained nothing, so the gain is presumably on the stores to
+            // the same lines (the conv window), which now meet them in L2.
             auto prefetch = [&](const void* a) { asm volatile("prefetch.global.L2 [%0];" :: "l"(a)); };
             // L is the phase's layer, read once per phase (not per job: the copies' memory clobbers would reload it).
             auto epilogueData = [&](const PersistentLayer& L, int p, int r, int n) {
@@ -329,17 +428,16 @@ extension CUDAKernelSource {
                 } else {
                     if (L.outProjBias) prefetch(L.outProjBias + r);
                     prefetch(L.nextNorm + r);
-                    prefetch(residual + r);
                 }
             };
-            // Phase p's counter grows by its jobs + one failed claim per block each launch: its base is known.
-            // One job a claim: claims of two jobs left the phase's last blocks a job behind (1.3b's grid barrier
-            // after out_proj 5–9 µs against 2.5; whole step 1,545–1,552 µs against 1,398–1,401, same run; 2.7b
-            // 2,754–2,760 against 2,679–2,691); four a claim were slower still (1.3b 1,779).
+            // Phase p's counter (pbar + 32·(1 + p)) grows by its jobs + one failed claim per block each launch: its
+            // base is known. One job a claim: claims of two jobs left the phase's last blocks a job behind (1.3b's
+            // grid barrier after out_proj 5–9 µs against 2.5; whole step 1,545–1,552 µs against 1,398–1,401, same
+            // run; 2.7b 2,754–2,760 against 2,679–2,691); four a claim were slower still (1.3b 1,779).
             auto phase = [&](int p, const act_t* W, int in, int rows, int jr) {
                 const int nJ = (rows + jr - 1) / jr;
                 const PersistentLayer L = layers[p / 2];
-                unsigned* c = pbar + 32 * (3 * nLayer + 1 + p);
+                unsigned* c = pbar + 32 * (1 + p);
                 const unsigned base = epoch * (unsigned)(nJ + gridDim.x);
                 int j = (int)(atomicAdd(c, 1u) - base);
                 while (j < nJ) {
@@ -357,9 +455,10 @@ extension CUDAKernelSource {
             return;
         }
         // The consumers: this warp's jobs (q = warp, warp + 8, …) until the phase's end marker. `pre` loads what
-        // a row's epilogue needs into registers before the product, so that it adds no round trip after it.
+        // a row's epilogue needs into registers before the product, so that it adds no round trip after it. The
+        // epilogue runs in every lane (`mine`: lane < the job's rows), so that it may exchange values.
         int q = warp;
-        auto jobs = [&](int in, auto&& pre, auto&& epilogue) {
+        auto jobs = [&](int in, auto&& pre, auto&& epilogue, unsigned* count) {
             for (;; q += 8) {
                 const int slot = slotOf(q);
                 ds_mbar_wait(smem_addr(&full[slot]), useOf(q) & 1);
@@ -371,7 +470,9 @@ extension CUDAKernelSource {
                 __syncwarp();
                 if (lane == 0) pd_mbar_arrive(smem_addr(&empty[slot]));
                 if (rows == 0) { q += 8; return; }
-                if (lane < rows) epilogue(r + lane, s, ctx);
+                epilogue(r + lane, s, ctx, lane < rows);
+                // A hint, not an ordering (the words carry their own tags): relaxed, so the copies do not wait on it.
+                if (count && lane == 0) asm volatile("red.relaxed.gpu.global.add.u32 [%0], 1;" :: "l"(count) : "memory");
             }
         };
         const bool tracing = trace && b == 0 && tid == 0;
@@ -379,10 +480,18 @@ extension CUDAKernelSource {
         const int per = (P + CPW - 1) / CPW;
         for (int l = 0; l < nLayer; l++) {
             const PersistentLayer L = layers[l];
+            const u32 tag = pd_tag(epoch, nLayer, l), before = pd_tag(epoch, nLayer, l - 1);
+            const bool last = l == nLayer - 1;
+            unsigned* inDone = pbar + 32 * (1 + 2 * nLayer + l);  // in_proj's finished jobs (all launches)
             unsigned long long* mark = trace + (size_t)l * PD_MARKS;
             if (tracing) mark[0] = pd_now();
-            // A. in_proj (+ bias), the conv step of conv inputs.
-            float inv = pd_stage(xs, xhModel, dModel, ssqModel, gridDim.x, eps, &scale);
+            // The SSD step's state does not depend on in_proj: its lines start for L2 before.
+            for (int item = b * 8 + warp; item < H * per; item += gridDim.x * 8)
+                ssd_state_prefetch(0, item / per, (item % per) * CPW, CPW, H, P, N, L.state, sh);
+            // A. in_proj (+ bias), the conv step of conv inputs. Its input: the embedding's hand-over (layer 0),
+            // else the last layer's out_proj's, tagged.
+            float inv = l == 0 ? pd_stage(xs, xhModel, dModel, ssqModel, gridDim.x, eps, &scale)
+                               : pd_stage_tagged(xs, hoxhM, dModel, hossqM, gridDim.x, eps, &scale, before);
             if (tracing) mark[1] = pd_now();
             const bool conv4 = dConv == 4;
             jobs(dModel, [&](int o) {
@@ -396,64 +505,91 @@ extension CUDAKernelSource {
                     for (int k = 0; k < 3; k++) x.v[6 + k] = L.convState[(size_t)k * convDim + c];
                 }
                 return x;
-            }, [&](int o, float s, const PDRow& x) {
+            }, [&](int o, float s, const PDRow& x, bool mine) {
+                if (!mine) return;
                 const float val = s * inv + x.v[0];
-                zx[o] = val;
                 const int c = o - dSsm;
-                if (c < 0 || c >= convDim) return;
-                if (!conv4) { conv_step_channel(0, c, val, convDim, dConv, L.convW, L.convB, L.convState, xbc); return; }
-                // As conv_step_channel: bias + w₃·new, then the held inputs in order; the window shifts by one.
-                float acc = x.v[1] + x.v[5] * val;
-                for (int k = 0; k < 3; k++) acc += x.v[2 + k] * x.v[6 + k];
-                L.convState[c] = x.v[7];
-                L.convState[(size_t)convDim + c] = x.v[8];
-                L.convState[(size_t)2 * convDim + c] = val;
-                xbc[c] = silu(acc);
-            });
+                if (c < 0 || c >= convDim) { pd_put(hozx + o, __float_as_uint(val), tag); return; }  // z, dt
+                float out;
+                if (!conv4) {
+                    out = conv_step_value(0, c, val, convDim, dConv, L.convW, L.convB, L.convState);
+                } else {  // as conv_step_channel: bias + w₃·new, then the held inputs in order; the window shifts by one
+                    float acc = x.v[1] + x.v[5] * val;
+                    for (int k = 0; k < 3; k++) acc += x.v[2 + k] * x.v[6 + k];
+                    L.convState[c] = x.v[7];
+                    L.convState[(size_t)convDim + c] = x.v[8];
+                    L.convState[(size_t)2 * convDim + c] = val;
+                    out = silu(acc);
+                }
+                pd_put(hoxbc + c, __float_as_uint(out), tag);
+            }, inDone);
             if (tracing) mark[2] = pd_now();
-            // The SSD step's state does not depend on phase A: its lines start for L2 before the barrier.
-            for (int item = b * 8 + warp; item < H * per; item += gridDim.x * 8)
-                ssd_state_prefetch(0, item / per, (item % per) * CPW, CPW, H, P, N, L.state, sh);
-            pd_grid_sync(pbar, 3 * l, epoch);
-            if (tracing) mark[3] = pd_now();
-            // B. The SSD step, handing over to out_proj.
+            // B. The SSD step, each item as soon as its inputs are there, handing y·silu(z) × the gate norm's
+            // weight over in bf16 pairs (lanes 2i and 2i + 1), with the block's Σ v².
+            const unsigned inJobs = (unsigned)((inSize + jobIn - 1) / jobIn);
             float sq = 0.f;
-            for (int item = b * 8 + warp; item < H * per; item += gridDim.x * 8)
-                sq += ssd_step_warp<CPW, NPL, PAIRS>(0, item / per, (item % per) * CPW, H, P, N, 1, dSsm, convDim, xbc, zx, inSize,
-                                                     dSsm + convDim, L.dtBias, L.A, lo, hi, L.D, dPerChannel, L.state, sh, nullptr,
-                                                     L.gateNorm, nbg, xhSSM);
-            pd_block_total(sq, red, ssqSSM + b);
+            for (int item = b * 8 + warp; item < H * per; item += gridDim.x * 8) {
+                const int h = item / per, p0 = (item % per) * CPW;
+                const SsdSrcTagged src = {hoxbc, hozx, tag, inDone, (epoch + 1) * inJobs};
+                float zc;
+                const float y = ssd_step_y<CPW, NPL, PAIRS>(src, 0, h, p0, H, P, N, 1, dSsm, dSsm + convDim, L.dtBias, L.A, lo, hi, L.D,
+                                                            dPerChannel, L.state, sh, true, zc);
+                const int c = h * P + p0 + lane;
+                const bool owner = lane < CPW && p0 + lane < P;
+                const float sz = silu(zc), v = owner ? (nbg ? y : y * sz) : 0.f;
+                const float xv = owner ? v * L.gateNorm[c] * (nbg ? sz : 1.f) : 0.f;
+                const float up = __shfl_down_sync(0xffffffffu, xv, 1);
+                if (owner && !(lane & 1)) pd_put(hoxhS + c / 2, pd_pair(xv, up), tag);
+                sq += v * v;
+            }
+            pd_block_total(sq, red, hossqS + b, tag);
+            if (tracing) mark[3] = pd_now();
+            // C. out_proj into the residual, handed over to the next norm (the next layer's, or norm_f: the last
+            // layer leaves the residual in `residual` for the head, which normalizes it itself).
+            inv = pd_stage_tagged(xs, hoxhS, dSsm, hossqS, gridDim.x, eps, &scale, tag);
             if (tracing) mark[4] = pd_now();
-            pd_grid_sync(pbar, 3 * l + 1, epoch);
-            if (tracing) mark[5] = pd_now();
-            // C. out_proj into the residual, handed over to the next norm.
-            inv = pd_stage(xs, xhSSM, dSsm, ssqSSM, gridDim.x, eps, &scale);
             float rs = 0.f;
             jobs(dSsm, [&](int o) {
                 PDRow x;
-                x.v[0] = __ldcg(residual + o); x.v[1] = L.outProjBias ? L.outProjBias[o] : 0.f; x.v[2] = L.nextNorm[o];
+                if (l == 0) {
+                    x.v[0] = __ldcg(residual + o);  // the embedding's
+                } else {
+                    pd_word w = pd_get(hores + o);
+                    for (unsigned spins = 0; !pd_has(w, before); spins++) {
+                        if (spins > (1u << 26)) asm volatile("trap;");
+                        w = pd_get(hores + o);
+                    }
+                    x.v[0] = __uint_as_float((u32)w);
+                }
+                x.v[1] = L.outProjBias ? L.outProjBias[o] : 0.f; x.v[2] = L.nextNorm[o];
                 return x;
-            }, [&](int o, float s, const PDRow& x) {
-                const float val = x.v[0] + s * inv + x.v[1];
-                residual[o] = val;
-                xhModel[o] = ST(val * x.v[2]);
+            }, [&](int o, float s, const PDRow& x, bool mine) {
+                const float val = mine ? x.v[0] + s * inv + x.v[1] : 0.f, xv = val * x.v[2];
+                const float up = __shfl_down_sync(0xffffffffu, xv, 1);
+                if (!mine) return;
+                if (last) { residual[o] = val; return; }
+                pd_put(hores + o, __float_as_uint(val), tag);
+                if (!(o & 1)) pd_put(hoxhM + o / 2, pd_pair(xv, up), tag);
                 rs += val * val;
-            });
-            pd_block_total(rs, red, ssqModel + b);
-            if (tracing) mark[6] = pd_now();
-            pd_grid_sync(pbar, 3 * l + 2, epoch);
-            if (tracing) mark[7] = pd_now();
+            }, nullptr);
+            pd_block_total(rs, red, hossqM + b, tag);
+            if (tracing) mark[5] = pd_now();
         }
-        // Every block has read the epoch (all passed the last barrier): the next launch counts one more.
+        // Every block has read the epoch (each handed its layers over, and block 0 waited for all of the last
+        // layer's SSD sums): the next launch counts one more.
         if (b == 0 && tid == 0) *(volatile unsigned*)pbar = epoch + 1;
     }
     #define PD_ARGS int nLayer, int dModel, int inSize, int dSsm, int convDim, int dConv, int H, int P, int N, float eps, float lo, \
-            float hi, int dPerChannel, int nbg, int sh, const PersistentLayer* __restrict__ layers, float* residual, float* zx, \
-            float* xbc, act_t* xhModel, act_t* xhSSM, float* ssqModel, float* ssqSSM, unsigned* pbar, int slotBytes, int spw, \
+            float hi, int dPerChannel, int nbg, int sh, const PersistentLayer* __restrict__ layers, float* residual, \
+            const act_t* xhModel, const float* ssqModel, PD_HAND_OVERS, unsigned* pbar, int slotBytes, int spw, \
             unsigned long long* trace, int pairsFrom
-    #define PD_PASS nLayer, dModel, inSize, dSsm, convDim, dConv, H, P, N, eps, lo, hi, dPerChannel, nbg, sh, layers, residual, zx, xbc, \
-            xhModel, xhSSM, ssqModel, ssqSSM, pbar, slotBytes, spw, trace, pairsFrom
+    #define PD_PASS nLayer, dModel, inSize, dSsm, convDim, dConv, H, P, N, eps, lo, hi, dPerChannel, nbg, sh, layers, residual, xhModel, \
+            ssqModel, hoxhM, hossqM, hozx, hoxbc, hoxhS, hossqS, hores, pbar, slotBytes, spw, trace, pairsFrom
     // 8 consumer warps and the producer warp. Any N ≤ 256 and P: 4 channels a warp; N = 128: 8, in pairs.
+    // Nine warps put three on some of the multiprocessor's four sub-partitions (16K registers each), so ptxas
+    // caps a thread at 168 registers: every value held across the layer loop counts (the hand-overs' seven
+    // addresses are kernel parameters, which stay in the constant bank; m_decode_persistent_n128, what every
+    // released size runs, uses 167 and spills nothing).
     extern "C" __global__ void __launch_bounds__(288, 1) m_decode_persistent(PD_ARGS) {
     #if ACT == 1 && SM90
         persistent_body<4, 0, 0>(PD_PASS);

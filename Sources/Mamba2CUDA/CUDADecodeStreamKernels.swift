@@ -116,24 +116,30 @@ extension CUDAKernelSource {
     // lanes past N and channels past P masked).
     // PAIRS: a lane takes N's values two at a time (n = 2·lane + 64·j + {0, 1}: 8-byte float32 or 4-byte
     // bf16 loads and stores, twice the bytes per instruction; NPL even).
-    // One warp's part: CPW channels p0.. of head h of row r (the activations read through L2, __ldcg: the
-    // persistent decode reads them in the kernel that wrote them). Returns this lane's share of Σ v² (0
-    // without xh).
-    template <int CPW, int NPL, int PAIRS>
-    __device__ __forceinline__ float ssd_step_warp(
-            int r, int h, int p0, int H, int P, int N, int G, int dSsm, int convDim, const float* xbc, const float* zx,
-            int ld, int dtOffset, const float* __restrict__ dtBias, const float* __restrict__ A, float lo, float hi,
-            const float* __restrict__ D, int dPerChannel, void* __restrict__ state, int sh, float* __restrict__ yOut,
-            const float* __restrict__ gateW, int nbg, act_t* __restrict__ xh) {
+    // Where a warp's activations come from: x(i) loads xbc's value i, z(i) zx's. SsdSrcPlain reads float32
+    // through L2 (__ldcg: a kernel may read what an earlier one wrote with PDL); the persistent decode's
+    // SsdSrcTagged (polls = true) loads tagged words, ready once their writer's tag is there.
+    struct SsdSrcPlain {
+        typedef float word;
+        static constexpr bool polls = false;
+        __device__ __forceinline__ void gate() const {}
+        const float* xr; const float* zr;
+        __device__ __forceinline__ word x(int i) const { return __ldcg(xr + i); }
+        __device__ __forceinline__ word z(int i) const { return __ldcg(zr + i); }
+    };
+    // One warp's part: CPW channels p0.. of head h of row r, its activations from `src` (SsdSrcPlain, or the
+    // persistent decode's tagged words): returns y of channel p0 + lane in lanes < CPW (with z's value in zc).
+    template <int CPW, int NPL, int PAIRS, class Src>
+    __device__ __forceinline__ float ssd_step_y(
+            const Src& src, int r, int h, int p0, int H, int P, int N, int G, int dSsm, int dtOffset,
+            const float* __restrict__ dtBias, const float* __restrict__ A, float lo, float hi,
+            const float* __restrict__ D, int dPerChannel, void* __restrict__ state, int sh, bool wantZ, float& zc) {
         constexpr int MAXK = NPL > 0 ? NPL : 8;
         const int lane = threadIdx.x & 31, npl = NPL > 0 ? NPL : (N + 31) / 32;
-        const float* xr = xbc + (size_t)r * convDim;
-        const float* zr = zx + (size_t)r * ld;
         const int g = h / (H / G);
-        const float* B = xr + dSsm + g * N;
-        const float* C = xr + dSsm + G * N + g * N;
+        const int bOff = dSsm + g * N, cOff = dSsm + G * N + g * N;
         const size_t base = (((size_t)r * H + h) * P + p0) * N;
-        float bv[MAXK], cv[MAXK], s[CPW][MAXK];
+        float s[CPW][MAXK];
         auto nof = [&](int k) { return PAIRS ? 2 * lane + (k & 1) + 64 * (k >> 1) : lane + 32 * k; };  // lane's k-th n
         #pragma unroll
         for (int i = 0; i < CPW; i++)
@@ -154,21 +160,63 @@ extension CUDAKernelSource {
             }
         // Every other load issued with the state's, before any is used: the step is a chain of round trips
         // otherwise (x per channel inside the loop below cost 2.7b's step 7.3 µs against 4.1).
-        #pragma unroll
-        for (int k = 0; k < MAXK; k++) {
-            const bool ok = k < npl && nof(k) < N;
-            bv[k] = ok ? __ldcg(B + nof(k)) : 0.f;
-            cv[k] = ok ? __ldcg(C + nof(k)) : 0.f;
+        float bv[MAXK], cv[MAXK], xin[CPW], dd[CPW], zcv = 0.f, dtRaw;
+        src.gate();  // the persistent decode: until its inputs are likely there (the state's loads are in flight)
+        if constexpr (!Src::polls) {
+            #pragma unroll
+            for (int k = 0; k < MAXK; k++) {
+                const bool ok = k < npl && nof(k) < N;
+                bv[k] = ok ? src.x(bOff + nof(k)) : 0.f;
+                cv[k] = ok ? src.x(cOff + nof(k)) : 0.f;
+            }
+            #pragma unroll
+            for (int i = 0; i < CPW; i++) {
+                const bool ok = p0 + i < P;
+                xin[i] = ok ? src.x(h * P + p0 + i) : 0.f;
+                dd[i] = ok && D ? (dPerChannel ? D[h * P + p0 + i] : D[h]) : 0.f;
+            }
+            zcv = lane < CPW && p0 + lane < P && wantZ ? src.z(h * P + p0 + lane) : 0.f;
+            dtRaw = src.z(dtOffset + h);
+        } else {
+            // Words that poll: lane i < CPW takes channel p0 + i's x (the others by shuffles: 8 words a lane
+            // fewer, which the persistent kernel's 168 registers need); words not yet written are issued
+            // again, together, until all are.
+            typedef typename Src::word W;
+            W bw[MAXK], cw[MAXK], xw = src.none(), zw = src.none(), dw = src.none();
+            #pragma unroll
+            for (int k = 0; k < MAXK; k++) bw[k] = cw[k] = src.none();
+            const bool mineP = lane < CPW && p0 + lane < P;
+            for (unsigned spins = 0;; spins++) {
+                const bool first = spins == 0;
+                bool all = true;
+                #pragma unroll
+                for (int k = 0; k < MAXK; k++) {
+                    if (!(k < npl && nof(k) < N)) continue;
+                    if (first || !src.ready(bw[k])) bw[k] = src.x(bOff + nof(k));
+                    if (first || !src.ready(cw[k])) cw[k] = src.x(cOff + nof(k));
+                }
+                if (mineP && (first || !src.ready(xw))) xw = src.x(h * P + p0 + lane);
+                if (mineP && wantZ && (first || !src.ready(zw))) zw = src.z(h * P + p0 + lane);
+                if (first || !src.ready(dw)) dw = src.z(dtOffset + h);
+                #pragma unroll
+                for (int k = 0; k < MAXK; k++) all = all && src.ready(bw[k]) && src.ready(cw[k]);
+                if (all && src.ready(xw) && src.ready(zw) && src.ready(dw)) break;
+                if (spins > (1u << 24)) asm volatile("trap;");  // a writer that never came: fail, not hang
+                __nanosleep(128);  // rarely here (src.gate() waited): back off, L2 is busy with weight copies
+            }
+            #pragma unroll
+            for (int k = 0; k < MAXK; k++) { bv[k] = src.val(bw[k]); cv[k] = src.val(cw[k]); }
+            const float xm = src.val(xw);
+            #pragma unroll
+            for (int i = 0; i < CPW; i++) {
+                xin[i] = __shfl_sync(0xffffffffu, xm, i);
+                dd[i] = p0 + i < P && D ? (dPerChannel ? D[h * P + p0 + i] : D[h]) : 0.f;
+            }
+            zcv = src.val(zw);
+            dtRaw = src.val(dw);
         }
-        float xin[CPW], dd[CPW];
-        #pragma unroll
-        for (int i = 0; i < CPW; i++) {
-            const bool ok = p0 + i < P;
-            xin[i] = ok ? __ldcg(xr + h * P + p0 + i) : 0.f;
-            dd[i] = ok && D ? (dPerChannel ? D[h * P + p0 + i] : D[h]) : 0.f;
-        }
-        const float zc = lane < CPW && p0 + lane < P && xh ? __ldcg(zr + h * P + p0 + lane) : 0.f;
-        const float dt = ssd_dt(__ldcg(zr + dtOffset + h) + dtBias[h], lo, hi), decay = expf(dt * A[h]);
+        zc = zcv;
+        const float dt = ssd_dt(dtRaw + dtBias[h], lo, hi), decay = expf(dt * A[h]);
         // Every channel's sum of h·C over N first (acc[i], this lane's share), then all CPW sums reduced over
         // the warp together (warp_sums_halving): a warp_sum per channel made 16 channels a chain of 80 shuffles.
         float acc[CPW];
@@ -198,6 +246,22 @@ extension CUDAKernelSource {
         float mine = 0.f;
         #pragma unroll
         for (int i = 0; i < CPW; i++) if (lane == i) mine = total + dd[i] * xin[i];
+        return mine;
+    }
+    // ssd_step_y from float32 activations (xbc, zx: rows of convDim and ld values). With y, y (rows, d_ssm)
+    // float32 for the gated norm; with xh, the hand-over to the streaming out_proj: v = y·silu(z) (nbg = 0)
+    // or y (nbg = 1), xh = ST(v·w·[silu(z) if nbg]). Returns this lane's share of Σ v² (0 without xh).
+    template <int CPW, int NPL, int PAIRS>
+    __device__ __forceinline__ float ssd_step_warp(
+            int r, int h, int p0, int H, int P, int N, int G, int dSsm, int convDim, const float* xbc, const float* zx,
+            int ld, int dtOffset, const float* __restrict__ dtBias, const float* __restrict__ A, float lo, float hi,
+            const float* __restrict__ D, int dPerChannel, void* __restrict__ state, int sh, float* __restrict__ yOut,
+            const float* __restrict__ gateW, int nbg, act_t* __restrict__ xh) {
+        const int lane = threadIdx.x & 31;
+        const SsdSrcPlain src = {xbc + (size_t)r * convDim, zx + (size_t)r * ld};
+        float zc;
+        const float mine = ssd_step_y<CPW, NPL, PAIRS>(src, r, h, p0, H, P, N, G, dSsm, dtOffset, dtBias, A, lo, hi, D, dPerChannel,
+                                                       state, sh, xh != nullptr, zc);
         const int c = h * P + p0 + lane;
         const bool owner = lane < CPW && p0 + lane < P;
         if (yOut && owner) yOut[(size_t)r * dSsm + c] = mine;
@@ -207,8 +271,8 @@ extension CUDAKernelSource {
         xh[(size_t)r * dSsm + c] = ST(v * gateW[c] * (nbg ? sz : 1.f));
         return v * v;
     }
-    // The same warp's state lines fetched into L2 ahead of the step (the persistent decode issues this before
-    // the grid barrier that the step waits behind: the state does not depend on the phase before it).
+    // The same warp's state lines fetched into L2 ahead of the step (the persistent decode issues this at the
+    // layer's start: the state does not depend on the phases before the step).
     __device__ __forceinline__ void ssd_state_prefetch(int r, int h, int p0, int cpw, int H, int P, int N, const void* state, int sh) {
         const int lane = threadIdx.x & 31;
         const size_t bytes = (size_t)min(cpw, P - p0) * N * (sh ? 2 : 4);

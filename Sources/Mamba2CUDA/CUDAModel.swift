@@ -128,9 +128,10 @@ public final class CUDAModel: @unchecked Sendable {
     package var referenceSSDStep = false { didSet { graphs = [:] } }
     /// Blocks of m_ssd_step_ring_bf16 resident at once on the device, per number of ring stages (asked once each).
     var ssdRingBlocks: [Int: Int] = [:]
-    /// The persistent decode's layer table (13 addresses a layer), counters (the launch count, one per grid
-    /// barrier, one per phase's job claims) and hand-over sums (two per multiprocessor): `preparePersistent`.
-    var persistentTable, persistentBarrier, persistentSSQ: CUDABuffer?
+    /// The persistent decode's layer table (13 addresses a layer), counters (the launch count, one per phase's
+    /// job claims), the embedding's hand-over sums (one per multiprocessor) and the tagged hand-overs between
+    /// blocks: `preparePersistent`.
+    var persistentTable, persistentBarrier, persistentSSQ, persistentHandOvers: CUDABuffer?
     /// Whether this model's shape and device allow the persistent decode (bf16, one group, sm_90, the ring
     /// fits and a block of it is resident on each multiprocessor).
     var persistentShapeFits = false

@@ -9,11 +9,14 @@ extension CUDAModel {
     /// multiples of 128 bytes), each holding at least one row of the longer matrix rows (d_model or d_ssm
     /// inputs, at the kernel's padded stride, pd_stride); nil when they do not fit.
     static func persistentRing(_ c: Mamba2Config) -> (slotBytes: Int, perWarp: Int)? {
-        let longest = (max(c.dModel, c.dSSM) * 2 + 127) / 128 * 128 + 64
+        let longest = persistentStride(max(c.dModel, c.dSSM))
         let perWarp = 1  // one slot a warp: two of half the size were slower (2.7b: 2,743 against 2,475–2,482 µs, same run)
         let slotBytes = (streamSharedLimit - longest) / (8 * perWarp) / 128 * 128
         return slotBytes >= longest ? (slotBytes, perWarp) : nil
     }
+
+    /// Bytes between a job's rows of `inputs` values in a slot (pd_stride in the kernel).
+    static func persistentStride(_ inputs: Int) -> Int { (inputs * 2 + 127) / 128 * 128 + 64 }
 
     /// Dynamic shared memory of the persistent kernel.
     static func persistentShared(_ c: Mamba2Config, ring: (slotBytes: Int, perWarp: Int)) -> Int {
@@ -22,12 +25,13 @@ extension CUDAModel {
 
     /// Whether the shape and device allow the persistent decode (whatever the path chosen): bf16 weights
     /// (fp16's range does not hold the handed-over residual safely), one norm group, N ≤ 256, sm_90 (bulk
-    /// copies, mbarriers), d_model and d_ssm multiples of 32 (the products' k steps), the ring fits, and a
-    /// block of it is resident on a multiprocessor (the grid barrier needs every block resident at once).
+    /// copies, mbarriers), d_model and d_ssm multiples of 32 (the products' k steps), an even head dimension and
+    /// two rows of out_proj a slot (the hand-overs pack bf16 pairs of neighbouring channels and rows), the ring
+    /// fits, and a block of it is resident on a multiprocessor (each block waits for every other's hand-overs).
     static func persistentFits(_ c: Mamba2Config, precision: Precision, device: CUDADevice, kernels k: ModelKernels) -> Bool {
         guard precision == .bf16, c.nGroups == 1, c.dState <= 256, device.hasSM90Features, c.dModel % 32 == 0,
-              c.dSSM % 32 == 0,
-              let ring = persistentRing(c) else { return false }
+              c.dSSM % 32 == 0, c.headDim % 2 == 0,
+              let ring = persistentRing(c), ring.slotBytes >= 2 * persistentStride(c.dSSM) else { return false }
         let kernel = persistentKernel(c, k)
         let shared = persistentShared(c, ring: ring)
         guard (try? kernel.allowSharedMemory(shared)) != nil else { return false }
@@ -42,9 +46,10 @@ extension CUDAModel {
     /// A layer's matrices (in_proj and out_proj, bf16) up to which one row decodes as the persistent kernel by
     /// default: every released size (2.7b's layers are 81 MB). Measured on the H200, whole step against the
     /// per-layer kernels (`bench --profile`, same run): 130m 370 against 414 µs, 370m 766 against 936, 780m
-    /// 1,008 against 1,199, 1.3b 1,256 against 1,556, 2.7b 2,276 against 2,625. Larger layers
+    /// 1,008 against 1,199, 1.3b 1,256 against 1,556, 2.7b 2,276 against 2,625; with the tagged hand-overs
+    /// (no grid barriers) 130m 331 against 388, 1.3b 1,203 against 1,478, 2.7b 2,029 against 2,524. Larger layers
     /// are unmeasured: there the ring (about 200 KB a multiprocessor) hides less of each phase's fixed costs
-    /// (grid barriers, staging, the SSD step), which grow with the memory traffic queued in front of them.
+    /// (hand-overs, staging, the SSD step), which grow with the memory traffic queued in front of them.
     static let persistentLayerBytes = 100_000_000
 
     /// `persistentPairsFrom`'s default: the two-rows-at-a-time dot products for inputs of at least 2,048 values.
@@ -62,7 +67,7 @@ extension CUDAModel {
         return decodePath == .persistent || (decodePath == .automatic && Self.layerMatrixBytes(config) <= Self.persistentLayerBytes)
     }
 
-    /// The per-layer pointer table (`PersistentLayer`, 13 addresses a layer) and the grid barriers' counters,
+    /// The per-layer pointer table (`PersistentLayer`, 13 addresses a layer), the counters and the hand-overs,
     /// made when the states are (re)allocated: the table names each layer's state buffers.
     func preparePersistent() throws {
         guard persistentShapeFits else { return }
@@ -76,21 +81,35 @@ extension CUDAModel {
         let buffer = try CUDABuffer(bytes: table.count * 8, on: device)
         try buffer.upload(table)
         persistentTable = buffer
-        // The launch count, a counter per grid barrier (3 a layer) and one per phase's job claims (2 a layer),
+        // The launch count, a counter per phase's job claims (2 a layer) and one of in_proj's finished jobs a layer,
         // 128 bytes apart: all zero here, and zeroed again with every new set of states (a launch that failed
         // half-way would leave them uneven).
-        let barrier = try CUDABuffer(count: 32 * (5 * layers.count + 1), on: device)
+        let barrier = try CUDABuffer(count: 32 * (3 * layers.count + 1), on: device)
         try barrier.fill(bitPattern: 0)
         persistentBarrier = barrier
-        persistentSSQ = try CUDABuffer(count: 2 * device.multiprocessors, on: device)
+        persistentSSQ = try CUDABuffer(count: device.multiprocessors, on: device)
+        // The tagged hand-overs (PDHandOvers: 8 bytes a value or bf16 pair), zeroed with the launch count: a tag
+        // counts launches, so words left by an earlier set of states must not carry one a new launch waits for.
+        let words = Self.persistentHandOverWords(config, multiprocessors: device.multiprocessors).reduce(0, +)
+        let handOvers = try CUDABuffer(count: 2 * words, on: device)
+        try handOvers.fill(bitPattern: 0)
+        persistentHandOvers = handOvers
+    }
+
+    /// The tagged hand-overs' parts in 8-byte words (PD_HAND_OVERS): x̂ for in_proj (bf16 pairs), a sum of squares
+    /// per block, in_proj's outputs, the conv step's, the gated y (bf16 pairs), a sum of squares per block, the
+    /// residual. (The config's sizes were validated when it was read: these sums are far from overflowing.)
+    static func persistentHandOverWords(_ c: Mamba2Config, multiprocessors nb: Int) -> [Int] {
+        [c.dModel / 2, nb, c.inProjSize, c.convDim, c.dSSM / 2, nb, c.dModel]
     }
 
     /// Queues the layers of one row's decode step (the embedding has handed over to layer 0's norm through
-    /// xhModel and persistentSSQ's first half): residual1 out, for the head. With `trace`, block 0 records its
+    /// xhModel and persistentSSQ): residual1 out, for the head. With `trace`, block 0 records its
     /// phase boundaries there (`persistentPhases`).
     func persistentStep(trace: CUDABuffer? = nil) throws {
         let c = config
-        guard let ring = Self.persistentRing(c), let table = persistentTable, let bar = persistentBarrier, let ssq = persistentSSQ else {
+        guard let ring = Self.persistentRing(c), let table = persistentTable, let bar = persistentBarrier, let ssq = persistentSSQ,
+              let handOvers = persistentHandOvers else {
             throw Mamba2Error.invalidArgument("decode", reason: "the persistent decode was not prepared for this model")
         }
         let nb = device.multiprocessors
@@ -100,7 +119,10 @@ extension CUDAModel {
         }
         a.add(c.rmsNormEps); a.add(c.dtLimit.lo); a.add(c.dtLimit.hi); a.add(Int32(c.dHasHeadDim ? 1 : 0))
         a.add(Int32(c.normBeforeGate ? 1 : 0)); a.add(Int32(stateType == .bf16 ? 1 : 0)); a.add(table)
-        a.add(residual1); a.add(zx1); a.add(xbc1); a.add(xhModel); a.add(xhSSM); a.add(ssq.pointer); a.add(ssq.pointer + UInt64(4 * nb))
+        a.add(residual1); a.add(xhModel); a.add(ssq.pointer)
+        // The hand-overs' parts (PD_HAND_OVERS), in the order preparePersistent counted them.
+        var at = handOvers.pointer
+        for words in Self.persistentHandOverWords(c, multiprocessors: nb) { a.add(at); at += UInt64(8 * words) }
         a.add(bar); a.add(Int32(ring.slotBytes)); a.add(Int32(ring.perWarp))
         a.add(trace?.pointer ?? 0)
         a.add(Int32(clamping: persistentPairsFrom))
@@ -124,8 +146,9 @@ extension CUDAModel {
         }
         try device.synchronize()
         let t = try trace.download(c.nLayer * m, as: UInt64.self)
-        let names = ["stage in_proj's input", "in_proj jobs (+ conv step)", "grid barrier 1 (+ state prefetch)", "SSD step",
-                     "grid barrier 2", "stage out_proj's input + out_proj jobs", "grid barrier 3"]
+        let names = ["stage in_proj's input (+ state prefetch; waits for every block's out_proj)", "in_proj jobs (+ conv step)",
+                     "SSD step (each item waits for its inputs)", "stage out_proj's input (waits for every block's SSD step)",
+                     "out_proj jobs"]
         var out: [(String, Double, Int)] = []
         for (i, name) in names.enumerated() {
             let sum = (0..<c.nLayer).reduce(0.0) { $0 + Double(Int64(bitPattern: t[$1 * m + i + 1] &- t[$1 * m + i])) }

@@ -521,18 +521,23 @@ extension CUDAKernelSource {
     extern "C" __global__ void __launch_bounds__(256) m_conv_prefill_run(CONV_RUN_ARGS) { conv_prefill_run<4, 8, 0>(CONV_RUN_PASS); }
     extern "C" __global__ void __launch_bounds__(256) m_conv_prefill_run_h(CONV_RUN_ARGS) { conv_prefill_run<4, 16, 1>(CONV_RUN_PASS); }
 
-    // Decode's conv step of one channel of one row: the window [state, new input nv], SiLU into xbc, and the
-    // state shifted by one (only the caller's thread touches this channel's window).
-    __device__ __forceinline__ void conv_step_channel(int r, int ch, float nv, int convDim, int dConv, const float* __restrict__ convW,
-                                                      const float* __restrict__ convB, float* __restrict__ convState,
-                                                      float* __restrict__ xbc) {
+    // Decode's conv step of one channel of one row: the window [state, new input nv] and its SiLU (returned),
+    // the state shifted by one (only the caller's thread touches this channel's window).
+    __device__ __forceinline__ float conv_step_value(int r, int ch, float nv, int convDim, int dConv, const float* __restrict__ convW,
+                                                     const float* __restrict__ convB, float* __restrict__ convState) {
         float* st = convState + (size_t)r * (dConv - 1) * convDim + ch;
         const float* w = convW + (size_t)ch * dConv;
         float acc = (convB ? convB[ch] : 0.f) + w[dConv - 1] * nv;
         for (int k = 0; k < dConv - 1; k++) acc += w[k] * st[(size_t)k * convDim];
         for (int k = 0; k < dConv - 2; k++) st[(size_t)k * convDim] = st[(size_t)(k + 1) * convDim];
         st[(size_t)(dConv - 2) * convDim] = nv;
-        xbc[(size_t)r * convDim + ch] = silu(acc);
+        return silu(acc);
+    }
+    // The same, into xbc.
+    __device__ __forceinline__ void conv_step_channel(int r, int ch, float nv, int convDim, int dConv, const float* __restrict__ convW,
+                                                      const float* __restrict__ convB, float* __restrict__ convState,
+                                                      float* __restrict__ xbc) {
+        xbc[(size_t)r * convDim + ch] = conv_step_value(r, ch, nv, convDim, dConv, convW, convB, convState);
     }
 
     // Decode's conv step per (channel, row), for batches that take their projections from cuBLAS (smaller
