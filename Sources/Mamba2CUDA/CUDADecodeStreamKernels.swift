@@ -116,9 +116,11 @@ extension CUDAKernelSource {
     // lanes past N and channels past P masked).
     // PAIRS: a lane takes N's values two at a time (n = 2·lane + 64·j + {0, 1}: 8-byte float32 or 4-byte
     // bf16 loads and stores, twice the bytes per instruction; NPL even).
-    // Where a warp's activations come from: x(i) loads xbc's value i, z(i) zx's. SsdSrcPlain reads float32
-    // through L2 (__ldcg: a kernel may read what an earlier one wrote with PDL); the persistent decode's
-    // SsdSrcTagged (polls = true) loads tagged words, ready once their writer's tag is there.
+    //
+    // Where a warp's activations come from: x(i) loads xbc's value i, z(i) zx's, after gate() (which waits
+    // until they are likely written; nothing here). SsdSrcPlain reads float32 through L2 (__ldcg: a kernel may
+    // read what an earlier one wrote with PDL); the persistent decode's SsdSrcTagged (polls = true) loads
+    // tagged words, ready once their writer's tag is there.
     struct SsdSrcPlain {
         typedef float word;
         static constexpr bool polls = false;
