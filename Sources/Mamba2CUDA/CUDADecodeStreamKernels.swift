@@ -121,6 +121,13 @@ extension CUDAKernelSource {
     // until they are likely written; nothing here). SsdSrcPlain reads float32 through L2 (__ldcg: a kernel may
     // read what an earlier one wrote with PDL); the persistent decode's SsdSrcTagged (polls = true) loads
     // tagged words, ready once their writer's tag is there.
+    // A poller's pause before its next try (spins: the tries so far): 32, 64, 128, then 256 ns, so that readers
+    // waiting on another block do not crowd L2, whose queues are full of weight copies; a writer that never came
+    // traps after seconds instead of hanging the process.
+    __device__ __forceinline__ void poll_pause(unsigned spins) {
+        if (spins > (1u << 24)) asm volatile("trap;");
+        __nanosleep(32u << min(spins, 3u));
+    }
     struct SsdSrcPlain {
         typedef float word;
         static constexpr bool polls = false;
@@ -203,8 +210,7 @@ extension CUDAKernelSource {
                 #pragma unroll
                 for (int k = 0; k < MAXK; k++) all = all && src.ready(bw[k]) && src.ready(cw[k]);
                 if (all && src.ready(xw) && src.ready(zw) && src.ready(dw)) break;
-                if (spins > (1u << 24)) asm volatile("trap;");  // a writer that never came: fail, not hang
-                __nanosleep(128);  // rarely here (src.gate() waited): back off, L2 is busy with weight copies
+                poll_pause(spins);  // rarely here: src.gate() waited
             }
             #pragma unroll
             for (int k = 0; k < MAXK; k++) { bv[k] = src.val(bw[k]); cv[k] = src.val(cw[k]); }

@@ -88,7 +88,7 @@ extension CUDAModel {
         try barrier.fill(bitPattern: 0)
         persistentBarrier = barrier
         persistentSSQ = try CUDABuffer(count: device.multiprocessors, on: device)
-        // The tagged hand-overs (PDHandOvers: 8 bytes a value or bf16 pair), zeroed with the launch count: a tag
+        // The tagged hand-overs (PD_HAND_OVERS: 8 bytes a value or bf16 pair), zeroed with the launch count: a tag
         // counts launches, so words left by an earlier set of states must not carry one a new launch waits for.
         let words = Self.persistentHandOverWords(config, multiprocessors: device.multiprocessors).reduce(0, +)
         let handOvers = try CUDABuffer(count: 2 * words, on: device)
@@ -133,7 +133,7 @@ extension CUDAModel {
 
 extension CUDAModel {
     /// Marks a layer of the trace holds (PD_MARKS in the kernel).
-    static let persistentMarks = 8
+    static let persistentMarks = 6
 
     /// Where one persistent decode step spends its time, from block 0's clock (%globaltimer), averaged over
     /// the layers: for `bench --profile`. Each phase's time includes waiting for its weights.
