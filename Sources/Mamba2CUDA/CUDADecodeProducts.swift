@@ -8,8 +8,6 @@ import CMamba2CUDA
 /// bandwidth. So, once per row count, before its decode graph is captured: cuBLASLt's heuristic candidates for
 /// each product (in_proj, out_proj, head) and cublasGemmEx are timed on this model's own weights, every layer's
 /// in turn so that they come from memory as in a decode step, and the fastest runs that product from then on.
-/// Our own product (m_decode_product, `CUDAKernelSource.decodeProduct`) is timed beside them where it serves the
-/// shape: it streams its first weights before the previous kernel completes, which cuBLAS's kernels do not.
 
 /// cuBLASLt's candidate algorithms for one product shape (`mkc_lt_plan`); with `slices` > 1, the product cut along its
 /// input into that many equal slices, run as one batched product whose partial outputs lie `rows · out` values apart
@@ -45,73 +43,21 @@ extension CUDAModel {
         package let sliceable: Bool
     }
 
-    /// How a decode product runs: cublasGemmEx (`lt` nil, `own` false), candidate `index` of a cuBLASLt plan, or
-    /// our own kernel (`own`, m_decode_product), over `slices` slices of its input; with the times measured (µs a
-    /// product) for `bench --profile`: the chosen one's, cublasGemmEx's, the fastest at each slice count timed, and
-    /// our kernel's fastest (nil where it was not timed).
+    /// How a decode product runs: cublasGemmEx (`lt` nil), or candidate `index` of a cuBLASLt plan, over `slices`
+    /// slices of its input; with the times measured (µs a product) for `bench --profile`: the chosen one's,
+    /// cublasGemmEx's, and the fastest at each slice count timed.
     package struct DecodeProductChoice {
         let lt: (plan: CUDALtPlan, index: Int)?
-        package let own: Bool
         package let slices: Int
         package let microseconds: Double
         package let gemmEx: Double
         package let bestBySlices: [Int: Double]
-        package let ownBest: (slices: Int, microseconds: Double)?
-        /// The cuBLASLt candidate taken (nil: cublasGemmEx or our kernel).
+        /// The cuBLASLt candidate taken (nil: cublasGemmEx).
         package var candidate: Int? { lt?.index }
         /// The choice in words, for `bench --profile`.
         package var words: String {
-            let sliced = slices > 1 ? ", \(slices) slices of k" : ""
-            if own { return "m_decode_product" + sliced }
-            return lt.map { "cuBLASLt candidate \($0.index)" + sliced } ?? "cublasGemmEx"
+            lt.map { "cuBLASLt candidate \($0.index)" + (slices > 1 ? ", \(slices) slices of k" : "") } ?? "cublasGemmEx"
         }
-    }
-
-    /// How m_decode_product runs a product (`CUDAKernelSource.decodeProduct`): each warp's ring of slots (a group
-    /// of 8 rows of its segment of the inputs each), its grid (a block per multiprocessor, a whole number of them per
-    /// slice) and dynamic shared memory (the 8 warps' rings, then their partial sums of every group).
-    package struct DecodeProductPlan {
-        package let slots, blocks, sharedBytes: Int
-    }
-
-    /// m_decode_product's plan for y (rows, out) = x · Wᵀ over `slices` slices of the input, nil where it does not
-    /// serve the shape: 16-bit weights on sm_90, 1–16 rows, a slice's inputs in 8 warps' segments of whole k-steps of
-    /// 32, at most 10 a warp (X's fragments are held in registers: 2,560 inputs), and room for at least 2 slots a warp
-    /// beside the partial sums. As many slots as fit, up to 16 a warp.
-    package func decodeProductPlan(rows n: Int, out: Int, in: Int, slices: Int) -> DecodeProductPlan? {
-        let mp = device.multiprocessors
-        guard precision != .f32, device.hasSM90Features, (1...Self.streamRows).contains(n), slices >= 1, mp >= slices, out >= 1,
-              `in` % slices == 0, (`in` / slices) % 256 == 0, `in` / slices <= Self.decodeProductMaxInputs else { return nil }
-        let perSlice = mp / slices
-        let groups = ((out + perSlice - 1) / perSlice + 7) / 8  // the busiest block's groups of 8 rows
-        let slotBytes = 8 * ((`in` / slices / 8) * 2 + 64)
-        let partials = groups * 8 * 128 * 4
-        let slots = min(16, (Self.decodeProductSharedLimit - partials) / (8 * slotBytes))
-        guard slots >= 2 else { return nil }
-        return DecodeProductPlan(slots: slots, blocks: perSlice * slices, sharedBytes: 8 * slots * slotBytes + partials)
-    }
-
-    /// A slice's inputs m_decode_product serves at most: 8 warps × DP_XMAX (10) k-steps of 32.
-    static let decodeProductMaxInputs = 8 * 10 * 32
-
-    /// Dynamic shared memory m_decode_product may ask for: sm_90's 227 KB a block, less its static barriers (1 KB) and
-    /// 1 KB the runtime keeps.
-    static let decodeProductSharedLimit = 227 * 1024 - 2 * 1024
-
-    /// y (rows, out) (+)= x · Wᵀ on m_decode_product, leaving `slices` partial products `rows · out` apart.
-    package func ownProduct(rows n: Int, out: Int, in: Int, slices: Int, x: CUDABuffer, w: CUDABuffer, y: CUDABuffer, accumulate: Bool) throws {
-        guard let plan = decodeProductPlan(rows: n, out: out, in: `in`, slices: slices), !(accumulate && slices > 1) else {
-            throw Mamba2Error.invalidArgument("rows", reason: "m_decode_product does not serve \(n) rows × \(out) × \(`in`) in \(slices) slices")
-        }
-        if decodeProductShared < plan.sharedBytes {
-            try k.decodeProduct.allowSharedMemory(plan.sharedBytes)
-            decodeProductShared = plan.sharedBytes
-        }
-        let a = KernelArguments()
-        for v in [n, `in`, out, slices, plan.slots] { a.add(Int32(v)) }
-        a.add(x); a.add(w); a.add(y); a.add(Int32(accumulate ? 1 : 0))
-        try k.decodeProduct.launch(grid: (plan.blocks, 1, 1), block: (256, 1, 1), sharedBytes: plan.sharedBytes,
-                                   arguments: a, dependent: true)
     }
 
     /// Rows up to which decode's cuBLAS products are tuned (beyond, cublasGemmEx): each new row count costs its
@@ -138,9 +84,6 @@ extension CUDAModel {
     func decodeGEMM(rows n: Int, out: Int, in: Int, x: CUDABuffer, w: CUDABuffer, y: CUDABuffer, accumulate: Bool,
                     sliceable: Bool = false) throws {
         let shape = DecodeProductShape(rows: n, out: out, in: `in`, accumulate: accumulate, sliceable: sliceable)
-        if let choice = decodeProducts[shape], choice.own {
-            return try ownProduct(rows: n, out: out, in: `in`, slices: choice.slices, x: x, w: w, y: y, accumulate: accumulate)
-        }
         guard let lt = decodeProducts[shape]?.lt else {
             return try gemm(rows: n, out: out, in: `in`, x: x, w: w, y: y, accumulate: accumulate)
         }
@@ -212,33 +155,22 @@ extension CUDAModel {
             let gemmEx = try microseconds { try gemm(rows: s.rows, out: s.out, in: s.in, x: p.x, w: $0, y: p.y, accumulate: s.accumulate) }
             let forcedSlices = s.sliceable ? decodeProductSliceCount : nil
             // cublasGemmEx unless a candidate is faster (or forced); a forced slice count rules cublasGemmEx out.
-            var taken: (lt: (plan: CUDALtPlan, index: Int)?, own: Bool, slices: Int, microseconds: Double) =
-                (nil, false, 1, forcedSlices == nil && decodeOwnProducts != true ? gemmEx : .infinity)
-            var ownBest: (slices: Int, microseconds: Double)?
+            var taken: (lt: (plan: CUDALtPlan, index: Int)?, slices: Int, microseconds: Double) = (nil, 1, forcedSlices == nil ? gemmEx : .infinity)
             var bestBySlices = [1: gemmEx]
             // (A sliceable product is handed over, so at most gateHandOverRows rows: outProduct1's room for slices.)
             let sliceCounts = [1] + (s.sliceable ? Self.decodeSliceCounts.filter { s.in % (8 * $0) == 0 } : [])
             for slices in sliceCounts where forcedSlices == nil || forcedSlices == slices {
                 guard let plan = CUDALtPlan(device: device, rows: s.rows, out: s.out, in: s.in, slices: slices, precision: precision,
                                             maxAlgorithms: Self.decodeTuneCandidates) else { continue }
-                for i in 0..<plan.count where (decodeProductCandidate == nil || decodeProductCandidate == i) && decodeOwnProducts != true {
+                for i in 0..<plan.count where decodeProductCandidate == nil || decodeProductCandidate == i {
                     // A candidate that fails (cuBLASLt may offer one this shape's sizes or alignment refuse) is skipped.
                     guard let t = try? microseconds({ try ltProduct(plan, i, x: p.x, w: $0, y: p.y, accumulate: s.accumulate) }) else { continue }
                     bestBySlices[slices] = min(bestBySlices[slices] ?? .infinity, t)
-                    if t < taken.microseconds || decodeProductCandidate != nil { taken = ((plan, i), false, slices, t) }
+                    if t < taken.microseconds || decodeProductCandidate != nil { taken = ((plan, i), slices, t) }
                 }
             }
-            // Our own product at each slice count it serves (not where a cuBLASLt candidate is forced, or ours is ruled out).
-            for slices in sliceCounts where (forcedSlices == nil || forcedSlices == slices) && decodeProductCandidate == nil
-                && decodeOwnProducts != false && decodeProductPlan(rows: s.rows, out: s.out, in: s.in, slices: slices) != nil {
-                let t = try microseconds { try ownProduct(rows: s.rows, out: s.out, in: s.in, slices: slices, x: p.x, w: $0, y: p.y,
-                                                          accumulate: s.accumulate) }
-                if t < ownBest?.microseconds ?? .infinity { ownBest = (slices, t) }
-                if t < taken.microseconds { taken = (nil, true, slices, t) }
-            }
-            if taken.microseconds == .infinity { taken.microseconds = gemmEx }  // nothing else served it: cublasGemmEx
-            decodeProducts[p.shape] = DecodeProductChoice(lt: taken.lt, own: taken.own, slices: taken.slices, microseconds: taken.microseconds,
-                                                          gemmEx: gemmEx, bestBySlices: bestBySlices, ownBest: ownBest)
+            decodeProducts[p.shape] = DecodeProductChoice(lt: taken.lt, slices: taken.slices, microseconds: taken.microseconds, gemmEx: gemmEx,
+                                                          bestBySlices: bestBySlices)
         }
     }
 

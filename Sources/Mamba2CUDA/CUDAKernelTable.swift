@@ -15,10 +15,10 @@ public enum CUDAKernelTable {
     public static func model(_ precision: WeightType) -> CUDAModuleSpec {
         CUDAModuleSpec(name: "model_\(precision.rawValue).cu",
                        source: "#define ACT \(precision.code)\n" + CUDAKernelSource.halfConversions(f16: precision == .f16) + CUDAKernelSource.model
-                           + CUDAKernelSource.decodeStream + CUDAKernelSource.decodeProduct + CUDAKernelSource.decodePersistent,
+                           + CUDAKernelSource.decodeStream + CUDAKernelSource.decodePersistent,
                        kernels: ["m_embed", "m_rmsnorm", "m_rmsnorm_rows", "m_gated_norm", "m_add_into", "m_add_bias", "m_gather_rows", "m_conv_prefill", "m_conv_prefill_run", "m_conv_prefill_run_h", "m_conv_step",
                                  "m_ssd_step", "m_ssd_step_n128", "m_ssd_step_ring_bf16", "m_gemv", "m_argmax", "m_fill_normal", "m_to_bf16",
-                                 "m_decode_persistent", "m_decode_persistent_n128", "m_decode_product"]
+                                 "m_decode_persistent", "m_decode_persistent_n128"]
                            + CUDAModel.streamDepths.map { "m_gemv_tc\($0)" })
     }
 
@@ -107,8 +107,6 @@ package struct ModelKernels {
     package let gemvTC: [Int: CUDAKernel]
     /// One row's decode as one kernel (`CUDAKernelSource.decodePersistent`).
     package let decodePersistent, decodePersistentN128: CUDAKernel
-    /// Decode's own 16-bit product for 2–16 rows (`CUDAKernelSource.decodeProduct`).
-    package let decodeProduct: CUDAKernel
     package init(device: CUDADevice, precision: WeightType) throws {
         let m = try device.load(CUDAKernelTable.model(precision))
         embed = try m.entry("m_embed"); rmsnorm = try m.entry("m_rmsnorm"); rmsnormRows = try m.entry("m_rmsnorm_rows")
@@ -121,7 +119,6 @@ package struct ModelKernels {
         toBF16 = try m.entry("m_to_bf16")
         gemvTC = try Dictionary(uniqueKeysWithValues: CUDAModel.streamDepths.map { ($0, try m.entry("m_gemv_tc\($0)")) })
         decodePersistent = try m.entry("m_decode_persistent"); decodePersistentN128 = try m.entry("m_decode_persistent_n128")
-        decodeProduct = try m.entry("m_decode_product")
     }
 }
 

@@ -107,11 +107,6 @@ public final class CUDAModel: @unchecked Sendable {
     package var decodeProductCandidate: Int? { didSet { graphs = [:]; decodeProducts = [:] } }
     /// With a value, tuning cuts every sliceable product into that many slices (`decodeSliceCounts`), whatever its speed.
     package var decodeProductSliceCount: Int? { didSet { graphs = [:]; decodeProducts = [:] } }
-    /// Whether tuning times our own product (m_decode_product) beside cuBLAS's: nil, timed and taken where fastest;
-    /// true, taken wherever it serves the shape whatever its speed; false, never (the self-test and `bench --profile`).
-    package var decodeOwnProducts: Bool? { didSet { graphs = [:]; decodeProducts = [:] } }
-    /// The dynamic shared memory m_decode_product has been allowed so far.
-    var decodeProductShared = 0
     /// Which decode path runs: `.automatic` picks per row count (`persistent(rows:)`, then `streams(rows:)`);
     /// the self-test and `bench --profile` force `.plain` (m_gemv / cuBLAS, the reference), `.streaming` (at
     /// every row count it serves, 1–16) or `.persistent` (one row as one kernel at any layer size; other row

@@ -138,21 +138,7 @@ extension CUDAModel {
                 for (slices, t) in p.bestBySlices.sorted(by: { $0.key < $1.key }) where p.bestBySlices.count > 1 {
                     out.append(("\(name) product, fastest in \(slices) slice\(slices == 1 ? "" : "s") of k", t, bytes))
                 }
-                if let own = p.ownBest {
-                    out.append(("\(name) product, m_decode_product (fastest, \(own.slices) slice\(own.slices == 1 ? "" : "s"))", own.microseconds, bytes))
-                }
                 out.append(("\(name) product, taken: \(p.words)", p.microseconds, bytes))
-            }
-            if decodeProductChoices(rows: n).contains(where: { $0.choice.own }) {  // again on cuBLAS alone, in the same run
-                decodeOwnProducts = false
-                defer { decodeOwnProducts = nil }
-                out.append(try wholeStep("whole step (\(c.nLayer) layers, cuBLAS, tuned, without m_decode_product)"))
-            } else if decodeProductChoices(rows: n).contains(where: { $0.choice.ownBest != nil }) {
-                // m_decode_product where it serves, whatever tuning timed: it may gain in the step's chain (its
-                // weights streamed before the previous kernel completes) what it loses alone
-                decodeOwnProducts = true
-                defer { decodeOwnProducts = nil }
-                out.append(try wholeStep("whole step (\(c.nLayer) layers, m_decode_product forced)"))
             }
             if decodeProductChoices(rows: n).contains(where: { $0.choice.slices > 1 }) {  // again with every product whole, in the same run
                 decodeProductSliceCount = 1

@@ -169,36 +169,28 @@ extension CUDASelfTest {
                 // splits of k): the logits can part only where that moves a bf16 rounding of an activation by one
                 // ulp, so the bound is one bf16 ulp at the logits' scale, 2^-8 (the bf16 bound above is for roundings
                 // in other places, everywhere).
-                // Our own product (m_decode_product) is forced the same way where it serves the rows (up to 16), for
-                // every product, out_proj whole and in 2 slices.
                 let orderTol = 0x1p-8
                 for n in [CUDAModel.gateHandOverRows, 24] {
                     gpu.decodePath = .plain
-                    let small = n <= CUDAModel.gateHandOverRows
-                    let forced: [(candidate: Int?, slices: Int?, own: Bool?)] = [(nil, nil, nil), (0, nil, false), (1, nil, false)]
-                        + (small ? [(0, 2, false), (0, 4, false), (nil, 1, true), (nil, 2, true)] : [])
+                    let forced: [(candidate: Int?, slices: Int?)] = [(nil, nil), (0, nil), (1, nil)]
+                        + (n <= CUDAModel.gateHandOverRows ? [(0, 2), (0, 4)] : [])
                     let runs = try decodeRuns(rows: n, steps: 4, settings: [{ gpu.decodeProductTuning = false }] + forced.map { f in
-                        { gpu.decodeProductTuning = true; gpu.decodeProductCandidate = f.candidate; gpu.decodeProductSliceCount = f.slices
-                          gpu.decodeOwnProducts = f.own }
+                        { gpu.decodeProductTuning = true; gpu.decodeProductCandidate = f.candidate; gpu.decodeProductSliceCount = f.slices }
                     })
                     for (k, f) in forced.enumerated() {
                         gpu.decodeProductCandidate = f.candidate
                         gpu.decodeProductSliceCount = f.slices
-                        gpu.decodeOwnProducts = f.own
                         try gpu.tuneDecodeProducts(rows: n)
-                        let sliced = f.slices.map { ", out_proj in \($0) slice\($0 == 1 ? "" : "s")" } ?? ""
-                        let how = f.own == true ? "m_decode_product" + sliced : f.candidate.map { "cuBLASLt candidate \($0)" + sliced } ?? "tuned"
-                        let name = "model random bf16: decode's products, \(how) vs cublasGemmEx's own choice, \(n) rows × 4 steps"
+                        let how = f.candidate.map { "cuBLASLt candidate \($0)" + (f.slices.map { ", out_proj in \($0) slices" } ?? "") } ?? "tuned"
+                        let name = "model random bf16: decode's cuBLAS products, \(how) vs cublasGemmEx's own choice, \(n) rows × 4 steps"
                         let choices = gpu.decodeProductChoices(rows: n)
                         let taken = gpu.tunesDecodeProducts(rows: n) && choices.count == 3
                             && (f.candidate == nil || choices.allSatisfy { $0.choice.candidate == f.candidate })
-                            && (f.own != true || choices.allSatisfy(\.choice.own))
                             && (f.slices == nil || choices.contains { $0.name == "out_proj" && $0.choice.slices == f.slices })
                         if taken { check(name, runs[1 + k], runs[0], orderTol) } else { checks.append(.notTaken(name, path: how)) }
                     }
                     gpu.decodeProductCandidate = nil
                     gpu.decodeProductSliceCount = nil
-                    gpu.decodeOwnProducts = nil
                     gpu.decodePath = .automatic
                 }
                 // The persistent decode (one row as one kernel, by default at 1 row) against the plain path, on
@@ -206,7 +198,6 @@ extension CUDASelfTest {
                 // the same bf16 bound. Each of its two dot-product layouts is forced for every input (this
                 // model's inputs are below the size where the default changes layout).
                 checks += try Self.persistentLayoutChecks(gpu, label: "model random bf16", steps: 4, tolerance: tol, rng: &rng)
-                checks += try Self.decodeProductChecks(gpu, rng: &rng)
                 // 4. A bf16 decode state against the float32 one over 1,000 tokens, the same tokens fed to both.
                 //    The state is rounded once per token (2^-9 relative); its errors decay with the state as its
                 //    contents do, so the logits stay within a few roundings of the float32 state's: the bf16
@@ -317,53 +308,6 @@ extension CUDASelfTest {
         w.lmHead = w.lmHead.map(round)
         for i in w.layers.indices { w.layers[i].inProj = round(w.layers[i].inProj); w.layers[i].outProj = round(w.layers[i].outProj) }
         return w
-    }
-
-    /// m_decode_product alone against the exact product of its bf16 inputs (computed in double on the CPU), at shapes
-    /// chosen to reach what the model's products at this size do not: rings that wrap around (16 slots for 21
-    /// groups of 8 rows; 4 for 12), a last group of fewer than 8 rows, 9 and 3 rows of X, 4 slices of the
-    /// input, and accumulation into Y. Y is poisoned (NaN) first, except where it accumulates. Bound: each output's
-    /// float32 sum of at most `in` exact products (bf16 × bf16 is exact in float32) rounds at most `in` times, so
-    /// |error| ≤ in · 2^-23 · Σ|w·x| (twice the textbook bound, for the tensor cores' internal additions); the check
-    /// passes when the largest error over that bound is ≤ 1. A wrong or missing element is off by the size of a term,
-    /// which is orders of magnitude larger.
-    static func decodeProductChecks(_ gpu: CUDAModel, rng: inout SplitMix64) throws -> [Check] {
-        let cases: [(rows: Int, out: Int, in: Int, slices: Int, accumulate: Bool)] = [
-            (16, 132 * 8 * 20 + 5, 256, 1, false), (9, 132 * 8 * 12, 2560, 1, false), (3, 1000, 4096, 4, false), (16, 700, 512, 1, true)]
-        var checks: [Check] = []
-        for c in cases {
-            let name = "m_decode_product alone: \(c.rows) rows × \(c.out) × \(c.in), \(c.slices) slice\(c.slices == 1 ? "" : "s")"
-                + (c.accumulate ? ", accumulating" : "") + " vs the exact product"
-            guard let plan = gpu.decodeProductPlan(rows: c.rows, out: c.out, in: c.in, slices: c.slices) else {
-                checks.append(.notTaken(name, path: "m_decode_product")); continue
-            }
-            let xs = roundedTo16Bits((0..<(c.rows * c.in)).map { _ in rng.uniform() * 2 - 1 }, bfloat: true)
-            let scale = 1 / Float(c.in).squareRoot()
-            let ws = roundedTo16Bits((0..<(c.out * c.in)).map { _ in (rng.uniform() * 2 - 1) * scale }, bfloat: true)
-            let y0 = c.accumulate ? (0..<(c.rows * c.out)).map { _ in rng.uniform() * 2 - 1 } : [Float](repeating: .nan, count: c.slices * c.rows * c.out)
-            let x = try CUDABuffer(halves: xs, on: gpu.device), w = try CUDABuffer(halves: ws, on: gpu.device), y = try CUDABuffer(y0, on: gpu.device)
-            try gpu.ownProduct(rows: c.rows, out: c.out, in: c.in, slices: c.slices, x: x, w: w, y: y, accumulate: c.accumulate)
-            try gpu.device.synchronize()
-            let got = try y.download()
-            let xf = floatsFrom16Bits(xs, bfloat: true), wf = floatsFrom16Bits(ws, bfloat: true)
-            var worst = 0.0
-            var written = true
-            for r in 0..<c.rows {
-                for o in 0..<c.out {
-                    var exact = c.accumulate ? Double(y0[r * c.out + o]) : 0, magnitude = abs(exact)
-                    for k in 0..<c.in {
-                        let term = Double(wf[o * c.in + k]) * Double(xf[r * c.in + k])
-                        exact += term; magnitude += abs(term)
-                    }
-                    var sum = 0.0
-                    for s in 0..<c.slices { sum += Double(got[(s * c.rows + r) * c.out + o]) }
-                    if sum.isNaN { written = false }
-                    worst = max(worst, abs(sum - exact) / (Double(c.in) * 0x1p-23 * magnitude + .leastNormalMagnitude))
-                }
-            }
-            checks.append(Check(name: name + " (\(plan.slots) slots a warp)", relativeError: worst, tolerance: 1, allWritten: written))
-        }
-        return checks
     }
 
     /// The persistent decode with each of its dot-product layouts forced for every input (`persistentPairsFrom`)
