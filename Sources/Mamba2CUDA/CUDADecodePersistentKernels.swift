@@ -277,7 +277,7 @@ extension CUDAKernelSource {
                                               float* scale) {
         const int tid = threadIdx.x, n16 = in / 8;
         for (int c = tid; c < n16; c += PD_CONSUMERS) ((uint4*)xs)[c] = __ldcg((const uint4*)xh + c);
-        if (tid < 32) {  // up to 256 slots, every load issued before the first is used
+        if (tid < 32) {  // up to 256 slots (the host keeps to CUDAModel.persistentMaxBlocks), every load issued before the first is used
             float v[8];
             #pragma unroll
             for (int k = 0; k < 8; k++) v[k] = tid + 32 * k < nslots ? __ldcg(ssq + tid + 32 * k) : 0.f;

@@ -15,6 +15,11 @@ extension CUDAModel {
         return slotBytes >= longest ? (slotBytes, perWarp) : nil
     }
 
+    /// Blocks (one a multiprocessor) whose sums of squares pd_stage and pd_stage_tagged add: warp 0 loads 8 a lane.
+    /// Past it a norm would leave blocks' sums out (and the tagged stage would not wait for them), so larger
+    /// devices take the per-layer kernels.
+    static let persistentMaxBlocks = 256
+
     /// Bytes between a job's rows of `inputs` values in a slot (pd_stride in the kernel).
     static func persistentStride(_ inputs: Int) -> Int { (inputs * 2 + 127) / 128 * 128 + 64 }
 
@@ -27,9 +32,11 @@ extension CUDAModel {
     /// (fp16's range does not hold the handed-over residual safely), one norm group, N ≤ 256, sm_90 (bulk
     /// copies, mbarriers), d_model and d_ssm multiples of 32 (the products' k steps), an even head dimension and
     /// two rows of out_proj a slot (the hand-overs pack bf16 pairs of neighbouring channels and rows), the ring
-    /// fits, and a block of it is resident on a multiprocessor (each block waits for every other's hand-overs).
+    /// fits, a block of it is resident on a multiprocessor (each block waits for every other's hand-overs), and
+    /// there are at most `persistentMaxBlocks` multiprocessors.
     static func persistentFits(_ c: Mamba2Config, precision: Precision, device: CUDADevice, kernels k: ModelKernels) -> Bool {
         guard precision == .bf16, c.nGroups == 1, c.dState <= 256, device.hasSM90Features, c.dModel % 32 == 0,
+              device.multiprocessors <= persistentMaxBlocks,
               c.dSSM % 32 == 0, c.headDim % 2 == 0,
               let ring = persistentRing(c), ring.slotBytes >= 2 * persistentStride(c.dSSM) else { return false }
         let kernel = persistentKernel(c, k)
