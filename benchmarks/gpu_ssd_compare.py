@@ -101,6 +101,7 @@ def main():
     ap.add_argument("--ours-dtype", default="bf16", help="f32 (our plain kernels), bf16 or f16 (tensor cores)")
     ap.add_argument("--backward", action="store_true", help="time forward + backward")
     ap.add_argument("--fused", action="store_true", help="also time our fused forward (bench ssd-kernels --path fused)")
+    ap.add_argument("--mma", action="store_true", help="also time our three kernels on mma.sync (bench ssd-kernels --products mma)")
     ap.add_argument("--json", required=True)
     ap.add_argument("--markdown", required=True)
     a = ap.parse_args()
@@ -142,6 +143,7 @@ def main():
         ours = run_ours(["--backward"] if a.backward else [])
         ours_ms = {r["L"]: r["ms"] for r in ours["rows"]}
         fused_ms = {r["L"]: r["ms"] for r in run_ours(["--path", "fused"])["rows"]} if a.fused else {}
+        mma_ms = {r["L"]: r["ms"] for r in run_ours(["--products", "mma"] + (["--backward"] if a.backward else []))["rows"]} if a.mma else {}
         for L in lengths:
             b = a.tokens // L
             x = torch.randn(b, L, H, P, device=dev, dtype=torch.bfloat16)
@@ -169,6 +171,8 @@ def main():
                          "speedup_vs_flash": flash[L] / ours_ms[L]})
             if a.fused:
                 rows[-1].update({"ours_fused_ms": fused_ms[L], "speedup_fused": ref / fused_ms[L]})
+            if a.mma:
+                rows[-1].update({"ours_mma_ms": mma_ms[L], "speedup_mma": ref / mma_ms[L]})
             del x, dt, B, C
             torch.cuda.empty_cache()
     meta = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "reference": sdist,
@@ -180,12 +184,13 @@ def main():
     lines = [f"SSD {meta['pass']} on {meta['gpu']}: H={H}, P={P}, G={G}, chunk {Q}, batch × length = {a.tokens} tokens; "
              f"median of {a.runs} (CUDA events over graph replays for the reference and FlashAttention-2).", "",
              "| L | N | reference Triton (bf16) ms | FlashAttention-2 (bf16) ms | ours ms (dtype) | speedup (ref / ours) |"
-             + (" ours fused ms | speedup (ref / fused) |" if a.fused else ""),
-             "| --- | --- | --- | --- | --- | --- |" + (" --- | --- |" if a.fused else "")]
+             + (" ours fused ms | speedup (ref / fused) |" if a.fused else "") + (" ours mma ms | speedup (ref / mma) |" if a.mma else ""),
+             "| --- | --- | --- | --- | --- | --- |" + (" --- | --- |" if a.fused else "") + (" --- | --- |" if a.mma else "")]
     for r in rows:
         lines.append(f"| {r['L']} | {r['N']} | {r['reference_triton_bf16_ms']:.3f} | {r['flash_attention_2_bf16_ms']:.3f} | "
                      f"{r['ours_ms']:.3f} ({r['ours_dtype']}) | {r['speedup']:.3f} |"
-                     + (f" {r['ours_fused_ms']:.3f} | {r['speedup_fused']:.3f} |" if a.fused else ""))
+                     + (f" {r['ours_fused_ms']:.3f} | {r['speedup_fused']:.3f} |" if a.fused else "")
+                     + (f" {r['ours_mma_ms']:.3f} | {r['speedup_mma']:.3f} |" if a.mma else ""))
     with open(a.markdown, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

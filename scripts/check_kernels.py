@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Compiles every CUDA module the library compiles at run time, for sm_90 (the H100/H200 it is tuned on) and
-for sm_80 and sm_89 (A100, L40/RTX 40: the library compiles for the device's own architecture, and there the
-sm_90-only kernels must compile to empty bodies the host never launches), with NVRTC, and checks that each
+"""Compiles every CUDA module the library compiles at run time, for sm_90a (the H100/H200 it is tuned on: sm_90
+with its architecture-specific features, wgmma among them) and for sm_80 and sm_89 (A100, L40/RTX 40: the library
+compiles for the device's own architecture, and there the sm_90-only kernels must compile to empty bodies the host
+never launches), with NVRTC, and checks that each
 entry point the library takes from it is there. The modules come from the binary itself
 (`mamba2 selftest --dump-kernels DIR`: CUDAKernelTable, the one table every call site uses), so what is
 compiled here is exactly what runs. A kernel that does not compile fails here, on a machine without a GPU,
@@ -39,11 +40,11 @@ def find_nvrtc():
     sys.exit("check_kernels: no NVRTC found (pip install nvidia-cuda-nvrtc)")
 
 
-ARCHS = ["sm_90", "sm_80", "sm_89"]
+ARCHS = ["sm_90a", "sm_80", "sm_89"]
 
 
 def compile_one(task):
-    """(module, arch) → (ok, report): the CUBIN, and for sm_90 the PTX's entry points too."""
+    """(module, arch) → (ok, report): the CUBIN, and for sm_90a the PTX's entry points too."""
     m, arch, out, path = task
     lib = ctypes.CDLL(path)
     src = open(os.path.join(out, m["file"]), "rb").read()
@@ -57,12 +58,12 @@ def compile_one(task):
     lib.nvrtcGetProgramLog(prog, log)
     lib.nvrtcDestroyProgram(ctypes.byref(prog))
     missing = []
-    if r == 0 and arch == "sm_90":
-        # The entry points: compile once more to PTX (sm_90 is a real architecture, so the CUBIN above
+    if r == 0 and arch == "sm_90a":
+        # The entry points: compile once more to PTX (sm_90a is a real architecture, so the CUBIN above
         # has no PTX) and look for each kernel the library takes from the module.
         ptx_prog = ctypes.c_void_p()
         lib.nvrtcCreateProgram(ctypes.byref(ptx_prog), src, m["file"].encode(), 0, None, None)
-        popts = [b"--gpu-architecture=compute_90", b"--std=c++17", b"-default-device"]
+        popts = [b"--gpu-architecture=compute_90a", b"--std=c++17", b"-default-device"]
         lib.nvrtcCompileProgram(ptx_prog, len(popts), (ctypes.c_char_p * len(popts))(*popts))
         n = ctypes.c_size_t()
         lib.nvrtcGetPTXSize(ptx_prog, ctypes.byref(n))
@@ -73,7 +74,7 @@ def compile_one(task):
         missing = [k for k in m["kernels"] if not re.search(r"\.entry\s+" + re.escape(k) + r"\b", text)]
     ok = r == 0 and not missing
     report = f"{'ok    ' if ok else 'FAILED'} {arch} {m['file']} ({len(m['kernels'])} entry points)" + (f": missing {missing}" if missing else "")
-    if r != 0 or (VERBOSE and arch == "sm_90"):
+    if r != 0 or (VERBOSE and arch == "sm_90a"):
         report += "\n" + log.value.decode()
     return ok, report
 
@@ -93,7 +94,7 @@ def main():
         print(report)
         failed += 0 if ok else 1
     print(f"{len(tasks) - failed} of {len(tasks)} kernel modules × architectures ({', '.join(ARCHS)}) compile, every entry point "
-          f"there for sm_90 (NVRTC from {path})")
+          f"there for sm_90a (NVRTC from {path})")
     sys.exit(1 if failed else 0)
 
 

@@ -14,8 +14,14 @@ public final class CUDADevice: @unchecked Sendable {
     public let computeCapability: (major: Int, minor: Int)
     /// Streaming multiprocessors (132 on an H100 SXM / H200).
     public let multiprocessors: Int
-    /// "sm_90" for an H100/H200: kernels are compiled for the device's own architecture.
-    public var architecture: String { "sm_\(computeCapability.major)\(computeCapability.minor)" }
+    /// Kernels are compiled for the device's own architecture: "sm_90a" for an H100/H200 (sm_90 with the
+    /// architecture-specific features, `wgmma` among them, which `hasWarpGroupProducts` gates), else "sm_XY".
+    public var architecture: String {
+        "sm_\(computeCapability.major)\(computeCapability.minor)" + (hasWarpGroupProducts ? "a" : "")
+    }
+    /// Whether kernels compiled for this device have Hopper's warp-group products (`wgmma`): compute capability 9.0
+    /// exactly, since sm_90a code runs on no other architecture.
+    public var hasWarpGroupProducts: Bool { computeCapability.major == 9 && computeCapability.minor == 0 }
     /// Whether the device has Hopper's (sm_90) bulk copies, mbarrier byte counts and programmatic dependent
     /// launch. The kernels built on them (the streaming products, the persistent decode) compile to empty
     /// bodies before sm_90; the host chooses them, and launches dependently, only where this holds.

@@ -39,9 +39,9 @@ public enum CUDAKernelTable {
         CUDAModuleSpec(name: "ssd_tc_\(f16 ? "f16" : "bf16")_\(N).cu",
                        source: "#define ELEM_F16 \(f16 ? 1 : 0)\n#define NS \(N)\n#define PH 64\n#define QC 128\n"
                            + CUDAKernelSource.halfConversions(f16: f16) + CUDAKernelSource.tensorCoreCommon + CUDAKernelSource.ssdTensorCore
-                           + "\n" + CUDAKernelSource.ssdFused
+                           + "\n" + CUDAKernelSource.ssdFused + "\n" + CUDAKernelSource.ssdHopper
                            + "\n#define SQ_ELEM u16\n#define SQ_F(v) to_f(v)\n#define SQ_CUM float\n" + CUDAKernelSource.ssdSequenceStates,
-                       kernels: ["ssd_tc_state", "ssd_tc_passing", "ssd_tc_scan", "ssd_sequence_states"] + (N % 64 == 0 ? ["ssd_tc_fused"] : []))
+                       kernels: ["ssd_tc_state", "ssd_tc_passing", "ssd_tc_scan", "ssd_sequence_states"] + (N % 64 == 0 ? ["ssd_tc_fused", "ssd_wg_state", "ssd_wg_scan"] : []))
     }
 
     /// The tensor-core SSD backward for 16-bit inputs and state size N (runs after `tensorCoreSSD`'s forward).
@@ -148,11 +148,17 @@ package struct TensorCoreSSDKernels {
     package let state, passing, scan, sequenceStates: CUDAKernel
     /// The fused forward (N = 64 or 128 only; nil otherwise).
     package let fused: CUDAKernel?
+    /// The chunk states and the scan on warp-group products (`CUDAKernelSource.ssdHopper`; N = 64 or 128 on an sm_90
+    /// device, else nil).
+    package let warpGroupState, warpGroupScan: CUDAKernel?
     package init(device: CUDADevice, f16: Bool, stateSize: Int) throws {
         let m = try device.load(CUDAKernelTable.tensorCoreSSD(f16: f16, stateSize: stateSize))
         state = try m.entry("ssd_tc_state"); passing = try m.entry("ssd_tc_passing"); scan = try m.entry("ssd_tc_scan")
         sequenceStates = try m.entry("ssd_sequence_states")
         fused = stateSize % 64 == 0 ? try m.entry("ssd_tc_fused") : nil
+        let warpGroup = stateSize % 64 == 0 && device.hasWarpGroupProducts
+        warpGroupState = warpGroup ? try m.entry("ssd_wg_state") : nil
+        warpGroupScan = warpGroup ? try m.entry("ssd_wg_scan") : nil
     }
 }
 

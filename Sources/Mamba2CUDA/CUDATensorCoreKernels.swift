@@ -56,32 +56,79 @@ extension CUDAKernelSource {
         }
     }
 
+    // The per-row factors of M's fragments for rows ur = um0 + lane/4 and ur + 8: cum_t, and where packed the
+    // start of t's sequence.
+    struct FragRows { int ur; float ct0, ct1; int st0, st1; };
+    __device__ __forceinline__ FragRows frag_rows(const float* cumS, const int* stS, bool packed, int um0, int lane) {
+        const int ur = um0 + (lane >> 2);
+        return {ur, cumS[ur], cumS[ur + 8], packed ? stS[ur] : 0, packed ? stS[ur + 8] : 0};
+    }
+
+    // The A fragment of M = CB ∘ exp(cum_t − cum_s) ∘ dt_s for the k-tile at k0: element (t, s) of fragment row
+    // t ∈ {ur, ur + 8}, columns s ∈ {s0, s0 + 1, s0 + 8, s0 + 9}, from CB and the decay × dt of each element
+    // (w<row><column pair>), masked to the row's sequence where packed. The layout is mma.m16n8k16's A fragment,
+    // which is also a warp's share of wgmma's A taken from registers.
+    __device__ __forceinline__ void m_fragment(u32* af, const u16* CBs, const FragRows& r, bool packed, int k0, int lane,
+                                               float2 w00, float2 w01, float2 w10, float2 w11) {
+        const int ur = r.ur, s0 = k0 + (lane & 3) * 2;
+        const float2 c00 = unpack2(*(const u32*)(CBs + ur * LDQ + s0)), c01 = unpack2(*(const u32*)(CBs + ur * LDQ + s0 + 8));
+        const float2 c10 = unpack2(*(const u32*)(CBs + (ur + 8) * LDQ + s0)), c11 = unpack2(*(const u32*)(CBs + (ur + 8) * LDQ + s0 + 8));
+        if (packed) {  // tokens of an earlier sequence are masked
+            if (s0 < r.st0) w00.x = 0.f;
+            if (s0 + 1 < r.st0) w00.y = 0.f;
+            if (s0 + 8 < r.st0) w01.x = 0.f;
+            if (s0 + 9 < r.st0) w01.y = 0.f;
+            if (s0 < r.st1) w10.x = 0.f;
+            if (s0 + 1 < r.st1) w10.y = 0.f;
+            if (s0 + 8 < r.st1) w11.x = 0.f;
+            if (s0 + 9 < r.st1) w11.y = 0.f;
+        }
+        af[0] = pack2(c00.x * w00.x, c00.y * w00.y); af[1] = pack2(c10.x * w10.x, c10.y * w10.y);
+        af[2] = pack2(c01.x * w01.x, c01.y * w01.y); af[3] = pack2(c11.x * w11.x, c11.y * w11.y);
+    }
+
+    // M's fragment for a k-tile left of the diagonal tile (k0 < the rows' tile): exp(cum_t − cum_s) =
+    // exp(cum_t − cum_e)·exp(cum_e − cum_s), e the tile's last token; both factors ≤ 1 since cum never increases,
+    // so neither overflows, and the second (times dt_s) is wS, made once per head.
+    __device__ __forceinline__ void m_fragment_left(u32* af, const u16* CBs, const float* cumS, const float* wS, const FragRows& r,
+                                                    bool packed, int k0, int lane) {
+        const int s0 = k0 + (lane & 3) * 2;
+        const float ce = cumS[k0 + 15];
+        const float a0 = __expf(r.ct0 - ce), a1 = __expf(r.ct1 - ce);
+        const float2 wa = *(const float2*)(wS + s0), wb = *(const float2*)(wS + s0 + 8);
+        m_fragment(af, CBs, r, packed, k0, lane, make_float2(wa.x * a0, wa.y * a0), make_float2(wb.x * a0, wb.y * a0),
+                   make_float2(wa.x * a1, wa.y * a1), make_float2(wb.x * a1, wb.y * a1));
+    }
+
+    // M's fragment for the diagonal tile (k0 = the rows' own tile), masked s ≤ t.
+    __device__ __forceinline__ void m_fragment_diagonal(u32* af, const u16* CBs, const float* cumS, const float* dtS, const float* vS,
+                                                        const FragRows& r, bool packed, int k0, int lane) {
+        const int ur = r.ur, s0 = k0 + (lane & 3) * 2;
+        if (cumS[k0] - cumS[k0 + 15] < 64.f) {
+            // its decay split at its first token b: exp(cum_t − cum_b) ≤ 1 times vS = exp(cum_b − cum_s)·dt_s, which
+            // stays under e^64·dt_s in such a tile
+            const float cb = cumS[k0];
+            const float a0 = __expf(r.ct0 - cb), a1 = __expf(r.ct1 - cb);
+            const float2 va = *(const float2*)(vS + s0), vb = *(const float2*)(vS + s0 + 8);
+            m_fragment(af, CBs, r, packed, k0, lane, make_float2(s0 <= ur ? va.x * a0 : 0.f, s0 + 1 <= ur ? va.y * a0 : 0.f),
+                       make_float2(s0 + 8 <= ur ? vb.x * a0 : 0.f, s0 + 9 <= ur ? vb.y * a0 : 0.f),
+                       make_float2(s0 <= ur + 8 ? va.x * a1 : 0.f, s0 + 1 <= ur + 8 ? va.y * a1 : 0.f),
+                       make_float2(s0 + 8 <= ur + 8 ? vb.x * a1 : 0.f, s0 + 9 <= ur + 8 ? vb.y * a1 : 0.f));
+        } else {
+            // a steeper decay: each factor exact
+            auto f = [&](int t, float ct, int s) { return s <= t ? __expf(fminf(ct - cumS[s], 0.f)) * dtS[s] : 0.f; };
+            m_fragment(af, CBs, r, packed, k0, lane, make_float2(f(ur, r.ct0, s0), f(ur, r.ct0, s0 + 1)),
+                       make_float2(f(ur, r.ct0, s0 + 8), f(ur, r.ct0, s0 + 9)),
+                       make_float2(f(ur + 8, r.ct1, s0), f(ur + 8, r.ct1, s0 + 1)), make_float2(f(ur + 8, r.ct1, s0 + 8), f(ur + 8, r.ct1, s0 + 9)));
+        }
+    }
+
     // acc += M·X for the unit at (um0, n0), M = CB ∘ exp(cum_t − cum_s) ∘ dt_s (s ≤ t, same sequence where
-    // `packed`), the A fragment of M made in registers: element (t, s) of fragment row t ∈ {ur, ur + 8},
-    // columns s ∈ {s0, s0 + 1, s0 + 8, s0 + 9}. cumS, dtS, wS, vS, stS: the per-token factors (see ssd_tc_scan).
+    // `packed`), the A fragment of M made in registers. cumS, dtS, wS, vS, stS: the per-token factors (see ssd_tc_scan).
     __device__ __forceinline__ void unit_intra(float (*acc)[4], const u16* CBs, const u16* Xs, const float* cumS, const float* dtS,
                                                const float* wS, const float* vS, const int* stS, bool packed, int um0, int n0, int lane) {
-        const int ur = um0 + (lane >> 2);
-        const float ct0 = cumS[ur], ct1 = cumS[ur + 8];
-        const int st0 = packed ? stS[ur] : 0, st1 = packed ? stS[ur + 8] : 0;
-        // One k-tile: its fragment of M from CB and the decay × dt of each element (w<row><column pair>), masked to
-        // the row's sequence where packed, times X.
-        auto tile = [&](int k0, float2 w00, float2 w01, float2 w10, float2 w11) {
-            const int s0 = k0 + (lane & 3) * 2;
-            const float2 c00 = unpack2(*(const u32*)(CBs + ur * LDQ + s0)), c01 = unpack2(*(const u32*)(CBs + ur * LDQ + s0 + 8));
-            const float2 c10 = unpack2(*(const u32*)(CBs + (ur + 8) * LDQ + s0)), c11 = unpack2(*(const u32*)(CBs + (ur + 8) * LDQ + s0 + 8));
-            if (packed) {  // tokens of an earlier sequence are masked
-                if (s0 < st0) w00.x = 0.f;
-                if (s0 + 1 < st0) w00.y = 0.f;
-                if (s0 + 8 < st0) w01.x = 0.f;
-                if (s0 + 9 < st0) w01.y = 0.f;
-                if (s0 < st1) w10.x = 0.f;
-                if (s0 + 1 < st1) w10.y = 0.f;
-                if (s0 + 8 < st1) w11.x = 0.f;
-                if (s0 + 9 < st1) w11.y = 0.f;
-            }
-            u32 af[4] = {pack2(c00.x * w00.x, c00.y * w00.y), pack2(c10.x * w10.x, c10.y * w10.y),
-                         pack2(c01.x * w01.x, c01.y * w01.y), pack2(c11.x * w11.x, c11.y * w11.y)};
+        const FragRows r = frag_rows(cumS, stS, packed, um0, lane);
+        auto times_x = [&](const u32* af, int k0) {
             for (int j = 0; j < NTU; j += 2) {
                 u32 bf[4];
                 loadB2T(bf, Xs, LDP, k0, n0 + j * 8, lane);
@@ -90,39 +137,22 @@ extension CUDAKernelSource {
             }
         };
         // The tiles left of the diagonal, two at a time (their chains of loads, exponentials and products are
-        // independent): exp(cum_t − cum_s) = exp(cum_t − cum_e)·exp(cum_e − cum_s), e the tile's last token; both
-        // factors ≤ 1 since cum never increases, so neither overflows, and the second (times dt_s) is wS, made once per head.
+        // independent).
         #pragma unroll 2
         for (int k0 = 0; k0 < um0; k0 += 16) {
-            const int s0 = k0 + (lane & 3) * 2;
-            const float ce = cumS[k0 + 15];
-            const float a0 = __expf(ct0 - ce), a1 = __expf(ct1 - ce);
-            const float2 wa = *(const float2*)(wS + s0), wb = *(const float2*)(wS + s0 + 8);
-            tile(k0, make_float2(wa.x * a0, wa.y * a0), make_float2(wb.x * a0, wb.y * a0),
-                 make_float2(wa.x * a1, wa.y * a1), make_float2(wb.x * a1, wb.y * a1));
+            u32 af[4];
+            m_fragment_left(af, CBs, cumS, wS, r, packed, k0, lane);
+            times_x(af, k0);
         }
-        // The diagonal tile, masked s ≤ t.
-        const int k0 = um0, s0 = k0 + (lane & 3) * 2;
-        if (cumS[k0] - cumS[k0 + 15] < 64.f) {
-            // its decay split at its first token b: exp(cum_t − cum_b) ≤ 1 times vS = exp(cum_b − cum_s)·dt_s, which
-            // stays under e^64·dt_s in such a tile
-            const float cb = cumS[k0];
-            const float a0 = __expf(ct0 - cb), a1 = __expf(ct1 - cb);
-            const float2 va = *(const float2*)(vS + s0), vb = *(const float2*)(vS + s0 + 8);
-            tile(k0, make_float2(s0 <= ur ? va.x * a0 : 0.f, s0 + 1 <= ur ? va.y * a0 : 0.f),
-                 make_float2(s0 + 8 <= ur ? vb.x * a0 : 0.f, s0 + 9 <= ur ? vb.y * a0 : 0.f),
-                 make_float2(s0 <= ur + 8 ? va.x * a1 : 0.f, s0 + 1 <= ur + 8 ? va.y * a1 : 0.f),
-                 make_float2(s0 + 8 <= ur + 8 ? vb.x * a1 : 0.f, s0 + 9 <= ur + 8 ? vb.y * a1 : 0.f));
-        } else {
-            // a steeper decay: each factor exact
-            auto f = [&](int t, float ct, int s) { return s <= t ? __expf(fminf(ct - cumS[s], 0.f)) * dtS[s] : 0.f; };
-            tile(k0, make_float2(f(ur, ct0, s0), f(ur, ct0, s0 + 1)), make_float2(f(ur, ct0, s0 + 8), f(ur, ct0, s0 + 9)),
-                 make_float2(f(ur + 8, ct1, s0), f(ur + 8, ct1, s0 + 1)), make_float2(f(ur + 8, ct1, s0 + 8), f(ur + 8, ct1, s0 + 9)));
-        }
+        u32 af[4];
+        m_fragment_diagonal(af, CBs, cumS, dtS, vS, r, packed, um0, lane);
+        times_x(af, um0);
     }
 
     // D·x, the gate and the 16-bit output of the unit at (um0, n0): tokens from row offset rl (row·L + t0), q of them.
-    __device__ __forceinline__ void unit_store_y(float (*acc)[4], const u16* Xs, const float* __restrict__ D, int dPerChannel, float dHead,
+    // xAt(t, p): x of token t, channels p and p + 1, as two 16-bit values (the kernel's layout of X in shared memory).
+    template <int NT = NTU, class XAt>
+    __device__ __forceinline__ void unit_store_y(float (*acc)[4], XAt xAt, const float* __restrict__ D, int dPerChannel, float dHead,
                                                  const u16* __restrict__ z, u16* __restrict__ y, u16* __restrict__ yPre, size_t rl,
                                                  int H, int h, int q, int um0, int n0, int lane) {
         const int ur = um0 + (lane >> 2);
@@ -130,11 +160,10 @@ extension CUDAKernelSource {
             const int t = ur + half * 8;
             if (t >= q) continue;
             const size_t row = ((rl + t) * H + h) * PH + n0 + (lane & 3) * 2;
-            const u16* xs = Xs + t * LDP + n0 + (lane & 3) * 2;
-            for (int j = 0; j < NTU; j++) {
+            for (int j = 0; j < NT; j++) {
                 float y0 = acc[j][half * 2], y1 = acc[j][half * 2 + 1];
                 if (D) {
-                    const float2 xv = unpack2(*(const u32*)(xs + j * 8));
+                    const float2 xv = unpack2(xAt(t, n0 + j * 8 + (lane & 3) * 2));
                     if (dPerChannel) {
                         const float2 d = *(const float2*)(D + h * PH + n0 + j * 8 + (lane & 3) * 2);
                         y0 += d.x * xv.x;
@@ -168,7 +197,7 @@ extension CUDAKernelSource {
         const float e0 = eS[ur], e1 = eS[ur + 8];
         for (int j = 0; j < NTU; j++) { acc[j][0] *= e0; acc[j][1] *= e0; acc[j][2] *= e1; acc[j][3] *= e1; }
         unit_intra(acc, CBs, Xs, cumS, dtS, wS, vS, stS, packed, um0, n0, lane);
-        unit_store_y(acc, Xs, D, dPerChannel, dHead, z, y, yPre, rl, H, h, q, um0, n0, lane);
+        unit_store_y(acc, [&](int t, int p) { return *(const u32*)(Xs + t * LDP + p); }, D, dPerChannel, dHead, z, y, yPre, rl, H, h, q, um0, n0, lane);
     }
 
     // The head's X of the chunk (QC × PH, 16-bit, zeros past the row's end q) into registers, XR 16-byte pieces a
@@ -180,6 +209,45 @@ extension CUDAKernelSource {
             xr[k] = t < q ? *(const uint4*)(x + ((rl + t) * H + h) * PH + p8) : make_uint4(0, 0, 0, 0);
         }
     }
+
+    // Token t's factors of a head into shared memory: cr = cum_t, dr = dt_t, ce and cb the cum at the end and start of
+    // t's 16-token tile (past the row's end, cum holds its last value and dt is 0), st where t's sequence starts.
+    __device__ __forceinline__ void scan_factors(float* cumS, float* dtS, float* wS, float* vS, float* eS, float cr, float dr,
+                                                 float ce, float cb, int st, int t0, int t) {
+        cumS[t] = cr;
+        dtS[t] = dr;
+        wS[t] = __expf(fminf(ce - cr, 0.f)) * dr;
+        vS[t] = __expf(fminf(fmaxf(cb - cr, 0.f), 64.f)) * dr;  // read only where the tile's decay is under 64
+        eS[t] = st < t0 || st == 0 ? __expf(fminf(cr, 0.f)) : 0.f;
+    }
+
+    // The scans' prefetch: the next head's X, incoming state and per-token factors, fetched into registers while
+    // this head computes (ssd_tc_scan and ssd_wg_scan).
+    struct ScanPrefetch {
+        static constexpr int HR = PH * NS / 8 / 256;
+        uint4 xr[XR];
+        uint4 hr[HR];
+        float cr = 0.f, dr = 0.f, ce = 0.f, cb = 0.f;  // cum_t, dt_t, cum at the end and start of t's tile
+        __device__ __forceinline__ void fetch(const u16* __restrict__ x, const u16* __restrict__ statesIn, const float* __restrict__ cumOut,
+                                              const float* __restrict__ dtOut, int L, int H, int nchunks, int r, int c, int t0, int q,
+                                              int h, int tid) {
+            fetch_head_x(xr, x, (size_t)r * L + t0, H, h, q, tid);
+            const u16* hin = statesIn + (((size_t)r * H + h) * nchunks + c) * PH * NS;
+            for (int k = 0; k < HR; k++) hr[k] = *(const uint4*)(hin + (tid + k * 256) * 8);
+            if (tid < QC) {  // loads only: the factors are made when they are stored, after this head's work
+                // past the row's end, cum holds its last value (so the tile factors below stay ≤ 1) and dt is 0
+                const float* cum = cumOut + ((size_t)r * H + h) * L + t0;
+                cr = cum[min(tid, q - 1)];
+                ce = cum[min(tid | 15, q - 1)];
+                cb = cum[min(tid & ~15, q - 1)];
+                dr = tid < q ? dtOut[((size_t)r * H + h) * L + t0 + tid] : 0.f;
+            }
+        }
+        // The head's per-token factors into shared memory (st: where token tid's sequence starts, row positions).
+        __device__ __forceinline__ void store_factors(float* cumS, float* dtS, float* wS, float* vS, float* eS, int st, int t0, int tid) const {
+            if (tid < QC) scan_factors(cumS, dtS, wS, vS, eS, cr, dr, ce, cb, st, t0, tid);
+        }
+    };
 
     // dt of the chunk's tokens (q of them, from row offset rl = row·L + t0) for heads h0 … h0 + hb − 1 into
     // dtAll[hh][QC], 0 past the row's end: bias, softplus, clamp. Heads fastest, so the loads are contiguous;
@@ -208,6 +276,30 @@ extension CUDAKernelSource {
         for (int o = 1; o < 32; o <<= 1) { const float u = __shfl_up_sync(0xffffffffu, incl, o); if (lane >= o) incl += u; }
         for (int i = 0; i < 4; i++) cum[i] += incl - run;
         return __shfl_sync(0xffffffffu, incl, 31);
+    }
+
+    // The state kernels' per-head step after chunk_dt, one warp per head (8 warps): from dt (in wAll[hh][QC]) the
+    // cumulative decay, written with dt for the scan, the chunk-state weights w_s = exp(cum_last − cum_s)·dt_s in
+    // place of dt (0 for tokens before stLast, the start of the chunk's last sequence), and the chunk's decay
+    // (0 where it does not carry the incoming state).
+    __device__ __forceinline__ void chunk_weights(float* wAll, const float* __restrict__ A, float* __restrict__ dtOut, float* __restrict__ cumOut,
+                                                  float* __restrict__ chunkDecay, int L, int H, int nchunks, int r, int c, int t0, int q,
+                                                  int h0, int hb, int stLast, bool carries, int warp, int lane) {
+        for (int hh = warp; hh < hb; hh += 8) {
+            const int h = h0 + hh;
+            float d[4], v[4];
+            const float total = warp_chunk_cum(wAll + hh * QC, A[h], lane, d, v);
+            for (int i = 0; i < 4; i++) {
+                const int t = lane * 4 + i;
+                const float cum = v[i];
+                if (t < q) {
+                    dtOut[((size_t)r * H + h) * L + t0 + t] = d[i];
+                    cumOut[((size_t)r * H + h) * L + t0 + t] = cum;
+                }
+                wAll[hh * QC + t] = t < q && t0 + t >= stLast ? expf(fminf(total - cum, 0.f)) * d[i] : 0.f;
+            }
+            if (lane == 0) chunkDecay[((size_t)r * H + h) * nchunks + c] = carries ? expf(fminf(total, 0.f)) : 0.f;
+        }
     }
 
     extern "C" __global__ void __launch_bounds__(256, 2) ssd_tc_state(
@@ -241,21 +333,7 @@ extension CUDAKernelSource {
         chunk_dt(wAll, dtRaw, dtBias, softplus, lo, hi, (size_t)r * L + t0, H, h0, hb, q, tid, 256);
         __syncthreads();
         // ... then one warp per head: the cumulative decay, written for the scan kernel, and the chunk-state weights w.
-        for (int hh = warp; hh < hb; hh += 8) {
-            const int h = h0 + hh;
-            float d[4], v[4];
-            const float total = warp_chunk_cum(wAll + hh * QC, A[h], lane, d, v);
-            for (int i = 0; i < 4; i++) {
-                const int t = lane * 4 + i;
-                const float cum = v[i];
-                if (t < q) {
-                    dtOut[((size_t)r * H + h) * L + t0 + t] = d[i];
-                    cumOut[((size_t)r * H + h) * L + t0 + t] = cum;
-                }
-                wAll[hh * QC + t] = t < q && t0 + t >= stLast ? expf(fminf(total - cum, 0.f)) * d[i] : 0.f;
-            }
-            if (lane == 0) chunkDecay[((size_t)r * H + h) * nchunks + c] = carries ? expf(fminf(total, 0.f)) : 0.f;
-        }
+        chunk_weights(wAll, A, dtOut, cumOut, chunkDecay, L, H, nchunks, r, c, t0, q, h0, hb, stLast, carries, warp, lane);
         for (int h = h0; h < h0 + hb; h++) {
             const float* w = wAll + (h - h0) * QC;
             __syncthreads();  // w is ready / the previous head is done with Xw
@@ -325,23 +403,8 @@ extension CUDAKernelSource {
         const int st = packed && tid < q ? seqStart[(size_t)r * L + t0 + tid] : 0;
         if (tid < QC) stS[tid] = st - t0;
         // The next head's X, incoming state and per-token factors are fetched into registers while this head computes.
-        constexpr int HR = PH * NS / 8 / 256;
-        uint4 xr[XR];
-        uint4 hr[HR];
-        float cr = 0.f, dr = 0.f, ce = 0.f, cb = 0.f;  // cum_t, dt_t, cum at the end and start of t's tile
-        auto fetch = [&](int h) {
-            fetch_head_x(xr, x, (size_t)r * L + t0, H, h, q, tid);
-            const u16* hin = statesIn + (((size_t)r * H + h) * nchunks + c) * PH * NS;
-            for (int k = 0; k < HR; k++) hr[k] = *(const uint4*)(hin + (tid + k * 256) * 8);
-            if (tid < QC) {  // loads only: the factors are made when they are stored, after this head's work
-                // past the row's end, cum holds its last value (so the tile factors below stay ≤ 1) and dt is 0
-                const float* cum = cumOut + ((size_t)r * H + h) * L + t0;
-                cr = cum[min(tid, q - 1)];
-                ce = cum[min(tid | 15, q - 1)];
-                cb = cum[min(tid & ~15, q - 1)];
-                dr = tid < q ? dtOut[((size_t)r * H + h) * L + t0 + tid] : 0.f;
-            }
-        };
+        ScanPrefetch pf;
+        auto fetch = [&](int h) { pf.fetch(x, statesIn, cumOut, dtOut, L, H, nchunks, r, c, t0, q, h, tid); };
         fetch(h0);
         __syncthreads();
         chunk_cb(Cs, Bs, CBs, warp, lane);
@@ -349,19 +412,13 @@ extension CUDAKernelSource {
             __syncthreads();  // C·Bᵀ is complete / the previous head is done with Xs, Hs and the factors
             for (int k = 0; k < XR; k++) {
                 const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
-                *(uint4*)(Xs + t * LDP + p8) = xr[k];
+                *(uint4*)(Xs + t * LDP + p8) = pf.xr[k];
             }
-            for (int k = 0; k < HR; k++) {
+            for (int k = 0; k < ScanPrefetch::HR; k++) {
                 const int e8 = (tid + k * 256) * 8, p = e8 / NS, n = e8 % NS;
-                *(uint4*)(Hs + p * LDN + n) = hr[k];
+                *(uint4*)(Hs + p * LDN + n) = pf.hr[k];
             }
-            if (tid < QC) {
-                cumS[tid] = cr;
-                dtS[tid] = dr;
-                wS[tid] = __expf(fminf(ce - cr, 0.f)) * dr;
-                vS[tid] = __expf(fminf(fmaxf(cb - cr, 0.f), 64.f)) * dr;  // read only where the tile's decay is under 64
-                eS[tid] = st < t0 || st == 0 ? __expf(fminf(cr, 0.f)) : 0.f;
-            }
+            pf.store_factors(cumS, dtS, wS, vS, eS, st, t0, tid);
             if (h + 1 < h0 + hb) fetch(h + 1);
             __syncthreads();
             // Two work units per warp (scan_unit_row)

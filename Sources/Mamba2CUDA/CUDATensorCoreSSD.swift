@@ -31,6 +31,8 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         shared = CUDAKernelSource.tensorCoreShared(stateSize: N)
         try kernels.state.allowSharedMemory(shared.state)
         try kernels.scan.allowSharedMemory(shared.scan)
+        try kernels.warpGroupScan?.allowSharedMemory(CUDAKernelSource.hopperScanShared(stateSize: N))
+        try kernels.warpGroupState?.allowSharedMemory(CUDAKernelSource.hopperStateShared(stateSize: N))
         try kernels.fused?.allowSharedMemory(CUDAKernelSource.fusedSSDShared(stateSize: N, headsPerBlock: Self.maxHeadsPerBlock))
     }
 
@@ -88,6 +90,15 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
     /// benchmarks/results/gpu-ssd-fused.txt).
     public enum Path: String, Sendable, CaseIterable { case fused, chunks }
     public var path: Path = .chunks
+
+    /// The products of the three kernels' chunk states and scan: `.warpGroup`, Hopper's warp-group products
+    /// (`ssd_wg_state`, `ssd_wg_scan`: sm_90 devices, N = 64 or 128; the default where they apply), or `.warp`,
+    /// `mma.sync` (`ssd_tc_state`, `ssd_tc_scan`: every device and state size, and the reference of the others in
+    /// the self-test). Both give the same results but for the order of float32 sums.
+    public enum Products: String, Sendable, CaseIterable { case warpGroup = "wgmma", warp = "mma" }
+    public var products: Products = .warpGroup
+    /// The products `launch` uses: those asked for where they apply, else the warp's.
+    public var productsInUse: Products { products == .warpGroup && kernels.warpGroupScan != nil ? .warpGroup : .warp }
 
     /// Whether `prepare` sets up the fused kernel: asked for, compiled for this state size, and rows of one sequence
     /// each (packed rows go to the three kernels).
@@ -161,7 +172,14 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         a1.add(p.x); a1.add(p.dt); a1.add(p.dtBias?.pointer ?? 0); a1.add(p.A); a1.add(Int32(p.softplus ? 1 : 0))
         a1.add(p.lo); a1.add(p.hi); a1.add(p.B); a1.add(p.packed?.seqStart.pointer ?? 0); a1.add(p.dtOut); a1.add(p.cumOut); a1.add(p.states); a1.add(p.chunkDecay)
         let blocksZ = p.G * (p.H / p.G / p.hb)
-        if only == nil || only == 0 { try kernels.state.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: shared.state, arguments: a1) }
+        let warpGroup = productsInUse == .warpGroup
+        if only == nil || only == 0 {
+            if warpGroup, let wg = kernels.warpGroupState {
+                try wg.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: CUDAKernelSource.hopperStateShared(stateSize: N), arguments: a1)
+            } else {
+                try kernels.state.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: shared.state, arguments: a1)
+            }
+        }
 
         let a2 = KernelArguments()
         a2.add(Int32(p.H)); a2.add(Int32(p.nchunks)); a2.add(p.states); a2.add(p.chunkDecay)
@@ -175,7 +193,12 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         a3.add(p.x); a3.add(p.z?.pointer ?? 0); a3.add(p.B); a3.add(p.C); a3.add(p.D?.pointer ?? 0)
         a3.add(Int32(p.dPerChannel ? 1 : 0)); a3.add(p.dtOut); a3.add(p.cumOut); a3.add(p.statesIn); a3.add(p.packed?.seqStart.pointer ?? 0); a3.add(p.y); a3.add(p.yPre?.pointer ?? 0)
         if only == nil || only == 2 {
-            try kernels.scan.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: shared.scan, arguments: a3)
+            if warpGroup, let wg = kernels.warpGroupScan {
+                try wg.launch(grid: (p.nchunks, p.b, blocksZ), block: (128 * CUDAKernelSource.hopperScanGroups, 1, 1),
+                              sharedBytes: CUDAKernelSource.hopperScanShared(stateSize: N), arguments: a3)
+            } else {
+                try kernels.scan.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: shared.scan, arguments: a3)
+            }
         }
         if only == nil, let packed = p.packed, let out = p.sequenceStates {
             try packed.launchSequenceStates(kernels.sequenceStates, L: p.L, H: p.H, P: Self.headDim, G: p.G, N: N,

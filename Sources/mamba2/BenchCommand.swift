@@ -192,6 +192,8 @@ struct BenchSSDKernelsCommand: ParsableCommand {
     var backward = false
     @Option(help: "With a 16-bit dtype, the forward: chunks (the three kernels, the default) or fused (one kernel, where it applies).")
     var path: CUDATensorCoreSSD.Path = .chunks
+    @Option(help: "With a 16-bit dtype, the products of the chunk-state and scan kernels: wgmma (Hopper's warp-group products, the default where the device has them) or mma.")
+    var products: CUDATensorCoreSSD.Products = .warpGroup
 
     func run() throws {
         guard case let .cuda(ordinal) = device else { throw ValidationError("--device must be cuda or cuda:N: these are the GPU's kernels (bench ssd times the CPU's forms)") }
@@ -215,6 +217,7 @@ extension BenchSSDKernelsCommand {
         case .q8_0, .q4_0: throw ValidationError("--dtype \(dtype.rawValue) is a decode weight type; the SSD kernels take f32, bf16 or f16")
         }
         tc?.path = path
+        tc?.products = products
         var rows: [String] = []
         var cells: [[String]] = []
         for L in try parseInts(lengths, option: "--lengths") {
@@ -279,13 +282,14 @@ extension BenchSSDKernelsCommand {
             print("{\"device\":\"\(dev.name)\",\"dtype\":\"\(dtype)\",\"backward\":\(backward),\"H\":\(heads),\"P\":\(headDim),\"N\":\(stateSize),\"G\":\(groups),\"Q\":\(chunkSize),\"rows\":[\(rows.joined(separator: ","))]}")
             return
         }
-        let pathNote = tc.map { ", path \($0.fusedApplies(packed: false) && !backward ? "fused" : "chunks")" } ?? ""
+        let pathNote = tc.map { ", path \($0.fusedApplies(packed: false) && !backward ? "fused" : "chunks, \($0.productsInUse.rawValue) products")" } ?? ""
         print("GPU chunked SSD \(backward ? "forward + backward" : "forward") on \(dev.name): H=\(heads) P=\(headDim) N=\(stateSize) G=\(groups) Q=\(chunkSize), \(dtype)\(pathNote), median of \(repetitions)")
         print(table(["L", "b", "median ms", "min ms", "Mtok/s"] + (breakdown ? ["ms per kernel"] : []), cells), terminator: "")
     }
 }
 
 extension CUDATensorCoreSSD.Path: ExpressibleByArgument {}
+extension CUDATensorCoreSSD.Products: ExpressibleByArgument {}
 
 /// Positive integers separated by commas (sizes, lengths, batches).
 func parseInts(_ s: String, option: String) throws -> [Int] { try parseIntegers(s, option: option, minimum: 1) }
