@@ -8,7 +8,9 @@ import CMamba2Kernels
 /// 128 tokens whatever the options' chunk size (the result does not depend on it).
 /// Packed rows (seqIdx) included; a state per sequence (`sequenceInitialStates`) is not taken yet.
 /// Two forwards (`path`): the three kernels (state, passing, scan; the default) and the fused kernel of
-/// `CUDAKernelSource.ssdFused` (one pass, the chunk states handed over by a look-back between blocks).
+/// `CUDAKernelSource.ssdFused` (one pass, the chunk states handed over by a look-back between blocks). The three
+/// kernels' state and scan products (`products`): Hopper's `wgmma` where the device has it (N = 64 or 128,
+/// `CUDAKernelSource.ssdHopper`), else `mma.sync`, which stays as their reference.
 public final class CUDATensorCoreSSD: @unchecked Sendable {
     public enum ElementType: String, Sendable { case bf16, f16 }
     public let device: CUDADevice
