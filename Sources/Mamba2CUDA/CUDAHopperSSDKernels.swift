@@ -9,10 +9,11 @@ extension CUDAKernelSource {
     /// Why: the warp kernels are bound by issue and latency (`results/gpu-ssd-ncu-stalls.txt`): every warp loads its
     /// operands' fragments with `ldmatrix` and issues an `mma` per 16×8×16, and the scan's 8 warps meet at two block
     /// barriers per head, each building M's fragments for half of Y's columns (so every fragment is built twice). Here
-    /// a block's two warp groups take alternate heads and never wait for each other after the chunk's C·Bᵀ: each
-    /// group's `wgmma` reads C, B, X and h_in straight from shared memory, one instruction per 64×64×16 (64×N×16 for
-    /// the states), asynchronously, each fragment of M is built once, and each group copies its next heads' inputs
-    /// ahead (`cp.async`, two stages a group) while it computes.
+    /// a block's warp groups (4 in the scan, 2 in the states) take their heads in turn and never wait for each other
+    /// after the chunk's C·Bᵀ: each group's `wgmma` reads C, B, X and h_in straight from shared memory, one
+    /// instruction per 64×64×16 (64×N×16 for the states), asynchronously, each fragment of M is built once, and each
+    /// group copies its heads' inputs with `cp.async` (the scan: one stage a group, while the other groups compute;
+    /// the states: two stages a group).
     ///
     /// Shared memory in wgmma's 128-byte-swizzled layout (rows of 64 16-bit values at a 128-byte stride, the 16-byte
     /// piece j of row r at piece j ^ (r % 8); wider rows split into regions of 64 columns), checked against the CPU by
@@ -21,12 +22,12 @@ extension CUDAKernelSource {
     /// row-major layout of the warp scan, since M's fragments are built from it in registers.
     ///
     /// The scan, per block (a chunk of a row, `hb` heads of a group):
-    ///   1. C·Bᵀ once: group w makes rows 64w … 64w + 63, column blocks 0 … w (right of those is never read);
-    ///   2. per head of group w: its factors from the staged cum and dt, then C·h_inᵀ for the top rows (0–63) and the
-    ///      bottom rows (64–127), all 64 columns (N/16 steps of two products), each row scaled by e^{cum_t};
+    ///   1. C·Bᵀ once: its three 64×64 blocks on and below the diagonal, one a group (right of those is never read);
+    ///   2. per head of group w: its factors from the staged cum and dt; then for the top rows (0–63), then the bottom
+    ///      rows (64–127), all 64 columns: C·h_inᵀ (N/16 products), each row scaled by e^{cum_t};
     ///   3. + M·X: each warp builds its 16 rows' fragments of M (left of its diagonal tile, the diagonal, zeros right
-    ///      of it), the top rows' 4 k-tiles while C·h_inᵀ runs, and the group multiplies them, from registers, by X;
-    ///   4. D·x, the gate, the 16-bit output (`unit_store_y`); the stage then takes the group's head after next.
+    ///      of it) while C·h_inᵀ runs, and the group multiplies them, from registers, by X;
+    ///   4. D·x, the gate, the 16-bit output (`unit_store_y`); the stage then takes the group's next head.
     /// The states, per block: B, dt and the weights as ssd_tc_state; then per head of group w its staged X scaled by
     /// w in place, S = (w∘X)ᵀ·B in QC/16 products, stored in the 16-bit type.
     static let ssdHopper = #"""
@@ -53,7 +54,7 @@ extension CUDAKernelSource {
 
     #define WG_ACC16(d) "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
         "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-        #define WG_R32 "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
+    #define WG_R32 "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
     // d (64×64) += A·B, A from registers, B MN-major in shared memory.
     __device__ __forceinline__ void wg_mma_n64_rs(float* d, const u32* a, unsigned long long b) {
         asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32." WG_TYPE "." WG_TYPE " " WG_R32 ", {%32,%33,%34,%35}, %36, 1, 1, 1, 1;"
@@ -130,14 +131,13 @@ extension CUDAKernelSource {
     }
     #endif
 
-    // The scan's warp groups a block (4: 16 warps a multiprocessor, which its latency needs; ncu of a form with 2
-    // groups of two stages each: 8 warps, each issuing every 5.9 cycles, 0.47 ms against the warp scan's 0.41) and
-    // stages a group (1: the room that 4 groups leave).
-    #define WG_GROUPS 4
-    #define WG_STAGES 1
+    // The scan's warp groups a block (CUDAKernelSource.hopperScanGroups), each with one stage: 4 groups give the 16
+    // warps a multiprocessor its latency needs (ncu of a form with 2 groups of two stages each: 8 warps, each issuing
+    // every 5.9 cycles, 0.47 ms against the warp scan's 0.41), and leave room for one stage a group.
+    #define WG_GROUPS \#(hopperScanGroups)
     // Bytes of dynamic shared memory (CUDAKernelSource.hopperScanShared): C·Bᵀ, C, the groups' stages (B's room,
-    // until C·Bᵀ is made, is the last stage), each group's per-token factors, the sequence starts, and 1 KB to align
-    // the start to the swizzle's 1024 bytes.
+    // until C·Bᵀ is made, is the last group's stage), each group's per-token factors, the sequence starts, and 1 KB to
+    // align the start to the swizzle's 1024 bytes.
     #define WG_CB_BYTES (QC * LDQ * 2)
 
     extern "C" __global__ void __launch_bounds__(128 * WG_GROUPS, 1) ssd_wg_scan(
@@ -146,7 +146,7 @@ extension CUDAKernelSource {
             const float* __restrict__ dtOut, const float* __restrict__ cumOut, const u16* __restrict__ statesIn,
             const int* __restrict__ seqStart, u16* __restrict__ y, u16* __restrict__ yPre) {
     #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-        constexpr int NTHREADS = 128 * WG_GROUPS, NSTAGES = WG_GROUPS * WG_STAGES;
+        constexpr int NTHREADS = 128 * WG_GROUPS;
         const int hpg = H / G, nhb = hpg / hb;
         const int c = blockIdx.x, r = blockIdx.y, g = blockIdx.z / nhb, h0 = g * hpg + (blockIdx.z % nhb) * hb;
         const int t0 = c * QC, q = min(QC, L - t0);
@@ -156,23 +156,24 @@ extension CUDAKernelSource {
         unsigned char* sm = smemRaw + ((1024u - (smem_addr(smemRaw) & 1023u)) & 1023u);
         u16* CBs = (u16*)sm;                                  // [QC][LDQ]: C·Bᵀ in the 16-bit type
         unsigned char* Cw = sm + WG_CB_BYTES;                 // [NS/64][QC][64] swizzled: C
-        unsigned char* stages = Cw + QC * NS * 2;             // [groups][stages][WG_STAGE]
-        unsigned char* Bw = stages + (NSTAGES - 1) * WG_STAGE;  // B ([NS/64][QC][64] swizzled) in the last stage, until C·Bᵀ is made
-        float* fac = (float*)(stages + NSTAGES * WG_STAGE) + wg * 6 * QC;  // this group's per-token factors, as ssd_tc_scan's
+        unsigned char* stages = Cw + QC * NS * 2;             // [groups][WG_STAGE]
+        unsigned char* stage = stages + wg * WG_STAGE;        // this group's: X, h_in, cum and dt of its head
+        unsigned char* Bw = stages + (WG_GROUPS - 1) * WG_STAGE;  // B ([NS/64][QC][64] swizzled) in the last group's stage, until C·Bᵀ is made
+        float* fac = (float*)(stages + WG_GROUPS * WG_STAGE) + wg * 6 * QC;  // this group's per-token factors, as ssd_tc_scan's
         float* cumS = fac;
         float* dtS = fac + QC;
         float* wS = fac + 2 * QC;
         float* vS = fac + 3 * QC;
         float* eS = fac + 4 * QC;
-        int* stS = (int*)(stages + NSTAGES * WG_STAGE) + WG_GROUPS * 6 * QC;  // [QC] shared by the groups
+        int* stS = (int*)(stages + WG_GROUPS * WG_STAGE) + WG_GROUPS * 6 * QC;  // [QC] shared by the groups
         const size_t rl = (size_t)r * L + t0;
-        // Group wg takes heads h0 + wg, h0 + wg + WG_GROUPS, …; its first ones into its stages now, but for B's.
+        // Group wg takes heads h0 + wg, h0 + wg + WG_GROUPS, …; the first into its stage now (the last group's once
+        // B has left it).
         const int nh = (hb - wg + WG_GROUPS - 1) / WG_GROUPS;
-        auto stageIndex = [&](int i) { return wg * WG_STAGES + i % WG_STAGES; };
-        auto stage = [&](int i) { return stages + stageIndex(i) * WG_STAGE; };
+        const bool holdsB = wg == WG_GROUPS - 1;
         auto head = [&](int i) { return h0 + wg + WG_GROUPS * i; };
-        auto fetch = [&](int i) { wg_fetch_head(stage(i), x, statesIn, cumOut, dtOut, L, H, nchunks, r, c, t0, q, head(i), wt); };
-        for (int i = 0; i < min(nh, WG_STAGES); i++) if (stageIndex(i) != NSTAGES - 1) fetch(i);
+        auto fetch = [&](int i) { wg_fetch_head(stage, x, statesIn, cumOut, dtOut, L, H, nchunks, r, c, t0, q, head(i), wt); };
+        if (nh > 0 && !holdsB) fetch(0);
         for (int e = tid; e < QC * NS / 8; e += NTHREADS) {
             const int t = e / (NS / 8), n8 = e % (NS / 8);
             uint4 cv = make_uint4(0, 0, 0, 0), bv = cv;
@@ -210,15 +211,14 @@ extension CUDAKernelSource {
             }
         }
         __syncthreads();  // C·Bᵀ is complete, and B's room free
-        for (int i = 0; i < min(nh, WG_STAGES); i++) if (stageIndex(i) == NSTAGES - 1) fetch(i);
+        if (nh > 0 && holdsB) fetch(0);
         for (int i = 0; i < nh; i++) {
             const int h = head(i);
             const float dHead = D && !dPerChannel ? D[h] : 0.f;
-            unsigned char* Xw = stage(i);
+            unsigned char* Xw = stage;
             unsigned char* Hw = Xw + QC * 128;
             const float* rc = (const float*)(Hw + PH * NS * 2);
-            // the stage of head i has landed (with two stages, head i + 1's copies may still be in flight)
-            if (WG_STAGES > 1 && i + 1 < nh) cp_wait<WG_STAGES - 1>(); else cp_wait<0>();
+            cp_wait<0>();  // the stage of head i has landed
             fence_async_smem();
             wg_sync(wg);  // every thread's share of it / the group is done with the previous head's factors
             {
@@ -259,7 +259,7 @@ extension CUDAKernelSource {
                 unit_store_y<8>((float (*)[4])acc, xAt, D, dPerChannel, dHead, z, y, yPre, rl, H, h, q, m0 + wi * 16, 0, lane);
             }
             wg_sync(wg);  // the group is done with the stage and the factors
-            if (i + WG_STAGES < nh) fetch(i + WG_STAGES);
+            if (i + 1 < nh) fetch(i + 1);
         }
     #endif
     }
@@ -357,14 +357,14 @@ extension CUDAKernelSource {
         return Q * N * 2 + 4 * Q * 128 + CUDATensorCoreSSD.maxHeadsPerBlock * Q * 4 + 1024
     }
 
-    /// ssd_wg_scan's warp groups a block and stages a group (the kernel's WG_GROUPS and WG_STAGES).
-    static let hopperScanGroups = 4, hopperScanStages = 1
+    /// ssd_wg_scan's warp groups a block (its WG_GROUPS), each with one stage.
+    static let hopperScanGroups = 4
 
     /// Dynamic shared memory of ssd_wg_scan for a state size (bytes; N = 64 or 128): C·Bᵀ, C, the groups' stages,
     /// their factors and the sequence starts, 1 KB of alignment.
     static func hopperScanShared(stateSize N: Int) -> Int {
         let (Q, P, pad) = (128, 64, 8)
         let stage = Q * 128 + P * N * 2 + 2 * Q * 4
-        return Q * (Q + pad) * 2 + Q * N * 2 + hopperScanGroups * hopperScanStages * stage + (hopperScanGroups * 6 + 1) * Q * 4 + 1024
+        return Q * (Q + pad) * 2 + Q * N * 2 + hopperScanGroups * stage + (hopperScanGroups * 6 + 1) * Q * 4 + 1024
     }
 }

@@ -150,15 +150,13 @@ package struct TensorCoreSSDKernels {
     package let fused: CUDAKernel?
     /// The chunk states and the scan on warp-group products (`CUDAKernelSource.ssdHopper`; N = 64 or 128 on an sm_90
     /// device, else nil).
-    package let warpGroupState, warpGroupScan: CUDAKernel?
+    package let warpGroup: (state: CUDAKernel, scan: CUDAKernel)?
     package init(device: CUDADevice, f16: Bool, stateSize: Int) throws {
         let m = try device.load(CUDAKernelTable.tensorCoreSSD(f16: f16, stateSize: stateSize))
         state = try m.entry("ssd_tc_state"); passing = try m.entry("ssd_tc_passing"); scan = try m.entry("ssd_tc_scan")
         sequenceStates = try m.entry("ssd_sequence_states")
         fused = stateSize % 64 == 0 ? try m.entry("ssd_tc_fused") : nil
-        let warpGroup = stateSize % 64 == 0 && device.hasWarpGroupProducts
-        warpGroupState = warpGroup ? try m.entry("ssd_wg_state") : nil
-        warpGroupScan = warpGroup ? try m.entry("ssd_wg_scan") : nil
+        warpGroup = stateSize % 64 == 0 && device.hasWarpGroupProducts ? (try m.entry("ssd_wg_state"), try m.entry("ssd_wg_scan")) : nil
     }
 }
 

@@ -210,7 +210,7 @@ extension CUDAKernelSource {
         }
     }
 
-    // Token t's factors of a head into shared memory: cr = cum_t, dr = dt_t, ce and cb the cum at the end and start of
+    // Token t's factors of a head into shared memory (ssd_tc_scan and ssd_wg_scan): cr = cum_t, dr = dt_t, ce and cb the cum at the end and start of
     // t's 16-token tile (past the row's end, cum holds its last value and dt is 0), st where t's sequence starts.
     __device__ __forceinline__ void scan_factors(float* cumS, float* dtS, float* wS, float* vS, float* eS, float cr, float dr,
                                                  float ce, float cb, int st, int t0, int t) {
@@ -220,34 +220,6 @@ extension CUDAKernelSource {
         vS[t] = __expf(fminf(fmaxf(cb - cr, 0.f), 64.f)) * dr;  // read only where the tile's decay is under 64
         eS[t] = st < t0 || st == 0 ? __expf(fminf(cr, 0.f)) : 0.f;
     }
-
-    // The scans' prefetch: the next head's X, incoming state and per-token factors, fetched into registers while
-    // this head computes (ssd_tc_scan and ssd_wg_scan).
-    struct ScanPrefetch {
-        static constexpr int HR = PH * NS / 8 / 256;
-        uint4 xr[XR];
-        uint4 hr[HR];
-        float cr = 0.f, dr = 0.f, ce = 0.f, cb = 0.f;  // cum_t, dt_t, cum at the end and start of t's tile
-        __device__ __forceinline__ void fetch(const u16* __restrict__ x, const u16* __restrict__ statesIn, const float* __restrict__ cumOut,
-                                              const float* __restrict__ dtOut, int L, int H, int nchunks, int r, int c, int t0, int q,
-                                              int h, int tid) {
-            fetch_head_x(xr, x, (size_t)r * L + t0, H, h, q, tid);
-            const u16* hin = statesIn + (((size_t)r * H + h) * nchunks + c) * PH * NS;
-            for (int k = 0; k < HR; k++) hr[k] = *(const uint4*)(hin + (tid + k * 256) * 8);
-            if (tid < QC) {  // loads only: the factors are made when they are stored, after this head's work
-                // past the row's end, cum holds its last value (so the tile factors below stay ≤ 1) and dt is 0
-                const float* cum = cumOut + ((size_t)r * H + h) * L + t0;
-                cr = cum[min(tid, q - 1)];
-                ce = cum[min(tid | 15, q - 1)];
-                cb = cum[min(tid & ~15, q - 1)];
-                dr = tid < q ? dtOut[((size_t)r * H + h) * L + t0 + tid] : 0.f;
-            }
-        }
-        // The head's per-token factors into shared memory (st: where token tid's sequence starts, row positions).
-        __device__ __forceinline__ void store_factors(float* cumS, float* dtS, float* wS, float* vS, float* eS, int st, int t0, int tid) const {
-            if (tid < QC) scan_factors(cumS, dtS, wS, vS, eS, cr, dr, ce, cb, st, t0, tid);
-        }
-    };
 
     // dt of the chunk's tokens (q of them, from row offset rl = row·L + t0) for heads h0 … h0 + hb − 1 into
     // dtAll[hh][QC], 0 past the row's end: bias, softplus, clamp. Heads fastest, so the loads are contiguous;
@@ -403,8 +375,23 @@ extension CUDAKernelSource {
         const int st = packed && tid < q ? seqStart[(size_t)r * L + t0 + tid] : 0;
         if (tid < QC) stS[tid] = st - t0;
         // The next head's X, incoming state and per-token factors are fetched into registers while this head computes.
-        ScanPrefetch pf;
-        auto fetch = [&](int h) { pf.fetch(x, statesIn, cumOut, dtOut, L, H, nchunks, r, c, t0, q, h, tid); };
+        constexpr int HR = PH * NS / 8 / 256;
+        uint4 xr[XR];
+        uint4 hr[HR];
+        float cr = 0.f, dr = 0.f, ce = 0.f, cb = 0.f;  // cum_t, dt_t, cum at the end and start of t's tile
+        auto fetch = [&](int h) {
+            fetch_head_x(xr, x, (size_t)r * L + t0, H, h, q, tid);
+            const u16* hin = statesIn + (((size_t)r * H + h) * nchunks + c) * PH * NS;
+            for (int k = 0; k < HR; k++) hr[k] = *(const uint4*)(hin + (tid + k * 256) * 8);
+            if (tid < QC) {  // loads only: the factors are made when they are stored, after this head's work
+                // past the row's end, cum holds its last value (so the tile factors below stay ≤ 1) and dt is 0
+                const float* cum = cumOut + ((size_t)r * H + h) * L + t0;
+                cr = cum[min(tid, q - 1)];
+                ce = cum[min(tid | 15, q - 1)];
+                cb = cum[min(tid & ~15, q - 1)];
+                dr = tid < q ? dtOut[((size_t)r * H + h) * L + t0 + tid] : 0.f;
+            }
+        };
         fetch(h0);
         __syncthreads();
         chunk_cb(Cs, Bs, CBs, warp, lane);
@@ -412,13 +399,13 @@ extension CUDAKernelSource {
             __syncthreads();  // C·Bᵀ is complete / the previous head is done with Xs, Hs and the factors
             for (int k = 0; k < XR; k++) {
                 const int e = tid + k * 256, t = e / (PH / 8), p8 = (e % (PH / 8)) * 8;
-                *(uint4*)(Xs + t * LDP + p8) = pf.xr[k];
+                *(uint4*)(Xs + t * LDP + p8) = xr[k];
             }
-            for (int k = 0; k < ScanPrefetch::HR; k++) {
+            for (int k = 0; k < HR; k++) {
                 const int e8 = (tid + k * 256) * 8, p = e8 / NS, n = e8 % NS;
-                *(uint4*)(Hs + p * LDN + n) = pf.hr[k];
+                *(uint4*)(Hs + p * LDN + n) = hr[k];
             }
-            pf.store_factors(cumS, dtS, wS, vS, eS, st, t0, tid);
+            if (tid < QC) scan_factors(cumS, dtS, wS, vS, eS, cr, dr, ce, cb, st, t0, tid);
             if (h + 1 < h0 + hb) fetch(h + 1);
             __syncthreads();
             // Two work units per warp (scan_unit_row)

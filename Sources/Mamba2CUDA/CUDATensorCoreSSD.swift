@@ -33,8 +33,8 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         shared = CUDAKernelSource.tensorCoreShared(stateSize: N)
         try kernels.state.allowSharedMemory(shared.state)
         try kernels.scan.allowSharedMemory(shared.scan)
-        try kernels.warpGroupScan?.allowSharedMemory(CUDAKernelSource.hopperScanShared(stateSize: N))
-        try kernels.warpGroupState?.allowSharedMemory(CUDAKernelSource.hopperStateShared(stateSize: N))
+        try kernels.warpGroup?.scan.allowSharedMemory(CUDAKernelSource.hopperScanShared(stateSize: N))
+        try kernels.warpGroup?.state.allowSharedMemory(CUDAKernelSource.hopperStateShared(stateSize: N))
         try kernels.fused?.allowSharedMemory(CUDAKernelSource.fusedSSDShared(stateSize: N, headsPerBlock: Self.maxHeadsPerBlock))
     }
 
@@ -100,7 +100,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
     public enum Products: String, Sendable, CaseIterable { case warpGroup = "wgmma", warp = "mma" }
     public var products: Products = .warpGroup
     /// The products `launch` uses: those asked for where they apply, else the warp's.
-    public var productsInUse: Products { products == .warpGroup && kernels.warpGroupScan != nil ? .warpGroup : .warp }
+    public var productsInUse: Products { products == .warpGroup && kernels.warpGroup != nil ? .warpGroup : .warp }
 
     /// Whether `prepare` sets up the fused kernel: asked for, compiled for this state size, and rows of one sequence
     /// each (packed rows go to the three kernels).
@@ -174,9 +174,9 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         a1.add(p.x); a1.add(p.dt); a1.add(p.dtBias?.pointer ?? 0); a1.add(p.A); a1.add(Int32(p.softplus ? 1 : 0))
         a1.add(p.lo); a1.add(p.hi); a1.add(p.B); a1.add(p.packed?.seqStart.pointer ?? 0); a1.add(p.dtOut); a1.add(p.cumOut); a1.add(p.states); a1.add(p.chunkDecay)
         let blocksZ = p.G * (p.H / p.G / p.hb)
-        let warpGroup = productsInUse == .warpGroup
+        let warpGroup = products == .warpGroup ? kernels.warpGroup : nil
         if only == nil || only == 0 {
-            if warpGroup, let wg = kernels.warpGroupState {
+            if let wg = warpGroup?.state {
                 try wg.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: CUDAKernelSource.hopperStateShared(stateSize: N), arguments: a1)
             } else {
                 try kernels.state.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: shared.state, arguments: a1)
@@ -195,7 +195,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         a3.add(p.x); a3.add(p.z?.pointer ?? 0); a3.add(p.B); a3.add(p.C); a3.add(p.D?.pointer ?? 0)
         a3.add(Int32(p.dPerChannel ? 1 : 0)); a3.add(p.dtOut); a3.add(p.cumOut); a3.add(p.statesIn); a3.add(p.packed?.seqStart.pointer ?? 0); a3.add(p.y); a3.add(p.yPre?.pointer ?? 0)
         if only == nil || only == 2 {
-            if warpGroup, let wg = kernels.warpGroupScan {
+            if let wg = warpGroup?.scan {
                 try wg.launch(grid: (p.nchunks, p.b, blocksZ), block: (128 * CUDAKernelSource.hopperScanGroups, 1, 1),
                               sharedBytes: CUDAKernelSource.hopperScanShared(stateSize: N), arguments: a3)
             } else {
