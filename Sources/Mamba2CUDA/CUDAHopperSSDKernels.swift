@@ -335,14 +335,17 @@ extension CUDAKernelSource {
             wg_sync(wg);  // the group is done with stage i, and stage i + 1 has landed
             if (i + 2 < nh) { wg_fetch_x(stage(i), x, rl, H, head(i + 2), q, wt); cp_commit(); }
             if (i + 1 < nh) scale_stage(i + 1);
-            // S (P×N, 16-bit): row p = 16·wi + lane/4 (+ 8), columns 8j + 2·(lane % 4)
+            // S (P×N, 16-bit): row p = 16·wi + lane/4 (+ 8), the pairs at columns 8j + 2·(lane % 4), stored 16 bytes
+            // a lane (quad_transpose)
             u16* S = states + (((size_t)r * H + h) * nchunks + c) * PH * NS;
             const int p = wi * 16 + (lane >> 2);
             #pragma unroll
-            for (int j = 0; j < NS / 8; j++) {
-                const int n = j * 8 + (lane & 3) * 2;
-                *(u32*)(S + p * NS + n) = pack2(acc[4 * j], acc[4 * j + 1]);
-                *(u32*)(S + (p + 8) * NS + n) = pack2(acc[4 * j + 2], acc[4 * j + 3]);
+            for (int j = 0; j < NS / 8; j += 4) {
+                const int n = (j + (lane & 3)) * 8;
+                *(uint4*)(S + p * NS + n) = quad_transpose(pack2(acc[4 * j], acc[4 * j + 1]), pack2(acc[4 * j + 4], acc[4 * j + 5]),
+                                                           pack2(acc[4 * j + 8], acc[4 * j + 9]), pack2(acc[4 * j + 12], acc[4 * j + 13]), lane);
+                *(uint4*)(S + (p + 8) * NS + n) = quad_transpose(pack2(acc[4 * j + 2], acc[4 * j + 3]), pack2(acc[4 * j + 6], acc[4 * j + 7]),
+                                                                 pack2(acc[4 * j + 10], acc[4 * j + 11]), pack2(acc[4 * j + 14], acc[4 * j + 15]), lane);
             }
         }
     #endif

@@ -151,15 +151,19 @@ extension CUDAKernelSource {
 
     // D·x, the gate and the 16-bit output of the unit at (um0, n0): tokens from row offset rl (row·L + t0), q of them.
     // xAt(t, p): x of token t, channels p and p + 1, as two 16-bit values (the kernel's layout of X in shared memory).
+    // Stored 16 bytes a lane after quad_transpose; every lane of the warp calls it (rows past q are not stored).
     template <int NT = NTU, class XAt>
     __device__ __forceinline__ void unit_store_y(float (*acc)[4], XAt xAt, const float* __restrict__ D, int dPerChannel, float dHead,
                                                  const u16* __restrict__ z, u16* __restrict__ y, u16* __restrict__ yPre, size_t rl,
                                                  int H, int h, int q, int um0, int n0, int lane) {
+        static_assert(NT % 4 == 0, "whole quads of segments");
         const int ur = um0 + (lane >> 2);
         for (int half = 0; half < 2; half++) {
             const int t = ur + half * 8;
-            if (t >= q) continue;
-            const size_t row = ((rl + t) * H + h) * PH + n0 + (lane & 3) * 2;
+            const bool live = t < q;
+            const size_t row = ((rl + t) * H + h) * PH + n0;
+            u32 yv[NT], pv[NT];
+            #pragma unroll
             for (int j = 0; j < NT; j++) {
                 float y0 = acc[j][half * 2], y1 = acc[j][half * 2 + 1];
                 if (D) {
@@ -173,13 +177,23 @@ extension CUDAKernelSource {
                         y1 += dHead * xv.y;
                     }
                 }
-                if (yPre) *(u32*)(yPre + row + j * 8) = pack2(y0, y1);  // before the gate, for the backward's dz
-                if (z) {
-                    const float2 zv = unpack2(*(const u32*)(z + row + j * 8));
+                pv[j] = pack2(y0, y1);  // before the gate, for the backward's dz
+                if (z && live) {
+                    const float2 zv = unpack2(*(const u32*)(z + row + j * 8 + (lane & 3) * 2));
                     y0 *= zv.x / (1.f + __expf(-zv.x));
                     y1 *= zv.y / (1.f + __expf(-zv.y));
                 }
-                *(u32*)(y + row + j * 8) = pack2(y0, y1);
+                yv[j] = pack2(y0, y1);
+            }
+            #pragma unroll
+            for (int j0 = 0; j0 < NT; j0 += 4) {
+                const size_t at = row + (j0 + (lane & 3)) * 8;
+                const uint4 s = quad_transpose(yv[j0], yv[j0 + 1], yv[j0 + 2], yv[j0 + 3], lane);
+                if (live) *(uint4*)(y + at) = s;
+                if (yPre) {
+                    const uint4 sp = quad_transpose(pv[j0], pv[j0 + 1], pv[j0 + 2], pv[j0 + 3], lane);
+                    if (live) *(uint4*)(yPre + at) = sp;
+                }
             }
         }
     }
@@ -328,14 +342,27 @@ extension CUDAKernelSource {
         const size_t base = ((size_t)r * H + h) * nchunks;
         float2 prev = initial ? *(const float2*)(initial + ((size_t)r * H + h) * PH * NS + e) : make_float2(0.f, 0.f);
         int c = 0;
-        for (; c + 16 <= nchunks; c += 16) {  // loads first: they do not depend on the running state
+        if (nchunks >= 16) {
+            // batch c + 16's loads issued before batch c's chain: one row of 65,536 tokens at N = 64 is 256 blocks, too
+            // few to hide the loads' latency otherwise (results/gpu-ssd-stores.txt)
             u32 s[16];
             float a[16];
-            for (int i = 0; i < 16; i++) { s[i] = *(const u32*)(states + (base + c + i) * PH * NS + e); a[i] = chunkDecay[base + c + i]; }
-            for (int i = 0; i < 16; i++) {
-                *(u32*)(statesIn + (base + c + i) * PH * NS + e) = pack2(prev.x, prev.y);
-                const float2 v = unpack2(s[i]);
-                prev = make_float2(a[i] * prev.x + v.x, a[i] * prev.y + v.y);
+            #pragma unroll
+            for (int i = 0; i < 16; i++) { s[i] = *(const u32*)(states + (base + i) * PH * NS + e); a[i] = chunkDecay[base + i]; }
+            for (; c + 16 <= nchunks; c += 16) {
+                u32 sn[16];
+                float an[16];
+                const bool more = c + 32 <= nchunks;
+                #pragma unroll
+                for (int i = 0; i < 16; i++) if (more) { sn[i] = *(const u32*)(states + (base + c + 16 + i) * PH * NS + e); an[i] = chunkDecay[base + c + 16 + i]; }
+                #pragma unroll
+                for (int i = 0; i < 16; i++) {
+                    *(u32*)(statesIn + (base + c + i) * PH * NS + e) = pack2(prev.x, prev.y);
+                    const float2 v = unpack2(s[i]);
+                    prev = make_float2(a[i] * prev.x + v.x, a[i] * prev.y + v.y);
+                }
+                #pragma unroll
+                for (int i = 0; i < 16; i++) { s[i] = sn[i]; a[i] = an[i]; }
             }
         }
         for (; c < nchunks; c++) {
@@ -464,6 +491,19 @@ extension CUDAKernelSource {
         return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
     #endif
     }
+    // A quad's 4×4 transpose (lanes 4i … 4i + 3 of a warp, a = lane % 4): lane a holds v[k], the 16-bit pair at
+    // columns 8(j0 + k) + 2a of the quad's row for k = 0 … 3 (mma's and wgmma's accumulator layout); afterwards it
+    // holds segment j0 + a whole (columns 8(j0 + a) … + 7, 16 bytes in order), which it stores with one 16-byte store.
+    // Why: the pairs stored as they lie write 16 bytes of each row per instruction, half a 32-byte sector, so L2 sees
+    // every sector twice and four times the requests; the kernels' L2 throughput, not DRAM, is their busiest unit
+    // (ncu, results/gpu-ssd-stores.txt). Two exchanges: lanes a ^ 1 swap halves of each pair of segments, then a ^ 2.
+    __device__ __forceinline__ uint4 quad_transpose(u32 v0, u32 v1, u32 v2, u32 v3, int lane) {
+        const bool a0 = lane & 1, a1 = lane & 2;
+        const u32 x0 = __shfl_xor_sync(0xffffffffu, a0 ? v0 : v1, 1), x1 = __shfl_xor_sync(0xffffffffu, a0 ? v2 : v3, 1);
+        const u32 r0 = a0 ? x0 : v0, r1 = a0 ? v1 : x0, r2 = a0 ? x1 : v2, r3 = a0 ? v3 : x1;
+        const u32 y0 = __shfl_xor_sync(0xffffffffu, a1 ? r0 : r2, 2), y1 = __shfl_xor_sync(0xffffffffu, a1 ? r1 : r3, 2);
+        return make_uint4(a1 ? y0 : r0, a1 ? y1 : r1, a1 ? r2 : y0, a1 ? r3 : y1);
+    }
     """#
     static let tensorCoreCommonTail = #"""
 
@@ -577,11 +617,22 @@ extension CUDAKernelSource {
         chunk_outer_acc(Xw, Bs, acc, warp, lane);
         for (int i = 0; i < 2; i++) {
             const int p = m0 + i * 16 + (lane >> 2);
+    #if NS % 128 == 0
+            // whole quads of segments: 16 bytes a lane (quad_transpose)
+            for (int j = 0; j < NT; j += 4) {
+                const int n = (nbase + j + (lane & 3)) * 8;
+                *(uint4*)(S + p * NS + n) = quad_transpose(pack2(acc[i][j][0], acc[i][j][1]), pack2(acc[i][j + 1][0], acc[i][j + 1][1]),
+                                                           pack2(acc[i][j + 2][0], acc[i][j + 2][1]), pack2(acc[i][j + 3][0], acc[i][j + 3][1]), lane);
+                *(uint4*)(S + (p + 8) * NS + n) = quad_transpose(pack2(acc[i][j][2], acc[i][j][3]), pack2(acc[i][j + 1][2], acc[i][j + 1][3]),
+                                                                 pack2(acc[i][j + 2][2], acc[i][j + 2][3]), pack2(acc[i][j + 3][2], acc[i][j + 3][3]), lane);
+            }
+    #else
             for (int j = 0; j < NT; j++) {
                 const int n = (nbase + j) * 8 + (lane & 3) * 2;
                 *(u32*)(S + p * NS + n) = pack2(acc[i][j][0], acc[i][j][1]);
                 *(u32*)(S + (p + 8) * NS + n) = pack2(acc[i][j][2], acc[i][j][3]);
             }
+    #endif
         }
     #else
         // N = 32 or 96 (a quarter of the n-tiles is not a whole pair): warp → m-tile (warp % 4), half of the n-tiles (warp / 4).
