@@ -29,7 +29,7 @@ extension CUDAKernelSource {
     ///      of it) while C·h_inᵀ runs, and the group multiplies them, from registers, by X;
     ///   4. D·x, the gate, the 16-bit output (`unit_store_y`); the stage then takes the group's next head.
     /// The states, per block: B, dt and the weights as ssd_tc_state; then per head of group w its staged X scaled by
-    /// w in place, S = (w∘X)ᵀ·B in QC/16 products, stored in the 16-bit type.
+    /// w in place, S = (w∘X)ᵀ·B in QC/16 products, stored in the 16-bit type 16 bytes a lane (`quad_transpose`).
     static let ssdHopper = #"""
     #if NS % 64 == 0
     #if defined(__CUDA_ARCH_FEAT_SM90_ALL)

@@ -31,7 +31,8 @@ extension CUDAKernelSource {
     /// that of its last token's sequence, passed on only under the same condition (its chunkDecay is 0
     /// otherwise); `ssd_sequence_states` then gives every sequence's end state.
     /// Blocks of steps 1 and 3 take `hb` heads of a group each (grid z = groups × heads per group / hb),
-    /// so that long single sequences still fill the GPU.
+    /// so that long single sequences still fill the GPU. Their 16-bit outputs (Y; the chunk states at N = 128) leave
+    /// the accumulators through `quad_transpose`, 16 bytes a lane, whole sectors for L2.
     static let ssdTensorCore = #"""
     // The scan's work units (ssd_tc_scan and ssd_tc_fused): a warp computes Y for two units of 16 rows by CW
     // columns, balanced: rows of m-tile `warp` for the first half of the columns and rows of m-tile 7 − warp for
@@ -334,7 +335,7 @@ extension CUDAKernelSource {
         }
     }
 
-    // A thread per pair of state elements (4-byte loads and stores of the 16-bit states).
+    // A thread per pair of state elements (4-byte loads and stores of the 16-bit states, a warp's 128 bytes contiguous).
     extern "C" __global__ void __launch_bounds__(256) ssd_tc_passing(
             int H, int nchunks, const u16* __restrict__ states, const float* __restrict__ chunkDecay,
             const float* __restrict__ initial, float* __restrict__ finalStates, u16* __restrict__ statesIn) {
