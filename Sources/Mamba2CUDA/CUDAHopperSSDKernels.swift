@@ -38,12 +38,21 @@ extension CUDAKernelSource {
     #else
     #define WG_TYPE "bf16"
     #endif
+    // At N = 64 the kernels take shared-memory addresses as offsets from one conversion of the block's base; at N = 128
+    // they convert each pointer (cvta.to.shared) where it is used. Measured both ways on the H200 (same binary, two
+    // rounds, results/gpu-ssd-stores.txt): offsets made the N = 64 scan 3 % faster and the N = 128 one 2 % slower (a
+    // register more live through a kernel already at its 128), the state kernel the same either way.
+    #if NS == 64
+    #define WG_OFFSETS 1
+    #else
+    #define WG_OFFSETS 0
+    #endif
     // Byte offset of 16-byte piece `piece` (8 values) of row r in a 128-byte-swizzled region.
     __device__ __forceinline__ int sw128(int r, int piece) { return r * 128 + ((piece ^ (r & 7)) << 4); }
     // A shared-memory matrix descriptor, 128-byte swizzle. K-major operands: sbo = 1024 (the next 8 rows), lbo unused;
     // MN-major: lbo = the next 64 columns' region, sbo = 1024 (the next 8 rows of K).
-    __device__ __forceinline__ unsigned long long wg_desc(const void* p, unsigned lbo, unsigned sbo) {
-        return (unsigned long long)((smem_addr(p) & 0x3FFFF) >> 4) | ((unsigned long long)(lbo >> 4) << 16)
+    __device__ __forceinline__ unsigned long long wg_desc(unsigned s, unsigned lbo, unsigned sbo) {
+        return (unsigned long long)((s & 0x3FFFF) >> 4) | ((unsigned long long)(lbo >> 4) << 16)
              | ((unsigned long long)(sbo >> 4) << 32) | (1ull << 62);
     }
     __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
@@ -90,11 +99,11 @@ extension CUDAKernelSource {
 
 
     // cp.async of 16 bytes, zero-filled past `bytes` (0 or 16), and of 4 bytes.
-    __device__ __forceinline__ void cp16(void* dst, const void* src, int bytes) {
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(smem_addr(dst)), "l"(src), "r"(bytes) : "memory");
+    __device__ __forceinline__ void cp16(unsigned dst, const void* src, int bytes) {
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(dst), "l"(src), "r"(bytes) : "memory");
     }
-    __device__ __forceinline__ void cp4(void* dst, const void* src) {
-        asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" :: "r"(smem_addr(dst)), "l"(src) : "memory");
+    __device__ __forceinline__ void cp4(unsigned dst, const void* src) {
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" :: "r"(dst), "l"(src) : "memory");
     }
     __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
     template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
@@ -103,7 +112,7 @@ extension CUDAKernelSource {
 
     // A head's X of the chunk (rows from row offset rl) into [QC][64] swizzled, rows past the row's end q zero-filled,
     // by a warp group's 128 threads (wt).
-    __device__ __forceinline__ void wg_fetch_x(unsigned char* xs, const u16* __restrict__ x, size_t rl, int H, int h, int q, int wt) {
+    __device__ __forceinline__ void wg_fetch_x(unsigned xs, const u16* __restrict__ x, size_t rl, int H, int h, int q, int wt) {
         for (int e = wt; e < QC * 8; e += 128) {
             const int t = e >> 3, piece = e & 7;
             cp16(xs + sw128(t, piece), t < q ? x + ((rl + t) * H + h) * PH + piece * 8 : x, t < q ? 16 : 0);
@@ -114,19 +123,19 @@ extension CUDAKernelSource {
     #define WG_STAGE (QC * 128 + PH * NS * 2 + 2 * QC * 4)
     // One head's inputs into a stage, by the group's 128 threads (wt): X (rows past the row's end q zero-filled),
     // h_in, and cum and dt of its q tokens.
-    __device__ __forceinline__ void wg_fetch_head(unsigned char* stage, const u16* __restrict__ x, const u16* __restrict__ statesIn,
+    __device__ __forceinline__ void wg_fetch_head(unsigned stage, const u16* __restrict__ x, const u16* __restrict__ statesIn,
                                                   const float* __restrict__ cumOut, const float* __restrict__ dtOut, int L, int H,
                                                   int nchunks, int r, int c, int t0, int q, int h, int wt) {
         wg_fetch_x(stage, x, (size_t)r * L + t0, H, h, q, wt);
         const u16* hin = statesIn + (((size_t)r * H + h) * nchunks + c) * PH * NS;
-        unsigned char* hs = stage + QC * 128;
+        const unsigned hs = stage + QC * 128;
         for (int e = wt; e < PH * NS / 8; e += 128) {
             const int p = e * 8 / NS, n = e * 8 % NS;
             cp16(hs + (n >> 6) * PH * 128 + sw128(p, (n & 63) >> 3), hin + e * 8, 16);
         }
-        float* cs = (float*)(hs + PH * NS * 2);
+        const unsigned cs = hs + PH * NS * 2;
         const size_t f = ((size_t)r * H + h) * L + t0;
-        if (wt < q) { cp4(cs + wt, cumOut + f + wt); cp4(cs + QC + wt, dtOut + f + wt); }
+        if (wt < q) { cp4(cs + wt * 4, cumOut + f + wt); cp4(cs + (QC + wt) * 4, dtOut + f + wt); }
         cp_commit();
     }
     #endif
@@ -154,6 +163,13 @@ extension CUDAKernelSource {
         const bool packed = seqStart != nullptr;
         extern __shared__ __align__(16) unsigned char smemRaw[];
         unsigned char* sm = smemRaw + ((1024u - (smem_addr(smemRaw) & 1023u)) & 1023u);
+        // The shared-memory address of a pointer into the block's memory (descriptors, copies): see WG_OFFSETS.
+    #if WG_OFFSETS
+        const unsigned smS = smem_addr(sm);
+        auto sa = [&](const void* p) { return smS + (unsigned)((const unsigned char*)p - sm); };
+    #else
+        auto sa = [&](const void* p) { return smem_addr(p); };
+    #endif
         u16* CBs = (u16*)sm;                                  // [QC][LDQ]: C·Bᵀ in the 16-bit type
         unsigned char* Cw = sm + WG_CB_BYTES;                 // [NS/64][QC][64] swizzled: C
         unsigned char* stages = Cw + QC * NS * 2;             // [groups][WG_STAGE]
@@ -172,7 +188,7 @@ extension CUDAKernelSource {
         const int nh = (hb - wg + WG_GROUPS - 1) / WG_GROUPS;
         const bool holdsB = wg == WG_GROUPS - 1;
         auto head = [&](int i) { return h0 + wg + WG_GROUPS * i; };
-        auto fetch = [&](int i) { wg_fetch_head(stage, x, statesIn, cumOut, dtOut, L, H, nchunks, r, c, t0, q, head(i), wt); };
+        auto fetch = [&](int i) { wg_fetch_head(sa(stage), x, statesIn, cumOut, dtOut, L, H, nchunks, r, c, t0, q, head(i), wt); };
         if (nh > 0 && !holdsB) fetch(0);
         for (int e = tid; e < QC * NS / 8; e += NTHREADS) {
             const int t = e / (NS / 8), n8 = e % (NS / 8);
@@ -199,7 +215,7 @@ extension CUDAKernelSource {
             wg_fence();
             for (int k = 0; k < NS / 16; k++) {
                 const int kr = (k >> 2) * QC * 128 + (k & 3) * 32;
-                wg_mma_n64_ss(acc, wg_desc(Cw + kr + m * 64 * 128, 16, 1024), wg_desc(Bw + kr + j * 64 * 128, 16, 1024));
+                wg_mma_n64_ss(acc, wg_desc(sa(Cw + kr + m * 64 * 128), 16, 1024), wg_desc(sa(Bw + kr + j * 64 * 128), 16, 1024));
             }
             wg_commit();
             wg_wait0();
@@ -238,7 +254,7 @@ extension CUDAKernelSource {
                 wg_fence();
                 for (int k = 0; k < NS / 16; k++) {
                     const int kc = (k >> 2) * QC * 128 + (k & 3) * 32, kh = (k >> 2) * PH * 128 + (k & 3) * 32;
-                    wg_mma_n64_ss(acc, wg_desc(Cw + kc + m0 * 128, 16, 1024), wg_desc(Hw + kh, 16, 1024));
+                    wg_mma_n64_ss(acc, wg_desc(sa(Cw + kc + m0 * 128), 16, 1024), wg_desc(sa(Hw + kh), 16, 1024));
                 }
                 wg_commit();
                 // 3. ... while the warps build M's fragments of these rows; each row's sum scaled by e^{cum_t}, then M·X.
@@ -252,7 +268,7 @@ extension CUDAKernelSource {
                 for (int j = 0; j < 8; j++) { acc[4 * j] *= e0; acc[4 * j + 1] *= e0; acc[4 * j + 2] *= e1; acc[4 * j + 3] *= e1; }
                 wg_fence();
                 #pragma unroll
-                for (int ks = 0; ks < 4 * (half + 1); ks++) wg_mma_n64_rs(acc, f[ks], wg_desc(Xw + ks * 16 * 128, 1024, 1024));
+                for (int ks = 0; ks < 4 * (half + 1); ks++) wg_mma_n64_rs(acc, f[ks], wg_desc(sa(Xw + ks * 16 * 128), 1024, 1024));
                 wg_commit();
                 wg_wait0();
                 // 4. D·x, the gate, the 16-bit output.
@@ -268,7 +284,7 @@ extension CUDAKernelSource {
     // prologue is the same (B, dt of its heads, then per head the cumulative decay and the weights w); then the two
     // warp groups take alternate heads, each with two stages of X copied ahead (cp.async), scales its stage by w in
     // place and multiplies (w∘X)ᵀ·B with one wgmma a k-step (64 × N × 16), reading both from shared memory.
-    extern "C" __global__ void __launch_bounds__(256, 1) ssd_wg_state(
+    extern "C" __global__ void __launch_bounds__(256, 2) ssd_wg_state(
             int L, int H, int G, int nchunks, int hb, const u16* __restrict__ x, const float* __restrict__ dtRaw,
             const float* __restrict__ dtBias, const float* __restrict__ A, int softplus, float lo, float hi,
             const u16* __restrict__ B, const int* __restrict__ seqStart, float* __restrict__ dtOut, float* __restrict__ cumOut,
@@ -282,6 +298,13 @@ extension CUDAKernelSource {
         const bool carries = stLast < t0 || stLast == 0;
         extern __shared__ __align__(16) unsigned char smemRaw[];
         unsigned char* sm = smemRaw + ((1024u - (smem_addr(smemRaw) & 1023u)) & 1023u);
+        // The shared-memory address of a pointer into the block's memory (descriptors, copies): see WG_OFFSETS.
+    #if WG_OFFSETS
+        const unsigned smS = smem_addr(sm);
+        auto sa = [&](const void* p) { return smS + (unsigned)((const unsigned char*)p - sm); };
+    #else
+        auto sa = [&](const void* p) { return smem_addr(p); };
+    #endif
         unsigned char* Bw = sm;                              // [NS/64][QC][64] swizzled: B of the chunk
         unsigned char* stages = Bw + QC * NS * 2;            // [2 groups][2 stages][QC][64] swizzled: X, then w∘X
         float* wAll = (float*)(stages + 4 * QC * 128);       // [hb][QC]: dt, then w
@@ -289,8 +312,8 @@ extension CUDAKernelSource {
         const int nh = (hb - wg + 1) / 2;
         auto stage = [&](int i) { return stages + (wg * 2 + (i & 1)) * QC * 128; };
         auto head = [&](int i) { return h0 + wg + 2 * i; };
-        if (nh > 0) { wg_fetch_x(stage(0), x, rl, H, head(0), q, wt); cp_commit(); }
-        if (nh > 1) { wg_fetch_x(stage(1), x, rl, H, head(1), q, wt); cp_commit(); }
+        if (nh > 0) { wg_fetch_x(sa(stage(0)), x, rl, H, head(0), q, wt); cp_commit(); }
+        if (nh > 1) { wg_fetch_x(sa(stage(1)), x, rl, H, head(1), q, wt); cp_commit(); }
         for (int e = tid; e < QC * NS / 8; e += 256) {
             const int t = e / (NS / 8), n8 = e % (NS / 8);
             uint4 v = make_uint4(0, 0, 0, 0);
@@ -328,12 +351,12 @@ extension CUDAKernelSource {
             wg_fence();
             #pragma unroll
             for (int ks = 0; ks < QC / 16; ks++)
-                wg_mma_state(acc, wg_desc(Xw + ks * 16 * 128, 1024, 1024), wg_desc(Bw + ks * 16 * 128, QC * 128, 1024));
+                wg_mma_state(acc, wg_desc(sa(Xw + ks * 16 * 128), 1024, 1024), wg_desc(sa(Bw + ks * 16 * 128), QC * 128, 1024));
             wg_commit();
             wg_wait0();
             if (i + 1 < nh) cp_wait<0>();
             wg_sync(wg);  // the group is done with stage i, and stage i + 1 has landed
-            if (i + 2 < nh) { wg_fetch_x(stage(i), x, rl, H, head(i + 2), q, wt); cp_commit(); }
+            if (i + 2 < nh) { wg_fetch_x(sa(stage(i)), x, rl, H, head(i + 2), q, wt); cp_commit(); }
             if (i + 1 < nh) scale_stage(i + 1);
             // S (P×N, 16-bit): row p = 16·wi + lane/4 (+ 8), the pairs at columns 8j + 2·(lane % 4), stored 16 bytes
             // a lane (quad_transpose)
