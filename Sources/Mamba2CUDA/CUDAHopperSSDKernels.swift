@@ -38,14 +38,21 @@ extension CUDAKernelSource {
     #else
     #define WG_TYPE "bf16"
     #endif
-    // At N = 64 the kernels take shared-memory addresses as offsets from one conversion of the block's base; at N = 128
-    // they convert each pointer (cvta.to.shared) where it is used. Measured both ways on the H200 (same binary, two
-    // rounds, results/gpu-ssd-stores.txt): offsets made the N = 64 scan 3 % faster and the N = 128 one 2 % slower (a
-    // register more live through a kernel already at its 128), the state kernel the same either way.
+    // WG_SHARED(raw): the block's dynamic shared memory from its first 1,024-byte boundary (the swizzle's), `sm`, and
+    // `sa(p)`, the shared-memory address of a pointer into it (descriptors, cp.async destinations). At N = 64 that is an
+    // offset from one conversion of the block's base; at N = 128 each pointer is converted (cvta.to.shared) where it is
+    // used. Measured both ways on the H200 (same binary, two rounds, results/gpu-ssd-stores.txt): offsets made the N = 64
+    // scan 3 % faster and the N = 128 one 2 % slower (a register more live through a kernel already at its 128), the
+    // state kernel the same either way. A macro, not a function: a function compiled to other code than was measured.
     #if NS == 64
-    #define WG_OFFSETS 1
+    #define WG_SHARED(raw) \
+        unsigned char* sm = raw + ((1024u - (smem_addr(raw) & 1023u)) & 1023u); \
+        const unsigned smS = smem_addr(sm); \
+        auto sa = [&](const void* p) { return smS + (unsigned)((const unsigned char*)p - sm); };
     #else
-    #define WG_OFFSETS 0
+    #define WG_SHARED(raw) \
+        unsigned char* sm = raw + ((1024u - (smem_addr(raw) & 1023u)) & 1023u); \
+        auto sa = [&](const void* p) { return smem_addr(p); };
     #endif
     // Byte offset of 16-byte piece `piece` (8 values) of row r in a 128-byte-swizzled region.
     __device__ __forceinline__ int sw128(int r, int piece) { return r * 128 + ((piece ^ (r & 7)) << 4); }
@@ -162,14 +169,7 @@ extension CUDAKernelSource {
         const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2, wi = warp & 3, wt = tid & 127;
         const bool packed = seqStart != nullptr;
         extern __shared__ __align__(16) unsigned char smemRaw[];
-        unsigned char* sm = smemRaw + ((1024u - (smem_addr(smemRaw) & 1023u)) & 1023u);
-        // The shared-memory address of a pointer into the block's memory (descriptors, copies): see WG_OFFSETS.
-    #if WG_OFFSETS
-        const unsigned smS = smem_addr(sm);
-        auto sa = [&](const void* p) { return smS + (unsigned)((const unsigned char*)p - sm); };
-    #else
-        auto sa = [&](const void* p) { return smem_addr(p); };
-    #endif
+        WG_SHARED(smemRaw)
         u16* CBs = (u16*)sm;                                  // [QC][LDQ]: C·Bᵀ in the 16-bit type
         unsigned char* Cw = sm + WG_CB_BYTES;                 // [NS/64][QC][64] swizzled: C
         unsigned char* stages = Cw + QC * NS * 2;             // [groups][WG_STAGE]
@@ -297,14 +297,7 @@ extension CUDAKernelSource {
         const int stLast = seqStart ? seqStart[(size_t)r * L + t0 + q - 1] : 0;
         const bool carries = stLast < t0 || stLast == 0;
         extern __shared__ __align__(16) unsigned char smemRaw[];
-        unsigned char* sm = smemRaw + ((1024u - (smem_addr(smemRaw) & 1023u)) & 1023u);
-        // The shared-memory address of a pointer into the block's memory (descriptors, copies): see WG_OFFSETS.
-    #if WG_OFFSETS
-        const unsigned smS = smem_addr(sm);
-        auto sa = [&](const void* p) { return smS + (unsigned)((const unsigned char*)p - sm); };
-    #else
-        auto sa = [&](const void* p) { return smem_addr(p); };
-    #endif
+        WG_SHARED(smemRaw)
         unsigned char* Bw = sm;                              // [NS/64][QC][64] swizzled: B of the chunk
         unsigned char* stages = Bw + QC * NS * 2;            // [2 groups][2 stages][QC][64] swizzled: X, then w∘X
         float* wAll = (float*)(stages + 4 * QC * 128);       // [hb][QC]: dt, then w
