@@ -362,6 +362,8 @@ extension CUDAKernelSource {
                     const float2 v = unpack2(s[i]);
                     prev = make_float2(a[i] * prev.x + v.x, a[i] * prev.y + v.y);
                 }
+                // (after the last batch, !more, the copies are never read: unconditional, as measured; guarded, the
+                // compiler made other code)
                 #pragma unroll
                 for (int i = 0; i < 16; i++) { s[i] = sn[i]; a[i] = an[i]; }
             }
