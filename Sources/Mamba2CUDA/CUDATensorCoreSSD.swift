@@ -18,6 +18,8 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
     public let stateSize: Int
     let kernels: TensorCoreSSDKernels
     let shared: (state: Int, scan: Int)
+    /// Dynamic shared memory of the warp-group state and scan kernels (`kernels.warpGroup`).
+    let warpGroupShared: (state: Int, scan: Int)
     static let chunk = 128, headDim = 64
     /// At most this many heads per block (the state kernel keeps a row of weights per head in shared memory).
     static let maxHeadsPerBlock = 32
@@ -33,8 +35,9 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         shared = CUDAKernelSource.tensorCoreShared(stateSize: N)
         try kernels.state.allowSharedMemory(shared.state)
         try kernels.scan.allowSharedMemory(shared.scan)
-        try kernels.warpGroup?.scan.allowSharedMemory(CUDAKernelSource.hopperScanShared(stateSize: N))
-        try kernels.warpGroup?.state.allowSharedMemory(CUDAKernelSource.hopperStateShared(stateSize: N))
+        warpGroupShared = (CUDAKernelSource.hopperStateShared(stateSize: N), CUDAKernelSource.hopperScanShared(stateSize: N))
+        try kernels.warpGroup?.state.allowSharedMemory(warpGroupShared.state)
+        try kernels.warpGroup?.scan.allowSharedMemory(warpGroupShared.scan)
         try kernels.fused?.allowSharedMemory(CUDAKernelSource.fusedSSDShared(stateSize: N, headsPerBlock: Self.maxHeadsPerBlock))
     }
 
@@ -174,13 +177,13 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         a1.add(p.x); a1.add(p.dt); a1.add(p.dtBias?.pointer ?? 0); a1.add(p.A); a1.add(Int32(p.softplus ? 1 : 0))
         a1.add(p.lo); a1.add(p.hi); a1.add(p.B); a1.add(p.packed?.seqStart.pointer ?? 0); a1.add(p.dtOut); a1.add(p.cumOut); a1.add(p.states); a1.add(p.chunkDecay)
         let blocksZ = p.G * (p.H / p.G / p.hb)
-        let warpGroup = products == .warpGroup ? kernels.warpGroup : nil
+        // The state and scan kernels of the products in use, with their threads a block and shared memory
+        typealias Step = (kernel: CUDAKernel, threads: Int, shared: Int)
+        let warpGroup = productsInUse == .warpGroup ? kernels.warpGroup : nil
+        let state: Step = warpGroup.map { ($0.state, 256, warpGroupShared.state) } ?? (kernels.state, 256, shared.state)
+        let scan: Step = warpGroup.map { ($0.scan, 128 * CUDAKernelSource.hopperScanGroups, warpGroupShared.scan) } ?? (kernels.scan, 256, shared.scan)
         if only == nil || only == 0 {
-            if let wg = warpGroup?.state {
-                try wg.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: CUDAKernelSource.hopperStateShared(stateSize: N), arguments: a1)
-            } else {
-                try kernels.state.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: shared.state, arguments: a1)
-            }
+            try state.kernel.launch(grid: (p.nchunks, p.b, blocksZ), block: (state.threads, 1, 1), sharedBytes: state.shared, arguments: a1)
         }
 
         let a2 = KernelArguments()
@@ -195,12 +198,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         a3.add(p.x); a3.add(p.z?.pointer ?? 0); a3.add(p.B); a3.add(p.C); a3.add(p.D?.pointer ?? 0)
         a3.add(Int32(p.dPerChannel ? 1 : 0)); a3.add(p.dtOut); a3.add(p.cumOut); a3.add(p.statesIn); a3.add(p.packed?.seqStart.pointer ?? 0); a3.add(p.y); a3.add(p.yPre?.pointer ?? 0)
         if only == nil || only == 2 {
-            if let wg = warpGroup?.scan {
-                try wg.launch(grid: (p.nchunks, p.b, blocksZ), block: (128 * CUDAKernelSource.hopperScanGroups, 1, 1),
-                              sharedBytes: CUDAKernelSource.hopperScanShared(stateSize: N), arguments: a3)
-            } else {
-                try kernels.scan.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: shared.scan, arguments: a3)
-            }
+            try scan.kernel.launch(grid: (p.nchunks, p.b, blocksZ), block: (scan.threads, 1, 1), sharedBytes: scan.shared, arguments: a3)
         }
         if only == nil, let packed = p.packed, let out = p.sequenceStates {
             try packed.launchSequenceStates(kernels.sequenceStates, L: p.L, H: p.H, P: Self.headDim, G: p.G, N: N,
