@@ -1,19 +1,24 @@
 import Mamba2
 extension CUDAKernelSource {
-    /// The chunk states and the chunk scan on Hopper's warp-group products (`ssd_wg_state`, `ssd_wg_scan`; sm_90a):
-    /// the same work, grids, arguments and results as `ssd_tc_state` and `ssd_tc_scan` (ssdTensorCore's steps 1 and
-    /// 3), with their products on `wgmma` instead of `mma.sync`. Compiled in the tensor-core module after
-    /// `ssdTensorCore`, whose helpers they share (dt and the weights, M's fragments, the output's epilogue); on other
-    /// architectures their bodies are empty and the host never launches them.
+    /// The SSD forward on Hopper's warp-group products (sm_90a): `ssd_wg_chain`, the chunk states with the state
+    /// passing fused into them (the state carried from chunk to chunk in the tensor cores' accumulators), then
+    /// `ssd_wg_scan`, ssd_tc_scan's work on `wgmma`; where one long row's chunks are split into ranges to fill the
+    /// card, `ssd_range_states` (or `ssd_segment_passing`) hands each range its incoming state. Results as the mma
+    /// three kernels' (ssdTensorCore's steps 1–3, their reference in the self-test) but for the order of float32 sums
+    /// and one 16-bit rounding fewer (the chunks' own states are never stored). Compiled in the tensor-core module
+    /// after `ssdTensorCore`, whose helpers they share (dt and the weights, M's fragments, the output's epilogue); on
+    /// other architectures the wgmma kernels' bodies are empty and the host never launches them.
     ///
     /// Why: the warp kernels are bound by issue and latency (`results/gpu-ssd-ncu-stalls.txt`): every warp loads its
     /// operands' fragments with `ldmatrix` and issues an `mma` per 16×8×16, and the scan's 8 warps meet at two block
     /// barriers per head, each building M's fragments for half of Y's columns (so every fragment is built twice). Here
-    /// a block's warp groups (4 in the scan, 2 in the states) take their heads in turn and never wait for each other
-    /// after the chunk's C·Bᵀ: each group's `wgmma` reads C, B, X and h_in straight from shared memory, one
-    /// instruction per 64×64×16 (64×N×16 for the states), asynchronously, each fragment of M is built once, and each
-    /// group copies its heads' inputs with `cp.async` (the scan: one stage a group, while the other groups compute;
-    /// the states: two stages a group).
+    /// a block's warp groups (4 in the scan) take their heads in turn and never wait for each other after the chunk's
+    /// C·Bᵀ: each group's `wgmma` reads C, B, X and h_in straight from shared memory, one instruction per 64×64×16
+    /// (64×N×16 for the states), asynchronously, each fragment of M is built once, and each group copies its heads'
+    /// inputs with `cp.async` (the scan: one stage a group, while the other groups compute; the chain: two stages).
+    /// And the three-kernel design made two more passes over chunk states as large as x (N = 128): the states kernel
+    /// wrote each chunk's own state, the passing read it back and wrote the incoming states; the chain writes only
+    /// the incoming states (results/gpu-ssd-chain.txt).
     ///
     /// Shared memory in wgmma's 128-byte-swizzled layout (rows of 64 16-bit values at a 128-byte stride, the 16-byte
     /// piece j of row r at piece j ^ (r % 8); wider rows split into regions of 64 columns), checked against the CPU by
@@ -28,8 +33,8 @@ extension CUDAKernelSource {
     ///   3. + M·X: each warp builds its 16 rows' fragments of M (left of its diagonal tile, the diagonal, zeros right
     ///      of it) while C·h_inᵀ runs, and the group multiplies them, from registers, by X;
     ///   4. D·x, the gate, the 16-bit output (`unit_store_y`); the stage then takes the group's next head.
-    /// The states, per block: B, dt and the weights as ssd_tc_state; then per head of group w its staged X scaled by
-    /// w in place, S = (w∘X)ᵀ·B in QC/16 products, stored in the 16-bit type 16 bytes a lane (`quad_transpose`).
+    ///   With ranges (ssd_wg_chain's plan), h_in of a chunk past its row's first range is local to its range; the
+    ///   scan adds α_c·H_k (ssd_range_states) to the staged h_in before step 2.
     static let ssdHopper = #"""
     #if NS % 64 == 0
     #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -114,6 +119,22 @@ extension CUDAKernelSource {
     }
     __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
     template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
+    // v + a·h for 8 16-bit values each, a (both halves) in the 16-bit type: one packed fma a pair, rounded once
+    // (the float32 form, unpacking and packing, cost the scan 10–20 % where it ran on every head).
+    __device__ __forceinline__ uint4 axpy8(uint4 v, u32 a2, uint4 h) {
+        uint4 o;
+    #if ELEM_F16
+        #define AXPY_FMA "fma.rn.f16x2 %0, %1, %2, %3;"
+    #else
+        #define AXPY_FMA "fma.rn.bf16x2 %0, %1, %2, %3;"
+    #endif
+        asm(AXPY_FMA : "=r"(o.x) : "r"(a2), "r"(h.x), "r"(v.x));
+        asm(AXPY_FMA : "=r"(o.y) : "r"(a2), "r"(h.y), "r"(v.y));
+        asm(AXPY_FMA : "=r"(o.z) : "r"(a2), "r"(h.z), "r"(v.z));
+        asm(AXPY_FMA : "=r"(o.w) : "r"(a2), "r"(h.w), "r"(v.w));
+        #undef AXPY_FMA
+        return o;
+    }
     // The 128 threads of warp group wg meet (named barrier 1 + wg; 0 is __syncthreads').
     __device__ __forceinline__ void wg_sync(int wg) { asm volatile("bar.sync %0, 128;" :: "r"(1 + wg) : "memory"); }
 
@@ -160,7 +181,8 @@ extension CUDAKernelSource {
             int L, int H, int G, int nchunks, int hb, const u16* __restrict__ x, const u16* __restrict__ z,
             const u16* __restrict__ B, const u16* __restrict__ C, const float* __restrict__ D, int dPerChannel,
             const float* __restrict__ dtOut, const float* __restrict__ cumOut, const u16* __restrict__ statesIn,
-            const int* __restrict__ seqStart, u16* __restrict__ y, u16* __restrict__ yPre) {
+            const int* __restrict__ seqStart, u16* __restrict__ y, u16* __restrict__ yPre, int rangeLength, int ranges,
+            const u16* __restrict__ rangeStates, const float* __restrict__ alpha) {
     #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
         constexpr int NTHREADS = 128 * WG_GROUPS;
         const int hpg = H / G, nhb = hpg / hb;
@@ -228,6 +250,9 @@ extension CUDAKernelSource {
         }
         __syncthreads();  // C·Bᵀ is complete, and B's room free
         if (nh > 0 && holdsB) fetch(0);
+        // Where ssd_wg_chain left h_in local to the chunk's range k > 0 (rangeLength > 0): the range's incoming state
+        // H_k, added to the staged h_in as α_c·H_k.
+        const bool ranged = rangeLength > 0 && c >= rangeLength;
         for (int i = 0; i < nh; i++) {
             const int h = head(i);
             const float dHead = D && !dPerChannel ? D[h] : 0.f;
@@ -235,6 +260,18 @@ extension CUDAKernelSource {
             unsigned char* Hw = Xw + QC * 128;
             const float* rc = (const float*)(Hw + PH * NS * 2);
             cp_wait<0>();  // the stage of head i has landed
+            if (ranged) {
+                // on the thread's own pieces of the stage (the copies above are its own)
+                const float a = alpha[((size_t)r * H + h) * nchunks + c];
+                const u32 al = pack2(a, a);
+                const u16* hk = rangeStates + (((size_t)r * H + h) * ranges + c / rangeLength) * PH * NS;
+                #pragma unroll
+                for (int k = 0; k < PH * NS / 8 / 128; k++) {
+                    const int e = wt + 128 * k, p = e * 8 / NS, n = e * 8 % NS;
+                    uint4* v = (uint4*)(Hw + (n >> 6) * PH * 128 + sw128(p, (n & 63) >> 3));
+                    *v = axpy8(*v, al, *(const uint4*)(hk + e * 8));
+                }
+            }
             fence_async_smem();
             wg_sync(wg);  // every thread's share of it / the group is done with the previous head's factors
             {
@@ -280,101 +317,226 @@ extension CUDAKernelSource {
     #endif
     }
 
-    // The chunk states on warp-group products (ssd_wg_state): ssd_tc_state's work, grid and arguments. The block's
-    // prologue is the same (B, dt of its heads, then per head the cumulative decay and the weights w); then the two
-    // warp groups take alternate heads, each with two stages of X copied ahead (cp.async), scales its stage by w in
-    // place and multiplies (w∘X)ᵀ·B with one wgmma a k-step (64 × N × 16), reading both from shared memory.
-    extern "C" __global__ void __launch_bounds__(256, 2) ssd_wg_state(
-            int L, int H, int G, int nchunks, int hb, const u16* __restrict__ x, const float* __restrict__ dtRaw,
-            const float* __restrict__ dtBias, const float* __restrict__ A, int softplus, float lo, float hi,
-            const u16* __restrict__ B, const int* __restrict__ seqStart, float* __restrict__ dtOut, float* __restrict__ cumOut,
-            u16* __restrict__ states, float* __restrict__ chunkDecay) {
+    // The chunk states with the state passing fused into them (ssd_wg_chain): a warp group per head walks a range
+    // of chunks in order with the head's state h (P×N, float32) in its wgmma accumulators. Per chunk it stores h as
+    // the chunk's incoming state (16-bit, the scan's h_in), then h ← decay_c·h + (w∘X_c)ᵀ·B_c: the accumulators are
+    // scaled by the chunk's decay and the chunk's product accumulates onto them. So the chunk's own state S_c never
+    // goes to memory and no passing kernel reads it back (the three-kernel path wrote S_c and the passing read it and
+    // wrote h_in: two passes over states as large as x / 2 at N = 64, as x at N = 128).
+    //
+    // Grid (ranges, row, group × heads per group / hc), 128·hc threads: the block's hc warp groups take hc heads of a
+    // group, sharing B; each range is segLen chunks. Where rows × heads are too few to fill the card (long single
+    // sequences) the chunks are split into ranges: range k > 0 starts from a zero state, its h_in are local to it, and
+    // ssd_segment_passing adds the incoming state of the range, decayed (α_c·H_k), and writes the final states. The
+    // range's end state (float32) goes to `ends` [row][H][ranges][P][N] (the final states themselves with one range).
+    //
+    // Per chunk i (two stages: chunk i + 1's X, B and raw dt are copied, cp.async, while chunk i computes):
+    //   1. dt (bias, softplus, clamp), one token a thread, its cumulative decay (a scan of the group's 128 tokens),
+    //      written for the scan with the chunk's decay; the weights w_t = exp(cum_last − cum_t)·dt_t (0 before the
+    //      start of the chunk's last sequence, where rows are packed);
+    //   2. the stage's X scaled by w in place (w∘X), fenced for the tensor cores;
+    //   3. h stored as h_in (16-bit, 16 bytes a lane through quad_transpose); h ← decay·h + (w∘X)ᵀ·B, one wgmma a
+    //      k-step (64 × N × 16) from shared memory.
+    #define CH_GROUPS_MAX \#(chainGroupsMax)
+    extern "C" __global__ void __launch_bounds__(128 * CH_GROUPS_MAX, 1) ssd_wg_chain(
+            int L, int H, int G, int nchunks, int hc, int segLen, int segs, const u16* __restrict__ x,
+            const float* __restrict__ dtRaw, const float* __restrict__ dtBias, const float* __restrict__ A, int softplus,
+            float lo, float hi, const u16* __restrict__ B, const int* __restrict__ seqStart, const float* __restrict__ initial,
+            float* __restrict__ dtOut, float* __restrict__ cumOut, float* __restrict__ chunkDecay, u16* __restrict__ statesIn,
+            float* __restrict__ ends) {
     #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-        const int hpg = H / G, nhb = hpg / hb;
-        const int c = blockIdx.x, r = blockIdx.y, g = blockIdx.z / nhb, h0 = g * hpg + (blockIdx.z % nhb) * hb;
-        const int t0 = c * QC, q = min(QC, L - t0);
+        const int hpg = H / G, nhb = hpg / hc;
+        const int k = blockIdx.x, r = blockIdx.y, g = blockIdx.z / nhb;
         const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2, wi = warp & 3, wt = tid & 127;
-        const int stLast = seqStart ? seqStart[(size_t)r * L + t0 + q - 1] : 0;
-        const bool carries = stLast < t0 || stLast == 0;
+        const int nthreads = 128 * hc, h = g * hpg + (blockIdx.z % nhb) * hc + wg;
+        const int c0 = k * segLen, n = min(segLen, nchunks - c0);
         extern __shared__ __align__(16) unsigned char smemRaw[];
         WG_SHARED(smemRaw)
-        unsigned char* Bw = sm;                              // [NS/64][QC][64] swizzled: B of the chunk
-        unsigned char* stages = Bw + QC * NS * 2;            // [2 groups][2 stages][QC][64] swizzled: X, then w∘X
-        float* wAll = (float*)(stages + 4 * QC * 128);       // [hb][QC]: dt, then w
-        const size_t rl = (size_t)r * L + t0;
-        const int nh = (hb - wg + 1) / 2;
-        auto stage = [&](int i) { return stages + (wg * 2 + (i & 1)) * QC * 128; };
-        auto head = [&](int i) { return h0 + wg + 2 * i; };
-        if (nh > 0) { wg_fetch_x(sa(stage(0)), x, rl, H, head(0), q, wt); cp_commit(); }
-        if (nh > 1) { wg_fetch_x(sa(stage(1)), x, rl, H, head(1), q, wt); cp_commit(); }
-        for (int e = tid; e < QC * NS / 8; e += 256) {
-            const int t = e / (NS / 8), n8 = e % (NS / 8);
-            uint4 v = make_uint4(0, 0, 0, 0);
-            if (t < q) v = *(const uint4*)(B + ((rl + t) * G + g) * NS + n8 * 8);
-            *(uint4*)(Bw + (n8 >> 3) * QC * 128 + sw128(t, n8 & 7)) = v;
+        unsigned char* Bst = sm;                                          // [2][NS/64][QC][64] swizzled: B, two stages
+        unsigned char* Xst = Bst + 2 * QC * NS * 2 + wg * 2 * QC * 128;   // the group's [2][QC][64] swizzled: X, then w∘X
+        float* fl = (float*)(Bst + 2 * QC * NS * 2 + hc * 2 * QC * 128);
+        float* dtSt = fl + wg * 3 * QC;                                   // the group's [2][QC]: raw dt, two stages
+        float* wS = dtSt + 2 * QC;                                        // the group's [QC]: w
+        float* red = fl + hc * 3 * QC + wg * 4;                           // the group's chunk decay (of [4])
+        auto fetch = [&](int i) {
+            const int t0 = (c0 + i) * QC, q = min(QC, L - t0), s = i & 1;
+            const size_t rl = (size_t)r * L + t0;
+            wg_fetch_x(sa(Xst + s * QC * 128), x, rl, H, h, q, wt);
+            const unsigned bs = sa(Bst + s * QC * NS * 2);
+            for (int e = tid; e < QC * NS / 8; e += nthreads) {
+                const int t = e / (NS / 8), n8 = e % (NS / 8);
+                cp16(bs + (n8 >> 3) * QC * 128 + sw128(t, n8 & 7), t < q ? B + ((rl + t) * G + g) * NS + n8 * 8 : B, t < q ? 16 : 0);
+            }
+            if (wt < q) cp4(sa(dtSt + s * QC + wt), dtRaw + (rl + wt) * H + h);
+            cp_commit();
+        };
+        fetch(0);
+        const float a = A[h], bias = dtBias ? dtBias[h] : 0.f;
+        const bool clamp = !(lo == 0.f && isinf(hi));
+        // h: row p = 16·wi + lane/4 (+ 8), the pairs at columns 8j + 2·(lane % 4) (wgmma's accumulator layout)
+        const int p = wi * 16 + (lane >> 2);
+        float acc[NS / 2];
+        for (int j = 0; j < NS / 2; j++) acc[j] = 0.f;
+        if (k == 0 && initial) {
+            const float* I = initial + ((size_t)r * H + h) * PH * NS;
+            for (int j = 0; j < NS / 8; j++) {
+                const int nn = j * 8 + (lane & 3) * 2;
+                const float2 u = *(const float2*)(I + p * NS + nn), v = *(const float2*)(I + (p + 8) * NS + nn);
+                acc[4 * j] = u.x; acc[4 * j + 1] = u.y; acc[4 * j + 2] = v.x; acc[4 * j + 3] = v.y;
+            }
         }
-        chunk_dt(wAll, dtRaw, dtBias, softplus, lo, hi, rl, H, h0, hb, q, tid, 256);
-        __syncthreads();
-        chunk_weights(wAll, A, dtOut, cumOut, chunkDecay, L, H, nchunks, r, c, t0, q, h0, hb, stLast, carries, warp, lane);
-        fence_async_smem();  // B, for the tensor cores
-        __syncthreads();     // w of every head is ready
-        // Stage i scaled by its head's w in place, by the group, and fenced for the tensor cores. The proxy fence also
-        // waits for the thread's outstanding stores, so each stage after the first is made ready before, not after, a
-        // head's states are stored.
-        auto scale_stage = [&](int i) {
-            unsigned char* xs = stage(i);
-            const float* w = wAll + (head(i) - h0) * QC;
+        for (int i = 0; i < n; i++) {
+            const int c = c0 + i, t0 = c * QC, q = min(QC, L - t0), s = i & 1, t = wt;
+            const size_t rl = (size_t)r * L + t0;
+            cp_wait<0>();
+            __syncthreads();  // chunk i's stage has landed (every thread's copies); every group is done with chunk i − 1's
+            if (i + 1 < n) fetch(i + 1);
+            // 1. dt, one token a thread; then the cumulative decay and the weights by the group's first warp, as
+            //    ssd_tc_state's chunk_weights makes them (the same float32 sums: the backward reads them)
+            float d = 0.f;
+            if (t < q) {
+                d = dtSt[s * QC + t] + bias;
+                if (softplus) d = d <= 20.f ? log1pf(expf(d)) : d;
+                if (clamp) d = fminf(fmaxf(d, lo), hi);
+            }
+            wS[t] = d;
+            wg_sync(wg);  // dt of the chunk is complete
+            if (wi == 0) {
+                const int stLast = seqStart ? seqStart[rl + q - 1] : 0;
+                const bool carries = stLast < t0 || stLast == 0;
+                float dd[4], cv[4];
+                const float total = warp_chunk_cum(wS, a, lane, dd, cv);
+                for (int j = 0; j < 4; j++) {
+                    const int tt = lane * 4 + j;
+                    if (tt < q) {
+                        dtOut[((size_t)r * H + h) * L + t0 + tt] = dd[j];
+                        cumOut[((size_t)r * H + h) * L + t0 + tt] = cv[j];
+                    }
+                    wS[tt] = tt < q && t0 + tt >= stLast ? expf(fminf(total - cv[j], 0.f)) * dd[j] : 0.f;
+                }
+                const float decay = carries ? expf(fminf(total, 0.f)) : 0.f;
+                if (lane == 0) { chunkDecay[((size_t)r * H + h) * nchunks + c] = decay; red[0] = decay; }
+            }
+            wg_sync(wg);  // w and the chunk's decay are in shared memory
+            const float decay = red[0];
+            // 2. w∘X in place, for the tensor cores
+            unsigned char* Xs = Xst + s * QC * 128;
             for (int e = wt; e < QC * 8; e += 128) {
-                uint4* v = (uint4*)(xs + sw128(e >> 3, e & 7));
-                *v = scale8(*v, w[e >> 3]);
+                uint4* v = (uint4*)(Xs + sw128(e >> 3, e & 7));
+                *v = scale8(*v, wS[e >> 3]);
             }
             fence_async_smem();
-        };
-        if (nh > 0) {
-            if (nh > 1) cp_wait<1>(); else cp_wait<0>();
-            wg_sync(wg);  // head 0's stage has landed
-            scale_stage(0);
-        }
-        for (int i = 0; i < nh; i++) {
-            const int h = head(i);
-            unsigned char* Xw = stage(i);
-            wg_sync(wg);  // stage i is scaled
-            float acc[NS / 2];
-            for (int k = 0; k < NS / 2; k++) acc[k] = 0.f;
+            // 3. h as the chunk's h_in, in the 16-bit type, 16 bytes a lane (quad_transpose) ...
+            u16* S = statesIn + (((size_t)r * H + h) * nchunks + c) * PH * NS;
+            #pragma unroll
+            for (int j = 0; j < NS / 8; j += 4) {
+                const int nn = (j + (lane & 3)) * 8;
+                *(uint4*)(S + p * NS + nn) = quad_transpose(pack2(acc[4 * j], acc[4 * j + 1]), pack2(acc[4 * j + 4], acc[4 * j + 5]),
+                                                            pack2(acc[4 * j + 8], acc[4 * j + 9]), pack2(acc[4 * j + 12], acc[4 * j + 13]), lane);
+                *(uint4*)(S + (p + 8) * NS + nn) = quad_transpose(pack2(acc[4 * j + 2], acc[4 * j + 3]), pack2(acc[4 * j + 6], acc[4 * j + 7]),
+                                                                  pack2(acc[4 * j + 10], acc[4 * j + 11]), pack2(acc[4 * j + 14], acc[4 * j + 15]), lane);
+            }
+            // ... then h ← decay·h + (w∘X)ᵀ·B
+            #pragma unroll
+            for (int j = 0; j < NS / 2; j++) acc[j] *= decay;
+            wg_sync(wg);  // every thread's w∘X is in shared memory
             wg_fence();
             #pragma unroll
             for (int ks = 0; ks < QC / 16; ks++)
-                wg_mma_state(acc, wg_desc(sa(Xw + ks * 16 * 128), 1024, 1024), wg_desc(sa(Bw + ks * 16 * 128), QC * 128, 1024));
+                wg_mma_state(acc, wg_desc(sa(Xs + ks * 16 * 128), 1024, 1024), wg_desc(sa(Bst + s * QC * NS * 2 + ks * 16 * 128), QC * 128, 1024));
             wg_commit();
             wg_wait0();
-            if (i + 1 < nh) cp_wait<0>();
-            wg_sync(wg);  // the group is done with stage i, and stage i + 1 has landed
-            if (i + 2 < nh) { wg_fetch_x(sa(stage(i)), x, rl, H, head(i + 2), q, wt); cp_commit(); }
-            if (i + 1 < nh) scale_stage(i + 1);
-            // S (P×N, 16-bit): row p = 16·wi + lane/4 (+ 8), the pairs at columns 8j + 2·(lane % 4), stored 16 bytes
-            // a lane (quad_transpose)
-            u16* S = states + (((size_t)r * H + h) * nchunks + c) * PH * NS;
-            const int p = wi * 16 + (lane >> 2);
-            #pragma unroll
-            for (int j = 0; j < NS / 8; j += 4) {
-                const int n = (j + (lane & 3)) * 8;
-                *(uint4*)(S + p * NS + n) = quad_transpose(pack2(acc[4 * j], acc[4 * j + 1]), pack2(acc[4 * j + 4], acc[4 * j + 5]),
-                                                           pack2(acc[4 * j + 8], acc[4 * j + 9]), pack2(acc[4 * j + 12], acc[4 * j + 13]), lane);
-                *(uint4*)(S + (p + 8) * NS + n) = quad_transpose(pack2(acc[4 * j + 2], acc[4 * j + 3]), pack2(acc[4 * j + 6], acc[4 * j + 7]),
-                                                                 pack2(acc[4 * j + 10], acc[4 * j + 11]), pack2(acc[4 * j + 14], acc[4 * j + 15]), lane);
-            }
+        }
+        // The range's end state in float32
+        float* E = ends + (((size_t)r * H + h) * segs + k) * PH * NS;
+        for (int j = 0; j < NS / 8; j++) {
+            const int nn = j * 8 + (lane & 3) * 2;
+            *(float2*)(E + p * NS + nn) = make_float2(acc[4 * j], acc[4 * j + 1]);
+            *(float2*)(E + (p + 8) * NS + nn) = make_float2(acc[4 * j + 2], acc[4 * j + 3]);
         }
     #endif
+    }
+
+    // The ranges' hand-over after ssd_wg_chain with more than one range of chunks, in one of two forms. Both start
+    // from H_1 = range 0's end state and go H_{k+1} = A_k·H_k + T_k (T_k range k's own end state, A_k the product of
+    // its chunk decays); the last H is the final state. Chunk c of range k > 0 then needs h_in(c) = local(c) + α_c·H_k,
+    // α_c the product of the range's decays before c:
+    //  - ssd_segment_passing (a thread per pair of state elements, as ssd_tc_passing) adds it to every such chunk's
+    //    stored h_in, for the readers of h_in other than the scan (the backward; packed rows' sequence states);
+    //  - ssd_range_states writes only H_k (16-bit) and α_c, which ssd_wg_scan adds to its staged h_in (rangeLength > 0):
+    //    the chunk states make no second round trip through memory.
+    extern "C" __global__ void __launch_bounds__(256) ssd_segment_passing(
+            int H, int nchunks, int segLen, int segs, const float* __restrict__ ends, const float* __restrict__ chunkDecay,
+            float* __restrict__ finalStates, u16* __restrict__ statesIn) {
+        const int e = (blockIdx.x * 256 + threadIdx.x) * 2, h = blockIdx.y, r = blockIdx.z;
+        const size_t base = ((size_t)r * H + h) * nchunks, eb = ((size_t)r * H + h) * segs;
+        float2 hk = *(const float2*)(ends + eb * PH * NS + e);
+        for (int k = 1; k < segs; k++) {
+            const int c1 = min((k + 1) * segLen, nchunks);
+            float al = 1.f;
+            for (int c = k * segLen; c < c1; c += 8) {
+                // the batch's loads before its chain
+                u32 v[8];
+                float dc[8];
+                #pragma unroll
+                for (int i = 0; i < 8; i++) if (c + i < c1) { v[i] = *(const u32*)(statesIn + (base + c + i) * PH * NS + e); dc[i] = chunkDecay[base + c + i]; }
+                #pragma unroll
+                for (int i = 0; i < 8; i++) if (c + i < c1) {
+                    const float2 u = unpack2(v[i]);
+                    *(u32*)(statesIn + (base + c + i) * PH * NS + e) = pack2(u.x + al * hk.x, u.y + al * hk.y);
+                    al *= dc[i];
+                }
+            }
+            const float2 t = *(const float2*)(ends + (eb + k) * PH * NS + e);
+            hk = make_float2(al * hk.x + t.x, al * hk.y + t.y);
+        }
+        *(float2*)(finalStates + ((size_t)r * H + h) * PH * NS + e) = hk;
+    }
+
+    // Grid (P·N/512, head, row), 256 threads, a pair of state elements each; blocks with blockIdx.x = 0 also write α.
+    // The ranges' decays A_k go through shared memory, RANGE_TILE ranges at a time.
+    #define RANGE_TILE 1024
+    extern "C" __global__ void __launch_bounds__(256) ssd_range_states(
+            int H, int nchunks, int segLen, int segs, const float* __restrict__ ends, const float* __restrict__ chunkDecay,
+            float* __restrict__ finalStates, u16* __restrict__ rangeStates, float* __restrict__ alpha) {
+        __shared__ float decays[RANGE_TILE];
+        const int e = (blockIdx.x * 256 + threadIdx.x) * 2, h = blockIdx.y, r = blockIdx.z;
+        const size_t base = ((size_t)r * H + h) * nchunks, eb = ((size_t)r * H + h) * segs;
+        float2 hk = *(const float2*)(ends + eb * PH * NS + e);
+        for (int k0 = 1; k0 < segs; k0 += RANGE_TILE) {
+            const int k1 = min(k0 + RANGE_TILE, segs);
+            __syncthreads();  // the previous tile's decays are read
+            for (int k = k0 + threadIdx.x; k < k1; k += 256) {
+                float al = 1.f;
+                for (int c = k * segLen; c < min((k + 1) * segLen, nchunks); c++) {
+                    if (blockIdx.x == 0) alpha[base + c] = al;
+                    al *= chunkDecay[base + c];
+                }
+                decays[k - k0] = al;
+            }
+            __syncthreads();
+            for (int k = k0; k < k1; k++) {
+                *(u32*)(rangeStates + (eb + k) * PH * NS + e) = pack2(hk.x, hk.y);
+                const float al = decays[k - k0];
+                const float2 t = *(const float2*)(ends + (eb + k) * PH * NS + e);
+                hk = make_float2(al * hk.x + t.x, al * hk.y + t.y);
+            }
+        }
+        *(float2*)(finalStates + ((size_t)r * H + h) * PH * NS + e) = hk;
     }
     #endif
     """#
 
-    /// Dynamic shared memory of ssd_wg_state for a state size (bytes; N = 64 or 128): B, 4 stages of X, the weights of
-    /// up to `CUDATensorCoreSSD.maxHeadsPerBlock` heads, 1 KB of alignment.
-    static func hopperStateShared(stateSize N: Int) -> Int {
+    /// Dynamic shared memory of ssd_wg_chain for a state size (bytes; N = 64 or 128), for its largest blocks
+    /// (`chainGroupsMax` warp groups): two stages of B, two of X a group, a group's raw dt (two stages), w and warp
+    /// sums, 1 KB of alignment.
+    static func hopperChainShared(stateSize N: Int, groups: Int = chainGroupsMax) -> Int {
         let Q = 128
-        return Q * N * 2 + 4 * Q * 128 + CUDATensorCoreSSD.maxHeadsPerBlock * Q * 4 + 1024
+        return 2 * Q * N * 2 + groups * 2 * Q * 128 + (groups * 3 * Q + 16) * 4 + 1024
     }
+
+    /// ssd_wg_chain's largest blocks, in warp groups (heads): its CH_GROUPS_MAX.
+    static let chainGroupsMax = 4
 
     /// ssd_wg_scan's warp groups a block (its WG_GROUPS), each with one stage.
     static let hopperScanGroups = 4

@@ -10,7 +10,8 @@ import CMamba2Kernels
 /// Two forwards (`path`): the three kernels (state, passing, scan; the default) and the fused kernel of
 /// `CUDAKernelSource.ssdFused` (one pass, the chunk states handed over by a look-back between blocks). The three
 /// kernels' state and scan products (`products`): Hopper's `wgmma` where the device has it (N = 64 or 128,
-/// `CUDAKernelSource.ssdHopper`), else `mma.sync`, which stays as their reference.
+/// `CUDAKernelSource.ssdHopper`: the states and their passing as one kernel that carries each head's state from
+/// chunk to chunk on chip), else `mma.sync`, which stays as their reference.
 public final class CUDATensorCoreSSD: @unchecked Sendable {
     public enum ElementType: String, Sendable { case bf16, f16 }
     public let device: CUDADevice
@@ -18,7 +19,9 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
     public let stateSize: Int
     let kernels: TensorCoreSSDKernels
     let shared: (state: Int, scan: Int)
-    /// Dynamic shared memory of the warp-group state and scan kernels (`kernels.warpGroup`).
+    /// ssd_wg_chain's blocks a multiprocessor runs at once, by warp groups a block (1 … chainGroupsMax).
+    let chainBlocksPerSM: [Int]
+    /// Dynamic shared memory of the warp-group chain (chunk states, for its largest blocks) and scan kernels (`kernels.warpGroup`).
     let warpGroupShared: (state: Int, scan: Int)
     static let chunk = 128, headDim = 64
     /// At most this many heads per block (the state kernel keeps a row of weights per head in shared memory).
@@ -35,8 +38,12 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         shared = CUDAKernelSource.tensorCoreShared(stateSize: N)
         try kernels.state.allowSharedMemory(shared.state)
         try kernels.scan.allowSharedMemory(shared.scan)
-        warpGroupShared = (CUDAKernelSource.hopperStateShared(stateSize: N), CUDAKernelSource.hopperScanShared(stateSize: N))
-        try kernels.warpGroup?.state.allowSharedMemory(warpGroupShared.state)
+        warpGroupShared = (CUDAKernelSource.hopperChainShared(stateSize: N), CUDAKernelSource.hopperScanShared(stateSize: N))
+        try kernels.warpGroup?.chain.allowSharedMemory(warpGroupShared.state)
+        let chain = kernels.warpGroup?.chain
+        chainBlocksPerSM = try (1...CUDAKernelSource.chainGroupsMax).map { g in
+            try chain.map { try $0.blocksPerMultiprocessor(threads: 128 * g, sharedBytes: CUDAKernelSource.hopperChainShared(stateSize: N, groups: g)) } ?? 1
+        }
         try kernels.warpGroup?.scan.allowSharedMemory(warpGroupShared.scan)
         try kernels.fused?.allowSharedMemory(CUDAKernelSource.fusedSSDShared(stateSize: N, headsPerBlock: Self.maxHeadsPerBlock))
     }
@@ -66,6 +73,11 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         /// Set: `launch` runs the fused kernel (`ssd_tc_fused`) with these look-back buffers instead of the three
         /// kernels (`states` then holds the published chunk states, in the fused kernel's own layout).
         package var fused: FusedBuffers? = nil
+        /// Whether `statesIn` must hold every chunk's whole incoming state after `launch` (the backward and packed
+        /// rows' sequence states read it; the default). False lets the Hopper chain leave a long row's ranges'
+        /// incoming states for the scan to add (`CUDAKernelSource.ssdHopper`'s ssd_range_states), saving a pass over
+        /// the chunk states; `prepare` sets it so for rows that are not packed.
+        package var fullIncomingStates = true
     }
 
     /// The fused kernel's look-back buffers: each chunk's state after it in float32 (b, H, chunks, P·N), and a
@@ -97,7 +109,8 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
     public var path: Path = .chunks
 
     /// The products of the three kernels' chunk states and scan: `.warpGroup`, Hopper's warp-group products
-    /// (`ssd_wg_state`, `ssd_wg_scan`: sm_90 devices, N = 64 or 128; the default where they apply), or `.warp`,
+    /// (`ssd_wg_chain`, the chunk states with the passing fused into them, and `ssd_wg_scan`: sm_90 devices, N = 64 or
+    /// 128; the default where they apply), or `.warp`,
     /// `mma.sync` (`ssd_tc_state`, `ssd_tc_scan`: every device and state size, and the reference of the others in
     /// the self-test). Both give the same results but for the order of float32 sums.
     public enum Products: String, Sendable, CaseIterable { case warpGroup = "wgmma", warp = "mma" }
@@ -121,6 +134,34 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
             throw Mamba2Error.invalidArgument("x", reason: "\(hpg) heads per group: the tensor-core SSD needs a power-of-two factor bringing it to \(Self.maxHeadsPerBlock) or fewer")
         }
         return hb
+    }
+
+    /// The most heads (warp groups) a block of ssd_wg_chain takes.
+    package static var chainHeadsMax: Int { CUDAKernelSource.chainGroupsMax }
+
+    /// How ssd_wg_chain splits its work: `heads` warp groups a block (the most, up to `chainGroupsMax`, that divide a
+    /// group's heads; they share B), and the chunks of a row in `ranges` ranges of `rangeLength`, each a chain of its
+    /// own. A range's time is its length, and the blocks (one a multiprocessor: its shared memory) run in waves, so
+    /// this takes the fewest ranges that minimize waves × range length (`blocksPerMultiprocessor` of a block of so many
+    /// warp groups: 1 for 4 groups at N = 64 and 128, more for smaller blocks): rows × heads enough to fill the card take one
+    /// range (no hand-over); one row of 16,384 tokens and 32 heads takes 4 of 32 chunks (128 blocks, one wave).
+    /// Several ranges are at least 4 chunks long, so that what the hand-over keeps of them fits in the room of the
+    /// chunk states (`launch`).
+    package static func chainPlan(rows b: Int, chunks nchunks: Int, heads H: Int, groups G: Int, multiprocessors: Int,
+                                  blocksPerMultiprocessor: (Int) -> Int = { _ in 1 }) -> (heads: Int, rangeLength: Int, ranges: Int) {
+        let hpg = H / G
+        let hc = stride(from: CUDAKernelSource.chainGroupsMax, through: 1, by: -1).first { hpg % $0 == 0 }!
+        let blocksPerRange = b * H / hc, sms = max(1, multiprocessors * blocksPerMultiprocessor(hc))
+        var best = (cost: Int.max, length: nchunks, ranges: 1)
+        for length in stride(from: nchunks, through: min(4, nchunks), by: -1) {
+            let ranges = (nchunks + length - 1) / length
+            if ranges > 1 && 4 * ranges > nchunks { continue }
+            let (blocks, o1) = blocksPerRange.multipliedReportingOverflow(by: ranges)
+            guard !o1 else { break }
+            let (cost, o2) = ((blocks + sms - 1) / sms).multipliedReportingOverflow(by: length)
+            if !o2 && cost < best.cost { best = (cost, length, ranges) }
+        }
+        return (hc, best.length, best.ranges)
     }
 
     public func prepare(_ input: SSDInput, options: SSDOptions) throws -> Prepared {
@@ -152,6 +193,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
             dPerChannel: input.D?.shape.count == 2, softplus: options.dtSoftplus, lo: options.dtLimit.lo, hi: options.dtLimit.hi,
             packed: packed, sequenceStates: try packed.map { try CUDABuffer(count: $0.count * H * P * N, on: device) })
         if fused { p.fused = try FusedBuffers(rows: b, heads: H, chunks: nchunks, stateSize: N, on: device) }
+        p.fullIncomingStates = packed != nil
         return p
     }
 
@@ -172,31 +214,73 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
                                      sharedBytes: CUDAKernelSource.fusedSSDShared(stateSize: N, headsPerBlock: p.hb), arguments: a)
             return
         }
-        let a1 = KernelArguments()
-        for v in [p.L, p.H, p.G, p.nchunks, p.hb] { a1.add(Int32(v)) }
-        a1.add(p.x); a1.add(p.dt); a1.add(p.dtBias?.pointer ?? 0); a1.add(p.A); a1.add(Int32(p.softplus ? 1 : 0))
-        a1.add(p.lo); a1.add(p.hi); a1.add(p.B); a1.add(p.packed?.seqStart.pointer ?? 0); a1.add(p.dtOut); a1.add(p.cumOut); a1.add(p.states); a1.add(p.chunkDecay)
         let blocksZ = p.G * (p.H / p.G / p.hb)
-        // The state and scan kernels of the products in use, with their threads a block and shared memory
-        typealias Step = (kernel: CUDAKernel, threads: Int, shared: Int)
         let warpGroup = productsInUse == .warpGroup ? kernels.warpGroup : nil
-        let state: Step = warpGroup.map { ($0.state, 256, warpGroupShared.state) } ?? (kernels.state, 256, shared.state)
-        let scan: Step = warpGroup.map { ($0.scan, 128 * CUDAKernelSource.hopperScanGroups, warpGroupShared.scan) } ?? (kernels.scan, 256, shared.scan)
-        if only == nil || only == 0 {
-            try state.kernel.launch(grid: (p.nchunks, p.b, blocksZ), block: (state.threads, 1, 1), sharedBytes: state.shared, arguments: a1)
+        // With several ranges of chunks (chainPlan), the room of `states`, unused by this path, holds the ranges' end
+        // states (float32), their incoming states (16-bit) and each chunk's α (float32); chainPlan keeps ranges to at
+        // most a quarter of the chunks, so they fit.
+        var scanRanges: (length: Int, count: Int, states: CUDABuffer, alpha: CUDABuffer)? = nil
+        if let warpGroup {
+            // The chunk states with their passing (ssd_wg_chain), then the ranges' hand-over where there are several.
+            let plan = Self.chainPlan(rows: p.b, chunks: p.nchunks, heads: p.H, groups: p.G, multiprocessors: device.multiprocessors,
+                                      blocksPerMultiprocessor: { chainBlocksPerSM[$0 - 1] })
+            let endCount = p.b * p.H * plan.ranges * Self.headDim * N, alphaCount = p.b * p.H * p.nchunks
+            guard plan.ranges == 1 || p.states.count >= endCount + endCount / 2 + alphaCount else {
+                throw Mamba2Error.invalidArgument("states", reason: "room for \(p.states.count) floats, the chain's \(plan.ranges) ranges need \(endCount + endCount / 2 + alphaCount)")
+            }
+            let ends = plan.ranges == 1 ? p.finalStates : p.states.view(at: 0, count: endCount)
+            if only == nil || only == 0 {
+                let a = KernelArguments()
+                for v in [p.L, p.H, p.G, p.nchunks, plan.heads, plan.rangeLength, plan.ranges] { a.add(Int32(v)) }
+                a.add(p.x); a.add(p.dt); a.add(p.dtBias?.pointer ?? 0); a.add(p.A); a.add(Int32(p.softplus ? 1 : 0)); a.add(p.lo); a.add(p.hi)
+                a.add(p.B); a.add(p.packed?.seqStart.pointer ?? 0); a.add(p.initial?.pointer ?? 0)
+                a.add(p.dtOut); a.add(p.cumOut); a.add(p.chunkDecay); a.add(p.statesIn); a.add(ends)
+                try warpGroup.chain.launch(grid: (plan.ranges, p.b, p.G * (p.H / p.G / plan.heads)), block: (128 * plan.heads, 1, 1),
+                                           sharedBytes: CUDAKernelSource.hopperChainShared(stateSize: N, groups: plan.heads), arguments: a)
+            }
+            if plan.ranges > 1 {
+                let a = KernelArguments()
+                for v in [p.H, p.nchunks, plan.rangeLength, plan.ranges] { a.add(Int32(v)) }
+                a.add(ends); a.add(p.chunkDecay); a.add(p.finalStates)
+                let grid = (Self.headDim * N / 512, p.H, p.b)
+                if p.fullIncomingStates {
+                    a.add(p.statesIn)
+                    if only == nil || only == 1 { try warpGroup.segmentPassing.launch(grid: grid, block: (256, 1, 1), arguments: a) }
+                } else {
+                    let states = p.states.view(at: endCount, count: endCount / 2), alpha = p.states.view(at: endCount + endCount / 2, count: alphaCount)
+                    a.add(states); a.add(alpha)
+                    if only == nil || only == 1 { try warpGroup.rangeStates.launch(grid: grid, block: (256, 1, 1), arguments: a) }
+                    scanRanges = (plan.rangeLength, plan.ranges, states, alpha)
+                }
+            }
+        } else {
+            if only == nil || only == 0 {
+                let a1 = KernelArguments()
+                for v in [p.L, p.H, p.G, p.nchunks, p.hb] { a1.add(Int32(v)) }
+                a1.add(p.x); a1.add(p.dt); a1.add(p.dtBias?.pointer ?? 0); a1.add(p.A); a1.add(Int32(p.softplus ? 1 : 0))
+                a1.add(p.lo); a1.add(p.hi); a1.add(p.B); a1.add(p.packed?.seqStart.pointer ?? 0); a1.add(p.dtOut); a1.add(p.cumOut); a1.add(p.states); a1.add(p.chunkDecay)
+                try kernels.state.launch(grid: (p.nchunks, p.b, blocksZ), block: (256, 1, 1), sharedBytes: shared.state, arguments: a1)
+            }
+            let a2 = KernelArguments()
+            a2.add(Int32(p.H)); a2.add(Int32(p.nchunks)); a2.add(p.states); a2.add(p.chunkDecay)
+            a2.add(p.initial?.pointer ?? 0); a2.add(p.finalStates); a2.add(p.statesIn)
+            if only == nil || only == 1 {
+                try kernels.passing.launch(grid: (Self.headDim * N / 512, p.H, p.b), block: (256, 1, 1), arguments: a2)
+            }
         }
-
-        let a2 = KernelArguments()
-        a2.add(Int32(p.H)); a2.add(Int32(p.nchunks)); a2.add(p.states); a2.add(p.chunkDecay)
-        a2.add(p.initial?.pointer ?? 0); a2.add(p.finalStates); a2.add(p.statesIn)
-        if only == nil || only == 1 {
-            try kernels.passing.launch(grid: (Self.headDim * N / 512, p.H, p.b), block: (256, 1, 1), arguments: a2)
-        }
+        // The scan of the products in use, with its threads a block and shared memory
+        let scan: (kernel: CUDAKernel, threads: Int, shared: Int) =
+            warpGroup.map { ($0.scan, 128 * CUDAKernelSource.hopperScanGroups, warpGroupShared.scan) } ?? (kernels.scan, 256, shared.scan)
 
         let a3 = KernelArguments()
         for v in [p.L, p.H, p.G, p.nchunks, p.hb] { a3.add(Int32(v)) }
         a3.add(p.x); a3.add(p.z?.pointer ?? 0); a3.add(p.B); a3.add(p.C); a3.add(p.D?.pointer ?? 0)
         a3.add(Int32(p.dPerChannel ? 1 : 0)); a3.add(p.dtOut); a3.add(p.cumOut); a3.add(p.statesIn); a3.add(p.packed?.seqStart.pointer ?? 0); a3.add(p.y); a3.add(p.yPre?.pointer ?? 0)
+        if warpGroup != nil {
+            // the ranges whose incoming states the scan adds (rangeLength 0: none)
+            a3.add(Int32(scanRanges?.length ?? 0)); a3.add(Int32(scanRanges?.count ?? 1))
+            a3.add(scanRanges?.states.pointer ?? 0); a3.add(scanRanges?.alpha.pointer ?? 0)
+        }
         if only == nil || only == 2 {
             try scan.kernel.launch(grid: (p.nchunks, p.b, blocksZ), block: (scan.threads, 1, 1), sharedBytes: scan.shared, arguments: a3)
         }

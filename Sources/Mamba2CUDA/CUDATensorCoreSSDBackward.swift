@@ -57,6 +57,7 @@ public final class CUDATensorCoreSSDBackward: @unchecked Sendable {
 
     public func prepare(_ input: SSDInput, options: SSDOptions, gradY: Tensor, gradFinalStates: Tensor?) throws -> Prepared {
         var fwd = try forward.prepare(input, options: options)
+        fwd.fullIncomingStates = true  // the backward reads every chunk's incoming state
         let (b, L, H, G, nchunks) = (fwd.b, fwd.L, fwd.H, fwd.G, fwd.nchunks)
         let (P, N, Q) = (CUDATensorCoreSSD.headDim, forward.stateSize, CUDATensorCoreSSD.chunk)
         guard gradY.shape == [b, L, H, P] else { throw Mamba2Error.shape(argument: "grad_y", expected: "(b, L, H, P)", got: gradY.shape) }

@@ -113,8 +113,10 @@ public enum CUDASelfTest {
         for type in [CUDATensorCoreSSD.ElementType.bf16, .f16] {
             for N in [64, 128] {
                 let tc = try CUDATensorCoreSSD(device: device, elementType: type, stateSize: N)
+                // (the last two: packed rows in one range of chunks and, at 3,000 tokens, in 6 ranges of the Hopper chain
+                // kernel, as 2,048 and 8,000 tokens are in 4 and 13: CUDATensorCoreSSD.chainPlan)
                 for (b, L, H, G, options, packed) in [(2, 300, 4, 2, true, false), (1, 2048, 24, 1, false, false), (3, 8000, 8, 1, true, false),
-                                                      (2, 300, 4, 1, true, true)] {
+                                                      (2, 300, 4, 1, true, true), (2, 3000, 4, 1, true, true)] {
                     func normal(_ shape: [Int]) -> Tensor { Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in rng.normal() }) }
                     func rounded(_ t: Tensor) -> Tensor { Tensor(shape: t.shape, data: tc.floats(tc.halves(t.data))) }
                     let P = 64

@@ -56,6 +56,24 @@ struct CUDAWithoutGPUTests {
         #expect(CUDAModel.layerMatrixBytes(ModelShape.b27.config) == (10_576 + 5_120) * 2_560 * 2)
     }
 
+    @Test("the Hopper chain kernel's plan: every chunk in one range, the heads of a block divide a group's, ranges' end states fit their room")
+    func chainPlan() {
+        for (b, nchunks, H, G) in [(32, 16, 32, 1), (4, 128, 32, 1), (1, 512, 32, 1), (1, 128, 80, 1), (3, 63, 8, 1), (2, 3, 4, 2),
+                                   (1, 1, 24, 1), (7, 2, 6, 3), (1, 8192, 80, 1)] {
+            let plan = CUDATensorCoreSSD.chainPlan(rows: b, chunks: nchunks, heads: H, groups: G, multiprocessors: 132)
+            #expect((H / G) % plan.heads == 0 && plan.heads <= CUDATensorCoreSSD.chainHeadsMax)
+            // the ranges cover the chunks, none empty
+            #expect(plan.ranges * plan.rangeLength >= nchunks && (plan.ranges - 1) * plan.rangeLength < nchunks, "\(b) \(nchunks) \(H)")
+            // several ranges' end states (float32), incoming states (16-bit) and α take the room of the 16-bit chunk states
+            #expect(plan.ranges == 1 || 4 * plan.ranges <= nchunks)
+        }
+        // Rows × heads that fill the H200's 132 multiprocessors take one range; one long row is split so that its
+        // blocks fill them: 16,384 tokens (128 chunks) of 32 heads in 4 ranges (128 blocks), 65,536 in 16.
+        #expect(CUDATensorCoreSSD.chainPlan(rows: 32, chunks: 16, heads: 32, groups: 1, multiprocessors: 132) == (4, 16, 1))
+        #expect(CUDATensorCoreSSD.chainPlan(rows: 4, chunks: 128, heads: 32, groups: 1, multiprocessors: 132) == (4, 32, 4))
+        #expect(CUDATensorCoreSSD.chainPlan(rows: 1, chunks: 512, heads: 32, groups: 1, multiprocessors: 132) == (4, 32, 16))
+    }
+
     // Asserts on every host: a GPU number the driver does not list is refused (with no driver, every number
     // is); where there is no driver, loading a model onto the GPU names what is missing.
     @Test("asking for a GPU that is not there is an error that names what is missing")
