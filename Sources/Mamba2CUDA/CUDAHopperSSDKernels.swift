@@ -327,13 +327,14 @@ extension CUDAKernelSource {
     // Grid (ranges, row, group × heads per group / hc), 128·hc threads: the block's hc warp groups take hc heads of a
     // group, sharing B; each range is segLen chunks. Where rows × heads are too few to fill the card (long single
     // sequences) the chunks are split into ranges: range k > 0 starts from a zero state, its h_in are local to it, and
-    // ssd_segment_passing adds the incoming state of the range, decayed (α_c·H_k), and writes the final states. The
-    // range's end state (float32) goes to `ends` [row][H][ranges][P][N] (the final states themselves with one range).
+    // the range's incoming state, decayed (α_c·H_k), is added to them by the scan (after ssd_range_states) or in memory
+    // (ssd_segment_passing), which also write the final states. The range's end state (float32) goes to `ends`
+    // [row][H][ranges][P][N] (the final states themselves with one range).
     //
     // Per chunk i (two stages: chunk i + 1's X, B and raw dt are copied, cp.async, while chunk i computes):
-    //   1. dt (bias, softplus, clamp), one token a thread, its cumulative decay (a scan of the group's 128 tokens),
-    //      written for the scan with the chunk's decay; the weights w_t = exp(cum_last − cum_t)·dt_t (0 before the
-    //      start of the chunk's last sequence, where rows are packed);
+    //   1. dt (bias, softplus, clamp), one token a thread; then, by the group's first warp, the cumulative decay, written
+    //      for the scan with dt and the chunk's decay, and the weights w_t = exp(cum_last − cum_t)·dt_t (0 before the
+    //      start of the chunk's last sequence, where rows are packed), as ssd_tc_state's chunk_weights makes them;
     //   2. the stage's X scaled by w in place (w∘X), fenced for the tensor cores;
     //   3. h stored as h_in (16-bit, 16 bytes a lane through quad_transpose); h ← decay·h + (w∘X)ᵀ·B, one wgmma a
     //      k-step (64 × N × 16) from shared memory.
