@@ -119,8 +119,9 @@ extension CUDAKernelSource {
     }
     __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
     template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
-    // v + a·h for 8 16-bit values each, a (both halves) in the 16-bit type: one packed fma a pair, rounded once
-    // (the float32 form, unpacking and packing, cost the scan 10–20 % where it ran on every head).
+    // v + a·h for 8 16-bit values each, a (both halves) rounded to the 16-bit type: one packed fma a pair, its sum
+    // rounded once. (A float32 form, unpacking and packing, took the same time: the scan's cost for the ranges'
+    // hand-over is the latency of H_k's loads, not this arithmetic; results/gpu-ssd-chain.txt, run 2.)
     __device__ __forceinline__ uint4 axpy8(uint4 v, u32 a2, uint4 h) {
         uint4 o;
     #if ELEM_F16

@@ -740,7 +740,7 @@ public final class CUDAModel: @unchecked Sendable {
                 x: buf.x, dt: buf.dt, A: l.A, B: buf.B, C: buf.C, y: buf.y, dtOut: s.dt, cumOut: s.cum, states: s.states,
                 statesIn: s.statesIn, chunkDecay: s.chunkDecay, finalStates: finalStates, dtBias: l.dtBias, D: l.D, z: nil,
                 initial: nil, dPerChannel: c.dHasHeadDim, softplus: true, lo: lo, hi: hi, packed: packed, sequenceStates: sequenceStates)
-            p.fullIncomingStates = packed != nil  // only packed rows' sequence states read them after the scan
+            p.fullIncomingStates = false  // nothing after the scan reads them (packed rows' sequence states: launch sees to them)
             if tc.fusedApplies(packed: packed != nil) {
                 if ssdScratch?.fused == nil { ssdScratch?.fused = try CUDATensorCoreSSD.FusedBuffers(rows: b, heads: H, chunks: nchunks, stateSize: N, on: device) }
                 p.fused = ssdScratch?.fused

@@ -22,7 +22,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
     /// ssd_wg_chain's blocks a multiprocessor runs at once, by warp groups a block (1 … chainGroupsMax).
     let chainBlocksPerSM: [Int]
     /// Dynamic shared memory of the warp-group chain (chunk states, for its largest blocks) and scan kernels (`kernels.warpGroup`).
-    let warpGroupShared: (state: Int, scan: Int)
+    let warpGroupShared: (chain: Int, scan: Int)
     static let chunk = 128, headDim = 64
     /// At most this many heads per block (the state kernel keeps a row of weights per head in shared memory).
     static let maxHeadsPerBlock = 32
@@ -39,7 +39,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         try kernels.state.allowSharedMemory(shared.state)
         try kernels.scan.allowSharedMemory(shared.scan)
         warpGroupShared = (CUDAKernelSource.hopperChainShared(stateSize: N), CUDAKernelSource.hopperScanShared(stateSize: N))
-        try kernels.warpGroup?.chain.allowSharedMemory(warpGroupShared.state)
+        try kernels.warpGroup?.chain.allowSharedMemory(warpGroupShared.chain)
         let chain = kernels.warpGroup?.chain
         chainBlocksPerSM = try (1...CUDAKernelSource.chainGroupsMax).map { g in
             try chain.map { try $0.blocksPerMultiprocessor(threads: 128 * g, sharedBytes: CUDAKernelSource.hopperChainShared(stateSize: N, groups: g)) } ?? 1
@@ -73,10 +73,11 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
         /// Set: `launch` runs the fused kernel (`ssd_tc_fused`) with these look-back buffers instead of the three
         /// kernels (`states` then holds the published chunk states, in the fused kernel's own layout).
         package var fused: FusedBuffers? = nil
-        /// Whether `statesIn` must hold every chunk's whole incoming state after `launch` (the backward and packed
-        /// rows' sequence states read it; the default). False lets the Hopper chain leave a long row's ranges'
-        /// incoming states for the scan to add (`CUDAKernelSource.ssdHopper`'s ssd_range_states), saving a pass over
-        /// the chunk states; `prepare` sets it so for rows that are not packed.
+        /// Whether `statesIn` must hold every chunk's whole incoming state after `launch`, for a reader after it (the
+        /// backward; the default, so that a caller who builds this for its backward gets them). False lets the Hopper
+        /// chain leave a long row's ranges' incoming states for the scan to add (`CUDAKernelSource.ssdHopper`'s
+        /// ssd_range_states), saving a pass over the chunk states; `prepare` sets it so. Packed rows take whole
+        /// incoming states either way: `launch` reads them for the sequences' end states.
         package var fullIncomingStates = true
     }
 
@@ -193,7 +194,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
             dPerChannel: input.D?.shape.count == 2, softplus: options.dtSoftplus, lo: options.dtLimit.lo, hi: options.dtLimit.hi,
             packed: packed, sequenceStates: try packed.map { try CUDABuffer(count: $0.count * H * P * N, on: device) })
         if fused { p.fused = try FusedBuffers(rows: b, heads: H, chunks: nchunks, stateSize: N, on: device) }
-        p.fullIncomingStates = packed != nil
+        p.fullIncomingStates = false
         return p
     }
 
@@ -243,7 +244,7 @@ public final class CUDATensorCoreSSD: @unchecked Sendable {
                 for v in [p.H, p.nchunks, plan.rangeLength, plan.ranges] { a.add(Int32(v)) }
                 a.add(ends); a.add(p.chunkDecay); a.add(p.finalStates)
                 let grid = (Self.headDim * N / 512, p.H, p.b)
-                if p.fullIncomingStates {
+                if p.fullIncomingStates || p.packed != nil {
                     a.add(p.statesIn)
                     if only == nil || only == 1 { try warpGroup.segmentPassing.launch(grid: grid, block: (256, 1, 1), arguments: a) }
                 } else {
