@@ -148,13 +148,18 @@ extension CUDAKernelSource {
         }
     }
 
-    // A warp group's stage: X [QC][64] and h_in [NS/64][PH][64] swizzled, then cum and dt of the head's chunk.
-    #define WG_STAGE (QC * 128 + PH * NS * 2 + 2 * QC * 4)
+    // Whether a ranged chunk's H_k is copied into the stage with h_in, so that its latency is the stage's: at N = 64,
+    // where there is room (the scan 2-3 % faster at 16,384 and 65,536 tokens a row on the H200, results/gpu-ssd-chain.txt
+    // E); at N = 128 the scan loads H_k once the stage has landed.
+    #define WG_STAGE_HK (NS == 64)
+    // A warp group's stage: X [QC][64] and h_in [NS/64][PH][64] swizzled, then cum and dt of the head's chunk, then
+    // (WG_STAGE_HK) H_k [PH·NS] as it lies in memory.
+    #define WG_STAGE (QC * 128 + PH * NS * 2 + 2 * QC * 4 + (WG_STAGE_HK ? PH * NS * 2 : 0))
     // One head's inputs into a stage, by the group's 128 threads (wt): X (rows past the row's end q zero-filled),
-    // h_in, and cum and dt of its q tokens.
+    // h_in, cum and dt of its q tokens, and where WG_STAGE_HK and hk (a ranged chunk's H_k) is given, H_k.
     __device__ __forceinline__ void wg_fetch_head(unsigned stage, const u16* __restrict__ x, const u16* __restrict__ statesIn,
                                                   const float* __restrict__ cumOut, const float* __restrict__ dtOut, int L, int H,
-                                                  int nchunks, int r, int c, int t0, int q, int h, int wt) {
+                                                  int nchunks, int r, int c, int t0, int q, int h, int wt, const u16* __restrict__ hk) {
         wg_fetch_x(stage, x, (size_t)r * L + t0, H, h, q, wt);
         const u16* hin = statesIn + (((size_t)r * H + h) * nchunks + c) * PH * NS;
         const unsigned hs = stage + QC * 128;
@@ -165,6 +170,9 @@ extension CUDAKernelSource {
         const unsigned cs = hs + PH * NS * 2;
         const size_t f = ((size_t)r * H + h) * L + t0;
         if (wt < q) { cp4(cs + wt * 4, cumOut + f + wt); cp4(cs + (QC + wt) * 4, dtOut + f + wt); }
+    #if WG_STAGE_HK
+        if (hk) for (int e = wt; e < PH * NS / 8; e += 128) cp16(cs + 2 * QC * 4 + e * 16, hk + e * 8, 16);
+    #endif
         cp_commit();
     }
     #endif
@@ -211,7 +219,16 @@ extension CUDAKernelSource {
         const int nh = (hb - wg + WG_GROUPS - 1) / WG_GROUPS;
         const bool holdsB = wg == WG_GROUPS - 1;
         auto head = [&](int i) { return h0 + wg + WG_GROUPS * i; };
-        auto fetch = [&](int i) { wg_fetch_head(sa(stage), x, statesIn, cumOut, dtOut, L, H, nchunks, r, c, t0, q, head(i), wt); };
+        // Where ssd_wg_chain left h_in local to the chunk's range k > 0 (rangeLength > 0): the range's incoming state
+        // H_k, added to the staged h_in as α_c·H_k; with WG_STAGE_HK H_k comes with the stage, and α_c is loaded then.
+        const bool ranged = rangeLength > 0 && c >= rangeLength;
+        auto rangeState = [&](int h) { return rangeStates + (((size_t)r * H + h) * ranges + c / rangeLength) * PH * NS; };
+        float alNext = 0.f;
+        auto fetch = [&](int i) {
+            wg_fetch_head(sa(stage), x, statesIn, cumOut, dtOut, L, H, nchunks, r, c, t0, q, head(i), wt,
+                          WG_STAGE_HK && ranged ? rangeState(head(i)) : nullptr);
+            if (WG_STAGE_HK && ranged) alNext = alpha[((size_t)r * H + head(i)) * nchunks + c];
+        };
         if (nh > 0 && !holdsB) fetch(0);
         for (int e = tid; e < QC * NS / 8; e += NTHREADS) {
             const int t = e / (NS / 8), n8 = e % (NS / 8);
@@ -251,9 +268,6 @@ extension CUDAKernelSource {
         }
         __syncthreads();  // C·Bᵀ is complete, and B's room free
         if (nh > 0 && holdsB) fetch(0);
-        // Where ssd_wg_chain left h_in local to the chunk's range k > 0 (rangeLength > 0): the range's incoming state
-        // H_k, added to the staged h_in as α_c·H_k.
-        const bool ranged = rangeLength > 0 && c >= rangeLength;
         for (int i = 0; i < nh; i++) {
             const int h = head(i);
             const float dHead = D && !dPerChannel ? D[h] : 0.f;
@@ -263,14 +277,23 @@ extension CUDAKernelSource {
             cp_wait<0>();  // the stage of head i has landed
             if (ranged) {
                 // on the thread's own pieces of the stage (the copies above are its own)
+    #if WG_STAGE_HK
+                const u32 al = pack2(alNext, alNext);
+                const unsigned char* hks = Hw + PH * NS * 2 + 2 * QC * 4;
+    #else
                 const float a = alpha[((size_t)r * H + h) * nchunks + c];
                 const u32 al = pack2(a, a);
-                const u16* hk = rangeStates + (((size_t)r * H + h) * ranges + c / rangeLength) * PH * NS;
+                const u16* hk = rangeState(h);
+    #endif
                 #pragma unroll
                 for (int k = 0; k < PH * NS / 8 / 128; k++) {
                     const int e = wt + 128 * k, p = e * 8 / NS, n = e * 8 % NS;
                     uint4* v = (uint4*)(Hw + (n >> 6) * PH * 128 + sw128(p, (n & 63) >> 3));
+    #if WG_STAGE_HK
+                    *v = axpy8(*v, al, *(const uint4*)(hks + e * 16));
+    #else
                     *v = axpy8(*v, al, *(const uint4*)(hk + e * 8));
+    #endif
                 }
             }
             fence_async_smem();
@@ -543,11 +566,12 @@ extension CUDAKernelSource {
     /// ssd_wg_scan's warp groups a block (its WG_GROUPS), each with one stage.
     static let hopperScanGroups = 4
 
-    /// Dynamic shared memory of ssd_wg_scan for a state size (bytes; N = 64 or 128): C·Bᵀ, C, the groups' stages,
-    /// their factors and the sequence starts, 1 KB of alignment.
+    /// Dynamic shared memory of ssd_wg_scan for a state size (bytes; N = 64 or 128): C·Bᵀ, C, the groups' stages (at
+    /// N = 64 with room for a ranged chunk's H_k: its WG_STAGE_HK), their factors and the sequence starts, 1 KB of
+    /// alignment.
     static func hopperScanShared(stateSize N: Int) -> Int {
         let (Q, P, pad) = (128, 64, 8)
-        let stage = Q * 128 + P * N * 2 + 2 * Q * 4
+        let stage = Q * 128 + P * N * 2 + 2 * Q * 4 + (N == 64 ? P * N * 2 : 0)
         return Q * (Q + pad) * 2 + Q * N * 2 + hopperScanGroups * stage + (hopperScanGroups * 6 + 1) * Q * 4 + 1024
     }
 }
