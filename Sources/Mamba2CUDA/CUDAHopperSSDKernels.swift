@@ -429,16 +429,7 @@ extension CUDAKernelSource {
             if (wi == 0) {
                 const int stLast = seqStart ? seqStart[rl + q - 1] : 0;
                 const bool carries = stLast < t0 || stLast == 0;
-                float dd[4], cv[4];
-                const float total = warp_chunk_cum(wS, a, lane, dd, cv);
-                for (int j = 0; j < 4; j++) {
-                    const int tt = lane * 4 + j;
-                    if (tt < q) {
-                        dtOut[((size_t)r * H + h) * L + t0 + tt] = dd[j];
-                        cumOut[((size_t)r * H + h) * L + t0 + tt] = cv[j];
-                    }
-                    wS[tt] = tt < q && t0 + tt >= stLast ? expf(fminf(total - cv[j], 0.f)) * dd[j] : 0.f;
-                }
+                const float total = head_chunk_weights(wS, a, dtOut, cumOut, L, H, r, t0, q, h, stLast, lane);
                 const float decay = carries ? expf(fminf(total, 0.f)) : 0.f;
                 if (lane == 0) { chunkDecay[((size_t)r * H + h) * nchunks + c] = decay; red[0] = decay; }
             }

@@ -265,26 +265,35 @@ extension CUDAKernelSource {
         return __shfl_sync(0xffffffffu, incl, 31);
     }
 
-    // The state kernels' per-head step after chunk_dt, one warp per head (8 warps): from dt (in wAll[hh][QC]) the
-    // cumulative decay, written with dt for the scan, the chunk-state weights w_s = exp(cum_last − cum_s)·dt_s in
-    // place of dt (0 for tokens before stLast, the start of the chunk's last sequence), and the chunk's decay
-    // (0 where it does not carry the incoming state).
+    // One head's step after its dt, by one warp: from dt (in w[QC]) the cumulative decay (A = a), written with dt for
+    // the scan, and the chunk-state weights w_s = exp(cum_last − cum_s)·dt_s in place of dt (0 for tokens before
+    // stLast, the start of the chunk's last sequence); returns cum_last, whose exponential is the chunk's decay.
+    // Shared by ssd_tc_state (chunk_weights) and ssd_wg_chain, whose dt, cum and decays the backward reads: the same
+    // float32 sums in both.
+    __device__ __forceinline__ float head_chunk_weights(float* w, float a, float* __restrict__ dtOut, float* __restrict__ cumOut,
+                                                        int L, int H, int r, int t0, int q, int h, int stLast, int lane) {
+        float d[4], v[4];
+        const float total = warp_chunk_cum(w, a, lane, d, v);
+        for (int i = 0; i < 4; i++) {
+            const int t = lane * 4 + i;
+            const float cum = v[i];
+            if (t < q) {
+                dtOut[((size_t)r * H + h) * L + t0 + t] = d[i];
+                cumOut[((size_t)r * H + h) * L + t0 + t] = cum;
+            }
+            w[t] = t < q && t0 + t >= stLast ? expf(fminf(total - cum, 0.f)) * d[i] : 0.f;
+        }
+        return total;
+    }
+
+    // The state kernels' per-head step after chunk_dt, one warp per head (8 warps), dt in wAll[hh][QC]: the weights,
+    // and the chunk's decay (0 where it does not carry the incoming state).
     __device__ __forceinline__ void chunk_weights(float* wAll, const float* __restrict__ A, float* __restrict__ dtOut, float* __restrict__ cumOut,
                                                   float* __restrict__ chunkDecay, int L, int H, int nchunks, int r, int c, int t0, int q,
                                                   int h0, int hb, int stLast, bool carries, int warp, int lane) {
         for (int hh = warp; hh < hb; hh += 8) {
             const int h = h0 + hh;
-            float d[4], v[4];
-            const float total = warp_chunk_cum(wAll + hh * QC, A[h], lane, d, v);
-            for (int i = 0; i < 4; i++) {
-                const int t = lane * 4 + i;
-                const float cum = v[i];
-                if (t < q) {
-                    dtOut[((size_t)r * H + h) * L + t0 + t] = d[i];
-                    cumOut[((size_t)r * H + h) * L + t0 + t] = cum;
-                }
-                wAll[hh * QC + t] = t < q && t0 + t >= stLast ? expf(fminf(total - cum, 0.f)) * d[i] : 0.f;
-            }
+            const float total = head_chunk_weights(wAll + hh * QC, A[h], dtOut, cumOut, L, H, r, t0, q, h, stLast, lane);
             if (lane == 0) chunkDecay[((size_t)r * H + h) * nchunks + c] = carries ? expf(fminf(total, 0.f)) : 0.f;
         }
     }
