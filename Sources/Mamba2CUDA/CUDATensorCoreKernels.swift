@@ -57,6 +57,16 @@ extension CUDAKernelSource {
         }
     }
 
+    // e^x for a decay (x ≤ 0; vS's is at most e^64, where flushing cannot apply): ex2.approx.ftz, a multiply and one MUFU.
+    // __expf's ex2 without ftz adds a range test and a rescale (four more instructions a call) to return results
+    // under 2^-126 as subnormals; a decay that small leaves nothing of its term in a sum of 16-bit products, so
+    // they flush to zero here. (The scan made some 21 exponentials a warp a head: ~4 % of its instructions.)
+    __device__ __forceinline__ float exp_decay(float x) {
+        float r;
+        asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x * 1.4426950408889634f));
+        return r;
+    }
+
     // The per-row factors of M's fragments for rows ur = um0 + lane/4 and ur + 8: cum_t, and where packed the
     // start of t's sequence.
     struct FragRows { int ur; float ct0, ct1; int st0, st1; };
@@ -95,7 +105,7 @@ extension CUDAKernelSource {
                                                     bool packed, int k0, int lane) {
         const int s0 = k0 + (lane & 3) * 2;
         const float ce = cumS[k0 + 15];
-        const float a0 = __expf(r.ct0 - ce), a1 = __expf(r.ct1 - ce);
+        const float a0 = exp_decay(r.ct0 - ce), a1 = exp_decay(r.ct1 - ce);
         const float2 wa = *(const float2*)(wS + s0), wb = *(const float2*)(wS + s0 + 8);
         m_fragment(af, CBs, r, packed, k0, lane, make_float2(wa.x * a0, wa.y * a0), make_float2(wb.x * a0, wb.y * a0),
                    make_float2(wa.x * a1, wa.y * a1), make_float2(wb.x * a1, wb.y * a1));
@@ -109,7 +119,7 @@ extension CUDAKernelSource {
             // its decay split at its first token b: exp(cum_t − cum_b) ≤ 1 times vS = exp(cum_b − cum_s)·dt_s, which
             // stays under e^64·dt_s in such a tile
             const float cb = cumS[k0];
-            const float a0 = __expf(r.ct0 - cb), a1 = __expf(r.ct1 - cb);
+            const float a0 = exp_decay(r.ct0 - cb), a1 = exp_decay(r.ct1 - cb);
             const float2 va = *(const float2*)(vS + s0), vb = *(const float2*)(vS + s0 + 8);
             m_fragment(af, CBs, r, packed, k0, lane, make_float2(s0 <= ur ? va.x * a0 : 0.f, s0 + 1 <= ur ? va.y * a0 : 0.f),
                        make_float2(s0 + 8 <= ur ? vb.x * a0 : 0.f, s0 + 9 <= ur ? vb.y * a0 : 0.f),
@@ -117,7 +127,7 @@ extension CUDAKernelSource {
                        make_float2(s0 + 8 <= ur + 8 ? vb.x * a1 : 0.f, s0 + 9 <= ur + 8 ? vb.y * a1 : 0.f));
         } else {
             // a steeper decay: each factor exact
-            auto f = [&](int t, float ct, int s) { return s <= t ? __expf(fminf(ct - cumS[s], 0.f)) * dtS[s] : 0.f; };
+            auto f = [&](int t, float ct, int s) { return s <= t ? exp_decay(fminf(ct - cumS[s], 0.f)) * dtS[s] : 0.f; };
             m_fragment(af, CBs, r, packed, k0, lane, make_float2(f(ur, r.ct0, s0), f(ur, r.ct0, s0 + 1)),
                        make_float2(f(ur, r.ct0, s0 + 8), f(ur, r.ct0, s0 + 9)),
                        make_float2(f(ur + 8, r.ct1, s0), f(ur + 8, r.ct1, s0 + 1)), make_float2(f(ur + 8, r.ct1, s0 + 8), f(ur + 8, r.ct1, s0 + 9)));
@@ -159,6 +169,33 @@ extension CUDAKernelSource {
                                                  int H, int h, int q, int um0, int n0, int lane) {
         static_assert(NT % 4 == 0, "whole quads of segments");
         const int ur = um0 + (lane >> 2);
+        if (!z && !yPre && !(D && dPerChannel)) {
+            // What the forward runs without a gate (the model gates in its norm): y = acc + D·x only. Apart, so that
+            // no segment pays for the gate's and the per-channel D's branches and loads, or for the pre-gate copy:
+            // they were 10 of its 16 instructions, a sixth of the scan's (ncu, N = 64).
+            const float dh = D ? dHead : 0.f;
+            for (int half = 0; half < 2; half++) {
+                const int t = ur + half * 8;
+                const size_t row = ((rl + t) * H + h) * PH + n0;
+                u32 yv[NT];
+                #pragma unroll
+                for (int j = 0; j < NT; j++) {
+                    float y0 = acc[j][half * 2], y1 = acc[j][half * 2 + 1];
+                    if (D) {
+                        const float2 xv = unpack2(xAt(t, n0 + j * 8 + (lane & 3) * 2));
+                        y0 += dh * xv.x;
+                        y1 += dh * xv.y;
+                    }
+                    yv[j] = pack2(y0, y1);
+                }
+                #pragma unroll
+                for (int j0 = 0; j0 < NT; j0 += 4) {
+                    const uint4 v = quad_transpose(yv[j0], yv[j0 + 1], yv[j0 + 2], yv[j0 + 3], lane);
+                    if (t < q) *(uint4*)(y + row + (j0 + (lane & 3)) * 8) = v;
+                }
+            }
+            return;
+        }
         for (int half = 0; half < 2; half++) {
             const int t = ur + half * 8;
             const bool live = t < q;
@@ -231,9 +268,9 @@ extension CUDAKernelSource {
                                                  float ce, float cb, int st, int t0, int t) {
         cumS[t] = cr;
         dtS[t] = dr;
-        wS[t] = __expf(fminf(ce - cr, 0.f)) * dr;
-        vS[t] = __expf(fminf(fmaxf(cb - cr, 0.f), 64.f)) * dr;  // read only where the tile's decay is under 64
-        eS[t] = st < t0 || st == 0 ? __expf(fminf(cr, 0.f)) : 0.f;
+        wS[t] = exp_decay(fminf(ce - cr, 0.f)) * dr;
+        vS[t] = exp_decay(fminf(fmaxf(cb - cr, 0.f), 64.f)) * dr;  // read only where the tile's decay is under 64
+        eS[t] = st < t0 || st == 0 ? exp_decay(fminf(cr, 0.f)) : 0.f;
     }
 
     // dt of the chunk's tokens (q of them, from row offset rl = row·L + t0) for heads h0 … h0 + hb − 1 into
