@@ -32,7 +32,8 @@ extension CUDAKernelSource {
     ///      rows (64–127), all 64 columns: C·h_inᵀ (N/16 products), each row scaled by e^{cum_t};
     ///   3. + M·X: each warp builds its 16 rows' fragments of M (left of its diagonal tile, the diagonal, zeros right
     ///      of it) while C·h_inᵀ runs, and the group multiplies them, from registers, by X;
-    ///   4. D·x, the gate, the 16-bit output (`unit_store_y`); the stage then takes the group's next head.
+    ///   4. D·x, the gate where there is one, the 16-bit output (`unit_store_y`, whose ungated path the model's forward
+    ///      takes); the stage then takes the group's next head.
     ///   With ranges (ssd_wg_chain's plan), h_in of a chunk past its row's first range is local to its range; the
     ///   scan adds α_c·H_k (ssd_range_states) to the staged h_in before step 2.
     static let ssdHopper = #"""
