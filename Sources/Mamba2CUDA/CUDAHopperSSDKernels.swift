@@ -428,13 +428,7 @@ extension CUDAKernelSource {
             if (i + 1 < n) fetch(i + 1);
             // 1. dt, one token a thread; then the cumulative decay and the weights by the group's first warp, as
             //    ssd_tc_state's chunk_weights makes them (the same float32 sums: the backward reads them)
-            float d = 0.f;
-            if (t < q) {
-                d = dtSt[s * QC + t] + bias;
-                if (softplus) d = d <= 20.f ? log1pf(expf(d)) : d;
-                if (clamp) d = fminf(fmaxf(d, lo), hi);
-            }
-            wS[t] = d;
+            wS[t] = t < q ? token_dt(dtSt[s * QC + t] + bias, softplus, clamp, lo, hi) : 0.f;
             wg_sync(wg);  // dt of the chunk is complete
             if (wi == 0) {
                 const int stLast = seqStart ? seqStart[rl + q - 1] : 0;

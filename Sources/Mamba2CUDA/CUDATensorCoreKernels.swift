@@ -273,6 +273,15 @@ extension CUDAKernelSource {
         eS[t] = st < t0 || st == 0 ? exp_decay(fminf(cr, 0.f)) : 0.f;
     }
 
+    // One token's dt from its raw value plus the head's bias: softplus, then the clamp (clamp: dt_limit is not (0, ∞)).
+    // Shared by chunk_dt and ssd_wg_chain, whose dt the backward reads: the same float32 operations in both.
+    __device__ __forceinline__ float token_dt(float raw, int softplus, bool clamp, float lo, float hi) {
+        float d = raw;
+        if (softplus) d = d <= 20.f ? log1pf(expf(d)) : d;
+        if (clamp) d = fminf(fmaxf(d, lo), hi);
+        return d;
+    }
+
     // dt of the chunk's tokens (q of them, from row offset rl = row·L + t0) for heads h0 … h0 + hb − 1 into
     // dtAll[hh][QC], 0 past the row's end: bias, softplus, clamp. Heads fastest, so the loads are contiguous;
     // threads tid, tid + nthreads, ….
@@ -281,13 +290,7 @@ extension CUDAKernelSource {
         const bool clamp = !(lo == 0.f && isinf(hi));
         for (int e = tid; e < hb * QC; e += nthreads) {
             const int t = e / hb, hh = e % hb, h = h0 + hh;
-            float d = 0.f;
-            if (t < q) {
-                d = dtRaw[(rl + t) * H + h] + (dtBias ? dtBias[h] : 0.f);
-                if (softplus) d = d <= 20.f ? log1pf(expf(d)) : d;
-                if (clamp) d = fminf(fmaxf(d, lo), hi);
-            }
-            dtAll[hh * QC + t] = d;
+            dtAll[hh * QC + t] = t < q ? token_dt(dtRaw[(rl + t) * H + h] + (dtBias ? dtBias[h] : 0.f), softplus, clamp, lo, hi) : 0.f;
         }
     }
 
