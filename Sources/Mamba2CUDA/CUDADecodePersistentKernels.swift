@@ -524,6 +524,8 @@ extension CUDAKernelSource {
             float sq = 0.f;
             for (int item = b * 8 + warp; item < H * per; item += gridDim.x * 8) {
                 const int h = item / per, p0 = (item % per) * CPW;
+                // The gate norm's weight of this lane's channel before the step, not after it: one round trip less.
+                const float gw = lane < CPW && p0 + lane < P ? L.gateNorm[h * P + p0 + lane] : 0.f;
                 const SsdSrcTagged src = {hoxbc, hozx, tag, inDone, (epoch + 1) * inJobs};
                 float zc;
                 const float y = ssd_step_y<CPW, NPL, PAIRS>(src, 0, h, p0, H, P, N, 1, dSsm, dSsm + convDim, L.dtBias, L.A, lo, hi, L.D,
@@ -531,7 +533,7 @@ extension CUDAKernelSource {
                 const int c = h * P + p0 + lane;
                 const bool owner = lane < CPW && p0 + lane < P;
                 const float sz = silu(zc), v = owner ? (nbg ? y : y * sz) : 0.f;
-                const float xv = owner ? v * L.gateNorm[c] * (nbg ? sz : 1.f) : 0.f;
+                const float xv = owner ? v * gw * (nbg ? sz : 1.f) : 0.f;
                 const float up = __shfl_down_sync(0xffffffffu, xv, 1);
                 if (owner && !(lane & 1)) pd_put(hoxhS + c / 2, pd_pair(xv, up), tag);
                 sq += v * v;

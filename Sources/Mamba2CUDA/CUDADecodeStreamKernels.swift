@@ -169,7 +169,12 @@ extension CUDAKernelSource {
             }
         // Every other load issued with the state's, before any is used: the step is a chain of round trips
         // otherwise (x per channel inside the loop below cost 2.7b's step 7.3 µs against 4.1).
-        float bv[MAXK], cv[MAXK], xin[CPW], dd[CPW], zcv = 0.f, dtRaw;
+        float bv[MAXK], cv[MAXK], xin[CPW], zcv = 0.f, dtRaw;
+        // The head's dt bias and A and this lane's D loaded with the state, before the gate: loaded after the
+        // activations they were one more round trip through L2, which in the persistent decode costs about as
+        // much as the activations' own (~2.4 µs at 2.7b under the stream of weight copies).
+        const float dtB = dtBias[h], aH = A[h];
+        const float dMine = lane < CPW && p0 + lane < P && D ? (dPerChannel ? D[h * P + p0 + lane] : D[h]) : 0.f;
         src.gate();  // the persistent decode: until its inputs are likely there (the state's loads are in flight)
         if constexpr (!Src::polls) {
             #pragma unroll
@@ -182,7 +187,6 @@ extension CUDAKernelSource {
             for (int i = 0; i < CPW; i++) {
                 const bool ok = p0 + i < P;
                 xin[i] = ok ? src.x(h * P + p0 + i) : 0.f;
-                dd[i] = ok && D ? (dPerChannel ? D[h * P + p0 + i] : D[h]) : 0.f;
             }
             zcv = lane < CPW && p0 + lane < P && wantZ ? src.z(h * P + p0 + lane) : 0.f;
             dtRaw = src.z(dtOffset + h);
@@ -218,13 +222,12 @@ extension CUDAKernelSource {
             #pragma unroll
             for (int i = 0; i < CPW; i++) {
                 xin[i] = __shfl_sync(0xffffffffu, xm, i);
-                dd[i] = p0 + i < P && D ? (dPerChannel ? D[h * P + p0 + i] : D[h]) : 0.f;
             }
             zcv = src.val(zw);
             dtRaw = src.val(dw);
         }
         zc = zcv;
-        const float dt = ssd_dt(dtRaw + dtBias[h], lo, hi), decay = expf(dt * A[h]);
+        const float dt = ssd_dt(dtRaw + dtB, lo, hi), decay = expf(dt * aH);
         // Every channel's sum of h·C over N first (acc[i], this lane's share), then all CPW sums reduced over
         // the warp together (warp_sums_halving): a warp_sum per channel made 16 channels a chain of 80 shuffles.
         float acc[CPW];
@@ -253,7 +256,7 @@ extension CUDAKernelSource {
         const float total = __shfl_sync(0xffffffffu, warp_sums_halving<CPW>(acc), lane * (32 / CPW) & 31);
         float mine = 0.f;
         #pragma unroll
-        for (int i = 0; i < CPW; i++) if (lane == i) mine = total + dd[i] * xin[i];
+        for (int i = 0; i < CPW; i++) if (lane == i) mine = total + dMine * xin[i];
         return mine;
     }
     // ssd_step_y from float32 activations (xbc, zx: rows of convDim and ld values). With y, y (rows, d_ssm)
