@@ -102,8 +102,6 @@ extension CUDAKernelSource {
         for (int m = 32 / CPW / 2; m >= 1; m >>= 1) r += __shfl_xor_sync(0xffffffffu, r, m);
         return r;
     }
-    // dt = softplus(dt_raw + dt_bias) (u), clamped to [lo, hi].
-    __device__ __forceinline__ float ssd_dt(float u, float lo, float hi) { return fminf(fmaxf(u <= 20.f ? log1pf(expf(u)) : u, lo), hi); }
     // Decode's SSD step (every decode path): a block per (CPW·8 channels of a head, row), a warp per CPW
     // channels whose states it loads together (CPW × N/32 values per lane in flight: the step is bound by
     // the bytes a multiprocessor has in flight, so a bf16 state needs as many values in flight as a float32
@@ -227,7 +225,7 @@ extension CUDAKernelSource {
             dtRaw = src.val(dw);
         }
         zc = zcv;
-        const float dt = ssd_dt(dtRaw + dtB, lo, hi), decay = expf(dt * aH);
+        const float dt = dt_clamp(dt_softplus(dtRaw + dtB), lo, hi), decay = expf(dt * aH);
         // Every channel's sum of h·C over N first (acc[i], this lane's share), then all CPW sums reduced over
         // the warp together (warp_sums_halving): a warp_sum per channel made 16 channels a chain of 80 shuffles.
         float acc[CPW];
@@ -379,7 +377,7 @@ extension CUDAKernelSource {
         for (int j = 0; j < mine; j++) {
             if (j + 1 < mine) load(j + 1, next);
             const int it = itemOf(j), r = it / slots, slot = it % slots, h = slot / per, c0 = h * P + (slot % per) * 64 + warp * 16;
-            const float dt = ssd_dt(cur.u, lo, hi), decay = expf(dt * A[h]);
+            const float dt = dt_clamp(dt_softplus(cur.u), lo, hi), decay = expf(dt * A[h]);
             ds_mbar_wait(smem_addr(&full[j % S]), (j / S) & 1);
             const unsigned char* st = ring + (size_t)(j % S) * ITEM + (size_t)warp * 16 * N * 2;
             unsigned char* out = (unsigned char*)state + (size_t)it * ITEM + (size_t)warp * 16 * N * 2;

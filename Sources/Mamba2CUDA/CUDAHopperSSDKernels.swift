@@ -485,12 +485,18 @@ extension CUDAKernelSource {
     //    stored h_in, for the readers of h_in other than the scan (the backward; packed rows' sequence states);
     //  - ssd_range_states writes only H_k (16-bit) and α_c, which ssd_wg_scan adds to its staged h_in (rangeLength > 0):
     //    the chunk states make no second round trip through memory.
+    // Both walk H_k with these two: a thread's pair of state elements e of range k's end state T_k (ends, float32), and
+    // one step of the recurrence.
+    __device__ __forceinline__ float2 range_end(const float* __restrict__ ends, size_t eb, int k, int e) {
+        return *(const float2*)(ends + (eb + k) * PH * NS + e);
+    }
+    __device__ __forceinline__ float2 range_step(float2 hk, float ak, float2 tk) { return make_float2(ak * hk.x + tk.x, ak * hk.y + tk.y); }
     extern "C" __global__ void __launch_bounds__(256) ssd_segment_passing(
             int H, int nchunks, int segLen, int segs, const float* __restrict__ ends, const float* __restrict__ chunkDecay,
             float* __restrict__ finalStates, u16* __restrict__ statesIn) {
         const int e = (blockIdx.x * 256 + threadIdx.x) * 2, h = blockIdx.y, r = blockIdx.z;
         const size_t base = ((size_t)r * H + h) * nchunks, eb = ((size_t)r * H + h) * segs;
-        float2 hk = *(const float2*)(ends + eb * PH * NS + e);
+        float2 hk = range_end(ends, eb, 0, e);
         for (int k = 1; k < segs; k++) {
             const int c1 = min((k + 1) * segLen, nchunks);
             float al = 1.f;
@@ -507,8 +513,7 @@ extension CUDAKernelSource {
                     al *= dc[i];
                 }
             }
-            const float2 t = *(const float2*)(ends + (eb + k) * PH * NS + e);
-            hk = make_float2(al * hk.x + t.x, al * hk.y + t.y);
+            hk = range_step(hk, al, range_end(ends, eb, k, e));
         }
         *(float2*)(finalStates + ((size_t)r * H + h) * PH * NS + e) = hk;
     }
@@ -522,7 +527,7 @@ extension CUDAKernelSource {
         __shared__ float decays[RANGE_TILE];
         const int e = (blockIdx.x * 256 + threadIdx.x) * 2, h = blockIdx.y, r = blockIdx.z;
         const size_t base = ((size_t)r * H + h) * nchunks, eb = ((size_t)r * H + h) * segs;
-        float2 hk = *(const float2*)(ends + eb * PH * NS + e);
+        float2 hk = range_end(ends, eb, 0, e);
         for (int k0 = 1; k0 < segs; k0 += RANGE_TILE) {
             const int k1 = min(k0 + RANGE_TILE, segs);
             __syncthreads();  // the previous tile's decays are read
@@ -538,8 +543,7 @@ extension CUDAKernelSource {
             for (int k = k0; k < k1; k++) {
                 *(u32*)(rangeStates + (eb + k) * PH * NS + e) = pack2(hk.x, hk.y);
                 const float al = decays[k - k0];
-                const float2 t = *(const float2*)(ends + (eb + k) * PH * NS + e);
-                hk = make_float2(al * hk.x + t.x, al * hk.y + t.y);
+                hk = range_step(hk, al, range_end(ends, eb, k, e));
             }
         }
         *(float2*)(finalStates + ((size_t)r * H + h) * PH * NS + e) = hk;

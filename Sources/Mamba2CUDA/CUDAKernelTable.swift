@@ -14,7 +14,7 @@ public enum CUDAKernelTable {
     /// The model's kernels with activations in `precision` (ACT 0 f32, 1 bf16, 2 f16).
     public static func model(_ precision: WeightType) -> CUDAModuleSpec {
         CUDAModuleSpec(name: "model_\(precision.rawValue).cu",
-                       source: "#define ACT \(precision.code)\n" + CUDAKernelSource.halfConversions(f16: precision == .f16) + CUDAKernelSource.model
+                       source: "#define ACT \(precision.code)\n" + CUDAKernelSource.halfConversions(f16: precision == .f16) + CUDAKernelSource.dtTransform + CUDAKernelSource.model
                            + CUDAKernelSource.decodeStream + CUDAKernelSource.decodePersistent,
                        kernels: ["m_embed", "m_rmsnorm", "m_rmsnorm_rows", "m_gated_norm", "m_add_into", "m_add_bias", "m_gather_rows", "m_conv_prefill", "m_conv_prefill_run", "m_conv_prefill_run_h", "m_conv_step",
                                  "m_ssd_step", "m_ssd_step_n128", "m_ssd_step_ring_bf16", "m_gemv", "m_argmax", "m_fill_normal", "m_to_bf16",
@@ -25,12 +25,12 @@ public enum CUDAKernelTable {
     /// The plain float32 chunked SSD (the tensor cores' reference).
     public static let plainSSD = CUDAModuleSpec(
         name: "ssd_chunked.cu",
-        source: CUDAKernelSource.ssdChunked + "\n#define SQ_ELEM float\n#define SQ_F(v) (v)\n#define SQ_CUM double\n" + CUDAKernelSource.ssdSequenceStates,
+        source: CUDAKernelSource.dtTransform + CUDAKernelSource.ssdChunked + "\n#define SQ_ELEM float\n#define SQ_F(v) (v)\n#define SQ_CUM double\n" + CUDAKernelSource.ssdSequenceStates,
         kernels: ["ssd_chunk_state", "ssd_state_passing", "ssd_bmm", "ssd_chunk_scan", "ssd_sequence_states"])
 
     /// The plain float32 SSD backward (the tensor-core backward's reference); runs after `plainSSD`.
     public static let plainSSDBackward = CUDAModuleSpec(
-        name: "ssd_backward.cu", source: CUDAKernelSource.ssdBackward,
+        name: "ssd_backward.cu", source: CUDAKernelSource.dtTransform + CUDAKernelSource.ssdBackward,
         kernels: ["ssd_bwd_gate", "ssd_bwd_dstates_out", "ssd_bwd_state_passing", "ssd_bwd_chunk", "ssd_bwd_dt", "ssd_bwd_heads",
                   "ssd_bwd_groups"])
 
@@ -38,7 +38,7 @@ public enum CUDAKernelTable {
     public static func tensorCoreSSD(f16: Bool, stateSize N: Int) -> CUDAModuleSpec {
         CUDAModuleSpec(name: "ssd_tc_\(f16 ? "f16" : "bf16")_\(N).cu",
                        source: "#define ELEM_F16 \(f16 ? 1 : 0)\n#define NS \(N)\n#define PH 64\n#define QC 128\n"
-                           + CUDAKernelSource.halfConversions(f16: f16) + CUDAKernelSource.tensorCoreCommon + CUDAKernelSource.ssdTensorCore
+                           + CUDAKernelSource.halfConversions(f16: f16) + CUDAKernelSource.dtTransform + CUDAKernelSource.tensorCoreCommon + CUDAKernelSource.ssdTensorCore
                            + "\n" + CUDAKernelSource.ssdFused + "\n" + CUDAKernelSource.ssdHopper
                            + "\n#define SQ_ELEM u16\n#define SQ_F(v) to_f(v)\n#define SQ_CUM float\n" + CUDAKernelSource.ssdSequenceStates,
                        kernels: ["ssd_tc_state", "ssd_tc_passing", "ssd_tc_scan", "ssd_sequence_states"] + (N % 64 == 0 ? ["ssd_tc_fused", "ssd_wg_chain", "ssd_segment_passing", "ssd_range_states", "ssd_wg_scan"] : []))

@@ -40,7 +40,6 @@ extension CUDAKernelSource {
     ///      state's contribution, D and the gate; where yPre is given, also the output before the gate.
     static let ssdChunked = #"""
     #define TILE 16
-    __device__ inline float softplus_(float u) { return u <= 20.f ? log1pf(expf(u)) : u; }
 
     extern "C" __global__ void ssd_chunk_state(int L, int H, int P, int G, int N, int Q, const float* x, const float* dtRaw,
                                                const float* dtBias, const float* A, int softplus, float lo, float hi,
@@ -59,8 +58,8 @@ extension CUDAKernelSource {
             double acc = 0.0;  // float64: a float32 cum loses the small differences of steep decays
             for (int t = 0; t < q; t++) {
                 float d = dtRaw[((size_t)r * L + t0 + t) * H + h] + (dtBias ? dtBias[h] : 0.f);
-                if (softplus) d = softplus_(d);
-                if (!(lo == 0.f && isinf(hi))) d = fminf(fmaxf(d, lo), hi);
+                if (softplus) d = dt_softplus(d);
+                if (!(lo == 0.f && isinf(hi))) d = dt_clamp(d, lo, hi);
                 acc += (double)d * A[h];
                 dtOut[((size_t)r * H + h) * L + t0 + t] = d;
                 cumOut[((size_t)r * H + h) * L + t0 + t] = acc;

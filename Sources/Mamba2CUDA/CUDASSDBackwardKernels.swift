@@ -243,7 +243,7 @@ extension CUDAKernelSource {
         const long long tok = i / H, r = tok / L, t = tok % L;
         float u = dtRaw[i] + (dtBias ? dtBias[h] : 0.f);
         double gu = gdt[((size_t)r * H + h) * L + t];
-        if (softplus) { gu *= u <= 20.f ? 1.0 / (1.0 + exp(-(double)u)) : 1.0; u = u <= 20.f ? log1pf(expf(u)) : u; }
+        if (softplus) { gu *= u <= 20.f ? 1.0 / (1.0 + exp(-(double)u)) : 1.0; u = dt_softplus(u); }
         if (!(lo == 0.f && isinf(hi)) && (u < lo || u > hi)) gu = 0.0;
         gRaw[i] = (float)gu;
         gRaw64[i] = gu;

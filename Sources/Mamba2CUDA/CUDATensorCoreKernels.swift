@@ -277,8 +277,8 @@ extension CUDAKernelSource {
     // Shared by chunk_dt and ssd_wg_chain, whose dt the backward reads: the same float32 operations in both.
     __device__ __forceinline__ float token_dt(float raw, int softplus, bool clamp, float lo, float hi) {
         float d = raw;
-        if (softplus) d = d <= 20.f ? log1pf(expf(d)) : d;
-        if (clamp) d = fminf(fmaxf(d, lo), hi);
+        if (softplus) d = dt_softplus(d);
+        if (clamp) d = dt_clamp(d, lo, hi);
         return d;
     }
 
