@@ -225,7 +225,7 @@ extension CUDAKernelSource {
             dtRaw = src.val(dw);
         }
         zc = zcv;
-        const float dt = dt_clamp(dt_softplus(dtRaw + dtB), lo, hi), decay = expf(dt * aH);
+        const float dt = token_dt(dtRaw + dtB, 1, true, lo, hi), decay = expf(dt * aH);
         // Every channel's sum of h·C over N first (acc[i], this lane's share), then all CPW sums reduced over
         // the warp together (warp_sums_halving): a warp_sum per channel made 16 channels a chain of 80 shuffles.
         float acc[CPW];
@@ -377,7 +377,7 @@ extension CUDAKernelSource {
         for (int j = 0; j < mine; j++) {
             if (j + 1 < mine) load(j + 1, next);
             const int it = itemOf(j), r = it / slots, slot = it % slots, h = slot / per, c0 = h * P + (slot % per) * 64 + warp * 16;
-            const float dt = dt_clamp(dt_softplus(cur.u), lo, hi), decay = expf(dt * A[h]);
+            const float dt = token_dt(cur.u, 1, true, lo, hi), decay = expf(dt * A[h]);
             ds_mbar_wait(smem_addr(&full[j % S]), (j / S) & 1);
             const unsigned char* st = ring + (size_t)(j % S) * ITEM + (size_t)warp * 16 * N * 2;
             unsigned char* out = (unsigned char*)state + (size_t)it * ITEM + (size_t)warp * 16 * N * 2;

@@ -407,7 +407,7 @@ extension CUDAKernelSource {
         };
         fetch(0);
         const float a = A[h], bias = dtBias ? dtBias[h] : 0.f;
-        const bool clamp = !(lo == 0.f && isinf(hi));
+        const bool clamp = dt_clamps(lo, hi);
         // h: row p = 16·wi + lane/4 (+ 8), the pairs at columns 8j + 2·(lane % 4) (wgmma's accumulator layout)
         const int p = wi * 16 + (lane >> 2);
         float acc[NS / 2];

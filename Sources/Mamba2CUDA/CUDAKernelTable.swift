@@ -48,7 +48,7 @@ public enum CUDAKernelTable {
     public static func tensorCoreSSDBackward(f16: Bool, stateSize N: Int) -> CUDAModuleSpec {
         CUDAModuleSpec(name: "ssd_tc_bwd_\(f16 ? "f16" : "bf16")_\(N).cu",
                        source: "#define ELEM_F16 \(f16 ? 1 : 0)\n#define NS \(N)\n#define PH 64\n#define QC 128\n"
-                           + CUDAKernelSource.halfConversions(f16: f16) + CUDAKernelSource.tensorCoreCommon
+                           + CUDAKernelSource.halfConversions(f16: f16) + CUDAKernelSource.dtTransform + CUDAKernelSource.tensorCoreCommon
                            + CUDAKernelSource.ssdTensorCoreBackward,
                        kernels: ["ssd_tc_bwd_gate", "ssd_tc_bwd_dstates", "ssd_tc_bwd_passing", "ssd_tc_bwd_chunk", "ssd_tc_bwd_dbc",
                                  "ssd_tc_bwd_finish", "ssd_tc_bwd_heads"])

@@ -57,9 +57,8 @@ extension CUDAKernelSource {
             const int stLast = seqStart ? seqStart[(size_t)r * L + t0 + q - 1] : 0;
             double acc = 0.0;  // float64: a float32 cum loses the small differences of steep decays
             for (int t = 0; t < q; t++) {
-                float d = dtRaw[((size_t)r * L + t0 + t) * H + h] + (dtBias ? dtBias[h] : 0.f);
-                if (softplus) d = dt_softplus(d);
-                if (!(lo == 0.f && isinf(hi))) d = dt_clamp(d, lo, hi);
+                const float d = token_dt(dtRaw[((size_t)r * L + t0 + t) * H + h] + (dtBias ? dtBias[h] : 0.f), softplus,
+                                         dt_clamps(lo, hi), lo, hi);
                 acc += (double)d * A[h];
                 dtOut[((size_t)r * H + h) * L + t0 + t] = d;
                 cumOut[((size_t)r * H + h) * L + t0 + t] = acc;

@@ -244,7 +244,7 @@ extension CUDAKernelSource {
         float u = dtRaw[i] + (dtBias ? dtBias[h] : 0.f);
         double gu = gdt[((size_t)r * H + h) * L + t];
         if (softplus) { gu *= u <= 20.f ? 1.0 / (1.0 + exp(-(double)u)) : 1.0; u = dt_softplus(u); }
-        if (!(lo == 0.f && isinf(hi)) && (u < lo || u > hi)) gu = 0.0;
+        if (dt_clamps(lo, hi) && (u < lo || u > hi)) gu = 0.0;
         gRaw[i] = (float)gu;
         gRaw64[i] = gu;
     }

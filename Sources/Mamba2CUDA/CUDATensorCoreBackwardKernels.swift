@@ -604,8 +604,10 @@ extension CUDAKernelSource {
             const size_t j = ((size_t)r * L + t0 + t) * H + h;
             float u = dtRaw[j] + (dtBias ? dtBias[h] : 0.f);
             gu = (float)dd;
-            if (softplus) { gu *= u <= 20.f ? sigm(u) : 1.f; u = u <= 20.f ? log1pf(__expf(u)) : u; }
-            if (!(lo == 0.f && isinf(hi)) && (u < lo || u > hi)) gu = 0.f;
+            // the clamp's mask from the forward's own dt (dt_softplus): __expf's softplus could put a dt on the
+            // other side of lo or hi than the forward did
+            if (softplus) { gu *= u <= 20.f ? sigm(u) : 1.f; u = dt_softplus(u); }
+            if (dt_clamps(lo, hi) && (u < lo || u > hi)) gu = 0.f;
             gRaw[j] = gu;
         }
         const double sb = sum128(gu, red);

@@ -273,21 +273,12 @@ extension CUDAKernelSource {
         eS[t] = st < t0 || st == 0 ? exp_decay(fminf(cr, 0.f)) : 0.f;
     }
 
-    // One token's dt from its raw value plus the head's bias: softplus, then the clamp (clamp: dt_limit is not (0, ∞)).
-    // Shared by chunk_dt and ssd_wg_chain, whose dt the backward reads: the same float32 operations in both.
-    __device__ __forceinline__ float token_dt(float raw, int softplus, bool clamp, float lo, float hi) {
-        float d = raw;
-        if (softplus) d = dt_softplus(d);
-        if (clamp) d = dt_clamp(d, lo, hi);
-        return d;
-    }
-
     // dt of the chunk's tokens (q of them, from row offset rl = row·L + t0) for heads h0 … h0 + hb − 1 into
     // dtAll[hh][QC], 0 past the row's end: bias, softplus, clamp. Heads fastest, so the loads are contiguous;
     // threads tid, tid + nthreads, ….
     __device__ __forceinline__ void chunk_dt(float* dtAll, const float* __restrict__ dtRaw, const float* __restrict__ dtBias,
                                              int softplus, float lo, float hi, size_t rl, int H, int h0, int hb, int q, int tid, int nthreads) {
-        const bool clamp = !(lo == 0.f && isinf(hi));
+        const bool clamp = dt_clamps(lo, hi);
         for (int e = tid; e < hb * QC; e += nthreads) {
             const int t = e / hb, hh = e % hb, h = h0 + hh;
             dtAll[hh * QC + t] = t < q ? token_dt(dtRaw[(rl + t) * H + h] + (dtBias ? dtBias[h] : 0.f), softplus, clamp, lo, hi) : 0.f;
