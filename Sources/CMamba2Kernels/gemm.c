@@ -210,30 +210,18 @@ static void mk_pack_task(void *ctx, int part) {
 }
 
 // Adds (or stores, acc = 0) a block of results to C, only mr × nr of it real, plus bias on the last k block.
-// Row i, column j of the block is r[i·rs + j·cs]: cs = 1 row-major (the float32 kernels), rs = 1 transposed
-// (the bf16 ones).
+// Row i, column j of the block is r[i·rs + j·cs]: cs = 1 row-major (the float32 kernels' partial blocks), rs = 1
+// transposed (the bf16 ones, every block). Scalar on purpose: vectorized over j, clang read the transposed rows
+// with gathers (vgatherqps) from the block the kernel had just stored, and on an AMD EPYC (Zen 4) host that took
+// 21 of a 130m in_proj product's 33 ms through the avx512-bf16 kernel (512 × 3352 × 768, one thread: 78 → 179–190
+// GFLOP/s scalar; the kernel alone, results not stored, 219). The same sums either way, bit for bit.
 static inline void mk_store(int mr, int nr, const float *r, int rs, int cs, float *C, long ldc, int acc,
                             const float *bias) {
     for (int i = 0; i < mr; i++) {
         float *c = C + (size_t)i * ldc;
-        for (int j = 0; j < nr; j++) {
-            float v = r[(size_t)i * rs + (size_t)j * cs] + (bias ? bias[j] : 0.0f);
-            c[j] = acc ? c[j] + v : v;
-        }
-    }
-}
-
-// The avx512-bf16 kernel's results, transposed: row i, column j of the block is r[j·32 + i]; the same sums
-// as mk_store(…, 1, 32, …). Scalar on purpose: vectorized over j, clang gathered each row's 12 values
-// (vgatherqps) from the block the kernel had just stored, and on an AMD EPYC (Zen 4) host that store took
-// 21 of a 130m in_proj product's 33 ms (512 × 3352 × 768, one thread: 78 → 179–190 GFLOP/s with this one;
-// the kernel alone, results not stored, 219). The AMX kernel keeps mk_store: no AMX host here to measure it on.
-static inline void mk_store_t(int mr, int nr, const float *r, float *C, long ldc, int acc, const float *bias) {
-    for (int i = 0; i < mr; i++) {
-        float *c = C + (size_t)i * ldc;
 #pragma clang loop vectorize(disable)
         for (int j = 0; j < nr; j++) {
-            const float v = r[(size_t)j * 32 + i] + (bias ? bias[j] : 0.0f);
+            const float v = r[(size_t)i * rs + (size_t)j * cs] + (bias ? bias[j] : 0.0f);
             c[j] = acc ? c[j] + v : v;
         }
     }
@@ -344,7 +332,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void mk_g
     }
     float r[12][32];
     for (int i = 0; i < 12; i++) { _mm512_storeu_ps(r[i], c[i][0]); _mm512_storeu_ps(r[i] + 16, c[i][1]); }
-    mk_store_t(mr, nr, &r[0][0], C, ldc, acc, bias);
+    mk_store(mr, nr, &r[0][0], 1, 32, C, ldc, acc, bias);
 }
 
 #if defined(__linux__)
