@@ -21,6 +21,7 @@
 //   amx         32 × 32   AMX-BF16: four 16 × 16 float32 tiles of C, two of W (16 rows × 32 k), two of X
 #include "CMamba2Kernels.h"
 #include "element_types.h"
+#include "clones.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,44 +106,56 @@ int mk_gemm_path(int wtype, int K) {
 
 // ---- packing ------------------------------------------------------------------------------------------
 
-// Elements k0 … k0 + kc − 1 of weight row n as float32 (past K: zeros).
-static void mk_weight_row(const void *W, int wtype, int K, int n, int k0, int kc, float *out) {
+// Elements k0 … k0 + kc − 1 of weight row n of W (N, K) held as wtype, as float32 (past K: zeros; k0 a multiple
+// of 32 for the block types), in loops the compiler vectorizes for each instruction set (x86-64-v3 and up convert
+// float16 with F16C): the packing converts every weight it packs, and mk_gemm_widened whole matrices per call,
+// where an element-at-a-time form cost a float16 model's prefill a quarter of its time.
+MK_CLONES
+static void mk_weight_row(const void *W, int wtype, int K, size_t n, int k0, int kc, float *restrict out) {
     const int end = k0 + kc < K ? k0 + kc : K;
-    int k = k0;
     switch (wtype) {
     case 0: {
-        const float *w = (const float *)W + (size_t)n * K;
-        for (; k < end; k++) out[k - k0] = w[k];
+        const float *w = (const float *)W + n * K;
+        for (int k = k0; k < end; k++) out[k - k0] = w[k];
         break;
     }
     case 1: {
-        const uint16_t *w = (const uint16_t *)W + (size_t)n * K;
-        for (; k < end; k++) out[k - k0] = mk_bf16_to_f32(w[k]);
+        const uint16_t *w = (const uint16_t *)W + n * K;
+        for (int k = k0; k < end; k++) out[k - k0] = mk_bf16_to_f32(w[k]);
         break;
     }
 #if defined(__x86_64__) || defined(__aarch64__)
     case 2: {
-        const _Float16 *w = (const _Float16 *)W + (size_t)n * K;
-        for (; k < end; k++) out[k - k0] = (float)w[k];
+        const _Float16 *w = (const _Float16 *)W + n * K;
+        for (int k = k0; k < end; k++) out[k - k0] = (float)w[k];
         break;
     }
     case 3:
     case 4: {
-        // Q8_0 / Q4_0 blocks (element_types.h); k0 is a multiple of 32.
+        // Q8_0 / Q4_0 blocks (element_types.h): whole blocks, then the part of the last one before `end`.
         const int bytes = wtype == 3 ? MK_Q8_BLOCK : MK_Q4_BLOCK;
-        const uint8_t *row = (const uint8_t *)W + (size_t)n * (K / 32) * bytes;
-        for (; k < end; k += 32) {
+        const uint8_t *row = (const uint8_t *)W + n * (size_t)(K / 32) * bytes;
+        for (int k = k0; k < end; k += 32) {
             const uint8_t *blk = row + (size_t)(k / 32) * bytes;
-            const float df = mk_h2f(blk);
-            for (int i = 0; i < 32 && k + i < end; i++)
-                out[k + i - k0] = df * (float)(wtype == 3 ? (int8_t)blk[2 + i] : (i < 16 ? blk[2 + i] & 15 : blk[2 + i - 16] >> 4) - 8);
+            const float d = mk_h2f(blk);
+            float v[32];
+            if (wtype == 3) {
+                for (int i = 0; i < 32; i++) v[i] = d * (float)((const int8_t *)blk)[2 + i];
+            } else {
+                for (int i = 0; i < 16; i++) {
+                    v[i] = d * (float)((blk[2 + i] & 15) - 8);
+                    v[16 + i] = d * (float)((blk[2 + i] >> 4) - 8);
+                }
+            }
+            const int m = end - k < 32 ? end - k : 32;
+            memcpy(out + (k - k0), v, sizeof(float) * (size_t)m);
         }
         break;
     }
 #endif
     default: break;
     }
-    for (; k < k0 + kc; k++) out[k - k0] = 0;
+    for (int k = end > k0 ? end : k0; k < k0 + kc; k++) out[k - k0] = 0;
 }
 
 // Columns n0 … n0 + nc − 1 (nc a multiple of NR; those past N are zeros), k0 … k0 + kc − 1 of W as float32
@@ -521,4 +534,59 @@ int mk_gemm(int M, int N, int K, const float *X, int ldx, const void *W, int wty
     free(job.scratch);
     free(xp);
     return 0;
+}
+
+// ---- weights widened for the BLAS ---------------------------------------------------------------------
+
+void mk_weight_rows(const void *W, int wtype, int K, size_t n0, size_t n, float *out) {
+    for (size_t j = 0; j < n; j++) mk_weight_row(W, wtype, K, n0 + j, 0, K, out + j * (size_t)K);
+}
+
+// A part of mk_gemm_widened: columns [n0, n1) of Y in chunks of at most MK_WIDEN_ROWS rows of W through one
+// scratch. Chunks are large because sgemm packs all of X again for each call: with 128-row chunks that
+// repacking cost a 370m Q8_0 prefill ~15% against the float32 copy's one call.
+#define MK_WIDEN_ROWS 512
+typedef struct {
+    int M, N, K, ldx, wtype, ldy, parts;
+    const float *X;
+    const void *W;
+    const float *bias;
+    float *Y;
+    int failed;
+} mk_widen_job;
+
+static void mk_widen_task(void *ctx, int part) {
+    mk_widen_job *j = (mk_widen_job *)ctx;
+    // Even shares of whole 16-column groups (the kernels' panel width), split into equal chunks.
+    const int groups = (j->N + 15) / 16;
+    const int n0 = (int)((long)groups * part / j->parts) * 16, n1e = (int)((long)groups * (part + 1) / j->parts) * 16;
+    const int n1 = n1e < j->N ? n1e : j->N;
+    if (n0 >= n1) return;
+    const int chunks = (n1 - n0 + MK_WIDEN_ROWS - 1) / MK_WIDEN_ROWS, rows = (n1 - n0 + chunks - 1) / chunks;
+    float *w = (float *)malloc(sizeof(float) * (size_t)rows * (size_t)j->K);
+    if (!w) { __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED); return; }
+    for (int c = n0; c < n1; c += rows) {
+        const int nb = n1 - c < rows ? n1 - c : rows;
+        mk_weight_rows(j->W, j->wtype, j->K, (size_t)c, (size_t)nb, w);
+        mk_sgemm(0, 1, j->M, nb, j->K, 1.0f, j->X, j->ldx, w, j->K, 0.0f, j->Y + c, j->ldy);
+        if (j->bias)
+            for (int m = 0; m < j->M; m++) {
+                float *y = j->Y + (size_t)m * j->ldy + c;
+                for (int i = 0; i < nb; i++) y[i] += j->bias[c + i];
+            }
+    }
+    free(w);
+}
+
+int mk_gemm_widened(int M, int N, int K, const float *X, int ldx, const void *W, int wtype, const float *bias, float *Y,
+                    int ldy, int threads) {
+    if (M <= 0 || N <= 0) return 0;
+    if (K <= 0 || ldx < K || ldy < N || (wtype >= 3 && K % 32) || wtype < 0 || wtype > 4) return -1;
+    // MK_PARTS_PER_THREAD parts a thread (taken as threads come free), no more than there are 16-column groups.
+    const int groups = (N + 15) / 16;
+    int parts = threads < 1 ? 1 : MK_PARTS_PER_THREAD * threads;
+    if (parts > groups) parts = groups;
+    mk_widen_job job = { M, N, K, ldx, wtype, ldy, parts, X, W, bias, Y, 0 };
+    mk_pool_run(parts, threads, mk_widen_task, &job);
+    return job.failed ? -2 : 0;
 }

@@ -9,12 +9,6 @@
 #pragma clang fp contract(fast)
 #pragma clang fp reassociate(on)
 
-// A loop marked MK_CLONES is compiled for x86-64-v4 (AVX-512), v3 (AVX2 + FMA) and the baseline, the copy chosen
-// by the loader from the CPU it runs on.
-#if defined(__x86_64__) && defined(__linux__)
-#define MK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MK_CLONES
-#endif
+#include "clones.h"
 
 #endif

@@ -39,9 +39,10 @@ extension CUDAModel {
     public static func tensorParallel(devices: [CUDADevice], model: Mamba2Model, precision: Precision) throws -> CUDAModel {
         let plan = try plan(devices: devices, config: model.config)
         let local = plan.localConfig
+        let whole = model.weights  // widened once (the matrices of a model held in another type)
         let ranks = try devices.indices.map { r -> CUDAModel in
-            var w = model.weights
-            w.layers = model.weights.layers.map { l in
+            var w = whole
+            w.layers = whole.layers.map { l in
                 var s = plan.shard(l, rank: r)
                 s.outProjBias = l.outProjBias  // added once, after the ranks' sum, by every rank's next norm
                 return s

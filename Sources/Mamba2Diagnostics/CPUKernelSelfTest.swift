@@ -20,39 +20,63 @@ public enum CPUKernelSelfTest {
     public static func gemmChecks(seed: UInt64, levels: [CPUKernelLevel] = CPUKernelLevel.supported) -> [Check] {
         var rng = SplitMix64(seed: seed)
         var checks: [Check] = []
-        let shapes = [(1, 16, 32), (5, 33, 64), (37, 100, 96), (33, 45, 70), (70, 50, 2048), (100, 300, 512), (129, 77, 1536)]
         atEachLevel(levels) { level in
             for type in WeightType.allCases {
-                for (m, n, k) in shapes where !type.isBlockQuantized || k % 32 == 0 {
-                    let x = (0..<(m * k)).map { _ in rng.normal() }
-                    let w = (0..<(n * k)).map { _ in rng.normal() }
-                    let bias = (0..<n).map { _ in rng.normal() }
-                    let (held, exact) = heldWeights(w, rows: n, k: k, type: type)
-                    var y = [Float](repeating: .nan, count: m * n)
-                    let rc = held.withUnsafeBytes { hp in
-                        mk_gemm(Int32(m), Int32(n), Int32(k), x, Int32(k), hp.baseAddress!, type.code, bias, &y, Int32(n), 2)
-                    }
+                for (m, n, k) in gemmShapes where !type.isBlockQuantized || k % 32 == 0 {
                     let path = PrefillGEMM.level(type, k: k)
                     let bound = Double(k + 2) * 0x1p-24 + (path >= .avx512BF16 ? 0x1p-9 : 0)
-                    var worst = 0.0, written = rc == 0
-                    for i in 0..<m {
-                        for j in 0..<n {
-                            var sum = Double(bias[j]), scale = abs(Double(bias[j]))
-                            for t in 0..<k {
-                                let p = Double(x[i * k + t]) * Double(exact[j * k + t])
-                                sum += p; scale += abs(p)
-                            }
-                            let got = Double(y[i * n + j])
-                            if got.isNaN { written = false }
-                            worst = max(worst, abs(got - sum) / scale)
-                        }
-                    }
-                    checks.append(Check(name: "gemm \(level.rawValue) \(type.rawValue) \(m)×\(n)×\(k) (path \(path.rawValue)): error over Σ|x·w|",
-                                        relativeError: worst, tolerance: bound, allWritten: written))
+                    checks.append(productCheck(name: "gemm \(level.rawValue) \(type.rawValue) \(m)×\(n)×\(k) (path \(path.rawValue))",
+                                               m: m, n: n, k: k, type: type, bound: bound, rng: &rng, product: mk_gemm))
                 }
             }
         }
+        // The BLAS on rows widened from each type 128 at a time (mk_gemm_widened: the prefill of a model held in
+        // 16 bits or blocks where the own kernels are not the faster), float32 sums: (K + 2)·2⁻²⁴. One shape more
+        // than the kernels' list: 4,500 columns, whose 8 parts (2 threads) of 560–576 columns are each widened in
+        // two chunks (at most 512 rows a chunk).
+        for type in WeightType.allCases {
+            for (m, n, k) in gemmShapes + [(3, 4500, 64)] where !type.isBlockQuantized || k % 32 == 0 {
+                checks.append(productCheck(name: "gemm widened \(type.rawValue) \(m)×\(n)×\(k) (\(BLAS.core.map { "OpenBLAS \($0)" } ?? BLAS.name))",
+                                           m: m, n: n, k: k, type: type, bound: Double(k + 2) * 0x1p-24, rng: &rng, product: mk_gemm_widened))
+            }
+        }
         return checks
+    }
+
+    /// Products of shapes that cross every edge (rows past a strip, columns past a panel, k past a block, k not a
+    /// multiple of 32 for the float32 paths).
+    static let gemmShapes = [(1, 16, 32), (5, 33, 64), (37, 100, 96), (33, 45, 70), (70, 50, 2048), (100, 300, 512), (129, 77, 1536)]
+
+    /// One product Y (m, n) = X · Wᵀ + bias of fresh normal inputs, W held as `type`, by `product` (mk_gemm's
+    /// arguments, 2 threads), against float64 sums on the weights as held; the error of an element is over
+    /// Σ |x·w| + |bias|.
+    static func productCheck(
+        name: String, m: Int, n: Int, k: Int, type: WeightType, bound: Double, rng: inout SplitMix64,
+        product: (Int32, Int32, Int32, UnsafePointer<Float>?, Int32, UnsafeRawPointer?, Int32, UnsafePointer<Float>?,
+                  UnsafeMutablePointer<Float>?, Int32, Int32) -> Int32
+    ) -> Check {
+        let x = (0..<(m * k)).map { _ in rng.normal() }
+        let w = (0..<(n * k)).map { _ in rng.normal() }
+        let bias = (0..<n).map { _ in rng.normal() }
+        let (held, exact) = heldWeights(w, rows: n, k: k, type: type)
+        var y = [Float](repeating: .nan, count: m * n)
+        let rc = held.withUnsafeBytes { hp in
+            product(Int32(m), Int32(n), Int32(k), x, Int32(k), hp.baseAddress!, type.code, bias, &y, Int32(n), 2)
+        }
+        var worst = 0.0, written = rc == 0
+        for i in 0..<m {
+            for j in 0..<n {
+                var sum = Double(bias[j]), scale = abs(Double(bias[j]))
+                for t in 0..<k {
+                    let p = Double(x[i * k + t]) * Double(exact[j * k + t])
+                    sum += p; scale += abs(p)
+                }
+                let got = Double(y[i * n + j])
+                if got.isNaN { written = false }
+                worst = max(worst, abs(got - sum) / scale)
+            }
+        }
+        return Check(name: name + ": error over Σ|x·w|", relativeError: worst, tolerance: bound, allWritten: written)
     }
 
     /// The SSD recurrence of one head (`mk_ssd_scan`: the transposed form on AVX2 / AVX-512 hosts for L ≥ 8, else

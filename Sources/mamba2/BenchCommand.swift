@@ -48,8 +48,8 @@ struct BenchModelCommand: ParsableCommand {
         let t0 = monotonicSeconds()
         switch (model, shape) {
         case let (dir?, nil):
-            let m = try Mamba2Model.load(directory: dir)
-            stored = m.weights.storedDType
+            let m = try Mamba2Model.load(directory: dir, weightType: weightType)
+            stored = m.storedDType
             backend = try place.makeBackend(model: m, weights: weightType); name = dir
         case let (nil, s?):
             let sh = try parseShape(s)

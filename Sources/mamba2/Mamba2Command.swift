@@ -46,7 +46,7 @@ struct ComputeOptions: ParsableArguments {
 /// The element type the weight matrices are held in: on the CPU those the decode step reads (default f32;
 /// arithmetic stays f32), on the GPU also the matrix products' inputs (default bf16).
 struct DecodeWeightOptions: ParsableArguments {
-    @Option(help: "Element type of the weight matrices: f32, bf16, f16, q8_0, q4_0 (default: f32 on the CPU, where only the decode step reads them so and arithmetic stays f32; q8_0 and q4_0, llama.cpp's 8- and 4-bit blocks, are CPU-only; bf16 with --device cuda, where the matrix products' inputs take it too).")
+    @Option(help: "Element type the weight matrices are held in, once, for prefill and decode alike (arithmetic stays f32): f32, bf16, f16, q8_0, q4_0 (default: f32 on the CPU; q8_0 and q4_0, llama.cpp's 8- and 4-bit blocks, are CPU-only; bf16 with --device cuda, where the matrix products' inputs take it too).")
     var weightsDtype: WeightType?
 
     /// The type asked for, else the device's default.

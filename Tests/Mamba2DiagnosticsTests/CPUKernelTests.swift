@@ -8,15 +8,17 @@ import Testing
 /// and the reference fixtures; the path chosen for the host; the cap that turns paths off.
 @Suite("CPU kernel paths", .serialized)
 struct CPUKernelTests {
-    // Every path the host runs × f32/bf16/f16/Q8_0 × seven shapes that cross the kernels' edges, fresh inputs;
+    // Every path the host runs × f32/bf16/f16/Q8_0/Q4_0 × seven shapes that cross the kernels' edges, and the BLAS
+    // on widened rows of each type (mk_gemm_widened), fresh inputs;
     // the bounds are stated in CPUKernelSelfTest.gemmChecks (float32 sums: (K + 2)·2⁻²⁴ of Σ|x·w|; the bf16
     // paths 2⁻⁸ more).
     @Test("every path's products agree with float64 sums")
     func products() {
         let seed = UInt64.random(in: 0...UInt64.max)
         let checks = CPUKernelSelfTest.gemmChecks(seed: seed)
-        // 7 shapes for f32, bf16, f16 and the 6 with k a multiple of 32 for Q8_0 and Q4_0, per level: none skipped.
-        #expect(checks.count == CPUKernelLevel.supported.count * (3 * 7 + 2 * 6))
+        // 7 shapes for f32, bf16, f16 and the 6 with k a multiple of 32 for Q8_0 and Q4_0, per level; then the
+        // widened BLAS path once, with one shape more (8 and 7): none skipped.
+        #expect(checks.count == CPUKernelLevel.supported.count * (3 * 7 + 2 * 6) + 3 * 8 + 2 * 7)
         for c in checks { #expect(c.passed, "seed \(seed): \(c.name): \(c.relativeError) > \(c.tolerance), all written \(c.allWritten)") }
     }
 

@@ -91,17 +91,28 @@ public enum CheckpointLoader {
 
     /// Checks (as `check`) and converts the tensors into float32 weights for `config`.
     public static func weights(_ config: Mamba2Config, tensors stored: [String: Located]) throws -> Mamba2Weights {
+        try weights(config, tensors: stored, heldApart: []) { _, _ in }
+    }
+
+    /// As `weights`, except that each tensor named in `heldApart` is handed to `hold` as float32 when read and
+    /// left out of the result (its array empty), so that a caller converting it to another type needs memory
+    /// for one such tensor in float32 at a time, not for all of them.
+    package static func weights(_ config: Mamba2Config, tensors stored: [String: Located], heldApart: Set<String>,
+                                hold: (String, [Float]) throws -> Void) throws -> Mamba2Weights {
         let checked = try check(config, tensors: stored)
         var values: [String: [Float]] = [:]
-        for (name, (t, file)) in checked {
+        // In the model's order, so that a caller's conversions run in a fixed order.
+        for (name, _) in Mamba2Weights.expectedShapes(config) {
+            guard let (t, file) = checked[name] else { continue }  // `check` has made sure every expected one is there
             let v = t.floats()
+            t.dropPages()
             // A NaN or infinity in any weight makes every logit NaN: refused here, naming the tensor.
             if let i = v.firstIndex(where: { !$0.isFinite }) {
                 throw Mamba2Error.checkpoint(file: file, tensor: name, reason: "element \(i) is \(v[i]): weights must be finite")
             }
-            values[name] = v
+            if heldApart.contains(name) { try hold(name, v) } else { values[name] = v }
         }
-        return try Mamba2Weights(config, values: values, storedDType: dominantDType(checked))
+        return try Mamba2Weights(config, values: values, storedDType: dominantDType(checked), heldApart: heldApart)
     }
 
     /// The dtype holding most elements ("F32", "BF16", ...).

@@ -93,6 +93,13 @@ public enum GGUFModel {
     /// Every tensor checked against `c` (present, of the expected element count and, for matrices, shape,
     /// none left over), converted to float32; A_log = log(−A) with every A negative and finite.
     public static func weights(_ g: GGUFFile, config c: Mamba2Config) throws -> Mamba2Weights {
+        try weights(g, config: c, heldApart: []) { _, _ in }
+    }
+
+    /// As `weights`, except that each tensor named (state-spaces names) in `heldApart` is handed to `hold` as
+    /// float32 when read and left out of the result, as `CheckpointLoader.weights(_:tensors:heldApart:hold:)`.
+    package static func weights(_ g: GGUFFile, config c: Mamba2Config, heldApart: Set<String>,
+                                hold: (String, [Float]) throws -> Void) throws -> Mamba2Weights {
         var values: [String: [Float]] = [:]
         var used = Set<String>()
         var counts: [String: Int] = [:]
@@ -107,6 +114,7 @@ public enum GGUFModel {
                 throw Mamba2Error.checkpoint(file: g.path, tensor: gname, reason: "shape \(t.shape) does not match the config's \(shape)")
             }
             var v = g.floats(t)
+            g.file.dropPages(t.offset, t.byteCount)
             if let i = v.firstIndex(where: { !$0.isFinite }) {
                 throw Mamba2Error.checkpoint(file: g.path, tensor: gname, reason: "element \(i) is \(v[i]): weights must be finite")
             }
@@ -116,7 +124,7 @@ public enum GGUFModel {
                 }
                 v = v.map { Float(log(-Double($0))) }
             }
-            values[name] = v
+            if heldApart.contains(name) { try hold(name, v) } else { values[name] = v }
             used.insert(gname)
             counts[t.type.name, default: 0] += count
         }
@@ -124,7 +132,7 @@ public enum GGUFModel {
             throw Mamba2Error.checkpoint(file: g.path, tensor: extra.name, reason: "unexpected tensor: not part of a Mamba-2 model with this config")
         }
         let dominant = counts.max { $0.value < $1.value }?.key ?? "F32"
-        return try Mamba2Weights(c, values: values, storedDType: dominant)
+        return try Mamba2Weights(c, values: values, storedDType: dominant, heldApart: heldApart)
     }
 
     /// The tokenizer the file embeds (`tokenizer.ggml.model` "gpt2": byte-level BPE), as a tokenizer.json of

@@ -75,6 +75,13 @@ public struct StoredTensor: @unchecked Sendable {
         return out
     }
 
+    /// Drops the tensor's bytes from memory (`MappedFile.dropPages`) once they have been converted.
+    public func dropPages() {
+        guard count > 0 else { return }
+        let span = zip(shape, strides).reduce(0) { $0 + ($1.0 - 1) * $1.1 } + 1  // the last element's index + 1
+        file.dropPages(offset, span * dtype.byteSize)
+    }
+
     /// The elements as integers (for id tensors).
     public func ints() -> [Int] {
         guard let base = file.base else { return [] }

@@ -4,7 +4,9 @@ import Synchronization
 /// load in one call. Generation runs on `backend` (CPU or GPU alike); one generation at a time (calls
 /// wait for the one before them).
 public final class LanguageModel: Sendable {
-    /// The weights as loaded (float32 on the host): the source every backend is built from.
+    /// The model as loaded on the host, its matrices held in the type asked for (`load` loads them in the
+    /// backend's type, so that the CPU backend runs this very model and no second copy is made); the source
+    /// every backend is built from.
     public let model: Mamba2Model
     /// Where prefill and decode run.
     public let backend: any Mamba2Backend
@@ -55,7 +57,9 @@ public final class LanguageModel: Sendable {
     /// default when nil: f32 on the CPU, bf16 on a GPU).
     public static func load(directory: String, tokenizerPath: String? = nil, device: some ComputeDevice = .cpu,
                             weights: WeightType? = nil) throws -> LanguageModel {
-        let model = try Mamba2Model.load(directory: directory)
+        // In the type the backend takes: on the CPU the backend then runs this model itself (one copy of the
+        // matrices, not a float32 one beside it); a GPU backend is built from it (bf16 and f16 widen exactly).
+        let model = try Mamba2Model.load(directory: directory, weightType: weights ?? device.defaultWeightType)
         if GGUFFile.isGGUF(path: directory) {  // a GGUF file: its own tokenizer unless one is given
             let tokenizer = try tokenizerPath.map { try Tokenizer(path: $0) } ?? GGUFModel.tokenizer(try GGUFFile(path: directory))
             return try LanguageModel(model: model, tokenizer: tokenizer, device: device, weights: weights)

@@ -1,13 +1,16 @@
 import CMamba2Kernels
 
-/// The prefill's matrix products Y (rows, N) = X (rows, K) · Wᵀ (+ bias) through the project's own kernels
-/// (`mk_gemm`), with W in the type the model holds it (float32, bf16, fp16, Q8_0 or Q4_0 blocks, row-major).
+/// The prefill's matrix products Y (rows, N) = X (rows, K) · Wᵀ (+ bias), with W in the type the model holds it
+/// (float32, bf16, fp16, Q8_0 or Q4_0 blocks, row-major), on one of three paths:
 ///
-/// Which products take them: bf16 weights where the host has AMX or AVX512-BF16 (bf16 tile or pair products,
-/// activations rounded to bf16, float32 sums: on an AMX host about 3× OpenBLAS's float32 GEMM); and every
-/// product when the BLAS is switched off (`BLAS.useBuiltin`), where the float32 kernels (AVX-512, AVX2 or
-/// portable) replace the plain loop. Otherwise the float32 copy of the weights goes through the BLAS, which
-/// measured 10–25% faster than these float32 kernels on both AVX2 and AVX-512 hosts.
+/// - the project's own kernels (`mk_gemm`): bf16 weights where the host has AMX or AVX512-BF16 (bf16 tile or
+///   pair products, activations rounded to bf16, float32 sums: on an AMX host about 3× OpenBLAS's float32
+///   GEMM), and every product when the BLAS is switched off (`BLAS.useBuiltin`), where the float32 kernels
+///   (AVX-512, AVX2 or portable) replace the plain loop;
+/// - float32 weights otherwise: the BLAS, which measured 10–25% faster than these float32 kernels on both AVX2
+///   and AVX-512 hosts;
+/// - weights of the other types otherwise: the BLAS on rows widened to float32 128 at a time
+///   (`mk_gemm_widened`), so that the model needs no float32 copy of its matrices.
 package enum PrefillGEMM {
     /// Whether a product with weights of `type` and rows of length `k` takes the own kernels on this host.
     package static func takes(_ type: WeightType, k: Int) -> Bool {
@@ -21,18 +24,29 @@ package enum PrefillGEMM {
 
     /// The path a product with weights of `type` takes, in words ("amx", "OpenBLAS (SkylakeX)", ...).
     package static func path(_ type: WeightType, k: Int) -> String {
-        guard takes(type, k: k) else { return BLAS.core.map { "OpenBLAS (\($0))" } ?? BLAS.name }
+        guard takes(type, k: k) else {
+            let blas = BLAS.core.map { "OpenBLAS (\($0))" } ?? BLAS.name
+            return type == .f32 ? blas : blas + ", widened"
+        }
         return level(type, k: k).rawValue
     }
 
     /// y (rows, n) = x (rows, k) · Wᵀ + bias, W (n, k) of `type` at `w`.
     package static func multiply(rows: Int, n: Int, k: Int, x: UnsafePointer<Float>, w: UnsafeRawPointer, type: WeightType,
                                  bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
+        if type == .f32 && !takes(.f32, k: k) {
+            BLAS.sgemmParallel(transB: true, m: rows, n: n, k: k, a: x, lda: k, b: w.assumingMemoryBound(to: Float.self), ldb: k,
+                               c: y, ldc: n)
+            if let bias { for t in 0..<rows { for j in 0..<n { y[t * n + j] += bias[j] } } }
+            return
+        }
+        let own = takes(type, k: k)
         let rc = BLAS.profiled(threads: Parallel.threadCount) {
-            mk_gemm(Int32(rows), Int32(n), Int32(k), x, Int32(k), w, type.code, bias, y, Int32(n), Int32(Parallel.threadCount))
+            own ? mk_gemm(Int32(rows), Int32(n), Int32(k), x, Int32(k), w, type.code, bias, y, Int32(n), Int32(Parallel.threadCount))
+                : mk_gemm_widened(Int32(rows), Int32(n), Int32(k), x, Int32(k), w, type.code, bias, y, Int32(n), Int32(Parallel.threadCount))
         }
         // -1 (bad arguments) cannot happen from the model, whose sizes are checked at load; -2 is a failed
         // allocation of a few hundred KB of scratch, treated as the out-of-memory it is.
-        precondition(rc == 0, "mk_gemm failed (\(rc)): out of memory for its scratch")
+        precondition(rc == 0, "\(own ? "mk_gemm" : "mk_gemm_widened") failed (\(rc)): out of memory for its scratch")
     }
 }

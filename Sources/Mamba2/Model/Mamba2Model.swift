@@ -12,74 +12,150 @@ import Darwin
 /// recurrence (`step`); both carry a fixed-size `Mamba2State` per sequence.
 public final class Mamba2Model: Sendable {
     public let config: Mamba2Config
-    public let weights: Mamba2Weights
+    /// The float32 weights the model holds: all of them for `.f32`; otherwise every vector (norms, biases, conv,
+    /// dt, A, D) and an untied embedding, the projections and the head being held once in `weightType` instead
+    /// (`inProj`, `outProj`, `head`; their arrays here are empty).
+    let stored: Mamba2Weights
     /// Per layer: the conv filter transposed to (d_conv, conv_dim), so the kernel runs along channels.
     package let convT: [[Float]]
     /// Per layer: A = −exp(A_log), (H).
     package let A: [[Float]]
-    /// How the decode step holds the projections and the head (float32 always stays for prefill).
+    /// The type the projections and the head are held and computed in (prefill and decode alike).
     public let weightType: WeightType
     /// Decode steps this model has run (one per token per sequence), for monitoring.
     public var decodedTokens: Int { decodedCounter.load(ordering: .relaxed) }
     let decodedCounter = Atomic<Int>(0)
-    /// 16-bit copies for decode when `decodeWeights` is not .f32: per layer in_proj and out_proj, and the head.
-    let halfInProj: [[UInt16]], halfOutProj: [[UInt16]], halfHead: [UInt16]
+    /// Per layer in_proj (in_proj_size, d_model) and out_proj (d_model, d_inner); the head (padded vocab, d_model),
+    /// which for a tied model is the embedding: embedding rows are then read (widened) from it.
+    let inProj: [HeldMatrix], outProj: [HeldMatrix], head: HeldMatrix
 
-    public init(config: Mamba2Config, weights: Mamba2Weights, weightType: WeightType = .f32) throws {
+    /// The model's weights in float32. For `.f32` these are the weights it computes with; for the other types
+    /// the projections and the head are widened from the held copies (bf16 and f16 exactly, the blocks
+    /// dequantized), a new float32 copy of every matrix on each call: read it once, not in a loop.
+    public var weights: Mamba2Weights {
+        guard weightType != .f32 else { return stored }
+        var w = stored
+        for l in w.layers.indices { w.layers[l].inProj = inProj[l].floats(); w.layers[l].outProj = outProj[l].floats() }
+        if config.tieEmbeddings { w.embedding = head.floats() } else { w.lmHead = head.floats() }
+        return w
+    }
+
+    /// The dtype of the bulk of the checkpoint's weights ("F32", "BF16", "F16").
+    public var storedDType: String { stored.storedDType }
+
+    /// Bytes the weights take in memory as held, counted from the arrays themselves: the float32 ones, and for
+    /// the other types the held matrices (for .f32 those share the float32 arrays' storage).
+    public var heldWeightBytes: Int {
+        let matrices = weightType == .f32 ? 0 : inProj.reduce(0) { $0 + $1.byteCount } + outProj.reduce(0) { $0 + $1.byteCount } + head.byteCount
+        return stored.floatCount * 4 + matrices
+    }
+
+    /// The same for any model of config c whose matrices are held as `matrices` (what `mamba2 info` reports).
+    public static func heldWeightBytes(_ c: Mamba2Config, matrices type: WeightType) -> Int {
+        let elements = heldMatrixElements(c)
+        return type.bytes(elements) + (Mamba2Weights.parameterCount(c) - elements) * 4
+    }
+
+    /// Holds `weights` with the projections and the head in `weightType` (the float32 arrays of those are not
+    /// kept unless the type is .f32).
+    public convenience init(config: Mamba2Config, weights: Mamba2Weights, weightType: WeightType = .f32) throws {
+        let c = config
+        try Self.checkHoldable(c, weightType)
+        guard weights.layers.count == c.nLayer, weights.embedding.count == c.paddedVocabSize * c.dModel,
+              weights.layers.allSatisfy({ $0.inProj.count == c.inProjSize * c.dModel && $0.outProj.count == c.dModel * c.dInner }),
+              weights.lmHead.map({ $0.count == c.paddedVocabSize * c.dModel }) ?? c.tieEmbeddings else {
+            throw Mamba2Error.invalidArgument("weights", reason: "do not match the config's sizes")
+        }
+        let inProj = weights.layers.map { HeldMatrix($0.inProj, rows: c.inProjSize, cols: c.dModel, type: weightType) }
+        let outProj = weights.layers.map { HeldMatrix($0.outProj, rows: c.dModel, cols: c.dInner, type: weightType) }
+        let head = HeldMatrix(weights.lmHead ?? weights.embedding, rows: c.paddedVocabSize, cols: c.dModel, type: weightType)
+        var stored = weights
+        if weightType != .f32 { stored.releaseHeldMatrices(c) }
+        try self.init(config: c, stored: stored, inProj: inProj, outProj: outProj, head: head)
+    }
+
+    /// A model of float32 `stored` weights (the held matrices' arrays empty unless they are float32) and the
+    /// matrices as held: what the loaders build one tensor at a time.
+    package init(config: Mamba2Config, stored: Mamba2Weights, inProj: [HeldMatrix], outProj: [HeldMatrix], head: HeldMatrix) throws {
         try config.validate()
         let c = config
-        guard weights.layers.count == c.nLayer, weights.embedding.count == c.paddedVocabSize * c.dModel else {
+        let type = head.type
+        guard stored.layers.count == c.nLayer, inProj.count == c.nLayer, outProj.count == c.nLayer,
+              inProj.allSatisfy({ $0.type == type && $0.rows == c.inProjSize && $0.cols == c.dModel }),
+              outProj.allSatisfy({ $0.type == type && $0.rows == c.dModel && $0.cols == c.dInner }),
+              head.rows == c.paddedVocabSize, head.cols == c.dModel,
+              stored.embedding.count == (c.tieEmbeddings && type != .f32 ? 0 : c.paddedVocabSize * c.dModel) else {
             throw Mamba2Error.invalidArgument("weights", reason: "do not match the config's sizes")
         }
         self.config = config
-        self.weights = weights
-        convT = weights.layers.map { l in
+        self.stored = stored
+        self.inProj = inProj; self.outProj = outProj; self.head = head
+        weightType = type
+        convT = stored.layers.map { l in
             var t = [Float](repeating: 0, count: c.dConv * c.convDim)
             for ch in 0..<c.convDim { for k in 0..<c.dConv { t[k * c.convDim + ch] = l.convWeight[ch * c.dConv + k] } }
             return t
         }
-        A = weights.layers.map { $0.aLog.map { -exp($0) } }
-        self.weightType = weightType
-        // The decode copies: 16-bit values, or Q8_0 / Q4_0 blocks (34 / 18 bytes, 17 / 9 UInt16s, per 32 weights).
-        func decodeCopy(_ w: [Float]) -> [UInt16] {
-            guard weightType.isBlockQuantized else { return roundedTo16Bits(w, bfloat: weightType == .bf16) }
-            // blocks are 32 consecutive weights, so with every row length a multiple of 32 the whole matrix
-            // quantizes as rows of 32
-            var out = [UInt16](repeating: 0, count: weightType.bytes(w.count) / 2)
-            w.withUnsafeBufferPointer { wp in out.withUnsafeMutableBytes { op in
-                let o = op.baseAddress!.assumingMemoryBound(to: UInt8.self)
-                if weightType == .q8_0 { mk_quantize_q8_0(w.count / 32, 32, wp.baseAddress!, o) }
-                else { mk_quantize_q4_0(w.count / 32, 32, wp.baseAddress!, o) }
-            }}
-            return out
-        }
-        if weightType.isBlockQuantized {
-            guard c.dModel % 32 == 0, c.dInner % 32 == 0 else {
-                throw Mamba2Error.invalidArgument("weights", reason: "\(weightType.rawValue.uppercased()) needs d_model (\(c.dModel)) and d_inner (\(c.dInner)) to be multiples of 32")
-            }
-        }
-        if weightType == .f32 {
-            halfInProj = []; halfOutProj = []; halfHead = []
-        } else {
-            halfInProj = weights.layers.map { decodeCopy($0.inProj) }
-            halfOutProj = weights.layers.map { decodeCopy($0.outProj) }
-            halfHead = decodeCopy(weights.lmHead ?? weights.embedding)
+        A = stored.layers.map { $0.aLog.map { -exp($0) } }
+    }
+
+    /// Whether a model of config c can hold its matrices as `type`: the block types need rows of multiples of 32.
+    static func checkHoldable(_ c: Mamba2Config, _ type: WeightType) throws {
+        guard !type.isBlockQuantized || (c.dModel % 32 == 0 && c.dInner % 32 == 0) else {
+            throw Mamba2Error.invalidArgument("weights", reason: "\(type.rawValue.uppercased()) needs d_model (\(c.dModel)) and d_inner (\(c.dInner)) to be multiples of 32")
         }
     }
 
-    /// Loads `config.json` and the weights of a model directory (any layout `CheckpointLoader` reads).
-    /// Loads a model directory (config.json + weights) or a GGUF file (llama.cpp's, `general.architecture`
-    /// "mamba2"; F32, F16, BF16, Q8_0, Q4_0 and Q4_1 tensors, converted to float32).
+    /// The checkpoint names of the matrices a model holds in its weight type, with their (rows, cols): every
+    /// in_proj and out_proj, and the head (the embedding when tied, else lm_head).
+    package static func heldMatrixShapes(_ c: Mamba2Config) -> [String: (rows: Int, cols: Int)] {
+        var out: [String: (rows: Int, cols: Int)] = [c.tieEmbeddings ? "backbone.embedding.weight" : "lm_head.weight": (c.paddedVocabSize, c.dModel)]
+        for i in 0..<c.nLayer {
+            out["backbone.layers.\(i).mixer.in_proj.weight"] = (c.inProjSize, c.dModel)
+            out["backbone.layers.\(i).mixer.out_proj.weight"] = (c.dModel, c.dInner)
+        }
+        return out
+    }
+
+    static func heldMatrixElements(_ c: Mamba2Config) -> Int {
+        heldMatrixShapes(c).values.reduce(0) { $0 + $1.rows * $1.cols }
+    }
+
+    /// Loads a model directory (config.json + weights, any layout `CheckpointLoader` reads) or a GGUF file
+    /// (llama.cpp's, `general.architecture` "mamba2"; F32, F16, BF16, Q8_0, Q4_0 and Q4_1 tensors). The matrices
+    /// are converted to `weightType` one tensor at a time, and each tensor's pages of the file are let go once
+    /// read, so that loading takes the held model's memory plus one matrix in float32: not the whole model in
+    /// float32, nor the file.
     public static func load(directory: String, weightType: WeightType = .f32) throws -> Mamba2Model {
         if GGUFFile.isGGUF(path: directory) {
-            let (config, weights, _) = try GGUFModel.load(path: directory)
-            return try Mamba2Model(config: config, weights: weights, weightType: weightType)
+            let g = try GGUFFile(path: directory)
+            let config = try GGUFModel.config(g)
+            return try holding(config, weightType) { try GGUFModel.weights(g, config: config, heldApart: $0, hold: $1) }
         }
         let configPath = directory + "/config.json"
         guard MappedFile.exists(configPath) else { throw Mamba2Error.io(path: configPath, reason: "missing: a model directory needs config.json") }
         let config = try Mamba2Config.load(path: configPath)
-        let weights = try CheckpointLoader.weights(config, tensors: try CheckpointLoader.readTensors(directory: directory))
-        return try Mamba2Model(config: config, weights: weights, weightType: weightType)
+        let tensors = try CheckpointLoader.readTensors(directory: directory)
+        return try holding(config, weightType) { try CheckpointLoader.weights(config, tensors: tensors, heldApart: $0, hold: $1) }
+    }
+
+    /// A model of config c from a reader of its weights that hands each matrix named in its first argument to
+    /// its second as it reads it (converted here to `type` at once) and returns the rest as float32.
+    static func holding(_ c: Mamba2Config, _ type: WeightType,
+                        read: (Set<String>, (String, [Float]) throws -> Void) throws -> Mamba2Weights) throws -> Mamba2Model {
+        if type == .f32 { return try Mamba2Model(config: c, weights: try read([]) { _, _ in }, weightType: .f32) }
+        try checkHoldable(c, type)
+        let shapes = heldMatrixShapes(c)
+        var held: [String: HeldMatrix] = [:]
+        let stored = try read(Set(shapes.keys)) { name, values in
+            let s = shapes[name]!
+            held[name] = HeldMatrix(values, rows: s.rows, cols: s.cols, type: type)
+        }
+        return try Mamba2Model(
+            config: c, stored: stored,
+            inProj: (0..<c.nLayer).map { held["backbone.layers.\($0).mixer.in_proj.weight"]! },
+            outProj: (0..<c.nLayer).map { held["backbone.layers.\($0).mixer.out_proj.weight"]! },
+            head: held[c.tieEmbeddings ? "backbone.embedding.weight" : "lm_head.weight"]!)
     }
 
     public func newState() -> Mamba2State { Mamba2State(config: config) }
@@ -129,10 +205,9 @@ public final class Mamba2Model: Sendable {
         for (i, s) in sequences.enumerated() { seqIdx += [Int32](repeating: Int32(i), count: s.count) }
 
         for l in 0..<c.nLayer {
-            let w = weights.layers[l]
+            let w = stored.layers[l]
             addAndNorm(&residual, hidden, weight: w.norm, rows: T, into: &normed)
-            prefillProject(normed, rows: T, inFeatures: D, weight: w.inProj, half: weightType == .f32 ? nil : halfInProj[l],
-                           bias: w.inProjBias, outFeatures: E, into: &zx)
+            prefillProject(normed, rows: T, matrix: inProj[l], bias: w.inProjBias, into: &zx)
             // Causal conv + SiLU over x, B, C, per sequence from its conv history; then the new history.
             for s in 0..<sequences.count {
                 let (t0, n) = (starts[s], sequences[s].count)
@@ -151,12 +226,11 @@ public final class Mamba2Model: Sendable {
             let stateSize = c.nHeads * c.headDim * c.dState
             for s in 0..<sequences.count { states[s].ssm[l] = Array(out.sequenceStates.data[(s * stateSize)..<((s + 1) * stateSize)]) }
             gate(y: out.y.data, zx: zx, rows: T, layer: l, into: &gated)
-            prefillProject(gated, rows: T, inFeatures: c.dInner, weight: w.outProj, half: weightType == .f32 ? nil : halfOutProj[l],
-                           bias: w.outProjBias, outFeatures: D, into: &hidden)
+            prefillProject(gated, rows: T, matrix: outProj[l], bias: w.outProjBias, into: &hidden)
         }
         for s in 0..<sequences.count { states[s].tokens += sequences[s].count }
         if mode == .none { return [] }
-        addAndNorm(&residual, hidden, weight: weights.normF, rows: T, into: &normed)
+        addAndNorm(&residual, hidden, weight: stored.normF, rows: T, into: &normed)
         var result: [Tensor] = []
         for s in 0..<sequences.count {
             let (t0, n) = mode == .all ? (starts[s], sequences[s].count) : (starts[s + 1] - 1, 1)
@@ -185,18 +259,14 @@ public final class Mamba2Model: Sendable {
         let (D, E) = (c.dModel, c.inProjSize)
         let (H, P, N, G) = (c.nHeads, c.headDim, c.dState, c.nGroups)
         let K1 = c.dConv - 1, CD = c.convDim
-        for s in 0..<B {
-            let id = tokens[s]
-            ws.hidden.withUnsafeMutableBufferPointer { h in
-                weights.embedding.withUnsafeBufferPointer { e in (h.baseAddress! + s * D).update(from: e.baseAddress! + id * D, count: D) }
-            }
+        ws.hidden.withUnsafeMutableBufferPointer { h in
+            for s in 0..<B { embeddingRow(tokens[s], into: h.baseAddress! + s * D) }
         }
         ws.residual.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
         for l in 0..<c.nLayer {
-            let w = weights.layers[l]
+            let w = stored.layers[l]
             addAndNorm(&ws.residual, ws.hidden, weight: w.norm, rows: B, into: &ws.normed)
-            decodeProject(ws.normed, rows: B, inFeatures: D, weight: w.inProj, half: weightType == .f32 ? nil : halfInProj[l],
-                          bias: w.inProjBias, outFeatures: E, into: &ws.zx)
+            decodeProject(ws.normed, rows: B, matrix: inProj[l], bias: w.inProjBias, into: &ws.zx)
             let a = A[l]
             for s in 0..<B {
                 ws.zx.withUnsafeBufferPointer { zp in ws.xbc.withUnsafeMutableBufferPointer { xp in ws.y.withUnsafeMutableBufferPointer { yp in
@@ -226,32 +296,21 @@ public final class Mamba2Model: Sendable {
                 }}}
             }
             gate(y: ws.y, zx: ws.zx, rows: B, layer: l, into: &ws.gated)
-            decodeProject(ws.gated, rows: B, inFeatures: c.dInner, weight: w.outProj, half: weightType == .f32 ? nil : halfOutProj[l],
-                          bias: w.outProjBias, outFeatures: D, into: &ws.hidden)
+            decodeProject(ws.gated, rows: B, matrix: outProj[l], bias: w.outProjBias, into: &ws.hidden)
         }
         for s in 0..<B { states[s].tokens += 1 }
         decodedCounter.add(B, ordering: .relaxed)
-        addAndNorm(&ws.residual, ws.hidden, weight: weights.normF, rows: B, into: &ws.normed)
-        decodeProject(ws.normed, rows: B, inFeatures: D, weight: weights.lmHead ?? weights.embedding,
-                      half: weightType == .f32 ? nil : halfHead, bias: nil, outFeatures: c.paddedVocabSize, into: &ws.logits)
+        addAndNorm(&ws.residual, ws.hidden, weight: stored.normF, rows: B, into: &ws.normed)
+        decodeProject(ws.normed, rows: B, matrix: head, bias: nil, into: &ws.logits)
     }
 
-    /// out (rows, outFeatures) = input · weightᵀ + bias for the few rows of a decode step: the weight
-    /// streamed once (in 16 bits when `half` is given), rows split across the pool.
-    func decodeProject(_ input: [Float], rows: Int, inFeatures: Int, weight: [Float], half: [UInt16]?, bias: [Float]?,
-                       outFeatures: Int, into out: inout [Float]) {
+    /// out (rows, matrix.rows) = input · matrixᵀ + bias for the few rows of a decode step: the matrix streamed
+    /// once in its held type, rows split across the pool.
+    func decodeProject(_ input: [Float], rows: Int, matrix m: HeldMatrix, bias: [Float]?, into out: inout [Float]) {
         input.withUnsafeBufferPointer { ip in out.withUnsafeMutableBufferPointer { op in
-            let threads = Int32(Parallel.threadCount)
-            if let half {
-                half.withUnsafeBufferPointer { hp in
-                    mk_gemv_rows(Int32(rows), Int32(outFeatures), Int32(inFeatures), ip.baseAddress!, Int32(inFeatures),
-                                 hp.baseAddress!, weightType.code, bias, op.baseAddress!, Int32(outFeatures), threads)
-                }
-            } else {
-                weight.withUnsafeBufferPointer { wp in
-                    mk_gemv_rows(Int32(rows), Int32(outFeatures), Int32(inFeatures), ip.baseAddress!, Int32(inFeatures),
-                                 wp.baseAddress!, 0, bias, op.baseAddress!, Int32(outFeatures), threads)
-                }
+            m.withUnsafeBytes { w in
+                mk_gemv_rows(Int32(rows), Int32(m.rows), Int32(m.cols), ip.baseAddress!, Int32(m.cols), w, m.type.code, bias,
+                             op.baseAddress!, Int32(m.rows), Int32(Parallel.threadCount))
             }
         }}
     }
@@ -262,8 +321,18 @@ public final class Mamba2Model: Sendable {
     package func embed(_ ids: [Int]) -> [Float] {
         let D = config.dModel
         var out = [Float](repeating: 0, count: ids.count * D)
-        for (t, id) in ids.enumerated() { out.replaceSubrange((t * D)..<((t + 1) * D), with: weights.embedding[(id * D)..<((id + 1) * D)]) }
+        out.withUnsafeMutableBufferPointer { o in
+            for (t, id) in ids.enumerated() { embeddingRow(id, into: o.baseAddress! + t * D) }
+        }
         return out
+    }
+
+    /// Token `id`'s embedding (d_model) into `out`: from the float32 embedding, or widened from the held head
+    /// that a tied model's embedding is.
+    func embeddingRow(_ id: Int, into out: UnsafeMutablePointer<Float>) {
+        let D = config.dModel
+        if stored.embedding.isEmpty { head.widenRows(id, count: 1, into: out); return }
+        stored.embedding.withUnsafeBufferPointer { out.update(from: $0.baseAddress! + id * D, count: D) }
     }
 
     /// residual += hidden; normed = rmsnorm(residual) · weight, per row.
@@ -294,26 +363,17 @@ public final class Mamba2Model: Sendable {
         }}}
     }
 
-    /// out (rows, outFeatures) = input · weightᵀ + bias in the prefill: through the own kernels with the
-    /// decode copy `half` (nil for float32 weights) where `PrefillGEMM.takes` says so (bf16 weights on
-    /// AMX / AVX512-BF16 hosts, or every product with the BLAS switched off), else the float32 weights
-    /// through the BLAS.
-    func prefillProject(_ input: [Float], rows: Int, inFeatures: Int, weight: [Float], half: [UInt16]?, bias: [Float]?,
-                        outFeatures: Int, into out: inout [Float]) {
-        let type = half == nil ? WeightType.f32 : weightType
-        guard PrefillGEMM.takes(type, k: inFeatures) else {
-            project(input, rows: rows, inFeatures: inFeatures, weight: weight, bias: bias, outFeatures: outFeatures, into: &out)
-            return
-        }
+    /// out (rows, matrix.rows) = input (rows, matrix.cols) · matrixᵀ + bias in the prefill, on the path
+    /// `PrefillGEMM.multiply` chooses for the held type on this host.
+    func prefillProject(_ input: [Float], rows: Int, matrix m: HeldMatrix, bias: [Float]?, into out: inout [Float]) {
         input.withUnsafeBufferPointer { ip in out.withUnsafeMutableBufferPointer { op in
-            func run(_ w: UnsafeRawPointer, _ b: UnsafePointer<Float>?) {
-                PrefillGEMM.multiply(rows: rows, n: outFeatures, k: inFeatures, x: ip.baseAddress!, w: w, type: type, bias: b,
-                                     y: op.baseAddress!)
+            m.withUnsafeBytes { w in
+                func run(_ b: UnsafePointer<Float>?) {
+                    PrefillGEMM.multiply(rows: rows, n: m.rows, k: m.cols, x: ip.baseAddress!, w: w, type: m.type, bias: b,
+                                         y: op.baseAddress!)
+                }
+                if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
             }
-            func withBias(_ w: UnsafeRawPointer) {
-                if let bias { bias.withUnsafeBufferPointer { run(w, $0.baseAddress!) } } else { run(w, nil) }
-            }
-            if let half { half.withUnsafeBytes { withBias($0.baseAddress!) } } else { weight.withUnsafeBytes { withBias($0.baseAddress!) } }
         }}
     }
 
@@ -321,8 +381,7 @@ public final class Mamba2Model: Sendable {
     func head(_ normed: [Float], rows: Int) -> Tensor {
         let V = config.paddedVocabSize
         var logits = [Float](repeating: 0, count: rows * V)
-        prefillProject(normed, rows: rows, inFeatures: config.dModel, weight: weights.lmHead ?? weights.embedding,
-                       half: weightType == .f32 ? nil : halfHead, bias: nil, outFeatures: V, into: &logits)
+        prefillProject(normed, rows: rows, matrix: head, bias: nil, into: &logits)
         return Tensor(shape: [rows, V], data: logits)
     }
 
@@ -357,7 +416,7 @@ public final class Mamba2Model: Sendable {
             C.replaceSubrange((t * G * N)..<((t + 1) * G * N), with: xbc[(row + c.dSSM + G * N)..<(row + c.dSSM + 2 * G * N)])
             dt.replaceSubrange((t * H)..<((t + 1) * H), with: zx[(t * E + c.dtOffset)..<(t * E + c.dtOffset + H)])
         }
-        let w = weights.layers[l]
+        let w = stored.layers[l]
         let L = T / b
         return SSDInput(x: Tensor(shape: [b, L, H, P], data: x), dt: Tensor(shape: [b, L, H], data: dt),
                         A: Tensor(shape: [H], data: A[l]), B: Tensor(shape: [b, L, G, N], data: B),
@@ -375,7 +434,7 @@ public final class Mamba2Model: Sendable {
     /// gated (rows, d_inner) = [silu(z0)·x0 | gatedRMSNorm(y, z)].
     package func gate(y: [Float], zx: [Float], rows: Int, layer l: Int, into gated: inout [Float]) {
         let c = config, E = c.inProjSize, M = c.dMLP
-        let w = weights.layers[l].gateNorm
+        let w = stored.layers[l].gateNorm
         y.withUnsafeBufferPointer { yp in zx.withUnsafeBufferPointer { zp in gated.withUnsafeMutableBufferPointer { gp in
             w.withUnsafeBufferPointer { wp in
                 let yS = SharedPointer(yp.baseAddress!), zS = SharedPointer(zp.baseAddress!), gS = SharedPointer(gp.baseAddress!)

@@ -70,9 +70,16 @@ public struct Mamba2Weights: Sendable {
         return Mamba2Weights.expectedShapes(c).map { name, shape in (name, Tensor(shape: shape, data: values[name]!)) }
     }
 
-    /// Builds from named float arrays (state-spaces names; every expected name present with its size).
+    /// Builds from named float arrays (state-spaces names; every expected name present with its size, except
+    /// those in `heldApart`, which are left empty: matrices a model holds in another type).
     public init(_ c: Mamba2Config, values v: [String: [Float]], storedDType: String) throws {
+        try self.init(c, values: v, storedDType: storedDType, heldApart: [])
+    }
+
+    package init(_ c: Mamba2Config, values given: [String: [Float]], storedDType: String, heldApart: Set<String>) throws {
+        var v = given
         for (name, shape) in Mamba2Weights.expectedShapes(c) {
+            if heldApart.contains(name) { v[name] = []; continue }
             guard let a = v[name] else { throw Mamba2Error.invalidArgument(name, reason: "missing from the weights") }
             guard a.count == shape.reduce(1, *) else {
                 throw Mamba2Error.invalidArgument(name, reason: "\(a.count) values, expected \(shape.reduce(1, *)) for shape \(shape)")
@@ -91,6 +98,21 @@ public struct Mamba2Weights: Sendable {
                 outProjBias: v[p + "mixer.out_proj.bias"])
         }
         self.storedDType = storedDType
+    }
+
+    /// Float32 values held in all the arrays.
+    package var floatCount: Int {
+        embedding.count + normF.count + (lmHead?.count ?? 0) + layers.reduce(0) { n, l in
+            n + l.norm.count + l.inProj.count + (l.inProjBias?.count ?? 0) + l.convWeight.count + (l.convBias?.count ?? 0)
+                + l.dtBias.count + l.aLog.count + l.D.count + l.gateNorm.count + l.outProj.count + (l.outProjBias?.count ?? 0)
+        }
+    }
+
+    /// Empties the matrices a model holds in another type (`Mamba2Model.heldMatrixShapes`): every projection and
+    /// the head (the embedding when tied).
+    package mutating func releaseHeldMatrices(_ c: Mamba2Config) {
+        for i in layers.indices { layers[i].inProj = []; layers[i].outProj = [] }
+        if c.tieEmbeddings { embedding = [] } else { lmHead = [] }
     }
 
     /// `random`'s weights with every per-channel parameter random too (both norms' weights, D, dt_bias, A, every

@@ -24,7 +24,8 @@ public struct TensorParallelReference: Sendable {
         let c = model.config
         self.model = model
         self.plan = plan
-        shards = (0..<ranks).map { r in model.weights.layers.map { plan.shard($0, rank: r) } }
+        let layers = model.weights.layers  // widened once (the matrices of a model held in another type)
+        shards = (0..<ranks).map { r in layers.map { plan.shard($0, rank: r) } }
         let (K, C) = (c.dConv, plan.localConvDim)
         filters = shards.map { $0.map { w in (0..<(K * C)).map { i in w.convWeight[i % C * K + i / C] } } }
         A = shards.map { $0.map { w in w.aLog.map { -exp($0) } } }
@@ -78,7 +79,7 @@ public struct TensorParallelReference: Sendable {
         var hidden = model.embed(tokens)
         var residual = [Float](repeating: 0, count: T * D), normed = residual
         for l in 0..<c.nLayer {
-            model.addAndNorm(&residual, hidden, weight: model.weights.layers[l].norm, rows: T, into: &normed)
+            model.addAndNorm(&residual, hidden, weight: model.stored.layers[l].norm, rows: T, into: &normed)
             var zx = [[Float]](), y = [[Float]]()
             for r in 0..<p.ranks {
                 let w = shards[r][l]
@@ -89,7 +90,7 @@ public struct TensorParallelReference: Sendable {
             }
             hidden = combine(layer: l, zx: zx, y: y, rows: T)
         }
-        model.addAndNorm(&residual, hidden, weight: model.weights.normF, rows: T, into: &normed)
+        model.addAndNorm(&residual, hidden, weight: model.stored.normF, rows: T, into: &normed)
         return model.head(normed, rows: T)
     }
 
