@@ -30,7 +30,7 @@ public enum CPUKernelSelfTest {
                 }
             }
         }
-        // The BLAS on rows widened from each type 128 at a time (mk_gemm_widened: the prefill of a model held in
+        // The BLAS on rows widened from each type up to 512 at a time (mk_gemm_widened: the prefill of a model held in
         // 16 bits or blocks where the own kernels are not the faster), float32 sums: (K + 2)·2⁻²⁴. One shape more
         // than the kernels' list: 4,500 columns, whose 8 parts (2 threads) of 560–576 columns are each widened in
         // two chunks (at most 512 rows a chunk).
@@ -60,9 +60,7 @@ public enum CPUKernelSelfTest {
         let bias = (0..<n).map { _ in rng.normal() }
         let (held, exact) = heldWeights(w, rows: n, k: k, type: type)
         var y = [Float](repeating: .nan, count: m * n)
-        let rc = held.withUnsafeBytes { hp in
-            product(Int32(m), Int32(n), Int32(k), x, Int32(k), hp.baseAddress!, type.code, bias, &y, Int32(n), 2)
-        }
+        let rc = held.withUnsafeBytes { product(Int32(m), Int32(n), Int32(k), x, Int32(k), $0, type.code, bias, &y, Int32(n), 2) }
         var worst = 0.0, written = rc == 0
         for i in 0..<m {
             for j in 0..<n {
@@ -141,21 +139,13 @@ public enum CPUKernelSelfTest {
         }
     }
 
-    /// Weights rows × k as a model holds them in `type` (the bytes mk_gemm reads) and their exact values.
-    static func heldWeights(_ w: [Float], rows: Int, k: Int, type: WeightType) -> (held: [UInt8], exact: [Float]) {
-        switch type {
-        case .f32:
-            return (w.withUnsafeBytes { Array($0) }, w)
-        case .bf16, .f16:
-            let h = roundedTo16Bits(w, bfloat: type == .bf16)
-            return (h.withUnsafeBytes { Array($0) }, floatsFrom16Bits(h, bfloat: type == .bf16))
-        case .q8_0, .q4_0:
-            // quantized here, dequantized by the GGUF reader (an implementation apart from the kernels')
-            var q = [UInt8](repeating: 0, count: type.bytes(w.count))
-            if type == .q8_0 { mk_quantize_q8_0(rows, k, w, &q) } else { mk_quantize_q4_0(rows, k, w, &q) }
-            let exact = q.withUnsafeBytes { GGUFFile.decode(type == .q8_0 ? .q8_0 : .q4_0, $0.baseAddress!, count: w.count) }
-            return (q, exact)
-        }
+    /// Weights rows × k as a model holds them in `type` (the bytes mk_gemm reads) and their exact values: the held
+    /// bytes read back by the GGUF reader, an implementation apart from the kernels' own conversions.
+    static func heldWeights(_ w: [Float], rows: Int, k: Int, type: WeightType) -> (held: HeldMatrix, exact: [Float]) {
+        let held = HeldMatrix(w, rows: rows, cols: k, type: type)
+        let stored: [WeightType: GGUFFile.TensorType] = [.bf16: .bf16, .f16: .f16, .q8_0: .q8_0, .q4_0: .q4_0]
+        guard let t = stored[type] else { return (held, w) }
+        return (held, held.withUnsafeBytes { GGUFFile.decode(t, $0, count: w.count) })
     }
 
     /// The tiny model's prefill logits (2 × 37 tokens) against mamba_ssm's through each level's kernels, the

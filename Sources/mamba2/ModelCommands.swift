@@ -65,7 +65,7 @@ struct InfoCommand: ParsableCommand {
         print("parameters   \(countString(info.parameterCount)) (\(info.parameterCount))")
         print("dtype        " + info.dtypeCounts.sorted { $0.value > $1.value }.map { "\($0.key) \(countString($0.value))" }.joined(separator: ", "))
         print("weights      \(bytesString(info.storedBytes)) stored; in memory with --weights-dtype " + WeightType.allCases
-            .filter { !$0.isBlockQuantized || (c.dModel % 32 == 0 && c.dInner % 32 == 0) }
+            .filter { Mamba2Model.canHold(c, $0) }
             .map { "\($0.rawValue) \(bytesString(Mamba2Model.heldWeightBytes(c, matrices: $0)))" }.joined(separator: ", "))
         print("state        \(bytesString(info.stateBytesPerSequence)) per sequence (conv \((c.dConv - 1) * c.convDim) + SSM \(c.nHeads * c.headDim * c.dState) floats per layer), whatever the length")
         print("shape        d_model \(c.dModel), layers \(c.nLayer), vocab \(c.vocabSize) (padded \(c.paddedVocabSize)), d_inner \(c.dInner), d_ssm \(c.dSSM)")

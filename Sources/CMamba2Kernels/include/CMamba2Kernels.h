@@ -82,8 +82,8 @@ int mk_gemm(int M, int N, int K, const float *X, int ldx, const void *W, int wty
 int mk_gemm_path(int wtype, int K);
 // Rows n0 … n0 + n − 1 of W (N, K) held as wtype (as mk_gemm takes it), widened to float32 into out (n, K).
 void mk_weight_rows(const void *W, int wtype, int K, size_t n0, size_t n, float *out);
-// mk_gemm's product through the linked BLAS for weights held in 16 bits or blocks: each part widens 128 rows of
-// W at a time into a float32 scratch (512 KB at K = 1024) and multiplies them with sgemm, so that a model holds
+// mk_gemm's product through the linked BLAS for weights held in 16 bits or blocks: each part widens up to 512 rows
+// of W at a time into a float32 scratch (2 MB at K = 1024) and multiplies them with sgemm, so that a model holds
 // its matrices once, in their own type, and still takes the BLAS's float32 speed where the own kernels are not
 // the faster. Returns 0, −1 for bad arguments, −2 when a part's scratch cannot be allocated.
 int mk_gemm_widened(int M, int N, int K, const float *X, int ldx, const void *W, int wtype, const float *bias, float *Y,

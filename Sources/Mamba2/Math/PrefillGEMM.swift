@@ -9,7 +9,7 @@ import CMamba2Kernels
 ///   (AVX-512, AVX2 or portable) replace the plain loop;
 /// - float32 weights otherwise: the BLAS, which measured 10–25% faster than these float32 kernels on both AVX2
 ///   and AVX-512 hosts;
-/// - weights of the other types otherwise: the BLAS on rows widened to float32 128 at a time
+/// - weights of the other types otherwise: the BLAS on rows widened to float32 up to 512 at a time
 ///   (`mk_gemm_widened`), so that the model needs no float32 copy of its matrices.
 package enum PrefillGEMM {
     /// Whether a product with weights of `type` and rows of length `k` takes the own kernels on this host.
@@ -34,19 +34,26 @@ package enum PrefillGEMM {
     /// y (rows, n) = x (rows, k) · Wᵀ + bias, W (n, k) of `type` at `w`.
     package static func multiply(rows: Int, n: Int, k: Int, x: UnsafePointer<Float>, w: UnsafeRawPointer, type: WeightType,
                                  bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
-        if type == .f32 && !takes(.f32, k: k) {
-            BLAS.sgemmParallel(transB: true, m: rows, n: n, k: k, a: x, lda: k, b: w.assumingMemoryBound(to: Float.self), ldb: k,
-                               c: y, ldc: n)
-            if let bias { for t in 0..<rows { for j in 0..<n { y[t * n + j] += bias[j] } } }
+        let own = takes(type, k: k)
+        if !own && type == .f32 {
+            multiplyThroughBLAS(rows: rows, n: n, k: k, x: x, w: w.assumingMemoryBound(to: Float.self), bias: bias, y: y)
             return
         }
-        let own = takes(type, k: k)
+        let product = own ? mk_gemm : mk_gemm_widened
         let rc = BLAS.profiled(threads: Parallel.threadCount) {
-            own ? mk_gemm(Int32(rows), Int32(n), Int32(k), x, Int32(k), w, type.code, bias, y, Int32(n), Int32(Parallel.threadCount))
-                : mk_gemm_widened(Int32(rows), Int32(n), Int32(k), x, Int32(k), w, type.code, bias, y, Int32(n), Int32(Parallel.threadCount))
+            product(Int32(rows), Int32(n), Int32(k), x, Int32(k), w, type.code, bias, y, Int32(n), Int32(Parallel.threadCount))
         }
         // -1 (bad arguments) cannot happen from the model, whose sizes are checked at load; -2 is a failed
-        // allocation of a few hundred KB of scratch, treated as the out-of-memory it is.
+        // allocation of scratch (a few hundred KB, or 512 rows of W in float32 when widened), treated as the
+        // out-of-memory it is.
         precondition(rc == 0, "\(own ? "mk_gemm" : "mk_gemm_widened") failed (\(rc)): out of memory for its scratch")
+    }
+
+    /// y (rows, n) = x · Wᵀ + bias through the BLAS, W (n, k) float32: the float32 product of the prefill where the
+    /// BLAS is the faster, and of the plain references and training (`Mamba2Model.project`).
+    package static func multiplyThroughBLAS(rows: Int, n: Int, k: Int, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
+                                            bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
+        BLAS.sgemmParallel(transB: true, m: rows, n: n, k: k, a: x, lda: k, b: w, ldb: k, c: y, ldc: n)
+        if let bias { for t in 0..<rows { for j in 0..<n { y[t * n + j] += bias[j] } } }
     }
 }

@@ -6,7 +6,7 @@ import CMamba2Kernels
 /// Why one copy: the model used to keep every matrix in float32 for the prefill and a second copy in the decode
 /// type, so `--weights-dtype bf16` took 6 bytes a weight instead of 2 (2.7b: 16.2 GB instead of 5.4). Every path
 /// now reads this one: the decode GEMV and the own prefill kernels take each type as it is, and where the BLAS
-/// is the faster prefill it multiplies rows widened 128 at a time (`mk_gemm_widened`).
+/// is the faster prefill it multiplies rows widened up to 512 at a time (`mk_gemm_widened`).
 package struct HeldMatrix: Sendable {
     package let rows: Int
     package let cols: Int

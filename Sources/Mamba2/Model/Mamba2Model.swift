@@ -100,20 +100,31 @@ public final class Mamba2Model: Sendable {
     }
 
     /// Whether a model of config c can hold its matrices as `type`: the block types need rows of multiples of 32.
+    public static func canHold(_ c: Mamba2Config, _ type: WeightType) -> Bool {
+        !type.isBlockQuantized || (c.dModel % 32 == 0 && c.dInner % 32 == 0)
+    }
+
+    /// `canHold`, or an error that says why not.
     static func checkHoldable(_ c: Mamba2Config, _ type: WeightType) throws {
-        guard !type.isBlockQuantized || (c.dModel % 32 == 0 && c.dInner % 32 == 0) else {
+        guard canHold(c, type) else {
             throw Mamba2Error.invalidArgument("weights", reason: "\(type.rawValue.uppercased()) needs d_model (\(c.dModel)) and d_inner (\(c.dInner)) to be multiples of 32")
         }
     }
 
-    /// The checkpoint names of the matrices a model holds in its weight type, with their (rows, cols): every
-    /// in_proj and out_proj, and the head (the embedding when tied, else lm_head).
+    /// The checkpoint names of the matrices a model holds in its weight type: every in_proj and out_proj, and the
+    /// head (the embedding when tied, else lm_head).
+    static func heldMatrixNames(_ c: Mamba2Config) -> (inProj: [String], outProj: [String], head: String) {
+        ((0..<c.nLayer).map { "backbone.layers.\($0).mixer.in_proj.weight" },
+         (0..<c.nLayer).map { "backbone.layers.\($0).mixer.out_proj.weight" },
+         c.tieEmbeddings ? "backbone.embedding.weight" : "lm_head.weight")
+    }
+
+    /// Those names with their matrices' (rows, cols).
     package static func heldMatrixShapes(_ c: Mamba2Config) -> [String: (rows: Int, cols: Int)] {
-        var out: [String: (rows: Int, cols: Int)] = [c.tieEmbeddings ? "backbone.embedding.weight" : "lm_head.weight": (c.paddedVocabSize, c.dModel)]
-        for i in 0..<c.nLayer {
-            out["backbone.layers.\(i).mixer.in_proj.weight"] = (c.inProjSize, c.dModel)
-            out["backbone.layers.\(i).mixer.out_proj.weight"] = (c.dModel, c.dInner)
-        }
+        let names = heldMatrixNames(c)
+        var out: [String: (rows: Int, cols: Int)] = [names.head: (c.paddedVocabSize, c.dModel)]
+        for n in names.inProj { out[n] = (c.inProjSize, c.dModel) }
+        for n in names.outProj { out[n] = (c.dModel, c.dInner) }
         return out
     }
 
@@ -151,11 +162,9 @@ public final class Mamba2Model: Sendable {
             let s = shapes[name]!
             held[name] = HeldMatrix(values, rows: s.rows, cols: s.cols, type: type)
         }
-        return try Mamba2Model(
-            config: c, stored: stored,
-            inProj: (0..<c.nLayer).map { held["backbone.layers.\($0).mixer.in_proj.weight"]! },
-            outProj: (0..<c.nLayer).map { held["backbone.layers.\($0).mixer.out_proj.weight"]! },
-            head: held[c.tieEmbeddings ? "backbone.embedding.weight" : "lm_head.weight"]!)
+        let names = heldMatrixNames(c)  // every one handed over: the readers throw on a missing tensor
+        return try Mamba2Model(config: c, stored: stored, inProj: names.inProj.map { held[$0]! }, outProj: names.outProj.map { held[$0]! },
+                               head: held[names.head]!)
     }
 
     public func newState() -> Mamba2State { Mamba2State(config: config) }
@@ -166,11 +175,8 @@ public final class Mamba2Model: Sendable {
 
     /// The same for any model of config c whose matrices are held in `matrices` (the GPU's too).
     public static func decodeWeightBytes(_ c: Mamba2Config, matrices type: WeightType) -> Int {
-        let embedding = c.paddedVocabSize * c.dModel
-        let matrices = c.nLayer * (c.inProjSize * c.dModel + c.dModel * c.dInner) + embedding  // + the head
-        let untiedEmbedding = c.tieEmbeddings ? 0 : embedding - c.dModel  // all but one row stays unread
-        let rest = Mamba2Weights.parameterCount(c) - matrices - untiedEmbedding
-        return type.bytes(matrices) + rest * 4
+        let untiedEmbedding = c.tieEmbeddings ? 0 : c.paddedVocabSize * c.dModel - c.dModel  // all but one row stays unread
+        return heldWeightBytes(c, matrices: type) - untiedEmbedding * 4
     }
 
     /// Which logits `prefill` returns.
@@ -355,11 +361,11 @@ public final class Mamba2Model: Sendable {
     package func project(_ input: [Float], rows: Int, inFeatures: Int, weight: [Float], bias: [Float]?, outFeatures: Int,
                  into out: inout [Float]) {
         input.withUnsafeBufferPointer { ip in weight.withUnsafeBufferPointer { wp in out.withUnsafeMutableBufferPointer { op in
-            BLAS.sgemmParallel(transB: true, m: rows, n: outFeatures, k: inFeatures, a: ip.baseAddress!, lda: inFeatures,
-                               b: wp.baseAddress!, ldb: inFeatures, c: op.baseAddress!, ldc: outFeatures)
-            if let bias {
-                for t in 0..<rows { for j in 0..<outFeatures { op[t * outFeatures + j] += bias[j] } }
+            func run(_ b: UnsafePointer<Float>?) {
+                PrefillGEMM.multiplyThroughBLAS(rows: rows, n: outFeatures, k: inFeatures, x: ip.baseAddress!, w: wp.baseAddress!,
+                                                bias: b, y: op.baseAddress!)
             }
+            if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
         }}}
     }
 
